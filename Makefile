@@ -1,0 +1,38 @@
+# The two Quick start commands (see README.md) and a few helpers. Every
+# target that builds first installs missing Debian packages, so each is
+# self-sufficient on a fresh Debian 12 machine.
+PRESET ?= default
+BUILD_DIR := build/$(PRESET)
+CONFIG ?= config/ipsrtd.yaml
+
+.PHONY: all deps configure build test run bench interop-deps format clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure: deps
+	@if [ ! -f $(BUILD_DIR)/build.ninja ]; then cmake --preset $(PRESET); fi
+
+build: configure
+	cmake --build --preset $(PRESET)
+
+# Node packages for the independent gRPC client used by the interop tests.
+interop-deps: deps
+	@bash scripts/install-interop-deps.sh
+
+test: build interop-deps
+	ctest --preset $(PRESET)
+
+run: build
+	$(BUILD_DIR)/engine/ipsrtd --config=$(CONFIG)
+
+bench: build
+	bash bench/run.sh
+
+format:
+	find engine tests bench plugins -name '*.cc' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build

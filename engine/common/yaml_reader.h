@@ -1,0 +1,99 @@
+// YamlReader: strict reading of YAML documents with located diagnostics.
+//
+// Every problem is collected (not just the first) as
+//   file:line:col: error: path: message
+// with 1-based line and column and the YAML path ("store.sqlite.path"),
+// and unknown keys are errors, so a typo never passes silently.
+//
+// Example:
+//   YamlReader r("ipsrtd.yaml");
+//   YAML::Node root = r.Parse(text);
+//   r.ExpectKeys(root, "", {"server", "store"});
+//   std::string listen = r.String(root["server"], "server", "listen", "");
+//   if (!r.ok()) return r.ToStatus();
+#ifndef IPSRT_COMMON_YAML_READER_H_
+#define IPSRT_COMMON_YAML_READER_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "yaml-cpp/yaml.h"
+
+namespace ipsrt {
+
+struct YamlDiagnostic {
+  std::string file;
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based; 0 when unknown
+  std::string path;
+  std::string message;
+  // "file:line:col: error: path: message".
+  std::string ToString() const;
+};
+
+class YamlReader {
+ public:
+  explicit YamlReader(std::string file_name) : file_(std::move(file_name)) {}
+
+  // Parse returns the document's root, or a null node after recording the
+  // syntax error. An empty document is an empty map.
+  YAML::Node Parse(absl::string_view text);
+
+  // Join builds a child path: Join("store", "sqlite") == "store.sqlite",
+  // Join("stages", 2) == "stages[2]".
+  static std::string Join(absl::string_view parent, absl::string_view key);
+  static std::string Join(absl::string_view parent, size_t index);
+
+  // ExpectMap records an error unless `node` is a map (or absent/null when
+  // `optional`). Returns true when `node` is a map.
+  bool ExpectMap(const YAML::Node& node, absl::string_view path, bool optional);
+  // ExpectKeys records an error for each key of map `node` not in `allowed`.
+  void ExpectKeys(const YAML::Node& node, absl::string_view path,
+                  std::initializer_list<absl::string_view> allowed);
+
+  // Scalar readers: return the value of `map[key]`, or `fallback` when the
+  // key is absent (recording an error if `required`). Wrong types record an
+  // error naming the expected type and return `fallback`.
+  std::string String(const YAML::Node& map, absl::string_view path,
+                     absl::string_view key, absl::string_view fallback,
+                     bool required = false);
+  int64_t Int(const YAML::Node& map, absl::string_view path,
+              absl::string_view key, int64_t fallback, int64_t min,
+              int64_t max);
+  bool Bool(const YAML::Node& map, absl::string_view path,
+            absl::string_view key, bool fallback);
+  // Duration reads Go-style durations such as "10s", "1m30s", "250ms".
+  absl::Duration Duration(const YAML::Node& map, absl::string_view path,
+                          absl::string_view key, absl::Duration fallback);
+  std::vector<std::string> StringList(const YAML::Node& map,
+                                      absl::string_view path,
+                                      absl::string_view key);
+
+  // Error records a diagnostic at `node` (or at the document start when the
+  // node has no mark).
+  void Error(const YAML::Node& node, absl::string_view path,
+             absl::string_view message);
+
+  bool ok() const { return diagnostics_.empty(); }
+  const std::vector<YamlDiagnostic>& diagnostics() const {
+    return diagnostics_;
+  }
+  // ToStatus is OK when there is no diagnostic, else INVALID_ARGUMENT whose
+  // message lists every diagnostic, one a line.
+  absl::Status ToStatus() const;
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+  std::vector<YamlDiagnostic> diagnostics_;
+};
+
+}  // namespace ipsrt
+
+#endif  // IPSRT_COMMON_YAML_READER_H_

@@ -1,0 +1,115 @@
+#include "ipsrt/config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/yaml_reader.h"
+
+namespace ipsrt {
+namespace {
+
+std::string Resolve(absl::string_view base_dir, const std::string& p) {
+  if (p.empty()) return p;
+  std::filesystem::path path(p);
+  if (path.is_absolute() || base_dir.empty()) return path.lexically_normal();
+  return (std::filesystem::path(std::string(base_dir)) / path)
+      .lexically_normal();
+}
+
+}  // namespace
+
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
+                                   absl::string_view file_name,
+                                   absl::string_view base_dir) {
+  YamlReader r{std::string(file_name)};
+  YAML::Node root = r.Parse(yaml);
+  if (!r.ok()) return r.ToStatus();
+  Config c;
+  if (!r.ExpectMap(root, "", false)) return r.ToStatus();
+  r.ExpectKeys(root, "", {"server", "store", "workflows", "logging"});
+
+  YAML::Node server = root["server"];
+  if (r.ExpectMap(server, "server", true)) {
+    r.ExpectKeys(server, "server",
+                 {"listen", "max_receive_message_bytes", "shutdown_grace"});
+    c.server.listen = r.String(server, "server", "listen", c.server.listen);
+    if (c.server.listen.find(':') == std::string::npos) {
+      r.Error(server["listen"], "server.listen",
+              "must be host:port, e.g. 127.0.0.1:50051");
+    }
+    c.server.max_receive_message_bytes =
+        r.Int(server, "server", "max_receive_message_bytes",
+              c.server.max_receive_message_bytes, 1024, int64_t{64} << 20);
+    c.server.shutdown_grace = r.Duration(server, "server", "shutdown_grace",
+                                         c.server.shutdown_grace);
+  }
+
+  YAML::Node store = root["store"];
+  if (r.ExpectMap(store, "store", false)) {
+    r.ExpectKeys(store, "store", {"kind", "sqlite"});
+    c.store.kind = r.String(store, "store", "kind", c.store.kind);
+    if (c.store.kind != "sqlite") {
+      r.Error(store["kind"], "store.kind",
+              absl::StrCat("unsupported store kind \"", c.store.kind,
+                           "\" (supported: sqlite)"));
+    }
+    YAML::Node sqlite = store["sqlite"];
+    if (r.ExpectMap(sqlite, "store.sqlite", c.store.kind != "sqlite")) {
+      const char* p = "store.sqlite";
+      r.ExpectKeys(sqlite, p,
+                   {"path", "synchronous", "busy_timeout", "max_batch",
+                    "read_connections"});
+      SqliteConfig& s = c.store.sqlite;
+      s.path = Resolve(base_dir, r.String(sqlite, p, "path", "", true));
+      s.synchronous = r.String(sqlite, p, "synchronous", s.synchronous);
+      if (s.synchronous != "full" && s.synchronous != "extra") {
+        r.Error(sqlite["synchronous"], "store.sqlite.synchronous",
+                "must be \"full\" or \"extra\": weaker settings can lose "
+                "acknowledged commits on power loss");
+      }
+      s.busy_timeout = r.Duration(sqlite, p, "busy_timeout", s.busy_timeout);
+      s.max_batch = static_cast<int>(
+          r.Int(sqlite, p, "max_batch", s.max_batch, 1, 10000));
+      s.read_connections = static_cast<int>(
+          r.Int(sqlite, p, "read_connections", s.read_connections, 1, 64));
+    }
+  }
+
+  YAML::Node workflows = root["workflows"];
+  if (r.ExpectMap(workflows, "workflows", true)) {
+    r.ExpectKeys(workflows, "workflows", {"directories"});
+    for (const std::string& d :
+         r.StringList(workflows, "workflows", "directories")) {
+      c.workflows.directories.push_back(Resolve(base_dir, d));
+    }
+  }
+
+  YAML::Node logging = root["logging"];
+  if (r.ExpectMap(logging, "logging", true)) {
+    r.ExpectKeys(logging, "logging", {"level"});
+    c.logging.level = r.String(logging, "logging", "level", c.logging.level);
+    if (c.logging.level != "debug" && c.logging.level != "info" &&
+        c.logging.level != "warning" && c.logging.level != "error") {
+      r.Error(logging["level"], "logging.level",
+              "must be debug, info, warning or error");
+    }
+  }
+  if (!r.ok()) return r.ToStatus();
+  return c;
+}
+
+absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("config: cannot read ", path));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string base = std::filesystem::absolute(path).parent_path().string();
+  return ParseConfig(text.str(), path, base);
+}
+
+}  // namespace ipsrt

@@ -1,0 +1,96 @@
+// Enrollments: the engine's operations on enrollments, below any transport.
+//
+// The gRPC handlers, the CLI's local commands and the tests all call these.
+// Each operation validates its request (INVALID_ARGUMENT naming the field
+// path), applies it through the Store in one atomic, durable commit, and
+// returns the resource. Thread-safe.
+//
+// Example:
+//   Enrollments enrollments({.store = store, .clock = clock, ...});
+//   enrollments.Create(request, actor, [](absl::StatusOr<v1::Enrollment> e) {
+//     ...
+//   });
+#ifndef IPSRT_CORE_ENROLLMENTS_H_
+#define IPSRT_CORE_ENROLLMENTS_H_
+
+#include <functional>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
+#include "absl/synchronization/mutex.h"
+#include "ipsrt/clock.h"
+#include "ipsrt/store.h"
+#include "ipsrt/v1/enrollment.pb.h"
+#include "common/ids.h"
+#include "model/workflow.h"
+
+namespace ipsrt {
+
+namespace v1 = ::ipsrt::v1;
+
+// WorkflowRegistry holds the catalog now serving; a reload swaps it whole.
+class WorkflowRegistry {
+ public:
+  explicit WorkflowRegistry(std::shared_ptr<const WorkflowCatalog> catalog)
+      : catalog_(std::move(catalog)) {}
+  std::shared_ptr<const WorkflowCatalog> Get() const {
+    absl::MutexLock lock(&mu_);
+    return catalog_;
+  }
+  void Set(std::shared_ptr<const WorkflowCatalog> catalog) {
+    absl::MutexLock lock(&mu_);
+    catalog_ = std::move(catalog);
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const WorkflowCatalog> catalog_ ABSL_GUARDED_BY(mu_);
+};
+
+class Enrollments {
+ public:
+  struct Deps {
+    Store* store;
+    const Clock* clock;
+    IdGenerator* ids;
+    const WorkflowRegistry* workflows;
+  };
+  explicit Enrollments(Deps deps) : deps_(deps) {}
+
+  using EnrollmentCallback = std::function<void(absl::StatusOr<v1::Enrollment>)>;
+
+  // Create starts a patient on a workflow, at its first stage, and records
+  // an "enrollment.created" event. Idempotent by request_id; `done` runs
+  // exactly once, possibly on a store thread.
+  void Create(const v1::CreateEnrollmentRequest& request,
+              const v1::Actor& actor, EnrollmentCallback done);
+
+  // Get returns NOT_FOUND when the tenant has no such enrollment.
+  absl::StatusOr<v1::Enrollment> Get(const v1::GetEnrollmentRequest& request);
+
+  // List pages through a tenant's enrollments in creation order.
+  absl::StatusOr<v1::ListEnrollmentsResponse> List(
+      const v1::ListEnrollmentsRequest& request);
+
+  // Timeline returns the enrollment's events in order.
+  absl::StatusOr<v1::GetTimelineResponse> Timeline(
+      const v1::GetTimelineRequest& request);
+
+ private:
+  Deps deps_;
+};
+
+// RequestFingerprint hashes a request for idempotency: the method name and
+// the deterministic serialization of the request. Callers clear the
+// request's `request_id` first.
+std::string RequestFingerprint(absl::string_view method,
+                               const google::protobuf::Message& request);
+
+// EventHash chains an event to its predecessor: SHA-256 over the previous
+// hash and the event's deterministic serialization without its hash.
+std::string EventHash(absl::string_view prev_hash, const v1::Event& event);
+
+}  // namespace ipsrt
+
+#endif  // IPSRT_CORE_ENROLLMENTS_H_

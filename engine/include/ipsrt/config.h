@@ -1,0 +1,81 @@
+// Config: ipsrtd's settings, read from one YAML file.
+//
+// Unknown keys are errors; every problem is reported with its
+// file:line:col and YAML path. Relative paths in the file are resolved
+// against the directory of the file itself, so a config works from any
+// working directory.
+//
+// Example (config/ipsrtd.yaml):
+//   server:
+//     listen: 127.0.0.1:50051
+//   store:
+//     sqlite:
+//       path: ../var/ipsrtd/ipsrt.db
+//   workflows:
+//     directories: [../workflows]
+#ifndef IPSRT_CONFIG_H_
+#define IPSRT_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace ipsrt {
+
+struct ServerConfig {
+  // host:port to listen on; port 0 picks a free port.
+  std::string listen = "127.0.0.1:50051";
+  // Largest request accepted; larger ones fail RESOURCE_EXHAUSTED.
+  int64_t max_receive_message_bytes = 1 << 20;
+  // How long SIGTERM waits for in-flight calls before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+};
+
+struct SqliteConfig {
+  std::string path;
+  std::string synchronous = "full";
+  absl::Duration busy_timeout = absl::Seconds(5);
+  int max_batch = 256;
+  int read_connections = 4;
+};
+
+struct StoreConfig {
+  // "sqlite" (embedded). PostgreSQL arrives as another kind.
+  std::string kind = "sqlite";
+  SqliteConfig sqlite;
+};
+
+struct WorkflowsConfig {
+  // Directories whose *.yaml files are workflow templates.
+  std::vector<std::string> directories;
+};
+
+struct LoggingConfig {
+  // "debug", "info", "warning" or "error".
+  std::string level = "info";
+};
+
+struct Config {
+  ServerConfig server;
+  StoreConfig store;
+  WorkflowsConfig workflows;
+  LoggingConfig logging;
+};
+
+// ParseConfig reads YAML text. `file_name` appears in diagnostics;
+// relative paths are resolved against `base_dir`. INVALID_ARGUMENT lists
+// every problem, one a line.
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
+                                   absl::string_view file_name,
+                                   absl::string_view base_dir);
+
+// LoadConfigFile reads and parses a file. NOT_FOUND when it cannot be read.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+}  // namespace ipsrt
+
+#endif  // IPSRT_CONFIG_H_

@@ -1,0 +1,139 @@
+// ipsrtd: the IPSRT workflow engine's gRPC server.
+//
+// Wiring, in order: flags -> config -> store (migrations) -> workflows ->
+// server. SIGTERM or SIGINT drains in-flight calls (up to
+// server.shutdown_grace), then closes the store; the exit status is 0 after
+// a clean drain. Logs carry no patient data.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "ipsrt/clock.h"
+#include "ipsrt/config.h"
+#include "ipsrt/sqlite_store.h"
+#include "ipsrt/version.h"
+#include "model/workflow.h"
+#include "service/server.h"
+
+ABSL_FLAG(std::string, config, "config/ipsrtd.yaml",
+          "Path of the YAML configuration file.");
+ABSL_FLAG(std::string, listen, "",
+          "Override server.listen (host:port; port 0 picks a free port).");
+ABSL_FLAG(std::string, port_file, "",
+          "When set, write the bound port to this file once serving.");
+
+namespace ipsrt {
+namespace {
+
+LogLevel ParseLevel(const std::string& level) {
+  if (level == "debug") return LogLevel::kDebug;
+  if (level == "warning") return LogLevel::kWarning;
+  if (level == "error") return LogLevel::kError;
+  return LogLevel::kInfo;
+}
+
+int Run() {
+  // Block the shutdown signals before any thread starts, so that every
+  // thread inherits the mask and only sigwait below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  absl::StatusOr<Config> config = LoadConfigFile(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "ipsrtd: invalid configuration:\n%s\n",
+                 std::string(config.status().message()).c_str());
+    return 1;
+  }
+  if (!absl::GetFlag(FLAGS_listen).empty()) {
+    config->server.listen = absl::GetFlag(FLAGS_listen);
+  }
+  SetMinLogLevel(ParseLevel(config->logging.level));
+  IPSRT_LOG(INFO) << "ipsrtd " << IPSRT_VERSION << " starting with "
+                  << config_path;
+
+  SqliteStore::Options store_options;
+  store_options.path = config->store.sqlite.path;
+  store_options.synchronous = config->store.sqlite.synchronous;
+  store_options.busy_timeout = config->store.sqlite.busy_timeout;
+  store_options.max_batch = config->store.sqlite.max_batch;
+  store_options.read_connections = config->store.sqlite.read_connections;
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+      SqliteStore::Open(store_options);
+  if (!store.ok()) {
+    IPSRT_LOG(ERROR) << "cannot open store: " << store.status();
+    return 1;
+  }
+  IPSRT_LOG(INFO) << "store sqlite at " << store_options.path
+                  << " (schema version " << (*store)->SchemaVersion()
+                  << ", synchronous=" << store_options.synchronous << ")";
+
+  absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
+      WorkflowCatalog::LoadDirectories(config->workflows.directories);
+  if (!catalog.ok()) {
+    std::fprintf(stderr, "ipsrtd: workflows refused:\n%s\n",
+                 std::string(catalog.status().message()).c_str());
+    return 1;
+  }
+  IPSRT_LOG(INFO) << "loaded " << (*catalog)->All().size()
+                  << " workflow template(s)";
+  WorkflowRegistry workflows(*catalog);
+  RandomIdGenerator ids;
+
+  ServerOptions server_options;
+  server_options.listen = config->server.listen;
+  server_options.max_receive_message_bytes =
+      static_cast<int>(config->server.max_receive_message_bytes);
+  absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(
+      server_options,
+      ServerDeps{store->get(), SystemClock::Get(), &ids, &workflows});
+  if (!server.ok()) {
+    IPSRT_LOG(ERROR) << server.status();
+    return 1;
+  }
+  std::string host = config->server.listen.substr(
+      0, config->server.listen.rfind(':'));
+  IPSRT_LOG(INFO) << "serving on " << host << ":" << (*server)->port();
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    // Written whole to a temporary name and renamed, so a reader never sees
+    // a partial number.
+    std::string tmp = port_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << (*server)->port() << "\n";
+    }
+    std::rename(tmp.c_str(), port_file.c_str());
+  }
+
+  int received = 0;
+  sigwait(&signals, &received);
+  IPSRT_LOG(INFO) << "received " << (received == SIGTERM ? "SIGTERM" : "SIGINT")
+                  << "; draining for up to " << config->server.shutdown_grace;
+  (*server)->Shutdown(config->server.shutdown_grace);
+  (*store)->Close();
+  IPSRT_LOG(INFO) << "stopped cleanly";
+  return 0;
+}
+
+}  // namespace
+}  // namespace ipsrt
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "ipsrtd --config=FILE: serve the IPSRT workflow engine over gRPC");
+  absl::ParseCommandLine(argc, argv);
+  return ipsrt::Run();
+}

@@ -1,0 +1,57 @@
+#include "service/server.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/impl/codegen/service_type.h"
+#include "service/services.h"
+
+namespace ipsrt {
+
+class IpsrtServer::Impl {
+ public:
+  std::vector<std::unique_ptr<grpc::Service>> services;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  bool shut_down = false;
+};
+
+absl::StatusOr<std::unique_ptr<IpsrtServer>> IpsrtServer::Start(
+    const ServerOptions& options, const ServerDeps& deps) {
+  auto impl = std::make_unique<Impl>();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+                           &impl->port);
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  impl->services = MakeServices(deps, deps.clock->Now());
+  for (auto& s : impl->services) builder.RegisterService(s.get());
+  impl->server = builder.BuildAndStart();
+  if (impl->server == nullptr || impl->port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("server: cannot listen on ", options.listen));
+  }
+  impl->server->GetHealthCheckService()->SetServingStatus(true);
+  return std::unique_ptr<IpsrtServer>(new IpsrtServer(std::move(impl)));
+}
+
+IpsrtServer::IpsrtServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+IpsrtServer::~IpsrtServer() { Shutdown(absl::ZeroDuration()); }
+
+int IpsrtServer::port() const { return impl_->port; }
+
+void IpsrtServer::Shutdown(absl::Duration grace) {
+  if (impl_->shut_down) return;
+  impl_->shut_down = true;
+  impl_->server->GetHealthCheckService()->SetServingStatus(false);
+  impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  impl_->server->Wait();
+}
+
+}  // namespace ipsrt

@@ -1,0 +1,61 @@
+// IpsrtServer: the gRPC server with every ipsrt.v1 service, health and
+// reflection, on the callback API. Used by ipsrtd and by in-process tests.
+//
+// Example:
+//   absl::StatusOr<std::unique_ptr<IpsrtServer>> server =
+//       IpsrtServer::Start(options, deps);
+//   ... (*server)->port() ...
+//   (*server)->Shutdown(absl::Seconds(10));
+#ifndef IPSRT_SERVICE_SERVER_H_
+#define IPSRT_SERVICE_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/enrollments.h"
+#include "ipsrt/clock.h"
+#include "ipsrt/store.h"
+
+namespace ipsrt {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free port (see IpsrtServer::port()).
+  std::string listen = "127.0.0.1:0";
+  int max_receive_message_bytes = 1 << 20;
+};
+
+struct ServerDeps {
+  Store* store;
+  const Clock* clock;
+  IdGenerator* ids;
+  WorkflowRegistry* workflows;
+};
+
+class IpsrtServer {
+ public:
+  // Start binds and starts serving; health reports SERVING.
+  // UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<IpsrtServer>> Start(
+      const ServerOptions& options, const ServerDeps& deps);
+
+  ~IpsrtServer();
+
+  // The bound port.
+  int port() const;
+
+  // Shutdown reports NOT_SERVING, stops accepting calls, waits up to
+  // `grace` for in-flight calls to finish, then cancels the rest. The
+  // store's pending commits complete before their calls do. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  class Impl;
+  explicit IpsrtServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ipsrt
+
+#endif  // IPSRT_SERVICE_SERVER_H_

@@ -1,0 +1,96 @@
+#include "store/migrations.h"
+
+namespace ipsrt {
+
+const std::vector<Migration>& SqliteMigrations() {
+  // Times are microseconds since the Unix epoch, UTC. Every table carries the
+  // tenant so that isolation is a key prefix, not an afterthought.
+  static const std::vector<Migration>* const kMigrations =
+      new std::vector<Migration>{
+          {1, "enrollments, events, outbox, requests, audit",
+           R"sql(
+CREATE TABLE enrollments (
+  tenant TEXT NOT NULL,
+  id TEXT NOT NULL,
+  patient_ref TEXT NOT NULL,
+  workflow_id TEXT NOT NULL,
+  workflow_version INTEGER NOT NULL,
+  stage TEXT NOT NULL,
+  clinician_ref TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  revision INTEGER NOT NULL CHECK (revision >= 1),
+  snapshot BLOB NOT NULL,
+  create_time_us INTEGER NOT NULL,
+  update_time_us INTEGER NOT NULL,
+  PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX enrollments_by_create_time
+  ON enrollments (tenant, create_time_us, id);
+CREATE INDEX enrollments_by_patient ON enrollments (tenant, patient_ref);
+CREATE INDEX enrollments_by_clinician ON enrollments (tenant, clinician_ref);
+
+CREATE TABLE events (
+  tenant TEXT NOT NULL,
+  enrollment_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL CHECK (sequence >= 1),
+  type TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  record_time_us INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  PRIMARY KEY (tenant, enrollment_id, sequence),
+  FOREIGN KEY (tenant, enrollment_id) REFERENCES enrollments (tenant, id)
+) WITHOUT ROWID;
+
+-- Side effects to perform after commit (transactional outbox). status:
+-- 0 scheduled, 1 claimed, 2 done, 3 cancelled, 4 failed.
+CREATE TABLE outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL,
+  enrollment_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  due_time_us INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  status INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  lease_owner TEXT,
+  lease_expiry_us INTEGER,
+  create_time_us INTEGER NOT NULL
+);
+CREATE INDEX outbox_due ON outbox (status, due_time_us);
+CREATE INDEX outbox_by_enrollment ON outbox (tenant, enrollment_id);
+
+-- Idempotency: the first response of every mutating request.
+CREATE TABLE requests (
+  tenant TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  method TEXT NOT NULL,
+  payload_hash TEXT NOT NULL,
+  response BLOB NOT NULL,
+  create_time_us INTEGER NOT NULL,
+  PRIMARY KEY (tenant, request_id)
+) WITHOUT ROWID;
+
+-- Append-only, hash-chained record of who read or changed what.
+CREATE TABLE audit (
+  seq INTEGER PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  role TEXT NOT NULL,
+  rpc TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  time_us INTEGER NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX audit_by_tenant_time ON audit (tenant, time_us);
+)sql"},
+      };
+  return *kMigrations;
+}
+
+}  // namespace ipsrt

@@ -1,0 +1,776 @@
+#include "ipsrt/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <deque>
+#include <filesystem>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "ipsrt/status_macros.h"
+#include "store/migrations.h"
+
+namespace ipsrt {
+namespace {
+
+int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+
+// Maps an SQLite result code to the most specific canonical code. Messages
+// carry SQLite's text, which names tables and columns but never values
+// (all values are bound parameters).
+absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
+  std::string msg =
+      absl::StrCat("store: ", what, ": ", db ? sqlite3_errmsg(db) : "",
+                   " (sqlite code ", rc, ")");
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(msg);
+    case SQLITE_CONSTRAINT:
+      return absl::AlreadyExistsError(msg);
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+      return absl::FailedPreconditionError(msg);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+// Statement is a prepared statement with RAII finalisation and typed binds.
+class Statement {
+ public:
+  Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement() { Finalize(); }
+
+  void Finalize() {
+    sqlite3_finalize(stmt_);
+    stmt_ = nullptr;
+  }
+
+  absl::Status Prepare(sqlite3* db, absl::string_view sql, bool persistent) {
+    db_ = db;
+    int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
+                                persistent ? SQLITE_PREPARE_PERSISTENT : 0,
+                                &stmt_, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db, rc, "prepare");
+    return absl::OkStatus();
+  }
+
+  // Binds are 1-based, in the order of the statement's placeholders.
+  void Bind(int i, absl::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()),
+                      SQLITE_TRANSIENT);
+  }
+  void BindBlob(int i, absl::string_view v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()),
+                      SQLITE_TRANSIENT);
+  }
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+
+  // Step returns true for a row, false when done.
+  absl::StatusOr<bool> Step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, rc, "step");
+  }
+  absl::Status Exec() {
+    IPSRT_ASSIGN_OR_RETURN(bool row, Step());
+    (void)row;
+    return absl::OkStatus();
+  }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  std::string Text(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    int n = sqlite3_column_bytes(stmt_, col);
+    return p ? std::string(static_cast<const char*>(p), n) : std::string();
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// ResetOnExit resets a cached statement when a scope ends, on every path.
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(Statement& s) : s_(s) {}
+  ~ResetOnExit() { s_.Reset(); }
+
+ private:
+  Statement& s_;
+};
+
+absl::Status ExecSql(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    sqlite3_free(err);
+    return SqliteError(db, rc, "exec");
+  }
+  return absl::OkStatus();
+}
+
+constexpr char kEnrollmentColumns[] =
+    "tenant, id, patient_ref, workflow_id, workflow_version, stage, "
+    "clinician_ref, state, revision, snapshot, create_time_us, "
+    "update_time_us";
+
+EnrollmentRow ReadEnrollment(const Statement& s) {
+  EnrollmentRow r;
+  r.tenant = s.Text(0);
+  r.id = s.Text(1);
+  r.patient_ref = s.Text(2);
+  r.workflow_id = s.Text(3);
+  r.workflow_version = static_cast<int32_t>(s.Int(4));
+  r.stage = s.Text(5);
+  r.clinician_ref = s.Text(6);
+  r.state = static_cast<int32_t>(s.Int(7));
+  r.revision = s.Int(8);
+  r.snapshot = s.Text(9);
+  r.create_time = FromMicros(s.Int(10));
+  r.update_time = FromMicros(s.Int(11));
+  return r;
+}
+
+absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, int flags,
+                                        absl::Duration busy_timeout) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status s = SqliteError(db, rc, "open database");
+    sqlite3_close(db);
+    return s;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db,
+                       static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)));
+  return db;
+}
+
+}  // namespace
+
+class SqliteStore::Impl {
+ public:
+  explicit Impl(Options options) : options_(std::move(options)) {}
+  ~Impl() { Close(); }
+
+  absl::Status Open();
+  void Enqueue(WriteBatch batch,
+               std::function<void(absl::StatusOr<CommitResult>)> done);
+  void Close();
+
+  // Reader is one read-only connection; `mu` serialises its use.
+  struct Reader {
+    absl::Mutex mu;
+    sqlite3* db = nullptr;
+  };
+  // WithReader runs `fn` on a free-ish reader connection.
+  template <typename Fn>
+  auto WithReader(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr))) {
+    size_t i = next_reader_.fetch_add(1, std::memory_order_relaxed) %
+               readers_.size();
+    Reader& r = *readers_[i];
+    absl::MutexLock lock(&r.mu);
+    return fn(r.db);
+  }
+
+  int schema_version() const { return schema_version_; }
+  int64_t group_commits() const {
+    return group_commits_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  struct Pending {
+    WriteBatch batch;
+    std::function<void(absl::StatusOr<CommitResult>)> done;
+    absl::StatusOr<CommitResult> result;
+  };
+
+  absl::Status Fault(absl::string_view step) {
+    if (options_.fault_hook) return options_.fault_hook(step);
+    return absl::OkStatus();
+  }
+  absl::Status PrepareWriterStatements();
+  void WriterLoop();
+  void RunGroup(std::vector<Pending>& group);
+  absl::StatusOr<CommitResult> Apply(const WriteBatch& b);
+  absl::Status ApplyMigrations();
+
+  Options options_;
+  sqlite3* writer_ = nullptr;
+  std::vector<std::unique_ptr<Reader>> readers_;
+  std::atomic<size_t> next_reader_{0};
+  int schema_version_ = 0;
+  std::atomic<int64_t> group_commits_{0};
+
+  // Writer statements, used only on the writer thread.
+  Statement begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
+  Statement lookup_request_, insert_request_, insert_enrollment_,
+      update_enrollment_, current_revision_, insert_event_, insert_outbox_;
+
+  absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread writer_thread_;
+  bool closed_ = false;
+};
+
+absl::Status SqliteStore::Impl::Open() {
+  if (options_.path.empty()) {
+    return absl::InvalidArgumentError("store.sqlite.path: must not be empty");
+  }
+  if (options_.synchronous != "full" && options_.synchronous != "extra") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "store.sqlite.synchronous: must be \"full\" or \"extra\", got \"",
+        options_.synchronous, "\""));
+  }
+  if (options_.max_batch < 1) {
+    return absl::InvalidArgumentError(
+        "store.sqlite.max_batch: must be at least 1");
+  }
+  if (options_.read_connections < 1) {
+    return absl::InvalidArgumentError(
+        "store.sqlite.read_connections: must be at least 1");
+  }
+  std::filesystem::path dir =
+      std::filesystem::path(options_.path).parent_path();
+  if (!dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store: cannot create directory ", dir.string(), ": ",
+          ec.message()));
+    }
+  }
+  IPSRT_ASSIGN_OR_RETURN(
+      writer_, OpenConnection(options_.path,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                              options_.busy_timeout));
+  IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "PRAGMA journal_mode=WAL"));
+  IPSRT_RETURN_IF_ERROR(ExecSql(
+      writer_, absl::StrCat("PRAGMA synchronous=", options_.synchronous).c_str()));
+  IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "PRAGMA foreign_keys=ON"));
+  if (options_.max_page_count > 0) {
+    IPSRT_RETURN_IF_ERROR(ExecSql(
+        writer_, absl::StrCat("PRAGMA max_page_count=", options_.max_page_count)
+                     .c_str()));
+  }
+  IPSRT_RETURN_IF_ERROR(ApplyMigrations());
+  IPSRT_RETURN_IF_ERROR(PrepareWriterStatements());
+  for (int i = 0; i < options_.read_connections; ++i) {
+    auto reader = std::make_unique<Reader>();
+    IPSRT_ASSIGN_OR_RETURN(reader->db,
+                           OpenConnection(options_.path, SQLITE_OPEN_READONLY,
+                                          options_.busy_timeout));
+    readers_.push_back(std::move(reader));
+  }
+  writer_thread_ = std::thread([this] { WriterLoop(); });
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Impl::ApplyMigrations() {
+  IPSRT_RETURN_IF_ERROR(ExecSql(
+      writer_,
+      "CREATE TABLE IF NOT EXISTS schema_migrations ("
+      " version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+      " applied_time_us INTEGER NOT NULL)"));
+  {
+    Statement s;
+    IPSRT_RETURN_IF_ERROR(s.Prepare(
+        writer_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        false));
+    IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+    schema_version_ = row ? static_cast<int>(s.Int(0)) : 0;
+  }
+  const std::vector<Migration>& migrations = SqliteMigrations();
+  int latest = migrations.empty() ? 0 : migrations.back().version;
+  if (schema_version_ > latest) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store: database schema version ", schema_version_,
+        " is newer than this ipsrtd supports (", latest,
+        "); run a newer ipsrtd"));
+  }
+  for (const Migration& m : migrations) {
+    if (m.version <= schema_version_) continue;
+    IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "BEGIN IMMEDIATE"));
+    absl::Status s = ExecSql(writer_, m.sql.c_str());
+    if (s.ok()) {
+      Statement ins;
+      s = ins.Prepare(writer_,
+                      "INSERT INTO schema_migrations VALUES (?, ?, ?)", false);
+      if (s.ok()) {
+        ins.Bind(1, int64_t{m.version});
+        ins.Bind(2, m.description);
+        ins.Bind(3, ToMicros(absl::Now()));
+        s = ins.Exec();
+      }
+    }
+    if (s.ok()) s = ExecSql(writer_, "COMMIT");
+    if (!s.ok()) {
+      ExecSql(writer_, "ROLLBACK").IgnoreError();
+      return absl::Status(s.code(), absl::StrCat("migration ", m.version, " (",
+                                                 m.description, "): ",
+                                                 s.message()));
+    }
+    schema_version_ = m.version;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Impl::PrepareWriterStatements() {
+  struct {
+    Statement* stmt;
+    const char* sql;
+  } const statements[] = {
+      {&begin_, "BEGIN IMMEDIATE"},
+      {&commit_, "COMMIT"},
+      {&rollback_, "ROLLBACK"},
+      {&savepoint_, "SAVEPOINT request"},
+      {&release_, "RELEASE request"},
+      {&rollback_to_, "ROLLBACK TO request"},
+      {&lookup_request_,
+       "SELECT method, payload_hash, response, create_time_us FROM requests "
+       "WHERE tenant = ? AND request_id = ?"},
+      {&insert_request_,
+       "INSERT INTO requests (tenant, request_id, method, payload_hash, "
+       "response, create_time_us) VALUES (?, ?, ?, ?, ?, ?)"},
+      {&insert_enrollment_,
+       "INSERT INTO enrollments (tenant, id, patient_ref, workflow_id, "
+       "workflow_version, stage, clinician_ref, state, revision, snapshot, "
+       "create_time_us, update_time_us) "
+       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+      {&update_enrollment_,
+       "UPDATE enrollments SET patient_ref = ?, workflow_id = ?, "
+       "workflow_version = ?, stage = ?, clinician_ref = ?, state = ?, "
+       "revision = ?, snapshot = ?, update_time_us = ? "
+       "WHERE tenant = ? AND id = ? AND revision = ?"},
+      {&current_revision_,
+       "SELECT revision FROM enrollments WHERE tenant = ? AND id = ?"},
+      {&insert_event_,
+       "INSERT INTO events (tenant, enrollment_id, sequence, type, actor, "
+       "request_id, record_time_us, payload, prev_hash, hash) "
+       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+      {&insert_outbox_,
+       "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, "
+       "payload, idempotency_key, status, attempts, create_time_us) "
+       "VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)"},
+  };
+  for (const auto& s : statements) {
+    IPSRT_RETURN_IF_ERROR(s.stmt->Prepare(writer_, s.sql, true));
+  }
+  return absl::OkStatus();
+}
+
+void SqliteStore::Impl::Enqueue(
+    WriteBatch batch, std::function<void(absl::StatusOr<CommitResult>)> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!closing_) {
+      queue_.push_back(Pending{std::move(batch), std::move(done),
+                               absl::UnknownError("not run")});
+      return;
+    }
+  }
+  done(absl::UnavailableError("store: closing; retry on another server"));
+}
+
+void SqliteStore::Impl::WriterLoop() {
+  std::vector<Pending> group;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return self->closing_ || !self->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // closing and drained
+      while (!queue_.empty() &&
+             static_cast<int>(group.size()) < options_.max_batch) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    RunGroup(group);
+    for (Pending& p : group) p.done(std::move(p.result));
+    group.clear();
+  }
+}
+
+// RunGroup commits every request of `group` in one transaction. Each
+// request runs inside its own savepoint, so a failing one is rolled back
+// alone; if the final COMMIT fails, every request fails with it.
+void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
+  absl::Status begun = begin_.Exec();
+  begin_.Reset();
+  if (!begun.ok()) {
+    for (Pending& p : group) p.result = begun;
+    return;
+  }
+  for (Pending& p : group) {
+    absl::Status sp = savepoint_.Exec();
+    savepoint_.Reset();
+    if (!sp.ok()) {
+      p.result = sp;
+      continue;
+    }
+    p.result = Apply(p.batch);
+    if (!p.result.ok()) {
+      rollback_to_.Exec().IgnoreError();
+      rollback_to_.Reset();
+    }
+    release_.Exec().IgnoreError();
+    release_.Reset();
+  }
+  absl::Status committed = Fault("commit");
+  if (committed.ok()) {
+    committed = commit_.Exec();
+    commit_.Reset();
+  }
+  if (!committed.ok()) {
+    rollback_.Exec().IgnoreError();
+    rollback_.Reset();
+    for (Pending& p : group) {
+      if (p.result.ok()) p.result = committed;
+    }
+    return;
+  }
+  group_commits_.fetch_add(1, std::memory_order_relaxed);
+}
+
+absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
+  const RequestRecord& req = b.request;
+  if (req.tenant.empty() || req.request_id.empty()) {
+    return absl::InvalidArgumentError(
+        "store: a write batch needs a tenant and a request id");
+  }
+  if (b.create.has_value() && b.update.has_value()) {
+    return absl::InvalidArgumentError(
+        "store: a write batch creates or updates one enrollment, not both");
+  }
+  {
+    IPSRT_RETURN_IF_ERROR(Fault("request.lookup"));
+    ResetOnExit reset(lookup_request_);
+    lookup_request_.Bind(1, req.tenant);
+    lookup_request_.Bind(2, req.request_id);
+    IPSRT_ASSIGN_OR_RETURN(bool found, lookup_request_.Step());
+    if (found) {
+      std::string method = lookup_request_.Text(0);
+      if (method != req.method || lookup_request_.Text(1) != req.payload_hash) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "request_id: \"", req.request_id,
+            "\" was already used for a different ", method,
+            " request; use a new request id for a new request"));
+      }
+      return CommitResult{true, lookup_request_.Text(2)};
+    }
+  }
+  if (b.create.has_value()) {
+    const EnrollmentRow& e = *b.create;
+    IPSRT_RETURN_IF_ERROR(Fault("enrollment.insert"));
+    ResetOnExit reset(insert_enrollment_);
+    Statement& s = insert_enrollment_;
+    s.Bind(1, e.tenant);
+    s.Bind(2, e.id);
+    s.Bind(3, e.patient_ref);
+    s.Bind(4, e.workflow_id);
+    s.Bind(5, int64_t{e.workflow_version});
+    s.Bind(6, e.stage);
+    s.Bind(7, e.clinician_ref);
+    s.Bind(8, int64_t{e.state});
+    s.Bind(9, e.revision);
+    s.BindBlob(10, e.snapshot);
+    s.Bind(11, ToMicros(e.create_time));
+    s.Bind(12, ToMicros(e.update_time));
+    absl::Status st = s.Exec();
+    if (absl::IsAlreadyExists(st)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("enrollment ", e.id, " already exists"));
+    }
+    IPSRT_RETURN_IF_ERROR(st);
+  }
+  if (b.update.has_value()) {
+    const EnrollmentRow& e = b.update->row;
+    IPSRT_RETURN_IF_ERROR(Fault("enrollment.update"));
+    ResetOnExit reset(update_enrollment_);
+    Statement& s = update_enrollment_;
+    s.Bind(1, e.patient_ref);
+    s.Bind(2, e.workflow_id);
+    s.Bind(3, int64_t{e.workflow_version});
+    s.Bind(4, e.stage);
+    s.Bind(5, e.clinician_ref);
+    s.Bind(6, int64_t{e.state});
+    s.Bind(7, e.revision);
+    s.BindBlob(8, e.snapshot);
+    s.Bind(9, ToMicros(e.update_time));
+    s.Bind(10, e.tenant);
+    s.Bind(11, e.id);
+    s.Bind(12, b.update->expected_revision);
+    IPSRT_RETURN_IF_ERROR(s.Exec());
+    if (sqlite3_changes(writer_) == 0) {
+      ResetOnExit reset_rev(current_revision_);
+      current_revision_.Bind(1, e.tenant);
+      current_revision_.Bind(2, e.id);
+      IPSRT_ASSIGN_OR_RETURN(bool found, current_revision_.Step());
+      if (!found) {
+        return absl::NotFoundError(
+            absl::StrCat("enrollment ", e.id, " not found"));
+      }
+      return absl::AbortedError(absl::StrCat(
+          "expected_revision: enrollment ", e.id, " is at revision ",
+          current_revision_.Int(0), ", not ", b.update->expected_revision,
+          "; read it again and retry"));
+    }
+  }
+  for (const EventRow& ev : b.events) {
+    IPSRT_RETURN_IF_ERROR(Fault("event.insert"));
+    ResetOnExit reset(insert_event_);
+    Statement& s = insert_event_;
+    s.Bind(1, ev.tenant);
+    s.Bind(2, ev.enrollment_id);
+    s.Bind(3, ev.sequence);
+    s.Bind(4, ev.type);
+    s.Bind(5, ev.actor);
+    s.Bind(6, ev.request_id);
+    s.Bind(7, ToMicros(ev.record_time));
+    s.BindBlob(8, ev.payload);
+    s.Bind(9, ev.prev_hash);
+    s.Bind(10, ev.hash);
+    absl::Status st = s.Exec();
+    if (absl::IsAlreadyExists(st)) {
+      return absl::AbortedError(absl::StrCat(
+          "enrollment ", ev.enrollment_id, " already has event ", ev.sequence,
+          "; read it again and retry"));
+    }
+    IPSRT_RETURN_IF_ERROR(st);
+  }
+  for (const OutboxRow& o : b.outbox) {
+    IPSRT_RETURN_IF_ERROR(Fault("outbox.insert"));
+    ResetOnExit reset(insert_outbox_);
+    Statement& s = insert_outbox_;
+    s.Bind(1, o.tenant);
+    s.Bind(2, o.enrollment_id);
+    s.Bind(3, o.kind);
+    s.Bind(4, ToMicros(o.due_time));
+    s.BindBlob(5, o.payload);
+    s.Bind(6, o.idempotency_key);
+    s.Bind(7, ToMicros(req.create_time));
+    IPSRT_RETURN_IF_ERROR(s.Exec());
+  }
+  {
+    IPSRT_RETURN_IF_ERROR(Fault("request.insert"));
+    ResetOnExit reset(insert_request_);
+    Statement& s = insert_request_;
+    s.Bind(1, req.tenant);
+    s.Bind(2, req.request_id);
+    s.Bind(3, req.method);
+    s.Bind(4, req.payload_hash);
+    s.BindBlob(5, req.response);
+    s.Bind(6, ToMicros(req.create_time));
+    IPSRT_RETURN_IF_ERROR(s.Exec());
+  }
+  return CommitResult{false, req.response};
+}
+
+void SqliteStore::Impl::Close() {
+  if (closed_) return;
+  closed_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
+  if (writer_thread_.joinable()) writer_thread_.join();
+  for (auto& r : readers_) {
+    absl::MutexLock lock(&r->mu);
+    sqlite3_close_v2(r->db);
+    r->db = nullptr;
+  }
+  // Finalise the writer's cached statements before closing its connection.
+  for (Statement* s :
+       {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_,
+        &lookup_request_, &insert_request_, &insert_enrollment_,
+        &update_enrollment_, &current_revision_, &insert_event_,
+        &insert_outbox_}) {
+    s->Finalize();
+  }
+  if (writer_ != nullptr) {
+    sqlite3_close_v2(writer_);
+    writer_ = nullptr;
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    const Options& options) {
+  auto impl = std::make_unique<Impl>(options);
+  IPSRT_RETURN_IF_ERROR(impl->Open());
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteStore::~SqliteStore() { Close(); }
+
+void SqliteStore::CommitAsync(
+    WriteBatch batch, std::function<void(absl::StatusOr<CommitResult>)> done) {
+  impl_->Enqueue(std::move(batch), std::move(done));
+}
+
+absl::StatusOr<std::optional<RequestRecord>> SqliteStore::LookupRequest(
+    absl::string_view tenant, absl::string_view request_id) {
+  return impl_->WithReader(
+      [&](sqlite3* db) -> absl::StatusOr<std::optional<RequestRecord>> {
+        if (db == nullptr) return absl::UnavailableError("store: closed");
+        Statement s;
+        IPSRT_RETURN_IF_ERROR(s.Prepare(
+            db,
+            "SELECT method, payload_hash, response, create_time_us "
+            "FROM requests WHERE tenant = ? AND request_id = ?",
+            false));
+        s.Bind(1, tenant);
+        s.Bind(2, request_id);
+        IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
+        if (!found) return std::optional<RequestRecord>();
+        RequestRecord r;
+        r.tenant = std::string(tenant);
+        r.request_id = std::string(request_id);
+        r.method = s.Text(0);
+        r.payload_hash = s.Text(1);
+        r.response = s.Text(2);
+        r.create_time = FromMicros(s.Int(3));
+        return std::optional<RequestRecord>(std::move(r));
+      });
+}
+
+absl::StatusOr<EnrollmentRow> SqliteStore::GetEnrollment(
+    absl::string_view tenant, absl::string_view id) {
+  return impl_->WithReader([&](sqlite3* db) -> absl::StatusOr<EnrollmentRow> {
+    if (db == nullptr) return absl::UnavailableError("store: closed");
+    Statement s;
+    IPSRT_RETURN_IF_ERROR(s.Prepare(
+        db,
+        absl::StrCat("SELECT ", kEnrollmentColumns,
+                     " FROM enrollments WHERE tenant = ? AND id = ?"),
+        false));
+    s.Bind(1, tenant);
+    s.Bind(2, id);
+    IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) {
+      return absl::NotFoundError(
+          absl::StrCat("enrollment tenants/", tenant, "/enrollments/", id,
+                       " not found"));
+    }
+    return ReadEnrollment(s);
+  });
+}
+
+absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
+    const EnrollmentFilter& filter,
+    const std::optional<EnrollmentCursor>& after, int limit) {
+  std::vector<std::string> where = {"tenant = ?"};
+  std::vector<std::string> text_args = {filter.tenant};
+  auto add_text = [&](const std::string& column, const std::string& value) {
+    if (value.empty()) return;
+    where.push_back(absl::StrCat(column, " = ?"));
+    text_args.push_back(value);
+  };
+  add_text("workflow_id", filter.workflow_id);
+  add_text("stage", filter.stage);
+  add_text("patient_ref", filter.patient_ref);
+  add_text("clinician_ref", filter.clinician_ref);
+  if (filter.state != 0) where.push_back("state = ?");
+  if (after.has_value()) {
+    where.push_back(
+        "(create_time_us > ? OR (create_time_us = ? AND id > ?))");
+  }
+  std::string sql = absl::StrCat(
+      "SELECT ", kEnrollmentColumns, " FROM enrollments WHERE ",
+      absl::StrJoin(where, " AND "), " ORDER BY create_time_us, id LIMIT ?");
+  return impl_->WithReader(
+      [&](sqlite3* db) -> absl::StatusOr<std::vector<EnrollmentRow>> {
+        if (db == nullptr) return absl::UnavailableError("store: closed");
+        Statement s;
+        IPSRT_RETURN_IF_ERROR(s.Prepare(db, sql, false));
+        int i = 1;
+        for (const std::string& a : text_args) s.Bind(i++, a);
+        if (filter.state != 0) s.Bind(i++, int64_t{filter.state});
+        if (after.has_value()) {
+          s.Bind(i++, ToMicros(after->create_time));
+          s.Bind(i++, ToMicros(after->create_time));
+          s.Bind(i++, after->id);
+        }
+        s.Bind(i++, int64_t{limit});
+        std::vector<EnrollmentRow> rows;
+        while (true) {
+          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) break;
+          rows.push_back(ReadEnrollment(s));
+        }
+        return rows;
+      });
+}
+
+absl::StatusOr<std::vector<EventRow>> SqliteStore::ListEvents(
+    absl::string_view tenant, absl::string_view enrollment_id,
+    int64_t after_sequence, int limit) {
+  return impl_->WithReader(
+      [&](sqlite3* db) -> absl::StatusOr<std::vector<EventRow>> {
+        if (db == nullptr) return absl::UnavailableError("store: closed");
+        Statement s;
+        IPSRT_RETURN_IF_ERROR(s.Prepare(
+            db,
+            "SELECT sequence, type, actor, request_id, record_time_us, "
+            "payload, prev_hash, hash FROM events WHERE tenant = ? AND "
+            "enrollment_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+            false));
+        s.Bind(1, tenant);
+        s.Bind(2, enrollment_id);
+        s.Bind(3, after_sequence);
+        s.Bind(4, int64_t{limit});
+        std::vector<EventRow> rows;
+        while (true) {
+          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) break;
+          EventRow e;
+          e.tenant = std::string(tenant);
+          e.enrollment_id = std::string(enrollment_id);
+          e.sequence = s.Int(0);
+          e.type = s.Text(1);
+          e.actor = s.Text(2);
+          e.request_id = s.Text(3);
+          e.record_time = FromMicros(s.Int(4));
+          e.payload = s.Text(5);
+          e.prev_hash = s.Text(6);
+          e.hash = s.Text(7);
+          rows.push_back(std::move(e));
+        }
+        return rows;
+      });
+}
+
+int SqliteStore::SchemaVersion() const { return impl_->schema_version(); }
+int64_t SqliteStore::GroupCommits() const { return impl_->group_commits(); }
+void SqliteStore::Close() { impl_->Close(); }
+
+}  // namespace ipsrt

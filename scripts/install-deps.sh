@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages the build and the tests need, and only the
+# ones that are missing, so a second run costs a few dpkg look-ups.
+# Runs as root (as on the project's machines) or through sudo when available.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config ccache tzdata
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libyaml-cpp-dev libgtest-dev libgmock-dev libsqlite3-dev
+  libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libpq-dev
+  nodejs npm sqlite3 openssl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  # A package counts as present when dpkg reports it installed; node and npm
+  # may also come from outside Debian (as on the CI image), so a working
+  # binary on PATH is enough for those two.
+  case "$p" in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+  esac
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
