@@ -47,7 +47,9 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   }
 
   YAML::Node store = root["store"];
-  if (r.ExpectMap(store, "store", false)) {
+  if (!store.IsDefined()) {
+    r.Error(root, "store", "is required (store.sqlite.path at least)");
+  } else if (r.ExpectMap(store, "store", false)) {
     r.ExpectKeys(store, "store", {"kind", "sqlite"});
     c.store.kind = r.String(store, "store", "kind", c.store.kind);
     if (c.store.kind != "sqlite") {

@@ -1,0 +1,119 @@
+#include "ipsrt/config.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ipsrt {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kMinimal[] = R"(server:
+  listen: 127.0.0.1:50051
+store:
+  sqlite:
+    path: data/ipsrt.db
+)";
+
+TEST(ConfigTest, ShippedDefaultConfigLoads) {
+  absl::StatusOr<Config> c =
+      LoadConfigFile(std::string(IPSRT_SOURCE_DIR) + "/config/ipsrtd.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.listen, "127.0.0.1:50051");
+  EXPECT_EQ(c->store.kind, "sqlite");
+  EXPECT_EQ(c->store.sqlite.synchronous, "full");
+  EXPECT_EQ(c->store.sqlite.path,
+            std::string(IPSRT_SOURCE_DIR) + "/var/ipsrtd/ipsrt.db");
+  ASSERT_EQ(c->workflows.directories.size(), 1u);
+  EXPECT_EQ(c->workflows.directories[0],
+            std::string(IPSRT_SOURCE_DIR) + "/workflows");
+}
+
+TEST(ConfigTest, DefaultsAndRelativePaths) {
+  absl::StatusOr<Config> c = ParseConfig(kMinimal, "x.yaml", "/etc/ipsrtd");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->store.sqlite.path, "/etc/ipsrtd/data/ipsrt.db");
+  EXPECT_EQ(c->server.max_receive_message_bytes, 1 << 20);
+  EXPECT_EQ(c->server.shutdown_grace, absl::Seconds(10));
+  EXPECT_EQ(c->store.sqlite.max_batch, 256);
+  EXPECT_EQ(c->logging.level, "info");
+}
+
+TEST(ConfigTest, UnknownKeyNamesFileLineColumnAndPath) {
+  absl::StatusOr<Config> c = ParseConfig(R"(server:
+  lisen: 127.0.0.1:1
+store:
+  sqlite:
+    path: a.db
+)",
+                                         "ipsrtd.yaml", "/");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "ipsrtd.yaml:2:3: error: server.lisen: unknown key \"lisen\" "
+            "(allowed: listen, max_receive_message_bytes, shutdown_grace)");
+}
+
+TEST(ConfigTest, ReportsEveryProblemAtOnce) {
+  absl::StatusOr<Config> c = ParseConfig(R"(server:
+  listen: nowhere
+  shutdown_grace: soon
+store:
+  sqlite:
+    path: a.db
+    synchronous: normal
+    max_batch: 0
+logging:
+  level: loud
+extra: 1
+)",
+                                         "c.yaml", "/");
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  std::string m(c.status().message());
+  EXPECT_THAT(m, HasSubstr("c.yaml:2:11: error: server.listen: must be "
+                           "host:port"));
+  EXPECT_THAT(m, HasSubstr("c.yaml:3:19: error: server.shutdown_grace: must "
+                           "be a non-negative duration"));
+  EXPECT_THAT(m, HasSubstr("c.yaml:7:18: error: store.sqlite.synchronous: "
+                           "must be \"full\" or \"extra\""));
+  EXPECT_THAT(m, HasSubstr("c.yaml:8:16: error: store.sqlite.max_batch: must "
+                           "be between 1 and 10000, not 0"));
+  EXPECT_THAT(m, HasSubstr("c.yaml:10:10: error: logging.level: must be "
+                           "debug, info, warning or error"));
+  EXPECT_THAT(m, HasSubstr("c.yaml:11:1: error: extra: unknown key"));
+}
+
+TEST(ConfigTest, MissingRequiredSectionsAndWrongTypes) {
+  absl::StatusOr<Config> c = ParseConfig("store: [1, 2]\n", "c.yaml", "/");
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "c.yaml:1:8: error: store: must be a map, not a list");
+  c = ParseConfig("server:\n  listen: 127.0.0.1:1\n", "c.yaml", "/");
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "c.yaml:1:1: error: store: is required (store.sqlite.path at "
+            "least)");
+  c = ParseConfig("store:\n  sqlite:\n    synchronous: full\n", "c.yaml",
+                  "/");
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "c.yaml:3:5: error: store.sqlite.path: is required");
+}
+
+TEST(ConfigTest, SyntaxErrorHasLineAndColumn) {
+  absl::StatusOr<Config> c =
+      ParseConfig("server:\n  listen: [unclosed\n", "bad.yaml", "/");
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("bad.yaml:3:1: error: "));
+}
+
+TEST(ConfigTest, UnreadableFileIsNotFound) {
+  absl::StatusOr<Config> c = LoadConfigFile("/nonexistent/ipsrtd.yaml");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(c.status().message(),
+            "config: cannot read /nonexistent/ipsrtd.yaml");
+}
+
+}  // namespace
+}  // namespace ipsrt

@@ -1,0 +1,423 @@
+#include "ipsrt/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ipsrt {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1790000000);
+
+// CreateBatch is what the engine commits for a new enrollment: the
+// enrollment row, its first event and the request record.
+WriteBatch CreateBatch(const std::string& tenant, const std::string& id,
+                       const std::string& request_id,
+                       const std::string& payload_hash = "hash-a",
+                       absl::Time at = kT0) {
+  WriteBatch b;
+  b.request = RequestRecord{tenant, request_id, "CreateEnrollment",
+                            payload_hash,  absl::StrCat("response-", id), at};
+  EnrollmentRow e;
+  e.tenant = tenant;
+  e.id = id;
+  e.patient_ref = "Patient/" + id;
+  e.workflow_id = "ipsrt-standard";
+  e.workflow_version = 1;
+  e.stage = "initial";
+  e.clinician_ref = "Practitioner/1";
+  e.state = 1;
+  e.revision = 1;
+  e.snapshot = "snapshot-1";
+  e.create_time = at;
+  e.update_time = at;
+  b.create = e;
+  EventRow ev;
+  ev.tenant = tenant;
+  ev.enrollment_id = id;
+  ev.sequence = 1;
+  ev.type = "enrollment.created";
+  ev.actor = "anonymous/anonymous";
+  ev.request_id = request_id;
+  ev.record_time = at;
+  ev.payload = "event-1";
+  ev.hash = "h1";
+  b.events.push_back(ev);
+  return b;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  SqliteStore::Options Options() {
+    SqliteStore::Options o;
+    o.path = dir_.File("db/ipsrt.db");
+    return o;
+  }
+  std::unique_ptr<SqliteStore> OpenStore(SqliteStore::Options o) {
+    absl::StatusOr<std::unique_ptr<SqliteStore>> s = SqliteStore::Open(o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+  // CountRows reads a table through an independent SQLite connection.
+  int64_t CountRows(const std::string& table) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(Options().path.c_str(), &db,
+                              SQLITE_OPEN_READONLY, nullptr),
+              SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    std::string sql = absl::StrCat("SELECT COUNT(*) FROM ", table);
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr),
+              SQLITE_OK);
+    EXPECT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+  }
+
+  testing::TempDir dir_;
+};
+
+TEST_F(SqliteStoreTest, CreateThenReadBack) {
+  auto store = OpenStore(Options());
+  absl::StatusOr<CommitResult> r = store->Commit(CreateBatch("t1", "e1", "r1"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->replayed);
+  EXPECT_EQ(r->response, "response-e1");
+
+  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->patient_ref, "Patient/e1");
+  EXPECT_EQ(row->revision, 1);
+  EXPECT_EQ(row->create_time, kT0);
+  EXPECT_EQ(row->snapshot, "snapshot-1");
+
+  absl::StatusOr<std::vector<EventRow>> events =
+      store->ListEvents("t1", "e1", 0, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].type, "enrollment.created");
+  EXPECT_EQ((*events)[0].hash, "h1");
+
+  absl::StatusOr<std::optional<RequestRecord>> req =
+      store->LookupRequest("t1", "r1");
+  ASSERT_TRUE(req.ok());
+  ASSERT_TRUE(req->has_value());
+  EXPECT_EQ((*req)->payload_hash, "hash-a");
+}
+
+TEST_F(SqliteStoreTest, OtherTenantSeesNothing) {
+  auto store = OpenStore(Options());
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t2", "e1");
+  EXPECT_EQ(row.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(row.status().message(),
+            "enrollment tenants/t2/enrollments/e1 not found");
+  absl::StatusOr<std::optional<RequestRecord>> req =
+      store->LookupRequest("t2", "r1");
+  ASSERT_TRUE(req.ok());
+  EXPECT_FALSE(req->has_value());
+}
+
+TEST_F(SqliteStoreTest, SurvivesReopen) {
+  {
+    auto store = OpenStore(Options());
+    ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  }
+  auto store = OpenStore(Options());
+  EXPECT_EQ(store->SchemaVersion(), 1);
+  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->id, "e1");
+}
+
+TEST_F(SqliteStoreTest, DatabaseIsInWalMode) {
+  auto store = OpenStore(Options());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(Options().path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(
+      sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr),
+      SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)),
+               "wal");
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteStoreTest, RefusesNonDurableSynchronousSetting) {
+  SqliteStore::Options o = Options();
+  o.synchronous = "normal";
+  absl::StatusOr<std::unique_ptr<SqliteStore>> s = SqliteStore::Open(o);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.status().message(),
+            "store.sqlite.synchronous: must be \"full\" or \"extra\", got "
+            "\"normal\"");
+}
+
+TEST_F(SqliteStoreTest, ReplayedRequestReturnsFirstResponseAndAppliesNothing) {
+  auto store = OpenStore(Options());
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  // Same request id and fingerprint, but (as a retry would) a new
+  // server-assigned id: nothing may be created.
+  absl::StatusOr<CommitResult> again =
+      store->Commit(CreateBatch("t1", "e2", "r1"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->response, "response-e1");
+  EXPECT_EQ(store->GetEnrollment("t1", "e2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(CountRows("enrollments"), 1);
+  EXPECT_EQ(CountRows("events"), 1);
+}
+
+TEST_F(SqliteStoreTest, ReusedRequestIdWithOtherPayloadIsFailedPrecondition) {
+  auto store = OpenStore(Options());
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  absl::StatusOr<CommitResult> other =
+      store->Commit(CreateBatch("t1", "e2", "r1", "hash-b"));
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(other.status().message(),
+            "request_id: \"r1\" was already used for a different "
+            "CreateEnrollment request; use a new request id for a new "
+            "request");
+  EXPECT_EQ(CountRows("enrollments"), 1);
+}
+
+TEST_F(SqliteStoreTest, OptimisticConcurrency) {
+  auto store = OpenStore(Options());
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+
+  auto update = [](int64_t expected, const std::string& request_id) {
+    WriteBatch b = CreateBatch("t1", "e1", request_id);
+    EnrollmentRow row = *b.create;
+    b.create.reset();
+    row.revision = expected + 1;
+    row.stage = "intermediate";
+    b.update = EnrollmentUpdate{expected, row};
+    b.events[0].sequence = expected + 1;
+    return b;
+  };
+  absl::StatusOr<CommitResult> ok = store->Commit(update(1, "r2"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(store->GetEnrollment("t1", "e1")->revision, 2);
+  EXPECT_EQ(store->GetEnrollment("t1", "e1")->stage, "intermediate");
+
+  absl::StatusOr<CommitResult> stale = store->Commit(update(1, "r3"));
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(stale.status().message(),
+            "expected_revision: enrollment e1 is at revision 2, not 1; read "
+            "it again and retry");
+  // The stale writer's request id was not consumed: nothing of it stands.
+  EXPECT_FALSE(store->LookupRequest("t1", "r3")->has_value());
+  EXPECT_EQ(CountRows("events"), 2);
+
+  WriteBatch missing = update(1, "r4");
+  missing.update->row.id = "nope";
+  missing.events.clear();
+  EXPECT_EQ(store->Commit(std::move(missing)).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+// A failure injected at any step of a batch leaves nothing of the batch
+// behind, and the same request can then be retried successfully.
+TEST_F(SqliteStoreTest, FailedTransactionLeavesNothingBehind) {
+  const std::vector<std::string> steps = {
+      "request.lookup", "enrollment.insert", "event.insert",
+      "outbox.insert",  "request.insert",    "commit"};
+  for (const std::string& failing : steps) {
+    SCOPED_TRACE(failing);
+    testing::TempDir dir;
+    SqliteStore::Options o;
+    o.path = dir.File("ipsrt.db");
+    std::atomic<bool> inject{true};
+    o.fault_hook = [&](absl::string_view step) {
+      if (inject && step == failing) {
+        return absl::UnavailableError(absl::StrCat("injected at ", step));
+      }
+      return absl::OkStatus();
+    };
+    auto store = OpenStore(o);
+    WriteBatch b = CreateBatch("t1", "e1", "r1");
+    b.outbox.push_back(
+        OutboxRow{"t1", "e1", "reminder", kT0, "payload", "key-1"});
+    WriteBatch retry = b;
+    absl::StatusOr<CommitResult> r = store->Commit(std::move(b));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_EQ(r.status().message(), absl::StrCat("injected at ", failing));
+
+    EXPECT_EQ(store->GetEnrollment("t1", "e1").status().code(),
+              absl::StatusCode::kNotFound);
+    EXPECT_TRUE(store->ListEvents("t1", "e1", 0, 10)->empty());
+    EXPECT_FALSE(store->LookupRequest("t1", "r1")->has_value());
+
+    inject = false;
+    absl::StatusOr<CommitResult> again = store->Commit(std::move(retry));
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_FALSE(again->replayed);
+    store.reset();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+    for (const char* table : {"enrollments", "events", "outbox", "requests"}) {
+      sqlite3_stmt* stmt = nullptr;
+      std::string sql = absl::StrCat("SELECT COUNT(*) FROM ", table);
+      ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr),
+                SQLITE_OK);
+      ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+      EXPECT_EQ(sqlite3_column_int64(stmt, 0), 1) << table;
+      sqlite3_finalize(stmt);
+    }
+    sqlite3_close(db);
+  }
+}
+
+// A real SQLite failure: the database hits its size limit mid-write. The
+// failing request leaves nothing behind and reads keep working.
+TEST_F(SqliteStoreTest, FullDatabaseFailsCleanly) {
+  SqliteStore::Options o = Options();
+  o.max_page_count = 40;
+  auto store = OpenStore(o);
+  int committed = 0;
+  absl::Status failure;
+  for (int i = 0; i < 5000; ++i) {
+    WriteBatch b = CreateBatch("t1", absl::StrCat("e", i), absl::StrCat("r", i));
+    b.create->snapshot = std::string(512, 'x');
+    absl::StatusOr<CommitResult> r = store->Commit(std::move(b));
+    if (!r.ok()) {
+      failure = r.status();
+      break;
+    }
+    ++committed;
+  }
+  ASSERT_FALSE(failure.ok()) << "the database never filled up";
+  EXPECT_EQ(failure.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(failure.message(), HasSubstr("database or disk is full"));
+  ASSERT_GT(committed, 0);
+  std::string failed_id = absl::StrCat("e", committed);
+  EXPECT_EQ(store->GetEnrollment("t1", failed_id).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_FALSE(
+      store->LookupRequest("t1", absl::StrCat("r", committed))->has_value());
+  EXPECT_TRUE(store->GetEnrollment("t1", "e0").ok());
+  store.reset();
+  EXPECT_EQ(CountRows("enrollments"), committed);
+  EXPECT_EQ(CountRows("events"), committed);
+  EXPECT_EQ(CountRows("requests"), committed);
+}
+
+// Concurrent requests share group transactions; one failing request in a
+// group does not take the others down.
+TEST_F(SqliteStoreTest, GroupCommitSharesTransactionsAndIsolatesFailures) {
+  auto store = OpenStore(Options());
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "taken", "taken")).ok());
+  const int64_t groups_before = store->GroupCommits();
+  constexpr int kRequests = 300;
+  absl::BlockingCounter pending(kRequests);
+  std::atomic<int> ok{0}, conflicts{0}, other{0};
+  for (int i = 0; i < kRequests; ++i) {
+    // Every tenth request reuses a request id with another payload.
+    WriteBatch b = (i % 10 == 0)
+                       ? CreateBatch("t1", absl::StrCat("c", i), "taken",
+                                     "other-hash")
+                       : CreateBatch("t1", absl::StrCat("c", i),
+                                     absl::StrCat("q", i));
+    store->CommitAsync(std::move(b), [&](absl::StatusOr<CommitResult> r) {
+      if (r.ok()) {
+        ++ok;
+      } else if (r.status().code() == absl::StatusCode::kFailedPrecondition) {
+        ++conflicts;
+      } else {
+        ++other;
+      }
+      pending.DecrementCount();
+    });
+  }
+  pending.Wait();
+  EXPECT_EQ(ok, kRequests - kRequests / 10);
+  EXPECT_EQ(conflicts, kRequests / 10);
+  EXPECT_EQ(other, 0);
+  const int64_t groups = store->GroupCommits() - groups_before;
+  EXPECT_GE(groups, 1);
+  EXPECT_LT(groups, kRequests) << "requests were not grouped";
+  store.reset();
+  EXPECT_EQ(CountRows("enrollments"), 1 + kRequests - kRequests / 10);
+}
+
+TEST_F(SqliteStoreTest, ListEnrollmentsFiltersAndPages) {
+  auto store = OpenStore(Options());
+  for (int i = 0; i < 5; ++i) {
+    WriteBatch b = CreateBatch("t1", absl::StrCat("e", i), absl::StrCat("r", i),
+                               "h", kT0 + absl::Seconds(i % 3));
+    if (i % 2 == 1) b.create->stage = "maintenance";
+    ASSERT_TRUE(store->Commit(std::move(b)).ok());
+  }
+  ASSERT_TRUE(store->Commit(CreateBatch("t2", "x", "r")).ok());
+
+  EnrollmentFilter all{.tenant = "t1"};
+  absl::StatusOr<std::vector<EnrollmentRow>> rows =
+      store->ListEnrollments(all, std::nullopt, 100);
+  ASSERT_TRUE(rows.ok());
+  std::vector<std::string> ids;
+  for (const auto& r : *rows) ids.push_back(r.id);
+  // Ordered by (create_time, id): e0,e3 at +0s; e1,e4 at +1s; e2 at +2s.
+  EXPECT_THAT(ids, ::testing::ElementsAre("e0", "e3", "e1", "e4", "e2"));
+
+  absl::StatusOr<std::vector<EnrollmentRow>> page = store->ListEnrollments(
+      all, EnrollmentCursor{kT0 + absl::Seconds(1), "e1"}, 2);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].id, "e4");
+  EXPECT_EQ((*page)[1].id, "e2");
+
+  EnrollmentFilter maintenance{.tenant = "t1", .stage = "maintenance"};
+  rows = store->ListEnrollments(maintenance, std::nullopt, 100);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->size(), 2u);
+
+  EnrollmentFilter by_patient{.tenant = "t1", .patient_ref = "Patient/e2"};
+  rows = store->ListEnrollments(by_patient, std::nullopt, 100);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].id, "e2");
+}
+
+TEST_F(SqliteStoreTest, RefusesNewerSchema) {
+  { auto store = OpenStore(Options()); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(Options().path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "INSERT INTO schema_migrations VALUES (999, 'future', "
+                         "0)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  absl::StatusOr<std::unique_ptr<SqliteStore>> s = SqliteStore::Open(Options());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.status().message(),
+            "store: database schema version 999 is newer than this ipsrtd "
+            "supports (1); run a newer ipsrtd");
+}
+
+TEST_F(SqliteStoreTest, CommitAfterCloseIsUnavailable) {
+  auto store = OpenStore(Options());
+  store->Close();
+  absl::StatusOr<CommitResult> r = store->Commit(CreateBatch("t1", "e1", "r1"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->GetEnrollment("t1", "e1").status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace ipsrt

@@ -1,0 +1,93 @@
+#include "model/workflow.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ipsrt {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(WorkflowTest, ShippedStandardTemplateHasTheFourStagesInOrder) {
+  absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
+      WorkflowCatalog::LoadDirectories(
+          {std::string(IPSRT_SOURCE_DIR) + "/workflows"});
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  const WorkflowTemplate* t = (*catalog)->Find("ipsrt-standard", 0);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->version, 1);
+  std::vector<std::string> stages, cadences;
+  for (const StageTemplate& s : t->stages) {
+    stages.push_back(s.id);
+    cadences.push_back(s.session_cadence);
+  }
+  EXPECT_THAT(stages, ::testing::ElementsAre("initial", "intermediate",
+                                             "final", "maintenance"));
+  EXPECT_THAT(cadences, ::testing::ElementsAre("P1W", "P1W", "P1W", "P2W"));
+  EXPECT_EQ(t->source_sha256.size(), 64u);
+}
+
+TEST(WorkflowTest, IsoDurations) {
+  for (const char* ok : {"P1W", "P2W", "P1M", "P2M", "P10D", "P1Y2M", "P1M2W"}) {
+    EXPECT_TRUE(IsIsoDuration(ok)) << ok;
+  }
+  for (const char* bad : {"", "P", "1W", "P0W", "PW", "P1", "P1W1M", "P1H",
+                          "P-1W", "bimonthly", "P1W1W"}) {
+    EXPECT_FALSE(IsIsoDuration(bad)) << bad;
+  }
+}
+
+TEST(WorkflowTest, EveryProblemLocated) {
+  absl::StatusOr<WorkflowTemplate> t = ParseWorkflowTemplate(R"(id: demo
+version: 1
+title: Demo
+stages:
+  - id: a
+    title: A
+    cadense: P1W
+  - id: a
+    title: A again
+    cadence: bimonthly
+)",
+                                                             "demo.yaml");
+  ASSERT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  std::string m(t.status().message());
+  EXPECT_THAT(m, HasSubstr("demo.yaml:7:5: error: stages[0].cadense: unknown "
+                           "key \"cadense\" (allowed: id, title, description, "
+                           "cadence)"));
+  EXPECT_THAT(m, HasSubstr("demo.yaml:5:5: error: stages[0].cadence: is "
+                           "required"));
+  EXPECT_THAT(m, HasSubstr("demo.yaml:8:9: error: stages[1].id: duplicate "
+                           "stage id \"a\""));
+  EXPECT_THAT(m, HasSubstr("demo.yaml:10:14: error: stages[1].cadence: "
+                           "\"bimonthly\" is not a positive ISO-8601 "
+                           "duration"));
+}
+
+TEST(WorkflowTest, CatalogRefusesDuplicatesAndFindsNewest) {
+  auto parse = [](int version) {
+    return *ParseWorkflowTemplate(
+        "id: w\nversion: " + std::to_string(version) +
+            "\ntitle: W\nstages:\n  - {id: s, title: S, cadence: P1W}\n",
+        "w" + std::to_string(version) + ".yaml");
+  };
+  absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> c =
+      WorkflowCatalog::FromTemplates({parse(1), parse(3), parse(2)});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->Find("w", 0)->version, 3);
+  EXPECT_EQ((*c)->Find("w", 2)->version, 2);
+  EXPECT_EQ((*c)->Find("w", 4), nullptr);
+  EXPECT_EQ((*c)->Find("x", 0), nullptr);
+
+  absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> dup =
+      WorkflowCatalog::FromTemplates({parse(1), parse(1)});
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(dup.status().message(),
+            "w1.yaml:1:1: error: id: workflow w@1 is already defined in "
+            "w1.yaml");
+}
+
+}  // namespace
+}  // namespace ipsrt
