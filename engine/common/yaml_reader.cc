@@ -65,6 +65,12 @@ void YamlReader::Error(const YAML::Node& node, absl::string_view path,
                                         std::string(message)});
 }
 
+void YamlReader::ErrorAt(int line, int column, absl::string_view path,
+                         absl::string_view message) {
+  diagnostics_.push_back(YamlDiagnostic{file_, line, column, std::string(path),
+                                        std::string(message)});
+}
+
 bool YamlReader::ExpectMap(const YAML::Node& node, absl::string_view path,
                            bool optional) {
   if (!node.IsDefined() || node.IsNull()) {

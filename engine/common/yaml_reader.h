@@ -79,6 +79,10 @@ class YamlReader {
   // node has no mark).
   void Error(const YAML::Node& node, absl::string_view path,
              absl::string_view message);
+  // ErrorAt records a diagnostic at an explicit 1-based position (for
+  // problems inside a scalar, such as a condition's text).
+  void ErrorAt(int line, int column, absl::string_view path,
+               absl::string_view message);
 
   bool ok() const { return diagnostics_.empty(); }
   const std::vector<YamlDiagnostic>& diagnostics() const {

@@ -28,7 +28,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!r.ok()) return r.ToStatus();
   Config c;
   if (!r.ExpectMap(root, "", false)) return r.ToStatus();
-  r.ExpectKeys(root, "", {"server", "store", "workflows", "logging"});
+  r.ExpectKeys(root, "",
+               {"server", "store", "workflows", "logging", "safety"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
@@ -97,6 +98,12 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
       r.Error(logging["level"], "logging.level",
               "must be debug, info, warning or error");
     }
+  }
+  YAML::Node safety = root["safety"];
+  if (r.ExpectMap(safety, "safety", true)) {
+    r.ExpectKeys(safety, "safety", {"crisis_resources"});
+    c.safety.crisis_resources =
+        r.StringList(safety, "safety", "crisis_resources");
   }
   if (!r.ok()) return r.ToStatus();
   return c;

@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
 #include "common/page_token.h"
@@ -10,7 +11,10 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
+#include "instruments/fixed_instruments.h"
+#include "ipsrt/internal/state.pb.h"
 #include "ipsrt/status_macros.h"
+#include "runtime/step.h"
 
 namespace ipsrt {
 namespace {
@@ -19,16 +23,9 @@ using google::protobuf::util::TimeUtil;
 
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 500;
-
-std::string DeterministicBytes(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::io::StringOutputStream stream(&out);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  m.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
-}
+// Internal retries of an event submitted without expected_revision when
+// another writer got there first.
+constexpr int kSubmitAttempts = 5;
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
@@ -38,13 +35,13 @@ std::string ActorString(const v1::Actor& actor) {
   return absl::StrCat(actor.subject(), "/", actor.role());
 }
 
-absl::StatusOr<v1::Enrollment> ParseSnapshot(const EnrollmentRow& row) {
-  v1::Enrollment e;
-  if (!e.ParseFromString(row.snapshot)) {
+absl::StatusOr<internal::EnrollmentState> ParseState(const EnrollmentRow& row) {
+  internal::EnrollmentState state;
+  if (!state.ParseFromString(row.snapshot)) {
     return absl::DataLossError(absl::StrCat(
         "store: snapshot of enrollment ", row.id, " cannot be parsed"));
   }
-  return e;
+  return state;
 }
 
 // ValidateCreate checks every field of a CreateEnrollmentRequest and returns
@@ -71,7 +68,97 @@ absl::StatusOr<std::string> ValidateCreate(
   return tenant;
 }
 
+// Safety flags make the response carry the crisis resources.
+bool IsSafetyFlag(const std::string& flag) {
+  return flag == "phq9.item9_positive";
+}
+
+// RowFrom copies the queryable columns of a state into a row.
+EnrollmentRow RowFrom(const EnrollmentName& name,
+                      const internal::EnrollmentState& state) {
+  const v1::Enrollment& e = state.enrollment();
+  EnrollmentRow row;
+  row.tenant = name.tenant;
+  row.id = name.id;
+  row.patient_ref = e.patient_ref();
+  row.workflow_id = e.workflow_id();
+  row.workflow_version = e.workflow_version();
+  row.stage = e.stage();
+  row.clinician_ref = e.clinician_ref();
+  row.state = e.state();
+  row.revision = e.revision();
+  row.snapshot = DeterministicBytes(state);
+  row.create_time = absl::FromUnixMicros(
+      TimeUtil::TimestampToMicroseconds(e.create_time()));
+  row.update_time = absl::FromUnixMicros(
+      TimeUtil::TimestampToMicroseconds(e.update_time()));
+  return row;
+}
+
+// AddEffects turns the runtime's effects into outbox rows and
+// cancellations of the same batch.
+void AddEffects(const EnrollmentName& name,
+                const std::vector<runtime::Effect>& effects,
+                const std::string& request_time_hint, WriteBatch& batch) {
+  std::string prefix = name.Format();
+  for (const runtime::Effect& effect : effects) {
+    std::string key = absl::StrCat(prefix, "/", effect.key);
+    switch (effect.kind) {
+      case runtime::Effect::Kind::kScheduleReminder:
+      case runtime::Effect::Kind::kScheduleEscalation:
+        batch.outbox.push_back(OutboxRow{
+            name.tenant, name.id,
+            effect.kind == runtime::Effect::Kind::kScheduleReminder
+                ? "reminder"
+                : "alert.escalation",
+            effect.due, effect.subject, key});
+        break;
+      case runtime::Effect::Kind::kCancelReminder:
+      case runtime::Effect::Kind::kCancelEscalation:
+        batch.cancel_outbox_keys.push_back(key);
+        break;
+    }
+  }
+}
+
+// ScoreEvent validates a submitted payload's content and records its
+// scores on the event.
+absl::Status ScoreEvent(v1::Event& event) {
+  const v1::EventPayload& p = event.payload();
+  if (p.has_questionnaire_response()) {
+    const v1::QuestionnaireResponse& r = p.questionnaire_response();
+    if (r.questionnaire_id().empty()) {
+      return absl::InvalidArgumentError(
+          "event.questionnaire_response.questionnaire_id: must not be empty");
+    }
+    if (r.questionnaire_id() == "srm5" || r.questionnaire_id() == "srm17") {
+      return absl::InvalidArgumentError(
+          "event.questionnaire_response.questionnaire_id: the Social Rhythm "
+          "Metric is recorded as srm_diary_day events");
+    }
+    IPSRT_ASSIGN_OR_RETURN(
+        ScoredResponse scored,
+        ScoreFixedInstrument(r, "event.questionnaire_response"));
+    for (const auto& [name, value] : scored.scores) {
+      (*event.mutable_scores())[name] = value;
+    }
+    event.set_band(scored.band);
+    for (const std::string& f : scored.flags) event.add_flags(f);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::string DeterministicBytes(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  m.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
 
 std::string RequestFingerprint(absl::string_view method,
                                const google::protobuf::Message& request) {
@@ -82,6 +169,21 @@ std::string EventHash(absl::string_view prev_hash, const v1::Event& event) {
   v1::Event copy = event;
   copy.clear_hash();
   return Sha256Hex(absl::StrCat(prev_hash, "\n", DeterministicBytes(copy)));
+}
+
+absl::StatusOr<absl::TimeZone> Enrollments::LoadZone(const std::string& name) {
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* cache = new absl::flat_hash_map<std::string, absl::TimeZone>();
+  {
+    absl::MutexLock lock(&mu);
+    auto it = cache->find(name);
+    if (it != cache->end()) return it->second;
+  }
+  IPSRT_ASSIGN_OR_RETURN(absl::TimeZone tz,
+                         LoadPatientTimeZone("time_zone", name));
+  absl::MutexLock lock(&mu);
+  cache->emplace(name, tz);
+  return tz;
 }
 
 void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
@@ -126,57 +228,45 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
                            request.workflow_version(), " of workflow \"",
                            request.workflow_id(), "\" is not loaded")));
   }
-  const StageTemplate& first_stage = workflow->stages.front();
 
   absl::Time now = deps_.clock->Now();
   EnrollmentName name{*tenant, deps_.ids->NewId(now)};
-  v1::Enrollment e;
-  e.set_name(name.Format());
-  e.set_patient_ref(request.patient_ref());
-  e.set_workflow_id(workflow->id);
-  e.set_workflow_version(workflow->version);
-  e.set_time_zone(request.time_zone());
-  e.set_clinician_ref(request.clinician_ref());
-  e.set_stage(first_stage.id);
-  e.set_state(v1::Enrollment::ACTIVE);
-  e.set_revision(1);
-  e.set_session_cadence(first_stage.session_cadence);
-  *e.mutable_create_time() = ToProto(now);
-  *e.mutable_update_time() = ToProto(now);
-  *e.mutable_labels() = request.labels();
-
   v1::Event event;
   event.set_sequence(1);
   event.set_type("enrollment.created");
   *event.mutable_actor() = actor;
   *event.mutable_record_time() = ToProto(now);
   event.set_request_id(request.request_id());
+  v1::EnrollmentCreated* created =
+      event.mutable_payload()->mutable_enrollment_created();
+  created->set_patient_ref(request.patient_ref());
+  created->set_workflow_id(workflow->id);
+  created->set_workflow_version(workflow->version);
+  created->set_time_zone(request.time_zone());
+  created->set_clinician_ref(request.clinician_ref());
+  *created->mutable_labels() = request.labels();
   event.set_summary(absl::StrCat("Enrolled in ", workflow->id, "@",
                                  workflow->version, " at stage ",
-                                 first_stage.id));
+                                 workflow->stages.front().id));
+
+  internal::EnrollmentState initial;
+  initial.mutable_enrollment()->set_name(name.Format());
+  absl::StatusOr<runtime::StepResult> stepped =
+      runtime::Step(*workflow, &Enrollments::LoadZone, initial, event);
+  if (!stepped.ok()) return done(stepped.status());
+  for (v1::Outcome& o : stepped->outcomes) *event.add_outcomes() = o;
   event.set_hash(EventHash("", event));
+  stepped->state.set_last_event_hash(event.hash());
+  v1::Enrollment enrollment = stepped->state.enrollment();
 
   WriteBatch batch;
   batch.request = RequestRecord{*tenant,
                                 request.request_id(),
                                 std::string(kMethod),
                                 fingerprint,
-                                e.SerializeAsString(),
+                                enrollment.SerializeAsString(),
                                 now};
-  EnrollmentRow row;
-  row.tenant = *tenant;
-  row.id = name.id;
-  row.patient_ref = e.patient_ref();
-  row.workflow_id = e.workflow_id();
-  row.workflow_version = e.workflow_version();
-  row.stage = e.stage();
-  row.clinician_ref = e.clinician_ref();
-  row.state = e.state();
-  row.revision = e.revision();
-  row.snapshot = batch.request.response;
-  row.create_time = now;
-  row.update_time = now;
-  batch.create = std::move(row);
+  batch.create = RowFrom(name, stepped->state);
   EventRow ev;
   ev.tenant = *tenant;
   ev.enrollment_id = name.id;
@@ -185,17 +275,211 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
   ev.actor = ActorString(actor);
   ev.request_id = request.request_id();
   ev.record_time = now;
-  ev.payload = event.SerializeAsString();
+  ev.payload = DeterministicBytes(event);
   ev.hash = event.hash();
   batch.events.push_back(std::move(ev));
+  AddEffects(name, stepped->effects, "", batch);
 
   deps_.store->CommitAsync(
       std::move(batch),
       [done = std::move(done),
-       created = std::move(e)](absl::StatusOr<CommitResult> r) mutable {
+       created = std::move(enrollment)](absl::StatusOr<CommitResult> r) mutable {
         if (!r.ok()) return done(r.status());
         if (!r->replayed) return done(std::move(created));
         v1::Enrollment first;
+        if (!first.ParseFromString(r->response)) {
+          return done(absl::DataLossError("store: stored response is corrupt"));
+        }
+        done(std::move(first));
+      });
+}
+
+void Enrollments::Submit(const v1::SubmitEventRequest& request,
+                         const v1::Actor& actor, SubmitCallback done) {
+  constexpr absl::string_view kMethod = "SubmitEvent";
+  absl::Status valid = CheckRequestId("request_id", request.request_id());
+  if (!valid.ok()) return done(valid);
+  if (request.expected_revision() < 0) {
+    return done(absl::InvalidArgumentError(
+        "expected_revision: must not be negative (0 skips the check)"));
+  }
+  switch (request.event().payload_case()) {
+    case v1::EventPayload::PAYLOAD_NOT_SET:
+      return done(absl::InvalidArgumentError("event: must set one payload"));
+    case v1::EventPayload::kEnrollmentCreated:
+    case v1::EventPayload::kEnrollmentUpdated:
+      return done(absl::InvalidArgumentError(
+          "event: enrollment_created and enrollment_updated are recorded by "
+          "CreateEnrollment and UpdateEnrollment"));
+    default:
+      break;
+  }
+  v1::SubmitEventRequest unkeyed = request;
+  unkeyed.clear_request_id();
+  Apply(std::string(kMethod), "name", request.name(), request.request_id(),
+        request.expected_revision(), request.event(),
+        RequestFingerprint(kMethod, unkeyed), actor, kSubmitAttempts,
+        std::move(done));
+}
+
+void Enrollments::Update(const v1::UpdateEnrollmentRequest& request,
+                         const v1::Actor& actor, EnrollmentCallback done) {
+  constexpr absl::string_view kMethod = "UpdateEnrollment";
+  absl::Status valid = CheckRequestId("request_id", request.request_id());
+  if (valid.ok() && request.time_zone().empty() &&
+      request.clinician_ref().empty()) {
+    valid = absl::InvalidArgumentError(
+        "time_zone: give a new time_zone or clinician_ref to change");
+  }
+  if (valid.ok() && !request.time_zone().empty()) {
+    valid = LoadPatientTimeZone("time_zone", request.time_zone()).status();
+  }
+  if (valid.ok()) {
+    valid = CheckReference("clinician_ref", request.clinician_ref(), false);
+  }
+  if (!valid.ok()) return done(valid);
+  v1::UpdateEnrollmentRequest unkeyed = request;
+  unkeyed.clear_request_id();
+  v1::EventPayload payload;
+  v1::EnrollmentUpdated* u = payload.mutable_enrollment_updated();
+  u->set_time_zone(request.time_zone());
+  u->set_clinician_ref(request.clinician_ref());
+  u->set_reason(request.reason());
+  Apply(std::string(kMethod), "name", request.name(), request.request_id(),
+        request.expected_revision(), std::move(payload),
+        RequestFingerprint(kMethod, unkeyed), actor, kSubmitAttempts,
+        [done = std::move(done)](absl::StatusOr<v1::SubmitEventResponse> r) {
+          if (!r.ok()) return done(r.status());
+          done(r->enrollment());
+        });
+}
+
+void Enrollments::Apply(const std::string& method,
+                        const std::string& name_field, const std::string& name,
+                        const std::string& request_id,
+                        int64_t expected_revision, v1::EventPayload payload,
+                        const std::string& fingerprint, const v1::Actor& actor,
+                        int attempts_left, SubmitCallback done) {
+  absl::StatusOr<EnrollmentName> parsed = ParseEnrollmentName(name_field, name);
+  if (!parsed.ok()) return done(parsed.status());
+  const EnrollmentName en = *parsed;
+
+  absl::StatusOr<std::optional<RequestRecord>> seen =
+      deps_.store->LookupRequest(en.tenant, request_id);
+  if (!seen.ok()) return done(seen.status());
+  if (seen->has_value()) {
+    const RequestRecord& r = **seen;
+    if (r.method != method || r.payload_hash != fingerprint) {
+      return done(absl::FailedPreconditionError(absl::StrCat(
+          "request_id: \"", request_id, "\" was already used for a different ",
+          r.method, " request; use a new request id for a new request")));
+    }
+    v1::SubmitEventResponse first;
+    if (!first.ParseFromString(r.response)) {
+      return done(absl::DataLossError("store: stored response is corrupt"));
+    }
+    return done(first);
+  }
+
+  absl::StatusOr<EnrollmentRow> row =
+      deps_.store->GetEnrollment(en.tenant, en.id);
+  if (!row.ok()) return done(row.status());
+  if (expected_revision != 0 && expected_revision != row->revision) {
+    return done(absl::AbortedError(absl::StrCat(
+        "expected_revision: enrollment ", en.id, " is at revision ",
+        row->revision, ", not ", expected_revision,
+        "; read it again and retry")));
+  }
+  absl::StatusOr<internal::EnrollmentState> state = ParseState(*row);
+  if (!state.ok()) return done(state.status());
+  std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
+  const WorkflowTemplate* workflow = catalog->Find(
+      state->enrollment().workflow_id(), state->enrollment().workflow_version());
+  if (workflow == nullptr) {
+    return done(absl::FailedPreconditionError(absl::StrCat(
+        "enrollment ", en.id, " runs on workflow ",
+        state->enrollment().workflow_id(), "@",
+        state->enrollment().workflow_version(),
+        ", which is not loaded; load that version or migrate the "
+        "enrollment")));
+  }
+
+  // Time never runs backwards within an enrollment's log.
+  absl::Time now = std::max(deps_.clock->Now(), row->update_time);
+  v1::Event event;
+  event.set_sequence(row->revision + 1);
+  event.set_type(runtime::EventTypeFor(payload));
+  *event.mutable_actor() = actor;
+  *event.mutable_record_time() = ToProto(now);
+  event.set_request_id(request_id);
+  *event.mutable_payload() = std::move(payload);
+  absl::Status scored = ScoreEvent(event);
+  if (!scored.ok()) return done(scored);
+
+  absl::StatusOr<runtime::StepResult> stepped =
+      runtime::Step(*workflow, &Enrollments::LoadZone, *state, event);
+  if (!stepped.ok()) return done(stepped.status());
+  for (v1::Outcome& o : stepped->outcomes) *event.add_outcomes() = o;
+  event.set_summary(absl::StrCat(event.type(), " at stage ",
+                                 stepped->state.enrollment().stage()));
+  event.set_hash(EventHash(state->last_event_hash(), event));
+  stepped->state.set_last_event_hash(event.hash());
+
+  v1::SubmitEventResponse response;
+  *response.mutable_enrollment() = stepped->state.enrollment();
+  *response.mutable_event() = event;
+  *response.mutable_scores() = event.scores();
+  response.set_band(event.band());
+  bool safety = false;
+  for (const std::string& f : event.flags()) {
+    response.add_flags(f);
+    safety = safety || IsSafetyFlag(f);
+  }
+  if (safety) {
+    for (const std::string& c : deps_.safety.crisis_resources) {
+      response.add_crisis_resources(c);
+    }
+  }
+
+  WriteBatch batch;
+  batch.request = RequestRecord{en.tenant,   request_id,
+                                method,      fingerprint,
+                                response.SerializeAsString(), now};
+  batch.update = EnrollmentUpdate{row->revision, RowFrom(en, stepped->state)};
+  EventRow ev;
+  ev.tenant = en.tenant;
+  ev.enrollment_id = en.id;
+  ev.sequence = event.sequence();
+  ev.type = event.type();
+  ev.actor = ActorString(actor);
+  ev.request_id = request_id;
+  ev.record_time = now;
+  ev.payload = DeterministicBytes(event);
+  ev.prev_hash = state->last_event_hash();
+  ev.hash = event.hash();
+  batch.events.push_back(std::move(ev));
+  AddEffects(en, stepped->effects, "", batch);
+
+  v1::EventPayload retry_payload = event.payload();
+  deps_.store->CommitAsync(
+      std::move(batch),
+      [this, method, name_field, name, request_id, expected_revision,
+       retry_payload = std::move(retry_payload), fingerprint, actor,
+       attempts_left, done = std::move(done),
+       response = std::move(response)](absl::StatusOr<CommitResult> r) mutable {
+        if (!r.ok()) {
+          if (absl::IsAborted(r.status()) && expected_revision == 0 &&
+              attempts_left > 1) {
+            // Another writer appended first; the caller asked for "the
+            // current revision", so apply again on top of it.
+            return Apply(method, name_field, name, request_id, 0,
+                         std::move(retry_payload), fingerprint, actor,
+                         attempts_left - 1, std::move(done));
+          }
+          return done(r.status());
+        }
+        if (!r->replayed) return done(std::move(response));
+        v1::SubmitEventResponse first;
         if (!first.ParseFromString(r->response)) {
           return done(absl::DataLossError("store: stored response is corrupt"));
         }
@@ -209,7 +493,42 @@ absl::StatusOr<v1::Enrollment> Enrollments::Get(
                          ParseEnrollmentName("name", request.name()));
   IPSRT_ASSIGN_OR_RETURN(EnrollmentRow row,
                          deps_.store->GetEnrollment(name.tenant, name.id));
-  return ParseSnapshot(row);
+  IPSRT_ASSIGN_OR_RETURN(internal::EnrollmentState state, ParseState(row));
+  return state.enrollment();
+}
+
+absl::StatusOr<v1::ListTasksResponse> Enrollments::Tasks(
+    const v1::ListTasksRequest& request) {
+  IPSRT_ASSIGN_OR_RETURN(EnrollmentName name,
+                         ParseEnrollmentName("parent", request.parent()));
+  IPSRT_ASSIGN_OR_RETURN(
+      int page_size,
+      ClampPageSize(request.page_size(), kDefaultPageSize, kMaxPageSize));
+  IPSRT_ASSIGN_OR_RETURN(EnrollmentRow row,
+                         deps_.store->GetEnrollment(name.tenant, name.id));
+  IPSRT_ASSIGN_OR_RETURN(internal::EnrollmentState state, ParseState(row));
+  std::vector<v1::Task> tasks =
+      runtime::OpenTasks(state, request.include_closed());
+  std::string fingerprint =
+      Sha256Hex(absl::StrCat(name.Format(), "\n", request.include_closed(),
+                             "\n", row.revision))
+          .substr(0, 16);
+  int64_t start = 0;
+  if (!request.page_token().empty()) {
+    IPSRT_ASSIGN_OR_RETURN(PagePosition pos,
+                           DecodePageToken(request.page_token(), fingerprint));
+    start = pos.key_int;
+  }
+  v1::ListTasksResponse response;
+  for (int64_t i = start;
+       i < static_cast<int64_t>(tasks.size()) && i < start + page_size; ++i) {
+    *response.add_tasks() = tasks[i];
+  }
+  if (start + page_size < static_cast<int64_t>(tasks.size())) {
+    response.set_next_page_token(
+        EncodePageToken(PagePosition{fingerprint, start + page_size, ""}));
+  }
+  return response;
 }
 
 absl::StatusOr<v1::ListEnrollmentsResponse> Enrollments::List(
@@ -248,7 +567,8 @@ absl::StatusOr<v1::ListEnrollmentsResponse> Enrollments::List(
   bool more = static_cast<int>(rows.size()) > page_size;
   if (more) rows.resize(page_size);
   for (const EnrollmentRow& row : rows) {
-    IPSRT_ASSIGN_OR_RETURN(*response.add_enrollments(), ParseSnapshot(row));
+    IPSRT_ASSIGN_OR_RETURN(internal::EnrollmentState state, ParseState(row));
+    *response.add_enrollments() = state.enrollment();
   }
   if (more) {
     const EnrollmentRow& last = rows.back();

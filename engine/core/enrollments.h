@@ -50,13 +50,19 @@ class WorkflowRegistry {
 
 class Enrollments {
  public:
+  // Crisis resources shown to a patient with a safety flag (deployment
+  // configuration).
+  struct Safety {
+    std::vector<std::string> crisis_resources;
+  };
   struct Deps {
     Store* store;
     const Clock* clock;
     IdGenerator* ids;
     const WorkflowRegistry* workflows;
+    Safety safety;
   };
-  explicit Enrollments(Deps deps) : deps_(deps) {}
+  explicit Enrollments(Deps deps) : deps_(std::move(deps)) {}
 
   using EnrollmentCallback = std::function<void(absl::StatusOr<v1::Enrollment>)>;
 
@@ -77,9 +83,43 @@ class Enrollments {
   absl::StatusOr<v1::GetTimelineResponse> Timeline(
       const v1::GetTimelineRequest& request);
 
+  using SubmitCallback =
+      std::function<void(absl::StatusOr<v1::SubmitEventResponse>)>;
+
+  // Submit records one event and everything the workflow does in response,
+  // atomically. Idempotent by request_id; ABORTED when expected_revision is
+  // stale (0 skips the check: the event applies to the current revision,
+  // retried internally on a concurrent change).
+  void Submit(const v1::SubmitEventRequest& request, const v1::Actor& actor,
+              SubmitCallback done);
+
+  // Update changes the time zone or clinician (an "enrollment.updated"
+  // event); same rules as Submit.
+  void Update(const v1::UpdateEnrollmentRequest& request,
+              const v1::Actor& actor, EnrollmentCallback done);
+
+  // Tasks lists the enrollment's open tasks (all tasks of the current stage
+  // with include_closed).
+  absl::StatusOr<v1::ListTasksResponse> Tasks(
+      const v1::ListTasksRequest& request);
+
+  // ZoneLoader for the runtime: cached IANA zone loading.
+  static absl::StatusOr<absl::TimeZone> LoadZone(const std::string& name);
+
  private:
+  struct Loaded;
+  void Apply(const std::string& method, const std::string& name_field,
+             const std::string& name, const std::string& request_id,
+             int64_t expected_revision, v1::EventPayload payload,
+             const std::string& fingerprint, const v1::Actor& actor,
+             int attempts_left, SubmitCallback done);
+
   Deps deps_;
 };
+
+// DeterministicBytes serialises a message with map entries in key order,
+// so equal messages give equal bytes (snapshots, hashes).
+std::string DeterministicBytes(const google::protobuf::Message& message);
 
 // RequestFingerprint hashes a request for idempotency: the method name and
 // the deterministic serialization of the request. Callers clear the

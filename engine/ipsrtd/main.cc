@@ -98,7 +98,8 @@ int Run() {
       static_cast<int>(config->server.max_receive_message_bytes);
   absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(
       server_options,
-      ServerDeps{store->get(), SystemClock::Get(), &ids, &workflows});
+      ServerDeps{store->get(), SystemClock::Get(), &ids, &workflows,
+                 Enrollments::Safety{config->safety.crisis_resources}});
   if (!server.ok()) {
     IPSRT_LOG(ERROR) << server.status();
     return 1;

@@ -3,98 +3,672 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/hash.h"
-#include "common/yaml_reader.h"
 
 namespace ipsrt {
+namespace {
 
-bool IsIsoDuration(absl::string_view text) {
-  if (text.size() < 3 || text[0] != 'P') return false;
-  static constexpr absl::string_view kUnits = "YMWD";
-  size_t last_unit = 0;
-  bool any_positive = false;
-  size_t i = 1;
-  while (i < text.size()) {
-    size_t start = i;
-    uint64_t value = 0;
-    while (i < text.size() && absl::ascii_isdigit(text[i])) {
-      value = value * 10 + (text[i] - '0');
-      if (value > 10000) return false;
-      ++i;
-    }
-    if (i == start || i == text.size()) return false;
-    size_t unit = kUnits.find(text[i]);
-    if (unit == absl::string_view::npos) return false;
-    if (unit + 1 <= last_unit) return false;  // units in order, once each
-    last_unit = unit + 1;
-    if (value > 0) any_positive = true;
-    ++i;
-  }
-  return any_positive;
+struct KindName {
+  TaskKind kind;
+  absl::string_view name;
+};
+constexpr KindName kTaskKinds[] = {
+    {TaskKind::kQuestionnaire, "questionnaire"},
+    {TaskKind::kSession, "session"},
+    {TaskKind::kGoal, "goal"},
+    {TaskKind::kRelapsePlan, "relapse_plan"},
+    {TaskKind::kDisruptionPlan, "disruption_plan"},
+    {TaskKind::kClinicianForm, "clinician_form"},
+    {TaskKind::kNote, "note"},
+};
+
+// Event kinds a rule's `on` may name, besides "questionnaire:<id>".
+const std::set<std::string>& RuleEventKinds() {
+  static const auto* kinds = new std::set<std::string>{
+      "session_held",    "srm_diary",    "goal_set",           "relapse_plan",
+      "disruption_plan", "stage_change", "alert_acknowledged", "time"};
+  return *kinds;
 }
 
-absl::StatusOr<WorkflowTemplate> ParseWorkflowTemplate(
-    absl::string_view yaml, absl::string_view file_name) {
-  YamlReader r{std::string(file_name)};
-  YAML::Node root = r.Parse(yaml);
-  if (!r.ok()) return r.ToStatus();
-  if (!r.ExpectMap(root, "", false)) return r.ToStatus();
-  r.ExpectKeys(root, "", {"id", "version", "title", "description", "stages"});
-  WorkflowTemplate t;
-  t.id = r.String(root, "", "id", "", true);
-  if (root["id"].IsDefined() && !t.id.empty()) {
-    bool ok = t.id.size() <= 63 && absl::ascii_islower(t.id[0]);
-    for (char c : t.id) {
-      ok = ok && (absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-');
+bool IsIdentifier(absl::string_view id) {
+  if (id.empty() || id.size() > 63 || !absl::ascii_islower(id[0])) {
+    return false;
+  }
+  for (char c : id) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' ||
+          c == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+SourcePos PosOf(const YAML::Node& n) {
+  if (!n.IsDefined()) return {};
+  YAML::Mark m = n.Mark();
+  if (m.line < 0) return {};
+  return {m.line + 1, m.column + 1};
+}
+
+// Parser reads one template, collecting every problem in `r`.
+class Parser {
+ public:
+  Parser(YamlReader& r, absl::string_view source, const ModelContext& context)
+      : r_(r),
+        lines_(absl::StrSplit(source, '\n')),
+        context_(context) {}
+
+  WorkflowTemplate Parse(const YAML::Node& root);
+
+ private:
+  std::string Id(const YAML::Node& map, const std::string& path,
+                 absl::string_view what);
+  std::optional<IsoDuration> Duration(const YAML::Node& map,
+                                      const std::string& path, const char* key,
+                                      bool required);
+  Condition ReadCondition(const YAML::Node& map, const std::string& path);
+  // TextStart maps a position inside a scalar's text to the file.
+  SourcePos TextPos(const YAML::Node& node, int line, int column) const;
+  TaskTemplate ReadTask(const YAML::Node& n, const std::string& path);
+  RuleTemplate ReadRule(const YAML::Node& n, const std::string& path);
+  std::vector<Action> ReadActions(const YAML::Node& map,
+                                  const std::string& path, const char* key);
+  void CheckReferences(const WorkflowTemplate& t, const YAML::Node& root);
+  void CheckGraph(const WorkflowTemplate& t, const YAML::Node& root);
+
+  YamlReader& r_;
+  std::vector<absl::string_view> lines_;
+  const ModelContext& context_;
+  // References to check once the whole template is read.
+  struct Ref {
+    std::string id;
+    SourcePos pos;
+    std::string path;
+  };
+  std::vector<Ref> task_refs_;
+  std::vector<Ref> stage_refs_;
+};
+
+std::string Parser::Id(const YAML::Node& map, const std::string& path,
+                       absl::string_view what) {
+  std::string id = r_.String(map, path, "id", "", true);
+  if (map.IsMap() && map["id"].IsDefined() && !id.empty() &&
+      !IsIdentifier(id)) {
+    r_.Error(map["id"], YamlReader::Join(path, "id"),
+             absl::StrCat(what,
+                          " id must be 1-63 characters of a-z, 0-9, '-' and "
+                          "'_', starting with a letter"));
+  }
+  return id;
+}
+
+std::optional<IsoDuration> Parser::Duration(const YAML::Node& map,
+                                            const std::string& path,
+                                            const char* key, bool required) {
+  std::string text = r_.String(map, path, key, "", required);
+  if (text.empty()) return std::nullopt;
+  std::optional<IsoDuration> d = ParseIsoDuration(text);
+  if (!d.has_value() || d->IsZero()) {
+    r_.Error(map[key], YamlReader::Join(path, key),
+             absl::StrCat("\"", text,
+                          "\" is not a positive ISO-8601 duration such as "
+                          "P1W, P2W, P1M or PT4H"));
+    return std::nullopt;
+  }
+  return d;
+}
+
+SourcePos Parser::TextPos(const YAML::Node& node, int line, int column) const {
+  SourcePos start = PosOf(node);
+  if (start.line == 0 || start.line > static_cast<int>(lines_.size())) {
+    return start;
+  }
+  absl::string_view first = lines_[start.line - 1];
+  char lead = start.column - 1 < static_cast<int>(first.size())
+                  ? first[start.column - 1]
+                  : ' ';
+  if (lead == '|') {
+    // Literal block: the text starts on the next line at the block's
+    // indentation, and keeps its lines.
+    int text_line = start.line + line;
+    if (text_line > static_cast<int>(lines_.size())) return start;
+    absl::string_view l = lines_[text_line - 1];
+    int indent = static_cast<int>(l.find_first_not_of(' '));
+    return {text_line, indent + column};
+  }
+  if (line != 1) return start;  // folded text: the node is the best place
+  int quote = (lead == '"' || lead == '\'') ? 1 : 0;
+  return {start.line, start.column + quote + column - 1};
+}
+
+Condition Parser::ReadCondition(const YAML::Node& map,
+                                const std::string& path) {
+  Condition c;
+  c.path = YamlReader::Join(path, "when");
+  c.text = r_.String(map, path, "when", "", true);
+  YAML::Node node = map.IsMap() ? map["when"] : YAML::Node();
+  c.pos = PosOf(node);
+  if (c.text.empty()) return c;
+  std::vector<ConditionError> errors;
+  std::vector<CompiledCondition::TaskRef> refs;
+  c.program = CompiledCondition::Compile(c.text, context_, &errors, &refs);
+  for (const ConditionError& e : errors) {
+    SourcePos p = TextPos(node, e.line, e.column);
+    r_.ErrorAt(p.line, p.column, c.path, e.message);
+  }
+  for (const CompiledCondition::TaskRef& ref : refs) {
+    task_refs_.push_back(
+        Ref{ref.task_id, TextPos(node, ref.line, ref.column), c.path});
+  }
+  return c;
+}
+
+TaskTemplate Parser::ReadTask(const YAML::Node& n, const std::string& path) {
+  TaskTemplate t;
+  t.pos = PosOf(n);
+  if (!r_.ExpectMap(n, path, false)) return t;
+  r_.ExpectKeys(n, path,
+                {"id", "kind", "title", "description", "assignee",
+                 "questionnaire", "due", "repeat", "remind_at"});
+  t.id = Id(n, path, "task");
+  t.title = r_.String(n, path, "title", "", true);
+  t.description = r_.String(n, path, "description", "");
+  std::string kind = r_.String(n, path, "kind", "", true);
+  bool known_kind = false;
+  for (const KindName& k : kTaskKinds) {
+    if (k.name == kind) {
+      t.kind = k.kind;
+      known_kind = true;
+    }
+  }
+  if (!kind.empty() && !known_kind) {
+    std::vector<absl::string_view> names;
+    for (const KindName& k : kTaskKinds) names.push_back(k.name);
+    r_.Error(n["kind"], YamlReader::Join(path, "kind"),
+             absl::StrCat("unknown task kind \"", kind, "\" (allowed: ",
+                          absl::StrJoin(names, ", "), ")"));
+  }
+  t.assignee = t.kind == TaskKind::kQuestionnaire ? Assignee::kPatient
+                                                  : Assignee::kClinician;
+  std::string assignee = r_.String(n, path, "assignee", "");
+  if (assignee == "patient") {
+    t.assignee = Assignee::kPatient;
+  } else if (assignee == "clinician") {
+    t.assignee = Assignee::kClinician;
+  } else if (!assignee.empty()) {
+    r_.Error(n["assignee"], YamlReader::Join(path, "assignee"),
+             "must be patient or clinician");
+  }
+  t.questionnaire = r_.String(n, path, "questionnaire", "",
+                              known_kind && t.kind == TaskKind::kQuestionnaire);
+  if (!t.questionnaire.empty()) {
+    if (t.kind != TaskKind::kQuestionnaire) {
+      r_.Error(n["questionnaire"], YamlReader::Join(path, "questionnaire"),
+               "only questionnaire tasks name a questionnaire");
+    } else if (!context_.instruments.count(t.questionnaire)) {
+      r_.Error(n["questionnaire"], YamlReader::Join(path, "questionnaire"),
+               absl::StrCat("unknown questionnaire \"", t.questionnaire,
+                            "\" (known: ",
+                            absl::StrJoin(context_.instruments, ", "), ")"));
+    }
+  }
+  t.due = Duration(n, path, "due", false);
+  t.repeat = Duration(n, path, "repeat", false);
+  std::string at = r_.String(n, path, "remind_at", "");
+  if (!at.empty()) {
+    t.remind_at_minutes = ParseLocalTimeOfDay(at);
+    if (!t.remind_at_minutes.has_value()) {
+      r_.Error(n["remind_at"], YamlReader::Join(path, "remind_at"),
+               absl::StrCat("\"", at,
+                            "\" is not a local time HH:MM between 00:00 and "
+                            "23:59"));
+    }
+  }
+  return t;
+}
+
+std::vector<Action> Parser::ReadActions(const YAML::Node& map,
+                                        const std::string& path,
+                                        const char* key) {
+  std::vector<Action> actions;
+  if (!map.IsMap()) return actions;
+  YAML::Node list = map[key];
+  std::string lpath = YamlReader::Join(path, key);
+  if (!list.IsDefined() || list.IsNull()) return actions;
+  if (!list.IsSequence()) {
+    r_.Error(list, lpath, "must be a list of actions");
+    return actions;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string p = YamlReader::Join(lpath, i);
+    YAML::Node a = list[i];
+    if (!r_.ExpectMap(a, p, false)) continue;
+    if (a.size() != 1) {
+      r_.Error(a, p,
+               "an action is a map with one key: set_cadence, "
+               "restore_cadence, move_to, raise_alert or "
+               "schedule_questionnaire");
+      continue;
+    }
+    r_.ExpectKeys(a, p,
+                  {"set_cadence", "restore_cadence", "move_to", "raise_alert",
+                   "schedule_questionnaire"});
+    Action action;
+    action.pos = PosOf(a);
+    action.path = p;
+    std::string verb = a.begin()->first.Scalar();
+    if (verb == "set_cadence") {
+      action.kind = Action::Kind::kSetCadence;
+      std::optional<IsoDuration> d = Duration(a, p, "set_cadence", true);
+      if (!d.has_value()) continue;
+      action.cadence = *d;
+    } else if (verb == "restore_cadence") {
+      action.kind = Action::Kind::kRestoreCadence;
+      if (!r_.Bool(a, p, "restore_cadence", false)) {
+        r_.Error(a["restore_cadence"], YamlReader::Join(p, "restore_cadence"),
+                 "write restore_cadence: true");
+      }
+    } else if (verb == "move_to") {
+      action.kind = Action::Kind::kMoveTo;
+      action.stage = r_.String(a, p, "move_to", "", true);
+      stage_refs_.push_back(Ref{action.stage, PosOf(a["move_to"]),
+                                YamlReader::Join(p, "move_to")});
+    } else if (verb == "raise_alert") {
+      action.kind = Action::Kind::kRaiseAlert;
+      std::string ap = YamlReader::Join(p, "raise_alert");
+      YAML::Node spec = a["raise_alert"];
+      if (!r_.ExpectMap(spec, ap, false)) continue;
+      r_.ExpectKeys(spec, ap,
+                    {"id", "title", "priority", "acknowledge_within"});
+      action.alert.id = Id(spec, ap, "alert");
+      action.alert.title = r_.String(spec, ap, "title", "", true);
+      std::string priority = r_.String(spec, ap, "priority", "routine");
+      if (priority != "routine" && priority != "urgent") {
+        r_.Error(spec["priority"], YamlReader::Join(ap, "priority"),
+                 "must be routine or urgent");
+      }
+      action.alert.urgent = priority == "urgent";
+      action.alert.acknowledge_within =
+          Duration(spec, ap, "acknowledge_within", action.alert.urgent);
+    } else if (verb == "schedule_questionnaire") {
+      action.kind = Action::Kind::kScheduleQuestionnaire;
+      std::string sp = YamlReader::Join(p, "schedule_questionnaire");
+      YAML::Node spec = a["schedule_questionnaire"];
+      if (!r_.ExpectMap(spec, sp, false)) continue;
+      r_.ExpectKeys(spec, sp, {"questionnaire", "within"});
+      action.questionnaire = r_.String(spec, sp, "questionnaire", "", true);
+      if (!action.questionnaire.empty() &&
+          !context_.instruments.count(action.questionnaire)) {
+        r_.Error(spec["questionnaire"], YamlReader::Join(sp, "questionnaire"),
+                 absl::StrCat("unknown questionnaire \"", action.questionnaire,
+                              "\""));
+      }
+      std::optional<IsoDuration> within = Duration(spec, sp, "within", true);
+      if (within.has_value()) action.within = *within;
+    } else {
+      continue;  // reported by ExpectKeys
+    }
+    actions.push_back(std::move(action));
+  }
+  return actions;
+}
+
+RuleTemplate Parser::ReadRule(const YAML::Node& n, const std::string& path) {
+  RuleTemplate rule;
+  rule.pos = PosOf(n);
+  if (!r_.ExpectMap(n, path, false)) return rule;
+  r_.ExpectKeys(n, path, {"id", "on", "when", "then", "otherwise"});
+  rule.id = Id(n, path, "rule");
+  rule.on = r_.String(n, path, "on", "");
+  if (!rule.on.empty()) {
+    bool ok = RuleEventKinds().count(rule.on) > 0;
+    if (absl::StartsWith(rule.on, "questionnaire:")) {
+      ok = context_.instruments.count(rule.on.substr(14)) > 0;
     }
     if (!ok) {
-      r.Error(root["id"], "id",
-              "must be 1-63 characters of a-z, 0-9 and '-', starting with a "
-              "letter");
+      r_.Error(n["on"], YamlReader::Join(path, "on"),
+               absl::StrCat("unknown event kind \"", rule.on, "\" (use ",
+                            absl::StrJoin(RuleEventKinds(), ", "),
+                            " or questionnaire:<instrument>)"));
     }
   }
-  if (!root["version"].IsDefined()) {
-    r.Error(root, "version", "is required");
+  rule.when = ReadCondition(n, path);
+  rule.then = ReadActions(n, path, "then");
+  rule.otherwise = ReadActions(n, path, "otherwise");
+  if (n["then"].IsDefined() == false) {
+    r_.Error(n, YamlReader::Join(path, "then"), "is required");
   }
-  t.version = static_cast<int>(r.Int(root, "", "version", 0, 1, 1000000));
-  t.title = r.String(root, "", "title", "", true);
-  t.description = r.String(root, "", "description", "");
+  if (!rule.on.empty() && !rule.otherwise.empty()) {
+    r_.Error(n["otherwise"], YamlReader::Join(path, "otherwise"),
+             "a rule with `on` fires per event and has no `otherwise`");
+  }
+  return rule;
+}
+
+WorkflowTemplate Parser::Parse(const YAML::Node& root) {
+  WorkflowTemplate t;
+  if (!r_.ExpectMap(root, "", false)) return t;
+  r_.ExpectKeys(root, "",
+                {"id", "version", "title", "description", "stages", "rules"});
+  t.id = Id(root, "", "workflow");
+  if (!root["version"].IsDefined()) r_.Error(root, "version", "is required");
+  t.version = static_cast<int>(r_.Int(root, "", "version", 0, 1, 1000000));
+  t.title = r_.String(root, "", "title", "", true);
+  t.description = r_.String(root, "", "description", "");
+
   YAML::Node stages = root["stages"];
   if (!stages.IsDefined() || !stages.IsSequence() || stages.size() == 0) {
-    r.Error(stages.IsDefined() ? stages : root, "stages",
-            "must be a non-empty list of stages");
+    r_.Error(stages.IsDefined() ? stages : root, "stages",
+             "must be a non-empty list of stages");
   } else {
-    std::set<std::string> seen;
     for (size_t i = 0; i < stages.size(); ++i) {
       std::string p = YamlReader::Join("stages", i);
       YAML::Node s = stages[i];
-      if (!r.ExpectMap(s, p, false)) continue;
-      r.ExpectKeys(s, p, {"id", "title", "description", "cadence"});
       StageTemplate st;
-      st.id = r.String(s, p, "id", "", true);
-      st.title = r.String(s, p, "title", "", true);
-      st.description = r.String(s, p, "description", "");
-      st.session_cadence = r.String(s, p, "cadence", "", true);
-      if (!st.id.empty() && !seen.insert(st.id).second) {
-        r.Error(s["id"], YamlReader::Join(p, "id"),
-                absl::StrCat("duplicate stage id \"", st.id, "\""));
+      st.pos = PosOf(s);
+      if (!r_.ExpectMap(s, p, false)) continue;
+      r_.ExpectKeys(s, p,
+                    {"id", "title", "description", "cadence", "tasks", "exit",
+                     "rules"});
+      st.id = Id(s, p, "stage");
+      st.title = r_.String(s, p, "title", "", true);
+      st.description = r_.String(s, p, "description", "");
+      st.session_cadence = r_.String(s, p, "cadence", "");
+      std::optional<IsoDuration> cadence = Duration(s, p, "cadence", true);
+      if (cadence.has_value()) st.cadence = *cadence;
+      YAML::Node tasks = s["tasks"];
+      if (tasks.IsDefined() && !tasks.IsSequence()) {
+        r_.Error(tasks, YamlReader::Join(p, "tasks"), "must be a list");
+      } else if (tasks.IsDefined()) {
+        for (size_t j = 0; j < tasks.size(); ++j) {
+          st.tasks.push_back(
+              ReadTask(tasks[j], YamlReader::Join(YamlReader::Join(p, "tasks"), j)));
+        }
       }
-      if (s["cadence"].IsDefined() && !IsIsoDuration(st.session_cadence)) {
-        r.Error(s["cadence"], YamlReader::Join(p, "cadence"),
-                absl::StrCat("\"", st.session_cadence,
-                             "\" is not a positive ISO-8601 duration such as "
-                             "P1W, P2W or P1M"));
+      YAML::Node exits = s["exit"];
+      if (exits.IsDefined() && !exits.IsSequence()) {
+        r_.Error(exits, YamlReader::Join(p, "exit"),
+                 "must be a list of {to, when}");
+      } else if (exits.IsDefined()) {
+        for (size_t j = 0; j < exits.size(); ++j) {
+          std::string ep = YamlReader::Join(YamlReader::Join(p, "exit"), j);
+          YAML::Node e = exits[j];
+          ExitTemplate ex;
+          ex.pos = PosOf(e);
+          if (!r_.ExpectMap(e, ep, false)) continue;
+          r_.ExpectKeys(e, ep, {"to", "when"});
+          ex.to = r_.String(e, ep, "to", "", true);
+          if (!ex.to.empty()) {
+            stage_refs_.push_back(
+                Ref{ex.to, PosOf(e["to"]), YamlReader::Join(ep, "to")});
+          }
+          ex.when = ReadCondition(e, ep);
+          st.exits.push_back(std::move(ex));
+        }
+      }
+      YAML::Node rules = s["rules"];
+      if (rules.IsDefined() && !rules.IsSequence()) {
+        r_.Error(rules, YamlReader::Join(p, "rules"), "must be a list");
+      } else if (rules.IsDefined()) {
+        for (size_t j = 0; j < rules.size(); ++j) {
+          st.rules.push_back(ReadRule(
+              rules[j], YamlReader::Join(YamlReader::Join(p, "rules"), j)));
+        }
       }
       t.stages.push_back(std::move(st));
     }
   }
+  YAML::Node rules = root["rules"];
+  if (rules.IsDefined() && !rules.IsSequence()) {
+    r_.Error(rules, "rules", "must be a list");
+  } else if (rules.IsDefined()) {
+    for (size_t j = 0; j < rules.size(); ++j) {
+      t.rules.push_back(ReadRule(rules[j], YamlReader::Join("rules", j)));
+    }
+  }
+  CheckReferences(t, root);
+  CheckGraph(t, root);
+  return t;
+}
+
+void Parser::CheckReferences(const WorkflowTemplate& t,
+                             const YAML::Node& root) {
+  std::map<std::string, std::string> stage_ids, all_task_ids, rule_ids;
+  auto unique = [&](std::map<std::string, std::string>& seen,
+                    const std::string& id, const std::string& path,
+                    SourcePos pos, absl::string_view what) {
+    if (id.empty()) return;
+    auto [it, inserted] = seen.emplace(id, path);
+    if (!inserted) {
+      r_.ErrorAt(pos.line, pos.column, path,
+                 absl::StrCat("duplicate ", what, " id \"", id,
+                              "\" (first at ", it->second, ")"));
+    }
+  };
+  for (size_t i = 0; i < t.stages.size(); ++i) {
+    const StageTemplate& s = t.stages[i];
+    std::string sp = YamlReader::Join("stages", i);
+    unique(stage_ids, s.id, YamlReader::Join(sp, "id"), s.pos, "stage");
+    std::map<std::string, std::string> task_ids;  // unique per stage
+    for (size_t j = 0; j < s.tasks.size(); ++j) {
+      all_task_ids.emplace(s.tasks[j].id, "");
+      unique(task_ids, s.tasks[j].id,
+             YamlReader::Join(YamlReader::Join(YamlReader::Join(sp, "tasks"), j),
+                              "id"),
+             s.tasks[j].pos, "task");
+    }
+    for (size_t j = 0; j < s.rules.size(); ++j) {
+      unique(rule_ids, s.rules[j].id,
+             YamlReader::Join(YamlReader::Join(YamlReader::Join(sp, "rules"), j),
+                              "id"),
+             s.rules[j].pos, "rule");
+    }
+  }
+  for (size_t j = 0; j < t.rules.size(); ++j) {
+    unique(rule_ids, t.rules[j].id,
+           YamlReader::Join(YamlReader::Join("rules", j), "id"), t.rules[j].pos,
+           "rule");
+  }
+  for (const Ref& ref : stage_refs_) {
+    if (!ref.id.empty() && !stage_ids.count(ref.id)) {
+      r_.ErrorAt(ref.pos.line, ref.pos.column, ref.path,
+                 absl::StrCat("unknown stage \"", ref.id, "\""));
+    }
+  }
+  for (const Ref& ref : task_refs_) {
+    if (!all_task_ids.count(ref.id)) {
+      r_.ErrorAt(ref.pos.line, ref.pos.column, ref.path,
+                 absl::StrCat("tasks.done(\"", ref.id,
+                              "\"): unknown task \"", ref.id, "\""));
+    }
+  }
+}
+
+// CheckGraph reports stages no path from the first stage reaches, and
+// cycles of stages that nothing leads out of (an enrollment entering one
+// would circle forever).
+void Parser::CheckGraph(const WorkflowTemplate& t, const YAML::Node& root) {
+  const int n = static_cast<int>(t.stages.size());
+  if (n == 0 || !r_.ok()) return;  // references must resolve first
+  std::vector<std::set<int>> edges(n);
+  auto add_moves = [&](int from, const std::vector<RuleTemplate>& rules) {
+    for (const RuleTemplate& rule : rules) {
+      for (const auto* actions : {&rule.then, &rule.otherwise}) {
+        for (const Action& a : *actions) {
+          if (a.kind == Action::Kind::kMoveTo) {
+            edges[from].insert(t.StageIndex(a.stage));
+          }
+        }
+      }
+    }
+  };
+  for (int i = 0; i < n; ++i) {
+    for (const ExitTemplate& e : t.stages[i].exits) {
+      edges[i].insert(t.StageIndex(e.to));
+    }
+    add_moves(i, t.stages[i].rules);
+    add_moves(i, t.rules);
+  }
+  std::vector<bool> reached(n, false);
+  std::vector<int> todo = {0};
+  reached[0] = true;
+  while (!todo.empty()) {
+    int s = todo.back();
+    todo.pop_back();
+    for (int next : edges[s]) {
+      if (!reached[next]) {
+        reached[next] = true;
+        todo.push_back(next);
+      }
+    }
+  }
+  for (int i = 1; i < n; ++i) {
+    if (!reached[i]) {
+      SourcePos p = t.stages[i].pos;
+      r_.ErrorAt(p.line, p.column, YamlReader::Join("stages", i),
+                 absl::StrCat("stage \"", t.stages[i].id,
+                              "\" is unreachable: no exit or move_to leads "
+                              "to it from \"",
+                              t.stages[0].id, "\""));
+    }
+  }
+  // Tarjan's strongly connected components.
+  std::vector<int> index(n, -1), low(n, 0), comp(n, -1);
+  std::vector<bool> on_stack(n, false);
+  std::vector<int> stack;
+  int counter = 0, components = 0;
+  std::function<void(int)> visit = [&](int v) {
+    index[v] = low[v] = counter++;
+    stack.push_back(v);
+    on_stack[v] = true;
+    for (int w : edges[v]) {
+      if (index[w] < 0) {
+        visit(w);
+        low[v] = std::min(low[v], low[w]);
+      } else if (on_stack[w]) {
+        low[v] = std::min(low[v], index[w]);
+      }
+    }
+    if (low[v] == index[v]) {
+      int w;
+      do {
+        w = stack.back();
+        stack.pop_back();
+        on_stack[w] = false;
+        comp[w] = components;
+      } while (w != v);
+      ++components;
+    }
+  };
+  for (int v = 0; v < n; ++v) {
+    if (index[v] < 0) visit(v);
+  }
+  for (int c = 0; c < components; ++c) {
+    std::vector<int> members;
+    bool cyclic = false, leaves = false;
+    for (int v = 0; v < n; ++v) {
+      if (comp[v] != c) continue;
+      members.push_back(v);
+      for (int w : edges[v]) {
+        if (comp[w] != c) leaves = true;
+        if (w == v) cyclic = true;
+      }
+    }
+    if (members.size() > 1) cyclic = true;
+    if (!cyclic || leaves) continue;
+    std::vector<std::string> ids;
+    for (int v : members) ids.push_back(t.stages[v].id);
+    SourcePos p = t.stages[members.front()].pos;
+    r_.ErrorAt(p.line, p.column, YamlReader::Join("stages", members.front()),
+               absl::StrCat("stages ", absl::StrJoin(ids, ", "),
+                            " form a cycle with no exit: an enrollment that "
+                            "enters it can never leave"));
+  }
+}
+
+}  // namespace
+
+absl::string_view TaskKindName(TaskKind kind) {
+  for (const KindName& k : kTaskKinds) {
+    if (k.kind == kind) return k.name;
+  }
+  return "unknown";
+}
+
+const StageTemplate* WorkflowTemplate::FindStage(absl::string_view id) const {
+  int i = StageIndex(id);
+  return i < 0 ? nullptr : &stages[i];
+}
+
+int WorkflowTemplate::StageIndex(absl::string_view id) const {
+  for (size_t i = 0; i < stages.size(); ++i) {
+    if (stages[i].id == id) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+const TaskTemplate* WorkflowTemplate::FindTask(absl::string_view stage,
+                                               absl::string_view id) const {
+  const StageTemplate* s = FindStage(stage);
+  if (s == nullptr) return nullptr;
+  for (const TaskTemplate& t : s->tasks) {
+    if (t.id == id) return &t;
+  }
+  return nullptr;
+}
+
+bool WorkflowTemplate::HasTask(absl::string_view id) const {
+  for (const StageTemplate& s : stages) {
+    for (const TaskTemplate& t : s.tasks) {
+      if (t.id == id) return true;
+    }
+  }
+  return false;
+}
+
+bool IsIsoDuration(absl::string_view text) {
+  std::optional<IsoDuration> d = ParseIsoDuration(text);
+  return d.has_value() && !d->IsZero();
+}
+
+std::vector<YamlDiagnostic> DiagnoseWorkflowTemplate(
+    absl::string_view yaml, absl::string_view file_name,
+    const ModelContext& context) {
+  YamlReader r{std::string(file_name)};
+  YAML::Node root = r.Parse(yaml);
+  if (r.ok()) Parser(r, yaml, context).Parse(root);
+  std::vector<YamlDiagnostic> out = r.diagnostics();
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
+  return out;
+}
+
+absl::StatusOr<WorkflowTemplate> ParseWorkflowTemplate(
+    absl::string_view yaml, absl::string_view file_name,
+    const ModelContext& context) {
+  YamlReader r{std::string(file_name)};
+  YAML::Node root = r.Parse(yaml);
   if (!r.ok()) return r.ToStatus();
+  WorkflowTemplate t = Parser(r, yaml, context).Parse(root);
+  if (!r.ok()) {
+    std::vector<YamlDiagnostic> d = r.diagnostics();
+    std::stable_sort(d.begin(), d.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+    });
+    std::vector<std::string> lines;
+    for (const YamlDiagnostic& x : d) lines.push_back(x.ToString());
+    return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
+  }
   t.source_file = std::string(file_name);
   t.source_yaml = std::string(yaml);
   t.source_sha256 = Sha256Hex(yaml);
@@ -118,7 +692,8 @@ WorkflowCatalog::FromTemplates(std::vector<WorkflowTemplate> templates) {
 }
 
 absl::StatusOr<std::shared_ptr<const WorkflowCatalog>>
-WorkflowCatalog::LoadDirectories(const std::vector<std::string>& directories) {
+WorkflowCatalog::LoadDirectories(const std::vector<std::string>& directories,
+                                 const ModelContext& context) {
   std::vector<std::string> files;
   for (const std::string& dir : directories) {
     std::error_code ec;
@@ -140,7 +715,8 @@ WorkflowCatalog::LoadDirectories(const std::vector<std::string>& directories) {
     std::ifstream in(f, std::ios::binary);
     std::stringstream text;
     text << in.rdbuf();
-    absl::StatusOr<WorkflowTemplate> t = ParseWorkflowTemplate(text.str(), f);
+    absl::StatusOr<WorkflowTemplate> t =
+        ParseWorkflowTemplate(text.str(), f, context);
     if (!t.ok()) {
       errors.push_back(std::string(t.status().message()));
     } else {

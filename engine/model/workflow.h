@@ -1,29 +1,133 @@
 // Workflow templates as loaded from YAML, and the catalog of loaded ones.
 //
-// This is the header-level model: id, version, title, description and the
-// ordered stages with their session cadence. Tasks, rules and exit
-// conditions extend it; unknown keys are refused today so that a template
-// never silently means less than its author wrote.
+// A template is data: stages in order, each with tasks, a session cadence,
+// exit transitions and rules; template-wide rules apply in every stage.
+// The format is documented in workflows/README.md and checked by
+// workflows/schema/workflow.schema.json. ParseWorkflowTemplate reports every
+// problem with file:line:col and YAML path, and a template with any error is
+// never returned, so nothing half-loads.
 #ifndef IPSRT_MODEL_WORKFLOW_H_
 #define IPSRT_MODEL_WORKFLOW_H_
 
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/yaml_reader.h"
+#include "model/condition.h"
+#include "model/duration.h"
 
 namespace ipsrt {
+
+// Where a node was written, 1-based.
+struct SourcePos {
+  int line = 0;
+  int column = 0;
+};
+
+// A condition: its text, where it was written, and its checked program.
+struct Condition {
+  std::string text;
+  std::string path;  // YAML path, e.g. "stages[1].exit[0].when"
+  SourcePos pos;     // of the first character of the text
+  std::shared_ptr<const CompiledCondition> program;
+};
+
+enum class TaskKind {
+  kQuestionnaire,
+  kSession,
+  kGoal,
+  kRelapsePlan,
+  kDisruptionPlan,
+  kClinicianForm,
+  kNote,
+};
+
+// TaskKindName gives the YAML spelling, e.g. "relapse_plan".
+absl::string_view TaskKindName(TaskKind kind);
+
+enum class Assignee { kPatient, kClinician };
+
+struct TaskTemplate {
+  std::string id;
+  TaskKind kind = TaskKind::kClinicianForm;
+  std::string title;
+  std::string description;
+  Assignee assignee = Assignee::kClinician;
+  // Instrument id for questionnaire tasks, e.g. "phq9".
+  std::string questionnaire;
+  // Due this long after the stage is entered (first occurrence).
+  std::optional<IsoDuration> due;
+  // Recurs with this period while the stage lasts.
+  std::optional<IsoDuration> repeat;
+  // Local time of day ("20:00") at which occurrences fall due and remind.
+  std::optional<int> remind_at_minutes;
+  SourcePos pos;
+};
+
+struct AlertSpec {
+  std::string id;
+  std::string title;
+  bool urgent = false;
+  // Time to acknowledge before escalation; none means no escalation.
+  std::optional<IsoDuration> acknowledge_within;
+};
+
+struct Action {
+  enum class Kind {
+    kSetCadence,
+    kRestoreCadence,
+    kMoveTo,
+    kRaiseAlert,
+    kScheduleQuestionnaire,
+  };
+  Kind kind = Kind::kSetCadence;
+  IsoDuration cadence;       // kSetCadence
+  std::string stage;         // kMoveTo
+  AlertSpec alert;           // kRaiseAlert
+  std::string questionnaire; // kScheduleQuestionnaire
+  IsoDuration within;        // kScheduleQuestionnaire: due after this
+  std::string path;
+  SourcePos pos;
+};
+
+// A rule fires its `then` actions when its condition holds. With `on`
+// empty it is edge-triggered: `then` when the condition becomes true,
+// `otherwise` when it becomes false again. With `on` set (an event kind
+// such as "questionnaire:phq9") it is evaluated only on such events and
+// fires `then` on every one where the condition holds.
+struct RuleTemplate {
+  std::string id;
+  std::string on;
+  Condition when;
+  std::vector<Action> then;
+  std::vector<Action> otherwise;
+  SourcePos pos;
+};
+
+struct ExitTemplate {
+  std::string to;
+  Condition when;
+  SourcePos pos;
+};
 
 struct StageTemplate {
   std::string id;
   std::string title;
   std::string description;
-  // ISO-8601 duration, e.g. "P1W".
+  // Session cadence as written ("P1W") and parsed.
   std::string session_cadence;
+  IsoDuration cadence;
+  std::vector<TaskTemplate> tasks;
+  std::vector<ExitTemplate> exits;  // first whose condition holds is taken
+  std::vector<RuleTemplate> rules;
+  SourcePos pos;
 };
 
 struct WorkflowTemplate {
@@ -32,18 +136,36 @@ struct WorkflowTemplate {
   std::string title;
   std::string description;
   std::vector<StageTemplate> stages;  // at least one, in order
+  std::vector<RuleTemplate> rules;    // apply in every stage
   std::string source_file;
   std::string source_yaml;
   std::string source_sha256;
+
+  // Lookups; nullptr or -1 when absent.
+  const StageTemplate* FindStage(absl::string_view id) const;
+  int StageIndex(absl::string_view id) const;
+  // FindTask looks a task up in one stage (task ids are unique per stage;
+  // the same id in several stages, such as a daily diary, is allowed).
+  const TaskTemplate* FindTask(absl::string_view stage,
+                               absl::string_view id) const;
+  // HasTask is true when any stage has a task `id`.
+  bool HasTask(absl::string_view id) const;
 };
 
 // ParseWorkflowTemplate reads one template. INVALID_ARGUMENT lists every
-// problem as file:line:col: error: path: message.
+// problem as file:line:col: error: path: message, one a line.
 absl::StatusOr<WorkflowTemplate> ParseWorkflowTemplate(
-    absl::string_view yaml, absl::string_view file_name);
+    absl::string_view yaml, absl::string_view file_name,
+    const ModelContext& context = ModelContext());
 
-// IsIsoDuration accepts positive ISO-8601 durations of whole days, weeks,
-// months or years ("P1W", "P2W", "P1M", "P10D", "P1Y2M").
+// DiagnoseWorkflowTemplate is ParseWorkflowTemplate returning the
+// diagnostics themselves (empty when the template is valid).
+std::vector<YamlDiagnostic> DiagnoseWorkflowTemplate(
+    absl::string_view yaml, absl::string_view file_name,
+    const ModelContext& context = ModelContext());
+
+// IsIsoDuration accepts positive ISO-8601 durations ("P1W", "P2W", "P1M",
+// "PT4H").
 bool IsIsoDuration(absl::string_view text);
 
 // WorkflowCatalog is an immutable set of loaded templates; reloading makes
@@ -55,9 +177,10 @@ class WorkflowCatalog {
   // so a catalog never holds part of a template set. A duplicate id@version
   // is an error.
   static absl::StatusOr<std::shared_ptr<const WorkflowCatalog>>
-  LoadDirectories(const std::vector<std::string>& directories);
+  LoadDirectories(const std::vector<std::string>& directories,
+                  const ModelContext& context = ModelContext());
 
-  // FromTemplates builds a catalog from parsed templates (tests).
+  // FromTemplates builds a catalog from parsed templates.
   static absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> FromTemplates(
       std::vector<WorkflowTemplate> templates);
 

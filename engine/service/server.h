@@ -31,6 +31,7 @@ struct ServerDeps {
   const Clock* clock;
   IdGenerator* ids;
   WorkflowRegistry* workflows;
+  Enrollments::Safety safety;
 };
 
 class IpsrtServer {

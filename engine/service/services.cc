@@ -162,7 +162,8 @@ class EnrollmentServiceImpl final
     : public v1::EnrollmentService::CallbackService {
  public:
   explicit EnrollmentServiceImpl(const ServerDeps& deps)
-      : enrollments_({deps.store, deps.clock, deps.ids, deps.workflows}) {}
+      : enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
+                      deps.safety}) {}
 
   ServerUnaryReactor* CreateEnrollment(
       CallbackServerContext* ctx, const v1::CreateEnrollmentRequest* request,
@@ -194,24 +195,35 @@ class EnrollmentServiceImpl final
     return Respond(ctx, enrollments_.Timeline(*request), response);
   }
 
-  ServerUnaryReactor* UpdateEnrollment(CallbackServerContext* ctx,
-                                       const v1::UpdateEnrollmentRequest*,
-                                       v1::Enrollment*) override {
-    return NotYet(ctx, "UpdateEnrollment",
-                  "the workflow runtime (re-planning on a zone change)");
+  ServerUnaryReactor* UpdateEnrollment(
+      CallbackServerContext* ctx, const v1::UpdateEnrollmentRequest* request,
+      v1::Enrollment* response) override {
+    ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    enrollments_.Update(*request, CallerActor(ctx),
+                        [reactor, response](absl::StatusOr<v1::Enrollment> e) {
+                          if (e.ok()) *response = *std::move(e);
+                          reactor->Finish(ToGrpcStatus(e.status()));
+                        });
+    return reactor;
   }
 
   ServerUnaryReactor* ListTasks(CallbackServerContext* ctx,
-                                const v1::ListTasksRequest*,
-                                v1::ListTasksResponse*) override {
-    return NotYet(ctx, "ListTasks", "the workflow runtime (template tasks)");
+                                const v1::ListTasksRequest* request,
+                                v1::ListTasksResponse* response) override {
+    return Respond(ctx, enrollments_.Tasks(*request), response);
   }
 
   ServerUnaryReactor* SubmitEvent(CallbackServerContext* ctx,
-                                  const v1::SubmitEventRequest*,
-                                  v1::SubmitEventResponse*) override {
-    return NotYet(ctx, "SubmitEvent",
-                  "the workflow runtime (the Step function over templates)");
+                                  const v1::SubmitEventRequest* request,
+                                  v1::SubmitEventResponse* response) override {
+    ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    enrollments_.Submit(
+        *request, CallerActor(ctx),
+        [reactor, response](absl::StatusOr<v1::SubmitEventResponse> r) {
+          if (r.ok()) *response = *std::move(r);
+          reactor->Finish(ToGrpcStatus(r.status()));
+        });
+    return reactor;
   }
 
  private:

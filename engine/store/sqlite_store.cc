@@ -226,7 +226,8 @@ class SqliteStore::Impl {
   // Writer statements, used only on the writer thread.
   Statement begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
   Statement lookup_request_, insert_request_, insert_enrollment_,
-      update_enrollment_, current_revision_, insert_event_, insert_outbox_;
+      update_enrollment_, current_revision_, insert_event_, insert_outbox_,
+      cancel_outbox_;
 
   absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
@@ -375,6 +376,9 @@ absl::Status SqliteStore::Impl::PrepareWriterStatements() {
        "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, "
        "payload, idempotency_key, status, attempts, create_time_us) "
        "VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)"},
+      {&cancel_outbox_,
+       "UPDATE outbox SET status = 3 WHERE idempotency_key = ? AND "
+       "status = 0"},
   };
   for (const auto& s : statements) {
     IPSRT_RETURN_IF_ERROR(s.stmt->Prepare(writer_, s.sql, true));
@@ -578,6 +582,12 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
     s.Bind(7, ToMicros(req.create_time));
     IPSRT_RETURN_IF_ERROR(s.Exec());
   }
+  for (const std::string& key : b.cancel_outbox_keys) {
+    IPSRT_RETURN_IF_ERROR(Fault("outbox.cancel"));
+    ResetOnExit reset(cancel_outbox_);
+    cancel_outbox_.Bind(1, key);
+    IPSRT_RETURN_IF_ERROR(cancel_outbox_.Exec());
+  }
   {
     IPSRT_RETURN_IF_ERROR(Fault("request.insert"));
     ResetOnExit reset(insert_request_);
@@ -611,7 +621,7 @@ void SqliteStore::Impl::Close() {
        {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_,
         &lookup_request_, &insert_request_, &insert_enrollment_,
         &update_enrollment_, &current_revision_, &insert_event_,
-        &insert_outbox_}) {
+        &insert_outbox_, &cancel_outbox_}) {
     s->Finalize();
   }
   if (writer_ != nullptr) {

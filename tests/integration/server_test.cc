@@ -44,7 +44,7 @@ class ServerTest : public ::testing::Test {
     workflows_ = std::make_unique<WorkflowRegistry>(*catalog);
     absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(
         ServerOptions{"127.0.0.1:0", 64 * 1024},
-        ServerDeps{store_.get(), &clock_, &ids_, workflows_.get()});
+        ServerDeps{store_.get(), &clock_, &ids_, workflows_.get(), {{"crisis line"}}});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
@@ -321,14 +321,13 @@ TEST_F(ServerTest, ConcurrentCreatesAllLandAndShareCommits) {
 }
 
 TEST_F(ServerTest, NotYetImplementedRpcsSayWhatIsMissing) {
+  auto workflows = v1::WorkflowService::NewStub(channel_);
   grpc::ClientContext ctx;
-  v1::SubmitEventRequest req;
-  v1::SubmitEventResponse resp;
-  grpc::Status s = enrollments_->SubmitEvent(&ctx, req, &resp);
+  v1::ValidateWorkflowResponse resp;
+  grpc::Status s =
+      workflows->ValidateWorkflow(&ctx, v1::ValidateWorkflowRequest(), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_EQ(s.error_message(),
-            "SubmitEvent is not implemented yet: it needs the workflow "
-            "runtime (the Step function over templates)");
+  EXPECT_THAT(s.error_message(), HasSubstr("is not implemented yet: it needs"));
 }
 
 TEST_F(ServerTest, DiagnosticsAndWorkflows) {
@@ -357,9 +356,10 @@ TEST_F(ServerTest, DiagnosticsAndWorkflows) {
     v1::ListWorkflowsResponse resp;
     ASSERT_TRUE(
         workflows->ListWorkflows(&ctx, v1::ListWorkflowsRequest(), &resp).ok());
-    ASSERT_EQ(resp.workflows_size(), 1);
-    EXPECT_EQ(resp.workflows(0).id(), "ipsrt-standard");
-    EXPECT_EQ(resp.workflows(0).stages_size(), 4);
+    ASSERT_EQ(resp.workflows_size(), 2);
+    EXPECT_EQ(resp.workflows(0).id(), "ipsrt-preventive-first");
+    EXPECT_EQ(resp.workflows(1).id(), "ipsrt-standard");
+    EXPECT_EQ(resp.workflows(1).stages_size(), 4);
   }
   {
     grpc::ClientContext ctx;

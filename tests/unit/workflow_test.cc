@@ -30,11 +30,12 @@ TEST(WorkflowTest, ShippedStandardTemplateHasTheFourStagesInOrder) {
 }
 
 TEST(WorkflowTest, IsoDurations) {
-  for (const char* ok : {"P1W", "P2W", "P1M", "P2M", "P10D", "P1Y2M", "P1M2W"}) {
+  for (const char* ok : {"P1W", "P2W", "P1M", "P2M", "P10D", "P1Y2M", "P1M2W",
+                         "PT4H", "P1DT12H", "PT30M"}) {
     EXPECT_TRUE(IsIsoDuration(ok)) << ok;
   }
   for (const char* bad : {"", "P", "1W", "P0W", "PW", "P1", "P1W1M", "P1H",
-                          "P-1W", "bimonthly", "P1W1W"}) {
+                          "P-1W", "bimonthly", "P1W1W", "PT", "P1DT"}) {
     EXPECT_FALSE(IsIsoDuration(bad)) << bad;
   }
 }
@@ -56,11 +57,11 @@ stages:
   std::string m(t.status().message());
   EXPECT_THAT(m, HasSubstr("demo.yaml:7:5: error: stages[0].cadense: unknown "
                            "key \"cadense\" (allowed: id, title, description, "
-                           "cadence)"));
+                           "cadence, tasks, exit, rules)"));
   EXPECT_THAT(m, HasSubstr("demo.yaml:5:5: error: stages[0].cadence: is "
                            "required"));
-  EXPECT_THAT(m, HasSubstr("demo.yaml:8:9: error: stages[1].id: duplicate "
-                           "stage id \"a\""));
+  EXPECT_THAT(m, HasSubstr("demo.yaml:8:5: error: stages[1].id: duplicate "
+                           "stage id \"a\" (first at stages[0].id)"));
   EXPECT_THAT(m, HasSubstr("demo.yaml:10:14: error: stages[1].cadence: "
                            "\"bimonthly\" is not a positive ISO-8601 "
                            "duration"));

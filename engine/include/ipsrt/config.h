@@ -59,11 +59,18 @@ struct LoggingConfig {
   std::string level = "info";
 };
 
+struct SafetyConfig {
+  // Shown to a patient at once when a response raises a safety flag (PHQ-9
+  // item 9 above 0), e.g. "Call or text 988 (US Suicide & Crisis Lifeline)".
+  std::vector<std::string> crisis_resources;
+};
+
 struct Config {
   ServerConfig server;
   StoreConfig store;
   WorkflowsConfig workflows;
   LoggingConfig logging;
+  SafetyConfig safety;
 };
 
 // ParseConfig reads YAML text. `file_name` appears in diagnostics;

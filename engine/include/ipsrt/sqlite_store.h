@@ -46,7 +46,8 @@ class SqliteStore final : public Store {
     int64_t max_page_count = 0;
     // Test hook: called before each write step of a batch with the step's
     // name ("request.lookup", "enrollment.insert", "enrollment.update",
-    // "event.insert", "outbox.insert", "request.insert", "commit"); a non-OK
+    // "event.insert", "outbox.insert", "outbox.cancel", "request.insert",
+    // "commit"); a non-OK
     // status fails that step as if SQLite had.
     std::function<absl::Status(absl::string_view step)> fault_hook;
   };

@@ -104,6 +104,10 @@ struct WriteBatch {
   std::optional<EnrollmentUpdate> update;
   std::vector<EventRow> events;
   std::vector<OutboxRow> outbox;
+  // Idempotency keys of scheduled outbox rows to cancel (a reminder whose
+  // task was done before it fired). Rows already claimed or done are left
+  // as they are; unknown keys are ignored.
+  std::vector<std::string> cancel_outbox_keys;
 };
 
 struct CommitResult {

@@ -1,0 +1,758 @@
+#include "runtime/step.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/util/time_util.h"
+#include "ipsrt/status_macros.h"
+
+namespace ipsrt::runtime {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+int64_t Us(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time FromUs(int64_t us) { return absl::FromUnixMicros(us); }
+google::protobuf::Timestamp Ts(absl::Time t) {
+  return TimeUtil::MicrosecondsToTimestamp(Us(t));
+}
+
+absl::Status Invalid(absl::string_view field, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
+}
+
+// Applier carries one Step's working state.
+class Applier {
+ public:
+  Applier(const WorkflowTemplate& w, const ZoneLoader& zones,
+          internal::EnrollmentState state, const v1::Event& event)
+      : w_(w), zones_(zones), event_(event) {
+    result_.state = std::move(state);
+    now_ = absl::FromUnixMicros(
+        TimeUtil::TimestampToMicroseconds(event.record_time()));
+  }
+
+  absl::StatusOr<StepResult> Run();
+
+ private:
+  internal::EnrollmentState& s() { return result_.state; }
+  v1::Enrollment& e() { return *result_.state.mutable_enrollment(); }
+  const StageTemplate* stage() const {
+    return w_.FindStage(result_.state.enrollment().stage());
+  }
+
+  absl::Status ApplyPayload();
+  absl::Status Created(const v1::EnrollmentCreated& c);
+  void EnterStage(const StageTemplate& to, const std::string& reason);
+  void OpenOccurrence(const TaskTemplate& t, absl::Time due);
+  absl::Time FirstDue(const TaskTemplate& t) const;
+  absl::Time NextDue(const TaskTemplate& t, absl::Time previous) const;
+  void CloseTask(internal::TaskState& task, v1::Task::Status status,
+                 const std::string& reason);
+  internal::TaskState* FindOpen(const std::function<bool(
+                                    const internal::TaskState&)>& match);
+  void CompleteFirstOpen(TaskKind kind, const std::string& questionnaire,
+                         const std::string& reason);
+  void PassTime();
+  void SetCadence(const IsoDuration& cadence, const std::string& reason);
+  void RaiseAlert(const AlertSpec& spec, const std::string& rule_id);
+  void RunAction(const Action& a, const std::string& rule_id);
+  ConditionFacts Facts() const;
+  void EvaluateRules(const std::vector<RuleTemplate>& rules,
+                     const std::string& event_kind);
+  void Outcome(v1::Outcome::Kind kind, std::string subject, std::string from,
+               std::string to, std::string reason,
+               absl::Time due = absl::InfinitePast());
+  std::string RuleEventKind() const;
+
+  const WorkflowTemplate& w_;
+  const ZoneLoader& zones_;
+  const v1::Event& event_;
+  absl::Time now_;
+  absl::TimeZone zone_;
+  StepResult result_;
+  bool stage_changed_ = false;
+};
+
+void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
+                      std::string from, std::string to, std::string reason,
+                      absl::Time due) {
+  v1::Outcome o;
+  o.set_kind(kind);
+  o.set_subject(std::move(subject));
+  o.set_from(std::move(from));
+  o.set_to(std::move(to));
+  o.set_reason(std::move(reason));
+  if (due != absl::InfinitePast()) {
+    *o.mutable_due_time() = Ts(due);
+    o.set_local_due_time(FormatLocal(due, zone_));
+  }
+  result_.outcomes.push_back(std::move(o));
+}
+
+absl::Time Applier::FirstDue(const TaskTemplate& t) const {
+  absl::Time base = now_;
+  if (t.due.has_value()) base = AddIsoDuration(base, *t.due, zone_);
+  if (t.remind_at_minutes.has_value()) {
+    // The first local HH:MM at or after `base`.
+    absl::CivilDay day = absl::ToCivilDay(base, zone_);
+    for (int i = 0; i < 3; ++i) {
+      absl::CivilSecond at(day.year(), day.month(), day.day() + i,
+                           *t.remind_at_minutes / 60,
+                           *t.remind_at_minutes % 60, 0);
+      absl::Time candidate = LocalToAbsolute(at, zone_);
+      if (candidate >= base) return candidate;
+    }
+  }
+  if (!t.due.has_value() && t.repeat.has_value()) {
+    return AddIsoDuration(now_, *t.repeat, zone_);
+  }
+  return base;
+}
+
+absl::Time Applier::NextDue(const TaskTemplate& t, absl::Time previous) const {
+  if (t.remind_at_minutes.has_value()) {
+    // Step whole local days from the previous occurrence's date, then put
+    // the wall-clock time back, so a skipped-hour adjustment never drifts.
+    absl::CivilDay day = absl::ToCivilDay(previous, zone_);
+    absl::CivilSecond civil(day.year(), day.month(), day.day(), 0, 0, 0);
+    absl::Time midnight_next =
+        AddIsoDuration(LocalToAbsolute(civil, zone_), *t.repeat, zone_);
+    absl::CivilDay next = absl::ToCivilDay(midnight_next, zone_);
+    return LocalToAbsolute(
+        absl::CivilSecond(next.year(), next.month(), next.day(),
+                          *t.remind_at_minutes / 60,
+                          *t.remind_at_minutes % 60, 0),
+        zone_);
+  }
+  return AddIsoDuration(previous, *t.repeat, zone_);
+}
+
+void Applier::OpenOccurrence(const TaskTemplate& t, absl::Time due) {
+  // Occurrences are numbered per stage and task for the whole enrollment
+  // (re-entering a stage continues the numbering), so a task key, and the
+  // outbox keys derived from it, is never reused.
+  std::string counter = absl::StrCat(e().stage(), "/", t.id);
+  auto it = s().next_occurrence().find(counter);
+  int32_t occurrence = it == s().next_occurrence().end() ? 1 : it->second;
+  (*s().mutable_next_occurrence())[counter] = occurrence + 1;
+  internal::TaskState* task = s().add_tasks();
+  task->set_key(absl::StrCat(e().stage(), ".", t.id, "#", occurrence));
+  task->set_task_id(t.id);
+  task->set_kind(std::string(TaskKindName(t.kind)));
+  task->set_title(t.title);
+  task->set_assignee(t.assignee == Assignee::kPatient ? v1::Task::PATIENT
+                                                      : v1::Task::CLINICIAN);
+  task->set_priority(v1::Task::ROUTINE);
+  task->set_status(v1::Task::OPEN);
+  task->set_questionnaire_id(t.questionnaire);
+  task->set_occurrence(occurrence);
+  task->set_stage(e().stage());
+  bool has_due = t.due.has_value() || t.repeat.has_value() ||
+                 t.remind_at_minutes.has_value();
+  if (has_due) task->set_due_us(Us(due));
+  Outcome(v1::Outcome::TASK_OPENED, task->key(), "", "", "",
+          has_due ? due : absl::InfinitePast());
+  if (t.remind_at_minutes.has_value()) {
+    task->set_reminded(true);
+    result_.effects.push_back(Effect{Effect::Kind::kScheduleReminder,
+                                     absl::StrCat("reminder/", task->key()),
+                                     due, task->key()});
+    Outcome(v1::Outcome::REMINDER_SCHEDULED, task->key(), "", "", "", due);
+  }
+}
+
+void Applier::CloseTask(internal::TaskState& task, v1::Task::Status status,
+                        const std::string& reason) {
+  task.set_status(status);
+  task.set_closed_us(Us(now_));
+  Outcome(v1::Outcome::TASK_CLOSED, task.key(), "",
+          v1::Task::Status_Name(status), reason);
+  if (task.reminded() && Us(now_) < task.due_us()) {
+    // A reminder whose task is closed before it fires is never sent.
+    result_.effects.push_back(Effect{Effect::Kind::kCancelReminder,
+                                     absl::StrCat("reminder/", task.key()),
+                                     FromUs(task.due_us()), task.key()});
+    Outcome(v1::Outcome::REMINDER_CANCELLED, task.key(), "", "", reason);
+  }
+}
+
+internal::TaskState* Applier::FindOpen(
+    const std::function<bool(const internal::TaskState&)>& match) {
+  internal::TaskState* best = nullptr;
+  for (internal::TaskState& t : *s().mutable_tasks()) {
+    if (t.status() != v1::Task::OPEN || !match(t)) continue;
+    if (best == nullptr || t.due_us() < best->due_us()) best = &t;
+  }
+  return best;
+}
+
+void Applier::CompleteFirstOpen(TaskKind kind, const std::string& questionnaire,
+                                const std::string& reason) {
+  std::string kind_name(TaskKindName(kind));
+  internal::TaskState* task = FindOpen([&](const internal::TaskState& t) {
+    return t.kind() == kind_name &&
+           (questionnaire.empty() || t.questionnaire_id() == questionnaire);
+  });
+  if (task == nullptr) return;
+  CloseTask(*task, v1::Task::DONE, reason);
+  const TaskTemplate* tt = w_.FindTask(task->stage(), task->task_id());
+  if (tt != nullptr && tt->repeat.has_value() && task->due_us() > 0) {
+    // Done early: the next occurrence opens now so its reminder is planned.
+    bool next_open = FindOpen([&](const internal::TaskState& t) {
+                       return t.task_id() == tt->id;
+                     }) != nullptr;
+    if (!next_open) OpenOccurrence(*tt, NextDue(*tt, FromUs(task->due_us())));
+  }
+}
+
+void Applier::EnterStage(const StageTemplate& to, const std::string& reason) {
+  std::string from = e().stage();
+  for (internal::TaskState& t : *s().mutable_tasks()) {
+    if (t.status() == v1::Task::OPEN && !t.stage().empty()) {
+      CloseTask(t, v1::Task::CANCELLED, absl::StrCat("left stage ", from));
+    }
+  }
+  // Closed tasks of the old stage are history (on the timeline); the state
+  // keeps only what the current stage and open alerts need.
+  auto* tasks = s().mutable_tasks();
+  tasks->erase(std::remove_if(tasks->begin(), tasks->end(),
+                              [](const internal::TaskState& t) {
+                                return !t.stage().empty() &&
+                                       t.status() != v1::Task::OPEN;
+                              }),
+               tasks->end());
+  for (const RuleTemplate& r : stage() ? stage()->rules
+                                       : std::vector<RuleTemplate>()) {
+    s().mutable_rule_values()->erase(r.id);
+  }
+  e().set_stage(to.id);
+  s().set_stage_entered_us(Us(now_));
+  s().clear_stage_counts();
+  if (!from.empty()) {
+    Outcome(v1::Outcome::STAGE_CHANGED, to.id, from, to.id, reason);
+  }
+  stage_changed_ = true;
+  if (e().session_cadence() != to.session_cadence) {
+    if (!from.empty()) {
+      Outcome(v1::Outcome::CADENCE_CHANGED, to.id, e().session_cadence(),
+              to.cadence.ToString(), absl::StrCat("stage ", to.id));
+    }
+    e().set_session_cadence(to.cadence.ToString());
+  }
+  s().set_next_session_due_us(Us(AddIsoDuration(now_, to.cadence, zone_)));
+  for (const TaskTemplate& t : to.tasks) OpenOccurrence(t, FirstDue(t));
+}
+
+void Applier::SetCadence(const IsoDuration& cadence, const std::string& reason) {
+  std::string text = cadence.ToString();
+  if (e().session_cadence() == text) return;
+  Outcome(v1::Outcome::CADENCE_CHANGED, e().stage(), e().session_cadence(),
+          text, reason);
+  e().set_session_cadence(text);
+  absl::Time base = s().last_session_us() > s().stage_entered_us()
+                        ? FromUs(s().last_session_us())
+                        : FromUs(s().stage_entered_us());
+  absl::Time next = AddIsoDuration(base, cadence, zone_);
+  if (next < now_) next = now_;
+  s().set_next_session_due_us(Us(next));
+}
+
+void Applier::RaiseAlert(const AlertSpec& spec, const std::string& rule_id) {
+  std::string id = absl::StrCat(spec.id, "-", event_.sequence());
+  internal::AlertState* alert = s().add_alerts();
+  alert->set_alert_id(id);
+  alert->set_rule_id(rule_id);
+  alert->set_title(spec.title);
+  alert->set_urgent(spec.urgent);
+  alert->set_raised_us(Us(now_));
+  alert->set_raised_by_sequence(event_.sequence());
+  absl::Time deadline = absl::InfinitePast();
+  if (spec.acknowledge_within.has_value()) {
+    deadline = AddIsoDuration(now_, *spec.acknowledge_within, zone_);
+    alert->set_acknowledge_by_us(Us(deadline));
+  }
+  internal::TaskState* task = s().add_tasks();
+  task->set_key(absl::StrCat("alert:", id));
+  task->set_task_id(id);
+  task->set_kind("alert");
+  task->set_title(spec.title);
+  task->set_assignee(v1::Task::CLINICIAN);
+  task->set_priority(spec.urgent ? v1::Task::URGENT : v1::Task::ROUTINE);
+  task->set_status(v1::Task::OPEN);
+  if (deadline != absl::InfinitePast()) {
+    task->set_due_us(Us(deadline));
+    task->set_acknowledge_by_us(Us(deadline));
+    result_.effects.push_back(Effect{Effect::Kind::kScheduleEscalation,
+                                     absl::StrCat("escalation/", id), deadline,
+                                     id});
+  }
+  Outcome(v1::Outcome::ALERT_RAISED, id, "", spec.urgent ? "urgent" : "routine",
+          absl::StrCat("rule ", rule_id), deadline);
+}
+
+void Applier::RunAction(const Action& a, const std::string& rule_id) {
+  std::string reason = absl::StrCat("rule ", rule_id);
+  switch (a.kind) {
+    case Action::Kind::kSetCadence:
+      SetCadence(a.cadence, reason);
+      break;
+    case Action::Kind::kRestoreCadence:
+      if (stage() != nullptr) SetCadence(stage()->cadence, reason);
+      break;
+    case Action::Kind::kMoveTo:
+      if (const StageTemplate* to = w_.FindStage(a.stage);
+          to != nullptr && to->id != e().stage()) {
+        EnterStage(*to, reason);
+      }
+      break;
+    case Action::Kind::kRaiseAlert:
+      RaiseAlert(a.alert, rule_id);
+      break;
+    case Action::Kind::kScheduleQuestionnaire: {
+      TaskTemplate t;
+      t.id = absl::StrCat(a.questionnaire, "-by-", rule_id);
+      t.kind = TaskKind::kQuestionnaire;
+      t.title = absl::StrCat("Questionnaire ", a.questionnaire);
+      t.assignee = Assignee::kPatient;
+      t.questionnaire = a.questionnaire;
+      bool open = FindOpen([&](const internal::TaskState& x) {
+                    return x.task_id() == t.id;
+                  }) != nullptr;
+      if (!open) OpenOccurrence(t, AddIsoDuration(now_, a.within, zone_));
+      break;
+    }
+  }
+}
+
+ConditionFacts Applier::Facts() const {
+  const internal::EnrollmentState& st = result_.state;
+  ConditionFacts f;
+  for (const auto& [name, value] : st.scores()) f.numbers[name] = value;
+  int64_t sessions = st.stage_counts().count("session_held")
+                         ? st.stage_counts().at("session_held")
+                         : 0;
+  f.numbers["stage.sessions"] = static_cast<double>(sessions);
+  f.numbers["stage.days"] = std::floor(
+      absl::ToDoubleHours(now_ - FromUs(st.stage_entered_us())) / 24.0);
+  int open_alerts = 0;
+  for (const internal::AlertState& a : st.alerts()) {
+    if (!a.acknowledged()) ++open_alerts;
+  }
+  f.numbers["alerts.open"] = open_alerts;
+  f.booleans["goal.set"] = st.goal_set();
+  f.booleans["relapse_plan.written"] = st.relapse_plan_written();
+  for (const auto& [kind, n] : st.stage_counts()) {
+    f.counts[kind] = static_cast<double>(n);
+  }
+  auto days = [&](const char* mark, int64_t us) {
+    if (us > 0) {
+      f.days_since[mark] =
+          std::floor(absl::ToDoubleHours(now_ - FromUs(us)) / 24.0);
+    }
+  };
+  days("enrolled", st.enrolled_us());
+  days("stage_entered", st.stage_entered_us());
+  days("last_session", st.last_session_us());
+  days("last_response", st.last_response_us());
+  for (const internal::TaskState& t : st.tasks()) {
+    if (t.status() == v1::Task::DONE) f.tasks_done.insert(t.task_id());
+  }
+  return f;
+}
+
+std::string Applier::RuleEventKind() const {
+  const v1::EventPayload& p = event_.payload();
+  switch (p.payload_case()) {
+    case v1::EventPayload::kQuestionnaireResponse:
+      return absl::StrCat("questionnaire:",
+                          p.questionnaire_response().questionnaire_id());
+    case v1::EventPayload::kSrmDiaryDay:
+      return "srm_diary";
+    case v1::EventPayload::kSessionHeld:
+      return "session_held";
+    case v1::EventPayload::kGoalSet:
+      return "goal_set";
+    case v1::EventPayload::kRelapsePlan:
+      return "relapse_plan";
+    case v1::EventPayload::kDisruptionPlan:
+      return "disruption_plan";
+    case v1::EventPayload::kStageChange:
+      return "stage_change";
+    case v1::EventPayload::kAlertAcknowledged:
+      return "alert_acknowledged";
+    case v1::EventPayload::kTimeElapsed:
+      return "time";
+    default:
+      return "";
+  }
+}
+
+void Applier::EvaluateRules(const std::vector<RuleTemplate>& rules,
+                            const std::string& event_kind) {
+  for (const RuleTemplate& rule : rules) {
+    if (rule.when.program == nullptr) continue;
+    if (!rule.on.empty()) {
+      if (rule.on != event_kind) continue;
+      if (!rule.when.program->Evaluate(Facts())) continue;
+      Outcome(v1::Outcome::RULE_FIRED, rule.id, "", "then", rule.on);
+      for (const Action& a : rule.then) RunAction(a, rule.id);
+      continue;
+    }
+    bool value = rule.when.program->Evaluate(Facts());
+    auto it = s().rule_values().find(rule.id);
+    bool previous = it != s().rule_values().end() && it->second;
+    if (value == previous) continue;
+    (*s().mutable_rule_values())[rule.id] = value;
+    Outcome(v1::Outcome::RULE_FIRED, rule.id, "",
+            value ? "then" : "otherwise", "condition changed");
+    for (const Action& a : value ? rule.then : rule.otherwise) {
+      RunAction(a, rule.id);
+    }
+  }
+}
+
+void Applier::PassTime() {
+  // Repeating tasks: when an occurrence falls due, the next one opens (so
+  // its reminder is planned a full period ahead); an occurrence still open
+  // when its successor falls due was missed.
+  for (int guard = 0; guard < 10000; ++guard) {
+    bool changed = false;
+    for (int i = 0; i < s().tasks_size(); ++i) {
+      internal::TaskState task = s().tasks(i);
+      if (task.status() != v1::Task::OPEN || task.due_us() == 0 ||
+          FromUs(task.due_us()) > now_) {
+        continue;
+      }
+      const TaskTemplate* tt = w_.FindTask(task.stage(), task.task_id());
+      if (tt == nullptr || !tt->repeat.has_value()) continue;
+      bool successor_open = false;
+      for (const internal::TaskState& other : s().tasks()) {
+        if (other.task_id() == task.task_id() &&
+            other.occurrence() > task.occurrence() &&
+            other.status() == v1::Task::OPEN) {
+          successor_open = true;
+          if (FromUs(other.due_us()) <= now_) {
+            CloseTask(*s().mutable_tasks(i), v1::Task::CANCELLED, "missed");
+            changed = true;
+          }
+        }
+      }
+      if (!successor_open) {
+        OpenOccurrence(*tt, NextDue(*tt, FromUs(task.due_us())));
+        changed = true;
+      }
+      if (changed) break;
+    }
+    if (!changed) return;
+  }
+}
+
+absl::Status Applier::Created(const v1::EnrollmentCreated& c) {
+  if (s().enrollment().revision() != 0) {
+    return absl::FailedPreconditionError("enrollment already created");
+  }
+  if (w_.stages.empty()) {
+    return absl::FailedPreconditionError("workflow has no stages");
+  }
+  e().set_patient_ref(c.patient_ref());
+  e().set_workflow_id(c.workflow_id());
+  e().set_workflow_version(c.workflow_version());
+  e().set_time_zone(c.time_zone());
+  e().set_clinician_ref(c.clinician_ref());
+  *e().mutable_labels() = c.labels();
+  e().set_state(v1::Enrollment::ACTIVE);
+  *e().mutable_create_time() = event_.record_time();
+  s().set_enrolled_us(Us(now_));
+  IPSRT_ASSIGN_OR_RETURN(zone_, zones_(c.time_zone()));
+  EnterStage(w_.stages.front(), "enrolled");
+  return absl::OkStatus();
+}
+
+absl::Status Applier::ApplyPayload() {
+  const v1::EventPayload& p = event_.payload();
+  auto count = [&](const std::string& kind) {
+    (*s().mutable_stage_counts())[kind] += 1;
+  };
+  switch (p.payload_case()) {
+    case v1::EventPayload::kEnrollmentCreated:
+      return Created(p.enrollment_created());
+    case v1::EventPayload::kEnrollmentUpdated: {
+      const v1::EnrollmentUpdated& u = p.enrollment_updated();
+      if (!u.time_zone().empty()) {
+        IPSRT_ASSIGN_OR_RETURN(zone_, zones_(u.time_zone()));
+        e().set_time_zone(u.time_zone());
+      }
+      if (!u.clinician_ref().empty()) e().set_clinician_ref(u.clinician_ref());
+      return absl::OkStatus();
+    }
+    case v1::EventPayload::kQuestionnaireResponse: {
+      const v1::QuestionnaireResponse& r = p.questionnaire_response();
+      for (const auto& [name, value] : event_.scores()) {
+        (*s().mutable_scores())[name] = value;
+      }
+      count("questionnaire");
+      count(absl::StrCat("questionnaire:", r.questionnaire_id()));
+      s().set_last_response_us(Us(now_));
+      if (!r.task_id().empty()) {
+        internal::TaskState* task = FindOpen([&](const internal::TaskState& t) {
+          return t.task_id() == r.task_id() &&
+                 t.questionnaire_id() == r.questionnaire_id();
+        });
+        if (task == nullptr) {
+          return Invalid("event.questionnaire_response.task_id",
+                         absl::StrCat("no open ", r.questionnaire_id(),
+                                      " task \"", r.task_id(), "\""));
+        }
+      }
+      CompleteFirstOpen(TaskKind::kQuestionnaire, r.questionnaire_id(),
+                        "response");
+      return absl::OkStatus();
+    }
+    case v1::EventPayload::kSrmDiaryDay: {
+      for (const auto& [name, value] : event_.scores()) {
+        (*s().mutable_scores())[name] = value;
+      }
+      count("srm_diary");
+      std::string instrument = p.srm_diary_day().instrument().empty()
+                                   ? "srm5"
+                                   : p.srm_diary_day().instrument();
+      CompleteFirstOpen(TaskKind::kQuestionnaire, instrument, "diary");
+      return absl::OkStatus();
+    }
+    case v1::EventPayload::kSessionHeld: {
+      count("session_held");
+      absl::Time held = now_;
+      if (p.session_held().has_start_time()) {
+        held = absl::FromUnixMicros(
+            TimeUtil::TimestampToMicroseconds(p.session_held().start_time()));
+      }
+      s().set_last_session_us(Us(held));
+      std::optional<IsoDuration> cadence =
+          ParseIsoDuration(e().session_cadence());
+      if (cadence.has_value()) {
+        s().set_next_session_due_us(Us(AddIsoDuration(held, *cadence, zone_)));
+      }
+      CompleteFirstOpen(TaskKind::kSession, "", "session held");
+      return absl::OkStatus();
+    }
+    case v1::EventPayload::kGoalSet:
+      if (p.goal_set().description().empty()) {
+        return Invalid("event.goal_set.description", "must not be empty");
+      }
+      count("goal_set");
+      s().set_goal_set(true);
+      CompleteFirstOpen(TaskKind::kGoal, "", "goal set");
+      return absl::OkStatus();
+    case v1::EventPayload::kRelapsePlan:
+      if (p.relapse_plan().early_warning_signs().empty()) {
+        return Invalid("event.relapse_plan.early_warning_signs",
+                       "must name at least one early warning sign");
+      }
+      count("relapse_plan");
+      s().set_relapse_plan_written(true);
+      CompleteFirstOpen(TaskKind::kRelapsePlan, "", "plan written");
+      return absl::OkStatus();
+    case v1::EventPayload::kDisruptionPlan:
+      if (p.disruption_plan().plan().empty()) {
+        return Invalid("event.disruption_plan.plan", "must not be empty");
+      }
+      count("disruption_plan");
+      CompleteFirstOpen(TaskKind::kDisruptionPlan, "", "plan written");
+      return absl::OkStatus();
+    case v1::EventPayload::kStageChange: {
+      const v1::StageChange& c = p.stage_change();
+      const StageTemplate* to = w_.FindStage(c.to_stage());
+      if (to == nullptr) {
+        return Invalid("event.stage_change.to_stage",
+                       absl::StrCat("workflow ", w_.id, "@", w_.version,
+                                    " has no stage \"", c.to_stage(), "\""));
+      }
+      if (c.reason().empty()) {
+        return Invalid("event.stage_change.reason",
+                       "a clinician's stage change needs a reason");
+      }
+      if (to->id == e().stage()) {
+        return Invalid("event.stage_change.to_stage",
+                       absl::StrCat("the enrollment is already in stage \"",
+                                    to->id, "\""));
+      }
+      EnterStage(*to, "clinician");
+      return absl::OkStatus();
+    }
+    case v1::EventPayload::kAlertAcknowledged: {
+      const std::string& id = p.alert_acknowledged().alert_id();
+      for (internal::AlertState& a : *s().mutable_alerts()) {
+        if (a.alert_id() != id) continue;
+        if (a.acknowledged()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "event.alert_acknowledged.alert_id: alert \"", id,
+              "\" is already acknowledged"));
+        }
+        a.set_acknowledged(true);
+        a.set_acknowledged_us(Us(now_));
+        Outcome(v1::Outcome::ALERT_ACKNOWLEDGED, id, "", "", "clinician");
+        if (a.acknowledge_by_us() > Us(now_)) {
+          result_.effects.push_back(
+              Effect{Effect::Kind::kCancelEscalation,
+                     absl::StrCat("escalation/", id),
+                     FromUs(a.acknowledge_by_us()), id});
+        }
+        for (internal::TaskState& t : *s().mutable_tasks()) {
+          if (t.key() == absl::StrCat("alert:", id) &&
+              t.status() == v1::Task::OPEN) {
+            CloseTask(t, v1::Task::DONE, "acknowledged");
+          }
+        }
+        return absl::OkStatus();
+      }
+      return Invalid("event.alert_acknowledged.alert_id",
+                     absl::StrCat("no alert \"", id, "\""));
+    }
+    case v1::EventPayload::kTimeElapsed:
+      return absl::OkStatus();
+    case v1::EventPayload::PAYLOAD_NOT_SET:
+      break;
+  }
+  return Invalid("event", "must set one payload");
+}
+
+absl::StatusOr<StepResult> Applier::Run() {
+  const v1::Enrollment& before = result_.state.enrollment();
+  bool creating =
+      event_.payload().payload_case() == v1::EventPayload::kEnrollmentCreated;
+  if (event_.sequence() != before.revision() + 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "event sequence ", event_.sequence(), " does not follow revision ",
+        before.revision()));
+  }
+  if (!creating) {
+    if (before.state() == v1::Enrollment::ENDED) {
+      return absl::FailedPreconditionError("the enrollment has ended");
+    }
+    if (before.has_update_time() &&
+        TimeUtil::TimestampToMicroseconds(event_.record_time()) <
+            TimeUtil::TimestampToMicroseconds(before.update_time())) {
+      return absl::FailedPreconditionError(
+          "event record_time is earlier than the previous event");
+    }
+    IPSRT_ASSIGN_OR_RETURN(zone_, zones_(before.time_zone()));
+  }
+  IPSRT_RETURN_IF_ERROR(ApplyPayload());
+  PassTime();
+  std::string kind = RuleEventKind();
+  for (size_t round = 0; round <= w_.stages.size(); ++round) {
+    stage_changed_ = false;
+    std::string stage_before = e().stage();
+    EvaluateRules(w_.rules, round == 0 ? kind : "");
+    if (stage() != nullptr && e().stage() == stage_before) {
+      EvaluateRules(stage()->rules, round == 0 ? kind : "");
+    }
+    if (!stage_changed_ && stage() != nullptr) {
+      ConditionFacts facts = Facts();
+      for (const ExitTemplate& exit : stage()->exits) {
+        if (exit.when.program != nullptr && exit.when.program->Evaluate(facts)) {
+          EnterStage(*w_.FindStage(exit.to),
+                     absl::StrCat("exit condition of ", stage_before));
+          break;
+        }
+      }
+    }
+    if (!stage_changed_) break;
+  }
+  e().set_revision(event_.sequence());
+  *e().mutable_update_time() = event_.record_time();
+  return std::move(result_);
+}
+
+}  // namespace
+
+std::string EventTypeFor(const v1::EventPayload& payload) {
+  switch (payload.payload_case()) {
+    case v1::EventPayload::kEnrollmentCreated:
+      return "enrollment.created";
+    case v1::EventPayload::kEnrollmentUpdated:
+      return "enrollment.updated";
+    case v1::EventPayload::kQuestionnaireResponse:
+      return "questionnaire.responded";
+    case v1::EventPayload::kSrmDiaryDay:
+      return "srm.diary_day";
+    case v1::EventPayload::kSessionHeld:
+      return "session.held";
+    case v1::EventPayload::kGoalSet:
+      return "goal.set";
+    case v1::EventPayload::kRelapsePlan:
+      return "relapse_plan.written";
+    case v1::EventPayload::kDisruptionPlan:
+      return "disruption_plan.written";
+    case v1::EventPayload::kStageChange:
+      return "stage.changed";
+    case v1::EventPayload::kAlertAcknowledged:
+      return "alert.acknowledged";
+    case v1::EventPayload::kTimeElapsed:
+      return "time.elapsed";
+    case v1::EventPayload::PAYLOAD_NOT_SET:
+      break;
+  }
+  return "unknown";
+}
+
+absl::StatusOr<StepResult> Step(const WorkflowTemplate& workflow,
+                                const ZoneLoader& zones,
+                                const internal::EnrollmentState& state,
+                                const v1::Event& event) {
+  return Applier(workflow, zones, state, event).Run();
+}
+
+absl::StatusOr<internal::EnrollmentState> Replay(
+    const WorkflowTemplate& workflow, const ZoneLoader& zones,
+    const std::string& name, const std::vector<v1::Event>& events) {
+  internal::EnrollmentState state;
+  state.mutable_enrollment()->set_name(name);
+  for (const v1::Event& event : events) {
+    IPSRT_ASSIGN_OR_RETURN(StepResult r, Step(workflow, zones, state, event));
+    state = std::move(r.state);
+    state.set_last_event_hash(event.hash());
+  }
+  return state;
+}
+
+std::vector<v1::Task> OpenTasks(const internal::EnrollmentState& state,
+                                bool include_closed) {
+  std::vector<const internal::TaskState*> tasks;
+  for (const internal::TaskState& t : state.tasks()) {
+    if (include_closed || t.status() == v1::Task::OPEN) tasks.push_back(&t);
+  }
+  std::stable_sort(tasks.begin(), tasks.end(), [](auto* a, auto* b) {
+    int64_t da = a->due_us() == 0 ? INT64_MAX : a->due_us();
+    int64_t db = b->due_us() == 0 ? INT64_MAX : b->due_us();
+    if (a->priority() != b->priority()) return a->priority() > b->priority();
+    return da < db;
+  });
+  std::vector<v1::Task> out;
+  for (const internal::TaskState* t : tasks) {
+    v1::Task task;
+    task.set_name(absl::StrCat(state.enrollment().name(), "/tasks/", t->key()));
+    task.set_task_id(t->task_id());
+    task.set_kind(t->kind());
+    task.set_title(t->title());
+    task.set_assignee(t->assignee());
+    task.set_priority(t->priority());
+    task.set_status(t->status());
+    task.set_questionnaire_id(t->questionnaire_id());
+    if (t->due_us() > 0) *task.mutable_due_time() = Ts(FromUs(t->due_us()));
+    if (t->acknowledge_by_us() > 0) {
+      *task.mutable_acknowledge_by() = Ts(FromUs(t->acknowledge_by_us()));
+    }
+    out.push_back(std::move(task));
+  }
+  return out;
+}
+
+std::string FormatLocal(absl::Time t, absl::TimeZone zone) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M (%Ez)", t, zone);
+}
+
+}  // namespace ipsrt::runtime

@@ -1,0 +1,106 @@
+// Step: the engine's deterministic core.
+//
+// Step(template, zones, state, event) -> (state', outcomes, effects) is a
+// pure function: no I/O, no clock, no randomness. "Now" is the event's
+// record time. Production, replay, simulation and tests all run it, so an
+// enrollment's snapshot is exactly the fold of its events (Replay).
+//
+// Per event, in order:
+//  1. the event's own change (a response is recorded and completes its
+//     task, a session moves the next session date, a clinician's stage
+//     change enters that stage, ...);
+//  2. time passes: repeating tasks whose due time has passed open their
+//     next occurrence, and an occurrence still open when the next one falls
+//     due is cancelled as missed;
+//  3. rules (template-wide, then the stage's) are evaluated and fire;
+//  4. the stage's exit transitions are evaluated; the first that holds
+//     enters its stage, whose rules and exits are then evaluated in turn
+//     (at most as many times as there are stages, so a template cannot make
+//     Step loop).
+//
+// Time zones: local times of day ("remind_at: 20:00") are read in the
+// enrollment's zone with the policy of LocalToAbsolute (model/duration.h):
+// a skipped local time moves forward by the gap, a repeated one means its
+// first occurrence. A zone change (EnrollmentUpdated) applies to tasks
+// opened after it; reminders already planned keep their times.
+#ifndef IPSRT_RUNTIME_STEP_H_
+#define IPSRT_RUNTIME_STEP_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ipsrt/internal/state.pb.h"
+#include "ipsrt/v1/enrollment.pb.h"
+#include "model/workflow.h"
+
+namespace ipsrt::runtime {
+
+namespace v1 = ::ipsrt::v1;
+namespace internal = ::ipsrt::internal;
+
+// A side effect to perform after the event commits (transactional outbox).
+struct Effect {
+  enum class Kind {
+    kScheduleReminder,
+    kCancelReminder,
+    kScheduleEscalation,
+    kCancelEscalation,
+  };
+  Kind kind = Kind::kScheduleReminder;
+  // Unique per effect target within the enrollment; the outbox row's
+  // idempotency key is "<enrollment name>/<key>".
+  std::string key;
+  absl::Time due;
+  // The task (reminders) or alert (escalations) concerned.
+  std::string subject;
+};
+
+struct StepResult {
+  internal::EnrollmentState state;
+  std::vector<v1::Outcome> outcomes;
+  std::vector<Effect> effects;
+};
+
+// ZoneLoader returns the zone of an IANA name; the caller caches.
+using ZoneLoader =
+    std::function<absl::StatusOr<absl::TimeZone>(const std::string&)>;
+
+// EventTypeFor names an event by its payload: "enrollment.created",
+// "questionnaire.responded", "srm.diary_day", "session.held", "goal.set",
+// "relapse_plan.written", "disruption_plan.written", "stage.changed",
+// "alert.acknowledged", "time.elapsed", "enrollment.updated".
+std::string EventTypeFor(const v1::EventPayload& payload);
+
+// Step applies `event` (its sequence must be the state's revision + 1, its
+// record_time must not be earlier than the previous event's). Errors:
+// INVALID_ARGUMENT naming the payload field (unknown stage, unknown alert,
+// missing reason, ...), FAILED_PRECONDITION when the event does not fit the
+// state (an enrollment created twice, an ended enrollment).
+absl::StatusOr<StepResult> Step(const WorkflowTemplate& workflow,
+                                const ZoneLoader& zones,
+                                const internal::EnrollmentState& state,
+                                const v1::Event& event);
+
+// Step leaves `last_event_hash` to the caller, since the event's hash
+// covers the outcomes Step returns.
+//
+// Replay folds `events` from the empty state (the enrollment's name is
+// `name`), setting last_event_hash from each event.
+absl::StatusOr<internal::EnrollmentState> Replay(
+    const WorkflowTemplate& workflow, const ZoneLoader& zones,
+    const std::string& name, const std::vector<v1::Event>& events);
+
+// OpenTasks lists the state's open tasks as the API shows them, earliest
+// due first (tasks without a due time last), for the enrollment `name`.
+std::vector<v1::Task> OpenTasks(const internal::EnrollmentState& state,
+                                bool include_closed);
+
+// FormatLocal renders `t` in `zone` as "YYYY-MM-DDTHH:MM (+HH:MM)".
+std::string FormatLocal(absl::Time t, absl::TimeZone zone);
+
+}  // namespace ipsrt::runtime
+
+#endif  // IPSRT_RUNTIME_STEP_H_

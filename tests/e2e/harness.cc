@@ -1,0 +1,142 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+namespace ipsrt::e2e {
+
+std::string WriteConfig(const TempDir& dir) {
+  const std::string path = dir.File("ipsrtd.yaml");
+  const std::string yaml = absl::StrCat(
+      "server:\n"
+      "  listen: 127.0.0.1:50051\n"
+      "  shutdown_grace: 10s\n"
+      "store:\n"
+      "  kind: sqlite\n"
+      "  sqlite:\n"
+      "    path: ipsrt.db\n"
+      "    synchronous: full\n"
+      "workflows:\n"
+      "  directories:\n"
+      "    - ",
+      IPSRT_WORKFLOWS_DIR,
+      "\n"
+      "logging:\n"
+      "  level: info\n");
+  if (absl::Status s = WriteFile(path, yaml); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    std::abort();
+  }
+  return path;
+}
+
+absl::StatusOr<std::unique_ptr<Ipsrtd>> Ipsrtd::Start(
+    const std::string& config_path) {
+  const std::string dir =
+      std::filesystem::path(config_path).parent_path().string();
+  const std::string port_file = absl::StrCat(dir, "/ipsrtd.port");
+  // A port file left by an earlier run in the same directory is stale.
+  std::filesystem::remove(port_file);
+  absl::StatusOr<std::unique_ptr<ChildProcess>> process = ChildProcess::Spawn(
+      {IPSRTD_BIN, absl::StrCat("--config=", config_path),
+       "--listen=127.0.0.1:0", absl::StrCat("--port_file=", port_file)},
+      absl::StrCat(dir, "/ipsrtd.log"));
+  if (!process.ok()) return process.status();
+
+  const absl::Time deadline = absl::Now() + kServerDeadline;
+  while (absl::Now() < deadline) {
+    absl::StatusOr<std::string> text = ReadFile(port_file);
+    int port = 0;
+    if (text.ok() &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port) &&
+        port > 0) {
+      return std::unique_ptr<Ipsrtd>(new Ipsrtd(*std::move(process), port));
+    }
+    if ((*process)->Exited()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "ipsrtd exited before serving; log:\n", (*process)->Log()));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "ipsrtd wrote no port file within ",
+      absl::FormatDuration(kServerDeadline), "; log:\n", (*process)->Log()));
+}
+
+std::string Ipsrtd::address() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+absl::StatusOr<int> Ipsrtd::Terminate() {
+  process_->Signal(SIGTERM);
+  std::optional<int> status = process_->WaitForExit(kServerDeadline);
+  if (!status.has_value()) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "ipsrtd still running ", absl::FormatDuration(kServerDeadline),
+        " after SIGTERM; log:\n", process_->Log()));
+  }
+  return *status;
+}
+
+namespace {
+
+ProcessResult RunOrDie(const std::vector<std::string>& argv) {
+  absl::StatusOr<ProcessResult> result = RunProcess(argv, absl::Seconds(30));
+  if (!result.ok()) {
+    // The binary is missing or unrunnable: no test can say anything.
+    std::fprintf(stderr, "%s\n", result.status().ToString().c_str());
+    std::abort();
+  }
+  return *std::move(result);
+}
+
+}  // namespace
+
+ProcessResult RunCli(const std::string& server,
+                     const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {IPSRT_BIN,
+                                   absl::StrCat("--server=", server)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunOrDie(argv);
+}
+
+ProcessResult RunCliNoServer(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {IPSRT_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunOrDie(argv);
+}
+
+UnusedPort::UnusedPort() {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::perror("UnusedPort");
+    std::abort();
+  }
+  port_ = ntohs(addr.sin_port);
+}
+
+UnusedPort::~UnusedPort() {
+  if (fd_ >= 0) close(fd_);
+}
+
+}  // namespace ipsrt::e2e

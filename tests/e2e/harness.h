@@ -1,0 +1,82 @@
+// Running ipsrtd and ipsrt as the user would: the built binaries, a config
+// file of the test's own, a fresh data directory and a free port.
+//
+// Example:
+//   TempDir dir;
+//   absl::StatusOr<std::unique_ptr<Ipsrtd>> server =
+//       Ipsrtd::Start(WriteConfig(dir));
+//   ProcessResult r = RunCli((*server)->address(), {"health"});
+#ifndef IPSRT_TESTS_E2E_HARNESS_H_
+#define IPSRT_TESTS_E2E_HARNESS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "process.h"
+
+namespace ipsrt::e2e {
+
+// How long ipsrtd may take to start serving or to drain and exit.
+inline constexpr absl::Duration kServerDeadline = absl::Seconds(20);
+
+// WriteConfig writes dir/ipsrtd.yaml: SQLite at dir/ipsrt.db (a relative
+// path, resolved against the config's directory), the repository's
+// workflows, a listen address that --listen overrides. Returns its path.
+std::string WriteConfig(const TempDir& dir);
+
+// Ipsrtd is one running ipsrtd process; destroying it kills and reaps the
+// process if it still runs.
+class Ipsrtd {
+ public:
+  // Start runs ipsrtd --config=`config_path` --listen=127.0.0.1:0 with a
+  // port file beside the config, and waits up to kServerDeadline for the
+  // port. FAILED_PRECONDITION (with the server's log) when ipsrtd exits
+  // first; DEADLINE_EXCEEDED when no port appears in time.
+  static absl::StatusOr<std::unique_ptr<Ipsrtd>> Start(
+      const std::string& config_path);
+
+  int port() const { return port_; }
+  // "127.0.0.1:<port>".
+  std::string address() const;
+  ChildProcess& process() { return *process_; }
+
+  // Terminate sends SIGTERM and waits up to kServerDeadline; returns the
+  // wait status, or DEADLINE_EXCEEDED when ipsrtd is still running.
+  absl::StatusOr<int> Terminate();
+
+ private:
+  Ipsrtd(std::unique_ptr<ChildProcess> process, int port)
+      : process_(std::move(process)), port_(port) {}
+
+  std::unique_ptr<ChildProcess> process_;
+  int port_;
+};
+
+// RunCli runs `ipsrt --server=<server> <args...>` to completion (bounded).
+ProcessResult RunCli(const std::string& server,
+                     const std::vector<std::string>& args);
+
+// RunCliNoServer runs `ipsrt <args...>` without --server.
+ProcessResult RunCliNoServer(const std::vector<std::string>& args);
+
+// UnusedPort is a loopback port bound to a socket that never listens, so a
+// connection to it is refused for as long as the object lives.
+class UnusedPort {
+ public:
+  UnusedPort();
+  ~UnusedPort();
+  UnusedPort(const UnusedPort&) = delete;
+  UnusedPort& operator=(const UnusedPort&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+}  // namespace ipsrt::e2e
+
+#endif  // IPSRT_TESTS_E2E_HARNESS_H_
