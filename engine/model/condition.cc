@@ -26,7 +26,8 @@ constexpr ScoredInstrument kScoredInstruments[] = {
 const std::vector<std::string>& CountableEvents() {
   static const auto* kinds = new std::vector<std::string>{
       "session_held", "srm_diary",       "goal_set",
-      "relapse_plan", "disruption_plan", "questionnaire"};
+      "relapse_plan", "disruption_plan", "questionnaire",
+      "task_completed"};
   return *kinds;
 }
 const std::vector<std::string>& DaysSinceMarks() {

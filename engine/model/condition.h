@@ -8,7 +8,8 @@
 //   alerts.open                              unacknowledged alerts
 //   goal.set, relapse_plan.written           booleans
 //   count("session_held" | "srm_diary" | "goal_set" | "relapse_plan" |
-//         "disruption_plan" | "questionnaire" | "questionnaire:<id>")
+//         "disruption_plan" | "task_completed" | "questionnaire" |
+//         "questionnaire:<id>")
 //                                            events of that kind this stage
 //   days_since("enrolled" | "stage_entered" | "last_session" |
 //              "last_response")              whole days, absent if never

@@ -35,7 +35,8 @@ constexpr KindName kTaskKinds[] = {
 const std::set<std::string>& RuleEventKinds() {
   static const auto* kinds = new std::set<std::string>{
       "session_held",    "srm_diary",    "goal_set",           "relapse_plan",
-      "disruption_plan", "stage_change", "alert_acknowledged", "time"};
+      "disruption_plan", "stage_change", "alert_acknowledged", "time",
+      "task_completed"};
   return *kinds;
 }
 

@@ -385,6 +385,8 @@ std::string Applier::RuleEventKind() const {
       return "alert_acknowledged";
     case v1::EventPayload::kTimeElapsed:
       return "time";
+    case v1::EventPayload::kTaskCompleted:
+      return "task_completed";
     default:
       return "";
   }
@@ -611,6 +613,20 @@ absl::Status Applier::ApplyPayload() {
       return Invalid("event.alert_acknowledged.alert_id",
                      absl::StrCat("no alert \"", id, "\""));
     }
+    case v1::EventPayload::kTaskCompleted: {
+      const std::string& id = p.task_completed().task_id();
+      internal::TaskState* task = FindOpen([&](const internal::TaskState& t) {
+        return t.task_id() == id && !t.stage().empty();
+      });
+      if (task == nullptr) {
+        return Invalid("event.task_completed.task_id",
+                       absl::StrCat("no open task \"", id, "\" in stage \"",
+                                    e().stage(), "\""));
+      }
+      count("task_completed");
+      CloseTask(*task, v1::Task::DONE, "completed");
+      return absl::OkStatus();
+    }
     case v1::EventPayload::kTimeElapsed:
       return absl::OkStatus();
     case v1::EventPayload::PAYLOAD_NOT_SET:
@@ -693,6 +709,8 @@ std::string EventTypeFor(const v1::EventPayload& payload) {
       return "alert.acknowledged";
     case v1::EventPayload::kTimeElapsed:
       return "time.elapsed";
+    case v1::EventPayload::kTaskCompleted:
+      return "task.completed";
     case v1::EventPayload::PAYLOAD_NOT_SET:
       break;
   }

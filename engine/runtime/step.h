@@ -71,7 +71,8 @@ using ZoneLoader =
 // EventTypeFor names an event by its payload: "enrollment.created",
 // "questionnaire.responded", "srm.diary_day", "session.held", "goal.set",
 // "relapse_plan.written", "disruption_plan.written", "stage.changed",
-// "alert.acknowledged", "time.elapsed", "enrollment.updated".
+// "alert.acknowledged", "time.elapsed", "enrollment.updated",
+// "task.completed".
 std::string EventTypeFor(const v1::EventPayload& payload);
 
 // Step applies `event` (its sequence must be the state's revision + 1, its

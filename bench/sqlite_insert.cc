@@ -1,0 +1,389 @@
+// ipsrt_sqlite_insert_bench: SQLite's raw durable write rate for the rows a
+// CreateEnrollment commits, without gRPC, validation or the writer queue.
+//
+// What it does, per enrollment, on one connection with cached prepared
+// statements, against the schema built by ipsrt::SqliteMigrations() and the
+// connection settings ipsrtd uses (journal_mode=WAL, synchronous=FULL,
+// foreign_keys=ON):
+//   SAVEPOINT request                 (as the server's group commit does;
+//                                      --savepoints=false drops it)
+//   SELECT ... FROM requests          (idempotency lookup, misses)
+//   INSERT INTO enrollments ...
+//   INSERT INTO events ...
+//   INSERT INTO requests ...
+//   RELEASE request
+// and --batch enrollments share one BEGIN IMMEDIATE ... COMMIT. --batch=1 is
+// one fsync-bound transaction per enrollment (a store without group commit);
+// a large --batch is the ceiling that group commit can approach.
+//
+// Row contents mirror engine/core/enrollments.cc: ids from
+// RandomIdGenerator (time-ordered, so inserts append to the B-trees),
+// SHA-256 hex fingerprints and hashes, and real serialised v1::Enrollment
+// and v1::Event protos as snapshot, response and payload.
+//
+// Output: enrollments (rows) per second and transactions per second over the
+// time spent inside transactions (building the rows is excluded), and the
+// latency of the COMMIT step alone (where WAL + synchronous=FULL waits for
+// fsync) and of the whole transaction; exact nearest-rank percentiles over
+// every timed transaction.
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/hash.h"
+#include "common/ids.h"
+#include "ipsrt/v1/enrollment.pb.h"
+#include "store/migrations.h"
+
+ABSL_FLAG(std::string, dir, "",
+          "Directory for the database file (required); use the filesystem "
+          "the server's database lives on.");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(5),
+          "Run for this long (ignored when --rows is set).");
+ABSL_FLAG(int64_t, rows, 0,
+          "When > 0, insert exactly this many enrollments instead of running "
+          "for --duration.");
+ABSL_FLAG(int, batch, 1, "Enrollments per transaction.");
+ABSL_FLAG(bool, savepoints, true,
+          "Wrap each enrollment in SAVEPOINT/RELEASE, as the server does.");
+ABSL_FLAG(int, warmup_txns, 20,
+          "Transactions run first and not counted (file growth, caches).");
+ABSL_FLAG(bool, keep, false, "Keep the database file afterwards.");
+ABSL_FLAG(bool, json, false, "Print one JSON line instead of text.");
+
+namespace ipsrt::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void Die(sqlite3* db, const std::string& what) {
+  std::fprintf(stderr, "ipsrt_sqlite_insert_bench: %s: %s\n", what.c_str(),
+               db ? sqlite3_errmsg(db) : "");
+  std::exit(1);
+}
+
+void Exec(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "";
+    sqlite3_free(err);
+    Die(db, absl::StrCat("exec ", sql.substr(0, 60), ": ", msg));
+  }
+}
+
+sqlite3_stmt* Prepare(sqlite3* db, const char* sql) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
+      SQLITE_OK) {
+    Die(db, absl::StrCat("prepare ", sql));
+  }
+  return s;
+}
+
+// Run steps a statement to completion, then resets it and clears binds.
+void Run(sqlite3* db, sqlite3_stmt* s, const char* what) {
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+  }
+  if (rc != SQLITE_DONE) Die(db, what);
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+}
+
+void BindText(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()),
+                    SQLITE_TRANSIENT);
+}
+void BindBlob(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()),
+                    SQLITE_TRANSIENT);
+}
+
+double PercentileMs(const std::vector<int64_t>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t rank = static_cast<size_t>(
+      std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+  rank = std::clamp<size_t>(rank, 1, sorted.size());
+  return static_cast<double>(sorted[rank - 1]) / 1e6;
+}
+
+// Rows is what one CreateEnrollment writes, built as the engine builds it.
+struct Rows {
+  std::string tenant = "bench";
+  std::string id, request_id, patient_ref, payload_hash, snapshot,
+      event_payload, hash;
+  int64_t now_us = 0;
+};
+
+Rows MakeRows(IdGenerator& ids, int64_t n) {
+  Rows r;
+  absl::Time now = absl::Now();
+  r.now_us = absl::ToUnixMicros(now);
+  r.id = ids.NewId(now);
+  r.request_id = absl::StrCat("raw-bench-", getpid(), "-", n);
+  r.payload_hash = Sha256Hex(absl::StrCat("CreateEnrollment\n", n));
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(r.now_us / 1000000);
+  ts.set_nanos(static_cast<int32_t>(r.now_us % 1000000) * 1000);
+  v1::Enrollment e;
+  e.set_name(absl::StrCat("tenants/bench/enrollments/", r.id));
+  r.patient_ref = absl::StrCat("Patient/bench-", n);
+  e.set_patient_ref(r.patient_ref);
+  e.set_workflow_id("ipsrt-standard");
+  e.set_workflow_version(1);
+  e.set_time_zone("Europe/London");
+  e.set_clinician_ref("Practitioner/bench");
+  e.set_stage("initial");
+  e.set_state(v1::Enrollment::ACTIVE);
+  e.set_revision(1);
+  e.set_session_cadence("P1W");
+  *e.mutable_create_time() = ts;
+  *e.mutable_update_time() = ts;
+  r.snapshot = e.SerializeAsString();
+  v1::Event ev;
+  ev.set_sequence(1);
+  ev.set_type("enrollment.created");
+  ev.mutable_actor()->set_subject("anonymous");
+  ev.mutable_actor()->set_role("anonymous");
+  *ev.mutable_record_time() = ts;
+  ev.set_request_id(r.request_id);
+  ev.set_summary("Enrolled in ipsrt-standard@1 at stage initial");
+  r.hash = Sha256Hex(absl::StrCat("\n", ev.SerializeAsString()));
+  ev.set_hash(r.hash);
+  r.event_payload = ev.SerializeAsString();
+  return r;
+}
+
+int Main() {
+  const std::string dir = absl::GetFlag(FLAGS_dir);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  const int64_t max_rows = absl::GetFlag(FLAGS_rows);
+  const absl::Duration duration = absl::GetFlag(FLAGS_duration);
+  const bool savepoints = absl::GetFlag(FLAGS_savepoints);
+  if (dir.empty() || !std::filesystem::is_directory(dir)) {
+    std::fprintf(stderr,
+                 "ipsrt_sqlite_insert_bench: --dir must name an existing "
+                 "directory\n");
+    return 2;
+  }
+  if (batch < 1 || batch > 100000 || max_rows < 0 ||
+      (max_rows == 0 &&
+       (duration <= absl::ZeroDuration() || duration > absl::Hours(1)))) {
+    std::fprintf(stderr,
+                 "ipsrt_sqlite_insert_bench: --batch in [1, 100000]; "
+                 "--rows >= 0; --duration in (0, 1h]\n");
+    return 2;
+  }
+
+  const std::string path =
+      (std::filesystem::path(dir) /
+       absl::StrCat("sqlite_insert_bench-", getpid(), ".db"))
+          .string();
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::remove(path + suffix);
+  }
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(
+          path.c_str(), &db,
+          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+          nullptr) != SQLITE_OK) {
+    Die(db, "open " + path);
+  }
+  // The settings SqliteStore::Impl::Open applies.
+  Exec(db, "PRAGMA journal_mode=WAL");
+  Exec(db, "PRAGMA synchronous=FULL");
+  Exec(db, "PRAGMA foreign_keys=ON");
+  for (const Migration& m : SqliteMigrations()) {
+    Exec(db, "BEGIN IMMEDIATE");
+    Exec(db, m.sql);
+    Exec(db, "COMMIT");
+  }
+
+  sqlite3_stmt* begin = Prepare(db, "BEGIN IMMEDIATE");
+  sqlite3_stmt* commit = Prepare(db, "COMMIT");
+  sqlite3_stmt* savepoint = Prepare(db, "SAVEPOINT request");
+  sqlite3_stmt* release = Prepare(db, "RELEASE request");
+  // The statements SqliteStore::Impl::PrepareWriterStatements prepares.
+  sqlite3_stmt* lookup = Prepare(
+      db,
+      "SELECT method, payload_hash, response, create_time_us FROM requests "
+      "WHERE tenant = ? AND request_id = ?");
+  sqlite3_stmt* ins_request =
+      Prepare(db,
+              "INSERT INTO requests (tenant, request_id, method, payload_hash, "
+              "response, create_time_us) VALUES (?, ?, ?, ?, ?, ?)");
+  sqlite3_stmt* ins_enrollment = Prepare(
+      db,
+      "INSERT INTO enrollments (tenant, id, patient_ref, workflow_id, "
+      "workflow_version, stage, clinician_ref, state, revision, snapshot, "
+      "create_time_us, update_time_us) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  sqlite3_stmt* ins_event = Prepare(
+      db,
+      "INSERT INTO events (tenant, enrollment_id, sequence, type, actor, "
+      "request_id, record_time_us, payload, prev_hash, hash) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+
+  RandomIdGenerator ids;
+  int64_t seq = 0;
+  // One enrollment's statements inside an open transaction.
+  auto insert_one = [&](const Rows& r) {
+    if (savepoints) Run(db, savepoint, "savepoint");
+    BindText(lookup, 1, r.tenant);
+    BindText(lookup, 2, r.request_id);
+    Run(db, lookup, "lookup request");
+    BindText(ins_enrollment, 1, r.tenant);
+    BindText(ins_enrollment, 2, r.id);
+    BindText(ins_enrollment, 3, r.patient_ref);
+    BindText(ins_enrollment, 4, "ipsrt-standard");
+    sqlite3_bind_int64(ins_enrollment, 5, 1);
+    BindText(ins_enrollment, 6, "initial");
+    BindText(ins_enrollment, 7, "Practitioner/bench");
+    sqlite3_bind_int64(ins_enrollment, 8, 1);
+    sqlite3_bind_int64(ins_enrollment, 9, 1);
+    BindBlob(ins_enrollment, 10, r.snapshot);
+    sqlite3_bind_int64(ins_enrollment, 11, r.now_us);
+    sqlite3_bind_int64(ins_enrollment, 12, r.now_us);
+    Run(db, ins_enrollment, "insert enrollment");
+    BindText(ins_event, 1, r.tenant);
+    BindText(ins_event, 2, r.id);
+    sqlite3_bind_int64(ins_event, 3, 1);
+    BindText(ins_event, 4, "enrollment.created");
+    BindText(ins_event, 5, "anonymous/anonymous");
+    BindText(ins_event, 6, r.request_id);
+    sqlite3_bind_int64(ins_event, 7, r.now_us);
+    BindBlob(ins_event, 8, r.event_payload);
+    BindText(ins_event, 9, "");
+    BindText(ins_event, 10, r.hash);
+    Run(db, ins_event, "insert event");
+    BindText(ins_request, 1, r.tenant);
+    BindText(ins_request, 2, r.request_id);
+    BindText(ins_request, 3, "CreateEnrollment");
+    BindText(ins_request, 4, r.payload_hash);
+    BindBlob(ins_request, 5, r.snapshot);
+    sqlite3_bind_int64(ins_request, 6, r.now_us);
+    Run(db, ins_request, "insert request");
+    if (savepoints) Run(db, release, "release");
+  };
+
+  std::vector<int64_t> commit_ns, txn_ns;
+  std::vector<Rows> batch_rows;
+  int64_t rows = 0;
+  double busy_s = 0;  // sum of BEGIN..COMMIT times of counted transactions
+  Clock::time_point start;
+  Clock::time_point end;
+  const int warmup_txns = std::max(0, absl::GetFlag(FLAGS_warmup_txns));
+  // Bounded: stops after --rows enrollments or at the --duration deadline.
+  for (int64_t txn = 0;; ++txn) {
+    const bool counted = txn >= warmup_txns;
+    if (txn == warmup_txns) {
+      start = Clock::now();
+      end = start + absl::ToChronoNanoseconds(duration);
+    }
+    if (counted) {
+      if (max_rows > 0 ? rows >= max_rows : Clock::now() >= end) break;
+    }
+    int n = batch;
+    if (counted && max_rows > 0) {
+      n = static_cast<int>(std::min<int64_t>(batch, max_rows - rows));
+    }
+    // Rows are built before BEGIN and outside the timing: in the server
+    // that work (ids, SHA-256, protobuf) happens on RPC threads, not on the
+    // writer thread that holds the transaction.
+    batch_rows.clear();
+    for (int i = 0; i < n; ++i) batch_rows.push_back(MakeRows(ids, seq++));
+    Clock::time_point t0 = Clock::now();
+    Run(db, begin, "begin");
+    for (const Rows& r : batch_rows) insert_one(r);
+    Clock::time_point t1 = Clock::now();
+    Run(db, commit, "commit");
+    Clock::time_point t2 = Clock::now();
+    if (counted) {
+      rows += n;
+      commit_ns.push_back(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1)
+              .count());
+      txn_ns.push_back(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t0)
+              .count());
+      busy_s += std::chrono::duration<double>(t2 - t0).count();
+    }
+  }
+  const double elapsed_s =
+      std::chrono::duration<double>(Clock::now() - start).count();
+
+  for (sqlite3_stmt* s : {begin, commit, savepoint, release, lookup,
+                          ins_request, ins_enrollment, ins_event}) {
+    sqlite3_finalize(s);
+  }
+  sqlite3_close_v2(db);
+  if (!absl::GetFlag(FLAGS_keep)) {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(path + suffix);
+    }
+  }
+
+  std::sort(commit_ns.begin(), commit_ns.end());
+  std::sort(txn_ns.begin(), txn_ns.end());
+  const int64_t txns = static_cast<int64_t>(commit_ns.size());
+  // Rates are over time spent inside transactions (row building excluded).
+  const double rows_per_s = busy_s > 0 ? rows / busy_s : 0;
+  const double txn_per_s = busy_s > 0 ? txns / busy_s : 0;
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf(
+        "{\"bench\":\"sqlite_insert\",\"batch\":%d,\"savepoints\":%s,"
+        "\"rows\":%" PRId64 ",\"transactions\":%" PRId64
+        ",\"elapsed_s\":%.3f,\"in_txn_s\":%.3f,"
+        "\"rows_per_s\":%.1f,\"txn_per_s\":%.1f,"
+        "\"commit_p50_ms\":%.3f,\"commit_p90_ms\":%.3f,"
+        "\"commit_p99_ms\":%.3f,\"commit_max_ms\":%.3f,"
+        "\"txn_p50_ms\":%.3f,\"txn_p99_ms\":%.3f,"
+        "\"latency_method\":\"full-sample-nearest-rank\"}\n",
+        batch, savepoints ? "true" : "false", rows, txns, elapsed_s, busy_s,
+        rows_per_s, txn_per_s, PercentileMs(commit_ns, 50),
+        PercentileMs(commit_ns, 90), PercentileMs(commit_ns, 99),
+        PercentileMs(commit_ns, 100), PercentileMs(txn_ns, 50),
+        PercentileMs(txn_ns, 99));
+  } else {
+    std::printf("database:     %s (WAL, synchronous=FULL)\n", path.c_str());
+    std::printf("batch:        %d enrollment(s) per transaction%s\n", batch,
+                savepoints ? ", one SAVEPOINT each" : "");
+    std::printf("rows:         %" PRId64 " enrollments in %" PRId64
+                " transactions, %.2f s wall, %.2f s inside transactions\n",
+                rows, txns, elapsed_s, busy_s);
+    std::printf(
+        "throughput:   %.1f enrollments/s, %.1f commits/s (over time inside "
+        "transactions)\n",
+        rows_per_s, txn_per_s);
+    std::printf("COMMIT (ms):  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n",
+                PercentileMs(commit_ns, 50), PercentileMs(commit_ns, 90),
+                PercentileMs(commit_ns, 99), PercentileMs(commit_ns, 100));
+    std::printf("txn (ms):     p50 %.3f  p99 %.3f  (BEGIN to COMMIT done)\n",
+                PercentileMs(txn_ns, 50), PercentileMs(txn_ns, 99));
+  }
+  return rows > 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace ipsrt::bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "ipsrt_sqlite_insert_bench --dir=DIR [--batch=N] [--duration=5s | "
+      "--rows=N]: raw SQLite durable insert rate for CreateEnrollment's rows");
+  absl::ParseCommandLine(argc, argv);
+  return ipsrt::bench::Main();
+}

@@ -1,0 +1,426 @@
+#include "runtime/step.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/enrollments.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
+#include "instruments/fixed_instruments.h"
+
+namespace ipsrt {
+namespace {
+
+using ::google::protobuf::util::TimeUtil;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+const WorkflowTemplate& Shipped(const std::string& id) {
+  static auto* catalog = new std::shared_ptr<const WorkflowCatalog>(
+      *WorkflowCatalog::LoadDirectories(
+          {std::string(IPSRT_SOURCE_DIR) + "/workflows"}));
+  const WorkflowTemplate* t = (*catalog)->Find(id, 0);
+  EXPECT_NE(t, nullptr) << id;
+  return *t;
+}
+
+// Course drives one enrollment through Step as the server does, keeping
+// every event so the log can be replayed.
+class Course {
+ public:
+  Course(const WorkflowTemplate& w, const std::string& zone, absl::Time start)
+      : w_(w), now_(start) {
+    state_.mutable_enrollment()->set_name("tenants/t/enrollments/e1");
+    v1::EventPayload p;
+    v1::EnrollmentCreated* c = p.mutable_enrollment_created();
+    c->set_patient_ref("Patient/1");
+    c->set_workflow_id(w.id);
+    c->set_workflow_version(w.version);
+    c->set_time_zone(zone);
+    c->set_clinician_ref("Practitioner/1");
+    Submit(p);
+  }
+
+  // Submit applies one event at the current time and returns its outcomes.
+  std::vector<v1::Outcome> Submit(v1::EventPayload payload) {
+    v1::Event event;
+    event.set_sequence(state_.enrollment().revision() + 1);
+    event.set_type(runtime::EventTypeFor(payload));
+    *event.mutable_record_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now_));
+    *event.mutable_payload() = std::move(payload);
+    if (event.payload().has_questionnaire_response()) {
+      absl::StatusOr<ScoredResponse> scored = ScoreFixedInstrument(
+          event.payload().questionnaire_response(), "event");
+      EXPECT_TRUE(scored.ok()) << scored.status();
+      for (const auto& [k, v] : scored->scores) (*event.mutable_scores())[k] = v;
+      for (const auto& f : scored->flags) event.add_flags(f);
+    }
+    absl::StatusOr<runtime::StepResult> r =
+        runtime::Step(w_, &Enrollments::LoadZone, state_, event);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return {};
+    for (const v1::Outcome& o : r->outcomes) *event.add_outcomes() = o;
+    event.set_hash(EventHash(state_.last_event_hash(), event));
+    state_ = std::move(r->state);
+    state_.set_last_event_hash(event.hash());
+    effects_.insert(effects_.end(), r->effects.begin(), r->effects.end());
+    events_.push_back(event);
+    return r->outcomes;
+  }
+  absl::Status TrySubmit(v1::EventPayload payload) {
+    v1::Event event;
+    event.set_sequence(state_.enrollment().revision() + 1);
+    *event.mutable_record_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now_));
+    *event.mutable_payload() = std::move(payload);
+    return runtime::Step(w_, &Enrollments::LoadZone, state_, event).status();
+  }
+
+  void Advance(absl::Duration d) { now_ += d; }
+  std::vector<v1::Outcome> Session() {
+    v1::EventPayload p;
+    p.mutable_session_held();
+    return Submit(p);
+  }
+  std::vector<v1::Outcome> Done(const std::string& task) {
+    v1::EventPayload p;
+    p.mutable_task_completed()->set_task_id(task);
+    return Submit(p);
+  }
+  std::vector<v1::Outcome> Answer(const std::string& instrument,
+                                  std::vector<int> values) {
+    v1::EventPayload p;
+    v1::QuestionnaireResponse* r = p.mutable_questionnaire_response();
+    r->set_questionnaire_id(instrument);
+    for (size_t i = 0; i < values.size(); ++i) {
+      (*r->mutable_answers())[absl::StrCat(i + 1)] = values[i];
+    }
+    return Submit(p);
+  }
+  std::vector<v1::Outcome> Tick() {
+    v1::EventPayload p;
+    p.mutable_time_elapsed();
+    return Submit(p);
+  }
+
+  const internal::EnrollmentState& state() const { return state_; }
+  const std::string& stage() const { return state_.enrollment().stage(); }
+  const std::string& cadence() const {
+    return state_.enrollment().session_cadence();
+  }
+  const std::vector<v1::Event>& events() const { return events_; }
+  const std::vector<runtime::Effect>& effects() const { return effects_; }
+  absl::Time now() const { return now_; }
+
+ private:
+  const WorkflowTemplate& w_;
+  absl::Time now_;
+  internal::EnrollmentState state_;
+  std::vector<v1::Event> events_;
+  std::vector<runtime::Effect> effects_;
+};
+
+bool Has(const std::vector<v1::Outcome>& outcomes, v1::Outcome::Kind kind,
+         const std::string& to = "") {
+  for (const v1::Outcome& o : outcomes) {
+    if (o.kind() == kind && (to.empty() || o.to() == to)) return true;
+  }
+  return false;
+}
+
+const v1::Outcome* Find(const std::vector<v1::Outcome>& outcomes,
+                        v1::Outcome::Kind kind) {
+  for (const v1::Outcome& o : outcomes) {
+    if (o.kind() == kind) return &o;
+  }
+  return nullptr;
+}
+
+absl::Time At(const char* local, const char* zone) {
+  absl::TimeZone tz;
+  EXPECT_TRUE(absl::LoadTimeZone(zone, &tz));
+  absl::Time t;
+  std::string err;
+  EXPECT_TRUE(absl::ParseTime("%Y-%m-%dT%H:%M", local, tz, &t, &err)) << err;
+  return t;
+}
+
+void ExpectReplayEqualsState(const WorkflowTemplate& w, const Course& c) {
+  absl::StatusOr<internal::EnrollmentState> replayed = runtime::Replay(
+      w, &Enrollments::LoadZone, "tenants/t/enrollments/e1", c.events());
+  ASSERT_TRUE(replayed.ok()) << replayed.status();
+  EXPECT_EQ(DeterministicBytes(*replayed), DeterministicBytes(c.state()));
+}
+
+TEST(StepTest, StandardCourseFromIntakeToMaintenanceAndBackToWeekly) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "America/New_York", At("2026-03-02T09:00", "America/New_York"));
+  EXPECT_EQ(c.stage(), "initial");
+  EXPECT_EQ(c.cadence(), "P1W");
+  EXPECT_EQ(c.state().enrollment().revision(), 1);
+
+  // Initial: four clinician forms, baseline questionnaires, three sessions.
+  for (const char* task : {"history", "interpersonal-inventory", "life-chart",
+                           "routines-review"}) {
+    c.Advance(absl::Hours(1));
+    c.Done(task);
+  }
+  c.Answer("phq9", {1, 1, 0, 1, 0, 0, 1, 0, 0});
+  c.Answer("gad7", {1, 0, 1, 0, 0, 1, 0});
+  c.Answer("asrm", {0, 1, 0, 0, 1});
+  for (int i = 0; i < 2; ++i) {
+    c.Advance(absl::Hours(24 * 7));
+    c.Session();
+    EXPECT_EQ(c.stage(), "initial");
+  }
+  c.Advance(absl::Hours(24 * 7));
+  std::vector<v1::Outcome> moved = c.Session();
+  EXPECT_TRUE(Has(moved, v1::Outcome::STAGE_CHANGED, "intermediate"));
+  EXPECT_EQ(c.stage(), "intermediate");
+  const v1::Outcome* change = Find(moved, v1::Outcome::STAGE_CHANGED);
+  EXPECT_EQ(change->reason(), "exit condition of initial");
+
+  // Intermediate: goal, disruption plan, ten sessions.
+  v1::EventPayload goal;
+  goal.mutable_goal_set()->set_problem_area("role_transition");
+  goal.mutable_goal_set()->set_description("Keep a regular bedtime");
+  c.Submit(goal);
+  v1::EventPayload plan;
+  plan.mutable_disruption_plan()->set_kind("travel");
+  plan.mutable_disruption_plan()->set_plan("Keep home-time meals");
+  c.Submit(plan);
+  for (int i = 0; i < 10; ++i) {
+    c.Advance(absl::Hours(24 * 7));
+    c.Session();
+  }
+  EXPECT_EQ(c.stage(), "final");
+
+  // Final: a relapse-prevention plan and two sessions.
+  v1::EventPayload relapse;
+  relapse.mutable_relapse_plan()->add_early_warning_signs("sleeping < 6 h");
+  c.Submit(relapse);
+  c.Advance(absl::Hours(24 * 7));
+  c.Session();
+  c.Advance(absl::Hours(24 * 7));
+  moved = c.Session();
+  EXPECT_TRUE(Has(moved, v1::Outcome::STAGE_CHANGED, "maintenance"));
+  EXPECT_TRUE(Has(moved, v1::Outcome::CADENCE_CHANGED, "P2W"));
+  EXPECT_EQ(c.cadence(), "P2W");
+
+  // Maintenance: PHQ-9 of 12 is an early warning: weekly again, an alert.
+  c.Advance(absl::Hours(24 * 14));
+  std::vector<v1::Outcome> warning =
+      c.Answer("phq9", {2, 2, 1, 2, 1, 1, 2, 1, 0});
+  EXPECT_TRUE(Has(warning, v1::Outcome::CADENCE_CHANGED, "P1W"));
+  const v1::Outcome* alert = Find(warning, v1::Outcome::ALERT_RAISED);
+  ASSERT_NE(alert, nullptr);
+  EXPECT_EQ(alert->to(), "routine");
+  EXPECT_EQ(alert->reason(), "rule early-warning");
+  EXPECT_EQ(c.cadence(), "P1W");
+  // A second high score does not raise the alert again (edge-triggered).
+  c.Advance(absl::Hours(24 * 7));
+  EXPECT_FALSE(Has(c.Answer("phq9", {2, 2, 1, 2, 1, 1, 2, 1, 0}),
+                   v1::Outcome::ALERT_RAISED));
+  // Recovered: back to twice a month.
+  c.Advance(absl::Hours(24 * 7));
+  std::vector<v1::Outcome> recovered =
+      c.Answer("phq9", {0, 1, 0, 1, 0, 0, 1, 0, 0});
+  EXPECT_TRUE(Has(recovered, v1::Outcome::CADENCE_CHANGED, "P2W"));
+  EXPECT_EQ(c.cadence(), "P2W");
+  EXPECT_EQ(c.stage(), "maintenance");
+
+  ExpectReplayEqualsState(w, c);
+}
+
+TEST(StepTest, PhqItem9RaisesUrgentAlertWithDeadlineAndAcknowledgement) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "Europe/London", At("2026-06-01T10:00", "Europe/London"));
+  std::vector<v1::Outcome> out = c.Answer("phq9", {0, 0, 0, 0, 0, 0, 0, 0, 1});
+  const v1::Outcome* alert = Find(out, v1::Outcome::ALERT_RAISED);
+  ASSERT_NE(alert, nullptr);
+  EXPECT_EQ(alert->to(), "urgent");
+  std::string alert_id = alert->subject();
+  EXPECT_EQ(alert_id, absl::StrCat("phq9-item9-", c.events().back().sequence()));
+  EXPECT_EQ(TimeUtil::TimestampToMicroseconds(alert->due_time()),
+            absl::ToUnixMicros(c.now() + absl::Hours(4)));
+  EXPECT_EQ(alert->local_due_time(), "2026-06-01T14:00 (+01:00)");
+  ASSERT_FALSE(c.effects().empty());
+  const runtime::Effect& escalation = c.effects().back();
+  EXPECT_EQ(escalation.kind, runtime::Effect::Kind::kScheduleEscalation);
+  EXPECT_EQ(escalation.due, c.now() + absl::Hours(4));
+
+  std::vector<v1::Task> tasks = runtime::OpenTasks(c.state(), false);
+  ASSERT_FALSE(tasks.empty());
+  EXPECT_EQ(tasks[0].priority(), v1::Task::URGENT);  // urgent first
+  EXPECT_EQ(tasks[0].assignee(), v1::Task::CLINICIAN);
+
+  // Every positive answer raises its own alert (rule with `on:`).
+  c.Advance(absl::Hours(1));
+  EXPECT_TRUE(Has(c.Answer("phq9", {0, 0, 0, 0, 0, 0, 0, 0, 2}),
+                  v1::Outcome::ALERT_RAISED));
+
+  c.Advance(absl::Hours(1));
+  v1::EventPayload ack;
+  ack.mutable_alert_acknowledged()->set_alert_id(alert_id);
+  std::vector<v1::Outcome> acked = c.Submit(ack);
+  EXPECT_TRUE(Has(acked, v1::Outcome::ALERT_ACKNOWLEDGED));
+  EXPECT_EQ(c.effects().back().kind, runtime::Effect::Kind::kCancelEscalation);
+  EXPECT_EQ(c.effects().back().key, absl::StrCat("escalation/", alert_id));
+  EXPECT_EQ(c.TrySubmit(ack).message(),
+            absl::StrCat("event.alert_acknowledged.alert_id: alert \"",
+                         alert_id, "\" is already acknowledged"));
+  ExpectReplayEqualsState(w, c);
+}
+
+TEST(StepTest, SecondTemplateRunsItsOwnStageOrder) {
+  const WorkflowTemplate& w = Shipped("ipsrt-preventive-first");
+  Course c(w, "Asia/Kolkata", At("2026-01-05T10:00", "Asia/Kolkata"));
+  c.Done("history");
+  c.Answer("phq9", {0, 0, 0, 0, 0, 0, 0, 0, 0});
+  for (int i = 0; i < 3; ++i) {
+    c.Advance(absl::Hours(24 * 7));
+    c.Session();
+  }
+  EXPECT_EQ(c.stage(), "intermediate");
+  v1::EventPayload goal;
+  goal.mutable_goal_set()->set_problem_area("grief_for_lost_healthy_self");
+  goal.mutable_goal_set()->set_description("x");
+  c.Submit(goal);
+  for (int i = 0; i < 8; ++i) {
+    c.Advance(absl::Hours(24 * 7));
+    c.Session();
+  }
+  EXPECT_EQ(c.stage(), "maintenance");
+  EXPECT_EQ(c.cadence(), "P1M");
+  v1::EventPayload relapse;
+  relapse.mutable_relapse_plan()->add_early_warning_signs("racing thoughts");
+  c.Submit(relapse);
+  c.Advance(absl::Hours(24 * 179));
+  c.Tick();
+  EXPECT_EQ(c.stage(), "maintenance");
+  c.Advance(absl::Hours(24 * 2));
+  c.Tick();
+  EXPECT_EQ(c.stage(), "final");  // maintenance came before final here
+  ExpectReplayEqualsState(w, c);
+}
+
+TEST(StepTest, ClinicianStageChangeNeedsKnownStageAndReason) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "UTC", At("2026-01-05T10:00", "UTC"));
+  v1::EventPayload p;
+  p.mutable_stage_change()->set_to_stage("nowhere");
+  p.mutable_stage_change()->set_reason("x");
+  EXPECT_EQ(c.TrySubmit(p).message(),
+            "event.stage_change.to_stage: workflow ipsrt-standard@1 has no "
+            "stage \"nowhere\"");
+  p.mutable_stage_change()->set_to_stage("maintenance");
+  p.mutable_stage_change()->clear_reason();
+  EXPECT_EQ(c.TrySubmit(p).message(),
+            "event.stage_change.reason: a clinician's stage change needs a "
+            "reason");
+  p.mutable_stage_change()->set_reason("stable for a year");
+  std::vector<v1::Outcome> out = c.Submit(p);
+  const v1::Outcome* moved = Find(out, v1::Outcome::STAGE_CHANGED);
+  ASSERT_NE(moved, nullptr);
+  EXPECT_EQ(moved->from(), "initial");
+  EXPECT_EQ(moved->to(), "maintenance");
+  EXPECT_EQ(moved->reason(), "clinician");
+  // The intake tasks were cancelled, with their reminders.
+  EXPECT_TRUE(Has(out, v1::Outcome::TASK_CLOSED, "CANCELLED"));
+  EXPECT_TRUE(Has(out, v1::Outcome::REMINDER_CANCELLED));
+  v1::EventPayload done;
+  done.mutable_task_completed()->set_task_id("history");
+  EXPECT_EQ(c.TrySubmit(done).message(),
+            "event.task_completed.task_id: no open task \"history\" in stage "
+            "\"maintenance\"");
+}
+
+// The daily diary reminder falls at 20:00 local time every day, across
+// both daylight-saving changes, in zones with 1-hour, 30-minute and no
+// shifts.
+TEST(StepTest, DiaryReminderAt2000LocalAcrossDaylightSavingChanges) {
+  struct Case {
+    const char* zone;
+    const char* spring_start;  // a few days before the spring change
+    const char* fall_start;
+  };
+  const Case cases[] = {
+      {"America/New_York", "2026-03-05T09:00", "2026-10-29T09:00"},
+      {"Europe/London", "2026-03-26T09:00", "2026-10-22T09:00"},
+      {"Australia/Lord_Howe", "2026-09-30T09:00", "2026-04-02T09:00"},
+      {"Asia/Kolkata", "2026-03-05T09:00", "2026-10-29T09:00"},
+  };
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  for (const Case& k : cases) {
+    for (const char* start : {k.spring_start, k.fall_start}) {
+      SCOPED_TRACE(absl::StrCat(k.zone, " from ", start));
+      Course c(w, k.zone, At(start, k.zone));
+      std::vector<std::string> local_times;
+      std::vector<int64_t> utc_hours;
+      auto collect = [&](const std::vector<v1::Outcome>& out) {
+        for (const v1::Outcome& o : out) {
+          if (o.kind() == v1::Outcome::REMINDER_SCHEDULED &&
+              absl::StrContains(o.subject(), "srm-diary")) {
+            local_times.push_back(o.local_due_time().substr(11, 5));
+          }
+        }
+      };
+      for (const v1::Event& e : c.events()) {
+        collect({e.outcomes().begin(), e.outcomes().end()});
+      }
+      for (int day = 0; day < 10; ++day) {
+        c.Advance(absl::Hours(24));
+        collect(c.Tick());
+      }
+      ASSERT_GE(local_times.size(), 10u);
+      for (const std::string& t : local_times) EXPECT_EQ(t, "20:00");
+    }
+  }
+}
+
+TEST(StepTest, SkippedAndRepeatedLocalTimesFollowThePolicy) {
+  absl::TimeZone ny;
+  ASSERT_TRUE(absl::LoadTimeZone("America/New_York", &ny));
+  // 02:30 does not exist on 2026-03-08: it moves forward by the gap.
+  absl::Time skipped =
+      LocalToAbsolute(absl::CivilSecond(2026, 3, 8, 2, 30, 0), ny);
+  EXPECT_EQ(absl::FormatTime("%H:%M %Ez", skipped, ny), "03:30 -04:00");
+  // 01:30 happens twice on 2026-11-01: the first occurrence (EDT) is used.
+  absl::Time repeated =
+      LocalToAbsolute(absl::CivilSecond(2026, 11, 1, 1, 30, 0), ny);
+  EXPECT_EQ(absl::FormatTime("%H:%M %Ez", repeated, ny), "01:30 -04:00");
+  // P1D from 20:00 the day before the change is 20:00 again (civil days),
+  // 23 hours of absolute time.
+  absl::Time before = LocalToAbsolute(absl::CivilSecond(2026, 3, 7, 20, 0, 0), ny);
+  absl::Time after = AddIsoDuration(before, *ParseIsoDuration("P1D"), ny);
+  EXPECT_EQ(after - before, absl::Hours(23));
+  EXPECT_EQ(absl::FormatTime("%H:%M", after, ny), "20:00");
+}
+
+TEST(StepTest, DoneTaskCancelsItsReminderAndOpensTheNext) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "UTC", At("2026-01-05T09:00", "UTC"));
+  v1::EventPayload diary;
+  diary.mutable_srm_diary_day()->set_local_date("2026-01-05");
+  diary.mutable_srm_diary_day()->set_instrument("srm5");
+  c.Advance(absl::Hours(2));
+  std::vector<v1::Outcome> out = c.Submit(diary);
+  const v1::Outcome* closed = Find(out, v1::Outcome::TASK_CLOSED);
+  ASSERT_NE(closed, nullptr);
+  EXPECT_EQ(closed->subject(), "initial.srm-diary#1");
+  EXPECT_EQ(closed->to(), "DONE");
+  const v1::Outcome* cancelled = Find(out, v1::Outcome::REMINDER_CANCELLED);
+  ASSERT_NE(cancelled, nullptr);
+  EXPECT_EQ(cancelled->subject(), "initial.srm-diary#1");
+  const v1::Outcome* next = Find(out, v1::Outcome::REMINDER_SCHEDULED);
+  ASSERT_NE(next, nullptr);
+  EXPECT_EQ(next->subject(), "initial.srm-diary#2");
+  EXPECT_EQ(next->local_due_time(), "2026-01-06T20:00 (+00:00)");
+}
+
+}  // namespace
+}  // namespace ipsrt
