@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/hash.h"
 #include "common/page_token.h"
 #include "common/validation.h"
@@ -308,9 +309,11 @@ void Enrollments::Submit(const v1::SubmitEventRequest& request,
       return done(absl::InvalidArgumentError("event: must set one payload"));
     case v1::EventPayload::kEnrollmentCreated:
     case v1::EventPayload::kEnrollmentUpdated:
+    case v1::EventPayload::kWorkflowMigrated:
       return done(absl::InvalidArgumentError(
-          "event: enrollment_created and enrollment_updated are recorded by "
-          "CreateEnrollment and UpdateEnrollment"));
+          "event: enrollment_created, enrollment_updated and "
+          "workflow_migrated are recorded by CreateEnrollment, "
+          "UpdateEnrollment and MigrateEnrollments"));
     default:
       break;
   }
@@ -354,15 +357,42 @@ void Enrollments::Update(const v1::UpdateEnrollmentRequest& request,
         });
 }
 
+void EnrollmentLocks::Acquire(const std::string& key) {
+  struct Free {
+    const std::set<std::string>* held;
+    const std::string* key;
+    bool operator()() const { return held->count(*key) == 0; }
+  };
+  absl::MutexLock lock(&mu_);
+  Free free{&held_, &key};
+  mu_.Await(absl::Condition(&free));
+  held_.insert(key);
+}
+
+void EnrollmentLocks::Release(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  held_.erase(key);
+}
+
 void Enrollments::Apply(const std::string& method,
                         const std::string& name_field, const std::string& name,
                         const std::string& request_id,
                         int64_t expected_revision, v1::EventPayload payload,
                         const std::string& fingerprint, const v1::Actor& actor,
-                        int attempts_left, SubmitCallback done) {
+                        int attempts_left, SubmitCallback done_unlocked) {
   absl::StatusOr<EnrollmentName> parsed = ParseEnrollmentName(name_field, name);
-  if (!parsed.ok()) return done(parsed.status());
+  if (!parsed.ok()) return done_unlocked(parsed.status());
   const EnrollmentName en = *parsed;
+  const std::string lock_key = en.Format();
+  locks_.Acquire(lock_key);
+  // Every path out of this write, early or from the commit, releases the
+  // enrollment's lock before answering.
+  auto inner = std::make_shared<SubmitCallback>(std::move(done_unlocked));
+  SubmitCallback done = [this, lock_key,
+                         inner](absl::StatusOr<v1::SubmitEventResponse> r) {
+    locks_.Release(lock_key);
+    (*inner)(std::move(r));
+  };
 
   absl::StatusOr<std::optional<RequestRecord>> seen =
       deps_.store->LookupRequest(en.tenant, request_id);
@@ -393,13 +423,15 @@ void Enrollments::Apply(const std::string& method,
   absl::StatusOr<internal::EnrollmentState> state = ParseState(*row);
   if (!state.ok()) return done(state.status());
   std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
-  const WorkflowTemplate* workflow = catalog->Find(
-      state->enrollment().workflow_id(), state->enrollment().workflow_version());
+  int version = payload.has_workflow_migrated()
+                    ? payload.workflow_migrated().to_version()
+                    : state->enrollment().workflow_version();
+  const WorkflowTemplate* workflow =
+      catalog->Find(state->enrollment().workflow_id(), version);
   if (workflow == nullptr) {
     return done(absl::FailedPreconditionError(absl::StrCat(
-        "enrollment ", en.id, " runs on workflow ",
-        state->enrollment().workflow_id(), "@",
-        state->enrollment().workflow_version(),
+        "enrollment ", en.id, " needs workflow ",
+        state->enrollment().workflow_id(), "@", version,
         ", which is not loaded; load that version or migrate the "
         "enrollment")));
   }
@@ -465,16 +497,20 @@ void Enrollments::Apply(const std::string& method,
       std::move(batch),
       [this, method, name_field, name, request_id, expected_revision,
        retry_payload = std::move(retry_payload), fingerprint, actor,
-       attempts_left, done = std::move(done),
+       attempts_left, done = std::move(done), inner, lock_key,
        response = std::move(response)](absl::StatusOr<CommitResult> r) mutable {
         if (!r.ok()) {
           if (absl::IsAborted(r.status()) && expected_revision == 0 &&
               attempts_left > 1) {
-            // Another writer appended first; the caller asked for "the
+            // Another process appended first; the caller asked for "the
             // current revision", so apply again on top of it.
+            locks_.Release(lock_key);
             return Apply(method, name_field, name, request_id, 0,
                          std::move(retry_payload), fingerprint, actor,
-                         attempts_left - 1, std::move(done));
+                         attempts_left - 1,
+                         [inner](absl::StatusOr<v1::SubmitEventResponse> x) {
+                           (*inner)(std::move(x));
+                         });
           }
           return done(r.status());
         }
@@ -485,6 +521,124 @@ void Enrollments::Apply(const std::string& method,
         }
         done(std::move(first));
       });
+}
+
+absl::StatusOr<v1::MigrateEnrollmentsResponse> Enrollments::Migrate(
+    const v1::MigrateEnrollmentsRequest& request, const v1::Actor& actor) {
+  constexpr absl::string_view kMethod = "MigrateEnrollments";
+  IPSRT_ASSIGN_OR_RETURN(std::string tenant,
+                         ParseParent("parent", request.parent()));
+  if (request.workflow_id().empty()) {
+    return absl::InvalidArgumentError("workflow_id: must not be empty");
+  }
+  if (request.from_version() <= 0 || request.to_version() <= 0) {
+    return absl::InvalidArgumentError(
+        "from_version: both from_version and to_version must be given (>= 1)");
+  }
+  if (request.from_version() == request.to_version()) {
+    return absl::InvalidArgumentError(
+        "to_version: must differ from from_version");
+  }
+  if (!request.dry_run()) {
+    IPSRT_RETURN_IF_ERROR(CheckRequestId("request_id", request.request_id()));
+  }
+  std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
+  const WorkflowTemplate* from =
+      catalog->Find(request.workflow_id(), request.from_version());
+  const WorkflowTemplate* to =
+      catalog->Find(request.workflow_id(), request.to_version());
+  for (const auto& [version, t] :
+       {std::pair{request.from_version(), from},
+        std::pair{request.to_version(), to}}) {
+    if (t == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat(version == request.from_version() ? "from_version"
+                                                         : "to_version",
+                       ": workflow ", request.workflow_id(), "@", version,
+                       " is not loaded"));
+    }
+  }
+  for (const auto& [old_stage, new_stage] : request.stage_mapping()) {
+    std::string field = absl::StrCat("stage_mapping[\"", old_stage, "\"]");
+    if (from->FindStage(old_stage) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": ", from->id, "@", from->version,
+                       " has no stage \"", old_stage, "\""));
+    }
+    if (to->FindStage(new_stage) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": ", to->id, "@", to->version,
+                       " has no stage \"", new_stage, "\""));
+    }
+  }
+  // Every enrollment of the tenant on from_version, oldest first.
+  std::vector<EnrollmentRow> rows;
+  EnrollmentFilter filter;
+  filter.tenant = tenant;
+  filter.workflow_id = request.workflow_id();
+  std::optional<EnrollmentCursor> after;
+  while (true) {
+    IPSRT_ASSIGN_OR_RETURN(std::vector<EnrollmentRow> page,
+                           deps_.store->ListEnrollments(filter, after, 500));
+    for (EnrollmentRow& row : page) {
+      if (row.workflow_version == request.from_version()) {
+        rows.push_back(std::move(row));
+      }
+    }
+    if (page.size() < 500) break;
+    after = EnrollmentCursor{page.back().create_time, page.back().id};
+  }
+  std::map<std::string, int> unmapped;
+  for (const EnrollmentRow& row : rows) {
+    if (!request.stage_mapping().count(row.stage)) ++unmapped[row.stage];
+  }
+  if (!unmapped.empty()) {
+    const auto& [stage, n] = *unmapped.begin();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stage_mapping: no mapping for stage \"", stage, "\" (", n,
+        " enrollment", n == 1 ? " is" : "s are", " in it)"));
+  }
+  v1::MigrateEnrollmentsResponse response;
+  response.set_dry_run(request.dry_run());
+  for (const EnrollmentRow& row : rows) {
+    v1::MigratedEnrollment* m = response.add_enrollments();
+    m->set_name(EnrollmentName{tenant, row.id}.Format());
+    m->set_from_stage(row.stage);
+    m->set_to_stage(request.stage_mapping().at(row.stage));
+  }
+  if (request.dry_run()) return response;
+  v1::MigrateEnrollmentsRequest unkeyed = request;
+  unkeyed.clear_request_id();
+  unkeyed.clear_dry_run();
+  for (v1::MigratedEnrollment& m : *response.mutable_enrollments()) {
+    v1::EventPayload payload;
+    v1::WorkflowMigrated* w = payload.mutable_workflow_migrated();
+    w->set_from_version(request.from_version());
+    w->set_to_version(request.to_version());
+    w->set_from_stage(m.from_stage());
+    w->set_to_stage(m.to_stage());
+    w->set_reason(request.reason());
+    std::string id = m.name().substr(m.name().rfind('/') + 1);
+    absl::Notification applied;
+    absl::StatusOr<v1::SubmitEventResponse> result;
+    // Each enrollment moves in its own commit; a retry of the whole
+    // migration finds the moved ones by their request ids.
+    Apply(std::string(kMethod), "name", m.name(),
+          absl::StrCat(request.request_id(), ":", id), 0, std::move(payload),
+          RequestFingerprint(absl::StrCat(kMethod, "\n", id), unkeyed), actor,
+          kSubmitAttempts, [&](absl::StatusOr<v1::SubmitEventResponse> r) {
+            result = std::move(r);
+            applied.Notify();
+          });
+    applied.WaitForNotification();
+    if (!result.ok()) {
+      return absl::Status(result.status().code(),
+                          absl::StrCat("migrating ", m.name(), ": ",
+                                       result.status().message()));
+    }
+    m.set_revision(result->enrollment().revision());
+  }
+  return response;
 }
 
 absl::StatusOr<v1::Enrollment> Enrollments::Get(

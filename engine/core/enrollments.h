@@ -15,6 +15,8 @@
 
 #include <functional>
 #include <memory>
+#include <set>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "google/protobuf/message.h"
@@ -22,6 +24,7 @@
 #include "ipsrt/clock.h"
 #include "ipsrt/store.h"
 #include "ipsrt/v1/enrollment.pb.h"
+#include "ipsrt/v1/workflow.pb.h"
 #include "common/ids.h"
 #include "model/workflow.h"
 
@@ -30,22 +33,50 @@ namespace ipsrt {
 namespace v1 = ::ipsrt::v1;
 
 // WorkflowRegistry holds the catalog now serving; a reload swaps it whole.
+// Thread-safe.
 class WorkflowRegistry {
  public:
-  explicit WorkflowRegistry(std::shared_ptr<const WorkflowCatalog> catalog)
-      : catalog_(std::move(catalog)) {}
+  explicit WorkflowRegistry(std::shared_ptr<const WorkflowCatalog> catalog,
+                            std::vector<std::string> directories = {})
+      : catalog_(std::move(catalog)), directories_(std::move(directories)) {}
   std::shared_ptr<const WorkflowCatalog> Get() const {
     absl::MutexLock lock(&mu_);
     return catalog_;
   }
-  void Set(std::shared_ptr<const WorkflowCatalog> catalog) {
-    absl::MutexLock lock(&mu_);
-    catalog_ = std::move(catalog);
-  }
+
+  struct ReloadResult {
+    // True when the new set replaced the old one.
+    bool reloaded = false;
+    std::vector<YamlDiagnostic> diagnostics;
+    // id@version of every template serving after the call.
+    std::vector<std::string> serving;
+  };
+  // Reload re-reads the directories. Any error keeps the current set
+  // serving and returns every diagnostic; versions loaded before stay
+  // loaded (WorkflowCatalog::WithRetained), so running enrollments never
+  // lose their version.
+  ReloadResult Reload();
 
  private:
   mutable absl::Mutex mu_;
   std::shared_ptr<const WorkflowCatalog> catalog_ ABSL_GUARDED_BY(mu_);
+  const std::vector<std::string> directories_;
+  absl::Mutex reload_mu_;  // one reload at a time
+};
+
+// EnrollmentLocks serialises the read-step-commit of writes to one
+// enrollment within this process, so writers in one process never make
+// each other ABORTED; writers in other processes still meet the store's
+// revision check. A lock may be released on another thread than the one
+// that took it (commits complete on the store's thread).
+class EnrollmentLocks {
+ public:
+  void Acquire(const std::string& key);
+  void Release(const std::string& key);
+
+ private:
+  absl::Mutex mu_;
+  std::set<std::string> held_ ABSL_GUARDED_BY(mu_);
 };
 
 class Enrollments {
@@ -103,6 +134,14 @@ class Enrollments {
   absl::StatusOr<v1::ListTasksResponse> Tasks(
       const v1::ListTasksRequest& request);
 
+  // Migrate moves a tenant's enrollments between versions of a workflow
+  // (see WorkflowService.MigrateEnrollments). Blocks until every
+  // enrollment has moved or the first failure; enrollments moved before a
+  // failure stay moved, and a retry with the same request id moves the
+  // rest.
+  absl::StatusOr<v1::MigrateEnrollmentsResponse> Migrate(
+      const v1::MigrateEnrollmentsRequest& request, const v1::Actor& actor);
+
   // ZoneLoader for the runtime: cached IANA zone loading.
   static absl::StatusOr<absl::TimeZone> LoadZone(const std::string& name);
 
@@ -115,6 +154,7 @@ class Enrollments {
              int attempts_left, SubmitCallback done);
 
   Deps deps_;
+  EnrollmentLocks locks_;
 };
 
 // DeterministicBytes serialises a message with map entries in key order,

@@ -48,6 +48,7 @@ int Run() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const std::string config_path = absl::GetFlag(FLAGS_config);
@@ -89,7 +90,7 @@ int Run() {
   }
   IPSRT_LOG(INFO) << "loaded " << (*catalog)->All().size()
                   << " workflow template(s)";
-  WorkflowRegistry workflows(*catalog);
+  WorkflowRegistry workflows(*catalog, config->workflows.directories);
   RandomIdGenerator ids;
 
   ServerOptions server_options;
@@ -112,15 +113,39 @@ int Run() {
     // Written whole to a temporary name and renamed, so a reader never sees
     // a partial number.
     std::string tmp = port_file + ".tmp";
+    bool written = false;
     {
       std::ofstream out(tmp, std::ios::trunc);
       out << (*server)->port() << "\n";
+      out.flush();
+      written = out.good();
     }
-    std::rename(tmp.c_str(), port_file.c_str());
+    if (!written || std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+      IPSRT_LOG(ERROR) << "cannot write --port_file " << port_file;
+      (*server)->Shutdown(absl::ZeroDuration());
+      (*store)->Close();
+      return 1;
+    }
   }
 
   int received = 0;
-  sigwait(&signals, &received);
+  while (true) {
+    sigwait(&signals, &received);
+    if (received != SIGHUP) break;
+    // SIGHUP reloads the workflow templates; a set with any error is
+    // refused whole and the last good set keeps serving.
+    WorkflowRegistry::ReloadResult r = workflows.Reload();
+    if (r.reloaded) {
+      IPSRT_LOG(INFO) << "SIGHUP: workflows reloaded; serving "
+                      << r.serving.size() << " template version(s)";
+    } else {
+      IPSRT_LOG(WARNING) << "SIGHUP: workflow reload refused; the last good "
+                            "set keeps serving";
+      for (const YamlDiagnostic& d : r.diagnostics) {
+        IPSRT_LOG(WARNING) << d.ToString();
+      }
+    }
+  }
   IPSRT_LOG(INFO) << "received " << (received == SIGTERM ? "SIGTERM" : "SIGINT")
                   << "; draining for up to " << config->server.shutdown_grace;
   (*server)->Shutdown(config->server.shutdown_grace);

@@ -730,6 +730,71 @@ WorkflowCatalog::LoadDirectories(const std::vector<std::string>& directories,
   return FromTemplates(std::move(templates));
 }
 
+WorkflowCatalog::Loaded WorkflowCatalog::LoadDirectoriesDiagnosed(
+    const std::vector<std::string>& directories, const ModelContext& context) {
+  Loaded out;
+  std::vector<std::string> files;
+  for (const std::string& dir : directories) {
+    std::error_code ec;
+    std::filesystem::directory_iterator it(dir, ec);
+    if (ec) {
+      out.diagnostics.push_back(YamlDiagnostic{
+          dir, 0, 0, "", absl::StrCat("cannot read directory: ", ec.message())});
+      continue;
+    }
+    for (const auto& entry : it) {
+      if (entry.is_regular_file() && entry.path().extension() == ".yaml") {
+        files.push_back(entry.path().string());
+      }
+    }
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<WorkflowTemplate> templates;
+  for (const std::string& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::vector<YamlDiagnostic> d =
+        DiagnoseWorkflowTemplate(text.str(), f, context);
+    if (!d.empty()) {
+      out.diagnostics.insert(out.diagnostics.end(), d.begin(), d.end());
+      continue;
+    }
+    templates.push_back(*ParseWorkflowTemplate(text.str(), f, context));
+  }
+  if (!out.diagnostics.empty()) return out;
+  absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
+      FromTemplates(std::move(templates));
+  if (!catalog.ok()) {
+    out.diagnostics.push_back(
+        YamlDiagnostic{"", 0, 0, "", std::string(catalog.status().message())});
+    return out;
+  }
+  out.catalog = *std::move(catalog);
+  return out;
+}
+
+WorkflowCatalog::Loaded WorkflowCatalog::WithRetained(
+    const WorkflowCatalog& older) const {
+  Loaded out;
+  auto merged = std::make_shared<WorkflowCatalog>(*this);
+  for (const auto& [key, t] : older.templates_) {
+    auto it = merged->templates_.find(key);
+    if (it == merged->templates_.end()) {
+      merged->templates_.emplace(key, t);
+    } else if (it->second.source_sha256 != t.source_sha256) {
+      out.diagnostics.push_back(YamlDiagnostic{
+          it->second.source_file, 1, 1, "version",
+          absl::StrCat("workflow ", t.id, "@", t.version,
+                       " changed but kept its version number; running "
+                       "enrollments are on the loaded text, so give the "
+                       "changed template a new version")});
+    }
+  }
+  if (out.diagnostics.empty()) out.catalog = std::move(merged);
+  return out;
+}
+
 const WorkflowTemplate* WorkflowCatalog::Find(absl::string_view id,
                                               int version) const {
   if (version > 0) {

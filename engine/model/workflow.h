@@ -180,6 +180,22 @@ class WorkflowCatalog {
   LoadDirectories(const std::vector<std::string>& directories,
                   const ModelContext& context = ModelContext());
 
+  // LoadDirectoriesDiagnosed is LoadDirectories returning the diagnostics
+  // themselves: `catalog` is null whenever `diagnostics` is not empty.
+  struct Loaded {
+    std::shared_ptr<const WorkflowCatalog> catalog;
+    std::vector<YamlDiagnostic> diagnostics;
+  };
+  static Loaded LoadDirectoriesDiagnosed(
+      const std::vector<std::string>& directories,
+      const ModelContext& context = ModelContext());
+
+  // WithRetained returns this catalog plus every template of `older` whose
+  // id@version this one lacks, so a reload never takes away a version that
+  // running enrollments may be on. A template whose id@version is in both
+  // with different content is an error (change the version number instead).
+  Loaded WithRetained(const WorkflowCatalog& older) const;
+
   // FromTemplates builds a catalog from parsed templates.
   static absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> FromTemplates(
       std::vector<WorkflowTemplate> templates);

@@ -627,6 +627,27 @@ absl::Status Applier::ApplyPayload() {
       CloseTask(*task, v1::Task::DONE, "completed");
       return absl::OkStatus();
     }
+    case v1::EventPayload::kWorkflowMigrated: {
+      const v1::WorkflowMigrated& m = p.workflow_migrated();
+      if (m.to_version() != w_.version) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "a migration to version ", m.to_version(),
+            " must be applied with that version of the workflow, not ",
+            w_.version));
+      }
+      const StageTemplate* to = w_.FindStage(m.to_stage());
+      if (to == nullptr) {
+        return Invalid("event.workflow_migrated.to_stage",
+                       absl::StrCat("workflow ", w_.id, "@", w_.version,
+                                    " has no stage \"", m.to_stage(), "\""));
+      }
+      e().set_workflow_version(w_.version);
+      // Edge-triggered rules start afresh under the new version's rules.
+      s().clear_rule_values();
+      EnterStage(*to, absl::StrCat("migrated from ", w_.id, "@",
+                                   m.from_version()));
+      return absl::OkStatus();
+    }
     case v1::EventPayload::kTimeElapsed:
       return absl::OkStatus();
     case v1::EventPayload::PAYLOAD_NOT_SET:
@@ -711,6 +732,8 @@ std::string EventTypeFor(const v1::EventPayload& payload) {
       return "time.elapsed";
     case v1::EventPayload::kTaskCompleted:
       return "task.completed";
+    case v1::EventPayload::kWorkflowMigrated:
+      return "workflow.migrated";
     case v1::EventPayload::PAYLOAD_NOT_SET:
       break;
   }
@@ -727,10 +750,33 @@ absl::StatusOr<StepResult> Step(const WorkflowTemplate& workflow,
 absl::StatusOr<internal::EnrollmentState> Replay(
     const WorkflowTemplate& workflow, const ZoneLoader& zones,
     const std::string& name, const std::vector<v1::Event>& events) {
+  return Replay(
+      [&](int version) -> const WorkflowTemplate* {
+        return version == workflow.version ? &workflow : nullptr;
+      },
+      zones, name, events);
+}
+
+absl::StatusOr<internal::EnrollmentState> Replay(
+    const std::function<const WorkflowTemplate*(int version)>& versions,
+    const ZoneLoader& zones, const std::string& name,
+    const std::vector<v1::Event>& events) {
   internal::EnrollmentState state;
   state.mutable_enrollment()->set_name(name);
   for (const v1::Event& event : events) {
-    IPSRT_ASSIGN_OR_RETURN(StepResult r, Step(workflow, zones, state, event));
+    int version = state.enrollment().workflow_version();
+    if (event.payload().has_enrollment_created()) {
+      version = event.payload().enrollment_created().workflow_version();
+    } else if (event.payload().has_workflow_migrated()) {
+      version = event.payload().workflow_migrated().to_version();
+    }
+    const WorkflowTemplate* workflow = versions(version);
+    if (workflow == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "replay of event ", event.sequence(), " needs workflow version ",
+          version, ", which is not loaded"));
+    }
+    IPSRT_ASSIGN_OR_RETURN(StepResult r, Step(*workflow, zones, state, event));
     state = std::move(r.state);
     state.set_last_event_hash(event.hash());
   }

@@ -72,7 +72,7 @@ using ZoneLoader =
 // "questionnaire.responded", "srm.diary_day", "session.held", "goal.set",
 // "relapse_plan.written", "disruption_plan.written", "stage.changed",
 // "alert.acknowledged", "time.elapsed", "enrollment.updated",
-// "task.completed".
+// "task.completed", "workflow.migrated".
 std::string EventTypeFor(const v1::EventPayload& payload);
 
 // Step applies `event` (its sequence must be the state's revision + 1, its
@@ -93,6 +93,14 @@ absl::StatusOr<StepResult> Step(const WorkflowTemplate& workflow,
 absl::StatusOr<internal::EnrollmentState> Replay(
     const WorkflowTemplate& workflow, const ZoneLoader& zones,
     const std::string& name, const std::vector<v1::Event>& events);
+
+// Replay across migrations: `versions` returns the template of a version
+// of the enrollment's workflow (nullptr when not loaded); a
+// "workflow.migrated" event is applied with its target version.
+absl::StatusOr<internal::EnrollmentState> Replay(
+    const std::function<const WorkflowTemplate*(int version)>& versions,
+    const ZoneLoader& zones, const std::string& name,
+    const std::vector<v1::Event>& events);
 
 // OpenTasks lists the state's open tasks as the API shows them, earliest
 // due first (tasks without a due time last), for the enrollment `name`.

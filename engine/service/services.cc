@@ -13,6 +13,7 @@
 #include "ipsrt/v1/reminder.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "ipsrt/version.h"
+#include "common/log.h"
 #include "service/status_mapping.h"
 
 namespace ipsrt {
@@ -21,6 +22,7 @@ namespace {
 using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
 using google::protobuf::util::TimeUtil;
+using v1::Diagnostic;
 
 // Finish completes a unary call with `status` mapped once.
 ServerUnaryReactor* Finish(CallbackServerContext* ctx,
@@ -98,9 +100,21 @@ void FillWorkflow(const WorkflowTemplate& t, v1::Workflow* w) {
   w->set_source_sha256(t.source_sha256);
 }
 
+void FillDiagnostic(const YamlDiagnostic& d, Diagnostic* out) {
+  out->set_severity(Diagnostic::ERROR);
+  out->set_file(d.file);
+  out->set_line(d.line);
+  out->set_column(d.column);
+  out->set_path(d.path);
+  out->set_message(d.message);
+}
+
 class WorkflowServiceImpl final : public v1::WorkflowService::CallbackService {
  public:
-  explicit WorkflowServiceImpl(const ServerDeps& deps) : deps_(deps) {}
+  explicit WorkflowServiceImpl(const ServerDeps& deps)
+      : deps_(deps),
+        enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
+                      deps.safety}) {}
 
   ServerUnaryReactor* ListWorkflows(
       CallbackServerContext* ctx, const v1::ListWorkflowsRequest* request,
@@ -141,21 +155,44 @@ class WorkflowServiceImpl final : public v1::WorkflowService::CallbackService {
   }
 
   ServerUnaryReactor* ValidateWorkflow(
-      CallbackServerContext* ctx, const v1::ValidateWorkflowRequest*,
-      v1::ValidateWorkflowResponse*) override {
-    return NotYet(ctx, "ValidateWorkflow",
-                  "the full template model (tasks, rules, conditions)");
+      CallbackServerContext* ctx, const v1::ValidateWorkflowRequest* request,
+      v1::ValidateWorkflowResponse* response) override {
+    std::string file =
+        request->file_name().empty() ? "workflow.yaml" : request->file_name();
+    std::vector<YamlDiagnostic> diagnostics =
+        DiagnoseWorkflowTemplate(request->yaml(), file);
+    for (const YamlDiagnostic& d : diagnostics) {
+      FillDiagnostic(d, response->add_diagnostics());
+    }
+    response->set_valid(diagnostics.empty());
+    return Finish(ctx, absl::OkStatus());
   }
 
-  ServerUnaryReactor* ReloadWorkflows(CallbackServerContext* ctx,
-                                      const v1::ReloadWorkflowsRequest*,
-                                      v1::ReloadWorkflowsResponse*) override {
-    return NotYet(ctx, "ReloadWorkflows",
-                  "the full template model (tasks, rules, conditions)");
+  ServerUnaryReactor* ReloadWorkflows(
+      CallbackServerContext* ctx, const v1::ReloadWorkflowsRequest*,
+      v1::ReloadWorkflowsResponse* response) override {
+    WorkflowRegistry::ReloadResult r = deps_.workflows->Reload();
+    response->set_reloaded(r.reloaded);
+    for (const YamlDiagnostic& d : r.diagnostics) {
+      FillDiagnostic(d, response->add_diagnostics());
+    }
+    for (const std::string& s : r.serving) response->add_serving(s);
+    IPSRT_LOG(INFO) << "workflow reload requested over gRPC: "
+                    << (r.reloaded ? "reloaded" : "refused") << ", "
+                    << r.diagnostics.size() << " diagnostic(s)";
+    return Finish(ctx, absl::OkStatus());
+  }
+
+  ServerUnaryReactor* MigrateEnrollments(
+      CallbackServerContext* ctx, const v1::MigrateEnrollmentsRequest* request,
+      v1::MigrateEnrollmentsResponse* response) override {
+    return Respond(ctx, enrollments_.Migrate(*request, CallerActor(ctx)),
+                   response);
   }
 
  private:
   ServerDeps deps_;
+  Enrollments enrollments_;
 };
 
 class EnrollmentServiceImpl final

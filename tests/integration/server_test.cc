@@ -1,6 +1,8 @@
 #include "service/server.h"
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -14,8 +16,12 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "ipsrt/sqlite_store.h"
+#include "runtime/step.h"
+#include "common/validation.h"
+#include <sstream>
 #include "ipsrt/v1/diagnostics.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
+#include "ipsrt/v1/questionnaire.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "tests/testing/temp_dir.h"
 
@@ -37,11 +43,20 @@ class ServerTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(o);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
+    // A copy of the shipped templates, so tests can change the directory
+    // and reload.
+    workflow_dir_ = dir_.File("workflows");
+    std::filesystem::create_directories(workflow_dir_);
+    for (const char* f : {"ipsrt-standard.yaml", "ipsrt-preventive-first.yaml"}) {
+      std::filesystem::copy_file(
+          std::string(IPSRT_SOURCE_DIR) + "/workflows/" + f,
+          workflow_dir_ + "/" + f);
+    }
     absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
-        WorkflowCatalog::LoadDirectories(
-            {std::string(IPSRT_SOURCE_DIR) + "/workflows"});
+        WorkflowCatalog::LoadDirectories({workflow_dir_});
     ASSERT_TRUE(catalog.ok()) << catalog.status();
-    workflows_ = std::make_unique<WorkflowRegistry>(*catalog);
+    workflows_ = std::make_unique<WorkflowRegistry>(
+        *catalog, std::vector<std::string>{workflow_dir_});
     absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(
         ServerOptions{"127.0.0.1:0", 64 * 1024},
         ServerDeps{store_.get(), &clock_, &ids_, workflows_.get(), {{"crisis line"}}});
@@ -85,6 +100,7 @@ class ServerTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  std::string workflow_dir_;
   FakeClock clock_{kNow};
   RandomIdGenerator ids_;
   std::unique_ptr<SqliteStore> store_;
@@ -321,11 +337,11 @@ TEST_F(ServerTest, ConcurrentCreatesAllLandAndShareCommits) {
 }
 
 TEST_F(ServerTest, NotYetImplementedRpcsSayWhatIsMissing) {
-  auto workflows = v1::WorkflowService::NewStub(channel_);
+  auto questionnaires = v1::QuestionnaireService::NewStub(channel_);
   grpc::ClientContext ctx;
-  v1::ValidateWorkflowResponse resp;
-  grpc::Status s =
-      workflows->ValidateWorkflow(&ctx, v1::ValidateWorkflowRequest(), &resp);
+  v1::ListQuestionnairesResponse resp;
+  grpc::Status s = questionnaires->ListQuestionnaires(
+      &ctx, v1::ListQuestionnairesRequest(), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_THAT(s.error_message(), HasSubstr("is not implemented yet: it needs"));
 }
@@ -371,6 +387,311 @@ TEST_F(ServerTest, DiagnosticsAndWorkflows) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_EQ(s.error_message(), "workflow ipsrt-standard@2 is not loaded");
   }
+}
+
+}  // namespace
+}  // namespace ipsrt
+
+namespace ipsrt {
+namespace {
+
+// Events through gRPC: a course, idempotency, concurrency, safety routing,
+// tasks, and the stored snapshot equal to the replayed log.
+class EventsTest : public ServerTest {
+ protected:
+  v1::Enrollment Enroll() {
+    v1::Enrollment e;
+    grpc::Status s = Create(ValidCreate("enroll-1"), &e);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return e;
+  }
+  grpc::Status Submit(const std::string& name, const std::string& request_id,
+                      int64_t expected, v1::EventPayload payload,
+                      v1::SubmitEventResponse* out) {
+    v1::SubmitEventRequest r;
+    r.set_name(name);
+    r.set_request_id(request_id);
+    r.set_expected_revision(expected);
+    *r.mutable_event() = std::move(payload);
+    grpc::ClientContext ctx;
+    return enrollments_->SubmitEvent(&ctx, r, out);
+  }
+  static v1::EventPayload Done(const std::string& task) {
+    v1::EventPayload p;
+    p.mutable_task_completed()->set_task_id(task);
+    return p;
+  }
+  static v1::EventPayload Phq9(std::vector<int> answers) {
+    v1::EventPayload p;
+    auto* r = p.mutable_questionnaire_response();
+    r->set_questionnaire_id("phq9");
+    for (size_t i = 0; i < answers.size(); ++i) {
+      (*r->mutable_answers())[absl::StrCat(i + 1)] = answers[i];
+    }
+    return p;
+  }
+  static v1::EventPayload Session() {
+    v1::EventPayload p;
+    p.mutable_session_held();
+    return p;
+  }
+  // ReplayFromStore folds the stored events and compares with the snapshot.
+  void ExpectReplayEqualsSnapshot(const std::string& name) {
+    absl::StatusOr<EnrollmentName> n = ParseEnrollmentName("name", name);
+    ASSERT_TRUE(n.ok());
+    absl::StatusOr<EnrollmentRow> row = store_->GetEnrollment(n->tenant, n->id);
+    ASSERT_TRUE(row.ok());
+    absl::StatusOr<std::vector<EventRow>> rows =
+        store_->ListEvents(n->tenant, n->id, 0, 100000);
+    ASSERT_TRUE(rows.ok());
+    std::vector<v1::Event> events;
+    std::string prev;
+    for (const EventRow& r : *rows) {
+      v1::Event e;
+      ASSERT_TRUE(e.ParseFromString(r.payload));
+      EXPECT_EQ(r.prev_hash, prev) << "chain broken at " << r.sequence;
+      EXPECT_EQ(EventHash(prev, e), e.hash()) << "event " << r.sequence;
+      prev = e.hash();
+      events.push_back(std::move(e));
+    }
+    auto catalog = workflows_->Get();
+    absl::StatusOr<internal::EnrollmentState> replayed = runtime::Replay(
+        [&](int version) {
+          return catalog->Find(events[0].payload().enrollment_created()
+                                   .workflow_id(),
+                               version);
+        },
+        &Enrollments::LoadZone, name, events);
+    ASSERT_TRUE(replayed.ok()) << replayed.status();
+    EXPECT_EQ(DeterministicBytes(*replayed), row->snapshot);
+  }
+};
+
+TEST_F(EventsTest, CourseThroughGrpcReplaysToTheStoredSnapshot) {
+  v1::Enrollment e = Enroll();
+  int64_t rev = e.revision();
+  int n = 0;
+  auto step = [&](v1::EventPayload p) {
+    clock_.Advance(absl::Hours(24));
+    v1::SubmitEventResponse r;
+    grpc::Status s = Submit(e.name(), absl::StrCat("ev-", n++), rev, p, &r);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    rev = r.enrollment().revision();
+    return r;
+  };
+  for (const char* t : {"history", "interpersonal-inventory", "life-chart",
+                        "routines-review"}) {
+    step(Done(t));
+  }
+  v1::SubmitEventResponse scored = step(Phq9({1, 2, 1, 1, 0, 1, 1, 0, 0}));
+  EXPECT_EQ(scored.scores().at("phq9.total"), 7);
+  EXPECT_EQ(scored.band(), "mild");
+  EXPECT_TRUE(scored.crisis_resources().empty());
+  v1::EventPayload asrm;
+  asrm.mutable_questionnaire_response()->set_questionnaire_id("asrm");
+  for (int i = 1; i <= 5; ++i) {
+    (*asrm.mutable_questionnaire_response()->mutable_answers())[absl::StrCat(
+        i)] = 0;
+  }
+  step(asrm);
+  step(Session());
+  step(Session());
+  v1::SubmitEventResponse moved = step(Session());
+  EXPECT_EQ(moved.enrollment().stage(), "intermediate");
+
+  grpc::ClientContext ctx;
+  v1::ListTasksRequest lt;
+  lt.set_parent(e.name());
+  v1::ListTasksResponse tasks;
+  ASSERT_TRUE(enrollments_->ListTasks(&ctx, lt, &tasks).ok());
+  std::vector<std::string> ids;
+  for (const auto& t : tasks.tasks()) ids.push_back(t.task_id());
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(
+                       "goal", "weekly-phq9", "weekly-asrm", "srm-diary",
+                       "disruption-plan"));
+
+  ExpectReplayEqualsSnapshot(e.name());
+}
+
+TEST_F(EventsTest, IdempotentRetryAndStaleRevision) {
+  v1::Enrollment e = Enroll();
+  v1::SubmitEventResponse first, again, stale;
+  ASSERT_TRUE(Submit(e.name(), "s-1", 1, Session(), &first).ok());
+  EXPECT_EQ(first.enrollment().revision(), 2);
+  ASSERT_TRUE(Submit(e.name(), "s-1", 1, Session(), &again).ok());
+  EXPECT_EQ(again.SerializeAsString(), first.SerializeAsString());
+  grpc::Status s = Submit(e.name(), "s-2", 1, Session(), &stale);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(s.error_message(),
+            absl::StrCat("expected_revision: enrollment ",
+                         e.name().substr(e.name().rfind('/') + 1),
+                         " is at revision 2, not 1; read it again and retry"));
+  // expected_revision 0 appends to whatever is current.
+  ASSERT_TRUE(Submit(e.name(), "s-3", 0, Session(), &stale).ok());
+  EXPECT_EQ(stale.enrollment().revision(), 3);
+  s = Submit(e.name(), "s-1", 0, Done("history"), &stale);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(EventsTest, ConcurrentWritersWithoutRevisionAllLand) {
+  v1::Enrollment e = Enroll();
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) {
+        v1::SubmitEventResponse r;
+        grpc::Status s =
+            Submit(e.name(), absl::StrCat("c-", t, "-", i), 0, Session(), &r);
+        if (!s.ok()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures, 0);
+  v1::Enrollment got;
+  ASSERT_TRUE(Get(e.name(), &got).ok());
+  EXPECT_EQ(got.revision(), 41);
+  ExpectReplayEqualsSnapshot(e.name());
+}
+
+TEST_F(EventsTest, Item9RoutesAnUrgentAlertWithCrisisResources) {
+  v1::Enrollment e = Enroll();
+  v1::SubmitEventResponse r;
+  ASSERT_TRUE(
+      Submit(e.name(), "p-1", 0, Phq9({0, 0, 0, 0, 0, 0, 0, 0, 1}), &r).ok());
+  EXPECT_THAT(r.flags(), ElementsAre("phq9.item9_positive"));
+  EXPECT_THAT(r.crisis_resources(), ElementsAre("crisis line"));
+  std::string alert_id;
+  for (const auto& o : r.event().outcomes()) {
+    if (o.kind() == v1::Outcome::ALERT_RAISED) alert_id = o.subject();
+  }
+  EXPECT_EQ(alert_id, "phq9-item9-2");
+  // The escalation is in the outbox, due at the deadline, in the same
+  // commit as the event.
+  grpc::ClientContext ctx;
+  v1::ListTasksRequest lt;
+  lt.set_parent(e.name());
+  v1::ListTasksResponse tasks;
+  ASSERT_TRUE(enrollments_->ListTasks(&ctx, lt, &tasks).ok());
+  ASSERT_GT(tasks.tasks_size(), 0);
+  EXPECT_EQ(tasks.tasks(0).priority(), v1::Task::URGENT);
+  EXPECT_EQ(TimeUtil::TimestampToMicroseconds(tasks.tasks(0).acknowledge_by()),
+            absl::ToUnixMicros(kNow + absl::Hours(4)));
+
+  v1::EventPayload bad = Phq9({0, 0, 0, 0, 0, 0, 0, 0, 4});
+  grpc::Status s = Submit(e.name(), "p-2", 0, bad, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(),
+            "event.questionnaire_response.answers[\"9\"]: 4 is out of range "
+            "0-3");
+  bad = Phq9({0, 0, 0});
+  s = Submit(e.name(), "p-3", 0, bad, &r);
+  EXPECT_EQ(s.error_message(),
+            "event.questionnaire_response.answers[\"4\"]: required item of "
+            "phq9 is missing");
+  ExpectReplayEqualsSnapshot(e.name());
+}
+
+TEST_F(EventsTest, ValidateReloadAndMigrate) {
+  auto workflows = v1::WorkflowService::NewStub(channel_);
+  {
+    grpc::ClientContext ctx;
+    v1::ValidateWorkflowRequest req;
+    req.set_file_name("x.yaml");
+    req.set_yaml("id: x\nversion: 1\ntitle: X\nstages:\n  - {id: a, title: A, "
+                 "cadence: P1W, exti: []}\n");
+    v1::ValidateWorkflowResponse resp;
+    ASSERT_TRUE(workflows->ValidateWorkflow(&ctx, req, &resp).ok());
+    EXPECT_FALSE(resp.valid());
+    ASSERT_EQ(resp.diagnostics_size(), 1);
+    EXPECT_EQ(resp.diagnostics(0).line(), 5);
+    EXPECT_EQ(resp.diagnostics(0).column(), 37);
+    EXPECT_EQ(resp.diagnostics(0).path(), "stages[0].exti");
+  }
+  v1::Enrollment e = Enroll();
+  // A broken file refuses the whole reload; the old set keeps serving.
+  {
+    std::ofstream(workflow_dir_ + "/broken.yaml") << "id: broken\nversion: x\n";
+    grpc::ClientContext ctx;
+    v1::ReloadWorkflowsResponse resp;
+    ASSERT_TRUE(
+        workflows->ReloadWorkflows(&ctx, v1::ReloadWorkflowsRequest(), &resp)
+            .ok());
+    EXPECT_FALSE(resp.reloaded());
+    EXPECT_GE(resp.diagnostics_size(), 1);
+    EXPECT_THAT(resp.serving(), ::testing::Contains("ipsrt-standard@1"));
+    std::filesystem::remove(workflow_dir_ + "/broken.yaml");
+  }
+  // Version 2 replaces the file of version 1; version 1 stays loaded for
+  // the enrollments on it.
+  {
+    std::ifstream in(workflow_dir_ + "/ipsrt-standard.yaml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string v2 = text.str();
+    v2.replace(v2.find("version: 1"), 10, "version: 2");
+    v2.replace(v2.find("id: initial"), 11, "id: intake");
+    std::ofstream(workflow_dir_ + "/ipsrt-standard.yaml") << v2;
+    grpc::ClientContext ctx;
+    v1::ReloadWorkflowsResponse resp;
+    ASSERT_TRUE(
+        workflows->ReloadWorkflows(&ctx, v1::ReloadWorkflowsRequest(), &resp)
+            .ok());
+    EXPECT_TRUE(resp.reloaded()) << resp.DebugString();
+    EXPECT_THAT(resp.serving(), ::testing::IsSupersetOf({"ipsrt-standard@1",
+                                                         "ipsrt-standard@2"}));
+  }
+  v1::SubmitEventResponse r;
+  ASSERT_TRUE(Submit(e.name(), "before", 0, Session(), &r).ok());
+  EXPECT_EQ(r.enrollment().workflow_version(), 1);
+
+  v1::MigrateEnrollmentsRequest m;
+  m.set_parent("tenants/t1");
+  m.set_workflow_id("ipsrt-standard");
+  m.set_from_version(1);
+  m.set_to_version(2);
+  m.set_dry_run(true);
+  {
+    grpc::ClientContext ctx;
+    v1::MigrateEnrollmentsResponse resp;
+    grpc::Status s = workflows->MigrateEnrollments(&ctx, m, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(s.error_message(),
+              "stage_mapping: no mapping for stage \"initial\" (1 enrollment "
+              "is in it)");
+  }
+  (*m.mutable_stage_mapping())["initial"] = "intake";
+  {
+    grpc::ClientContext ctx;
+    v1::MigrateEnrollmentsResponse resp;
+    ASSERT_TRUE(workflows->MigrateEnrollments(&ctx, m, &resp).ok());
+    EXPECT_TRUE(resp.dry_run());
+    ASSERT_EQ(resp.enrollments_size(), 1);
+    EXPECT_EQ(resp.enrollments(0).to_stage(), "intake");
+    v1::Enrollment unchanged;
+    ASSERT_TRUE(Get(e.name(), &unchanged).ok());
+    EXPECT_EQ(unchanged.workflow_version(), 1);
+  }
+  m.set_dry_run(false);
+  m.set_request_id("migrate-1");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    grpc::ClientContext ctx;
+    v1::MigrateEnrollmentsResponse resp;
+    ASSERT_TRUE(workflows->MigrateEnrollments(&ctx, m, &resp).ok());
+    if (attempt == 0) {
+      ASSERT_EQ(resp.enrollments_size(), 1);
+      EXPECT_EQ(resp.enrollments(0).revision(), 3);
+    } else {
+      // Nothing left on version 1.
+      EXPECT_EQ(resp.enrollments_size(), 0);
+    }
+  }
+  v1::Enrollment moved;
+  ASSERT_TRUE(Get(e.name(), &moved).ok());
+  EXPECT_EQ(moved.workflow_version(), 2);
+  EXPECT_EQ(moved.stage(), "intake");
+  ExpectReplayEqualsSnapshot(e.name());
 }
 
 }  // namespace
