@@ -39,8 +39,8 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line)
   const char* base = std::strrchr(file, '/');
   stream_ << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
                               absl::UTCTimeZone())
-          << ' ' << LevelLetter(level) << ' ' << (base ? base + 1 : file)
-          << ':' << line << "] ";
+          << ' ' << LevelLetter(level) << ' ' << (base ? base + 1 : file) << ':'
+          << line << "] ";
 }
 
 LogMessage::~LogMessage() {

@@ -39,9 +39,9 @@ class LogMessage {
 #define IPSRT_LOG_LEVEL_WARNING ::ipsrt::LogLevel::kWarning
 #define IPSRT_LOG_LEVEL_ERROR ::ipsrt::LogLevel::kError
 
-#define IPSRT_LOG(level)                                   \
-  if (IPSRT_LOG_LEVEL_##level < ::ipsrt::MinLogLevel()) {  \
-  } else                                                   \
+#define IPSRT_LOG(level)                                  \
+  if (IPSRT_LOG_LEVEL_##level < ::ipsrt::MinLogLevel()) { \
+  } else                                                  \
     ::ipsrt::LogMessage(IPSRT_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
 #endif  // IPSRT_COMMON_LOG_H_

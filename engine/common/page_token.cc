@@ -26,7 +26,8 @@ absl::StatusOr<PagePosition> DecodePageToken(
     return absl::InvalidArgumentError(
         "page_token: not a token returned by this server");
   }
-  std::vector<std::string> parts = absl::StrSplit(raw, absl::MaxSplits('\n', 3));
+  std::vector<std::string> parts =
+      absl::StrSplit(raw, absl::MaxSplits('\n', 3));
   PagePosition p;
   if (parts.size() != 4 || parts[0] != kVersion ||
       !absl::SimpleAtoi(parts[2], &p.key_int)) {

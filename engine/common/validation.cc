@@ -58,8 +58,7 @@ absl::StatusOr<EnrollmentName> ParseEnrollmentName(absl::string_view field,
                    "\"tenants/{tenant}/enrollments/{enrollment}\"");
   }
   std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
-  if (parts.size() != 4 || parts[0] != "tenants" ||
-      parts[2] != "enrollments") {
+  if (parts.size() != 4 || parts[0] != "tenants" || parts[2] != "enrollments") {
     return Invalid(field,
                    "expected \"tenants/{tenant}/enrollments/{enrollment}\"");
   }
@@ -118,8 +117,7 @@ absl::Status CheckLabels(absl::string_view field,
   for (const auto& [key, value] : labels) {
     std::string path = absl::StrCat(field, "[\"", key.substr(0, 63), "\"]");
     if (key.empty() || key.size() > 63 || !absl::ascii_islower(key[0])) {
-      return Invalid(path,
-                     "key must be 1-63 characters starting with a-z");
+      return Invalid(path, "key must be 1-63 characters starting with a-z");
     }
     for (char c : key) {
       if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_' ||
@@ -155,9 +153,9 @@ absl::StatusOr<absl::TimeZone> LoadPatientTimeZone(absl::string_view field,
   }
   absl::TimeZone tz;
   if (!shaped || !absl::LoadTimeZone(std::string(name), &tz)) {
-    return Invalid(field, absl::StrCat("unknown IANA time zone \"",
-                                       name.substr(0, 64),
-                                       "\"; e.g. \"Europe/London\""));
+    return Invalid(field,
+                   absl::StrCat("unknown IANA time zone \"", name.substr(0, 64),
+                                "\"; e.g. \"Europe/London\""));
   }
   return tz;
 }

@@ -26,18 +26,20 @@ const char* KindName(const YAML::Node& node) {
 }  // namespace
 
 std::string YamlDiagnostic::ToString() const {
-  return absl::StrCat(file, ":", line, ":", column, ": error: ",
-                      path.empty() ? "" : absl::StrCat(path, ": "), message);
+  return absl::StrCat(file, ":", line, ":", column,
+                      ": error: ", path.empty() ? "" : absl::StrCat(path, ": "),
+                      message);
 }
 
 YAML::Node YamlReader::Parse(absl::string_view text) {
   try {
     YAML::Node root = YAML::Load(std::string(text));
-    if (!root.IsDefined() || root.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    if (!root.IsDefined() || root.IsNull())
+      return YAML::Node(YAML::NodeType::Map);
     return root;
   } catch (const YAML::Exception& e) {
-    diagnostics_.push_back(YamlDiagnostic{file_, e.mark.line + 1,
-                                          e.mark.column + 1, "", e.msg});
+    diagnostics_.push_back(
+        YamlDiagnostic{file_, e.mark.line + 1, e.mark.column + 1, "", e.msg});
     return YAML::Node();
   }
 }
@@ -60,8 +62,7 @@ void YamlReader::Error(const YAML::Node& node, absl::string_view path,
       column = m.column + 1;
     }
   }
-  diagnostics_.push_back(YamlDiagnostic{file_, line, column,
-                                        std::string(path),
+  diagnostics_.push_back(YamlDiagnostic{file_, line, column, std::string(path),
                                         std::string(message)});
 }
 
@@ -91,8 +92,8 @@ void YamlReader::ExpectKeys(const YAML::Node& node, absl::string_view path,
     std::string key = kv.first.Scalar();
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       Error(kv.first, Join(path, key),
-            absl::StrCat("unknown key \"", key, "\" (allowed: ",
-                         absl::StrJoin(allowed, ", "), ")"));
+            absl::StrCat("unknown key \"", key,
+                         "\" (allowed: ", absl::StrJoin(allowed, ", "), ")"));
     }
   }
 }
@@ -130,7 +131,8 @@ int64_t YamlReader::Int(const YAML::Node& map, absl::string_view path,
     return fallback;
   }
   if (v < min || v > max) {
-    Error(n, p, absl::StrCat("must be between ", min, " and ", max, ", not ", v));
+    Error(n, p,
+          absl::StrCat("must be between ", min, " and ", max, ", not ", v));
     return fallback;
   }
   return v;

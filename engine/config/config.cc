@@ -28,8 +28,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!r.ok()) return r.ToStatus();
   Config c;
   if (!r.ExpectMap(root, "", false)) return r.ToStatus();
-  r.ExpectKeys(root, "",
-               {"server", "store", "workflows", "logging", "safety"});
+  r.ExpectKeys(root, "", {"server", "store", "workflows", "logging", "safety"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
@@ -43,8 +42,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
     c.server.max_receive_message_bytes =
         r.Int(server, "server", "max_receive_message_bytes",
               c.server.max_receive_message_bytes, 1024, int64_t{64} << 20);
-    c.server.shutdown_grace = r.Duration(server, "server", "shutdown_grace",
-                                         c.server.shutdown_grace);
+    c.server.shutdown_grace =
+        r.Duration(server, "server", "shutdown_grace", c.server.shutdown_grace);
   }
 
   YAML::Node store = root["store"];
@@ -112,8 +111,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
 absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("config: cannot read ", path));
+    return absl::NotFoundError(absl::StrCat("config: cannot read ", path));
   }
   std::stringstream text;
   text << in.rdbuf();

@@ -39,8 +39,8 @@ std::string ActorString(const v1::Actor& actor) {
 absl::StatusOr<internal::EnrollmentState> ParseState(const EnrollmentRow& row) {
   internal::EnrollmentState state;
   if (!state.ParseFromString(row.snapshot)) {
-    return absl::DataLossError(absl::StrCat(
-        "store: snapshot of enrollment ", row.id, " cannot be parsed"));
+    return absl::DataLossError(absl::StrCat("store: snapshot of enrollment ",
+                                            row.id, " cannot be parsed"));
   }
   return state;
 }
@@ -63,9 +63,9 @@ absl::StatusOr<std::string> ValidateCreate(
   }
   IPSRT_RETURN_IF_ERROR(
       LoadPatientTimeZone("time_zone", r.time_zone()).status());
-  IPSRT_RETURN_IF_ERROR(CheckLabels(
-      "labels", std::map<std::string, std::string>(r.labels().begin(),
-                                                   r.labels().end())));
+  IPSRT_RETURN_IF_ERROR(
+      CheckLabels("labels", std::map<std::string, std::string>(
+                                r.labels().begin(), r.labels().end())));
   return tenant;
 }
 
@@ -89,10 +89,10 @@ EnrollmentRow RowFrom(const EnrollmentName& name,
   row.state = e.state();
   row.revision = e.revision();
   row.snapshot = DeterministicBytes(state);
-  row.create_time = absl::FromUnixMicros(
-      TimeUtil::TimestampToMicroseconds(e.create_time()));
-  row.update_time = absl::FromUnixMicros(
-      TimeUtil::TimestampToMicroseconds(e.update_time()));
+  row.create_time =
+      absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.create_time()));
+  row.update_time =
+      absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.update_time()));
   return row;
 }
 
@@ -107,12 +107,12 @@ void AddEffects(const EnrollmentName& name,
     switch (effect.kind) {
       case runtime::Effect::Kind::kScheduleReminder:
       case runtime::Effect::Kind::kScheduleEscalation:
-        batch.outbox.push_back(OutboxRow{
-            name.tenant, name.id,
-            effect.kind == runtime::Effect::Kind::kScheduleReminder
-                ? "reminder"
-                : "alert.escalation",
-            effect.due, effect.subject, key});
+        batch.outbox.push_back(
+            OutboxRow{name.tenant, name.id,
+                      effect.kind == runtime::Effect::Kind::kScheduleReminder
+                          ? "reminder"
+                          : "alert.escalation",
+                      effect.due, effect.subject, key});
         break;
       case runtime::Effect::Kind::kCancelReminder:
       case runtime::Effect::Kind::kCancelEscalation:
@@ -205,10 +205,10 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
   if (seen->has_value()) {
     const RequestRecord& r = **seen;
     if (r.method != kMethod || r.payload_hash != fingerprint) {
-      return done(absl::FailedPreconditionError(absl::StrCat(
-          "request_id: \"", request.request_id(),
-          "\" was already used for a different ", r.method,
-          " request; use a new request id for a new request")));
+      return done(absl::FailedPreconditionError(
+          absl::StrCat("request_id: \"", request.request_id(),
+                       "\" was already used for a different ", r.method,
+                       " request; use a new request id for a new request")));
     }
     v1::Enrollment first;
     if (!first.ParseFromString(r.response)) {
@@ -261,12 +261,9 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
   v1::Enrollment enrollment = stepped->state.enrollment();
 
   WriteBatch batch;
-  batch.request = RequestRecord{*tenant,
-                                request.request_id(),
-                                std::string(kMethod),
-                                fingerprint,
-                                enrollment.SerializeAsString(),
-                                now};
+  batch.request = RequestRecord{
+      *tenant,     request.request_id(),           std::string(kMethod),
+      fingerprint, enrollment.SerializeAsString(), now};
   batch.create = RowFrom(name, stepped->state);
   EventRow ev;
   ev.tenant = *tenant;
@@ -283,8 +280,8 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
 
   deps_.store->CommitAsync(
       std::move(batch),
-      [done = std::move(done),
-       created = std::move(enrollment)](absl::StatusOr<CommitResult> r) mutable {
+      [done = std::move(done), created = std::move(enrollment)](
+          absl::StatusOr<CommitResult> r) mutable {
         if (!r.ok()) return done(r.status());
         if (!r->replayed) return done(std::move(created));
         v1::Enrollment first;
@@ -415,10 +412,10 @@ void Enrollments::Apply(const std::string& method,
       deps_.store->GetEnrollment(en.tenant, en.id);
   if (!row.ok()) return done(row.status());
   if (expected_revision != 0 && expected_revision != row->revision) {
-    return done(absl::AbortedError(absl::StrCat(
-        "expected_revision: enrollment ", en.id, " is at revision ",
-        row->revision, ", not ", expected_revision,
-        "; read it again and retry")));
+    return done(absl::AbortedError(
+        absl::StrCat("expected_revision: enrollment ", en.id,
+                     " is at revision ", row->revision, ", not ",
+                     expected_revision, "; read it again and retry")));
   }
   absl::StatusOr<internal::EnrollmentState> state = ParseState(*row);
   if (!state.ok()) return done(state.status());
@@ -429,11 +426,11 @@ void Enrollments::Apply(const std::string& method,
   const WorkflowTemplate* workflow =
       catalog->Find(state->enrollment().workflow_id(), version);
   if (workflow == nullptr) {
-    return done(absl::FailedPreconditionError(absl::StrCat(
-        "enrollment ", en.id, " needs workflow ",
-        state->enrollment().workflow_id(), "@", version,
-        ", which is not loaded; load that version or migrate the "
-        "enrollment")));
+    return done(absl::FailedPreconditionError(
+        absl::StrCat("enrollment ", en.id, " needs workflow ",
+                     state->enrollment().workflow_id(), "@", version,
+                     ", which is not loaded; load that version or migrate the "
+                     "enrollment")));
   }
 
   // Time never runs backwards within an enrollment's log.
@@ -474,9 +471,9 @@ void Enrollments::Apply(const std::string& method,
   }
 
   WriteBatch batch;
-  batch.request = RequestRecord{en.tenant,   request_id,
-                                method,      fingerprint,
-                                response.SerializeAsString(), now};
+  batch.request = RequestRecord{
+      en.tenant, request_id, method, fingerprint, response.SerializeAsString(),
+      now};
   batch.update = EnrollmentUpdate{row->revision, RowFrom(en, stepped->state)};
   EventRow ev;
   ev.tenant = en.tenant;
@@ -547,15 +544,13 @@ absl::StatusOr<v1::MigrateEnrollmentsResponse> Enrollments::Migrate(
       catalog->Find(request.workflow_id(), request.from_version());
   const WorkflowTemplate* to =
       catalog->Find(request.workflow_id(), request.to_version());
-  for (const auto& [version, t] :
-       {std::pair{request.from_version(), from},
-        std::pair{request.to_version(), to}}) {
+  for (const auto& [version, t] : {std::pair{request.from_version(), from},
+                                   std::pair{request.to_version(), to}}) {
     if (t == nullptr) {
-      return absl::NotFoundError(
-          absl::StrCat(version == request.from_version() ? "from_version"
-                                                         : "to_version",
-                       ": workflow ", request.workflow_id(), "@", version,
-                       " is not loaded"));
+      return absl::NotFoundError(absl::StrCat(
+          version == request.from_version() ? "from_version" : "to_version",
+          ": workflow ", request.workflow_id(), "@", version,
+          " is not loaded"));
     }
   }
   for (const auto& [old_stage, new_stage] : request.stage_mapping()) {
@@ -594,9 +589,9 @@ absl::StatusOr<v1::MigrateEnrollmentsResponse> Enrollments::Migrate(
   }
   if (!unmapped.empty()) {
     const auto& [stage, n] = *unmapped.begin();
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stage_mapping: no mapping for stage \"", stage, "\" (", n,
-        " enrollment", n == 1 ? " is" : "s are", " in it)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage_mapping: no mapping for stage \"", stage, "\" (", n,
+                     " enrollment", n == 1 ? " is" : "s are", " in it)"));
   }
   v1::MigrateEnrollmentsResponse response;
   response.set_dry_run(request.dry_run());
@@ -760,14 +755,14 @@ absl::StatusOr<v1::GetTimelineResponse> Enrollments::Timeline(
   if (more) rows.resize(page_size);
   for (const EventRow& row : rows) {
     if (!response.add_events()->ParseFromString(row.payload)) {
-      return absl::DataLossError(absl::StrCat(
-          "store: event ", row.sequence, " of enrollment ", name.id,
-          " cannot be parsed"));
+      return absl::DataLossError(absl::StrCat("store: event ", row.sequence,
+                                              " of enrollment ", name.id,
+                                              " cannot be parsed"));
     }
   }
   if (more) {
-    response.set_next_page_token(EncodePageToken(
-        PagePosition{fingerprint, rows.back().sequence, ""}));
+    response.set_next_page_token(
+        EncodePageToken(PagePosition{fingerprint, rows.back().sequence, ""}));
   }
   return response;
 }

@@ -19,13 +19,13 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "google/protobuf/message.h"
 #include "absl/synchronization/mutex.h"
+#include "common/ids.h"
+#include "google/protobuf/message.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/store.h"
 #include "ipsrt/v1/enrollment.pb.h"
 #include "ipsrt/v1/workflow.pb.h"
-#include "common/ids.h"
 #include "model/workflow.h"
 
 namespace ipsrt {
@@ -95,7 +95,8 @@ class Enrollments {
   };
   explicit Enrollments(Deps deps) : deps_(std::move(deps)) {}
 
-  using EnrollmentCallback = std::function<void(absl::StatusOr<v1::Enrollment>)>;
+  using EnrollmentCallback =
+      std::function<void(absl::StatusOr<v1::Enrollment>)>;
 
   // Create starts a patient on a workflow, at its first stage, and records
   // an "enrollment.created" event. Idempotent by request_id; `done` runs

@@ -67,25 +67,24 @@ absl::StatusOr<ScoredResponse> ScoreFixedInstrument(
                      response.questionnaire_id(), "\""));
   }
   if (response.questionnaire_version() > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".questionnaire_version: ", in->id, " has version 1, not ",
-        response.questionnaire_version()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".questionnaire_version: ", in->id,
+                     " has version 1, not ", response.questionnaire_version()));
   }
   for (const auto& [item, value] : response.answers()) {
     int n = 0;
-    bool known = absl::SimpleAtoi(item, &n) &&
-                 absl::StrCat(n) == item &&
+    bool known = absl::SimpleAtoi(item, &n) && absl::StrCat(n) == item &&
                  ((n >= 1 && n <= in->scored_items) ||
                   (in->optional_item != 0 && n == in->optional_item));
     if (!known) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".answers[\"", item, "\"]: ", in->id, " has no item \"",
-          item, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".answers[\"", item, "\"]: ", in->id,
+                       " has no item \"", item, "\""));
     }
     if (value < 0 || value > in->max_value) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".answers[\"", item, "\"]: ", value, " is out of range 0-",
-          in->max_value));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".answers[\"", item, "\"]: ", value,
+                       " is out of range 0-", in->max_value));
     }
   }
   ScoredResponse out;
@@ -93,9 +92,9 @@ absl::StatusOr<ScoredResponse> ScoreFixedInstrument(
   for (int n = 1; n <= in->scored_items; ++n) {
     auto it = response.answers().find(absl::StrCat(n));
     if (it == response.answers().end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".answers[\"", n, "\"]: required item of ",
-                       in->id, " is missing"));
+      return absl::InvalidArgumentError(absl::StrCat(field, ".answers[\"", n,
+                                                     "\"]: required item of ",
+                                                     in->id, " is missing"));
     }
     total += it->second;
     out.scores[absl::StrCat(in->id, ".item", n)] = it->second;

@@ -105,8 +105,8 @@ int Run() {
     IPSRT_LOG(ERROR) << server.status();
     return 1;
   }
-  std::string host = config->server.listen.substr(
-      0, config->server.listen.rfind(':'));
+  std::string host =
+      config->server.listen.substr(0, config->server.listen.rfind(':'));
   IPSRT_LOG(INFO) << "serving on " << host << ":" << (*server)->port();
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {

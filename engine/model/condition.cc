@@ -25,9 +25,8 @@ constexpr ScoredInstrument kScoredInstruments[] = {
 
 const std::vector<std::string>& CountableEvents() {
   static const auto* kinds = new std::vector<std::string>{
-      "session_held", "srm_diary",       "goal_set",
-      "relapse_plan", "disruption_plan", "questionnaire",
-      "task_completed"};
+      "session_held",    "srm_diary",     "goal_set",      "relapse_plan",
+      "disruption_plan", "questionnaire", "task_completed"};
   return *kinds;
 }
 const std::vector<std::string>& DaysSinceMarks() {
@@ -57,8 +56,7 @@ expr::Environment MakeEnvironment(const ModelContext& context) {
   env.DeclareFunction("count", {Type::kString}, Type::kNumber).IgnoreError();
   env.DeclareFunction("days_since", {Type::kString}, Type::kNumber)
       .IgnoreError();
-  env.DeclareFunction("tasks.done", {Type::kString}, Type::kBool)
-      .IgnoreError();
+  env.DeclareFunction("tasks.done", {Type::kString}, Type::kBool).IgnoreError();
   env.DeclareFunction("latest", {Type::kString}, Type::kNumber).IgnoreError();
   return env;
 }
@@ -89,9 +87,9 @@ std::vector<LiteralCall> FindLiteralCalls(absl::string_view text) {
     for (const char* fn : {"tasks.done", "count", "days_since", "latest"}) {
       absl::string_view rest = text.substr(i);
       size_t len = std::strlen(fn);
-      bool boundary = i == 0 || !(std::isalnum(static_cast<unsigned char>(
-                                      text[i - 1])) ||
-                                  text[i - 1] == '_' || text[i - 1] == '.');
+      bool boundary =
+          i == 0 || !(std::isalnum(static_cast<unsigned char>(text[i - 1])) ||
+                      text[i - 1] == '_' || text[i - 1] == '.');
       if (!boundary || !absl::StartsWith(rest, fn)) continue;
       size_t k = len;
       while (k < rest.size() && rest[k] == ' ') ++k;
@@ -101,9 +99,9 @@ std::vector<LiteralCall> FindLiteralCalls(absl::string_view text) {
       if (k >= rest.size() || rest[k] != '"') continue;
       size_t end = rest.find('"', k + 1);
       if (end == absl::string_view::npos) continue;
-      calls.push_back(LiteralCall{
-          fn, std::string(rest.substr(k + 1, end - k - 1)), line,
-          column + static_cast<int>(k)});
+      calls.push_back(LiteralCall{fn,
+                                  std::string(rest.substr(k + 1, end - k - 1)),
+                                  line, column + static_cast<int>(k)});
     }
     if (text[i] == '\n') {
       ++line;
@@ -198,8 +196,7 @@ std::shared_ptr<const CompiledCondition> CompiledCondition::Compile(
     if (call.function == "tasks.done") {
       task_refs->push_back(TaskRef{arg, call.line, call.column});
     } else if (call.function == "count") {
-      bool known = std::find(CountableEvents().begin(),
-                             CountableEvents().end(),
+      bool known = std::find(CountableEvents().begin(), CountableEvents().end(),
                              arg) != CountableEvents().end() ||
                    (absl::StartsWith(arg, "questionnaire:") &&
                     context.instruments.count(arg.substr(14)));
@@ -229,7 +226,8 @@ std::shared_ptr<const CompiledCondition> CompiledCondition::Compile(
 
 bool CompiledCondition::Evaluate(const ConditionFacts& facts) const {
   FactsActivation activation(facts);
-  absl::StatusOr<bool> result = expr::EvaluateCondition(impl_->expr, activation);
+  absl::StatusOr<bool> result =
+      expr::EvaluateCondition(impl_->expr, activation);
   // FactsActivation answers every declared name with the declared type, so
   // evaluation cannot fail; a failure would be a programming error, and the
   // safe reading of a condition that cannot be evaluated is "does not hold".

@@ -35,8 +35,7 @@ namespace ipsrt {
 // What templates may refer to beyond themselves.
 struct ModelContext {
   // Instrument ids that questionnaire tasks and conditions may name.
-  std::set<std::string> instruments = {"phq9", "gad7", "asrm", "srm5",
-                                       "srm17"};
+  std::set<std::string> instruments = {"phq9", "gad7", "asrm", "srm5", "srm17"};
 };
 
 // A problem in a condition; line and column are 1-based within its text.

@@ -26,8 +26,8 @@ struct IsoDuration {
   int seconds = 0;
 
   bool IsZero() const {
-    return years == 0 && months == 0 && weeks == 0 && days == 0 &&
-           hours == 0 && minutes == 0 && seconds == 0;
+    return years == 0 && months == 0 && weeks == 0 && days == 0 && hours == 0 &&
+           minutes == 0 && seconds == 0;
   }
   // ToString gives the canonical text, e.g. "P1W", "PT4H", "P1DT12H".
   std::string ToString() const;

@@ -64,9 +64,7 @@ SourcePos PosOf(const YAML::Node& n) {
 class Parser {
  public:
   Parser(YamlReader& r, absl::string_view source, const ModelContext& context)
-      : r_(r),
-        lines_(absl::StrSplit(source, '\n')),
-        context_(context) {}
+      : r_(r), lines_(absl::StrSplit(source, '\n')), context_(context) {}
 
   WorkflowTemplate Parse(const YAML::Node& root);
 
@@ -195,8 +193,8 @@ TaskTemplate Parser::ReadTask(const YAML::Node& n, const std::string& path) {
     std::vector<absl::string_view> names;
     for (const KindName& k : kTaskKinds) names.push_back(k.name);
     r_.Error(n["kind"], YamlReader::Join(path, "kind"),
-             absl::StrCat("unknown task kind \"", kind, "\" (allowed: ",
-                          absl::StrJoin(names, ", "), ")"));
+             absl::StrCat("unknown task kind \"", kind,
+                          "\" (allowed: ", absl::StrJoin(names, ", "), ")"));
   }
   t.assignee = t.kind == TaskKind::kQuestionnaire ? Assignee::kPatient
                                                   : Assignee::kClinician;
@@ -377,9 +375,9 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
       StageTemplate st;
       st.pos = PosOf(s);
       if (!r_.ExpectMap(s, p, false)) continue;
-      r_.ExpectKeys(s, p,
-                    {"id", "title", "description", "cadence", "tasks", "exit",
-                     "rules"});
+      r_.ExpectKeys(
+          s, p,
+          {"id", "title", "description", "cadence", "tasks", "exit", "rules"});
       st.id = Id(s, p, "stage");
       st.title = r_.String(s, p, "title", "", true);
       st.description = r_.String(s, p, "description", "");
@@ -391,8 +389,8 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
         r_.Error(tasks, YamlReader::Join(p, "tasks"), "must be a list");
       } else if (tasks.IsDefined()) {
         for (size_t j = 0; j < tasks.size(); ++j) {
-          st.tasks.push_back(
-              ReadTask(tasks[j], YamlReader::Join(YamlReader::Join(p, "tasks"), j)));
+          st.tasks.push_back(ReadTask(
+              tasks[j], YamlReader::Join(YamlReader::Join(p, "tasks"), j)));
         }
       }
       YAML::Node exits = s["exit"];
@@ -451,8 +449,8 @@ void Parser::CheckReferences(const WorkflowTemplate& t,
     auto [it, inserted] = seen.emplace(id, path);
     if (!inserted) {
       r_.ErrorAt(pos.line, pos.column, path,
-                 absl::StrCat("duplicate ", what, " id \"", id,
-                              "\" (first at ", it->second, ")"));
+                 absl::StrCat("duplicate ", what, " id \"", id, "\" (first at ",
+                              it->second, ")"));
     }
   };
   for (size_t i = 0; i < t.stages.size(); ++i) {
@@ -463,14 +461,14 @@ void Parser::CheckReferences(const WorkflowTemplate& t,
     for (size_t j = 0; j < s.tasks.size(); ++j) {
       all_task_ids.emplace(s.tasks[j].id, "");
       unique(task_ids, s.tasks[j].id,
-             YamlReader::Join(YamlReader::Join(YamlReader::Join(sp, "tasks"), j),
-                              "id"),
+             YamlReader::Join(
+                 YamlReader::Join(YamlReader::Join(sp, "tasks"), j), "id"),
              s.tasks[j].pos, "task");
     }
     for (size_t j = 0; j < s.rules.size(); ++j) {
       unique(rule_ids, s.rules[j].id,
-             YamlReader::Join(YamlReader::Join(YamlReader::Join(sp, "rules"), j),
-                              "id"),
+             YamlReader::Join(
+                 YamlReader::Join(YamlReader::Join(sp, "rules"), j), "id"),
              s.rules[j].pos, "rule");
     }
   }
@@ -488,8 +486,8 @@ void Parser::CheckReferences(const WorkflowTemplate& t,
   for (const Ref& ref : task_refs_) {
     if (!all_task_ids.count(ref.id)) {
       r_.ErrorAt(ref.pos.line, ref.pos.column, ref.path,
-                 absl::StrCat("tasks.done(\"", ref.id,
-                              "\"): unknown task \"", ref.id, "\""));
+                 absl::StrCat("tasks.done(\"", ref.id, "\"): unknown task \"",
+                              ref.id, "\""));
     }
   }
 }
@@ -684,8 +682,7 @@ WorkflowCatalog::FromTemplates(std::vector<WorkflowTemplate> templates) {
     if (catalog->templates_.count(key)) {
       return absl::InvalidArgumentError(absl::StrCat(
           t.source_file, ":1:1: error: id: workflow ", t.id, "@", t.version,
-          " is already defined in ",
-          catalog->templates_.at(key).source_file));
+          " is already defined in ", catalog->templates_.at(key).source_file));
     }
     catalog->templates_.emplace(key, std::move(t));
   }
@@ -739,7 +736,8 @@ WorkflowCatalog::Loaded WorkflowCatalog::LoadDirectoriesDiagnosed(
     std::filesystem::directory_iterator it(dir, ec);
     if (ec) {
       out.diagnostics.push_back(YamlDiagnostic{
-          dir, 0, 0, "", absl::StrCat("cannot read directory: ", ec.message())});
+          dir, 0, 0, "",
+          absl::StrCat("cannot read directory: ", ec.message())});
       continue;
     }
     for (const auto& entry : it) {

@@ -88,11 +88,11 @@ struct Action {
     kScheduleQuestionnaire,
   };
   Kind kind = Kind::kSetCadence;
-  IsoDuration cadence;       // kSetCadence
-  std::string stage;         // kMoveTo
-  AlertSpec alert;           // kRaiseAlert
-  std::string questionnaire; // kScheduleQuestionnaire
-  IsoDuration within;        // kScheduleQuestionnaire: due after this
+  IsoDuration cadence;        // kSetCadence
+  std::string stage;          // kMoveTo
+  AlertSpec alert;            // kRaiseAlert
+  std::string questionnaire;  // kScheduleQuestionnaire
+  IsoDuration within;         // kScheduleQuestionnaire: due after this
   std::string path;
   SourcePos pos;
 };
@@ -176,9 +176,9 @@ class WorkflowCatalog {
   // name). Any error in any file fails the whole load with every diagnostic,
   // so a catalog never holds part of a template set. A duplicate id@version
   // is an error.
-  static absl::StatusOr<std::shared_ptr<const WorkflowCatalog>>
-  LoadDirectories(const std::vector<std::string>& directories,
-                  const ModelContext& context = ModelContext());
+  static absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> LoadDirectories(
+      const std::vector<std::string>& directories,
+      const ModelContext& context = ModelContext());
 
   // LoadDirectoriesDiagnosed is LoadDirectories returning the diagnostics
   // themselves: `catalog` is null whenever `diagnostics` is not empty.

@@ -51,8 +51,8 @@ class Applier {
   absl::Time NextDue(const TaskTemplate& t, absl::Time previous) const;
   void CloseTask(internal::TaskState& task, v1::Task::Status status,
                  const std::string& reason);
-  internal::TaskState* FindOpen(const std::function<bool(
-                                    const internal::TaskState&)>& match);
+  internal::TaskState* FindOpen(
+      const std::function<bool(const internal::TaskState&)>& match);
   void CompleteFirstOpen(TaskKind kind, const std::string& questionnaire,
                          const std::string& reason);
   void PassTime();
@@ -100,8 +100,8 @@ absl::Time Applier::FirstDue(const TaskTemplate& t) const {
     absl::CivilDay day = absl::ToCivilDay(base, zone_);
     for (int i = 0; i < 3; ++i) {
       absl::CivilSecond at(day.year(), day.month(), day.day() + i,
-                           *t.remind_at_minutes / 60,
-                           *t.remind_at_minutes % 60, 0);
+                           *t.remind_at_minutes / 60, *t.remind_at_minutes % 60,
+                           0);
       absl::Time candidate = LocalToAbsolute(at, zone_);
       if (candidate >= base) return candidate;
     }
@@ -123,8 +123,8 @@ absl::Time Applier::NextDue(const TaskTemplate& t, absl::Time previous) const {
     absl::CivilDay next = absl::ToCivilDay(midnight_next, zone_);
     return LocalToAbsolute(
         absl::CivilSecond(next.year(), next.month(), next.day(),
-                          *t.remind_at_minutes / 60,
-                          *t.remind_at_minutes % 60, 0),
+                          *t.remind_at_minutes / 60, *t.remind_at_minutes % 60,
+                          0),
         zone_);
   }
   return AddIsoDuration(previous, *t.repeat, zone_);
@@ -224,8 +224,8 @@ void Applier::EnterStage(const StageTemplate& to, const std::string& reason) {
                                        t.status() != v1::Task::OPEN;
                               }),
                tasks->end());
-  for (const RuleTemplate& r : stage() ? stage()->rules
-                                       : std::vector<RuleTemplate>()) {
+  for (const RuleTemplate& r :
+       stage() ? stage()->rules : std::vector<RuleTemplate>()) {
     s().mutable_rule_values()->erase(r.id);
   }
   e().set_stage(to.id);
@@ -246,7 +246,8 @@ void Applier::EnterStage(const StageTemplate& to, const std::string& reason) {
   for (const TaskTemplate& t : to.tasks) OpenOccurrence(t, FirstDue(t));
 }
 
-void Applier::SetCadence(const IsoDuration& cadence, const std::string& reason) {
+void Applier::SetCadence(const IsoDuration& cadence,
+                         const std::string& reason) {
   std::string text = cadence.ToString();
   if (e().session_cadence() == text) return;
   Outcome(v1::Outcome::CADENCE_CHANGED, e().stage(), e().session_cadence(),
@@ -408,8 +409,8 @@ void Applier::EvaluateRules(const std::vector<RuleTemplate>& rules,
     bool previous = it != s().rule_values().end() && it->second;
     if (value == previous) continue;
     (*s().mutable_rule_values())[rule.id] = value;
-    Outcome(v1::Outcome::RULE_FIRED, rule.id, "",
-            value ? "then" : "otherwise", "condition changed");
+    Outcome(v1::Outcome::RULE_FIRED, rule.id, "", value ? "then" : "otherwise",
+            "condition changed");
     for (const Action& a : value ? rule.then : rule.otherwise) {
       RunAction(a, rule.id);
     }
@@ -589,18 +590,17 @@ absl::Status Applier::ApplyPayload() {
       for (internal::AlertState& a : *s().mutable_alerts()) {
         if (a.alert_id() != id) continue;
         if (a.acknowledged()) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "event.alert_acknowledged.alert_id: alert \"", id,
-              "\" is already acknowledged"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("event.alert_acknowledged.alert_id: alert \"", id,
+                           "\" is already acknowledged"));
         }
         a.set_acknowledged(true);
         a.set_acknowledged_us(Us(now_));
         Outcome(v1::Outcome::ALERT_ACKNOWLEDGED, id, "", "", "clinician");
         if (a.acknowledge_by_us() > Us(now_)) {
-          result_.effects.push_back(
-              Effect{Effect::Kind::kCancelEscalation,
-                     absl::StrCat("escalation/", id),
-                     FromUs(a.acknowledge_by_us()), id});
+          result_.effects.push_back(Effect{Effect::Kind::kCancelEscalation,
+                                           absl::StrCat("escalation/", id),
+                                           FromUs(a.acknowledge_by_us()), id});
         }
         for (internal::TaskState& t : *s().mutable_tasks()) {
           if (t.key() == absl::StrCat("alert:", id) &&
@@ -644,8 +644,8 @@ absl::Status Applier::ApplyPayload() {
       e().set_workflow_version(w_.version);
       // Edge-triggered rules start afresh under the new version's rules.
       s().clear_rule_values();
-      EnterStage(*to, absl::StrCat("migrated from ", w_.id, "@",
-                                   m.from_version()));
+      EnterStage(*to,
+                 absl::StrCat("migrated from ", w_.id, "@", m.from_version()));
       return absl::OkStatus();
     }
     case v1::EventPayload::kTimeElapsed:
@@ -661,9 +661,9 @@ absl::StatusOr<StepResult> Applier::Run() {
   bool creating =
       event_.payload().payload_case() == v1::EventPayload::kEnrollmentCreated;
   if (event_.sequence() != before.revision() + 1) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "event sequence ", event_.sequence(), " does not follow revision ",
-        before.revision()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("event sequence ", event_.sequence(),
+                     " does not follow revision ", before.revision()));
   }
   if (!creating) {
     if (before.state() == v1::Enrollment::ENDED) {
@@ -690,7 +690,8 @@ absl::StatusOr<StepResult> Applier::Run() {
     if (!stage_changed_ && stage() != nullptr) {
       ConditionFacts facts = Facts();
       for (const ExitTemplate& exit : stage()->exits) {
-        if (exit.when.program != nullptr && exit.when.program->Evaluate(facts)) {
+        if (exit.when.program != nullptr &&
+            exit.when.program->Evaluate(facts)) {
           EnterStage(*w_.FindStage(exit.to),
                      absl::StrCat("exit condition of ", stage_before));
           break;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "google/protobuf/util/time_util.h"
 #include "ipsrt/v1/diagnostics.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
@@ -13,15 +14,14 @@
 #include "ipsrt/v1/reminder.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "ipsrt/version.h"
-#include "common/log.h"
 #include "service/status_mapping.h"
 
 namespace ipsrt {
 namespace {
 
+using google::protobuf::util::TimeUtil;
 using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
-using google::protobuf::util::TimeUtil;
 using v1::Diagnostic;
 
 // Finish completes a unary call with `status` mapped once.
@@ -113,8 +113,8 @@ class WorkflowServiceImpl final : public v1::WorkflowService::CallbackService {
  public:
   explicit WorkflowServiceImpl(const ServerDeps& deps)
       : deps_(deps),
-        enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
-                      deps.safety}) {}
+        enrollments_(
+            {deps.store, deps.clock, deps.ids, deps.workflows, deps.safety}) {}
 
   ServerUnaryReactor* ListWorkflows(
       CallbackServerContext* ctx, const v1::ListWorkflowsRequest* request,
@@ -141,14 +141,15 @@ class WorkflowServiceImpl final : public v1::WorkflowService::CallbackService {
       return Finish(ctx, absl::InvalidArgumentError("id: must not be empty"));
     }
     std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
-    const WorkflowTemplate* t = catalog->Find(request->id(), request->version());
+    const WorkflowTemplate* t =
+        catalog->Find(request->id(), request->version());
     if (t == nullptr) {
-      return Finish(ctx,
-                    absl::NotFoundError(absl::StrCat(
-                        "workflow ", request->id(),
-                        request->version() ? absl::StrCat("@", request->version())
-                                           : "",
-                        " is not loaded")));
+      return Finish(
+          ctx,
+          absl::NotFoundError(absl::StrCat(
+              "workflow ", request->id(),
+              request->version() ? absl::StrCat("@", request->version()) : "",
+              " is not loaded")));
     }
     FillWorkflow(*t, response);
     return Finish(ctx, absl::OkStatus());
@@ -199,8 +200,8 @@ class EnrollmentServiceImpl final
     : public v1::EnrollmentService::CallbackService {
  public:
   explicit EnrollmentServiceImpl(const ServerDeps& deps)
-      : enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
-                      deps.safety}) {}
+      : enrollments_(
+            {deps.store, deps.clock, deps.ids, deps.workflows, deps.safety}) {}
 
   ServerUnaryReactor* CreateEnrollment(
       CallbackServerContext* ctx, const v1::CreateEnrollmentRequest* request,
@@ -284,9 +285,9 @@ class QuestionnaireServiceImpl final
 
 class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
  public:
-  ServerUnaryReactor* ListDueReminders(
-      CallbackServerContext* ctx, const v1::ListDueRemindersRequest*,
-      v1::ListDueRemindersResponse*) override {
+  ServerUnaryReactor* ListDueReminders(CallbackServerContext* ctx,
+                                       const v1::ListDueRemindersRequest*,
+                                       v1::ListDueRemindersResponse*) override {
     return NotYet(ctx, "ListDueReminders",
                   "reminder planning and the outbox dispatcher");
   }
@@ -313,9 +314,9 @@ class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
 
 class ExportServiceImpl final : public v1::ExportService::CallbackService {
  public:
-  ServerUnaryReactor* ExportEnrollment(
-      CallbackServerContext* ctx, const v1::ExportEnrollmentRequest*,
-      v1::ExportEnrollmentResponse*) override {
+  ServerUnaryReactor* ExportEnrollment(CallbackServerContext* ctx,
+                                       const v1::ExportEnrollmentRequest*,
+                                       v1::ExportEnrollmentResponse*) override {
     return NotYet(ctx, "ExportEnrollment", "exporter plugins (FHIR, HL7 v2)");
   }
   ServerUnaryReactor* PushEnrollment(CallbackServerContext* ctx,
@@ -353,7 +354,8 @@ class PluginServiceImpl final : public v1::PluginService::CallbackService {
 std::vector<std::unique_ptr<grpc::Service>> MakeServices(
     const ServerDeps& deps, absl::Time start_time) {
   std::vector<std::unique_ptr<grpc::Service>> services;
-  services.push_back(std::make_unique<DiagnosticsServiceImpl>(deps, start_time));
+  services.push_back(
+      std::make_unique<DiagnosticsServiceImpl>(deps, start_time));
   services.push_back(std::make_unique<WorkflowServiceImpl>(deps));
   services.push_back(std::make_unique<EnrollmentServiceImpl>(deps));
   services.push_back(std::make_unique<QuestionnaireServiceImpl>());

@@ -13,8 +13,8 @@ namespace ipsrt {
 
 // MakeServices returns every ipsrt.v1 service bound to `deps`; the caller
 // keeps them alive while the server runs.
-std::vector<std::unique_ptr<grpc::Service>> MakeServices(
-    const ServerDeps& deps, absl::Time start_time);
+std::vector<std::unique_ptr<grpc::Service>> MakeServices(const ServerDeps& deps,
+                                                         absl::Time start_time);
 
 }  // namespace ipsrt
 

@@ -154,16 +154,16 @@ EnrollmentRow ReadEnrollment(const Statement& s) {
 absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, int flags,
                                         absl::Duration busy_timeout) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status s = SqliteError(db, rc, "open database");
     sqlite3_close(db);
     return s;
   }
   sqlite3_extended_result_codes(db, 1);
-  sqlite3_busy_timeout(db,
-                       static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)));
+  sqlite3_busy_timeout(
+      db, static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)));
   return db;
 }
 
@@ -187,8 +187,8 @@ class SqliteStore::Impl {
   // WithReader runs `fn` on a free-ish reader connection.
   template <typename Fn>
   auto WithReader(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr))) {
-    size_t i = next_reader_.fetch_add(1, std::memory_order_relaxed) %
-               readers_.size();
+    size_t i =
+        next_reader_.fetch_add(1, std::memory_order_relaxed) % readers_.size();
     Reader& r = *readers_[i];
     absl::MutexLock lock(&r.mu);
     return fn(r.db);
@@ -260,17 +260,17 @@ absl::Status SqliteStore::Impl::Open() {
     std::filesystem::create_directories(dir, ec);
     if (ec) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "store: cannot create directory ", dir.string(), ": ",
-          ec.message()));
+          "store: cannot create directory ", dir.string(), ": ", ec.message()));
     }
   }
   IPSRT_ASSIGN_OR_RETURN(
-      writer_, OpenConnection(options_.path,
-                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                              options_.busy_timeout));
+      writer_,
+      OpenConnection(options_.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                     options_.busy_timeout));
   IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "PRAGMA journal_mode=WAL"));
   IPSRT_RETURN_IF_ERROR(ExecSql(
-      writer_, absl::StrCat("PRAGMA synchronous=", options_.synchronous).c_str()));
+      writer_,
+      absl::StrCat("PRAGMA synchronous=", options_.synchronous).c_str()));
   IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "PRAGMA foreign_keys=ON"));
   if (options_.max_page_count > 0) {
     IPSRT_RETURN_IF_ERROR(ExecSql(
@@ -291,11 +291,11 @@ absl::Status SqliteStore::Impl::Open() {
 }
 
 absl::Status SqliteStore::Impl::ApplyMigrations() {
-  IPSRT_RETURN_IF_ERROR(ExecSql(
-      writer_,
-      "CREATE TABLE IF NOT EXISTS schema_migrations ("
-      " version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
-      " applied_time_us INTEGER NOT NULL)"));
+  IPSRT_RETURN_IF_ERROR(
+      ExecSql(writer_,
+              "CREATE TABLE IF NOT EXISTS schema_migrations ("
+              " version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+              " applied_time_us INTEGER NOT NULL)"));
   {
     Statement s;
     IPSRT_RETURN_IF_ERROR(s.Prepare(
@@ -307,10 +307,10 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
   const std::vector<Migration>& migrations = SqliteMigrations();
   int latest = migrations.empty() ? 0 : migrations.back().version;
   if (schema_version_ > latest) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "store: database schema version ", schema_version_,
-        " is newer than this ipsrtd supports (", latest,
-        "); run a newer ipsrtd"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("store: database schema version ", schema_version_,
+                     " is newer than this ipsrtd supports (", latest,
+                     "); run a newer ipsrtd"));
   }
   for (const Migration& m : migrations) {
     if (m.version <= schema_version_) continue;
@@ -318,8 +318,8 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
     absl::Status s = ExecSql(writer_, m.sql.c_str());
     if (s.ok()) {
       Statement ins;
-      s = ins.Prepare(writer_,
-                      "INSERT INTO schema_migrations VALUES (?, ?, ?)", false);
+      s = ins.Prepare(writer_, "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                      false);
       if (s.ok()) {
         ins.Bind(1, int64_t{m.version});
         ins.Bind(2, m.description);
@@ -330,9 +330,9 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
     if (s.ok()) s = ExecSql(writer_, "COMMIT");
     if (!s.ok()) {
       ExecSql(writer_, "ROLLBACK").IgnoreError();
-      return absl::Status(s.code(), absl::StrCat("migration ", m.version, " (",
-                                                 m.description, "): ",
-                                                 s.message()));
+      return absl::Status(
+          s.code(), absl::StrCat("migration ", m.version, " (", m.description,
+                                 "): ", s.message()));
     }
     schema_version_ = m.version;
   }
@@ -482,10 +482,10 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
     if (found) {
       std::string method = lookup_request_.Text(0);
       if (method != req.method || lookup_request_.Text(1) != req.payload_hash) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "request_id: \"", req.request_id,
-            "\" was already used for a different ", method,
-            " request; use a new request id for a new request"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("request_id: \"", req.request_id,
+                         "\" was already used for a different ", method,
+                         " request; use a new request id for a new request"));
       }
       return CommitResult{true, lookup_request_.Text(2)};
     }
@@ -563,9 +563,9 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
     s.Bind(10, ev.hash);
     absl::Status st = s.Exec();
     if (absl::IsAlreadyExists(st)) {
-      return absl::AbortedError(absl::StrCat(
-          "enrollment ", ev.enrollment_id, " already has event ", ev.sequence,
-          "; read it again and retry"));
+      return absl::AbortedError(absl::StrCat("enrollment ", ev.enrollment_id,
+                                             " already has event ", ev.sequence,
+                                             "; read it again and retry"));
     }
     IPSRT_RETURN_IF_ERROR(st);
   }
@@ -653,11 +653,11 @@ absl::StatusOr<std::optional<RequestRecord>> SqliteStore::LookupRequest(
       [&](sqlite3* db) -> absl::StatusOr<std::optional<RequestRecord>> {
         if (db == nullptr) return absl::UnavailableError("store: closed");
         Statement s;
-        IPSRT_RETURN_IF_ERROR(s.Prepare(
-            db,
-            "SELECT method, payload_hash, response, create_time_us "
-            "FROM requests WHERE tenant = ? AND request_id = ?",
-            false));
+        IPSRT_RETURN_IF_ERROR(
+            s.Prepare(db,
+                      "SELECT method, payload_hash, response, create_time_us "
+                      "FROM requests WHERE tenant = ? AND request_id = ?",
+                      false));
         s.Bind(1, tenant);
         s.Bind(2, request_id);
         IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
@@ -678,18 +678,17 @@ absl::StatusOr<EnrollmentRow> SqliteStore::GetEnrollment(
   return impl_->WithReader([&](sqlite3* db) -> absl::StatusOr<EnrollmentRow> {
     if (db == nullptr) return absl::UnavailableError("store: closed");
     Statement s;
-    IPSRT_RETURN_IF_ERROR(s.Prepare(
-        db,
-        absl::StrCat("SELECT ", kEnrollmentColumns,
-                     " FROM enrollments WHERE tenant = ? AND id = ?"),
-        false));
+    IPSRT_RETURN_IF_ERROR(
+        s.Prepare(db,
+                  absl::StrCat("SELECT ", kEnrollmentColumns,
+                               " FROM enrollments WHERE tenant = ? AND id = ?"),
+                  false));
     s.Bind(1, tenant);
     s.Bind(2, id);
     IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) {
-      return absl::NotFoundError(
-          absl::StrCat("enrollment tenants/", tenant, "/enrollments/", id,
-                       " not found"));
+      return absl::NotFoundError(absl::StrCat(
+          "enrollment tenants/", tenant, "/enrollments/", id, " not found"));
     }
     return ReadEnrollment(s);
   });
@@ -711,8 +710,7 @@ absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
   add_text("clinician_ref", filter.clinician_ref);
   if (filter.state != 0) where.push_back("state = ?");
   if (after.has_value()) {
-    where.push_back(
-        "(create_time_us > ? OR (create_time_us = ? AND id > ?))");
+    where.push_back("(create_time_us > ? OR (create_time_us = ? AND id > ?))");
   }
   std::string sql = absl::StrCat(
       "SELECT ", kEnrollmentColumns, " FROM enrollments WHERE ",

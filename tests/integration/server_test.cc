@@ -4,25 +4,25 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
+#include "common/validation.h"
 #include "core/enrollments.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "ipsrt/sqlite_store.h"
-#include "runtime/step.h"
-#include "common/validation.h"
-#include <sstream>
 #include "ipsrt/v1/diagnostics.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
 #include "ipsrt/v1/questionnaire.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
+#include "runtime/step.h"
 #include "tests/testing/temp_dir.h"
 
 namespace ipsrt {
@@ -47,7 +47,8 @@ class ServerTest : public ::testing::Test {
     // and reload.
     workflow_dir_ = dir_.File("workflows");
     std::filesystem::create_directories(workflow_dir_);
-    for (const char* f : {"ipsrt-standard.yaml", "ipsrt-preventive-first.yaml"}) {
+    for (const char* f :
+         {"ipsrt-standard.yaml", "ipsrt-preventive-first.yaml"}) {
       std::filesystem::copy_file(
           std::string(IPSRT_SOURCE_DIR) + "/workflows/" + f,
           workflow_dir_ + "/" + f);
@@ -59,7 +60,8 @@ class ServerTest : public ::testing::Test {
         *catalog, std::vector<std::string>{workflow_dir_});
     absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(
         ServerOptions{"127.0.0.1:0", 64 * 1024},
-        ServerDeps{store_.get(), &clock_, &ids_, workflows_.get(), {{"crisis line"}}});
+        ServerDeps{
+            store_.get(), &clock_, &ids_, workflows_.get(), {{"crisis line"}}});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
@@ -71,7 +73,8 @@ class ServerTest : public ::testing::Test {
     if (store_) store_->Close();
   }
 
-  static v1::CreateEnrollmentRequest ValidCreate(const std::string& request_id) {
+  static v1::CreateEnrollmentRequest ValidCreate(
+      const std::string& request_id) {
     v1::CreateEnrollmentRequest r;
     r.set_parent("tenants/t1");
     r.set_request_id(request_id);
@@ -84,7 +87,8 @@ class ServerTest : public ::testing::Test {
 
   grpc::Status Create(const v1::CreateEnrollmentRequest& r, v1::Enrollment* e) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
     return enrollments_->CreateEnrollment(&ctx, r, e);
   }
   grpc::Status Get(const std::string& name, v1::Enrollment* e) {
@@ -153,8 +157,7 @@ TEST_F(ServerTest, CreateGetListAndTimeline) {
   EXPECT_EQ(ev.type(), "enrollment.created");
   EXPECT_EQ(ev.request_id(), "r-1");
   EXPECT_EQ(ev.actor().subject(), "anonymous");
-  EXPECT_EQ(ev.summary(),
-            "Enrolled in ipsrt-standard@1 at stage initial");
+  EXPECT_EQ(ev.summary(), "Enrolled in ipsrt-standard@1 at stage initial");
   EXPECT_EQ(ev.hash(), EventHash("", ev));
 }
 
@@ -300,9 +303,9 @@ TEST_F(ServerTest, TenantsAreIsolated) {
   v1::Enrollment got;
   grpc::Status s = Get("tenants/t2/enrollments/" + id, &got);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(s.error_message(),
-            absl::StrCat("enrollment tenants/t2/enrollments/", id,
-                         " not found"));
+  EXPECT_EQ(
+      s.error_message(),
+      absl::StrCat("enrollment tenants/t2/enrollments/", id, " not found"));
   v1::ListEnrollmentsRequest list;
   list.set_parent("tenants/t2");
   v1::ListEnrollmentsResponse listed;
@@ -457,9 +460,8 @@ class EventsTest : public ServerTest {
     auto catalog = workflows_->Get();
     absl::StatusOr<internal::EnrollmentState> replayed = runtime::Replay(
         [&](int version) {
-          return catalog->Find(events[0].payload().enrollment_created()
-                                   .workflow_id(),
-                               version);
+          return catalog->Find(
+              events[0].payload().enrollment_created().workflow_id(), version);
         },
         &Enrollments::LoadZone, name, events);
     ASSERT_TRUE(replayed.ok()) << replayed.status();
@@ -490,8 +492,8 @@ TEST_F(EventsTest, CourseThroughGrpcReplaysToTheStoredSnapshot) {
   v1::EventPayload asrm;
   asrm.mutable_questionnaire_response()->set_questionnaire_id("asrm");
   for (int i = 1; i <= 5; ++i) {
-    (*asrm.mutable_questionnaire_response()->mutable_answers())[absl::StrCat(
-        i)] = 0;
+    (*asrm.mutable_questionnaire_response()
+          ->mutable_answers())[absl::StrCat(i)] = 0;
   }
   step(asrm);
   step(Session());
@@ -506,9 +508,9 @@ TEST_F(EventsTest, CourseThroughGrpcReplaysToTheStoredSnapshot) {
   ASSERT_TRUE(enrollments_->ListTasks(&ctx, lt, &tasks).ok());
   std::vector<std::string> ids;
   for (const auto& t : tasks.tasks()) ids.push_back(t.task_id());
-  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(
-                       "goal", "weekly-phq9", "weekly-asrm", "srm-diary",
-                       "disruption-plan"));
+  EXPECT_THAT(
+      ids, ::testing::UnorderedElementsAre("goal", "weekly-phq9", "weekly-asrm",
+                                           "srm-diary", "disruption-plan"));
 
   ExpectReplayEqualsSnapshot(e.name());
 }
@@ -599,8 +601,9 @@ TEST_F(EventsTest, ValidateReloadAndMigrate) {
     grpc::ClientContext ctx;
     v1::ValidateWorkflowRequest req;
     req.set_file_name("x.yaml");
-    req.set_yaml("id: x\nversion: 1\ntitle: X\nstages:\n  - {id: a, title: A, "
-                 "cadence: P1W, exti: []}\n");
+    req.set_yaml(
+        "id: x\nversion: 1\ntitle: X\nstages:\n  - {id: a, title: A, "
+        "cadence: P1W, exti: []}\n");
     v1::ValidateWorkflowResponse resp;
     ASSERT_TRUE(workflows->ValidateWorkflow(&ctx, req, &resp).ok());
     EXPECT_FALSE(resp.valid());
@@ -639,8 +642,8 @@ TEST_F(EventsTest, ValidateReloadAndMigrate) {
         workflows->ReloadWorkflows(&ctx, v1::ReloadWorkflowsRequest(), &resp)
             .ok());
     EXPECT_TRUE(resp.reloaded()) << resp.DebugString();
-    EXPECT_THAT(resp.serving(), ::testing::IsSupersetOf({"ipsrt-standard@1",
-                                                         "ipsrt-standard@2"}));
+    EXPECT_THAT(resp.serving(), ::testing::IsSupersetOf(
+                                    {"ipsrt-standard@1", "ipsrt-standard@2"}));
   }
   v1::SubmitEventResponse r;
   ASSERT_TRUE(Submit(e.name(), "before", 0, Session(), &r).ok());

@@ -14,8 +14,7 @@ class TempDir {
  public:
   TempDir() {
     std::string pattern =
-        (std::filesystem::temp_directory_path() / "ipsrt-test-XXXXXX")
-            .string();
+        (std::filesystem::temp_directory_path() / "ipsrt-test-XXXXXX").string();
     char* made = mkdtemp(pattern.data());
     path_ = made ? made : "";
   }

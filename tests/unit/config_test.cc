@@ -94,8 +94,7 @@ TEST(ConfigTest, MissingRequiredSectionsAndWrongTypes) {
   EXPECT_EQ(c.status().message(),
             "c.yaml:1:1: error: store: is required (store.sqlite.path at "
             "least)");
-  c = ParseConfig("store:\n  sqlite:\n    synchronous: full\n", "c.yaml",
-                  "/");
+  c = ParseConfig("store:\n  sqlite:\n    synchronous: full\n", "c.yaml", "/");
   ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c.status().message(),
             "c.yaml:3:5: error: store.sqlite.path: is required");

@@ -21,7 +21,8 @@ TEST(RandomIdGeneratorTest, ShapeUniquenessAndTimeOrder) {
         << id;
     EXPECT_TRUE(seen.insert(id).second) << "duplicate " << id;
     // The first ten characters encode the time: later ids sort later.
-    EXPECT_GT(id.substr(0, 10), previous.substr(0, std::min<size_t>(10, previous.size())));
+    EXPECT_GT(id.substr(0, 10),
+              previous.substr(0, std::min<size_t>(10, previous.size())));
     previous = id;
   }
 }

@@ -27,8 +27,12 @@ WriteBatch CreateBatch(const std::string& tenant, const std::string& id,
                        const std::string& payload_hash = "hash-a",
                        absl::Time at = kT0) {
   WriteBatch b;
-  b.request = RequestRecord{tenant, request_id, "CreateEnrollment",
-                            payload_hash,  absl::StrCat("response-", id), at};
+  b.request = RequestRecord{tenant,
+                            request_id,
+                            "CreateEnrollment",
+                            payload_hash,
+                            absl::StrCat("response-", id),
+                            at};
   EnrollmentRow e;
   e.tenant = tenant;
   e.id = id;
@@ -72,8 +76,8 @@ class SqliteStoreTest : public ::testing::Test {
   // CountRows reads a table through an independent SQLite connection.
   int64_t CountRows(const std::string& table) {
     sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open_v2(Options().path.c_str(), &db,
-                              SQLITE_OPEN_READONLY, nullptr),
+    EXPECT_EQ(sqlite3_open_v2(Options().path.c_str(), &db, SQLITE_OPEN_READONLY,
+                              nullptr),
               SQLITE_OK);
     sqlite3_stmt* stmt = nullptr;
     std::string sql = absl::StrCat("SELECT COUNT(*) FROM ", table);
@@ -147,9 +151,8 @@ TEST_F(SqliteStoreTest, DatabaseIsInWalMode) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(Options().path.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* stmt = nullptr;
-  ASSERT_EQ(
-      sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr),
-      SQLITE_OK);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr),
+            SQLITE_OK);
   ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
   EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)),
                "wal");
@@ -234,9 +237,9 @@ TEST_F(SqliteStoreTest, OptimisticConcurrency) {
 // A failure injected at any step of a batch leaves nothing of the batch
 // behind, and the same request can then be retried successfully.
 TEST_F(SqliteStoreTest, FailedTransactionLeavesNothingBehind) {
-  const std::vector<std::string> steps = {
-      "request.lookup", "enrollment.insert", "event.insert",
-      "outbox.insert",  "request.insert",    "commit"};
+  const std::vector<std::string> steps = {"request.lookup", "enrollment.insert",
+                                          "event.insert",   "outbox.insert",
+                                          "request.insert", "commit"};
   for (const std::string& failing : steps) {
     SCOPED_TRACE(failing);
     testing::TempDir dir;
@@ -292,7 +295,8 @@ TEST_F(SqliteStoreTest, FullDatabaseFailsCleanly) {
   int committed = 0;
   absl::Status failure;
   for (int i = 0; i < 5000; ++i) {
-    WriteBatch b = CreateBatch("t1", absl::StrCat("e", i), absl::StrCat("r", i));
+    WriteBatch b =
+        CreateBatch("t1", absl::StrCat("e", i), absl::StrCat("r", i));
     b.create->snapshot = std::string(512, 'x');
     absl::StatusOr<CommitResult> r = store->Commit(std::move(b));
     if (!r.ok()) {
@@ -328,11 +332,10 @@ TEST_F(SqliteStoreTest, GroupCommitSharesTransactionsAndIsolatesFailures) {
   std::atomic<int> ok{0}, conflicts{0}, other{0};
   for (int i = 0; i < kRequests; ++i) {
     // Every tenth request reuses a request id with another payload.
-    WriteBatch b = (i % 10 == 0)
-                       ? CreateBatch("t1", absl::StrCat("c", i), "taken",
-                                     "other-hash")
-                       : CreateBatch("t1", absl::StrCat("c", i),
-                                     absl::StrCat("q", i));
+    WriteBatch b =
+        (i % 10 == 0)
+            ? CreateBatch("t1", absl::StrCat("c", i), "taken", "other-hash")
+            : CreateBatch("t1", absl::StrCat("c", i), absl::StrCat("q", i));
     store->CommitAsync(std::move(b), [&](absl::StatusOr<CommitResult> r) {
       if (r.ok()) {
         ++ok;

@@ -56,7 +56,8 @@ class Course {
       absl::StatusOr<ScoredResponse> scored = ScoreFixedInstrument(
           event.payload().questionnaire_response(), "event");
       EXPECT_TRUE(scored.ok()) << scored.status();
-      for (const auto& [k, v] : scored->scores) (*event.mutable_scores())[k] = v;
+      for (const auto& [k, v] : scored->scores)
+        (*event.mutable_scores())[k] = v;
       for (const auto& f : scored->flags) event.add_flags(f);
     }
     absl::StatusOr<runtime::StepResult> r =
@@ -244,7 +245,8 @@ TEST(StepTest, PhqItem9RaisesUrgentAlertWithDeadlineAndAcknowledgement) {
   ASSERT_NE(alert, nullptr);
   EXPECT_EQ(alert->to(), "urgent");
   std::string alert_id = alert->subject();
-  EXPECT_EQ(alert_id, absl::StrCat("phq9-item9-", c.events().back().sequence()));
+  EXPECT_EQ(alert_id,
+            absl::StrCat("phq9-item9-", c.events().back().sequence()));
   EXPECT_EQ(TimeUtil::TimestampToMicroseconds(alert->due_time()),
             absl::ToUnixMicros(c.now() + absl::Hours(4)));
   EXPECT_EQ(alert->local_due_time(), "2026-06-01T14:00 (+01:00)");
@@ -395,7 +397,8 @@ TEST(StepTest, SkippedAndRepeatedLocalTimesFollowThePolicy) {
   EXPECT_EQ(absl::FormatTime("%H:%M %Ez", repeated, ny), "01:30 -04:00");
   // P1D from 20:00 the day before the change is 20:00 again (civil days),
   // 23 hours of absolute time.
-  absl::Time before = LocalToAbsolute(absl::CivilSecond(2026, 3, 7, 20, 0, 0), ny);
+  absl::Time before =
+      LocalToAbsolute(absl::CivilSecond(2026, 3, 7, 20, 0, 0), ny);
   absl::Time after = AddIsoDuration(before, *ParseIsoDuration("P1D"), ny);
   EXPECT_EQ(after - before, absl::Hours(23));
   EXPECT_EQ(absl::FormatTime("%H:%M", after, ny), "20:00");

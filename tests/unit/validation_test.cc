@@ -21,10 +21,9 @@ TEST(ValidationTest, ParentAndNames) {
   EXPECT_EQ(n->tenant, "t1");
   EXPECT_EQ(n->id, "01abc");
   EXPECT_EQ(n->Format(), "tenants/t1/enrollments/01abc");
-  EXPECT_EQ(ParseEnrollmentName("name", "tenants/t1/patients/x")
-                .status()
-                .message(),
-            "name: expected \"tenants/{tenant}/enrollments/{enrollment}\"");
+  EXPECT_EQ(
+      ParseEnrollmentName("name", "tenants/t1/patients/x").status().message(),
+      "name: expected \"tenants/{tenant}/enrollments/{enrollment}\"");
   EXPECT_EQ(ParseEnrollmentName("name", "tenants/t1/enrollments/A;B")
                 .status()
                 .message(),
@@ -46,8 +45,9 @@ TEST(ValidationTest, ReferencesNeverEchoTheValue) {
   EXPECT_TRUE(CheckReference("clinician_ref", "", false).ok());
   EXPECT_EQ(CheckReference("patient_ref", "", true).message(),
             "patient_ref: must not be empty");
-  EXPECT_EQ(CheckReference("patient_ref", std::string(257, 'p'), true).message(),
-            "patient_ref: is over 256 bytes (257)");
+  EXPECT_EQ(
+      CheckReference("patient_ref", std::string(257, 'p'), true).message(),
+      "patient_ref: is over 256 bytes (257)");
   EXPECT_EQ(CheckReference("patient_ref", "MRN\n42", true).message(),
             "patient_ref: must not contain control characters");
   EXPECT_EQ(CheckReference("patient_ref", " MRN42", true).message(),
@@ -55,9 +55,9 @@ TEST(ValidationTest, ReferencesNeverEchoTheValue) {
 }
 
 TEST(ValidationTest, TimeZones) {
-  for (const char* ok : {"Europe/London", "America/New_York", "UTC",
-                         "Australia/Lord_Howe", "Asia/Kolkata",
-                         "America/Argentina/Buenos_Aires", "Etc/GMT+5"}) {
+  for (const char* ok :
+       {"Europe/London", "America/New_York", "UTC", "Australia/Lord_Howe",
+        "Asia/Kolkata", "America/Argentina/Buenos_Aires", "Etc/GMT+5"}) {
     absl::StatusOr<absl::TimeZone> tz = LoadPatientTimeZone("time_zone", ok);
     EXPECT_TRUE(tz.ok()) << ok << ": " << tz.status();
   }
@@ -76,7 +76,8 @@ TEST(ValidationTest, TimeZones) {
 }
 
 TEST(ValidationTest, Labels) {
-  EXPECT_TRUE(CheckLabels("labels", {{"site", "north"}, {"cohort-2", ""}}).ok());
+  EXPECT_TRUE(
+      CheckLabels("labels", {{"site", "north"}, {"cohort-2", ""}}).ok());
   EXPECT_EQ(CheckLabels("labels", {{"Site", "x"}}).message(),
             "labels[\"Site\"]: key must be 1-63 characters starting with a-z");
   EXPECT_EQ(CheckLabels("labels", {{"site", std::string(64, 'v')}}).message(),

@@ -23,8 +23,8 @@ TEST(WorkflowTest, ShippedStandardTemplateHasTheFourStagesInOrder) {
     stages.push_back(s.id);
     cadences.push_back(s.session_cadence);
   }
-  EXPECT_THAT(stages, ::testing::ElementsAre("initial", "intermediate",
-                                             "final", "maintenance"));
+  EXPECT_THAT(stages, ::testing::ElementsAre("initial", "intermediate", "final",
+                                             "maintenance"));
   EXPECT_THAT(cadences, ::testing::ElementsAre("P1W", "P1W", "P1W", "P2W"));
   EXPECT_EQ(t->source_sha256.size(), 64u);
 }

@@ -20,17 +20,17 @@
 
 // IPSRT_RETURN_IF_ERROR returns the status of `expr` from the enclosing
 // function when it is not OK.
-#define IPSRT_RETURN_IF_ERROR(expr)                  \
-  do {                                               \
-    ::absl::Status ipsrt_status_ = (expr);           \
-    if (!ipsrt_status_.ok()) return ipsrt_status_;   \
+#define IPSRT_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status ipsrt_status_ = (expr);         \
+    if (!ipsrt_status_.ok()) return ipsrt_status_; \
   } while (false)
 
 // IPSRT_ASSIGN_OR_RETURN evaluates `rexpr` (a StatusOr), returns its status
 // when not OK, and otherwise moves its value into `lhs` (which may be a
 // declaration).
-#define IPSRT_ASSIGN_OR_RETURN(lhs, rexpr)                                   \
-  IPSRT_ASSIGN_OR_RETURN_IMPL_(                                              \
+#define IPSRT_ASSIGN_OR_RETURN(lhs, rexpr) \
+  IPSRT_ASSIGN_OR_RETURN_IMPL_(            \
       IPSRT_STATUS_CONCAT_(ipsrt_statusor_, __LINE__), lhs, rexpr)
 
 #define IPSRT_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \

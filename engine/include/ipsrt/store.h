@@ -159,8 +159,8 @@ class Store {
       absl::string_view tenant, absl::string_view request_id) = 0;
 
   // GetEnrollment returns NOT_FOUND when the tenant has no such enrollment.
-  virtual absl::StatusOr<EnrollmentRow> GetEnrollment(
-      absl::string_view tenant, absl::string_view id) = 0;
+  virtual absl::StatusOr<EnrollmentRow> GetEnrollment(absl::string_view tenant,
+                                                      absl::string_view id) = 0;
 
   // ListEnrollments returns up to `limit` rows matching `filter` that come
   // after `after` in (create_time, id) order.
