@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the npm packages of the interop tests (an independent gRPC client)
-# from the lock file, once; later runs only check that they are there.
+# Installs the npm packages of the tests that use independent tools (the
+# grpc-js client, the ajv JSON Schema validator) from their lock files, once;
+# later runs only check that they are there and newer than the lock file.
 set -euo pipefail
-cd "$(dirname "$0")/../tests/interop"
-if [ -f node_modules/.package-lock.json ] && \
-   [ node_modules/.package-lock.json -nt package-lock.json ]; then
-  exit 0
-fi
-npm ci --no-audit --no-fund --loglevel=error
+root="$(cd "$(dirname "$0")/.." && pwd)"
+for dir in tests/interop tests/workflows; do
+  cd "$root/$dir"
+  if [ -f node_modules/.package-lock.json ] && \
+     [ node_modules/.package-lock.json -nt package-lock.json ]; then
+    continue
+  fi
+  npm ci --no-audit --no-fund --loglevel=error
+done

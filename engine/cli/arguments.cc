@@ -152,7 +152,9 @@ absl::StatusOr<ParsedArgs> ParseArguments(const Subcommand& command,
     }
     return UsageError(
         absl::StrCat("'", CommandLabel(command), "' takes ",
-                     command.min_positional == command.max_positional
+                     command.max_positional == kAnyNumberOfArguments
+                         ? absl::StrCat("at least ", command.min_positional)
+                     : command.min_positional == command.max_positional
                          ? absl::StrCat(command.min_positional)
                          : absl::StrCat(command.min_positional, " to ",
                                         command.max_positional),

@@ -31,6 +31,10 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 
+// Subcommand::max_positional for commands that take any number of
+// positional arguments (e.g. "validate FILE...").
+inline constexpr int kAnyNumberOfArguments = 1 << 20;
+
 // FlagSpec names one ABSL_FLAG that a subcommand accepts.
 struct FlagSpec {
   // The flag's name as defined with ABSL_FLAG (without dashes).

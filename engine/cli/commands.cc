@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "cli/tools.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -374,78 +375,89 @@ absl::Status CheckGlobalFlags() {
 }
 
 const std::vector<Command>& Commands() {
-  static const auto* const kCommands = new std::vector<Command>{
-      {.spec =
-           {.name = "health",
-            .synopsis = "health [flags]",
-            .description =
-                "Check that ipsrtd is serving; show its version and store.\n\n"
-                "Calls grpc.health.v1 Check, then DiagnosticsService."
-                "GetServerInfo.\nExit status 0 when SERVING, 1 otherwise (also "
-                "when the server cannot be\nreached).",
-            .flags = {},
-            .global_flags = GlobalFlags()},
-       .run = RunHealth},
-      {.spec =
-           {.name = "enroll",
-            .synopsis = "enroll --patient=REF --workflow=ID --time_zone=ZONE "
-                        "--clinician=REF [flags]",
-            .description =
-                "Start a patient on a workflow.\n\n"
-                "Calls CreateEnrollment in tenants/<--tenant> and prints the "
-                "enrollment's\nname, stage and revision; with --json, the "
-                "Enrollment. Safe to retry with\nthe same --request_id.",
-            .flags =
-                {
-                    {.name = "patient", .value_name = "REF", .required = true},
-                    {.name = "workflow", .value_name = "ID", .required = true},
-                    {.name = "workflow_version", .value_name = "N"},
-                    {.name = "time_zone",
-                     .value_name = "ZONE",
-                     .required = true},
-                    {.name = "clinician",
-                     .value_name = "REF",
-                     .required = true},
-                    {.name = "request_id", .value_name = "ID"},
-                    {.name = "label",
-                     .value_name = "KEY=VALUE",
-                     .repeatable = true},
-                },
-            .global_flags = GlobalFlags()},
-       .run = RunEnroll},
-      {.spec = {.name = "get",
-                .synopsis = "get NAME_OR_ID [flags]",
-                .description =
-                    "Show one enrollment.\n\n"
-                    "NAME_OR_ID is a full name (tenants/T/enrollments/ID) or "
-                    "a bare ID in --tenant.",
-                .flags = {},
-                .global_flags = GlobalFlags(),
-                .min_positional = 1,
-                .max_positional = 1},
-       .run = RunGet},
-      {.spec = {.name = "list",
-                .synopsis = "list [flags]",
-                .description =
-                    "List the tenant's enrollments.\n\n"
-                    "Oldest first, one a line: name, workflow@version, stage, "
-                    "state. The filters\n(--workflow, --stage, --patient, "
-                    "--clinician, --state) match exactly.\nWith --json: "
-                    "{\"enrollments\": [...], \"next_page_token\": ...}.",
-                .flags =
-                    {
-                        {.name = "workflow", .value_name = "ID"},
-                        {.name = "stage", .value_name = "ID"},
-                        {.name = "patient", .value_name = "REF"},
-                        {.name = "clinician", .value_name = "REF"},
-                        {.name = "state", .value_name = "STATE"},
-                        {.name = "page_size", .value_name = "N"},
-                        {.name = "page_token", .value_name = "TOKEN"},
-                        {.name = "all", .value_name = ""},
-                    },
-                .global_flags = GlobalFlags()},
-       .run = RunList},
-  };
+  static const auto* const kCommands = [] {
+    auto* commands = new std::vector<Command>{
+        {.spec = {.name = "health",
+                  .synopsis = "health [flags]",
+                  .description =
+                      "Check that ipsrtd is serving; show its version and "
+                      "store.\n\n"
+                      "Calls grpc.health.v1 Check, then DiagnosticsService."
+                      "GetServerInfo.\nExit status 0 when SERVING, 1 otherwise "
+                      "(also "
+                      "when the server cannot be\nreached).",
+                  .flags = {},
+                  .global_flags = GlobalFlags()},
+         .run = RunHealth},
+        {.spec =
+             {.name = "enroll",
+              .synopsis = "enroll --patient=REF --workflow=ID --time_zone=ZONE "
+                          "--clinician=REF [flags]",
+              .description =
+                  "Start a patient on a workflow.\n\n"
+                  "Calls CreateEnrollment in tenants/<--tenant> and prints the "
+                  "enrollment's\nname, stage and revision; with --json, the "
+                  "Enrollment. Safe to retry with\nthe same --request_id.",
+              .flags =
+                  {
+                      {.name = "patient",
+                       .value_name = "REF",
+                       .required = true},
+                      {.name = "workflow",
+                       .value_name = "ID",
+                       .required = true},
+                      {.name = "workflow_version", .value_name = "N"},
+                      {.name = "time_zone",
+                       .value_name = "ZONE",
+                       .required = true},
+                      {.name = "clinician",
+                       .value_name = "REF",
+                       .required = true},
+                      {.name = "request_id", .value_name = "ID"},
+                      {.name = "label",
+                       .value_name = "KEY=VALUE",
+                       .repeatable = true},
+                  },
+              .global_flags = GlobalFlags()},
+         .run = RunEnroll},
+        {.spec = {.name = "get",
+                  .synopsis = "get NAME_OR_ID [flags]",
+                  .description =
+                      "Show one enrollment.\n\n"
+                      "NAME_OR_ID is a full name (tenants/T/enrollments/ID) or "
+                      "a bare ID in --tenant.",
+                  .flags = {},
+                  .global_flags = GlobalFlags(),
+                  .min_positional = 1,
+                  .max_positional = 1},
+         .run = RunGet},
+        {.spec =
+             {.name = "list",
+              .synopsis = "list [flags]",
+              .description =
+                  "List the tenant's enrollments.\n\n"
+                  "Oldest first, one a line: name, workflow@version, stage, "
+                  "state. The filters\n(--workflow, --stage, --patient, "
+                  "--clinician, --state) match exactly.\nWith --json: "
+                  "{\"enrollments\": [...], \"next_page_token\": ...}.",
+              .flags =
+                  {
+                      {.name = "workflow", .value_name = "ID"},
+                      {.name = "stage", .value_name = "ID"},
+                      {.name = "patient", .value_name = "REF"},
+                      {.name = "clinician", .value_name = "REF"},
+                      {.name = "state", .value_name = "STATE"},
+                      {.name = "page_size", .value_name = "N"},
+                      {.name = "page_token", .value_name = "TOKEN"},
+                      {.name = "all", .value_name = ""},
+                  },
+              .global_flags = GlobalFlags()},
+         .run = RunList},
+    };
+    // Offline tools (cli/tools.h) come after the server commands.
+    for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));
+    return commands;
+  }();
   return *kCommands;
 }
 

@@ -2,13 +2,15 @@
 //
 //   ipsrt [global flags] COMMAND [flags] [args]
 //
-// Exit status: 0 success, 1 failure (a server error, or the server not
-// serving), 2 usage error. See cli/commands.h for the output contract.
+// Exit status: 0 success, 1 failure (a server error, the server not
+// serving, or findings of the offline tools), 2 usage error. See cli/commands.h
+// for the output contract.
 #include <cstdio>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/types/span.h"
 #include "cli/arguments.h"
 #include "cli/commands.h"
@@ -32,17 +34,17 @@ std::string TopUsage() {
   for (const Command& command : Commands()) {
     std::string first_line =
         command.spec.description.substr(0, command.spec.description.find('\n'));
-    absl::StrAppend(&out, "  ", command.spec.name,
-                    std::string(8 - command.spec.name.size(), ' '), first_line,
-                    "\n");
+    absl::StrAppend(&out, "  ", absl::StrFormat("%-10s", command.spec.name),
+                    first_line, "\n");
   }
   absl::StrAppend(&out,
-                  "  help    Show this help; 'ipsrt help COMMAND' shows one "
+                  "  help      Show this help; 'ipsrt help COMMAND' shows one "
                   "command's flags.\n\nGlobal flags (also accepted after "
                   "COMMAND):\n",
                   FlagsUsage(GlobalFlags()),
-                  "\nExit status: 0 success, 1 failure (server error or not "
-                  "serving), 2 usage error.\n");
+                  "\nExit status: 0 success, 1 failure (server error, not "
+                  "serving, or findings\nof validate and simulate), 2 usage "
+                  "error.\n");
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "common/yaml_reader.h"
 
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -88,8 +89,14 @@ bool YamlReader::ExpectMap(const YAML::Node& node, absl::string_view path,
 void YamlReader::ExpectKeys(const YAML::Node& node, absl::string_view path,
                             std::initializer_list<absl::string_view> allowed) {
   if (!node.IsMap()) return;
+  std::set<std::string> seen;
   for (const auto& kv : node) {
     std::string key = kv.first.Scalar();
+    if (!seen.insert(key).second) {
+      Error(kv.first, Join(path, key),
+            absl::StrCat("duplicate key \"", key, "\""));
+      continue;
+    }
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       Error(kv.first, Join(path, key),
             absl::StrCat("unknown key \"", key,
@@ -113,6 +120,10 @@ std::string YamlReader::String(const YAML::Node& map, absl::string_view path,
   }
   if (!n.IsScalar()) {
     Error(n, p, absl::StrCat("must be a string, not ", KindName(n)));
+    return std::string(fallback);
+  }
+  if (required && n.Scalar().empty()) {
+    Error(n, p, "must not be empty");
     return std::string(fallback);
   }
   return n.Scalar();

@@ -60,6 +60,17 @@ SourcePos PosOf(const YAML::Node& n) {
   return {m.line + 1, m.column + 1};
 }
 
+// IdPos is where a map's "id" key is written (the map's start without one),
+// so a duplicate id is reported at the id even in a flow map.
+SourcePos IdPos(const YAML::Node& map) {
+  if (map.IsMap()) {
+    for (const auto& kv : map) {
+      if (kv.first.Scalar() == "id") return PosOf(kv.first);
+    }
+  }
+  return PosOf(map);
+}
+
 // Parser reads one template, collecting every problem in `r`.
 class Parser {
  public:
@@ -128,25 +139,68 @@ std::optional<IsoDuration> Parser::Duration(const YAML::Node& map,
 
 SourcePos Parser::TextPos(const YAML::Node& node, int line, int column) const {
   SourcePos start = PosOf(node);
-  if (start.line == 0 || start.line > static_cast<int>(lines_.size())) {
-    return start;
-  }
+  const int nlines = static_cast<int>(lines_.size());
+  if (start.line == 0 || start.line > nlines) return start;
   absl::string_view first = lines_[start.line - 1];
   char lead = start.column - 1 < static_cast<int>(first.size())
                   ? first[start.column - 1]
                   : ' ';
-  if (lead == '|') {
-    // Literal block: the text starts on the next line at the block's
-    // indentation, and keeps its lines.
-    int text_line = start.line + line;
-    if (text_line > static_cast<int>(lines_.size())) return start;
-    absl::string_view l = lines_[text_line - 1];
-    int indent = static_cast<int>(l.find_first_not_of(' '));
-    return {text_line, indent + column};
+  // Segments: where each piece of the scalar's text sits in the file.
+  struct Segment {
+    int line;
+    int column;  // of the piece's first character
+    int length;
+  };
+  std::vector<Segment> segments;
+  auto indent_of = [](absl::string_view l) {
+    size_t i = l.find_first_not_of(' ');
+    return i == absl::string_view::npos ? -1 : static_cast<int>(i);
+  };
+  if (lead == '|' || lead == '>') {
+    // Block scalar: content starts on the next line at the indentation of
+    // its first non-empty line and ends before a less indented line.
+    int block_indent = -1;
+    for (int l = start.line + 1; l <= nlines; ++l) {
+      absl::string_view text = lines_[l - 1];
+      int indent = indent_of(text);
+      if (indent < 0) continue;
+      if (block_indent < 0) block_indent = indent;
+      if (indent < block_indent) break;
+      segments.push_back(
+          {l, block_indent + 1, static_cast<int>(text.size()) - block_indent});
+    }
+    if (segments.empty()) return start;
+    if (lead == '|') {
+      // Literal: lines are kept, so line L of the text is segment L.
+      if (line > static_cast<int>(segments.size())) return start;
+      return {segments[line - 1].line, segments[line - 1].column + column - 1};
+    }
+  } else {
+    // Plain or quoted scalar, possibly folded over several lines.
+    int quote = (lead == '"' || lead == '\'') ? 1 : 0;
+    segments.push_back(
+        {start.line, start.column + quote,
+         static_cast<int>(first.size()) - start.column + 1 - quote});
+    for (int l = start.line + 1; l <= nlines; ++l) {
+      absl::string_view text = lines_[l - 1];
+      int indent = indent_of(text);
+      if (indent < 0 || indent < start.column - 1 ||
+          text.substr(indent).find(": ") != absl::string_view::npos ||
+          text[indent] == '-' || text[indent] == '#') {
+        break;
+      }
+      segments.push_back(
+          {l, indent + 1, static_cast<int>(text.size()) - indent});
+    }
+    if (line != 1) return start;
   }
-  if (line != 1) return start;  // folded text: the node is the best place
-  int quote = (lead == '"' || lead == '\'') ? 1 : 0;
-  return {start.line, start.column + quote + column - 1};
+  // Folded text: the pieces are joined by single spaces.
+  int c = column;
+  for (const Segment& seg : segments) {
+    if (c <= seg.length) return {seg.line, seg.column + c - 1};
+    c -= seg.length + 1;
+  }
+  return start;
 }
 
 Condition Parser::ReadCondition(const YAML::Node& map,
@@ -173,7 +227,7 @@ Condition Parser::ReadCondition(const YAML::Node& map,
 
 TaskTemplate Parser::ReadTask(const YAML::Node& n, const std::string& path) {
   TaskTemplate t;
-  t.pos = PosOf(n);
+  t.pos = IdPos(n);
   if (!r_.ExpectMap(n, path, false)) return t;
   r_.ExpectKeys(n, path,
                 {"id", "kind", "title", "description", "assignee",
@@ -222,6 +276,11 @@ TaskTemplate Parser::ReadTask(const YAML::Node& n, const std::string& path) {
   }
   t.due = Duration(n, path, "due", false);
   t.repeat = Duration(n, path, "repeat", false);
+  if (t.repeat.has_value() && n["remind_at"].IsDefined() &&
+      (t.repeat->hours || t.repeat->minutes || t.repeat->seconds)) {
+    r_.Error(n["repeat"], YamlReader::Join(path, "repeat"),
+             "with remind_at, repeat must be whole days (P1D, P1W, P1M)");
+  }
   std::string at = r_.String(n, path, "remind_at", "");
   if (!at.empty()) {
     t.remind_at_minutes = ParseLocalTimeOfDay(at);
@@ -323,7 +382,7 @@ std::vector<Action> Parser::ReadActions(const YAML::Node& map,
 
 RuleTemplate Parser::ReadRule(const YAML::Node& n, const std::string& path) {
   RuleTemplate rule;
-  rule.pos = PosOf(n);
+  rule.pos = IdPos(n);
   if (!r_.ExpectMap(n, path, false)) return rule;
   r_.ExpectKeys(n, path, {"id", "on", "when", "then", "otherwise"});
   rule.id = Id(n, path, "rule");
@@ -373,7 +432,7 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
       std::string p = YamlReader::Join("stages", i);
       YAML::Node s = stages[i];
       StageTemplate st;
-      st.pos = PosOf(s);
+      st.pos = IdPos(s);
       if (!r_.ExpectMap(s, p, false)) continue;
       r_.ExpectKeys(
           s, p,

@@ -46,7 +46,9 @@ class Applier {
   absl::Status ApplyPayload();
   absl::Status Created(const v1::EnrollmentCreated& c);
   void EnterStage(const StageTemplate& to, const std::string& reason);
-  void OpenOccurrence(const TaskTemplate& t, absl::Time due);
+  // OpenOccurrence opens the next occurrence of `t`, due at `due`, whose
+  // window (responses that complete it) starts at `opens`.
+  void OpenOccurrence(const TaskTemplate& t, absl::Time due, absl::Time opens);
   absl::Time FirstDue(const TaskTemplate& t) const;
   absl::Time NextDue(const TaskTemplate& t, absl::Time previous) const;
   void CloseTask(internal::TaskState& task, v1::Task::Status status,
@@ -95,6 +97,19 @@ void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
 absl::Time Applier::FirstDue(const TaskTemplate& t) const {
   absl::Time base = now_;
   if (t.due.has_value()) base = AddIsoDuration(base, *t.due, zone_);
+  if (!t.due.has_value() && t.repeat.has_value() &&
+      t.remind_at_minutes.has_value()) {
+    // The first occurrence falls on the last day of the first period: the
+    // same evening for a daily diary, six days on for a weekly scale.
+    absl::CivilDay last =
+        absl::ToCivilDay(AddIsoDuration(now_, *t.repeat, zone_), zone_) - 1;
+    absl::Time at =
+        LocalToAbsolute(absl::CivilSecond(last.year(), last.month(), last.day(),
+                                          *t.remind_at_minutes / 60,
+                                          *t.remind_at_minutes % 60, 0),
+                        zone_);
+    if (at >= now_) return at;
+  }
   if (t.remind_at_minutes.has_value()) {
     // The first local HH:MM at or after `base`.
     absl::CivilDay day = absl::ToCivilDay(base, zone_);
@@ -130,7 +145,8 @@ absl::Time Applier::NextDue(const TaskTemplate& t, absl::Time previous) const {
   return AddIsoDuration(previous, *t.repeat, zone_);
 }
 
-void Applier::OpenOccurrence(const TaskTemplate& t, absl::Time due) {
+void Applier::OpenOccurrence(const TaskTemplate& t, absl::Time due,
+                             absl::Time opens) {
   // Occurrences are numbered per stage and task for the whole enrollment
   // (re-entering a stage continues the numbering), so a task key, and the
   // outbox keys derived from it, is never reused.
@@ -150,6 +166,7 @@ void Applier::OpenOccurrence(const TaskTemplate& t, absl::Time due) {
   task->set_questionnaire_id(t.questionnaire);
   task->set_occurrence(occurrence);
   task->set_stage(e().stage());
+  task->set_opens_us(Us(opens));
   bool has_due = t.due.has_value() || t.repeat.has_value() ||
                  t.remind_at_minutes.has_value();
   if (has_due) task->set_due_us(Us(due));
@@ -192,9 +209,13 @@ internal::TaskState* Applier::FindOpen(
 void Applier::CompleteFirstOpen(TaskKind kind, const std::string& questionnaire,
                                 const std::string& reason) {
   std::string kind_name(TaskKindName(kind));
+  // A response completes the earliest open occurrence whose window has
+  // started; extra responses within a window are recorded (their scores
+  // count) but do not run the schedule forward.
   internal::TaskState* task = FindOpen([&](const internal::TaskState& t) {
     return t.kind() == kind_name &&
-           (questionnaire.empty() || t.questionnaire_id() == questionnaire);
+           (questionnaire.empty() || t.questionnaire_id() == questionnaire) &&
+           t.opens_us() <= Us(now_);
   });
   if (task == nullptr) return;
   CloseTask(*task, v1::Task::DONE, reason);
@@ -204,7 +225,10 @@ void Applier::CompleteFirstOpen(TaskKind kind, const std::string& questionnaire,
     bool next_open = FindOpen([&](const internal::TaskState& t) {
                        return t.task_id() == tt->id;
                      }) != nullptr;
-    if (!next_open) OpenOccurrence(*tt, NextDue(*tt, FromUs(task->due_us())));
+    if (!next_open) {
+      OpenOccurrence(*tt, NextDue(*tt, FromUs(task->due_us())),
+                     FromUs(task->due_us()));
+    }
   }
 }
 
@@ -243,7 +267,7 @@ void Applier::EnterStage(const StageTemplate& to, const std::string& reason) {
     e().set_session_cadence(to.cadence.ToString());
   }
   s().set_next_session_due_us(Us(AddIsoDuration(now_, to.cadence, zone_)));
-  for (const TaskTemplate& t : to.tasks) OpenOccurrence(t, FirstDue(t));
+  for (const TaskTemplate& t : to.tasks) OpenOccurrence(t, FirstDue(t), now_);
 }
 
 void Applier::SetCadence(const IsoDuration& cadence,
@@ -319,10 +343,11 @@ void Applier::RunAction(const Action& a, const std::string& rule_id) {
       t.title = absl::StrCat("Questionnaire ", a.questionnaire);
       t.assignee = Assignee::kPatient;
       t.questionnaire = a.questionnaire;
+      t.due = a.within;
       bool open = FindOpen([&](const internal::TaskState& x) {
                     return x.task_id() == t.id;
                   }) != nullptr;
-      if (!open) OpenOccurrence(t, AddIsoDuration(now_, a.within, zone_));
+      if (!open) OpenOccurrence(t, FirstDue(t), now_);
       break;
     }
   }
@@ -444,7 +469,8 @@ void Applier::PassTime() {
         }
       }
       if (!successor_open) {
-        OpenOccurrence(*tt, NextDue(*tt, FromUs(task.due_us())));
+        OpenOccurrence(*tt, NextDue(*tt, FromUs(task.due_us())),
+                       FromUs(task.due_us()));
         changed = true;
       }
       if (changed) break;

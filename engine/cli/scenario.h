@@ -1,0 +1,108 @@
+// Scripted patient courses for `ipsrt simulate`: the scenario format and the
+// offline simulation that runs it through runtime::Step.
+//
+// A scenario (documented in workflows/scenarios.md) is a YAML file naming
+// the patient's time zone and start, an optional tick period, and a list of
+// events at local times. Simulate builds each v1::Event as the server's
+// Enrollments does (sequence = revision + 1, record_time, payload, the
+// scores, band and flags of questionnaire responses, outcomes, hash chain)
+// and folds it with the same runtime::Step, with no store and no server, so
+// a clinician can see what a template does before deploying it.
+//
+// Example:
+//   absl::StatusOr<Scenario> scenario =
+//       ParseScenario(yaml, "course.yaml", &Enrollments::LoadZone);
+//   Simulation simulation;
+//   absl::Status status = Simulate(workflow, *scenario, &simulation);
+//   for (const SimulatedEvent& e : simulation.events) ...
+#ifndef IPSRT_CLI_SCENARIO_H_
+#define IPSRT_CLI_SCENARIO_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "ipsrt/internal/state.pb.h"
+#include "ipsrt/v1/enrollment.pb.h"
+#include "model/duration.h"
+#include "model/workflow.h"
+#include "runtime/step.h"
+
+namespace ipsrt::cli {
+
+// ScenarioEvent is one scripted event, already placed in absolute time.
+struct ScenarioEvent {
+  // "file:line:col" of the list entry, and its YAML path ("events[3]"),
+  // for messages about this event.
+  std::string where;
+  std::string path;
+  absl::Time time;
+  v1::EventPayload payload;
+  // alert_acknowledged by `latest`: the alert spec id whose most recent
+  // unacknowledged alert is acknowledged (resolved when the event runs).
+  std::string acknowledge_latest;
+  // Expectations checked after the event; empty means not checked.
+  std::string expect_stage;
+  std::string expect_cadence;
+};
+
+struct Scenario {
+  std::string file;
+  // Template id the scenario was written for; empty means any.
+  std::string workflow;
+  std::string time_zone;
+  absl::TimeZone zone;
+  absl::Time start;
+  std::string patient_ref = "Patient/simulated";
+  std::string clinician_ref = "Practitioner/simulated";
+  // When set, a time.elapsed event is injected at start + k * tick between
+  // scripted events, and after the last one up to `until`.
+  std::optional<IsoDuration> tick;
+  std::optional<absl::Time> until;
+  std::vector<ScenarioEvent> events;
+};
+
+// ParseScenario reads a scenario. Zones are loaded with `zones` (the
+// server's cached loader in production). INVALID_ARGUMENT lists every
+// problem as file:line:col: error: path: message, one a line; unknown keys
+// are errors.
+absl::StatusOr<Scenario> ParseScenario(absl::string_view yaml,
+                                       absl::string_view file_name,
+                                       const runtime::ZoneLoader& zones);
+
+// SimulatedEvent is one event of the simulated log with the enrollment's
+// stage and cadence right after it.
+struct SimulatedEvent {
+  v1::Event event;
+  // Where the scenario wrote it ("file:line:col"); empty for the
+  // enrollment's creation and for injected ticks.
+  std::string where;
+  bool tick = false;
+  std::string stage;
+  std::string session_cadence;
+};
+
+struct Simulation {
+  std::vector<SimulatedEvent> events;
+  internal::EnrollmentState state;
+  // Wall time spent building, scoring, stepping and hashing the events.
+  absl::Duration elapsed;
+};
+
+// Simulate enrolls a patient at scenario.start and applies every event in
+// order. It stops at the first event that is refused (by scoring, by Step,
+// or by an unmet expectation), returning INVALID_ARGUMENT or
+// FAILED_PRECONDITION whose message starts with the event's
+// "file:line:col: error: events[i]: "; `out` then holds the events applied
+// before it. `out` must not be null.
+absl::Status Simulate(const WorkflowTemplate& workflow,
+                      const Scenario& scenario,
+                      const runtime::ZoneLoader& zones, Simulation* out);
+
+}  // namespace ipsrt::cli
+
+#endif  // IPSRT_CLI_SCENARIO_H_

@@ -1,0 +1,503 @@
+#include "cli/tools.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "cli/scenario.h"
+#include "cli/stage_graph.h"
+#include "core/enrollments.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "model/workflow.h"
+#include "runtime/step.h"
+
+ABSL_DECLARE_FLAG(bool, json);
+
+ABSL_FLAG(std::string, format, "dot",
+          "Graph format: \"dot\" (Graphviz) or \"mermaid\" (Mermaid "
+          "flowchart).");
+ABSL_FLAG(std::string, scenario, "",
+          "Scenario file: the patient's course as YAML (see "
+          "workflows/scenarios.md).");
+
+namespace ipsrt::cli {
+namespace {
+
+using ::google::protobuf::util::TimeUtil;
+
+absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::FailedPreconditionError("is a directory, not a file");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(std::strerror(errno));
+  return text.str();
+}
+
+// JsonString quotes `s` as a JSON string.
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          out += absl::StrFormat("\\u%04x", c);
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += "\"";
+  return out;
+}
+
+// MessageJson is protobuf JSON with the proto field names, every field
+// present (the contract of cli/commands.h).
+std::string MessageJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(message, &out, options)
+           .ok()) {
+    return "null";
+  }
+  return out;
+}
+
+// LoadTemplate reads and parses a template, printing its problems on
+// stderr; nullopt after printing.
+std::optional<WorkflowTemplate> LoadTemplate(const std::string& path) {
+  absl::StatusOr<std::string> yaml = ReadTextFile(path);
+  if (!yaml.ok()) {
+    std::fprintf(stderr, "%s: error: cannot read the file: %s\n", path.c_str(),
+                 std::string(yaml.status().message()).c_str());
+    return std::nullopt;
+  }
+  absl::StatusOr<WorkflowTemplate> workflow =
+      ParseWorkflowTemplate(*yaml, path);
+  if (!workflow.ok()) {
+    std::fprintf(stderr, "%s\n",
+                 std::string(workflow.status().message()).c_str());
+    return std::nullopt;
+  }
+  return *std::move(workflow);
+}
+
+// ---------------------------------------------------------------- validate
+
+int RunValidate(const ParsedArgs& args) {
+  const bool json = absl::GetFlag(FLAGS_json);
+  bool all_valid = true;
+  std::vector<std::string> json_files;
+  for (const std::string& file : args.positional) {
+    std::vector<YamlDiagnostic> diagnostics;
+    std::string summary;
+    absl::StatusOr<std::string> yaml = ReadTextFile(file);
+    if (!yaml.ok()) {
+      diagnostics.push_back(YamlDiagnostic{
+          file, 0, 0, "",
+          absl::StrCat("cannot read the file: ", yaml.status().message())});
+    } else {
+      diagnostics = DiagnoseWorkflowTemplate(*yaml, file);
+      if (diagnostics.empty()) {
+        absl::StatusOr<WorkflowTemplate> w = ParseWorkflowTemplate(*yaml, file);
+        if (w.ok()) {
+          summary = absl::StrCat(w->id, "@", w->version, ", ", w->stages.size(),
+                                 " stages");
+        }
+      }
+    }
+    all_valid = all_valid && diagnostics.empty();
+    if (json) {
+      std::vector<std::string> items;
+      for (const YamlDiagnostic& d : diagnostics) {
+        items.push_back(absl::StrCat(
+            "{\"line\":", d.line, ",\"column\":", d.column, ",\"path\":",
+            JsonString(d.path), ",\"message\":", JsonString(d.message), "}"));
+      }
+      json_files.push_back(
+          absl::StrCat("{\"file\":", JsonString(file),
+                       ",\"valid\":", diagnostics.empty() ? "true" : "false",
+                       ",\"diagnostics\":[", absl::StrJoin(items, ","), "]}"));
+      continue;
+    }
+    if (diagnostics.empty()) {
+      std::printf("%s: ok (%s)\n", file.c_str(), summary.c_str());
+    }
+    for (const YamlDiagnostic& d : diagnostics) {
+      if (d.line == 0) {
+        // No position: the file itself (unreadable).
+        std::printf("%s: error: %s\n", file.c_str(), d.message.c_str());
+      } else {
+        std::printf("%s\n", d.ToString().c_str());
+      }
+    }
+  }
+  if (json) std::printf("[%s]\n", absl::StrJoin(json_files, ",").c_str());
+  return all_valid ? kExitOk : kExitFailure;
+}
+
+// ---------------------------------------------------------------- graph
+
+int RunGraph(const ParsedArgs& args) {
+  const std::string format = absl::GetFlag(FLAGS_format);
+  if (format != "dot" && format != "mermaid") {
+    std::fprintf(stderr,
+                 "ipsrt graph: --format must be dot or mermaid, not \"%s\"\n"
+                 "Run 'ipsrt graph --help' for usage.\n",
+                 format.c_str());
+    return kExitUsage;
+  }
+  std::optional<WorkflowTemplate> workflow =
+      LoadTemplate(args.positional.front());
+  if (!workflow.has_value()) return kExitFailure;
+  StageGraph graph = BuildStageGraph(*workflow);
+  std::fputs(
+      (format == "dot" ? RenderDot(graph) : RenderMermaid(graph)).c_str(),
+      stdout);
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- simulate
+
+std::string Utc(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%d %H:%M UTC", t, absl::UTCTimeZone());
+}
+
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(t));
+}
+
+// TimelinePrinter renders a simulation for people: one block per event.
+class TimelinePrinter {
+ public:
+  explicit TimelinePrinter(absl::TimeZone zone) : zone_(zone) {}
+
+  // Event prints one event; ticks that changed nothing are counted, not
+  // printed.
+  void Event(const SimulatedEvent& s);
+  int quiet_ticks() const { return quiet_ticks_; }
+
+ private:
+  std::string When(const google::protobuf::Timestamp& t) const {
+    absl::Time at = FromProto(t);
+    return absl::StrCat(runtime::FormatLocal(at, zone_), " = ", Utc(at));
+  }
+  void Outcome(const v1::Outcome& o);
+
+  absl::TimeZone zone_;
+  int quiet_ticks_ = 0;
+  // Due times of scheduled reminders, for their cancellation lines.
+  std::map<std::string, google::protobuf::Timestamp> reminders_;
+};
+
+void TimelinePrinter::Event(const SimulatedEvent& s) {
+  const v1::Event& e = s.event;
+  if (s.tick && e.outcomes().empty()) {
+    ++quiet_ticks_;
+    return;
+  }
+  absl::Time at = FromProto(e.record_time());
+  std::string detail;
+  const v1::EventPayload& p = e.payload();
+  if (p.has_questionnaire_response()) {
+    const std::string& id = p.questionnaire_response().questionnaire_id();
+    auto total = e.scores().find(absl::StrCat(id, ".total"));
+    detail = absl::StrCat(" ", id);
+    if (total != e.scores().end()) {
+      absl::StrAppend(&detail, " total=", total->second);
+    }
+    if (!e.band().empty()) absl::StrAppend(&detail, " band=", e.band());
+    if (!e.flags().empty()) {
+      absl::StrAppend(&detail, " flags=", absl::StrJoin(e.flags(), ","));
+    }
+  } else if (p.has_stage_change()) {
+    detail = absl::StrCat(" to ", p.stage_change().to_stage());
+  } else if (p.has_alert_acknowledged()) {
+    detail = absl::StrCat(" ", p.alert_acknowledged().alert_id());
+  } else if (p.has_srm_diary_day()) {
+    detail = absl::StrCat(" ", p.srm_diary_day().local_date());
+  }
+  std::printf("#%lld  %s  %s  %s%s  [%s, %s]%s\n",
+              static_cast<long long>(e.sequence()), Utc(at).c_str(),
+              runtime::FormatLocal(at, zone_).c_str(), e.type().c_str(),
+              detail.c_str(), s.stage.c_str(), s.session_cadence.c_str(),
+              s.where.empty() ? "" : absl::StrCat("  (", s.where, ")").c_str());
+  for (const v1::Outcome& o : e.outcomes()) Outcome(o);
+}
+
+void TimelinePrinter::Outcome(const v1::Outcome& o) {
+  const std::string reason =
+      o.reason().empty() ? "" : absl::StrCat(" (", o.reason(), ")");
+  switch (o.kind()) {
+    case v1::Outcome::STAGE_CHANGED:
+      std::printf("    stage changed       %s -> %s%s\n", o.from().c_str(),
+                  o.to().c_str(), reason.c_str());
+      break;
+    case v1::Outcome::CADENCE_CHANGED:
+      std::printf("    cadence changed     %s -> %s%s\n", o.from().c_str(),
+                  o.to().c_str(), reason.c_str());
+      break;
+    case v1::Outcome::TASK_OPENED:
+      std::printf("    task opened         %s%s\n", o.subject().c_str(),
+                  o.has_due_time()
+                      ? absl::StrCat("  due ", When(o.due_time())).c_str()
+                      : "");
+      break;
+    case v1::Outcome::TASK_CLOSED:
+      std::printf("    task closed         %s %s%s\n", o.subject().c_str(),
+                  o.to().c_str(), reason.c_str());
+      break;
+    case v1::Outcome::REMINDER_SCHEDULED:
+      reminders_[o.subject()] = o.due_time();
+      std::printf("    reminder scheduled  %s  at %s\n", o.subject().c_str(),
+                  When(o.due_time()).c_str());
+      break;
+    case v1::Outcome::REMINDER_CANCELLED: {
+      auto it = reminders_.find(o.subject());
+      std::printf("    reminder cancelled  %s%s%s\n", o.subject().c_str(),
+                  it == reminders_.end()
+                      ? ""
+                      : absl::StrCat("  was at ", When(it->second)).c_str(),
+                  reason.c_str());
+      break;
+    }
+    case v1::Outcome::ALERT_RAISED:
+      std::printf(
+          "    alert raised        %s %s%s%s\n", o.subject().c_str(),
+          o.to().c_str(), reason.c_str(),
+          o.has_due_time()
+              ? absl::StrCat("  acknowledge by ", When(o.due_time())).c_str()
+              : "");
+      break;
+    case v1::Outcome::ALERT_ACKNOWLEDGED:
+      std::printf("    alert acknowledged  %s%s\n", o.subject().c_str(),
+                  reason.c_str());
+      break;
+    case v1::Outcome::RULE_FIRED:
+      std::printf("    rule fired          %s: %s%s\n", o.subject().c_str(),
+                  o.to().c_str(), reason.c_str());
+      break;
+    default:
+      std::printf("    %s %s\n", v1::Outcome::Kind_Name(o.kind()).c_str(),
+                  o.subject().c_str());
+  }
+}
+
+std::string EventJson(const SimulatedEvent& s, absl::TimeZone zone) {
+  const v1::Event& e = s.event;
+  std::vector<std::string> outcomes;
+  for (const v1::Outcome& o : e.outcomes()) outcomes.push_back(MessageJson(o));
+  std::vector<std::string> scores;
+  for (const auto& [name, value] :
+       std::map<std::string, double>(e.scores().begin(), e.scores().end())) {
+    scores.push_back(absl::StrCat(JsonString(name), ":", value));
+  }
+  std::vector<std::string> flags;
+  for (const std::string& f : e.flags()) flags.push_back(JsonString(f));
+  return absl::StrCat(
+      "{\"sequence\":", e.sequence(), ",\"type\":", JsonString(e.type()),
+      ",\"time_utc\":", JsonString(TimeUtil::ToString(e.record_time())),
+      ",\"time_local\":",
+      JsonString(runtime::FormatLocal(FromProto(e.record_time()), zone)),
+      ",\"source\":", s.where.empty() ? "null" : JsonString(s.where),
+      ",\"tick\":", s.tick ? "true" : "false",
+      ",\"stage\":", JsonString(s.stage),
+      ",\"session_cadence\":", JsonString(s.session_cadence),
+      ",\"payload\":", MessageJson(e.payload()), ",\"outcomes\":[",
+      absl::StrJoin(outcomes, ","), "],\"scores\":{",
+      absl::StrJoin(scores, ","), "},\"band\":", JsonString(e.band()),
+      ",\"flags\":[", absl::StrJoin(flags, ","), "]}");
+}
+
+int RunSimulate(const ParsedArgs& args) {
+  const bool json = absl::GetFlag(FLAGS_json);
+  const std::string& template_path = args.positional.front();
+  const std::string scenario_path = absl::GetFlag(FLAGS_scenario);
+  std::optional<WorkflowTemplate> workflow = LoadTemplate(template_path);
+  if (!workflow.has_value()) return kExitFailure;
+  absl::StatusOr<std::string> yaml = ReadTextFile(scenario_path);
+  if (!yaml.ok()) {
+    std::fprintf(stderr, "%s: error: cannot read the file: %s\n",
+                 scenario_path.c_str(),
+                 std::string(yaml.status().message()).c_str());
+    return kExitFailure;
+  }
+  absl::StatusOr<Scenario> scenario =
+      ParseScenario(*yaml, scenario_path, &Enrollments::LoadZone);
+  if (!scenario.ok()) {
+    std::fprintf(stderr, "%s\n",
+                 std::string(scenario.status().message()).c_str());
+    return kExitFailure;
+  }
+
+  Simulation simulation;
+  absl::Status status =
+      Simulate(*workflow, *scenario, &Enrollments::LoadZone, &simulation);
+  const double elapsed_ms = absl::ToDoubleMilliseconds(simulation.elapsed);
+
+  if (json) {
+    if (!status.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
+      return kExitFailure;
+    }
+    std::vector<std::string> events;
+    for (const SimulatedEvent& s : simulation.events) {
+      events.push_back(EventJson(s, scenario->zone));
+    }
+    std::vector<std::string> open_tasks;
+    for (const v1::Task& t : runtime::OpenTasks(simulation.state, false)) {
+      open_tasks.push_back(MessageJson(t));
+    }
+    const v1::Enrollment& e = simulation.state.enrollment();
+    std::printf(
+        "{\"workflow\":{\"id\":%s,\"version\":%d,\"file\":%s},"
+        "\"scenario\":%s,\"time_zone\":%s,\"events\":[%s],"
+        "\"final\":{\"stage\":%s,\"session_cadence\":%s,\"state\":%s,"
+        "\"revision\":%lld,\"open_tasks\":[%s]},\"elapsed_ms\":%.3f}\n",
+        JsonString(workflow->id).c_str(), workflow->version,
+        JsonString(template_path).c_str(), JsonString(scenario_path).c_str(),
+        JsonString(scenario->time_zone).c_str(),
+        absl::StrJoin(events, ",\n").c_str(), JsonString(e.stage()).c_str(),
+        JsonString(e.session_cadence()).c_str(),
+        JsonString(v1::Enrollment::State_Name(e.state())).c_str(),
+        static_cast<long long>(e.revision()),
+        absl::StrJoin(open_tasks, ",").c_str(), elapsed_ms);
+    return kExitOk;
+  }
+
+  std::printf("%s@%d (%s), scenario %s, patient time zone %s\n\n",
+              workflow->id.c_str(), workflow->version, template_path.c_str(),
+              scenario_path.c_str(), scenario->time_zone.c_str());
+  TimelinePrinter printer(scenario->zone);
+  for (const SimulatedEvent& s : simulation.events) printer.Event(s);
+  if (printer.quiet_ticks() > 0) {
+    std::printf("(%d time.elapsed ticks that changed nothing are not shown)\n",
+                printer.quiet_ticks());
+  }
+  std::fflush(stdout);
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
+    return kExitFailure;
+  }
+  const v1::Enrollment& e = simulation.state.enrollment();
+  std::vector<v1::Task> open = runtime::OpenTasks(simulation.state, false);
+  std::printf(
+      "\nfinal: stage %s, cadence %s, %s, revision %lld, %zu open "
+      "tasks\n",
+      e.stage().c_str(), e.session_cadence().c_str(),
+      v1::Enrollment::State_Name(e.state()).c_str(),
+      static_cast<long long>(e.revision()), open.size());
+  for (const v1::Task& t : open) {
+    std::string key = t.name().substr(t.name().rfind('/') + 1);
+    std::printf("  open %-8s %s (%s)%s\n",
+                v1::Task::Priority_Name(t.priority()).c_str(), key.c_str(),
+                t.title().c_str(),
+                t.has_due_time()
+                    ? absl::StrCat(" due ",
+                                   runtime::FormatLocal(FromProto(t.due_time()),
+                                                        scenario->zone))
+                          .c_str()
+                    : "");
+  }
+  std::fprintf(stderr, "simulated %zu events in %.3f ms\n",
+               simulation.events.size(), elapsed_ms);
+  return kExitOk;
+}
+
+}  // namespace
+
+std::vector<Command> ToolCommands() {
+  return {
+      {.spec =
+           {.name = "validate",
+            .synopsis = "validate FILE... [--json]",
+            .description =
+                "Check workflow templates offline.\n\n"
+                "Prints every problem as file:line:col: error: path: message, "
+                "one a line,\nand FILE: ok for each valid file. With --json: "
+                "[{\"file\", \"valid\",\n\"diagnostics\": [{\"line\", "
+                "\"column\", \"path\", \"message\"}]}]. Exit status 0\nwhen "
+                "every file is valid, 1 when any has a problem or cannot be "
+                "read.",
+            .flags = {},
+            .global_flags = GlobalFlags(),
+            .min_positional = 1,
+            .max_positional = kAnyNumberOfArguments},
+       .run = RunValidate},
+      {.spec =
+           {.name = "graph",
+            .synopsis = "graph TEMPLATE [--format=dot|mermaid]",
+            .description =
+                "Draw a template's stages offline, as Graphviz DOT or "
+                "Mermaid.\n\n"
+                "Nodes are stages with title and cadence; solid edges are "
+                "exit transitions\nlabelled with their condition's canonical "
+                "text, dashed edges are rules'\nmove_to actions labelled "
+                "\"rule <id>\". An invalid template prints its\nproblems on "
+                "stderr and exits 1.",
+            .flags = {{.name = "format", .value_name = "FORMAT"}},
+            .global_flags = GlobalFlags(),
+            .min_positional = 1,
+            .max_positional = 1},
+       .run = RunGraph},
+      {.spec =
+           {.name = "simulate",
+            .synopsis = "simulate TEMPLATE --scenario=FILE [--json]",
+            .description =
+                "Run a scripted patient course through a template offline.\n\n"
+                "Each scenario event (and each injected time tick) is built "
+                "and applied as\nthe server applies it, with the same Step "
+                "function; the timeline shows\nevery outcome (stage and "
+                "cadence changes, tasks, reminders, alerts, rules)\nin UTC "
+                "and in the patient's time. The scenario format is described "
+                "in\nworkflows/scenarios.md. An event the workflow refuses, or "
+                "an unmet expect,\nis reported with the scenario's "
+                "file:line:col and exits 1. The time the\nsimulation took is "
+                "printed on stderr (elapsed_ms with --json).",
+            .flags =
+                {{.name = "scenario", .value_name = "FILE", .required = true}},
+            .global_flags = GlobalFlags(),
+            .min_positional = 1,
+            .max_positional = 1},
+       .run = RunSimulate},
+  };
+}
+
+}  // namespace ipsrt::cli
