@@ -24,6 +24,7 @@
 #include "grpcpp/grpcpp.h"
 #include "ipsrt/v1/diagnostics.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
+#include "ipsrt/v1/workflow.grpc.pb.h"
 #include "service/status_mapping.h"
 
 // Global flags.
@@ -65,6 +66,15 @@ ABSL_FLAG(int32_t, page_size, 0,
 ABSL_FLAG(std::string, page_token, "",
           "next_page_token of the previous page, to continue a listing.");
 ABSL_FLAG(bool, all, false, "Follow next_page_token to the last page.");
+ABSL_FLAG(int32_t, from_version, 0,
+          "Workflow version to move enrollments from.");
+ABSL_FLAG(int32_t, to_version, 0, "Workflow version to move enrollments to.");
+ABSL_FLAG(std::string, map, "",
+          "Stage mapping OLD=NEW (old version's stage id = new version's); "
+          "repeat for each stage that enrollments are in.");
+ABSL_FLAG(bool, dry_run, false, "Show what would move and write nothing.");
+ABSL_FLAG(std::string, reason, "",
+          "Reason recorded on each enrollment's timeline.");
 
 namespace ipsrt::cli {
 namespace {
@@ -252,6 +262,63 @@ int RunEnroll(const ParsedArgs& args) {
   std::printf("name: %s\nstage: %s\nrevision: %lld\n",
               enrollment.name().c_str(), enrollment.stage().c_str(),
               static_cast<long long>(enrollment.revision()));
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- migrate
+
+int RunMigrate(const ParsedArgs& args) {
+  v1::MigrateEnrollmentsRequest request;
+  request.set_parent(TenantParent());
+  request.set_workflow_id(absl::GetFlag(FLAGS_workflow));
+  request.set_from_version(absl::GetFlag(FLAGS_from_version));
+  request.set_to_version(absl::GetFlag(FLAGS_to_version));
+  request.set_dry_run(absl::GetFlag(FLAGS_dry_run));
+  request.set_reason(absl::GetFlag(FLAGS_reason));
+  auto it = args.repeated.find("map");
+  if (it != args.repeated.end()) {
+    for (const std::string& pair : it->second) {
+      size_t eq = pair.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size()) {
+        return UsageError(
+            "migrate",
+            absl::StrCat("--map must be OLD=NEW, not \"", pair, "\""));
+      }
+      std::string old_stage = pair.substr(0, eq);
+      if (request.stage_mapping().count(old_stage)) {
+        return UsageError("migrate", absl::StrCat("--map for stage \"",
+                                                  old_stage, "\" is repeated"));
+      }
+      (*request.mutable_stage_mapping())[old_stage] = pair.substr(eq + 1);
+    }
+  }
+  if (!request.dry_run()) {
+    std::string request_id = absl::GetFlag(FLAGS_request_id);
+    if (request_id.empty()) {
+      request_id = NewRequestId();
+      std::fprintf(stderr, "request_id: %s (retry with --request_id=%s)\n",
+                   request_id.c_str(), request_id.c_str());
+    }
+    request.set_request_id(request_id);
+  }
+  auto stub = v1::WorkflowService::NewStub(NewChannel());
+  v1::MigrateEnrollmentsResponse response;
+  grpc::Status status =
+      stub->MigrateEnrollments(NewContext().get(), request, &response);
+  if (!status.ok()) return ReportRpcError(status);
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(response);
+  for (const v1::MigratedEnrollment& m : response.enrollments()) {
+    std::printf("%s  %s -> %s%s\n", m.name().c_str(), m.from_stage().c_str(),
+                m.to_stage().c_str(),
+                response.dry_run()
+                    ? ""
+                    : absl::StrCat("  (revision ", m.revision(), ")").c_str());
+  }
+  std::printf("%s %d enrollment(s) from %s@%d to %s@%d\n",
+              response.dry_run() ? "dry run: would move" : "moved",
+              response.enrollments_size(), request.workflow_id().c_str(),
+              request.from_version(), request.workflow_id().c_str(),
+              request.to_version());
   return kExitOk;
 }
 
@@ -453,6 +520,39 @@ const std::vector<Command>& Commands() {
                   },
               .global_flags = GlobalFlags()},
          .run = RunList},
+        {.spec =
+             {.name = "migrate",
+              .synopsis = "migrate --workflow=ID --from_version=N "
+                          "--to_version=M --map=OLD=NEW... [--dry_run]",
+              .description =
+                  "Move the tenant's enrollments to another workflow "
+                  "version.\n\n"
+                  "Every stage that an enrollment on --from_version is in "
+                  "needs "
+                  "a --map;\neach enrollment re-enters its mapped stage in the "
+                  "new version, recorded\non its timeline. Run with --dry_run "
+                  "first: it lists what would move and\nwrites nothing. Safe "
+                  "to retry with the same --request_id.",
+              .flags =
+                  {
+                      {.name = "workflow",
+                       .value_name = "ID",
+                       .required = true},
+                      {.name = "from_version",
+                       .value_name = "N",
+                       .required = true},
+                      {.name = "to_version",
+                       .value_name = "M",
+                       .required = true},
+                      {.name = "map",
+                       .value_name = "OLD=NEW",
+                       .repeatable = true},
+                      {.name = "dry_run", .value_name = ""},
+                      {.name = "reason", .value_name = "TEXT"},
+                      {.name = "request_id", .value_name = "ID"},
+                  },
+              .global_flags = GlobalFlags()},
+         .run = RunMigrate},
     };
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));
