@@ -157,10 +157,10 @@ fi
 
 mkdir -p "$WORK/raw"
 echo "run.sh: raw SQLite insert, batch=1 ($SQLITE_DURATION)" >&2
-RAW1="$("$SQLITE_BENCH" --dir="$WORK/raw" --batch=1 \
+RAW1="$("$SQLITE_BENCH" --dir="$WORK/raw" --workflows="$WORKFLOWS_DIR" --batch=1 \
   --duration="$SQLITE_DURATION" --json)"
 echo "run.sh: raw SQLite insert, batch=$MAX_BATCH ($SQLITE_DURATION)" >&2
-RAWN="$("$SQLITE_BENCH" --dir="$WORK/raw" --batch="$MAX_BATCH" \
+RAWN="$("$SQLITE_BENCH" --dir="$WORK/raw" --workflows="$WORKFLOWS_DIR" --batch="$MAX_BATCH" \
   --duration="$SQLITE_DURATION" --json)"
 LOADAVG_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 

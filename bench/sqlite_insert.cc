@@ -10,16 +10,19 @@
 //   SELECT ... FROM requests          (idempotency lookup, misses)
 //   INSERT INTO enrollments ...
 //   INSERT INTO events ...
+//   INSERT INTO outbox ...            (one row per reminder the runtime
+//                                      planned, as the server writes them)
 //   INSERT INTO requests ...
 //   RELEASE request
 // and --batch enrollments share one BEGIN IMMEDIATE ... COMMIT. --batch=1 is
 // one fsync-bound transaction per enrollment (a store without group commit);
 // a large --batch is the ceiling that group commit can approach.
 //
-// Row contents mirror engine/core/enrollments.cc: ids from
-// RandomIdGenerator (time-ordered, so inserts append to the B-trees),
-// SHA-256 hex fingerprints and hashes, and real serialised v1::Enrollment
-// and v1::Event protos as snapshot, response and payload.
+// Row contents are made as engine/core/enrollments.cc makes them: ids from
+// RandomIdGenerator (time-ordered, so inserts append to the B-trees), the
+// enrollment's first event run through runtime::Step over the shipped
+// ipsrt-standard template (--workflows), so the snapshot, event payload and
+// outbox rows have the server's exact content and size.
 //
 // Output: enrollments (rows) per second and transactions per second over the
 // time spent inside transactions (building the rows is excluded), and the
@@ -45,7 +48,12 @@
 #include "absl/time/time.h"
 #include "common/hash.h"
 #include "common/ids.h"
+#include "core/enrollments.h"
+#include "google/protobuf/util/time_util.h"
+#include "ipsrt/internal/state.pb.h"
 #include "ipsrt/v1/enrollment.pb.h"
+#include "model/workflow.h"
+#include "runtime/step.h"
 #include "store/migrations.h"
 
 ABSL_FLAG(std::string, dir, "",
@@ -63,6 +71,8 @@ ABSL_FLAG(int, warmup_txns, 20,
           "Transactions run first and not counted (file growth, caches).");
 ABSL_FLAG(bool, keep, false, "Keep the database file afterwards.");
 ABSL_FLAG(bool, json, false, "Print one JSON line instead of text.");
+ABSL_FLAG(std::string, workflows, "workflows",
+          "Directory of workflow templates; ipsrt-standard is used.");
 
 namespace ipsrt::bench {
 namespace {
@@ -123,10 +133,30 @@ double PercentileMs(const std::vector<int64_t>& sorted, double p) {
 // Rows is what one CreateEnrollment writes, built as the engine builds it.
 struct Rows {
   std::string tenant = "bench";
-  std::string id, request_id, patient_ref, payload_hash, snapshot,
+  std::string id, request_id, patient_ref, payload_hash, snapshot, response,
       event_payload, hash;
+  struct Outbox {
+    std::string kind, payload, key;
+    int64_t due_us;
+  };
+  std::vector<Outbox> outbox;
   int64_t now_us = 0;
 };
+
+const WorkflowTemplate* Standard() {
+  static const WorkflowTemplate* const t = [] {
+    absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> c =
+        WorkflowCatalog::LoadDirectories({absl::GetFlag(FLAGS_workflows)});
+    if (!c.ok()) {
+      std::fprintf(stderr, "ipsrt_sqlite_insert_bench: %s\n",
+                   std::string(c.status().message()).c_str());
+      std::exit(2);
+    }
+    static std::shared_ptr<const WorkflowCatalog> keep = *c;
+    return keep->Find("ipsrt-standard", 0);
+  }();
+  return t;
+}
 
 Rows MakeRows(IdGenerator& ids, int64_t n) {
   Rows r;
@@ -135,35 +165,46 @@ Rows MakeRows(IdGenerator& ids, int64_t n) {
   r.id = ids.NewId(now);
   r.request_id = absl::StrCat("raw-bench-", getpid(), "-", n);
   r.payload_hash = Sha256Hex(absl::StrCat("CreateEnrollment\n", n));
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(r.now_us / 1000000);
-  ts.set_nanos(static_cast<int32_t>(r.now_us % 1000000) * 1000);
-  v1::Enrollment e;
-  e.set_name(absl::StrCat("tenants/bench/enrollments/", r.id));
   r.patient_ref = absl::StrCat("Patient/bench-", n);
-  e.set_patient_ref(r.patient_ref);
-  e.set_workflow_id("ipsrt-standard");
-  e.set_workflow_version(1);
-  e.set_time_zone("Europe/London");
-  e.set_clinician_ref("Practitioner/bench");
-  e.set_stage("initial");
-  e.set_state(v1::Enrollment::ACTIVE);
-  e.set_revision(1);
-  e.set_session_cadence("P1W");
-  *e.mutable_create_time() = ts;
-  *e.mutable_update_time() = ts;
-  r.snapshot = e.SerializeAsString();
+  std::string name = absl::StrCat("tenants/bench/enrollments/", r.id);
   v1::Event ev;
   ev.set_sequence(1);
   ev.set_type("enrollment.created");
   ev.mutable_actor()->set_subject("anonymous");
   ev.mutable_actor()->set_role("anonymous");
-  *ev.mutable_record_time() = ts;
+  *ev.mutable_record_time() =
+      google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(r.now_us);
   ev.set_request_id(r.request_id);
+  v1::EnrollmentCreated* c = ev.mutable_payload()->mutable_enrollment_created();
+  c->set_patient_ref(r.patient_ref);
+  c->set_workflow_id("ipsrt-standard");
+  c->set_workflow_version(1);
+  c->set_time_zone("Europe/London");
+  c->set_clinician_ref("Practitioner/bench");
   ev.set_summary("Enrolled in ipsrt-standard@1 at stage initial");
-  r.hash = Sha256Hex(absl::StrCat("\n", ev.SerializeAsString()));
+  internal::EnrollmentState initial;
+  initial.mutable_enrollment()->set_name(name);
+  absl::StatusOr<runtime::StepResult> stepped =
+      runtime::Step(*Standard(), &Enrollments::LoadZone, initial, ev);
+  if (!stepped.ok()) {
+    std::fprintf(stderr, "ipsrt_sqlite_insert_bench: %s\n",
+                 std::string(stepped.status().message()).c_str());
+    std::exit(2);
+  }
+  for (const v1::Outcome& o : stepped->outcomes) *ev.add_outcomes() = o;
+  r.hash = EventHash("", ev);
   ev.set_hash(r.hash);
-  r.event_payload = ev.SerializeAsString();
+  stepped->state.set_last_event_hash(r.hash);
+  r.snapshot = DeterministicBytes(stepped->state);
+  r.response = stepped->state.enrollment().SerializeAsString();
+  r.event_payload = DeterministicBytes(ev);
+  for (const runtime::Effect& e : stepped->effects) {
+    r.outbox.push_back({e.kind == runtime::Effect::Kind::kScheduleReminder
+                            ? "reminder"
+                            : "alert.escalation",
+                        e.subject, absl::StrCat(name, "/", e.key),
+                        absl::ToUnixMicros(e.due)});
+  }
   return r;
 }
 
@@ -236,6 +277,11 @@ int Main() {
       "INSERT INTO events (tenant, enrollment_id, sequence, type, actor, "
       "request_id, record_time_us, payload, prev_hash, hash) "
       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  sqlite3_stmt* ins_outbox =
+      Prepare(db,
+              "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, "
+              "payload, idempotency_key, status, attempts, create_time_us) "
+              "VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)");
 
   RandomIdGenerator ids;
   int64_t seq = 0;
@@ -269,11 +315,21 @@ int Main() {
     BindText(ins_event, 9, "");
     BindText(ins_event, 10, r.hash);
     Run(db, ins_event, "insert event");
+    for (const Rows::Outbox& o : r.outbox) {
+      BindText(ins_outbox, 1, r.tenant);
+      BindText(ins_outbox, 2, r.id);
+      BindText(ins_outbox, 3, o.kind);
+      sqlite3_bind_int64(ins_outbox, 4, o.due_us);
+      BindBlob(ins_outbox, 5, o.payload);
+      BindText(ins_outbox, 6, o.key);
+      sqlite3_bind_int64(ins_outbox, 7, r.now_us);
+      Run(db, ins_outbox, "insert outbox");
+    }
     BindText(ins_request, 1, r.tenant);
     BindText(ins_request, 2, r.request_id);
     BindText(ins_request, 3, "CreateEnrollment");
     BindText(ins_request, 4, r.payload_hash);
-    BindBlob(ins_request, 5, r.snapshot);
+    BindBlob(ins_request, 5, r.response);
     sqlite3_bind_int64(ins_request, 6, r.now_us);
     Run(db, ins_request, "insert request");
     if (savepoints) Run(db, release, "release");
@@ -326,7 +382,7 @@ int Main() {
       std::chrono::duration<double>(Clock::now() - start).count();
 
   for (sqlite3_stmt* s : {begin, commit, savepoint, release, lookup,
-                          ins_request, ins_enrollment, ins_event}) {
+                          ins_request, ins_enrollment, ins_event, ins_outbox}) {
     sqlite3_finalize(s);
   }
   sqlite3_close_v2(db);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <thread>
 #include <utility>
 
@@ -183,15 +184,29 @@ class SqliteStore::Impl {
   struct Reader {
     absl::Mutex mu;
     sqlite3* db = nullptr;
+    // Prepared statements by SQL text, kept for the connection's life; a
+    // user resets the statement when done (ResetOnExit).
+    std::map<std::string, std::unique_ptr<Statement>, std::less<>> cache;
+
+    absl::StatusOr<Statement*> Prepared(absl::string_view sql) {
+      if (db == nullptr) return absl::UnavailableError("store: closed");
+      auto it = cache.find(sql);
+      if (it != cache.end()) return it->second.get();
+      auto stmt = std::make_unique<Statement>();
+      IPSRT_RETURN_IF_ERROR(stmt->Prepare(db, sql, true));
+      Statement* out = stmt.get();
+      cache.emplace(std::string(sql), std::move(stmt));
+      return out;
+    }
   };
   // WithReader runs `fn` on a free-ish reader connection.
   template <typename Fn>
-  auto WithReader(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr))) {
+  auto WithReader(Fn fn) -> decltype(fn(std::declval<Reader&>())) {
     size_t i =
         next_reader_.fetch_add(1, std::memory_order_relaxed) % readers_.size();
     Reader& r = *readers_[i];
     absl::MutexLock lock(&r.mu);
-    return fn(r.db);
+    return fn(r);
   }
 
   int schema_version() const { return schema_version_; }
@@ -613,6 +628,7 @@ void SqliteStore::Impl::Close() {
   if (writer_thread_.joinable()) writer_thread_.join();
   for (auto& r : readers_) {
     absl::MutexLock lock(&r->mu);
+    r->cache.clear();
     sqlite3_close_v2(r->db);
     r->db = nullptr;
   }
@@ -649,49 +665,50 @@ void SqliteStore::CommitAsync(
 
 absl::StatusOr<std::optional<RequestRecord>> SqliteStore::LookupRequest(
     absl::string_view tenant, absl::string_view request_id) {
-  return impl_->WithReader(
-      [&](sqlite3* db) -> absl::StatusOr<std::optional<RequestRecord>> {
-        if (db == nullptr) return absl::UnavailableError("store: closed");
-        Statement s;
-        IPSRT_RETURN_IF_ERROR(
-            s.Prepare(db,
-                      "SELECT method, payload_hash, response, create_time_us "
-                      "FROM requests WHERE tenant = ? AND request_id = ?",
-                      false));
-        s.Bind(1, tenant);
-        s.Bind(2, request_id);
-        IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
-        if (!found) return std::optional<RequestRecord>();
-        RequestRecord r;
-        r.tenant = std::string(tenant);
-        r.request_id = std::string(request_id);
-        r.method = s.Text(0);
-        r.payload_hash = s.Text(1);
-        r.response = s.Text(2);
-        r.create_time = FromMicros(s.Int(3));
-        return std::optional<RequestRecord>(std::move(r));
-      });
+  return impl_->WithReader([&](Impl::Reader& reader)
+                               -> absl::StatusOr<std::optional<RequestRecord>> {
+    IPSRT_ASSIGN_OR_RETURN(
+        Statement * prepared,
+        reader.Prepared("SELECT method, payload_hash, response, create_time_us "
+                        "FROM requests WHERE tenant = ? AND request_id = ?"));
+    Statement& s = *prepared;
+    ResetOnExit reset(s);
+    s.Bind(1, tenant);
+    s.Bind(2, request_id);
+    IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return std::optional<RequestRecord>();
+    RequestRecord r;
+    r.tenant = std::string(tenant);
+    r.request_id = std::string(request_id);
+    r.method = s.Text(0);
+    r.payload_hash = s.Text(1);
+    r.response = s.Text(2);
+    r.create_time = FromMicros(s.Int(3));
+    return std::optional<RequestRecord>(std::move(r));
+  });
 }
 
 absl::StatusOr<EnrollmentRow> SqliteStore::GetEnrollment(
     absl::string_view tenant, absl::string_view id) {
-  return impl_->WithReader([&](sqlite3* db) -> absl::StatusOr<EnrollmentRow> {
-    if (db == nullptr) return absl::UnavailableError("store: closed");
-    Statement s;
-    IPSRT_RETURN_IF_ERROR(
-        s.Prepare(db,
-                  absl::StrCat("SELECT ", kEnrollmentColumns,
-                               " FROM enrollments WHERE tenant = ? AND id = ?"),
-                  false));
-    s.Bind(1, tenant);
-    s.Bind(2, id);
-    IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
-    if (!found) {
-      return absl::NotFoundError(absl::StrCat(
-          "enrollment tenants/", tenant, "/enrollments/", id, " not found"));
-    }
-    return ReadEnrollment(s);
-  });
+  return impl_->WithReader(
+      [&](Impl::Reader& reader) -> absl::StatusOr<EnrollmentRow> {
+        IPSRT_ASSIGN_OR_RETURN(
+            Statement * prepared,
+            reader.Prepared(
+                absl::StrCat("SELECT ", kEnrollmentColumns,
+                             " FROM enrollments WHERE tenant = ? AND id = ?")));
+        Statement& s = *prepared;
+        ResetOnExit reset(s);
+        s.Bind(1, tenant);
+        s.Bind(2, id);
+        IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
+        if (!found) {
+          return absl::NotFoundError(absl::StrCat("enrollment tenants/", tenant,
+                                                  "/enrollments/", id,
+                                                  " not found"));
+        }
+        return ReadEnrollment(s);
+      });
 }
 
 absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
@@ -716,10 +733,10 @@ absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
       "SELECT ", kEnrollmentColumns, " FROM enrollments WHERE ",
       absl::StrJoin(where, " AND "), " ORDER BY create_time_us, id LIMIT ?");
   return impl_->WithReader(
-      [&](sqlite3* db) -> absl::StatusOr<std::vector<EnrollmentRow>> {
-        if (db == nullptr) return absl::UnavailableError("store: closed");
-        Statement s;
-        IPSRT_RETURN_IF_ERROR(s.Prepare(db, sql, false));
+      [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<EnrollmentRow>> {
+        IPSRT_ASSIGN_OR_RETURN(Statement * prepared, reader.Prepared(sql));
+        Statement& s = *prepared;
+        ResetOnExit reset(s);
         int i = 1;
         for (const std::string& a : text_args) s.Bind(i++, a);
         if (filter.state != 0) s.Bind(i++, int64_t{filter.state});
@@ -742,39 +759,39 @@ absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
 absl::StatusOr<std::vector<EventRow>> SqliteStore::ListEvents(
     absl::string_view tenant, absl::string_view enrollment_id,
     int64_t after_sequence, int limit) {
-  return impl_->WithReader(
-      [&](sqlite3* db) -> absl::StatusOr<std::vector<EventRow>> {
-        if (db == nullptr) return absl::UnavailableError("store: closed");
-        Statement s;
-        IPSRT_RETURN_IF_ERROR(s.Prepare(
-            db,
+  return impl_->WithReader([&](Impl::Reader& reader)
+                               -> absl::StatusOr<std::vector<EventRow>> {
+    IPSRT_ASSIGN_OR_RETURN(
+        Statement * prepared,
+        reader.Prepared(
             "SELECT sequence, type, actor, request_id, record_time_us, "
             "payload, prev_hash, hash FROM events WHERE tenant = ? AND "
-            "enrollment_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
-            false));
-        s.Bind(1, tenant);
-        s.Bind(2, enrollment_id);
-        s.Bind(3, after_sequence);
-        s.Bind(4, int64_t{limit});
-        std::vector<EventRow> rows;
-        while (true) {
-          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-          if (!row) break;
-          EventRow e;
-          e.tenant = std::string(tenant);
-          e.enrollment_id = std::string(enrollment_id);
-          e.sequence = s.Int(0);
-          e.type = s.Text(1);
-          e.actor = s.Text(2);
-          e.request_id = s.Text(3);
-          e.record_time = FromMicros(s.Int(4));
-          e.payload = s.Text(5);
-          e.prev_hash = s.Text(6);
-          e.hash = s.Text(7);
-          rows.push_back(std::move(e));
-        }
-        return rows;
-      });
+            "enrollment_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"));
+    Statement& s = *prepared;
+    ResetOnExit reset(s);
+    s.Bind(1, tenant);
+    s.Bind(2, enrollment_id);
+    s.Bind(3, after_sequence);
+    s.Bind(4, int64_t{limit});
+    std::vector<EventRow> rows;
+    while (true) {
+      IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      EventRow e;
+      e.tenant = std::string(tenant);
+      e.enrollment_id = std::string(enrollment_id);
+      e.sequence = s.Int(0);
+      e.type = s.Text(1);
+      e.actor = s.Text(2);
+      e.request_id = s.Text(3);
+      e.record_time = FromMicros(s.Int(4));
+      e.payload = s.Text(5);
+      e.prev_hash = s.Text(6);
+      e.hash = s.Text(7);
+      rows.push_back(std::move(e));
+    }
+    return rows;
+  });
 }
 
 int SqliteStore::SchemaVersion() const { return impl_->schema_version(); }
