@@ -54,9 +54,14 @@ function loadProtos() {
     ...LOADER_OPTIONS,
     includeDirs: [path.join(HERE, 'proto')],
   });
+  const reflection = protoLoader.loadSync(
+    'grpc/reflection/v1alpha/reflection.proto',
+    { ...LOADER_OPTIONS, includeDirs: [path.join(HERE, 'proto')] });
   return {
     ipsrt: grpc.loadPackageDefinition(ipsrt).ipsrt.v1,
     health: grpc.loadPackageDefinition(health).grpc.health.v1,
+    reflection:
+      grpc.loadPackageDefinition(reflection).grpc.reflection.v1alpha,
   };
 }
 
@@ -174,9 +179,10 @@ function makeClients(protos, port) {
     'grpc.max_send_message_length': -1,
     'grpc.max_receive_message_length': -1,
   };
-  const { ipsrt, health } = protos;
+  const { ipsrt, health, reflection } = protos;
   return {
     health: new health.Health(address, creds, options),
+    reflection: new reflection.ServerReflection(address, creds, options),
     diagnostics: new ipsrt.DiagnosticsService(address, creds, options),
     workflows: new ipsrt.WorkflowService(address, creds, options),
     enrollments: new ipsrt.EnrollmentService(address, creds, options),
@@ -278,6 +284,32 @@ describe('ipsrtd through @grpc/grpc-js', () => {
   it('reports SERVING on grpc.health.v1.Health/Check', async () => {
     const r = await unary(clients.health, 'Check', { service: '' });
     assert.equal(r.status, 'SERVING');
+  });
+
+  it('lists its services through server reflection', async () => {
+    const call = clients.reflection.ServerReflectionInfo({
+      deadline: Date.now() + 15000,
+    });
+    const responses = [];
+    const done = new Promise((resolve, reject) => {
+      call.on('data', (r) => {
+        responses.push(r);
+        call.end();
+      });
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    call.write({ list_services: '' });
+    await done;
+    assert.equal(responses.length, 1);
+    const names = responses[0].list_services_response.service.map((s) => s.name);
+    for (const want of ['ipsrt.v1.EnrollmentService',
+      'ipsrt.v1.WorkflowService', 'ipsrt.v1.DiagnosticsService',
+      'ipsrt.v1.QuestionnaireService', 'ipsrt.v1.ReminderService',
+      'ipsrt.v1.ExportService', 'ipsrt.v1.PluginService',
+      'grpc.health.v1.Health']) {
+      assert.ok(names.includes(want), `${want} in ${names.join(', ')}`);
+    }
   });
 
   it('echoes the Ping payload bytes', async () => {
