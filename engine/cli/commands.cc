@@ -168,6 +168,19 @@ std::string NewRequestId() {
                          absl::Uniform<uint64_t>(gen));
 }
 
+// RequestIdForCall is --request_id, or a new id printed on stderr (so that
+// stdout stays one document; the user needs the id to retry safely after a
+// timeout).
+std::string RequestIdForCall() {
+  std::string request_id = absl::GetFlag(FLAGS_request_id);
+  if (request_id.empty()) {
+    request_id = NewRequestId();
+    std::fprintf(stderr, "request_id: %s (retry with --request_id=%s)\n",
+                 request_id.c_str(), request_id.c_str());
+  }
+  return request_id;
+}
+
 std::string TenantParent() {
   return absl::StrCat("tenants/", absl::GetFlag(FLAGS_tenant));
 }
@@ -243,15 +256,7 @@ int RunEnroll(const ParsedArgs& args) {
       (*request.mutable_labels())[key] = label.substr(eq + 1);
     }
   }
-  std::string request_id = absl::GetFlag(FLAGS_request_id);
-  if (request_id.empty()) {
-    request_id = NewRequestId();
-    // On stderr so that stdout stays one document; the user needs the id to
-    // retry safely after a timeout.
-    std::fprintf(stderr, "request_id: %s (retry with --request_id=%s)\n",
-                 request_id.c_str(), request_id.c_str());
-  }
-  request.set_request_id(request_id);
+  request.set_request_id(RequestIdForCall());
 
   auto stub = v1::EnrollmentService::NewStub(NewChannel());
   v1::Enrollment enrollment;
@@ -292,15 +297,7 @@ int RunMigrate(const ParsedArgs& args) {
       (*request.mutable_stage_mapping())[old_stage] = pair.substr(eq + 1);
     }
   }
-  if (!request.dry_run()) {
-    std::string request_id = absl::GetFlag(FLAGS_request_id);
-    if (request_id.empty()) {
-      request_id = NewRequestId();
-      std::fprintf(stderr, "request_id: %s (retry with --request_id=%s)\n",
-                   request_id.c_str(), request_id.c_str());
-    }
-    request.set_request_id(request_id);
-  }
+  if (!request.dry_run()) request.set_request_id(RequestIdForCall());
   auto stub = v1::WorkflowService::NewStub(NewChannel());
   v1::MigrateEnrollmentsResponse response;
   grpc::Status status =

@@ -476,33 +476,6 @@ IsoDuration Scaled(const IsoDuration& d, int k) {
                      d.hours * k, d.minutes * k, d.seconds * k};
 }
 
-// ScoreEvent is what the server's Enrollments does with a submitted
-// payload before Step: refuse SRM questionnaires and score fixed
-// instruments onto the event.
-absl::Status ScoreEvent(v1::Event& event) {
-  const v1::EventPayload& p = event.payload();
-  if (!p.has_questionnaire_response()) return absl::OkStatus();
-  const v1::QuestionnaireResponse& r = p.questionnaire_response();
-  if (r.questionnaire_id().empty()) {
-    return absl::InvalidArgumentError(
-        "event.questionnaire_response.questionnaire_id: must not be empty");
-  }
-  if (r.questionnaire_id() == "srm5" || r.questionnaire_id() == "srm17") {
-    return absl::InvalidArgumentError(
-        "event.questionnaire_response.questionnaire_id: the Social Rhythm "
-        "Metric is recorded as srm_diary_day events");
-  }
-  absl::StatusOr<ScoredResponse> scored =
-      ScoreFixedInstrument(r, "event.questionnaire_response");
-  if (!scored.ok()) return scored.status();
-  for (const auto& [name, value] : scored->scores) {
-    (*event.mutable_scores())[name] = value;
-  }
-  event.set_band(scored->band);
-  for (const std::string& f : scored->flags) event.add_flags(f);
-  return absl::OkStatus();
-}
-
 // LatestAlert finds the most recent unacknowledged alert raised from the
 // alert spec `spec` (alert ids are "<spec>-<sequence>").
 std::string LatestAlert(const internal::EnrollmentState& state,
@@ -696,13 +669,7 @@ absl::StatusOr<Scenario> ParseScenario(absl::string_view yaml,
   Scenario scenario;
   if (r.ok()) ScenarioParser(r, zones).Parse(root, scenario);
   if (r.ok()) return scenario;
-  std::vector<YamlDiagnostic> d = r.diagnostics();
-  std::stable_sort(d.begin(), d.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
-  });
-  std::vector<std::string> lines;
-  for (const YamlDiagnostic& x : d) lines.push_back(x.ToString());
-  return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
+  return r.ToStatus();
 }
 
 absl::Status Simulate(const WorkflowTemplate& workflow,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -201,10 +202,20 @@ std::vector<std::string> YamlReader::StringList(const YAML::Node& map,
   return out;
 }
 
+std::vector<YamlDiagnostic> YamlReader::SortedDiagnostics() const {
+  std::vector<YamlDiagnostic> out = diagnostics_;
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
+  return out;
+}
+
 absl::Status YamlReader::ToStatus() const {
   if (diagnostics_.empty()) return absl::OkStatus();
   std::vector<std::string> lines;
-  for (const YamlDiagnostic& d : diagnostics_) lines.push_back(d.ToString());
+  for (const YamlDiagnostic& d : SortedDiagnostics()) {
+    lines.push_back(d.ToString());
+  }
   return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
 }
 

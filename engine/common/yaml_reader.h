@@ -88,8 +88,10 @@ class YamlReader {
   const std::vector<YamlDiagnostic>& diagnostics() const {
     return diagnostics_;
   }
+  // SortedDiagnostics is diagnostics() in file order (line, then column).
+  std::vector<YamlDiagnostic> SortedDiagnostics() const;
   // ToStatus is OK when there is no diagnostic, else INVALID_ARGUMENT whose
-  // message lists every diagnostic, one a line.
+  // message lists every diagnostic in file order, one a line.
   absl::Status ToStatus() const;
   const std::string& file() const { return file_; }
 

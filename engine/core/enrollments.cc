@@ -122,8 +122,8 @@ void AddEffects(const EnrollmentName& name,
   }
 }
 
-// ScoreEvent validates a submitted payload's content and records its
-// scores on the event.
+}  // namespace
+
 absl::Status ScoreEvent(v1::Event& event) {
   const v1::EventPayload& p = event.payload();
   if (p.has_questionnaire_response()) {
@@ -149,7 +149,7 @@ absl::Status ScoreEvent(v1::Event& event) {
   return absl::OkStatus();
 }
 
-}  // namespace
+namespace {}  // namespace
 
 std::string DeterministicBytes(const google::protobuf::Message& m) {
   std::string out;

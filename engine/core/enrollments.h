@@ -158,6 +158,11 @@ class Enrollments {
   EnrollmentLocks locks_;
 };
 
+// ScoreEvent validates a submitted event's content (a questionnaire
+// response's items and range) and records its scores, band and flags on the
+// event, as the engine does before Step. INVALID_ARGUMENT names the item.
+absl::Status ScoreEvent(v1::Event& event);
+
 // DeterministicBytes serialises a message with map entries in key order,
 // so equal messages give equal bytes (snapshots, hashes).
 std::string DeterministicBytes(const google::protobuf::Message& message);

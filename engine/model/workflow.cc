@@ -704,11 +704,7 @@ std::vector<YamlDiagnostic> DiagnoseWorkflowTemplate(
   YamlReader r{std::string(file_name)};
   YAML::Node root = r.Parse(yaml);
   if (r.ok()) Parser(r, yaml, context).Parse(root);
-  std::vector<YamlDiagnostic> out = r.diagnostics();
-  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
-  });
-  return out;
+  return r.SortedDiagnostics();
 }
 
 absl::StatusOr<WorkflowTemplate> ParseWorkflowTemplate(
@@ -718,15 +714,7 @@ absl::StatusOr<WorkflowTemplate> ParseWorkflowTemplate(
   YAML::Node root = r.Parse(yaml);
   if (!r.ok()) return r.ToStatus();
   WorkflowTemplate t = Parser(r, yaml, context).Parse(root);
-  if (!r.ok()) {
-    std::vector<YamlDiagnostic> d = r.diagnostics();
-    std::stable_sort(d.begin(), d.end(), [](const auto& a, const auto& b) {
-      return std::tie(a.line, a.column) < std::tie(b.line, b.column);
-    });
-    std::vector<std::string> lines;
-    for (const YamlDiagnostic& x : d) lines.push_back(x.ToString());
-    return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
-  }
+  if (!r.ok()) return r.ToStatus();
   t.source_file = std::string(file_name);
   t.source_yaml = std::string(yaml);
   t.source_sha256 = Sha256Hex(yaml);

@@ -50,9 +50,11 @@ function loadProtos() {
       'ipsrt/v1/enrollment.proto',
     ],
     { ...LOADER_OPTIONS, includeDirs: [path.join(SOURCE_DIR, 'proto')] });
+  // The repository's copy of the standard health proto (the CLI uses it
+  // too); the server's health service is gRPC's own.
   const health = protoLoader.loadSync('grpc/health/v1/health.proto', {
     ...LOADER_OPTIONS,
-    includeDirs: [path.join(HERE, 'proto')],
+    includeDirs: [path.join(SOURCE_DIR, 'proto')],
   });
   const reflection = protoLoader.loadSync(
     'grpc/reflection/v1alpha/reflection.proto',
