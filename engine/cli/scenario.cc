@@ -546,9 +546,7 @@ absl::Status Simulator::Create() {
                         absl::StrCat(s_.file, ": error: patient: ",
                                      stepped.status().message()));
   }
-  for (v1::Outcome& o : stepped->outcomes) *event.add_outcomes() = o;
-  event.set_hash(EventHash("", event));
-  stepped->state.set_last_event_hash(event.hash());
+  SealEvent("", *stepped, event);
   out_.state = std::move(stepped->state);
   out_.events.push_back(SimulatedEvent{
       std::move(event), "", false, out_.state.enrollment().stage(),
@@ -576,11 +574,7 @@ absl::Status Simulator::Apply(v1::EventPayload payload, absl::Time at,
   absl::StatusOr<runtime::StepResult> stepped =
       runtime::Step(w_, zones_, state, event);
   if (!stepped.ok()) return stepped.status();
-  for (v1::Outcome& o : stepped->outcomes) *event.add_outcomes() = o;
-  event.set_summary(absl::StrCat(event.type(), " at stage ",
-                                 stepped->state.enrollment().stage()));
-  event.set_hash(EventHash(state.last_event_hash(), event));
-  stepped->state.set_last_event_hash(event.hash());
+  SealEvent(state.last_event_hash(), *stepped, event);
   out_.state = std::move(stepped->state);
   out_.events.push_back(SimulatedEvent{
       std::move(event), where, tick, out_.state.enrollment().stage(),

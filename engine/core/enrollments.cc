@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/hash.h"
@@ -123,6 +124,26 @@ void AddEffects(const EnrollmentName& name,
 }
 
 }  // namespace
+
+void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
+               v1::Event& event) {
+  for (const v1::Outcome& o : stepped.outcomes) *event.add_outcomes() = o;
+  if (event.payload().has_srm_diary_day()) {
+    // The weekly SRM score is computed by Step from the whole diary week;
+    // it is recorded on the event like a questionnaire's scores.
+    for (const auto& [name, value] : stepped.state.scores()) {
+      if (absl::StartsWith(name, "srm.")) {
+        (*event.mutable_scores())[name] = value;
+      }
+    }
+  }
+  if (event.summary().empty()) {
+    event.set_summary(absl::StrCat(event.type(), " at stage ",
+                                   stepped.state.enrollment().stage()));
+  }
+  event.set_hash(EventHash(prev_hash, event));
+  stepped.state.set_last_event_hash(event.hash());
+}
 
 absl::Status ScoreEvent(v1::Event& event) {
   const v1::EventPayload& p = event.payload();
@@ -255,9 +276,7 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
   absl::StatusOr<runtime::StepResult> stepped =
       runtime::Step(*workflow, &Enrollments::LoadZone, initial, event);
   if (!stepped.ok()) return done(stepped.status());
-  for (v1::Outcome& o : stepped->outcomes) *event.add_outcomes() = o;
-  event.set_hash(EventHash("", event));
-  stepped->state.set_last_event_hash(event.hash());
+  SealEvent("", *stepped, event);
   v1::Enrollment enrollment = stepped->state.enrollment();
 
   WriteBatch batch;
@@ -448,11 +467,7 @@ void Enrollments::Apply(const std::string& method,
   absl::StatusOr<runtime::StepResult> stepped =
       runtime::Step(*workflow, &Enrollments::LoadZone, *state, event);
   if (!stepped.ok()) return done(stepped.status());
-  for (v1::Outcome& o : stepped->outcomes) *event.add_outcomes() = o;
-  event.set_summary(absl::StrCat(event.type(), " at stage ",
-                                 stepped->state.enrollment().stage()));
-  event.set_hash(EventHash(state->last_event_hash(), event));
-  stepped->state.set_last_event_hash(event.hash());
+  SealEvent(state->last_event_hash(), *stepped, event);
 
   v1::SubmitEventResponse response;
   *response.mutable_enrollment() = stepped->state.enrollment();

@@ -27,6 +27,7 @@
 #include "ipsrt/v1/enrollment.pb.h"
 #include "ipsrt/v1/workflow.pb.h"
 #include "model/workflow.h"
+#include "runtime/step.h"
 
 namespace ipsrt {
 
@@ -157,6 +158,14 @@ class Enrollments {
   Deps deps_;
   EnrollmentLocks locks_;
 };
+
+// SealEvent completes an event after Step: it records the outcomes and the
+// scores Step derived (the weekly SRM score of a diary day), a summary when
+// none is set, and the hash chaining it to `prev_hash`, and sets the
+// state's last_event_hash. The server and the simulator both use it, so
+// their events are the same.
+void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
+               v1::Event& event);
 
 // ScoreEvent validates a submitted event's content (a questionnaire
 // response's items and range) and records its scores, band and flags on the

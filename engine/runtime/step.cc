@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/time_util.h"
+#include "instruments/srm.h"
 #include "ipsrt/status_macros.h"
 
 namespace ipsrt::runtime {
@@ -44,6 +46,7 @@ class Applier {
   }
 
   absl::Status ApplyPayload();
+  absl::Status RecordDiaryDay(const v1::SrmDiaryDay& day);
   absl::Status Created(const v1::EnrollmentCreated& c);
   void EnterStage(const StageTemplate& to, const std::string& reason);
   // OpenOccurrence opens the next occurrence of `t`, due at `due`, whose
@@ -500,6 +503,119 @@ absl::Status Applier::Created(const v1::EnrollmentCreated& c) {
   return absl::OkStatus();
 }
 
+// RecordDiaryDay validates one diary day, stores it, and scores the week
+// of 7 local dates ending with the latest recorded date.
+//
+// Late and corrected entries: a day may be recorded up to 7 days after its
+// date (a later entry is refused); a date already recorded is replaced only
+// by an entry marked `correction`, and a correction needs an earlier entry.
+// Either way the week is scored again, so srm.* always reflect the diary as
+// it now stands.
+absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
+  const std::string field = "event.srm_diary_day";
+  absl::CivilDay date;
+  if (!absl::ParseCivilTime(day.local_date(), &date) ||
+      absl::FormatCivilTime(date) != day.local_date()) {
+    return Invalid(absl::StrCat(field, ".local_date"),
+                   "must be a date \"YYYY-MM-DD\"");
+  }
+  absl::CivilDay today = absl::ToCivilDay(now_, zone_);
+  if (date > today) {
+    return Invalid(absl::StrCat(field, ".local_date"),
+                   absl::StrCat(day.local_date(),
+                                " is after today in the patient's zone (",
+                                absl::FormatCivilTime(today), ")"));
+  }
+  if (today - date > 7) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, ".local_date: ", day.local_date(),
+        " is more than 7 days ago; diary days are recorded within a week"));
+  }
+  std::string instrument = day.instrument().empty() ? "srm5" : day.instrument();
+  const std::vector<std::string>* known = nullptr;
+  if (instrument == "srm5") known = &Srm5Activities();
+  if (instrument == "srm17") known = &Srm17Activities();
+  if (known == nullptr) {
+    return Invalid(absl::StrCat(field, ".instrument"), "must be srm5 or srm17");
+  }
+  if (day.mood() < -5 || day.mood() > 5) {
+    return Invalid(absl::StrCat(field, ".mood"), "must be between -5 and +5");
+  }
+  std::set<std::string> seen;
+  for (int i = 0; i < day.activities_size(); ++i) {
+    const v1::SrmActivity& a = day.activities(i);
+    std::string f = absl::StrCat(field, ".activities[", i, "]");
+    if (std::find(known->begin(), known->end(), a.activity()) == known->end()) {
+      return Invalid(
+          absl::StrCat(f, ".activity"),
+          absl::StrCat(instrument, " has no activity \"", a.activity(), "\""));
+    }
+    if (!seen.insert(a.activity()).second) {
+      return Invalid(absl::StrCat(f, ".activity"),
+                     absl::StrCat("\"", a.activity(), "\" is repeated"));
+    }
+    if (!a.local_time().empty() &&
+        !ParseLocalTimeOfDay(a.local_time()).has_value()) {
+      return Invalid(absl::StrCat(f, ".local_time"),
+                     "must be HH:MM, or empty when not done");
+    }
+    if (a.people_code() < -1 || a.people_code() > 3) {
+      return Invalid(absl::StrCat(f, ".people_code"),
+                     "must be 0-3 (or -1 when not recorded)");
+    }
+  }
+  bool recorded = s().srm_days().count(day.local_date()) > 0;
+  if (recorded && !day.correction()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, ".local_date: ", day.local_date(),
+        " is already recorded; send it with correction: true to replace it"));
+  }
+  if (!recorded && day.correction()) {
+    return Invalid(
+        absl::StrCat(field, ".correction"),
+        absl::StrCat("nothing recorded for ", day.local_date(), " to correct"));
+  }
+  if (!recorded) s().set_srm_days_recorded(s().srm_days_recorded() + 1);
+  (*s().mutable_srm_days())[day.local_date()] = day;
+
+  // Keep 14 days before the latest; score the 7 ending with it.
+  absl::CivilDay latest = date;
+  for (const auto& [d, unused] : s().srm_days()) {
+    absl::CivilDay c;
+    if (absl::ParseCivilTime(d, &c) && c > latest) latest = c;
+  }
+  std::vector<std::string> old;
+  std::vector<SrmDayTimes> window;
+  for (const auto& [d, entry] : s().srm_days()) {
+    absl::CivilDay c;
+    absl::ParseCivilTime(d, &c);
+    if (latest - c >= 14) {
+      old.push_back(d);
+      continue;
+    }
+    if (latest - c >= 7) continue;
+    SrmDayTimes times;
+    for (const v1::SrmActivity& a : entry.activities()) {
+      if (!a.local_time().empty()) {
+        times[a.activity()] = *ParseLocalTimeOfDay(a.local_time());
+      }
+    }
+    window.push_back(std::move(times));
+  }
+  for (const std::string& d : old) s().mutable_srm_days()->erase(d);
+  SrmWeekScore week = ScoreSrmWeek(window);
+  auto* scores = s().mutable_scores();
+  if (week.score.has_value()) {
+    (*scores)["srm.score"] = *week.score;
+  } else {
+    scores->erase("srm.score");
+  }
+  (*scores)["srm.ali"] = week.ali;
+  (*scores)["srm.weeks_recorded"] =
+      static_cast<double>(s().srm_days_recorded() / 7);
+  return absl::OkStatus();
+}
+
 absl::Status Applier::ApplyPayload() {
   const v1::EventPayload& p = event_.payload();
   auto count = [&](const std::string& kind) {
@@ -541,9 +657,7 @@ absl::Status Applier::ApplyPayload() {
       return absl::OkStatus();
     }
     case v1::EventPayload::kSrmDiaryDay: {
-      for (const auto& [name, value] : event_.scores()) {
-        (*s().mutable_scores())[name] = value;
-      }
+      IPSRT_RETURN_IF_ERROR(RecordDiaryDay(p.srm_diary_day()));
       count("srm_diary");
       std::string instrument = p.srm_diary_day().instrument().empty()
                                    ? "srm5"

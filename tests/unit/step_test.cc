@@ -64,10 +64,8 @@ class Course {
         runtime::Step(w_, &Enrollments::LoadZone, state_, event);
     EXPECT_TRUE(r.ok()) << r.status();
     if (!r.ok()) return {};
-    for (const v1::Outcome& o : r->outcomes) *event.add_outcomes() = o;
-    event.set_hash(EventHash(state_.last_event_hash(), event));
+    SealEvent(state_.last_event_hash(), *r, event);
     state_ = std::move(r->state);
-    state_.set_last_event_hash(event.hash());
     effects_.insert(effects_.end(), r->effects.begin(), r->effects.end());
     events_.push_back(event);
     return r->outcomes;
@@ -423,6 +421,70 @@ TEST(StepTest, DoneTaskCancelsItsReminderAndOpensTheNext) {
   ASSERT_NE(next, nullptr);
   EXPECT_EQ(next->subject(), "initial.srm-diary#2");
   EXPECT_EQ(next->local_due_time(), "2026-01-06T20:00 (+00:00)");
+}
+
+}  // namespace
+}  // namespace ipsrt
+
+namespace ipsrt {
+namespace {
+
+v1::EventPayload Diary(
+    const std::string& date,
+    const std::vector<std::pair<std::string, std::string>>& activities,
+    bool correction = false) {
+  v1::EventPayload p;
+  v1::SrmDiaryDay* d = p.mutable_srm_diary_day();
+  d->set_local_date(date);
+  d->set_instrument("srm5");
+  d->set_correction(correction);
+  for (const auto& [activity, time] : activities) {
+    v1::SrmActivity* a = d->add_activities();
+    a->set_activity(activity);
+    a->set_local_time(time);
+  }
+  return p;
+}
+
+// A diary week that spans the spring-forward change in New York: the times
+// are wall-clock times, so the change does not move them, and the weekly
+// score is the same as any week's.
+TEST(StepSrmTest, WeeklyScoreAcrossDaylightSavingChangeAndCorrections) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "America/New_York", At("2026-03-05T09:00", "America/New_York"));
+  const char* dates[] = {"2026-03-05", "2026-03-06", "2026-03-07", "2026-03-08",
+                         "2026-03-09", "2026-03-10", "2026-03-11"};
+  for (int d = 0; d < 7; ++d) {
+    c.Advance(absl::Hours(24));
+    c.Submit(Diary(dates[d], {{"out_of_bed", "07:00"},
+                              {"to_bed", d == 3 ? "01:30" : "23:00"}}));
+  }
+  const auto& scores = c.state().scores();
+  ASSERT_TRUE(scores.count("srm.score"));
+  EXPECT_DOUBLE_EQ(scores.at("srm.score"), 6.5);  // (7 + 6) / 2
+  EXPECT_EQ(scores.at("srm.ali"), 14);
+  EXPECT_EQ(scores.at("srm.weeks_recorded"), 1);
+  EXPECT_EQ(c.events().back().scores().at("srm.score"), 6.5);
+
+  // The late bedtime is corrected: every day is a hit now.
+  EXPECT_EQ(c.TrySubmit(Diary("2026-03-08", {{"to_bed", "23:00"}})).message(),
+            "event.srm_diary_day.local_date: 2026-03-08 is already recorded; "
+            "send it with correction: true to replace it");
+  c.Submit(Diary("2026-03-08", {{"out_of_bed", "07:00"}, {"to_bed", "23:00"}},
+                 /*correction=*/true));
+  EXPECT_DOUBLE_EQ(c.state().scores().at("srm.score"), 7.0);
+  EXPECT_EQ(c.state().scores().at("srm.weeks_recorded"), 1);
+
+  EXPECT_EQ(c.TrySubmit(Diary("2026-03-01", {{"dinner", "18:00"}})).message(),
+            "event.srm_diary_day.local_date: 2026-03-01 is more than 7 days "
+            "ago; diary days are recorded within a week");
+  EXPECT_EQ(c.TrySubmit(Diary("2026-03-12", {{"lunch", "12:00"}})).message(),
+            "event.srm_diary_day.activities[0].activity: srm5 has no activity "
+            "\"lunch\"");
+  EXPECT_EQ(c.TrySubmit(Diary("2026-03-12", {{"dinner", "7pm"}})).message(),
+            "event.srm_diary_day.activities[0].local_time: must be HH:MM, or "
+            "empty when not done");
+  ExpectReplayEqualsState(w, c);
 }
 
 }  // namespace

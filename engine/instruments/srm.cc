@@ -1,0 +1,109 @@
+#include "instruments/srm.h"
+
+#include <cmath>
+#include <set>
+
+#include "absl/strings/str_format.h"
+
+namespace ipsrt {
+namespace {
+
+constexpr double kDay = 1440.0;
+constexpr double kHalfDay = 720.0;
+constexpr double kPi = 3.14159265358979323846;
+constexpr double kHitWindow = 45.0;
+
+// Wrap maps a difference of clock minutes into (-720, 720].
+double Wrap(double minutes) {
+  double m = std::fmod(minutes, kDay);
+  if (m <= -kHalfDay) m += kDay;
+  if (m > kHalfDay) m -= kDay;
+  return m;
+}
+
+double Normalize(double minutes) {
+  double m = std::fmod(minutes, kDay);
+  return m < 0 ? m + kDay : m;
+}
+
+}  // namespace
+
+const std::vector<std::string>& Srm5Activities() {
+  static const auto* a = new std::vector<std::string>{
+      "out_of_bed", "first_contact", "start_work", "dinner", "to_bed"};
+  return *a;
+}
+
+const std::vector<std::string>& Srm17Activities() {
+  static const auto* a = new std::vector<std::string>{
+      "out_of_bed", "first_contact",   "morning_beverage",
+      "breakfast",  "go_outside",      "start_work",
+      "lunch",      "afternoon_snack", "nap",
+      "dinner",     "exercise",        "evening_snack",
+      "tv_news",    "return_home",     "to_bed",
+      "custom_1",   "custom_2"};
+  return *a;
+}
+
+SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days) {
+  SrmWeekScore week;
+  std::map<std::string, std::vector<double>> times;
+  for (size_t d = 0; d < days.size() && d < 7; ++d) {
+    for (const auto& [activity, minutes] : days[d]) {
+      times[activity].push_back(minutes);
+      ++week.ali;
+    }
+  }
+  for (const auto& [activity, t] : times) {
+    SrmActivityScore a;
+    a.activity = activity;
+    a.days_done = static_cast<int>(t.size());
+    a.qualifies = a.days_done >= 3;
+    if (a.qualifies) {
+      double s = 0, c = 0;
+      for (double m : t) {
+        s += std::sin(m / kDay * 2 * kPi);
+        c += std::cos(m / kDay * 2 * kPi);
+      }
+      double reference = t.front();
+      if (std::hypot(s, c) > 1e-9) {
+        reference = Normalize(std::atan2(s, c) / (2 * kPi) * kDay);
+      }
+      std::vector<double> offsets;
+      for (double m : t) offsets.push_back(Wrap(m - reference));
+      double mean = 0;
+      for (double o : offsets) mean += o;
+      mean /= offsets.size();
+      double var = 0;
+      for (double o : offsets) var += (o - mean) * (o - mean);
+      double sd = std::sqrt(var / (offsets.size() - 1));
+      double kept_sum = 0;
+      int kept = 0;
+      for (double o : offsets) {
+        if (sd == 0 || std::fabs(o - mean) <= 1.5 * sd) {
+          kept_sum += o;
+          ++kept;
+        }
+      }
+      double ht_offset = kept > 0 ? kept_sum / kept : mean;
+      for (double o : offsets) {
+        if (std::fabs(Wrap(o - ht_offset)) <= kHitWindow) ++a.hits;
+      }
+      a.habitual_minutes = Normalize(reference + ht_offset);
+      ++week.qualifying_activities;
+      week.hits += a.hits;
+    }
+    week.activities.push_back(std::move(a));
+  }
+  if (week.qualifying_activities > 0) {
+    week.score = static_cast<double>(week.hits) / week.qualifying_activities;
+  }
+  return week;
+}
+
+std::string FormatMinutes(double minutes) {
+  int m = static_cast<int>(std::lround(Normalize(minutes))) % 1440;
+  return absl::StrFormat("%02d:%02d", m / 60, m % 60);
+}
+
+}  // namespace ipsrt

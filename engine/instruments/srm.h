@@ -1,0 +1,68 @@
+// The Social Rhythm Metric (SRM): activities, and the weekly score.
+//
+// The weekly score follows the project's domain reference (IPSRT.md
+// section 2; Monk et al. 1990, 2002), for one patient and one 7-day window:
+//  1. an activity qualifies when it was done on at least 3 of the 7 days;
+//  2. times are circular: each is expressed as a signed offset from the
+//     activity's circular mean, in (-12 h, +12 h], so 23:30 and 00:45 are
+//     75 minutes apart;
+//  3. the habitual time (HT) is the mean of the offsets after dropping
+//     offsets more than 1.5 sample standard deviations (n-1) from their
+//     mean (no drop when the SD is 0);
+//  4. a hit is any recorded occurrence within 45 minutes (inclusive) of HT,
+//     dropped outliers included;
+//  5. score = hits over qualifying activities / qualifying activities
+//     (0-7), absent when no activity qualifies;
+//  6. Activity Level Index (ALI) = occurrences recorded in the window.
+// When the times of an activity are spread so evenly that they have no
+// circular mean (their vectors cancel), the first recorded time is the
+// reference instead; the result is then still well defined.
+#ifndef IPSRT_INSTRUMENTS_SRM_H_
+#define IPSRT_INSTRUMENTS_SRM_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace ipsrt {
+
+// Activity ids of SRM-5 and SRM-17 (SRM-17: 15 fixed activities and two
+// the patient names, "custom_1" and "custom_2").
+const std::vector<std::string>& Srm5Activities();
+const std::vector<std::string>& Srm17Activities();
+
+// One day of the diary: activity id -> minutes after local midnight
+// (0-1439); an activity not done is absent.
+using SrmDayTimes = std::map<std::string, int>;
+
+struct SrmActivityScore {
+  std::string activity;
+  int days_done = 0;
+  bool qualifies = false;
+  // Habitual time, minutes after midnight in [0, 1440); set when it
+  // qualifies.
+  std::optional<double> habitual_minutes;
+  int hits = 0;
+};
+
+struct SrmWeekScore {
+  std::optional<double> score;  // absent when nothing qualifies
+  int qualifying_activities = 0;
+  int hits = 0;
+  int ali = 0;
+  std::vector<SrmActivityScore> activities;  // in activity id order
+};
+
+// ScoreSrmWeek scores up to 7 diary days (the window); days beyond 7 are a
+// programming error and are ignored.
+SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days);
+
+// FormatMinutes renders minutes after midnight as "HH:MM" (rounded).
+std::string FormatMinutes(double minutes);
+
+}  // namespace ipsrt
+
+#endif  // IPSRT_INSTRUMENTS_SRM_H_
