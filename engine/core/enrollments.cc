@@ -1,6 +1,7 @@
 #include "core/enrollments.h"
 
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -515,14 +516,21 @@ void Enrollments::Apply(const std::string& method,
           if (absl::IsAborted(r.status()) && expected_revision == 0 &&
               attempts_left > 1) {
             // Another process appended first; the caller asked for "the
-            // current revision", so apply again on top of it.
+            // current revision", so apply again on top of it. Not on this
+            // (the store's writer) thread: Apply may wait for an enrollment
+            // lock whose holder waits for the writer.
             locks_.Release(lock_key);
-            return Apply(method, name_field, name, request_id, 0,
-                         std::move(retry_payload), fingerprint, actor,
-                         attempts_left - 1,
-                         [inner](absl::StatusOr<v1::SubmitEventResponse> x) {
-                           (*inner)(std::move(x));
-                         });
+            std::thread([this, method, name_field, name, request_id,
+                         retry_payload = std::move(retry_payload), fingerprint,
+                         actor, attempts_left, inner]() mutable {
+              Apply(method, name_field, name, request_id, 0,
+                    std::move(retry_payload), fingerprint, actor,
+                    attempts_left - 1,
+                    [inner](absl::StatusOr<v1::SubmitEventResponse> x) {
+                      (*inner)(std::move(x));
+                    });
+            }).detach();
+            return;
           }
           return done(r.status());
         }

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/notification.h"
 #include "common/ids.h"
 #include "common/validation.h"
 #include "core/enrollments.h"
@@ -695,6 +697,84 @@ TEST_F(EventsTest, ValidateReloadAndMigrate) {
   EXPECT_EQ(moved.workflow_version(), 2);
   EXPECT_EQ(moved.stage(), "intake");
   ExpectReplayEqualsSnapshot(e.name());
+}
+
+}  // namespace
+}  // namespace ipsrt
+
+namespace ipsrt {
+namespace {
+
+// Two engines on one database file, as two processes would be: writers of
+// one enrollment in different engines meet the store's revision check, and
+// events submitted without expected_revision are applied again on top of
+// the other engine's event instead of failing.
+TEST(TwoEnginesTest, WritersInDifferentEnginesRetryOnTopOfEachOther) {
+  testing::TempDir dir;
+  SqliteStore::Options o;
+  o.path = dir.File("shared.db");
+  auto a = SqliteStore::Open(o);
+  auto b = SqliteStore::Open(o);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto catalog = WorkflowCatalog::LoadDirectories(
+      {std::string(IPSRT_SOURCE_DIR) + "/workflows"});
+  ASSERT_TRUE(catalog.ok());
+  WorkflowRegistry workflows(*catalog);
+  RandomIdGenerator ids;
+  Enrollments first({a->get(), SystemClock::Get(), &ids, &workflows, {}});
+  Enrollments second({b->get(), SystemClock::Get(), &ids, &workflows, {}});
+  v1::Actor actor;
+  actor.set_subject("test");
+
+  v1::CreateEnrollmentRequest create;
+  create.set_parent("tenants/t1");
+  create.set_request_id("create");
+  create.set_patient_ref("Patient/1");
+  create.set_workflow_id("ipsrt-standard");
+  create.set_time_zone("UTC");
+  create.set_clinician_ref("Practitioner/1");
+  absl::Notification created;
+  std::string name;
+  first.Create(create, actor, [&](absl::StatusOr<v1::Enrollment> e) {
+    ASSERT_TRUE(e.ok()) << e.status();
+    name = e->name();
+    created.Notify();
+  });
+  created.WaitForNotification();
+
+  constexpr int kPerEngine = 15;
+  std::atomic<int> ok{0}, failed{0};
+  absl::BlockingCounter pending(2 * kPerEngine);
+  std::vector<std::thread> threads;
+  for (Enrollments* engine : {&first, &second}) {
+    threads.emplace_back([&, engine] {
+      for (int i = 0; i < kPerEngine; ++i) {
+        v1::SubmitEventRequest r;
+        r.set_name(name);
+        r.set_request_id(absl::StrCat(engine == &first ? "a-" : "b-", i));
+        r.mutable_event()->mutable_session_held();
+        engine->Submit(r, actor,
+                       [&](absl::StatusOr<v1::SubmitEventResponse> resp) {
+                         if (resp.ok()) {
+                           ++ok;
+                         } else {
+                           ++failed;
+                           ADD_FAILURE() << resp.status();
+                         }
+                         pending.DecrementCount();
+                       });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  pending.Wait();
+  EXPECT_EQ(ok, 2 * kPerEngine);
+  EXPECT_EQ(failed, 0);
+  v1::GetEnrollmentRequest get;
+  get.set_name(name);
+  absl::StatusOr<v1::Enrollment> e = first.Get(get);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->revision(), 1 + 2 * kPerEngine);
 }
 
 }  // namespace
