@@ -5,9 +5,11 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/hash.h"
 #include "common/page_token.h"
 #include "common/validation.h"
@@ -26,9 +28,18 @@ using google::protobuf::util::TimeUtil;
 
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 500;
-// Internal retries of an event submitted without expected_revision when
-// another writer got there first.
-constexpr int kSubmitAttempts = 5;
+// Internal attempts of an event submitted without expected_revision when
+// writers in other processes got there first; each retry waits a random
+// backoff that doubles (up to 64 ms), so that no writer starves.
+constexpr int kSubmitAttempts = 10;
+
+absl::Duration RetryBackoff(int attempt) {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::BitGen* gen = new absl::BitGen();
+  int64_t cap_ms = int64_t{1} << std::min(attempt, 6);
+  absl::MutexLock lock(&mu);
+  return absl::Microseconds(absl::Uniform<int64_t>(*gen, 0, cap_ms * 1000));
+}
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
@@ -523,6 +534,7 @@ void Enrollments::Apply(const std::string& method,
             std::thread([this, method, name_field, name, request_id,
                          retry_payload = std::move(retry_payload), fingerprint,
                          actor, attempts_left, inner]() mutable {
+              absl::SleepFor(RetryBackoff(kSubmitAttempts - attempts_left + 1));
               Apply(method, name_field, name, request_id, 0,
                     std::move(retry_payload), fingerprint, actor,
                     attempts_left - 1,
