@@ -104,8 +104,7 @@ TEST_P(CorpusTest, GivesExactlyTheExpectedDiagnostics) {
   const std::string text = ReadFile(path);
   const std::string file_name = path.filename().string();
   const std::vector<std::string> expected = Expectations(text);
-  ASSERT_FALSE(expected.empty())
-      << path << " states no \"# expect:\" line";
+  ASSERT_FALSE(expected.empty()) << path << " states no \"# expect:\" line";
 
   std::vector<std::string> actual =
       Actual(DiagnoseWorkflowTemplate(text, file_name), file_name);
@@ -162,9 +161,9 @@ TEST(ShippedTemplatesTest, GiveNoDiagnostics) {
   for (const fs::path& path : files) {
     SCOPED_TRACE(path.string());
     const std::string text = ReadFile(path);
-    std::vector<std::string> actual = Actual(
-        DiagnoseWorkflowTemplate(text, path.filename().string()),
-        path.filename().string());
+    std::vector<std::string> actual =
+        Actual(DiagnoseWorkflowTemplate(text, path.filename().string()),
+               path.filename().string());
     EXPECT_THAT(actual, ::testing::IsEmpty()) << AsExpectLines(actual);
     absl::StatusOr<WorkflowTemplate> parsed =
         ParseWorkflowTemplate(text, path.filename().string());
@@ -183,15 +182,16 @@ TEST(ShippedTemplatesTest, LoadTogetherAsACatalog) {
 // The same format tables as tests/workflows/schema_check.mjs, so the JSON
 // Schema's duration and HH:MM patterns and the loader agree.
 TEST(FormatTablesTest, DurationsAgreeWithTheSchemaTable) {
-  for (const char* ok : {"P1W", "P2W", "P1M", "P2M", "P10D", "P1Y2M", "P1M2W",
-                         "PT4H", "P1DT12H", "PT30M", "P1Y2M3W4DT5H6M7S",
-                         "P0W1D", "P10000D", "P007D", "PT1S"}) {
+  for (const char* ok :
+       {"P1W", "P2W", "P1M", "P2M", "P10D", "P1Y2M", "P1M2W", "PT4H", "P1DT12H",
+        "PT30M", "P1Y2M3W4DT5H6M7S", "P0W1D", "P10000D", "P007D", "PT1S"}) {
     EXPECT_TRUE(IsIsoDuration(ok)) << ok;
   }
   for (const char* bad :
-       {"", "P", "1W", "P0W", "P0D", "PT0H", "PW", "P1", "P1W1M", "P1H", "P-1W",
-        "bimonthly", "P1W1W", "PT", "P1DT", "P1.5W", "p1w", "P10001D", "PT1D",
-        "P1T1H", " P1W", "P1W "}) {
+       {"",      "P",     "1W",    "P0W",   "P0D",  "PT0H",
+        "PW",    "P1",    "P1W1M", "P1H",   "P-1W", "bimonthly",
+        "P1W1W", "PT",    "P1DT",  "P1.5W", "p1w",  "P10001D",
+        "PT1D",  "P1T1H", " P1W",  "P1W "}) {
     EXPECT_FALSE(IsIsoDuration(bad)) << "\"" << bad << "\"";
   }
 }
