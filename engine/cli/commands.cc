@@ -72,6 +72,8 @@ ABSL_FLAG(int32_t, to_version, 0, "Workflow version to move enrollments to.");
 ABSL_FLAG(std::string, map, "",
           "Stage mapping OLD=NEW (old version's stage id = new version's); "
           "repeat for each stage that enrollments are in.");
+ABSL_FLAG(bool, closed, false,
+          "Include done and cancelled tasks of the current stage.");
 ABSL_FLAG(bool, dry_run, false, "Show what would move and write nothing.");
 ABSL_FLAG(std::string, reason, "",
           "Reason recorded on each enrollment's timeline.");
@@ -319,15 +321,110 @@ int RunMigrate(const ParsedArgs& args) {
   return kExitOk;
 }
 
-// ---------------------------------------------------------------- get
-
-int RunGet(const ParsedArgs& args) {
+// EnrollmentNameArg reads a full enrollment name or a bare id in --tenant.
+std::string EnrollmentNameArg(const ParsedArgs& args) {
   std::string name = args.positional.front();
   if (name.find('/') == std::string::npos) {
     name = absl::StrCat(TenantParent(), "/enrollments/", name);
   }
+  return name;
+}
+
+// ---------------------------------------------------------------- tasks
+
+int RunTasks(const ParsedArgs& args) {
+  v1::ListTasksRequest request;
+  request.set_parent(EnrollmentNameArg(args));
+  request.set_include_closed(absl::GetFlag(FLAGS_closed));
+  request.set_page_size(500);
+  auto stub = v1::EnrollmentService::NewStub(NewChannel());
+  v1::ListTasksResponse response;
+  grpc::Status status = stub->ListTasks(NewContext().get(), request, &response);
+  if (!status.ok()) return ReportRpcError(status);
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(response);
+  for (const v1::Task& t : response.tasks()) {
+    std::printf("%-8s %-9s %-9s %-22s %s  %s\n",
+                v1::Task::Status_Name(t.status()).c_str(),
+                v1::Task::Priority_Name(t.priority()).c_str(),
+                v1::Task::Assignee_Name(t.assignee()).c_str(),
+                t.has_due_time() ? FormatTimestamp(t.due_time()).c_str() : "-",
+                t.task_id().c_str(), t.title().c_str());
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- timeline
+
+int RunTimeline(const ParsedArgs& args) {
+  v1::GetTimelineRequest request;
+  request.set_name(EnrollmentNameArg(args));
+  request.set_page_size(500);
+  auto stub = v1::EnrollmentService::NewStub(NewChannel());
+  v1::GetTimelineResponse all;
+  std::set<std::string> tokens_seen;
+  while (true) {
+    v1::GetTimelineResponse page;
+    grpc::Status status = stub->GetTimeline(NewContext().get(), request, &page);
+    if (!status.ok()) return ReportRpcError(status);
+    for (v1::Event& e : *page.mutable_events())
+      *all.add_events() = std::move(e);
+    if (page.next_page_token().empty() ||
+        !tokens_seen.insert(page.next_page_token()).second) {
+      break;
+    }
+    request.set_page_token(page.next_page_token());
+  }
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(all);
+  for (const v1::Event& e : all.events()) {
+    std::printf("#%lld  %s  %s  %s (%s)\n",
+                static_cast<long long>(e.sequence()),
+                FormatTimestamp(e.record_time()).c_str(), e.type().c_str(),
+                e.summary().c_str(), e.actor().subject().c_str());
+    for (const v1::Outcome& o : e.outcomes()) {
+      std::string kind = v1::Outcome::Kind_Name(o.kind());
+      std::printf(
+          "    %-20s %s%s%s%s%s\n", kind.c_str(), o.subject().c_str(),
+          o.from().empty() ? "" : absl::StrCat(" ", o.from(), " ->").c_str(),
+          o.to().empty() ? "" : absl::StrCat(" ", o.to()).c_str(),
+          o.reason().empty() ? "" : absl::StrCat(" (", o.reason(), ")").c_str(),
+          o.local_due_time().empty()
+              ? ""
+              : absl::StrCat(" due ", o.local_due_time()).c_str());
+    }
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- reload
+
+int RunReload(const ParsedArgs&) {
+  auto stub = v1::WorkflowService::NewStub(NewChannel());
+  v1::ReloadWorkflowsResponse response;
+  grpc::Status status = stub->ReloadWorkflows(
+      NewContext().get(), v1::ReloadWorkflowsRequest(), &response);
+  if (!status.ok()) return ReportRpcError(status);
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(response);
+    return response.reloaded() ? kExitOk : kExitFailure;
+  }
+  for (const v1::Diagnostic& d : response.diagnostics()) {
+    std::printf("%s:%d:%d: error: %s%s\n", d.file().c_str(), d.line(),
+                d.column(), d.path().empty() ? "" : (d.path() + ": ").c_str(),
+                d.message().c_str());
+  }
+  std::printf("%s; serving:", response.reloaded()
+                                  ? "reloaded"
+                                  : "refused: the last good set keeps serving");
+  for (const std::string& s : response.serving()) std::printf(" %s", s.c_str());
+  std::printf("\n");
+  return response.reloaded() ? kExitOk : kExitFailure;
+}
+
+// ---------------------------------------------------------------- get
+
+int RunGet(const ParsedArgs& args) {
   v1::GetEnrollmentRequest request;
-  request.set_name(name);
+  request.set_name(EnrollmentNameArg(args));
   auto stub = v1::EnrollmentService::NewStub(NewChannel());
   v1::Enrollment e;
   grpc::Status status = stub->GetEnrollment(NewContext().get(), request, &e);
@@ -550,6 +647,37 @@ const std::vector<Command>& Commands() {
                   },
               .global_flags = GlobalFlags()},
          .run = RunMigrate},
+        {.spec = {.name = "tasks",
+                  .synopsis = "tasks NAME_OR_ID [--closed] [flags]",
+                  .description =
+                      "List an enrollment's open tasks, urgent and earliest "
+                      "due first:\nstatus, priority, assignee, due time (UTC), "
+                      "task id and title.",
+                  .flags = {{.name = "closed", .value_name = ""}},
+                  .global_flags = GlobalFlags(),
+                  .min_positional = 1,
+                  .max_positional = 1},
+         .run = RunTasks},
+        {.spec = {.name = "timeline",
+                  .synopsis = "timeline NAME_OR_ID [flags]",
+                  .description =
+                      "Show an enrollment's events in order, each with what "
+                      "the engine did\nin response (stage and cadence changes, "
+                      "tasks, reminders, alerts).",
+                  .flags = {},
+                  .global_flags = GlobalFlags(),
+                  .min_positional = 1,
+                  .max_positional = 1},
+         .run = RunTimeline},
+        {.spec = {.name = "reload",
+                  .synopsis = "reload [flags]",
+                  .description =
+                      "Ask the server to re-read its workflow templates (as "
+                      "SIGHUP does).\nA set with any error is refused whole; "
+                      "its diagnostics are printed and\nthe exit status is 1.",
+                  .flags = {},
+                  .global_flags = GlobalFlags()},
+         .run = RunReload},
     };
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));

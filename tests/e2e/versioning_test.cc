@@ -69,6 +69,13 @@ TEST(VersioningTest, ReloadKeepsLastGoodSetAndMigrateMovesEnrollments) {
                                                     "version: must be an "
                                                     "integer"));
   EXPECT_EQ(RunCli(address, {"get", first}).exit_code, 0);
+  // The same through the admin RPC.
+  ProcessResult refused = RunCli(address, {"reload"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.out, HasSubstr("broken.yaml:2:10: error: version: must "
+                                     "be an integer"));
+  EXPECT_THAT(refused.out, HasSubstr("refused: the last good set keeps "
+                                     "serving; serving: ipsrt-standard@1"));
   std::filesystem::remove(workflows + "/broken.yaml");
 
   // Version 2 renames the first stage; it loads beside version 1.
@@ -80,6 +87,10 @@ TEST(VersioningTest, ReloadKeepsLastGoodSetAndMigrateMovesEnrollments) {
   ASSERT_TRUE(WriteFile(workflows + "/ipsrt-standard.yaml", v2).ok());
   (*server)->process().Signal(SIGHUP);
   ASSERT_TRUE(WaitForLog(**server, "SIGHUP: workflows reloaded"));
+  ProcessResult reloaded = RunCli(address, {"reload"});
+  EXPECT_EQ(reloaded.exit_code, 0) << reloaded.out;
+  EXPECT_THAT(reloaded.out, HasSubstr("reloaded; serving: ipsrt-standard@2 "
+                                      "ipsrt-standard@1"));
 
   // Enrollments keep their version; a mapping is required for every stage.
   ProcessResult got = RunCli(address, {"get", first, "--json"});
@@ -118,6 +129,17 @@ TEST(VersioningTest, ReloadKeepsLastGoodSetAndMigrateMovesEnrollments) {
     EXPECT_THAT(after.out, HasSubstr("\"workflow_version\":2"));
     EXPECT_THAT(after.out, HasSubstr("\"stage\":\"intake\""));
   }
+  ProcessResult timeline = RunCli(address, {"timeline", first});
+  EXPECT_EQ(timeline.exit_code, 0) << timeline.err;
+  EXPECT_THAT(timeline.out, HasSubstr("#2  "));
+  EXPECT_THAT(timeline.out, HasSubstr("workflow.migrated"));
+  EXPECT_THAT(timeline.out,
+              HasSubstr("STAGE_CHANGED        intake initial -> intake "
+                        "(migrated from ipsrt-standard@1)"));
+  ProcessResult tasks = RunCli(address, {"tasks", first});
+  EXPECT_EQ(tasks.exit_code, 0) << tasks.err;
+  EXPECT_THAT(tasks.out, HasSubstr("history  History of mood episodes"));
+  EXPECT_THAT(tasks.out, HasSubstr("PATIENT"));
   absl::StatusOr<int> exit = (*server)->Terminate();
   ASSERT_TRUE(exit.ok());
   EXPECT_EQ(*exit, 0);
