@@ -2,9 +2,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -72,6 +74,15 @@ ABSL_FLAG(int32_t, to_version, 0, "Workflow version to move enrollments to.");
 ABSL_FLAG(std::string, map, "",
           "Stage mapping OLD=NEW (old version's stage id = new version's); "
           "repeat for each stage that enrollments are in.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM file of the CA that signed the server's certificate; turns "
+          "TLS on.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate, for servers that require mutual TLS.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name to verify in the server's certificate, when it differs from "
+          "the --server host.");
 ABSL_FLAG(bool, closed, false,
           "Include done and cancelled tasks of the current stage.");
 ABSL_FLAG(bool, dry_run, false, "Show what would move and write nothing.");
@@ -84,9 +95,38 @@ namespace {
 using ::google::protobuf::util::TimeUtil;
 using HealthResponse = ::grpc::health::v1::HealthCheckResponse;
 
+// ReadPem returns a file's contents, or "" (with a message on stderr) when
+// it cannot be read; the call then fails with the server unreachable.
+std::string ReadPem(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    std::fprintf(stderr, "error: cannot read %s\n", path.c_str());
+  }
+  return text.str();
+}
+
+// NewChannel connects to --server: plaintext, or TLS when --tls_ca is given
+// (with a client certificate for mutual TLS when --tls_cert/--tls_key are).
 std::shared_ptr<grpc::Channel> NewChannel() {
-  return grpc::CreateChannel(absl::GetFlag(FLAGS_server),
-                             grpc::InsecureChannelCredentials());
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca);
+  if (ca.empty()) {
+    return grpc::CreateChannel(absl::GetFlag(FLAGS_server),
+                               grpc::InsecureChannelCredentials());
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadPem(ca);
+  if (!absl::GetFlag(FLAGS_tls_cert).empty()) {
+    ssl.pem_cert_chain = ReadPem(absl::GetFlag(FLAGS_tls_cert));
+    ssl.pem_private_key = ReadPem(absl::GetFlag(FLAGS_tls_key));
+  }
+  grpc::ChannelArguments args;
+  if (!absl::GetFlag(FLAGS_tls_server_name).empty()) {
+    args.SetSslTargetNameOverride(absl::GetFlag(FLAGS_tls_server_name));
+  }
+  return grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server),
+                                   grpc::SslCredentials(ssl), args);
 }
 
 // NewContext returns a call context with the --timeout deadline. Calls fail
@@ -521,6 +561,10 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {.name = "json", .value_name = ""},
       {.name = "timeout", .value_name = "DURATION"},
       {.name = "tenant", .value_name = "TENANT"},
+      {.name = "tls_ca", .value_name = "FILE"},
+      {.name = "tls_cert", .value_name = "FILE"},
+      {.name = "tls_key", .value_name = "FILE"},
+      {.name = "tls_server_name", .value_name = "NAME"},
   };
   return *kFlags;
 }
@@ -528,6 +572,14 @@ const std::vector<FlagSpec>& GlobalFlags() {
 absl::Status CheckGlobalFlags() {
   if (absl::GetFlag(FLAGS_timeout) <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--timeout must be positive");
+  }
+  if (absl::GetFlag(FLAGS_tls_cert).empty() !=
+      absl::GetFlag(FLAGS_tls_key).empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (!absl::GetFlag(FLAGS_tls_cert).empty() &&
+      absl::GetFlag(FLAGS_tls_ca).empty()) {
+    return absl::InvalidArgumentError("--tls_cert needs --tls_ca");
   }
   if (absl::GetFlag(FLAGS_server).empty()) {
     return absl::InvalidArgumentError("--server must not be empty");

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/yaml_reader.h"
 
@@ -20,6 +21,14 @@ std::string Resolve(absl::string_view base_dir, const std::string& p) {
 
 }  // namespace
 
+bool IsLoopback(absl::string_view listen) {
+  size_t colon = listen.rfind(':');
+  absl::string_view host =
+      colon == absl::string_view::npos ? listen : listen.substr(0, colon);
+  return absl::StartsWith(host, "127.") || host == "localhost" ||
+         host == "[::1]";
+}
+
 absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
                                    absl::string_view file_name,
                                    absl::string_view base_dir) {
@@ -32,8 +41,9 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
-    r.ExpectKeys(server, "server",
-                 {"listen", "max_receive_message_bytes", "shutdown_grace"});
+    r.ExpectKeys(
+        server, "server",
+        {"listen", "max_receive_message_bytes", "shutdown_grace", "tls"});
     c.server.listen = r.String(server, "server", "listen", c.server.listen);
     if (c.server.listen.find(':') == std::string::npos) {
       r.Error(server["listen"], "server.listen",
@@ -44,6 +54,23 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
               c.server.max_receive_message_bytes, 1024, int64_t{64} << 20);
     c.server.shutdown_grace =
         r.Duration(server, "server", "shutdown_grace", c.server.shutdown_grace);
+    YAML::Node tls = server["tls"];
+    if (r.ExpectMap(tls, "server.tls", true)) {
+      const char* p = "server.tls";
+      r.ExpectKeys(tls, p, {"cert_file", "key_file", "client_ca_file"});
+      TlsConfig t;
+      t.cert_file = Resolve(base_dir, r.String(tls, p, "cert_file", "", true));
+      t.key_file = Resolve(base_dir, r.String(tls, p, "key_file", "", true));
+      t.client_ca_file =
+          Resolve(base_dir, r.String(tls, p, "client_ca_file", ""));
+      c.server.tls = t;
+    }
+    if (!c.server.tls.has_value() && !IsLoopback(c.server.listen)) {
+      r.Error(server["listen"], "server.listen",
+              absl::StrCat("\"", c.server.listen,
+                           "\" is not a loopback address; listening beyond "
+                           "this machine needs server.tls"));
+    }
   }
 
   YAML::Node store = root["store"];

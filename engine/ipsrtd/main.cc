@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -95,6 +96,33 @@ int Run() {
 
   ServerOptions server_options;
   server_options.listen = config->server.listen;
+  if (!config->server.tls.has_value() && !IsLoopback(config->server.listen)) {
+    IPSRT_LOG(ERROR) << "--listen " << config->server.listen
+                     << " is not a loopback address; listening beyond this "
+                        "machine needs server.tls";
+    return 1;
+  }
+  if (config->server.tls.has_value()) {
+    const TlsConfig& tls = *config->server.tls;
+    for (auto [path, out] :
+         {std::pair{tls.cert_file, &server_options.tls_cert_pem},
+          std::pair{tls.key_file, &server_options.tls_key_pem},
+          std::pair{tls.client_ca_file, &server_options.tls_client_ca_pem}}) {
+      if (path.empty()) continue;
+      std::ifstream in(path, std::ios::binary);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (!in || text.str().empty()) {
+        IPSRT_LOG(ERROR) << "server.tls: cannot read " << path;
+        return 1;
+      }
+      *out = text.str();
+    }
+    IPSRT_LOG(INFO) << "TLS on"
+                    << (tls.client_ca_file.empty() ? ""
+                                                   : ", client certificates "
+                                                     "required (mutual TLS)");
+  }
   server_options.max_receive_message_bytes =
       static_cast<int>(config->server.max_receive_message_bytes);
   absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(

@@ -24,6 +24,11 @@ struct ServerOptions {
   // host:port; port 0 picks a free port (see IpsrtServer::port()).
   std::string listen = "127.0.0.1:0";
   int max_receive_message_bytes = 1 << 20;
+  // PEM contents; empty cert means plaintext (loopback deployments).
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  // When set, clients must present a certificate signed by this CA.
+  std::string tls_client_ca_pem;
 };
 
 struct ServerDeps {

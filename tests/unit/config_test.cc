@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -52,7 +53,8 @@ store:
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c.status().message(),
             "ipsrtd.yaml:2:3: error: server.lisen: unknown key \"lisen\" "
-            "(allowed: listen, max_receive_message_bytes, shutdown_grace)");
+            "(allowed: listen, max_receive_message_bytes, shutdown_grace, "
+            "tls)");
 }
 
 TEST(ConfigTest, ReportsEveryProblemAtOnce) {
@@ -112,6 +114,51 @@ TEST(ConfigTest, UnreadableFileIsNotFound) {
   EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(c.status().message(),
             "config: cannot read /nonexistent/ipsrtd.yaml");
+}
+
+}  // namespace
+}  // namespace ipsrt
+
+namespace ipsrt {
+namespace {
+
+TEST(ConfigTlsTest, ProductionExampleRequiresTls) {
+  absl::StatusOr<Config> c = LoadConfigFile(std::string(IPSRT_SOURCE_DIR) +
+                                            "/config/ipsrtd.production.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->server.tls.has_value());
+  EXPECT_EQ(c->server.tls->cert_file, "/etc/ipsrtd/tls/server.crt");
+  EXPECT_EQ(c->server.tls->client_ca_file, "/etc/ipsrtd/tls/clients-ca.crt");
+}
+
+TEST(ConfigTlsTest, PlaintextOnlyOnLoopback) {
+  const char* store = "store:\n  sqlite:\n    path: a.db\n";
+  absl::StatusOr<Config> c =
+      ParseConfig(absl::StrCat("server:\n  listen: 10.1.2.3:50051\n", store),
+                  "c.yaml", "/etc");
+  EXPECT_EQ(c.status().message(),
+            "c.yaml:2:11: error: server.listen: \"10.1.2.3:50051\" is not a "
+            "loopback address; listening beyond this machine needs "
+            "server.tls");
+  for (const char* ok : {"127.0.0.1:1", "localhost:1", "[::1]:1"}) {
+    EXPECT_TRUE(
+        ParseConfig(absl::StrCat("server:\n  listen: \"", ok, "\"\n", store),
+                    "c.yaml", "/etc")
+            .ok())
+        << ok;
+  }
+  c = ParseConfig(absl::StrCat("server:\n  listen: 0.0.0.0:1\n  tls:\n"
+                               "    cert_file: tls/s.crt\n"
+                               "    key_file: tls/s.key\n",
+                               store),
+                  "c.yaml", "/etc/ipsrtd");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.tls->key_file, "/etc/ipsrtd/tls/s.key");
+  EXPECT_EQ(c->server.tls->client_ca_file, "");
+  c = ParseConfig(absl::StrCat("server:\n  tls:\n    cert: x\n", store),
+                  "c.yaml", "/");
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("c.yaml:3:5: error: server.tls.cert: unknown key"));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #define IPSRT_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,9 +27,20 @@
 
 namespace ipsrt {
 
+// TLS for the gRPC listener. Paths are PEM files.
+struct TlsConfig {
+  std::string cert_file;
+  std::string key_file;
+  // When set, clients must present a certificate signed by this CA
+  // (mutual TLS).
+  std::string client_ca_file;
+};
+
 struct ServerConfig {
-  // host:port to listen on; port 0 picks a free port.
+  // host:port to listen on; port 0 picks a free port. Without `tls` only a
+  // loopback address is accepted.
   std::string listen = "127.0.0.1:50051";
+  std::optional<TlsConfig> tls;
   // Largest request accepted; larger ones fail RESOURCE_EXHAUSTED.
   int64_t max_receive_message_bytes = 1 << 20;
   // How long SIGTERM waits for in-flight calls before cancelling them.
@@ -79,6 +91,10 @@ struct Config {
 absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
                                    absl::string_view file_name,
                                    absl::string_view base_dir);
+
+// IsLoopback is true for "127.x.y.z:port", "localhost:port" and
+// "[::1]:port".
+bool IsLoopback(absl::string_view listen);
 
 // LoadConfigFile reads and parses a file. NOT_FOUND when it cannot be read.
 absl::StatusOr<Config> LoadConfigFile(const std::string& path);

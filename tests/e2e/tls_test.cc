@@ -1,0 +1,141 @@
+// TLS and mutual TLS with the real binaries and certificates made by the
+// test with OpenSSL; and the rule that a plaintext listener stays on
+// loopback.
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "harness.h"
+#include "process.h"
+
+namespace ipsrt::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Openssl runs the openssl command line tool; the test fails if it does.
+void Openssl(const TempDir& dir, std::vector<std::string> args) {
+  args.insert(args.begin(), "/usr/bin/openssl");
+  absl::StatusOr<ProcessResult> r = RunProcess(args, absl::Seconds(60));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+}
+
+// MakeCertificates writes ca.crt, server.{crt,key} (for localhost and
+// 127.0.0.1) and client.{crt,key}, both signed by the CA.
+void MakeCertificates(const TempDir& dir) {
+  auto f = [&](const char* name) { return dir.File(name); };
+  Openssl(dir, {"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj",
+                "/CN=ipsrt test CA"});
+  ASSERT_TRUE(
+      WriteFile(f("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+          .ok());
+  for (const char* who : {"server", "client"}) {
+    std::string key = f(absl::StrCat(who, ".key").c_str());
+    std::string csr = f(absl::StrCat(who, ".csr").c_str());
+    std::string crt = f(absl::StrCat(who, ".crt").c_str());
+    Openssl(dir, {"req", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                  "-out", csr, "-subj", absl::StrCat("/CN=", who)});
+    std::vector<std::string> sign = {"x509",   "-req",      "-in",
+                                     csr,      "-CA",       f("ca.crt"),
+                                     "-CAkey", f("ca.key"), "-CAcreateserial",
+                                     "-out",   crt,         "-days",
+                                     "2"};
+    if (std::string(who) == "server") {
+      sign.push_back("-extfile");
+      sign.push_back(f("server.ext"));
+    }
+    Openssl(dir, sign);
+  }
+}
+
+std::string TlsConfig(const TempDir& dir, bool mutual) {
+  std::string path = dir.File("ipsrtd.yaml");
+  std::string yaml = absl::StrCat(
+      "server:\n  listen: 127.0.0.1:0\n  tls:\n    cert_file: server.crt\n"
+      "    key_file: server.key\n",
+      mutual ? "    client_ca_file: ca.crt\n" : "",
+      "store:\n  sqlite:\n    path: ipsrt.db\n"
+      "workflows:\n  directories: [",
+      IPSRT_WORKFLOWS_DIR, "]\n");
+  EXPECT_TRUE(WriteFile(path, yaml).ok());
+  return path;
+}
+
+TEST(TlsTest, ServerAuthenticatedTls) {
+  TempDir dir;
+  MakeCertificates(dir);
+  if (HasFailure()) return;
+  absl::StatusOr<std::unique_ptr<Ipsrtd>> server =
+      Ipsrtd::Start(TlsConfig(dir, /*mutual=*/false));
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string address = (*server)->address();
+  ProcessResult ok =
+      RunCli(address, {"health", "--tls_ca=" + dir.File("ca.crt")});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("status: SERVING"));
+  // A plaintext client cannot talk to a TLS listener.
+  ProcessResult plain = RunCli(address, {"health"});
+  EXPECT_EQ(plain.exit_code, 1);
+  // Nor can one that trusts another CA.
+  Openssl(dir, {"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                dir.File("other.key"), "-out", dir.File("other.crt"), "-days",
+                "2", "-subj", "/CN=another CA"});
+  ProcessResult wrong_ca =
+      RunCli(address, {"health", "--tls_ca=" + dir.File("other.crt")});
+  EXPECT_EQ(wrong_ca.exit_code, 1);
+  absl::StatusOr<int> exit = (*server)->Terminate();
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, 0);
+}
+
+TEST(TlsTest, MutualTlsRequiresAClientCertificate) {
+  TempDir dir;
+  MakeCertificates(dir);
+  if (HasFailure()) return;
+  absl::StatusOr<std::unique_ptr<Ipsrtd>> server =
+      Ipsrtd::Start(TlsConfig(dir, /*mutual=*/true));
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string address = (*server)->address();
+  const std::string ca = "--tls_ca=" + dir.File("ca.crt");
+  ProcessResult anonymous = RunCli(address, {"health", ca});
+  EXPECT_EQ(anonymous.exit_code, 1);
+  ProcessResult with_cert = RunCli(
+      address, {"enroll", ca, "--tls_cert=" + dir.File("client.crt"),
+                "--tls_key=" + dir.File("client.key"), "--patient=Patient/t",
+                "--workflow=ipsrt-standard", "--time_zone=UTC",
+                "--clinician=Practitioner/t", "--request_id=tls-1"});
+  EXPECT_EQ(with_cert.exit_code, 0) << with_cert.err;
+  EXPECT_THAT(with_cert.out, HasSubstr("stage: initial"));
+  ProcessResult half =
+      RunCli(address, {"health", ca, "--tls_cert=" + dir.File("client.crt")});
+  EXPECT_EQ(half.exit_code, 2);
+  EXPECT_THAT(half.err, HasSubstr("--tls_cert and --tls_key go together"));
+  absl::StatusOr<int> exit = (*server)->Terminate();
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, 0);
+}
+
+TEST(TlsTest, PlaintextListenerMustBeLoopback) {
+  TempDir dir;
+  ASSERT_TRUE(WriteFile(dir.File("ipsrtd.yaml"),
+                        absl::StrCat("server:\n  listen: 0.0.0.0:0\n"
+                                     "store:\n  sqlite:\n    path: x.db\n"
+                                     "workflows:\n  directories: [",
+                                     IPSRT_WORKFLOWS_DIR, "]\n"))
+                  .ok());
+  absl::StatusOr<ProcessResult> r = RunProcess(
+      {IPSRTD_BIN, "--config=" + dir.File("ipsrtd.yaml")}, absl::Seconds(20));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 1);
+  EXPECT_THAT(r->err,
+              HasSubstr("ipsrtd.yaml:2:11: error: server.listen: \"0.0.0.0:0\" "
+                        "is not a loopback address; listening beyond this "
+                        "machine needs server.tls"));
+}
+
+}  // namespace
+}  // namespace ipsrt::e2e
