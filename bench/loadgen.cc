@@ -28,8 +28,10 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,6 +72,13 @@ ABSL_FLAG(std::string, workflow_id, "ipsrt-standard",
 ABSL_FLAG(double, max_error_ratio, 0.01,
           "Exit 1 when errors exceed this fraction of counted calls.");
 ABSL_FLAG(bool, json, false, "Print one JSON line instead of text.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA file of the server's certificate; turns TLS on.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate, for servers that require mutual TLS.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name to verify in the server's certificate, if not the host.");
 
 namespace ipsrt::bench {
 namespace {
@@ -336,6 +345,29 @@ int Main() {
     return 2;
   }
 
+  // Plaintext, or TLS (mutual with --tls_cert/--tls_key) with --tls_ca.
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  if (!absl::GetFlag(FLAGS_tls_ca).empty()) {
+    auto read = [](const std::string& path) {
+      std::ifstream in(path, std::ios::binary);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (!in || text.str().empty()) {
+        std::fprintf(stderr, "ipsrt_loadgen: cannot read %s\n", path.c_str());
+        std::exit(2);
+      }
+      return text.str();
+    };
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = read(absl::GetFlag(FLAGS_tls_ca));
+    if (!absl::GetFlag(FLAGS_tls_cert).empty()) {
+      ssl.pem_cert_chain = read(absl::GetFlag(FLAGS_tls_cert));
+      ssl.pem_private_key = read(absl::GetFlag(FLAGS_tls_key));
+    }
+    credentials = grpc::SslCredentials(ssl);
+  }
+
   // Each channel gets its own subchannel pool so that channels really are
   // separate connections (by default equal targets share one).
   std::vector<ChannelStubs> channels(num_channels);
@@ -343,8 +375,10 @@ int Main() {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt("ipsrt.bench.channel", i);
-    channels[i].channel = grpc::CreateCustomChannel(
-        server, grpc::InsecureChannelCredentials(), args);
+    if (!absl::GetFlag(FLAGS_tls_server_name).empty()) {
+      args.SetSslTargetNameOverride(absl::GetFlag(FLAGS_tls_server_name));
+    }
+    channels[i].channel = grpc::CreateCustomChannel(server, credentials, args);
     if (!channels[i].channel->WaitForConnected(
             absl::ToChronoTime(absl::Now() + absl::Seconds(5)))) {
       std::fprintf(stderr, "ipsrt_loadgen: cannot connect to %s\n",
