@@ -1,0 +1,116 @@
+// Logs never carry patient data: every patient-data field of every kind of
+// request (references, answers, notes, plans, goals), accepted and refused,
+// carries a unique marker, and the server's whole log is searched for it.
+#include <signal.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "harness.h"
+#include "ipsrt/v1/enrollment.grpc.pb.h"
+#include "process.h"
+
+namespace ipsrt::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+namespace v1 = ::ipsrt::v1;
+
+constexpr char kMarker[] = "ZQXMARKER7731";
+
+TEST(LogHygieneTest, NoPatientDataInTheLog) {
+  TempDir dir;
+  absl::StatusOr<std::unique_ptr<Ipsrtd>> server =
+      Ipsrtd::Start(WriteConfig(dir));
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = v1::EnrollmentService::NewStub(grpc::CreateChannel(
+      (*server)->address(), grpc::InsecureChannelCredentials()));
+  auto marked = [](const char* what) { return absl::StrCat(what, kMarker); };
+
+  v1::CreateEnrollmentRequest create;
+  create.set_parent("tenants/t1");
+  create.set_request_id("hyg-1");
+  create.set_patient_ref(marked("Patient/"));
+  create.set_workflow_id("ipsrt-standard");
+  create.set_time_zone("Europe/London");
+  create.set_clinician_ref(marked("Practitioner/"));
+  (*create.mutable_labels())["note"] = marked("");
+  v1::Enrollment e;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->CreateEnrollment(&ctx, create, &e).ok());
+  }
+  // Refused requests carrying the marker.
+  {
+    v1::CreateEnrollmentRequest bad = create;
+    bad.set_request_id("hyg-2");
+    bad.set_time_zone(marked("Mars/"));
+    grpc::ClientContext ctx;
+    v1::Enrollment ignored;
+    EXPECT_FALSE(stub->CreateEnrollment(&ctx, bad, &ignored).ok());
+  }
+  auto submit = [&](const std::string& id, v1::EventPayload p) {
+    v1::SubmitEventRequest r;
+    r.set_name(e.name());
+    r.set_request_id(id);
+    *r.mutable_event() = std::move(p);
+    grpc::ClientContext ctx;
+    v1::SubmitEventResponse resp;
+    return stub->SubmitEvent(&ctx, r, &resp);
+  };
+  v1::EventPayload p;
+  p.mutable_session_held()->set_note(marked("note "));
+  EXPECT_TRUE(submit("s1", p).ok());
+  p.Clear();
+  p.mutable_task_completed()->set_task_id("history");
+  p.mutable_task_completed()->set_note(marked("history "));
+  EXPECT_TRUE(submit("s2", p).ok());
+  p.Clear();
+  p.mutable_goal_set()->set_problem_area("role_dispute");
+  p.mutable_goal_set()->set_description(marked("goal "));
+  EXPECT_TRUE(submit("s3", p).ok());
+  p.Clear();
+  p.mutable_relapse_plan()->add_early_warning_signs(marked("sign "));
+  p.mutable_relapse_plan()->add_supports(marked("sister "));
+  EXPECT_TRUE(submit("s4", p).ok());
+  p.Clear();
+  auto* q = p.mutable_questionnaire_response();
+  q->set_questionnaire_id("phq9");
+  for (int i = 1; i <= 9; ++i) (*q->mutable_answers())[absl::StrCat(i)] = 1;
+  EXPECT_TRUE(submit("s5", p).ok());
+  (*q->mutable_answers())[marked("")] = 1;  // refused: unknown item
+  EXPECT_FALSE(submit("s6", p).ok());
+  p.Clear();
+  p.mutable_stage_change()->set_to_stage(marked(""));
+  p.mutable_stage_change()->set_reason(marked("reason "));
+  EXPECT_FALSE(submit("s7", p).ok());
+  p.mutable_stage_change()->set_to_stage("maintenance");
+  EXPECT_TRUE(submit("s8", p).ok());
+  p.Clear();
+  p.mutable_disruption_plan()->set_kind("travel");
+  p.mutable_disruption_plan()->set_plan(marked("plan "));
+  EXPECT_TRUE(submit("s9", p).ok());
+  {
+    v1::ListEnrollmentsRequest list;
+    list.set_parent("tenants/t1");
+    list.set_patient_ref(marked("Patient/"));
+    grpc::ClientContext ctx;
+    v1::ListEnrollmentsResponse resp;
+    EXPECT_TRUE(stub->ListEnrollments(&ctx, list, &resp).ok());
+    EXPECT_EQ(resp.enrollments_size(), 1);
+  }
+  (*server)->process().Signal(SIGHUP);
+  absl::StatusOr<int> exit = (*server)->Terminate();
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, 0);
+  std::string log = (*server)->process().Log();
+  EXPECT_THAT(log, HasSubstr("stopped cleanly"));  // the log was captured
+  EXPECT_THAT(log, Not(HasSubstr(kMarker)));
+}
+
+}  // namespace
+}  // namespace ipsrt::e2e
