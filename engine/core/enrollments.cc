@@ -113,7 +113,7 @@ EnrollmentRow RowFrom(const EnrollmentName& name,
 // cancellations of the same batch.
 void AddEffects(const EnrollmentName& name,
                 const std::vector<runtime::Effect>& effects,
-                const std::string& request_time_hint, WriteBatch& batch) {
+                WriteBatch& batch) {
   std::string prefix = name.Format();
   for (const runtime::Effect& effect : effects) {
     std::string key = absl::StrCat(prefix, "/", effect.key);
@@ -307,7 +307,7 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
   ev.payload = DeterministicBytes(event);
   ev.hash = event.hash();
   batch.events.push_back(std::move(ev));
-  AddEffects(name, stepped->effects, "", batch);
+  AddEffects(name, stepped->effects, batch);
 
   deps_.store->CommitAsync(
       std::move(batch),
@@ -514,7 +514,7 @@ void Enrollments::Apply(const std::string& method,
   ev.prev_hash = state->last_event_hash();
   ev.hash = event.hash();
   batch.events.push_back(std::move(ev));
-  AddEffects(en, stepped->effects, "", batch);
+  AddEffects(en, stepped->effects, batch);
 
   v1::EventPayload retry_payload = event.payload();
   deps_.store->CommitAsync(
