@@ -597,6 +597,48 @@ TEST_F(EventsTest, Item9RoutesAnUrgentAlertWithCrisisResources) {
   ExpectReplayEqualsSnapshot(e.name());
 }
 
+TEST_F(EventsTest, UpdateEnrollmentChangesZoneAndClinicianAsAnEvent) {
+  v1::Enrollment e = Enroll();
+  auto update = [&](const std::string& id, int64_t expected,
+                    const std::string& zone, v1::Enrollment* out) {
+    v1::UpdateEnrollmentRequest r;
+    r.set_name(e.name());
+    r.set_request_id(id);
+    r.set_expected_revision(expected);
+    r.set_time_zone(zone);
+    r.set_reason("moved to Sydney");
+    grpc::ClientContext ctx;
+    return enrollments_->UpdateEnrollment(&ctx, r, out);
+  };
+  v1::Enrollment moved;
+  grpc::Status s = update("u-1", 1, "Australia/Sydney", &moved);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(moved.time_zone(), "Australia/Sydney");
+  EXPECT_EQ(moved.clinician_ref(), "Practitioner/7");
+  EXPECT_EQ(moved.revision(), 2);
+  v1::Enrollment ignored;
+  s = update("u-2", 1, "Europe/Paris", &ignored);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
+  s = update("u-3", 2, "Mars/Olympus", &ignored);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(),
+            "time_zone: unknown IANA time zone \"Mars/Olympus\"; e.g. "
+            "\"Europe/London\"");
+  s = update("u-4", 2, "", &ignored);
+  EXPECT_EQ(s.error_message(),
+            "time_zone: give a new time_zone or clinician_ref to change");
+  grpc::ClientContext ctx;
+  v1::GetTimelineRequest tl;
+  tl.set_name(e.name());
+  v1::GetTimelineResponse timeline;
+  ASSERT_TRUE(enrollments_->GetTimeline(&ctx, tl, &timeline).ok());
+  ASSERT_EQ(timeline.events_size(), 2);
+  EXPECT_EQ(timeline.events(1).type(), "enrollment.updated");
+  EXPECT_EQ(timeline.events(1).payload().enrollment_updated().reason(),
+            "moved to Sydney");
+  ExpectReplayEqualsSnapshot(e.name());
+}
+
 TEST_F(EventsTest, ValidateReloadAndMigrate) {
   auto workflows = v1::WorkflowService::NewStub(channel_);
   {
