@@ -2,11 +2,9 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cli/tools.h"
+#include "common/files.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -98,13 +97,12 @@ using HealthResponse = ::grpc::health::v1::HealthCheckResponse;
 // ReadPem returns a file's contents, or "" (with a message on stderr) when
 // it cannot be read; the call then fails with the server unreachable.
 std::string ReadPem(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in || text.str().empty()) {
+  absl::StatusOr<std::string> pem = ReadFileToString(path);
+  if (!pem.ok() || pem->empty()) {
     std::fprintf(stderr, "error: cannot read %s\n", path.c_str());
+    return "";
   }
-  return text.str();
+  return *std::move(pem);
 }
 
 // NewChannel connects to --server: plaintext, or TLS when --tls_ca is given

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "cli/scenario.h"
 #include "cli/stage_graph.h"
+#include "common/files.h"
 #include "core/enrollments.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
@@ -40,19 +41,6 @@ namespace ipsrt::cli {
 namespace {
 
 using ::google::protobuf::util::TimeUtil;
-
-absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    return absl::FailedPreconditionError("is a directory, not a file");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(std::strerror(errno));
-  return text.str();
-}
 
 // JsonString quotes `s` as a JSON string.
 std::string JsonString(absl::string_view s) {
@@ -103,7 +91,7 @@ std::string MessageJson(const google::protobuf::Message& message) {
 // LoadTemplate reads and parses a template, printing its problems on
 // stderr; nullopt after printing.
 std::optional<WorkflowTemplate> LoadTemplate(const std::string& path) {
-  absl::StatusOr<std::string> yaml = ReadTextFile(path);
+  absl::StatusOr<std::string> yaml = ReadFileToString(path);
   if (!yaml.ok()) {
     std::fprintf(stderr, "%s: error: cannot read the file: %s\n", path.c_str(),
                  std::string(yaml.status().message()).c_str());
@@ -128,7 +116,7 @@ int RunValidate(const ParsedArgs& args) {
   for (const std::string& file : args.positional) {
     std::vector<YamlDiagnostic> diagnostics;
     std::string summary;
-    absl::StatusOr<std::string> yaml = ReadTextFile(file);
+    absl::StatusOr<std::string> yaml = ReadFileToString(file);
     if (!yaml.ok()) {
       diagnostics.push_back(YamlDiagnostic{
           file, 0, 0, "",
@@ -352,7 +340,7 @@ int RunSimulate(const ParsedArgs& args) {
   const std::string scenario_path = absl::GetFlag(FLAGS_scenario);
   std::optional<WorkflowTemplate> workflow = LoadTemplate(template_path);
   if (!workflow.has_value()) return kExitFailure;
-  absl::StatusOr<std::string> yaml = ReadTextFile(scenario_path);
+  absl::StatusOr<std::string> yaml = ReadFileToString(scenario_path);
   if (!yaml.ok()) {
     std::fprintf(stderr, "%s: error: cannot read the file: %s\n",
                  scenario_path.c_str(),

@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/yaml_reader.h"
 
 namespace ipsrt {
@@ -136,14 +137,12 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
 }
 
 absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
     return absl::NotFoundError(absl::StrCat("config: cannot read ", path));
   }
-  std::stringstream text;
-  text << in.rdbuf();
   std::string base = std::filesystem::absolute(path).parent_path().string();
-  return ParseConfig(text.str(), path, base);
+  return ParseConfig(*text, path, base);
 }
 
 }  // namespace ipsrt

@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "ipsrt/clock.h"
@@ -109,14 +110,12 @@ int Run() {
           std::pair{tls.key_file, &server_options.tls_key_pem},
           std::pair{tls.client_ca_file, &server_options.tls_client_ca_pem}}) {
       if (path.empty()) continue;
-      std::ifstream in(path, std::ios::binary);
-      std::stringstream text;
-      text << in.rdbuf();
-      if (!in || text.str().empty()) {
+      absl::StatusOr<std::string> pem = ReadFileToString(path);
+      if (!pem.ok() || pem->empty()) {
         IPSRT_LOG(ERROR) << "server.tls: cannot read " << path;
         return 1;
       }
-      *out = text.str();
+      *out = *std::move(pem);
     }
     IPSRT_LOG(INFO) << "TLS on"
                     << (tls.client_ca_file.empty() ? ""

@@ -2,17 +2,17 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/files.h"
 #include "common/hash.h"
+#include "ipsrt/status_macros.h"
 
 namespace ipsrt {
 namespace {
@@ -736,9 +736,12 @@ WorkflowCatalog::FromTemplates(std::vector<WorkflowTemplate> templates) {
   return std::shared_ptr<const WorkflowCatalog>(std::move(catalog));
 }
 
-absl::StatusOr<std::shared_ptr<const WorkflowCatalog>>
-WorkflowCatalog::LoadDirectories(const std::vector<std::string>& directories,
-                                 const ModelContext& context) {
+namespace {
+
+// TemplateFiles lists the *.yaml files of `directories`, sorted by path.
+// NOT_FOUND names a directory that cannot be read.
+absl::StatusOr<std::vector<std::string>> TemplateFiles(
+    const std::vector<std::string>& directories) {
   std::vector<std::string> files;
   for (const std::string& dir : directories) {
     std::error_code ec;
@@ -754,58 +757,48 @@ WorkflowCatalog::LoadDirectories(const std::vector<std::string>& directories,
     }
   }
   std::sort(files.begin(), files.end());
-  std::vector<WorkflowTemplate> templates;
-  std::vector<std::string> errors;
-  for (const std::string& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    absl::StatusOr<WorkflowTemplate> t =
-        ParseWorkflowTemplate(text.str(), f, context);
-    if (!t.ok()) {
-      errors.push_back(std::string(t.status().message()));
-    } else {
-      templates.push_back(*std::move(t));
-    }
+  return files;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const WorkflowCatalog>>
+WorkflowCatalog::LoadDirectories(const std::vector<std::string>& directories,
+                                 const ModelContext& context) {
+  IPSRT_RETURN_IF_ERROR(TemplateFiles(directories).status());
+  Loaded loaded = LoadDirectoriesDiagnosed(directories, context);
+  if (loaded.catalog != nullptr) return loaded.catalog;
+  std::vector<std::string> lines;
+  for (const YamlDiagnostic& d : loaded.diagnostics) {
+    lines.push_back(d.line == 0 && d.path.empty() ? d.message : d.ToString());
   }
-  if (!errors.empty()) {
-    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
-  }
-  return FromTemplates(std::move(templates));
+  return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
 }
 
 WorkflowCatalog::Loaded WorkflowCatalog::LoadDirectoriesDiagnosed(
     const std::vector<std::string>& directories, const ModelContext& context) {
   Loaded out;
-  std::vector<std::string> files;
-  for (const std::string& dir : directories) {
-    std::error_code ec;
-    std::filesystem::directory_iterator it(dir, ec);
-    if (ec) {
+  absl::StatusOr<std::vector<std::string>> files = TemplateFiles(directories);
+  if (!files.ok()) {
+    out.diagnostics.push_back(
+        YamlDiagnostic{"", 0, 0, "", std::string(files.status().message())});
+    return out;
+  }
+  std::vector<WorkflowTemplate> templates;
+  for (const std::string& f : *files) {
+    absl::StatusOr<std::string> text = ReadFileToString(f);
+    if (!text.ok()) {
       out.diagnostics.push_back(YamlDiagnostic{
-          dir, 0, 0, "",
-          absl::StrCat("cannot read directory: ", ec.message())});
+          f, 0, 0, "",
+          absl::StrCat(f, ": cannot read: ", text.status().message())});
       continue;
     }
-    for (const auto& entry : it) {
-      if (entry.is_regular_file() && entry.path().extension() == ".yaml") {
-        files.push_back(entry.path().string());
-      }
-    }
-  }
-  std::sort(files.begin(), files.end());
-  std::vector<WorkflowTemplate> templates;
-  for (const std::string& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    std::vector<YamlDiagnostic> d =
-        DiagnoseWorkflowTemplate(text.str(), f, context);
+    std::vector<YamlDiagnostic> d = DiagnoseWorkflowTemplate(*text, f, context);
     if (!d.empty()) {
       out.diagnostics.insert(out.diagnostics.end(), d.begin(), d.end());
       continue;
     }
-    templates.push_back(*ParseWorkflowTemplate(text.str(), f, context));
+    templates.push_back(*ParseWorkflowTemplate(*text, f, context));
   }
   if (!out.diagnostics.empty()) return out;
   absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
