@@ -182,7 +182,63 @@ absl::Status ScoreEvent(v1::Event& event) {
   return absl::OkStatus();
 }
 
-namespace {}  // namespace
+namespace {  // PriorResult looks up an already committed request: nullopt when
+             // the
+// request id is new, the first response when it was used for this very
+// request, FAILED_PRECONDITION naming `request_id` when it was used for
+// another one. The store checks again inside the commit's transaction;
+// this lookup answers a retry without redoing the work.
+template <typename Response>
+absl::StatusOr<std::optional<Response>> PriorResult(
+    Store& store, absl::string_view tenant, absl::string_view request_id,
+    absl::string_view method, absl::string_view fingerprint) {
+  IPSRT_ASSIGN_OR_RETURN(std::optional<RequestRecord> seen,
+                         store.LookupRequest(tenant, request_id));
+  if (!seen.has_value()) return std::optional<Response>();
+  if (seen->method != method || seen->payload_hash != fingerprint) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request_id: \"", request_id, "\" was already used for a different ",
+        seen->method, " request; use a new request id for a new request"));
+  }
+  Response first;
+  if (!first.ParseFromString(seen->response)) {
+    return absl::DataLossError("store: stored response is corrupt");
+  }
+  return std::optional<Response>(std::move(first));
+}
+
+// Committed is the answer to a committed request: `fresh`, or the first
+// response when the store found the request id already committed.
+template <typename Response>
+absl::StatusOr<Response> Committed(absl::StatusOr<CommitResult> r,
+                                   Response fresh) {
+  if (!r.ok()) return r.status();
+  if (!r->replayed) return fresh;
+  Response first;
+  if (!first.ParseFromString(r->response)) {
+    return absl::DataLossError("store: stored response is corrupt");
+  }
+  return first;
+}
+
+// EventRowFor is the stored row of a sealed event.
+EventRow EventRowFor(const EnrollmentName& name, const v1::Event& event,
+                     absl::string_view prev_hash, absl::Time recorded) {
+  EventRow row;
+  row.tenant = name.tenant;
+  row.enrollment_id = name.id;
+  row.sequence = event.sequence();
+  row.type = event.type();
+  row.actor = ActorString(event.actor());
+  row.request_id = event.request_id();
+  row.record_time = recorded;
+  row.payload = DeterministicBytes(event);
+  row.prev_hash = std::string(prev_hash);
+  row.hash = event.hash();
+  return row;
+}
+
+}  // namespace
 
 std::string DeterministicBytes(const google::protobuf::Message& m) {
   std::string out;
@@ -230,25 +286,11 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
   unkeyed.clear_request_id();
   std::string fingerprint = RequestFingerprint(kMethod, unkeyed);
 
-  // A retry usually finds its first result here without queueing a write;
-  // the commit below checks again inside the transaction.
-  absl::StatusOr<std::optional<RequestRecord>> seen =
-      deps_.store->LookupRequest(*tenant, request.request_id());
-  if (!seen.ok()) return done(seen.status());
-  if (seen->has_value()) {
-    const RequestRecord& r = **seen;
-    if (r.method != kMethod || r.payload_hash != fingerprint) {
-      return done(absl::FailedPreconditionError(
-          absl::StrCat("request_id: \"", request.request_id(),
-                       "\" was already used for a different ", r.method,
-                       " request; use a new request id for a new request")));
-    }
-    v1::Enrollment first;
-    if (!first.ParseFromString(r.response)) {
-      return done(absl::DataLossError("store: stored response is corrupt"));
-    }
-    return done(first);
-  }
+  absl::StatusOr<std::optional<v1::Enrollment>> prior =
+      PriorResult<v1::Enrollment>(*deps_.store, *tenant, request.request_id(),
+                                  kMethod, fingerprint);
+  if (!prior.ok()) return done(prior.status());
+  if (prior->has_value()) return done(**std::move(prior));
 
   std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
   const WorkflowTemplate* workflow =
@@ -296,30 +338,14 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
       *tenant,     request.request_id(),           std::string(kMethod),
       fingerprint, enrollment.SerializeAsString(), now};
   batch.create = RowFrom(name, stepped->state);
-  EventRow ev;
-  ev.tenant = *tenant;
-  ev.enrollment_id = name.id;
-  ev.sequence = 1;
-  ev.type = event.type();
-  ev.actor = ActorString(actor);
-  ev.request_id = request.request_id();
-  ev.record_time = now;
-  ev.payload = DeterministicBytes(event);
-  ev.hash = event.hash();
-  batch.events.push_back(std::move(ev));
+  batch.events.push_back(EventRowFor(name, event, "", now));
   AddEffects(name, stepped->effects, batch);
 
   deps_.store->CommitAsync(
       std::move(batch),
       [done = std::move(done), created = std::move(enrollment)](
           absl::StatusOr<CommitResult> r) mutable {
-        if (!r.ok()) return done(r.status());
-        if (!r->replayed) return done(std::move(created));
-        v1::Enrollment first;
-        if (!first.ParseFromString(r->response)) {
-          return done(absl::DataLossError("store: stored response is corrupt"));
-        }
-        done(std::move(first));
+        done(Committed(std::move(r), std::move(created)));
       });
 }
 
@@ -422,22 +448,11 @@ void Enrollments::Apply(const std::string& method,
     (*inner)(std::move(r));
   };
 
-  absl::StatusOr<std::optional<RequestRecord>> seen =
-      deps_.store->LookupRequest(en.tenant, request_id);
-  if (!seen.ok()) return done(seen.status());
-  if (seen->has_value()) {
-    const RequestRecord& r = **seen;
-    if (r.method != method || r.payload_hash != fingerprint) {
-      return done(absl::FailedPreconditionError(absl::StrCat(
-          "request_id: \"", request_id, "\" was already used for a different ",
-          r.method, " request; use a new request id for a new request")));
-    }
-    v1::SubmitEventResponse first;
-    if (!first.ParseFromString(r.response)) {
-      return done(absl::DataLossError("store: stored response is corrupt"));
-    }
-    return done(first);
-  }
+  absl::StatusOr<std::optional<v1::SubmitEventResponse>> prior =
+      PriorResult<v1::SubmitEventResponse>(*deps_.store, en.tenant, request_id,
+                                           method, fingerprint);
+  if (!prior.ok()) return done(prior.status());
+  if (prior->has_value()) return done(**std::move(prior));
 
   absl::StatusOr<EnrollmentRow> row =
       deps_.store->GetEnrollment(en.tenant, en.id);
@@ -502,18 +517,7 @@ void Enrollments::Apply(const std::string& method,
       en.tenant, request_id, method, fingerprint, response.SerializeAsString(),
       now};
   batch.update = EnrollmentUpdate{row->revision, RowFrom(en, stepped->state)};
-  EventRow ev;
-  ev.tenant = en.tenant;
-  ev.enrollment_id = en.id;
-  ev.sequence = event.sequence();
-  ev.type = event.type();
-  ev.actor = ActorString(actor);
-  ev.request_id = request_id;
-  ev.record_time = now;
-  ev.payload = DeterministicBytes(event);
-  ev.prev_hash = state->last_event_hash();
-  ev.hash = event.hash();
-  batch.events.push_back(std::move(ev));
+  batch.events.push_back(EventRowFor(en, event, state->last_event_hash(), now));
   AddEffects(en, stepped->effects, batch);
 
   v1::EventPayload retry_payload = event.payload();
@@ -544,14 +548,8 @@ void Enrollments::Apply(const std::string& method,
             }).detach();
             return;
           }
-          return done(r.status());
         }
-        if (!r->replayed) return done(std::move(response));
-        v1::SubmitEventResponse first;
-        if (!first.ParseFromString(r->response)) {
-          return done(absl::DataLossError("store: stored response is corrupt"));
-        }
-        done(std::move(first));
+        done(Committed(std::move(r), std::move(response)));
       });
 }
 
