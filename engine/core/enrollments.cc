@@ -286,11 +286,10 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
   unkeyed.clear_request_id();
   std::string fingerprint = RequestFingerprint(kMethod, unkeyed);
 
-  absl::StatusOr<std::optional<v1::Enrollment>> prior =
-      PriorResult<v1::Enrollment>(*deps_.store, *tenant, request.request_id(),
-                                  kMethod, fingerprint);
-  if (!prior.ok()) return done(prior.status());
-  if (prior->has_value()) return done(**std::move(prior));
+  // No lookup of the request id before the work: a create is cheap to
+  // redo, and the commit finds a retried request inside its transaction
+  // and answers with the first result (Committed), so the common, first
+  // call costs no extra read.
 
   std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
   const WorkflowTemplate* workflow =
