@@ -13,8 +13,10 @@
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "cli/tools.h"
 #include "common/files.h"
@@ -25,6 +27,8 @@
 #include "grpcpp/grpcpp.h"
 #include "ipsrt/v1/diagnostics.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
+#include "ipsrt/v1/plugin.grpc.pb.h"
+#include "ipsrt/v1/questionnaire.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "service/status_mapping.h"
 
@@ -551,6 +555,144 @@ int RunList(const ParsedArgs&) {
   return kExitOk;
 }
 
+// ---------------------------------------------------------------- plugins
+
+int RunPlugins(const ParsedArgs&) {
+  auto stub = v1::PluginService::NewStub(NewChannel());
+  v1::ListPluginsResponse response;
+  grpc::Status status = stub->ListPlugins(NewContext().get(),
+                                          v1::ListPluginsRequest(), &response);
+  if (!status.ok()) return ReportRpcError(status);
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(response);
+  for (const v1::PluginInfo& p : response.plugins()) {
+    std::string kinds;
+    for (const std::string& k : p.kinds()) {
+      absl::StrAppend(&kinds, kinds.empty() ? "" : ",", k);
+    }
+    std::string transport = p.transport() == v1::PluginInfo::IN_PROCESS
+                                ? "in_process"
+                                : "out_of_process";
+    std::string health =
+        p.health() == v1::PluginInfo::SERVING ? "SERVING" : "NOT_SERVING";
+    std::printf("%-20s %-10s %-16s %-14s %-11s %s\n", p.name().c_str(),
+                p.version().c_str(), kinds.c_str(), transport.c_str(),
+                health.c_str(), p.path().c_str());
+  }
+  return kExitOk;
+}
+
+// ----------------------------------------------------------------
+// questionnaire
+
+void PrintQuestionnaire(const v1::Questionnaire& q) {
+  std::printf("%s@%d  %s  (plugin %s)\n", q.id().c_str(), q.version(),
+              q.title().c_str(), q.plugin().c_str());
+  if (!q.recall_period().empty()) {
+    std::printf("recall period: %s\n", q.recall_period().c_str());
+  }
+  if (!q.preamble().empty()) std::printf("%s\n", q.preamble().c_str());
+  for (const v1::QuestionnaireItem& item : q.items()) {
+    std::printf("\n[%s]%s%s %s\n", item.id().c_str(),
+                item.required() ? "" : " (optional)",
+                item.scored() ? "" : " (not scored)", item.text().c_str());
+    for (const v1::AnswerOption& o : item.options()) {
+      std::printf("    %d  %s\n", o.value(), o.label().c_str());
+    }
+  }
+  if (q.bands_size() > 0) std::printf("\nbands:");
+  for (const v1::ScoreBand& b : q.bands()) {
+    std::printf(" %s %d-%d;", b.name().c_str(), b.min(), b.max());
+  }
+  if (q.bands_size() > 0) std::printf("\n");
+  if (!q.copyright().empty()) std::printf("\n%s\n", q.copyright().c_str());
+}
+
+int RunQuestionnaire(const ParsedArgs& args) {
+  const std::string& action = args.positional[0];
+  auto stub = v1::QuestionnaireService::NewStub(NewChannel());
+  if (action == "list") {
+    if (args.positional.size() != 1) {
+      return UsageError("questionnaire", "list takes no further argument");
+    }
+    v1::ListQuestionnairesResponse response;
+    grpc::Status status = stub->ListQuestionnaires(
+        NewContext().get(), v1::ListQuestionnairesRequest(), &response);
+    if (!status.ok()) return ReportRpcError(status);
+    if (absl::GetFlag(FLAGS_json)) return PrintJson(response);
+    for (const v1::Questionnaire& q : response.questionnaires()) {
+      std::printf("%-14s v%-3d %-3d items  %-22s %s\n", q.id().c_str(),
+                  q.version(), q.items_size(), q.plugin().c_str(),
+                  q.title().c_str());
+    }
+    return kExitOk;
+  }
+  if (action == "show") {
+    if (args.positional.size() != 2) {
+      return UsageError("questionnaire", "show needs an instrument id");
+    }
+    std::vector<std::string> id_version =
+        absl::StrSplit(args.positional[1], absl::MaxSplits('@', 1));
+    v1::GetQuestionnaireRequest request;
+    request.set_id(id_version[0]);
+    int version = 0;
+    if (id_version.size() == 2 && !absl::SimpleAtoi(id_version[1], &version)) {
+      return UsageError("questionnaire", "version after @ must be a number");
+    }
+    request.set_version(version);
+    v1::Questionnaire q;
+    grpc::Status status =
+        stub->GetQuestionnaire(NewContext().get(), request, &q);
+    if (!status.ok()) return ReportRpcError(status);
+    if (absl::GetFlag(FLAGS_json)) return PrintJson(q);
+    PrintQuestionnaire(q);
+    return kExitOk;
+  }
+  return UsageError(
+      "questionnaire",
+      absl::StrCat("unknown action \"", action, "\" (expected list or show)"));
+}
+
+// ---------------------------------------------------------------- score
+
+int RunScore(const ParsedArgs& args) {
+  v1::ScoreResponseRequest request;
+  v1::QuestionnaireResponse* response = request.mutable_response();
+  std::vector<std::string> id_version =
+      absl::StrSplit(args.positional[0], absl::MaxSplits('@', 1));
+  response->set_questionnaire_id(id_version[0]);
+  int version = 0;
+  if (id_version.size() == 2 && !absl::SimpleAtoi(id_version[1], &version)) {
+    return UsageError("score", "version after @ must be a number");
+  }
+  response->set_questionnaire_version(version);
+  for (size_t i = 1; i < args.positional.size(); ++i) {
+    std::vector<std::string> kv =
+        absl::StrSplit(args.positional[i], absl::MaxSplits('=', 1));
+    int value = 0;
+    if (kv.size() != 2 || kv[0].empty() || !absl::SimpleAtoi(kv[1], &value)) {
+      return UsageError("score", absl::StrCat("\"", args.positional[i],
+                                              "\" is not ITEM=VALUE"));
+    }
+    (*response->mutable_answers())[kv[0]] = value;
+  }
+  auto stub = v1::QuestionnaireService::NewStub(NewChannel());
+  v1::ScoreResponseResponse scored;
+  grpc::Status status =
+      stub->ScoreResponse(NewContext().get(), request, &scored);
+  if (!status.ok()) return ReportRpcError(status);
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(scored);
+  std::map<std::string, double> scores(scored.scores().begin(),
+                                       scored.scores().end());
+  for (const auto& [name, value] : scores) {
+    std::printf("%s = %s\n", name.c_str(), absl::StrCat(value).c_str());
+  }
+  if (!scored.band().empty()) std::printf("band: %s\n", scored.band().c_str());
+  for (const std::string& flag : scored.flags()) {
+    std::printf("flag: %s\n", flag.c_str());
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 const std::vector<FlagSpec>& GlobalFlags() {
@@ -728,6 +870,39 @@ const std::vector<Command>& Commands() {
                   .flags = {},
                   .global_flags = GlobalFlags()},
          .run = RunReload},
+        {.spec = {.name = "plugins",
+                  .synopsis = "plugins [flags]",
+                  .description =
+                      "List the plugins the server loaded: name, version, "
+                      "kinds, transport,\nhealth (SERVING or NOT_SERVING) and "
+                      "path.",
+                  .flags = {},
+                  .global_flags = GlobalFlags()},
+         .run = RunPlugins},
+        {.spec = {.name = "questionnaire",
+                  .synopsis = "questionnaire list | questionnaire show "
+                              "ID[@VERSION] [flags]",
+                  .description =
+                      "List the instruments the server's questionnaire "
+                      "plugins serve, or show\none with its items, answer "
+                      "options and bands.",
+                  .flags = {},
+                  .global_flags = GlobalFlags(),
+                  .min_positional = 1,
+                  .max_positional = 2},
+         .run = RunQuestionnaire},
+        {.spec = {.name = "score",
+                  .synopsis = "score ID[@VERSION] ITEM=VALUE... [flags]",
+                  .description =
+                      "Validate and score answers with the instrument's "
+                      "plugin; records nothing.\n\nPrints each score, the "
+                      "band and any flags, e.g.\n  ipsrt score phq9 1=2 2=1 "
+                      "... 9=0",
+                  .flags = {},
+                  .global_flags = GlobalFlags(),
+                  .min_positional = 1,
+                  .max_positional = kAnyNumberOfArguments},
+         .run = RunScore},
     };
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));

@@ -4,7 +4,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/yaml_reader.h"
@@ -18,6 +20,87 @@ std::string Resolve(absl::string_view base_dir, const std::string& p) {
   if (path.is_absolute() || base_dir.empty()) return path.lexically_normal();
   return (std::filesystem::path(std::string(base_dir)) / path)
       .lexically_normal();
+}
+
+// YamlToJson renders a YAML value as JSON text. Plain scalars that read as
+// a JSON literal (true, false, null, a number) become that literal; quoted
+// scalars and everything else become strings.
+void AppendJsonString(absl::string_view text, std::string* out) {
+  out->push_back('"');
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          absl::StrAppend(out, "\\u00", absl::Hex(c, absl::kZeroPad2));
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+bool IsJsonNumber(const std::string& s) {
+  double ignored;
+  return !s.empty() &&
+         s.find_first_not_of("0123456789+-.eE") == std::string::npos &&
+         absl::SimpleAtod(s, &ignored);
+}
+
+void YamlToJson(const YAML::Node& node, std::string* out) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      out->push_back('{');
+      bool first = true;
+      for (const auto& kv : node) {
+        if (!first) out->push_back(',');
+        first = false;
+        AppendJsonString(kv.first.Scalar(), out);
+        out->push_back(':');
+        YamlToJson(kv.second, out);
+      }
+      out->push_back('}');
+      return;
+    }
+    case YAML::NodeType::Sequence: {
+      out->push_back('[');
+      for (size_t i = 0; i < node.size(); ++i) {
+        if (i > 0) out->push_back(',');
+        YamlToJson(node[i], out);
+      }
+      out->push_back(']');
+      return;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& v = node.Scalar();
+      bool quoted = node.Tag() == "!";
+      if (!quoted && (v == "true" || v == "false" || v == "null")) {
+        out->append(v);
+      } else if (!quoted && IsJsonNumber(v)) {
+        out->append(v);
+      } else {
+        AppendJsonString(v, out);
+      }
+      return;
+    }
+    default:
+      out->append("null");
+  }
 }
 
 }  // namespace
@@ -38,7 +121,9 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!r.ok()) return r.ToStatus();
   Config c;
   if (!r.ExpectMap(root, "", false)) return r.ToStatus();
-  r.ExpectKeys(root, "", {"server", "store", "workflows", "logging", "safety"});
+  r.ExpectKeys(
+      root, "",
+      {"server", "store", "workflows", "logging", "safety", "plugins"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
@@ -131,6 +216,61 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
     r.ExpectKeys(safety, "safety", {"crisis_resources"});
     c.safety.crisis_resources =
         r.StringList(safety, "safety", "crisis_resources");
+  }
+  YAML::Node plugins = root["plugins"];
+  if (plugins.IsDefined() && !plugins.IsNull()) {
+    if (!plugins.IsSequence()) {
+      r.Error(plugins, "plugins", "must be a list of plugins");
+    } else {
+      for (size_t i = 0; i < plugins.size(); ++i) {
+        const YAML::Node& entry = plugins[i];
+        const std::string p = YamlReader::Join("plugins", i);
+        if (!r.ExpectMap(entry, p, false)) continue;
+        r.ExpectKeys(
+            entry, p,
+            {"path", "transport", "sha256", "args", "config", "call_timeout"});
+        PluginConfig pc;
+        pc.location = absl::StrCat(file_name, ":", entry.Mark().line + 1, ":",
+                                   entry.Mark().column + 1);
+        std::string path = r.String(entry, p, "path", "", true);
+        pc.path = path.find('/') == std::string::npos ? path
+                                                      : Resolve(base_dir, path);
+        pc.transport = r.String(entry, p, "transport", pc.transport);
+        if (pc.transport != "in_process" && pc.transport != "out_of_process") {
+          r.Error(entry["transport"], YamlReader::Join(p, "transport"),
+                  "must be in_process or out_of_process");
+        }
+        pc.sha256 = absl::AsciiStrToLower(r.String(entry, p, "sha256", ""));
+        if (!pc.sha256.empty() &&
+            (pc.sha256.size() != 64 ||
+             pc.sha256.find_first_not_of("0123456789abcdef") !=
+                 std::string::npos)) {
+          r.Error(entry["sha256"], YamlReader::Join(p, "sha256"),
+                  "must be 64 hexadecimal digits");
+        }
+        pc.args = r.StringList(entry, p, "args");
+        if (!pc.args.empty() && pc.transport != "out_of_process") {
+          r.Error(entry["args"], YamlReader::Join(p, "args"),
+                  "only an out_of_process plugin takes arguments");
+        }
+        pc.call_timeout = r.Duration(entry, p, "call_timeout", pc.call_timeout);
+        if (pc.call_timeout <= absl::ZeroDuration()) {
+          r.Error(entry["call_timeout"], YamlReader::Join(p, "call_timeout"),
+                  "must be positive");
+        }
+        const YAML::Node& config = entry["config"];
+        if (config.IsDefined() && !config.IsNull()) {
+          if (!config.IsMap()) {
+            r.Error(config, YamlReader::Join(p, "config"),
+                    "must be a map (the plugin's own settings)");
+          } else {
+            pc.config_json.clear();
+            YamlToJson(config, &pc.config_json);
+          }
+        }
+        c.plugins.push_back(std::move(pc));
+      }
+    }
   }
   if (!r.ok()) return r.ToStatus();
   return c;

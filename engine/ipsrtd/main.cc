@@ -95,6 +95,24 @@ int Run() {
   WorkflowRegistry workflows(*catalog, config->workflows.directories);
   RandomIdGenerator ids;
 
+  // Plugins load all or nothing, before the server accepts a call.
+  absl::StatusOr<std::unique_ptr<PluginRegistry>> plugins =
+      PluginRegistry::Load(config->plugins, DefaultPluginHostOptions());
+  if (!plugins.ok()) {
+    std::fprintf(stderr, "ipsrtd: plugin refused: %s\n",
+                 std::string(plugins.status().message()).c_str());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<QuestionnaireCatalog>> questionnaires =
+      QuestionnaireCatalog::Build(**plugins);
+  if (!questionnaires.ok()) {
+    std::fprintf(stderr, "ipsrtd: %s\n",
+                 std::string(questionnaires.status().message()).c_str());
+    return 1;
+  }
+  IPSRT_LOG(INFO) << "loaded " << (*plugins)->List().size() << " plugin(s), "
+                  << (*questionnaires)->List().size() << " questionnaire(s)";
+
   ServerOptions server_options;
   server_options.listen = config->server.listen;
   if (!config->server.tls.has_value() && !IsLoopback(config->server.listen)) {
@@ -127,7 +145,8 @@ int Run() {
   absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(
       server_options,
       ServerDeps{store->get(), SystemClock::Get(), &ids, &workflows,
-                 Enrollments::Safety{config->safety.crisis_resources}});
+                 Enrollments::Safety{config->safety.crisis_resources},
+                 plugins->get(), questionnaires->get()});
   if (!server.ok()) {
     IPSRT_LOG(ERROR) << server.status();
     return 1;

@@ -15,8 +15,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/enrollments.h"
+#include "core/questionnaires.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/store.h"
+#include "plugin_host/registry.h"
 
 namespace ipsrt {
 
@@ -37,6 +39,9 @@ struct ServerDeps {
   IdGenerator* ids;
   WorkflowRegistry* workflows;
   Enrollments::Safety safety;
+  // Loaded plugins and the instruments they serve; null means none.
+  const PluginRegistry* plugins = nullptr;
+  const QuestionnaireCatalog* questionnaires = nullptr;
 };
 
 class IpsrtServer {

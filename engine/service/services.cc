@@ -271,16 +271,53 @@ class EnrollmentServiceImpl final
 class QuestionnaireServiceImpl final
     : public v1::QuestionnaireService::CallbackService {
  public:
+  explicit QuestionnaireServiceImpl(const ServerDeps& deps)
+      : catalog_(deps.questionnaires != nullptr ? deps.questionnaires
+                                                : &empty_) {}
+
   ServerUnaryReactor* ListQuestionnaires(
-      CallbackServerContext* ctx, const v1::ListQuestionnairesRequest*,
-      v1::ListQuestionnairesResponse*) override {
-    return NotYet(ctx, "ListQuestionnaires", "questionnaire plugins");
+      CallbackServerContext* ctx, const v1::ListQuestionnairesRequest* request,
+      v1::ListQuestionnairesResponse* response) override {
+    if (!request->page_token().empty()) {
+      return Finish(ctx, absl::InvalidArgumentError(
+                             "page_token: not a token returned by this server "
+                             "(questionnaire lists fit on one page)"));
+    }
+    for (const v1::Questionnaire* q : catalog_->List()) {
+      *response->add_questionnaires() = *q;
+    }
+    return Finish(ctx, absl::OkStatus());
   }
-  ServerUnaryReactor* GetQuestionnaire(CallbackServerContext* ctx,
-                                       const v1::GetQuestionnaireRequest*,
-                                       v1::Questionnaire*) override {
-    return NotYet(ctx, "GetQuestionnaire", "questionnaire plugins");
+  ServerUnaryReactor* GetQuestionnaire(
+      CallbackServerContext* ctx, const v1::GetQuestionnaireRequest* request,
+      v1::Questionnaire* response) override {
+    if (request->id().empty()) {
+      return Finish(ctx, absl::InvalidArgumentError("id: must not be empty"));
+    }
+    if (request->version() < 0) {
+      return Finish(ctx, absl::InvalidArgumentError(
+                             "version: must be 0 (current) or positive"));
+    }
+    absl::StatusOr<const v1::Questionnaire*> q =
+        catalog_->Get(request->id(), request->version());
+    if (!q.ok()) return Finish(ctx, q.status());
+    *response = **q;
+    return Finish(ctx, absl::OkStatus());
   }
+  ServerUnaryReactor* ScoreResponse(
+      CallbackServerContext* ctx, const v1::ScoreResponseRequest* request,
+      v1::ScoreResponseResponse* response) override {
+    // Out-of-process plugins answer within their call deadline; the
+    // handler blocks a callback thread no longer than that.
+    absl::StatusOr<v1::ScoreResponseResponse> scored =
+        catalog_->Score(request->response());
+    if (scored.ok()) *response = std::move(*scored);
+    return Finish(ctx, scored.status());
+  }
+
+ private:
+  QuestionnaireCatalog empty_;
+  const QuestionnaireCatalog* catalog_;
 };
 
 class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
@@ -342,11 +379,21 @@ class ExportServiceImpl final : public v1::ExportService::CallbackService {
 
 class PluginServiceImpl final : public v1::PluginService::CallbackService {
  public:
+  explicit PluginServiceImpl(const ServerDeps& deps) : plugins_(deps.plugins) {}
+
   ServerUnaryReactor* ListPlugins(CallbackServerContext* ctx,
                                   const v1::ListPluginsRequest*,
-                                  v1::ListPluginsResponse*) override {
-    return NotYet(ctx, "ListPlugins", "the plugin host");
+                                  v1::ListPluginsResponse* response) override {
+    if (plugins_ != nullptr) {
+      for (v1::PluginInfo& info : plugins_->List()) {
+        *response->add_plugins() = std::move(info);
+      }
+    }
+    return Finish(ctx, absl::OkStatus());
   }
+
+ private:
+  const PluginRegistry* plugins_;
 };
 
 }  // namespace
@@ -358,10 +405,10 @@ std::vector<std::unique_ptr<grpc::Service>> MakeServices(
       std::make_unique<DiagnosticsServiceImpl>(deps, start_time));
   services.push_back(std::make_unique<WorkflowServiceImpl>(deps));
   services.push_back(std::make_unique<EnrollmentServiceImpl>(deps));
-  services.push_back(std::make_unique<QuestionnaireServiceImpl>());
+  services.push_back(std::make_unique<QuestionnaireServiceImpl>(deps));
   services.push_back(std::make_unique<ReminderServiceImpl>());
   services.push_back(std::make_unique<ExportServiceImpl>());
-  services.push_back(std::make_unique<PluginServiceImpl>());
+  services.push_back(std::make_unique<PluginServiceImpl>(deps));
   return services;
 }
 

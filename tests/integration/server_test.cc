@@ -22,6 +22,7 @@
 #include "ipsrt/sqlite_store.h"
 #include "ipsrt/v1/diagnostics.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
+#include "ipsrt/v1/export.grpc.pb.h"
 #include "ipsrt/v1/questionnaire.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "runtime/step.h"
@@ -342,11 +343,11 @@ TEST_F(ServerTest, ConcurrentCreatesAllLandAndShareCommits) {
 }
 
 TEST_F(ServerTest, NotYetImplementedRpcsSayWhatIsMissing) {
-  auto questionnaires = v1::QuestionnaireService::NewStub(channel_);
+  auto exports = v1::ExportService::NewStub(channel_);
   grpc::ClientContext ctx;
-  v1::ListQuestionnairesResponse resp;
-  grpc::Status s = questionnaires->ListQuestionnaires(
-      &ctx, v1::ListQuestionnairesRequest(), &resp);
+  v1::ExportEnrollmentResponse resp;
+  grpc::Status s =
+      exports->ExportEnrollment(&ctx, v1::ExportEnrollmentRequest(), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_THAT(s.error_message(), HasSubstr("is not implemented yet: it needs"));
 }

@@ -77,12 +77,37 @@ struct SafetyConfig {
   std::vector<std::string> crisis_resources;
 };
 
+// One plugin to load at start-up (plugins/sdk/README.md).
+struct PluginConfig {
+  // A shared library, or (out of process only) an executable. A bare file
+  // name (no '/') names a library in the engine's plugin directory,
+  // <directory of ipsrtd>/../lib/ipsrt/plugins; other relative paths are
+  // resolved against the config file's directory.
+  std::string path;
+  // "in_process" (dlopen) or "out_of_process" (a child process; a shared
+  // library is then run by ipsrt-plugin-runner).
+  std::string transport = "in_process";
+  // Lowercase hex SHA-256 of the file; when set, a file with another hash
+  // is refused before it is loaded or run.
+  std::string sha256;
+  // Extra arguments for an out-of-process executable.
+  std::vector<std::string> args;
+  // The plugin's own `config` block as JSON text ("{}" when absent); the
+  // plugin validates it at load.
+  std::string config_json = "{}";
+  // Deadline of each call to an out-of-process plugin.
+  absl::Duration call_timeout = absl::Seconds(5);
+  // "file:line:col" of the entry, for load errors.
+  std::string location;
+};
+
 struct Config {
   ServerConfig server;
   StoreConfig store;
   WorkflowsConfig workflows;
   LoggingConfig logging;
   SafetyConfig safety;
+  std::vector<PluginConfig> plugins;
 };
 
 // ParseConfig reads YAML text. `file_name` appears in diagnostics;

@@ -1,0 +1,401 @@
+// The plugin host with real plugin libraries: dlopen in process, and child
+// processes under ipsrt-plugin-runner out of process. One tiny C plugin per
+// failure mode (tests/plugins/faulty.c) and the SDK example
+// (plugins/sdk/example) as the well-behaved plugin.
+#include <signal.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/files.h"
+#include "common/hash.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ipsrt/config.h"
+#include "ipsrt_plugin.h"
+#include "plugin_host/out_of_process.h"
+#include "plugin_host/registry.h"
+
+namespace ipsrt {
+namespace {
+
+using ::testing::HasSubstr;
+
+namespace pv1 = ::ipsrt::plugin::v1;
+
+std::string Faulty(const std::string& fault) {
+  return absl::StrCat(IPSRT_TEST_PLUGIN_DIR, "/libfaulty-", fault, ".so");
+}
+
+const std::string kExample =
+    absl::StrCat(IPSRT_PLUGIN_DIR, "/libipsrt_bedtime_check.so");
+
+PluginHostOptions Options() {
+  PluginHostOptions o;
+  o.plugin_dir = IPSRT_PLUGIN_DIR;
+  o.runner_path = IPSRT_RUNNER_BIN;
+  o.health_interval = absl::Milliseconds(100);
+  o.restart_backoff_initial = absl::Milliseconds(100);
+  o.restart_backoff_max = absl::Seconds(1);
+  return o;
+}
+
+PluginConfig Entry(const std::string& path,
+                   const std::string& transport = "in_process") {
+  PluginConfig c;
+  c.path = path;
+  c.transport = transport;
+  c.location = "ipsrtd.yaml:7:5";
+  return c;
+}
+
+absl::Status LoadError(const PluginConfig& config) {
+  auto registry = PluginRegistry::Load({config}, Options());
+  return registry.status();
+}
+
+pv1::ScoreResponseRequest BedtimeAnswers(int bedtime, int rested) {
+  pv1::ScoreResponseRequest request;
+  request.mutable_response()->set_questionnaire_id("bedtime-check");
+  (*request.mutable_response()->mutable_answers())["bedtime"] = bedtime;
+  (*request.mutable_response()->mutable_answers())["rested"] = rested;
+  return request;
+}
+
+// Waits until `ok()` holds or `limit` passes.
+template <typename F>
+bool Eventually(F ok, absl::Duration limit = absl::Seconds(10)) {
+  absl::Time end = absl::Now() + limit;
+  while (absl::Now() < end) {
+    if (ok()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return ok();
+}
+
+// --- refusals at load, each with its exact message ---
+
+TEST(PluginLoadTest, AbiMajorMismatchNamesBothVersions) {
+  absl::Status s = LoadError(Entry(Faulty("abi-major")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      s.message(),
+      absl::StrCat("ipsrtd.yaml:7:5: plugin library ", Faulty("abi-major"),
+                   " was built for plugin ABI 2.0 but this engine "
+                   "speaks ABI 1.0: rebuild it against plugin SDK 1.x"));
+}
+
+TEST(PluginLoadTest, NewerMinorIsRefused) {
+  absl::Status s = LoadError(Entry(Faulty("newer-minor")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      s.message(),
+      absl::StrCat("ipsrtd.yaml:7:5: plugin library ", Faulty("newer-minor"),
+                   " needs plugin ABI 1.7 but this engine speaks ABI "
+                   "1.0 (older minor): upgrade ipsrtd or rebuild the "
+                   "plugin against SDK 1.0"));
+}
+
+TEST(PluginLoadTest, WrongDescriptorSizeIsRefused) {
+  absl::Status s = LoadError(Entry(Faulty("wrong-size")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            absl::StrCat(
+                "ipsrtd.yaml:7:5: plugin library ", Faulty("wrong-size"),
+                ": its descriptor is ", sizeof(ipsrt_plugin_descriptor) - 8,
+                " bytes but ABI 1.0 defines ", sizeof(ipsrt_plugin_descriptor),
+                " bytes (built with a modified ipsrt_plugin.h?)"));
+}
+
+TEST(PluginLoadTest, MissingEntryPointFunction) {
+  absl::Status s = LoadError(Entry(Faulty("no-entry")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            absl::StrCat("ipsrtd.yaml:7:5: plugin library ", Faulty("no-entry"),
+                         " is missing entry point ipsrt_plugin_entry (is it "
+                         "an ipsrt plugin?)"));
+}
+
+TEST(PluginLoadTest, MissingEntryPointOfDeclaredKind) {
+  absl::Status s = LoadError(Entry(Faulty("missing-score")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            absl::StrCat("ipsrtd.yaml:7:5: plugin faulty-missing-score (",
+                         Faulty("missing-score"),
+                         ") is missing entry point score_response"));
+}
+
+TEST(PluginLoadTest, InitFailureCarriesThePluginsReason) {
+  absl::Status s = LoadError(Entry(Faulty("init-fails")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "ipsrtd.yaml:7:5: plugin faulty-init-fails failed to initialize: "
+            "cannot open /nonexistent/instruments.db");
+}
+
+TEST(PluginLoadTest, RejectedConfigInBothTransports) {
+  for (const std::string transport : {"in_process", "out_of_process"}) {
+    PluginConfig c = Entry(Faulty("config-rejected"), transport);
+    c.config_json = R"({"threshold": 12})";
+    absl::Status s = LoadError(c);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << transport;
+    std::string who = transport == "in_process" ? "faulty-config-rejected"
+                                                : Faulty("config-rejected");
+    EXPECT_EQ(s.message(),
+              absl::StrCat("ipsrtd.yaml:7:5: plugin ", who,
+                           " refused its configuration: config.threshold: "
+                           "must be at most 10"))
+        << transport;
+  }
+}
+
+TEST(PluginLoadTest, ExampleRejectsBadSettingByName) {
+  PluginConfig c = Entry("libipsrt_bedtime_check.so");  // bare name
+  c.config_json = R"({"flag_at_or_below": 9})";
+  absl::Status s = LoadError(c);
+  EXPECT_EQ(s.message(),
+            "ipsrtd.yaml:7:5: plugin bedtime-check refused its configuration: "
+            "config.flag_at_or_below: must be a whole number from 0 to 3");
+}
+
+TEST(PluginLoadTest, Sha256IsCheckedWhenGiven) {
+  absl::StatusOr<std::string> bytes = ReadFileToString(kExample);
+  ASSERT_TRUE(bytes.ok());
+  std::string actual = Sha256Hex(*bytes);
+
+  PluginConfig good = Entry(kExample);
+  good.sha256 = actual;
+  EXPECT_TRUE(PluginRegistry::Load({good}, Options()).ok());
+
+  PluginConfig bad = Entry(kExample);
+  bad.sha256 = std::string(64, '0');
+  absl::Status s = LoadError(bad);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            absl::StrCat("ipsrtd.yaml:7:5: plugin file ", kExample,
+                         " has sha256 ", actual, " but the config expects ",
+                         std::string(64, '0'), "; refusing to load it"));
+}
+
+TEST(PluginLoadTest, MissingFileAndDuplicateName) {
+  absl::Status missing = LoadError(Entry("/nonexistent/libx.so"));
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(),
+            "ipsrtd.yaml:7:5: plugin file /nonexistent/libx.so does not exist");
+
+  PluginConfig second = Entry(kExample, "out_of_process");
+  second.location = "ipsrtd.yaml:9:5";
+  auto registry = PluginRegistry::Load({Entry(kExample), second}, Options());
+  EXPECT_EQ(registry.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(registry.status().message(),
+            absl::StrCat("ipsrtd.yaml:9:5: a plugin named bedtime-check is "
+                         "already loaded (from ",
+                         kExample, "); plugin names must be unique"));
+}
+
+TEST(PluginLoadTest, ConfigFileEntriesParse) {
+  absl::StatusOr<Config> c = ParseConfig(R"(
+store:
+  sqlite:
+    path: db.sqlite
+plugins:
+  - path: libipsrt_bedtime_check.so
+    config:
+      flag_at_or_below: 2
+      note: "text"
+  - path: ./bin/plugin
+    transport: out_of_process
+    args: [--verbose]
+    call_timeout: 2s
+)",
+                                         "ipsrtd.yaml", "/etc/ipsrt");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->plugins.size(), 2u);
+  EXPECT_EQ(c->plugins[0].path, "libipsrt_bedtime_check.so");
+  EXPECT_EQ(c->plugins[0].config_json,
+            R"({"flag_at_or_below":2,"note":"text"})");
+  EXPECT_EQ(c->plugins[0].location, "ipsrtd.yaml:6:5");
+  EXPECT_EQ(c->plugins[1].path, "/etc/ipsrt/bin/plugin");
+  EXPECT_EQ(c->plugins[1].args, std::vector<std::string>{"--verbose"});
+  EXPECT_EQ(c->plugins[1].call_timeout, absl::Seconds(2));
+
+  absl::StatusOr<Config> bad = ParseConfig(R"(
+store:
+  sqlite:
+    path: db.sqlite
+plugins:
+  - path: libx.so
+    transport: sideways
+    sha256: abc
+)",
+                                           "ipsrtd.yaml", "/etc/ipsrt");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(
+      bad.status().message(),
+      HasSubstr("ipsrtd.yaml:7:16: error: plugins[0].transport: must be "
+                "in_process or out_of_process"));
+  EXPECT_THAT(
+      bad.status().message(),
+      HasSubstr("ipsrtd.yaml:8:13: error: plugins[0].sha256: must be 64 "
+                "hexadecimal digits"));
+}
+
+// --- the example plugin answers the same through both transports ---
+
+TEST(PluginCallTest, ExampleAnswersTheSameThroughBothTransports) {
+  PluginConfig in = Entry(kExample);
+  in.config_json = R"({"flag_at_or_below": 2})";
+  auto a = PluginRegistry::Load({in}, Options());
+  ASSERT_TRUE(a.ok()) << a.status();
+  PluginConfig out = in;
+  out.transport = "out_of_process";
+  auto b = PluginRegistry::Load({out}, Options());
+  ASSERT_TRUE(b.ok()) << b.status();
+
+  for (PluginRegistry* registry : {a->get(), b->get()}) {
+    LoadedPlugin* plugin = registry->Find("bedtime-check");
+    ASSERT_NE(plugin, nullptr);
+    v1::PluginInfo info = plugin->Info();
+    EXPECT_EQ(info.version(), "1.0.0");
+    EXPECT_EQ(info.kinds(0), "questionnaire");
+    EXPECT_EQ(info.health(), v1::PluginInfo::SERVING);
+
+    auto instruments = plugin->ListInstruments();
+    ASSERT_TRUE(instruments.ok()) << instruments.status();
+    ASSERT_EQ(instruments->instruments_size(), 1);
+    EXPECT_EQ(instruments->instruments(0).items_size(), 2);
+
+    auto scored = plugin->ScoreResponse(BedtimeAnswers(2, 3));
+    ASSERT_TRUE(scored.ok()) << scored.status();
+    EXPECT_EQ(scored->scores().at("bedtime-check.total"), 5);
+    EXPECT_EQ(scored->band(), "regular");
+    // flag_at_or_below: 2 from the config reached the plugin.
+    ASSERT_EQ(scored->flags_size(), 1);
+    EXPECT_EQ(scored->flags(0), "bedtime-check.irregular");
+
+    auto refused = plugin->ScoreResponse(BedtimeAnswers(7, 0));
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(refused.status().message(),
+              "answers[\"bedtime\"]: 7 is not one of the answer values 0, 1, "
+              "2, 3");
+  }
+  EXPECT_EQ(a->get()->List()[0].transport(), v1::PluginInfo::IN_PROCESS);
+  EXPECT_EQ(b->get()->List()[0].transport(), v1::PluginInfo::OUT_OF_PROCESS);
+}
+
+TEST(PluginCallTest, GarbageResponseIsInternalInBothTransports) {
+  for (const std::string transport : {"in_process", "out_of_process"}) {
+    auto registry =
+        PluginRegistry::Load({Entry(Faulty("garbage"), transport)}, Options());
+    ASSERT_TRUE(registry.ok()) << registry.status();
+    auto scored = (*registry)->Find("faulty-garbage")->ScoreResponse({});
+    EXPECT_EQ(scored.status().code(), absl::StatusCode::kInternal);
+    EXPECT_EQ(scored.status().message(),
+              "plugin faulty-garbage answered ScoreResponse with bytes that "
+              "are not a valid ipsrt.plugin.v1.ScoreResponseResponse")
+        << transport;
+  }
+}
+
+// --- out of process: crash, hang, restart ---
+
+TEST(OutOfProcessTest, CrashMidCallFailsUnavailableAndThePluginComesBack) {
+  auto registry = PluginRegistry::Load(
+      {Entry(Faulty("crash"), "out_of_process")}, Options());
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  LoadedPlugin* plugin = (*registry)->Find("faulty-crash");
+  int first_pid = OutOfProcessPid(plugin->transport());
+  ASSERT_GT(first_pid, 0);
+
+  auto scored = plugin->ScoreResponse({});  // the plugin aborts
+  EXPECT_EQ(scored.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(scored.status().message(),
+              HasSubstr("plugin faulty-crash is unavailable (ScoreResponse)"));
+
+  // Reported down, then restarted by the supervisor as a new process.
+  EXPECT_TRUE(Eventually([&] {
+    return OutOfProcessPid(plugin->transport()) != first_pid &&
+           OutOfProcessPid(plugin->transport()) > 0 &&
+           plugin->Info().health() == v1::PluginInfo::SERVING;
+  }));
+  auto instruments = plugin->ListInstruments();
+  EXPECT_TRUE(instruments.ok()) << instruments.status();
+}
+
+TEST(OutOfProcessTest, KilledPluginIsReportedNotServingThenRestarted) {
+  PluginConfig c = Entry(kExample, "out_of_process");
+  PluginHostOptions slow_restart = Options();
+  slow_restart.restart_backoff_initial = absl::Milliseconds(500);
+  auto registry = PluginRegistry::Load({c}, slow_restart);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  LoadedPlugin* plugin = (*registry)->Find("bedtime-check");
+  int pid = OutOfProcessPid(plugin->transport());
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+
+  EXPECT_TRUE(Eventually(
+      [&] { return plugin->Info().health() == v1::PluginInfo::NOT_SERVING; }));
+  auto refused = plugin->ScoreResponse(BedtimeAnswers(1, 1));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("is not serving: the plugin process was killed by "
+                        "signal 9"));
+  EXPECT_TRUE(Eventually(
+      [&] { return plugin->Info().health() == v1::PluginInfo::SERVING; }));
+  auto scored = plugin->ScoreResponse(BedtimeAnswers(1, 1));
+  ASSERT_TRUE(scored.ok()) << scored.status();
+  EXPECT_EQ(scored->scores().at("bedtime-check.total"), 2);
+}
+
+TEST(OutOfProcessTest, HungCallMissesItsDeadlineAndTheHungPluginIsReplaced) {
+  PluginConfig c = Entry(Faulty("hang"), "out_of_process");
+  c.call_timeout = absl::Milliseconds(300);
+  auto registry = PluginRegistry::Load({c}, Options());
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  LoadedPlugin* plugin = (*registry)->Find("faulty-hang");
+  int first_pid = OutOfProcessPid(plugin->transport());
+
+  for (int i = 0; i < 3; ++i) {
+    absl::Time start = absl::Now();
+    auto scored = plugin->ScoreResponse({});
+    EXPECT_EQ(scored.status().code(), absl::StatusCode::kDeadlineExceeded);
+    EXPECT_EQ(scored.status().message(),
+              "plugin faulty-hang did not answer ScoreResponse within 300ms");
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  }
+  // Three missed deadlines in a row: killed and restarted.
+  EXPECT_TRUE(Eventually([&] {
+    int pid = OutOfProcessPid(plugin->transport());
+    return pid > 0 && pid != first_pid &&
+           plugin->Info().health() == v1::PluginInfo::SERVING;
+  }));
+}
+
+TEST(OutOfProcessTest, StoppedProcessFailsHealthChecksAndIsReplaced) {
+  auto registry =
+      PluginRegistry::Load({Entry(kExample, "out_of_process")}, Options());
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  LoadedPlugin* plugin = (*registry)->Find("bedtime-check");
+  int pid = OutOfProcessPid(plugin->transport());
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);  // alive but answering nothing
+  EXPECT_TRUE(Eventually([&] {
+    int now = OutOfProcessPid(plugin->transport());
+    return now > 0 && now != pid &&
+           plugin->Info().health() == v1::PluginInfo::SERVING;
+  }));
+  EXPECT_TRUE(plugin->ListInstruments().ok());
+}
+
+TEST(OutOfProcessTest, ExecutableThatDiesBeforeHandshake) {
+  PluginConfig c = Entry("/bin/false", "out_of_process");
+  absl::Status s = LoadError(c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(s.message(),
+            "ipsrtd.yaml:7:5: plugin /bin/false exited with status 1 before "
+            "its handshake line");
+}
+
+}  // namespace
+}  // namespace ipsrt
