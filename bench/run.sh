@@ -228,3 +228,9 @@ echo "| CreateEnrollment / Ping | $(ratio "$CREATE_T" "$PING_T") |"
 echo "| GetEnrollment / Ping | $(ratio "$GET_T" "$PING_T") |"
 echo "| CreateEnrollment / raw SQLite batch=1 | $(ratio "$CREATE_T" "$RAW1_T") |"
 echo "| CreateEnrollment / raw SQLite batch=$MAX_BATCH | $(ratio "$CREATE_T" "$RAWN_T") |"
+echo
+echo "### Plugin call: one ScoreResponse through each transport"
+echo
+"$BUILD_DIR/bench/ipsrt_plugin_call_bench" \
+  --plugin_dir="$BUILD_DIR/lib/ipsrt/plugins" \
+  --runner="$BUILD_DIR/engine/ipsrt-plugin-runner" 2>/dev/null

@@ -58,12 +58,13 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadOne(
   }
   // config_dir lets a plugin resolve relative paths the way the engine does.
   size_t colon = config.location.find(':');
-  std::string config_file =
+  std::filesystem::path config_file =
       colon == std::string::npos ? "" : config.location.substr(0, colon);
+  std::error_code cwd_error;
+  std::filesystem::path config_dir = config_file.parent_path();
+  if (config_dir.empty()) config_dir = ".";
   configure.set_config_dir(
-      std::filesystem::absolute(std::filesystem::path(config_file))
-          .parent_path()
-          .string());
+      std::filesystem::absolute(config_dir, cwd_error).string());
 
   std::unique_ptr<PluginTransport> transport;
   if (config.transport == "out_of_process") {
