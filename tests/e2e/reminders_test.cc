@@ -228,6 +228,40 @@ TEST(RemindersE2eTest, SigkillBetweenClaimAndRecordLosesNothing) {
   }
   EXPECT_EQ(sent_keys, (std::set<std::string>{key_a, key_b}));
 
+  // The CLI lists and watches the same reminders.
+  {
+    ProcessResult listed =
+        RunCli((*server)->address(),
+               {"reminders", "list", "--tenant=t1", "--status=SENT"});
+    EXPECT_EQ(listed.exit_code, 0) << listed.err;
+    std::vector<std::string> rows =
+        absl::StrSplit(listed.out, '\n', absl::SkipEmpty());
+    ASSERT_EQ(rows.size(), 2u) << listed.out;
+    for (const std::string& row : rows) {
+      EXPECT_THAT(row, HasSubstr("SENT"));
+      EXPECT_THAT(row, HasSubstr("T20:00 ("));
+      EXPECT_THAT(row, HasSubstr(kZone));
+      EXPECT_THAT(row, HasSubstr("initial.srm-diary#1"));
+    }
+    ProcessResult watched =
+        RunCli((*server)->address(),
+               {"reminders", "watch", "--tenant=t1", "--count=2"});
+    EXPECT_EQ(watched.exit_code, 0) << watched.err;
+    EXPECT_EQ(std::vector<std::string>(
+                  absl::StrSplit(watched.out, '\n', absl::SkipEmpty()))
+                  .size(),
+              2u)
+        << watched.out;
+    EXPECT_THAT(watched.out, HasSubstr("cursor="));
+    ProcessResult bad =
+        RunCli((*server)->address(),
+               {"reminders", "list", "--tenant=t1", "--status=LATE"});
+    EXPECT_EQ(bad.exit_code, 2);
+    EXPECT_THAT(bad.err,
+                HasSubstr("--status must be SCHEDULED, SENT, "
+                          "ACKNOWLEDGED, CANCELLED or FAILED, got \"LATE\""));
+  }
+
   // WatchReminders from the start of the feed streams both sent reminders;
   // resuming after the first cursor streams the second only.
   auto watch = [&](const std::string& cursor, int n) {
