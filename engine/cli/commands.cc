@@ -29,6 +29,7 @@
 #include "ipsrt/v1/enrollment.grpc.pb.h"
 #include "ipsrt/v1/plugin.grpc.pb.h"
 #include "ipsrt/v1/questionnaire.grpc.pb.h"
+#include "ipsrt/v1/reminder.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "service/status_mapping.h"
 
@@ -88,6 +89,13 @@ ABSL_FLAG(std::string, tls_server_name, "",
           "the --server host.");
 ABSL_FLAG(bool, closed, false,
           "Include done and cancelled tasks of the current stage.");
+ABSL_FLAG(std::string, status, "",
+          "Reminder status to list: SCHEDULED (default), SENT, ACKNOWLEDGED, "
+          "CANCELLED or FAILED.");
+ABSL_FLAG(std::string, cursor, "",
+          "Resume a reminder watch after this cursor (empty: from the start).");
+ABSL_FLAG(int32_t, count, 0,
+          "Stop a reminder watch after this many reminders (0: never).");
 ABSL_FLAG(bool, dry_run, false, "Show what would move and write nothing.");
 ABSL_FLAG(std::string, reason, "",
           "Reason recorded on each enrollment's timeline.");
@@ -435,6 +443,95 @@ int RunTimeline(const ParsedArgs& args) {
     }
   }
   return kExitOk;
+}
+
+// ---------------------------------------------------------------- reminders
+
+void PrintReminder(const v1::Reminder& r) {
+  std::printf(
+      "%-12s %-26s %-20s %s  %s  %s%s\n",
+      v1::Reminder::Status_Name(r.status()).c_str(), r.local_due_time().c_str(),
+      r.time_zone().c_str(), FormatTimestamp(r.due_time()).c_str(),
+      r.name().c_str(), r.task_id().c_str(),
+      r.cursor().empty() ? "" : absl::StrCat("  cursor=", r.cursor()).c_str());
+}
+
+int RunRemindersList(const ParsedArgs&) {
+  v1::ListDueRemindersRequest request;
+  request.set_parent(TenantParent());
+  request.set_page_size(500);
+  const std::string status = absl::GetFlag(FLAGS_status);
+  if (!status.empty()) {
+    v1::Reminder::Status parsed;
+    if (!v1::Reminder::Status_Parse(status, &parsed) ||
+        parsed == v1::Reminder::STATUS_UNSPECIFIED) {
+      return UsageError(
+          "reminders", absl::StrCat("--status must be SCHEDULED, SENT, "
+                                    "ACKNOWLEDGED, CANCELLED or FAILED, got \"",
+                                    status, "\""));
+    }
+    request.add_statuses(parsed);
+  }
+  auto stub = v1::ReminderService::NewStub(NewChannel());
+  v1::ListDueRemindersResponse all;
+  std::set<std::string> tokens_seen;
+  while (true) {
+    v1::ListDueRemindersResponse page;
+    grpc::Status s = stub->ListDueReminders(NewContext().get(), request, &page);
+    if (!s.ok()) return ReportRpcError(s);
+    for (v1::Reminder& r : *page.mutable_reminders()) {
+      *all.add_reminders() = std::move(r);
+    }
+    if (page.next_page_token().empty() ||
+        !tokens_seen.insert(page.next_page_token()).second) {
+      break;
+    }
+    request.set_page_token(page.next_page_token());
+  }
+  if (absl::GetFlag(FLAGS_json)) return PrintJson(all);
+  for (const v1::Reminder& r : all.reminders()) PrintReminder(r);
+  return kExitOk;
+}
+
+int RunRemindersWatch(const ParsedArgs&) {
+  v1::WatchRemindersRequest request;
+  request.set_parent(TenantParent());
+  request.set_cursor(absl::GetFlag(FLAGS_cursor));
+  const int count = absl::GetFlag(FLAGS_count);
+  if (count < 0) {
+    return UsageError("reminders", "--count must not be negative");
+  }
+  auto stub = v1::ReminderService::NewStub(NewChannel());
+  // A watch runs until --count reminders or an interrupt: no deadline.
+  grpc::ClientContext context;
+  auto reader = stub->WatchReminders(&context, request);
+  v1::Reminder r;
+  int seen = 0;
+  while ((count == 0 || seen < count) && reader->Read(&r)) {
+    ++seen;
+    if (absl::GetFlag(FLAGS_json)) {
+      absl::StatusOr<std::string> json = ToJson(r);
+      if (json.ok()) std::printf("%s\n", json->c_str());
+    } else {
+      PrintReminder(r);
+    }
+    std::fflush(stdout);
+  }
+  if (count > 0 && seen == count) {
+    context.TryCancel();
+    reader->Finish().IgnoreError();
+    return kExitOk;
+  }
+  grpc::Status s = reader->Finish();
+  return s.ok() ? kExitOk : ReportRpcError(s);
+}
+
+int RunReminders(const ParsedArgs& args) {
+  const std::string& verb = args.positional[0];
+  if (verb == "list") return RunRemindersList(args);
+  if (verb == "watch") return RunRemindersWatch(args);
+  return UsageError("reminders", absl::StrCat("unknown action \"", verb,
+                                              "\" (expected list or watch)"));
 }
 
 // ---------------------------------------------------------------- reload
@@ -861,6 +958,23 @@ const std::vector<Command>& Commands() {
                   .min_positional = 1,
                   .max_positional = 1},
          .run = RunTimeline},
+        {.spec = {.name = "reminders",
+                  .synopsis = "reminders list|watch [flags]",
+                  .description =
+                      "List or watch the tenant's reminders.\n\n"
+                      "list: reminders due by now, earliest first (by default "
+                      "those not yet sent;\n--status picks another status). "
+                      "watch: stream reminders as they are sent,\nfail, are "
+                      "cancelled at send time or acknowledged; resume with "
+                      "--cursor.\nEach line: status, local due time, zone, UTC "
+                      "due time, name, task\n(and cursor).",
+                  .flags = {{.name = "status", .value_name = "STATUS"},
+                            {.name = "cursor", .value_name = "CURSOR"},
+                            {.name = "count", .value_name = "N"}},
+                  .global_flags = GlobalFlags(),
+                  .min_positional = 1,
+                  .max_positional = 1},
+         .run = RunReminders},
         {.spec = {.name = "reload",
                   .synopsis = "reload [flags]",
                   .description =

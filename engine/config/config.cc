@@ -103,6 +103,45 @@ void YamlToJson(const YAML::Node& node, std::string* out) {
   }
 }
 
+// ParseReminders reads the optional `reminders:` section.
+void ParseReminders(YamlReader& r, const YAML::Node& node,
+                    absl::string_view base_dir, RemindersConfig& c) {
+  const char* p = "reminders";
+  if (!r.ExpectMap(node, p, true)) return;
+  r.ExpectKeys(node, p,
+               {"enabled", "poll_interval", "lease", "batch_size",
+                "max_attempts", "initial_backoff", "max_backoff", "jsonl"});
+  c.enabled = r.Bool(node, p, "enabled", c.enabled);
+  struct {
+    const char* key;
+    absl::Duration* value;
+  } const durations[] = {{"poll_interval", &c.poll_interval},
+                         {"lease", &c.lease},
+                         {"initial_backoff", &c.initial_backoff},
+                         {"max_backoff", &c.max_backoff}};
+  for (const auto& d : durations) {
+    *d.value = r.Duration(node, p, d.key, *d.value);
+    if (*d.value <= absl::ZeroDuration() && node[d.key].IsDefined()) {
+      r.Error(node[d.key], absl::StrCat(p, ".", d.key), "must be positive");
+    }
+  }
+  c.batch_size =
+      static_cast<int>(r.Int(node, p, "batch_size", c.batch_size, 1, 10000));
+  c.max_attempts =
+      static_cast<int>(r.Int(node, p, "max_attempts", c.max_attempts, 1, 1000));
+  if (c.max_backoff < c.initial_backoff && node["max_backoff"].IsDefined()) {
+    r.Error(node["max_backoff"], "reminders.max_backoff",
+            "must not be shorter than reminders.initial_backoff");
+  }
+  YAML::Node jsonl = node["jsonl"];
+  if (r.ExpectMap(jsonl, "reminders.jsonl", true)) {
+    r.ExpectKeys(jsonl, "reminders.jsonl", {"path", "sync"});
+    c.jsonl_path =
+        Resolve(base_dir, r.String(jsonl, "reminders.jsonl", "path", ""));
+    c.jsonl_sync = r.Bool(jsonl, "reminders.jsonl", "sync", c.jsonl_sync);
+  }
+}
+
 }  // namespace
 
 bool IsLoopback(absl::string_view listen) {
@@ -121,9 +160,9 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!r.ok()) return r.ToStatus();
   Config c;
   if (!r.ExpectMap(root, "", false)) return r.ToStatus();
-  r.ExpectKeys(
-      root, "",
-      {"server", "store", "workflows", "logging", "safety", "plugins"});
+  r.ExpectKeys(root, "",
+               {"server", "store", "workflows", "logging", "safety", "plugins",
+                "reminders"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
@@ -272,6 +311,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
       }
     }
   }
+  ParseReminders(r, root["reminders"], base_dir, c.reminders);
   if (!r.ok()) return r.ToStatus();
   return c;
 }

@@ -348,6 +348,21 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
       });
 }
 
+void Enrollments::AcknowledgeReminder(const std::string& enrollment,
+                                      const std::string& request_id,
+                                      v1::ReminderAcknowledged ack,
+                                      const v1::Actor& actor,
+                                      SubmitCallback done) {
+  constexpr absl::string_view kMethod = "AckReminder";
+  absl::Status valid = CheckRequestId("request_id", request_id);
+  if (!valid.ok()) return done(valid);
+  v1::EventPayload payload;
+  *payload.mutable_reminder_acknowledged() = std::move(ack);
+  Apply(std::string(kMethod), "name", enrollment, request_id, 0, payload,
+        RequestFingerprint(kMethod, payload), actor, kSubmitAttempts,
+        std::move(done));
+}
+
 void Enrollments::Submit(const v1::SubmitEventRequest& request,
                          const v1::Actor& actor, SubmitCallback done) {
   constexpr absl::string_view kMethod = "SubmitEvent";
@@ -363,10 +378,11 @@ void Enrollments::Submit(const v1::SubmitEventRequest& request,
     case v1::EventPayload::kEnrollmentCreated:
     case v1::EventPayload::kEnrollmentUpdated:
     case v1::EventPayload::kWorkflowMigrated:
+    case v1::EventPayload::kReminderAcknowledged:
       return done(absl::InvalidArgumentError(
-          "event: enrollment_created, enrollment_updated and "
-          "workflow_migrated are recorded by CreateEnrollment, "
-          "UpdateEnrollment and MigrateEnrollments"));
+          "event: enrollment_created, enrollment_updated, workflow_migrated "
+          "and reminder_acknowledged are recorded by CreateEnrollment, "
+          "UpdateEnrollment, MigrateEnrollments and AckReminder"));
     default:
       break;
   }

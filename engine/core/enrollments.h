@@ -126,6 +126,13 @@ class Enrollments {
   void Submit(const v1::SubmitEventRequest& request, const v1::Actor& actor,
               SubmitCallback done);
 
+  // AcknowledgeReminder records a "reminder.acknowledged" event on
+  // `enrollment` (its name); idempotent by request_id like Submit.
+  void AcknowledgeReminder(const std::string& enrollment,
+                           const std::string& request_id,
+                           v1::ReminderAcknowledged ack, const v1::Actor& actor,
+                           SubmitCallback done);
+
   // Update changes the time zone or clinician (an "enrollment.updated"
   // event); same rules as Submit.
   void Update(const v1::UpdateEnrollmentRequest& request,

@@ -5,8 +5,11 @@
 // server.shutdown_grace), then closes the store; the exit status is 0 after
 // a clean drain. Logs carry no patient data.
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -24,6 +27,8 @@
 #include "ipsrt/sqlite_store.h"
 #include "ipsrt/version.h"
 #include "model/workflow.h"
+#include "reminders/dispatcher.h"
+#include "reminders/jsonl_sender.h"
 #include "service/server.h"
 
 ABSL_FLAG(std::string, config, "config/ipsrtd.yaml",
@@ -35,6 +40,33 @@ ABSL_FLAG(std::string, port_file, "",
 
 namespace ipsrt {
 namespace {
+
+// OffsetClock is the system clock moved by a fixed offset. TEST ONLY: used
+// when IPSRT_TEST_CLOCK_OFFSET is set (end-to-end tests make a reminder due
+// within seconds); ipsrtd logs a warning when it is.
+class OffsetClock final : public Clock {
+ public:
+  explicit OffsetClock(absl::Duration offset) : offset_(offset) {}
+  absl::Time Now() const override { return absl::Now() + offset_; }
+
+ private:
+  absl::Duration offset_;
+};
+
+// TestDuration reads a test-only duration from the environment: nullopt
+// when unset; exits the process on a malformed value.
+std::optional<absl::Duration> TestDuration(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  absl::Duration d;
+  if (!absl::ParseDuration(v, &d)) {
+    std::fprintf(stderr, "ipsrtd: %s: not a duration: %s\n", name, v);
+    std::exit(1);
+  }
+  IPSRT_LOG(WARNING) << "TEST HOOK " << name << "=" << v
+                     << " is set: never use it in production";
+  return d;
+}
 
 LogLevel ParseLevel(const std::string& level) {
   if (level == "debug") return LogLevel::kDebug;
@@ -112,6 +144,50 @@ int Run() {
   }
   IPSRT_LOG(INFO) << "loaded " << (*plugins)->List().size() << " plugin(s), "
                   << (*questionnaires)->List().size() << " questionnaire(s)";
+  const Clock* clock = SystemClock::Get();
+  std::optional<OffsetClock> offset_clock;
+  if (std::optional<absl::Duration> offset =
+          TestDuration("IPSRT_TEST_CLOCK_OFFSET")) {
+    clock = &offset_clock.emplace(*offset);
+  }
+  // Reminder delivery: the built-in JSON Lines channel until reminder
+  // plugins replace it behind reminders::ReminderSender.
+  std::unique_ptr<reminders::JsonlFileSender> sender;
+  std::unique_ptr<reminders::Dispatcher> dispatcher;
+  if (config->reminders.enabled) {
+    const RemindersConfig& rc = config->reminders;
+    std::string jsonl_path = rc.jsonl_path;
+    if (jsonl_path.empty()) {
+      jsonl_path = (std::filesystem::path(store_options.path).parent_path() /
+                    "reminders.jsonl")
+                       .string();
+    }
+    absl::StatusOr<std::unique_ptr<reminders::JsonlFileSender>> opened =
+        reminders::JsonlFileSender::Open(jsonl_path, rc.jsonl_sync, clock);
+    if (!opened.ok()) {
+      IPSRT_LOG(ERROR) << opened.status();
+      return 1;
+    }
+    sender = *std::move(opened);
+    reminders::DispatcherOptions d;
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    d.owner = absl::StrCat(host, "/", getpid(), "/", ids.NewId(clock->Now()));
+    d.poll_interval = rc.poll_interval;
+    d.lease = rc.lease;
+    d.batch_size = rc.batch_size;
+    d.max_attempts = rc.max_attempts;
+    d.initial_backoff = rc.initial_backoff;
+    d.max_backoff = rc.max_backoff;
+    if (std::optional<absl::Duration> pause =
+            TestDuration("IPSRT_TEST_REMINDER_PAUSE")) {
+      d.test_pause_after_deliver = *pause;
+    }
+    dispatcher = std::make_unique<reminders::Dispatcher>(store->get(), clock,
+                                                         sender.get(), d);
+    IPSRT_LOG(INFO) << "reminders: delivering to " << jsonl_path << " (poll "
+                    << rc.poll_interval << ", lease " << rc.lease << ")";
+  }
 
   ServerOptions server_options;
   server_options.listen = config->server.listen;
@@ -144,7 +220,7 @@ int Run() {
       static_cast<int>(config->server.max_receive_message_bytes);
   absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(
       server_options,
-      ServerDeps{store->get(), SystemClock::Get(), &ids, &workflows,
+      ServerDeps{store->get(), clock, &ids, &workflows,
                  Enrollments::Safety{config->safety.crisis_resources},
                  plugins->get(), questionnaires->get()});
   if (!server.ok()) {
@@ -174,6 +250,8 @@ int Run() {
     }
   }
 
+  if (dispatcher) dispatcher->Start();
+
   int received = 0;
   while (true) {
     sigwait(&signals, &received);
@@ -195,6 +273,7 @@ int Run() {
   IPSRT_LOG(INFO) << "received " << (received == SIGTERM ? "SIGTERM" : "SIGINT")
                   << "; draining for up to " << config->server.shutdown_grace;
   (*server)->Shutdown(config->server.shutdown_grace);
+  if (dispatcher) dispatcher->Stop();
   (*store)->Close();
   IPSRT_LOG(INFO) << "stopped cleanly";
   return 0;

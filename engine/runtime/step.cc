@@ -790,6 +790,9 @@ absl::Status Applier::ApplyPayload() {
     }
     case v1::EventPayload::kTimeElapsed:
       return absl::OkStatus();
+    case v1::EventPayload::kReminderAcknowledged:
+      // On the timeline for the record; it changes no task.
+      return absl::OkStatus();
     case v1::EventPayload::PAYLOAD_NOT_SET:
       break;
   }
@@ -875,6 +878,8 @@ std::string EventTypeFor(const v1::EventPayload& payload) {
       return "task.completed";
     case v1::EventPayload::kWorkflowMigrated:
       return "workflow.migrated";
+    case v1::EventPayload::kReminderAcknowledged:
+      return "reminder.acknowledged";
     case v1::EventPayload::PAYLOAD_NOT_SET:
       break;
   }

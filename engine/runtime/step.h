@@ -72,7 +72,7 @@ using ZoneLoader =
 // "questionnaire.responded", "srm.diary_day", "session.held", "goal.set",
 // "relapse_plan.written", "disruption_plan.written", "stage.changed",
 // "alert.acknowledged", "time.elapsed", "enrollment.updated",
-// "task.completed", "workflow.migrated".
+// "task.completed", "workflow.migrated", "reminder.acknowledged".
 std::string EventTypeFor(const v1::EventPayload& payload);
 
 // Step applies `event` (its sequence must be the state's revision + 1, its

@@ -14,6 +14,7 @@
 #include "ipsrt/v1/reminder.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "ipsrt/version.h"
+#include "service/reminder_service.h"
 #include "service/status_mapping.h"
 
 namespace ipsrt {
@@ -320,35 +321,6 @@ class QuestionnaireServiceImpl final
   const QuestionnaireCatalog* catalog_;
 };
 
-class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
- public:
-  ServerUnaryReactor* ListDueReminders(CallbackServerContext* ctx,
-                                       const v1::ListDueRemindersRequest*,
-                                       v1::ListDueRemindersResponse*) override {
-    return NotYet(ctx, "ListDueReminders",
-                  "reminder planning and the outbox dispatcher");
-  }
-  grpc::ServerWriteReactor<v1::Reminder>* WatchReminders(
-      CallbackServerContext* ctx, const v1::WatchRemindersRequest*) override {
-    class Refuse final : public grpc::ServerWriteReactor<v1::Reminder> {
-     public:
-      Refuse() {
-        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                            "WatchReminders is not implemented yet: it needs "
-                            "reminder planning and the outbox dispatcher"));
-      }
-      void OnDone() override { delete this; }
-    };
-    return new Refuse();
-  }
-  ServerUnaryReactor* AckReminder(CallbackServerContext* ctx,
-                                  const v1::AckReminderRequest*,
-                                  v1::Reminder*) override {
-    return NotYet(ctx, "AckReminder",
-                  "reminder planning and the outbox dispatcher");
-  }
-};
-
 class ExportServiceImpl final : public v1::ExportService::CallbackService {
  public:
   ServerUnaryReactor* ExportEnrollment(CallbackServerContext* ctx,
@@ -406,7 +378,7 @@ std::vector<std::unique_ptr<grpc::Service>> MakeServices(
   services.push_back(std::make_unique<WorkflowServiceImpl>(deps));
   services.push_back(std::make_unique<EnrollmentServiceImpl>(deps));
   services.push_back(std::make_unique<QuestionnaireServiceImpl>(deps));
-  services.push_back(std::make_unique<ReminderServiceImpl>());
+  services.push_back(MakeReminderService(deps));
   services.push_back(std::make_unique<ExportServiceImpl>());
   services.push_back(std::make_unique<PluginServiceImpl>(deps));
   return services;

@@ -89,6 +89,27 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_tenant_time ON audit (tenant, time_us);
 )sql"},
+          {2, "outbox delivery: leases, retries, change feed",
+           R"sql(
+-- Delivery of outbox rows (engine/reminders/dispatcher.h). Statuses beyond
+-- those of migration 1: 5 retry wait (claimable again at lease_expiry_us),
+-- 6 acknowledged. change_seq orders delivered, failed, cancelled-at-claim
+-- and acknowledged rows for WatchReminders; outbox_feed holds the last
+-- position handed out.
+ALTER TABLE outbox ADD COLUMN change_seq INTEGER;
+ALTER TABLE outbox ADD COLUMN last_error TEXT;
+-- Claimed rows whose lease expired and retries whose time came are found
+-- by a range scan, like scheduled rows through outbox_due.
+CREATE INDEX outbox_lease ON outbox (status, lease_expiry_us);
+CREATE INDEX outbox_changes ON outbox (tenant, change_seq)
+  WHERE change_seq IS NOT NULL;
+CREATE INDEX outbox_by_tenant_due ON outbox (tenant, due_time_us, id);
+CREATE TABLE outbox_feed (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  last_seq INTEGER NOT NULL
+);
+INSERT INTO outbox_feed VALUES (1, 0);
+)sql"},
       };
   return *kMigrations;
 }

@@ -2,9 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <thread>
 #include <utility>
@@ -104,6 +106,9 @@ class Statement {
     return p ? std::string(static_cast<const char*>(p), n) : std::string();
   }
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) const {
+    return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+  }
 
  private:
   sqlite3* db_ = nullptr;
@@ -209,6 +214,17 @@ class SqliteStore::Impl {
     return fn(r);
   }
 
+  // Outbox delivery (see Store); on the `outbox_` connection.
+  absl::StatusOr<std::vector<OutboxEntry>> ClaimOutbox(absl::Time now,
+                                                       absl::string_view owner,
+                                                       absl::Duration lease,
+                                                       int limit);
+  absl::StatusOr<std::vector<int64_t>> RecordOutboxOutcomes(
+      absl::string_view owner, absl::Time now,
+      const std::vector<OutboxResult>& results);
+  absl::StatusOr<OutboxEntry> AcknowledgeOutbox(absl::string_view tenant,
+                                                int64_t id);
+
   int schema_version() const { return schema_version_; }
   int64_t group_commits() const {
     return group_commits_.load(std::memory_order_relaxed);
@@ -234,6 +250,10 @@ class SqliteStore::Impl {
   Options options_;
   sqlite3* writer_ = nullptr;
   std::vector<std::unique_ptr<Reader>> readers_;
+  // A second writing connection for outbox delivery, so claims and
+  // outcomes never queue behind group commits (SQLite serialises the two
+  // writers with its lock; busy_timeout bounds the wait).
+  Reader outbox_;
   std::atomic<size_t> next_reader_{0};
   int schema_version_ = 0;
   std::atomic<int64_t> group_commits_{0};
@@ -301,6 +321,9 @@ absl::Status SqliteStore::Impl::Open() {
                                           options_.busy_timeout));
     readers_.push_back(std::move(reader));
   }
+  IPSRT_ASSIGN_OR_RETURN(outbox_.db,
+                         OpenConnection(options_.path, SQLITE_OPEN_READWRITE,
+                                        options_.busy_timeout));
   writer_thread_ = std::thread([this] { WriterLoop(); });
   return absl::OkStatus();
 }
@@ -392,8 +415,8 @@ absl::Status SqliteStore::Impl::PrepareWriterStatements() {
        "payload, idempotency_key, status, attempts, create_time_us) "
        "VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)"},
       {&cancel_outbox_,
-       "UPDATE outbox SET status = 3 WHERE idempotency_key = ? AND "
-       "status = 0"},
+       "UPDATE outbox SET status = 3, lease_owner = NULL WHERE "
+       "idempotency_key = ? AND status IN (0, 5)"},
   };
   for (const auto& s : statements) {
     IPSRT_RETURN_IF_ERROR(s.stmt->Prepare(writer_, s.sql, true));
@@ -632,6 +655,12 @@ void SqliteStore::Impl::Close() {
     sqlite3_close_v2(r->db);
     r->db = nullptr;
   }
+  {
+    absl::MutexLock lock(&outbox_.mu);
+    outbox_.cache.clear();
+    sqlite3_close_v2(outbox_.db);
+    outbox_.db = nullptr;
+  }
   // Finalise the writer's cached statements before closing its connection.
   for (Statement* s :
        {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_,
@@ -792,6 +821,340 @@ absl::StatusOr<std::vector<EventRow>> SqliteStore::ListEvents(
     }
     return rows;
   });
+}
+
+// ---------------------------------------------------------------------------
+// Outbox delivery.
+
+namespace {
+
+constexpr char kOutboxColumns[] =
+    "id, tenant, enrollment_id, kind, due_time_us, payload, idempotency_key, "
+    "status, attempts, lease_owner, lease_expiry_us, change_seq, last_error";
+
+OutboxEntry ReadOutbox(const Statement& s) {
+  OutboxEntry e;
+  e.id = s.Int(0);
+  e.row.tenant = s.Text(1);
+  e.row.enrollment_id = s.Text(2);
+  e.row.kind = s.Text(3);
+  e.row.due_time = FromMicros(s.Int(4));
+  e.row.payload = s.Text(5);
+  e.row.idempotency_key = s.Text(6);
+  e.status = static_cast<OutboxStatus>(s.Int(7));
+  e.attempts = static_cast<int32_t>(s.Int(8));
+  e.lease_owner = s.Text(9);
+  e.lease_expiry = s.IsNull(10) ? absl::InfinitePast() : FromMicros(s.Int(10));
+  e.change_seq = s.Int(11);
+  e.last_error = s.Text(12);
+  return e;
+}
+
+// ClaimSql claims due rows: two bounded range scans (outbox_due for
+// scheduled rows, outbox_lease for expired leases and due retries), merged
+// by due time. ?1 owner, ?2 lease expiry, ?3 now, ?4 limit.
+std::string ClaimSql() {
+  return absl::StrCat(
+      "UPDATE outbox SET status = 1, lease_owner = ?1, "
+      "lease_expiry_us = ?2, attempts = attempts + 1 WHERE id IN ("
+      "SELECT id FROM ("
+      "SELECT id, due_time_us FROM (SELECT id, due_time_us FROM outbox "
+      "WHERE status = 0 AND due_time_us <= ?3 "
+      "ORDER BY due_time_us LIMIT ?4) "
+      "UNION ALL "
+      "SELECT id, due_time_us FROM (SELECT id, due_time_us FROM outbox "
+      "WHERE status IN (1, 5) AND lease_expiry_us <= ?3 "
+      "ORDER BY lease_expiry_us LIMIT ?4)) "
+      "ORDER BY due_time_us, id LIMIT ?4) RETURNING ",
+      kOutboxColumns);
+}
+
+// Transaction runs `body` inside BEGIN IMMEDIATE ... COMMIT on `db`, rolling
+// back on any error.
+template <typename Fn>
+absl::Status Transaction(sqlite3* db, Fn body) {
+  if (db == nullptr) return absl::UnavailableError("store: closed");
+  IPSRT_RETURN_IF_ERROR(ExecSql(db, "BEGIN IMMEDIATE"));
+  absl::Status s = body();
+  if (s.ok()) s = ExecSql(db, "COMMIT");
+  if (!s.ok()) ExecSql(db, "ROLLBACK").IgnoreError();
+  return s;
+}
+
+// NextChangeSeq hands out the next change-feed position (inside the
+// caller's transaction).
+absl::StatusOr<int64_t> NextChangeSeq(Statement& bump) {
+  ResetOnExit reset(bump);
+  IPSRT_ASSIGN_OR_RETURN(bool row, bump.Step());
+  if (!row) return absl::InternalError("store: outbox_feed row missing");
+  return bump.Int(0);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::Impl::ClaimOutbox(
+    absl::Time now, absl::string_view owner, absl::Duration lease, int limit) {
+  if (owner.empty() || lease <= absl::ZeroDuration() || limit < 1) {
+    return absl::InvalidArgumentError(
+        "store: a claim needs an owner, a positive lease and a limit >= 1");
+  }
+  absl::MutexLock lock(&outbox_.mu);
+  std::vector<OutboxEntry> claimed;
+  IPSRT_RETURN_IF_ERROR(Transaction(outbox_.db, [&]() -> absl::Status {
+    // Two bounded range scans (outbox_due for scheduled rows, outbox_lease
+    // for expired leases and due retries), merged by due time.
+    IPSRT_ASSIGN_OR_RETURN(Statement * prepared, outbox_.Prepared(ClaimSql()));
+    Statement& s = *prepared;
+    ResetOnExit reset(s);
+    s.Bind(1, owner);
+    s.Bind(2, ToMicros(now + lease));
+    s.Bind(3, ToMicros(now));
+    s.Bind(4, int64_t{limit});
+    while (true) {
+      IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      claimed.push_back(ReadOutbox(s));
+    }
+    return absl::OkStatus();
+  }));
+  std::sort(claimed.begin(), claimed.end(),
+            [](const OutboxEntry& a, const OutboxEntry& b) {
+              return std::pair(a.row.due_time, a.id) <
+                     std::pair(b.row.due_time, b.id);
+            });
+  return claimed;
+}
+
+absl::StatusOr<std::vector<int64_t>> SqliteStore::Impl::RecordOutboxOutcomes(
+    absl::string_view owner, absl::Time now,
+    const std::vector<OutboxResult>& results) {
+  absl::MutexLock lock(&outbox_.mu);
+  std::vector<int64_t> lost;
+  IPSRT_RETURN_IF_ERROR(Transaction(outbox_.db, [&]() -> absl::Status {
+    IPSRT_ASSIGN_OR_RETURN(
+        Statement * update,
+        outbox_.Prepared(
+            "UPDATE outbox SET status = ?1, lease_owner = NULL, "
+            "lease_expiry_us = ?2, last_error = ?3 WHERE id = ?4 AND "
+            "status = 1 AND lease_owner = ?5 AND lease_expiry_us > ?6"));
+    IPSRT_ASSIGN_OR_RETURN(
+        Statement * bump,
+        outbox_.Prepared("UPDATE outbox_feed SET last_seq = last_seq + 1 "
+                         "WHERE id = 1 RETURNING last_seq"));
+    IPSRT_ASSIGN_OR_RETURN(
+        Statement * set_seq,
+        outbox_.Prepared("UPDATE outbox SET change_seq = ? WHERE id = ?"));
+    for (const OutboxResult& r : results) {
+      OutboxStatus status = OutboxStatus::kDone;
+      switch (r.outcome.kind) {
+        case OutboxOutcome::Kind::kDone:
+          status = OutboxStatus::kDone;
+          break;
+        case OutboxOutcome::Kind::kRetry:
+          status = OutboxStatus::kRetryWait;
+          break;
+        case OutboxOutcome::Kind::kFailed:
+          status = OutboxStatus::kFailed;
+          break;
+        case OutboxOutcome::Kind::kCancelled:
+          status = OutboxStatus::kCancelled;
+          break;
+      }
+      {
+        ResetOnExit reset(*update);
+        update->Bind(1, static_cast<int64_t>(status));
+        if (status == OutboxStatus::kRetryWait) {
+          update->Bind(2, ToMicros(r.outcome.retry_at));
+        }  // else NULL
+        update->Bind(3, r.outcome.error);
+        update->Bind(4, r.id);
+        update->Bind(5, owner);
+        update->Bind(6, ToMicros(now));
+        IPSRT_RETURN_IF_ERROR(update->Exec());
+      }
+      if (sqlite3_changes(outbox_.db) == 0) {
+        lost.push_back(r.id);
+        continue;
+      }
+      if (status == OutboxStatus::kRetryWait) continue;
+      IPSRT_ASSIGN_OR_RETURN(int64_t seq, NextChangeSeq(*bump));
+      ResetOnExit reset(*set_seq);
+      set_seq->Bind(1, seq);
+      set_seq->Bind(2, r.id);
+      IPSRT_RETURN_IF_ERROR(set_seq->Exec());
+    }
+    return absl::OkStatus();
+  }));
+  return lost;
+}
+
+absl::StatusOr<OutboxEntry> SqliteStore::Impl::AcknowledgeOutbox(
+    absl::string_view tenant, int64_t id) {
+  absl::MutexLock lock(&outbox_.mu);
+  OutboxEntry entry;
+  IPSRT_RETURN_IF_ERROR(Transaction(outbox_.db, [&]() -> absl::Status {
+    IPSRT_ASSIGN_OR_RETURN(Statement * get, outbox_.Prepared(absl::StrCat(
+                                                "SELECT ", kOutboxColumns,
+                                                " FROM outbox WHERE id = ? AND "
+                                                "tenant = ?")));
+    {
+      ResetOnExit reset(*get);
+      get->Bind(1, id);
+      get->Bind(2, tenant);
+      IPSRT_ASSIGN_OR_RETURN(bool found, get->Step());
+      if (!found) {
+        return absl::NotFoundError(absl::StrCat(
+            "reminder tenants/", tenant, "/reminders/", id, " not found"));
+      }
+      entry = ReadOutbox(*get);
+    }
+    if (entry.status == OutboxStatus::kAcknowledged) return absl::OkStatus();
+    if (entry.status != OutboxStatus::kDone) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("reminder tenants/", tenant, "/reminders/", id,
+                       " has not been sent; only a sent reminder can be "
+                       "acknowledged"));
+    }
+    IPSRT_ASSIGN_OR_RETURN(
+        Statement * bump,
+        outbox_.Prepared("UPDATE outbox_feed SET last_seq = last_seq + 1 "
+                         "WHERE id = 1 RETURNING last_seq"));
+    IPSRT_ASSIGN_OR_RETURN(int64_t seq, NextChangeSeq(*bump));
+    IPSRT_ASSIGN_OR_RETURN(
+        Statement * ack,
+        outbox_.Prepared(
+            "UPDATE outbox SET status = 6, change_seq = ? WHERE id = ?"));
+    ResetOnExit reset(*ack);
+    ack->Bind(1, seq);
+    ack->Bind(2, id);
+    IPSRT_RETURN_IF_ERROR(ack->Exec());
+    entry.status = OutboxStatus::kAcknowledged;
+    entry.change_seq = seq;
+    return absl::OkStatus();
+  }));
+  return entry;
+}
+
+absl::StatusOr<std::string> SqliteStore::ClaimQueryPlan() {
+  return impl_->WithReader(
+      [&](Impl::Reader& reader) -> absl::StatusOr<std::string> {
+        Statement s;
+        IPSRT_RETURN_IF_ERROR(s.Prepare(
+            reader.db, absl::StrCat("EXPLAIN QUERY PLAN ", ClaimSql()), false));
+        std::vector<std::string> lines;
+        while (true) {
+          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) break;
+          lines.push_back(s.Text(3));
+        }
+        return absl::StrJoin(lines, "\n");
+      });
+}
+
+absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::ClaimOutbox(
+    absl::Time now, absl::string_view owner, absl::Duration lease, int limit) {
+  return impl_->ClaimOutbox(now, owner, lease, limit);
+}
+
+absl::StatusOr<std::vector<int64_t>> SqliteStore::RecordOutboxOutcomes(
+    absl::string_view owner, absl::Time now,
+    const std::vector<OutboxResult>& results) {
+  return impl_->RecordOutboxOutcomes(owner, now, results);
+}
+
+absl::StatusOr<OutboxEntry> SqliteStore::AcknowledgeOutbox(
+    absl::string_view tenant, int64_t id) {
+  return impl_->AcknowledgeOutbox(tenant, id);
+}
+
+absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::ListOutbox(
+    const OutboxQuery& q) {
+  std::string sql = absl::StrCat("SELECT ", kOutboxColumns,
+                                 " FROM outbox WHERE tenant = ? AND "
+                                 "due_time_us <= ?");
+  if (!q.statuses.empty()) {
+    std::vector<std::string> codes;
+    for (OutboxStatus st : q.statuses) {
+      codes.push_back(absl::StrCat(static_cast<int>(st)));
+    }
+    absl::StrAppend(&sql, " AND status IN (", absl::StrJoin(codes, ", "), ")");
+  }
+  if (q.after.has_value()) {
+    absl::StrAppend(&sql,
+                    " AND (due_time_us > ? OR (due_time_us = ? AND id > ?))");
+  }
+  absl::StrAppend(&sql, " ORDER BY due_time_us, id LIMIT ?");
+  return impl_->WithReader(
+      [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<OutboxEntry>> {
+        IPSRT_ASSIGN_OR_RETURN(Statement * prepared, reader.Prepared(sql));
+        Statement& s = *prepared;
+        ResetOnExit reset(s);
+        int i = 1;
+        s.Bind(i++, q.tenant);
+        s.Bind(i++, q.due_before == absl::InfiniteFuture()
+                        ? std::numeric_limits<int64_t>::max()
+                        : ToMicros(q.due_before));
+        if (q.after.has_value()) {
+          s.Bind(i++, ToMicros(q.after->first));
+          s.Bind(i++, ToMicros(q.after->first));
+          s.Bind(i++, q.after->second);
+        }
+        s.Bind(i++, int64_t{q.limit});
+        std::vector<OutboxEntry> rows;
+        while (true) {
+          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) break;
+          rows.push_back(ReadOutbox(s));
+        }
+        return rows;
+      });
+}
+
+absl::StatusOr<OutboxEntry> SqliteStore::GetOutbox(absl::string_view tenant,
+                                                   int64_t id) {
+  return impl_->WithReader(
+      [&](Impl::Reader& reader) -> absl::StatusOr<OutboxEntry> {
+        IPSRT_ASSIGN_OR_RETURN(
+            Statement * prepared,
+            reader.Prepared(absl::StrCat("SELECT ", kOutboxColumns,
+                                         " FROM outbox WHERE id = ? AND "
+                                         "tenant = ?")));
+        Statement& s = *prepared;
+        ResetOnExit reset(s);
+        s.Bind(1, id);
+        s.Bind(2, tenant);
+        IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
+        if (!found) {
+          return absl::NotFoundError(absl::StrCat(
+              "reminder tenants/", tenant, "/reminders/", id, " not found"));
+        }
+        return ReadOutbox(s);
+      });
+}
+
+absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::OutboxChanges(
+    absl::string_view tenant, int64_t after_seq, int limit) {
+  return impl_->WithReader(
+      [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<OutboxEntry>> {
+        IPSRT_ASSIGN_OR_RETURN(
+            Statement * prepared,
+            reader.Prepared(
+                absl::StrCat("SELECT ", kOutboxColumns,
+                             " FROM outbox WHERE tenant = ? AND change_seq > ? "
+                             "ORDER BY change_seq LIMIT ?")));
+        Statement& s = *prepared;
+        ResetOnExit reset(s);
+        s.Bind(1, tenant);
+        s.Bind(2, after_seq);
+        s.Bind(3, int64_t{limit});
+        std::vector<OutboxEntry> rows;
+        while (true) {
+          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) break;
+          rows.push_back(ReadOutbox(s));
+        }
+        return rows;
+      });
 }
 
 int SqliteStore::SchemaVersion() const { return impl_->schema_version(); }

@@ -163,3 +163,62 @@ TEST(ConfigTlsTest, PlaintextOnlyOnLoopback) {
 
 }  // namespace
 }  // namespace ipsrt
+
+namespace ipsrt {
+namespace {
+
+TEST(ConfigTest, RemindersSection) {
+  absl::StatusOr<Config> c = ParseConfig(absl::StrCat(kMinimal, R"(reminders:
+  poll_interval: 250ms
+  lease: 30s
+  batch_size: 50
+  max_attempts: 5
+  initial_backoff: 10s
+  max_backoff: 10m
+  jsonl:
+    path: out/r.jsonl
+    sync: false
+)"),
+                                         "x.yaml", "/etc/ipsrtd");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->reminders.enabled);
+  EXPECT_EQ(c->reminders.poll_interval, absl::Milliseconds(250));
+  EXPECT_EQ(c->reminders.lease, absl::Seconds(30));
+  EXPECT_EQ(c->reminders.batch_size, 50);
+  EXPECT_EQ(c->reminders.max_attempts, 5);
+  EXPECT_EQ(c->reminders.initial_backoff, absl::Seconds(10));
+  EXPECT_EQ(c->reminders.max_backoff, absl::Minutes(10));
+  EXPECT_EQ(c->reminders.jsonl_path, "/etc/ipsrtd/out/r.jsonl");
+  EXPECT_FALSE(c->reminders.jsonl_sync);
+
+  absl::StatusOr<Config> defaults =
+      ParseConfig(kMinimal, "x.yaml", "/etc/ipsrtd");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->reminders.lease, absl::Seconds(60));
+  EXPECT_EQ(defaults->reminders.jsonl_path, "");
+  EXPECT_TRUE(defaults->reminders.jsonl_sync);
+}
+
+TEST(ConfigTest, RemindersErrorsNameFileLineColumnAndPath) {
+  absl::StatusOr<Config> c = ParseConfig(absl::StrCat(kMinimal, R"(reminders:
+  lease: 0s
+  batch_size: 0
+  initial_backoff: 1m
+  max_backoff: 10s
+  channel: sms
+)"),
+                                         "x.yaml", "/");
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "x.yaml:7:10: error: reminders.lease: must be positive\n"
+            "x.yaml:8:15: error: reminders.batch_size: must be between 1 and "
+            "10000, not 0\n"
+            "x.yaml:10:16: error: reminders.max_backoff: must not be shorter "
+            "than reminders.initial_backoff\n"
+            "x.yaml:11:3: error: reminders.channel: unknown key \"channel\" "
+            "(allowed: enabled, poll_interval, lease, batch_size, "
+            "max_attempts, initial_backoff, max_backoff, jsonl)");
+}
+
+}  // namespace
+}  // namespace ipsrt

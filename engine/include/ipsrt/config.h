@@ -101,6 +101,32 @@ struct PluginConfig {
   std::string location;
 };
 
+// Delivery of planned reminders (engine/reminders/dispatcher.h).
+//   reminders:
+//     enabled: true
+//     poll_interval: 1s
+//     lease: 60s
+//     batch_size: 100
+//     max_attempts: 8
+//     initial_backoff: 30s
+//     max_backoff: 1h
+//     jsonl:
+//       path: ../var/ipsrtd/reminders.jsonl   # default: beside the database
+//       sync: true
+struct RemindersConfig {
+  bool enabled = true;
+  absl::Duration poll_interval = absl::Seconds(1);
+  absl::Duration lease = absl::Seconds(60);
+  int batch_size = 100;
+  int max_attempts = 8;
+  absl::Duration initial_backoff = absl::Seconds(30);
+  absl::Duration max_backoff = absl::Hours(1);
+  // The built-in JSON Lines channel; empty path: reminders.jsonl in the
+  // database's directory.
+  std::string jsonl_path;
+  bool jsonl_sync = true;
+};
+
 struct Config {
   ServerConfig server;
   StoreConfig store;
@@ -108,6 +134,7 @@ struct Config {
   LoggingConfig logging;
   SafetyConfig safety;
   std::vector<PluginConfig> plugins;
+  RemindersConfig reminders;
 };
 
 // ParseConfig reads YAML text. `file_name` appears in diagnostics;

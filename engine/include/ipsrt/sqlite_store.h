@@ -73,9 +73,28 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<EventRow>> ListEvents(
       absl::string_view tenant, absl::string_view enrollment_id,
       int64_t after_sequence, int limit) override;
+  absl::StatusOr<std::vector<OutboxEntry>> ClaimOutbox(absl::Time now,
+                                                       absl::string_view owner,
+                                                       absl::Duration lease,
+                                                       int limit) override;
+  absl::StatusOr<std::vector<int64_t>> RecordOutboxOutcomes(
+      absl::string_view owner, absl::Time now,
+      const std::vector<OutboxResult>& results) override;
+  absl::StatusOr<std::vector<OutboxEntry>> ListOutbox(
+      const OutboxQuery& query) override;
+  absl::StatusOr<OutboxEntry> GetOutbox(absl::string_view tenant,
+                                        int64_t id) override;
+  absl::StatusOr<std::vector<OutboxEntry>> OutboxChanges(
+      absl::string_view tenant, int64_t after_seq, int limit) override;
+  absl::StatusOr<OutboxEntry> AcknowledgeOutbox(absl::string_view tenant,
+                                                int64_t id) override;
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "sqlite"; }
   void Close() override;
+
+  // ClaimQueryPlan is SQLite's EXPLAIN QUERY PLAN of ClaimOutbox's
+  // statement, one plan line per line (for tests and the benchmark).
+  absl::StatusOr<std::string> ClaimQueryPlan();
 
   // Number of group transactions committed so far (for tests and metrics).
   int64_t GroupCommits() const;

@@ -22,6 +22,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -105,8 +106,9 @@ struct WriteBatch {
   std::vector<EventRow> events;
   std::vector<OutboxRow> outbox;
   // Idempotency keys of scheduled outbox rows to cancel (a reminder whose
-  // task was done before it fired). Rows already claimed or done are left
-  // as they are; unknown keys are ignored.
+  // task was done before it fired). Scheduled and retry-waiting rows are
+  // cancelled; rows claimed (in flight) or done are left as they are (the
+  // dispatcher checks the task before it sends); unknown keys are ignored.
   std::vector<std::string> cancel_outbox_keys;
 };
 
@@ -131,6 +133,60 @@ struct EnrollmentFilter {
 struct EnrollmentCursor {
   absl::Time create_time;
   std::string id;
+};
+
+// Life of an outbox row (the `status` column). A row is claimed by one
+// dispatcher at a time under a lease; a crash before the outcome is recorded
+// leaves it claimed until the lease expires, and then it is claimed again
+// (delivery is at least once, with the row's stable idempotency key).
+enum class OutboxStatus : int32_t {
+  kScheduled = 0,
+  kClaimed = 1,  // lease_owner delivers it until lease_expiry
+  kDone = 2,     // delivered
+  kCancelled = 3,
+  kFailed = 4,        // permanent error, or out of attempts
+  kRetryWait = 5,     // a retriable failure; claimable again at lease_expiry
+  kAcknowledged = 6,  // delivered, and the recipient acknowledged it
+};
+
+// One stored outbox row with its delivery state.
+struct OutboxEntry {
+  int64_t id = 0;  // increasing in insertion order
+  OutboxRow row;
+  OutboxStatus status = OutboxStatus::kScheduled;
+  int32_t attempts = 0;  // deliveries started (claims)
+  std::string lease_owner;
+  // End of the lease (claimed) or time of the next attempt (retry wait).
+  absl::Time lease_expiry = absl::InfinitePast();
+  // Position in the change feed (0 before the first recorded outcome).
+  int64_t change_seq = 0;
+  // Canonical code and message of the last failed attempt; never patient
+  // data (senders' errors name channels, not content).
+  std::string last_error;
+};
+
+// What a dispatcher reports after an attempt.
+struct OutboxOutcome {
+  enum class Kind { kDone, kRetry, kFailed, kCancelled };
+  Kind kind = Kind::kDone;
+  absl::Time retry_at;  // kRetry only
+  std::string error;    // kRetry and kFailed
+};
+
+// The outcome of an attempt on one claimed row.
+struct OutboxResult {
+  int64_t id = 0;
+  OutboxOutcome outcome;
+};
+
+// Filter for ListOutbox, in (due_time, id) order.
+struct OutboxQuery {
+  std::string tenant;                              // required
+  absl::Time due_before = absl::InfiniteFuture();  // due_time <= due_before
+  std::vector<OutboxStatus> statuses;              // empty: any
+  // Keyset position: rows after (after_due, after_id).
+  std::optional<std::pair<absl::Time, int64_t>> after;
+  int limit = 100;
 };
 
 class Store {
@@ -173,6 +229,48 @@ class Store {
   virtual absl::StatusOr<std::vector<EventRow>> ListEvents(
       absl::string_view tenant, absl::string_view enrollment_id,
       int64_t after_sequence, int limit) = 0;
+
+  // --- Outbox delivery. A store without it answers UNIMPLEMENTED. ---
+
+  // ClaimOutbox claims, in one transaction, up to `limit` rows that are due
+  // at `now`: scheduled rows with due_time <= now, and claimed or
+  // retry-waiting rows whose lease_expiry <= now (a dispatcher that died,
+  // or a retry whose time came). Each claimed row gets lease_owner =
+  // `owner`, lease_expiry = now + `lease` and attempts + 1. Earliest due
+  // first; found through index range scans, so the cost does not grow with
+  // the number of rows not due.
+  virtual absl::StatusOr<std::vector<OutboxEntry>> ClaimOutbox(
+      absl::Time now, absl::string_view owner, absl::Duration lease, int limit);
+
+  // RecordOutboxOutcomes records, in one transaction, the outcome of each
+  // attempt whose row `owner` still holds (claimed by `owner` with
+  // lease_expiry > now) and returns the ids of the others, whose lease was
+  // lost (expired, maybe claimed again): their outcome is dropped and the
+  // new owner's counts. kDone, kFailed and kCancelled give the row the next
+  // change-feed position; kRetry makes it retry-waiting until retry_at.
+  virtual absl::StatusOr<std::vector<int64_t>> RecordOutboxOutcomes(
+      absl::string_view owner, absl::Time now,
+      const std::vector<OutboxResult>& results);
+
+  // ListOutbox pages through a tenant's rows (see OutboxQuery).
+  virtual absl::StatusOr<std::vector<OutboxEntry>> ListOutbox(
+      const OutboxQuery& query);
+
+  // GetOutbox returns one row; NOT_FOUND when the tenant has no such row.
+  virtual absl::StatusOr<OutboxEntry> GetOutbox(absl::string_view tenant,
+                                                int64_t id);
+
+  // OutboxChanges returns up to `limit` rows of `tenant` whose change_seq is
+  // above `after_seq`, in change_seq order (the WatchReminders feed). A row
+  // appears at its latest change only.
+  virtual absl::StatusOr<std::vector<OutboxEntry>> OutboxChanges(
+      absl::string_view tenant, int64_t after_seq, int limit);
+
+  // AcknowledgeOutbox marks a delivered row acknowledged (with a new
+  // change-feed position); an acknowledged row stays so (idempotent).
+  // FAILED_PRECONDITION when it was not delivered.
+  virtual absl::StatusOr<OutboxEntry> AcknowledgeOutbox(
+      absl::string_view tenant, int64_t id);
 
   // SchemaVersion is the highest migration applied.
   virtual int SchemaVersion() const = 0;
