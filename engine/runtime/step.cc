@@ -54,6 +54,7 @@ class Applier {
   void OpenOccurrence(const TaskTemplate& t, absl::Time due, absl::Time opens);
   absl::Time FirstDue(const TaskTemplate& t) const;
   absl::Time NextDue(const TaskTemplate& t, absl::Time previous) const;
+  void ReplanReminders(absl::TimeZone old_zone);
   void CloseTask(internal::TaskState& task, v1::Task::Status status,
                  const std::string& reason);
   internal::TaskState* FindOpen(
@@ -184,6 +185,47 @@ void Applier::OpenOccurrence(const TaskTemplate& t, absl::Time due,
   }
 }
 
+std::string ReminderKey(const internal::TaskState& task) {
+  return task.reminder_key().empty() ? absl::StrCat("reminder/", task.key())
+                                     : task.reminder_key();
+}
+
+// ReplanReminders moves the future reminders of open occurrences to the
+// same local date and time of day in the new zone: a patient who moves
+// keeps "20:00" on their new wall clock. Reminders already due (past) are
+// untouched, and so is one whose new time would already have passed (it
+// keeps its planned time rather than firing at once). The re-planned
+// outbox row gets a new key ("...@<event sequence>"), since an outbox key
+// is never reused.
+void Applier::ReplanReminders(absl::TimeZone old_zone) {
+  for (internal::TaskState& task : *s().mutable_tasks()) {
+    if (task.status() != v1::Task::OPEN || !task.reminded() ||
+        task.due_us() <= Us(now_)) {
+      continue;
+    }
+    const TaskTemplate* t = w_.FindTask(task.stage(), task.task_id());
+    if (t == nullptr || !t->remind_at_minutes.has_value()) continue;
+    absl::CivilDay day = absl::ToCivilDay(FromUs(task.due_us()), old_zone);
+    absl::Time due =
+        LocalToAbsolute(absl::CivilSecond(day.year(), day.month(), day.day(),
+                                          *t->remind_at_minutes / 60,
+                                          *t->remind_at_minutes % 60, 0),
+                        zone_);
+    if (due == FromUs(task.due_us()) || due <= now_) continue;
+    result_.effects.push_back(Effect{Effect::Kind::kCancelReminder,
+                                     ReminderKey(task), FromUs(task.due_us()),
+                                     task.key()});
+    Outcome(v1::Outcome::REMINDER_CANCELLED, task.key(), "", "",
+            "time zone changed");
+    task.set_due_us(Us(due));
+    task.set_reminder_key(
+        absl::StrCat("reminder/", task.key(), "@", event_.sequence()));
+    result_.effects.push_back(Effect{Effect::Kind::kScheduleReminder,
+                                     task.reminder_key(), due, task.key()});
+    Outcome(v1::Outcome::REMINDER_SCHEDULED, task.key(), "", "", "", due);
+  }
+}
+
 void Applier::CloseTask(internal::TaskState& task, v1::Task::Status status,
                         const std::string& reason) {
   task.set_status(status);
@@ -193,8 +235,8 @@ void Applier::CloseTask(internal::TaskState& task, v1::Task::Status status,
   if (task.reminded() && Us(now_) < task.due_us()) {
     // A reminder whose task is closed before it fires is never sent.
     result_.effects.push_back(Effect{Effect::Kind::kCancelReminder,
-                                     absl::StrCat("reminder/", task.key()),
-                                     FromUs(task.due_us()), task.key()});
+                                     ReminderKey(task), FromUs(task.due_us()),
+                                     task.key()});
     Outcome(v1::Outcome::REMINDER_CANCELLED, task.key(), "", "", reason);
   }
 }
@@ -627,8 +669,10 @@ absl::Status Applier::ApplyPayload() {
     case v1::EventPayload::kEnrollmentUpdated: {
       const v1::EnrollmentUpdated& u = p.enrollment_updated();
       if (!u.time_zone().empty()) {
+        absl::TimeZone old_zone = zone_;
         IPSRT_ASSIGN_OR_RETURN(zone_, zones_(u.time_zone()));
         e().set_time_zone(u.time_zone());
+        ReplanReminders(old_zone);
       }
       if (!u.clinician_ref().empty()) e().set_clinician_ref(u.clinician_ref());
       return absl::OkStatus();

@@ -21,8 +21,10 @@
 // Time zones: local times of day ("remind_at: 20:00") are read in the
 // enrollment's zone with the policy of LocalToAbsolute (model/duration.h):
 // a skipped local time moves forward by the gap, a repeated one means its
-// first occurrence. A zone change (EnrollmentUpdated) applies to tasks
-// opened after it; reminders already planned keep their times.
+// first occurrence. A zone change (EnrollmentUpdated) re-plans the future
+// reminders of open occurrences at the same local date and time in the new
+// zone (a cancel and a schedule effect with a new key); reminders already
+// due are untouched, and later occurrences are planned in the new zone.
 #ifndef IPSRT_RUNTIME_STEP_H_
 #define IPSRT_RUNTIME_STEP_H_
 

@@ -386,6 +386,63 @@ TEST_F(DispatcherTest, DiaryReminderAt2000LocalAcrossBothDstChanges) {
   }
 }
 
+// A patient who moves from New York to London: the reminder already sent
+// keeps its time; the next one is re-planned to 20:00 on the London wall
+// clock (new key), and the New York one is never sent.
+TEST_F(DispatcherTest, ZoneChangeReplansFutureRemindersOnly) {
+  const char* ny = "America/New_York";
+  clock_.Set(Local(absl::CivilSecond(2026, 1, 12, 9, 0, 0), ny));
+  std::string name = Create("mover", ny);
+  Dispatcher d(store_.get(), &clock_, &sender_, options_);
+  const absl::Time first = Local(absl::CivilSecond(2026, 1, 12, 20, 0, 0), ny);
+  clock_.Set(first);
+  ASSERT_EQ(d.RunOnce()->sent, 1);
+  clock_.Set(first + absl::Minutes(30));
+  v1::EventPayload tick;
+  tick.mutable_time_elapsed();
+  ASSERT_TRUE(Submit(name, "tick-1", tick).ok());
+
+  clock_.Set(Local(absl::CivilSecond(2026, 1, 13, 10, 0, 0), ny));
+  {
+    v1::UpdateEnrollmentRequest u;
+    u.set_name(name);
+    u.set_request_id("move");
+    u.set_time_zone("Europe/London");
+    absl::Notification done;
+    absl::Status status;
+    enrollments_->Update(u, Actor(), [&](absl::StatusOr<v1::Enrollment> e) {
+      status = e.status();
+      done.Notify();
+    });
+    done.WaitForNotification();
+    ASSERT_TRUE(status.ok()) << status;
+  }
+  sender_.deliveries.clear();
+  const absl::Time london =
+      Local(absl::CivilSecond(2026, 1, 13, 20, 0, 0), "Europe/London");
+  clock_.Set(london - absl::Seconds(1));
+  EXPECT_EQ(d.RunOnce()->claimed, 0);
+  clock_.Set(london);
+  ASSERT_EQ(d.RunOnce()->sent, 1);
+  ASSERT_EQ(sender_.deliveries.size(), 1u);
+  EXPECT_EQ(sender_.deliveries[0].local_due_time, "2026-01-13T20:00 (+00:00)");
+  EXPECT_EQ(sender_.deliveries[0].time_zone, "Europe/London");
+  EXPECT_EQ(sender_.deliveries[0].idempotency_key,
+            absl::StrCat(name, "/reminder/initial.srm-diary#2@3"));
+  // 20:00 in New York passes without a reminder.
+  clock_.Set(Local(absl::CivilSecond(2026, 1, 13, 20, 0, 0), ny));
+  EXPECT_EQ(d.RunOnce()->claimed, 0);
+  // The first, sent before the move, kept its time.
+  OutboxQuery q;
+  q.tenant = "t1";
+  q.statuses = {OutboxStatus::kDone};
+  auto sent = store_->ListOutbox(q);
+  ASSERT_TRUE(sent.ok());
+  ASSERT_EQ(sent->size(), 2u);
+  EXPECT_EQ((*sent)[0].row.due_time, first);
+  EXPECT_EQ((*sent)[1].row.due_time, london);
+}
+
 TEST(JsonlFileSenderTest, OneDurableLinePerDeliveryWithoutPatientData) {
   ipsrt::testing::TempDir dir;
   FakeClock clock(absl::FromUnixSeconds(1'800'000'000));

@@ -67,6 +67,42 @@ stages:
                            "duration"));
 }
 
+// Reminder and cadence values: a local time that is not HH:MM and a
+// cadence that is not a positive ISO-8601 duration are refused at template
+// load, each at its file:line:col and path.
+TEST(WorkflowTest, ReminderTimesAndCadencesLocated) {
+  absl::StatusOr<WorkflowTemplate> t = ParseWorkflowTemplate(R"(id: demo
+version: 1
+title: Demo
+stages:
+  - id: a
+    title: A
+    cadence: P0D
+    tasks:
+      - id: diary
+        kind: questionnaire
+        questionnaire: srm5
+        title: Diary
+        repeat: P1D
+        remind_at: "8pm"
+      - id: late
+        kind: questionnaire
+        questionnaire: phq9
+        title: Late
+        repeat: P1W
+        remind_at: "24:00"
+)",
+                                                             "demo.yaml");
+  ASSERT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.status().message(),
+            "demo.yaml:7:14: error: stages[0].cadence: \"P0D\" is not a "
+            "positive ISO-8601 duration such as P1W, P2W, P1M or PT4H\n"
+            "demo.yaml:14:20: error: stages[0].tasks[0].remind_at: \"8pm\" is "
+            "not a local time HH:MM between 00:00 and 23:59\n"
+            "demo.yaml:20:20: error: stages[0].tasks[1].remind_at: \"24:00\" "
+            "is not a local time HH:MM between 00:00 and 23:59");
+}
+
 TEST(WorkflowTest, CatalogRefusesDuplicatesAndFindsNewest) {
   auto parse = [](int version) {
     return *ParseWorkflowTemplate(
