@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <set>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "cli/security.h"
 #include "cli/tools.h"
 #include "common/files.h"
 #include "google/protobuf/message.h"
@@ -79,6 +81,12 @@ ABSL_FLAG(std::string, tls_ca, "",
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM client certificate, for servers that require mutual TLS.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token (JWT or API token) sent with every call. Prefer "
+          "--token_file or $IPSRT_TOKEN: a flag is visible in the process "
+          "list.");
+ABSL_FLAG(std::string, token_file, "",
+          "File whose first line is the bearer token.");
 ABSL_FLAG(std::string, tls_server_name, "",
           "Name to verify in the server's certificate, when it differs from "
           "the --server host.");
@@ -89,7 +97,6 @@ ABSL_FLAG(std::string, reason, "",
           "Reason recorded on each enrollment's timeline.");
 
 namespace ipsrt::cli {
-namespace {
 
 using ::google::protobuf::util::TimeUtil;
 using HealthResponse = ::grpc::health::v1::HealthCheckResponse;
@@ -127,12 +134,32 @@ std::shared_ptr<grpc::Channel> NewChannel() {
                                    grpc::SslCredentials(ssl), args);
 }
 
-// NewContext returns a call context with the --timeout deadline. Calls fail
-// fast (no wait-for-ready), so an unreachable server is reported at once.
+// BearerToken is --token, else the first line of --token_file, else
+// $IPSRT_TOKEN; "" when none is given.
+std::string BearerToken() {
+  if (!absl::GetFlag(FLAGS_token).empty()) return absl::GetFlag(FLAGS_token);
+  if (!absl::GetFlag(FLAGS_token_file).empty()) {
+    absl::StatusOr<std::string> text =
+        ReadFileToString(absl::GetFlag(FLAGS_token_file));
+    if (!text.ok()) return "";
+    std::string token(absl::StripAsciiWhitespace(*text));
+    return token;
+  }
+  const char* env = std::getenv("IPSRT_TOKEN");
+  return env == nullptr ? "" : std::string(absl::StripAsciiWhitespace(env));
+}
+
+// NewContext returns a call context with the --timeout deadline and the
+// bearer token, if any. Calls fail fast (no wait-for-ready), so an
+// unreachable server is reported at once.
 std::unique_ptr<grpc::ClientContext> NewContext() {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(
       absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+  static const std::string* const kToken = new std::string(BearerToken());
+  if (!kToken->empty()) {
+    context->AddMetadata("authorization", absl::StrCat("Bearer ", *kToken));
+  }
   return context;
 }
 
@@ -191,6 +218,8 @@ int PrintJson(const google::protobuf::Message& message) {
   std::printf("%s\n", json->c_str());
   return kExitOk;
 }
+
+namespace {
 
 std::string FormatTimestamp(const google::protobuf::Timestamp& t) {
   return TimeUtil::ToString(t);
@@ -563,6 +592,8 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {.name = "tls_cert", .value_name = "FILE"},
       {.name = "tls_key", .value_name = "FILE"},
       {.name = "tls_server_name", .value_name = "NAME"},
+      {.name = "token", .value_name = "TOKEN"},
+      {.name = "token_file", .value_name = "FILE"},
   };
   return *kFlags;
 }
@@ -581,6 +612,15 @@ absl::Status CheckGlobalFlags() {
   }
   if (absl::GetFlag(FLAGS_server).empty()) {
     return absl::InvalidArgumentError("--server must not be empty");
+  }
+  if (!absl::GetFlag(FLAGS_token).empty() &&
+      !absl::GetFlag(FLAGS_token_file).empty()) {
+    return absl::InvalidArgumentError("give --token or --token_file, not both");
+  }
+  if (!absl::GetFlag(FLAGS_token_file).empty() &&
+      !ReadFileToString(absl::GetFlag(FLAGS_token_file)).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--token_file: cannot read ", absl::GetFlag(FLAGS_token_file)));
   }
   return absl::OkStatus();
 }
@@ -729,6 +769,7 @@ const std::vector<Command>& Commands() {
                   .global_flags = GlobalFlags()},
          .run = RunReload},
     };
+    for (Command& c : SecurityCommands()) commands->push_back(std::move(c));
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));
     return commands;

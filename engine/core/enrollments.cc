@@ -45,6 +45,24 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
 }
 
+// ChangeAudit is the audit record committed with a change, in the same
+// transaction (see store.h, WriteBatch::audit).
+AuditRecord ChangeAudit(const v1::Actor& actor, absl::string_view method,
+                        const std::string& tenant, const std::string& resource,
+                        const std::string& request_id, absl::Time now) {
+  absl::string_view service = method == "MigrateEnrollments"
+                                  ? "ipsrt.v1.WorkflowService"
+                                  : "ipsrt.v1.EnrollmentService";
+  return AuditRecord{.tenant = tenant,
+                     .subject = actor.subject(),
+                     .role = actor.role(),
+                     .rpc = absl::StrCat("/", service, "/", method),
+                     .resource = resource,
+                     .outcome = "OK",
+                     .time = now,
+                     .request_id = request_id};
+}
+
 std::string ActorString(const v1::Actor& actor) {
   return absl::StrCat(actor.subject(), "/", actor.role());
 }
@@ -338,6 +356,8 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
       fingerprint, enrollment.SerializeAsString(), now};
   batch.create = RowFrom(name, stepped->state);
   batch.events.push_back(EventRowFor(name, event, "", now));
+  batch.audit.push_back(ChangeAudit(actor, kMethod, *tenant, name.Format(),
+                                    request.request_id(), now));
   AddEffects(name, stepped->effects, batch);
 
   deps_.store->CommitAsync(
@@ -517,6 +537,8 @@ void Enrollments::Apply(const std::string& method,
       now};
   batch.update = EnrollmentUpdate{row->revision, RowFrom(en, stepped->state)};
   batch.events.push_back(EventRowFor(en, event, state->last_event_hash(), now));
+  batch.audit.push_back(
+      ChangeAudit(actor, method, en.tenant, en.Format(), request_id, now));
   AddEffects(en, stepped->effects, batch);
 
   v1::EventPayload retry_payload = event.payload();

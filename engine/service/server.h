@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "auth/authenticator.h"
 #include "core/enrollments.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/store.h"
@@ -37,6 +38,9 @@ struct ServerDeps {
   IdGenerator* ids;
   WorkflowRegistry* workflows;
   Enrollments::Safety safety;
+  // Authenticates callers; null means `auth.mode: none` (every caller is
+  // the local admin; loopback deployments only, see config.h).
+  const Authenticator* authenticator = nullptr;
 };
 
 class IpsrtServer {

@@ -89,6 +89,11 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_tenant_time ON audit (tenant, time_us);
 )sql"},
+          {2, "audit: request id",
+           R"sql(
+ALTER TABLE audit ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX audit_by_subject ON audit (subject, seq);
+)sql"},
       };
   return *kMigrations;
 }

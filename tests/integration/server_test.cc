@@ -158,7 +158,9 @@ TEST_F(ServerTest, CreateGetListAndTimeline) {
   EXPECT_EQ(ev.sequence(), 1);
   EXPECT_EQ(ev.type(), "enrollment.created");
   EXPECT_EQ(ev.request_id(), "r-1");
-  EXPECT_EQ(ev.actor().subject(), "anonymous");
+  // auth.mode none: every caller is the local admin.
+  EXPECT_EQ(ev.actor().subject(), "local");
+  EXPECT_EQ(ev.actor().role(), "admin");
   EXPECT_EQ(ev.summary(), "Enrolled in ipsrt-standard@1 at stage initial");
   EXPECT_EQ(ev.hash(), EventHash("", ev));
 }
@@ -368,7 +370,7 @@ TEST_F(ServerTest, DiagnosticsAndWorkflows) {
         diagnostics->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info)
             .ok());
     EXPECT_EQ(info.store_kind(), "sqlite");
-    EXPECT_EQ(info.schema_version(), 1);
+    EXPECT_EQ(info.schema_version(), 2);
     EXPECT_THAT(info.version(), MatchesRegex("[0-9]+\\.[0-9]+\\.[0-9]+"));
   }
   auto workflows = v1::WorkflowService::NewStub(channel_);

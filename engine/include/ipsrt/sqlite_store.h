@@ -47,6 +47,7 @@ class SqliteStore final : public Store {
     // Test hook: called before each write step of a batch with the step's
     // name ("request.lookup", "enrollment.insert", "enrollment.update",
     // "event.insert", "outbox.insert", "outbox.cancel", "request.insert",
+    // "audit.insert",
     // "commit"); a non-OK
     // status fails that step as if SQLite had.
     std::function<absl::Status(absl::string_view step)> fault_hook;
@@ -73,6 +74,9 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<EventRow>> ListEvents(
       absl::string_view tenant, absl::string_view enrollment_id,
       int64_t after_sequence, int limit) override;
+  absl::StatusOr<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter,
+                                                     int64_t after_seq,
+                                                     int limit) override;
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "sqlite"; }
   void Close() override;
