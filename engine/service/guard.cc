@@ -54,7 +54,14 @@ absl::StatusOr<Admission> Guard::Decide(
   const MethodPolicy* policy = FindPolicy(method);
   std::string resource =
       policy == nullptr ? "" : StringField(request, policy->resource_field);
+  // Changes carry their idempotency key; any call may add x-request-id.
   std::string request_id = StringField(request, "request_id");
+  if (request_id.empty()) {
+    auto it = ctx->client_metadata().find("x-request-id");
+    if (it != ctx->client_metadata().end() && it->second.size() <= 128) {
+      request_id.assign(it->second.data(), it->second.size());
+    }
+  }
 
   absl::StatusOr<Principal> principal =
       authenticator_ == nullptr

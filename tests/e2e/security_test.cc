@@ -90,6 +90,13 @@ TEST(SecurityTest, TlsAndJwtThroughTheCli) {
                                            "--clinician=Practitioner/e2e",
                                            "--request_id=sec-1"};
 
+  // Health needs no token; the server's details are left out without one.
+  ProcessResult health = RunCli(address, {"health", ca});
+  EXPECT_EQ(health.exit_code, 0) << health.err;
+  EXPECT_THAT(health.out, HasSubstr("status: SERVING"));
+  EXPECT_THAT(health.err, HasSubstr("server info not shown: authentication: "
+                                    "this server requires a bearer token"));
+
   // No token: refused, and the message names what is missing.
   ProcessResult anonymous = RunCli(address, enroll);
   EXPECT_EQ(anonymous.exit_code, 1);
@@ -145,7 +152,7 @@ TEST(SecurityTest, TlsAndJwtThroughTheCli) {
                                     "UNAUTHENTICATED"));
   ProcessResult verified = RunCli(address, {"audit", "verify", ca, admin});
   EXPECT_EQ(verified.exit_code, 0) << verified.err;
-  EXPECT_THAT(verified.out, HasSubstr("audit chain intact: 5 record(s)"));
+  EXPECT_THAT(verified.out, HasSubstr("audit chain intact: 6 record(s)"));
 
   absl::StatusOr<int> exit = (*server)->Terminate();
   ASSERT_TRUE(exit.ok());
@@ -160,18 +167,18 @@ TEST(SecurityTest, TlsAndJwtThroughTheCli) {
   const std::string db = "--db=" + dir.File("ipsrt.db");
   ProcessResult offline = RunCliNoServer({"audit", "verify", db});
   EXPECT_EQ(offline.exit_code, 0) << offline.err;
-  EXPECT_THAT(offline.out, HasSubstr("audit chain intact: 5 record(s)"));
+  EXPECT_THAT(offline.out, HasSubstr("audit chain intact: 6 record(s)"));
   sqlite3* handle = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("ipsrt.db").c_str(), &handle), SQLITE_OK);
   ASSERT_EQ(
-      sqlite3_exec(handle, "UPDATE audit SET outcome = 'OK' WHERE seq = 4",
+      sqlite3_exec(handle, "UPDATE audit SET outcome = 'OK' WHERE seq = 5",
                    nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close(handle);
   ProcessResult broken = RunCliNoServer({"audit", "verify", db});
   EXPECT_EQ(broken.exit_code, 1);
   EXPECT_THAT(broken.out,
-              HasSubstr("audit chain BROKEN at seq 4: record 4 does not match "
+              HasSubstr("audit chain BROKEN at seq 5: record 5 does not match "
                         "its hash (modified or moved)"));
 }
 

@@ -452,6 +452,7 @@ TEST_F(AuthzMatrixTest, EventsCarryTheAuthenticatedActorAndCallsAreAudited) {
   get.set_name(other_patient_);
   grpc::ClientContext ctx2;
   ctx2.AddMetadata("authorization", "Bearer " + tokens_["patient"]);
+  ctx2.AddMetadata("x-request-id", "trace-7");
   v1::Enrollment e;
   EXPECT_EQ(v1::EnrollmentService::NewStub(channel_)
                 ->GetEnrollment(&ctx2, get, &e)
@@ -478,6 +479,7 @@ TEST_F(AuthzMatrixTest, EventsCarryTheAuthenticatedActorAndCallsAreAudited) {
   EXPECT_EQ(refused.rpc(), "/ipsrt.v1.EnrollmentService/GetEnrollment");
   EXPECT_EQ(refused.resource(), other_patient_);
   EXPECT_EQ(refused.outcome(), "NOT_FOUND");
+  EXPECT_EQ(refused.request_id(), "trace-7");
 
   v1::VerifyAuditChainResponse verified;
   grpc::ClientContext ctx4;
