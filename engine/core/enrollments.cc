@@ -471,7 +471,21 @@ void Enrollments::Apply(const std::string& method,
       PriorResult<v1::SubmitEventResponse>(*deps_.store, en.tenant, request_id,
                                            method, fingerprint);
   if (!prior.ok()) return done(prior.status());
-  if (prior->has_value()) return done(**std::move(prior));
+  if (prior->has_value()) {
+    // A retry answered from the idempotency record is still an access: its
+    // audit record is stored before the answer.
+    WriteBatch audit_only;
+    audit_only.audit.push_back(ChangeAudit(
+        actor, method, en.tenant, en.Format(), request_id, deps_.clock->Now()));
+    audit_only.audit.back().outcome = "OK (replayed)";
+    deps_.store->CommitAsync(std::move(audit_only),
+                             [done, replay = **std::move(prior)](
+                                 absl::StatusOr<CommitResult> r) mutable {
+                               if (!r.ok()) return done(r.status());
+                               done(std::move(replay));
+                             });
+    return;
+  }
 
   absl::StatusOr<EnrollmentRow> row =
       deps_.store->GetEnrollment(en.tenant, en.id);

@@ -446,6 +446,14 @@ TEST_F(AuthzMatrixTest, EventsCarryTheAuthenticatedActorAndCallsAreAudited) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(response.event().actor().subject(), "patient-a");
   EXPECT_EQ(response.event().actor().role(), "patient");
+  // A retry is answered from the idempotency record, and audited as such.
+  grpc::ClientContext retry_ctx;
+  retry_ctx.AddMetadata("authorization", "Bearer " + tokens_["patient"]);
+  v1::SubmitEventResponse replayed;
+  s = v1::EnrollmentService::NewStub(channel_)->SubmitEvent(&retry_ctx, r,
+                                                            &replayed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(replayed.event().sequence(), response.event().sequence());
 
   // A refused read by the same patient.
   v1::GetEnrollmentRequest get;
@@ -467,7 +475,7 @@ TEST_F(AuthzMatrixTest, EventsCarryTheAuthenticatedActorAndCallsAreAudited) {
   s = v1::AuditService::NewStub(channel_)->ListAuditRecords(&ctx3, list,
                                                             &records);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  ASSERT_EQ(records.records_size(), 2);
+  ASSERT_EQ(records.records_size(), 3);
   const v1::AuditRecord& change = records.records(0);
   EXPECT_EQ(change.tenant(), "a");
   EXPECT_EQ(change.role(), "patient");
@@ -475,7 +483,9 @@ TEST_F(AuthzMatrixTest, EventsCarryTheAuthenticatedActorAndCallsAreAudited) {
   EXPECT_EQ(change.resource(), own_);
   EXPECT_EQ(change.outcome(), "OK");
   EXPECT_EQ(change.request_id(), "actor-1");
-  const v1::AuditRecord& refused = records.records(1);
+  EXPECT_EQ(records.records(1).outcome(), "OK (replayed)");
+  EXPECT_EQ(records.records(1).request_id(), "actor-1");
+  const v1::AuditRecord& refused = records.records(2);
   EXPECT_EQ(refused.rpc(), "/ipsrt.v1.EnrollmentService/GetEnrollment");
   EXPECT_EQ(refused.resource(), other_patient_);
   EXPECT_EQ(refused.outcome(), "NOT_FOUND");
@@ -488,8 +498,8 @@ TEST_F(AuthzMatrixTest, EventsCarryTheAuthenticatedActorAndCallsAreAudited) {
       &ctx4, v1::VerifyAuditChainRequest(), &verified);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_TRUE(verified.intact()) << verified.reason();
-  // Three setup enrollments, the event and the refused read.
-  EXPECT_EQ(verified.records_verified(), 5);
+  // Three setup enrollments, the event, its retry and the refused read.
+  EXPECT_EQ(verified.records_verified(), 6);
 }
 
 }  // namespace
