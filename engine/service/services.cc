@@ -33,7 +33,7 @@ absl::Status Set(absl::StatusOr<T> result, T* response) {
   return result.status();
 }
 
-// Method is the gRPC path of an ipsrt.v1 method, the policy table's key.
+// IPSRT_METHOD is the gRPC path of an ipsrt.v1 method, the policy table's key.
 #define IPSRT_METHOD(service, rpc) "/ipsrt.v1." #service "/" #rpc
 
 // RefusingWriter answers a server stream with one status.
