@@ -502,5 +502,44 @@ TEST_F(AuthzMatrixTest, EventsCarryTheAuthenticatedActorAndCallsAreAudited) {
   EXPECT_EQ(verified.records_verified(), 6);
 }
 
+TEST_F(AuthzMatrixTest, AuditRecordsPageAndFilter) {
+  auto list = [&](const v1::ListAuditRecordsRequest& r,
+                  v1::ListAuditRecordsResponse* out) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + root_token_);
+    return v1::AuditService::NewStub(channel_)->ListAuditRecords(&ctx, r, out);
+  };
+  // The three setup enrollments: tenants a, a, b.
+  v1::ListAuditRecordsRequest r;
+  r.set_rpc("/ipsrt.v1.EnrollmentService/CreateEnrollment");
+  r.set_page_size(2);
+  v1::ListAuditRecordsResponse first;
+  ASSERT_TRUE(list(r, &first).ok());
+  ASSERT_EQ(first.records_size(), 2);
+  EXPECT_EQ(first.records(0).seq(), 1);
+  EXPECT_EQ(first.records(1).seq(), 2);
+  ASSERT_FALSE(first.next_page_token().empty());
+  r.set_page_token(first.next_page_token());
+  v1::ListAuditRecordsResponse second;
+  ASSERT_TRUE(list(r, &second).ok());
+  ASSERT_EQ(second.records_size(), 1);
+  EXPECT_EQ(second.records(0).tenant(), "b");
+  EXPECT_EQ(second.next_page_token(), "");
+  // A token is bound to its filters.
+  r.set_tenant("a");
+  v1::ListAuditRecordsResponse ignored;
+  EXPECT_EQ(list(r, &ignored).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  r.clear_page_token();
+  v1::ListAuditRecordsResponse tenant_a;
+  ASSERT_TRUE(list(r, &tenant_a).ok());
+  EXPECT_EQ(tenant_a.records_size(), 2);
+  // A time window after every record is empty.
+  r.clear_tenant();
+  r.mutable_start_time()->set_seconds(absl::ToUnixSeconds(kNow) + 1);
+  v1::ListAuditRecordsResponse later;
+  ASSERT_TRUE(list(r, &later).ok());
+  EXPECT_EQ(later.records_size(), 0);
+}
+
 }  // namespace
 }  // namespace ipsrt
