@@ -28,6 +28,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -77,6 +78,8 @@ ABSL_FLAG(std::string, tls_ca, "",
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM client certificate, for servers that require mutual TLS.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token sent with every call (default: $IPSRT_TOKEN).");
 ABSL_FLAG(std::string, tls_server_name, "",
           "Name to verify in the server's certificate, if not the host.");
 
@@ -158,9 +161,22 @@ struct Slot {
   std::unique_ptr<grpc::ClientAsyncResponseReader<v1::Enrollment>> enr_rd;
 };
 
+// Authorize adds the bearer token (--token, else $IPSRT_TOKEN) to a call.
+void Authorize(grpc::ClientContext& ctx) {
+  static const std::string* const kHeader = [] {
+    std::string token = absl::GetFlag(FLAGS_token);
+    if (token.empty() && std::getenv("IPSRT_TOKEN") != nullptr) {
+      token = std::getenv("IPSRT_TOKEN");
+    }
+    return new std::string(token.empty() ? "" : "Bearer " + token);
+  }();
+  if (!kHeader->empty()) ctx.AddMetadata("authorization", *kHeader);
+}
+
 void StartCall(RunContext& run, Slot& s, grpc::CompletionQueue* cq) {
   s.ctx = std::make_unique<grpc::ClientContext>();
   s.ctx->set_deadline(absl::ToChronoTime(absl::Now() + run.deadline));
+  Authorize(*s.ctx);
   ChannelStubs& ch = (*run.channels)[s.channel];
   s.started = Clock::now();
   switch (run.rpc) {
@@ -289,6 +305,7 @@ bool Populate(RunContext& run, int n, std::vector<std::string>* names) {
   for (int i = 0; i < n; ++i) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + run.deadline));
+    Authorize(ctx);
     v1::CreateEnrollmentRequest req;
     req.set_parent(run.parent);
     req.set_request_id(absl::StrCat("bench-", run.run_id, "-setup-", i));

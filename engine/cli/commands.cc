@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <set>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "cli/security.h"
 #include "cli/tools.h"
 #include "common/files.h"
 #include "google/protobuf/message.h"
@@ -84,6 +86,12 @@ ABSL_FLAG(std::string, tls_ca, "",
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM client certificate, for servers that require mutual TLS.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token (JWT or API token) sent with every call. Prefer "
+          "--token_file or $IPSRT_TOKEN: a flag is visible in the process "
+          "list.");
+ABSL_FLAG(std::string, token_file, "",
+          "File whose first line is the bearer token.");
 ABSL_FLAG(std::string, tls_server_name, "",
           "Name to verify in the server's certificate, when it differs from "
           "the --server host.");
@@ -101,7 +109,6 @@ ABSL_FLAG(std::string, reason, "",
           "Reason recorded on each enrollment's timeline.");
 
 namespace ipsrt::cli {
-namespace {
 
 using ::google::protobuf::util::TimeUtil;
 using HealthResponse = ::grpc::health::v1::HealthCheckResponse;
@@ -139,12 +146,32 @@ std::shared_ptr<grpc::Channel> NewChannel() {
                                    grpc::SslCredentials(ssl), args);
 }
 
-// NewContext returns a call context with the --timeout deadline. Calls fail
-// fast (no wait-for-ready), so an unreachable server is reported at once.
+// BearerToken is --token, else the first line of --token_file, else
+// $IPSRT_TOKEN; "" when none is given.
+std::string BearerToken() {
+  if (!absl::GetFlag(FLAGS_token).empty()) return absl::GetFlag(FLAGS_token);
+  if (!absl::GetFlag(FLAGS_token_file).empty()) {
+    absl::StatusOr<std::string> text =
+        ReadFileToString(absl::GetFlag(FLAGS_token_file));
+    if (!text.ok()) return "";
+    std::string token(absl::StripAsciiWhitespace(*text));
+    return token;
+  }
+  const char* env = std::getenv("IPSRT_TOKEN");
+  return env == nullptr ? "" : std::string(absl::StripAsciiWhitespace(env));
+}
+
+// NewContext returns a call context with the --timeout deadline and the
+// bearer token, if any. Calls fail fast (no wait-for-ready), so an
+// unreachable server is reported at once.
 std::unique_ptr<grpc::ClientContext> NewContext() {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(
       absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+  static const std::string* const kToken = new std::string(BearerToken());
+  if (!kToken->empty()) {
+    context->AddMetadata("authorization", absl::StrCat("Bearer ", *kToken));
+  }
   return context;
 }
 
@@ -204,6 +231,8 @@ int PrintJson(const google::protobuf::Message& message) {
   return kExitOk;
 }
 
+namespace {
+
 std::string FormatTimestamp(const google::protobuf::Timestamp& t) {
   return TimeUtil::ToString(t);
 }
@@ -250,11 +279,20 @@ int RunHealth(const ParsedArgs&) {
   const bool serving = health_response.status() == HealthResponse::SERVING;
 
   v1::ServerInfo info;
+  bool have_info = serving;
   if (serving) {
     auto diagnostics = v1::DiagnosticsService::NewStub(channel);
     status = diagnostics->GetServerInfo(NewContext().get(),
                                         v1::GetServerInfoRequest(), &info);
-    if (!status.ok()) return ReportRpcError(status);
+    // Health needs no token; the server's details do (a staff token).
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+        status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      have_info = false;
+      std::fprintf(stderr, "server info not shown: %s\n",
+                   status.error_message().c_str());
+    } else if (!status.ok()) {
+      return ReportRpcError(status);
+    }
   }
 
   if (absl::GetFlag(FLAGS_json)) {
@@ -265,14 +303,14 @@ int RunHealth(const ParsedArgs&) {
       return kExitFailure;
     }
     std::printf("{\"health\":%s", health_json->c_str());
-    if (serving) std::printf(",\"server_info\":%s", info_json->c_str());
+    if (have_info) std::printf(",\"server_info\":%s", info_json->c_str());
     std::printf("}\n");
   } else {
     std::printf(
         "status: %s\n",
         HealthResponse::ServingStatus_Name(health_response.status()).c_str());
     std::printf("server: %s\n", absl::GetFlag(FLAGS_server).c_str());
-    if (serving) {
+    if (have_info) {
       std::printf("version: %s\n", info.version().c_str());
       std::printf("store: %s (schema version %d)\n", info.store_kind().c_str(),
                   info.schema_version());
@@ -802,6 +840,8 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {.name = "tls_cert", .value_name = "FILE"},
       {.name = "tls_key", .value_name = "FILE"},
       {.name = "tls_server_name", .value_name = "NAME"},
+      {.name = "token", .value_name = "TOKEN"},
+      {.name = "token_file", .value_name = "FILE"},
   };
   return *kFlags;
 }
@@ -820,6 +860,15 @@ absl::Status CheckGlobalFlags() {
   }
   if (absl::GetFlag(FLAGS_server).empty()) {
     return absl::InvalidArgumentError("--server must not be empty");
+  }
+  if (!absl::GetFlag(FLAGS_token).empty() &&
+      !absl::GetFlag(FLAGS_token_file).empty()) {
+    return absl::InvalidArgumentError("give --token or --token_file, not both");
+  }
+  if (!absl::GetFlag(FLAGS_token_file).empty() &&
+      !ReadFileToString(absl::GetFlag(FLAGS_token_file)).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--token_file: cannot read ", absl::GetFlag(FLAGS_token_file)));
   }
   return absl::OkStatus();
 }
@@ -1018,6 +1067,7 @@ const std::vector<Command>& Commands() {
                   .max_positional = kAnyNumberOfArguments},
          .run = RunScore},
     };
+    for (Command& c : SecurityCommands()) commands->push_back(std::move(c));
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));
     return commands;

@@ -9,10 +9,13 @@
 #ifndef IPSRT_CLI_COMMANDS_H_
 #define IPSRT_CLI_COMMANDS_H_
 
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "cli/arguments.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/grpcpp.h"
 
 namespace ipsrt::cli {
 
@@ -31,6 +34,15 @@ const std::vector<FlagSpec>& GlobalFlags();
 // CheckGlobalFlags validates the global flags' values after parsing
 // (e.g. a positive --timeout); INVALID_ARGUMENT describes a usage error.
 absl::Status CheckGlobalFlags();
+
+// Shared by the command files: a channel to --server (TLS per the --tls_*
+// flags), a call context with the --timeout deadline and the bearer token
+// (--token, --token_file or $IPSRT_TOKEN), the error report of a failed call
+// (returns kExitFailure), and one JSON document on stdout.
+std::shared_ptr<grpc::Channel> NewChannel();
+std::unique_ptr<grpc::ClientContext> NewContext();
+int ReportRpcError(const grpc::Status& status);
+int PrintJson(const google::protobuf::Message& message);
 
 }  // namespace ipsrt::cli
 

@@ -142,6 +142,109 @@ void ParseReminders(YamlReader& r, const YAML::Node& node,
   }
 }
 
+bool IsLowerHex(absl::string_view s) {
+  for (char ch : s) {
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return false;
+  }
+  return true;
+}
+
+// ParseAuth reads the `auth:` section. Without one, the mode is "none",
+// which only a loopback listener accepts.
+void ParseAuth(YamlReader& r, const YAML::Node& auth,
+               absl::string_view base_dir, const YAML::Node& listen,
+               const ServerConfig& server, AuthConfig& a) {
+  const bool present = r.ExpectMap(auth, "auth", true);
+  if (present) {
+    r.ExpectKeys(auth, "auth", {"mode", "leeway", "jwt", "api_tokens"});
+    a.mode = r.String(auth, "auth", "mode", "required");
+    if (a.mode != "none" && a.mode != "required") {
+      r.Error(auth["mode"], "auth.mode", "must be \"required\" or \"none\"");
+    }
+    a.leeway = r.Duration(auth, "auth", "leeway", a.leeway);
+    if (a.leeway < absl::ZeroDuration() || a.leeway > absl::Minutes(5)) {
+      r.Error(auth["leeway"], "auth.leeway", "must be between 0s and 5m");
+    }
+    YAML::Node jwt = auth["jwt"];
+    if (r.ExpectMap(jwt, "auth.jwt", true)) {
+      const char* p = "auth.jwt";
+      r.ExpectKeys(
+          jwt, p,
+          {"issuer", "audience", "hs256_secret_file", "rs256_public_key_file"});
+      JwtConfig j;
+      j.issuer = r.String(jwt, p, "issuer", "", true);
+      j.audience = r.String(jwt, p, "audience", "", true);
+      j.hs256_secret_file =
+          Resolve(base_dir, r.String(jwt, p, "hs256_secret_file", ""));
+      j.rs256_public_key_file =
+          Resolve(base_dir, r.String(jwt, p, "rs256_public_key_file", ""));
+      if (j.hs256_secret_file.empty() && j.rs256_public_key_file.empty()) {
+        r.Error(jwt, p,
+                "needs hs256_secret_file or rs256_public_key_file (or both)");
+      }
+      a.jwt = j;
+    }
+    YAML::Node tokens = auth["api_tokens"];
+    if (tokens.IsDefined() && !tokens.IsNull()) {
+      if (!tokens.IsSequence()) {
+        r.Error(tokens, "auth.api_tokens", "must be a list");
+      } else {
+        for (size_t i = 0; i < tokens.size(); ++i) {
+          std::string p = YamlReader::Join("auth.api_tokens", i);
+          YAML::Node t = tokens[i];
+          if (!r.ExpectMap(t, p, false)) continue;
+          r.ExpectKeys(t, p,
+                       {"sha256", "subject", "role", "tenant", "patient_ref"});
+          ApiTokenConfig tc;
+          tc.sha256 = r.String(t, p, "sha256", "", true);
+          tc.subject = r.String(t, p, "subject", "", true);
+          tc.role = r.String(t, p, "role", "", true);
+          tc.tenant = r.String(t, p, "tenant", "");
+          tc.patient_ref = r.String(t, p, "patient_ref", "");
+          if (t["sha256"].IsDefined() &&
+              (tc.sha256.size() != 64 || !IsLowerHex(tc.sha256))) {
+            r.Error(t["sha256"], YamlReader::Join(p, "sha256"),
+                    "must be 64 lowercase hex digits: the SHA-256 of the "
+                    "token (ipsrt token hash), never the token itself");
+          }
+          if (t["role"].IsDefined() && tc.role != "admin" &&
+              tc.role != "clinician" && tc.role != "patient" &&
+              tc.role != "integration") {
+            r.Error(t["role"], YamlReader::Join(p, "role"),
+                    "must be admin, clinician, patient or integration");
+          }
+          if (tc.role != "admin" && !tc.role.empty() && tc.tenant.empty()) {
+            r.Error(t, YamlReader::Join(p, "tenant"),
+                    absl::StrCat("is required for role ", tc.role));
+          }
+          if (tc.role == "patient" && tc.patient_ref.empty()) {
+            r.Error(t, YamlReader::Join(p, "patient_ref"),
+                    "is required for role patient");
+          }
+          if (tc.role != "patient" && !tc.patient_ref.empty()) {
+            r.Error(t["patient_ref"], YamlReader::Join(p, "patient_ref"),
+                    "is only for role patient");
+          }
+          a.api_tokens.push_back(std::move(tc));
+        }
+      }
+    }
+    if (a.mode == "required" && !a.jwt.has_value() && a.api_tokens.empty()) {
+      r.Error(auth, "auth",
+              "mode required needs auth.jwt or auth.api_tokens (or both)");
+    }
+  }
+  // (Without TLS, server.listen is already reported.)
+  if (a.mode == "none" && !IsLoopback(server.listen) &&
+      server.tls.has_value()) {
+    r.Error(present ? auth["mode"] : listen, "auth.mode",
+            absl::StrCat("\"", server.listen,
+                         "\" is not a loopback address; a listener beyond "
+                         "this machine needs authentication (an auth section "
+                         "with jwt or api_tokens)"));
+  }
+}
+
 }  // namespace
 
 bool IsLoopback(absl::string_view listen) {
@@ -161,8 +264,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   Config c;
   if (!r.ExpectMap(root, "", false)) return r.ToStatus();
   r.ExpectKeys(root, "",
-               {"server", "store", "workflows", "logging", "safety", "plugins",
-                "reminders"});
+               {"server", "auth", "store", "workflows", "logging", "safety",
+                "plugins", "reminders"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
@@ -197,6 +300,10 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
                            "this machine needs server.tls"));
     }
   }
+
+  ParseAuth(r, root["auth"], base_dir,
+            root["server"].IsMap() ? root["server"]["listen"] : YAML::Node(),
+            c.server, c.auth);
 
   YAML::Node store = root["store"];
   if (!store.IsDefined()) {

@@ -45,6 +45,24 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
 }
 
+// ChangeAudit is the audit record committed with a change, in the same
+// transaction (see store.h, WriteBatch::audit).
+AuditRecord ChangeAudit(const v1::Actor& actor, absl::string_view method,
+                        const std::string& tenant, const std::string& resource,
+                        const std::string& request_id, absl::Time now) {
+  absl::string_view service = method == "MigrateEnrollments"
+                                  ? "ipsrt.v1.WorkflowService"
+                                  : "ipsrt.v1.EnrollmentService";
+  return AuditRecord{.tenant = tenant,
+                     .subject = actor.subject(),
+                     .role = actor.role(),
+                     .rpc = absl::StrCat("/", service, "/", method),
+                     .resource = resource,
+                     .outcome = "OK",
+                     .time = now,
+                     .request_id = request_id};
+}
+
 std::string ActorString(const v1::Actor& actor) {
   return absl::StrCat(actor.subject(), "/", actor.role());
 }
@@ -338,6 +356,8 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
       fingerprint, enrollment.SerializeAsString(), now};
   batch.create = RowFrom(name, stepped->state);
   batch.events.push_back(EventRowFor(name, event, "", now));
+  batch.audit.push_back(ChangeAudit(actor, kMethod, *tenant, name.Format(),
+                                    request.request_id(), now));
   AddEffects(name, stepped->effects, batch);
 
   deps_.store->CommitAsync(
@@ -467,7 +487,21 @@ void Enrollments::Apply(const std::string& method,
       PriorResult<v1::SubmitEventResponse>(*deps_.store, en.tenant, request_id,
                                            method, fingerprint);
   if (!prior.ok()) return done(prior.status());
-  if (prior->has_value()) return done(**std::move(prior));
+  if (prior->has_value()) {
+    // A retry answered from the idempotency record is still an access: its
+    // audit record is stored before the answer.
+    WriteBatch audit_only;
+    audit_only.audit.push_back(ChangeAudit(
+        actor, method, en.tenant, en.Format(), request_id, deps_.clock->Now()));
+    audit_only.audit.back().outcome = "OK (replayed)";
+    deps_.store->CommitAsync(std::move(audit_only),
+                             [done, replay = **std::move(prior)](
+                                 absl::StatusOr<CommitResult> r) mutable {
+                               if (!r.ok()) return done(r.status());
+                               done(std::move(replay));
+                             });
+    return;
+  }
 
   absl::StatusOr<EnrollmentRow> row =
       deps_.store->GetEnrollment(en.tenant, en.id);
@@ -533,6 +567,8 @@ void Enrollments::Apply(const std::string& method,
       now};
   batch.update = EnrollmentUpdate{row->revision, RowFrom(en, stepped->state)};
   batch.events.push_back(EventRowFor(en, event, state->last_event_hash(), now));
+  batch.audit.push_back(
+      ChangeAudit(actor, method, en.tenant, en.Format(), request_id, now));
   AddEffects(en, stepped->effects, batch);
 
   v1::EventPayload retry_payload = event.payload();

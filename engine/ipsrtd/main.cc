@@ -216,13 +216,37 @@ int Run() {
                                                    : ", client certificates "
                                                      "required (mutual TLS)");
   }
+  if (config->auth.mode == "none" && !IsLoopback(config->server.listen)) {
+    IPSRT_LOG(ERROR) << "--listen " << config->server.listen
+                     << " is not a loopback address; listening beyond this "
+                        "machine needs auth.mode: required";
+    return 1;
+  }
+  std::unique_ptr<Authenticator> authenticator;
+  if (config->auth.mode != "none") {
+    absl::StatusOr<std::unique_ptr<Authenticator>> created =
+        Authenticator::Create(config->auth);
+    if (!created.ok()) {
+      IPSRT_LOG(ERROR) << created.status();
+      return 1;
+    }
+    authenticator = *std::move(created);
+    IPSRT_LOG(INFO) << "authentication required: "
+                    << (config->auth.jwt.has_value() ? "JWT" : "no JWT") << ", "
+                    << config->auth.api_tokens.size() << " API token(s)";
+  } else {
+    IPSRT_LOG(INFO) << "authentication off (auth.mode: none, loopback): "
+                       "callers act as the local admin";
+  }
   server_options.max_receive_message_bytes =
       static_cast<int>(config->server.max_receive_message_bytes);
-  absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(
-      server_options,
-      ServerDeps{store->get(), clock, &ids, &workflows,
-                 Enrollments::Safety{config->safety.crisis_resources},
-                 plugins->get(), questionnaires->get()});
+  ServerDeps deps{store->get(), clock, &ids, &workflows,
+                  Enrollments::Safety{config->safety.crisis_resources}};
+  deps.plugins = plugins->get();
+  deps.questionnaires = questionnaires->get();
+  deps.authenticator = authenticator.get();
+  absl::StatusOr<std::unique_ptr<IpsrtServer>> server =
+      IpsrtServer::Start(server_options, deps);
   if (!server.ok()) {
     IPSRT_LOG(ERROR) << server.status();
     return 1;

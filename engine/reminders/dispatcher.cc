@@ -116,7 +116,8 @@ absl::StatusOr<Dispatcher::Round> Dispatcher::RunOnce() {
     d.local_due_time = runtime::FormatLocal(
         e.row.due_time, zone.ok() ? *zone : absl::UTCTimeZone());
     d.attempt = e.attempts;
-    d.reminder = absl::StrCat("tenants/", e.row.tenant, "/reminders/", e.id);
+    d.reminder = absl::StrCat("tenants/", e.row.tenant, "/enrollments/",
+                              e.row.enrollment_id, "/reminders/", e.id);
     absl::Status sent = sender_->Deliver(d);
     if (sent.ok()) {
       r.outcome.kind = OutboxOutcome::Kind::kDone;

@@ -92,7 +92,8 @@ class ZoneCache {
 
 v1::Reminder ToReminder(const OutboxEntry& e, ZoneCache& zones) {
   v1::Reminder r;
-  r.set_name(absl::StrCat("tenants/", e.row.tenant, "/reminders/", e.id));
+  r.set_name(absl::StrCat("tenants/", e.row.tenant, "/enrollments/",
+                          e.row.enrollment_id, "/reminders/", e.id));
   r.set_enrollment(absl::StrCat("tenants/", e.row.tenant, "/enrollments/",
                                 e.row.enrollment_id));
   r.set_task_id(e.row.payload);
@@ -112,18 +113,33 @@ v1::Reminder ToReminder(const OutboxEntry& e, ZoneCache& zones) {
   return r;
 }
 
-// ParseReminderName reads "tenants/{tenant}/reminders/{id}".
-absl::StatusOr<std::pair<std::string, int64_t>> ParseReminderName(
-    absl::string_view field, absl::string_view name) {
-  std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
+// A reminder's name:
+// "tenants/{tenant}/enrollments/{enrollment}/reminders/{id}". Reminders are
+// named under their enrollment, so the same tenant and patient scope applies to
+// them as to the enrollment itself.
+struct ReminderName {
+  std::string tenant;
+  std::string enrollment_id;
   int64_t id = 0;
-  if (parts.size() != 4 || parts[0] != "tenants" || parts[1].empty() ||
-      parts[2] != "reminders" || !absl::SimpleAtoi(parts[3], &id) || id < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": must be tenants/{tenant}/reminders/{id}, got \"",
-                     name, "\""));
+};
+
+absl::StatusOr<ReminderName> ParseReminderName(absl::string_view field,
+                                               absl::string_view name) {
+  std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
+  ReminderName out;
+  if (parts.size() != 6 || parts[0] != "tenants" || parts[1].empty() ||
+      parts[2] != "enrollments" || parts[3].empty() ||
+      parts[4] != "reminders" || !absl::SimpleAtoi(parts[5], &out.id) ||
+      out.id < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field,
+        ": must be tenants/{tenant}/enrollments/{enrollment}/reminders/{id}, "
+        "got \"",
+        name, "\""));
   }
-  return std::pair(std::string(parts[1]), id);
+  out.tenant = std::string(parts[1]);
+  out.enrollment_id = std::string(parts[3]);
+  return out;
 }
 
 class WatchHub;
@@ -279,8 +295,10 @@ void WatchReactor::OnDone() { hub_->Done(this); }
 
 class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
  public:
-  ReminderServiceImpl(const ServerDeps& deps, absl::Duration watch_poll)
+  ReminderServiceImpl(const ServerDeps& deps, Guard& guard,
+                      absl::Duration watch_poll)
       : deps_(deps),
+        guard_(guard),
         enrollments_(
             {deps.store, deps.clock, deps.ids, deps.workflows, deps.safety}),
         hub_(deps.store, watch_poll) {}
@@ -288,14 +306,50 @@ class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
   ServerUnaryReactor* ListDueReminders(
       CallbackServerContext* ctx, const v1::ListDueRemindersRequest* request,
       v1::ListDueRemindersResponse* response) override {
-    ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(List(*request, response)));
-    return reactor;
+    return guard_.Unary(ctx, IPSRT_METHOD(ReminderService, ListDueReminders),
+                        *request,
+                        [=, this](const Admission&, Guard::Done done) {
+                          done(List(*request, response));
+                        });
   }
 
   grpc::ServerWriteReactor<v1::Reminder>* WatchReminders(
       CallbackServerContext* ctx,
       const v1::WatchRemindersRequest* request) override {
+    // An admitted call is decided at once (inside Admit); a refusal only
+    // after its audit record is stored, possibly after this returns, so a
+    // late refusal is answered through a RefusingWriter returned now.
+    struct Pending {
+      absl::Mutex mu;
+      bool returned ABSL_GUARDED_BY(mu) = false;
+      std::optional<absl::StatusOr<Admission>> decided ABSL_GUARDED_BY(mu);
+      RefusingWriter<v1::Reminder>* writer ABSL_GUARDED_BY(mu) = nullptr;
+    };
+    auto pending = std::make_shared<Pending>();
+    guard_.Admit(
+        ctx, IPSRT_METHOD(ReminderService, WatchReminders), *request,
+        [pending](absl::StatusOr<Admission> a) {
+          absl::MutexLock lock(&pending->mu);
+          if (!pending->returned) {
+            pending->decided = std::move(a);
+            return;
+          }
+          pending->writer->Refuse(a.ok() ? absl::InternalError("late admission")
+                                         : a.status());
+        });
+    {
+      absl::MutexLock lock(&pending->mu);
+      pending->returned = true;
+      if (!pending->decided.has_value()) {
+        pending->writer = new RefusingWriter<v1::Reminder>();
+        return pending->writer;
+      }
+      if (!pending->decided->ok()) {
+        auto* writer = new RefusingWriter<v1::Reminder>();
+        writer->Refuse(pending->decided->status());
+        return writer;
+      }
+    }
     absl::StatusOr<std::string> tenant =
         ParseParent("parent", request->parent());
     int64_t cursor = 0;
@@ -319,41 +373,45 @@ class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
   ServerUnaryReactor* AckReminder(CallbackServerContext* ctx,
                                   const v1::AckReminderRequest* request,
                                   v1::Reminder* response) override {
-    ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    absl::StatusOr<std::pair<std::string, int64_t>> name =
-        ParseReminderName("name", request->name());
-    if (!name.ok()) {
-      reactor->Finish(ToGrpcStatus(name.status()));
-      return reactor;
+    return guard_.Unary(ctx, IPSRT_METHOD(ReminderService, AckReminder),
+                        *request,
+                        [=, this](const Admission& a, Guard::Done done) {
+                          Ack(*request, a.actor(), response, std::move(done));
+                        });
+  }
+
+ private:
+  void Ack(const v1::AckReminderRequest& request, const v1::Actor& actor,
+           v1::Reminder* response, Guard::Done done) {
+    absl::StatusOr<ReminderName> name =
+        ParseReminderName("name", request.name());
+    if (!name.ok()) return done(name.status());
+    absl::StatusOr<OutboxEntry> entry =
+        deps_.store->GetOutbox(name->tenant, name->id);
+    if (entry.ok() && entry->row.enrollment_id != name->enrollment_id) {
+      entry = absl::NotFoundError(
+          absl::StrCat("reminder ", request.name(), " not found"));
     }
-    auto [tenant, id] = *name;
-    absl::StatusOr<OutboxEntry> entry = deps_.store->GetOutbox(tenant, id);
     if (entry.ok() && entry->status != OutboxStatus::kDone &&
         entry->status != OutboxStatus::kAcknowledged) {
       entry = absl::FailedPreconditionError(
-          absl::StrCat("name: reminder ", request->name(), " is ",
+          absl::StrCat("name: reminder ", request.name(), " is ",
                        v1::Reminder::Status_Name(PublicStatus(entry->status)),
                        "; only a sent reminder can be acknowledged"));
     }
-    if (!entry.ok()) {
-      reactor->Finish(ToGrpcStatus(entry.status()));
-      return reactor;
-    }
+    if (!entry.ok()) return done(entry.status());
     v1::ReminderAcknowledged ack;
-    ack.set_reminder(request->name());
+    ack.set_reminder(request.name());
     ack.set_subject(entry->row.payload);
     ack.set_idempotency_key(entry->row.idempotency_key);
     Store* store = deps_.store;
     enrollments_.AcknowledgeReminder(
-        absl::StrCat("tenants/", tenant, "/enrollments/",
+        absl::StrCat("tenants/", name->tenant, "/enrollments/",
                      entry->row.enrollment_id),
-        request->request_id(), std::move(ack), Actor(ctx),
-        [reactor, response, store, tenant = tenant,
-         id = id](absl::StatusOr<v1::SubmitEventResponse> r) {
-          if (!r.ok()) {
-            reactor->Finish(ToGrpcStatus(r.status()));
-            return;
-          }
+        request.request_id(), std::move(ack), actor,
+        [done, response, store, tenant = name->tenant,
+         id = name->id](absl::StatusOr<v1::SubmitEventResponse> r) {
+          if (!r.ok()) return done(r.status());
           // The event is the record; the row's status follows it (and is
           // set again by a retry of the same request).
           absl::StatusOr<OutboxEntry> acked =
@@ -362,19 +420,8 @@ class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
             ZoneCache zones(store);
             *response = ToReminder(*acked, zones);
           }
-          reactor->Finish(ToGrpcStatus(acked.status()));
+          done(acked.status());
         });
-    return reactor;
-  }
-
- private:
-  static v1::Actor Actor(CallbackServerContext*) {
-    // Until authentication is configured every caller is anonymous (as in
-    // the other services).
-    v1::Actor actor;
-    actor.set_subject("anonymous");
-    actor.set_role("anonymous");
-    return actor;
   }
 
   absl::Status List(const v1::ListDueRemindersRequest& request,
@@ -435,6 +482,7 @@ class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
   }
 
   ServerDeps deps_;
+  Guard& guard_;
   Enrollments enrollments_;
   WatchHub hub_;
 };
@@ -442,8 +490,9 @@ class ReminderServiceImpl final : public v1::ReminderService::CallbackService {
 }  // namespace
 
 std::unique_ptr<grpc::Service> MakeReminderService(const ServerDeps& deps,
+                                                   Guard& guard,
                                                    absl::Duration watch_poll) {
-  return std::make_unique<ReminderServiceImpl>(deps, watch_poll);
+  return std::make_unique<ReminderServiceImpl>(deps, guard, watch_poll);
 }
 
 }  // namespace ipsrt

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "grpcpp/grpcpp.h"
+#include "service/guard.h"
 #include "service/server.h"
 
 namespace ipsrt {
@@ -14,7 +15,7 @@ namespace ipsrt {
 // the store's change feed every `watch_poll` on one thread shared by all
 // streams.
 std::unique_ptr<grpc::Service> MakeReminderService(
-    const ServerDeps& deps,
+    const ServerDeps& deps, Guard& guard,
     absl::Duration watch_poll = absl::Milliseconds(200));
 
 }  // namespace ipsrt

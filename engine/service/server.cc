@@ -14,6 +14,7 @@ namespace ipsrt {
 
 class IpsrtServer::Impl {
  public:
+  std::unique_ptr<Guard> guard;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
@@ -40,7 +41,9 @@ absl::StatusOr<std::unique_ptr<IpsrtServer>> IpsrtServer::Start(
   }
   builder.AddListeningPort(options.listen, credentials, &impl->port);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
-  impl->services = MakeServices(deps, deps.clock->Now());
+  impl->guard =
+      std::make_unique<Guard>(deps.authenticator, deps.store, deps.clock);
+  impl->services = MakeServices(deps, *impl->guard, deps.clock->Now());
   for (auto& s : impl->services) builder.RegisterService(s.get());
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || impl->port == 0) {

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "auth/authenticator.h"
 #include "core/enrollments.h"
 #include "core/questionnaires.h"
 #include "ipsrt/clock.h"
@@ -42,6 +43,9 @@ struct ServerDeps {
   // Loaded plugins and the instruments they serve; null means none.
   const PluginRegistry* plugins = nullptr;
   const QuestionnaireCatalog* questionnaires = nullptr;
+  // Authenticates callers; null means `auth.mode: none` (every caller is
+  // the local admin; loopback deployments only, see config.h).
+  const Authenticator* authenticator = nullptr;
 };
 
 class IpsrtServer {

@@ -14,6 +14,8 @@
 #include "ipsrt/v1/reminder.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "ipsrt/version.h"
+#include "service/audit_service.h"
+#include "service/guard.h"
 #include "service/reminder_service.h"
 #include "service/status_mapping.h"
 
@@ -25,64 +27,64 @@ using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
 using v1::Diagnostic;
 
-// Finish completes a unary call with `status` mapped once.
-ServerUnaryReactor* Finish(CallbackServerContext* ctx,
-                           const absl::Status& status) {
-  ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-// Respond copies a StatusOr's value into the response and finishes.
+// Set copies a StatusOr's value into the response and returns its status.
 template <typename T>
-ServerUnaryReactor* Respond(CallbackServerContext* ctx,
-                            absl::StatusOr<T> result, T* response) {
+absl::Status Set(absl::StatusOr<T> result, T* response) {
   if (result.ok()) *response = *std::move(result);
-  return Finish(ctx, result.status());
+  return result.status();
 }
 
-ServerUnaryReactor* NotYet(CallbackServerContext* ctx, absl::string_view rpc,
-                           absl::string_view missing) {
-  return Finish(ctx, absl::UnimplementedError(absl::StrCat(
-                         rpc, " is not implemented yet: it needs ", missing)));
-}
-
-// CallerActor is who the call acts as. Until authentication is configured
-// every caller is anonymous; the loopback-only default listener is the
-// access control of that deployment.
-v1::Actor CallerActor(CallbackServerContext* ctx) {
-  v1::Actor actor;
-  actor.set_subject("anonymous");
-  actor.set_role("anonymous");
-  return actor;
+// GuardedStream admits a server-streaming call that is not implemented
+// yet: refusals as the policy says, else UNIMPLEMENTED (audited).
+template <typename T>
+grpc::ServerWriteReactor<T>* GuardedStream(
+    Guard& guard, CallbackServerContext* ctx, absl::string_view method,
+    const google::protobuf::Message& request, std::string unimplemented) {
+  auto* writer = new RefusingWriter<T>();
+  guard.Admit(ctx, method, request,
+              [&guard, writer, unimplemented = std::move(unimplemented)](
+                  absl::StatusOr<Admission> a) {
+                if (!a.ok()) return writer->Refuse(a.status());
+                guard.Audit(*a, absl::UnimplementedError(unimplemented),
+                            [writer](absl::Status s) { writer->Refuse(s); });
+              });
+  return writer;
 }
 
 class DiagnosticsServiceImpl final
     : public v1::DiagnosticsService::CallbackService {
  public:
-  DiagnosticsServiceImpl(const ServerDeps& deps, absl::Time start)
-      : deps_(deps), start_(start) {}
+  DiagnosticsServiceImpl(const ServerDeps& deps, Guard& guard, absl::Time start)
+      : deps_(deps), guard_(guard), start_(start) {}
 
   ServerUnaryReactor* Ping(CallbackServerContext* ctx,
                            const v1::PingRequest* request,
                            v1::PingResponse* response) override {
-    response->set_payload(request->payload());
-    return Finish(ctx, absl::OkStatus());
+    return guard_.Unary(ctx, IPSRT_METHOD(DiagnosticsService, Ping), *request,
+                        [=, this](const Admission&, Guard::Done done) {
+                          response->set_payload(request->payload());
+                          done(absl::OkStatus());
+                        });
   }
 
   ServerUnaryReactor* GetServerInfo(CallbackServerContext* ctx,
-                                    const v1::GetServerInfoRequest*,
+                                    const v1::GetServerInfoRequest* request,
                                     v1::ServerInfo* info) override {
-    info->set_version(IPSRT_VERSION);
-    info->set_store_kind(std::string(deps_.store->Kind()));
-    info->set_schema_version(deps_.store->SchemaVersion());
-    *info->mutable_start_time() =
-        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(start_));
-    return Finish(ctx, absl::OkStatus());
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(DiagnosticsService, GetServerInfo), *request,
+        [=, this](const Admission&, Guard::Done done) {
+          info->set_version(IPSRT_VERSION);
+          info->set_store_kind(std::string(deps_.store->Kind()));
+          info->set_schema_version(deps_.store->SchemaVersion());
+          *info->mutable_start_time() =
+              TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(start_));
+          done(absl::OkStatus());
+        });
   }
 
  private:
   ServerDeps deps_;
+  Guard& guard_;
   absl::Time start_;
 };
 
@@ -112,275 +114,353 @@ void FillDiagnostic(const YamlDiagnostic& d, Diagnostic* out) {
 
 class WorkflowServiceImpl final : public v1::WorkflowService::CallbackService {
  public:
-  explicit WorkflowServiceImpl(const ServerDeps& deps)
+  WorkflowServiceImpl(const ServerDeps& deps, Guard& guard)
       : deps_(deps),
+        guard_(guard),
         enrollments_(
             {deps.store, deps.clock, deps.ids, deps.workflows, deps.safety}) {}
 
   ServerUnaryReactor* ListWorkflows(
       CallbackServerContext* ctx, const v1::ListWorkflowsRequest* request,
       v1::ListWorkflowsResponse* response) override {
-    if (!request->page_token().empty()) {
-      return Finish(ctx, absl::InvalidArgumentError(
-                             "page_token: not a token returned by this server "
-                             "(workflow lists fit on one page)"));
-    }
-    std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
-    std::string last_id;
-    for (const WorkflowTemplate* t : catalog->All()) {
-      if (!request->all_versions() && t->id == last_id) continue;
-      last_id = t->id;
-      FillWorkflow(*t, response->add_workflows());
-    }
-    return Finish(ctx, absl::OkStatus());
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(WorkflowService, ListWorkflows), *request,
+        [=, this](const Admission&, Guard::Done done) {
+          if (!request->page_token().empty()) {
+            return done(absl::InvalidArgumentError(
+                "page_token: not a token returned by this server "
+                "(workflow lists fit on one page)"));
+          }
+          std::shared_ptr<const WorkflowCatalog> catalog =
+              deps_.workflows->Get();
+          std::string last_id;
+          for (const WorkflowTemplate* t : catalog->All()) {
+            if (!request->all_versions() && t->id == last_id) continue;
+            last_id = t->id;
+            FillWorkflow(*t, response->add_workflows());
+          }
+          done(absl::OkStatus());
+        });
   }
 
   ServerUnaryReactor* GetWorkflow(CallbackServerContext* ctx,
                                   const v1::GetWorkflowRequest* request,
                                   v1::Workflow* response) override {
-    if (request->id().empty()) {
-      return Finish(ctx, absl::InvalidArgumentError("id: must not be empty"));
-    }
-    std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
-    const WorkflowTemplate* t =
-        catalog->Find(request->id(), request->version());
-    if (t == nullptr) {
-      return Finish(
-          ctx,
-          absl::NotFoundError(absl::StrCat(
-              "workflow ", request->id(),
-              request->version() ? absl::StrCat("@", request->version()) : "",
-              " is not loaded")));
-    }
-    FillWorkflow(*t, response);
-    return Finish(ctx, absl::OkStatus());
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(WorkflowService, GetWorkflow), *request,
+        [=, this](const Admission&, Guard::Done done) {
+          if (request->id().empty()) {
+            return done(absl::InvalidArgumentError("id: must not be empty"));
+          }
+          std::shared_ptr<const WorkflowCatalog> catalog =
+              deps_.workflows->Get();
+          const WorkflowTemplate* t =
+              catalog->Find(request->id(), request->version());
+          if (t == nullptr) {
+            return done(absl::NotFoundError(absl::StrCat(
+                "workflow ", request->id(),
+                request->version() ? absl::StrCat("@", request->version()) : "",
+                " is not loaded")));
+          }
+          FillWorkflow(*t, response);
+          done(absl::OkStatus());
+        });
   }
 
   ServerUnaryReactor* ValidateWorkflow(
       CallbackServerContext* ctx, const v1::ValidateWorkflowRequest* request,
       v1::ValidateWorkflowResponse* response) override {
-    std::string file =
-        request->file_name().empty() ? "workflow.yaml" : request->file_name();
-    std::vector<YamlDiagnostic> diagnostics =
-        DiagnoseWorkflowTemplate(request->yaml(), file);
-    for (const YamlDiagnostic& d : diagnostics) {
-      FillDiagnostic(d, response->add_diagnostics());
-    }
-    response->set_valid(diagnostics.empty());
-    return Finish(ctx, absl::OkStatus());
+    return guard_.Unary(ctx, IPSRT_METHOD(WorkflowService, ValidateWorkflow),
+                        *request,
+                        [=, this](const Admission&, Guard::Done done) {
+                          std::string file = request->file_name().empty()
+                                                 ? "workflow.yaml"
+                                                 : request->file_name();
+                          std::vector<YamlDiagnostic> diagnostics =
+                              DiagnoseWorkflowTemplate(request->yaml(), file);
+                          for (const YamlDiagnostic& d : diagnostics) {
+                            FillDiagnostic(d, response->add_diagnostics());
+                          }
+                          response->set_valid(diagnostics.empty());
+                          done(absl::OkStatus());
+                        });
   }
 
   ServerUnaryReactor* ReloadWorkflows(
-      CallbackServerContext* ctx, const v1::ReloadWorkflowsRequest*,
+      CallbackServerContext* ctx, const v1::ReloadWorkflowsRequest* request,
       v1::ReloadWorkflowsResponse* response) override {
-    WorkflowRegistry::ReloadResult r = deps_.workflows->Reload();
-    response->set_reloaded(r.reloaded);
-    for (const YamlDiagnostic& d : r.diagnostics) {
-      FillDiagnostic(d, response->add_diagnostics());
-    }
-    for (const std::string& s : r.serving) response->add_serving(s);
-    IPSRT_LOG(INFO) << "workflow reload requested over gRPC: "
-                    << (r.reloaded ? "reloaded" : "refused") << ", "
-                    << r.diagnostics.size() << " diagnostic(s)";
-    return Finish(ctx, absl::OkStatus());
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(WorkflowService, ReloadWorkflows), *request,
+        [=, this](const Admission&, Guard::Done done) {
+          WorkflowRegistry::ReloadResult r = deps_.workflows->Reload();
+          response->set_reloaded(r.reloaded);
+          for (const YamlDiagnostic& d : r.diagnostics) {
+            FillDiagnostic(d, response->add_diagnostics());
+          }
+          for (const std::string& s : r.serving) response->add_serving(s);
+          IPSRT_LOG(INFO) << "workflow reload requested over gRPC: "
+                          << (r.reloaded ? "reloaded" : "refused") << ", "
+                          << r.diagnostics.size() << " diagnostic(s)";
+          done(absl::OkStatus());
+        });
   }
 
   ServerUnaryReactor* MigrateEnrollments(
       CallbackServerContext* ctx, const v1::MigrateEnrollmentsRequest* request,
       v1::MigrateEnrollmentsResponse* response) override {
-    return Respond(ctx, enrollments_.Migrate(*request, CallerActor(ctx)),
-                   response);
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(WorkflowService, MigrateEnrollments), *request,
+        [=, this](const Admission& a, Guard::Done done) {
+          done(Set(enrollments_.Migrate(*request, a.actor()), response));
+        });
   }
 
  private:
   ServerDeps deps_;
+  Guard& guard_;
   Enrollments enrollments_;
 };
 
 class EnrollmentServiceImpl final
     : public v1::EnrollmentService::CallbackService {
  public:
-  explicit EnrollmentServiceImpl(const ServerDeps& deps)
-      : enrollments_(
+  EnrollmentServiceImpl(const ServerDeps& deps, Guard& guard)
+      : guard_(guard),
+        enrollments_(
             {deps.store, deps.clock, deps.ids, deps.workflows, deps.safety}) {}
 
   ServerUnaryReactor* CreateEnrollment(
       CallbackServerContext* ctx, const v1::CreateEnrollmentRequest* request,
       v1::Enrollment* response) override {
-    ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    enrollments_.Create(*request, CallerActor(ctx),
-                        [reactor, response](absl::StatusOr<v1::Enrollment> e) {
-                          if (e.ok()) *response = *std::move(e);
-                          reactor->Finish(ToGrpcStatus(e.status()));
-                        });
-    return reactor;
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(EnrollmentService, CreateEnrollment), *request,
+        [=, this](const Admission& a, Guard::Done done) {
+          enrollments_.Create(
+              *request, a.actor(),
+              [response, done](absl::StatusOr<v1::Enrollment> e) {
+                done(Set(std::move(e), response));
+              });
+        });
   }
 
   ServerUnaryReactor* GetEnrollment(CallbackServerContext* ctx,
                                     const v1::GetEnrollmentRequest* request,
                                     v1::Enrollment* response) override {
-    return Respond(ctx, enrollments_.Get(*request), response);
+    return guard_.Unary(ctx, IPSRT_METHOD(EnrollmentService, GetEnrollment),
+                        *request,
+                        [=, this](const Admission&, Guard::Done done) {
+                          done(Set(enrollments_.Get(*request), response));
+                        });
   }
 
   ServerUnaryReactor* ListEnrollments(
       CallbackServerContext* ctx, const v1::ListEnrollmentsRequest* request,
       v1::ListEnrollmentsResponse* response) override {
-    return Respond(ctx, enrollments_.List(*request), response);
+    return guard_.Unary(ctx, IPSRT_METHOD(EnrollmentService, ListEnrollments),
+                        *request,
+                        [=, this](const Admission&, Guard::Done done) {
+                          done(Set(enrollments_.List(*request), response));
+                        });
   }
 
   ServerUnaryReactor* GetTimeline(CallbackServerContext* ctx,
                                   const v1::GetTimelineRequest* request,
                                   v1::GetTimelineResponse* response) override {
-    return Respond(ctx, enrollments_.Timeline(*request), response);
+    return guard_.Unary(ctx, IPSRT_METHOD(EnrollmentService, GetTimeline),
+                        *request,
+                        [=, this](const Admission&, Guard::Done done) {
+                          done(Set(enrollments_.Timeline(*request), response));
+                        });
   }
 
   ServerUnaryReactor* UpdateEnrollment(
       CallbackServerContext* ctx, const v1::UpdateEnrollmentRequest* request,
       v1::Enrollment* response) override {
-    ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    enrollments_.Update(*request, CallerActor(ctx),
-                        [reactor, response](absl::StatusOr<v1::Enrollment> e) {
-                          if (e.ok()) *response = *std::move(e);
-                          reactor->Finish(ToGrpcStatus(e.status()));
-                        });
-    return reactor;
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(EnrollmentService, UpdateEnrollment), *request,
+        [=, this](const Admission& a, Guard::Done done) {
+          enrollments_.Update(
+              *request, a.actor(),
+              [response, done](absl::StatusOr<v1::Enrollment> e) {
+                done(Set(std::move(e), response));
+              });
+        });
   }
 
   ServerUnaryReactor* ListTasks(CallbackServerContext* ctx,
                                 const v1::ListTasksRequest* request,
                                 v1::ListTasksResponse* response) override {
-    return Respond(ctx, enrollments_.Tasks(*request), response);
+    return guard_.Unary(ctx, IPSRT_METHOD(EnrollmentService, ListTasks),
+                        *request,
+                        [=, this](const Admission&, Guard::Done done) {
+                          done(Set(enrollments_.Tasks(*request), response));
+                        });
   }
 
   ServerUnaryReactor* SubmitEvent(CallbackServerContext* ctx,
                                   const v1::SubmitEventRequest* request,
                                   v1::SubmitEventResponse* response) override {
-    ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    enrollments_.Submit(
-        *request, CallerActor(ctx),
-        [reactor, response](absl::StatusOr<v1::SubmitEventResponse> r) {
-          if (r.ok()) *response = *std::move(r);
-          reactor->Finish(ToGrpcStatus(r.status()));
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(EnrollmentService, SubmitEvent), *request,
+        [=, this](const Admission& a, Guard::Done done) {
+          enrollments_.Submit(
+              *request, a.actor(),
+              [response, done](absl::StatusOr<v1::SubmitEventResponse> r) {
+                done(Set(std::move(r), response));
+              });
         });
-    return reactor;
   }
 
  private:
+  Guard& guard_;
   Enrollments enrollments_;
 };
+
+// NotYet answers an admitted call of an RPC that is not implemented yet.
+Guard::Work NotYet(absl::string_view rpc, absl::string_view missing) {
+  std::string message =
+      absl::StrCat(rpc, " is not implemented yet: it needs ", missing);
+  return [message](const Admission&, Guard::Done done) {
+    done(absl::UnimplementedError(message));
+  };
+}
 
 class QuestionnaireServiceImpl final
     : public v1::QuestionnaireService::CallbackService {
  public:
-  explicit QuestionnaireServiceImpl(const ServerDeps& deps)
-      : catalog_(deps.questionnaires != nullptr ? deps.questionnaires
+  QuestionnaireServiceImpl(const ServerDeps& deps, Guard& guard)
+      : guard_(guard),
+        catalog_(deps.questionnaires != nullptr ? deps.questionnaires
                                                 : &empty_) {}
 
   ServerUnaryReactor* ListQuestionnaires(
       CallbackServerContext* ctx, const v1::ListQuestionnairesRequest* request,
       v1::ListQuestionnairesResponse* response) override {
-    if (!request->page_token().empty()) {
-      return Finish(ctx, absl::InvalidArgumentError(
-                             "page_token: not a token returned by this server "
-                             "(questionnaire lists fit on one page)"));
-    }
-    for (const v1::Questionnaire* q : catalog_->List()) {
-      *response->add_questionnaires() = *q;
-    }
-    return Finish(ctx, absl::OkStatus());
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(QuestionnaireService, ListQuestionnaires), *request,
+        [=, this](const Admission&, Guard::Done done) {
+          if (!request->page_token().empty()) {
+            done(absl::InvalidArgumentError(
+                "page_token: not a token returned by this server "
+                "(questionnaire lists fit on one page)"));
+            return;
+          }
+          for (const v1::Questionnaire* q : catalog_->List()) {
+            *response->add_questionnaires() = *q;
+          }
+          done(absl::OkStatus());
+        });
   }
   ServerUnaryReactor* GetQuestionnaire(
       CallbackServerContext* ctx, const v1::GetQuestionnaireRequest* request,
       v1::Questionnaire* response) override {
-    if (request->id().empty()) {
-      return Finish(ctx, absl::InvalidArgumentError("id: must not be empty"));
-    }
-    if (request->version() < 0) {
-      return Finish(ctx, absl::InvalidArgumentError(
-                             "version: must be 0 (current) or positive"));
-    }
-    absl::StatusOr<const v1::Questionnaire*> q =
-        catalog_->Get(request->id(), request->version());
-    if (!q.ok()) return Finish(ctx, q.status());
-    *response = **q;
-    return Finish(ctx, absl::OkStatus());
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(QuestionnaireService, GetQuestionnaire), *request,
+        [=, this](const Admission&, Guard::Done done) {
+          if (request->id().empty()) {
+            done(absl::InvalidArgumentError("id: must not be empty"));
+            return;
+          }
+          if (request->version() < 0) {
+            done(absl::InvalidArgumentError(
+                "version: must be 0 (current) or positive"));
+            return;
+          }
+          absl::StatusOr<const v1::Questionnaire*> q =
+              catalog_->Get(request->id(), request->version());
+          if (q.ok()) *response = **q;
+          done(q.status());
+        });
   }
   ServerUnaryReactor* ScoreResponse(
       CallbackServerContext* ctx, const v1::ScoreResponseRequest* request,
       v1::ScoreResponseResponse* response) override {
     // Out-of-process plugins answer within their call deadline; the
     // handler blocks a callback thread no longer than that.
-    absl::StatusOr<v1::ScoreResponseResponse> scored =
-        catalog_->Score(request->response());
-    if (scored.ok()) *response = std::move(*scored);
-    return Finish(ctx, scored.status());
+    return guard_.Unary(ctx, IPSRT_METHOD(QuestionnaireService, ScoreResponse),
+                        *request,
+                        [=, this](const Admission&, Guard::Done done) {
+                          absl::StatusOr<v1::ScoreResponseResponse> scored =
+                              catalog_->Score(request->response());
+                          if (scored.ok()) *response = std::move(*scored);
+                          done(scored.status());
+                        });
   }
 
  private:
+  Guard& guard_;
   QuestionnaireCatalog empty_;
   const QuestionnaireCatalog* catalog_;
 };
 
+constexpr char kExportNeeds[] = "exporter plugins (FHIR, HL7 v2)";
+
 class ExportServiceImpl final : public v1::ExportService::CallbackService {
  public:
-  ServerUnaryReactor* ExportEnrollment(CallbackServerContext* ctx,
-                                       const v1::ExportEnrollmentRequest*,
-                                       v1::ExportEnrollmentResponse*) override {
-    return NotYet(ctx, "ExportEnrollment", "exporter plugins (FHIR, HL7 v2)");
+  explicit ExportServiceImpl(Guard& guard) : guard_(guard) {}
+  ServerUnaryReactor* ExportEnrollment(
+      CallbackServerContext* ctx, const v1::ExportEnrollmentRequest* request,
+      v1::ExportEnrollmentResponse*) override {
+    return guard_.Unary(ctx, IPSRT_METHOD(ExportService, ExportEnrollment),
+                        *request, NotYet("ExportEnrollment", kExportNeeds));
   }
   ServerUnaryReactor* PushEnrollment(CallbackServerContext* ctx,
-                                     const v1::PushEnrollmentRequest*,
+                                     const v1::PushEnrollmentRequest* request,
                                      v1::PushEnrollmentResponse*) override {
-    return NotYet(ctx, "PushEnrollment", "exporter plugins (FHIR, HL7 v2)");
+    return guard_.Unary(ctx, IPSRT_METHOD(ExportService, PushEnrollment),
+                        *request, NotYet("PushEnrollment", kExportNeeds));
   }
   grpc::ServerWriteReactor<v1::BulkExportProgress>* BulkExport(
-      CallbackServerContext* ctx, const v1::BulkExportRequest*) override {
-    class Refuse final
-        : public grpc::ServerWriteReactor<v1::BulkExportProgress> {
-     public:
-      Refuse() {
-        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                            "BulkExport is not implemented yet: it needs "
-                            "exporter plugins (FHIR, HL7 v2)"));
-      }
-      void OnDone() override { delete this; }
-    };
-    return new Refuse();
+      CallbackServerContext* ctx,
+      const v1::BulkExportRequest* request) override {
+    return GuardedStream<v1::BulkExportProgress>(
+        guard_, ctx, IPSRT_METHOD(ExportService, BulkExport), *request,
+        absl::StrCat("BulkExport is not implemented yet: it needs ",
+                     kExportNeeds));
   }
+
+ private:
+  Guard& guard_;
 };
 
 class PluginServiceImpl final : public v1::PluginService::CallbackService {
  public:
-  explicit PluginServiceImpl(const ServerDeps& deps) : plugins_(deps.plugins) {}
+  PluginServiceImpl(const ServerDeps& deps, Guard& guard)
+      : guard_(guard), plugins_(deps.plugins) {}
 
   ServerUnaryReactor* ListPlugins(CallbackServerContext* ctx,
-                                  const v1::ListPluginsRequest*,
+                                  const v1::ListPluginsRequest* request,
                                   v1::ListPluginsResponse* response) override {
-    if (plugins_ != nullptr) {
-      for (v1::PluginInfo& info : plugins_->List()) {
-        *response->add_plugins() = std::move(info);
-      }
-    }
-    return Finish(ctx, absl::OkStatus());
+    return guard_.Unary(ctx, IPSRT_METHOD(PluginService, ListPlugins), *request,
+                        [=, this](const Admission&, Guard::Done done) {
+                          if (plugins_ != nullptr) {
+                            for (v1::PluginInfo& info : plugins_->List()) {
+                              *response->add_plugins() = std::move(info);
+                            }
+                          }
+                          done(absl::OkStatus());
+                        });
   }
 
  private:
+  Guard& guard_;
   const PluginRegistry* plugins_;
 };
 
 }  // namespace
 
 std::vector<std::unique_ptr<grpc::Service>> MakeServices(
-    const ServerDeps& deps, absl::Time start_time) {
+    const ServerDeps& deps, Guard& guard, absl::Time start_time) {
   std::vector<std::unique_ptr<grpc::Service>> services;
   services.push_back(
-      std::make_unique<DiagnosticsServiceImpl>(deps, start_time));
-  services.push_back(std::make_unique<WorkflowServiceImpl>(deps));
-  services.push_back(std::make_unique<EnrollmentServiceImpl>(deps));
-  services.push_back(std::make_unique<QuestionnaireServiceImpl>(deps));
-  services.push_back(MakeReminderService(deps));
-  services.push_back(std::make_unique<ExportServiceImpl>());
-  services.push_back(std::make_unique<PluginServiceImpl>(deps));
+      std::make_unique<DiagnosticsServiceImpl>(deps, guard, start_time));
+  services.push_back(std::make_unique<WorkflowServiceImpl>(deps, guard));
+  services.push_back(std::make_unique<EnrollmentServiceImpl>(deps, guard));
+  services.push_back(std::make_unique<QuestionnaireServiceImpl>(deps, guard));
+  services.push_back(MakeReminderService(deps, guard));
+  services.push_back(std::make_unique<ExportServiceImpl>(guard));
+  services.push_back(std::make_unique<PluginServiceImpl>(deps, guard));
+  services.push_back(MakeAuditService(deps, guard));
   return services;
 }
 

@@ -7,13 +7,17 @@
 #include <vector>
 
 #include "grpcpp/grpcpp.h"
+#include "service/guard.h"
 #include "service/server.h"
 
 namespace ipsrt {
 
 // MakeServices returns every ipsrt.v1 service bound to `deps`; the caller
 // keeps them alive while the server runs.
+// Every call passes through `guard` (authentication, the policy table,
+// audit); it must outlive the services.
 std::vector<std::unique_ptr<grpc::Service>> MakeServices(const ServerDeps& deps,
+                                                         Guard& guard,
                                                          absl::Time start_time);
 
 }  // namespace ipsrt

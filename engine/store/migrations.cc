@@ -110,6 +110,11 @@ CREATE TABLE outbox_feed (
 );
 INSERT INTO outbox_feed VALUES (1, 0);
 )sql"},
+          {3, "audit: request id",
+           R"sql(
+ALTER TABLE audit ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX audit_by_subject ON audit (subject, seq);
+)sql"},
       };
   return *kMigrations;
 }

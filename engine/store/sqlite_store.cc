@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "ipsrt/status_macros.h"
+#include "store/audit_chain.h"
 #include "store/migrations.h"
 
 namespace ipsrt {
@@ -245,6 +246,8 @@ class SqliteStore::Impl {
   void WriterLoop();
   void RunGroup(std::vector<Pending>& group);
   absl::StatusOr<CommitResult> Apply(const WriteBatch& b);
+  absl::Status InsertAudit(const std::vector<AuditRecord>& records,
+                           absl::string_view outcome_override);
   absl::Status ApplyMigrations();
 
   Options options_;
@@ -262,7 +265,7 @@ class SqliteStore::Impl {
   Statement begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
   Statement lookup_request_, insert_request_, insert_enrollment_,
       update_enrollment_, current_revision_, insert_event_, insert_outbox_,
-      cancel_outbox_;
+      cancel_outbox_, audit_head_, insert_audit_;
 
   absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
@@ -417,6 +420,11 @@ absl::Status SqliteStore::Impl::PrepareWriterStatements() {
       {&cancel_outbox_,
        "UPDATE outbox SET status = 3, lease_owner = NULL WHERE "
        "idempotency_key = ? AND status IN (0, 5)"},
+      {&audit_head_, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"},
+      {&insert_audit_,
+       "INSERT INTO audit (seq, tenant, subject, role, rpc, resource, "
+       "outcome, time_us, request_id, prev_hash, hash) "
+       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
   };
   for (const auto& s : statements) {
     IPSRT_RETURN_IF_ERROR(s.stmt->Prepare(writer_, s.sql, true));
@@ -501,8 +509,51 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
   group_commits_.fetch_add(1, std::memory_order_relaxed);
 }
 
+// InsertAudit appends `records` to the chain. The head is read inside the
+// writer's open transaction (BEGIN IMMEDIATE holds the database's write
+// lock), so neither concurrent requests nor another process sharing the
+// file can fork the chain, and a rolled-back savepoint takes its records
+// (and their seqs) with it.
+absl::Status SqliteStore::Impl::InsertAudit(
+    const std::vector<AuditRecord>& records,
+    absl::string_view outcome_override) {
+  for (const AuditRecord& in : records) {
+    IPSRT_RETURN_IF_ERROR(Fault("audit.insert"));
+    AuditRecord r = in;
+    if (!outcome_override.empty()) r.outcome = std::string(outcome_override);
+    {
+      ResetOnExit reset(audit_head_);
+      IPSRT_ASSIGN_OR_RETURN(bool found, audit_head_.Step());
+      r.seq = found ? audit_head_.Int(0) + 1 : 1;
+      r.prev_hash = found ? audit_head_.Text(1) : "";
+    }
+    r.hash = AuditRecordHash(r);
+    ResetOnExit reset(insert_audit_);
+    Statement& s = insert_audit_;
+    s.Bind(1, r.seq);
+    s.Bind(2, r.tenant);
+    s.Bind(3, r.subject);
+    s.Bind(4, r.role);
+    s.Bind(5, r.rpc);
+    s.Bind(6, r.resource);
+    s.Bind(7, r.outcome);
+    s.Bind(8, ToMicros(r.time));
+    s.Bind(9, r.request_id);
+    s.Bind(10, r.prev_hash);
+    s.Bind(11, r.hash);
+    IPSRT_RETURN_IF_ERROR(s.Exec());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
   const RequestRecord& req = b.request;
+  if (req.request_id.empty() && !b.audit.empty() && !b.create.has_value() &&
+      !b.update.has_value() && b.events.empty() && b.outbox.empty() &&
+      b.cancel_outbox_keys.empty()) {
+    IPSRT_RETURN_IF_ERROR(InsertAudit(b.audit, ""));
+    return CommitResult{};
+  }
   if (req.tenant.empty() || req.request_id.empty()) {
     return absl::InvalidArgumentError(
         "store: a write batch needs a tenant and a request id");
@@ -525,7 +576,10 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
                          "\" was already used for a different ", method,
                          " request; use a new request id for a new request"));
       }
-      return CommitResult{true, lookup_request_.Text(2)};
+      CommitResult replay{true, lookup_request_.Text(2)};
+      lookup_request_.Reset();
+      IPSRT_RETURN_IF_ERROR(InsertAudit(b.audit, "OK (replayed)"));
+      return replay;
     }
   }
   if (b.create.has_value()) {
@@ -638,6 +692,7 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
     s.Bind(6, ToMicros(req.create_time));
     IPSRT_RETURN_IF_ERROR(s.Exec());
   }
+  IPSRT_RETURN_IF_ERROR(InsertAudit(b.audit, ""));
   return CommitResult{false, req.response};
 }
 
@@ -666,7 +721,7 @@ void SqliteStore::Impl::Close() {
        {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_,
         &lookup_request_, &insert_request_, &insert_enrollment_,
         &update_enrollment_, &current_revision_, &insert_event_,
-        &insert_outbox_, &cancel_outbox_}) {
+        &insert_outbox_, &cancel_outbox_, &audit_head_, &insert_audit_}) {
     s->Finalize();
   }
   if (writer_ != nullptr) {
@@ -1155,6 +1210,51 @@ absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::OutboxChanges(
         }
         return rows;
       });
+}
+
+absl::StatusOr<std::vector<AuditRecord>> SqliteStore::ListAudit(
+    const AuditFilter& filter, int64_t after_seq, int limit) {
+  return impl_->WithReader([&](Impl::Reader& reader)
+                               -> absl::StatusOr<std::vector<AuditRecord>> {
+    IPSRT_ASSIGN_OR_RETURN(
+        Statement * prepared,
+        reader.Prepared(
+            "SELECT seq, tenant, subject, role, rpc, resource, outcome, "
+            "time_us, request_id, prev_hash, hash FROM audit WHERE seq > ?1 "
+            "AND (?2 = '' OR tenant = ?2) AND (?3 = '' OR subject = ?3) "
+            "AND (?4 = '' OR rpc = ?4) AND time_us >= ?5 AND time_us < ?6 "
+            "ORDER BY seq LIMIT ?7"));
+    Statement& s = *prepared;
+    ResetOnExit reset(s);
+    s.Bind(1, after_seq);
+    s.Bind(2, filter.tenant);
+    s.Bind(3, filter.subject);
+    s.Bind(4, filter.rpc);
+    s.Bind(5, filter.from.has_value() ? ToMicros(*filter.from)
+                                      : std::numeric_limits<int64_t>::min());
+    s.Bind(6, filter.until.has_value() ? ToMicros(*filter.until)
+                                       : std::numeric_limits<int64_t>::max());
+    s.Bind(7, int64_t{limit});
+    std::vector<AuditRecord> rows;
+    while (true) {
+      IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      AuditRecord r;
+      r.seq = s.Int(0);
+      r.tenant = s.Text(1);
+      r.subject = s.Text(2);
+      r.role = s.Text(3);
+      r.rpc = s.Text(4);
+      r.resource = s.Text(5);
+      r.outcome = s.Text(6);
+      r.time = FromMicros(s.Int(7));
+      r.request_id = s.Text(8);
+      r.prev_hash = s.Text(9);
+      r.hash = s.Text(10);
+      rows.push_back(std::move(r));
+    }
+    return rows;
+  });
 }
 
 int SqliteStore::SchemaVersion() const { return impl_->schema_version(); }

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "gtest/gtest.h"
 
 namespace ipsrt::e2e {
 
@@ -137,6 +138,40 @@ UnusedPort::UnusedPort() {
 
 UnusedPort::~UnusedPort() {
   if (fd_ >= 0) close(fd_);
+}
+
+void Openssl(const TempDir& dir, std::vector<std::string> args) {
+  args.insert(args.begin(), "/usr/bin/openssl");
+  absl::StatusOr<ProcessResult> r = RunProcess(args, absl::Seconds(60));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+}
+
+void MakeCertificates(const TempDir& dir) {
+  auto f = [&](const char* name) { return dir.File(name); };
+  Openssl(dir, {"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj",
+                "/CN=ipsrt test CA"});
+  ASSERT_TRUE(
+      WriteFile(f("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+          .ok());
+  for (const char* who : {"server", "client"}) {
+    std::string key = f(absl::StrCat(who, ".key").c_str());
+    std::string csr = f(absl::StrCat(who, ".csr").c_str());
+    std::string crt = f(absl::StrCat(who, ".crt").c_str());
+    Openssl(dir, {"req", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                  "-out", csr, "-subj", absl::StrCat("/CN=", who)});
+    std::vector<std::string> sign = {"x509",   "-req",      "-in",
+                                     csr,      "-CA",       f("ca.crt"),
+                                     "-CAkey", f("ca.key"), "-CAcreateserial",
+                                     "-out",   crt,         "-days",
+                                     "2"};
+    if (std::string(who) == "server") {
+      sign.push_back("-extfile");
+      sign.push_back(f("server.ext"));
+    }
+    Openssl(dir, sign);
+  }
 }
 
 }  // namespace ipsrt::e2e

@@ -55,6 +55,13 @@ class Ipsrtd {
   int port_;
 };
 
+// Openssl runs the openssl command line tool; the test fails if it does.
+void Openssl(const TempDir& dir, std::vector<std::string> args);
+
+// MakeCertificates writes ca.crt, server.{crt,key} (for localhost and
+// 127.0.0.1) and client.{crt,key}, both signed by the CA, with openssl.
+void MakeCertificates(const TempDir& dir);
+
 // RunCli runs `ipsrt --server=<server> <args...>` to completion (bounded).
 ProcessResult RunCli(const std::string& server,
                      const std::vector<std::string>& args);

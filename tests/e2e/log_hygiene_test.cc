@@ -1,15 +1,18 @@
 // Logs never carry patient data: every patient-data field of every kind of
 // request (references, answers, notes, plans, goals), accepted and refused,
 // carries a unique marker, and the server's whole log is searched for it.
+#include <openssl/sha.h>
 #include <signal.h>
 
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "harness.h"
+#include "ipsrt/v1/audit.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
 #include "process.h"
 
@@ -109,6 +112,74 @@ TEST(LogHygieneTest, NoPatientDataInTheLog) {
   EXPECT_EQ(*exit, 0);
   std::string log = (*server)->process().Log();
   EXPECT_THAT(log, HasSubstr("stopped cleanly"));  // the log was captured
+  EXPECT_THAT(log, Not(HasSubstr(kMarker)));
+}
+
+// With authentication on: tokens (valid, forged, and ones carrying the
+// marker) never reach the log, and neither the log nor the audit trail
+// carries the patient data seeded into accepted and refused requests.
+TEST(LogHygieneTest, NoTokensOrPatientDataWithAuthentication) {
+  TempDir dir;
+  const std::string admin_token = absl::StrCat("tok-admin-", kMarker);
+  const std::string forged = absl::StrCat("tok-forged-", kMarker);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(admin_token.data()),
+         admin_token.size(), digest);
+  std::string hex;
+  for (unsigned char c : digest) absl::StrAppendFormat(&hex, "%02x", c);
+  ASSERT_TRUE(WriteFile(dir.File("ipsrtd.yaml"),
+                        absl::StrCat("server:\n  listen: 127.0.0.1:0\n"
+                                     "auth:\n  api_tokens:\n    - sha256: ",
+                                     hex,
+                                     "\n      subject: ops\n      role: admin\n"
+                                     "logging:\n  level: debug\n"
+                                     "store:\n  sqlite:\n    path: ipsrt.db\n"
+                                     "workflows:\n  directories: [",
+                                     IPSRT_WORKFLOWS_DIR, "]\n"))
+                  .ok());
+  absl::StatusOr<std::unique_ptr<Ipsrtd>> server =
+      Ipsrtd::Start(dir.File("ipsrtd.yaml"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = grpc::CreateChannel((*server)->address(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::EnrollmentService::NewStub(channel);
+  auto call = [&](const std::string& token, const std::string& request_id,
+                  const std::string& zone) {
+    v1::CreateEnrollmentRequest create;
+    create.set_parent("tenants/t1");
+    create.set_request_id(request_id);
+    create.set_patient_ref(absl::StrCat("Patient/", kMarker));
+    create.set_workflow_id("ipsrt-standard");
+    create.set_time_zone(zone);
+    create.set_clinician_ref(absl::StrCat("Practitioner/", kMarker));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::Enrollment e;
+    return stub->CreateEnrollment(&ctx, create, &e);
+  };
+  EXPECT_TRUE(call(admin_token, "h-1", "Europe/London").ok());
+  EXPECT_EQ(
+      call(admin_token, "h-2", absl::StrCat("Mars/", kMarker)).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::Status refused = call(forged, "h-3", "Europe/London");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(refused.error_message(), Not(HasSubstr(kMarker)));
+
+  v1::ListAuditRecordsRequest list;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + admin_token);
+  v1::ListAuditRecordsResponse records;
+  ASSERT_TRUE(v1::AuditService::NewStub(channel)
+                  ->ListAuditRecords(&ctx, list, &records)
+                  .ok());
+  EXPECT_EQ(records.records_size(), 3);
+  EXPECT_THAT(records.DebugString(), Not(HasSubstr(kMarker)));
+
+  absl::StatusOr<int> exit = (*server)->Terminate();
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, 0);
+  std::string log = (*server)->process().Log();
+  EXPECT_THAT(log, HasSubstr("authentication required"));
   EXPECT_THAT(log, Not(HasSubstr(kMarker)));
 }
 

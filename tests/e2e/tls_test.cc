@@ -15,43 +15,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Openssl runs the openssl command line tool; the test fails if it does.
-void Openssl(const TempDir& dir, std::vector<std::string> args) {
-  args.insert(args.begin(), "/usr/bin/openssl");
-  absl::StatusOr<ProcessResult> r = RunProcess(args, absl::Seconds(60));
-  ASSERT_TRUE(r.ok()) << r.status();
-  ASSERT_EQ(r->exit_code, 0) << r->err;
-}
-
-// MakeCertificates writes ca.crt, server.{crt,key} (for localhost and
-// 127.0.0.1) and client.{crt,key}, both signed by the CA.
-void MakeCertificates(const TempDir& dir) {
-  auto f = [&](const char* name) { return dir.File(name); };
-  Openssl(dir, {"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj",
-                "/CN=ipsrt test CA"});
-  ASSERT_TRUE(
-      WriteFile(f("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-          .ok());
-  for (const char* who : {"server", "client"}) {
-    std::string key = f(absl::StrCat(who, ".key").c_str());
-    std::string csr = f(absl::StrCat(who, ".csr").c_str());
-    std::string crt = f(absl::StrCat(who, ".crt").c_str());
-    Openssl(dir, {"req", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                  "-out", csr, "-subj", absl::StrCat("/CN=", who)});
-    std::vector<std::string> sign = {"x509",   "-req",      "-in",
-                                     csr,      "-CA",       f("ca.crt"),
-                                     "-CAkey", f("ca.key"), "-CAcreateserial",
-                                     "-out",   crt,         "-days",
-                                     "2"};
-    if (std::string(who) == "server") {
-      sign.push_back("-extfile");
-      sign.push_back(f("server.ext"));
-    }
-    Openssl(dir, sign);
-  }
-}
-
 std::string TlsConfig(const TempDir& dir, bool mutual) {
   std::string path = dir.File("ipsrtd.yaml");
   std::string yaml = absl::StrCat(

@@ -159,7 +159,9 @@ TEST_F(ServerTest, CreateGetListAndTimeline) {
   EXPECT_EQ(ev.sequence(), 1);
   EXPECT_EQ(ev.type(), "enrollment.created");
   EXPECT_EQ(ev.request_id(), "r-1");
-  EXPECT_EQ(ev.actor().subject(), "anonymous");
+  // auth.mode none: every caller is the local admin.
+  EXPECT_EQ(ev.actor().subject(), "local");
+  EXPECT_EQ(ev.actor().role(), "admin");
   EXPECT_EQ(ev.summary(), "Enrolled in ipsrt-standard@1 at stage initial");
   EXPECT_EQ(ev.hash(), EventHash("", ev));
 }
@@ -343,11 +345,14 @@ TEST_F(ServerTest, ConcurrentCreatesAllLandAndShareCommits) {
 }
 
 TEST_F(ServerTest, NotYetImplementedRpcsSayWhatIsMissing) {
+  v1::Enrollment e;
+  ASSERT_TRUE(Create(ValidCreate("r-export"), &e).ok());
   auto exports = v1::ExportService::NewStub(channel_);
   grpc::ClientContext ctx;
+  v1::ExportEnrollmentRequest request;
+  request.set_name(e.name());
   v1::ExportEnrollmentResponse resp;
-  grpc::Status s =
-      exports->ExportEnrollment(&ctx, v1::ExportEnrollmentRequest(), &resp);
+  grpc::Status s = exports->ExportEnrollment(&ctx, request, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_THAT(s.error_message(), HasSubstr("is not implemented yet: it needs"));
 }
@@ -369,7 +374,7 @@ TEST_F(ServerTest, DiagnosticsAndWorkflows) {
         diagnostics->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info)
             .ok());
     EXPECT_EQ(info.store_kind(), "sqlite");
-    EXPECT_EQ(info.schema_version(), 2);
+    EXPECT_EQ(info.schema_version(), 3);
     EXPECT_THAT(info.version(), MatchesRegex("[0-9]+\\.[0-9]+\\.[0-9]+"));
   }
   auto workflows = v1::WorkflowService::NewStub(channel_);

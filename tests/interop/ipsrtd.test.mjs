@@ -483,7 +483,9 @@ describe('ipsrtd through @grpc/grpc-js', () => {
     assert.equal(event.type, 'enrollment.created');
     assert.equal(event.sequence, '1');
     assert.match(event.hash, /^[0-9a-f]{64}$/);
-    assert.equal(event.actor.subject, 'anonymous');
+    // The default loopback config (auth.mode none): the local admin.
+    assert.equal(event.actor.subject, 'local');
+    assert.equal(event.actor.role, 'admin');
     assert.equal(r.next_page_token, '');
   });
 

@@ -147,11 +147,15 @@ TEST(ConfigTlsTest, PlaintextOnlyOnLoopback) {
             .ok())
         << ok;
   }
-  c = ParseConfig(absl::StrCat("server:\n  listen: 0.0.0.0:1\n  tls:\n"
-                               "    cert_file: tls/s.crt\n"
-                               "    key_file: tls/s.key\n",
-                               store),
-                  "c.yaml", "/etc/ipsrtd");
+  c = ParseConfig(
+      absl::StrCat("server:\n  listen: 0.0.0.0:1\n  tls:\n"
+                   "    cert_file: tls/s.crt\n"
+                   "    key_file: tls/s.key\n"
+                   "auth:\n  api_tokens:\n"
+                   "    - sha256: ",
+                   std::string(64, 'a'),
+                   "\n      subject: s\n      role: admin\n", store),
+      "c.yaml", "/etc/ipsrtd");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->server.tls->key_file, "/etc/ipsrtd/tls/s.key");
   EXPECT_EQ(c->server.tls->client_ca_file, "");
@@ -159,6 +163,94 @@ TEST(ConfigTlsTest, PlaintextOnlyOnLoopback) {
                   "c.yaml", "/");
   EXPECT_THAT(c.status().message(),
               HasSubstr("c.yaml:3:5: error: server.tls.cert: unknown key"));
+}
+
+TEST(ConfigAuthTest, DefaultIsNoneOnLoopbackOnly) {
+  absl::StatusOr<Config> c = ParseConfig(kMinimal, "c.yaml", "/etc");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->auth.mode, "none");
+  c = ParseConfig(
+      "server:\n  listen: 0.0.0.0:1\n  tls:\n    cert_file: a\n"
+      "    key_file: b\nstore:\n  sqlite:\n    path: a.db\n",
+      "c.yaml", "/etc");
+  EXPECT_EQ(c.status().message(),
+            "c.yaml:2:11: error: auth.mode: \"0.0.0.0:1\" is not a loopback "
+            "address; a listener beyond this machine needs authentication (an "
+            "auth section with jwt or api_tokens)");
+}
+
+TEST(ConfigAuthTest, JwtAndApiTokens) {
+  absl::StatusOr<Config> c = ParseConfig(absl::StrCat(R"(auth:
+  leeway: 10s
+  jwt:
+    issuer: https://idp.example
+    audience: ipsrtd
+    hs256_secret_file: keys/hs.secret
+    rs256_public_key_file: /keys/rs.pem
+  api_tokens:
+    - sha256: )",
+                                                      std::string(64, 'f'), R"(
+      subject: ehr
+      role: integration
+      tenant: clinic-a
+store:
+  sqlite:
+    path: a.db
+)"),
+                                         "c.yaml", "/etc/ipsrtd");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->auth.mode, "required");
+  EXPECT_EQ(c->auth.leeway, absl::Seconds(10));
+  ASSERT_TRUE(c->auth.jwt.has_value());
+  EXPECT_EQ(c->auth.jwt->hs256_secret_file, "/etc/ipsrtd/keys/hs.secret");
+  EXPECT_EQ(c->auth.jwt->rs256_public_key_file, "/keys/rs.pem");
+  ASSERT_EQ(c->auth.api_tokens.size(), 1u);
+  EXPECT_EQ(c->auth.api_tokens[0].tenant, "clinic-a");
+}
+
+TEST(ConfigAuthTest, ProblemsNameTheirPlace) {
+  absl::StatusOr<Config> c = ParseConfig(R"(auth:
+  mode: maybe
+  jwt:
+    issuer: i
+  api_tokens:
+    - sha256: my-plain-token
+      subject: s
+      role: patient
+      tenant: t
+    - sha256: 0000000000000000000000000000000000000000000000000000000000000000
+      subject: s
+      role: nurse
+store:
+  sqlite:
+    path: a.db
+)",
+                                         "c.yaml", "/");
+  EXPECT_EQ(
+      c.status().message(),
+      "c.yaml:2:9: error: auth.mode: must be \"required\" or \"none\"\n"
+      "c.yaml:4:5: error: auth.jwt.audience: is required\n"
+      "c.yaml:4:5: error: auth.jwt: needs hs256_secret_file or "
+      "rs256_public_key_file (or both)\n"
+      "c.yaml:6:7: error: auth.api_tokens[0].patient_ref: is required for "
+      "role patient\n"
+      "c.yaml:6:15: error: auth.api_tokens[0].sha256: must be 64 lowercase "
+      "hex digits: the SHA-256 of the token (ipsrt token hash), never the "
+      "token itself\n"
+      "c.yaml:10:7: error: auth.api_tokens[1].tenant: is required for role "
+      "nurse\n"
+      "c.yaml:12:13: error: auth.api_tokens[1].role: must be admin, "
+      "clinician, patient or integration");
+}
+
+TEST(ConfigAuthTest, ProductionExampleRequiresAuth) {
+  absl::StatusOr<Config> c = LoadConfigFile(std::string(IPSRT_SOURCE_DIR) +
+                                            "/config/ipsrtd.production.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->auth.mode, "required");
+  ASSERT_TRUE(c->auth.jwt.has_value());
+  EXPECT_EQ(c->auth.jwt->rs256_public_key_file, "/etc/ipsrtd/auth/idp.pem");
+  EXPECT_EQ(c->auth.api_tokens.size(), 2u);
 }
 
 }  // namespace

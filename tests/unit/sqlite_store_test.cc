@@ -140,7 +140,7 @@ TEST_F(SqliteStoreTest, SurvivesReopen) {
     ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
   }
   auto store = OpenStore(Options());
-  EXPECT_EQ(store->SchemaVersion(), 2);
+  EXPECT_EQ(store->SchemaVersion(), 3);
   absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(row->id, "e1");
@@ -410,7 +410,7 @@ TEST_F(SqliteStoreTest, RefusesNewerSchema) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s.status().message(),
             "store: database schema version 999 is newer than this ipsrtd "
-            "supports (2); run a newer ipsrtd");
+            "supports (3); run a newer ipsrtd");
 }
 
 TEST_F(SqliteStoreTest, CommitAfterCloseIsUnavailable) {

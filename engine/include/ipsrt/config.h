@@ -127,8 +127,44 @@ struct RemindersConfig {
   bool jsonl_sync = true;
 };
 
+// A static API token, stored only as the SHA-256 of the token (64
+// lowercase hex digits, see `ipsrt token hash`).
+struct ApiTokenConfig {
+  std::string sha256;
+  std::string subject;
+  // "admin", "clinician", "patient" or "integration".
+  std::string role;
+  // Required except for admin (an admin without tenant reaches every
+  // tenant).
+  std::string tenant;
+  // Required for role patient.
+  std::string patient_ref;
+};
+
+struct JwtConfig {
+  std::string issuer;
+  std::string audience;
+  // File holding the HS256 shared secret (raw bytes, at least 32; one
+  // trailing newline is ignored).
+  std::string hs256_secret_file;
+  // PEM file with the RS256 public key of the token issuer.
+  std::string rs256_public_key_file;
+};
+
+struct AuthConfig {
+  // "required": every call but health and reflection needs a bearer token.
+  // "none": accepted only on a loopback listener; every caller acts as the
+  // local administrator (subject "local", all tenants).
+  std::string mode = "none";
+  // Clock skew allowed for JWT exp and nbf.
+  absl::Duration leeway = absl::Seconds(30);
+  std::optional<JwtConfig> jwt;
+  std::vector<ApiTokenConfig> api_tokens;
+};
+
 struct Config {
   ServerConfig server;
+  AuthConfig auth;
   StoreConfig store;
   WorkflowsConfig workflows;
   LoggingConfig logging;

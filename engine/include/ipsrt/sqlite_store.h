@@ -47,6 +47,7 @@ class SqliteStore final : public Store {
     // Test hook: called before each write step of a batch with the step's
     // name ("request.lookup", "enrollment.insert", "enrollment.update",
     // "event.insert", "outbox.insert", "outbox.cancel", "request.insert",
+    // "audit.insert",
     // "commit"); a non-OK
     // status fails that step as if SQLite had.
     std::function<absl::Status(absl::string_view step)> fault_hook;
@@ -88,6 +89,9 @@ class SqliteStore final : public Store {
       absl::string_view tenant, int64_t after_seq, int limit) override;
   absl::StatusOr<OutboxEntry> AcknowledgeOutbox(absl::string_view tenant,
                                                 int64_t id) override;
+  absl::StatusOr<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter,
+                                                     int64_t after_seq,
+                                                     int limit) override;
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "sqlite"; }
   void Close() override;

@@ -90,6 +90,36 @@ struct RequestRecord {
   absl::Time create_time;
 };
 
+// One record of the audit trail: who read or changed (or was refused)
+// what, chained by hash. `seq`, `prev_hash` and `hash` are assigned by the
+// store when the record is appended (see audit_chain.h).
+struct AuditRecord {
+  int64_t seq = 0;
+  // Tenant of the resource ("" for deployment-wide calls).
+  std::string tenant;
+  std::string subject;
+  std::string role;
+  // Full gRPC method, e.g. "/ipsrt.v1.EnrollmentService/GetEnrollment".
+  std::string rpc;
+  // Resource name the call addressed ("tenants/t/enrollments/e").
+  std::string resource;
+  // "OK" or the canonical code name of the refusal or failure.
+  std::string outcome;
+  absl::Time time;
+  std::string request_id;
+  std::string prev_hash;
+  std::string hash;
+};
+
+// Filters for ListAudit; empty strings and nullopt mean "any".
+struct AuditFilter {
+  std::string tenant;
+  std::string subject;
+  std::string rpc;
+  std::optional<absl::Time> from;   // time >= from
+  std::optional<absl::Time> until;  // time < until
+};
+
 // An update of an existing enrollment. Applied only when the stored
 // revision equals `expected_revision`; otherwise the batch fails ABORTED.
 struct EnrollmentUpdate {
@@ -110,6 +140,10 @@ struct WriteBatch {
   // cancelled; rows claimed (in flight) or done are left as they are (the
   // dispatcher checks the task before it sends); unknown keys are ignored.
   std::vector<std::string> cancel_outbox_keys;
+  // Audit records appended in the same transaction as the change. A batch
+  // with only `audit` (no request id, no enrollment, events or outbox) is
+  // an audit-only append.
+  std::vector<AuditRecord> audit;
 };
 
 struct CommitResult {
@@ -271,6 +305,13 @@ class Store {
   // FAILED_PRECONDITION when it was not delivered.
   virtual absl::StatusOr<OutboxEntry> AcknowledgeOutbox(
       absl::string_view tenant, int64_t id);
+
+  // ListAudit returns up to `limit` audit records with seq > after_seq
+  // matching `filter`, in seq order.
+  virtual absl::StatusOr<std::vector<AuditRecord>> ListAudit(
+      const AuditFilter& filter, int64_t after_seq, int limit) {
+    return absl::UnimplementedError("store: this store keeps no audit trail");
+  }
 
   // SchemaVersion is the highest migration applied.
   virtual int SchemaVersion() const = 0;

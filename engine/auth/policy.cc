@@ -1,0 +1,204 @@
+#include "auth/policy.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/validation.h"
+#include "ipsrt/status_macros.h"
+
+namespace ipsrt {
+namespace {
+
+constexpr Role kAdmin = Role::kAdmin;
+constexpr Role kClinician = Role::kClinician;
+constexpr Role kPatient = Role::kPatient;
+constexpr Role kIntegration = Role::kIntegration;
+
+const std::vector<Role> kEveryone = {kAdmin, kClinician, kPatient,
+                                     kIntegration};
+const std::vector<Role> kStaff = {kAdmin, kClinician, kIntegration};
+
+std::vector<MethodPolicy>* BuildTable() {
+  using S = Scope;
+  using A = AuditKind;
+  return new std::vector<MethodPolicy>{
+      // Diagnostics: no tenant data.
+      {"/ipsrt.v1.DiagnosticsService/Ping", kEveryone},
+      {"/ipsrt.v1.DiagnosticsService/GetServerInfo", kStaff},
+      // Workflow catalog: templates are not patient data.
+      {"/ipsrt.v1.WorkflowService/ListWorkflows", kEveryone},
+      {"/ipsrt.v1.WorkflowService/GetWorkflow", kEveryone},
+      {"/ipsrt.v1.WorkflowService/ValidateWorkflow", kStaff},
+      {"/ipsrt.v1.WorkflowService/ReloadWorkflows", {kAdmin}},
+      {"/ipsrt.v1.WorkflowService/MigrateEnrollments",
+       {kAdmin},
+       S::kTenant,
+       "parent",
+       A::kChangeAndRead},
+      // Enrollments: patient data.
+      {"/ipsrt.v1.EnrollmentService/CreateEnrollment", kStaff, S::kTenant,
+       "parent", A::kChange},
+      {"/ipsrt.v1.EnrollmentService/GetEnrollment", kEveryone, S::kEnrollment,
+       "name", A::kRead},
+      {"/ipsrt.v1.EnrollmentService/ListEnrollments", kEveryone, S::kTenant,
+       "parent", A::kRead, "patient_ref"},
+      {"/ipsrt.v1.EnrollmentService/UpdateEnrollment", kStaff, S::kEnrollment,
+       "name", A::kChange},
+      {"/ipsrt.v1.EnrollmentService/ListTasks", kEveryone, S::kEnrollment,
+       "parent", A::kRead},
+      {"/ipsrt.v1.EnrollmentService/SubmitEvent", kEveryone, S::kEnrollment,
+       "name", A::kChange},
+      {"/ipsrt.v1.EnrollmentService/GetTimeline", kEveryone, S::kEnrollment,
+       "name", A::kRead},
+      // Questionnaires: instrument definitions, not patient data.
+      {"/ipsrt.v1.QuestionnaireService/ListQuestionnaires", kEveryone},
+      {"/ipsrt.v1.QuestionnaireService/GetQuestionnaire", kEveryone},
+      // Scores answers and records nothing: no resource, nothing to audit.
+      {"/ipsrt.v1.QuestionnaireService/ScoreResponse", kEveryone},
+      // Reminders: about enrollments, so patient data.
+      {"/ipsrt.v1.ReminderService/ListDueReminders", kStaff, S::kTenant,
+       "parent", A::kRead},
+      {"/ipsrt.v1.ReminderService/WatchReminders",
+       {kAdmin, kIntegration},
+       S::kTenant,
+       "parent",
+       A::kRead},
+      {"/ipsrt.v1.ReminderService/AckReminder", kEveryone, S::kEnrollment,
+       "name", A::kChange},
+      // Export: whole records leave the engine.
+      {"/ipsrt.v1.ExportService/ExportEnrollment", kStaff, S::kEnrollment,
+       "name", A::kRead},
+      {"/ipsrt.v1.ExportService/PushEnrollment", kStaff, S::kEnrollment, "name",
+       A::kChange},
+      {"/ipsrt.v1.ExportService/BulkExport",
+       {kAdmin, kIntegration},
+       S::kTenant,
+       "parent",
+       A::kRead},
+      // Plugins: deployment internals.
+      {"/ipsrt.v1.PluginService/ListPlugins", {kAdmin}},
+      // Audit trail.
+      {"/ipsrt.v1.AuditService/ListAuditRecords", {kAdmin}, S::kAudit},
+      {"/ipsrt.v1.AuditService/VerifyAuditChain",
+       {kAdmin},
+       S::kAudit,
+       "",
+       A::kNone,
+       "",
+       /*deployment_only=*/true},
+  };
+}
+
+absl::Status Denied(const Principal& p, absl::string_view why) {
+  return absl::PermissionDeniedError(
+      absl::StrCat("permission denied: ", RoleName(p.role), " ", why));
+}
+
+absl::Status EnrollmentNotFound(const EnrollmentName& name) {
+  // The store's words for an enrollment that does not exist.
+  return absl::NotFoundError(
+      absl::StrCat("enrollment ", name.Format(), " not found"));
+}
+
+}  // namespace
+
+bool MethodPolicy::Allows(Role role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+const std::vector<MethodPolicy>& PolicyTable() {
+  static const std::vector<MethodPolicy>* const kTable = BuildTable();
+  return *kTable;
+}
+
+const MethodPolicy* FindPolicy(absl::string_view method) {
+  for (const MethodPolicy& p : PolicyTable()) {
+    if (p.method == method) return &p;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<Access> Authorize(const Principal& principal,
+                                 absl::string_view method,
+                                 const RequestFacts& facts,
+                                 const PatientOf& patient_of) {
+  const MethodPolicy* policy = FindPolicy(method);
+  if (policy == nullptr) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("permission denied: ", method, " has no access policy"));
+  }
+  if (!policy->Allows(principal.role)) {
+    return Denied(principal, absl::StrCat("may not call ", method));
+  }
+  const bool every_tenant =
+      principal.role == Role::kAdmin && principal.tenant.empty();
+  Access access;
+  switch (policy->scope) {
+    case Scope::kNone:
+      return access;
+    case Scope::kAudit:
+      if (policy->deployment_only && !every_tenant) {
+        return Denied(principal,
+                      "of one tenant may not verify the "
+                      "deployment's audit chain");
+      }
+      if (!every_tenant && facts.audit_tenant != principal.tenant) {
+        return Denied(principal,
+                      "may list only the audit records of their "
+                      "own tenant (set tenant to it)");
+      }
+      access.tenant = facts.audit_tenant;
+      return access;
+    case Scope::kTenant: {
+      IPSRT_ASSIGN_OR_RETURN(
+          access.tenant, ParseParent(policy->resource_field, facts.resource));
+      access.resource = facts.resource;
+      if (!every_tenant && access.tenant != principal.tenant) {
+        // The same answer for every other tenant, existing or not.
+        return Denied(principal,
+                      absl::StrCat("may not access ", policy->resource_field,
+                                   " outside their tenant"));
+      }
+      if (principal.role == Role::kPatient &&
+          (policy->patient_filter_field.empty() ||
+           facts.patient_filter != principal.patient_ref)) {
+        return Denied(principal,
+                      absl::StrCat("may list only their own enrollments (set ",
+                                   policy->patient_filter_field,
+                                   " to their patient_ref)"));
+      }
+      return access;
+    }
+    case Scope::kEnrollment: {
+      std::vector<absl::string_view> parts =
+          absl::StrSplit(facts.resource, '/');
+      std::string enrollment =
+          parts.size() >= 4
+              ? absl::StrJoin(parts.begin(), parts.begin() + 4, "/")
+              : facts.resource;
+      IPSRT_ASSIGN_OR_RETURN(
+          EnrollmentName name,
+          ParseEnrollmentName(policy->resource_field, enrollment));
+      access.tenant = name.tenant;
+      access.resource = facts.resource;
+      if (!every_tenant && name.tenant != principal.tenant) {
+        return EnrollmentNotFound(name);
+      }
+      if (principal.role == Role::kPatient) {
+        absl::StatusOr<std::string> patient = patient_of(name.tenant, name.id);
+        if (absl::IsNotFound(patient.status()) ||
+            (patient.ok() && *patient != principal.patient_ref)) {
+          return EnrollmentNotFound(name);
+        }
+        if (!patient.ok()) return patient.status();
+      }
+      return access;
+    }
+  }
+  return absl::InternalError("policy: unknown scope");
+}
+
+}  // namespace ipsrt
