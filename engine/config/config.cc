@@ -105,12 +105,14 @@ void YamlToJson(const YAML::Node& node, std::string* out) {
 
 // ParseReminders reads the optional `reminders:` section.
 void ParseReminders(YamlReader& r, const YAML::Node& node,
-                    absl::string_view base_dir, RemindersConfig& c) {
+                    absl::string_view file_name, absl::string_view base_dir,
+                    RemindersConfig& c) {
   const char* p = "reminders";
   if (!r.ExpectMap(node, p, true)) return;
-  r.ExpectKeys(node, p,
-               {"enabled", "poll_interval", "lease", "batch_size",
-                "max_attempts", "initial_backoff", "max_backoff", "jsonl"});
+  r.ExpectKeys(
+      node, p,
+      {"enabled", "poll_interval", "lease", "batch_size", "max_attempts",
+       "initial_backoff", "max_backoff", "jsonl", "channel"});
   c.enabled = r.Bool(node, p, "enabled", c.enabled);
   struct {
     const char* key;
@@ -139,6 +141,20 @@ void ParseReminders(YamlReader& r, const YAML::Node& node,
     c.jsonl_path =
         Resolve(base_dir, r.String(jsonl, "reminders.jsonl", "path", ""));
     c.jsonl_sync = r.Bool(jsonl, "reminders.jsonl", "sync", c.jsonl_sync);
+  }
+  const YAML::Node& channel = node["channel"];
+  if (channel.IsDefined() && !channel.IsNull()) {
+    c.channel = r.String(node, p, "channel", "");
+    c.channel_location = absl::StrCat(file_name, ":", channel.Mark().line + 1,
+                                      ":", channel.Mark().column + 1);
+    if (c.channel.empty()) {
+      r.Error(channel, "reminders.channel",
+              "must name a loaded reminder plugin, e.g. reminder-jsonl");
+    } else if (jsonl.IsDefined() && !jsonl.IsNull()) {
+      r.Error(jsonl, "reminders.jsonl",
+              "configures the built-in channel, which reminders.channel "
+              "replaces; remove one of them");
+    }
   }
 }
 
@@ -418,7 +434,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
       }
     }
   }
-  ParseReminders(r, root["reminders"], base_dir, c.reminders);
+  ParseReminders(r, root["reminders"], file_name, base_dir, c.reminders);
   if (!r.ok()) return r.ToStatus();
   return c;
 }

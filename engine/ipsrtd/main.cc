@@ -29,6 +29,7 @@
 #include "model/workflow.h"
 #include "reminders/dispatcher.h"
 #include "reminders/jsonl_sender.h"
+#include "reminders/plugin_sender.h"
 #include "service/server.h"
 
 ABSL_FLAG(std::string, config, "config/ipsrtd.yaml",
@@ -150,25 +151,40 @@ int Run() {
           TestDuration("IPSRT_TEST_CLOCK_OFFSET")) {
     clock = &offset_clock.emplace(*offset);
   }
-  // Reminder delivery: the built-in JSON Lines channel until reminder
-  // plugins replace it behind reminders::ReminderSender.
-  std::unique_ptr<reminders::JsonlFileSender> sender;
+  // Reminder delivery: the reminder plugin named by reminders.channel
+  // (loaded above), or else the built-in JSON Lines channel.
+  std::unique_ptr<reminders::ReminderSender> sender;
   std::unique_ptr<reminders::Dispatcher> dispatcher;
   if (config->reminders.enabled) {
     const RemindersConfig& rc = config->reminders;
-    std::string jsonl_path = rc.jsonl_path;
-    if (jsonl_path.empty()) {
-      jsonl_path = (std::filesystem::path(store_options.path).parent_path() /
-                    "reminders.jsonl")
-                       .string();
+    std::string destination;
+    if (!rc.channel.empty()) {
+      absl::StatusOr<std::unique_ptr<reminders::PluginSender>> channel =
+          reminders::PluginSender::Create(**plugins, rc.channel,
+                                          rc.channel_location);
+      if (!channel.ok()) {
+        std::fprintf(stderr, "ipsrtd: reminders refused: %s\n",
+                     std::string(channel.status().message()).c_str());
+        return 1;
+      }
+      sender = *std::move(channel);
+      destination = absl::StrCat("plugin ", rc.channel);
+    } else {
+      std::string jsonl_path = rc.jsonl_path;
+      if (jsonl_path.empty()) {
+        jsonl_path = (std::filesystem::path(store_options.path).parent_path() /
+                      "reminders.jsonl")
+                         .string();
+      }
+      absl::StatusOr<std::unique_ptr<reminders::JsonlFileSender>> opened =
+          reminders::JsonlFileSender::Open(jsonl_path, rc.jsonl_sync, clock);
+      if (!opened.ok()) {
+        IPSRT_LOG(ERROR) << opened.status();
+        return 1;
+      }
+      sender = *std::move(opened);
+      destination = jsonl_path;
     }
-    absl::StatusOr<std::unique_ptr<reminders::JsonlFileSender>> opened =
-        reminders::JsonlFileSender::Open(jsonl_path, rc.jsonl_sync, clock);
-    if (!opened.ok()) {
-      IPSRT_LOG(ERROR) << opened.status();
-      return 1;
-    }
-    sender = *std::move(opened);
     reminders::DispatcherOptions d;
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
@@ -185,7 +201,7 @@ int Run() {
     }
     dispatcher = std::make_unique<reminders::Dispatcher>(store->get(), clock,
                                                          sender.get(), d);
-    IPSRT_LOG(INFO) << "reminders: delivering to " << jsonl_path << " (poll "
+    IPSRT_LOG(INFO) << "reminders: delivering to " << destination << " (poll "
                     << rc.poll_interval << ", lease " << rc.lease << ")";
   }
 

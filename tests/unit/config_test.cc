@@ -297,7 +297,7 @@ TEST(ConfigTest, RemindersErrorsNameFileLineColumnAndPath) {
   batch_size: 0
   initial_backoff: 1m
   max_backoff: 10s
-  channel: sms
+  sms: on
 )"),
                                          "x.yaml", "/");
   ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
@@ -307,9 +307,37 @@ TEST(ConfigTest, RemindersErrorsNameFileLineColumnAndPath) {
             "10000, not 0\n"
             "x.yaml:10:16: error: reminders.max_backoff: must not be shorter "
             "than reminders.initial_backoff\n"
-            "x.yaml:11:3: error: reminders.channel: unknown key \"channel\" "
+            "x.yaml:11:3: error: reminders.sms: unknown key \"sms\" "
             "(allowed: enabled, poll_interval, lease, batch_size, "
-            "max_attempts, initial_backoff, max_backoff, jsonl)");
+            "max_attempts, initial_backoff, max_backoff, jsonl, channel)");
+}
+
+TEST(ConfigTest, RemindersChannelNamesAPluginAndItsLocation) {
+  absl::StatusOr<Config> c = ParseConfig(absl::StrCat(kMinimal, R"(reminders:
+  channel: reminder-webhook
+)"),
+                                         "x.yaml", "/");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->reminders.channel, "reminder-webhook");
+  EXPECT_EQ(c->reminders.channel_location, "x.yaml:7:12");
+
+  absl::StatusOr<Config> both = ParseConfig(absl::StrCat(kMinimal, R"(reminders:
+  channel: reminder-jsonl
+  jsonl:
+    path: r.jsonl
+  )"),
+                                            "x.yaml", "/");
+  ASSERT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(both.status().message(),
+            "x.yaml:9:5: error: reminders.jsonl: configures the built-in "
+            "channel, which reminders.channel replaces; remove one of them");
+
+  absl::StatusOr<Config> empty = ParseConfig(
+      absl::StrCat(kMinimal, "reminders:\n  channel: \"\"\n"), "x.yaml", "/");
+  ASSERT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(empty.status().message(),
+            "x.yaml:7:12: error: reminders.channel: must name a loaded "
+            "reminder plugin, e.g. reminder-jsonl");
 }
 
 }  // namespace

@@ -113,6 +113,7 @@ struct PluginConfig {
 //     jsonl:
 //       path: ../var/ipsrtd/reminders.jsonl   # default: beside the database
 //       sync: true
+//     channel: reminder-webhook   # instead of jsonl: a loaded reminder plugin
 struct RemindersConfig {
   bool enabled = true;
   absl::Duration poll_interval = absl::Seconds(1);
@@ -125,6 +126,12 @@ struct RemindersConfig {
   // database's directory.
   std::string jsonl_path;
   bool jsonl_sync = true;
+  // Name of the REMINDER plugin that delivers (reminders/plugin_sender.h);
+  // empty: the built-in JSON Lines channel. Set together with jsonl is an
+  // error.
+  std::string channel;
+  // "file:line:col" of `channel`, for start-up errors.
+  std::string channel_location;
 };
 
 // A static API token, stored only as the SHA-256 of the token (64

@@ -1,0 +1,153 @@
+#include "channel_common.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace ipsrt::channels {
+namespace {
+
+std::string Quote(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += absl::StrFormat("\\u%04x", c);
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+absl::Status Bad(absl::string_view key, absl::string_view reason) {
+  return absl::InvalidArgumentError(absl::StrCat("config.", key, ": ", reason));
+}
+
+}  // namespace
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
+}
+
+absl::Time ToTime(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+std::string ReminderJson(const plugin::v1::Reminder& r, absl::Time delivered) {
+  const absl::Time due = ToTime(r.due_time());
+  // The same "local (offset)" text as the engine's built-in channel; the
+  // contract's local_due_time as sent when the zone is unknown here.
+  std::string local = r.local_due_time();
+  absl::TimeZone zone;
+  if (absl::LoadTimeZone(r.time_zone(), &zone)) {
+    local = absl::FormatTime("%Y-%m-%dT%H:%M (%Ez)", due, zone);
+  }
+  return absl::StrCat(
+      "{\"idempotency_key\":", Quote(r.idempotency_key()),
+      ",\"reminder\":", Quote(r.reminder()), ",\"tenant\":", Quote(r.tenant()),
+      ",\"enrollment\":", Quote(r.enrollment()), ",\"kind\":", Quote(r.kind()),
+      ",\"subject\":", Quote(r.task_id()),
+      ",\"due_time\":", Quote(Rfc3339(due)),
+      ",\"local_due_time\":", Quote(local),
+      ",\"time_zone\":", Quote(r.time_zone()), ",\"attempt\":", r.attempt(),
+      ",\"delivered_time\":", Quote(Rfc3339(delivered)), "}");
+}
+
+absl::Status Settings::OnlyKeys(
+    std::initializer_list<absl::string_view> allowed) const {
+  for (const auto& [key, value] : config_.fields()) {
+    bool known = false;
+    for (absl::string_view a : allowed) known = known || a == key;
+    if (!known) {
+      return Bad(key, absl::StrCat("unknown key (allowed: ",
+                                   absl::StrJoin(allowed, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+const google::protobuf::Value* Settings::Find(absl::string_view key) const {
+  auto it = config_.fields().find(std::string(key));
+  if (it == config_.fields().end() ||
+      it->second.kind_case() == google::protobuf::Value::kNullValue) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
+bool Settings::Has(absl::string_view key) const { return Find(key) != nullptr; }
+
+absl::StatusOr<std::string> Settings::String(absl::string_view key,
+                                             absl::string_view fallback,
+                                             bool required) const {
+  const google::protobuf::Value* v = Find(key);
+  if (v == nullptr) {
+    if (required) return Bad(key, "is required");
+    return std::string(fallback);
+  }
+  if (v->kind_case() != google::protobuf::Value::kStringValue) {
+    return Bad(key, "must be a string");
+  }
+  if (required && v->string_value().empty()) return Bad(key, "is required");
+  return v->string_value();
+}
+
+absl::StatusOr<bool> Settings::Bool(absl::string_view key,
+                                    bool fallback) const {
+  const google::protobuf::Value* v = Find(key);
+  if (v == nullptr) return fallback;
+  if (v->kind_case() != google::protobuf::Value::kBoolValue) {
+    return Bad(key, "must be true or false");
+  }
+  return v->bool_value();
+}
+
+absl::StatusOr<int> Settings::Int(absl::string_view key, int fallback, int min,
+                                  int max) const {
+  const google::protobuf::Value* v = Find(key);
+  if (v == nullptr) return fallback;
+  const std::string range =
+      absl::StrCat("must be a whole number from ", min, " to ", max);
+  if (v->kind_case() != google::protobuf::Value::kNumberValue) {
+    return Bad(key, range);
+  }
+  double d = v->number_value();
+  if (d != std::floor(d) || d < min || d > max) return Bad(key, range);
+  return static_cast<int>(d);
+}
+
+absl::StatusOr<absl::Duration> Settings::Duration(absl::string_view key,
+                                                  absl::Duration fallback,
+                                                  absl::Duration max) const {
+  const google::protobuf::Value* v = Find(key);
+  if (v == nullptr) return fallback;
+  const std::string range =
+      absl::StrCat("must be a positive duration up to ",
+                   absl::FormatDuration(max), ", e.g. 500ms or 5s");
+  absl::Duration d;
+  if (v->kind_case() != google::protobuf::Value::kStringValue ||
+      !absl::ParseDuration(v->string_value(), &d) ||
+      d <= absl::ZeroDuration() || d > max) {
+    return Bad(key, range);
+  }
+  return d;
+}
+
+std::string Settings::Resolve(const std::string& path) const {
+  if (path.empty() || path[0] == '/' || config_dir_.empty()) return path;
+  return absl::StrCat(config_dir_, "/", path);
+}
+
+}  // namespace ipsrt::channels
