@@ -113,8 +113,8 @@ class WorkflowServiceImpl final : public v1::WorkflowService::CallbackService {
  public:
   explicit WorkflowServiceImpl(const ServerDeps& deps)
       : deps_(deps),
-        enrollments_(
-            {deps.store, deps.clock, deps.ids, deps.workflows, deps.safety}) {}
+        enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
+                      deps.safety, deps.questionnaires}) {}
 
   ServerUnaryReactor* ListWorkflows(
       CallbackServerContext* ctx, const v1::ListWorkflowsRequest* request,
@@ -200,8 +200,8 @@ class EnrollmentServiceImpl final
     : public v1::EnrollmentService::CallbackService {
  public:
   explicit EnrollmentServiceImpl(const ServerDeps& deps)
-      : enrollments_(
-            {deps.store, deps.clock, deps.ids, deps.workflows, deps.safety}) {}
+      : enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
+                      deps.safety, deps.questionnaires}) {}
 
   ServerUnaryReactor* CreateEnrollment(
       CallbackServerContext* ctx, const v1::CreateEnrollmentRequest* request,
@@ -310,7 +310,7 @@ class QuestionnaireServiceImpl final
     // Out-of-process plugins answer within their call deadline; the
     // handler blocks a callback thread no longer than that.
     absl::StatusOr<v1::ScoreResponseResponse> scored =
-        catalog_->Score(request->response());
+        catalog_->Score(*request);
     if (scored.ok()) *response = std::move(*scored);
     return Finish(ctx, scored.status());
   }
