@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "cli/score_file.h"
 #include "cli/security.h"
 #include "cli/tools.h"
 #include "common/files.h"
@@ -95,6 +96,9 @@ ABSL_FLAG(std::string, token_file, "",
 ABSL_FLAG(std::string, tls_server_name, "",
           "Name to verify in the server's certificate, when it differs from "
           "the --server host.");
+ABSL_FLAG(std::string, answers, "",
+          "score: a JSON file of answers ({\"answers\": {\"1\": 0, ...}}) "
+          "or of SRM diary days ({\"days\": [...]}); prints JSON.");
 ABSL_FLAG(bool, closed, false,
           "Include done and cancelled tasks of the current stage.");
 ABSL_FLAG(std::string, status, "",
@@ -800,6 +804,29 @@ int RunScore(const ParsedArgs& args) {
     return UsageError("score", "version after @ must be a number");
   }
   response->set_questionnaire_version(version);
+  const std::string answers_file = absl::GetFlag(FLAGS_answers);
+  if (!answers_file.empty()) {
+    if (args.positional.size() > 1) {
+      return UsageError("score",
+                        "give answers either as ITEM=VALUE or in "
+                        "--answers FILE, not both");
+    }
+    absl::StatusOr<std::string> text = ReadFileToString(answers_file);
+    if (!text.ok()) {
+      std::fprintf(stderr, "error: %s\n",
+                   std::string(text.status().message()).c_str());
+      return kExitFailure;
+    }
+    absl::StatusOr<v1::ScoreResponseRequest> parsed =
+        cli::ParseAnswersFile(answers_file, *text, id_version[0], version);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "error: INVALID_ARGUMENT: %s\n",
+                   std::string(parsed.status().message()).c_str());
+      return kExitFailure;
+    }
+    request = *std::move(parsed);
+    response = request.mutable_response();
+  }
   for (size_t i = 1; i < args.positional.size(); ++i) {
     std::vector<std::string> kv =
         absl::StrSplit(args.positional[i], absl::MaxSplits('=', 1));
@@ -815,6 +842,12 @@ int RunScore(const ParsedArgs& args) {
   grpc::Status status =
       stub->ScoreResponse(NewContext().get(), request, &scored);
   if (!status.ok()) return ReportRpcError(status);
+  if (!answers_file.empty()) {
+    std::printf(
+        "%s\n",
+        cli::ScoreResultJson(response->questionnaire_id(), scored).c_str());
+    return kExitOk;
+  }
   if (absl::GetFlag(FLAGS_json)) return PrintJson(scored);
   std::map<std::string, double> scores(scored.scores().begin(),
                                        scored.scores().end());
@@ -1055,13 +1088,21 @@ const std::vector<Command>& Commands() {
                   .max_positional = 2},
          .run = RunQuestionnaire},
         {.spec = {.name = "score",
-                  .synopsis = "score ID[@VERSION] ITEM=VALUE... [flags]",
+                  .synopsis = "score ID[@VERSION] ITEM=VALUE... | score "
+                              "ID[@VERSION] --answers=FILE [flags]",
                   .description =
                       "Validate and score answers with the instrument's "
                       "plugin; records nothing.\n\nPrints each score, the "
                       "band and any flags, e.g.\n  ipsrt score phq9 1=2 2=1 "
-                      "... 9=0",
-                  .flags = {},
+                      "... 9=0\nWith --answers FILE (JSON: {\"answers\": "
+                      "{\"1\": 0, ...}}, or for srm5/srm17\n{\"days\": "
+                      "[{\"date\": \"2026-03-02\", \"activities\": "
+                      "{\"to_bed\": \"23:00\"}}, ...]}) it prints\none "
+                      "JSON object: instrument, scores, band, flags; for the "
+                      "SRM also\nscore (null when nothing qualifies), "
+                      "qualifying_activities, hits, ali and each\nactivity's "
+                      "habitual time.",
+                  .flags = {{.name = "answers", .value_name = "FILE"}},
                   .global_flags = GlobalFlags(),
                   .min_positional = 1,
                   .max_positional = kAnyNumberOfArguments},

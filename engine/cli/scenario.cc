@@ -570,7 +570,12 @@ absl::Status Simulator::Apply(v1::EventPayload payload, absl::Time at,
   *event.mutable_record_time() = ToProto(at);
   event.set_request_id(absl::StrCat("simulation-", event.sequence()));
   *event.mutable_payload() = std::move(payload);
-  if (absl::Status scored = ScoreEvent(event); !scored.ok()) return scored;
+  // The simulator loads no plugins: it scores with the engine's
+  // compiled-in copy of the core instruments' scoring code.
+  if (absl::Status scored = ScoreEvent(event, /*questionnaires=*/nullptr);
+      !scored.ok()) {
+    return scored;
+  }
   absl::StatusOr<runtime::StepResult> stepped =
       runtime::Step(w_, zones_, state, event);
   if (!stepped.ok()) return stepped.status();

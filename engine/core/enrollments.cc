@@ -175,28 +175,40 @@ void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
   stepped.state.set_last_event_hash(event.hash());
 }
 
-absl::Status ScoreEvent(v1::Event& event) {
+absl::Status ScoreEvent(v1::Event& event,
+                        const QuestionnaireCatalog* questionnaires) {
+  constexpr absl::string_view kField = "event.questionnaire_response";
   const v1::EventPayload& p = event.payload();
-  if (p.has_questionnaire_response()) {
-    const v1::QuestionnaireResponse& r = p.questionnaire_response();
-    if (r.questionnaire_id().empty()) {
-      return absl::InvalidArgumentError(
-          "event.questionnaire_response.questionnaire_id: must not be empty");
-    }
-    if (r.questionnaire_id() == "srm5" || r.questionnaire_id() == "srm17") {
-      return absl::InvalidArgumentError(
-          "event.questionnaire_response.questionnaire_id: the Social Rhythm "
-          "Metric is recorded as srm_diary_day events");
-    }
-    IPSRT_ASSIGN_OR_RETURN(
-        ScoredResponse scored,
-        ScoreFixedInstrument(r, "event.questionnaire_response"));
+  if (!p.has_questionnaire_response()) return absl::OkStatus();
+  const v1::QuestionnaireResponse& r = p.questionnaire_response();
+  if (r.questionnaire_id().empty()) {
+    return absl::InvalidArgumentError(
+        "event.questionnaire_response.questionnaire_id: must not be empty");
+  }
+  if (r.questionnaire_id() == "srm5" || r.questionnaire_id() == "srm17") {
+    return absl::InvalidArgumentError(
+        "event.questionnaire_response.questionnaire_id: the Social Rhythm "
+        "Metric is recorded as srm_diary_day events");
+  }
+  if (questionnaires == nullptr) {
+    IPSRT_ASSIGN_OR_RETURN(ScoredResponse scored,
+                           ScoreFixedInstrument(r, kField));
     for (const auto& [name, value] : scored.scores) {
       (*event.mutable_scores())[name] = value;
     }
     event.set_band(scored.band);
     for (const std::string& f : scored.flags) event.add_flags(f);
+    return absl::OkStatus();
   }
+  v1::ScoreResponseRequest request;
+  *request.mutable_response() = r;
+  IPSRT_ASSIGN_OR_RETURN(v1::ScoreResponseResponse scored,
+                         questionnaires->Score(request, kField));
+  for (const auto& [name, value] : scored.scores()) {
+    (*event.mutable_scores())[name] = value;
+  }
+  event.set_band(scored.band());
+  for (const std::string& f : scored.flags()) event.add_flags(f);
   return absl::OkStatus();
 }
 
@@ -537,7 +549,11 @@ void Enrollments::Apply(const std::string& method,
   *event.mutable_record_time() = ToProto(now);
   event.set_request_id(request_id);
   *event.mutable_payload() = std::move(payload);
-  absl::Status scored = ScoreEvent(event);
+  static const QuestionnaireCatalog* const kNoInstruments =
+      new QuestionnaireCatalog();
+  absl::Status scored =
+      ScoreEvent(event, deps_.questionnaires != nullptr ? deps_.questionnaires
+                                                        : kNoInstruments);
   if (!scored.ok()) return done(scored);
 
   absl::StatusOr<runtime::StepResult> stepped =

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/ids.h"
+#include "core/questionnaires.h"
 #include "google/protobuf/message.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/store.h"
@@ -93,6 +94,9 @@ class Enrollments {
     IdGenerator* ids;
     const WorkflowRegistry* workflows;
     Safety safety;
+    // Instruments of the loaded questionnaire plugins; questionnaire
+    // responses are scored by their plugin. Null means none are loaded.
+    const QuestionnaireCatalog* questionnaires = nullptr;
   };
   explicit Enrollments(Deps deps) : deps_(std::move(deps)) {}
 
@@ -176,8 +180,15 @@ void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
 
 // ScoreEvent validates a submitted event's content (a questionnaire
 // response's items and range) and records its scores, band and flags on the
-// event, as the engine does before Step. INVALID_ARGUMENT names the item.
-absl::Status ScoreEvent(v1::Event& event);
+// event, as the engine does before Step; they are recorded once and never
+// recomputed (Step and Replay read them from the event). The response is
+// scored by the plugin that serves its instrument in `questionnaires`;
+// INVALID_ARGUMENT names the item (`event.questionnaire_response.answers[
+// "9"]: ...`), NOT_FOUND the questionnaire_id no plugin serves. A null
+// catalog scores PHQ-9, GAD-7 and ASRM with the same scoring code compiled
+// into the engine (the offline simulator, which loads no plugins).
+absl::Status ScoreEvent(v1::Event& event,
+                        const QuestionnaireCatalog* questionnaires);
 
 // DeterministicBytes serialises a message with map entries in key order,
 // so equal messages give equal bytes (snapshots, hashes).

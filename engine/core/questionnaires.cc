@@ -1,5 +1,6 @@
 #include "core/questionnaires.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace ipsrt {
@@ -63,26 +64,32 @@ absl::StatusOr<const v1::Questionnaire*> QuestionnaireCatalog::Get(
 }
 
 absl::StatusOr<v1::ScoreResponseResponse> QuestionnaireCatalog::Score(
-    const v1::QuestionnaireResponse& response) const {
+    const v1::ScoreResponseRequest& request, absl::string_view field) const {
+  const v1::QuestionnaireResponse& response = request.response();
   if (response.questionnaire_id().empty()) {
-    return absl::InvalidArgumentError("response.questionnaire_id: is required");
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".questionnaire_id: is required"));
   }
   auto it = instruments_.find(response.questionnaire_id());
   if (it == instruments_.end()) {
     return absl::NotFoundError(absl::StrCat(
-        "response.questionnaire_id: questionnaire \"",
+        field, ".questionnaire_id: questionnaire \"",
         response.questionnaire_id(), "\" is not served by any loaded plugin"));
   }
-  plugin::v1::ScoreResponseRequest request;
-  *request.mutable_response() = response;
+  plugin::v1::ScoreResponseRequest forwarded;
+  *forwarded.mutable_response() = response;
+  *forwarded.mutable_days() = request.days();
   absl::StatusOr<plugin::v1::ScoreResponseResponse> scored =
-      it->second.plugin->ScoreResponse(request);
+      it->second.plugin->ScoreResponse(forwarded);
   if (!scored.ok()) {
-    // Plugins name the field inside the response; the API names it from
-    // the request's root.
+    // Plugins name the field inside the response (or `days[i]` of the
+    // request); the API names it from the request's root.
     if (absl::IsInvalidArgument(scored.status())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("response.", scored.status().message()));
+      absl::string_view message = scored.status().message();
+      if (absl::StartsWith(message, "days")) {
+        return scored.status();
+      }
+      return absl::InvalidArgumentError(absl::StrCat(field, ".", message));
     }
     return scored.status();
   }

@@ -36,11 +36,17 @@ class QuestionnaireCatalog {
   absl::StatusOr<const v1::Questionnaire*> Get(const std::string& id,
                                                int version) const;
 
-  // Validates and scores. INVALID_ARGUMENT names the field or item
-  // (`response.answers["9"]: ...`); NOT_FOUND for an unknown instrument;
-  // UNAVAILABLE / DEADLINE_EXCEEDED when the plugin is down or slow.
+  // Validates and scores. INVALID_ARGUMENT names the field or item from
+  // `field`, the path of the response in the caller's request
+  // (`response.answers["9"]: ...`, or with field
+  // "event.questionnaire_response" `event.questionnaire_response.answers[
+  // "9"]: ...`); a diary's days are named from the request's root
+  // (`days[0].local_date: ...`). NOT_FOUND naming `field`.questionnaire_id
+  // for an instrument no plugin serves; UNAVAILABLE / DEADLINE_EXCEEDED
+  // when the plugin is down or slow.
   absl::StatusOr<v1::ScoreResponseResponse> Score(
-      const v1::QuestionnaireResponse& response) const;
+      const v1::ScoreResponseRequest& request,
+      absl::string_view field = "response") const;
 
  private:
   struct Entry {

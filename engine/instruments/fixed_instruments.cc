@@ -6,19 +6,8 @@
 namespace ipsrt {
 namespace {
 
-struct Band {
-  int min;
-  int max;
-  const char* name;
-};
-
-struct Instrument {
-  const char* id;
-  int scored_items;   // items "1".."N", required
-  int optional_item;  // an extra unscored item number, 0 if none
-  int max_value;      // each item 0..max_value
-  std::vector<Band> bands;
-};
+using Instrument = FixedInstrumentSpec;
+using Band = FixedInstrumentSpec::Band;
 
 const std::vector<Instrument>& Instruments() {
   static const auto* instruments = new std::vector<Instrument>{
@@ -47,28 +36,35 @@ const std::vector<Instrument>& Instruments() {
   return *instruments;
 }
 
-const Instrument* Find(absl::string_view id) {
+// Path joins the caller's field prefix and a field of the response.
+std::string Path(absl::string_view field, absl::string_view rest) {
+  return field.empty() ? std::string(rest) : absl::StrCat(field, ".", rest);
+}
+
+}  // namespace
+
+const FixedInstrumentSpec* FindFixedInstrument(absl::string_view id) {
   for (const Instrument& i : Instruments()) {
     if (id == i.id) return &i;
   }
   return nullptr;
 }
 
-}  // namespace
-
-bool IsFixedInstrument(absl::string_view id) { return Find(id) != nullptr; }
+bool IsFixedInstrument(absl::string_view id) {
+  return FindFixedInstrument(id) != nullptr;
+}
 
 absl::StatusOr<ScoredResponse> ScoreFixedInstrument(
     const v1::QuestionnaireResponse& response, absl::string_view field) {
-  const Instrument* in = Find(response.questionnaire_id());
+  const Instrument* in = FindFixedInstrument(response.questionnaire_id());
   if (in == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ".questionnaire_id: unknown instrument \"",
+        absl::StrCat(Path(field, "questionnaire_id"), ": unknown instrument \"",
                      response.questionnaire_id(), "\""));
   }
   if (response.questionnaire_version() > 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ".questionnaire_version: ", in->id,
+        absl::StrCat(Path(field, "questionnaire_version"), ": ", in->id,
                      " has version 1, not ", response.questionnaire_version()));
   }
   for (const auto& [item, value] : response.answers()) {
@@ -78,12 +74,12 @@ absl::StatusOr<ScoredResponse> ScoreFixedInstrument(
                   (in->optional_item != 0 && n == in->optional_item));
     if (!known) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ".answers[\"", item, "\"]: ", in->id,
+          absl::StrCat(Path(field, "answers"), "[\"", item, "\"]: ", in->id,
                        " has no item \"", item, "\""));
     }
     if (value < 0 || value > in->max_value) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ".answers[\"", item, "\"]: ", value,
+          absl::StrCat(Path(field, "answers"), "[\"", item, "\"]: ", value,
                        " is out of range 0-", in->max_value));
     }
   }
@@ -92,9 +88,9 @@ absl::StatusOr<ScoredResponse> ScoreFixedInstrument(
   for (int n = 1; n <= in->scored_items; ++n) {
     auto it = response.answers().find(absl::StrCat(n));
     if (it == response.answers().end()) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ".answers[\"", n,
-                                                     "\"]: required item of ",
-                                                     in->id, " is missing"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Path(field, "answers"), "[\"", n,
+                       "\"]: required item of ", in->id, " is missing"));
     }
     total += it->second;
     out.scores[absl::StrCat(in->id, ".item", n)] = it->second;

@@ -24,11 +24,32 @@ struct ScoredResponse {
   std::vector<std::string> flags;
 };
 
+// The scoring definition of one fixed instrument: the single source of the
+// item count, value range and bands, read by the scorer below and by the
+// core-instruments plugin that describes the instrument to clients.
+struct FixedInstrumentSpec {
+  struct Band {
+    int min;
+    int max;
+    const char* name;
+  };
+  const char* id;
+  int scored_items;   // items "1".."N", required
+  int optional_item;  // an extra unscored item number, 0 if none
+  int max_value;      // each item 0..max_value
+  std::vector<Band> bands;
+};
+
+// FindFixedInstrument returns the spec of "phq9", "gad7" or "asrm", else
+// null.
+const FixedInstrumentSpec* FindFixedInstrument(absl::string_view id);
+
 // IsFixedInstrument is true for "phq9", "gad7" and "asrm".
 bool IsFixedInstrument(absl::string_view id);
 
 // ScoreFixedInstrument validates and scores a response. `field` prefixes
-// error messages (e.g. "event.questionnaire_response").
+// error messages (e.g. "event.questionnaire_response"); when empty, the
+// messages start at the response's own fields (`answers["9"]: ...`).
 absl::StatusOr<ScoredResponse> ScoreFixedInstrument(
     const v1::QuestionnaireResponse& response, absl::string_view field);
 

@@ -117,8 +117,8 @@ class WorkflowServiceImpl final : public v1::WorkflowService::CallbackService {
   WorkflowServiceImpl(const ServerDeps& deps, Guard& guard)
       : deps_(deps),
         guard_(guard),
-        enrollments_(
-            {deps.store, deps.clock, deps.ids, deps.workflows, deps.safety}) {}
+        enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
+                      deps.safety, deps.questionnaires}) {}
 
   ServerUnaryReactor* ListWorkflows(
       CallbackServerContext* ctx, const v1::ListWorkflowsRequest* request,
@@ -226,8 +226,8 @@ class EnrollmentServiceImpl final
  public:
   EnrollmentServiceImpl(const ServerDeps& deps, Guard& guard)
       : guard_(guard),
-        enrollments_(
-            {deps.store, deps.clock, deps.ids, deps.workflows, deps.safety}) {}
+        enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
+                      deps.safety, deps.questionnaires}) {}
 
   ServerUnaryReactor* CreateEnrollment(
       CallbackServerContext* ctx, const v1::CreateEnrollmentRequest* request,
@@ -381,7 +381,7 @@ class QuestionnaireServiceImpl final
                         *request,
                         [=, this](const Admission&, Guard::Done done) {
                           absl::StatusOr<v1::ScoreResponseResponse> scored =
-                              catalog_->Score(request->response());
+                              catalog_->Score(*request);
                           if (scored.ok()) *response = std::move(*scored);
                           done(scored.status());
                         });

@@ -37,7 +37,10 @@ std::string WriteConfig(const TempDir& dir) {
       IPSRT_WORKFLOWS_DIR,
       "\n"
       "logging:\n"
-      "  level: info\n");
+      "  level: info\n"
+      "plugins:\n"
+      "  - path: libipsrt_core_instruments.so\n"
+      "    transport: in_process\n");
   if (absl::Status s = WriteFile(path, yaml); !s.ok()) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
     std::abort();

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -73,10 +74,16 @@ class PluginSdkTest : public ::testing::Test {
   static std::string ConfigWith(const TempDir& dir,
                                 const std::string& plugins_yaml) {
     std::string path = WriteConfig(dir);
+    // WriteConfig ends with the plugins list (core-instruments): the
+    // entries given join it.
+    std::string entries = plugins_yaml;
+    if (absl::StartsWith(entries, "plugins:\n")) {
+      entries = entries.substr(std::string("plugins:\n").size());
+    }
     std::ifstream in(path);
     std::stringstream text;
     text << in.rdbuf();
-    EXPECT_TRUE(WriteFile(path, text.str() + plugins_yaml).ok());
+    EXPECT_TRUE(WriteFile(path, text.str() + entries).ok());
     return path;
   }
 
@@ -219,7 +226,7 @@ void PluginSdkTest::ExpectBadConfigStopsStart() {
   EXPECT_THAT(std::string(server.status().message()),
               HasSubstr(absl::StrCat(
                   "ipsrtd: plugin refused: ", config,
-                  ":15:5: plugin bedtime-check refused its configuration: "
+                  ":17:5: plugin bedtime-check refused its configuration: "
                   "config.flag_at_or_below: must be a whole number from 0 to "
                   "3")));
 }

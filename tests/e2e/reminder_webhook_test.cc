@@ -54,8 +54,8 @@ TEST(ReminderWebhookE2eTest, DueReminderIsPostedSignedToTheReceiver) {
   TempDir dir;
   ASSERT_TRUE(WriteFile(dir.File("webhook.secret"), kSecret).ok());
   std::string config = WriteConfig(dir);
-  Append(config, absl::StrCat("plugins:\n"
-                              "  - path: libipsrt_reminder_webhook.so\n"
+  // The harness config ends with its plugins list; these entries join it.
+  Append(config, absl::StrCat("  - path: libipsrt_reminder_webhook.so\n"
                               "    transport: in_process\n"
                               "    config:\n"
                               "      url: ",
@@ -148,9 +148,9 @@ TEST(ReminderWebhookE2eTest, DueReminderIsPostedSignedToTheReceiver) {
 TEST(ReminderWebhookE2eTest, ChannelThatIsNotALoadedReminderPluginStopsStart) {
   TempDir dir;
   std::string config = WriteConfig(dir);
-  // Line 17 is `  channel: ...` (the harness config has 13 lines).
+  // Line 19 is `  channel: ...` (the harness config has 17 lines, ending
+  // with its plugins list, which the entry below joins).
   Append(config,
-         "plugins:\n"
          "  - path: libipsrt_bedtime_check.so\n"
          "reminders:\n"
          "  channel: reminder-sms\n");
@@ -161,14 +161,13 @@ TEST(ReminderWebhookE2eTest, ChannelThatIsNotALoadedReminderPluginStopsStart) {
   EXPECT_THAT(missing->err,
               HasSubstr(absl::StrCat(
                   "ipsrtd: reminders refused: ", config,
-                  ":17:12: reminders.channel: no loaded plugin is named "
+                  ":19:12: reminders.channel: no loaded plugin is named "
                   "\"reminder-sms\" (loaded reminder plugins: none); add it "
                   "under plugins:\n")));
 
   TempDir dir2;
   std::string config2 = WriteConfig(dir2);
   Append(config2,
-         "plugins:\n"
          "  - path: libipsrt_bedtime_check.so\n"
          "reminders:\n"
          "  channel: bedtime-check\n");
@@ -178,7 +177,7 @@ TEST(ReminderWebhookE2eTest, ChannelThatIsNotALoadedReminderPluginStopsStart) {
   EXPECT_EQ(wrong->exit_code, 1);
   EXPECT_THAT(wrong->err,
               HasSubstr(absl::StrCat("ipsrtd: reminders refused: ", config2,
-                                     ":17:12: reminders.channel: plugin "
+                                     ":19:12: reminders.channel: plugin "
                                      "\"bedtime-check\" is not of kind "
                                      "reminder\n")));
 }

@@ -173,7 +173,17 @@ class AuthzMatrixTest : public ::testing::Test {
     root_token_ = token("tok-root", "admin", "", "");
     authenticator_ = *Authenticator::Create(auth);
 
+    // The built-in instruments, so that submitted responses are scored.
+    PluginConfig core;
+    core.path = "libipsrt_core_instruments.so";
+    core.location = "ipsrtd.yaml:1:1";
+    PluginHostOptions host;
+    host.plugin_dir = IPSRT_PLUGIN_DIR;
+    plugins_ = *PluginRegistry::Load({core}, host);
+    questionnaires_ = *QuestionnaireCatalog::Build(*plugins_);
     ServerDeps deps{store_.get(), &clock_, &ids_, workflows_.get(), {}};
+    deps.plugins = plugins_.get();
+    deps.questionnaires = questionnaires_.get();
     deps.authenticator = authenticator_.get();
     server_ = *IpsrtServer::Start(ServerOptions{"127.0.0.1:0", 1 << 20}, deps);
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
@@ -370,6 +380,8 @@ class AuthzMatrixTest : public ::testing::Test {
   RandomIdGenerator ids_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<WorkflowRegistry> workflows_;
+  std::unique_ptr<PluginRegistry> plugins_;
+  std::unique_ptr<QuestionnaireCatalog> questionnaires_;
   std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<IpsrtServer> server_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -61,10 +61,31 @@ class ServerTest : public ::testing::Test {
     ASSERT_TRUE(catalog.ok()) << catalog.status();
     workflows_ = std::make_unique<WorkflowRegistry>(
         *catalog, std::vector<std::string>{workflow_dir_});
-    absl::StatusOr<std::unique_ptr<IpsrtServer>> server = IpsrtServer::Start(
-        ServerOptions{"127.0.0.1:0", 64 * 1024},
-        ServerDeps{
-            store_.get(), &clock_, &ids_, workflows_.get(), {{"crisis line"}}});
+    // The built-in instruments, loaded as ipsrtd loads them (by bare name
+    // from the engine's plugin directory).
+    PluginConfig core;
+    core.path = "libipsrt_core_instruments.so";
+    core.transport = "in_process";
+    core.location = "ipsrtd.yaml:1:1";
+    PluginHostOptions host;
+    host.plugin_dir = IPSRT_PLUGIN_DIR;
+    absl::StatusOr<std::unique_ptr<PluginRegistry>> plugins =
+        PluginRegistry::Load({core}, host);
+    ASSERT_TRUE(plugins.ok()) << plugins.status();
+    plugins_ = *std::move(plugins);
+    absl::StatusOr<std::unique_ptr<QuestionnaireCatalog>> questionnaires =
+        QuestionnaireCatalog::Build(*plugins_);
+    ASSERT_TRUE(questionnaires.ok()) << questionnaires.status();
+    questionnaires_ = *std::move(questionnaires);
+    absl::StatusOr<std::unique_ptr<IpsrtServer>> server =
+        IpsrtServer::Start(ServerOptions{"127.0.0.1:0", 64 * 1024},
+                           ServerDeps{store_.get(),
+                                      &clock_,
+                                      &ids_,
+                                      workflows_.get(),
+                                      {{"crisis line"}},
+                                      plugins_.get(),
+                                      questionnaires_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
@@ -112,6 +133,9 @@ class ServerTest : public ::testing::Test {
   RandomIdGenerator ids_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<WorkflowRegistry> workflows_;
+  // Declared before the server, so they outlive it.
+  std::unique_ptr<PluginRegistry> plugins_;
+  std::unique_ptr<QuestionnaireCatalog> questionnaires_;
   std::unique_ptr<IpsrtServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::EnrollmentService::Stub> enrollments_;
@@ -600,6 +624,15 @@ TEST_F(EventsTest, Item9RoutesAnUrgentAlertWithCrisisResources) {
   EXPECT_EQ(s.error_message(),
             "event.questionnaire_response.answers[\"4\"]: required item of "
             "phq9 is missing");
+  // Scored by the core-instruments plugin: an instrument no loaded plugin
+  // serves is named by its field.
+  v1::EventPayload unknown;
+  unknown.mutable_questionnaire_response()->set_questionnaire_id("phq8");
+  s = Submit(e.name(), "p-4", 0, unknown, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.error_message(),
+            "event.questionnaire_response.questionnaire_id: questionnaire "
+            "\"phq8\" is not served by any loaded plugin");
   ExpectReplayEqualsSnapshot(e.name());
 }
 

@@ -20,13 +20,13 @@
 #define PLUGIN_NAME "faulty"
 #endif
 
-static ipsrt_code Error(ipsrt_result* result, ipsrt_code code,
+__attribute__((unused)) static ipsrt_code Error(ipsrt_result* result, ipsrt_code code,
                         const char* message) {
   result->set_error(result, message, strlen(message));
   return code;
 }
 
-static int instance_token;
+__attribute__((unused)) static int instance_token;
 
 static ipsrt_code Create(const ipsrt_host_api* host, void** instance,
                          ipsrt_result* result) {
@@ -85,7 +85,7 @@ static ipsrt_code Configure(void* self, const uint8_t* request, size_t size,
   return IPSRT_CODE_OK;
 }
 
-static ipsrt_code Empty(void* self, const uint8_t* request, size_t size,
+__attribute__((unused)) static ipsrt_code Empty(void* self, const uint8_t* request, size_t size,
                         ipsrt_result* result) {
   (void)self;
   (void)request;
@@ -94,7 +94,7 @@ static ipsrt_code Empty(void* self, const uint8_t* request, size_t size,
   return IPSRT_CODE_OK;
 }
 
-static ipsrt_code Score(void* self, const uint8_t* request, size_t size,
+__attribute__((unused)) static ipsrt_code Score(void* self, const uint8_t* request, size_t size,
                         ipsrt_result* result) {
   (void)self;
   (void)request;
@@ -109,8 +109,10 @@ static ipsrt_code Score(void* self, const uint8_t* request, size_t size,
   }
 #elif defined(FAULT_CRASH)
   abort();
+  return IPSRT_CODE_INTERNAL; /* not reached */
 #elif defined(FAULT_HANG)
   for (;;) pause();
+  return IPSRT_CODE_INTERNAL; /* not reached */
 #else
   result->set_response(result, (const uint8_t*)"", 0);
   return IPSRT_CODE_OK;

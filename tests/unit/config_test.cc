@@ -30,6 +30,11 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
   ASSERT_EQ(c->workflows.directories.size(), 1u);
   EXPECT_EQ(c->workflows.directories[0],
             std::string(IPSRT_SOURCE_DIR) + "/workflows");
+  // The built-in instruments, by bare name from the engine's plugin
+  // directory.
+  ASSERT_EQ(c->plugins.size(), 1u);
+  EXPECT_EQ(c->plugins[0].path, "libipsrt_core_instruments.so");
+  EXPECT_EQ(c->plugins[0].transport, "in_process");
 }
 
 TEST(ConfigTest, DefaultsAndRelativePaths) {

@@ -276,6 +276,32 @@ TEST(StepTest, PhqItem9RaisesUrgentAlertWithDeadlineAndAcknowledgement) {
   ExpectReplayEqualsState(w, c);
 }
 
+// Scores are computed once, when the response is recorded (by the
+// instrument's plugin in the server), and stored on the event; Step and
+// Replay read them from the event and never score again. An event whose
+// recorded total differs from what the answers sum to replays to the
+// recorded total: a later change of scoring code cannot rewrite history.
+TEST(StepTest, ReplayUsesTheRecordedScoresAndNeverRescores) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "Europe/London", At("2026-06-01T10:00", "Europe/London"));
+  c.Answer("gad7", {1, 1, 1, 1, 1, 1, 1});
+  ASSERT_EQ(c.state().scores().at("gad7.total"), 7);
+  std::vector<v1::Event> events = c.events();
+  v1::Event& response = events.back();
+  ASSERT_TRUE(response.payload().has_questionnaire_response());
+  (*response.mutable_scores())["gad7.total"] = 12;
+  absl::StatusOr<internal::EnrollmentState> replayed = runtime::Replay(
+      w, &Enrollments::LoadZone, "tenants/t/enrollments/e1", events);
+  ASSERT_TRUE(replayed.ok()) << replayed.status();
+  EXPECT_EQ(replayed->scores().at("gad7.total"), 12);
+  // Without recorded scores, replay has no total: it does not score.
+  response.mutable_scores()->clear();
+  replayed = runtime::Replay(w, &Enrollments::LoadZone,
+                             "tenants/t/enrollments/e1", events);
+  ASSERT_TRUE(replayed.ok()) << replayed.status();
+  EXPECT_EQ(replayed->scores().count("gad7.total"), 0u);
+}
+
 TEST(StepTest, SecondTemplateRunsItsOwnStageOrder) {
   const WorkflowTemplate& w = Shipped("ipsrt-preventive-first");
   Course c(w, "Asia/Kolkata", At("2026-01-05T10:00", "Asia/Kolkata"));
