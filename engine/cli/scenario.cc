@@ -550,7 +550,7 @@ absl::Status Simulator::Create() {
   out_.state = std::move(stepped->state);
   out_.events.push_back(SimulatedEvent{
       std::move(event), "", false, out_.state.enrollment().stage(),
-      out_.state.enrollment().session_cadence()});
+      out_.state.enrollment().session_cadence(), std::move(stepped->effects)});
   last_ = s_.start;
   return absl::OkStatus();
 }
@@ -583,7 +583,7 @@ absl::Status Simulator::Apply(v1::EventPayload payload, absl::Time at,
   out_.state = std::move(stepped->state);
   out_.events.push_back(SimulatedEvent{
       std::move(event), where, tick, out_.state.enrollment().stage(),
-      out_.state.enrollment().session_cadence()});
+      out_.state.enrollment().session_cadence(), std::move(stepped->effects)});
   last_ = at;
   return absl::OkStatus();
 }

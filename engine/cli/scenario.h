@@ -84,6 +84,9 @@ struct SimulatedEvent {
   bool tick = false;
   std::string stage;
   std::string session_cadence;
+  // What the engine would put in the outbox with it (reminders and alert
+  // escalations).
+  std::vector<runtime::Effect> effects;
 };
 
 struct Simulation {

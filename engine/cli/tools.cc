@@ -248,6 +248,19 @@ void TimelinePrinter::Event(const SimulatedEvent& s) {
               detail.c_str(), s.stage.c_str(), s.session_cadence.c_str(),
               s.where.empty() ? "" : absl::StrCat("  (", s.where, ")").c_str());
   for (const v1::Outcome& o : e.outcomes()) Outcome(o);
+  for (const runtime::Effect& effect : s.effects) {
+    if (effect.kind == runtime::Effect::Kind::kScheduleEscalation) {
+      std::printf(
+          "    escalation planned  %s  at %s (to the on-call contact unless "
+          "acknowledged first)\n",
+          effect.subject.c_str(),
+          absl::StrCat(runtime::FormatLocal(effect.due, zone_), " = ",
+                       Utc(effect.due))
+              .c_str());
+    } else if (effect.kind == runtime::Effect::Kind::kCancelEscalation) {
+      std::printf("    escalation cancelled %s\n", effect.subject.c_str());
+    }
+  }
 }
 
 void TimelinePrinter::Outcome(const v1::Outcome& o) {
