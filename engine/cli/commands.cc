@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "cli/store_copy.h"
 #include "cli/tools.h"
 #include "common/files.h"
 #include "google/protobuf/message.h"
@@ -731,6 +732,7 @@ const std::vector<Command>& Commands() {
     };
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));
+    for (Command& c : StoreCommands()) commands->push_back(std::move(c));
     return commands;
   }();
   return *kCommands;

@@ -21,10 +21,10 @@
 #include "common/log.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/config.h"
-#include "ipsrt/sqlite_store.h"
 #include "ipsrt/version.h"
 #include "model/workflow.h"
 #include "service/server.h"
+#include "store/open_store.h"
 
 ABSL_FLAG(std::string, config, "config/ipsrtd.yaml",
           "Path of the YAML configuration file.");
@@ -67,21 +67,14 @@ int Run() {
   IPSRT_LOG(INFO) << "ipsrtd " << IPSRT_VERSION << " starting with "
                   << config_path;
 
-  SqliteStore::Options store_options;
-  store_options.path = config->store.sqlite.path;
-  store_options.synchronous = config->store.sqlite.synchronous;
-  store_options.busy_timeout = config->store.sqlite.busy_timeout;
-  store_options.max_batch = config->store.sqlite.max_batch;
-  store_options.read_connections = config->store.sqlite.read_connections;
-  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
-      SqliteStore::Open(store_options);
+  std::string store_description;
+  absl::StatusOr<std::unique_ptr<Store>> store =
+      OpenStore(config->store, &store_description);
   if (!store.ok()) {
     IPSRT_LOG(ERROR) << "cannot open store: " << store.status();
     return 1;
   }
-  IPSRT_LOG(INFO) << "store sqlite at " << store_options.path
-                  << " (schema version " << (*store)->SchemaVersion()
-                  << ", synchronous=" << store_options.synchronous << ")";
+  IPSRT_LOG(INFO) << store_description;
 
   absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
       WorkflowCatalog::LoadDirectories(config->workflows.directories);
