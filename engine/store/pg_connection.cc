@@ -148,13 +148,33 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(
     const PgConnectOptions& options) {
   std::string timeout = absl::StrCat(
       std::max<int64_t>(1, absl::ToInt64Seconds(options.connect_timeout)));
-  // Keywords after "dbname" override what the connection string says; the
-  // application name and timeout come first so the string may override them.
-  const char* keywords[] = {"application_name", "connect_timeout", "dbname",
+  // A server that vanishes without closing the connection (network loss)
+  // must fail calls rather than hang them: TCP keepalives and a bound on
+  // unacknowledged data, a little beyond the longest statement.
+  std::string user_timeout = absl::StrCat(absl::ToInt64Milliseconds(
+      std::max(options.statement_timeout, absl::Seconds(5)) +
+      options.connect_timeout));
+  // Keywords after "dbname" override what the connection string says; these
+  // come first so that the string may override them.
+  const char* keywords[] = {"application_name",
+                            "connect_timeout",
+                            "keepalives",
+                            "keepalives_idle",
+                            "keepalives_interval",
+                            "keepalives_count",
+                            "tcp_user_timeout",
+                            "dbname",
                             options.password.empty() ? nullptr : "password",
                             nullptr};
-  const char* values[] = {options.application_name.c_str(), timeout.c_str(),
-                          options.conninfo.c_str(), options.password.c_str(),
+  const char* values[] = {options.application_name.c_str(),
+                          timeout.c_str(),
+                          "1",
+                          "5",
+                          "2",
+                          "3",
+                          user_timeout.c_str(),
+                          options.conninfo.c_str(),
+                          options.password.c_str(),
                           nullptr};
   pg_conn* conn = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
   if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {

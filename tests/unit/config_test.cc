@@ -167,6 +167,16 @@ TEST(ConfigTlsTest, PlaintextOnlyOnLoopback) {
 namespace ipsrt {
 namespace {
 
+TEST(ConfigPostgresTest, ReplicaExampleLoads) {
+  absl::StatusOr<Config> c = LoadConfigFile(std::string(IPSRT_SOURCE_DIR) +
+                                            "/config/ipsrtd.postgres.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->store.kind, "postgres");
+  EXPECT_EQ(c->store.postgres.password_file,
+            "/etc/ipsrtd/secrets/postgres-password");
+  EXPECT_EQ(c->store.postgres.pool_size, 8);
+}
+
 TEST(ConfigPostgresTest, PostgresStoreWithDefaults) {
   absl::StatusOr<Config> c = ParseConfig(R"(store:
   kind: postgres
