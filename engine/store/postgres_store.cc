@@ -216,7 +216,15 @@ void PostgresStore::Impl::Release(std::unique_ptr<PgConnection> conn) {
   absl::MutexLock lock(&pool_mu_);
   if (conn == nullptr || conn->Broken() || pool_closed_) {
     --open_;
-    return;  // a broken connection is re-opened on a later Acquire
+    if (conn != nullptr && conn->Broken()) {
+      // One connection found broken usually means the server restarted and
+      // every idle one is broken too: drop them all, so that the retry of
+      // the failed call (and later calls) open fresh ones instead of
+      // failing on each stale connection in turn.
+      open_ -= static_cast<int>(idle_.size());
+      idle_.clear();
+    }
+    return;  // connections are re-opened on later Acquires
   }
   idle_.push_back(std::move(conn));
 }

@@ -5,7 +5,8 @@
 // exactly once, and a stale writer on one replica is refused ABORTED after
 // another replica moved the enrollment on: correctness rests on the
 // database (request-id primary key, revision check, event sequence key),
-// not on any replica's memory.
+// not on any replica's memory. Finally PostgreSQL restarts under the
+// surviving replicas: calls fail UNAVAILABLE meanwhile and succeed after.
 #include <signal.h>
 #include <stdlib.h>
 
@@ -238,6 +239,43 @@ TEST(ReplicasTest, KilledReplicaLosesNoAcknowledgedWrite) {
                 HasSubstr(absl::StrCat("is at revision ", read1.revision() + 1,
                                        ", not ", read1.revision())));
   }
+
+  // PostgreSQL restarts under the surviving replicas: calls fail
+  // UNAVAILABLE while it is down, the replicas keep running, and the same
+  // request succeeds once it is back, stored once.
+  ASSERT_TRUE((*pg)->Stop().ok());
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, absl::Seconds(20));
+    v1::Enrollment e;
+    grpc::Status s = stub1->CreateEnrollment(
+        &ctx, NewEnrollment("during-restart", "Patient/r"), &e);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << s.error_message();
+    grpc::ClientContext get_ctx;
+    SetDeadline(get_ctx, absl::Seconds(20));
+    v1::GetEnrollmentRequest get;
+    get.set_name(name);
+    s = stub2->GetEnrollment(&get_ctx, get, &e);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << s.error_message();
+  }
+  ASSERT_TRUE((*pg)->StartAgain().ok());
+  for (int i = 1; i < kReplicas; ++i) {
+    EXPECT_FALSE((*started[i])->process().Exited()) << "replica " << i;
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, absl::Seconds(20));
+    v1::Enrollment e;
+    grpc::Status s = stub2->CreateEnrollment(
+        &ctx, NewEnrollment("during-restart", "Patient/r"), &e);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(*(*pg)->Psql("ipsrt",
+                         "SELECT COUNT(*) FROM requests WHERE request_id = "
+                         "'during-restart'"),
+            "1");
 
   // Idle client connections would hold up the replicas' drain.
   stub1.reset();

@@ -74,6 +74,21 @@ class StoreCopyTest : public ::testing::Test {
 };
 
 TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
+  // Rows ipsrtd does not write yet must move too: a linked audit chain and
+  // a claimed outbox row with its lease (nullable columns set).
+  absl::StatusOr<ProcessResult> extra = RunProcess(
+      {"/usr/bin/sqlite3", SqlitePath(),
+       "INSERT INTO audit VALUES "
+       "(1, 'default', 'alice', 'clinician', 'GetEnrollment', 'r1', 'OK', 1, "
+       "'', 'a1'), "
+       "(2, 'default', 'bob', 'admin', 'ListEnrollments', 'r2', 'OK', 2, "
+       "'a1', 'a2'), "
+       "(3, 'default', 'alice', 'clinician', 'SubmitEvent', 'r3', "
+       "'ABORTED', 3, 'a2', 'a3'); "
+       "UPDATE outbox SET status = 1, attempts = 1, lease_owner = 'replica-a', "
+       "lease_expiry_us = 1790000000000000 WHERE id = (SELECT MIN(id) FROM "
+       "outbox);"});
+  ASSERT_TRUE(extra.ok() && extra->exit_code == 0) << extra->err;
   ASSERT_TRUE(pg_->CreateDatabase("copied").ok());
   ProcessResult r = Copy("copied");
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -90,7 +105,7 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat(
                          "verified: row counts and content digests equal; ",
                          events, " events in ", kEnrollments,
-                         " hash chains recomputed and linked; 0 audit rows "
+                         " hash chains recomputed and linked; 3 audit rows "
                          "linked")));
   EXPECT_THAT(r.out, HasSubstr("ok: schema version 1"));
   // The outbox rows (reminders the runtime planned) came along with their
@@ -101,6 +116,13 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
           ->out;
   EXPECT_EQ(*pg_->Psql("copied", "SELECT COUNT(*) FROM outbox") + "\n",
             outbox_sqlite_count);
+  EXPECT_EQ(*pg_->Psql("copied",
+                       "SELECT lease_owner || ' ' || lease_expiry_us FROM "
+                       "outbox WHERE status = 1"),
+            "replica-a 1790000000000000");
+  EXPECT_EQ(*pg_->Psql("copied",
+                       "SELECT string_agg(hash, ',' ORDER BY seq) FROM audit"),
+            "a1,a2,a3");
 
   // ipsrtd serves the copy: every enrollment at its revision, and the
   // next event continues the log.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/store/store_backends.h"
@@ -150,10 +151,35 @@ TEST(PostgresStoreTest, ServerRestartUnderTheStore) {
       PostgresStore::Open(o);
   ASSERT_TRUE(opened.ok()) << opened.status();
   std::unique_ptr<PostgresStore> store = *std::move(opened);
-  // Open every pooled connection, so each has to notice the restart.
-  for (int i = 0; i < 6; ++i) {
-    ASSERT_TRUE(store->Commit(SmallCreate(absl::StrCat("before", i))).ok());
+  // Concurrent commits open every pooled connection, so that each has to
+  // notice the restart.
+  {
+    absl::BlockingCounter pending(6);
+    std::atomic<int> ok{0};
+    for (int i = 0; i < 6; ++i) {
+      store->CommitAsync(SmallCreate(absl::StrCat("before", i)),
+                         [&](absl::StatusOr<CommitResult> r) {
+                           if (r.ok()) ++ok;
+                           pending.DecrementCount();
+                         });
+    }
+    pending.Wait();
+    ASSERT_EQ(ok, 6);
   }
+  ASSERT_GE(std::stoi(*SharedPostgres().Psql(
+                "postgres",
+                absl::StrCat("SELECT COUNT(*) FROM pg_stat_activity WHERE "
+                             "datname = '",
+                             db, "'"))),
+            2);
+
+  // A quick restart that no call sees: every pooled connection is stale
+  // afterwards, yet the next calls succeed at once.
+  ASSERT_TRUE(SharedPostgres().Stop().ok());
+  ASSERT_TRUE(SharedPostgres().StartAgain().ok());
+  EXPECT_TRUE(store->GetEnrollment("t1", "before1").ok());
+  absl::StatusOr<CommitResult> quick = store->Commit(SmallCreate("quick"));
+  EXPECT_TRUE(quick.ok()) << quick.status();
 
   ASSERT_TRUE(SharedPostgres().Stop().ok());
   absl::StatusOr<CommitResult> down = store->Commit(SmallCreate("down"));
@@ -174,8 +200,8 @@ TEST(PostgresStoreTest, ServerRestartUnderTheStore) {
             absl::StatusCode::kNotFound);
   EXPECT_FALSE(store->LookupRequest("t1", "r-down")->has_value());
   EXPECT_EQ(*SharedPostgres().Psql(db, "SELECT COUNT(*) FROM enrollments"),
-            "12");
-  EXPECT_EQ(*SharedPostgres().Psql(db, "SELECT COUNT(*) FROM requests"), "12");
+            "13");
+  EXPECT_EQ(*SharedPostgres().Psql(db, "SELECT COUNT(*) FROM requests"), "13");
 }
 
 // A restart in the middle of a stream of commits: every commit either
