@@ -259,29 +259,35 @@ class SqliteSource {
   sqlite3* db_ = nullptr;
 };
 
-// ReadPostgresRows calls `fn` with each row of `t` in key order.
+// ReadPostgresRows calls `fn` with each row of `t` in key order. Rows come
+// through a binary cursor a thousand at a time, so a large table is never
+// in memory at once. Runs inside the caller's transaction.
 absl::Status ReadPostgresRows(
     PgConnection& pg, const Table& t,
     const std::function<absl::Status(const std::vector<Value>&)>& fn) {
-  IPSRT_ASSIGN_OR_RETURN(
-      PgResult r,
-      pg.Query(absl::StrCat("SELECT ", ColumnList(t), " FROM ", t.name,
-                            " ORDER BY ", OrderBy(t, true))));
+  IPSRT_RETURN_IF_ERROR(pg.Exec(absl::StrCat(
+      "DECLARE ipsrt_copy_rows BINARY NO SCROLL CURSOR FOR "
+      "SELECT ",
+      ColumnList(t), " FROM ", t.name, " ORDER BY ", OrderBy(t, true))));
   std::vector<Value> row(t.columns.size());
-  for (int i = 0; i < r.rows(); ++i) {
-    for (size_t c = 0; c < t.columns.size(); ++c) {
-      int col = static_cast<int>(c);
-      Value& v = row[c];
-      v.null = r.IsNull(i, col);
-      Kind k = t.columns[c].kind;
-      v.number =
-          (k == Kind::kInt || k == Kind::kNullableInt) ? r.Int(i, col) : 0;
-      v.bytes = (k == Kind::kInt || k == Kind::kNullableInt) ? std::string()
-                                                             : r.Text(i, col);
+  while (true) {
+    IPSRT_ASSIGN_OR_RETURN(PgResult r,
+                           pg.ExecRows("FETCH 1000 FROM ipsrt_copy_rows"));
+    if (r.rows() == 0) break;
+    for (int i = 0; i < r.rows(); ++i) {
+      for (size_t c = 0; c < t.columns.size(); ++c) {
+        int col = static_cast<int>(c);
+        Value& v = row[c];
+        v.null = r.IsNull(i, col);
+        bool number = t.columns[c].kind == Kind::kInt ||
+                      t.columns[c].kind == Kind::kNullableInt;
+        v.number = number ? r.Int(i, col) : 0;
+        v.bytes = number ? std::string() : r.Text(i, col);
+      }
+      IPSRT_RETURN_IF_ERROR(fn(row));
     }
-    IPSRT_RETURN_IF_ERROR(fn(row));
   }
-  return absl::OkStatus();
+  return pg.Exec("CLOSE ipsrt_copy_rows");
 }
 
 // VerifyEventChains recomputes every event's hash from its payload and
@@ -465,18 +471,42 @@ absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
     for (const Table& t : Tables()) {
       TableCopy copy;
       copy.table = t.name;
-      std::vector<std::string> placeholders;
-      for (size_t i = 1; i <= t.columns.size(); ++i) {
-        placeholders.push_back(absl::StrCat("$", i));
-      }
-      std::string insert = absl::StrCat(
-          "INSERT INTO ", t.name, " (", ColumnList(t), ") ",
-          std::string(t.name) == "outbox" ? "OVERRIDING SYSTEM VALUE " : "",
-          "VALUES (", absl::StrJoin(placeholders, ", "), ")");
+      // Rows go in multi-row INSERTs of up to kRowsPerInsert rows, so that
+      // a large table does not cost one round trip per row.
+      constexpr int kRowsPerInsert = 200;
+      auto insert_sql = [&](int rows) {
+        std::vector<std::string> tuples;
+        int n = 1;
+        for (int r = 0; r < rows; ++r) {
+          std::vector<std::string> placeholders;
+          for (size_t i = 0; i < t.columns.size(); ++i) {
+            placeholders.push_back(absl::StrCat("$", n++));
+          }
+          tuples.push_back(
+              absl::StrCat("(", absl::StrJoin(placeholders, ", "), ")"));
+        }
+        return absl::StrCat(
+            "INSERT INTO ", t.name, " (", ColumnList(t), ") ",
+            std::string(t.name) == "outbox" ? "OVERRIDING SYSTEM VALUE " : "",
+            "VALUES ", absl::StrJoin(tuples, ", "));
+      };
+      const std::string full_insert = insert_sql(kRowsPerInsert);
+      PgParams params;
+      int pending = 0;
+      auto flush = [&]() -> absl::Status {
+        if (pending == 0) return absl::OkStatus();
+        absl::Status s =
+            pg->Query(
+                  pending == kRowsPerInsert ? full_insert : insert_sql(pending),
+                  params)
+                .status();
+        params = PgParams();
+        pending = 0;
+        return s;
+      };
       Digest digest;
       IPSRT_RETURN_IF_ERROR(source.ForEachRow(
           t, [&](const std::vector<Value>& row) -> absl::Status {
-            PgParams params;
             for (size_t i = 0; i < row.size(); ++i) {
               const Column& c = t.columns[i];
               digest.Add(c, row[i]);
@@ -495,8 +525,10 @@ absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
               }
             }
             ++copy.source_rows;
-            return pg->Query(insert, params).status();
+            if (++pending == kRowsPerInsert) return flush();
+            return absl::OkStatus();
           }));
+      IPSRT_RETURN_IF_ERROR(flush());
       copy.source_digest = digest.Hex();
       report.tables.push_back(std::move(copy));
     }

@@ -231,6 +231,17 @@ absl::Status PgConnection::Exec(absl::string_view sql) {
   return s;
 }
 
+absl::StatusOr<PgResult> PgConnection::ExecRows(absl::string_view sql) {
+  std::string text(sql);
+  pg_result* r = PQexec(conn_, text.c_str());
+  absl::Status s = ResultStatus(r, "exec");
+  if (!s.ok()) {
+    PQclear(r);
+    return s;
+  }
+  return PgResult(r);
+}
+
 absl::StatusOr<PgResult> PgConnection::Query(absl::string_view sql,
                                              const PgParams& params) {
   auto it = prepared_.find(sql);

@@ -79,9 +79,11 @@ struct PgConnectOptions {
 
 class PgConnection {
  public:
-  // Connect opens a connection with synchronous_commit=on. UNAVAILABLE when
-  // the server cannot be reached; FAILED_PRECONDITION when it refuses the
-  // credentials or the database does not exist.
+  // Connect opens a connection with synchronous_commit=on (and the
+  // statement timeout, when set). UNAVAILABLE when no connection results,
+  // whatever the reason (unreachable, restarting, refused credentials,
+  // missing database: libpq does not report these apart reliably); the
+  // message is libpq's, which never contains the password.
   static absl::StatusOr<std::unique_ptr<PgConnection>> Connect(
       const PgConnectOptions& options);
   ~PgConnection();
@@ -93,6 +95,10 @@ class PgConnection {
 
   // Exec runs one or more statements without parameters (simple protocol).
   absl::Status Exec(absl::string_view sql);
+
+  // ExecRows runs one statement without parameters (simple protocol) and
+  // returns its rows; text unless they come from a BINARY cursor.
+  absl::StatusOr<PgResult> ExecRows(absl::string_view sql);
 
   // Query runs one statement, prepared on this connection on first use.
   absl::StatusOr<PgResult> Query(absl::string_view sql,
@@ -107,7 +113,7 @@ class PgConnection {
   std::map<std::string, std::string, std::less<>> prepared_;
 };
 
-// PgErrorStatus maps an SQLSTATE to the most specific canonical code: class
+// PgErrorCode maps an SQLSTATE to the most specific canonical code: class
 // 08 and shutdowns UNAVAILABLE, 23505 ALREADY_EXISTS, 40001/40P01 ABORTED,
 // 53xxx RESOURCE_EXHAUSTED (53300 too many connections: UNAVAILABLE), 57014
 // (statement timeout) UNAVAILABLE, others INTERNAL.
