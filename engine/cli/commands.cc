@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "cli/security.h"
+#include "cli/store_copy.h"
 #include "cli/tools.h"
 #include "common/files.h"
 #include "google/protobuf/message.h"
@@ -1070,6 +1071,7 @@ const std::vector<Command>& Commands() {
     for (Command& c : SecurityCommands()) commands->push_back(std::move(c));
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));
+    for (Command& c : StoreCommands()) commands->push_back(std::move(c));
     return commands;
   }();
   return *kCommands;
