@@ -14,6 +14,7 @@
 #include "ipsrt/config.h"
 #include "ipsrt/status_macros.h"
 #include "ipsrt/v1/enrollment.pb.h"
+#include "store/audit_chain.h"
 #include "store/migrations.h"
 #include "store/pg_connection.h"
 
@@ -47,7 +48,10 @@ struct Table {
   std::vector<bool> key_is_text;
 };
 
-// The tables of schema version 1, parents before children.
+// The schema version whose tables Tables() lists.
+constexpr int kCopiedSchemaVersion = 3;
+
+// The tables of schema version 3, parents before children.
 const std::vector<Table>& Tables() {
   using K = Kind;
   static const auto* const kTables = new std::vector<Table>{
@@ -91,7 +95,14 @@ const std::vector<Table>& Tables() {
         {"attempts", K::kInt},
         {"lease_owner", K::kNullableText},
         {"lease_expiry_us", K::kNullableInt},
-        {"create_time_us", K::kInt}},
+        {"create_time_us", K::kInt},
+        {"change_seq", K::kNullableInt},
+        {"last_error", K::kNullableText}},
+       {"id"},
+       {false}},
+      // One row (id 1): the last change-feed position handed out.
+      {"outbox_feed",
+       {{"id", K::kInt}, {"last_seq", K::kInt}},
        {"id"},
        {false}},
       {"requests",
@@ -112,12 +123,20 @@ const std::vector<Table>& Tables() {
         {"resource", K::kText},
         {"outcome", K::kText},
         {"time_us", K::kInt},
+        {"request_id", K::kText},
         {"prev_hash", K::kText},
         {"hash", K::kText}},
        {"seq"},
        {false}},
   };
   return *kTables;
+}
+
+const Table& TableNamed(absl::string_view name) {
+  for (const Table& t : Tables()) {
+    if (t.name == name) return t;
+  }
+  std::abort();  // only called with the names above
 }
 
 std::string ColumnList(const Table& t) {
@@ -293,7 +312,7 @@ absl::Status ReadPostgresRows(
 // VerifyEventChains recomputes every event's hash from its payload and
 // checks each event links to its predecessor in a dense sequence.
 absl::Status VerifyEventChains(PgConnection& pg, StoreCopyReport& report) {
-  const Table& events = Tables()[1];
+  const Table& events = TableNamed("events");
   std::string tenant, enrollment, last_hash;
   int64_t last_sequence = 0;
   return ReadPostgresRows(
@@ -334,19 +353,30 @@ absl::Status VerifyEventChains(PgConnection& pg, StoreCopyReport& report) {
       });
 }
 
-// VerifyAuditLinks checks that each audit row's prev_hash is the previous
-// row's hash, in seq order.
-absl::Status VerifyAuditLinks(PgConnection& pg, StoreCopyReport& report) {
-  const Table& audit = Tables()[4];
-  std::string last_hash;
+// VerifyAuditChain recomputes every audit record's hash and checks that
+// each links to its predecessor in a dense seq order (audit_chain.h).
+absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
+  const Table& audit = TableNamed("audit");
+  AuditChainVerifier verifier;
   return ReadPostgresRows(
       pg, audit, [&](const std::vector<Value>& row) -> absl::Status {
-        if (row[8].bytes != last_hash) {
+        AuditRecord r;
+        r.seq = row[0].number;
+        r.tenant = row[1].bytes;
+        r.subject = row[2].bytes;
+        r.role = row[3].bytes;
+        r.rpc = row[4].bytes;
+        r.resource = row[5].bytes;
+        r.outcome = row[6].bytes;
+        r.time = absl::FromUnixMicros(row[7].number);
+        r.request_id = row[8].bytes;
+        r.prev_hash = row[9].bytes;
+        r.hash = row[10].bytes;
+        if (std::optional<AuditChainVerifier::Break> broken =
+                verifier.Feed(r)) {
           return absl::DataLossError(
-              absl::StrCat("store copy: audit row ", row[0].number,
-                           ": prev_hash does not match the previous row"));
+              absl::StrCat("store copy: audit ", broken->reason));
         }
-        last_hash = row[9].bytes;
         ++report.audit_rows_linked;
         return absl::OkStatus();
       });
@@ -400,7 +430,8 @@ int RunStore(const ParsedArgs& args) {
   }
   std::printf(
       "verified: row counts and content digests equal; %lld events in %lld "
-      "hash chains recomputed and linked; %lld audit rows linked\n",
+      "hash chains recomputed and linked; %lld audit records recomputed and "
+      "linked\n",
       static_cast<long long>(report->events_verified),
       static_cast<long long>(report->chains_verified),
       static_cast<long long>(report->audit_rows_linked));
@@ -424,11 +455,11 @@ absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
   const int sqlite_latest = SqliteMigrations().back().version;
   const int postgres_latest = PostgresMigrations().back().version;
   if (*source_version != sqlite_latest || sqlite_latest != postgres_latest ||
-      sqlite_latest != 1) {
+      sqlite_latest != kCopiedSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
         "store copy: source schema version ", *source_version,
-        "; this ipsrt copies schema version 1 (run the matching ipsrtd on "
-        "the source once to upgrade it)"));
+        "; this ipsrt copies schema version ", kCopiedSchemaVersion,
+        " (run the matching ipsrtd on the source once to upgrade it)"));
   }
   report.schema_version = sqlite_latest;
 
@@ -456,9 +487,12 @@ absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
   IPSRT_RETURN_IF_ERROR(pg->Exec("BEGIN"));
   absl::Status copied = [&]() -> absl::Status {
     IPSRT_RETURN_IF_ERROR(
-        pg->Exec("LOCK TABLE enrollments, events, outbox, requests, audit IN "
-                 "EXCLUSIVE MODE"));
+        pg->Exec("LOCK TABLE enrollments, events, outbox, outbox_feed, "
+                 "requests, audit IN EXCLUSIVE MODE"));
     for (const Table& t : Tables()) {
+      // outbox_feed holds its one row from the migration; SQLite's replaces
+      // it below.
+      if (std::string(t.name) == "outbox_feed") continue;
       IPSRT_ASSIGN_OR_RETURN(
           PgResult n,
           pg->Query(absl::StrCat("SELECT COUNT(*)::int8 FROM ", t.name)));
@@ -468,6 +502,7 @@ absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
             n.Int(0, 0), " rows; copy only into an empty database"));
       }
     }
+    IPSRT_RETURN_IF_ERROR(pg->Exec("DELETE FROM outbox_feed"));
     for (const Table& t : Tables()) {
       TableCopy copy;
       copy.table = t.name;
@@ -566,7 +601,7 @@ absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
       }
     }
     IPSRT_RETURN_IF_ERROR(VerifyEventChains(*pg, report));
-    IPSRT_RETURN_IF_ERROR(VerifyAuditLinks(*pg, report));
+    IPSRT_RETURN_IF_ERROR(VerifyAuditChain(*pg, report));
     return pg->Exec("COMMIT");
   }();
   if (!copied.ok()) {
@@ -585,15 +620,15 @@ std::vector<Command> StoreCommands() {
                 .description =
                     "Copy a SQLite deployment's database into PostgreSQL.\n\n"
                     "Copies every table (enrollments, events, outbox, "
-                    "requests, audit) into an\nempty PostgreSQL database in "
-                    "one transaction, creating its schema, then\nverifies: "
-                    "row counts and a SHA-256 content digest per table, every "
-                    "event's\nhash recomputed and linked to its predecessor, "
-                    "and the audit chain's links.\nStop ipsrtd before copying. "
-                    "Runs offline (no --server). The password\ncomes from "
-                    "--password_env or --password_file, never the command "
-                    "line.\nExit status 0 when the copy verifies, 1 "
-                    "otherwise.",
+                    "outbox_feed, requests,\naudit) into an empty PostgreSQL "
+                    "database in one transaction, creating its\nschema, then "
+                    "verifies: row counts and a SHA-256 content digest per "
+                    "table,\nand every event's and every audit record's hash "
+                    "recomputed and linked to\nits predecessor. Stop ipsrtd "
+                    "before copying. Runs offline (no --server).\nThe "
+                    "password comes from --password_env or --password_file, "
+                    "never the\ncommand line. Exit status 0 when the copy "
+                    "verifies, 1 otherwise.",
                 .flags = {{.name = "from",
                            .value_name = "sqlite:PATH",
                            .required = true},

@@ -1,7 +1,7 @@
 // `ipsrt store copy`: moves a SQLite deployment's database into an empty
 // PostgreSQL database, every table and row as it is, and verifies the
 // result (row counts, a content digest per table, the events' hash chains
-// and the audit chain's links).
+// and the audit chain, every hash recomputed).
 //
 // Example:
 //   ipsrt store copy --from=sqlite:/var/lib/ipsrtd/ipsrt.db
@@ -36,7 +36,8 @@ struct StoreCopyReport {
   // was checked, and the enrollments they belong to.
   int64_t events_verified = 0;
   int64_t chains_verified = 0;
-  // Audit rows whose prev_hash links to the previous row's hash.
+  // Audit records whose hash was recomputed and whose prev_hash links to
+  // the previous record's hash, in a dense seq order from 1.
   int64_t audit_rows_linked = 0;
 };
 

@@ -90,6 +90,30 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_tenant_time ON audit (tenant, time_us);
 )sql"},
+          // Versions 2 and 3 match SqliteMigrations() 2 and 3, so both
+          // stores report the same schema version for the same columns.
+          {2, "outbox delivery: leases, retries, change feed",
+           R"sql(
+-- Statuses beyond those of migration 1: 5 retry wait (claimable again at
+-- lease_expiry_us), 6 acknowledged. change_seq orders the change feed;
+-- outbox_feed holds the last position handed out.
+ALTER TABLE outbox ADD COLUMN change_seq BIGINT;
+ALTER TABLE outbox ADD COLUMN last_error TEXT;
+CREATE INDEX outbox_lease ON outbox (status, lease_expiry_us);
+CREATE INDEX outbox_changes ON outbox (tenant, change_seq)
+  WHERE change_seq IS NOT NULL;
+CREATE INDEX outbox_by_tenant_due ON outbox (tenant, due_time_us, id);
+CREATE TABLE outbox_feed (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  last_seq BIGINT NOT NULL
+);
+INSERT INTO outbox_feed VALUES (1, 0);
+)sql"},
+          {3, "audit: request id",
+           R"sql(
+ALTER TABLE audit ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX audit_by_subject ON audit (subject, seq);
+)sql"},
       };
   return *kMigrations;
 }

@@ -1,6 +1,7 @@
 #include "ipsrt/postgres_store.h"
 
 #include <deque>
+#include <limits>
 #include <thread>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "ipsrt/status_macros.h"
+#include "store/audit_chain.h"
 #include "store/migrations.h"
 #include "store/pg_connection.h"
 
@@ -20,6 +22,61 @@ absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
 // Key of the advisory lock that serialises schema migrations across
 // replicas ("ipsrt" in ASCII).
 constexpr int64_t kMigrationLockKey = 0x6970737274;
+// Key of the transaction-scoped advisory lock that serialises appends to
+// the audit chain across replicas ("audit" in ASCII): the head read and the
+// insert of the next record must not interleave with another transaction's.
+constexpr int64_t kAuditChainLockKey = 0x6175646974;
+
+// True for a batch that only appends audit records (a read's audit).
+bool IsAuditOnly(const WriteBatch& b) {
+  return b.request.request_id.empty() && !b.audit.empty() &&
+         !b.create.has_value() && !b.update.has_value() && b.events.empty() &&
+         b.outbox.empty() && b.cancel_outbox_keys.empty();
+}
+
+// InsertAudit appends `records` to the chain inside the caller's open
+// transaction. The advisory lock is held until that transaction ends, so
+// the head read here is still the head when it commits, in every replica;
+// a rolled-back transaction takes its records (and their seqs) with it.
+absl::Status InsertAudit(PgConnection& c,
+                         const std::vector<AuditRecord>& records,
+                         absl::string_view outcome_override) {
+  if (records.empty()) return absl::OkStatus();
+  IPSRT_RETURN_IF_ERROR(c.Query("SELECT pg_advisory_xact_lock($1)",
+                                PgParams().Int(kAuditChainLockKey))
+                            .status());
+  IPSRT_ASSIGN_OR_RETURN(
+      PgResult head,
+      c.Query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"));
+  int64_t seq = head.rows() > 0 ? head.Int(0, 0) : 0;
+  std::string prev_hash = head.rows() > 0 ? head.Text(0, 1) : "";
+  for (const AuditRecord& in : records) {
+    AuditRecord r = in;
+    if (!outcome_override.empty()) r.outcome = std::string(outcome_override);
+    r.seq = ++seq;
+    r.prev_hash = prev_hash;
+    r.hash = AuditRecordHash(r);
+    IPSRT_RETURN_IF_ERROR(
+        c.Query("INSERT INTO audit (seq, tenant, subject, role, rpc, "
+                "resource, outcome, time_us, request_id, prev_hash, hash) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                PgParams()
+                    .Int(r.seq)
+                    .Text(r.tenant)
+                    .Text(r.subject)
+                    .Text(r.role)
+                    .Text(r.rpc)
+                    .Text(r.resource)
+                    .Text(r.outcome)
+                    .Int(ToMicros(r.time))
+                    .Text(r.request_id)
+                    .Text(r.prev_hash)
+                    .Text(r.hash))
+            .status());
+    prev_hash = r.hash;
+  }
+  return absl::OkStatus();
+}
 
 constexpr char kEnrollmentColumns[] =
     "tenant, id, patient_ref, workflow_id, workflow_version, stage, "
@@ -264,7 +321,7 @@ void PostgresStore::Impl::CommitLoop() {
 // fresh connection; any later failure is the caller's to retry.
 absl::StatusOr<CommitResult> PostgresStore::Impl::Commit(const WriteBatch& b) {
   const RequestRecord& req = b.request;
-  if (req.tenant.empty() || req.request_id.empty()) {
+  if (!IsAuditOnly(b) && (req.tenant.empty() || req.request_id.empty())) {
     return absl::InvalidArgumentError(
         "store: a write batch needs a tenant and a request id");
   }
@@ -283,11 +340,12 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Commit(const WriteBatch& b) {
       return begun;
     }
     absl::StatusOr<CommitResult> r = Apply(*c, b);
-    if (r.ok() && !r->replayed) {
+    if (r.ok()) {
+      // A replay applied nothing but its audit records (if any).
       absl::Status committed = c->Exec("COMMIT");
       if (!committed.ok()) r = committed;
     } else if (!c->Broken()) {
-      // A failed batch, or a replay that applied nothing: roll back.
+      // A failed batch: roll back.
       absl::Status rolled_back = c->Exec("ROLLBACK");
       if (!rolled_back.ok() && r.ok()) r = rolled_back;
     }
@@ -298,6 +356,10 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Commit(const WriteBatch& b) {
 
 absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                                                         const WriteBatch& b) {
+  if (IsAuditOnly(b)) {
+    IPSRT_RETURN_IF_ERROR(InsertAudit(c, b.audit, ""));
+    return CommitResult{};
+  }
   const RequestRecord& req = b.request;
   {
     // The request record goes first: a concurrent transaction with the same
@@ -333,7 +395,9 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                          "\" was already used for a different ", method,
                          " request; use a new request id for a new request"));
       }
-      return CommitResult{true, prior.Text(0, 2)};
+      CommitResult replay{true, prior.Text(0, 2)};
+      IPSRT_RETURN_IF_ERROR(InsertAudit(c, b.audit, "OK (replayed)"));
+      return replay;
     }
   }
   if (b.create.has_value()) {
@@ -444,11 +508,12 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
   }
   for (const std::string& key : b.cancel_outbox_keys) {
     IPSRT_RETURN_IF_ERROR(
-        c.Query("UPDATE outbox SET status = 3 WHERE idempotency_key = $1 AND "
-                "status = 0",
+        c.Query("UPDATE outbox SET status = 3, lease_owner = NULL WHERE "
+                "idempotency_key = $1 AND status IN (0, 5)",
                 PgParams().Text(key))
             .status());
   }
+  IPSRT_RETURN_IF_ERROR(InsertAudit(c, b.audit, ""));
   return CommitResult{false, req.response};
 }
 
@@ -594,6 +659,48 @@ absl::StatusOr<std::vector<EventRow>> PostgresStore::ListEvents(
           e.prev_hash = r.Text(i, 6);
           e.hash = r.Text(i, 7);
           rows.push_back(std::move(e));
+        }
+        return rows;
+      });
+}
+
+absl::StatusOr<std::vector<AuditRecord>> PostgresStore::ListAudit(
+    const AuditFilter& filter, int64_t after_seq, int limit) {
+  PgParams params;
+  params.Int(after_seq)
+      .Text(filter.tenant)
+      .Text(filter.subject)
+      .Text(filter.rpc)
+      .Int(filter.from.has_value() ? ToMicros(*filter.from)
+                                   : std::numeric_limits<int64_t>::min())
+      .Int(filter.until.has_value() ? ToMicros(*filter.until)
+                                    : std::numeric_limits<int64_t>::max())
+      .Int(limit);
+  return impl_->Read<std::vector<AuditRecord>>(
+      [&](PgConnection& c) -> absl::StatusOr<std::vector<AuditRecord>> {
+        IPSRT_ASSIGN_OR_RETURN(
+            PgResult r,
+            c.Query("SELECT seq, tenant, subject, role, rpc, resource, "
+                    "outcome, time_us, request_id, prev_hash, hash FROM audit "
+                    "WHERE seq > $1 AND ($2 = '' OR tenant = $2) AND "
+                    "($3 = '' OR subject = $3) AND ($4 = '' OR rpc = $4) AND "
+                    "time_us >= $5 AND time_us < $6 ORDER BY seq LIMIT $7",
+                    params));
+        std::vector<AuditRecord> rows;
+        for (int i = 0; i < r.rows(); ++i) {
+          AuditRecord a;
+          a.seq = r.Int(i, 0);
+          a.tenant = r.Text(i, 1);
+          a.subject = r.Text(i, 2);
+          a.role = r.Text(i, 3);
+          a.rpc = r.Text(i, 4);
+          a.resource = r.Text(i, 5);
+          a.outcome = r.Text(i, 6);
+          a.time = FromMicros(r.Int(i, 7));
+          a.request_id = r.Text(i, 8);
+          a.prev_hash = r.Text(i, 9);
+          a.hash = r.Text(i, 10);
+          rows.push_back(std::move(a));
         }
         return rows;
       });

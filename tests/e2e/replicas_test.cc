@@ -83,7 +83,7 @@ TEST(ReplicasTest, KilledReplicaLosesNoAcknowledgedWrite) {
     addresses.push_back((*started[i])->address());
   }
   EXPECT_EQ(*(*pg)->Psql("ipsrt", "SELECT COUNT(*) FROM schema_migrations"),
-            "1");
+            "3");
 
   absl::Mutex mu;
   std::vector<Ack> acks;               // by mu
@@ -286,7 +286,7 @@ TEST(ReplicasTest, KilledReplicaLosesNoAcknowledgedWrite) {
     EXPECT_THAT((*started[i])->process().Log(), Not(HasSubstr(kPassword)));
   }
   EXPECT_THAT((*started[1])->process().Log(),
-              HasSubstr("store postgres (schema version 1, pool_size=4"));
+              HasSubstr("store postgres (schema version 3, pool_size=4"));
   for (int i = 1; i < kReplicas; ++i) {
     absl::StatusOr<int> exit_status = (*started[i])->Terminate();
     ASSERT_TRUE(exit_status.ok()) << exit_status.status();

@@ -2,12 +2,17 @@
 // PostgreSQL, verifies, and serves from there; copying into a non-empty
 // database and copying a tampered event log are refused. One test, so that
 // PostgreSQL and the populated source are set up once.
+#include <openssl/evp.h>
 #include <sys/wait.h>
 
+#include <fstream>
 #include <map>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "postgres_e2e.h"
@@ -20,6 +25,29 @@ using ::testing::HasSubstr;
 
 constexpr int kEnrollments = 5;
 constexpr int kEventsEach = 3;
+// Audit records added behind ipsrtd's back: more than the copy's cursor
+// fetches at once (1000).
+constexpr int kExtraAudit = 1100;
+
+// AuditHash is the audit chain's hash as engine/store/audit_chain.h
+// documents it, computed here independently of the engine: SHA-256, in
+// lowercase hex, over prev_hash followed by each field as
+// "<decimal length>:<bytes>".
+std::string AuditHash(const std::string& prev_hash,
+                      const std::vector<std::string>& fields) {
+  std::string data = prev_hash;
+  for (const std::string& f : fields) absl::StrAppend(&data, f.size(), ":", f);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 15]);
+  }
+  return out;
+}
 
 class StoreCopyTest : public ::testing::Test {
  protected:
@@ -74,26 +102,87 @@ class StoreCopyTest : public ::testing::Test {
 };
 
 TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
-  // Rows ipsrtd does not write yet must move too: a linked audit chain and
-  // a claimed outbox row with its lease (nullable columns set).
-  absl::StatusOr<ProcessResult> extra = RunProcess(
+  // Rows ipsrtd does not write yet must move too: audit records chained
+  // after those ipsrtd appended, and a claimed outbox row with its lease,
+  // last error and change-feed position (nullable columns set).
+  absl::StatusOr<ProcessResult> head = RunProcess(
       {"/usr/bin/sqlite3", SqlitePath(),
-       "INSERT INTO audit VALUES "
-       "(1, 'default', 'alice', 'clinician', 'GetEnrollment', 'r1', 'OK', 1, "
-       "'', 'a1'), "
-       "(2, 'default', 'bob', 'admin', 'ListEnrollments', 'r2', 'OK', 2, "
-       "'a1', 'a2'), "
-       "(3, 'default', 'alice', 'clinician', 'SubmitEvent', 'r3', "
-       "'ABORTED', 3, 'a2', 'a3'); "
-       // More rows than the copy's cursor fetches at once (1000).
-       "INSERT INTO audit WITH RECURSIVE n(i) AS (SELECT 4 UNION ALL SELECT "
-       "i + 1 FROM n WHERE i < 1100) SELECT i, 'default', 'carol', "
-       "'clinician', 'GetEnrollment', 'r', 'OK', i, 'a' || (i - 1), 'a' || i "
-       "FROM n; "
-       "UPDATE outbox SET status = 1, attempts = 1, lease_owner = 'replica-a', "
-       "lease_expiry_us = 1790000000000000 WHERE id = (SELECT MIN(id) FROM "
-       "outbox);"});
+       "SELECT seq || ' ' || hash FROM audit ORDER BY seq DESC LIMIT 1"});
+  ASSERT_TRUE(head.ok() && head->exit_code == 0) << head->err;
+  int64_t seq = 0;
+  std::string prev_hash;
+  std::string head_line(absl::StripAsciiWhitespace(head->out));
+  if (!head_line.empty()) {
+    std::vector<std::string> parts = absl::StrSplit(head_line, ' ');
+    ASSERT_EQ(parts.size(), 2u) << head_line;
+    ASSERT_TRUE(absl::SimpleAtoi(parts[0], &seq)) << head_line;
+    prev_hash = parts[1];
+  }
+  const int64_t audit_total = seq + kExtraAudit;
+  std::string sql = "BEGIN;\n";
+  for (int i = 0; i < kExtraAudit; ++i) {
+    ++seq;
+    std::vector<std::string> fields = {
+        absl::StrCat(seq),
+        "default",
+        "carol",
+        "clinician",
+        "/ipsrt.v1.EnrollmentService/GetEnrollment",
+        absl::StrCat("tenants/default/enrollments/e", i),
+        i % 7 == 0 ? "PERMISSION_DENIED" : "OK",
+        absl::StrCat(1790000000000000 + i),
+        i % 2 == 0 ? absl::StrCat("req-", i) : ""};
+    std::string hash = AuditHash(prev_hash, fields);
+    absl::StrAppend(&sql,
+                    "INSERT INTO audit (seq, tenant, subject, role, rpc, "
+                    "resource, outcome, time_us, request_id, prev_hash, hash) "
+                    "VALUES (",
+                    fields[0], ", '", fields[1], "', '", fields[2], "', '",
+                    fields[3], "', '", fields[4], "', '", fields[5], "', '",
+                    fields[6], "', ", fields[7], ", '", fields[8], "', '",
+                    prev_hash, "', '", hash, "');\n");
+    prev_hash = hash;
+  }
+  absl::StrAppend(
+      &sql,
+      "UPDATE outbox SET status = 1, attempts = 2, lease_owner = 'replica-a', "
+      "lease_expiry_us = 1790000000000000, change_seq = 1, last_error = "
+      "'UNAVAILABLE: gateway busy' WHERE id = (SELECT MIN(id) FROM outbox);\n"
+      "UPDATE outbox_feed SET last_seq = 1;\nCOMMIT;\n");
+  const std::string sql_file = sqlite_dir_.File("extra.sql");
+  {
+    std::ofstream out(sql_file);
+    out << sql;
+    ASSERT_TRUE(out.good());
+  }
+  absl::StatusOr<ProcessResult> extra = RunProcess(
+      {"/usr/bin/sqlite3", SqlitePath(), absl::StrCat(".read ", sql_file)});
   ASSERT_TRUE(extra.ok() && extra->exit_code == 0) << extra->err;
+
+  // One audit record changed behind the chain's back fails verification,
+  // and nothing of that copy stays in PostgreSQL.
+  const int64_t forged_seq = audit_total - 5;
+  ASSERT_EQ(
+      RunProcess({"/usr/bin/sqlite3", SqlitePath(),
+                  absl::StrCat("UPDATE audit SET subject = 'mallory' WHERE "
+                               "seq = ",
+                               forged_seq)})
+          ->exit_code,
+      0);
+  ASSERT_TRUE(pg_->CreateDatabase("audit_forged").ok());
+  ProcessResult audit_forged = Copy("audit_forged");
+  EXPECT_EQ(audit_forged.exit_code, 1);
+  EXPECT_EQ(
+      audit_forged.err,
+      absl::StrCat("error: DATA_LOSS: store copy: audit record ", forged_seq,
+                   " does not match its hash (modified or moved)\n"));
+  EXPECT_EQ(*pg_->Psql("audit_forged", "SELECT COUNT(*) FROM audit"), "0");
+  ASSERT_EQ(RunProcess(
+                {"/usr/bin/sqlite3", SqlitePath(),
+                 absl::StrCat("UPDATE audit SET subject = 'carol' WHERE seq = ",
+                              forged_seq)})
+                ->exit_code,
+            0);
   ASSERT_TRUE(pg_->CreateDatabase("copied").ok());
   ProcessResult r = Copy("copied");
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -110,9 +199,12 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat(
                          "verified: row counts and content digests equal; ",
                          events, " events in ", kEnrollments,
-                         " hash chains recomputed and linked; 1100 audit rows "
-                         "linked")));
-  EXPECT_THAT(r.out, HasSubstr("ok: schema version 1"));
+                         " hash chains recomputed and linked; ", audit_total,
+                         " audit records recomputed and linked")));
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("audit        ", audit_total,
+                                            " rows copied, ", audit_total,
+                                            " in PostgreSQL")));
+  EXPECT_THAT(r.out, HasSubstr("ok: schema version 3"));
   // The outbox rows (reminders the runtime planned) came along with their
   // ids, and new rows continue after them.
   std::string outbox_sqlite_count =
@@ -122,13 +214,22 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   EXPECT_EQ(*pg_->Psql("copied", "SELECT COUNT(*) FROM outbox") + "\n",
             outbox_sqlite_count);
   EXPECT_EQ(*pg_->Psql("copied",
-                       "SELECT lease_owner || ' ' || lease_expiry_us FROM "
-                       "outbox WHERE status = 1"),
-            "replica-a 1790000000000000");
+                       "SELECT lease_owner || ' ' || lease_expiry_us || ' ' || "
+                       "change_seq || ' ' || last_error FROM outbox WHERE "
+                       "status = 1"),
+            "replica-a 1790000000000000 1 UNAVAILABLE: gateway busy");
+  EXPECT_EQ(*pg_->Psql("copied", "SELECT last_seq FROM outbox_feed"), "1");
+  // The audit chain arrives record for record.
+  absl::StatusOr<ProcessResult> sqlite_hashes =
+      RunProcess({"/usr/bin/sqlite3", SqlitePath(),
+                  "SELECT group_concat(hash || request_id, ',') FROM (SELECT "
+                  "hash, request_id FROM audit ORDER BY seq)"});
+  ASSERT_TRUE(sqlite_hashes.ok() && sqlite_hashes->exit_code == 0);
   EXPECT_EQ(*pg_->Psql("copied",
-                       "SELECT string_agg(hash, ',' ORDER BY seq) FROM audit "
-                       "WHERE seq <= 4"),
-            "a1,a2,a3,a4");
+                       "SELECT string_agg(hash || request_id, ',' ORDER BY "
+                       "seq) FROM audit") +
+                "\n",
+            sqlite_hashes->out);
 
   // ipsrtd serves the copy: every enrollment at its revision, and the
   // next event continues the log.

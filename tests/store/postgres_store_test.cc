@@ -68,18 +68,19 @@ TEST(PostgresStoreTest, ReplicasStartingTogetherMigrateOnce) {
   for (int i = 0; i < kReplicas; ++i) {
     EXPECT_TRUE(results[i].ok()) << "replica " << i << ": " << results[i];
     if (stores[i]) {
-      EXPECT_EQ(stores[i]->SchemaVersion(), 1);
+      EXPECT_EQ(stores[i]->SchemaVersion(), 3);
     }
   }
-  EXPECT_EQ(*SharedPostgres().Psql(db,
-                                   "SELECT string_agg(version::text, ',') FROM "
-                                   "schema_migrations"),
-            "1");
+  EXPECT_EQ(*SharedPostgres().Psql(
+                db,
+                "SELECT string_agg(version::text, ',' ORDER BY version) FROM "
+                "schema_migrations"),
+            "1,2,3");
   EXPECT_EQ(*SharedPostgres().Psql(
                 db,
                 "SELECT COUNT(*) FROM pg_tables WHERE schemaname = "
                 "'public'"),
-            "6");
+            "7");
 }
 
 TEST(PostgresStoreTest, RefusesNewerSchema) {
@@ -96,7 +97,7 @@ TEST(PostgresStoreTest, RefusesNewerSchema) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s.status().message(),
             "store: database schema version 999 is newer than this ipsrtd "
-            "supports (1); run a newer ipsrtd");
+            "supports (3); run a newer ipsrtd");
 }
 
 TEST(PostgresStoreTest, UnreachableServerIsUnavailableWithoutPassword) {

@@ -10,6 +10,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "store/audit_chain.h"
 #include "tests/store/store_backends.h"
 
 namespace ipsrt {
@@ -173,13 +174,14 @@ TYPED_TEST(StoreConformanceTest, SurvivesReopen) {
   }
   auto store = this->OpenStore();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 1);
+  // Migration 3 (audit.request_id) is the latest on every store kind.
+  EXPECT_EQ(store->SchemaVersion(), 3);
   EXPECT_EQ(store->Kind(), TypeParam::kName);
   absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(row->id, "e1");
   EXPECT_EQ(this->backend_.Scalar("SELECT COUNT(*) FROM schema_migrations"),
-            "1");
+            "3");
 }
 
 TYPED_TEST(StoreConformanceTest,
@@ -485,6 +487,124 @@ TYPED_TEST(StoreConformanceTest, SameRequestOnTwoStoresAppliesOnce) {
   EXPECT_EQ(replayed, kRequests * (kAttempts - 1));
   EXPECT_EQ(this->CountRows("enrollments"), kRequests);
   EXPECT_EQ(this->CountRows("requests"), kRequests);
+}
+
+// AuditFor is one audit record as the service guard builds it.
+AuditRecord AuditFor(const std::string& subject, const std::string& rpc,
+                     const std::string& request_id, absl::Time at = kT0) {
+  AuditRecord r;
+  r.tenant = "t1";
+  r.subject = subject;
+  r.role = "clinician";
+  r.rpc = rpc;
+  r.resource = "tenants/t1/enrollments/e1";
+  r.outcome = "OK";
+  r.time = at;
+  r.request_id = request_id;
+  return r;
+}
+
+// Audit-only batches (reads) and audit records riding on changes share one
+// chain; a replay is audited as such, and a failed batch leaves no record.
+TYPED_TEST(StoreConformanceTest, AuditChainsReadsChangesAndReplays) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  WriteBatch create = CreateBatch("t1", "e1", "r1");
+  create.audit.push_back(AuditFor("alice", "CreateEnrollment", "r1"));
+  ASSERT_TRUE(store->Commit(create).ok());
+  WriteBatch read;
+  read.audit.push_back(
+      AuditFor("bob", "GetEnrollment", "", kT0 + absl::Seconds(1)));
+  read.audit.push_back(
+      AuditFor("alice", "ListEvents", "", kT0 + absl::Seconds(2)));
+  absl::StatusOr<CommitResult> r = store->Commit(read);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->replayed);
+  r = store->Commit(create);  // the client retries
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->replayed);
+  WriteBatch stale = UpdateBatch("e1", 5, "r2");
+  stale.audit.push_back(AuditFor("alice", "SubmitEvent", "r2"));
+  EXPECT_EQ(store->Commit(stale).status().code(), absl::StatusCode::kAborted);
+
+  absl::StatusOr<std::vector<AuditRecord>> all =
+      store->ListAudit(AuditFilter{}, 0, 10);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ((*all)[0].seq, 1);
+  EXPECT_EQ((*all)[0].prev_hash, "");
+  EXPECT_EQ((*all)[0].request_id, "r1");
+  EXPECT_EQ((*all)[0].outcome, "OK");
+  EXPECT_EQ((*all)[1].subject, "bob");
+  EXPECT_EQ((*all)[1].time, kT0 + absl::Seconds(1));
+  EXPECT_EQ((*all)[3].seq, 4);
+  EXPECT_EQ((*all)[3].outcome, "OK (replayed)");
+  for (size_t i = 0; i < all->size(); ++i) {
+    EXPECT_EQ((*all)[i].hash, AuditRecordHash((*all)[i])) << i;
+    if (i > 0) {
+      EXPECT_EQ((*all)[i].prev_hash, (*all)[i - 1].hash) << i;
+    }
+  }
+  absl::StatusOr<AuditVerification> v = VerifyAuditTrail(*store);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->intact);
+  EXPECT_EQ(v->records_verified, 4);
+  EXPECT_EQ(v->head_seq, 4);
+  EXPECT_EQ(v->head_hash, (*all)[3].hash);
+
+  // Filters and paging.
+  AuditFilter alice;
+  alice.subject = "alice";
+  absl::StatusOr<std::vector<AuditRecord>> page = store->ListAudit(alice, 0, 2);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].seq, 1);
+  EXPECT_EQ((*page)[1].seq, 3);
+  page = store->ListAudit(alice, 3, 2);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].seq, 4);
+  AuditFilter window;
+  window.rpc = "GetEnrollment";
+  window.from = kT0 + absl::Seconds(1);
+  window.until = kT0 + absl::Seconds(2);
+  page = store->ListAudit(window, 0, 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].seq, 2);
+  AuditFilter other_tenant;
+  other_tenant.tenant = "t2";
+  EXPECT_TRUE(store->ListAudit(other_tenant, 0, 10)->empty());
+}
+
+// Two stores on one database (two replicas) appending at once keep one
+// unforked chain.
+TYPED_TEST(StoreConformanceTest, AuditAppendsFromTwoStoresKeepOneChain) {
+  auto a = this->OpenStore();
+  auto b = this->OpenStore();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kAppends = 25;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      Store* store = (t % 2 == 0) ? a.get() : b.get();
+      for (int i = 0; i < kAppends; ++i) {
+        WriteBatch read;
+        read.audit.push_back(AuditFor(absl::StrCat("s", t), "GetEnrollment",
+                                      absl::StrCat("q", i)));
+        if (!store->Commit(read).ok()) ++failed;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failed, 0);
+  absl::StatusOr<AuditVerification> v = VerifyAuditTrail(*b);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->intact) << v->reason;
+  EXPECT_EQ(v->records_verified, 4 * kAppends);
+  EXPECT_EQ(this->CountRows("audit"), 4 * kAppends);
 }
 
 TYPED_TEST(StoreConformanceTest, CommitAfterCloseIsUnavailable) {

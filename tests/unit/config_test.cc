@@ -326,6 +326,8 @@ TEST(ConfigPostgresTest, ReplicaExampleLoads) {
   EXPECT_EQ(c->store.postgres.password_file,
             "/etc/ipsrtd/secrets/postgres-password");
   EXPECT_EQ(c->store.postgres.pool_size, 8);
+  // It listens on 0.0.0.0, which needs authentication.
+  EXPECT_EQ(c->auth.mode, "required");
 }
 
 TEST(ConfigPostgresTest, PostgresStoreWithDefaults) {

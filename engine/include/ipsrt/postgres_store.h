@@ -82,6 +82,9 @@ class PostgresStore final : public Store {
   absl::StatusOr<std::vector<EventRow>> ListEvents(
       absl::string_view tenant, absl::string_view enrollment_id,
       int64_t after_sequence, int limit) override;
+  absl::StatusOr<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter,
+                                                     int64_t after_seq,
+                                                     int limit) override;
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "postgres"; }
   void Close() override;
