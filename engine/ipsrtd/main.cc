@@ -147,21 +147,22 @@ int Run() {
   // plugins replace it behind reminders::ReminderSender.
   std::unique_ptr<reminders::JsonlFileSender> sender;
   std::unique_ptr<reminders::Dispatcher> dispatcher;
-  if (config->reminders.enabled && config->store.kind != "sqlite") {
-    // The PostgreSQL store has no outbox claims yet (issue 9): reminders
-    // stay scheduled in the outbox until it does.
-    IPSRT_LOG(WARNING) << "reminder delivery is not available on the "
-                       << config->store.kind
-                       << " store yet; reminders stay scheduled";
+  std::string jsonl_path = config->reminders.jsonl_path;
+  if (jsonl_path.empty() && config->store.kind == "sqlite") {
+    jsonl_path =
+        (std::filesystem::path(config->store.sqlite.path).parent_path() /
+         "reminders.jsonl")
+            .string();
+  }
+  if (config->reminders.enabled && jsonl_path.empty()) {
+    // A PostgreSQL deployment has no data directory to default to, and
+    // every replica's dispatcher writes to its own file: the path must be
+    // chosen explicitly.
+    IPSRT_LOG(WARNING) << "reminders: store.kind " << config->store.kind
+                       << " needs reminders.jsonl.path for delivery; "
+                          "reminders stay scheduled";
   } else if (config->reminders.enabled) {
     const RemindersConfig& rc = config->reminders;
-    std::string jsonl_path = rc.jsonl_path;
-    if (jsonl_path.empty()) {
-      jsonl_path =
-          (std::filesystem::path(config->store.sqlite.path).parent_path() /
-           "reminders.jsonl")
-              .string();
-    }
     absl::StatusOr<std::unique_ptr<reminders::JsonlFileSender>> opened =
         reminders::JsonlFileSender::Open(jsonl_path, rc.jsonl_sync, clock);
     if (!opened.ok()) {

@@ -1,5 +1,6 @@
 #include "ipsrt/postgres_store.h"
 
+#include <algorithm>
 #include <deque>
 #include <limits>
 #include <thread>
@@ -132,6 +133,35 @@ class PostgresStore::Impl {
       bool broken = conn->Broken();
       Release(std::move(conn));
       if (result.ok() || !broken || fresh || attempt > 0) return result;
+    }
+  }
+
+  // Transact runs `fn` inside BEGIN ... COMMIT on a pooled connection and
+  // rolls back when it fails. When BEGIN finds a reused connection dead,
+  // nothing was sent yet, so it runs once more on a fresh connection.
+  template <typename T>
+  absl::StatusOr<T> Transact(
+      const std::function<absl::StatusOr<T>(PgConnection&)>& fn) {
+    for (int attempt = 0;; ++attempt) {
+      bool fresh = false;
+      IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn,
+                             Acquire(&fresh));
+      absl::Status begun = conn->Exec("BEGIN");
+      if (!begun.ok()) {
+        bool broken = conn->Broken();
+        Release(std::move(conn));
+        if (broken && !fresh && attempt == 0) continue;
+        return begun;
+      }
+      absl::StatusOr<T> result = fn(*conn);
+      if (result.ok()) {
+        absl::Status committed = conn->Exec("COMMIT");
+        if (!committed.ok()) result = committed;
+      } else if (!conn->Broken()) {
+        conn->Exec("ROLLBACK").IgnoreError();
+      }
+      Release(std::move(conn));
+      return result;
     }
   }
 
@@ -661,6 +691,247 @@ absl::StatusOr<std::vector<EventRow>> PostgresStore::ListEvents(
           rows.push_back(std::move(e));
         }
         return rows;
+      });
+}
+
+// ---------------------------------------------------------------------------
+// Outbox delivery. Claims lock the rows they take with FOR UPDATE SKIP
+// LOCKED, so dispatchers in several replicas claim disjoint rows without
+// waiting for each other. Change-feed positions come from the one
+// outbox_feed row, whose row lock (held to commit) makes positions become
+// visible in order.
+
+namespace {
+
+constexpr char kOutboxColumns[] =
+    "id, tenant, enrollment_id, kind, due_time_us, payload, idempotency_key, "
+    "status, attempts, lease_owner, lease_expiry_us, change_seq, last_error";
+
+OutboxEntry ReadOutbox(const PgResult& r, int row) {
+  OutboxEntry e;
+  e.id = r.Int(row, 0);
+  e.row.tenant = r.Text(row, 1);
+  e.row.enrollment_id = r.Text(row, 2);
+  e.row.kind = r.Text(row, 3);
+  e.row.due_time = FromMicros(r.Int(row, 4));
+  e.row.payload = r.Text(row, 5);
+  e.row.idempotency_key = r.Text(row, 6);
+  e.status = static_cast<OutboxStatus>(r.Int(row, 7));
+  e.attempts = static_cast<int32_t>(r.Int(row, 8));
+  e.lease_owner = r.Text(row, 9);
+  e.lease_expiry =
+      r.IsNull(row, 10) ? absl::InfinitePast() : FromMicros(r.Int(row, 10));
+  e.change_seq = r.Int(row, 11);
+  e.last_error = r.Text(row, 12);
+  return e;
+}
+
+std::vector<OutboxEntry> ReadOutboxRows(const PgResult& r) {
+  std::vector<OutboxEntry> rows;
+  for (int i = 0; i < r.rows(); ++i) rows.push_back(ReadOutbox(r, i));
+  return rows;
+}
+
+// NextChangeSeq hands out the next change-feed position inside the
+// caller's transaction.
+absl::StatusOr<int64_t> NextChangeSeq(PgConnection& c) {
+  IPSRT_ASSIGN_OR_RETURN(
+      PgResult r, c.Query("UPDATE outbox_feed SET last_seq = last_seq + 1 "
+                          "WHERE id = 1 RETURNING last_seq"));
+  if (r.rows() != 1) {
+    return absl::InternalError("store: outbox_feed row missing");
+  }
+  return r.Int(0, 0);
+}
+
+std::string ReminderName(absl::string_view tenant, int64_t id) {
+  return absl::StrCat("reminder tenants/", tenant, "/reminders/", id);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<OutboxEntry>> PostgresStore::ClaimOutbox(
+    absl::Time now, absl::string_view owner, absl::Duration lease, int limit) {
+  if (owner.empty() || lease <= absl::ZeroDuration() || limit < 1) {
+    return absl::InvalidArgumentError(
+        "store: a claim needs an owner, a positive lease and a limit >= 1");
+  }
+  // Two bounded range scans (outbox_due for scheduled rows, outbox_lease
+  // for expired leases and due retries), merged by due time.
+  const std::string sql = absl::StrCat(
+      "WITH scheduled AS (SELECT id, due_time_us FROM outbox WHERE "
+      "status = 0 AND due_time_us <= $3 ORDER BY due_time_us LIMIT $4 "
+      "FOR UPDATE SKIP LOCKED), "
+      "expired AS (SELECT id, due_time_us FROM outbox WHERE status IN (1, 5) "
+      "AND lease_expiry_us <= $3 ORDER BY lease_expiry_us LIMIT $4 "
+      "FOR UPDATE SKIP LOCKED), "
+      "picked AS (SELECT id FROM (SELECT * FROM scheduled UNION ALL "
+      "SELECT * FROM expired) due ORDER BY due_time_us, id LIMIT $4) "
+      "UPDATE outbox SET status = 1, lease_owner = $1, lease_expiry_us = $2, "
+      "attempts = attempts + 1 WHERE id IN (SELECT id FROM picked) "
+      "RETURNING ",
+      kOutboxColumns);
+  PgParams params;
+  params.Text(owner).Int(ToMicros(now + lease)).Int(ToMicros(now)).Int(limit);
+  IPSRT_ASSIGN_OR_RETURN(
+      std::vector<OutboxEntry> claimed,
+      impl_->Transact<std::vector<OutboxEntry>>(
+          [&](PgConnection& c) -> absl::StatusOr<std::vector<OutboxEntry>> {
+            IPSRT_ASSIGN_OR_RETURN(PgResult r, c.Query(sql, params));
+            return ReadOutboxRows(r);
+          }));
+  std::sort(claimed.begin(), claimed.end(),
+            [](const OutboxEntry& a, const OutboxEntry& b) {
+              return std::pair(a.row.due_time, a.id) <
+                     std::pair(b.row.due_time, b.id);
+            });
+  return claimed;
+}
+
+absl::StatusOr<std::vector<int64_t>> PostgresStore::RecordOutboxOutcomes(
+    absl::string_view owner, absl::Time now,
+    const std::vector<OutboxResult>& results) {
+  return impl_->Transact<std::vector<int64_t>>(
+      [&](PgConnection& c) -> absl::StatusOr<std::vector<int64_t>> {
+        std::vector<int64_t> lost;
+        for (const OutboxResult& r : results) {
+          OutboxStatus status = OutboxStatus::kDone;
+          switch (r.outcome.kind) {
+            case OutboxOutcome::Kind::kDone:
+              status = OutboxStatus::kDone;
+              break;
+            case OutboxOutcome::Kind::kRetry:
+              status = OutboxStatus::kRetryWait;
+              break;
+            case OutboxOutcome::Kind::kFailed:
+              status = OutboxStatus::kFailed;
+              break;
+            case OutboxOutcome::Kind::kCancelled:
+              status = OutboxStatus::kCancelled;
+              break;
+          }
+          PgParams params;
+          params.Int(static_cast<int64_t>(status));
+          if (status == OutboxStatus::kRetryWait) {
+            params.Int(ToMicros(r.outcome.retry_at));
+          } else {
+            params.NullInt();
+          }
+          params.Text(r.outcome.error).Int(r.id).Text(owner).Int(ToMicros(now));
+          IPSRT_ASSIGN_OR_RETURN(
+              PgResult updated,
+              c.Query("UPDATE outbox SET status = $1, lease_owner = NULL, "
+                      "lease_expiry_us = $2, last_error = $3 WHERE id = $4 "
+                      "AND status = 1 AND lease_owner = $5 AND "
+                      "lease_expiry_us > $6",
+                      params));
+          if (updated.affected() == 0) {
+            lost.push_back(r.id);
+            continue;
+          }
+          if (status == OutboxStatus::kRetryWait) continue;
+          IPSRT_ASSIGN_OR_RETURN(int64_t seq, NextChangeSeq(c));
+          IPSRT_RETURN_IF_ERROR(
+              c.Query("UPDATE outbox SET change_seq = $1 WHERE id = $2",
+                      PgParams().Int(seq).Int(r.id))
+                  .status());
+        }
+        return lost;
+      });
+}
+
+absl::StatusOr<std::vector<OutboxEntry>> PostgresStore::ListOutbox(
+    const OutboxQuery& q) {
+  PgParams params;
+  params.Text(q.tenant).Int(q.due_before == absl::InfiniteFuture()
+                                ? std::numeric_limits<int64_t>::max()
+                                : ToMicros(q.due_before));
+  std::string sql = absl::StrCat("SELECT ", kOutboxColumns,
+                                 " FROM outbox WHERE tenant = $1 AND "
+                                 "due_time_us <= $2");
+  if (!q.statuses.empty()) {
+    std::vector<std::string> codes;
+    for (OutboxStatus st : q.statuses) {
+      codes.push_back(absl::StrCat(static_cast<int>(st)));
+    }
+    absl::StrAppend(&sql, " AND status IN (", absl::StrJoin(codes, ", "), ")");
+  }
+  if (q.after.has_value()) {
+    params.Int(ToMicros(q.after->first)).Int(q.after->second);
+    absl::StrAppend(&sql, " AND (due_time_us, id) > ($3, $4)");
+  }
+  params.Int(q.limit);
+  absl::StrAppend(&sql, " ORDER BY due_time_us, id LIMIT $", params.size());
+  return impl_->Read<std::vector<OutboxEntry>>(
+      [&](PgConnection& c) -> absl::StatusOr<std::vector<OutboxEntry>> {
+        IPSRT_ASSIGN_OR_RETURN(PgResult r, c.Query(sql, params));
+        return ReadOutboxRows(r);
+      });
+}
+
+absl::StatusOr<OutboxEntry> PostgresStore::GetOutbox(absl::string_view tenant,
+                                                     int64_t id) {
+  return impl_->Read<OutboxEntry>(
+      [&](PgConnection& c) -> absl::StatusOr<OutboxEntry> {
+        IPSRT_ASSIGN_OR_RETURN(
+            PgResult r,
+            c.Query(absl::StrCat("SELECT ", kOutboxColumns,
+                                 " FROM outbox WHERE id = $1 AND tenant = $2"),
+                    PgParams().Int(id).Text(tenant)));
+        if (r.rows() == 0) {
+          return absl::NotFoundError(
+              absl::StrCat(ReminderName(tenant, id), " not found"));
+        }
+        return ReadOutbox(r, 0);
+      });
+}
+
+absl::StatusOr<std::vector<OutboxEntry>> PostgresStore::OutboxChanges(
+    absl::string_view tenant, int64_t after_seq, int limit) {
+  return impl_->Read<std::vector<OutboxEntry>>(
+      [&](PgConnection& c) -> absl::StatusOr<std::vector<OutboxEntry>> {
+        IPSRT_ASSIGN_OR_RETURN(
+            PgResult r,
+            c.Query(absl::StrCat("SELECT ", kOutboxColumns,
+                                 " FROM outbox WHERE tenant = $1 AND "
+                                 "change_seq > $2 ORDER BY change_seq "
+                                 "LIMIT $3"),
+                    PgParams().Text(tenant).Int(after_seq).Int(limit)));
+        return ReadOutboxRows(r);
+      });
+}
+
+absl::StatusOr<OutboxEntry> PostgresStore::AcknowledgeOutbox(
+    absl::string_view tenant, int64_t id) {
+  return impl_->Transact<OutboxEntry>(
+      [&](PgConnection& c) -> absl::StatusOr<OutboxEntry> {
+        IPSRT_ASSIGN_OR_RETURN(
+            PgResult r,
+            c.Query(absl::StrCat("SELECT ", kOutboxColumns,
+                                 " FROM outbox WHERE id = $1 AND tenant = $2 "
+                                 "FOR UPDATE"),
+                    PgParams().Int(id).Text(tenant)));
+        if (r.rows() == 0) {
+          return absl::NotFoundError(
+              absl::StrCat(ReminderName(tenant, id), " not found"));
+        }
+        OutboxEntry entry = ReadOutbox(r, 0);
+        if (entry.status == OutboxStatus::kAcknowledged) return entry;
+        if (entry.status != OutboxStatus::kDone) {
+          return absl::FailedPreconditionError(
+              absl::StrCat(ReminderName(tenant, id),
+                           " has not been sent; only a sent reminder can be "
+                           "acknowledged"));
+        }
+        IPSRT_ASSIGN_OR_RETURN(int64_t seq, NextChangeSeq(c));
+        IPSRT_RETURN_IF_ERROR(
+            c.Query("UPDATE outbox SET status = 6, change_seq = $1 WHERE "
+                    "id = $2",
+                    PgParams().Int(seq).Int(id))
+                .status());
+        entry.status = OutboxStatus::kAcknowledged;
+        entry.change_seq = seq;
+        return entry;
       });
 }
 

@@ -1,6 +1,7 @@
 // The Store contract (store.h), checked the same way on every store kind.
 // Kind-specific behaviour (SQLite's fault hooks and full disk, PostgreSQL's
 // restarts and migration lock) is tested beside each store.
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <thread>
@@ -605,6 +606,201 @@ TYPED_TEST(StoreConformanceTest, AuditAppendsFromTwoStoresKeepOneChain) {
   EXPECT_TRUE(v->intact) << v->reason;
   EXPECT_EQ(v->records_verified, 4 * kAppends);
   EXPECT_EQ(this->CountRows("audit"), 4 * kAppends);
+}
+
+// ScheduleBatch creates t1/`id` with reminders due at `dues`.
+WriteBatch ScheduleBatch(const std::string& id,
+                         const std::vector<absl::Time>& dues) {
+  WriteBatch b = CreateBatch("t1", id, "schedule-" + id);
+  for (size_t i = 0; i < dues.size(); ++i) {
+    std::string task = absl::StrCat("s.diary#", i + 1);
+    b.outbox.push_back(OutboxRow{
+        "t1", id, "reminder", dues[i], task,
+        absl::StrCat("tenants/t1/enrollments/", id, "/reminder/", task)});
+  }
+  return b;
+}
+
+std::vector<int64_t> OutboxIds(const std::vector<OutboxEntry>& entries) {
+  std::vector<int64_t> ids;
+  for (const OutboxEntry& e : entries) ids.push_back(e.id);
+  return ids;
+}
+
+// Claims, leases, lost leases, retries, the change feed and acknowledgement.
+TYPED_TEST(StoreConformanceTest, OutboxDeliveryLifecycle) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store
+                  ->Commit(ScheduleBatch(
+                      "e1", {kT0 + absl::Hours(2), kT0 + absl::Hours(1),
+                             kT0 + absl::Hours(3), kT0 + absl::Hours(9)}))
+                  .ok());
+  auto none = store->ClaimOutbox(kT0, "a", absl::Seconds(30), 10);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(store->ClaimOutbox(kT0, "", absl::Seconds(30), 10).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  const absl::Time t2 = kT0 + absl::Hours(2);
+  auto claimed = store->ClaimOutbox(t2, "a", absl::Seconds(30), 10);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_EQ(claimed->size(), 2u);
+  EXPECT_EQ((*claimed)[0].row.due_time, kT0 + absl::Hours(1));
+  EXPECT_EQ((*claimed)[1].row.due_time, t2);
+  for (const OutboxEntry& e : *claimed) {
+    EXPECT_EQ(e.status, OutboxStatus::kClaimed);
+    EXPECT_EQ(e.lease_owner, "a");
+    EXPECT_EQ(e.lease_expiry, t2 + absl::Seconds(30));
+    EXPECT_EQ(e.attempts, 1);
+  }
+  const int64_t first = (*claimed)[0].id;
+  const int64_t second = (*claimed)[1].id;
+  // Held rows are not claimed again while the lease runs.
+  auto held =
+      store->ClaimOutbox(t2 + absl::Seconds(29), "b", absl::Seconds(30), 10);
+  ASSERT_TRUE(held.ok());
+  EXPECT_TRUE(held->empty());
+  // After the lease, "b" takes both over; "a"'s late outcome is dropped.
+  auto taken =
+      store->ClaimOutbox(t2 + absl::Seconds(30), "b", absl::Seconds(30), 10);
+  ASSERT_TRUE(taken.ok());
+  EXPECT_THAT(OutboxIds(*taken), ElementsAre(first, second));
+  for (const OutboxEntry& e : *taken) {
+    EXPECT_EQ(e.lease_owner, "b");
+    EXPECT_EQ(e.attempts, 2);
+  }
+  auto lost = store->RecordOutboxOutcomes(
+      "a", t2 + absl::Seconds(31),
+      {OutboxResult{first, {OutboxOutcome::Kind::kDone}}});
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  EXPECT_THAT(*lost, ElementsAre(first));
+  auto kept = store->RecordOutboxOutcomes(
+      "b", t2 + absl::Seconds(31),
+      {OutboxResult{first, {OutboxOutcome::Kind::kDone}},
+       OutboxResult{second,
+                    {OutboxOutcome::Kind::kRetry, t2 + absl::Minutes(5),
+                     "UNAVAILABLE: channel down"}}});
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_TRUE(kept->empty());
+  auto done = store->GetOutbox("t1", first);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->status, OutboxStatus::kDone);
+  EXPECT_EQ(done->change_seq, 1);
+  EXPECT_EQ(done->lease_owner, "");
+
+  // A retry waits until its time, then is claimed again.
+  auto waiting = store->GetOutbox("t1", second);
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->status, OutboxStatus::kRetryWait);
+  EXPECT_EQ(waiting->lease_expiry, t2 + absl::Minutes(5));
+  EXPECT_EQ(waiting->last_error, "UNAVAILABLE: channel down");
+  EXPECT_EQ(waiting->change_seq, 0);
+  auto early = store->ClaimOutbox(t2 + absl::Minutes(5) - absl::Seconds(1), "b",
+                                  absl::Seconds(30), 10);
+  ASSERT_TRUE(early.ok());
+  EXPECT_TRUE(early->empty());
+  auto due =
+      store->ClaimOutbox(t2 + absl::Minutes(5), "b", absl::Seconds(30), 10);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].attempts, 3);
+  ASSERT_TRUE(
+      store
+          ->RecordOutboxOutcomes("b", t2 + absl::Minutes(5),
+                                 {OutboxResult{second,
+                                               {OutboxOutcome::Kind::kFailed,
+                                                absl::Time(), "NOT_FOUND: x"}}})
+          .ok());
+
+  // The feed orders settled rows; acknowledgement moves a row to the end.
+  auto feed = store->OutboxChanges("t1", 0, 10);
+  ASSERT_TRUE(feed.ok()) << feed.status();
+  EXPECT_THAT(OutboxIds(*feed), ElementsAre(first, second));
+  EXPECT_EQ((*feed)[1].status, OutboxStatus::kFailed);
+  EXPECT_EQ((*feed)[1].change_seq, 2);
+  auto not_sent = store->AcknowledgeOutbox("t1", second);
+  EXPECT_EQ(not_sent.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(not_sent.status().message(),
+            absl::StrCat("reminder tenants/t1/reminders/", second,
+                         " has not been sent; only a sent reminder can be "
+                         "acknowledged"));
+  auto acked = store->AcknowledgeOutbox("t1", first);
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  EXPECT_EQ(acked->status, OutboxStatus::kAcknowledged);
+  EXPECT_EQ(acked->change_seq, 3);
+  auto twice = store->AcknowledgeOutbox("t1", first);
+  ASSERT_TRUE(twice.ok());
+  EXPECT_EQ(twice->change_seq, 3);
+  auto after = store->OutboxChanges("t1", 2, 10);
+  ASSERT_TRUE(after.ok());
+  EXPECT_THAT(OutboxIds(*after), ElementsAre(first));
+  EXPECT_TRUE(store->OutboxChanges("t2", 0, 10)->empty());
+  EXPECT_EQ(store->AcknowledgeOutbox("t2", first).status().code(),
+            absl::StatusCode::kNotFound);
+  auto missing = store->GetOutbox("t2", first);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      missing.status().message(),
+      absl::StrCat("reminder tenants/t2/reminders/", first, " not found"));
+
+  // Listing pages by (due time, id), filtered by status.
+  OutboxQuery q;
+  q.tenant = "t1";
+  q.due_before = kT0 + absl::Hours(5);
+  q.limit = 2;
+  auto page1 = store->ListOutbox(q);
+  ASSERT_TRUE(page1.ok()) << page1.status();
+  ASSERT_EQ(page1->size(), 2u);
+  EXPECT_EQ((*page1)[0].id, first);
+  EXPECT_EQ((*page1)[1].id, second);
+  q.after = std::pair((*page1)[1].row.due_time, (*page1)[1].id);
+  auto page2 = store->ListOutbox(q);
+  ASSERT_TRUE(page2.ok());
+  ASSERT_EQ(page2->size(), 1u);
+  EXPECT_EQ((*page2)[0].row.due_time, kT0 + absl::Hours(3));
+  EXPECT_EQ((*page2)[0].status, OutboxStatus::kScheduled);
+  q.after.reset();
+  q.statuses = {OutboxStatus::kAcknowledged};
+  auto acked_only = store->ListOutbox(q);
+  ASSERT_TRUE(acked_only.ok());
+  EXPECT_THAT(OutboxIds(*acked_only), ElementsAre(first));
+}
+
+// Dispatchers on two stores (two replicas) claiming at once never hold the
+// same row.
+TYPED_TEST(StoreConformanceTest, ConcurrentClaimsFromTwoStoresAreDisjoint) {
+  auto a = this->OpenStore();
+  auto b = this->OpenStore();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kRows = 40;
+  std::vector<absl::Time> dues;
+  for (int i = 0; i < kRows; ++i) dues.push_back(kT0 + absl::Seconds(i));
+  ASSERT_TRUE(a->Commit(ScheduleBatch("e1", dues)).ok());
+  std::vector<std::vector<int64_t>> got(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      Store* store = (t % 2 == 0) ? a.get() : b.get();
+      while (true) {
+        auto claimed = store->ClaimOutbox(
+            kT0 + absl::Hours(1), absl::StrCat("d", t), absl::Minutes(5), 3);
+        if (!claimed.ok() || claimed->empty()) return;
+        for (const OutboxEntry& e : *claimed) got[t].push_back(e.id);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<int64_t> all;
+  for (const auto& ids : got) all.insert(all.end(), ids.begin(), ids.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kRows));
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end());
+  EXPECT_EQ(
+      this->backend_.Scalar(
+          "SELECT COUNT(*) FROM outbox WHERE status = 1 AND attempts = 1"),
+      absl::StrCat(kRows));
 }
 
 TYPED_TEST(StoreConformanceTest, CommitAfterCloseIsUnavailable) {

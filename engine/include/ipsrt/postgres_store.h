@@ -82,6 +82,21 @@ class PostgresStore final : public Store {
   absl::StatusOr<std::vector<EventRow>> ListEvents(
       absl::string_view tenant, absl::string_view enrollment_id,
       int64_t after_sequence, int limit) override;
+  absl::StatusOr<std::vector<OutboxEntry>> ClaimOutbox(absl::Time now,
+                                                       absl::string_view owner,
+                                                       absl::Duration lease,
+                                                       int limit) override;
+  absl::StatusOr<std::vector<int64_t>> RecordOutboxOutcomes(
+      absl::string_view owner, absl::Time now,
+      const std::vector<OutboxResult>& results) override;
+  absl::StatusOr<std::vector<OutboxEntry>> ListOutbox(
+      const OutboxQuery& query) override;
+  absl::StatusOr<OutboxEntry> GetOutbox(absl::string_view tenant,
+                                        int64_t id) override;
+  absl::StatusOr<std::vector<OutboxEntry>> OutboxChanges(
+      absl::string_view tenant, int64_t after_seq, int limit) override;
+  absl::StatusOr<OutboxEntry> AcknowledgeOutbox(absl::string_view tenant,
+                                                int64_t id) override;
   absl::StatusOr<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter,
                                                      int64_t after_seq,
                                                      int limit) override;
