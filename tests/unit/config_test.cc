@@ -328,6 +328,7 @@ TEST(ConfigPostgresTest, ReplicaExampleLoads) {
   EXPECT_EQ(c->store.postgres.pool_size, 8);
   // It listens on 0.0.0.0, which needs authentication.
   EXPECT_EQ(c->auth.mode, "required");
+  EXPECT_EQ(c->reminders.jsonl_path, "/var/lib/ipsrtd/reminders.jsonl");
 }
 
 TEST(ConfigPostgresTest, PostgresStoreWithDefaults) {
