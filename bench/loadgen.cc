@@ -45,13 +45,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "ipsrt/v1/diagnostics.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051",
-          "Target host:port; must be a loopback address.");
-ABSL_FLAG(std::string, rpc, "ping", "Which RPC to drive: ping, create, get.");
+          "Target host:port, or several separated by commas (replicas on one "
+          "database; channels are dealt to them round-robin); loopback "
+          "addresses only.");
+ABSL_FLAG(std::string, rpc, "ping",
+          "Which RPC to drive: ping, create, get, event.");
 ABSL_FLAG(int, concurrency, 32, "Calls kept outstanding at all times.");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(10),
           "Length of the measurement window.");
@@ -63,8 +67,8 @@ ABSL_FLAG(int, channels, 2,
 ABSL_FLAG(int, threads, 1, "Completion-queue polling threads.");
 ABSL_FLAG(absl::Duration, deadline, absl::Seconds(5), "Per-call deadline.");
 ABSL_FLAG(int, get_population, 200,
-          "For --rpc=get: enrollments created before the run and then read "
-          "round-robin.");
+          "For --rpc=get and --rpc=event: enrollments created before the run "
+          "and then read, or given events, round-robin.");
 ABSL_FLAG(int, payload_bytes, 0, "For --rpc=ping: bytes of echoed payload.");
 ABSL_FLAG(std::string, parent, "tenants/bench",
           "Parent tenant for created enrollments.");
@@ -88,7 +92,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-enum class Rpc { kPing, kCreate, kGet };
+enum class Rpc { kPing, kCreate, kGet, kEvent };
 
 // IsLoopbackTarget accepts "host:port" whose host is 127.0.0.0/8, ::1 or
 // localhost. This tool generates heavy load; it must not be pointed at a
@@ -156,9 +160,13 @@ struct Slot {
   v1::PingResponse ping_resp;
   v1::CreateEnrollmentRequest create_req;
   v1::GetEnrollmentRequest get_req;
+  v1::SubmitEventRequest event_req;
+  v1::SubmitEventResponse event_resp;
   v1::Enrollment enrollment;
   std::unique_ptr<grpc::ClientAsyncResponseReader<v1::PingResponse>> ping_rd;
   std::unique_ptr<grpc::ClientAsyncResponseReader<v1::Enrollment>> enr_rd;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::SubmitEventResponse>>
+      event_rd;
 };
 
 // Authorize adds the bearer token (--token, else $IPSRT_TOKEN) to a call.
@@ -203,6 +211,19 @@ void StartCall(RunContext& run, Slot& s, grpc::CompletionQueue* cq) {
       s.get_req.set_name((*run.get_names)[n % run.get_names->size()]);
       s.enr_rd = ch.enrollments->AsyncGetEnrollment(s.ctx.get(), s.get_req, cq);
       s.enr_rd->Finish(&s.enrollment, &s.status, &s);
+      break;
+    }
+    case Rpc::kEvent: {
+      // A revision-less "session held" event: one durable append (event
+      // row, enrollment snapshot, request record) per call.
+      uint64_t n = run.next_seq.fetch_add(1, std::memory_order_relaxed);
+      s.event_req.set_name((*run.get_names)[n % run.get_names->size()]);
+      s.event_req.set_request_id(absl::StrCat("bench-", run.run_id, "-ev-", n));
+      s.event_req.set_expected_revision(0);
+      s.event_req.mutable_event()->mutable_session_held();
+      s.event_rd =
+          ch.enrollments->AsyncSubmitEvent(s.ctx.get(), s.event_req, cq);
+      s.event_rd->Finish(&s.event_resp, &s.status, &s);
       break;
     }
   }
@@ -335,11 +356,21 @@ int Main() {
   const absl::Duration duration = absl::GetFlag(FLAGS_duration);
   const absl::Duration warmup = absl::GetFlag(FLAGS_warmup);
 
-  if (!IsLoopbackTarget(server)) {
+  const std::vector<std::string> servers = absl::StrSplit(server, ',');
+  for (const std::string& target : servers) {
+    if (!IsLoopbackTarget(target)) {
+      std::fprintf(stderr,
+                   "ipsrt_loadgen: --server=%s: only loopback targets "
+                   "(127.x.x.x, [::1], localhost) with a port are allowed\n",
+                   target.c_str());
+      return 2;
+    }
+  }
+  if (num_channels < static_cast<int>(servers.size())) {
     std::fprintf(stderr,
-                 "ipsrt_loadgen: --server=%s: only loopback targets "
-                 "(127.x.x.x, [::1], localhost) with a port are allowed\n",
-                 server.c_str());
+                 "ipsrt_loadgen: --channels must be at least the number of "
+                 "--server targets (%d)\n",
+                 static_cast<int>(servers.size()));
     return 2;
   }
   RunContext run;
@@ -349,8 +380,11 @@ int Main() {
     run.rpc = Rpc::kCreate;
   } else if (rpc_name == "get") {
     run.rpc = Rpc::kGet;
+  } else if (rpc_name == "event") {
+    run.rpc = Rpc::kEvent;
   } else {
-    std::fprintf(stderr, "ipsrt_loadgen: --rpc must be ping, create or get\n");
+    std::fprintf(stderr,
+                 "ipsrt_loadgen: --rpc must be ping, create, get or event\n");
     return 2;
   }
   if (concurrency < 1 || num_channels < 1 || num_threads < 1 ||
@@ -395,11 +429,12 @@ int Main() {
     if (!absl::GetFlag(FLAGS_tls_server_name).empty()) {
       args.SetSslTargetNameOverride(absl::GetFlag(FLAGS_tls_server_name));
     }
-    channels[i].channel = grpc::CreateCustomChannel(server, credentials, args);
+    const std::string& target = servers[i % servers.size()];
+    channels[i].channel = grpc::CreateCustomChannel(target, credentials, args);
     if (!channels[i].channel->WaitForConnected(
             absl::ToChronoTime(absl::Now() + absl::Seconds(5)))) {
       std::fprintf(stderr, "ipsrt_loadgen: cannot connect to %s\n",
-                   server.c_str());
+                   target.c_str());
       return 1;
     }
     channels[i].diagnostics =
@@ -417,7 +452,7 @@ int Main() {
   run.run_id = absl::StrFormat("%x", absl::ToUnixNanos(absl::Now()));
 
   std::vector<std::string> names;
-  if (run.rpc == Rpc::kGet) {
+  if (run.rpc == Rpc::kGet || run.rpc == Rpc::kEvent) {
     int n = std::max(1, absl::GetFlag(FLAGS_get_population));
     if (!Populate(run, n, &names)) return 1;
   }
@@ -529,7 +564,7 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "ipsrt_loadgen --server=127.0.0.1:PORT --rpc=ping|create|get: "
+      "ipsrt_loadgen --server=127.0.0.1:PORT --rpc=ping|create|get|event: "
       "closed-loop gRPC load against a local ipsrtd");
   absl::ParseCommandLine(argc, argv);
   return ipsrt::bench::Main();

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "cli/score_file.h"
 #include "cli/security.h"
+#include "cli/store_copy.h"
 #include "cli/tools.h"
 #include "common/files.h"
 #include "google/protobuf/message.h"
@@ -1111,6 +1112,7 @@ const std::vector<Command>& Commands() {
     for (Command& c : SecurityCommands()) commands->push_back(std::move(c));
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));
+    for (Command& c : StoreCommands()) commands->push_back(std::move(c));
     return commands;
   }();
   return *kCommands;

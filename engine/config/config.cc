@@ -1,5 +1,8 @@
 #include "ipsrt/config.h"
 
+#include <libpq-fe.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -261,7 +264,92 @@ void ParseAuth(YamlReader& r, const YAML::Node& auth,
   }
 }
 
+// ParsePostgres reads store.postgres (required when `selected`).
+void ParsePostgres(YamlReader& r, const YAML::Node& store, bool selected,
+                   absl::string_view base_dir, PostgresConfig& pg) {
+  const char* p = "store.postgres";
+  const YAML::Node node = store["postgres"];
+  if (!node.IsDefined() || node.IsNull()) {
+    if (selected) {
+      r.Error(store["kind"], p, "is required when store.kind is postgres");
+    }
+    return;
+  }
+  if (!r.ExpectMap(node, p, !selected)) return;
+  r.ExpectKeys(node, p,
+               {"conninfo", "password_env", "password_file", "pool_size",
+                "statement_timeout", "connect_timeout"});
+  pg.conninfo = r.String(node, p, "conninfo", "", true);
+  if (!pg.conninfo.empty()) {
+    // The string itself is never echoed: it might hold the password.
+    char* err = nullptr;
+    PQconninfoOption* options = PQconninfoParse(pg.conninfo.c_str(), &err);
+    if (options == nullptr) {
+      r.Error(node["conninfo"], "store.postgres.conninfo",
+              "is not a valid libpq connection string or URI");
+    } else {
+      for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+        if (std::string(o->keyword) == "password" && o->val != nullptr) {
+          r.Error(node["conninfo"], "store.postgres.conninfo",
+                  "must not contain a password; use "
+                  "store.postgres.password_env or password_file");
+        }
+      }
+      PQconninfoFree(options);
+    }
+    PQfreemem(err);
+  }
+  pg.password_env = r.String(node, p, "password_env", "");
+  pg.password_file = Resolve(base_dir, r.String(node, p, "password_file", ""));
+  if (!pg.password_env.empty() && !pg.password_file.empty()) {
+    r.Error(node["password_file"], "store.postgres.password_file",
+            "set password_env or password_file, not both");
+  }
+  pg.pool_size =
+      static_cast<int>(r.Int(node, p, "pool_size", pg.pool_size, 1, 256));
+  pg.statement_timeout =
+      r.Duration(node, p, "statement_timeout", pg.statement_timeout);
+  pg.connect_timeout =
+      r.Duration(node, p, "connect_timeout", pg.connect_timeout);
+  for (const char* key : {"statement_timeout", "connect_timeout"}) {
+    absl::Duration d = std::string(key) == "statement_timeout"
+                           ? pg.statement_timeout
+                           : pg.connect_timeout;
+    if (d < absl::Seconds(1)) {
+      r.Error(node[key].IsDefined() ? node[key] : node,
+              absl::StrCat("store.postgres.", key), "must be at least 1s");
+    }
+  }
+}
+
 }  // namespace
+
+absl::StatusOr<std::string> ResolvePostgresPassword(const PostgresConfig& pg) {
+  if (!pg.password_env.empty()) {
+    const char* v = std::getenv(pg.password_env.c_str());
+    if (v == nullptr || *v == '\0') {
+      return absl::FailedPreconditionError(
+          absl::StrCat("store.postgres.password_env: environment variable ",
+                       pg.password_env, " is not set or empty"));
+    }
+    return std::string(v);
+  }
+  if (!pg.password_file.empty()) {
+    absl::StatusOr<std::string> text = ReadFileToString(pg.password_file);
+    if (!text.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store.postgres.password_file: cannot read ", pg.password_file));
+    }
+    std::string v = *std::move(text);
+    while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+    if (v.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store.postgres.password_file: ", pg.password_file, " is empty"));
+    }
+    return v;
+  }
+  return std::string();
+}
 
 bool IsLoopback(absl::string_view listen) {
   size_t colon = listen.rfind(':');
@@ -325,13 +413,15 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!store.IsDefined()) {
     r.Error(root, "store", "is required (store.sqlite.path at least)");
   } else if (r.ExpectMap(store, "store", false)) {
-    r.ExpectKeys(store, "store", {"kind", "sqlite"});
+    r.ExpectKeys(store, "store", {"kind", "sqlite", "postgres"});
     c.store.kind = r.String(store, "store", "kind", c.store.kind);
-    if (c.store.kind != "sqlite") {
+    if (c.store.kind != "sqlite" && c.store.kind != "postgres") {
       r.Error(store["kind"], "store.kind",
               absl::StrCat("unsupported store kind \"", c.store.kind,
-                           "\" (supported: sqlite)"));
+                           "\" (supported: sqlite, postgres)"));
     }
+    ParsePostgres(r, store, c.store.kind == "postgres", base_dir,
+                  c.store.postgres);
     YAML::Node sqlite = store["sqlite"];
     if (r.ExpectMap(sqlite, "store.sqlite", c.store.kind != "sqlite")) {
       const char* p = "store.sqlite";

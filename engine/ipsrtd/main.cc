@@ -24,13 +24,13 @@
 #include "common/log.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/config.h"
-#include "ipsrt/sqlite_store.h"
 #include "ipsrt/version.h"
 #include "model/workflow.h"
 #include "reminders/dispatcher.h"
 #include "reminders/jsonl_sender.h"
 #include "reminders/plugin_sender.h"
 #include "service/server.h"
+#include "store/open_store.h"
 
 ABSL_FLAG(std::string, config, "config/ipsrtd.yaml",
           "Path of the YAML configuration file.");
@@ -100,21 +100,14 @@ int Run() {
   IPSRT_LOG(INFO) << "ipsrtd " << IPSRT_VERSION << " starting with "
                   << config_path;
 
-  SqliteStore::Options store_options;
-  store_options.path = config->store.sqlite.path;
-  store_options.synchronous = config->store.sqlite.synchronous;
-  store_options.busy_timeout = config->store.sqlite.busy_timeout;
-  store_options.max_batch = config->store.sqlite.max_batch;
-  store_options.read_connections = config->store.sqlite.read_connections;
-  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
-      SqliteStore::Open(store_options);
+  std::string store_description;
+  absl::StatusOr<std::unique_ptr<Store>> store =
+      OpenStore(config->store, &store_description);
   if (!store.ok()) {
     IPSRT_LOG(ERROR) << "cannot open store: " << store.status();
     return 1;
   }
-  IPSRT_LOG(INFO) << "store sqlite at " << store_options.path
-                  << " (schema version " << (*store)->SchemaVersion()
-                  << ", synchronous=" << store_options.synchronous << ")";
+  IPSRT_LOG(INFO) << store_description;
 
   absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
       WorkflowCatalog::LoadDirectories(config->workflows.directories);
@@ -155,7 +148,22 @@ int Run() {
   // (loaded above), or else the built-in JSON Lines channel.
   std::unique_ptr<reminders::ReminderSender> sender;
   std::unique_ptr<reminders::Dispatcher> dispatcher;
-  if (config->reminders.enabled) {
+  std::string jsonl_path = config->reminders.jsonl_path;
+  if (jsonl_path.empty() && config->store.kind == "sqlite") {
+    jsonl_path =
+        (std::filesystem::path(config->store.sqlite.path).parent_path() /
+         "reminders.jsonl")
+            .string();
+  }
+  if (config->reminders.enabled && config->reminders.channel.empty() &&
+      jsonl_path.empty()) {
+    // A PostgreSQL deployment has no data directory to default to, and
+    // every replica's dispatcher writes to its own file: the path must be
+    // chosen explicitly.
+    IPSRT_LOG(WARNING) << "reminders: store.kind " << config->store.kind
+                       << " needs reminders.jsonl.path for delivery; "
+                          "reminders stay scheduled";
+  } else if (config->reminders.enabled) {
     const RemindersConfig& rc = config->reminders;
     std::string destination;
     if (!rc.channel.empty()) {
@@ -170,12 +178,6 @@ int Run() {
       sender = *std::move(channel);
       destination = absl::StrCat("plugin ", rc.channel);
     } else {
-      std::string jsonl_path = rc.jsonl_path;
-      if (jsonl_path.empty()) {
-        jsonl_path = (std::filesystem::path(store_options.path).parent_path() /
-                      "reminders.jsonl")
-                         .string();
-      }
       absl::StatusOr<std::unique_ptr<reminders::JsonlFileSender>> opened =
           reminders::JsonlFileSender::Open(jsonl_path, rc.jsonl_sync, clock);
       if (!opened.ok()) {

@@ -17,6 +17,10 @@ struct Migration {
 // SqliteMigrations lists SQLite's migrations in increasing version order.
 const std::vector<Migration>& SqliteMigrations();
 
+// PostgresMigrations lists PostgreSQL's migrations in increasing version
+// order; version N creates the same tables and columns as SQLite's N.
+const std::vector<Migration>& PostgresMigrations();
+
 }  // namespace ipsrt
 
 #endif  // IPSRT_STORE_MIGRATIONS_H_

@@ -347,3 +347,109 @@ TEST(ConfigTest, RemindersChannelNamesAPluginAndItsLocation) {
 
 }  // namespace
 }  // namespace ipsrt
+
+namespace ipsrt {
+namespace {
+
+TEST(ConfigPostgresTest, ReplicaExampleLoads) {
+  absl::StatusOr<Config> c = LoadConfigFile(std::string(IPSRT_SOURCE_DIR) +
+                                            "/config/ipsrtd.postgres.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->store.kind, "postgres");
+  EXPECT_EQ(c->store.postgres.password_file,
+            "/etc/ipsrtd/secrets/postgres-password");
+  EXPECT_EQ(c->store.postgres.pool_size, 8);
+  // It listens on 0.0.0.0, which needs authentication.
+  EXPECT_EQ(c->auth.mode, "required");
+  EXPECT_EQ(c->reminders.jsonl_path, "/var/lib/ipsrtd/reminders.jsonl");
+}
+
+TEST(ConfigPostgresTest, PostgresStoreWithDefaults) {
+  absl::StatusOr<Config> c = ParseConfig(R"(store:
+  kind: postgres
+  postgres:
+    conninfo: host=db.internal dbname=ipsrt user=ipsrtd
+    password_file: secrets/pg-password
+)",
+                                         "x.yaml", "/etc/ipsrtd");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->store.kind, "postgres");
+  EXPECT_EQ(c->store.postgres.conninfo,
+            "host=db.internal dbname=ipsrt user=ipsrtd");
+  EXPECT_EQ(c->store.postgres.password_file, "/etc/ipsrtd/secrets/pg-password");
+  EXPECT_EQ(c->store.postgres.pool_size, 8);
+  EXPECT_EQ(c->store.postgres.statement_timeout, absl::Seconds(5));
+  EXPECT_EQ(c->store.postgres.connect_timeout, absl::Seconds(5));
+}
+
+TEST(ConfigPostgresTest, ProblemsNameFileLineColumnAndNeverThePassword) {
+  absl::StatusOr<Config> c = ParseConfig(R"(store:
+  kind: postgres
+  postgres:
+    conninfo: "host=db password=hunter2-secret"
+    password_env: PGPW
+    password_file: pw
+    pool_size: 0
+    statement_timeout: 10ms
+)",
+                                         "ipsrtd.yaml", "/");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(c.status().message()),
+            "ipsrtd.yaml:4:15: error: store.postgres.conninfo: must not "
+            "contain a password; use store.postgres.password_env or "
+            "password_file\n"
+            "ipsrtd.yaml:6:20: error: store.postgres.password_file: set "
+            "password_env or password_file, not both\n"
+            "ipsrtd.yaml:7:16: error: store.postgres.pool_size: must be "
+            "between 1 and 256, not 0\n"
+            "ipsrtd.yaml:8:24: error: store.postgres.statement_timeout: must "
+            "be at least 1s");
+}
+
+TEST(ConfigPostgresTest, PostgresKindNeedsItsSection) {
+  absl::StatusOr<Config> c =
+      ParseConfig("store:\n  kind: postgres\n", "ipsrtd.yaml", "/");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(c.status().message()),
+            "ipsrtd.yaml:2:9: error: store.postgres: is required when "
+            "store.kind is postgres");
+  c = ParseConfig("store:\n  kind: mysql\n  sqlite:\n    path: a.db\n",
+                  "ipsrtd.yaml", "/");
+  EXPECT_EQ(std::string(c.status().message()),
+            "ipsrtd.yaml:2:9: error: store.kind: unsupported store kind "
+            "\"mysql\" (supported: sqlite, postgres)");
+}
+
+TEST(ConfigPostgresTest, PasswordFromEnvironmentOrFile) {
+  PostgresConfig pg;
+  EXPECT_EQ(*ResolvePostgresPassword(pg), "");
+  pg.password_env = "IPSRT_CONFIG_TEST_PW";
+  unsetenv("IPSRT_CONFIG_TEST_PW");
+  absl::StatusOr<std::string> pw = ResolvePostgresPassword(pg);
+  EXPECT_EQ(pw.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(pw.status().message(),
+            "store.postgres.password_env: environment variable "
+            "IPSRT_CONFIG_TEST_PW is not set or empty");
+  setenv("IPSRT_CONFIG_TEST_PW", "from-env", 1);
+  EXPECT_EQ(*ResolvePostgresPassword(pg), "from-env");
+  unsetenv("IPSRT_CONFIG_TEST_PW");
+
+  pg.password_env.clear();
+  pg.password_file = "/nonexistent/pg-password";
+  pw = ResolvePostgresPassword(pg);
+  EXPECT_EQ(pw.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(pw.status().message(),
+            "store.postgres.password_file: cannot read "
+            "/nonexistent/pg-password");
+  std::string file = ::testing::TempDir() + "/ipsrt-config-test-pw";
+  FILE* f = std::fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("from-file\n", f);
+  std::fclose(f);
+  pg.password_file = file;
+  EXPECT_EQ(*ResolvePostgresPassword(pg), "from-file");
+  std::remove(file.c_str());
+}
+
+}  // namespace
+}  // namespace ipsrt

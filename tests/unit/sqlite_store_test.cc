@@ -93,58 +93,10 @@ class SqliteStoreTest : public ::testing::Test {
   testing::TempDir dir_;
 };
 
-TEST_F(SqliteStoreTest, CreateThenReadBack) {
-  auto store = OpenStore(Options());
-  absl::StatusOr<CommitResult> r = store->Commit(CreateBatch("t1", "e1", "r1"));
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_FALSE(r->replayed);
-  EXPECT_EQ(r->response, "response-e1");
-
-  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
-  ASSERT_TRUE(row.ok()) << row.status();
-  EXPECT_EQ(row->patient_ref, "Patient/e1");
-  EXPECT_EQ(row->revision, 1);
-  EXPECT_EQ(row->create_time, kT0);
-  EXPECT_EQ(row->snapshot, "snapshot-1");
-
-  absl::StatusOr<std::vector<EventRow>> events =
-      store->ListEvents("t1", "e1", 0, 10);
-  ASSERT_TRUE(events.ok());
-  ASSERT_EQ(events->size(), 1u);
-  EXPECT_EQ((*events)[0].type, "enrollment.created");
-  EXPECT_EQ((*events)[0].hash, "h1");
-
-  absl::StatusOr<std::optional<RequestRecord>> req =
-      store->LookupRequest("t1", "r1");
-  ASSERT_TRUE(req.ok());
-  ASSERT_TRUE(req->has_value());
-  EXPECT_EQ((*req)->payload_hash, "hash-a");
-}
-
-TEST_F(SqliteStoreTest, OtherTenantSeesNothing) {
-  auto store = OpenStore(Options());
-  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
-  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t2", "e1");
-  EXPECT_EQ(row.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(row.status().message(),
-            "enrollment tenants/t2/enrollments/e1 not found");
-  absl::StatusOr<std::optional<RequestRecord>> req =
-      store->LookupRequest("t2", "r1");
-  ASSERT_TRUE(req.ok());
-  EXPECT_FALSE(req->has_value());
-}
-
-TEST_F(SqliteStoreTest, SurvivesReopen) {
-  {
-    auto store = OpenStore(Options());
-    ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
-  }
-  auto store = OpenStore(Options());
-  EXPECT_EQ(store->SchemaVersion(), 3);
-  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
-  ASSERT_TRUE(row.ok()) << row.status();
-  EXPECT_EQ(row->id, "e1");
-}
+// The Store contract itself is tested for every kind in
+// tests/store/store_conformance_test.cc; these tests cover what only SQLite
+// has: WAL mode, the synchronous setting, fault hooks, a full disk and group
+// commit.
 
 TEST_F(SqliteStoreTest, DatabaseIsInWalMode) {
   auto store = OpenStore(Options());
@@ -168,70 +120,6 @@ TEST_F(SqliteStoreTest, RefusesNonDurableSynchronousSetting) {
   EXPECT_EQ(s.status().message(),
             "store.sqlite.synchronous: must be \"full\" or \"extra\", got "
             "\"normal\"");
-}
-
-TEST_F(SqliteStoreTest, ReplayedRequestReturnsFirstResponseAndAppliesNothing) {
-  auto store = OpenStore(Options());
-  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
-  // Same request id and fingerprint, but (as a retry would) a new
-  // server-assigned id: nothing may be created.
-  absl::StatusOr<CommitResult> again =
-      store->Commit(CreateBatch("t1", "e2", "r1"));
-  ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_TRUE(again->replayed);
-  EXPECT_EQ(again->response, "response-e1");
-  EXPECT_EQ(store->GetEnrollment("t1", "e2").status().code(),
-            absl::StatusCode::kNotFound);
-  EXPECT_EQ(CountRows("enrollments"), 1);
-  EXPECT_EQ(CountRows("events"), 1);
-}
-
-TEST_F(SqliteStoreTest, ReusedRequestIdWithOtherPayloadIsFailedPrecondition) {
-  auto store = OpenStore(Options());
-  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
-  absl::StatusOr<CommitResult> other =
-      store->Commit(CreateBatch("t1", "e2", "r1", "hash-b"));
-  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(other.status().message(),
-            "request_id: \"r1\" was already used for a different "
-            "CreateEnrollment request; use a new request id for a new "
-            "request");
-  EXPECT_EQ(CountRows("enrollments"), 1);
-}
-
-TEST_F(SqliteStoreTest, OptimisticConcurrency) {
-  auto store = OpenStore(Options());
-  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
-
-  auto update = [](int64_t expected, const std::string& request_id) {
-    WriteBatch b = CreateBatch("t1", "e1", request_id);
-    EnrollmentRow row = *b.create;
-    b.create.reset();
-    row.revision = expected + 1;
-    row.stage = "intermediate";
-    b.update = EnrollmentUpdate{expected, row};
-    b.events[0].sequence = expected + 1;
-    return b;
-  };
-  absl::StatusOr<CommitResult> ok = store->Commit(update(1, "r2"));
-  ASSERT_TRUE(ok.ok()) << ok.status();
-  EXPECT_EQ(store->GetEnrollment("t1", "e1")->revision, 2);
-  EXPECT_EQ(store->GetEnrollment("t1", "e1")->stage, "intermediate");
-
-  absl::StatusOr<CommitResult> stale = store->Commit(update(1, "r3"));
-  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(stale.status().message(),
-            "expected_revision: enrollment e1 is at revision 2, not 1; read "
-            "it again and retry");
-  // The stale writer's request id was not consumed: nothing of it stands.
-  EXPECT_FALSE(store->LookupRequest("t1", "r3")->has_value());
-  EXPECT_EQ(CountRows("events"), 2);
-
-  WriteBatch missing = update(1, "r4");
-  missing.update->row.id = "nope";
-  missing.events.clear();
-  EXPECT_EQ(store->Commit(std::move(missing)).status().code(),
-            absl::StatusCode::kNotFound);
 }
 
 // A failure injected at any step of a batch leaves nothing of the batch
@@ -358,44 +246,6 @@ TEST_F(SqliteStoreTest, GroupCommitSharesTransactionsAndIsolatesFailures) {
   EXPECT_EQ(CountRows("enrollments"), 1 + kRequests - kRequests / 10);
 }
 
-TEST_F(SqliteStoreTest, ListEnrollmentsFiltersAndPages) {
-  auto store = OpenStore(Options());
-  for (int i = 0; i < 5; ++i) {
-    WriteBatch b = CreateBatch("t1", absl::StrCat("e", i), absl::StrCat("r", i),
-                               "h", kT0 + absl::Seconds(i % 3));
-    if (i % 2 == 1) b.create->stage = "maintenance";
-    ASSERT_TRUE(store->Commit(std::move(b)).ok());
-  }
-  ASSERT_TRUE(store->Commit(CreateBatch("t2", "x", "r")).ok());
-
-  EnrollmentFilter all{.tenant = "t1"};
-  absl::StatusOr<std::vector<EnrollmentRow>> rows =
-      store->ListEnrollments(all, std::nullopt, 100);
-  ASSERT_TRUE(rows.ok());
-  std::vector<std::string> ids;
-  for (const auto& r : *rows) ids.push_back(r.id);
-  // Ordered by (create_time, id): e0,e3 at +0s; e1,e4 at +1s; e2 at +2s.
-  EXPECT_THAT(ids, ::testing::ElementsAre("e0", "e3", "e1", "e4", "e2"));
-
-  absl::StatusOr<std::vector<EnrollmentRow>> page = store->ListEnrollments(
-      all, EnrollmentCursor{kT0 + absl::Seconds(1), "e1"}, 2);
-  ASSERT_TRUE(page.ok());
-  ASSERT_EQ(page->size(), 2u);
-  EXPECT_EQ((*page)[0].id, "e4");
-  EXPECT_EQ((*page)[1].id, "e2");
-
-  EnrollmentFilter maintenance{.tenant = "t1", .stage = "maintenance"};
-  rows = store->ListEnrollments(maintenance, std::nullopt, 100);
-  ASSERT_TRUE(rows.ok());
-  EXPECT_EQ(rows->size(), 2u);
-
-  EnrollmentFilter by_patient{.tenant = "t1", .patient_ref = "Patient/e2"};
-  rows = store->ListEnrollments(by_patient, std::nullopt, 100);
-  ASSERT_TRUE(rows.ok());
-  ASSERT_EQ(rows->size(), 1u);
-  EXPECT_EQ((*rows)[0].id, "e2");
-}
-
 TEST_F(SqliteStoreTest, RefusesNewerSchema) {
   { auto store = OpenStore(Options()); }
   sqlite3* db = nullptr;
@@ -411,15 +261,6 @@ TEST_F(SqliteStoreTest, RefusesNewerSchema) {
   EXPECT_EQ(s.status().message(),
             "store: database schema version 999 is newer than this ipsrtd "
             "supports (3); run a newer ipsrtd");
-}
-
-TEST_F(SqliteStoreTest, CommitAfterCloseIsUnavailable) {
-  auto store = OpenStore(Options());
-  store->Close();
-  absl::StatusOr<CommitResult> r = store->Commit(CreateBatch("t1", "e1", "r1"));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(store->GetEnrollment("t1", "e1").status().code(),
-            absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

@@ -55,10 +55,26 @@ struct SqliteConfig {
   int read_connections = 4;
 };
 
+// PostgreSQL for several replicas on one database. The password never
+// sits in the config file: it is read from an environment variable or a
+// file (ResolvePostgresPassword) and never logged.
+struct PostgresConfig {
+  // libpq connection string or URI, without a password.
+  std::string conninfo;
+  // Name of the environment variable holding the password.
+  std::string password_env;
+  // File holding the password (one line; a trailing newline is dropped).
+  std::string password_file;
+  int pool_size = 8;
+  absl::Duration statement_timeout = absl::Seconds(5);
+  absl::Duration connect_timeout = absl::Seconds(5);
+};
+
 struct StoreConfig {
-  // "sqlite" (embedded). PostgreSQL arrives as another kind.
+  // "sqlite" (embedded, one ipsrtd) or "postgres" (any number of replicas).
   std::string kind = "sqlite";
   SqliteConfig sqlite;
+  PostgresConfig postgres;
 };
 
 struct WorkflowsConfig {
@@ -190,6 +206,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
 // IsLoopback is true for "127.x.y.z:port", "localhost:port" and
 // "[::1]:port".
 bool IsLoopback(absl::string_view listen);
+
+// ResolvePostgresPassword reads the password named by password_env or
+// password_file ("" when neither is set). FAILED_PRECONDITION names the
+// variable or file when it is unset, unreadable or empty, never the value.
+absl::StatusOr<std::string> ResolvePostgresPassword(const PostgresConfig& pg);
 
 // LoadConfigFile reads and parses a file. NOT_FOUND when it cannot be read.
 absl::StatusOr<Config> LoadConfigFile(const std::string& path);

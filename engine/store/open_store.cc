@@ -1,0 +1,47 @@
+#include "store/open_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "ipsrt/postgres_store.h"
+#include "ipsrt/sqlite_store.h"
+#include "ipsrt/status_macros.h"
+
+namespace ipsrt {
+
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
+                                                 std::string* description) {
+  if (config.kind == "postgres") {
+    const PostgresConfig& pg = config.postgres;
+    PostgresStore::Options o;
+    o.conninfo = pg.conninfo;
+    IPSRT_ASSIGN_OR_RETURN(o.password, ResolvePostgresPassword(pg));
+    o.pool_size = pg.pool_size;
+    o.statement_timeout = pg.statement_timeout;
+    o.connect_timeout = pg.connect_timeout;
+    IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PostgresStore> store,
+                           PostgresStore::Open(o));
+    *description = absl::StrCat(
+        "store postgres (schema version ", store->SchemaVersion(),
+        ", pool_size=", o.pool_size,
+        ", statement_timeout=", absl::FormatDuration(o.statement_timeout),
+        ", synchronous_commit=on, password ",
+        !pg.password_env.empty()    ? "from environment"
+        : !pg.password_file.empty() ? "from file"
+                                    : "not set",
+        ")");
+    return std::unique_ptr<Store>(std::move(store));
+  }
+  SqliteStore::Options o;
+  o.path = config.sqlite.path;
+  o.synchronous = config.sqlite.synchronous;
+  o.busy_timeout = config.sqlite.busy_timeout;
+  o.max_batch = config.sqlite.max_batch;
+  o.read_connections = config.sqlite.read_connections;
+  IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store,
+                         SqliteStore::Open(o));
+  *description = absl::StrCat("store sqlite at ", o.path, " (schema version ",
+                              store->SchemaVersion(),
+                              ", synchronous=", o.synchronous, ")");
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace ipsrt

@@ -1,0 +1,819 @@
+// The Store contract (store.h), checked the same way on every store kind.
+// Kind-specific behaviour (SQLite's fault hooks and full disk, PostgreSQL's
+// restarts and migration lock) is tested beside each store.
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/audit_chain.h"
+#include "tests/store/store_backends.h"
+
+namespace ipsrt {
+namespace {
+
+using ::testing::ElementsAre;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1790000000);
+
+// CreateBatch is what the engine commits for a new enrollment: the
+// enrollment row, its first event and the request record.
+WriteBatch CreateBatch(const std::string& tenant, const std::string& id,
+                       const std::string& request_id,
+                       const std::string& payload_hash = "hash-a",
+                       absl::Time at = kT0) {
+  WriteBatch b;
+  b.request = RequestRecord{tenant,
+                            request_id,
+                            "CreateEnrollment",
+                            payload_hash,
+                            absl::StrCat("response-", id),
+                            at};
+  EnrollmentRow e;
+  e.tenant = tenant;
+  e.id = id;
+  e.patient_ref = "Patient/" + id;
+  e.workflow_id = "ipsrt-standard";
+  e.workflow_version = 1;
+  e.stage = "initial";
+  e.clinician_ref = "Practitioner/1";
+  e.state = 1;
+  e.revision = 1;
+  e.snapshot = std::string("snapshot\0-1", 11);  // binary-safe
+  e.create_time = at;
+  e.update_time = at;
+  b.create = e;
+  EventRow ev;
+  ev.tenant = tenant;
+  ev.enrollment_id = id;
+  ev.sequence = 1;
+  ev.type = "enrollment.created";
+  ev.actor = "anonymous/anonymous";
+  ev.request_id = request_id;
+  ev.record_time = at;
+  ev.payload = "event-1";
+  ev.hash = "h1";
+  b.events.push_back(ev);
+  return b;
+}
+
+// UpdateBatch moves enrollment t1/`id` from `expected` to the next revision
+// with one event.
+WriteBatch UpdateBatch(const std::string& id, int64_t expected,
+                       const std::string& request_id) {
+  WriteBatch b = CreateBatch("t1", id, request_id);
+  EnrollmentRow row = *b.create;
+  b.create.reset();
+  row.revision = expected + 1;
+  row.stage = "intermediate";
+  row.update_time = kT0 + absl::Seconds(expected);
+  b.update = EnrollmentUpdate{expected, row};
+  b.events[0].sequence = expected + 1;
+  b.events[0].type = "stage.changed";
+  b.events[0].prev_hash = absl::StrCat("h", expected);
+  b.events[0].hash = absl::StrCat("h", expected + 1);
+  return b;
+}
+
+template <typename Backend>
+class StoreConformanceTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Store> OpenStore() {
+    absl::StatusOr<std::unique_ptr<Store>> s = backend_.Open();
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+  int64_t CountRows(const std::string& table) {
+    return std::stoll(
+        backend_.Scalar(absl::StrCat("SELECT COUNT(*) FROM ", table)));
+  }
+
+  Backend backend_;
+};
+
+using Backends =
+    ::testing::Types<testing::SqliteBackend, testing::PostgresBackend>;
+class BackendNames {
+ public:
+  template <typename T>
+  static std::string GetName(int) {
+    return T::kName;
+  }
+};
+TYPED_TEST_SUITE(StoreConformanceTest, Backends, BackendNames);
+
+TYPED_TEST(StoreConformanceTest, CreateThenReadBack) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<CommitResult> r = store->Commit(CreateBatch("t1", "e1", "r1"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->replayed);
+  EXPECT_EQ(r->response, "response-e1");
+
+  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->tenant, "t1");
+  EXPECT_EQ(row->patient_ref, "Patient/e1");
+  EXPECT_EQ(row->workflow_id, "ipsrt-standard");
+  EXPECT_EQ(row->workflow_version, 1);
+  EXPECT_EQ(row->stage, "initial");
+  EXPECT_EQ(row->clinician_ref, "Practitioner/1");
+  EXPECT_EQ(row->state, 1);
+  EXPECT_EQ(row->revision, 1);
+  EXPECT_EQ(row->create_time, kT0);
+  EXPECT_EQ(row->update_time, kT0);
+  EXPECT_EQ(row->snapshot, std::string("snapshot\0-1", 11));
+
+  absl::StatusOr<std::vector<EventRow>> events =
+      store->ListEvents("t1", "e1", 0, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].sequence, 1);
+  EXPECT_EQ((*events)[0].type, "enrollment.created");
+  EXPECT_EQ((*events)[0].actor, "anonymous/anonymous");
+  EXPECT_EQ((*events)[0].request_id, "r1");
+  EXPECT_EQ((*events)[0].record_time, kT0);
+  EXPECT_EQ((*events)[0].payload, "event-1");
+  EXPECT_EQ((*events)[0].prev_hash, "");
+  EXPECT_EQ((*events)[0].hash, "h1");
+
+  absl::StatusOr<std::optional<RequestRecord>> req =
+      store->LookupRequest("t1", "r1");
+  ASSERT_TRUE(req.ok()) << req.status();
+  ASSERT_TRUE(req->has_value());
+  EXPECT_EQ((*req)->method, "CreateEnrollment");
+  EXPECT_EQ((*req)->payload_hash, "hash-a");
+  EXPECT_EQ((*req)->response, "response-e1");
+  EXPECT_EQ((*req)->create_time, kT0);
+}
+
+TYPED_TEST(StoreConformanceTest, OtherTenantSeesNothing) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t2", "e1");
+  EXPECT_EQ(row.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(row.status().message(),
+            "enrollment tenants/t2/enrollments/e1 not found");
+  absl::StatusOr<std::optional<RequestRecord>> req =
+      store->LookupRequest("t2", "r1");
+  ASSERT_TRUE(req.ok());
+  EXPECT_FALSE(req->has_value());
+  EXPECT_TRUE(store->ListEvents("t2", "e1", 0, 10)->empty());
+}
+
+TYPED_TEST(StoreConformanceTest, SurvivesReopen) {
+  {
+    auto store = this->OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  }
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  // Migration 3 (audit.request_id) is the latest on every store kind.
+  EXPECT_EQ(store->SchemaVersion(), 3);
+  EXPECT_EQ(store->Kind(), TypeParam::kName);
+  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->id, "e1");
+  EXPECT_EQ(this->backend_.Scalar("SELECT COUNT(*) FROM schema_migrations"),
+            "3");
+}
+
+TYPED_TEST(StoreConformanceTest,
+           ReplayedRequestReturnsFirstResponseAndAppliesNothing) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  // Same request id and fingerprint, but (as a retry would) a new
+  // server-assigned id: nothing may be created.
+  absl::StatusOr<CommitResult> again =
+      store->Commit(CreateBatch("t1", "e2", "r1"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->response, "response-e1");
+  EXPECT_EQ(store->GetEnrollment("t1", "e2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(this->CountRows("enrollments"), 1);
+  EXPECT_EQ(this->CountRows("events"), 1);
+  EXPECT_EQ(this->CountRows("requests"), 1);
+}
+
+TYPED_TEST(StoreConformanceTest,
+           ReusedRequestIdWithOtherPayloadIsFailedPrecondition) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  absl::StatusOr<CommitResult> other =
+      store->Commit(CreateBatch("t1", "e2", "r1", "hash-b"));
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(other.status().message(),
+            "request_id: \"r1\" was already used for a different "
+            "CreateEnrollment request; use a new request id for a new "
+            "request");
+  EXPECT_EQ(this->CountRows("enrollments"), 1);
+  // The same request id in another tenant is another request.
+  EXPECT_TRUE(store->Commit(CreateBatch("t2", "e2", "r1", "hash-b")).ok());
+}
+
+TYPED_TEST(StoreConformanceTest, CreateOfExistingEnrollmentIsAlreadyExists) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  absl::StatusOr<CommitResult> dup =
+      store->Commit(CreateBatch("t1", "e1", "r2"));
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(dup.status().message(), "enrollment e1 already exists");
+  EXPECT_FALSE(store->LookupRequest("t1", "r2")->has_value());
+  EXPECT_EQ(this->CountRows("events"), 1);
+}
+
+TYPED_TEST(StoreConformanceTest, OptimisticConcurrency) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+
+  absl::StatusOr<CommitResult> ok = store->Commit(UpdateBatch("e1", 1, "r2"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(store->GetEnrollment("t1", "e1")->revision, 2);
+  EXPECT_EQ(store->GetEnrollment("t1", "e1")->stage, "intermediate");
+
+  absl::StatusOr<CommitResult> stale =
+      store->Commit(UpdateBatch("e1", 1, "r3"));
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(stale.status().message(),
+            "expected_revision: enrollment e1 is at revision 2, not 1; read "
+            "it again and retry");
+  // The stale writer's request id was not consumed: nothing of it stands.
+  EXPECT_FALSE(store->LookupRequest("t1", "r3")->has_value());
+  EXPECT_EQ(this->CountRows("events"), 2);
+
+  WriteBatch missing = UpdateBatch("e1", 1, "r4");
+  missing.update->row.id = "nope";
+  missing.events.clear();
+  absl::StatusOr<CommitResult> not_found = store->Commit(std::move(missing));
+  EXPECT_EQ(not_found.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(not_found.status().message(), "enrollment nope not found");
+}
+
+// An event whose sequence is taken (a writer that skipped the revision
+// check) fails ABORTED and leaves nothing behind.
+TYPED_TEST(StoreConformanceTest, TakenEventSequenceIsAborted) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  WriteBatch b = UpdateBatch("e1", 1, "r2");
+  b.events[0].sequence = 1;
+  absl::StatusOr<CommitResult> r = store->Commit(std::move(b));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(r.status().message(),
+            "enrollment e1 already has event 1; read it again and retry");
+  EXPECT_EQ(store->GetEnrollment("t1", "e1")->revision, 1);
+  EXPECT_FALSE(store->LookupRequest("t1", "r2")->has_value());
+}
+
+TYPED_TEST(StoreConformanceTest, OutboxRowsAndCancellation) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  WriteBatch b = CreateBatch("t1", "e1", "r1");
+  b.outbox.push_back(
+      OutboxRow{"t1", "e1", "reminder", kT0 + absl::Hours(1), "p1", "key-1"});
+  b.outbox.push_back(
+      OutboxRow{"t1", "e1", "reminder", kT0 + absl::Hours(2), "p2", "key-2"});
+  ASSERT_TRUE(store->Commit(std::move(b)).ok());
+  EXPECT_EQ(this->backend_.Scalar(
+                "SELECT COUNT(*) FROM outbox WHERE status = 0 AND attempts = 0 "
+                "AND enrollment_id = 'e1' AND kind = 'reminder'"),
+            "2");
+
+  // A second row with a used idempotency key is refused with its batch.
+  WriteBatch dup = UpdateBatch("e1", 1, "r2");
+  dup.outbox.push_back(OutboxRow{"t1", "e1", "reminder", kT0, "p3", "key-1"});
+  absl::StatusOr<CommitResult> refused = store->Commit(std::move(dup));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store->GetEnrollment("t1", "e1")->revision, 1);
+  EXPECT_EQ(this->CountRows("outbox"), 2);
+
+  // Cancelling a scheduled key marks it cancelled (3); unknown keys are
+  // ignored.
+  WriteBatch cancel = UpdateBatch("e1", 1, "r3");
+  cancel.cancel_outbox_keys = {"key-2", "no-such-key"};
+  ASSERT_TRUE(store->Commit(std::move(cancel)).ok());
+  EXPECT_EQ(this->backend_.Scalar(
+                "SELECT status FROM outbox WHERE idempotency_key = 'key-2'"),
+            "3");
+  EXPECT_EQ(this->backend_.Scalar(
+                "SELECT status FROM outbox WHERE idempotency_key = 'key-1'"),
+            "0");
+}
+
+TYPED_TEST(StoreConformanceTest, ListEventsPagesBySequence) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  for (int64_t rev = 1; rev < 5; ++rev) {
+    ASSERT_TRUE(
+        store->Commit(UpdateBatch("e1", rev, absl::StrCat("u", rev))).ok());
+  }
+  absl::StatusOr<std::vector<EventRow>> page =
+      store->ListEvents("t1", "e1", 1, 2);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].sequence, 2);
+  EXPECT_EQ((*page)[1].sequence, 3);
+  EXPECT_EQ((*page)[1].prev_hash, "h2");
+  page = store->ListEvents("t1", "e1", 3, 10);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[1].sequence, 5);
+  EXPECT_TRUE(store->ListEvents("t1", "e1", 5, 10)->empty());
+}
+
+TYPED_TEST(StoreConformanceTest, ListEnrollmentsFiltersAndPages) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 5; ++i) {
+    WriteBatch b = CreateBatch("t1", absl::StrCat("e", i), absl::StrCat("r", i),
+                               "h", kT0 + absl::Seconds(i % 3));
+    if (i % 2 == 1) b.create->stage = "maintenance";
+    if (i == 4) b.create->state = 2;
+    ASSERT_TRUE(store->Commit(std::move(b)).ok());
+  }
+  ASSERT_TRUE(store->Commit(CreateBatch("t2", "x", "r")).ok());
+
+  EnrollmentFilter all{.tenant = "t1"};
+  absl::StatusOr<std::vector<EnrollmentRow>> rows =
+      store->ListEnrollments(all, std::nullopt, 100);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  std::vector<std::string> ids;
+  for (const auto& r : *rows) ids.push_back(r.id);
+  // Ordered by (create_time, id): e0,e3 at +0s; e1,e4 at +1s; e2 at +2s.
+  EXPECT_THAT(ids, ElementsAre("e0", "e3", "e1", "e4", "e2"));
+
+  absl::StatusOr<std::vector<EnrollmentRow>> page = store->ListEnrollments(
+      all, EnrollmentCursor{kT0 + absl::Seconds(1), "e1"}, 2);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].id, "e4");
+  EXPECT_EQ((*page)[1].id, "e2");
+
+  EnrollmentFilter maintenance{.tenant = "t1", .stage = "maintenance"};
+  rows = store->ListEnrollments(maintenance, std::nullopt, 100);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->size(), 2u);
+
+  EnrollmentFilter by_patient{.tenant = "t1", .patient_ref = "Patient/e2"};
+  rows = store->ListEnrollments(by_patient, std::nullopt, 100);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].id, "e2");
+
+  EnrollmentFilter by_state{.tenant = "t1", .state = 2};
+  rows = store->ListEnrollments(by_state, std::nullopt, 100);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].id, "e4");
+
+  EnrollmentFilter several{.tenant = "t1",
+                           .workflow_id = "ipsrt-standard",
+                           .stage = "initial",
+                           .clinician_ref = "Practitioner/1"};
+  rows = store->ListEnrollments(several, EnrollmentCursor{kT0, "e0"}, 100);
+  ASSERT_TRUE(rows.ok());
+  ids.clear();
+  for (const auto& r : *rows) ids.push_back(r.id);
+  EXPECT_THAT(ids, ElementsAre("e4", "e2"));
+}
+
+// Concurrent requests all get their own outcome: a failing one does not
+// take others down.
+TYPED_TEST(StoreConformanceTest, ConcurrentCommitsIsolateFailures) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "taken", "taken")).ok());
+  constexpr int kRequests = 200;
+  absl::BlockingCounter pending(kRequests);
+  std::atomic<int> ok{0}, conflicts{0}, other{0};
+  for (int i = 0; i < kRequests; ++i) {
+    // Every tenth request reuses a request id with another payload.
+    WriteBatch b =
+        (i % 10 == 0)
+            ? CreateBatch("t1", absl::StrCat("c", i), "taken", "other-hash")
+            : CreateBatch("t1", absl::StrCat("c", i), absl::StrCat("q", i));
+    store->CommitAsync(std::move(b), [&](absl::StatusOr<CommitResult> r) {
+      if (r.ok()) {
+        ++ok;
+      } else if (r.status().code() == absl::StatusCode::kFailedPrecondition) {
+        ++conflicts;
+      } else {
+        ++other;
+      }
+      pending.DecrementCount();
+    });
+  }
+  pending.Wait();
+  EXPECT_EQ(ok, kRequests - kRequests / 10);
+  EXPECT_EQ(conflicts, kRequests / 10);
+  EXPECT_EQ(other, 0);
+  store.reset();
+  EXPECT_EQ(this->CountRows("enrollments"), 1 + kRequests - kRequests / 10);
+  EXPECT_EQ(this->CountRows("events"), 1 + kRequests - kRequests / 10);
+}
+
+// Two stores on one database (two processes, or two replicas): writers that
+// read the same revision race; exactly one wins each round, the other gets
+// ABORTED, and the event log stays dense.
+TYPED_TEST(StoreConformanceTest, StaleWriterOnAnotherStoreIsAborted) {
+  auto a = this->OpenStore();
+  auto b = this->OpenStore();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(a->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  constexpr int kRounds = 10;
+  for (int64_t rev = 1; rev <= kRounds; ++rev) {
+    absl::StatusOr<CommitResult> ra, rb;
+    std::thread ta([&] {
+      ra = a->Commit(UpdateBatch("e1", rev, absl::StrCat("a", rev)));
+    });
+    std::thread tb([&] {
+      rb = b->Commit(UpdateBatch("e1", rev, absl::StrCat("b", rev)));
+    });
+    ta.join();
+    tb.join();
+    ASSERT_NE(ra.ok(), rb.ok()) << ra.status() << " / " << rb.status();
+    const absl::Status& lost = ra.ok() ? rb.status() : ra.status();
+    EXPECT_EQ(lost.code(), absl::StatusCode::kAborted) << lost;
+  }
+  EXPECT_EQ(b->GetEnrollment("t1", "e1")->revision, kRounds + 1);
+  EXPECT_EQ(this->CountRows("events"), kRounds + 1);
+  EXPECT_EQ(this->CountRows("requests"), kRounds + 1);
+}
+
+// The same request sent to two stores at once (a client retrying on another
+// replica) is applied once; every other attempt replays the first response.
+TYPED_TEST(StoreConformanceTest, SameRequestOnTwoStoresAppliesOnce) {
+  auto a = this->OpenStore();
+  auto b = this->OpenStore();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kRequests = 20;
+  constexpr int kAttempts = 4;
+  std::atomic<int> applied{0}, replayed{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kAttempts; ++t) {
+    threads.emplace_back([&, t] {
+      Store* store = (t % 2 == 0) ? a.get() : b.get();
+      for (int i = 0; i < kRequests; ++i) {
+        // Each attempt gets its own server-assigned id, as a retry does.
+        absl::StatusOr<CommitResult> r = store->Commit(CreateBatch(
+            "t1", absl::StrCat("e", i, "-", t), absl::StrCat("r", i)));
+        if (!r.ok()) {
+          ++failed;
+        } else if (r->replayed) {
+          ++replayed;
+        } else {
+          ++applied;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(applied, kRequests);
+  EXPECT_EQ(replayed, kRequests * (kAttempts - 1));
+  EXPECT_EQ(this->CountRows("enrollments"), kRequests);
+  EXPECT_EQ(this->CountRows("requests"), kRequests);
+}
+
+// AuditFor is one audit record as the service guard builds it.
+AuditRecord AuditFor(const std::string& subject, const std::string& rpc,
+                     const std::string& request_id, absl::Time at = kT0) {
+  AuditRecord r;
+  r.tenant = "t1";
+  r.subject = subject;
+  r.role = "clinician";
+  r.rpc = rpc;
+  r.resource = "tenants/t1/enrollments/e1";
+  r.outcome = "OK";
+  r.time = at;
+  r.request_id = request_id;
+  return r;
+}
+
+// Audit-only batches (reads) and audit records riding on changes share one
+// chain; a replay is audited as such, and a failed batch leaves no record.
+TYPED_TEST(StoreConformanceTest, AuditChainsReadsChangesAndReplays) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  WriteBatch create = CreateBatch("t1", "e1", "r1");
+  create.audit.push_back(AuditFor("alice", "CreateEnrollment", "r1"));
+  ASSERT_TRUE(store->Commit(create).ok());
+  WriteBatch read;
+  read.audit.push_back(
+      AuditFor("bob", "GetEnrollment", "", kT0 + absl::Seconds(1)));
+  read.audit.push_back(
+      AuditFor("alice", "ListEvents", "", kT0 + absl::Seconds(2)));
+  absl::StatusOr<CommitResult> r = store->Commit(read);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->replayed);
+  r = store->Commit(create);  // the client retries
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->replayed);
+  WriteBatch stale = UpdateBatch("e1", 5, "r2");
+  stale.audit.push_back(AuditFor("alice", "SubmitEvent", "r2"));
+  EXPECT_EQ(store->Commit(stale).status().code(), absl::StatusCode::kAborted);
+
+  absl::StatusOr<std::vector<AuditRecord>> all =
+      store->ListAudit(AuditFilter{}, 0, 10);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ((*all)[0].seq, 1);
+  EXPECT_EQ((*all)[0].prev_hash, "");
+  EXPECT_EQ((*all)[0].request_id, "r1");
+  EXPECT_EQ((*all)[0].outcome, "OK");
+  EXPECT_EQ((*all)[1].subject, "bob");
+  EXPECT_EQ((*all)[1].time, kT0 + absl::Seconds(1));
+  EXPECT_EQ((*all)[3].seq, 4);
+  EXPECT_EQ((*all)[3].outcome, "OK (replayed)");
+  for (size_t i = 0; i < all->size(); ++i) {
+    EXPECT_EQ((*all)[i].hash, AuditRecordHash((*all)[i])) << i;
+    if (i > 0) {
+      EXPECT_EQ((*all)[i].prev_hash, (*all)[i - 1].hash) << i;
+    }
+  }
+  absl::StatusOr<AuditVerification> v = VerifyAuditTrail(*store);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->intact);
+  EXPECT_EQ(v->records_verified, 4);
+  EXPECT_EQ(v->head_seq, 4);
+  EXPECT_EQ(v->head_hash, (*all)[3].hash);
+
+  // Filters and paging.
+  AuditFilter alice;
+  alice.subject = "alice";
+  absl::StatusOr<std::vector<AuditRecord>> page = store->ListAudit(alice, 0, 2);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].seq, 1);
+  EXPECT_EQ((*page)[1].seq, 3);
+  page = store->ListAudit(alice, 3, 2);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].seq, 4);
+  AuditFilter window;
+  window.rpc = "GetEnrollment";
+  window.from = kT0 + absl::Seconds(1);
+  window.until = kT0 + absl::Seconds(2);
+  page = store->ListAudit(window, 0, 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].seq, 2);
+  AuditFilter other_tenant;
+  other_tenant.tenant = "t2";
+  EXPECT_TRUE(store->ListAudit(other_tenant, 0, 10)->empty());
+}
+
+// Two stores on one database (two replicas) appending at once keep one
+// unforked chain.
+TYPED_TEST(StoreConformanceTest, AuditAppendsFromTwoStoresKeepOneChain) {
+  auto a = this->OpenStore();
+  auto b = this->OpenStore();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kAppends = 25;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      Store* store = (t % 2 == 0) ? a.get() : b.get();
+      for (int i = 0; i < kAppends; ++i) {
+        WriteBatch read;
+        read.audit.push_back(AuditFor(absl::StrCat("s", t), "GetEnrollment",
+                                      absl::StrCat("q", i)));
+        if (!store->Commit(read).ok()) ++failed;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failed, 0);
+  absl::StatusOr<AuditVerification> v = VerifyAuditTrail(*b);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->intact) << v->reason;
+  EXPECT_EQ(v->records_verified, 4 * kAppends);
+  EXPECT_EQ(this->CountRows("audit"), 4 * kAppends);
+}
+
+// ScheduleBatch creates t1/`id` with reminders due at `dues`.
+WriteBatch ScheduleBatch(const std::string& id,
+                         const std::vector<absl::Time>& dues) {
+  WriteBatch b = CreateBatch("t1", id, "schedule-" + id);
+  for (size_t i = 0; i < dues.size(); ++i) {
+    std::string task = absl::StrCat("s.diary#", i + 1);
+    b.outbox.push_back(OutboxRow{
+        "t1", id, "reminder", dues[i], task,
+        absl::StrCat("tenants/t1/enrollments/", id, "/reminder/", task)});
+  }
+  return b;
+}
+
+std::vector<int64_t> OutboxIds(const std::vector<OutboxEntry>& entries) {
+  std::vector<int64_t> ids;
+  for (const OutboxEntry& e : entries) ids.push_back(e.id);
+  return ids;
+}
+
+// Claims, leases, lost leases, retries, the change feed and acknowledgement.
+TYPED_TEST(StoreConformanceTest, OutboxDeliveryLifecycle) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store
+                  ->Commit(ScheduleBatch(
+                      "e1", {kT0 + absl::Hours(2), kT0 + absl::Hours(1),
+                             kT0 + absl::Hours(3), kT0 + absl::Hours(9)}))
+                  .ok());
+  auto none = store->ClaimOutbox(kT0, "a", absl::Seconds(30), 10);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(store->ClaimOutbox(kT0, "", absl::Seconds(30), 10).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  const absl::Time t2 = kT0 + absl::Hours(2);
+  auto claimed = store->ClaimOutbox(t2, "a", absl::Seconds(30), 10);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_EQ(claimed->size(), 2u);
+  EXPECT_EQ((*claimed)[0].row.due_time, kT0 + absl::Hours(1));
+  EXPECT_EQ((*claimed)[1].row.due_time, t2);
+  for (const OutboxEntry& e : *claimed) {
+    EXPECT_EQ(e.status, OutboxStatus::kClaimed);
+    EXPECT_EQ(e.lease_owner, "a");
+    EXPECT_EQ(e.lease_expiry, t2 + absl::Seconds(30));
+    EXPECT_EQ(e.attempts, 1);
+  }
+  const int64_t first = (*claimed)[0].id;
+  const int64_t second = (*claimed)[1].id;
+  // Held rows are not claimed again while the lease runs.
+  auto held =
+      store->ClaimOutbox(t2 + absl::Seconds(29), "b", absl::Seconds(30), 10);
+  ASSERT_TRUE(held.ok());
+  EXPECT_TRUE(held->empty());
+  // After the lease, "b" takes both over; "a"'s late outcome is dropped.
+  auto taken =
+      store->ClaimOutbox(t2 + absl::Seconds(30), "b", absl::Seconds(30), 10);
+  ASSERT_TRUE(taken.ok());
+  EXPECT_THAT(OutboxIds(*taken), ElementsAre(first, second));
+  for (const OutboxEntry& e : *taken) {
+    EXPECT_EQ(e.lease_owner, "b");
+    EXPECT_EQ(e.attempts, 2);
+  }
+  auto lost = store->RecordOutboxOutcomes(
+      "a", t2 + absl::Seconds(31),
+      {OutboxResult{first, {OutboxOutcome::Kind::kDone}}});
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  EXPECT_THAT(*lost, ElementsAre(first));
+  auto kept = store->RecordOutboxOutcomes(
+      "b", t2 + absl::Seconds(31),
+      {OutboxResult{first, {OutboxOutcome::Kind::kDone}},
+       OutboxResult{second,
+                    {OutboxOutcome::Kind::kRetry, t2 + absl::Minutes(5),
+                     "UNAVAILABLE: channel down"}}});
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_TRUE(kept->empty());
+  auto done = store->GetOutbox("t1", first);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->status, OutboxStatus::kDone);
+  EXPECT_EQ(done->change_seq, 1);
+  EXPECT_EQ(done->lease_owner, "");
+
+  // A retry waits until its time, then is claimed again.
+  auto waiting = store->GetOutbox("t1", second);
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->status, OutboxStatus::kRetryWait);
+  EXPECT_EQ(waiting->lease_expiry, t2 + absl::Minutes(5));
+  EXPECT_EQ(waiting->last_error, "UNAVAILABLE: channel down");
+  EXPECT_EQ(waiting->change_seq, 0);
+  auto early = store->ClaimOutbox(t2 + absl::Minutes(5) - absl::Seconds(1), "b",
+                                  absl::Seconds(30), 10);
+  ASSERT_TRUE(early.ok());
+  EXPECT_TRUE(early->empty());
+  auto due =
+      store->ClaimOutbox(t2 + absl::Minutes(5), "b", absl::Seconds(30), 10);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].attempts, 3);
+  ASSERT_TRUE(
+      store
+          ->RecordOutboxOutcomes("b", t2 + absl::Minutes(5),
+                                 {OutboxResult{second,
+                                               {OutboxOutcome::Kind::kFailed,
+                                                absl::Time(), "NOT_FOUND: x"}}})
+          .ok());
+
+  // The feed orders settled rows; acknowledgement moves a row to the end.
+  auto feed = store->OutboxChanges("t1", 0, 10);
+  ASSERT_TRUE(feed.ok()) << feed.status();
+  EXPECT_THAT(OutboxIds(*feed), ElementsAre(first, second));
+  EXPECT_EQ((*feed)[1].status, OutboxStatus::kFailed);
+  EXPECT_EQ((*feed)[1].change_seq, 2);
+  auto not_sent = store->AcknowledgeOutbox("t1", second);
+  EXPECT_EQ(not_sent.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(not_sent.status().message(),
+            absl::StrCat("reminder tenants/t1/reminders/", second,
+                         " has not been sent; only a sent reminder can be "
+                         "acknowledged"));
+  auto acked = store->AcknowledgeOutbox("t1", first);
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  EXPECT_EQ(acked->status, OutboxStatus::kAcknowledged);
+  EXPECT_EQ(acked->change_seq, 3);
+  auto twice = store->AcknowledgeOutbox("t1", first);
+  ASSERT_TRUE(twice.ok());
+  EXPECT_EQ(twice->change_seq, 3);
+  auto after = store->OutboxChanges("t1", 2, 10);
+  ASSERT_TRUE(after.ok());
+  EXPECT_THAT(OutboxIds(*after), ElementsAre(first));
+  EXPECT_TRUE(store->OutboxChanges("t2", 0, 10)->empty());
+  EXPECT_EQ(store->AcknowledgeOutbox("t2", first).status().code(),
+            absl::StatusCode::kNotFound);
+  auto missing = store->GetOutbox("t2", first);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      missing.status().message(),
+      absl::StrCat("reminder tenants/t2/reminders/", first, " not found"));
+
+  // Listing pages by (due time, id), filtered by status.
+  OutboxQuery q;
+  q.tenant = "t1";
+  q.due_before = kT0 + absl::Hours(5);
+  q.limit = 2;
+  auto page1 = store->ListOutbox(q);
+  ASSERT_TRUE(page1.ok()) << page1.status();
+  ASSERT_EQ(page1->size(), 2u);
+  EXPECT_EQ((*page1)[0].id, first);
+  EXPECT_EQ((*page1)[1].id, second);
+  q.after = std::pair((*page1)[1].row.due_time, (*page1)[1].id);
+  auto page2 = store->ListOutbox(q);
+  ASSERT_TRUE(page2.ok());
+  ASSERT_EQ(page2->size(), 1u);
+  EXPECT_EQ((*page2)[0].row.due_time, kT0 + absl::Hours(3));
+  EXPECT_EQ((*page2)[0].status, OutboxStatus::kScheduled);
+  q.after.reset();
+  q.statuses = {OutboxStatus::kAcknowledged};
+  auto acked_only = store->ListOutbox(q);
+  ASSERT_TRUE(acked_only.ok());
+  EXPECT_THAT(OutboxIds(*acked_only), ElementsAre(first));
+}
+
+// Dispatchers on two stores (two replicas) claiming at once never hold the
+// same row.
+TYPED_TEST(StoreConformanceTest, ConcurrentClaimsFromTwoStoresAreDisjoint) {
+  auto a = this->OpenStore();
+  auto b = this->OpenStore();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kRows = 40;
+  std::vector<absl::Time> dues;
+  for (int i = 0; i < kRows; ++i) dues.push_back(kT0 + absl::Seconds(i));
+  ASSERT_TRUE(a->Commit(ScheduleBatch("e1", dues)).ok());
+  std::vector<std::vector<int64_t>> got(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      Store* store = (t % 2 == 0) ? a.get() : b.get();
+      while (true) {
+        auto claimed = store->ClaimOutbox(
+            kT0 + absl::Hours(1), absl::StrCat("d", t), absl::Minutes(5), 3);
+        if (!claimed.ok() || claimed->empty()) return;
+        for (const OutboxEntry& e : *claimed) got[t].push_back(e.id);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<int64_t> all;
+  for (const auto& ids : got) all.insert(all.end(), ids.begin(), ids.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kRows));
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end());
+  EXPECT_EQ(
+      this->backend_.Scalar(
+          "SELECT COUNT(*) FROM outbox WHERE status = 1 AND attempts = 1"),
+      absl::StrCat(kRows));
+}
+
+TYPED_TEST(StoreConformanceTest, CommitAfterCloseIsUnavailable) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  store->Close();
+  absl::StatusOr<CommitResult> r = store->Commit(CreateBatch("t1", "e1", "r1"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(), "store: closing; retry on another server");
+  EXPECT_EQ(store->GetEnrollment("t1", "e1").status().code(),
+            absl::StatusCode::kUnavailable);
+  store->Close();  // idempotent
+}
+
+}  // namespace
+}  // namespace ipsrt
