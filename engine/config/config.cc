@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/json_string.h"
 #include "common/yaml_reader.h"
 
 namespace ipsrt {
@@ -25,39 +26,6 @@ std::string Resolve(absl::string_view base_dir, const std::string& p) {
       .lexically_normal();
 }
 
-// YamlToJson renders a YAML value as JSON text. Plain scalars that read as
-// a JSON literal (true, false, null, a number) become that literal; quoted
-// scalars and everything else become strings.
-void AppendJsonString(absl::string_view text, std::string* out) {
-  out->push_back('"');
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(out, "\\u00", absl::Hex(c, absl::kZeroPad2));
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
-  out->push_back('"');
-}
-
 bool IsJsonNumber(const std::string& s) {
   double ignored;
   return !s.empty() &&
@@ -65,6 +33,9 @@ bool IsJsonNumber(const std::string& s) {
          absl::SimpleAtod(s, &ignored);
 }
 
+// YamlToJson renders a YAML value as JSON text. Plain scalars that read as
+// a JSON literal (true, false, null, a number) become that literal; quoted
+// scalars and everything else become strings.
 void YamlToJson(const YAML::Node& node, std::string* out) {
   switch (node.Type()) {
     case YAML::NodeType::Map: {
@@ -73,7 +44,7 @@ void YamlToJson(const YAML::Node& node, std::string* out) {
       for (const auto& kv : node) {
         if (!first) out->push_back(',');
         first = false;
-        AppendJsonString(kv.first.Scalar(), out);
+        out->append(JsonQuote(kv.first.Scalar()));
         out->push_back(':');
         YamlToJson(kv.second, out);
       }
@@ -97,7 +68,7 @@ void YamlToJson(const YAML::Node& node, std::string* out) {
       } else if (!quoted && IsJsonNumber(v)) {
         out->append(v);
       } else {
-        AppendJsonString(v, out);
+        out->append(JsonQuote(v));
       }
       return;
     }

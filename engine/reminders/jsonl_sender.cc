@@ -9,33 +9,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/json_string.h"
 
 namespace ipsrt::reminders {
 namespace {
-
-// Quote renders a JSON string (the values are names and times, but a
-// tenant or id is escaped all the same).
-std::string Quote(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
 
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
@@ -66,14 +43,15 @@ JsonlFileSender::~JsonlFileSender() { ::close(fd_); }
 std::string JsonlFileSender::Line(const ReminderDelivery& d,
                                   absl::Time delivered) {
   return absl::StrCat(
-      "{\"idempotency_key\":", Quote(d.idempotency_key),
-      ",\"reminder\":", Quote(d.reminder), ",\"tenant\":", Quote(d.tenant),
-      ",\"enrollment\":", Quote(d.enrollment), ",\"kind\":", Quote(d.kind),
-      ",\"subject\":", Quote(d.subject),
-      ",\"due_time\":", Quote(Rfc3339(d.due_time)),
-      ",\"local_due_time\":", Quote(d.local_due_time),
-      ",\"time_zone\":", Quote(d.time_zone), ",\"attempt\":", d.attempt,
-      ",\"delivered_time\":", Quote(Rfc3339(delivered)), "}");
+      "{\"idempotency_key\":", JsonQuote(d.idempotency_key),
+      ",\"reminder\":", JsonQuote(d.reminder),
+      ",\"tenant\":", JsonQuote(d.tenant),
+      ",\"enrollment\":", JsonQuote(d.enrollment),
+      ",\"kind\":", JsonQuote(d.kind), ",\"subject\":", JsonQuote(d.subject),
+      ",\"due_time\":", JsonQuote(Rfc3339(d.due_time)),
+      ",\"local_due_time\":", JsonQuote(d.local_due_time),
+      ",\"time_zone\":", JsonQuote(d.time_zone), ",\"attempt\":", d.attempt,
+      ",\"delivered_time\":", JsonQuote(Rfc3339(delivered)), "}");
 }
 
 absl::Status JsonlFileSender::Deliver(const ReminderDelivery& delivery) {

@@ -5,31 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/json_string.h"
 
 namespace ipsrt::channels {
 namespace {
-
-std::string Quote(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
 
 absl::Status Bad(absl::string_view key, absl::string_view reason) {
   return absl::InvalidArgumentError(absl::StrCat("config.", key, ": ", reason));
@@ -55,14 +34,16 @@ std::string ReminderJson(const plugin::v1::Reminder& r, absl::Time delivered) {
     local = absl::FormatTime("%Y-%m-%dT%H:%M (%Ez)", due, zone);
   }
   return absl::StrCat(
-      "{\"idempotency_key\":", Quote(r.idempotency_key()),
-      ",\"reminder\":", Quote(r.reminder()), ",\"tenant\":", Quote(r.tenant()),
-      ",\"enrollment\":", Quote(r.enrollment()), ",\"kind\":", Quote(r.kind()),
-      ",\"subject\":", Quote(r.task_id()),
-      ",\"due_time\":", Quote(Rfc3339(due)),
-      ",\"local_due_time\":", Quote(local),
-      ",\"time_zone\":", Quote(r.time_zone()), ",\"attempt\":", r.attempt(),
-      ",\"delivered_time\":", Quote(Rfc3339(delivered)), "}");
+      "{\"idempotency_key\":", JsonQuote(r.idempotency_key()),
+      ",\"reminder\":", JsonQuote(r.reminder()),
+      ",\"tenant\":", JsonQuote(r.tenant()),
+      ",\"enrollment\":", JsonQuote(r.enrollment()),
+      ",\"kind\":", JsonQuote(r.kind()),
+      ",\"subject\":", JsonQuote(r.task_id()),
+      ",\"due_time\":", JsonQuote(Rfc3339(due)),
+      ",\"local_due_time\":", JsonQuote(local),
+      ",\"time_zone\":", JsonQuote(r.time_zone()), ",\"attempt\":", r.attempt(),
+      ",\"delivered_time\":", JsonQuote(Rfc3339(delivered)), "}");
 }
 
 absl::Status Settings::OnlyKeys(

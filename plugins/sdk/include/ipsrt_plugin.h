@@ -119,8 +119,7 @@ typedef struct ipsrt_host_api {
 
 /* One entry point: request bytes in, response or error out. */
 typedef ipsrt_code (*ipsrt_call_fn)(void* instance, const uint8_t* request,
-                                     size_t request_size,
-                                     ipsrt_result* result);
+                                    size_t request_size, ipsrt_result* result);
 
 typedef struct ipsrt_plugin_descriptor {
   /* sizeof(ipsrt_plugin_descriptor) as the plugin was compiled. */
