@@ -1,5 +1,6 @@
 #include "cli/arguments.h"
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <utility>
@@ -20,7 +21,10 @@ const FlagSpec* FindSpec(const Subcommand& command, absl::string_view name) {
   for (const std::vector<FlagSpec>* list :
        {&command.flags, &command.global_flags}) {
     for (const FlagSpec& spec : *list) {
-      if (spec.name == name) return &spec;
+      if (spec.name == name ||
+          (!spec.short_name.empty() && spec.short_name == name)) {
+        return &spec;
+      }
     }
   }
   return nullptr;
@@ -74,21 +78,24 @@ absl::StatusOr<ParsedArgs> ParseArguments(const Subcommand& command,
     }
     absl::string_view body = arg;
     if (!absl::ConsumePrefix(&body, "--")) absl::ConsumePrefix(&body, "-");
-    absl::string_view name = body;
     absl::string_view value;
     bool has_value = false;
+    std::string normalized(body);
     if (size_t eq = body.find('='); eq != absl::string_view::npos) {
-      name = body.substr(0, eq);
+      normalized = std::string(body.substr(0, eq));
       value = body.substr(eq + 1);
       has_value = true;
     }
+    // --output-dir is --output_dir.
+    std::replace(normalized.begin(), normalized.end(), '-', '_');
+    absl::string_view name = normalized;
     if (name == "help" || name == "h") {
       parsed.help = true;
       return parsed;
     }
 
     const FlagSpec* spec = FindSpec(command, name);
-    std::string flag_name(name);
+    std::string flag_name(spec != nullptr ? spec->name : std::string(name));
     bool negated = false;
     if (spec == nullptr && absl::StartsWith(name, "no") && !has_value) {
       // --noname clears a boolean flag.
@@ -169,6 +176,10 @@ std::string FlagsUsage(const std::vector<FlagSpec>& flags) {
     const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(spec.name);
     absl::StrAppend(&out, "  --", spec.name);
     if (!spec.value_name.empty()) absl::StrAppend(&out, "=", spec.value_name);
+    if (!spec.short_name.empty()) {
+      absl::StrAppend(&out, ", -", spec.short_name);
+      if (!spec.value_name.empty()) absl::StrAppend(&out, " ", spec.value_name);
+    }
     if (spec.required) absl::StrAppend(&out, "  (required)");
     if (spec.repeatable) absl::StrAppend(&out, "  (repeatable)");
     absl::StrAppend(&out, "\n");

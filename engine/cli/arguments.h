@@ -6,8 +6,9 @@
 // must exit with status 2 (absl::ParseCommandLine exits with 1).
 //
 // Accepted forms: --name=value, --name value (not for booleans), --name and
-// --noname for booleans, a single leading dash instead of two, and "--" to
-// end the flags. --help, -h and -help ask for the subcommand's usage.
+// --noname for booleans, a single leading dash instead of two, dashes for
+// underscores in names (--output-dir), a flag's one-letter alias (-o), and
+// "--" to end the flags. --help, -h and -help ask for the subcommand's usage.
 //
 // Example:
 //   const Subcommand get = {.name = "get", ...};
@@ -48,6 +49,8 @@ struct FlagSpec {
   // The flag may appear more than once; every value is kept in
   // ParsedArgs::repeated, in order.
   bool repeatable = false;
+  // One-letter alias accepted as -x, e.g. "o" for --output.
+  std::string short_name;
 };
 
 // Subcommand describes one verb's command line.

@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "cli/export_command.h"
 #include "cli/score_file.h"
 #include "cli/security.h"
 #include "cli/store_copy.h"
@@ -254,6 +255,8 @@ std::string NewRequestId() {
                          absl::Uniform<uint64_t>(gen));
 }
 
+}  // namespace
+
 // RequestIdForCall is --request_id, or a new id printed on stderr (so that
 // stdout stays one document; the user needs the id to retry safely after a
 // timeout).
@@ -270,6 +273,8 @@ std::string RequestIdForCall() {
 std::string TenantParent() {
   return absl::StrCat("tenants/", absl::GetFlag(FLAGS_tenant));
 }
+
+namespace {
 
 // ---------------------------------------------------------------- health
 
@@ -414,14 +419,21 @@ int RunMigrate(const ParsedArgs& args) {
   return kExitOk;
 }
 
+}  // namespace
+
 // EnrollmentNameArg reads a full enrollment name or a bare id in --tenant.
-std::string EnrollmentNameArg(const ParsedArgs& args) {
-  std::string name = args.positional.front();
+std::string EnrollmentNameArg(const std::string& arg) {
+  std::string name = arg;
   if (name.find('/') == std::string::npos) {
     name = absl::StrCat(TenantParent(), "/enrollments/", name);
   }
   return name;
 }
+std::string EnrollmentNameArg(const ParsedArgs& args) {
+  return EnrollmentNameArg(args.positional.front());
+}
+
+namespace {
 
 // ---------------------------------------------------------------- tasks
 
@@ -1109,6 +1121,7 @@ const std::vector<Command>& Commands() {
                   .max_positional = kAnyNumberOfArguments},
          .run = RunScore},
     };
+    for (Command& c : ExportCommands()) commands->push_back(std::move(c));
     for (Command& c : SecurityCommands()) commands->push_back(std::move(c));
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "cli/arguments.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/grpcpp.h"
@@ -43,6 +45,18 @@ std::shared_ptr<grpc::Channel> NewChannel();
 std::unique_ptr<grpc::ClientContext> NewContext();
 int ReportRpcError(const grpc::Status& status);
 int PrintJson(const google::protobuf::Message& message);
+
+// ToJson formats a message as protobuf JSON with the proto field names.
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message);
+// UsageError reports a flag value only the command can judge (exit 2).
+int UsageError(absl::string_view command, absl::string_view message);
+// RequestIdForCall is --request_id, or a new id (printed on stderr).
+std::string RequestIdForCall();
+// TenantParent is "tenants/<--tenant>".
+std::string TenantParent();
+// EnrollmentNameArg reads a full enrollment name, or a bare id in --tenant.
+std::string EnrollmentNameArg(const std::string& arg);
+std::string EnrollmentNameArg(const ParsedArgs& args);
 
 }  // namespace ipsrt::cli
 

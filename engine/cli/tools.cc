@@ -31,8 +31,9 @@
 ABSL_DECLARE_FLAG(bool, json);
 
 ABSL_FLAG(std::string, format, "dot",
-          "Graph format: \"dot\" (Graphviz) or \"mermaid\" (Mermaid "
-          "flowchart).");
+          "graph: \"dot\" (Graphviz) or \"mermaid\" (Mermaid flowchart). "
+          "export: a format of the server's exporter plugins, e.g. "
+          "fhir-r4-collection (bulk: fhir-r4-resources by default).");
 ABSL_FLAG(std::string, scenario, "",
           "Scenario file: the patient's course as YAML (see "
           "workflows/scenarios.md).");

@@ -14,6 +14,7 @@
 #include "common/files.h"
 #include "common/json_string.h"
 #include "common/yaml_reader.h"
+#include "config/export_config.h"
 
 namespace ipsrt {
 namespace {
@@ -340,7 +341,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!r.ExpectMap(root, "", false)) return r.ToStatus();
   r.ExpectKeys(root, "",
                {"server", "auth", "store", "workflows", "logging", "safety",
-                "plugins", "reminders"});
+                "plugins", "reminders", "export"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
@@ -496,6 +497,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
     }
   }
   ParseReminders(r, root["reminders"], file_name, base_dir, c.reminders);
+  ParseExportSection(r, root["export"], file_name, base_dir, c.export_);
   if (!r.ok()) return r.ToStatus();
   return c;
 }

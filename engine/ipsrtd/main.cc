@@ -22,6 +22,7 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "core/exports.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/config.h"
 #include "ipsrt/version.h"
@@ -138,6 +139,18 @@ int Run() {
   }
   IPSRT_LOG(INFO) << "loaded " << (*plugins)->List().size() << " plugin(s), "
                   << (*questionnaires)->List().size() << " questionnaire(s)";
+  // Push targets name loaded exporter plugins; a typo refuses the start.
+  if (absl::Status targets = Exports({.store = store->get(),
+                                      .clock = SystemClock::Get(),
+                                      .plugins = plugins->get(),
+                                      .questionnaires = questionnaires->get(),
+                                      .config = config->export_})
+                                 .CheckTargets();
+      !targets.ok()) {
+    std::fprintf(stderr, "ipsrtd: export refused: %s\n",
+                 std::string(targets.message()).c_str());
+    return 1;
+  }
   const Clock* clock = SystemClock::Get();
   std::optional<OffsetClock> offset_clock;
   if (std::optional<absl::Duration> offset =
@@ -263,6 +276,7 @@ int Run() {
   deps.plugins = plugins->get();
   deps.questionnaires = questionnaires->get();
   deps.authenticator = authenticator.get();
+  deps.exports = &config->export_;
   absl::StatusOr<std::unique_ptr<IpsrtServer>> server =
       IpsrtServer::Start(server_options, deps);
   if (!server.ok()) {

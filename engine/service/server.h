@@ -43,6 +43,9 @@ struct ServerDeps {
   // Loaded plugins and the instruments they serve; null means none.
   const PluginRegistry* plugins = nullptr;
   const QuestionnaireCatalog* questionnaires = nullptr;
+  // The `export:` section (push targets, bulk export root); null means
+  // none configured.
+  const ExportConfig* exports = nullptr;
   // Authenticates callers; null means `auth.mode: none` (every caller is
   // the local admin; loopback deployments only, see config.h).
   const Authenticator* authenticator = nullptr;

@@ -8,13 +8,13 @@
 #include "google/protobuf/util/time_util.h"
 #include "ipsrt/v1/diagnostics.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
-#include "ipsrt/v1/export.grpc.pb.h"
 #include "ipsrt/v1/plugin.grpc.pb.h"
 #include "ipsrt/v1/questionnaire.grpc.pb.h"
 #include "ipsrt/v1/reminder.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "ipsrt/version.h"
 #include "service/audit_service.h"
+#include "service/export_service.h"
 #include "service/guard.h"
 #include "service/reminder_service.h"
 #include "service/status_mapping.h"
@@ -32,23 +32,6 @@ template <typename T>
 absl::Status Set(absl::StatusOr<T> result, T* response) {
   if (result.ok()) *response = *std::move(result);
   return result.status();
-}
-
-// GuardedStream admits a server-streaming call that is not implemented
-// yet: refusals as the policy says, else UNIMPLEMENTED (audited).
-template <typename T>
-grpc::ServerWriteReactor<T>* GuardedStream(
-    Guard& guard, CallbackServerContext* ctx, absl::string_view method,
-    const google::protobuf::Message& request, std::string unimplemented) {
-  auto* writer = new RefusingWriter<T>();
-  guard.Admit(ctx, method, request,
-              [&guard, writer, unimplemented = std::move(unimplemented)](
-                  absl::StatusOr<Admission> a) {
-                if (!a.ok()) return writer->Refuse(a.status());
-                guard.Audit(*a, absl::UnimplementedError(unimplemented),
-                            [writer](absl::Status s) { writer->Refuse(s); });
-              });
-  return writer;
 }
 
 class DiagnosticsServiceImpl final
@@ -316,15 +299,6 @@ class EnrollmentServiceImpl final
   Enrollments enrollments_;
 };
 
-// NotYet answers an admitted call of an RPC that is not implemented yet.
-Guard::Work NotYet(absl::string_view rpc, absl::string_view missing) {
-  std::string message =
-      absl::StrCat(rpc, " is not implemented yet: it needs ", missing);
-  return [message](const Admission&, Guard::Done done) {
-    done(absl::UnimplementedError(message));
-  };
-}
-
 class QuestionnaireServiceImpl final
     : public v1::QuestionnaireService::CallbackService {
  public:
@@ -393,36 +367,6 @@ class QuestionnaireServiceImpl final
   const QuestionnaireCatalog* catalog_;
 };
 
-constexpr char kExportNeeds[] = "exporter plugins (FHIR, HL7 v2)";
-
-class ExportServiceImpl final : public v1::ExportService::CallbackService {
- public:
-  explicit ExportServiceImpl(Guard& guard) : guard_(guard) {}
-  ServerUnaryReactor* ExportEnrollment(
-      CallbackServerContext* ctx, const v1::ExportEnrollmentRequest* request,
-      v1::ExportEnrollmentResponse*) override {
-    return guard_.Unary(ctx, IPSRT_METHOD(ExportService, ExportEnrollment),
-                        *request, NotYet("ExportEnrollment", kExportNeeds));
-  }
-  ServerUnaryReactor* PushEnrollment(CallbackServerContext* ctx,
-                                     const v1::PushEnrollmentRequest* request,
-                                     v1::PushEnrollmentResponse*) override {
-    return guard_.Unary(ctx, IPSRT_METHOD(ExportService, PushEnrollment),
-                        *request, NotYet("PushEnrollment", kExportNeeds));
-  }
-  grpc::ServerWriteReactor<v1::BulkExportProgress>* BulkExport(
-      CallbackServerContext* ctx,
-      const v1::BulkExportRequest* request) override {
-    return GuardedStream<v1::BulkExportProgress>(
-        guard_, ctx, IPSRT_METHOD(ExportService, BulkExport), *request,
-        absl::StrCat("BulkExport is not implemented yet: it needs ",
-                     kExportNeeds));
-  }
-
- private:
-  Guard& guard_;
-};
-
 class PluginServiceImpl final : public v1::PluginService::CallbackService {
  public:
   PluginServiceImpl(const ServerDeps& deps, Guard& guard)
@@ -458,7 +402,7 @@ std::vector<std::unique_ptr<grpc::Service>> MakeServices(
   services.push_back(std::make_unique<EnrollmentServiceImpl>(deps, guard));
   services.push_back(std::make_unique<QuestionnaireServiceImpl>(deps, guard));
   services.push_back(MakeReminderService(deps, guard));
-  services.push_back(std::make_unique<ExportServiceImpl>(guard));
+  services.push_back(MakeExportService(deps, guard));
   services.push_back(std::make_unique<PluginServiceImpl>(deps, guard));
   services.push_back(MakeAuditService(deps, guard));
   return services;

@@ -108,19 +108,12 @@ Shape ShapeOf(const google::protobuf::MethodDescriptor* m) {
   return Shape::kNone;
 }
 
-// Methods that answer UNIMPLEMENTED once admitted (other issues build
-// them); everything else is implemented and must succeed on its own data.
-bool Unimplemented(const google::protobuf::MethodDescriptor* m) {
-  return m->service()->name() == "ExportService";
-}
-
 // What an admitted call answers on the matrix's data: success, except
 // where the generic request cannot succeed once past authorization (the
 // point is that it got past it): an empty instrument id or response, a
 // reminder id that is not a number, and a watch stream that stays open
 // until the client's deadline.
 StatusCode AdmittedOutcome(const google::protobuf::MethodDescriptor* m) {
-  if (Unimplemented(m)) return StatusCode::UNIMPLEMENTED;
   const std::string& method = m->name();
   if (method == "GetQuestionnaire" || method == "ScoreResponse" ||
       method == "AckReminder") {
@@ -173,18 +166,27 @@ class AuthzMatrixTest : public ::testing::Test {
     root_token_ = token("tok-root", "admin", "", "");
     authenticator_ = *Authenticator::Create(auth);
 
-    // The built-in instruments, so that submitted responses are scored.
+    // The built-in instruments, so that submitted responses are scored,
+    // and the test exporter, so that export calls succeed once admitted.
     PluginConfig core;
     core.path = "libipsrt_core_instruments.so";
     core.location = "ipsrtd.yaml:1:1";
+    PluginConfig exporter;
+    exporter.path = IPSRT_TEST_EXPORTER;
+    exporter.location = "ipsrtd.yaml:2:1";
     PluginHostOptions host;
     host.plugin_dir = IPSRT_PLUGIN_DIR;
-    plugins_ = *PluginRegistry::Load({core}, host);
+    plugins_ = *PluginRegistry::Load({core, exporter}, host);
+    exports_.root = dir_.File("exports");
+    exports_.targets.push_back({.name = "ehr",
+                                .format = "test-transaction",
+                                .deliverer = "test-exporter"});
     questionnaires_ = *QuestionnaireCatalog::Build(*plugins_);
     ServerDeps deps{store_.get(), &clock_, &ids_, workflows_.get(), {}};
     deps.plugins = plugins_.get();
     deps.questionnaires = questionnaires_.get();
     deps.authenticator = authenticator_.get();
+    deps.exports = &exports_;
     server_ = *IpsrtServer::Start(ServerOptions{"127.0.0.1:0", 1 << 20}, deps);
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                    grpc::InsecureChannelCredentials());
@@ -281,6 +283,13 @@ class AuthzMatrixTest : public ::testing::Test {
       r->set_to_version(2);
       (*r->mutable_stage_mapping())["initial"] = "initial";
       r->set_dry_run(true);
+    } else if (method == "ExportEnrollment") {
+      static_cast<v1::ExportEnrollmentRequest*>(req.get())->set_format(
+          "test-collection");
+    } else if (method == "BulkExport") {
+      auto* r = static_cast<v1::BulkExportRequest*>(req.get());
+      r->set_output_dir(absl::StrCat("m-", ++counter_));
+      r->set_format("test-resources");
     } else if (method == "ListAuditRecords") {
       static_cast<v1::ListAuditRecordsRequest*>(req.get())->set_tenant(
           target == Target::kOtherTenant ? "b" : "a");
@@ -301,9 +310,12 @@ class AuthzMatrixTest : public ::testing::Test {
             ->GetPrototype(m->output_type())
             ->New());
     if (m->server_streaming()) {
-      // An admitted watch stays open: a short deadline ends it.
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(500));
+      // An admitted watch stays open: a short deadline ends it. A bulk
+      // export ends by itself.
+      if (m->name() == "WatchReminders") {
+        ctx.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(500));
+      }
       grpc::internal::RpcMethod rpc(
           path.c_str(), grpc::internal::RpcMethod::SERVER_STREAMING);
       std::unique_ptr<grpc::ClientReader<Message>> reader(
@@ -383,6 +395,7 @@ class AuthzMatrixTest : public ::testing::Test {
   std::unique_ptr<PluginRegistry> plugins_;
   std::unique_ptr<QuestionnaireCatalog> questionnaires_;
   std::unique_ptr<Authenticator> authenticator_;
+  ExportConfig exports_;
   std::unique_ptr<IpsrtServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::map<std::string, std::string> tokens_;

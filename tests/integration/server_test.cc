@@ -368,17 +368,20 @@ TEST_F(ServerTest, ConcurrentCreatesAllLandAndShareCommits) {
   EXPECT_LT(store_->GroupCommits() - groups_before, kThreads * kPerThread);
 }
 
-TEST_F(ServerTest, NotYetImplementedRpcsSayWhatIsMissing) {
+TEST_F(ServerTest, ExportWithoutExporterPluginsSaysSo) {
   v1::Enrollment e;
   ASSERT_TRUE(Create(ValidCreate("r-export"), &e).ok());
   auto exports = v1::ExportService::NewStub(channel_);
   grpc::ClientContext ctx;
   v1::ExportEnrollmentRequest request;
   request.set_name(e.name());
+  request.set_format("fhir-r4-collection");
   v1::ExportEnrollmentResponse resp;
   grpc::Status s = exports->ExportEnrollment(&ctx, request, &resp);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(s.error_message(), HasSubstr("is not implemented yet: it needs"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(),
+            "format: no loaded exporter plugin renders \"fhir-r4-collection\" "
+            "(no exporter plugin is loaded)");
 }
 
 TEST_F(ServerTest, DiagnosticsAndWorkflows) {

@@ -317,6 +317,64 @@ TEST(ConfigTest, RemindersErrorsNameFileLineColumnAndPath) {
             "max_attempts, initial_backoff, max_backoff, jsonl, channel)");
 }
 
+TEST(ConfigTest, ExportSection) {
+  absl::StatusOr<Config> c = ParseConfig(absl::StrCat(kMinimal, R"(export:
+  root: exports
+  default_target: ehr
+  targets:
+    ehr:
+      deliverer: fhir-push
+      deliverer_target: main
+    files:
+      deliverer: file-drop
+      format: fhir-r4-collection
+      renderer: fhir-r4
+)"),
+                                         "x.yaml", "/etc/ipsrtd");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->export_.root, "/etc/ipsrtd/exports");
+  EXPECT_EQ(c->export_.default_target, "ehr");
+  ASSERT_EQ(c->export_.targets.size(), 2u);
+  const ExportTargetConfig& ehr = c->export_.targets[0];
+  EXPECT_EQ(ehr.name, "ehr");
+  EXPECT_EQ(ehr.format, "fhir-r4-transaction");
+  EXPECT_EQ(ehr.renderer, "");
+  EXPECT_EQ(ehr.deliverer, "fhir-push");
+  EXPECT_EQ(ehr.deliverer_target, "main");
+  EXPECT_EQ(ehr.location, "x.yaml:11:7");
+  const ExportTargetConfig& files = c->export_.targets[1];
+  EXPECT_EQ(files.format, "fhir-r4-collection");
+  EXPECT_EQ(files.renderer, "fhir-r4");
+  // Without the section: no root, no targets.
+  absl::StatusOr<Config> none = ParseConfig(kMinimal, "x.yaml", "/");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->export_.root, "");
+  EXPECT_TRUE(none->export_.targets.empty());
+}
+
+TEST(ConfigTest, ExportErrorsNameFileLineColumnAndPath) {
+  absl::StatusOr<Config> c = ParseConfig(absl::StrCat(kMinimal, R"(export:
+  default_target: nope
+  targets:
+    Bad Name:
+      deliverer: x
+    ehr:
+      format: fhir
+      colour: red
+)"),
+                                         "x.yaml", "/");
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(),
+            "x.yaml:7:19: error: export.default_target: names no target "
+            "under export.targets: \"nope\"\n"
+            "x.yaml:9:5: error: export.targets.Bad Name: target names are "
+            "1-63 characters of [a-z0-9_-]\n"
+            "x.yaml:12:7: error: export.targets.ehr.deliverer: is required\n"
+            "x.yaml:13:7: error: export.targets.ehr.colour: unknown key "
+            "\"colour\" (allowed: format, renderer, deliverer, "
+            "deliverer_target)");
+}
+
 TEST(ConfigTest, RemindersChannelNamesAPluginAndItsLocation) {
   absl::StatusOr<Config> c = ParseConfig(absl::StrCat(kMinimal, R"(reminders:
   channel: reminder-webhook

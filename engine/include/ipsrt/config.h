@@ -185,6 +185,42 @@ struct AuthConfig {
   std::vector<ApiTokenConfig> api_tokens;
 };
 
+// One named delivery target of PushEnrollment (export.targets.NAME).
+struct ExportTargetConfig {
+  std::string name;
+  // Format rendered for delivery.
+  std::string format = "fhir-r4-transaction";
+  // EXPORTER plugin that renders `format`; empty: the one loaded plugin
+  // that lists the format.
+  std::string renderer;
+  // EXPORTER plugin whose DeliverExport sends the rendering.
+  std::string deliverer;
+  // Target in the deliverer's own configuration; empty: its default.
+  std::string deliverer_target;
+  // "file:line:col" of the entry, for start-up errors.
+  std::string location;
+};
+
+// Export of enrollments (engine/service/export_service.h).
+//   export:
+//     root: ../var/ipsrtd/exports    # BulkExport writes under it only
+//     default_target: ehr           # optional with exactly one target
+//     targets:
+//       ehr:
+//         deliverer: fhir-push
+//         deliverer_target: main
+//         format: fhir-r4-transaction
+struct ExportConfig {
+  // Directory BulkExport's output_dir is relative to; empty: BulkExport is
+  // refused (FAILED_PRECONDITION).
+  std::string root;
+  // Target used when PushEnrollment names none; empty with exactly one
+  // target means that one.
+  std::string default_target;
+  // In file order.
+  std::vector<ExportTargetConfig> targets;
+};
+
 struct Config {
   ServerConfig server;
   AuthConfig auth;
@@ -194,6 +230,7 @@ struct Config {
   SafetyConfig safety;
   std::vector<PluginConfig> plugins;
   RemindersConfig reminders;
+  ExportConfig export_;
 };
 
 // ParseConfig reads YAML text. `file_name` appears in diagnostics;
