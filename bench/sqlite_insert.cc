@@ -199,10 +199,9 @@ Rows MakeRows(IdGenerator& ids, int64_t n) {
   r.response = stepped->state.enrollment().SerializeAsString();
   r.event_payload = DeterministicBytes(ev);
   for (const runtime::Effect& e : stepped->effects) {
-    r.outbox.push_back({e.kind == runtime::Effect::Kind::kScheduleReminder
-                            ? "reminder"
-                            : "alert.escalation",
-                        e.subject, absl::StrCat(name, "/", e.key),
+    if (runtime::OutboxKind(e.kind).empty()) continue;  // a cancellation
+    r.outbox.push_back({std::string(runtime::OutboxKind(e.kind)), e.subject,
+                        absl::StrCat(name, "/", e.key),
                         absl::ToUnixMicros(e.due)});
   }
   return r;

@@ -312,6 +312,13 @@ void TimelinePrinter::Outcome(const v1::Outcome& o) {
       std::printf("    alert acknowledged  %s%s\n", o.subject().c_str(),
                   reason.c_str());
       break;
+    case v1::Outcome::SESSION_PLANNED:
+      std::printf(
+          "    session planned     %s  at %s  cadence %s%s%s\n",
+          o.subject().c_str(), When(o.due_time()).c_str(), o.to().c_str(),
+          o.from().empty() ? "" : absl::StrCat(", replaces ", o.from()).c_str(),
+          reason.c_str());
+      break;
     case v1::Outcome::RULE_FIRED:
       std::printf("    rule fired          %s: %s%s\n", o.subject().c_str(),
                   o.to().c_str(), reason.c_str());

@@ -137,13 +137,11 @@ void AddEffects(const EnrollmentName& name,
     std::string key = absl::StrCat(prefix, "/", effect.key);
     switch (effect.kind) {
       case runtime::Effect::Kind::kScheduleReminder:
+      case runtime::Effect::Kind::kScheduleSessionReminder:
       case runtime::Effect::Kind::kScheduleEscalation:
-        batch.outbox.push_back(
-            OutboxRow{name.tenant, name.id,
-                      effect.kind == runtime::Effect::Kind::kScheduleReminder
-                          ? "reminder"
-                          : "alert.escalation",
-                      effect.due, effect.subject, key});
+        batch.outbox.push_back(OutboxRow{
+            name.tenant, name.id, std::string(runtime::OutboxKind(effect.kind)),
+            effect.due, effect.subject, key});
         break;
       case runtime::Effect::Kind::kCancelReminder:
       case runtime::Effect::Kind::kCancelEscalation:

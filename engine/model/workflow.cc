@@ -92,6 +92,11 @@ class Parser {
   RuleTemplate ReadRule(const YAML::Node& n, const std::string& path);
   std::vector<Action> ReadActions(const YAML::Node& map,
                                   const std::string& path, const char* key);
+  std::optional<SessionSchedule> ReadSessions(const YAML::Node& root);
+  // WholeDays reports a cadence with hours, minutes or seconds when the
+  // template plans sessions at a local time of day.
+  void WholeDays(const YAML::Node& map, const std::string& path,
+                 const char* key, const IsoDuration& cadence);
   void CheckReferences(const WorkflowTemplate& t, const YAML::Node& root);
   void CheckGraph(const WorkflowTemplate& t, const YAML::Node& root);
 
@@ -106,6 +111,8 @@ class Parser {
   };
   std::vector<Ref> task_refs_;
   std::vector<Ref> stage_refs_;
+  // True when the template has a `sessions` block (read first).
+  bool plans_sessions_ = false;
 };
 
 std::string Parser::Id(const YAML::Node& map, const std::string& path,
@@ -135,6 +142,49 @@ std::optional<IsoDuration> Parser::Duration(const YAML::Node& map,
     return std::nullopt;
   }
   return d;
+}
+
+std::optional<SessionSchedule> Parser::ReadSessions(const YAML::Node& root) {
+  YAML::Node n = root["sessions"];
+  if (!n.IsDefined()) return std::nullopt;
+  const std::string path = "sessions";
+  if (!r_.ExpectMap(n, path, false)) return std::nullopt;
+  r_.ExpectKeys(n, path, {"at", "remind_before"});
+  plans_sessions_ = true;
+  SessionSchedule schedule;
+  bool ok = true;
+  std::string at = r_.String(n, path, "at", "", true);
+  if (at.empty()) {
+    ok = false;
+  } else if (std::optional<int> minutes = ParseLocalTimeOfDay(at);
+             minutes.has_value()) {
+    schedule.at_minutes = *minutes;
+  } else {
+    r_.Error(n["at"], YamlReader::Join(path, "at"),
+             absl::StrCat("\"", at,
+                          "\" is not a local time HH:MM between 00:00 and "
+                          "23:59"));
+    ok = false;
+  }
+  std::optional<IsoDuration> before = Duration(n, path, "remind_before", true);
+  if (before.has_value()) {
+    schedule.remind_before = *before;
+  } else {
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return schedule;
+}
+
+void Parser::WholeDays(const YAML::Node& map, const std::string& path,
+                       const char* key, const IsoDuration& cadence) {
+  if (!plans_sessions_ ||
+      (cadence.hours == 0 && cadence.minutes == 0 && cadence.seconds == 0)) {
+    return;
+  }
+  r_.Error(map[key], YamlReader::Join(path, key),
+           absl::StrCat("with sessions.at, ", key,
+                        " must be whole days (P1D, P1W, P1M)"));
 }
 
 SourcePos Parser::TextPos(const YAML::Node& node, int line, int column) const {
@@ -328,6 +378,7 @@ std::vector<Action> Parser::ReadActions(const YAML::Node& map,
       action.kind = Action::Kind::kSetCadence;
       std::optional<IsoDuration> d = Duration(a, p, "set_cadence", true);
       if (!d.has_value()) continue;
+      WholeDays(a, p, "set_cadence", *d);
       action.cadence = *d;
     } else if (verb == "restore_cadence") {
       action.kind = Action::Kind::kRestoreCadence;
@@ -415,13 +466,16 @@ RuleTemplate Parser::ReadRule(const YAML::Node& n, const std::string& path) {
 WorkflowTemplate Parser::Parse(const YAML::Node& root) {
   WorkflowTemplate t;
   if (!r_.ExpectMap(root, "", false)) return t;
-  r_.ExpectKeys(root, "",
-                {"id", "version", "title", "description", "stages", "rules"});
+  r_.ExpectKeys(
+      root, "",
+      {"id", "version", "title", "description", "sessions", "stages", "rules"});
   t.id = Id(root, "", "workflow");
   if (!root["version"].IsDefined()) r_.Error(root, "version", "is required");
   t.version = static_cast<int>(r_.Int(root, "", "version", 0, 1, 1000000));
   t.title = r_.String(root, "", "title", "", true);
   t.description = r_.String(root, "", "description", "");
+  // Before the stages: their cadences are checked against it.
+  t.sessions = ReadSessions(root);
 
   YAML::Node stages = root["stages"];
   if (!stages.IsDefined() || !stages.IsSequence() || stages.size() == 0) {
@@ -442,7 +496,10 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
       st.description = r_.String(s, p, "description", "");
       st.session_cadence = r_.String(s, p, "cadence", "");
       std::optional<IsoDuration> cadence = Duration(s, p, "cadence", true);
-      if (cadence.has_value()) st.cadence = *cadence;
+      if (cadence.has_value()) {
+        WholeDays(s, p, "cadence", *cadence);
+        st.cadence = *cadence;
+      }
       YAML::Node tasks = s["tasks"];
       if (tasks.IsDefined() && !tasks.IsSequence()) {
         r_.Error(tasks, YamlReader::Join(p, "tasks"), "must be a list");

@@ -117,6 +117,16 @@ struct ExitTemplate {
   SourcePos pos;
 };
 
+// SessionSchedule is a template's `sessions` block: sessions are planned
+// from the current cadence at a local time of day, and each planned
+// session is reminded ahead of time (runtime/session_plan.h).
+struct SessionSchedule {
+  // Local time of day of a planned session, minutes after midnight.
+  int at_minutes = 0;
+  // The reminder falls due this long before the session.
+  IsoDuration remind_before;
+};
+
 struct StageTemplate {
   std::string id;
   std::string title;
@@ -137,6 +147,8 @@ struct WorkflowTemplate {
   std::string description;
   std::vector<StageTemplate> stages;  // at least one, in order
   std::vector<RuleTemplate> rules;    // apply in every stage
+  // Session planning; without it no session is planned or reminded.
+  std::optional<SessionSchedule> sessions;
   std::string source_file;
   std::string source_yaml;
   std::string source_sha256;

@@ -20,8 +20,9 @@ struct Target {
   std::optional<internal::EnrollmentState> state;  // nullopt: gone
 };
 
-// StillWanted tells whether row `e` should be sent given the enrollment.
-bool StillWanted(const OutboxEntry& e, const Target& t) {
+// StillWanted tells whether row `e` should be sent at `now` given the
+// enrollment.
+bool StillWanted(const OutboxEntry& e, const Target& t, absl::Time now) {
   if (!t.state.has_value()) return false;
   const internal::EnrollmentState& s = *t.state;
   if (s.enrollment().state() != v1::Enrollment::ACTIVE) return false;
@@ -32,6 +33,13 @@ bool StillWanted(const OutboxEntry& e, const Target& t) {
       }
     }
     return false;
+  }
+  if (e.row.kind == "session") {
+    // Only the planned session is reminded, and only before it starts: a
+    // session re-planned (held, cadence, stage or zone change) or already
+    // begun is never reminded.
+    return s.next_session().key() == e.row.payload &&
+           now < absl::FromUnixMicros(s.next_session().start_us());
   }
   if (e.row.kind == "alert.escalation") {
     for (const internal::AlertState& alert : s.alerts()) {
@@ -96,7 +104,7 @@ absl::StatusOr<Dispatcher::Round> Dispatcher::RunOnce() {
     }
     OutboxResult r;
     r.id = e.id;
-    if (!StillWanted(e, it->second)) {
+    if (!StillWanted(e, it->second, clock_->Now())) {
       r.outcome.kind = OutboxOutcome::Kind::kCancelled;
       ++round.cancelled;
       results.push_back(std::move(r));

@@ -8,9 +8,10 @@
 // - At least once: a process that dies between claim and record leaves its
 //   rows claimed; once the lease expires they are claimed again and sent
 //   with the same idempotency key (never lost, repeated only with the key).
-// - Never stale: a row whose task was completed or cancelled, whose alert
-//   was acknowledged, or whose enrollment is not ACTIVE is recorded
-//   cancelled at claim time and not sent (the commit that closes a task
+// - Never stale: a row whose task was completed or cancelled, whose
+//   session is no longer the planned one or has begun, whose alert was
+//   acknowledged, or whose enrollment is not ACTIVE is recorded cancelled
+//   at claim time and not sent (the commit that closes a task
 //   cancels scheduled rows; this check covers rows already in flight).
 // - Retries: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and ABORTED
 //   from the sender are retried after initial_backoff * 2^(attempt-1)

@@ -24,9 +24,11 @@ struct ReminderDelivery {
   std::string tenant;
   // "tenants/{tenant}/enrollments/{id}".
   std::string enrollment;
-  // "reminder" (a task's reminder) or "alert.escalation".
+  // "reminder" (a task's reminder), "session" (a planned session's) or
+  // "alert.escalation".
   std::string kind;
-  // The task key ("initial.srm-diary#3") or the alert id.
+  // The task key ("initial.srm-diary#3"), the planned session's key
+  // ("session:maintenance#2") or the alert id.
   std::string subject;
   absl::Time due_time;
   // The due time on the enrollment's wall clock, "YYYY-MM-DDTHH:MM

@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/time_util.h"
 #include "instruments/srm.h"
 #include "ipsrt/status_macros.h"
+#include "runtime/session_plan.h"
 
 namespace ipsrt::runtime {
 namespace {
@@ -63,6 +66,11 @@ class Applier {
                          const std::string& reason);
   void PassTime();
   void SetCadence(const IsoDuration& cadence, const std::string& reason);
+  // RequestSessionPlan asks for a new session series anchored on the local
+  // day of `anchor`; PlanSessions applies the last request at the end of
+  // the step.
+  void RequestSessionPlan(absl::Time anchor, std::string reason);
+  void PlanSessions();
   void RaiseAlert(const AlertSpec& spec, const std::string& rule_id);
   void RunAction(const Action& a, const std::string& rule_id);
   ConditionFacts Facts() const;
@@ -80,6 +88,12 @@ class Applier {
   absl::TimeZone zone_;
   StepResult result_;
   bool stage_changed_ = false;
+  struct SessionPlanRequest {
+    absl::CivilDay anchor;
+    std::string reason;
+  };
+  std::optional<SessionPlanRequest> session_request_;
+  bool zone_changed_ = false;
 };
 
 void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
@@ -312,6 +326,7 @@ void Applier::EnterStage(const StageTemplate& to, const std::string& reason) {
     e().set_session_cadence(to.cadence.ToString());
   }
   s().set_next_session_due_us(Us(AddIsoDuration(now_, to.cadence, zone_)));
+  RequestSessionPlan(now_, absl::StrCat("stage ", to.id));
   for (const TaskTemplate& t : to.tasks) OpenOccurrence(t, FirstDue(t), now_);
 }
 
@@ -328,6 +343,106 @@ void Applier::SetCadence(const IsoDuration& cadence,
   absl::Time next = AddIsoDuration(base, cadence, zone_);
   if (next < now_) next = now_;
   s().set_next_session_due_us(Us(next));
+  RequestSessionPlan(base, absl::StrCat("cadence ", text, ", ", reason));
+}
+
+void Applier::RequestSessionPlan(absl::Time anchor, std::string reason) {
+  session_request_ =
+      SessionPlanRequest{absl::ToCivilDay(anchor, zone_), std::move(reason)};
+}
+
+// PlanSessions keeps exactly one planned session, with its reminder, for a
+// template with `sessions` (see step.h): it applies the step's last
+// request, or moves on when the planned session's time has passed, or
+// follows a zone change. Planned sessions are numbered per stage in
+// next_occurrence under "session:<stage>" (a task id cannot contain ':').
+void Applier::PlanSessions() {
+  const internal::PlannedSession old = s().next_session();
+  const bool has_old = !old.key().empty();
+  auto cancel_old = [&](const std::string& reason) {
+    // A reminder already due is left to the dispatcher, which checks at
+    // claim time that its session is still the planned one.
+    if (!has_old || old.remind_us() <= Us(now_)) return;
+    result_.effects.push_back(Effect{Effect::Kind::kCancelReminder,
+                                     absl::StrCat("reminder/", old.key()),
+                                     FromUs(old.remind_us()), old.key()});
+    Outcome(v1::Outcome::REMINDER_CANCELLED, old.key(), "", "", reason);
+  };
+  std::optional<IsoDuration> cadence = ParseIsoDuration(e().session_cadence());
+  if (!w_.sessions.has_value() || !cadence.has_value() || cadence->IsZero()) {
+    if (has_old) {
+      cancel_old("the workflow plans no sessions");
+      s().clear_next_session();
+    }
+    return;
+  }
+  absl::CivilDay anchor;
+  int first_index = 1;
+  bool same_session = false;  // a zone change: the same session, moved
+  std::string reason;
+  if (session_request_.has_value()) {
+    anchor = session_request_->anchor;
+    reason = session_request_->reason;
+  } else if (!has_old) {
+    // The enrollment predates the template's sessions (or a migration).
+    absl::Time base = s().last_session_us() > s().stage_entered_us()
+                          ? FromUs(s().last_session_us())
+                          : FromUs(s().stage_entered_us());
+    anchor = absl::ToCivilDay(base, zone_);
+    reason = "sessions planned";
+  } else {
+    if (!absl::ParseCivilTime(old.anchor_date(), &anchor)) {
+      anchor = absl::ToCivilDay(FromUs(old.start_us()), zone_);
+    }
+    if (old.start_us() <= Us(now_)) {
+      first_index = old.index() + 1;
+      reason = absl::StrCat(old.key(), " passed");
+    } else if (zone_changed_ && old.remind_us() > Us(now_)) {
+      first_index = old.index();
+      same_session = true;
+      reason = "time zone changed";
+    } else {
+      return;
+    }
+  }
+  const PlannedTimes next =
+      same_session
+          ? SessionAt(anchor, first_index, *cadence, *w_.sessions, zone_)
+          : NextSession(anchor, first_index, *cadence, *w_.sessions, zone_,
+                        now_);
+  // As for task reminders, a moved session whose reminder time would have
+  // passed keeps its planned time rather than being reminded at once.
+  if (same_session && next.remind <= now_) return;
+  const std::string stage_prefix = absl::StrCat("session:", e().stage(), "#");
+  if (has_old && absl::StartsWith(old.key(), stage_prefix) &&
+      next.start == FromUs(old.start_us()) &&
+      next.remind == FromUs(old.remind_us())) {
+    // The same time again: keep the planned session and its reminder, on
+    // the new series.
+    internal::PlannedSession* kept = s().mutable_next_session();
+    kept->set_anchor_date(absl::FormatCivilTime(anchor));
+    kept->set_index(next.index);
+    return;
+  }
+  cancel_old(reason);
+  const std::string counter = absl::StrCat("session:", e().stage());
+  auto it = s().next_occurrence().find(counter);
+  const int32_t number = it == s().next_occurrence().end() ? 1 : it->second;
+  (*s().mutable_next_occurrence())[counter] = number + 1;
+  internal::PlannedSession* planned = s().mutable_next_session();
+  planned->set_key(absl::StrCat(stage_prefix, number));
+  planned->set_anchor_date(absl::FormatCivilTime(anchor));
+  planned->set_index(next.index);
+  planned->set_start_us(Us(next.start));
+  planned->set_remind_us(Us(next.remind));
+  s().set_next_session_due_us(Us(next.start));
+  Outcome(v1::Outcome::SESSION_PLANNED, planned->key(),
+          has_old ? old.key() : "", e().session_cadence(), reason, next.start);
+  result_.effects.push_back(Effect{Effect::Kind::kScheduleSessionReminder,
+                                   absl::StrCat("reminder/", planned->key()),
+                                   next.remind, planned->key()});
+  Outcome(v1::Outcome::REMINDER_SCHEDULED, planned->key(), "", "", "",
+          next.remind);
 }
 
 void Applier::RaiseAlert(const AlertSpec& spec, const std::string& rule_id) {
@@ -673,6 +788,7 @@ absl::Status Applier::ApplyPayload() {
         IPSRT_ASSIGN_OR_RETURN(zone_, zones_(u.time_zone()));
         e().set_time_zone(u.time_zone());
         ReplanReminders(old_zone);
+        zone_changed_ = true;
       }
       if (!u.clinician_ref().empty()) e().set_clinician_ref(u.clinician_ref());
       return absl::OkStatus();
@@ -722,6 +838,7 @@ absl::Status Applier::ApplyPayload() {
       if (cadence.has_value()) {
         s().set_next_session_due_us(Us(AddIsoDuration(held, *cadence, zone_)));
       }
+      RequestSessionPlan(held, "session held");
       CompleteFirstOpen(TaskKind::kSession, "", "session held");
       return absl::OkStatus();
     }
@@ -887,12 +1004,28 @@ absl::StatusOr<StepResult> Applier::Run() {
     }
     if (!stage_changed_) break;
   }
+  PlanSessions();
   e().set_revision(event_.sequence());
   *e().mutable_update_time() = event_.record_time();
   return std::move(result_);
 }
 
 }  // namespace
+
+absl::string_view OutboxKind(Effect::Kind kind) {
+  switch (kind) {
+    case Effect::Kind::kScheduleReminder:
+      return "reminder";
+    case Effect::Kind::kScheduleSessionReminder:
+      return "session";
+    case Effect::Kind::kScheduleEscalation:
+      return "alert.escalation";
+    case Effect::Kind::kCancelReminder:
+    case Effect::Kind::kCancelEscalation:
+      break;
+  }
+  return "";
+}
 
 std::string EventTypeFor(const v1::EventPayload& payload) {
   switch (payload.payload_case()) {

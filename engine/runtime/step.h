@@ -25,6 +25,20 @@
 // reminders of open occurrences at the same local date and time in the new
 // zone (a cancel and a schedule effect with a new key); reminders already
 // due are untouched, and later occurrences are planned in the new zone.
+//
+// Sessions (templates with `sessions`, runtime/session_plan.h): the next
+// session is planned from the current cadence at `sessions.at` local time
+// and reminded `remind_before` ahead. It is planned once per event, after
+// the rules and exits, so an event that enters a stage and changes the
+// cadence plans one session, from the final cadence. A new plan replaces
+// the previous one (its reminder is cancelled unless already due) when:
+// the stage is entered (series anchored on today), a session is held
+// (anchored on its day), the cadence changes by set_cadence or
+// restore_cadence (anchored on the last session held in the stage, or the
+// stage entry, skipping sessions whose reminder time has passed), or the
+// planned session's time passes (the next of its series). A zone change
+// moves a session whose reminder is still ahead to the same local date and
+// time in the new zone, like task reminders.
 #ifndef IPSRT_RUNTIME_STEP_H_
 #define IPSRT_RUNTIME_STEP_H_
 
@@ -33,6 +47,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ipsrt/internal/state.pb.h"
 #include "ipsrt/v1/enrollment.pb.h"
@@ -47,6 +62,9 @@ namespace internal = ::ipsrt::internal;
 struct Effect {
   enum class Kind {
     kScheduleReminder,
+    // A planned session's reminder (subject: the session key); it is
+    // cancelled with kCancelReminder like a task's.
+    kScheduleSessionReminder,
     kCancelReminder,
     kScheduleEscalation,
     kCancelEscalation,
@@ -59,6 +77,11 @@ struct Effect {
   // The task (reminders) or alert (escalations) concerned.
   std::string subject;
 };
+
+// OutboxKind names the outbox row a scheduling effect writes: "reminder"
+// (a task's), "session" (a planned session's) or "alert.escalation"; empty
+// for cancellations, which write no row.
+absl::string_view OutboxKind(Effect::Kind kind);
 
 struct StepResult {
   internal::EnrollmentState state;

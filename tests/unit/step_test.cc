@@ -1,5 +1,6 @@
 #include "runtime/step.h"
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -447,6 +448,218 @@ TEST(StepTest, DoneTaskCancelsItsReminderAndOpensTheNext) {
   ASSERT_NE(next, nullptr);
   EXPECT_EQ(next->subject(), "initial.srm-diary#2");
   EXPECT_EQ(next->local_due_time(), "2026-01-06T20:00 (+00:00)");
+}
+
+// Session planning (templates with `sessions`; the shipped ones plan at
+// 10:00 local and remind the day before, P1D).
+
+// Outcomes of `kind` about planned sessions, as "subject local-due-time".
+std::vector<std::string> SessionOutcomes(const std::vector<v1::Outcome>& out,
+                                         v1::Outcome::Kind kind) {
+  std::vector<std::string> lines;
+  for (const v1::Outcome& o : out) {
+    if (o.kind() == kind && absl::StartsWith(o.subject(), "session:")) {
+      lines.push_back(o.local_due_time().empty()
+                          ? o.subject()
+                          : absl::StrCat(o.subject(), " ", o.local_due_time()));
+    }
+  }
+  return lines;
+}
+
+std::vector<v1::Outcome> CreationOutcomes(const Course& c) {
+  const v1::Event& created = c.events().front();
+  return {created.outcomes().begin(), created.outcomes().end()};
+}
+
+v1::EventPayload StageChange(const std::string& to) {
+  v1::EventPayload p;
+  p.mutable_stage_change()->set_to_stage(to);
+  p.mutable_stage_change()->set_reason("clinical judgement");
+  return p;
+}
+
+TEST(StepSessionTest, PlansTheNextSessionAtLocalTimeAndRemindsTheDayBefore) {
+  const WorkflowTemplate& w = Shipped("ipsrt-preventive-first");
+  // Monday 2 March 2026; New York springs forward on Sunday 8 March.
+  Course c(w, "America/New_York", At("2026-03-02T09:00", "America/New_York"));
+  std::vector<v1::Outcome> created = CreationOutcomes(c);
+  const v1::Outcome* planned = Find(created, v1::Outcome::SESSION_PLANNED);
+  ASSERT_NE(planned, nullptr);
+  EXPECT_EQ(planned->subject(), "session:initial#1");
+  EXPECT_EQ(planned->local_due_time(), "2026-03-09T10:00 (-04:00)");
+  EXPECT_EQ(planned->from(), "");
+  EXPECT_EQ(planned->to(), "P1W");
+  EXPECT_EQ(planned->reason(), "stage initial");
+  EXPECT_THAT(SessionOutcomes(created, v1::Outcome::REMINDER_SCHEDULED),
+              ElementsAre("session:initial#1 2026-03-08T10:00 (-04:00)"));
+  ASSERT_FALSE(c.effects().empty());
+  const runtime::Effect* effect = nullptr;
+  for (const runtime::Effect& e : c.effects()) {
+    if (e.kind == runtime::Effect::Kind::kScheduleSessionReminder) effect = &e;
+  }
+  ASSERT_NE(effect, nullptr);
+  EXPECT_EQ(effect->key, "reminder/session:initial#1");
+  EXPECT_EQ(effect->subject, "session:initial#1");
+  EXPECT_EQ(runtime::OutboxKind(effect->kind), "session");
+  EXPECT_EQ(c.state().next_session().key(), "session:initial#1");
+  EXPECT_EQ(c.state().next_session_due_us(),
+            absl::ToUnixMicros(At("2026-03-09T10:00", "America/New_York")));
+
+  // A session held on Thursday starts a new series from that day; the
+  // reminder planned for Sunday is cancelled.
+  c.Advance(absl::Hours(3 * 24 + 2));
+  std::vector<v1::Outcome> held = c.Session();
+  EXPECT_THAT(SessionOutcomes(held, v1::Outcome::REMINDER_CANCELLED),
+              ElementsAre("session:initial#1"));
+  EXPECT_THAT(SessionOutcomes(held, v1::Outcome::SESSION_PLANNED),
+              ElementsAre("session:initial#2 2026-03-12T10:00 (-04:00)"));
+  EXPECT_EQ(Find(held, v1::Outcome::SESSION_PLANNED)->from(),
+            "session:initial#1");
+  EXPECT_EQ(Find(held, v1::Outcome::SESSION_PLANNED)->reason(), "session held");
+  EXPECT_THAT(SessionOutcomes(held, v1::Outcome::REMINDER_SCHEDULED),
+              ElementsAre("session:initial#2 2026-03-11T10:00 (-04:00)"));
+
+  // Its time passes with no session held: the next of the series is
+  // planned at the next event; the sent reminder is not cancelled.
+  c.Advance(absl::Hours(7 * 24));  // Thursday 12 March, 12:00 EDT
+  std::vector<v1::Outcome> passed = c.Tick();
+  EXPECT_TRUE(SessionOutcomes(passed, v1::Outcome::REMINDER_CANCELLED).empty());
+  EXPECT_THAT(SessionOutcomes(passed, v1::Outcome::SESSION_PLANNED),
+              ElementsAre("session:initial#3 2026-03-19T10:00 (-04:00)"));
+  EXPECT_EQ(Find(passed, v1::Outcome::SESSION_PLANNED)->reason(),
+            "session:initial#2 passed");
+  // An event before then changes nothing.
+  c.Advance(absl::Hours(1));
+  EXPECT_TRUE(SessionOutcomes(c.Tick(), v1::Outcome::SESSION_PLANNED).empty());
+  ExpectReplayEqualsState(w, c);
+}
+
+// A clinician's stage change re-plans with the new stage's cadence; the
+// maintenance rule goes weekly and back, each time cancelling the future
+// reminder of the old cadence and planning the new one, in the event that
+// fired it. A monthly series anchored on the 31st falls on the last day of
+// shorter months.
+TEST(StepSessionTest, StageChangeAndMaintenanceRuleReplanSessions) {
+  const WorkflowTemplate& w = Shipped("ipsrt-preventive-first");
+  const char* london = "Europe/London";
+  Course c(w, london, At("2026-01-28T09:00", london));
+  ASSERT_EQ(c.state().next_session().key(), "session:initial#1");
+
+  c.Advance(absl::Hours(3 * 24));  // Saturday 31 January, 09:00
+  std::vector<v1::Outcome> moved = c.Submit(StageChange("maintenance"));
+  EXPECT_EQ(c.cadence(), "P1M");
+  EXPECT_THAT(SessionOutcomes(moved, v1::Outcome::REMINDER_CANCELLED),
+              ElementsAre("session:initial#1"));
+  EXPECT_THAT(SessionOutcomes(moved, v1::Outcome::SESSION_PLANNED),
+              ElementsAre("session:maintenance#1 2026-02-28T10:00 (+00:00)"));
+  EXPECT_EQ(Find(moved, v1::Outcome::SESSION_PLANNED)->reason(),
+            "stage maintenance");
+  EXPECT_THAT(SessionOutcomes(moved, v1::Outcome::REMINDER_SCHEDULED),
+              ElementsAre("session:maintenance#1 2026-02-27T10:00 (+00:00)"));
+
+  // 28 February passes: the series goes on to 31 March (not 28 March).
+  c.Advance(absl::Hours(28 * 24 + 2));
+  EXPECT_THAT(SessionOutcomes(c.Tick(), v1::Outcome::SESSION_PLANNED),
+              ElementsAre("session:maintenance#2 2026-03-31T10:00 (+01:00)"));
+
+  // 2 March: an early warning sign (PHQ-9 12): weekly from the stage
+  // entry (31 January), the first still reminded in full being 7 March.
+  c.Advance(absl::Hours(2 * 24 - 2));
+  const size_t effects_before = c.effects().size();
+  std::vector<v1::Outcome> warning =
+      c.Answer("phq9", {2, 2, 2, 2, 2, 2, 0, 0, 0});
+  EXPECT_TRUE(Has(warning, v1::Outcome::CADENCE_CHANGED, "P1W"));
+  EXPECT_EQ(c.cadence(), "P1W");
+  EXPECT_THAT(SessionOutcomes(warning, v1::Outcome::REMINDER_CANCELLED),
+              ElementsAre("session:maintenance#2"));
+  EXPECT_THAT(SessionOutcomes(warning, v1::Outcome::SESSION_PLANNED),
+              ElementsAre("session:maintenance#3 2026-03-07T10:00 (+00:00)"));
+  EXPECT_EQ(Find(warning, v1::Outcome::SESSION_PLANNED)->reason(),
+            "cadence P1W, rule early-warning");
+  std::vector<std::string> keys;
+  for (size_t i = effects_before; i < c.effects().size(); ++i) {
+    const runtime::Effect& e = c.effects()[i];
+    if (absl::StrContains(e.key, "session:")) {
+      keys.push_back(absl::StrCat(
+          e.kind == runtime::Effect::Kind::kCancelReminder ? "cancel "
+                                                           : "schedule ",
+          e.key));
+    }
+  }
+  EXPECT_THAT(keys, ElementsAre("cancel reminder/session:maintenance#2",
+                                "schedule reminder/session:maintenance#3"));
+
+  // 4 March: it has passed (PHQ-9 3): monthly again, on the series of the
+  // stage entry; the weekly reminder (6 March) is cancelled.
+  c.Advance(absl::Hours(2 * 24));
+  std::vector<v1::Outcome> cleared =
+      c.Answer("phq9", {1, 1, 1, 0, 0, 0, 0, 0, 0});
+  EXPECT_EQ(c.cadence(), "P1M");
+  EXPECT_THAT(SessionOutcomes(cleared, v1::Outcome::REMINDER_CANCELLED),
+              ElementsAre("session:maintenance#3"));
+  EXPECT_THAT(SessionOutcomes(cleared, v1::Outcome::SESSION_PLANNED),
+              ElementsAre("session:maintenance#4 2026-03-31T10:00 (+01:00)"));
+  EXPECT_THAT(SessionOutcomes(cleared, v1::Outcome::REMINDER_SCHEDULED),
+              ElementsAre("session:maintenance#4 2026-03-30T10:00 (+01:00)"));
+  ExpectReplayEqualsState(w, c);
+}
+
+// A patient who moves keeps the session's local date and time in the new
+// zone, like task reminders; a new key replaces the old reminder.
+TEST(StepSessionTest, ZoneChangeMovesThePlannedSessionToTheNewWallClock) {
+  const WorkflowTemplate& w = Shipped("ipsrt-preventive-first");
+  Course c(w, "America/New_York", At("2026-01-12T09:00", "America/New_York"));
+  c.Advance(absl::Hours(24));
+  v1::EventPayload move;
+  move.mutable_enrollment_updated()->set_time_zone("Europe/London");
+  std::vector<v1::Outcome> out = c.Submit(move);
+  EXPECT_THAT(SessionOutcomes(out, v1::Outcome::REMINDER_CANCELLED),
+              ElementsAre("session:initial#1"));
+  EXPECT_THAT(SessionOutcomes(out, v1::Outcome::SESSION_PLANNED),
+              ElementsAre("session:initial#2 2026-01-19T10:00 (+00:00)"));
+  EXPECT_EQ(Find(out, v1::Outcome::SESSION_PLANNED)->reason(),
+            "time zone changed");
+  EXPECT_THAT(SessionOutcomes(out, v1::Outcome::REMINDER_SCHEDULED),
+              ElementsAre("session:initial#2 2026-01-18T10:00 (+00:00)"));
+  ExpectReplayEqualsState(w, c);
+}
+
+// Weekly sessions stay at 10:00 on the wall clock across the spring change
+// in New York and both changes on Lord Howe Island (30-minute shifts).
+TEST(StepSessionTest, WeeklySessionsKeepLocalTimeAcrossDaylightSavingChanges) {
+  struct Case {
+    const char* zone;
+    const char* start;
+  };
+  const Case cases[] = {{"America/New_York", "2026-02-25T09:00"},
+                        {"Australia/Lord_Howe", "2026-09-23T09:00"},
+                        {"Australia/Lord_Howe", "2026-03-25T09:00"}};
+  const WorkflowTemplate& w = Shipped("ipsrt-preventive-first");
+  for (const Case& k : cases) {
+    SCOPED_TRACE(absl::StrCat(k.zone, " from ", k.start));
+    Course c(w, k.zone, At(k.start, k.zone));
+    std::vector<v1::Outcome> all = CreationOutcomes(c);
+    for (int week = 0; week < 3; ++week) {
+      c.Advance(absl::Hours(7 * 24 + 3));
+      std::vector<v1::Outcome> out = c.Tick();
+      all.insert(all.end(), out.begin(), out.end());
+    }
+    std::set<std::string> local_times, offsets;
+    int planned = 0;
+    for (const v1::Outcome& o : all) {
+      if ((o.kind() == v1::Outcome::SESSION_PLANNED ||
+           o.kind() == v1::Outcome::REMINDER_SCHEDULED) &&
+          absl::StartsWith(o.subject(), "session:")) {
+        planned += o.kind() == v1::Outcome::SESSION_PLANNED;
+        local_times.insert(o.local_due_time().substr(11, 5));
+        offsets.insert(o.local_due_time().substr(17));
+      }
+    }
+    EXPECT_EQ(planned, 4);
+    EXPECT_THAT(local_times, ElementsAre("10:00"));
+    EXPECT_EQ(offsets.size(), 2u);  // before and after the change
+  }
 }
 
 }  // namespace
