@@ -433,7 +433,9 @@ TEST_F(FhirPush, TokenFromTheEnvironmentAndNamedTargets) {
 TEST_F(FhirPush, RetriesAfterTwo503sWithoutDuplicates) {
   StartServer();
   server_->Fault(json::parse(R"({"status":503,"count":2})"));
+  ::testing::internal::CaptureStderr();
   auto pushed = Deliver(Config(server_->base_url()), Push(Bundle()));
+  const std::string log = ::testing::internal::GetCapturedStderr();
   ASSERT_TRUE(pushed.ok()) << pushed.status();
   EXPECT_EQ(pushed->created(), kEntries);
   json stats = server_->Stats();
@@ -442,6 +444,26 @@ TEST_F(FhirPush, RetriesAfterTwo503sWithoutDuplicates) {
   EXPECT_EQ(stats["log"][1]["status"], 503);
   EXPECT_EQ(stats["log"][2]["status"], 200);
   ExpectEachStored(1);
+  // One warning per retried attempt: status only, no token, no bundle.
+  EXPECT_THAT(log, HasSubstr("plugin fhir-push: target ehr attempt 1/3 "
+                             "failed (HTTP 503); trying again in 10ms\n"));
+  EXPECT_THAT(log, HasSubstr("plugin fhir-push: target ehr attempt 2/3 "
+                             "failed (HTTP 503); trying again in 20ms\n"));
+  EXPECT_THAT(log, Not(HasSubstr(kToken)));
+  EXPECT_THAT(log, Not(HasSubstr("e1-patient")));
+}
+
+TEST_F(FhirPush, PersistentServerErrorIsUnavailableAfterMaxAttempts) {
+  StartServer();
+  server_->Fault(json::parse(R"({"status":503,"count":3})"));
+  auto pushed = Deliver(Config(server_->base_url(), R"(,"max_attempts":3)"),
+                        Push(Bundle()));
+  EXPECT_EQ(pushed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(pushed.status().message(),
+            "target \"ehr\" is unavailable after 3 attempts; last: HTTP 503: "
+            "error/transient: injected fault: HTTP 503");
+  EXPECT_EQ(server_->Posts(), 3);
+  ExpectEachStored(0);
 }
 
 TEST_F(FhirPush, TargetDownIsUnavailableAfterMaxAttempts) {
