@@ -170,12 +170,17 @@ int Run() {
   }
   if (config->reminders.enabled && config->reminders.channel.empty() &&
       jsonl_path.empty()) {
-    // A PostgreSQL deployment has no data directory to default to, and
-    // every replica's dispatcher writes to its own file: the path must be
-    // chosen explicitly.
-    IPSRT_LOG(WARNING) << "reminders: store.kind " << config->store.kind
-                       << " needs reminders.jsonl.path for delivery; "
-                          "reminders stay scheduled";
+    // A PostgreSQL deployment has no data directory to default to, and a
+    // file shared by several replicas is no place for their deliveries:
+    // the channel must be chosen explicitly. Not an error: a replica may
+    // serve calls only while others on the same database deliver.
+    IPSRT_LOG(WARNING)
+        << "reminders: this replica delivers none: store.kind "
+        << config->store.kind
+        << " has no default reminder file; set reminders.channel (e.g. "
+           "reminder-webhook) or reminders.jsonl.path (a file of this "
+           "replica's own), or reminders.enabled: false. Due reminders "
+           "stay scheduled until a replica that delivers claims them";
   } else if (config->reminders.enabled) {
     const RemindersConfig& rc = config->reminders;
     std::string destination;

@@ -287,6 +287,11 @@ TEST(ReplicasTest, KilledReplicaLosesNoAcknowledgedWrite) {
   }
   EXPECT_THAT((*started[1])->process().Log(),
               HasSubstr("store postgres (schema version 3, pool_size=4"));
+  // No reminder channel configured: said at start-up, not silently.
+  EXPECT_THAT((*started[1])->process().Log(),
+              HasSubstr("reminders: this replica delivers none: store.kind "
+                        "postgres has no default reminder file; set "
+                        "reminders.channel"));
   for (int i = 1; i < kReplicas; ++i) {
     absl::StatusOr<int> exit_status = (*started[i])->Terminate();
     ASSERT_TRUE(exit_status.ok()) << exit_status.status();

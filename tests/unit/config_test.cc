@@ -419,7 +419,12 @@ TEST(ConfigPostgresTest, ReplicaExampleLoads) {
   EXPECT_EQ(c->store.postgres.pool_size, 8);
   // It listens on 0.0.0.0, which needs authentication.
   EXPECT_EQ(c->auth.mode, "required");
-  EXPECT_EQ(c->reminders.jsonl_path, "/var/lib/ipsrtd/reminders.jsonl");
+  // Replicas deliver reminders to one receiver that drops repeats by key.
+  EXPECT_EQ(c->reminders.channel, "reminder-webhook");
+  EXPECT_EQ(c->reminders.jsonl_path, "");
+  EXPECT_EQ(c->reminders.lease, absl::Minutes(3));
+  ASSERT_EQ(c->plugins.size(), 1u);
+  EXPECT_EQ(c->plugins[0].path, "libipsrt_reminder_webhook.so");
 }
 
 TEST(ConfigPostgresTest, PostgresStoreWithDefaults) {
