@@ -14,6 +14,7 @@
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -189,7 +190,17 @@ int ReportRpcError(const grpc::Status& grpc_status) {
                absl::StatusCodeToString(status.code()).c_str(),
                std::string(status.message()).c_str());
   const std::string server = absl::GetFlag(FLAGS_server);
-  if (status.code() == absl::StatusCode::kUnavailable) {
+  // ipsrtd itself answers UNAVAILABLE too (a plugin or an export target is
+  // down, the store is unreachable); the hint is only for gRPC's own
+  // connection failures, whose messages name the transport.
+  const absl::string_view message = status.message();
+  const bool transport_failure =
+      absl::StrContains(message, "failed to connect") ||
+      absl::StrContains(message, "Connection refused") ||
+      absl::StrContains(message, "DNS resolution failed") ||
+      absl::StrContains(message, "Socket closed") ||
+      absl::StrContains(message, "Connection reset");
+  if (status.code() == absl::StatusCode::kUnavailable && transport_failure) {
     std::fprintf(stderr, "ipsrt: cannot reach ipsrtd at %s; is it running?\n",
                  server.c_str());
   } else if (status.code() == absl::StatusCode::kDeadlineExceeded) {

@@ -88,7 +88,9 @@ class FhirPush final : public ipsrt::plugin::Plugin {
     d.set_summary(
         "Pushes FHIR R4 transaction Bundles to EHR FHIR servers, with "
         "conditional creates, bearer tokens and bounded retries");
-    d.add_export_formats(kFormat);
+    // No export_formats: those name formats a plugin renders, and this one
+    // only delivers (fhir-r4-transaction Bundles rendered by fhir-r4), so
+    // ExportService never picks it as a renderer.
     d.set_config_schema(
         R"({"type":"object","required":["targets"],"properties":{)"
         R"("default_target":{"type":"string"},)"

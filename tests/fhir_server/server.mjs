@@ -18,7 +18,7 @@
 // none is (the first failing entry's problem is answered as a 4xx
 // OperationOutcome naming the entry). POST entries are creates whose
 // request.url must be the resource's type; request.ifNoneExist
-// ("identifier=system|value") makes it conditional: one stored match is
+// ("identifier=system|value" or "_tag=system|code") makes it conditional: one stored match is
 // answered "200 OK" with that resource's location and nothing is created,
 // several matches fail the transaction with 412. PUT Type/id entries create
 // or replace. The server assigns ids and rewrites every reference to an
@@ -92,22 +92,33 @@ function typeStore(type) {
   return store.get(type);
 }
 
-// Identifier token search: "system|value", "|value" (no system) or "value".
+// Token search on identifier or on meta.tag (the two search parameters a
+// conditional create of ours uses; R4 Provenance has no identifier):
+// "identifier=system|value" / "_tag=system|code", also "|value" (no
+// system) or "value" (any system).
 function parseIdentifierSearch(query, where) {
   const params = new URLSearchParams(query);
   const keys = [...params.keys()];
-  if (keys.length !== 1 || keys[0] !== 'identifier') {
+  if (keys.length !== 1 || (keys[0] !== 'identifier' && keys[0] !== '_tag')) {
     throw new FhirError(400, 'not-supported',
-        `only "identifier=system|value" is supported, not "${query}"`, where);
+        `only "identifier=system|value" or "_tag=system|code" is supported, not "${query}"`,
+        where);
   }
-  const tokenText = params.get('identifier');
+  const param = keys[0];
+  const tokenText = params.get(param);
   const bar = tokenText.indexOf('|');
-  if (bar < 0) return { system: null, value: tokenText };
-  return { system: tokenText.slice(0, bar), value: tokenText.slice(bar + 1) };
+  if (bar < 0) return { param, system: null, value: tokenText };
+  return { param, system: tokenText.slice(0, bar), value: tokenText.slice(bar + 1) };
 }
 
 function matchesIdentifier(resource, search) {
-  return (resource.identifier || []).some((id) =>
+  // identifier is a list in most resources but a single value in some
+  // (QuestionnaireResponse.identifier is 0..1).
+  const list = (v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  const tokens = search.param === '_tag' ?
+      list(resource.meta?.tag).map((t) => ({ system: t.system, value: t.code })) :
+      list(resource.identifier);
+  return tokens.some((id) =>
     id.value === search.value &&
     (search.system === null ||
      (search.system === '' ? !id.system : id.system === search.system)));
@@ -163,7 +174,7 @@ function transaction(bundle, minimal) {
       plan = { type, status: '201 Created', create: true };
       if (request.ifNoneExist !== undefined) {
         const spec = parseIdentifierSearch(request.ifNoneExist, `${at}.request.ifNoneExist`);
-        const key = `${type}?${spec.system}|${spec.value}`;
+        const key = `${type}?${spec.param}=${spec.system}|${spec.value}`;
         if (conditionalKeys.has(key)) {
           throw new FhirError(400, 'duplicate',
               `a second conditional create of ${type} with the same identifier in one transaction`,

@@ -32,9 +32,15 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
             std::string(IPSRT_SOURCE_DIR) + "/workflows");
   // The built-in instruments, by bare name from the engine's plugin
   // directory.
-  ASSERT_EQ(c->plugins.size(), 1u);
+  // ... and the FHIR R4 exporter, with bulk exports under var/.
+  ASSERT_EQ(c->plugins.size(), 2u);
   EXPECT_EQ(c->plugins[0].path, "libipsrt_core_instruments.so");
   EXPECT_EQ(c->plugins[0].transport, "in_process");
+  EXPECT_EQ(c->plugins[1].path, "libipsrt_fhir_r4.so");
+  EXPECT_EQ(c->plugins[1].transport, "in_process");
+  EXPECT_EQ(c->export_.root,
+            std::string(IPSRT_SOURCE_DIR) + "/var/ipsrtd/exports");
+  EXPECT_TRUE(c->export_.targets.empty());
 }
 
 TEST(ConfigTest, DefaultsAndRelativePaths) {
