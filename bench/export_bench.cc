@@ -13,9 +13,11 @@
 //     top of reading);
 //   - peak RSS during the export (VmHWM, reset before it starts).
 //
-// Example (the deterministic test exporter; fhir-r4 once it is built):
+// Examples (the FHIR R4 exporter by default; the small test exporter shows
+// the engine's own share):
 //   export_bench --enrollments=10000
-//   export_bench --plugin=libipsrt_fhir_r4.so --format=fhir-r4-resources
+//   export_bench --plugin=PATH/libipsrt_test_exporter.so
+//   --format=test-resources
 #include <sys/resource.h>
 
 #include <atomic>
@@ -45,12 +47,12 @@
 ABSL_FLAG(int, enrollments, 10000, "Enrollments to create and export.");
 ABSL_FLAG(std::string, dir, "/tmp/ipsrt-export-bench",
           "Scratch directory (replaced): database and export root.");
-ABSL_FLAG(std::string, plugin, IPSRT_TEST_EXPORTER,
+ABSL_FLAG(std::string, plugin, "libipsrt_fhir_r4.so",
           "Exporter plugin: a path, or a bare name in the engine's plugin "
           "directory (e.g. libipsrt_fhir_r4.so).");
 ABSL_FLAG(std::string, plugin_config, "{}",
           "The exporter plugin's config block, as JSON.");
-ABSL_FLAG(std::string, format, "test-resources",
+ABSL_FLAG(std::string, format, "fhir-r4-resources",
           "Resource-wise export format, e.g. fhir-r4-resources.");
 ABSL_FLAG(int, threads, 64,
           "Setup threads writing courses at once (their commits are grouped).");

@@ -306,6 +306,10 @@ class OutOfProcessTransport final : public PluginTransport {
     }
     grpc::ChannelArguments channel_args;
     channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // Export answers are whole Bundles (ipsrt-plugin-runner accepts the
+    // same 64 MiB); gRPC's 4 MiB default would cut off long courses.
+    channel_args.SetMaxReceiveMessageSize(64 << 20);
+    channel_args.SetMaxSendMessageSize(64 << 20);
     child.channel = grpc::CreateCustomChannel(
         *address, grpc::InsecureChannelCredentials(), channel_args);
 

@@ -91,6 +91,11 @@ int Run(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+  // An export request carries a whole course of events and its answer a
+  // whole Bundle; gRPC's 4 MiB default is too small for long courses. The
+  // host allows the same in the other direction.
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
   builder.RegisterService(&forwarder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
