@@ -21,6 +21,7 @@
 #include "cli/scenario.h"
 #include "cli/stage_graph.h"
 #include "common/files.h"
+#include "common/json_string.h"
 #include "core/enrollments.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
@@ -42,38 +43,6 @@ namespace ipsrt::cli {
 namespace {
 
 using ::google::protobuf::util::TimeUtil;
-
-// JsonString quotes `s` as a JSON string.
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
 
 // MessageJson is protobuf JSON with the proto field names, every field
 // present (the contract of cli/commands.h).
@@ -138,10 +107,10 @@ int RunValidate(const ParsedArgs& args) {
       for (const YamlDiagnostic& d : diagnostics) {
         items.push_back(absl::StrCat(
             "{\"line\":", d.line, ",\"column\":", d.column, ",\"path\":",
-            JsonString(d.path), ",\"message\":", JsonString(d.message), "}"));
+            JsonQuote(d.path), ",\"message\":", JsonQuote(d.message), "}"));
       }
       json_files.push_back(
-          absl::StrCat("{\"file\":", JsonString(file),
+          absl::StrCat("{\"file\":", JsonQuote(file),
                        ",\"valid\":", diagnostics.empty() ? "true" : "false",
                        ",\"diagnostics\":[", absl::StrJoin(items, ","), "]}"));
       continue;
@@ -336,22 +305,22 @@ std::string EventJson(const SimulatedEvent& s, absl::TimeZone zone) {
   std::vector<std::string> scores;
   for (const auto& [name, value] :
        std::map<std::string, double>(e.scores().begin(), e.scores().end())) {
-    scores.push_back(absl::StrCat(JsonString(name), ":", value));
+    scores.push_back(absl::StrCat(JsonQuote(name), ":", value));
   }
   std::vector<std::string> flags;
-  for (const std::string& f : e.flags()) flags.push_back(JsonString(f));
+  for (const std::string& f : e.flags()) flags.push_back(JsonQuote(f));
   return absl::StrCat(
-      "{\"sequence\":", e.sequence(), ",\"type\":", JsonString(e.type()),
-      ",\"time_utc\":", JsonString(TimeUtil::ToString(e.record_time())),
+      "{\"sequence\":", e.sequence(), ",\"type\":", JsonQuote(e.type()),
+      ",\"time_utc\":", JsonQuote(TimeUtil::ToString(e.record_time())),
       ",\"time_local\":",
-      JsonString(runtime::FormatLocal(FromProto(e.record_time()), zone)),
-      ",\"source\":", s.where.empty() ? "null" : JsonString(s.where),
+      JsonQuote(runtime::FormatLocal(FromProto(e.record_time()), zone)),
+      ",\"source\":", s.where.empty() ? "null" : JsonQuote(s.where),
       ",\"tick\":", s.tick ? "true" : "false",
-      ",\"stage\":", JsonString(s.stage),
-      ",\"session_cadence\":", JsonString(s.session_cadence),
+      ",\"stage\":", JsonQuote(s.stage),
+      ",\"session_cadence\":", JsonQuote(s.session_cadence),
       ",\"payload\":", MessageJson(e.payload()), ",\"outcomes\":[",
       absl::StrJoin(outcomes, ","), "],\"scores\":{",
-      absl::StrJoin(scores, ","), "},\"band\":", JsonString(e.band()),
+      absl::StrJoin(scores, ","), "},\"band\":", JsonQuote(e.band()),
       ",\"flags\":[", absl::StrJoin(flags, ","), "]}");
 }
 
@@ -400,12 +369,12 @@ int RunSimulate(const ParsedArgs& args) {
         "\"scenario\":%s,\"time_zone\":%s,\"events\":[%s],"
         "\"final\":{\"stage\":%s,\"session_cadence\":%s,\"state\":%s,"
         "\"revision\":%lld,\"open_tasks\":[%s]},\"elapsed_ms\":%.3f}\n",
-        JsonString(workflow->id).c_str(), workflow->version,
-        JsonString(template_path).c_str(), JsonString(scenario_path).c_str(),
-        JsonString(scenario->time_zone).c_str(),
-        absl::StrJoin(events, ",\n").c_str(), JsonString(e.stage()).c_str(),
-        JsonString(e.session_cadence()).c_str(),
-        JsonString(v1::Enrollment::State_Name(e.state())).c_str(),
+        JsonQuote(workflow->id).c_str(), workflow->version,
+        JsonQuote(template_path).c_str(), JsonQuote(scenario_path).c_str(),
+        JsonQuote(scenario->time_zone).c_str(),
+        absl::StrJoin(events, ",\n").c_str(), JsonQuote(e.stage()).c_str(),
+        JsonQuote(e.session_cadence()).c_str(),
+        JsonQuote(v1::Enrollment::State_Name(e.state())).c_str(),
         static_cast<long long>(e.revision()),
         absl::StrJoin(open_tasks, ",").c_str(), elapsed_ms);
     return kExitOk;

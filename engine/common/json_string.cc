@@ -14,6 +14,15 @@ std::string JsonQuote(absl::string_view text) {
       case '\\':
         out += "\\\\";
         break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += absl::StrFormat("\\u%04x", c);

@@ -10,16 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/json_string.h"
+#include "common/proto_time.h"
 
 namespace ipsrt::reminders {
-namespace {
-
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<JsonlFileSender>> JsonlFileSender::Open(
     const std::string& path, bool sync, const Clock* clock) {
   std::filesystem::path dir = std::filesystem::path(path).parent_path();
@@ -48,10 +41,10 @@ std::string JsonlFileSender::Line(const ReminderDelivery& d,
       ",\"tenant\":", JsonQuote(d.tenant),
       ",\"enrollment\":", JsonQuote(d.enrollment),
       ",\"kind\":", JsonQuote(d.kind), ",\"subject\":", JsonQuote(d.subject),
-      ",\"due_time\":", JsonQuote(Rfc3339(d.due_time)),
+      ",\"due_time\":", JsonQuote(Rfc3339Utc(d.due_time)),
       ",\"local_due_time\":", JsonQuote(d.local_due_time),
       ",\"time_zone\":", JsonQuote(d.time_zone), ",\"attempt\":", d.attempt,
-      ",\"delivered_time\":", JsonQuote(Rfc3339(delivered)), "}");
+      ",\"delivered_time\":", JsonQuote(Rfc3339Utc(delivered)), "}");
 }
 
 absl::Status JsonlFileSender::Deliver(const ReminderDelivery& delivery) {

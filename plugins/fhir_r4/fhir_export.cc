@@ -19,6 +19,7 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "common/hash.h"
+#include "common/proto_time.h"
 #include "json.h"
 
 namespace ipsrt::fhir {
@@ -53,16 +54,10 @@ struct Resource {
   Json body;
 };
 
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
 // FHIR instant / dateTime in UTC, fractional seconds only when present.
-std::string Instant(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
-}
+std::string Instant(absl::Time t) { return Rfc3339Utc(t); }
 std::string Instant(const google::protobuf::Timestamp& ts) {
-  return Instant(FromProto(ts));
+  return Rfc3339Utc(FromProtoTime(ts));
 }
 
 Json Coding(absl::string_view system, absl::string_view code,
@@ -316,9 +311,9 @@ void Renderer::Scan() {
     }
     if (found) break;
   }
-  absl::Time start =
-      e_.has_create_time() ? FromProto(e_.create_time()) : absl::InfinitePast();
-  if (!r_.events().empty()) start = FromProto(r_.events(0).record_time());
+  absl::Time start = e_.has_create_time() ? FromProtoTime(e_.create_time())
+                                          : absl::InfinitePast();
+  if (!r_.events().empty()) start = FromProtoTime(r_.events(0).record_time());
   stages_.push_back(StageSpan{first_stage, start, std::nullopt, {}});
 
   for (const v1::Event& event : r_.events()) {
@@ -330,11 +325,11 @@ void Renderer::Scan() {
     if (p.has_alert_acknowledged() &&
         !acknowledgements_.contains(p.alert_acknowledged().alert_id())) {
       acknowledgements_[p.alert_acknowledged().alert_id()] =
-          Acknowledgement{FromProto(event.record_time()), event.sequence()};
+          Acknowledgement{FromProtoTime(event.record_time()), event.sequence()};
     }
     for (const v1::Outcome& o : event.outcomes()) {
       if (o.kind() == v1::Outcome::STAGE_CHANGED) {
-        absl::Time at = FromProto(event.record_time());
+        absl::Time at = FromProtoTime(event.record_time());
         stages_.back().end = at;
         stages_.push_back(StageSpan{o.to(), at, std::nullopt, {}});
       } else if (o.kind() == v1::Outcome::ALERT_RAISED) {
@@ -453,8 +448,8 @@ void Renderer::QuestionnaireResponse(
   const v1::Questionnaire* instrument =
       Instrument(id, qr.questionnaire_version());
   const absl::Time authored = qr.has_authored_time()
-                                  ? FromProto(qr.authored_time())
-                                  : FromProto(event.record_time());
+                                  ? FromProtoTime(qr.authored_time())
+                                  : FromProtoTime(event.record_time());
   const std::string response_suffix = EventKey(event, "questionnaire-response");
 
   // Items in the instrument's order, then any others by id.
@@ -630,7 +625,7 @@ void Renderer::DiaryDay(
         ScoreObservation(event, suffix,
                          Concept(Coding(kLocalInstruments, name), name),
                          it->second, unit, response_suffix,
-                         FromProto(event.record_time()), ""),
+                         FromProtoTime(event.record_time()), ""),
         targets);
   }
 }
@@ -653,8 +648,8 @@ void Renderer::Encounter(
     participant.Set("individual", *std::move(clinician));
     encounter.Set("participant", One(std::move(participant)));
   }
-  absl::Time start = held.has_start_time() ? FromProto(held.start_time())
-                                           : FromProto(event.record_time());
+  absl::Time start = held.has_start_time() ? FromProtoTime(held.start_time())
+                                           : FromProtoTime(event.record_time());
   Json period = Json::Object();
   period.Set("start", Instant(start));
   if (held.duration_minutes() > 0) {
@@ -684,7 +679,7 @@ void Renderer::Goal(const v1::Event& event,
   g.Set("description", std::move(description));
   g.Set("subject", Subject());
   g.Set("startDate", absl::FormatCivilTime(absl::ToCivilDay(
-                         FromProto(event.record_time()), zone_)));
+                         FromProtoTime(event.record_time()), zone_)));
   if (!goal.target().empty()) {
     // The target is the template's condition text ("srm.score >= 4"); it
     // has no code of its own, so it is the measure's text.

@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "channel_common.h"
 #include "common/hash.h"
+#include "common/proto_time.h"
 
 namespace {
 
@@ -88,7 +89,7 @@ std::string Escape(absl::string_view text) {
 
 // Dtm is a v2 DTM in UTC to the second, "20260302140000+0000".
 std::string Dtm(const google::protobuf::Timestamp& t) {
-  return absl::FormatTime("%Y%m%d%H%M%S+0000", ipsrt::channels::ToTime(t),
+  return absl::FormatTime("%Y%m%d%H%M%S+0000", ipsrt::FromProtoTime(t),
                           absl::UTCTimeZone());
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/json_string.h"
+#include "common/proto_time.h"
 
 namespace ipsrt::channels {
 namespace {
@@ -16,16 +17,8 @@ absl::Status Bad(absl::string_view key, absl::string_view reason) {
 
 }  // namespace
 
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
-}
-
-absl::Time ToTime(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
 std::string ReminderJson(const plugin::v1::Reminder& r, absl::Time delivered) {
-  const absl::Time due = ToTime(r.due_time());
+  const absl::Time due = FromProtoTime(r.due_time());
   // The same "local (offset)" text as the engine's built-in channel; the
   // contract's local_due_time as sent when the zone is unknown here.
   std::string local = r.local_due_time();
@@ -40,10 +33,10 @@ std::string ReminderJson(const plugin::v1::Reminder& r, absl::Time delivered) {
       ",\"enrollment\":", JsonQuote(r.enrollment()),
       ",\"kind\":", JsonQuote(r.kind()),
       ",\"subject\":", JsonQuote(r.task_id()),
-      ",\"due_time\":", JsonQuote(Rfc3339(due)),
+      ",\"due_time\":", JsonQuote(Rfc3339Utc(due)),
       ",\"local_due_time\":", JsonQuote(local),
       ",\"time_zone\":", JsonQuote(r.time_zone()), ",\"attempt\":", r.attempt(),
-      ",\"delivered_time\":", JsonQuote(Rfc3339(delivered)), "}");
+      ",\"delivered_time\":", JsonQuote(Rfc3339Utc(delivered)), "}");
 }
 
 absl::Status Settings::OnlyKeys(

@@ -27,12 +27,6 @@ namespace ipsrt::channels {
 std::string ReminderJson(const plugin::v1::Reminder& reminder,
                          absl::Time delivered);
 
-// Rfc3339 formats a UTC time, "2026-03-08T01:00:00Z".
-std::string Rfc3339(absl::Time t);
-
-// ToTime reads the contract's Timestamp.
-absl::Time ToTime(const google::protobuf::Timestamp& t);
-
 // Settings reads one plugin's config block. Every accessor returns
 // INVALID_ARGUMENT "config.<key>: <reason>" for a value of the wrong type.
 class Settings {

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "channel_common.h"
+#include "common/proto_time.h"
 
 namespace {
 
@@ -56,8 +57,8 @@ class ReminderLog final : public ipsrt::plugin::Plugin {
         level_,
         absl::StrCat(
             "reminder ", r.reminder(), " kind=", r.kind(),
-            " task=", r.task_id(), " enrollment=", r.enrollment(), " due=",
-            ipsrt::channels::Rfc3339(ipsrt::channels::ToTime(r.due_time())),
+            " task=", r.task_id(), " enrollment=", r.enrollment(),
+            " due=", ipsrt::Rfc3339Utc(ipsrt::FromProtoTime(r.due_time())),
             " local=", r.local_due_time(), " ", r.time_zone(),
             " attempt=", r.attempt(), " key=", r.idempotency_key()));
     v1::DeliverReminderResponse response;

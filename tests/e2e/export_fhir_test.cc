@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "fhir_server/fhir_test_server.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -32,40 +32,16 @@ using ::testing::Not;
 
 constexpr char kToken[] = "e2e-ehr-token-1";
 
-// The FHIR test server as a child process on a free loopback port.
-absl::StatusOr<std::pair<std::unique_ptr<ChildProcess>, int>> StartFhirServer(
-    const TempDir& dir) {
-  auto child = ChildProcess::Spawn(
-      {IPSRT_NODE_BIN,
-       std::string(IPSRT_SOURCE_DIR) + "/tests/fhir_server/server.mjs",
-       "--token", kToken},
-      dir.File("fhir-server.log"));
-  if (!child.ok()) return child.status();
-  const std::string marker = "listening on 127.0.0.1:";
-  const absl::Time end = absl::Now() + absl::Seconds(20);
-  while (absl::Now() < end) {
-    const std::string log = (*child)->Log();
-    const size_t at = log.find(marker);
-    const size_t eol = at == std::string::npos ? at : log.find('\n', at);
-    int port = 0;
-    if (eol != std::string::npos &&
-        absl::SimpleAtoi(
-            log.substr(at + marker.size(), eol - at - marker.size()), &port)) {
-      return std::make_pair(*std::move(child), port);
-    }
-    if ((*child)->Exited()) return absl::InternalError("server exited: " + log);
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return absl::DeadlineExceededError("the FHIR test server did not start");
-}
-
 class ExportFhirE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto fhir = StartFhirServer(dir_);
+    auto fhir = StartFhirTestServer(
+        IPSRT_NODE_BIN,
+        std::string(IPSRT_SOURCE_DIR) + "/tests/fhir_server/server.mjs",
+        {"--token", kToken}, dir_.File("fhir-server.log"));
     ASSERT_TRUE(fhir.ok()) << fhir.status();
-    fhir_server_ = std::move(fhir->first);
-    fhir_port_ = fhir->second;
+    fhir_server_ = std::move(fhir->process);
+    fhir_port_ = fhir->port;
     ASSERT_TRUE(
         WriteFile(dir_.File("ehr.token"), absl::StrCat(kToken, "\n")).ok());
     const std::string config = WriteConfig(dir_);

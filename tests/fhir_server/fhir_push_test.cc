@@ -14,11 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/time/clock.h"
 #include "e2e/process.h"
+#include "fhir_server/fhir_test_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -87,30 +86,12 @@ class FhirServer {
       return absl::FailedPreconditionError(
           "node (Node.js) was not found when the build was configured");
     }
-    std::vector<std::string> argv = {IPSRT_NODE_BIN, IPSRT_FHIR_SERVER};
-    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-    auto child = e2e::ChildProcess::Spawn(argv, dir.File("fhir-server.log"));
-    if (!child.ok()) return child.status();
-    const std::string marker = "listening on 127.0.0.1:";
-    absl::Time end = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < end) {
-      std::string log = (*child)->Log();
-      size_t at = log.find(marker);
-      size_t eol = at == std::string::npos ? at : log.find('\n', at);
-      int port = 0;
-      if (eol != std::string::npos &&
-          absl::SimpleAtoi(
-              log.substr(at + marker.size(), eol - at - marker.size()),
-              &port)) {
-        return std::unique_ptr<FhirServer>(
-            new FhirServer(std::move(*child), port));
-      }
-      if ((*child)->Exited()) {
-        return absl::InternalError(absl::StrCat("server exited: ", log));
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return absl::DeadlineExceededError("the FHIR test server did not start");
+    auto server =
+        e2e::StartFhirTestServer(IPSRT_NODE_BIN, IPSRT_FHIR_SERVER, extra_args,
+                                 dir.File("fhir-server.log"));
+    if (!server.ok()) return server.status();
+    return std::unique_ptr<FhirServer>(
+        new FhirServer(std::move(server->process), server->port));
   }
 
   std::string base_url() const {
