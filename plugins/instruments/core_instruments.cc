@@ -4,7 +4,7 @@
 //
 // Scoring is the engine's own pure code, compiled into this library:
 // engine/instruments/fixed_instruments.cc (sums, bands, flags) and
-// engine/instruments/srm.cc (the weekly SRM score of IPSRT.md section 2).
+// engine/instruments/srm.cc (the weekly SRM score of docs/domain.md).
 // There is one implementation of each rule; this file only describes the
 // instruments (texts, options, codes) and adapts the plugin messages.
 //

@@ -74,7 +74,7 @@ TEST_F(QuestionnaireCliTest, ScorePhq9FromAnswersFile) {
 }
 
 TEST_F(QuestionnaireCliTest, ScoreSrmWeekFromDiaryFile) {
-  // IPSRT.md's worked example (SRM-17: exercise is done twice).
+  // The worked example of docs/domain.md (SRM-17: exercise is done twice).
   std::vector<std::vector<std::pair<std::string, std::string>>> days = {
       {{"out_of_bed", "07:00"},
        {"first_contact", "07:30"},

@@ -518,7 +518,7 @@ TEST_F(FhirR4ExportTest, RequestsItCannotRenderAreInvalidArgument) {
 }
 
 TEST_F(FhirR4ExportTest, DecimalScoresAreWrittenExactly) {
-  // A diary day whose weekly SRM score is the IPSRT.md worked example,
+  // A diary day whose weekly SRM score is the worked example of docs/domain.md,
   // 26 hits over 5 qualifying activities.
   pv1::RenderExportRequest request = Course("fhir-r4-resources");
   v1::Event day;

@@ -229,7 +229,7 @@ v1::ScoreResponseRequest Week(
   return r;
 }
 
-// IPSRT.md section 2: score 26 / 5 = 5.2, ALI 34 (SRM-17: exercise is
+// docs/domain.md, worked example: score 26 / 5 = 5.2, ALI 34 (SRM-17: exercise is
 // the activity done twice).
 TEST_P(CoreInstrumentsTest, SrmWorkedExampleThroughThePlugin) {
   auto scored = catalog_->Score(Week(

@@ -5,7 +5,7 @@
 // on a free loopback port (trust authentication, fsync off: a test server's
 // durability is not under test); the destructor stops it and removes the
 // directory. When the tests run as root the server runs as the `postgres`
-// user, since initdb refuses root (TOOLCHAIN.md, pitfall 8).
+// user, since initdb refuses root (initdb: "cannot be run as root").
 //
 // Example:
 //   absl::StatusOr<std::unique_ptr<PostgresServer>> pg =

@@ -33,8 +33,8 @@ const SrmActivityScore& Activity(const SrmWeekScore& w, const std::string& id) {
   return none;
 }
 
-// The worked example of the project's domain reference (IPSRT.md, section
-// 2): score 26 / 5 = 5.2, ALI 34.
+// The worked example of the project's clinical rules (docs/domain.md,
+// "Social Rhythm Metric"): score 26 / 5 = 5.2, ALI 34.
 TEST(SrmTest, WorkedExampleFromTheDomainReference) {
   SrmWeekScore w = ScoreSrmWeek(Days({
       {"out_of_bed",
