@@ -1,7 +1,8 @@
 // The Social Rhythm Metric (SRM): activities, and the weekly score.
 //
 // The weekly score follows the project's clinical rules (docs/domain.md,
-// "Social Rhythm Metric"; Monk et al. 1990, 2002), for one patient and one 7-day window:
+// "Social Rhythm Metric"; Monk et al. 1990, 2002), for one patient and one
+// 7-day window:
 //  1. an activity qualifies when it was done on at least 3 of the 7 days;
 //  2. times are circular: each is expressed as a signed offset from the
 //     activity's circular mean, in (-12 h, +12 h], so 23:30 and 00:45 are

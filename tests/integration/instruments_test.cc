@@ -229,8 +229,8 @@ v1::ScoreResponseRequest Week(
   return r;
 }
 
-// docs/domain.md, worked example: score 26 / 5 = 5.2, ALI 34 (SRM-17: exercise is
-// the activity done twice).
+// docs/domain.md, worked example: score 26 / 5 = 5.2, ALI 34 (SRM-17: exercise
+// is the activity done twice).
 TEST_P(CoreInstrumentsTest, SrmWorkedExampleThroughThePlugin) {
   auto scored = catalog_->Score(Week(
       "srm17", absl::CivilDay(2026, 3, 2),
