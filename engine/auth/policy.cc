@@ -89,6 +89,13 @@ std::vector<MethodPolicy>* BuildTable() {
        A::kNone,
        "",
        /*deployment_only=*/true},
+      {"/ipsrt.v1.AuditService/VerifyStore",
+       {kAdmin},
+       S::kAudit,
+       "",
+       A::kNone,
+       "",
+       /*deployment_only=*/true},
   };
 }
 

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/store_verify.h"
 #include "core/enrollments.h"
 #include "ipsrt/config.h"
 #include "ipsrt/status_macros.h"
@@ -383,9 +384,11 @@ absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
 }
 
 int RunStore(const ParsedArgs& args) {
+  if (args.positional[0] == "verify") return RunStoreVerify(args);
   if (args.positional[0] != "copy") {
     std::fprintf(stderr,
-                 "ipsrt store: unknown subcommand \"%s\" (known: copy)\n",
+                 "ipsrt store: unknown subcommand \"%s\" (known: copy, "
+                 "verify)\n",
                  args.positional[0].c_str());
     return kExitUsage;
   }
@@ -611,12 +614,24 @@ absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
   return report;
 }
 
+std::vector<FlagSpec> StoreFlags() {
+  std::vector<FlagSpec> flags = {
+      {.name = "from", .value_name = "sqlite:PATH"},
+      {.name = "to", .value_name = "postgres:CONNINFO"},
+      {.name = "password_env", .value_name = "VAR"},
+      {.name = "password_file", .value_name = "FILE"}};
+  for (FlagSpec& f : StoreVerifyFlags()) flags.push_back(std::move(f));
+  return flags;
+}
+
 std::vector<Command> StoreCommands() {
   return {
       {.spec = {.name = "store",
                 .synopsis = "store copy --from=sqlite:PATH "
                             "--to=postgres:CONNINFO [--password_env=VAR | "
-                            "--password_file=FILE]",
+                            "--password_file=FILE]\n       store verify "
+                            "[--db=PATH | --postgres=CONNINFO] "
+                            "[--anchor=FILE --key=FILE]",
                 .description =
                     "Copy a SQLite deployment's database into PostgreSQL.\n\n"
                     "Copies every table (enrollments, events, outbox, "
@@ -628,15 +643,16 @@ std::vector<Command> StoreCommands() {
                     "before copying. Runs offline (no --server).\nThe "
                     "password comes from --password_env or --password_file, "
                     "never the\ncommand line. Exit status 0 when the copy "
-                    "verifies, 1 otherwise.",
-                .flags = {{.name = "from",
-                           .value_name = "sqlite:PATH",
-                           .required = true},
-                          {.name = "to",
-                           .value_name = "postgres:CONNINFO",
-                           .required = true},
-                          {.name = "password_env", .value_name = "VAR"},
-                          {.name = "password_file", .value_name = "FILE"}},
+                    "verifies, 1 otherwise.\n\n"
+                    "store verify: check every enrollment's event hash "
+                    "chain against its\nrevision and snapshot, and the audit "
+                    "chain; with --anchor and --key, also\nthat every head "
+                    "the anchor file recorded is still there (finds deleted\n"
+                    "newest events and recomputed chains). Offline on --db or "
+                    "--postgres, else\nover gRPC (deployment admin). Exit "
+                    "status 1 naming the first broken record\nof each chain "
+                    "and why. See docs/integrity.md.",
+                .flags = StoreFlags(),
                 .global_flags = GlobalFlags(),
                 .min_positional = 1,
                 .max_positional = 1},

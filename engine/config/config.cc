@@ -78,6 +78,28 @@ void YamlToJson(const YAML::Node& node, std::string* out) {
   }
 }
 
+// ParseIntegrity reads the optional `integrity:` section.
+void ParseIntegrity(YamlReader& r, const YAML::Node& node,
+                    absl::string_view base_dir, IntegrityConfig& c) {
+  const char* p = "integrity";
+  if (!r.ExpectMap(node, p, true)) return;
+  r.ExpectKeys(
+      node, p,
+      {"verify_on_start", "anchor_path", "anchor_key_file", "anchor_interval"});
+  c.verify_on_start = r.Bool(node, p, "verify_on_start", c.verify_on_start);
+  c.anchor_path = Resolve(base_dir, r.String(node, p, "anchor_path", ""));
+  c.anchor_key_file =
+      Resolve(base_dir, r.String(node, p, "anchor_key_file", ""));
+  c.anchor_interval = r.Duration(node, p, "anchor_interval", c.anchor_interval);
+  if (c.anchor_interval <= absl::ZeroDuration()) {
+    r.Error(node["anchor_interval"], "integrity.anchor_interval",
+            "must be positive");
+  }
+  if (c.anchor_path.empty() != c.anchor_key_file.empty()) {
+    r.Error(node, p, "anchor_path and anchor_key_file go together");
+  }
+}
+
 // ParseReminders reads the optional `reminders:` section.
 void ParseReminders(YamlReader& r, const YAML::Node& node,
                     absl::string_view file_name, absl::string_view base_dir,
@@ -341,7 +363,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!r.ExpectMap(root, "", false)) return r.ToStatus();
   r.ExpectKeys(root, "",
                {"server", "auth", "store", "workflows", "logging", "safety",
-                "plugins", "reminders", "export"});
+                "plugins", "reminders", "export", "integrity"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
@@ -498,6 +520,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   }
   ParseReminders(r, root["reminders"], file_name, base_dir, c.reminders);
   ParseExportSection(r, root["export"], file_name, base_dir, c.export_);
+  ParseIntegrity(r, root["integrity"], base_dir, c.integrity);
   if (!r.ok()) return r.ToStatus();
   return c;
 }

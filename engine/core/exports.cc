@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <set>
@@ -16,8 +18,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/hash.h"
+#include "common/log.h"
 #include "common/validation.h"
 #include "core/enrollments.h"
+#include "core/event_chain.h"
 #include "google/protobuf/util/time_util.h"
 #include "ipsrt/internal/export.pb.h"
 #include "ipsrt/internal/state.pb.h"
@@ -86,27 +90,84 @@ void FoldResources(plugin::v1::RenderExportResponse& r) {
   r.set_content_type("application/fhir+ndjson");
 }
 
-absl::Status SyncPath(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("export: cannot open ", path));
+// Fd owns a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
   }
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) {
-    return absl::InternalError(absl::StrCat("export: cannot sync ", path));
+  ~Fd() { Reset(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+
+ private:
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
+absl::Status SyncFd(int fd, absl::string_view what) {
+  if (::fsync(fd) != 0) {
+    return absl::InternalError(
+        absl::StrCat("export: cannot sync ", what, ": ", std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+// OpenDirBeneath opens the directory `name` in `dir` without following a
+// symbolic link, creating it first when `create`. NOT_FOUND when it does
+// not exist (and !create); INVALID_ARGUMENT naming `output_dir` when it is
+// a symbolic link or not a directory.
+absl::StatusOr<Fd> OpenDirBeneath(int dir, const std::string& name, bool create,
+                                  absl::string_view output_dir) {
+  if (create && ::mkdirat(dir, name.c_str(), 0777) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("output_dir: cannot create \"", name,
+                     "\" under the export root: ", std::strerror(errno)));
+  }
+  int fd = ::openat(dir, name.c_str(),
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) return Fd(fd);
+  if (errno == ENOENT) {
+    return absl::NotFoundError(absl::StrCat("\"", name, "\" does not exist"));
+  }
+  if (errno == ELOOP) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("output_dir: \"", output_dir,
+                     "\" leaves the export root through a symbolic link"));
+  }
+  if (errno == ENOTDIR) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "output_dir: \"", output_dir, "\": \"", name, "\" is not a directory"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "output_dir: cannot open \"", name, "\": ", std::strerror(errno)));
 }
 
 // NdjsonFile appends lines through a large buffer; Close syncs it.
 class NdjsonFile {
  public:
+  // Create makes the new file `name` in the directory `dir` (never through
+  // a symbolic link); `path` names it in errors.
   static absl::StatusOr<std::unique_ptr<NdjsonFile>> Create(
-      const std::string& path) {
-    FILE* f = std::fopen(path.c_str(), "wx");
+      int dir, const std::string& name, const std::string& path) {
+    int fd =
+        ::openat(dir, name.c_str(),
+                 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    FILE* f = fd >= 0 ? ::fdopen(fd, "w") : nullptr;
     if (f == nullptr) {
-      return absl::InternalError(absl::StrCat("export: cannot create ", path));
+      if (fd >= 0) ::close(fd);
+      return absl::InternalError(absl::StrCat("export: cannot create ", path,
+                                              ": ", std::strerror(errno)));
     }
     auto file = std::unique_ptr<NdjsonFile>(new NdjsonFile(f, path));
     std::setvbuf(f, file->buffer_.get(), _IOFBF, kBuffer);
@@ -212,6 +273,11 @@ absl::StatusOr<plugin::v1::RenderExportRequest> Exports::Collect(
   const int64_t revision = state.enrollment().revision();
   // Events 1..revision: the ones the snapshot folds, even when a writer
   // appends more meanwhile.
+  // Every event is checked against the hash chain and the chain's head
+  // against the snapshot: an edited, deleted or reordered row fails the
+  // export with DATA_LOSS instead of leaving the engine.
+  EventChainVerifier chain(
+      absl::StrCat("tenants/", tenant, "/enrollments/", id));
   int64_t after = 0;
   while (after < revision) {
     IPSRT_ASSIGN_OR_RETURN(
@@ -220,14 +286,15 @@ absl::StatusOr<plugin::v1::RenderExportRequest> Exports::Collect(
     if (rows.empty()) break;
     for (const EventRow& e : rows) {
       if (e.sequence > revision) break;
-      if (!request.add_events()->ParseFromString(e.payload)) {
-        return absl::DataLossError(absl::StrCat("store: event ", e.sequence,
-                                                " of enrollment ", id,
-                                                " cannot be parsed"));
+      if (chain.Feed(e, request.add_events()).has_value()) {
+        return chain.Error();
       }
       after = e.sequence;
     }
     if (static_cast<int>(rows.size()) < kEventPage) break;
+  }
+  if (chain.ExpectHead(revision, state.last_event_hash()).has_value()) {
+    return chain.Error();
   }
   if (request.events_size() != revision || revision == 0) {
     return absl::DataLossError(
@@ -466,13 +533,12 @@ absl::StatusOr<v1::PushEnrollmentResponse> Exports::Push(
   return record.response();
 }
 
-absl::StatusOr<std::string> Exports::ValidateOutputDir(
-    absl::string_view output_dir) const {
-  if (deps_.config.root.empty()) {
-    return absl::FailedPreconditionError(
-        "output_dir: bulk export needs export.root in the server's "
-        "configuration");
-  }
+namespace {
+
+// OutputComponents checks a BulkExport output_dir lexically and returns its
+// directory names, root first.
+absl::StatusOr<std::vector<std::string>> OutputComponents(
+    absl::string_view output_dir) {
   if (output_dir.empty()) {
     return absl::InvalidArgumentError(
         "output_dir: must not be empty (a directory under the server's "
@@ -485,6 +551,7 @@ absl::StatusOr<std::string> Exports::ValidateOutputDir(
         "absolute: \"",
         output_dir, "\""));
   }
+  std::vector<std::string> parts;
   for (const fs::path& part : relative) {
     const std::string c = part.string();
     if (c == "..") {
@@ -500,70 +567,129 @@ absl::StatusOr<std::string> Exports::ValidateOutputDir(
           "\" is not a directory name of [A-Za-z0-9._-] that does not start "
           "with \".\""));
     }
+    parts.push_back(c);
   }
-  relative = relative.lexically_normal();
-  if (relative.empty() || relative == ".") {
+  if (parts.empty()) {
     return absl::InvalidArgumentError(
         "output_dir: must name a directory under the export root, not the "
         "root itself");
   }
+  return parts;
+}
+
+}  // namespace
+
+// Every path below the export root is resolved one directory at a time
+// from a descriptor of the root opened once, with O_NOFOLLOW: a directory
+// swapped for a symbolic link meanwhile fails the open (ELOOP) instead of
+// leading out of the root, and a directory renamed meanwhile is still the
+// one its descriptor holds, inside the root.
+absl::StatusOr<Exports::OutputParent> Exports::OpenOutputParent(
+    absl::string_view output_dir, bool create) const {
+  if (deps_.config.root.empty()) {
+    return absl::FailedPreconditionError(
+        "output_dir: bulk export needs export.root in the server's "
+        "configuration");
+  }
+  IPSRT_ASSIGN_OR_RETURN(std::vector<std::string> parts,
+                         OutputComponents(output_dir));
   std::error_code ec;
-  const fs::path root = fs::path(deps_.config.root);
-  fs::create_directories(root, ec);
-  const fs::path real_root = fs::weakly_canonical(root, ec);
-  const fs::path final_dir = (root / relative).lexically_normal();
-  const fs::path real_final = fs::weakly_canonical(final_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "output_dir: cannot resolve it under the export root: ", ec.message()));
+  fs::create_directories(deps_.config.root, ec);
+  OutputParent out;
+  out.name = parts.back();
+  int root =
+      ::open(deps_.config.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("export.root cannot be opened: ", std::strerror(errno)));
   }
-  auto [root_end, unused] = std::mismatch(real_root.begin(), real_root.end(),
-                                          real_final.begin(), real_final.end());
-  if (root_end != real_root.end()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("output_dir: \"", output_dir,
-                     "\" leaves the export root through a symbolic link"));
+  out.fd = root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    absl::StatusOr<Fd> next =
+        OpenDirBeneath(out.fd, parts[i], create, output_dir);
+    if (!next.ok()) {
+      ::close(out.fd);
+      out.fd = -1;
+      if (absl::IsNotFound(next.status())) {
+        out.missing = true;
+        return out;
+      }
+      return next.status();
+    }
+    ::close(out.fd);
+    out.fd = ::dup(next->get());
   }
-  if (fs::exists(final_dir, ec)) {
+  struct stat st;
+  if (::fstatat(out.fd, out.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    ::close(out.fd);
     return absl::AlreadyExistsError(absl::StrCat(
-        "output_dir: \"", relative.string(),
+        "output_dir: \"", absl::StrJoin(parts, "/"),
         "\" already exists under the export root; bulk exports never "
         "overwrite, choose a new directory"));
   }
-  return final_dir.string();
+  return out;
+}
+
+absl::StatusOr<std::string> Exports::ValidateOutputDir(
+    absl::string_view output_dir) const {
+  IPSRT_ASSIGN_OR_RETURN(OutputParent parent,
+                         OpenOutputParent(output_dir, /*create=*/false));
+  if (parent.fd >= 0) ::close(parent.fd);
+  return (fs::path(deps_.config.root) /
+          fs::path(std::string(output_dir)).lexically_normal())
+      .string();
 }
 
 absl::StatusOr<BulkExportStatus> Exports::Bulk(const BulkExportJob& job) const {
+  absl::StatusOr<BulkExportStatus> done = BulkUnlogged(job);
+  if (absl::IsInternal(done.status())) {
+    // The message names files and codes, never patient data.
+    IPSRT_LOG(ERROR) << "bulk export of tenants/" << job.tenant << " into \""
+                     << job.output_dir << "\" failed: " << done.status();
+  }
+  return done;
+}
+
+absl::StatusOr<BulkExportStatus> Exports::BulkUnlogged(
+    const BulkExportJob& job) const {
   const std::string format =
       job.format.empty() ? std::string(kDefaultBulkFormat) : job.format;
   IPSRT_ASSIGN_OR_RETURN(LoadedPlugin * plugin, Renderer(format, ""));
-  IPSRT_ASSIGN_OR_RETURN(std::string final_dir,
-                         ValidateOutputDir(job.output_dir));
+  IPSRT_ASSIGN_OR_RETURN(OutputParent opened,
+                         OpenOutputParent(job.output_dir, /*create=*/true));
+  const Fd parent(opened.fd);
   const std::string relative =
       fs::path(job.output_dir).lexically_normal().string();
-  const fs::path parent = fs::path(final_dir).parent_path();
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "output_dir: cannot create its parent directory: ", ec.message()));
-  }
   // Hidden and named partial: never mistaken for a finished export.
-  const fs::path staging =
-      parent / absl::StrCat(".", fs::path(final_dir).filename().string(),
-                            ".partial-", RandomSuffix());
-  if (!fs::create_directory(staging, ec) || ec) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "output_dir: cannot create a staging directory: ", ec.message()));
+  const std::string staging_name =
+      absl::StrCat(".", opened.name, ".partial-", RandomSuffix());
+  if (::mkdirat(parent.get(), staging_name.c_str(), 0777) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("output_dir: cannot create a staging directory: ",
+                     std::strerror(errno)));
   }
+  absl::StatusOr<Fd> staging_fd =
+      OpenDirBeneath(parent.get(), staging_name, false, job.output_dir);
+  if (!staging_fd.ok()) {
+    ::unlinkat(parent.get(), staging_name.c_str(), AT_REMOVEDIR);
+    return staging_fd.status();
+  }
+  const Fd staging = *std::move(staging_fd);
+  // Removes the staging directory and what it holds on every way out but
+  // publication, through the descriptors (never a path that could lead
+  // elsewhere by now).
   struct Cleanup {
-    fs::path dir;
+    int parent;
+    int staging;
+    std::string name;
+    std::vector<std::string> files;
     bool keep = false;
     ~Cleanup() {
-      std::error_code ignored;
-      if (!keep) fs::remove_all(dir, ignored);
+      if (keep) return;
+      for (const std::string& f : files) ::unlinkat(staging, f.c_str(), 0);
+      ::unlinkat(parent, name.c_str(), AT_REMOVEDIR);
     }
-  } cleanup{staging};
+  } cleanup{parent.get(), staging.get(), staging_name};
   auto cancelled = [&]() -> absl::Status {
     if (job.cancelled && job.cancelled()) {
       return absl::CancelledError(
@@ -624,9 +750,11 @@ absl::StatusOr<BulkExportStatus> Exports::Bulk(const BulkExportJob& job) const {
       if (it == files.end()) {
         const std::string file_name =
             absl::StrCat(res.resource_type(), ".ndjson");
+        cleanup.files.push_back(file_name);
         IPSRT_ASSIGN_OR_RETURN(
             std::unique_ptr<NdjsonFile> f,
-            NdjsonFile::Create((staging / file_name).string()));
+            NdjsonFile::Create(staging.get(), file_name,
+                               (fs::path(relative) / file_name).string()));
         it = files.emplace(res.resource_type(), std::move(f)).first;
         status.files[res.resource_type()] =
             (fs::path(relative) / file_name).string();
@@ -660,27 +788,29 @@ absl::StatusOr<BulkExportStatus> Exports::Bulk(const BulkExportJob& job) const {
   }
   manifest["error"] = nlohmann::ordered_json::array();
   {
+    cleanup.files.push_back("manifest.json");
     IPSRT_ASSIGN_OR_RETURN(
         std::unique_ptr<NdjsonFile> f,
-        NdjsonFile::Create((staging / "manifest.json").string()));
+        NdjsonFile::Create(staging.get(), "manifest.json",
+                           (fs::path(relative) / "manifest.json").string()));
     IPSRT_RETURN_IF_ERROR(f->Append(manifest.dump(2)));
     IPSRT_RETURN_IF_ERROR(f->Close());
   }
-  IPSRT_RETURN_IF_ERROR(SyncPath(staging.string()));
+  IPSRT_RETURN_IF_ERROR(SyncFd(staging.get(), "the staging directory"));
   if (job.before_publish) IPSRT_RETURN_IF_ERROR(job.before_publish());
-  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, final_dir.c_str(),
-                  RENAME_NOREPLACE) != 0) {
+  if (::renameat2(parent.get(), staging_name.c_str(), parent.get(),
+                  opened.name.c_str(), RENAME_NOREPLACE) != 0) {
     if (errno == EEXIST) {
       return absl::AlreadyExistsError(absl::StrCat(
           "output_dir: \"", relative,
           "\" was created by someone else during the export; nothing was "
           "published"));
     }
-    return absl::InternalError(
-        absl::StrCat("export: cannot publish ", relative));
+    return absl::InternalError(absl::StrCat("export: cannot publish ", relative,
+                                            ": ", std::strerror(errno)));
   }
   cleanup.keep = true;
-  IPSRT_RETURN_IF_ERROR(SyncPath(parent.string()));
+  IPSRT_RETURN_IF_ERROR(SyncFd(parent.get(), "the output's directory"));
   return status;
 }
 

@@ -123,6 +123,16 @@ class Exports {
   absl::Status CheckTargets() const;
 
  private:
+  // The directory that will hold a bulk export's output directory, open
+  // beneath the export root (see exports.cc).
+  struct OutputParent {
+    int fd = -1;           // owned by the caller; -1 when `missing`
+    std::string name;      // the output directory's own name
+    bool missing = false;  // a directory on the way does not exist yet
+  };
+  absl::StatusOr<OutputParent> OpenOutputParent(absl::string_view output_dir,
+                                                bool create) const;
+  absl::StatusOr<BulkExportStatus> BulkUnlogged(const BulkExportJob& job) const;
   absl::StatusOr<LoadedPlugin*> Renderer(absl::string_view format,
                                          absl::string_view plugin_name) const;
   absl::StatusOr<plugin::v1::RenderExportRequest> Collect(

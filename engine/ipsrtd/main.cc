@@ -23,6 +23,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "core/exports.h"
+#include "core/integrity.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/config.h"
 #include "ipsrt/version.h"
@@ -157,6 +158,24 @@ int Run() {
           TestDuration("IPSRT_TEST_CLOCK_OFFSET")) {
     clock = &offset_clock.emplace(*offset);
   }
+  // Integrity (docs/integrity.md): verify the chains before serving when
+  // asked, and anchor the store's heads outside the database.
+  absl::StatusOr<std::optional<AnchorWriter::Options>> anchor_options =
+      StartIntegrity(config->integrity, **store);
+  if (!anchor_options.ok()) {
+    IPSRT_LOG(ERROR) << anchor_options.status().message();
+    return 1;
+  }
+  std::unique_ptr<AnchorWriter> anchor;
+  if (anchor_options->has_value()) {
+    absl::StatusOr<std::unique_ptr<AnchorWriter>> started =
+        StartAnchorWriter(**anchor_options, store->get(), clock);
+    if (!started.ok()) {
+      IPSRT_LOG(ERROR) << started.status().message();
+      return 1;
+    }
+    anchor = *std::move(started);
+  }
   // Reminder delivery: the reminder plugin named by reminders.channel
   // (loaded above), or else the built-in JSON Lines channel.
   std::unique_ptr<reminders::ReminderSender> sender;
@@ -282,6 +301,7 @@ int Run() {
   deps.questionnaires = questionnaires->get();
   deps.authenticator = authenticator.get();
   deps.exports = &config->export_;
+  if (anchor_options->has_value()) deps.anchor = &**anchor_options;
   absl::StatusOr<std::unique_ptr<IpsrtServer>> server =
       IpsrtServer::Start(server_options, deps);
   if (!server.ok()) {
@@ -335,6 +355,7 @@ int Run() {
                   << "; draining for up to " << config->server.shutdown_grace;
   (*server)->Shutdown(config->server.shutdown_grace);
   if (dispatcher) dispatcher->Stop();
+  anchor.reset();
   (*store)->Close();
   IPSRT_LOG(INFO) << "stopped cleanly";
   return 0;

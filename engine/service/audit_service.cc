@@ -5,10 +5,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/hash.h"
 #include "common/page_token.h"
+#include "core/integrity.h"
 #include "google/protobuf/util/time_util.h"
 #include "ipsrt/v1/audit.grpc.pb.h"
+#include "service/progress_writer.h"
 #include "store/audit_chain.h"
 
 namespace ipsrt {
@@ -75,7 +78,11 @@ absl::StatusOr<v1::ListAuditRecordsResponse> List(
 class AuditServiceImpl final : public v1::AuditService::CallbackService {
  public:
   AuditServiceImpl(const ServerDeps& deps, Guard& guard)
-      : store_(deps.store), guard_(guard) {}
+      : store_(deps.store),
+        guard_(guard),
+        anchor_(deps.anchor != nullptr
+                    ? std::optional<AnchorWriter::Options>(*deps.anchor)
+                    : std::nullopt) {}
 
   ServerUnaryReactor* ListAuditRecords(
       CallbackServerContext* ctx, const v1::ListAuditRecordsRequest* request,
@@ -108,9 +115,64 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
         });
   }
 
+  grpc::ServerWriteReactor<v1::VerifyStoreProgress>* VerifyStore(
+      CallbackServerContext* ctx,
+      const v1::VerifyStoreRequest* request) override {
+    auto* writer = new ProgressWriter<v1::VerifyStoreProgress>();
+    guard_.Admit(ctx, "/ipsrt.v1.AuditService/VerifyStore", *request,
+                 [this, writer](absl::StatusOr<Admission> a) {
+                   if (!a.ok()) return writer->FinishWith(a.status());
+                   writer->Run([this, admission = *std::move(a)](
+                                   ProgressWriter<v1::VerifyStoreProgress>& w) {
+                     absl::Status s = Verify(w);
+                     guard_.Audit(admission, s,
+                                  [&w](absl::Status st) { w.FinishWith(st); });
+                   });
+                 });
+    return writer;
+  }
+
  private:
+  // Verify streams progress at most every half second and the findings
+  // last; a broken chain is a finding (OK), not an error.
+  absl::Status Verify(ProgressWriter<v1::VerifyStoreProgress>& w) {
+    absl::Time last = absl::InfinitePast();
+    VerifyStoreOptions options;
+    options.on_progress = [&](const IntegrityProgress& p) {
+      if (absl::Now() - last < absl::Milliseconds(500)) return;
+      last = absl::Now();
+      v1::VerifyStoreProgress out;
+      out.set_tenants_done(p.tenants_done);
+      out.set_tenants_total(p.tenants_total);
+      out.set_enrollments_verified(p.enrollments_verified);
+      out.set_events_verified(p.events_verified);
+      w.Offer(std::move(out));
+    };
+    options.cancelled = [&w] { return w.cancelled(); };
+    absl::StatusOr<IntegrityReport> report =
+        ::ipsrt::VerifyStore(*store_, options);
+    if (!report.ok()) return report.status();
+    if (anchor_.has_value()) {
+      absl::StatusOr<std::string> text = ReadFileToString(anchor_->path);
+      absl::StatusOr<Anchor> anchor =
+          text.ok() ? ParseAnchor(*text, anchor_->key)
+                    : absl::StatusOr<Anchor>(text.status());
+      if (!anchor.ok()) {
+        ++report->problems_total;
+        report->problems.push_back(
+            {"anchor", 0, std::string(anchor.status().message())});
+      } else {
+        absl::Status checked = CheckAnchor(*store_, *anchor, *report);
+        if (!checked.ok()) return checked;
+      }
+    }
+    w.Offer(ReportProto(*report, anchor_.has_value()));
+    return absl::OkStatus();
+  }
+
   Store* store_;
   Guard& guard_;
+  std::optional<AnchorWriter::Options> anchor_;
 };
 
 }  // namespace

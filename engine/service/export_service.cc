@@ -1,16 +1,13 @@
 #include "service/export_service.h"
 
-#include <atomic>
-#include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/validation.h"
 #include "core/exports.h"
 #include "ipsrt/v1/export.grpc.pb.h"
+#include "service/progress_writer.h"
 #include "service/status_mapping.h"
 
 namespace ipsrt {
@@ -19,172 +16,77 @@ namespace {
 using grpc::CallbackServerContext;
 using grpc::ServerUnaryReactor;
 
-// BulkExportReactor runs one bulk export on its own thread and streams its
-// progress. Writes never queue up: while one is in flight, newer progress
-// replaces the waiting message, and the final status waits for the last
-// write. The reactor deletes itself in OnDone, after joining its thread.
-class BulkExportReactor final
-    : public grpc::ServerWriteReactor<v1::BulkExportProgress> {
- public:
-  BulkExportReactor(const Exports* exports, Guard* guard,
-                    absl::Duration interval)
-      : exports_(exports), guard_(guard), interval_(interval) {}
+using BulkWriter = ProgressWriter<v1::BulkExportProgress>;
 
-  void Start(Admission admission, v1::BulkExportRequest request) {
-    absl::StatusOr<std::string> tenant =
-        ParseParent("parent", request.parent());
-    if (!tenant.ok()) {
-      guard_->Audit(admission, tenant.status(),
-                    [this](absl::Status s) { FinishWith(s); });
-      return;
-    }
-    admission_ = std::move(admission);
-    request_ = std::move(request);
-    tenant_ = *std::move(tenant);
-    thread_ = std::thread([this] { Run(); });
+v1::BulkExportProgress ToProgress(const BulkExportStatus& s) {
+  v1::BulkExportProgress p;
+  p.set_enrollments_done(s.enrollments_done);
+  p.set_enrollments_total(s.enrollments_total);
+  for (const auto& [type, path] : s.files) (*p.mutable_files())[type] = path;
+  for (const auto& [type, n] : s.counts) {
+    (*p.mutable_resource_counts())[type] = n;
   }
+  return p;
+}
 
-  // FinishWith ends the call once no write is in flight.
-  void FinishWith(const absl::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finish_requested_) return;
-      finish_requested_ = true;
-      final_status_ = ToGrpcStatus(status);
-      if (writing_) return;  // OnWriteDone finishes.
-    }
-    Finish(final_status_);
+// RunBulkExport runs one admitted bulk export on the writer's thread and
+// streams its progress (progress_writer.h), at most every `interval` unless
+// the percentage moved.
+void RunBulkExport(const Exports* exports, Guard* guard,
+                   absl::Duration interval, const Admission& admission,
+                   const v1::BulkExportRequest& request, BulkWriter& w) {
+  absl::StatusOr<std::string> tenant = ParseParent("parent", request.parent());
+  if (!tenant.ok()) {
+    guard->Audit(admission, tenant.status(),
+                 [&w](absl::Status s) { w.FinishWith(s); });
+    return;
   }
-
-  void OnWriteDone(bool ok) override {
-    bool finish = false;
-    bool write = false;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) {
-        cancelled_ = true;
-        pending_.reset();
-      }
-      if (pending_.has_value()) {
-        current_ = *std::move(pending_);
-        pending_.reset();
-        writing_ = write = true;
-      } else {
-        finish = finish_requested_;
-      }
-    }
-    // current_ is only touched while no write is in flight.
-    if (write) StartWrite(&current_);
-    if (finish) Finish(final_status_);
+  BulkExportJob job;
+  job.tenant = *tenant;
+  job.output_dir = request.output_dir();
+  job.format = request.format();
+  absl::Time last_sent = absl::InfinitePast();
+  int64_t last_percent = -1;
+  job.on_progress = [&](const BulkExportStatus& s) {
+    const int64_t percent =
+        s.enrollments_total == 0
+            ? 100
+            : s.enrollments_done * 100 / s.enrollments_total;
+    const absl::Time now = absl::Now();
+    if (percent == last_percent && now - last_sent < interval) return;
+    last_percent = percent;
+    last_sent = now;
+    w.Offer(ToProgress(s));
+  };
+  job.cancelled = [&w] { return w.cancelled(); };
+  bool audited = false;
+  // The read's audit record is stored before the files are published.
+  job.before_publish = [&]() -> absl::Status {
+    absl::Notification stored;
+    absl::Status result;
+    guard->Audit(admission, absl::OkStatus(), [&](absl::Status s) {
+      result = s;
+      stored.Notify();
+    });
+    stored.WaitForNotification();
+    audited = true;
+    return result;
+  };
+  absl::StatusOr<BulkExportStatus> done = exports->Bulk(job);
+  if (done.ok()) {
+    v1::BulkExportProgress last = ToProgress(*done);
+    last.set_finished(true);
+    w.Offer(std::move(last));
+    w.FinishWith(absl::OkStatus());
+    return;
   }
-
-  void OnCancel() override { cancelled_ = true; }
-
-  void OnDone() override {
-    // The worker may itself have finished the call; it touches nothing
-    // after that, so it is left to end on its own.
-    if (thread_.joinable()) {
-      if (thread_.get_id() == std::this_thread::get_id()) {
-        thread_.detach();
-      } else {
-        thread_.join();
-      }
-    }
-    delete this;
+  if (audited) {
+    w.FinishWith(done.status());
+    return;
   }
-
- private:
-  // Offer sends `progress` now, or as soon as the write in flight is done.
-  void Offer(v1::BulkExportProgress progress) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finish_requested_ || cancelled_) return;
-      if (writing_) {
-        pending_ = std::move(progress);
-        return;
-      }
-      current_ = std::move(progress);
-      writing_ = true;
-    }
-    StartWrite(&current_);
-  }
-
-  static v1::BulkExportProgress ToProgress(const BulkExportStatus& s) {
-    v1::BulkExportProgress p;
-    p.set_enrollments_done(s.enrollments_done);
-    p.set_enrollments_total(s.enrollments_total);
-    for (const auto& [type, path] : s.files) (*p.mutable_files())[type] = path;
-    for (const auto& [type, n] : s.counts) {
-      (*p.mutable_resource_counts())[type] = n;
-    }
-    return p;
-  }
-
-  void Run() {
-    BulkExportJob job;
-    job.tenant = tenant_;
-    job.output_dir = request_.output_dir();
-    job.format = request_.format();
-    absl::Time last_sent = absl::InfinitePast();
-    int64_t last_percent = -1;
-    job.on_progress = [&](const BulkExportStatus& s) {
-      const int64_t percent =
-          s.enrollments_total == 0
-              ? 100
-              : s.enrollments_done * 100 / s.enrollments_total;
-      const absl::Time now = absl::Now();
-      if (percent == last_percent && now - last_sent < interval_) return;
-      last_percent = percent;
-      last_sent = now;
-      Offer(ToProgress(s));
-    };
-    job.cancelled = [this] { return cancelled_.load(); };
-    bool audited = false;
-    // The read's audit record is stored before the files are published.
-    job.before_publish = [&]() -> absl::Status {
-      absl::Notification stored;
-      absl::Status result;
-      guard_->Audit(admission_, absl::OkStatus(), [&](absl::Status s) {
-        result = s;
-        stored.Notify();
-      });
-      stored.WaitForNotification();
-      audited = true;
-      return result;
-    };
-    absl::StatusOr<BulkExportStatus> done = exports_->Bulk(job);
-    if (done.ok()) {
-      v1::BulkExportProgress last = ToProgress(*done);
-      last.set_finished(true);
-      Offer(std::move(last));
-      FinishWith(absl::OkStatus());
-      return;
-    }
-    if (audited) {
-      FinishWith(done.status());
-      return;
-    }
-    guard_->Audit(admission_, done.status(),
-                  [this](absl::Status s) { FinishWith(s); });
-  }
-
-  const Exports* exports_;
-  Guard* guard_;
-  const absl::Duration interval_;
-  Admission admission_;
-  v1::BulkExportRequest request_;
-  std::string tenant_;
-  std::thread thread_;
-  std::atomic<bool> cancelled_{false};
-
-  absl::Mutex mu_;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_;
-  v1::BulkExportProgress current_;
-  std::optional<v1::BulkExportProgress> pending_ ABSL_GUARDED_BY(mu_);
-};
+  guard->Audit(admission, done.status(),
+               [&w](absl::Status s) { w.FinishWith(s); });
+}
 
 class ExportServiceImpl final : public v1::ExportService::CallbackService {
  public:
@@ -231,14 +133,17 @@ class ExportServiceImpl final : public v1::ExportService::CallbackService {
   grpc::ServerWriteReactor<v1::BulkExportProgress>* BulkExport(
       CallbackServerContext* ctx,
       const v1::BulkExportRequest* request) override {
-    auto* reactor =
-        new BulkExportReactor(&exports_, &guard_, progress_interval_);
-    guard_.Admit(ctx, IPSRT_METHOD(ExportService, BulkExport), *request,
-                 [reactor, copy = *request](absl::StatusOr<Admission> a) {
-                   if (!a.ok()) return reactor->FinishWith(a.status());
-                   reactor->Start(*std::move(a), copy);
-                 });
-    return reactor;
+    auto* writer = new BulkWriter();
+    guard_.Admit(
+        ctx, IPSRT_METHOD(ExportService, BulkExport), *request,
+        [this, writer, copy = *request](absl::StatusOr<Admission> a) {
+          if (!a.ok()) return writer->FinishWith(a.status());
+          writer->Run([this, admission = *std::move(a), copy](BulkWriter& w) {
+            RunBulkExport(&exports_, &guard_, progress_interval_, admission,
+                          copy, w);
+          });
+        });
+    return writer;
   }
 
  private:

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "auth/authenticator.h"
 #include "core/enrollments.h"
+#include "core/integrity.h"
 #include "core/questionnaires.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/store.h"
@@ -49,6 +50,9 @@ struct ServerDeps {
   // Authenticates callers; null means `auth.mode: none` (every caller is
   // the local admin; loopback deployments only, see config.h).
   const Authenticator* authenticator = nullptr;
+  // The integrity anchor ipsrtd writes (path and HMAC key); AuditService.
+  // VerifyStore checks the store against it. Null: none configured.
+  const AnchorWriter::Options* anchor = nullptr;
 };
 
 class IpsrtServer {

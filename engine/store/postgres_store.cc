@@ -659,6 +659,19 @@ absl::StatusOr<std::vector<EnrollmentRow>> PostgresStore::ListEnrollments(
       });
 }
 
+absl::StatusOr<std::vector<std::string>> PostgresStore::ListTenants() {
+  return impl_->Read<std::vector<std::string>>(
+      [&](PgConnection& c) -> absl::StatusOr<std::vector<std::string>> {
+        IPSRT_ASSIGN_OR_RETURN(
+            PgResult r,
+            c.Query("SELECT DISTINCT tenant FROM enrollments ORDER BY tenant",
+                    PgParams()));
+        std::vector<std::string> tenants;
+        for (int i = 0; i < r.rows(); ++i) tenants.push_back(r.Text(i, 0));
+        return tenants;
+      });
+}
+
 absl::StatusOr<std::vector<EventRow>> PostgresStore::ListEvents(
     absl::string_view tenant, absl::string_view enrollment_id,
     int64_t after_sequence, int limit) {

@@ -840,6 +840,25 @@ absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
       });
 }
 
+absl::StatusOr<std::vector<std::string>> SqliteStore::ListTenants() {
+  return impl_->WithReader(
+      [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<std::string>> {
+        IPSRT_ASSIGN_OR_RETURN(
+            Statement * prepared,
+            reader.Prepared(
+                "SELECT DISTINCT tenant FROM enrollments ORDER BY tenant"));
+        Statement& s = *prepared;
+        ResetOnExit reset(s);
+        std::vector<std::string> tenants;
+        while (true) {
+          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) break;
+          tenants.push_back(s.Text(0));
+        }
+        return tenants;
+      });
+}
+
 absl::StatusOr<std::vector<EventRow>> SqliteStore::ListEvents(
     absl::string_view tenant, absl::string_view enrollment_id,
     int64_t after_sequence, int limit) {

@@ -76,6 +76,7 @@ const std::map<std::string, std::set<std::string>>& Allowed() {
       {"PluginService/ListPlugins", {"admin"}},
       {"AuditService/ListAuditRecords", {"admin"}},
       {"AuditService/VerifyAuditChain", {"admin"}},
+      {"AuditService/VerifyStore", {"admin"}},
   };
   return *k;
 }
@@ -342,7 +343,9 @@ class AuthzMatrixTest : public ::testing::Test {
     if (m->service()->name() == "AuditService") {
       // A tenant's admin: only their tenant's records, never the
       // deployment-wide chain.
-      if (method == "VerifyAuditChain") return StatusCode::PERMISSION_DENIED;
+      if (method == "VerifyAuditChain" || method == "VerifyStore") {
+        return StatusCode::PERMISSION_DENIED;
+      }
       return target == Target::kOtherTenant ? StatusCode::PERMISSION_DENIED
                                             : success;
     }

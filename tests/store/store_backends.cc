@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
@@ -75,6 +76,24 @@ std::string SqliteBackend::Scalar(const std::string& sql) {
   return out;
 }
 
+absl::Status SqliteBackend::Exec(const std::string& sql) {
+  sqlite3* db = nullptr;
+  absl::Status result = absl::OkStatus();
+  if (sqlite3_open_v2(dir_.File("ipsrt.db").c_str(), &db, SQLITE_OPEN_READWRITE,
+                      nullptr) != SQLITE_OK) {
+    result = absl::InternalError("cannot open the database");
+  } else if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) !=
+             SQLITE_OK) {
+    result = absl::InternalError(sqlite3_errmsg(db));
+  }
+  sqlite3_close(db);
+  return result;
+}
+
+std::string SqliteBackend::BlobLiteral(const std::string& bytes) {
+  return absl::StrCat("X'", absl::BytesToHexString(bytes), "'");
+}
+
 PostgresBackend::PostgresBackend() : database_(NewDatabaseName()) {
   absl::Status s = SharedPostgres().CreateDatabase(database_);
   EXPECT_TRUE(s.ok()) << s;
@@ -92,6 +111,15 @@ absl::StatusOr<std::unique_ptr<Store>> PostgresBackend::Open() {
       PostgresStore::Open(Options());
   if (!s.ok()) return s.status();
   return std::unique_ptr<Store>(*std::move(s));
+}
+
+absl::Status PostgresBackend::Exec(const std::string& sql) {
+  if (Scalar("1") != "1") return absl::InternalError("cannot connect");
+  return connection_->Exec(sql);
+}
+
+std::string PostgresBackend::BlobLiteral(const std::string& bytes) {
+  return absl::StrCat("'\\x", absl::BytesToHexString(bytes), "'::bytea");
 }
 
 std::string PostgresBackend::Scalar(const std::string& sql) {

@@ -34,6 +34,10 @@ class SqliteBackend {
   absl::StatusOr<std::unique_ptr<Store>> Open();
   // Scalar runs a query returning one value, rendered as text.
   std::string Scalar(const std::string& sql);
+  // Exec runs statements behind the store's back (tampering tests).
+  absl::Status Exec(const std::string& sql);
+  // BlobLiteral is `bytes` as an SQL literal of the payload column's type.
+  static std::string BlobLiteral(const std::string& bytes);
 
  private:
   TempDir dir_;
@@ -45,6 +49,8 @@ class PostgresBackend {
   PostgresBackend();
   absl::StatusOr<std::unique_ptr<Store>> Open();
   std::string Scalar(const std::string& sql);
+  absl::Status Exec(const std::string& sql);
+  static std::string BlobLiteral(const std::string& bytes);
   PostgresStore::Options Options() const;
 
  private:

@@ -221,6 +221,18 @@ struct ExportConfig {
   std::vector<ExportTargetConfig> targets;
 };
 
+// The `integrity:` section (docs/integrity.md).
+struct IntegrityConfig {
+  // Verify every event chain and the audit chain before serving; a broken
+  // chain refuses the start-up with the first broken records.
+  bool verify_on_start = false;
+  // Where ipsrtd writes its HMAC-sealed anchor of the store's heads (outside
+  // the database), and the file holding the HMAC key. Both or neither.
+  std::string anchor_path;
+  std::string anchor_key_file;
+  absl::Duration anchor_interval = absl::Minutes(5);
+};
+
 struct Config {
   ServerConfig server;
   AuthConfig auth;
@@ -231,6 +243,7 @@ struct Config {
   std::vector<PluginConfig> plugins;
   RemindersConfig reminders;
   ExportConfig export_;
+  IntegrityConfig integrity;
 };
 
 // ParseConfig reads YAML text. `file_name` appears in diagnostics;

@@ -92,6 +92,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter,
                                                      int64_t after_seq,
                                                      int limit) override;
+  absl::StatusOr<std::vector<std::string>> ListTenants() override;
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "sqlite"; }
   void Close() override;

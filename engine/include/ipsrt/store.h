@@ -313,6 +313,12 @@ class Store {
     return absl::UnimplementedError("store: this store keeps no audit trail");
   }
 
+  // ListTenants returns every tenant that has an enrollment, sorted (for
+  // deployment-wide checks such as the integrity verification).
+  virtual absl::StatusOr<std::vector<std::string>> ListTenants() {
+    return absl::UnimplementedError("store: this store cannot list tenants");
+  }
+
   // SchemaVersion is the highest migration applied.
   virtual int SchemaVersion() const = 0;
 
