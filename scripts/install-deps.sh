@@ -13,6 +13,10 @@ packages=(
   # Server binaries for the PostgreSQL tests (/usr/lib/postgresql/15/bin),
   # which start throw-away servers of their own.
   postgresql-15
+  # Course reports: Graphviz draws the workflow graph; the browser tests run
+  # headless Chromium and check screenshots (ImageMagick) and PDFs
+  # (poppler's pdfinfo).
+  graphviz chromium fonts-dejavu-core imagemagick poppler-utils
 )
 
 missing=()

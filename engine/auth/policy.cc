@@ -78,6 +78,9 @@ std::vector<MethodPolicy>* BuildTable() {
        S::kTenant,
        "parent",
        A::kRead},
+      // Course report: the enrollment's record as a page, read like it.
+      {"/ipsrt.v1.ReportService/RenderReport", kEveryone, S::kEnrollment,
+       "name", A::kRead},
       // Plugins: deployment internals.
       {"/ipsrt.v1.PluginService/ListPlugins", {kAdmin}},
       // Audit trail.

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -21,10 +22,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "cli/export_command.h"
+#include "cli/report_command.h"
 #include "cli/score_file.h"
 #include "cli/security.h"
 #include "cli/store_copy.h"
 #include "cli/tools.h"
+#include "cli/workflow_diff.h"
 #include "common/files.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
@@ -37,6 +40,7 @@
 #include "ipsrt/v1/questionnaire.grpc.pb.h"
 #include "ipsrt/v1/reminder.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
+#include "model/workflow.h"
 #include "service/status_mapping.h"
 
 // Global flags.
@@ -383,6 +387,39 @@ int RunEnroll(const ParsedArgs& args) {
 
 // ---------------------------------------------------------------- migrate
 
+// PrintVersionChanges prints what changes for the patients who would move
+// (cli/workflow_diff.h), from both versions' source as the server has
+// them; a version it cannot fetch or read is reported and skipped.
+void PrintVersionChanges(v1::WorkflowService::Stub& stub,
+                         const v1::MigrateEnrollmentsRequest& request) {
+  std::optional<WorkflowTemplate> versions[2];
+  const int numbers[2] = {request.from_version(), request.to_version()};
+  for (int i = 0; i < 2; ++i) {
+    v1::GetWorkflowRequest get;
+    get.set_id(request.workflow_id());
+    get.set_version(numbers[i]);
+    v1::Workflow w;
+    grpc::Status s = stub.GetWorkflow(NewContext().get(), get, &w);
+    absl::StatusOr<WorkflowTemplate> parsed =
+        s.ok() ? ParseWorkflowTemplate(
+                     w.source_yaml(),
+                     absl::StrCat(request.workflow_id(), "@", numbers[i]))
+               : absl::StatusOr<WorkflowTemplate>(
+                     absl::UnknownError(s.error_message()));
+    if (!parsed.ok()) {
+      std::printf("(cannot compare: version %d: %s)\n", numbers[i],
+                  std::string(parsed.status().message()).c_str());
+      return;
+    }
+    versions[i] = *std::move(parsed);
+  }
+  std::vector<std::string> changes = DiffWorkflows(*versions[0], *versions[1]);
+  std::printf("changes from version %d to %d (%zu):\n", numbers[0], numbers[1],
+              changes.size());
+  for (const std::string& c : changes) std::printf("  %s\n", c.c_str());
+  std::printf("enrollments that would move:\n");
+}
+
 int RunMigrate(const ParsedArgs& args) {
   v1::MigrateEnrollmentsRequest request;
   request.set_parent(TenantParent());
@@ -415,6 +452,7 @@ int RunMigrate(const ParsedArgs& args) {
       stub->MigrateEnrollments(NewContext().get(), request, &response);
   if (!status.ok()) return ReportRpcError(status);
   if (absl::GetFlag(FLAGS_json)) return PrintJson(response);
+  if (response.dry_run()) PrintVersionChanges(*stub, request);
   for (const v1::MigratedEnrollment& m : response.enrollments()) {
     std::printf("%s  %s -> %s%s\n", m.name().c_str(), m.from_stage().c_str(),
                 m.to_stage().c_str(),
@@ -1020,8 +1058,9 @@ const std::vector<Command>& Commands() {
                   "needs "
                   "a --map;\neach enrollment re-enters its mapped stage in the "
                   "new version, recorded\non its timeline. Run with --dry_run "
-                  "first: it lists what would move and\nwrites nothing. Safe "
-                  "to retry with the same --request_id.",
+                  "first: it lists what changes between\nthe versions (as "
+                  "'ipsrt diff' does) and what would move, and writes\n"
+                  "nothing. Safe to retry with the same --request_id.",
               .flags =
                   {
                       {.name = "workflow",
@@ -1133,6 +1172,7 @@ const std::vector<Command>& Commands() {
          .run = RunScore},
     };
     for (Command& c : ExportCommands()) commands->push_back(std::move(c));
+    for (Command& c : ReportCommands()) commands->push_back(std::move(c));
     for (Command& c : SecurityCommands()) commands->push_back(std::move(c));
     // Offline tools (cli/tools.h) come after the server commands.
     for (Command& tool : ToolCommands()) commands->push_back(std::move(tool));

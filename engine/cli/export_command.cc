@@ -14,6 +14,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/files.h"
 #include "grpcpp/grpcpp.h"
 #include "ipsrt/v1/export.grpc.pb.h"
 
@@ -23,7 +24,7 @@ ABSL_DECLARE_FLAG(std::string, request_id);
 
 ABSL_FLAG(std::string, output, "",
           "export: write the rendering to this file (replaced whole) instead "
-          "of stdout.");
+          "of stdout. report: the HTML file to write.");
 ABSL_FLAG(std::string, target, "",
           "export push: configured export target (export.targets); empty "
           "means the server's default target.");
@@ -50,21 +51,7 @@ absl::StatusOr<std::string> FormatFlag(const ParsedArgs& args) {
 // WriteWhole replaces `path` with `bytes` through a temporary file and a
 // rename, so a reader never sees half an export.
 bool WriteWhole(const std::string& path, const std::string& bytes) {
-  const std::string tmp = absl::StrCat(path, ".partial");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out.good()) {
-      std::remove(tmp.c_str());
-      return false;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return false;
-  }
-  return true;
+  return WriteStringToFile(path, bytes).ok();
 }
 
 int RunExportOne(const ParsedArgs& args, const std::string& format) {

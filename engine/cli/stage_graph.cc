@@ -3,64 +3,10 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "report/workflow_graph.h"
 
 namespace ipsrt::cli {
 namespace {
-
-// DotQuoted is `text` as a DOT double-quoted string. A newline becomes the
-// centred line break "\n".
-std::string DotQuoted(absl::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
-  out += "\"";
-  return out;
-}
-
-// MermaidQuoted is `text` as a Mermaid quoted label; a newline becomes
-// "<br/>".
-std::string MermaidQuoted(absl::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "#quot;";
-        break;
-      case '<':
-        out += "#lt;";
-        break;
-      case '>':
-        out += "#gt;";
-        break;
-      case '&':
-        out += "#amp;";
-        break;
-      case '#':
-        out += "#35;";
-        break;
-      case '\n':
-        out += "<br/>";
-        break;
-      default:
-        out += c;
-    }
-  }
-  out += "\"";
-  return out;
-}
 
 std::string NodeLabel(const StageGraph::Node& node) {
   std::string label = node.id;
@@ -118,21 +64,22 @@ StageGraph BuildStageGraph(const WorkflowTemplate& w) {
 
 std::string RenderDot(const StageGraph& graph) {
   std::string out =
-      absl::StrCat("digraph ", DotQuoted(graph.workflow),
+      absl::StrCat("digraph ", report::DotQuoted(graph.workflow),
                    " {\n  rankdir=LR;\n"
                    "  node [shape=box, style=rounded];\n"
                    "  \"__start__\" [shape=point, label=\"\"];\n");
   for (const StageGraph::Node& node : graph.nodes) {
-    absl::StrAppend(&out, "  ", DotQuoted(node.id),
-                    " [label=", DotQuoted(NodeLabel(node)), "];\n");
+    absl::StrAppend(&out, "  ", report::DotQuoted(node.id),
+                    " [label=", report::DotQuoted(NodeLabel(node)), "];\n");
   }
   if (!graph.nodes.empty()) {
     absl::StrAppend(&out, "  \"__start__\" -> ",
-                    DotQuoted(graph.nodes.front().id), ";\n");
+                    report::DotQuoted(graph.nodes.front().id), ";\n");
   }
   for (const StageGraph::Edge& edge : graph.edges) {
-    absl::StrAppend(&out, "  ", DotQuoted(edge.from), " -> ",
-                    DotQuoted(edge.to), " [label=", DotQuoted(edge.label),
+    absl::StrAppend(&out, "  ", report::DotQuoted(edge.from), " -> ",
+                    report::DotQuoted(edge.to),
+                    " [label=", report::DotQuoted(edge.label),
                     edge.exit ? "" : ", style=dashed", "];\n");
   }
   absl::StrAppend(&out, "}\n");
@@ -147,7 +94,7 @@ std::string RenderMermaid(const StageGraph& graph) {
     const StageGraph::Node& node = graph.nodes[i];
     ids[node.id] = absl::StrCat("s", i);
     absl::StrAppend(&out, "  ", ids[node.id], "[",
-                    MermaidQuoted(NodeLabel(node)), "]\n");
+                    report::MermaidQuoted(NodeLabel(node)), "]\n");
   }
   if (!graph.nodes.empty()) {
     absl::StrAppend(&out, "  enrolled((enrolled)) --> ",
@@ -155,7 +102,8 @@ std::string RenderMermaid(const StageGraph& graph) {
   }
   for (const StageGraph::Edge& edge : graph.edges) {
     absl::StrAppend(&out, "  ", ids[edge.from], edge.exit ? " -->|" : " -.->|",
-                    MermaidQuoted(edge.label), "| ", ids[edge.to], "\n");
+                    report::MermaidQuoted(edge.label), "| ", ids[edge.to],
+                    "\n");
   }
   return out;
 }

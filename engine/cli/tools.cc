@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "cli/scenario.h"
 #include "cli/stage_graph.h"
+#include "cli/workflow_diff.h"
 #include "common/files.h"
 #include "common/json_string.h"
 #include "core/enrollments.h"
@@ -27,17 +28,27 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "model/workflow.h"
+#include "report/course_report.h"
+#include "report/workflow_graph.h"
 #include "runtime/step.h"
 
 ABSL_DECLARE_FLAG(bool, json);
 
 ABSL_FLAG(std::string, format, "dot",
-          "graph: \"dot\" (Graphviz) or \"mermaid\" (Mermaid flowchart). "
+          "graph: \"dot\" (Graphviz), \"mermaid\" (Mermaid flowchart) or "
+          "\"svg\" (drawn by Graphviz dot). "
           "export: a format of the server's exporter plugins, e.g. "
           "fhir-r4-collection (bulk: fhir-r4-resources by default).");
 ABSL_FLAG(std::string, scenario, "",
           "Scenario file: the patient's course as YAML (see "
           "workflows/scenarios.md).");
+
+ABSL_FLAG(bool, raw, false,
+          "graph: the machine form (canonical conditions, one edge per exit "
+          "and rule move) instead of the clinician's drawing.");
+ABSL_FLAG(std::string, report, "",
+          "simulate: also write the simulated course as an HTML course "
+          "report to this file.");
 
 namespace ipsrt::cli {
 namespace {
@@ -135,21 +146,83 @@ int RunValidate(const ParsedArgs& args) {
 
 int RunGraph(const ParsedArgs& args) {
   const std::string format = absl::GetFlag(FLAGS_format);
-  if (format != "dot" && format != "mermaid") {
+  const bool raw = absl::GetFlag(FLAGS_raw);
+  if (format != "dot" && format != "mermaid" && format != "svg") {
     std::fprintf(stderr,
-                 "ipsrt graph: --format must be dot or mermaid, not \"%s\"\n"
-                 "Run 'ipsrt graph --help' for usage.\n",
+                 "ipsrt graph: --format must be dot, mermaid or svg, not "
+                 "\"%s\"\nRun 'ipsrt graph --help' for usage.\n",
                  format.c_str());
     return kExitUsage;
+  }
+  if (raw && format == "svg") {
+    return UsageError("graph", "--raw goes with --format dot or mermaid");
   }
   std::optional<WorkflowTemplate> workflow =
       LoadTemplate(args.positional.front());
   if (!workflow.has_value()) return kExitFailure;
-  StageGraph graph = BuildStageGraph(*workflow);
-  std::fputs(
-      (format == "dot" ? RenderDot(graph) : RenderMermaid(graph)).c_str(),
-      stdout);
+  if (raw) {
+    StageGraph graph = BuildStageGraph(*workflow);
+    std::fputs(
+        (format == "dot" ? RenderDot(graph) : RenderMermaid(graph)).c_str(),
+        stdout);
+    return kExitOk;
+  }
+  if (format == "mermaid") {
+    std::fputs(report::RenderClinicianMermaid(*workflow).c_str(), stdout);
+    return kExitOk;
+  }
+  const std::string dot = report::RenderClinicianDot(*workflow);
+  if (format == "dot") {
+    std::fputs(dot.c_str(), stdout);
+    return kExitOk;
+  }
+  absl::StatusOr<std::string> svg = report::DotToSvg(dot);
+  if (!svg.ok()) {
+    std::fprintf(stderr, "error: %s: %s\n",
+                 absl::StatusCodeToString(svg.status().code()).c_str(),
+                 std::string(svg.status().message()).c_str());
+    return kExitFailure;
+  }
+  std::fputs(svg->c_str(), stdout);
   return kExitOk;
+}
+
+// ---------------------------------------------------------------- diff
+
+int RunDiff(const ParsedArgs& args) {
+  std::optional<WorkflowTemplate> before = LoadTemplate(args.positional[0]);
+  std::optional<WorkflowTemplate> after = LoadTemplate(args.positional[1]);
+  if (!before.has_value() || !after.has_value()) return kExitFailure;
+  std::vector<std::string> changes = DiffWorkflows(*before, *after);
+  if (absl::GetFlag(FLAGS_json)) {
+    std::vector<std::string> quoted;
+    for (const std::string& c : changes) quoted.push_back(JsonQuote(c));
+    std::printf(
+        "{\"from\":%s,\"to\":%s,\"changes\":[%s]}\n",
+        JsonQuote(absl::StrCat(before->id, "@", before->version)).c_str(),
+        JsonQuote(absl::StrCat(after->id, "@", after->version)).c_str(),
+        absl::StrJoin(quoted, ",").c_str());
+    return kExitOk;
+  }
+  std::printf("%s@%d -> %s@%d: %zu change(s)\n", before->id.c_str(),
+              before->version, after->id.c_str(), after->version,
+              changes.size());
+  for (const std::string& c : changes) std::printf("  %s\n", c.c_str());
+  return kExitOk;
+}
+
+// GraphSvgForReport draws the template for a course report; "" (with a
+// note on stderr) when Graphviz is not available, so the report still
+// renders without its workflow section.
+std::string GraphSvgForReport(const WorkflowTemplate& workflow) {
+  absl::StatusOr<std::string> svg =
+      report::DotToSvg(report::RenderClinicianDot(workflow));
+  if (!svg.ok()) {
+    std::fprintf(stderr, "note: the report has no workflow graph: %s\n",
+                 std::string(svg.status().message()).c_str());
+    return "";
+  }
+  return *std::move(svg);
 }
 
 // ---------------------------------------------------------------- simulate
@@ -324,6 +397,37 @@ std::string EventJson(const SimulatedEvent& s, absl::TimeZone zone) {
       ",\"flags\":[", absl::StrJoin(flags, ","), "]}");
 }
 
+// WriteSimulationReport writes the course report of a simulation to
+// `path`; false (with a message on stderr) when it cannot.
+bool WriteSimulationReport(const WorkflowTemplate& workflow,
+                           const Scenario& scenario,
+                           const std::string& scenario_path,
+                           const Simulation& simulation,
+                           const std::string& path) {
+  report::CourseReportInput input;
+  input.workflow = &workflow;
+  input.enrollment = simulation.state.enrollment();
+  for (const SimulatedEvent& s : simulation.events) {
+    input.events.push_back(s.event);
+  }
+  input.open_tasks = runtime::OpenTasks(simulation.state, false);
+  input.zone = scenario.zone;
+  input.as_of = input.events.empty()
+                    ? scenario.start
+                    : FromProto(input.events.back().record_time());
+  input.note = absl::StrCat("Simulated course: scenario ", scenario_path,
+                            " (not a real patient)");
+  input.graph_svg = GraphSvgForReport(workflow);
+  absl::Status written =
+      WriteStringToFile(path, report::RenderCourseReport(input));
+  if (!written.ok()) {
+    std::fprintf(stderr, "error: cannot write %s: %s\n", path.c_str(),
+                 std::string(written.message()).c_str());
+    return false;
+  }
+  return true;
+}
+
 int RunSimulate(const ParsedArgs& args) {
   const bool json = absl::GetFlag(FLAGS_json);
   const std::string& template_path = args.positional.front();
@@ -349,6 +453,12 @@ int RunSimulate(const ParsedArgs& args) {
   absl::Status status =
       Simulate(*workflow, *scenario, &Enrollments::LoadZone, &simulation);
   const double elapsed_ms = absl::ToDoubleMilliseconds(simulation.elapsed);
+  const std::string report_path = absl::GetFlag(FLAGS_report);
+  if (!report_path.empty() && status.ok() &&
+      !WriteSimulationReport(*workflow, *scenario, scenario_path, simulation,
+                             report_path)) {
+    return kExitFailure;
+  }
 
   if (json) {
     if (!status.ok()) {
@@ -441,23 +551,47 @@ std::vector<Command> ToolCommands() {
        .run = RunValidate},
       {.spec =
            {.name = "graph",
-            .synopsis = "graph TEMPLATE [--format=dot|mermaid]",
+            .synopsis = "graph TEMPLATE [--format=dot|mermaid|svg] [--raw]",
             .description =
-                "Draw a template's stages offline, as Graphviz DOT or "
-                "Mermaid.\n\n"
-                "Nodes are stages with title and cadence; solid edges are "
-                "exit transitions\nlabelled with their condition's canonical "
-                "text, dashed edges are rules'\nmove_to actions labelled "
-                "\"rule <id>\". An invalid template prints its\nproblems on "
-                "stderr and exits 1.",
-            .flags = {{.name = "format", .value_name = "FORMAT"}},
+                "Draw a template's stages offline for clinicians, as "
+                "Graphviz DOT, Mermaid\nor SVG (svg runs Graphviz's dot "
+                "program).\n\n"
+                "Each stage shows its title, cadence, a short task list and "
+                "its rules\n(condition as written, then what they do: "
+                "cadence, alerts); exits are\narrows labelled with their "
+                "condition as written, wrapped; rules that\nmove to a stage "
+                "are dashed, red and marked URGENT when they raise an\n"
+                "urgent alert; template-wide rules sit in an \"In every "
+                "stage\" box.\nWith --raw (dot or mermaid): the machine "
+                "form, stages with cadence and\none edge per exit labelled "
+                "with the canonical condition text. An invalid\ntemplate "
+                "prints its problems on stderr and exits 1.",
+            .flags = {{.name = "format", .value_name = "FORMAT"},
+                      {.name = "raw", .value_name = ""}},
             .global_flags = GlobalFlags(),
             .min_positional = 1,
             .max_positional = 1},
        .run = RunGraph},
+      {.spec = {.name = "diff",
+                .synopsis = "diff OLD.yaml NEW.yaml [--json]",
+                .description =
+                    "List what changed between two versions of a template, in "
+                    "clinical terms,\noffline: stages added, removed or "
+                    "reordered; each stage's title, session\ncadence, tasks "
+                    "(kind, due, repeat, reminder time), exits (condition as\n"
+                    "written); rules (condition, actions); the session plan "
+                    "and its reminder.\nWith --json: {\"from\", \"to\", "
+                    "\"changes\": [...]}. Exit status 0 whether or not\nthere "
+                    "are changes, 1 when a file is invalid.",
+                .flags = {},
+                .global_flags = GlobalFlags(),
+                .min_positional = 2,
+                .max_positional = 2},
+       .run = RunDiff},
       {.spec =
            {.name = "simulate",
-            .synopsis = "simulate TEMPLATE --scenario=FILE [--json]",
+            .synopsis = "simulate TEMPLATE --scenario=FILE [--report=OUT.html] "
+                        "[--json]",
             .description =
                 "Run a scripted patient course through a template offline.\n\n"
                 "Each scenario event (and each injected time tick) is built "
@@ -468,9 +602,12 @@ std::vector<Command> ToolCommands() {
                 "in\nworkflows/scenarios.md. An event the workflow refuses, or "
                 "an unmet expect,\nis reported with the scenario's "
                 "file:line:col and exits 1. The time the\nsimulation took is "
-                "printed on stderr (elapsed_ms with --json).",
+                "printed on stderr (elapsed_ms with --json). With --report,\n"
+                "the simulated course is also written as an HTML course "
+                "report\n(docs/course-report.md).",
             .flags =
-                {{.name = "scenario", .value_name = "FILE", .required = true}},
+                {{.name = "scenario", .value_name = "FILE", .required = true},
+                 {.name = "report", .value_name = "FILE"}},
             .global_flags = GlobalFlags(),
             .min_positional = 1,
             .max_positional = 1},

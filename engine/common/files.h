@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace ipsrt {
@@ -13,6 +14,12 @@ namespace ipsrt {
 // fails part way; the message is the system's reason, without the path
 // (callers add it where they know what the file is for).
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// WriteStringToFile replaces `path` with `bytes` through "<path>.partial"
+// and a rename, so a reader never sees half a file. On failure nothing is
+// left behind; the message is the system's reason.
+absl::Status WriteStringToFile(const std::string& path,
+                               const std::string& bytes);
 
 }  // namespace ipsrt
 

@@ -101,6 +101,29 @@ SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days) {
   return week;
 }
 
+std::vector<SrmAnchorTrend> SrmAnchorTrends(
+    const std::vector<SrmDayTimes>& previous,
+    const std::vector<SrmDayTimes>& current) {
+  const SrmWeekScore before = ScoreSrmWeek(previous);
+  const SrmWeekScore now = ScoreSrmWeek(current);
+  std::vector<SrmAnchorTrend> trends;
+  for (const SrmActivityScore& a : now.activities) {
+    SrmAnchorTrend trend;
+    trend.activity = a.activity;
+    if (a.qualifies) {
+      trend.habitual_minutes = a.habitual_minutes;
+      trend.hit_rate = static_cast<double>(a.hits) / a.days_done;
+      for (const SrmActivityScore& b : before.activities) {
+        if (b.activity == a.activity && b.qualifies) {
+          trend.shift_minutes = Wrap(*a.habitual_minutes - *b.habitual_minutes);
+        }
+      }
+    }
+    trends.push_back(std::move(trend));
+  }
+  return trends;
+}
+
 std::string FormatMinutes(double minutes) {
   int m = static_cast<int>(std::lround(Normalize(minutes))) % 1440;
   return absl::StrFormat("%02d:%02d", m / 60, m % 60);

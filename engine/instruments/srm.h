@@ -61,6 +61,30 @@ struct SrmWeekScore {
 // programming error and are ignored.
 SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days);
 
+// SrmAnchorTrend is one anchor activity's change from one 7-day window to
+// the next (the rhythm analytics exposed to conditions as
+// srm.<activity>.shift_minutes and srm.<activity>.hit_rate).
+struct SrmAnchorTrend {
+  std::string activity;
+  // Habitual time this week, minutes after midnight; set when the activity
+  // qualifies this week (done on at least 3 days).
+  std::optional<double> habitual_minutes;
+  // This week's habitual time minus last week's, on the 24-hour circle, in
+  // (-720, +720] minutes: +75 means 75 minutes later. Set when the activity
+  // qualifies in both weeks. 23:30 -> 00:45 is +75, not -1365.
+  std::optional<double> shift_minutes;
+  // Share (0-1) of this week's recorded occurrences within 45 minutes of
+  // this week's habitual time; set when the activity qualifies this week.
+  std::optional<double> hit_rate;
+};
+
+// SrmAnchorTrends compares two consecutive windows of up to 7 diary days
+// each (`previous` may be empty) and gives a trend for every activity
+// recorded in `current`, in activity id order.
+std::vector<SrmAnchorTrend> SrmAnchorTrends(
+    const std::vector<SrmDayTimes>& previous,
+    const std::vector<SrmDayTimes>& current);
+
 // FormatMinutes renders minutes after midnight as "HH:MM" (rounded).
 std::string FormatMinutes(double minutes);
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "expr/expr.h"
+#include "instruments/srm.h"
 
 namespace ipsrt {
 namespace {
@@ -49,6 +50,14 @@ expr::Environment MakeEnvironment(const ModelContext& context) {
   for (const char* name : {"srm.score", "srm.ali", "srm.weeks_recorded",
                            "stage.sessions", "stage.days", "alerts.open"}) {
     env.DeclareIdentifier(name, Type::kNumber).IgnoreError();
+  }
+  // Rhythm analytics per SRM anchor activity (runtime/step.cc).
+  for (const std::string& activity : Srm17Activities()) {
+    for (const char* measure : {"shift_minutes", "hit_rate"}) {
+      env.DeclareIdentifier(absl::StrCat("srm.", activity, ".", measure),
+                            Type::kNumber)
+          .IgnoreError();
+    }
   }
   for (const char* name : {"goal.set", "relapse_plan.written"}) {
     env.DeclareIdentifier(name, Type::kBool).IgnoreError();

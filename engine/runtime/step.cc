@@ -660,6 +660,26 @@ absl::Status Applier::Created(const v1::EnrollmentCreated& c) {
   return absl::OkStatus();
 }
 
+// SetSrmTrendScores replaces the rhythm analytics in `scores`:
+// "srm.<activity>.shift_minutes" and "srm.<activity>.hit_rate" for every
+// SRM-17 activity (SRM-5's are among them), absent when not computable.
+void SetSrmTrendScores(const std::vector<SrmAnchorTrend>& trends,
+                       google::protobuf::Map<std::string, double>* scores) {
+  for (const std::string& activity : Srm17Activities()) {
+    scores->erase(absl::StrCat("srm.", activity, ".shift_minutes"));
+    scores->erase(absl::StrCat("srm.", activity, ".hit_rate"));
+  }
+  for (const SrmAnchorTrend& t : trends) {
+    if (t.shift_minutes.has_value()) {
+      (*scores)[absl::StrCat("srm.", t.activity, ".shift_minutes")] =
+          *t.shift_minutes;
+    }
+    if (t.hit_rate.has_value()) {
+      (*scores)[absl::StrCat("srm.", t.activity, ".hit_rate")] = *t.hit_rate;
+    }
+  }
+}
+
 // RecordDiaryDay validates one diary day, stores it, and scores the week
 // of 7 local dates ending with the latest recorded date.
 //
@@ -743,6 +763,7 @@ absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
   }
   std::vector<std::string> old;
   std::vector<SrmDayTimes> window;
+  std::vector<SrmDayTimes> previous_window;  // the 7 days before `window`
   for (const auto& [d, entry] : s().srm_days()) {
     absl::CivilDay c;
     absl::ParseCivilTime(d, &c);
@@ -750,14 +771,13 @@ absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
       old.push_back(d);
       continue;
     }
-    if (latest - c >= 7) continue;
     SrmDayTimes times;
     for (const v1::SrmActivity& a : entry.activities()) {
       if (!a.local_time().empty()) {
         times[a.activity()] = *ParseLocalTimeOfDay(a.local_time());
       }
     }
-    window.push_back(std::move(times));
+    (latest - c >= 7 ? previous_window : window).push_back(std::move(times));
   }
   for (const std::string& d : old) s().mutable_srm_days()->erase(d);
   SrmWeekScore week = ScoreSrmWeek(window);
@@ -770,6 +790,7 @@ absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
   (*scores)["srm.ali"] = week.ali;
   (*scores)["srm.weeks_recorded"] =
       static_cast<double>(s().srm_days_recorded() / 7);
+  SetSrmTrendScores(SrmAnchorTrends(previous_window, window), scores);
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
 #include "service/export_service.h"
 #include "service/guard.h"
 #include "service/reminder_service.h"
+#include "service/report_service.h"
 #include "service/status_mapping.h"
 
 namespace ipsrt {
@@ -405,6 +406,7 @@ std::vector<std::unique_ptr<grpc::Service>> MakeServices(
   services.push_back(MakeExportService(deps, guard));
   services.push_back(std::make_unique<PluginServiceImpl>(deps, guard));
   services.push_back(MakeAuditService(deps, guard));
+  services.push_back(MakeReportService(deps, guard));
   return services;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -171,7 +172,7 @@ TEST(ValidateTest, UnreadableFileIsAFindingAndNoFileIsAUsageError) {
 // ---------------------------------------------------------------- graph
 
 TEST(GraphTest, DotHasEveryStageAndEdge) {
-  ProcessResult r = RunCliNoServer({"graph", kStandard});
+  ProcessResult r = RunCliNoServer({"graph", kStandard, "--raw"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_THAT(r.out, HasSubstr("digraph \"ipsrt-standard@1\" {\n"));
   EXPECT_THAT(r.out, HasSubstr("  \"initial\" [label=\"initial\\nInitial "
@@ -198,7 +199,7 @@ TEST(GraphTest, DotHasEveryStageAndEdge) {
 
 TEST(GraphTest, MermaidHasEveryStageAndEdgeWithEntityEscapes) {
   ProcessResult r =
-      RunCliNoServer({"graph", kPreventiveFirst, "--format=mermaid"});
+      RunCliNoServer({"graph", kPreventiveFirst, "--format=mermaid", "--raw"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_TRUE(r.out.starts_with("flowchart LR\n")) << r.out;
   EXPECT_THAT(r.out, HasSubstr("  s0[\"initial<br/>Initial stage "
@@ -251,7 +252,7 @@ TEST(GraphTest, RuleMoveIsADashedEdge) {
                         "    title: C\n"
                         "    cadence: P1M\n")
                   .ok());
-  ProcessResult r = RunCliNoServer({"graph", file});
+  ProcessResult r = RunCliNoServer({"graph", file, "--raw"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_THAT(r.out, HasSubstr("  \"a\" [label=\"a\\nStage \\\"A\\\"\\n"
                                "cadence P1W\"];\n"));
@@ -262,7 +263,7 @@ TEST(GraphTest, RuleMoveIsADashedEdge) {
   EXPECT_THAT(r.out, HasSubstr("  \"b\" -> \"a\" [label=\"rule crisis\", "
                                "style=dashed];\n"));
 
-  r = RunCliNoServer({"graph", file, "--format=mermaid"});
+  r = RunCliNoServer({"graph", file, "--format=mermaid", "--raw"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_THAT(r.out, HasSubstr("  s0[\"a<br/>Stage #quot;A#quot;<br/>cadence "
                                "P1W\"]\n"));
@@ -281,9 +282,94 @@ TEST(GraphTest, InvalidTemplateAndBadFormat) {
                                             ":4:1: error: extra: "
                                             "unknown key \"extra\"")));
 
-  r = RunCliNoServer({"graph", kStandard, "--format=svg"});
+  r = RunCliNoServer({"graph", kStandard, "--format=png"});
   EXPECT_EQ(r.exit_code, 2) << Describe(r);
-  EXPECT_THAT(r.err, HasSubstr("--format must be dot or mermaid, not \"svg\""));
+  EXPECT_THAT(r.err,
+              HasSubstr("--format must be dot, mermaid or svg, not \"png\""));
+  r = RunCliNoServer({"graph", kStandard, "--format=svg", "--raw"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+}
+
+TEST(GraphTest, ClinicianDrawingHasTasksRulesAndSourceText) {
+  ProcessResult r = RunCliNoServer({"graph", kStandard});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr("digraph \"ipsrt-standard@1\" {\n"));
+  EXPECT_THAT(r.out, HasSubstr("rankdir=TB;"));
+  // Stage boxes: title, cadence, a short task list.
+  EXPECT_THAT(r.out, HasSubstr("<B>Initial stage (intake)</B>"));
+  EXPECT_THAT(r.out, HasSubstr("initial - sessions every P1W"));
+  EXPECT_THAT(r.out, HasSubstr("- History of mood episodes and treatments"));
+  EXPECT_THAT(r.out, HasSubstr("+ 3 more tasks"));
+  // Exits in the author's words, wrapped, not bracketed.
+  EXPECT_THAT(r.out,
+              HasSubstr("\"intermediate\" -> \"final\" [label=<goal.set "
+                        "&amp;&amp;<BR ALIGN=\"LEFT\"/>tasks.done(&quot;"
+                        "disruption-plan&quot;) &amp;&amp;<BR ALIGN=\"LEFT\"/>"
+                        "stage.sessions &gt;= 10<BR ALIGN=\"LEFT\"/>>];\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr("((")));
+  // Rules that change cadence or raise alerts sit in their stage; the
+  // urgent item-9 alert is marked.
+  EXPECT_THAT(r.out, HasSubstr("Rule early-warning: when"));
+  EXPECT_THAT(r.out, HasSubstr("-&gt; sessions every P1W"));
+  EXPECT_THAT(r.out, HasSubstr("otherwise -&gt; sessions back to the"));
+  EXPECT_THAT(r.out, HasSubstr("<B>In every stage</B>"));
+  EXPECT_THAT(r.out, HasSubstr("-&gt; URGENT alert: PHQ-9 item 9"));
+
+  r = RunCliNoServer({"graph", kStandard, "--format=svg"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_TRUE(r.out.starts_with("<svg")) << r.out.substr(0, 200);
+  EXPECT_THAT(r.out, HasSubstr(">Maintenance</text>"));
+  EXPECT_THAT(r.out, HasSubstr("</svg>"));
+
+  r = RunCliNoServer({"graph", kStandard, "--format=mermaid"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_TRUE(r.out.starts_with("flowchart TB\n")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("s2 -->|\"relapse_plan.written #amp;#amp; "
+                               "stage.sessions<br/>#gt;= 2\"| s3\n"));
+}
+
+// ---------------------------------------------------------------- diff
+
+TEST(DiffTest, ListsChangesInClinicalTerms) {
+  TempDir dir;
+  absl::StatusOr<std::string> v1 = ReadFile(kStandard);
+  ASSERT_TRUE(v1.ok());
+  std::string v2 = absl::StrReplaceAll(
+      *v1, {{"version: 1", "version: 2"},
+            {"    cadence: P2W", "    cadence: P4W"},
+            {"when: phq9.total >= 10 || asrm.total >= 6 || srm.score < 3",
+             "when: >-\n          phq9.total >= 12 || asrm.total >= 6 ||\n"
+             "          srm.score < 3"},
+            {"        remind_at: \"20:00\"", "        remind_at: \"21:00\""},
+            {"      - id: baseline-gad7\n", "      - id: baseline-gad-7\n"}});
+  ASSERT_TRUE(WriteFile(dir.File("v2.yaml"), v2).ok());
+  ProcessResult r = RunCliNoServer({"diff", kStandard, dir.File("v2.yaml")});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr("ipsrt-standard@1 -> ipsrt-standard@2: "));
+  EXPECT_THAT(r.out,
+              HasSubstr("  stage maintenance: sessions every: P2W -> P4W\n"));
+  EXPECT_THAT(
+      r.out,
+      HasSubstr("  stage initial: task baseline-gad7 removed "
+                "(Baseline GAD-7, questionnaire gad7, for the patient, due "
+                "P7D)\n"));
+  EXPECT_THAT(r.out, HasSubstr("  stage initial: task baseline-gad-7 added"));
+  EXPECT_THAT(
+      r.out,
+      HasSubstr("  stage initial: task srm-diary\n    was: "
+                "Social Rhythm Metric diary, questionnaire "
+                "srm5, for the patient, every P1D, reminder at 20:00\n    now: "
+                "Social Rhythm Metric diary, questionnaire "
+                "srm5, for the patient, every P1D, reminder at 21:00\n"));
+  EXPECT_THAT(r.out, HasSubstr("  rule early-warning (stage maintenance): "
+                               "condition\n    was: phq9.total >= 10 || "
+                               "asrm.total >= 6 || srm.score < 3\n    now: "
+                               "phq9.total >= 12 || asrm.total >= 6 || "
+                               "srm.score < 3\n"));
+  // Re-wrapping alone is no change.
+  ProcessResult same = RunCliNoServer({"diff", kStandard, kStandard});
+  EXPECT_EQ(same.exit_code, 0);
+  EXPECT_EQ(same.out, "ipsrt-standard@1 -> ipsrt-standard@1: 0 change(s)\n");
 }
 
 // ---------------------------------------------------------------- simulate
@@ -509,6 +595,33 @@ TEST(SimulateTest, ScenarioFlagIsRequired) {
   ProcessResult r = RunCliNoServer({"simulate", kStandard});
   EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("missing required flag --scenario"));
+}
+
+// The rhythm analytics in a template rule: bedtime-drift (ipsrt-standard,
+// maintenance) fires once, on the 13th diary day, when the habitual
+// bedtime has moved from 23:00 to 00:15 (+75 minutes across midnight).
+TEST(SimulateTest, BedtimeDriftRuleUsesTheWeeklyShift) {
+  Struct doc = Simulate(kStandard, Scenario("bedtime-drift.yaml"));
+  const std::vector<Outcome> raised = OfKind(Outcomes(doc), "ALERT_RAISED");
+  ASSERT_EQ(raised.size(), 1u);
+  EXPECT_TRUE(raised[0].subject.starts_with("bedtime-drift-"))
+      << raised[0].subject;
+  EXPECT_EQ(raised[0].reason, "rule bedtime-drift");
+  int diary_days = 0;
+  for (const Value& v : doc.fields().at("events").list_value().values()) {
+    const Struct& e = v.struct_value();
+    if (Str(e, "type") != "srm.diary_day") continue;
+    ++diary_days;
+    const auto& scores = e.fields().at("scores").struct_value().fields();
+    if (e.fields().at("sequence").number_value() != raised[0].sequence) {
+      continue;
+    }
+    EXPECT_EQ(diary_days, 13);
+    EXPECT_DOUBLE_EQ(scores.at("srm.to_bed.shift_minutes").number_value(), 75);
+    EXPECT_DOUBLE_EQ(scores.at("srm.to_bed.hit_rate").number_value(), 6.0 / 7);
+    EXPECT_DOUBLE_EQ(scores.at("srm.dinner.shift_minutes").number_value(), 0);
+  }
+  EXPECT_EQ(diary_days, 14);
 }
 
 }  // namespace

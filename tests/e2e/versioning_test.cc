@@ -107,6 +107,13 @@ TEST(VersioningTest, ReloadKeepsLastGoodSetAndMigrateMovesEnrollments) {
                 "--to_version=2", "--map=initial=intake", "--dry_run"});
   EXPECT_EQ(dry.exit_code, 0) << dry.err;
   EXPECT_THAT(dry.out, HasSubstr(first + "  initial -> intake\n"));
+  // Beside them, what changes for those patients (ipsrt diff's lines).
+  EXPECT_THAT(dry.out, HasSubstr("changes from version 1 to 2 (3):\n"
+                                 "  stage initial removed (Initial stage "
+                                 "(intake))\n  stage intake added (Initial "
+                                 "stage (intake), sessions every P1W, 8 "
+                                 "tasks)\n"));
+  EXPECT_THAT(dry.out, HasSubstr("enrollments that would move:\n"));
   EXPECT_THAT(dry.out, HasSubstr("dry run: would move 2 enrollment(s) from "
                                  "ipsrt-standard@1 to ipsrt-standard@2"));
   EXPECT_THAT(RunCli(address, {"get", first, "--json"}).out,

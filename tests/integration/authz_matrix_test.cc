@@ -32,6 +32,7 @@
 #include "ipsrt/v1/plugin.grpc.pb.h"
 #include "ipsrt/v1/questionnaire.grpc.pb.h"
 #include "ipsrt/v1/reminder.grpc.pb.h"
+#include "ipsrt/v1/report.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "service/server.h"
 #include "tests/testing/temp_dir.h"
@@ -77,6 +78,7 @@ const std::map<std::string, std::set<std::string>>& Allowed() {
       {"AuditService/ListAuditRecords", {"admin"}},
       {"AuditService/VerifyAuditChain", {"admin"}},
       {"AuditService/VerifyStore", {"admin"}},
+      {"ReportService/RenderReport", kEveryone},
   };
   return *k;
 }
@@ -379,7 +381,8 @@ class AuthzMatrixTest : public ::testing::Test {
                              v1::ReminderService::service_full_name(),
                              v1::ExportService::service_full_name(),
                              v1::PluginService::service_full_name(),
-                             v1::AuditService::service_full_name()}) {
+                             v1::AuditService::service_full_name(),
+                             v1::ReportService::service_full_name()}) {
       const google::protobuf::ServiceDescriptor* s =
           google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
               name);
@@ -427,7 +430,7 @@ TEST_F(AuthzMatrixTest, EveryRoleEveryRpcEveryTarget) {
       }
     }
   }
-  EXPECT_EQ(cells, 26 * 4 * 3);
+  EXPECT_EQ(cells, 27 * 4 * 3);
   // The matrix is not vacuous: plenty of calls do succeed.
   EXPECT_GT(allowed_cells, 50);
 }

@@ -17,6 +17,7 @@
 #include "ipsrt/v1/plugin.pb.h"
 #include "ipsrt/v1/questionnaire.pb.h"
 #include "ipsrt/v1/reminder.pb.h"
+#include "ipsrt/v1/report.pb.h"
 #include "ipsrt/v1/workflow.pb.h"
 
 namespace ipsrt {
@@ -32,6 +33,7 @@ std::set<std::string> AllMethods() {
   (void)v1::ListPluginsRequest::descriptor();
   (void)v1::Questionnaire::descriptor();
   (void)v1::Reminder::descriptor();
+  (void)v1::RenderReportRequest::descriptor();
   (void)v1::Workflow::descriptor();
   std::set<std::string> methods;
   const auto* pool = google::protobuf::DescriptorPool::generated_pool();

@@ -104,5 +104,83 @@ TEST(SrmTest, HitWindowIsInclusiveAt45Minutes) {
   EXPECT_EQ(Activity(w, "start_work").hits, 4);
 }
 
+// ---------------------------------------------------------------- trends
+
+const SrmAnchorTrend& Trend(const std::vector<SrmAnchorTrend>& trends,
+                            const std::string& id) {
+  for (const SrmAnchorTrend& t : trends) {
+    if (t.activity == id) return t;
+  }
+  static const SrmAnchorTrend none;
+  ADD_FAILURE() << "no trend for " << id;
+  return none;
+}
+
+// Bedtime moves from 23:00 to 00:15: 75 minutes later, not 1365 earlier.
+TEST(SrmTrendTest, BedtimeAfterMidnightShiftsForwardAcrossMidnight) {
+  std::vector<SrmAnchorTrend> trends = SrmAnchorTrends(
+      Days({{"to_bed",
+             {"23:00", "23:00", "23:00", "23:00", "23:00", "23:00", "23:00"}}}),
+      Days(
+          {{"to_bed",
+            {"00:15", "00:15", "00:15", "00:15", "00:15", "00:15", "00:15"}}}));
+  const SrmAnchorTrend& t = Trend(trends, "to_bed");
+  ASSERT_TRUE(t.habitual_minutes.has_value());
+  EXPECT_NEAR(*t.habitual_minutes, 15, 1e-6);
+  ASSERT_TRUE(t.shift_minutes.has_value());
+  EXPECT_NEAR(*t.shift_minutes, 75, 1e-6);
+  ASSERT_TRUE(t.hit_rate.has_value());
+  EXPECT_DOUBLE_EQ(*t.hit_rate, 1.0);
+}
+
+// This week's bedtimes straddle midnight symmetrically: offsets -30, +30,
+// -15, +15, 0 from 00:00, SD 23.7, nothing dropped, HT 00:00, every day a
+// hit. Last week's three 01:00 bedtimes give HT 01:00: shift -60.
+TEST(SrmTrendTest, BedtimesAroundMidnightAndAnEarlierShift) {
+  std::vector<SrmAnchorTrend> trends = SrmAnchorTrends(
+      Days({{"to_bed", {"01:00", "", "01:00", "", "01:00", "", ""}}}),
+      Days(
+          {{"to_bed", {"23:30", "00:30", "23:45", "00:15", "00:00", "", ""}}}));
+  const SrmAnchorTrend& t = Trend(trends, "to_bed");
+  ASSERT_TRUE(t.habitual_minutes.has_value());
+  EXPECT_NEAR(*t.habitual_minutes, 0, 1e-6);
+  ASSERT_TRUE(t.shift_minutes.has_value());
+  EXPECT_NEAR(*t.shift_minutes, -60, 1e-6);
+  EXPECT_DOUBLE_EQ(*t.hit_rate, 1.0);
+}
+
+// Out of bed 07:00 on four days and 09:00 once: offsets from the mean
+// 07:24 are -24 x4 and +96, SD 53.7, so 09:00 (beyond 1.5 SD) is dropped
+// from the habitual time (07:00) and is the one miss: hit rate 4/5. Last
+// week 06:30 on three days: shift +30.
+TEST(SrmTrendTest, HitRateCountsTheOutlierAsAMiss) {
+  std::vector<SrmAnchorTrend> trends = SrmAnchorTrends(
+      Days({{"out_of_bed", {"06:30", "06:30", "06:30", "", "", "", ""}}}),
+      Days({{"out_of_bed",
+             {"07:00", "07:00", "07:00", "07:00", "09:00", "", ""}}}));
+  const SrmAnchorTrend& t = Trend(trends, "out_of_bed");
+  EXPECT_NEAR(*t.habitual_minutes, 420, 1e-6);
+  EXPECT_NEAR(*t.shift_minutes, 30, 1e-6);
+  EXPECT_DOUBLE_EQ(*t.hit_rate, 0.8);
+}
+
+// Fewer than 3 days this week: no habitual time, so neither measure;
+// an activity not qualifying last week gives a hit rate but no shift.
+TEST(SrmTrendTest, MeasuresNeedThreeDaysInTheirWeeks) {
+  std::vector<SrmAnchorTrend> trends = SrmAnchorTrends(
+      Days({{"dinner", {"19:00", "", "", "", "", "", ""}}}),
+      Days({{"dinner", {"19:00", "19:10", "18:50", "", "", "", ""}},
+            {"to_bed", {"23:00", "23:00", "", "", "", "", ""}}}));
+  const SrmAnchorTrend& dinner = Trend(trends, "dinner");
+  EXPECT_NEAR(*dinner.habitual_minutes, 1140, 1e-6);
+  EXPECT_DOUBLE_EQ(*dinner.hit_rate, 1.0);
+  EXPECT_FALSE(dinner.shift_minutes.has_value());
+  const SrmAnchorTrend& bed = Trend(trends, "to_bed");
+  EXPECT_FALSE(bed.habitual_minutes.has_value());
+  EXPECT_FALSE(bed.hit_rate.has_value());
+  EXPECT_FALSE(bed.shift_minutes.has_value());
+  EXPECT_TRUE(SrmAnchorTrends({}, {}).empty());
+}
+
 }  // namespace
 }  // namespace ipsrt
