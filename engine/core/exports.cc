@@ -140,7 +140,12 @@ absl::StatusOr<Fd> OpenDirBeneath(int dir, const std::string& name, bool create,
   if (errno == ENOENT) {
     return absl::NotFoundError(absl::StrCat("\"", name, "\" does not exist"));
   }
-  if (errno == ELOOP) {
+  // O_DIRECTORY with O_NOFOLLOW answers ENOTDIR (or ELOOP) for a link.
+  struct stat st;
+  if (errno == ELOOP ||
+      (errno == ENOTDIR &&
+       ::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+       S_ISLNK(st.st_mode))) {
     return absl::InvalidArgumentError(
         absl::StrCat("output_dir: \"", output_dir,
                      "\" leaves the export root through a symbolic link"));

@@ -433,8 +433,9 @@ AnchorWriter::AnchorWriter(Store* store, const Clock* clock, Options options,
       previous_(std::move(previous)) {}
 
 AnchorWriter::~AnchorWriter() {
+  if (!thread_.joinable()) return;  // never started
   stop_.Notify();
-  if (thread_.joinable()) thread_.join();
+  thread_.join();
   absl::Status last = WriteNow();
   if (!last.ok()) {
     IPSRT_LOG(ERROR) << "integrity anchor at shutdown: " << last.ToString();

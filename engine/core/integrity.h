@@ -153,7 +153,7 @@ class AnchorWriter {
   // `previous`: the anchor file's content at start, if there was one.
   AnchorWriter(Store* store, const Clock* clock, Options options,
                std::optional<Anchor> previous);
-  // Stops the thread and writes a last anchor.
+  // Once started: stops the thread and writes a last anchor.
   ~AnchorWriter();
 
   // WriteNow checks the heads extend the previous anchor and writes a new

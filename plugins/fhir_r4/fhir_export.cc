@@ -193,12 +193,17 @@ class Renderer {
   void QuestionnaireResponse(
       const v1::Event& event,
       std::vector<std::pair<std::string, std::string>>* targets);
-  void DiaryDay(const v1::Event& event,
-                std::vector<std::pair<std::string, std::string>>* targets);
+  // DiaryDay returns the response suffix of the earlier entry a
+  // correction replaces, if any.
+  std::optional<std::string> DiaryDay(
+      const v1::Event& event,
+      std::vector<std::pair<std::string, std::string>>* targets);
+  // `effective` is a FHIR dateTime: an instant, or a date.
   Json ScoreObservation(const v1::Event& event, const std::string& suffix,
                         Json code, double value, absl::string_view unit,
                         const std::string& response_suffix,
-                        absl::Time effective, const std::string& band) const;
+                        const std::string& effective,
+                        const std::string& band) const;
   void Encounter(const v1::Event& event,
                  std::vector<std::pair<std::string, std::string>>* targets);
   void Goal(const v1::Event& event,
@@ -210,9 +215,12 @@ class Renderer {
       std::vector<std::pair<std::string, std::string>>* targets);
   void Flag(const v1::Event& event, const v1::Outcome& raised,
             std::vector<std::pair<std::string, std::string>>* targets);
+  // `revised`: the response suffix a correction replaces (an entity of
+  // role revision).
   void Provenance(
       const v1::Event& event, bool update,
-      const std::vector<std::pair<std::string, std::string>>& targets);
+      const std::vector<std::pair<std::string, std::string>>& targets,
+      const std::optional<std::string>& revised = std::nullopt);
 
   const FhirExportOptions& o_;
   const pv1::RenderExportRequest& r_;
@@ -224,6 +232,8 @@ class Renderer {
   std::vector<std::string> goal_suffixes_;
   std::map<std::string, Acknowledgement> acknowledgements_;
   std::map<std::string, std::string> flag_suffix_by_alert_;
+  // Local date -> response suffix of the latest diary entry for that day.
+  std::map<std::string, std::string> diary_by_date_;
   std::vector<Resource> out_;
 };
 
@@ -420,7 +430,7 @@ Json Renderer::ScoreObservation(const v1::Event& event,
                                 const std::string& suffix, Json code,
                                 double value, absl::string_view unit,
                                 const std::string& response_suffix,
-                                absl::Time effective,
+                                const std::string& effective,
                                 const std::string& band) const {
   Json obs = Start("Observation", suffix, LiteralPatient());
   obs.Set("basedOn", One(Ref("CarePlan", "care-plan")));
@@ -429,7 +439,7 @@ Json Renderer::ScoreObservation(const v1::Event& event,
           One(Concept(Coding(kObservationCategory, "survey", "Survey"))));
   obs.Set("code", std::move(code));
   obs.Set("subject", Subject());
-  obs.Set("effectiveDateTime", Instant(effective));
+  obs.Set("effectiveDateTime", effective);
   obs.Set("issued", Instant(event.record_time()));
   obs.Set("valueQuantity", Quantity(value, unit));
   if (!band.empty()) {
@@ -536,7 +546,7 @@ void Renderer::QuestionnaireResponse(
     std::string suffix = EventKey(event, absl::StrCat("observation/", s.name));
     observations.push_back(ScoreObservation(
         event, suffix, std::move(s.code), s.value, "{score}", response_suffix,
-        authored, s.name == total_name ? event.band() : ""));
+        Instant(authored), s.name == total_name ? event.band() : ""));
     member_suffixes.push_back(std::move(suffix));
   }
   if (instrument != nullptr && !instrument->panel_code().code().empty() &&
@@ -565,17 +575,34 @@ void Renderer::QuestionnaireResponse(
   }
 }
 
-void Renderer::DiaryDay(
+std::optional<std::string> Renderer::DiaryDay(
     const v1::Event& event,
     std::vector<std::pair<std::string, std::string>>* targets) {
   const v1::SrmDiaryDay& day = event.payload().srm_diary_day();
   const std::string instrument =
       day.instrument().empty() ? "srm5" : day.instrument();
   const std::string response_suffix = EventKey(event, "questionnaire-response");
+  // A correction replaces the latest earlier entry for the same date: it is
+  // the amended response, linked to that one.
+  std::optional<std::string> replaced;
+  if (!day.local_date().empty()) {
+    auto earlier = diary_by_date_.find(day.local_date());
+    if (day.correction() && earlier != diary_by_date_.end()) {
+      replaced = earlier->second;
+    }
+    diary_by_date_[day.local_date()] = response_suffix;
+  }
   Json response = Start("QuestionnaireResponse", response_suffix);
+  if (replaced.has_value()) {
+    Json link = Json::Object();
+    link.Set("url",
+             absl::StrCat(o_.canonical_base, "/StructureDefinition/replaces"));
+    link.Set("valueReference", Ref("QuestionnaireResponse", *replaced));
+    response.Set("extension", One(std::move(link)));
+  }
   response.Set("basedOn", One(Ref("CarePlan", "care-plan")));
   response.Set("questionnaire", QuestionnaireCanonical(instrument, 0));
-  response.Set("status", "completed");
+  response.Set("status", replaced.has_value() ? "amended" : "completed");
   response.Set("subject", Subject());
   response.Set("authored", Instant(event.record_time()));
   Json items = Json::Array();
@@ -613,7 +640,11 @@ void Renderer::DiaryDay(
   Add("QuestionnaireResponse", response_suffix, std::move(response), targets);
 
   // The weekly score and activity level index as of this day (the
-  // per-activity detail scores stay in the engine).
+  // per-activity detail scores stay in the engine), effective on the
+  // diary's date.
+  const std::string effective = day.local_date().empty()
+                                    ? Instant(event.record_time())
+                                    : day.local_date();
   for (const auto& [name, unit] :
        {std::pair<std::string, std::string>{"srm.score", "{score}"},
         {"srm.ali", "{count}"}}) {
@@ -624,10 +655,10 @@ void Renderer::DiaryDay(
     Add("Observation", suffix,
         ScoreObservation(event, suffix,
                          Concept(Coding(kLocalInstruments, name), name),
-                         it->second, unit, response_suffix,
-                         FromProtoTime(event.record_time()), ""),
+                         it->second, unit, response_suffix, effective, ""),
         targets);
   }
+  return replaced;
 }
 
 void Renderer::Encounter(
@@ -794,7 +825,8 @@ void Renderer::Flag(const v1::Event& event, const v1::Outcome& raised,
 
 void Renderer::Provenance(
     const v1::Event& event, bool update,
-    const std::vector<std::pair<std::string, std::string>>& targets) {
+    const std::vector<std::pair<std::string, std::string>>& targets,
+    const std::optional<std::string>& revised) {
   if (targets.empty()) return;
   const std::string suffix = EventKey(event, "provenance");
   Json p = Start("Provenance", suffix);
@@ -821,6 +853,12 @@ void Renderer::Provenance(
   }
   agent.Set("who", std::move(who));
   p.Set("agent", One(std::move(agent)));
+  if (revised.has_value()) {
+    Json entity = Json::Object();
+    entity.Set("role", "revision");
+    entity.Set("what", Ref("QuestionnaireResponse", *revised));
+    p.Set("entity", One(std::move(entity)));
+  }
   Add("Provenance", suffix, std::move(p), nullptr);
 }
 
@@ -844,12 +882,14 @@ std::vector<Resource> Renderer::Render() {
     const v1::EventPayload& p = event.payload();
     targets.clear();
     bool update = false;
+    std::optional<std::string> revised;
     switch (p.payload_case()) {
       case v1::EventPayload::kQuestionnaireResponse:
         QuestionnaireResponse(event, &targets);
         break;
       case v1::EventPayload::kSrmDiaryDay:
-        DiaryDay(event, &targets);
+        revised = DiaryDay(event, &targets);
+        update = revised.has_value();
         break;
       case v1::EventPayload::kSessionHeld:
         Encounter(event, &targets);
@@ -885,7 +925,7 @@ std::vector<Resource> Renderer::Render() {
     for (const v1::Outcome& o : event.outcomes()) {
       if (o.kind() == v1::Outcome::ALERT_RAISED) Flag(event, o, &targets);
     }
-    Provenance(event, update, targets);
+    Provenance(event, update, targets, revised);
   }
   return std::move(out_);
 }

@@ -13,6 +13,10 @@
 //         receiving_application: "EHR"                  # MSH-5, optional
 //         receiving_facility: "ST-ELSEWHERE"            # MSH-6, optional
 //         identifier_type: "MR"                         # PID-3.5, default
+//         patient_identifiers:      # optional: patient_ref prefix -> PID-3
+//           - prefix: "urn:mrn:ste:"
+//             assigning_authority: "STELSEWHERE"
+//             identifier_type: "MR"
 //         processing_id: "P"                            # MSH-11: P, T or D
 //
 // Rendering is a pure function of the request: no clock, no randomness, no
@@ -37,6 +41,11 @@
 namespace {
 
 namespace pv1 = ::ipsrt::plugin::v1;
+
+// PID-5 when the engine knows no name: XPN with only the name type code,
+// U (unspecified, HL7 table 0200). v2.5.1 makes PID-5 required.
+constexpr char kUnknownName[] = "^^^^^^U";
+
 namespace v1 = ::ipsrt::v1;
 
 constexpr char kFormat[] = "hl7v2-oru-r01";
@@ -133,7 +142,17 @@ std::string Ce(const v1::Coding& coding, absl::string_view fallback_code,
       CodingSystem(coding.system()));
 }
 
+// One configured mapping of patient references to a PID-3 identifier: a
+// patient_ref starting with `prefix` is identifier (the rest of the ref)
+// ^^^assigning_authority^identifier_type.
+struct PatientIdentifier {
+  std::string prefix;
+  std::string assigning_authority;
+  std::string identifier_type;
+};
+
 struct Settings {
+  std::vector<PatientIdentifier> patient_identifiers;
   std::string sending_application;
   std::string sending_facility;
   std::string receiving_application;
@@ -165,11 +184,15 @@ class Hl7v2Oru final : public ipsrt::plugin::Plugin {
     if (absl::Status s = config.OnlyKeys(
             {"sending_application", "sending_facility", "receiving_application",
              "receiving_facility", "assigning_authority", "identifier_type",
-             "processing_id"});
+             "processing_id", "patient_identifiers"});
         !s.ok()) {
       return s;
     }
     Settings s;
+    absl::StatusOr<std::vector<PatientIdentifier>> ids =
+        PatientIdentifiers(request.config());
+    if (!ids.ok()) return ids.status();
+    s.patient_identifiers = *std::move(ids);
     struct Key {
       const char* name;
       std::string* value;
@@ -181,7 +204,8 @@ class Hl7v2Oru final : public ipsrt::plugin::Plugin {
              Key{"sending_facility", &s.sending_facility, "", true},
              Key{"receiving_application", &s.receiving_application, "", false},
              Key{"receiving_facility", &s.receiving_facility, "", false},
-             Key{"assigning_authority", &s.assigning_authority, "", true},
+             Key{"assigning_authority", &s.assigning_authority, "",
+                 s.patient_identifiers.empty()},
              Key{"identifier_type", &s.identifier_type, "MR", false},
              Key{"processing_id", &s.processing_id, "P", false},
          }) {
@@ -209,15 +233,21 @@ class Hl7v2Oru final : public ipsrt::plugin::Plugin {
         "ORU^R01 messages in one batch file");
     d.add_export_formats(kFormat);
     d.set_config_schema(
-        R"({"type":"object","required":["sending_facility",)"
-        R"("assigning_authority"],"properties":{)"
+        R"({"type":"object","required":["sending_facility"],)"
+        R"("properties":{)"
         R"("sending_application":{"type":"string"},)"
         R"("sending_facility":{"type":"string","minLength":1},)"
         R"("receiving_application":{"type":"string"},)"
         R"("receiving_facility":{"type":"string"},)"
         R"("assigning_authority":{"type":"string","minLength":1},)"
         R"("identifier_type":{"type":"string"},)"
-        R"("processing_id":{"enum":["P","T","D"]}},)"
+        R"("processing_id":{"enum":["P","T","D"]},)"
+        R"("patient_identifiers":{"type":"array","items":{"type":"object",)"
+        R"("required":["prefix","assigning_authority"],"properties":{)"
+        R"("prefix":{"type":"string","minLength":1},)"
+        R"("assigning_authority":{"type":"string","minLength":1},)"
+        R"("identifier_type":{"type":"string"}},)"
+        R"("additionalProperties":false}}},)"
         R"("additionalProperties":false})");
     return d;
   }
@@ -242,6 +272,8 @@ class Hl7v2Oru final : public ipsrt::plugin::Plugin {
       return absl::InvalidArgumentError(
           "enrollment.patient_ref: must not be empty");
     }
+    absl::StatusOr<std::string> pid3 = Pid3(enrollment.patient_ref());
+    if (!pid3.ok()) return pid3.status();
     std::vector<Report> reports;
     for (int i = 0; i < request.events_size(); ++i) {
       const v1::Event& event = request.events(i);
@@ -381,9 +413,10 @@ class Hl7v2Oru final : public ipsrt::plugin::Plugin {
                      Hd(settings_.receiving_facility), "|", message_time,
                      "||ORU^R01^ORU_R01|", control, "|",
                      settings_.processing_id, "|2.5.1||||||UNICODE UTF-8"));
-    segments.push_back(absl::StrCat("PID|1||", Escape(e.patient_ref()), "^^^",
-                                    Hd(settings_.assigning_authority), "^",
-                                    Escape(settings_.identifier_type)));
+    // PID-5 is required by v2.5.1; the engine holds no names, so it is the
+    // documented placeholder of a name of type U (unspecified).
+    segments.push_back(
+        absl::StrCat("PID|1||", *Pid3(e.patient_ref()), "||", kUnknownName));
     segments.push_back(
         absl::StrCat("OBR|1||", control, "^", Hd(settings_.sending_application),
                      "|", r.panel, "|||", r.observed_time, "|||||||||||||||",
@@ -425,6 +458,85 @@ class Hl7v2Oru final : public ipsrt::plugin::Plugin {
     segments.push_back(absl::StrCat("BTS|", reports.size()));
     segments.push_back("FTS|1");
     return absl::StrCat(absl::StrJoin(segments, "\r"), "\r");
+  }
+
+  // Pid3 is the patient identifier (CX): the first configured mapping whose
+  // prefix the reference starts with, else (none configured) the whole
+  // reference with the plugin's assigning authority. INVALID_ARGUMENT when
+  // mappings are configured and none matches (naming the prefixes, never
+  // the reference).
+  absl::StatusOr<std::string> Pid3(const std::string& patient_ref) const {
+    if (settings_.patient_identifiers.empty()) {
+      return absl::StrCat(Escape(patient_ref), "^^^",
+                          Hd(settings_.assigning_authority), "^",
+                          Escape(settings_.identifier_type));
+    }
+    std::vector<std::string> prefixes;
+    for (const PatientIdentifier& id : settings_.patient_identifiers) {
+      if (patient_ref.size() > id.prefix.size() &&
+          patient_ref.compare(0, id.prefix.size(), id.prefix) == 0) {
+        return absl::StrCat(Escape(patient_ref.substr(id.prefix.size())), "^^^",
+                            Hd(id.assigning_authority), "^",
+                            Escape(id.identifier_type));
+      }
+      prefixes.push_back(absl::StrCat("\"", id.prefix, "\""));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "enrollment.patient_ref: starts with none of the prefixes of "
+        "config.patient_identifiers (",
+        absl::StrJoin(prefixes, ", "), ")"));
+  }
+
+  // PatientIdentifiers reads config.patient_identifiers (absent: none).
+  absl::StatusOr<std::vector<PatientIdentifier>> PatientIdentifiers(
+      const google::protobuf::Struct& config) const {
+    std::vector<PatientIdentifier> out;
+    auto it = config.fields().find("patient_identifiers");
+    if (it == config.fields().end()) return out;
+    if (!it->second.has_list_value()) {
+      return absl::InvalidArgumentError(
+          "config.patient_identifiers: must be a list of {prefix, "
+          "assigning_authority, identifier_type}");
+    }
+    const auto& list = it->second.list_value().values();
+    for (int i = 0; i < list.size(); ++i) {
+      const std::string at =
+          absl::StrCat("config.patient_identifiers[", i, "]");
+      if (!list[i].has_struct_value()) {
+        return absl::InvalidArgumentError(absl::StrCat(at, ": must be a map"));
+      }
+      const auto& f = list[i].struct_value().fields();
+      PatientIdentifier id;
+      id.identifier_type = "MR";
+      for (const auto& [key, value] : f) {
+        std::string* target = key == "prefix" ? &id.prefix
+                              : key == "assigning_authority"
+                                  ? &id.assigning_authority
+                              : key == "identifier_type" ? &id.identifier_type
+                                                         : nullptr;
+        if (target == nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              at, ".", key,
+              ": unknown key (allowed: prefix, assigning_authority, "
+              "identifier_type)"));
+        }
+        if (!value.has_string_value() || value.string_value().empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(at, ".", key, ": must be a non-empty string"));
+        }
+        *target = value.string_value();
+      }
+      for (const auto& [key, value] :
+           {std::pair<const char*, const std::string*>{"prefix", &id.prefix},
+            {"assigning_authority", &id.assigning_authority}}) {
+        if (value->empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(at, ".", key, ": is required"));
+        }
+      }
+      out.push_back(std::move(id));
+    }
+    return out;
   }
 
   Settings settings_;

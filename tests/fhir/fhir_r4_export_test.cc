@@ -552,6 +552,73 @@ TEST_F(FhirR4ExportTest, DecimalScoresAreWrittenExactly) {
                   R"("system":"http://unitsofmeasure.org","code":"{count}"})"));
 }
 
+// A diary day entered, then corrected: the correction is the amended
+// QuestionnaireResponse linked to the one it replaces (extension and a
+// Provenance entity of role revision), and the SRM Observations take the
+// diary's date as their effective date. FHIR.js accepts the Bundle.
+TEST_F(FhirR4ExportTest, CorrectedDiaryDayIsTheAmendedResponse) {
+  pv1::RenderExportRequest request = Course("fhir-r4-collection");
+  int64_t seq = request.events(request.events_size() - 1).sequence();
+  for (bool correction : {false, true}) {
+    v1::Event day;
+    day.set_sequence(++seq);
+    day.set_type("srm.diary_day");
+    *day.mutable_record_time() = request.export_time();
+    v1::SrmDiaryDay* d = day.mutable_payload()->mutable_srm_diary_day();
+    d->set_local_date("2026-07-30");
+    d->set_mood(correction ? -1 : 2);
+    d->set_correction(correction);
+    (*day.mutable_scores())["srm.score"] = correction ? 3 : 4;
+    *request.add_events() = day;
+  }
+  auto rendered = InProcess().RenderExport(request);
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  const Json bundle = Json::parse(rendered->content());
+  const std::string prefix =
+      absl::StrCat(request.enrollment().name(), "/events/");
+  const std::string first_key =
+      absl::StrCat(prefix, seq - 1, "/questionnaire-response");
+  const std::string amended_key =
+      absl::StrCat(prefix, seq, "/questionnaire-response");
+  std::map<std::string, Json> by_key;
+  std::map<std::string, std::string> full_url;
+  for (const Json& e : bundle["entry"]) {
+    const Json& r = e["resource"];
+    std::string key = r["resourceType"] == "Provenance"
+                          ? r["meta"]["tag"][0]["code"].get<std::string>()
+                      : r["identifier"].is_array()
+                          ? r["identifier"][0]["value"].get<std::string>()
+                          : r["identifier"]["value"].get<std::string>();
+    by_key[key] = r;
+    full_url[key] = e["fullUrl"].get<std::string>();
+  }
+  ASSERT_TRUE(by_key.contains(first_key));
+  ASSERT_TRUE(by_key.contains(amended_key));
+  EXPECT_EQ(by_key[first_key]["status"], "completed");
+  const Json& amended = by_key[amended_key];
+  EXPECT_EQ(amended["status"], "amended");
+  ASSERT_EQ(amended["extension"].size(), 1u);
+  EXPECT_EQ(amended["extension"][0]["url"],
+            "https://fhir.example.org/ipsrt/StructureDefinition/replaces");
+  EXPECT_EQ(amended["extension"][0]["valueReference"]["reference"],
+            full_url[first_key]);
+  const Json& provenance = by_key[absl::StrCat(prefix, seq, "/provenance")];
+  EXPECT_EQ(provenance["activity"]["coding"][0]["code"], "UPDATE");
+  ASSERT_EQ(provenance["entity"].size(), 1u);
+  EXPECT_EQ(provenance["entity"][0]["role"], "revision");
+  EXPECT_EQ(provenance["entity"][0]["what"]["reference"], full_url[first_key]);
+  for (int64_t s : {seq - 1, seq}) {
+    const Json& obs = by_key[absl::StrCat(prefix, s, "/observation/srm.score")];
+    EXPECT_EQ(obs["effectiveDateTime"], "2026-07-30") << s;
+  }
+  testing::TempDir dir;
+  const std::string file = dir.File("corrected.json");
+  ASSERT_TRUE(WriteFile(file, rendered->content()));
+  Command run = Validate({file});
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("\n0 problems\n"));
+}
+
 TEST(FhirR4ConfigTest, UnknownOrEmptyKeysAreRefusedAtLoad) {
   auto unknown = PluginRegistry::Load(
       {Entry("libipsrt_fhir_r4.so", "in_process", R"({"base_url":"x"})")},

@@ -158,9 +158,14 @@ export function checkExport({ request, config, text }) {
       problems.push(`${at} MSH-10: ${control} is not a new 20-digit id`);
     }
     controlIds.add(control);
-    expect(`${at} PID-3.1`, f('PID.3.1'), request.enrollment.patient_ref);
-    expect(`${at} PID-3.4`, f('PID.3.4.1'), config.assigning_authority);
-    expect(`${at} PID-3.5`, f('PID.3.5'), config.identifier_type || 'MR');
+    const pid3 = expectedPid3(request.enrollment.patient_ref, config);
+    expect(`${at} PID-3.1`, f('PID.3.1'), pid3.id);
+    expect(`${at} PID-3.4`, f('PID.3.4.1'), pid3.authority);
+    expect(`${at} PID-3.5`, f('PID.3.5'), pid3.type);
+    // PID-5 (required in v2.5.1): the documented placeholder, a name of
+    // type U (unspecified) and nothing else.
+    expect(`${at} PID-5.1`, f('PID.5.1'), '');
+    expect(`${at} PID-5.7`, f('PID.5.7'), 'U');
 
     const want = expectedReport(request, reports[i]);
     expect(`${at} OBR-4`, [f('OBR.4.1'), f('OBR.4.2'), f('OBR.4.3')].join('^'),
@@ -191,6 +196,21 @@ export function checkExport({ request, config, text }) {
     });
   });
   return problems;
+}
+
+// The PID-3 the plugin's README promises: the first patient_identifiers
+// mapping whose prefix the reference starts with, else the reference with
+// the plugin's assigning authority.
+function expectedPid3(ref, config) {
+  for (const m of config.patient_identifiers || []) {
+    if (ref.startsWith(m.prefix) && ref.length > m.prefix.length) {
+      return { id: ref.slice(m.prefix.length),
+               authority: m.assigning_authority,
+               type: m.identifier_type || 'MR' };
+    }
+  }
+  return { id: ref, authority: config.assigning_authority,
+           type: config.identifier_type || 'MR' };
 }
 
 // ---- the renderings of ipsrt_hl7_tests
@@ -245,6 +265,15 @@ test('SRM week: diary times, mood and the weekly score', () => {
   const last = messages[messages.length - 1].get('OBX').toArray();
   assert.equal(last[last.length - 1].read(['3', '1']).toString(),
                'srm.score');
+});
+
+test('mapped MRN: PID-3 is the mapped identifier, not the reference', () => {
+  const fixture = load('mapped-mrn');
+  assert.deepEqual(checkExport(fixture), []);
+  const [m] = new FileBatch({ text: fixture.text.replace(/\r$/, '') })
+      .messages();
+  assert.equal(m.get('PID.3.1').toString(), '0042');
+  assert.equal(m.get('PID.3.4.1').toString(), 'STELSEWHERE');
 });
 
 // ---- the check itself can fail: each mutation is caught

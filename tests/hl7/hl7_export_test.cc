@@ -238,7 +238,7 @@ TEST(Hl7ExportTest, FirstPhq9MessageHasTheExpectedSegments) {
                         "EHR\\|20260801120000\\+0000\\|\\|ORU\\^R01\\^ORU_"
                         "R01\\|[0-9a-f]{20}\\|P\\|2\\.5\\.1\\|\\|\\|\\|\\|\\|"
                         "UNICODE UTF-8"));
-  EXPECT_EQ(msh[1], "PID|1||Patient/123^^^STE^MR");
+  EXPECT_EQ(msh[1], "PID|1||Patient/123^^^STE^MR||^^^^^^U");
   const std::string control = msh->substr(msh->find("ORU_R01|") + 8, 20);
   EXPECT_EQ(msh[2],
             absl::StrCat("OBR|1||", control,
@@ -307,7 +307,7 @@ TEST(Hl7ExportTest, DelimitersInPatientRefFacilityAndItemTextAreEscaped) {
   EXPECT_EQ(a->content(), b->content());
   const std::string& c = a->content();
   EXPECT_THAT(c, HasSubstr("PID|1||MRN\\F\\0042\\S\\A\\R\\B\\E\\C\\T\\D^^^"
-                           "AUTH\\T\\1.2\\S\\X^MR\r"));
+                           "AUTH\\T\\1.2\\S\\X^MR||^^^^^^U\r"));
   EXPECT_THAT(c, HasSubstr("|IPSRT|St Elsewhere \\F\\ Psychiatry \\S\\ Mood "
                            "\\T\\ Rhythm \\R\\ Unit \\E\\ 2\\X0D\\\\X0A\\"
                            "North wing|EHR|"));
@@ -317,7 +317,7 @@ TEST(Hl7ExportTest, DelimitersInPatientRefFacilityAndItemTextAreEscaped) {
   // Nothing unescaped: every segment still has its fixed field count.
   for (const std::string& s : Segments(c)) {
     if (absl::StartsWith(s, "PID|")) {
-      EXPECT_EQ(std::count(s.begin(), s.end(), '|'), 3) << s;
+      EXPECT_EQ(std::count(s.begin(), s.end(), '|'), 5) << s;
     }
   }
   WriteForParser("escapes", request, config, c);
@@ -425,7 +425,7 @@ TEST(Hl7ExportTest, CourseStoredInSqliteIsExported) {
   EXPECT_EQ(CountPrefix(segments, "MSH|"), submitted);
   EXPECT_EQ(CountPrefix(segments,
                         "PID|1||MRN\\F\\0042\\S\\A\\R\\B\\E\\C"
-                        "\\T\\D^^^STE^MR"),
+                        "\\T\\D^^^STE^MR||^^^^^^U"),
             submitted);
   WriteForParser("sqlite-course", request, ConfigJson(), rendered->content());
 }
@@ -563,7 +563,8 @@ TEST(Hl7ExportTest, BadConfigurationIsRefusedAtLoad) {
             R"("facility":"x"})",
             "config.facility: unknown key (allowed: sending_application, "
             "sending_facility, receiving_application, receiving_facility, "
-            "assigning_authority, identifier_type, processing_id)"},
+            "assigning_authority, identifier_type, processing_id, "
+            "patient_identifiers)"},
        }) {
     auto registry = PluginRegistry::Load(
         {Entry("libipsrt_hl7v2_oru.so", "in_process", c.config)}, Options());
@@ -573,6 +574,51 @@ TEST(Hl7ExportTest, BadConfigurationIsRefusedAtLoad) {
                            "configuration: ",
                            c.message));
   }
+}
+
+// With config.patient_identifiers, PID-3 is the identifier the reference
+// maps to (an MRN with its assigning authority), not the FHIR-style
+// reference; a reference no mapping covers is refused, naming the prefixes.
+TEST(Hl7ExportTest, PatientIdentifierMappingGivesPid3) {
+  const std::string config =
+      R"({"sending_facility":"St Elsewhere","patient_identifiers":[)"
+      R"({"prefix":"urn:mrn:ste:","assigning_authority":"STELSEWHERE"},)"
+      R"({"prefix":"Patient/","assigning_authority":"STE-FHIR",)"
+      R"("identifier_type":"PI"}]})";
+  auto registry = Load("out_of_process", config);
+  ASSERT_NE(registry, nullptr);
+  LoadedPlugin* plugin = registry->Find("hl7v2-oru");
+  const cli::Simulation mrn = StandardCourse("urn:mrn:ste:0042");
+  pv1::RenderExportRequest request = Request(mrn, *registry);
+  auto rendered = plugin->RenderExport(request);
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  const std::vector<std::string> segments = Segments(rendered->content());
+  EXPECT_EQ(CountPrefix(segments, "PID|"),
+            CountPrefix(segments, "PID|1||0042^^^STELSEWHERE^MR||^^^^^^U"));
+  EXPECT_GT(CountPrefix(segments, "PID|"), 0);
+  WriteForParser("mapped-mrn", request, config, rendered->content());
+
+  request.mutable_enrollment()->set_patient_ref("Patient/123");
+  rendered = plugin->RenderExport(request);
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  EXPECT_THAT(rendered->content(),
+              HasSubstr("\rPID|1||123^^^STE-FHIR^PI||^^^^^^U\r"));
+
+  request.mutable_enrollment()->set_patient_ref("urn:other:7");
+  rendered = plugin->RenderExport(request);
+  EXPECT_EQ(rendered.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(rendered.status().message(),
+            "enrollment.patient_ref: starts with none of the prefixes of "
+            "config.patient_identifiers (\"urn:mrn:ste:\", \"Patient/\")");
+
+  auto bad = PluginRegistry::Load(
+      {Entry(
+          "libipsrt_hl7v2_oru.so", "in_process",
+          R"({"sending_facility":"S","patient_identifiers":[{"prefix":"x"}]})")},
+      Options());
+  EXPECT_EQ(bad.status().message(),
+            "ipsrtd.yaml:12:5: plugin hl7v2-oru refused its configuration: "
+            "config.patient_identifiers[0].assigning_authority: is required");
 }
 
 }  // namespace

@@ -2,6 +2,11 @@
 // plugin host loading the built-in instruments and tests/plugins'
 // test-exporter (a deterministic exporter built with the SDK), and real
 // files under a temporary export root.
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -570,6 +575,109 @@ TEST_F(ExportTest, CancelledBulkExportLeavesNoDirectory) {
   std::vector<AuditRecord> audit = Audit("/ipsrt.v1.ExportService/BulkExport");
   ASSERT_EQ(audit.size(), 1u);
   EXPECT_EQ(audit[0].outcome, "CANCELLED");
+}
+
+// Edits one byte of a stored event (PHQ-9 item 1: 1 -> 0) with SQLite,
+// behind the engine's back: exports refuse the enrollment with DATA_LOSS
+// naming it and the event, and publish nothing.
+TEST_F(ExportTest, EditedEventFailsExportsWithDataLoss) {
+  const std::string name = Enroll("t1").name();
+  Course(name);  // event 2 is Phq9(1)
+  const std::string id = name.substr(name.rfind('/') + 1);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir_.File("ipsrt.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* read = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT payload FROM events WHERE "
+                               "enrollment_id = ? AND sequence = 2",
+                               -1, &read, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(read, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
+  std::string payload(static_cast<const char*>(sqlite3_column_blob(read, 0)),
+                      static_cast<size_t>(sqlite3_column_bytes(read, 0)));
+  sqlite3_finalize(read);
+  const std::string entry("\x0a\x01\x31\x10\x01", 5);  // {"1": 1}
+  size_t at = payload.find(entry);
+  ASSERT_NE(at, std::string::npos);
+  payload[at + 4] = '\0';
+  sqlite3_stmt* write = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "UPDATE events SET payload = ? WHERE "
+                               "enrollment_id = ? AND sequence = 2",
+                               -1, &write, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_blob(write, 1, payload.data(), static_cast<int>(payload.size()),
+                    SQLITE_TRANSIENT);
+  sqlite3_bind_text(write, 2, id.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(write), SQLITE_DONE);
+  sqlite3_finalize(write);
+  sqlite3_close(db);
+
+  const std::string why = absl::StrCat(
+      "store: ", name,
+      ": event chain broken at sequence 2: event 2 does not match its hash "
+      "(its payload was modified)");
+  v1::ExportEnrollmentResponse out;
+  grpc::Status s = Export(name, "test-collection", &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(s.error_message(), why);
+  BulkRun run = Bulk("tenants/t1", "tampered", "test-resources");
+  EXPECT_EQ(run.status.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(run.status.error_message(), why);
+  EXPECT_TRUE(Entries(root_).empty());
+}
+
+// A thread swaps a directory inside the export root with a symbolic link
+// pointing outside it (renameat2 RENAME_EXCHANGE, as fast as it can) for
+// three seconds while bulk exports write below that directory. Each export
+// either publishes inside the root or is refused; nothing appears outside
+// and no staging directory is left behind.
+TEST_F(ExportTest, SymlinkSwapRaceNeverWritesOutsideTheRoot) {
+  for (int i = 0; i < 3; ++i) Course(Enroll("t1").name());
+  testing::TempDir outside;
+  const std::string dir = root_ + "/swap", link = root_ + "/swaplink";
+  fs::create_directories(dir);
+  fs::create_symlink(outside.path(), link);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> swaps{0};
+  std::thread swapper([&] {
+    while (!stop.load()) {
+      if (::renameat2(AT_FDCWD, dir.c_str(), AT_FDCWD, link.c_str(),
+                      RENAME_EXCHANGE) == 0) {
+        ++swaps;
+      }
+    }
+  });
+  int published = 0, refused = 0;
+  const absl::Time end = absl::Now() + absl::Seconds(3);
+  for (int run = 0; absl::Now() < end; ++run) {
+    BulkRun r =
+        Bulk("tenants/t1", absl::StrCat("swap/run-", run), "test-resources");
+    if (r.status.ok()) {
+      ++published;
+    } else {
+      ++refused;
+      EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << r.status.error_message();
+    }
+  }
+  stop = true;
+  swapper.join();
+  EXPECT_GT(swaps.load(), 0);
+  EXPECT_GT(published + refused, 0);
+  EXPECT_TRUE(Entries(outside.path()).empty())
+      << Entries(outside.path()).front();
+  // Every published export is complete, inside the root; no staging left.
+  int manifests = 0;
+  for (const auto& e : fs::recursive_directory_iterator(root_)) {
+    const std::string file = e.path().filename().string();
+    EXPECT_FALSE(absl::StrContains(file, ".partial-")) << e.path();
+    if (file == "manifest.json") ++manifests;
+  }
+  EXPECT_EQ(manifests, published);
+  std::printf("%d exports published, %d refused, %lld swaps\n", published,
+              refused, static_cast<long long>(swaps.load()));
 }
 
 }  // namespace
