@@ -1,6 +1,7 @@
 #include "cli/scenario.h"
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 #include <utility>
 
@@ -65,6 +66,12 @@ class ScenarioParser {
   void Strings(const YAML::Node& n, const std::string& path,
                absl::string_view key,
                google::protobuf::RepeatedPtrField<std::string>* out);
+  // ReadExpect reads an `expect` map (`course`: the top-level one).
+  void ReadExpect(const YAML::Node& node, const std::string& path,
+                  Expectations& out);
+  std::optional<std::vector<std::string>> StringList(const YAML::Node& map,
+                                                     const std::string& path,
+                                                     const char* key);
 
   YamlReader& r_;
   const runtime::ZoneLoader& zones_;
@@ -79,7 +86,11 @@ class ScenarioParser {
 void ScenarioParser::Parse(const YAML::Node& root, Scenario& out) {
   out.file = r_.file();
   if (!r_.ExpectMap(root, "", false)) return;
-  r_.ExpectKeys(root, "", {"workflow", "patient", "tick", "until", "events"});
+  r_.ExpectKeys(root, "",
+                {"workflow", "patient", "tick", "until", "expect", "events"});
+  if (root["expect"].IsDefined()) {
+    ReadExpect(root["expect"], "expect", out.expect);
+  }
   out.workflow = r_.String(root, "", "workflow", "");
 
   YAML::Node patient = root["patient"];
@@ -328,6 +339,72 @@ void ScenarioParser::SrmDiary(const YAML::Node& n, const std::string& path,
   }
 }
 
+std::optional<std::vector<std::string>> ScenarioParser::StringList(
+    const YAML::Node& map, const std::string& path, const char* key) {
+  YAML::Node n = map[key];
+  if (!n.IsDefined()) return std::nullopt;
+  std::vector<std::string> out;
+  if (n.IsNull()) return out;
+  if (!n.IsSequence()) {
+    r_.Error(n, YamlReader::Join(path, key),
+             "must be a list, e.g. [] or [early-warning]");
+    return out;
+  }
+  for (size_t i = 0; i < n.size(); ++i) {
+    if (!n[i].IsScalar()) {
+      r_.Error(n[i], YamlReader::Join(YamlReader::Join(path, key), i),
+               "must be a string");
+      continue;
+    }
+    out.push_back(n[i].Scalar());
+  }
+  return out;
+}
+
+void ScenarioParser::ReadExpect(const YAML::Node& node, const std::string& path,
+                                Expectations& out) {
+  if (!r_.ExpectMap(node, path, false)) return;
+  r_.ExpectKeys(
+      node, path,
+      {"stage", "cadence", "alerts_raised", "alerts_acknowledged",
+       "cadence_changes", "open_tasks", "scores", "reminders_planned"});
+  YAML::Mark m = node.Mark();
+  out.where = absl::StrCat(r_.file(), ":", m.line + 1, ":", m.column + 1);
+  out.path = path;
+  out.stage = r_.String(node, path, "stage", "");
+  out.cadence = r_.String(node, path, "cadence", "");
+  out.alerts_raised = StringList(node, path, "alerts_raised");
+  out.alerts_acknowledged = StringList(node, path, "alerts_acknowledged");
+  out.cadence_changes = StringList(node, path, "cadence_changes");
+  out.open_tasks = StringList(node, path, "open_tasks");
+  if (out.open_tasks.has_value()) {
+    std::sort(out.open_tasks->begin(), out.open_tasks->end());
+  }
+  if (node["reminders_planned"].IsDefined()) {
+    out.reminders_planned = static_cast<int>(
+        r_.Int(node, path, "reminders_planned", 0, 0, 1000000));
+  }
+  YAML::Node scores = node["scores"];
+  const std::string sp = YamlReader::Join(path, "scores");
+  if (scores.IsDefined() && !scores.IsMap()) {
+    r_.Error(scores, sp, "must be a map of score name to number or absent");
+  } else if (scores.IsDefined()) {
+    for (const auto& kv : scores) {
+      const std::string name = kv.first.Scalar();
+      double value = 0;
+      if (kv.second.IsScalar() && kv.second.Scalar() == "absent") {
+        out.scores[name] = std::nullopt;
+      } else if (kv.second.IsScalar() &&
+                 absl::SimpleAtod(kv.second.Scalar(), &value)) {
+        out.scores[name] = value;
+      } else {
+        r_.Error(kv.second, YamlReader::Join(sp, name),
+                 "must be a number or absent");
+      }
+    }
+  }
+}
+
 void ScenarioParser::ParseEvent(const YAML::Node& node, const std::string& path,
                                 absl::Time previous, ScenarioEvent& event) {
   if (!r_.ExpectMap(node, path, false)) return;
@@ -367,12 +444,7 @@ void ScenarioParser::ParseEvent(const YAML::Node& node, const std::string& path,
 
   YAML::Node expect = node["expect"];
   if (expect.IsDefined()) {
-    const std::string p = YamlReader::Join(path, "expect");
-    if (r_.ExpectMap(expect, p, false)) {
-      r_.ExpectKeys(expect, p, {"stage", "cadence"});
-      event.expect_stage = r_.String(expect, p, "stage", "");
-      event.expect_cadence = r_.String(expect, p, "cadence", "");
-    }
+    ReadExpect(expect, YamlReader::Join(path, "expect"), event.expect);
   }
 
   std::vector<absl::string_view> given;
@@ -510,6 +582,11 @@ class Simulator {
   absl::Status Apply(v1::EventPayload payload, absl::Time at,
                      const std::string& where, bool tick);
   absl::Status TicksUntil(absl::Time limit, bool inclusive);
+  // Check records every unmet expectation of `x` (each message after
+  // `prefix`) over the events of `scope` and the current state; unless
+  // check_all, the first one is returned as FAILED_PRECONDITION.
+  absl::Status Check(const Expectations& x, const std::string& prefix,
+                     const std::vector<const SimulatedEvent*>& scope);
 
   const WorkflowTemplate& w_;
   const Scenario& s_;
@@ -641,21 +718,123 @@ absl::Status Simulator::Run() {
       return absl::Status(status.code(),
                           absl::StrCat(prefix, status.message()));
     }
-    const v1::Enrollment& now = out_.state.enrollment();
-    if (!e.expect_stage.empty() && e.expect_stage != now.stage()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          prefix, "expect.stage: expected stage \"", e.expect_stage,
-          "\", but the enrollment is in stage \"", now.stage(), "\""));
+    status = Check(e.expect, prefix, {&out_.events.back()});
+    if (!status.ok()) return status;
+  }
+  if (s_.until.has_value()) {
+    status = TicksUntil(*s_.until, /*inclusive=*/true);
+    if (!status.ok()) return status;
+  }
+  if (s_.expect.empty()) return absl::OkStatus();
+  std::vector<const SimulatedEvent*> course;
+  for (const SimulatedEvent& e : out_.events) course.push_back(&e);
+  return Check(s_.expect, absl::StrCat(s_.expect.where, ": error: "), course);
+}
+
+// AlertBase is an alert's id as the template names it: "early-warning-12"
+// -> "early-warning".
+std::string AlertBase(const std::string& id) {
+  size_t dash = id.rfind('-');
+  if (dash == std::string::npos || dash + 1 == id.size()) return id;
+  for (size_t i = dash + 1; i < id.size(); ++i) {
+    if (!absl::ascii_isdigit(id[i])) return id;
+  }
+  return id.substr(0, dash);
+}
+
+std::string List(const std::vector<std::string>& items) {
+  return absl::StrCat("[", absl::StrJoin(items, ", "), "]");
+}
+
+absl::Status Simulator::Check(const Expectations& x, const std::string& prefix,
+                              const std::vector<const SimulatedEvent*>& scope) {
+  std::vector<std::string> unmet;
+  const v1::Enrollment& now = out_.state.enrollment();
+  auto outcomes = [&](v1::Outcome::Kind kind, bool base) {
+    std::vector<std::string> out;
+    for (const SimulatedEvent* e : scope) {
+      for (const v1::Outcome& o : e->event.outcomes()) {
+        if (o.kind() != kind) continue;
+        out.push_back(base ? AlertBase(o.subject()) : o.to());
+      }
     }
-    if (!e.expect_cadence.empty() &&
-        e.expect_cadence != now.session_cadence()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          prefix, "expect.cadence: expected cadence ", e.expect_cadence,
-          ", but the session cadence is ", now.session_cadence()));
+    return out;
+  };
+  auto check_list = [&](const char* key,
+                        const std::optional<std::vector<std::string>>& want,
+                        const std::vector<std::string>& got) {
+    if (!want.has_value()) return;
+    ++out_.expectations_checked;
+    if (*want != got) {
+      unmet.push_back(absl::StrCat("expect.", key, ": expected ", List(*want),
+                                   ", got ", List(got)));
+    }
+  };
+  if (!x.stage.empty()) {
+    ++out_.expectations_checked;
+    if (x.stage != now.stage()) {
+      unmet.push_back(absl::StrCat("expect.stage: expected stage \"", x.stage,
+                                   "\", but the enrollment is in stage \"",
+                                   now.stage(), "\""));
     }
   }
-  if (s_.until.has_value()) return TicksUntil(*s_.until, /*inclusive=*/true);
-  return absl::OkStatus();
+  if (!x.cadence.empty()) {
+    ++out_.expectations_checked;
+    if (x.cadence != now.session_cadence()) {
+      unmet.push_back(absl::StrCat("expect.cadence: expected cadence ",
+                                   x.cadence, ", but the session cadence is ",
+                                   now.session_cadence()));
+    }
+  }
+  check_list("alerts_raised", x.alerts_raised,
+             outcomes(v1::Outcome::ALERT_RAISED, true));
+  check_list("alerts_acknowledged", x.alerts_acknowledged,
+             outcomes(v1::Outcome::ALERT_ACKNOWLEDGED, true));
+  check_list("cadence_changes", x.cadence_changes,
+             outcomes(v1::Outcome::CADENCE_CHANGED, false));
+  if (x.open_tasks.has_value()) {
+    std::vector<std::string> open;
+    for (const v1::Task& t : runtime::OpenTasks(out_.state, false)) {
+      open.push_back(t.kind() == "alert" ? AlertBase(t.task_id())
+                                         : t.task_id());
+    }
+    std::sort(open.begin(), open.end());
+    check_list("open_tasks", x.open_tasks, open);
+  }
+  for (const auto& [name, want] : x.scores) {
+    ++out_.expectations_checked;
+    auto it = out_.state.scores().find(name);
+    std::optional<double> got;
+    if (it != out_.state.scores().end()) got = it->second;
+    auto show = [](const std::optional<double>& v) {
+      return v.has_value() ? absl::StrCat(*v) : std::string("absent");
+    };
+    bool same = want.has_value() == got.has_value() &&
+                (!want.has_value() || std::abs(*want - *got) < 1e-9);
+    if (!same) {
+      unmet.push_back(absl::StrCat("expect.scores.", name, ": expected ",
+                                   show(want), ", got ", show(got)));
+    }
+  }
+  if (x.reminders_planned.has_value()) {
+    ++out_.expectations_checked;
+    int planned = 0;
+    for (const SimulatedEvent* e : scope) {
+      for (const runtime::Effect& f : e->effects) {
+        planned += f.kind == runtime::Effect::Kind::kScheduleReminder ||
+                   f.kind == runtime::Effect::Kind::kScheduleSessionReminder;
+      }
+    }
+    if (planned != *x.reminders_planned) {
+      unmet.push_back(absl::StrCat("expect.reminders_planned: expected ",
+                                   *x.reminders_planned, ", got ", planned));
+    }
+  }
+  for (const std::string& m : unmet) {
+    out_.unmet.push_back(absl::StrCat(prefix, m));
+  }
+  if (unmet.empty() || out_.check_all) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(prefix, unmet.front()));
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #ifndef IPSRT_CLI_SCENARIO_H_
 #define IPSRT_CLI_SCENARIO_H_
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,36 @@
 
 namespace ipsrt::cli {
 
+// Expectations are what an `expect:` asserts (workflows/scenarios.md); an
+// unset member is not checked. On an event they concern that event (the
+// alerts it raised, ...) and the state right after it; at the scenario's
+// top level, the whole course and the final state.
+struct Expectations {
+  // "file:line:col" of the `expect` key, and its YAML path.
+  std::string where;
+  std::string path;
+  std::string stage;
+  std::string cadence;
+  // Alert ids as the template names them (without the "-<event>" suffix),
+  // in the order raised.
+  std::optional<std::vector<std::string>> alerts_raised;
+  std::optional<std::vector<std::string>> alerts_acknowledged;
+  // The cadences the session cadence changed to, in order.
+  std::optional<std::vector<std::string>> cadence_changes;
+  // Task ids of the open tasks (alert tasks by their alert id), sorted.
+  std::optional<std::vector<std::string>> open_tasks;
+  // Score values; nullopt asserts the score is absent.
+  std::map<std::string, std::optional<double>> scores;
+  // Reminders planned (task and session reminders scheduled).
+  std::optional<int> reminders_planned;
+
+  bool empty() const {
+    return stage.empty() && cadence.empty() && !alerts_raised &&
+           !alerts_acknowledged && !cadence_changes && !open_tasks &&
+           scores.empty() && !reminders_planned;
+  }
+};
+
 // ScenarioEvent is one scripted event, already placed in absolute time.
 struct ScenarioEvent {
   // "file:line:col" of the list entry, and its YAML path ("events[3]"),
@@ -45,9 +76,8 @@ struct ScenarioEvent {
   // alert_acknowledged by `latest`: the alert spec id whose most recent
   // unacknowledged alert is acknowledged (resolved when the event runs).
   std::string acknowledge_latest;
-  // Expectations checked after the event; empty means not checked.
-  std::string expect_stage;
-  std::string expect_cadence;
+  // Expectations checked after the event.
+  Expectations expect;
 };
 
 struct Scenario {
@@ -64,6 +94,8 @@ struct Scenario {
   std::optional<IsoDuration> tick;
   std::optional<absl::Time> until;
   std::vector<ScenarioEvent> events;
+  // Checked at the end of the course.
+  Expectations expect;
 };
 
 // ParseScenario reads a scenario. Zones are loaded with `zones` (the
@@ -90,6 +122,13 @@ struct SimulatedEvent {
 };
 
 struct Simulation {
+  // Input: when true, an unmet expectation does not stop the simulation;
+  // every one is recorded in `unmet` (`ipsrt simulate --check`).
+  bool check_all = false;
+  // Unmet expectations, as "file:line:col: error: path: message".
+  std::vector<std::string> unmet;
+  // Expectations checked (each key of each `expect` counts once).
+  int expectations_checked = 0;
   std::vector<SimulatedEvent> events;
   internal::EnrollmentState state;
   // Wall time spent building, scoring, stepping and hashing the events.

@@ -27,9 +27,13 @@
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "ipsrt/config.h"
+#include "ipsrt/status_macros.h"
+#include "model/instrument_context.h"
 #include "model/workflow.h"
 #include "report/course_report.h"
 #include "report/workflow_graph.h"
+#include "plugin_host/registry.h"
 #include "runtime/step.h"
 
 ABSL_DECLARE_FLAG(bool, json);
@@ -39,6 +43,13 @@ ABSL_FLAG(std::string, format, "dot",
           "\"svg\" (drawn by Graphviz dot). "
           "export: a format of the server's exporter plugins, e.g. "
           "fhir-r4-collection (bulk: fhir-r4-resources by default).");
+ABSL_FLAG(std::string, config, "",
+          "validate: an ipsrtd configuration file; its questionnaire plugins "
+          "are loaded and templates are checked against their instruments "
+          "(without it: the built-in instruments).");
+ABSL_FLAG(bool, check, false,
+          "simulate: check every expect of the scenario without stopping at "
+          "the first unmet one; print only the unmet ones and a summary.");
 ABSL_FLAG(std::string, scenario, "",
           "Scenario file: the patient's course as YAML (see "
           "workflows/scenarios.md).");
@@ -90,25 +101,69 @@ std::optional<WorkflowTemplate> LoadTemplate(const std::string& path) {
 
 // ---------------------------------------------------------------- validate
 
+// ValidationInstruments is the instrument set templates are validated
+// against: with --config, the instruments of the questionnaire plugins that
+// configuration loads (as ipsrtd would load them); otherwise the built-in
+// instruments.
+absl::StatusOr<ModelContext> ValidationInstruments() {
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (config_path.empty()) return BuiltInModelContext();
+  IPSRT_ASSIGN_OR_RETURN(Config config, LoadConfigFile(config_path));
+  IPSRT_ASSIGN_OR_RETURN(
+      std::unique_ptr<PluginRegistry> plugins,
+      PluginRegistry::Load(config.plugins, DefaultPluginHostOptions()));
+  IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<QuestionnaireCatalog> catalog,
+                         QuestionnaireCatalog::Build(*plugins));
+  return ModelContextFromInstruments(catalog->List());
+}
+
+// SafetyFloorLines says which safety floors apply to a valid template and
+// how (for `validate`).
+std::vector<std::string> SafetyFloorLines(const WorkflowTemplate& w) {
+  std::vector<std::string> lines;
+  for (const AppliedSafetyFloor& f : w.safety_floors) {
+    lines.push_back(absl::StrCat(
+        "safety floor ", f.floor.flag, " (", f.floor.instrument, "): ",
+        f.refined_by.empty()
+            ? absl::StrCat("the engine's urgent alert, acknowledge within ",
+                           f.acknowledge_within.ToString())
+            : absl::StrCat("refined by rule ",
+                           absl::StrJoin(f.refined_by, ", "),
+                           "; the engine's urgent alert (acknowledge within ",
+                           f.acknowledge_within.ToString(),
+                           ") when the rule does not fire")));
+  }
+  return lines;
+}
+
 int RunValidate(const ParsedArgs& args) {
   const bool json = absl::GetFlag(FLAGS_json);
+  absl::StatusOr<ModelContext> context = ValidationInstruments();
+  if (!context.ok()) {
+    std::fprintf(stderr, "--config: %s\n",
+                 std::string(context.status().message()).c_str());
+    return 1;
+  }
   bool all_valid = true;
   std::vector<std::string> json_files;
   for (const std::string& file : args.positional) {
     std::vector<YamlDiagnostic> diagnostics;
     std::string summary;
+    std::vector<std::string> floors;
     absl::StatusOr<std::string> yaml = ReadFileToString(file);
     if (!yaml.ok()) {
       diagnostics.push_back(YamlDiagnostic{
           file, 0, 0, "",
           absl::StrCat("cannot read the file: ", yaml.status().message())});
     } else {
-      diagnostics = DiagnoseWorkflowTemplate(*yaml, file);
+      diagnostics = DiagnoseWorkflowTemplate(*yaml, file, *context);
       if (diagnostics.empty()) {
-        absl::StatusOr<WorkflowTemplate> w = ParseWorkflowTemplate(*yaml, file);
+        absl::StatusOr<WorkflowTemplate> w =
+            ParseWorkflowTemplate(*yaml, file, *context);
         if (w.ok()) {
           summary = absl::StrCat(w->id, "@", w->version, ", ", w->stages.size(),
                                  " stages");
+          floors = SafetyFloorLines(*w);
         }
       }
     }
@@ -120,14 +175,18 @@ int RunValidate(const ParsedArgs& args) {
             "{\"line\":", d.line, ",\"column\":", d.column, ",\"path\":",
             JsonQuote(d.path), ",\"message\":", JsonQuote(d.message), "}"));
       }
-      json_files.push_back(
-          absl::StrCat("{\"file\":", JsonQuote(file),
-                       ",\"valid\":", diagnostics.empty() ? "true" : "false",
-                       ",\"diagnostics\":[", absl::StrJoin(items, ","), "]}"));
+      std::vector<std::string> floor_items;
+      for (const std::string& f : floors) floor_items.push_back(JsonQuote(f));
+      json_files.push_back(absl::StrCat(
+          "{\"file\":", JsonQuote(file),
+          ",\"valid\":", diagnostics.empty() ? "true" : "false",
+          ",\"diagnostics\":[", absl::StrJoin(items, ","),
+          "],\"safety_floors\":[", absl::StrJoin(floor_items, ","), "]}"));
       continue;
     }
     if (diagnostics.empty()) {
       std::printf("%s: ok (%s)\n", file.c_str(), summary.c_str());
+      for (const std::string& f : floors) std::printf("  %s\n", f.c_str());
     }
     for (const YamlDiagnostic& d : diagnostics) {
       if (d.line == 0) {
@@ -450,6 +509,7 @@ int RunSimulate(const ParsedArgs& args) {
   }
 
   Simulation simulation;
+  simulation.check_all = absl::GetFlag(FLAGS_check);
   absl::Status status =
       Simulate(*workflow, *scenario, &Enrollments::LoadZone, &simulation);
   const double elapsed_ms = absl::ToDoubleMilliseconds(simulation.elapsed);
@@ -458,6 +518,19 @@ int RunSimulate(const ParsedArgs& args) {
       !WriteSimulationReport(*workflow, *scenario, scenario_path, simulation,
                              report_path)) {
     return kExitFailure;
+  }
+  if (simulation.check_all) {
+    if (!status.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
+      return kExitFailure;
+    }
+    for (const std::string& m : simulation.unmet) {
+      std::fprintf(stderr, "%s\n", m.c_str());
+    }
+    std::printf("%s: %d expectations checked, %zu unmet\n",
+                scenario_path.c_str(), simulation.expectations_checked,
+                simulation.unmet.size());
+    return simulation.unmet.empty() ? kExitOk : kExitFailure;
   }
 
   if (json) {
@@ -535,7 +608,7 @@ std::vector<Command> ToolCommands() {
   return {
       {.spec =
            {.name = "validate",
-            .synopsis = "validate FILE... [--json]",
+            .synopsis = "validate FILE... [--config=ipsrtd.yaml] [--json]",
             .description =
                 "Check workflow templates offline.\n\n"
                 "Prints every problem as file:line:col: error: path: message, "
@@ -543,8 +616,12 @@ std::vector<Command> ToolCommands() {
                 "[{\"file\", \"valid\",\n\"diagnostics\": [{\"line\", "
                 "\"column\", \"path\", \"message\"}]}]. Exit status 0\nwhen "
                 "every file is valid, 1 when any has a problem or cannot be "
-                "read.",
-            .flags = {},
+                "read.\nWith --config, templates are checked against the "
+                "instruments of the\nquestionnaire plugins that "
+                "configuration loads; without it, against the\nbuilt-in "
+                "instruments. A valid file's safety floors are listed below "
+                "it.",
+            .flags = {{.name = "config", .value_name = "FILE"}},
             .global_flags = GlobalFlags(),
             .min_positional = 1,
             .max_positional = kAnyNumberOfArguments},
@@ -590,8 +667,8 @@ std::vector<Command> ToolCommands() {
        .run = RunDiff},
       {.spec =
            {.name = "simulate",
-            .synopsis = "simulate TEMPLATE --scenario=FILE [--report=OUT.html] "
-                        "[--json]",
+            .synopsis = "simulate TEMPLATE --scenario=FILE [--check] "
+                        "[--report=OUT.html] [--json]",
             .description =
                 "Run a scripted patient course through a template offline.\n\n"
                 "Each scenario event (and each injected time tick) is built "
@@ -602,11 +679,15 @@ std::vector<Command> ToolCommands() {
                 "in\nworkflows/scenarios.md. An event the workflow refuses, or "
                 "an unmet expect,\nis reported with the scenario's "
                 "file:line:col and exits 1. The time the\nsimulation took is "
-                "printed on stderr (elapsed_ms with --json). With --report,\n"
-                "the simulated course is also written as an HTML course "
-                "report\n(docs/course-report.md).",
+                "printed on stderr (elapsed_ms with --json). With --check,\n"
+                "every expect is checked without stopping, only the unmet "
+                "ones are\nprinted (on stderr) with a summary line, and the "
+                "exit status is 1 when\nany is unmet. With --report, the "
+                "simulated course is also\nwritten as an HTML course report "
+                "(docs/course-report.md).",
             .flags =
                 {{.name = "scenario", .value_name = "FILE", .required = true},
+                 {.name = "check", .value_name = ""},
                  {.name = "report", .value_name = "FILE"}},
             .global_flags = GlobalFlags(),
             .min_positional = 1,

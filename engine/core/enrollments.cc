@@ -166,7 +166,14 @@ void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
     }
   }
   if (event.summary().empty()) {
-    event.set_summary(absl::StrCat(event.type(), " at stage ",
+    // The timeline shows a goal's interpersonal problem area.
+    std::string area;
+    if (event.payload().has_goal_set() &&
+        !event.payload().goal_set().problem_area().empty()) {
+      area = absl::StrCat(" (problem area ",
+                          event.payload().goal_set().problem_area(), ")");
+    }
+    event.set_summary(absl::StrCat(event.type(), area, " at stage ",
                                    stepped.state.enrollment().stage()));
   }
   event.set_hash(EventHash(prev_hash, event));
@@ -413,6 +420,16 @@ void Enrollments::Submit(const v1::SubmitEventRequest& request,
           "event: enrollment_created, enrollment_updated, workflow_migrated "
           "and reminder_acknowledged are recorded by CreateEnrollment, "
           "UpdateEnrollment, MigrateEnrollments and AckReminder"));
+    case v1::EventPayload::kAlertAcknowledged:
+      // A clinician follows an alert up; the patient whose answer raised
+      // it never closes it (docs/clinical-rules.md). The acknowledgement
+      // event records who and when.
+      if (actor.role() == "patient") {
+        return done(absl::PermissionDeniedError(
+            "event.alert_acknowledged: alerts are acknowledged by a "
+            "clinician, not by the patient"));
+      }
+      break;
     default:
       break;
   }

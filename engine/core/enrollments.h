@@ -38,13 +38,20 @@ namespace v1 = ::ipsrt::v1;
 // Thread-safe.
 class WorkflowRegistry {
  public:
+  // `context` is what reloaded templates are checked against: the
+  // instruments of the loaded questionnaire plugins.
   explicit WorkflowRegistry(std::shared_ptr<const WorkflowCatalog> catalog,
-                            std::vector<std::string> directories = {})
-      : catalog_(std::move(catalog)), directories_(std::move(directories)) {}
+                            std::vector<std::string> directories = {},
+                            ModelContext context = BuiltInModelContext())
+      : catalog_(std::move(catalog)),
+        directories_(std::move(directories)),
+        context_(std::move(context)) {}
   std::shared_ptr<const WorkflowCatalog> Get() const {
     absl::MutexLock lock(&mu_);
     return catalog_;
   }
+  // The instruments templates are checked against (immutable).
+  const ModelContext& context() const { return context_; }
 
   struct ReloadResult {
     // True when the new set replaced the old one.
@@ -63,6 +70,7 @@ class WorkflowRegistry {
   mutable absl::Mutex mu_;
   std::shared_ptr<const WorkflowCatalog> catalog_ ABSL_GUARDED_BY(mu_);
   const std::vector<std::string> directories_;
+  const ModelContext context_;
   absl::Mutex reload_mu_;  // one reload at a time
 };
 

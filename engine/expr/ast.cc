@@ -52,6 +52,13 @@ void Print(const Node& node, std::string* out) {
       absl::StrAppend(out, node.literal.DebugString());
       return;
     case NodeKind::kIdent:
+      if (size_t dot = node.name.find('.');
+          node.name.substr(0, dot).find('-') != std::string::npos) {
+        // An instrument id with '-' is only readable through q().
+        absl::StrAppend(out, "q(\"", node.name.substr(0, dot), "\")",
+                        node.name.substr(dot));
+        return;
+      }
       absl::StrAppend(out, node.name);
       return;
     case NodeKind::kCall:

@@ -71,10 +71,21 @@ std::string Quoted(absl::string_view name) {
   return absl::StrCat("\"", name, "\"");
 }
 
+// QuotedIdent quotes an identifier as an author writes it: a score of an
+// instrument whose id has a '-' as q("id").score, others as "name".
+std::string QuotedIdent(absl::string_view name) {
+  size_t dot = name.find('.');
+  if (dot == absl::string_view::npos ||
+      name.substr(0, dot).find('-') == absl::string_view::npos) {
+    return Quoted(name);
+  }
+  return absl::StrCat("q(\"", name.substr(0, dot), "\")", name.substr(dot));
+}
+
 std::string WithSuggestion(std::string message,
                            const std::optional<std::string>& suggestion) {
   if (suggestion.has_value()) {
-    absl::StrAppend(&message, "; did you mean ", Quoted(*suggestion), "?");
+    absl::StrAppend(&message, "; did you mean ", QuotedIdent(*suggestion), "?");
   }
   return message;
 }
@@ -137,7 +148,7 @@ class Checker {
                                      node.name, "(...)"));
       } else {
         Error(node.pos, WithSuggestion(absl::StrCat("unknown identifier ",
-                                                    Quoted(node.name)),
+                                                    QuotedIdent(node.name)),
                                        Suggest(node.name, env_.identifiers())));
       }
       return std::nullopt;
@@ -344,12 +355,17 @@ CompileResult CompileImpl(absl::string_view text, const Environment& env,
 
 absl::Status Environment::CheckNewName(absl::string_view name) const {
   if (name.empty()) return absl::InvalidArgumentError("empty name");
+  bool first = true;
   for (absl::string_view segment : absl::StrSplit(name, '.')) {
     bool valid = !segment.empty() &&
                  (absl::ascii_isalpha(segment[0]) || segment[0] == '_');
     for (char c : segment) {
-      valid = valid && (absl::ascii_isalnum(c) || c == '_');
+      // The first segment may be an instrument id with '-', read through
+      // q("id").score.
+      valid = valid && (absl::ascii_isalnum(c) || c == '_' ||
+                        (first && c == '-' && name.find('.') != name.npos));
     }
+    first = false;
     if (!valid) {
       return absl::InvalidArgumentError(
           absl::StrCat("malformed name ", Quoted(name),

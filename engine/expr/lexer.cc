@@ -157,7 +157,45 @@ class Lexer {
     }
   }
 
+  // LexInstrumentScore reads `q("instrument-id").score.path` as the one
+  // identifier "instrument-id.score.path", so scores of an instrument whose
+  // id has a '-' can be named. Returns false when the text at the cursor
+  // does not start with `q(`.
+  bool LexInstrumentScore(Token* t, bool* ok) {
+    if (peek() != 'q' || peek(1) != '(') return false;
+    size_t j = 2;
+    bool well_formed = peek(j) == '"' && IsIdentStart(peek(j + 1));
+    size_t id_begin = i_ + j + 1;
+    if (well_formed) {
+      ++j;
+      while (IsIdentChar(peek(j)) || peek(j) == '-') ++j;
+      well_formed = peek(j) == '"' && peek(j + 1) == ')' &&
+                    peek(j + 2) == '.' && IsIdentStart(peek(j + 3));
+    }
+    if (!well_formed) {
+      Error(t->pos,
+            "q() names an instrument's scores: q(\"<instrument id>\")."
+            "<score>, e.g. q(\"routine-disruption\").total");
+      Advance();
+      *ok = false;
+      return true;
+    }
+    std::string id(text_.substr(id_begin, i_ + j - id_begin));
+    for (size_t k = 0; k < j + 3; ++k) Advance();  // q("id").
+    size_t rest = i_;
+    while (true) {
+      while (!at_end() && IsIdentChar(peek())) Advance();
+      if (peek() != '.' || !IsIdentStart(peek(1))) break;
+      Advance();
+    }
+    t->kind = TokenKind::kIdent;
+    t->text = absl::StrCat(id, ".", text_.substr(rest, i_ - rest));
+    *ok = true;
+    return true;
+  }
+
   bool LexIdent(Token* t) {
+    if (bool ok = false; LexInstrumentScore(t, &ok)) return ok;
     size_t begin = i_;
     while (true) {
       while (!at_end() && IsIdentChar(peek())) Advance();

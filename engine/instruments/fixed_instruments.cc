@@ -20,7 +20,10 @@ const std::vector<Instrument>& Instruments() {
         {5, 9, "mild"},
         {10, 14, "moderate"},
         {15, 19, "moderately_severe"},
-        {20, 27, "severe"}}},
+        {20, 27, "severe"}},
+       {{"phq9.item9_positive", 9, 1, true,
+         "PHQ-9 item 9 positive (thoughts of being better off dead or of "
+         "self-harm): prompt clinician follow-up and risk assessment"}}},
       // GAD-7: 0-21.
       {"gad7",
        7,
@@ -31,7 +34,13 @@ const std::vector<Instrument>& Instruments() {
         {10, 14, "moderate"},
         {15, 21, "severe"}}},
       // ASRM: 0-20, no bands; >= 6 suggests hypomania or mania (a flag).
-      {"asrm", 5, 0, 4, {}},
+      {"asrm",
+       5,
+       0,
+       4,
+       {},
+       {{"asrm.at_or_above_6", 0, 6, false,
+         "ASRM total 6 or more: possible hypomania or mania"}}},
   };
   return *instruments;
 }
@@ -99,13 +108,55 @@ absl::StatusOr<ScoredResponse> ScoreFixedInstrument(
   for (const Band& b : in->bands) {
     if (total >= b.min && total <= b.max) out.band = b.name;
   }
-  if (std::string(in->id) == "phq9" && response.answers().at("9") > 0) {
-    out.flags.push_back("phq9.item9_positive");
-  }
-  if (std::string(in->id) == "asrm" && total >= 6) {
-    out.flags.push_back("asrm.at_or_above_6");
+  for (const Instrument::Flag& f : in->flags) {
+    int value =
+        f.item == 0 ? total : response.answers().at(absl::StrCat(f.item));
+    if (value >= f.at_least) out.flags.push_back(f.name);
   }
   return out;
+}
+
+void DeclareFixedInstrumentOutputs(const FixedInstrumentSpec& spec,
+                                   v1::Questionnaire* q) {
+  v1::ScoreDefinition* total = q->add_score_definitions();
+  total->set_name(absl::StrCat(spec.id, ".total"));
+  total->set_title("total");
+  for (int n = 1; n <= spec.scored_items; ++n) {
+    v1::ScoreDefinition* item = q->add_score_definitions();
+    item->set_name(absl::StrCat(spec.id, ".item", n));
+    item->set_title(absl::StrCat("item ", n));
+  }
+  for (const Instrument::Flag& f : spec.flags) {
+    v1::FlagDefinition* flag = q->add_flag_definitions();
+    flag->set_name(f.name);
+    flag->set_title(f.title);
+    flag->set_safety_critical(f.safety_critical);
+    flag->add_scores(f.item == 0 ? absl::StrCat(spec.id, ".total")
+                                 : absl::StrCat(spec.id, ".item", f.item));
+  }
+}
+
+const std::vector<v1::Questionnaire>& BuiltInInstrumentOutputs() {
+  static const auto* built_in = [] {
+    auto* out = new std::vector<v1::Questionnaire>();
+    for (const Instrument& spec : Instruments()) {
+      v1::Questionnaire& q = out->emplace_back();
+      q.set_id(spec.id);
+      q.set_version(1);
+      DeclareFixedInstrumentOutputs(spec, &q);
+    }
+    // The diary instruments: their weekly score is the engine's (srm.*,
+    // computed from the recorded days), not a response's.
+    for (const char* id : {"srm5", "srm17"}) {
+      v1::Questionnaire& q = out->emplace_back();
+      q.set_id(id);
+      q.set_version(1);
+      q.add_score_definitions()->set_name("srm.score");
+      q.add_score_definitions()->set_name("srm.ali");
+    }
+    return out;
+  }();
+  return *built_in;
 }
 
 }  // namespace ipsrt

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "ipsrt/v1/enrollment.pb.h"
+#include "ipsrt/v1/questionnaire.pb.h"
 
 namespace ipsrt {
 
@@ -33,12 +34,31 @@ struct FixedInstrumentSpec {
     int max;
     const char* name;
   };
+  // A flag raised when item `item` (0: the total) is at least `at_least`.
+  struct Flag {
+    const char* name;
+    int item;
+    int at_least;
+    bool safety_critical;
+    const char* title;
+  };
   const char* id;
   int scored_items;   // items "1".."N", required
   int optional_item;  // an extra unscored item number, 0 if none
   int max_value;      // each item 0..max_value
   std::vector<Band> bands;
+  std::vector<Flag> flags;
 };
+
+// DeclareFixedInstrumentOutputs adds to `q` (whose id is the spec's) the
+// score and flag definitions of the spec, as ListInstruments declares them.
+void DeclareFixedInstrumentOutputs(const FixedInstrumentSpec& spec,
+                                   v1::Questionnaire* q);
+
+// BuiltInInstrumentOutputs describes the scores and flags of the built-in
+// instruments phq9, gad7, asrm, srm5 and srm17 (ids, versions and the
+// definitions only; the core-instruments plugin adds texts and codes).
+const std::vector<v1::Questionnaire>& BuiltInInstrumentOutputs();
 
 // FindFixedInstrument returns the spec of "phq9", "gad7" or "asrm", else
 // null.

@@ -1,9 +1,9 @@
 // ipsrtd: the IPSRT workflow engine's gRPC server.
 //
-// Wiring, in order: flags -> config -> store (migrations) -> workflows ->
-// server. SIGTERM or SIGINT drains in-flight calls (up to
-// server.shutdown_grace), then closes the store; the exit status is 0 after
-// a clean drain. Logs carry no patient data.
+// Wiring, in order: flags -> config -> store (migrations) -> plugins ->
+// workflows (checked against the plugins' instruments) -> server. SIGTERM or
+// SIGINT drains in-flight calls (up to server.shutdown_grace), then closes the
+// store; the exit status is 0 after a clean drain. Logs carry no patient data.
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -19,6 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -27,6 +29,7 @@
 #include "ipsrt/clock.h"
 #include "ipsrt/config.h"
 #include "ipsrt/version.h"
+#include "model/instrument_context.h"
 #include "model/workflow.h"
 #include "reminders/dispatcher.h"
 #include "reminders/jsonl_sender.h"
@@ -71,6 +74,24 @@ std::optional<absl::Duration> TestDuration(const char* name) {
   return d;
 }
 
+// UnservedQuestionnaires lists, sorted and comma-separated, the instrument
+// ids that workflow diagnostics report as unknown questionnaires.
+std::string UnservedQuestionnaires(absl::string_view diagnostics) {
+  std::set<std::string> names;
+  for (absl::string_view marker :
+       {"unknown questionnaire \"", "unknown event kind \"questionnaire:"}) {
+    for (size_t at = diagnostics.find(marker); at != absl::string_view::npos;
+         at = diagnostics.find(marker, at + 1)) {
+      size_t begin = at + marker.size();
+      size_t end = diagnostics.find('"', begin);
+      if (end != absl::string_view::npos) {
+        names.emplace(diagnostics.substr(begin, end - begin));
+      }
+    }
+  }
+  return absl::StrJoin(names, ", ");
+}
+
 LogLevel ParseLevel(const std::string& level) {
   if (level == "debug") return LogLevel::kDebug;
   if (level == "warning") return LogLevel::kWarning;
@@ -111,18 +132,6 @@ int Run() {
   }
   IPSRT_LOG(INFO) << store_description;
 
-  absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
-      WorkflowCatalog::LoadDirectories(config->workflows.directories);
-  if (!catalog.ok()) {
-    std::fprintf(stderr, "ipsrtd: workflows refused:\n%s\n",
-                 std::string(catalog.status().message()).c_str());
-    return 1;
-  }
-  IPSRT_LOG(INFO) << "loaded " << (*catalog)->All().size()
-                  << " workflow template(s)";
-  WorkflowRegistry workflows(*catalog, config->workflows.directories);
-  RandomIdGenerator ids;
-
   // Plugins load all or nothing, before the server accepts a call.
   absl::StatusOr<std::unique_ptr<PluginRegistry>> plugins =
       PluginRegistry::Load(config->plugins, DefaultPluginHostOptions());
@@ -140,6 +149,33 @@ int Run() {
   }
   IPSRT_LOG(INFO) << "loaded " << (*plugins)->List().size() << " plugin(s), "
                   << (*questionnaires)->List().size() << " questionnaire(s)";
+
+  // Templates are checked against the instruments the plugins serve.
+  const ModelContext instruments =
+      ModelContextFromInstruments((*questionnaires)->List());
+  absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
+      WorkflowCatalog::LoadDirectories(config->workflows.directories,
+                                       instruments);
+  if (!catalog.ok()) {
+    std::fprintf(stderr, "ipsrtd: workflows refused:\n%s\n",
+                 std::string(catalog.status().message()).c_str());
+    if (std::string unserved =
+            UnservedQuestionnaires(catalog.status().message());
+        !unserved.empty()) {
+      std::fprintf(stderr,
+                   "ipsrtd: the templates name questionnaires no loaded "
+                   "plugin serves: %s (served: %s); load a questionnaire "
+                   "plugin that serves them under plugins:\n",
+                   unserved.c_str(),
+                   absl::StrJoin(instruments.instruments, ", ").c_str());
+    }
+    return 1;
+  }
+  IPSRT_LOG(INFO) << "loaded " << (*catalog)->All().size()
+                  << " workflow template(s)";
+  WorkflowRegistry workflows(*catalog, config->workflows.directories,
+                             instruments);
+  RandomIdGenerator ids;
   // Push targets name loaded exporter plugins; a typo refuses the start.
   if (absl::Status targets = Exports({.store = store->get(),
                                       .clock = SystemClock::Get(),

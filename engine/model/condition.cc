@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "expr/expr.h"
 #include "instruments/srm.h"
 
@@ -15,14 +16,6 @@ namespace ipsrt {
 namespace {
 
 using expr::Type;
-
-// Score names of the fixed instruments, as conditions see them.
-struct ScoredInstrument {
-  const char* id;
-  int items;
-};
-constexpr ScoredInstrument kScoredInstruments[] = {
-    {"phq9", 9}, {"gad7", 7}, {"asrm", 5}};
 
 const std::vector<std::string>& CountableEvents() {
   static const auto* kinds = new std::vector<std::string>{
@@ -36,19 +29,23 @@ const std::vector<std::string>& DaysSinceMarks() {
   return *marks;
 }
 
+// The functions over a named condition's weekly history.
+constexpr const char* kWeekFunctions[] = {"weeks_held", "consecutive_weeks",
+                                          "weeks_clear"};
+// weeks_held's window is at most this many weeks (the history's bits).
+constexpr int kMaxWeeks = 52;
+
 expr::Environment MakeEnvironment(const ModelContext& context) {
   expr::Environment env;
-  for (const ScoredInstrument& s : kScoredInstruments) {
-    if (!context.instruments.count(s.id)) continue;
-    env.DeclareIdentifier(absl::StrCat(s.id, ".total"), Type::kNumber)
-        .IgnoreError();
-    for (int i = 1; i <= s.items; ++i) {
-      env.DeclareIdentifier(absl::StrCat(s.id, ".item", i), Type::kNumber)
-          .IgnoreError();
+  for (const auto& [id, names] : context.scores) {
+    if (!context.instruments.count(id)) continue;
+    for (const std::string& name : names) {
+      env.DeclareIdentifier(name, Type::kNumber).IgnoreError();
     }
   }
   for (const char* name : {"srm.score", "srm.ali", "srm.weeks_recorded",
-                           "stage.sessions", "stage.days", "alerts.open"}) {
+                           "srm.days_recorded", "stage.sessions", "stage.days",
+                           "course.sessions", "course.days", "alerts.open"}) {
     env.DeclareIdentifier(name, Type::kNumber).IgnoreError();
   }
   // Rhythm analytics per SRM anchor activity (runtime/step.cc).
@@ -62,11 +59,41 @@ expr::Environment MakeEnvironment(const ModelContext& context) {
   for (const char* name : {"goal.set", "relapse_plan.written"}) {
     env.DeclareIdentifier(name, Type::kBool).IgnoreError();
   }
+  env.DeclareIdentifier("goal.problem_area", Type::kString).IgnoreError();
   env.DeclareFunction("count", {Type::kString}, Type::kNumber).IgnoreError();
   env.DeclareFunction("days_since", {Type::kString}, Type::kNumber)
       .IgnoreError();
   env.DeclareFunction("tasks.done", {Type::kString}, Type::kBool).IgnoreError();
   env.DeclareFunction("latest", {Type::kString}, Type::kNumber).IgnoreError();
+  env.DeclareFunction("weeks_held", {Type::kString, Type::kNumber},
+                      Type::kNumber)
+      .IgnoreError();
+  env.DeclareFunction("consecutive_weeks", {Type::kString}, Type::kNumber)
+      .IgnoreError();
+  env.DeclareFunction("weeks_clear", {Type::kString}, Type::kNumber)
+      .IgnoreError();
+  return env;
+}
+
+// EnvironmentFor returns the environment of `context`, built once per
+// distinct set of instruments and score names.
+std::shared_ptr<const expr::Environment> EnvironmentFor(
+    const ModelContext& context) {
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* cache =
+      new std::map<std::map<std::string, std::vector<std::string>>,
+                   std::shared_ptr<const expr::Environment>>();
+  std::map<std::string, std::vector<std::string>> key;
+  for (const auto& [id, names] : context.scores) {
+    if (context.instruments.count(id)) key.emplace(id, names);
+  }
+  absl::MutexLock lock(&mu);
+  auto it = cache->find(key);
+  if (it != cache->end()) return it->second;
+  if (cache->size() > 64) cache->clear();  // bounded; contexts are few
+  auto env =
+      std::make_shared<const expr::Environment>(MakeEnvironment(context));
+  cache->emplace(std::move(key), env);
   return env;
 }
 
@@ -93,7 +120,8 @@ std::vector<LiteralCall> FindLiteralCalls(absl::string_view text) {
       i = j + 1;
       continue;
     }
-    for (const char* fn : {"tasks.done", "count", "days_since", "latest"}) {
+    for (const char* fn : {"tasks.done", "count", "days_since", "latest",
+                           "weeks_held", "consecutive_weeks", "weeks_clear"}) {
       absl::string_view rest = text.substr(i);
       size_t len = std::strlen(fn);
       bool boundary =
@@ -136,6 +164,9 @@ class FactsActivation final : public expr::Activation {
     if (auto it = facts_.booleans.find(key); it != facts_.booleans.end()) {
       return expr::Value::Bool(it->second);
     }
+    if (auto it = facts_.strings.find(key); it != facts_.strings.end()) {
+      return expr::Value::String(it->second);
+    }
     return std::nullopt;
   }
 
@@ -156,6 +187,32 @@ class FactsActivation final : public expr::Activation {
     if (name == "tasks.done") {
       return std::optional<expr::Value>(
           expr::Value::Bool(facts_.tasks_done.count(arg) > 0));
+    }
+    if (name == "weeks_held" || name == "consecutive_weeks" ||
+        name == "weeks_clear") {
+      auto it = facts_.weeks.find(arg);
+      WeekHistory history;
+      if (it != facts_.weeks.end()) history = it->second;
+      if (name == "weeks_clear") {
+        if (!history.weeks_clear.has_value()) {
+          return std::optional<expr::Value>();
+        }
+        return std::optional<expr::Value>(
+            expr::Value::Number(*history.weeks_clear));
+      }
+      int weeks = kMaxWeeks;
+      if (name == "weeks_held") {
+        double m = args[1].number_value();
+        if (m < 1) return std::optional<expr::Value>(expr::Value::Number(0));
+        weeks = m >= kMaxWeeks ? kMaxWeeks : static_cast<int>(m);
+      }
+      int n = 0;
+      for (int i = 0; i < weeks; ++i) {
+        bool held = (history.weeks_held >> i) & 1;
+        if (held) ++n;
+        if (!held && name == "consecutive_weeks") break;
+      }
+      return std::optional<expr::Value>(expr::Value::Number(n));
     }
     if (name == "latest") {
       auto it = facts_.numbers.find(arg);
@@ -182,13 +239,29 @@ CompiledCondition::~CompiledCondition() = default;
 std::shared_ptr<const CompiledCondition> CompiledCondition::Compile(
     absl::string_view text, const ModelContext& context,
     std::vector<ConditionError>* errors, std::vector<TaskRef>* task_refs) {
-  static const expr::Environment* const default_env =
-      new expr::Environment(MakeEnvironment(ModelContext()));
-  expr::Environment custom;
-  const expr::Environment* env = default_env;
-  if (context.instruments != ModelContext().instruments) {
-    custom = MakeEnvironment(context);
-    env = &custom;
+  return Compile(text, context, {}, errors, task_refs);
+}
+
+bool CompiledCondition::IsReservedName(absl::string_view name,
+                                       const ModelContext& context) {
+  std::shared_ptr<const expr::Environment> env = EnvironmentFor(context);
+  return env->FindIdentifier(name) != nullptr ||
+         env->FindFunction(name) != nullptr;
+}
+
+std::shared_ptr<const CompiledCondition> CompiledCondition::Compile(
+    absl::string_view text, const ModelContext& context,
+    const std::set<std::string>& named, std::vector<ConditionError>* errors,
+    std::vector<TaskRef>* task_refs) {
+  std::shared_ptr<const expr::Environment> shared = EnvironmentFor(context);
+  const expr::Environment* env = shared.get();
+  expr::Environment with_named;
+  if (!named.empty()) {
+    with_named = *shared;
+    for (const std::string& name : named) {
+      with_named.DeclareIdentifier(name, Type::kBool).IgnoreError();
+    }
+    env = &with_named;
   }
   expr::CompileResult compiled = expr::CompileCondition(text, *env);
   for (const expr::ExprError& e : compiled.errors) {
@@ -220,6 +293,16 @@ std::shared_ptr<const CompiledCondition> CompiledCondition::Compile(
         fail(absl::StrCat("days_since(\"", arg, "\"): unknown mark (use ",
                           absl::StrJoin(DaysSinceMarks(), ", "), ")"));
       }
+    } else if (call.function == "weeks_held" ||
+               call.function == "consecutive_weeks" ||
+               call.function == "weeks_clear") {
+      if (!named.count(arg)) {
+        fail(absl::StrCat(
+            call.function, "(\"", arg, "\"): unknown named condition",
+            named.empty()
+                ? " (declare it under `conditions`)"
+                : absl::StrCat(" (known: ", absl::StrJoin(named, ", "), ")")));
+      }
     } else if (call.function == "latest") {
       if (env->FindIdentifier(arg) == nullptr ||
           *env->FindIdentifier(arg) != Type::kNumber) {
@@ -241,6 +324,10 @@ bool CompiledCondition::Evaluate(const ConditionFacts& facts) const {
   // evaluation cannot fail; a failure would be a programming error, and the
   // safe reading of a condition that cannot be evaluated is "does not hold".
   return result.ok() && *result;
+}
+
+const std::vector<std::string>& CompiledCondition::identifiers() const {
+  return impl_->expr.identifiers();
 }
 
 std::string CompiledCondition::ToString() const {

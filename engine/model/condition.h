@@ -1,12 +1,19 @@
 // Conditions in templates: compiled once at load, evaluated by the runtime.
 //
 // The names a condition may use (see workflows/README.md, "Conditions"):
-//   phq9.total, phq9.item1..item9, gad7.total, gad7.item1..7, asrm.total,
-//   asrm.item1..5         latest scores (absent until answered)
-//   srm.score, srm.ali, srm.weeks_recorded    weekly Social Rhythm Metric
+//   <score name>          latest scores of the instruments in the
+//                         ModelContext (phq9.total, phq9.item9, ...), or
+//                         q("<instrument id>").<score> for any id, e.g.
+//                         q("routine-disruption").total (absent until
+//                         answered)
+//   srm.score, srm.ali, srm.weeks_recorded, srm.days_recorded
+//                                            weekly Social Rhythm Metric
 //   stage.sessions, stage.days               sessions held / days in stage
+//   course.sessions, course.days             the same since enrollment
 //   alerts.open                              unacknowledged alerts
 //   goal.set, relapse_plan.written           booleans
+//   goal.problem_area                        string ("" until a goal is set)
+//   <named condition>                        a template's `conditions`
 //   count("session_held" | "srm_diary" | "goal_set" | "relapse_plan" |
 //         "disruption_plan" | "task_completed" | "questionnaire" |
 //         "questionnaire:<id>")
@@ -15,12 +22,21 @@
 //              "last_response")              whole days, absent if never
 //   tasks.done("<task id>")                  task done in this stage
 //   latest("<score name>")                   same as the name itself
+//   weeks_held("<named>", M)                 of the last M course weeks
+//                                            (this one included), how many
+//                                            the condition held in
+//   consecutive_weeks("<named>")             course weeks in a row, up to
+//                                            this one, it held in
+//   weeks_clear("<named>")                   whole weeks since it last
+//                                            stopped holding (0 while it
+//                                            holds; absent if it never held)
 //   has(name)                                the value is present
 // An absent value makes a comparison false, so `srm.score < 3` does not
 // fire before there is a score.
 #ifndef IPSRT_MODEL_CONDITION_H_
 #define IPSRT_MODEL_CONDITION_H_
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,11 +48,40 @@
 
 namespace ipsrt {
 
-// What templates may refer to beyond themselves.
+// SafetyFloor is a safety-critical flag of an instrument: whenever a
+// response raises `flag`, the engine raises an urgent clinician alert,
+// whatever the template says (docs/clinical-rules.md). A template refines
+// it with its own per-event rule on the instrument whose condition reads
+// one of `scores` and raises an urgent alert acknowledged within at most
+// `acknowledge_within`; the default alert is then raised only on events
+// where no such rule fired, so a template can never remove it.
+struct SafetyFloor {
+  std::string flag;        // e.g. "phq9.item9_positive"
+  std::string instrument;  // e.g. "phq9"
+  std::string title;       // the default alert's title
+  // The scores the flag's condition reads, e.g. {"phq9.item9"}.
+  std::vector<std::string> scores;
+  // The default alert's acknowledgement deadline, ISO-8601 ("PT4H").
+  std::string acknowledge_within = "PT4H";
+};
+
+// What templates may refer to beyond themselves: the instruments a set of
+// questionnaire plugins serves (BuiltInModelContext: the core instruments;
+// ipsrtd and `ipsrt validate --config` build one from the loaded plugins).
 struct ModelContext {
   // Instrument ids that questionnaire tasks and conditions may name.
-  std::set<std::string> instruments = {"phq9", "gad7", "asrm", "srm5", "srm17"};
+  std::set<std::string> instruments;
+  // Score names (all numbers) of each instrument's responses, by id, e.g.
+  // "phq9" -> {"phq9.total", "phq9.item1", ...}.
+  std::map<std::string, std::vector<std::string>> scores;
+  // Safety-critical flags, in the order declared.
+  std::vector<SafetyFloor> safety_floors;
 };
+
+// BuiltInModelContext is the context of the built-in instruments (the
+// core-instruments plugin's PHQ-9, GAD-7, ASRM, SRM-5 and SRM-17), derived
+// from the same scoring table the plugin describes.
+const ModelContext& BuiltInModelContext();
 
 // A problem in a condition; line and column are 1-based within its text.
 struct ConditionError {
@@ -45,9 +90,22 @@ struct ConditionError {
   std::string message;
 };
 
+// WeekHistory is a named condition's history in course weeks.
+struct WeekHistory {
+  // Bit i set: it held in the i-th week before the current one (bit 0:
+  // the current week).
+  uint64_t weeks_held = 0;
+  // Whole weeks since it last stopped holding (0 while it holds);
+  // nullopt when it never held.
+  std::optional<double> weeks_clear;
+};
+
 // ConditionFacts is what a condition is evaluated against; the runtime
 // fills it from an enrollment's state.
 struct ConditionFacts {
+  std::map<std::string, std::string> strings;
+  // Named conditions' histories, by name.
+  std::map<std::string, WeekHistory> weeks;
   // Numeric values by name ("phq9.total", "stage.sessions", ...); a name
   // missing here is absent.
   std::map<std::string, double> numbers;
@@ -74,6 +132,21 @@ class CompiledCondition {
   static std::shared_ptr<const CompiledCondition> Compile(
       absl::string_view text, const ModelContext& context,
       std::vector<ConditionError>* errors, std::vector<TaskRef>* task_refs);
+  // Compile with a template's named conditions in scope (bool identifiers,
+  // and the names weeks_held(), consecutive_weeks() and weeks_clear() may
+  // take).
+  static std::shared_ptr<const CompiledCondition> Compile(
+      absl::string_view text, const ModelContext& context,
+      const std::set<std::string>& named, std::vector<ConditionError>* errors,
+      std::vector<TaskRef>* task_refs);
+
+  // identifiers returns every identifier the condition reads, sorted.
+  const std::vector<std::string>& identifiers() const;
+
+  // IsReservedName is true for a name a named condition may not take (a
+  // built-in identifier or function of `context`).
+  static bool IsReservedName(absl::string_view name,
+                             const ModelContext& context);
 
   // Evaluate is true only when the condition's value is the boolean true.
   bool Evaluate(const ConditionFacts& facts) const;

@@ -40,6 +40,15 @@ const std::set<std::string>& RuleEventKinds() {
   return *kinds;
 }
 
+// ApproximateDuration orders ISO durations (a month as 30 days, a year as
+// 365): only used to compare acknowledgement deadlines.
+absl::Duration ApproximateDuration(const IsoDuration& d) {
+  return absl::Hours(24) *
+             (d.years * 365 + d.months * 30 + d.weeks * 7 + d.days) +
+         absl::Hours(d.hours) + absl::Minutes(d.minutes) +
+         absl::Seconds(d.seconds);
+}
+
 bool IsIdentifier(absl::string_view id) {
   if (id.empty() || id.size() > 63 || !absl::ascii_islower(id[0])) {
     return false;
@@ -99,6 +108,9 @@ class Parser {
                  const char* key, const IsoDuration& cadence);
   void CheckReferences(const WorkflowTemplate& t, const YAML::Node& root);
   void CheckGraph(const WorkflowTemplate& t, const YAML::Node& root);
+  void ReadNamedConditions(const YAML::Node& root, WorkflowTemplate& t);
+  void ReadProblemAreas(const YAML::Node& root, WorkflowTemplate& t);
+  void ApplySafetyFloors(WorkflowTemplate& t);
 
   YamlReader& r_;
   std::vector<absl::string_view> lines_;
@@ -113,6 +125,10 @@ class Parser {
   std::vector<Ref> stage_refs_;
   // True when the template has a `sessions` block (read first).
   bool plans_sessions_ = false;
+  // Names of the template's named conditions read so far.
+  std::set<std::string> named_;
+  // Instrument ids named by tasks, actions and rules.
+  std::set<std::string> instruments_used_;
 };
 
 std::string Parser::Id(const YAML::Node& map, const std::string& path,
@@ -263,7 +279,8 @@ Condition Parser::ReadCondition(const YAML::Node& map,
   if (c.text.empty()) return c;
   std::vector<ConditionError> errors;
   std::vector<CompiledCondition::TaskRef> refs;
-  c.program = CompiledCondition::Compile(c.text, context_, &errors, &refs);
+  c.program =
+      CompiledCondition::Compile(c.text, context_, named_, &errors, &refs);
   for (const ConditionError& e : errors) {
     SourcePos p = TextPos(node, e.line, e.column);
     r_.ErrorAt(p.line, p.column, c.path, e.message);
@@ -317,7 +334,8 @@ TaskTemplate Parser::ReadTask(const YAML::Node& n, const std::string& path) {
     if (t.kind != TaskKind::kQuestionnaire) {
       r_.Error(n["questionnaire"], YamlReader::Join(path, "questionnaire"),
                "only questionnaire tasks name a questionnaire");
-    } else if (!context_.instruments.count(t.questionnaire)) {
+    } else if (instruments_used_.insert(t.questionnaire),
+               !context_.instruments.count(t.questionnaire)) {
       r_.Error(n["questionnaire"], YamlReader::Join(path, "questionnaire"),
                absl::StrCat("unknown questionnaire \"", t.questionnaire,
                             "\" (known: ",
@@ -415,6 +433,9 @@ std::vector<Action> Parser::ReadActions(const YAML::Node& map,
       if (!r_.ExpectMap(spec, sp, false)) continue;
       r_.ExpectKeys(spec, sp, {"questionnaire", "within"});
       action.questionnaire = r_.String(spec, sp, "questionnaire", "", true);
+      if (!action.questionnaire.empty()) {
+        instruments_used_.insert(action.questionnaire);
+      }
       if (!action.questionnaire.empty() &&
           !context_.instruments.count(action.questionnaire)) {
         r_.Error(spec["questionnaire"], YamlReader::Join(sp, "questionnaire"),
@@ -441,6 +462,7 @@ RuleTemplate Parser::ReadRule(const YAML::Node& n, const std::string& path) {
   if (!rule.on.empty()) {
     bool ok = RuleEventKinds().count(rule.on) > 0;
     if (absl::StartsWith(rule.on, "questionnaire:")) {
+      instruments_used_.insert(rule.on.substr(14));
       ok = context_.instruments.count(rule.on.substr(14)) > 0;
     }
     if (!ok) {
@@ -466,9 +488,9 @@ RuleTemplate Parser::ReadRule(const YAML::Node& n, const std::string& path) {
 WorkflowTemplate Parser::Parse(const YAML::Node& root) {
   WorkflowTemplate t;
   if (!r_.ExpectMap(root, "", false)) return t;
-  r_.ExpectKeys(
-      root, "",
-      {"id", "version", "title", "description", "sessions", "stages", "rules"});
+  r_.ExpectKeys(root, "",
+                {"id", "version", "title", "description", "sessions", "stages",
+                 "rules", "conditions", "problem_areas"});
   t.id = Id(root, "", "workflow");
   if (!root["version"].IsDefined()) r_.Error(root, "version", "is required");
   t.version = static_cast<int>(r_.Int(root, "", "version", 0, 1, 1000000));
@@ -476,6 +498,9 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
   t.description = r_.String(root, "", "description", "");
   // Before the stages: their cadences are checked against it.
   t.sessions = ReadSessions(root);
+  // Before the rules and exits, which may read them by name.
+  ReadNamedConditions(root, t);
+  ReadProblemAreas(root, t);
 
   YAML::Node stages = root["stages"];
   if (!stages.IsDefined() || !stages.IsSequence() || stages.size() == 0) {
@@ -488,12 +513,13 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
       StageTemplate st;
       st.pos = IdPos(s);
       if (!r_.ExpectMap(s, p, false)) continue;
-      r_.ExpectKeys(
-          s, p,
-          {"id", "title", "description", "cadence", "tasks", "exit", "rules"});
+      r_.ExpectKeys(s, p,
+                    {"id", "title", "description", "cadence", "tasks", "exit",
+                     "rules", "open_ended"});
       st.id = Id(s, p, "stage");
       st.title = r_.String(s, p, "title", "", true);
       st.description = r_.String(s, p, "description", "");
+      st.open_ended = r_.Bool(s, p, "open_ended", false);
       st.session_cadence = r_.String(s, p, "cadence", "");
       std::optional<IsoDuration> cadence = Duration(s, p, "cadence", true);
       if (cadence.has_value()) {
@@ -552,7 +578,145 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
   }
   CheckReferences(t, root);
   CheckGraph(t, root);
+  ApplySafetyFloors(t);
+  t.instruments_used = instruments_used_;
   return t;
+}
+
+void Parser::ReadNamedConditions(const YAML::Node& root, WorkflowTemplate& t) {
+  YAML::Node n = root["conditions"];
+  if (!n.IsDefined() || n.IsNull()) return;
+  if (!n.IsMap()) {
+    r_.Error(n, "conditions", "must be a map of name: condition");
+    return;
+  }
+  for (const auto& kv : n) {
+    const std::string name = kv.first.Scalar();
+    const std::string path = YamlReader::Join("conditions", name);
+    bool valid =
+        !name.empty() && name.size() <= 63 && absl::ascii_islower(name[0]) &&
+        std::all_of(name.begin(), name.end(), [](char c) {
+          return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_';
+        });
+    if (!valid) {
+      r_.Error(kv.first, path,
+               "a condition name is 1-63 characters of a-z, 0-9 and '_', "
+               "starting with a letter");
+      continue;
+    }
+    if (CompiledCondition::IsReservedName(name, context_) ||
+        named_.count(name)) {
+      r_.Error(kv.first, path,
+               absl::StrCat("\"", name,
+                            "\" is already a name conditions know; choose "
+                            "another"));
+      continue;
+    }
+    NamedCondition c;
+    c.name = name;
+    c.when.path = path;
+    c.when.text = kv.second.IsScalar() ? kv.second.Scalar() : "";
+    c.when.pos = PosOf(kv.second);
+    if (!kv.second.IsScalar() || c.when.text.empty()) {
+      r_.Error(kv.second, path, "must be a condition (a non-empty string)");
+      continue;
+    }
+    std::vector<ConditionError> errors;
+    std::vector<CompiledCondition::TaskRef> refs;
+    c.when.program = CompiledCondition::Compile(c.when.text, context_, named_,
+                                                &errors, &refs);
+    for (const ConditionError& e : errors) {
+      SourcePos p = TextPos(kv.second, e.line, e.column);
+      r_.ErrorAt(p.line, p.column, path, e.message);
+    }
+    for (const CompiledCondition::TaskRef& ref : refs) {
+      task_refs_.push_back(
+          Ref{ref.task_id, TextPos(kv.second, ref.line, ref.column), path});
+    }
+    named_.insert(name);
+    t.conditions.push_back(std::move(c));
+  }
+}
+
+void Parser::ReadProblemAreas(const YAML::Node& root, WorkflowTemplate& t) {
+  t.problem_areas = DefaultProblemAreas();
+  YAML::Node n = root["problem_areas"];
+  if (!n.IsDefined() || n.IsNull()) return;
+  if (!n.IsSequence()) {
+    r_.Error(n, "problem_areas", "must be a list of problem area names");
+    return;
+  }
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string path = YamlReader::Join("problem_areas", i);
+    std::string area = n[i].IsScalar() ? n[i].Scalar() : "";
+    bool valid =
+        !area.empty() && area.size() <= 63 && absl::ascii_islower(area[0]) &&
+        std::all_of(area.begin(), area.end(), [](char c) {
+          return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_';
+        });
+    if (!valid) {
+      r_.Error(n[i], path,
+               "a problem area is 1-63 characters of a-z, 0-9 and '_', "
+               "starting with a letter");
+    } else if (std::find(t.problem_areas.begin(), t.problem_areas.end(),
+                         area) != t.problem_areas.end()) {
+      r_.Error(n[i], path,
+               absl::StrCat("\"", area, "\" is already a problem area"));
+    } else {
+      t.problem_areas.push_back(area);
+    }
+  }
+}
+
+// ApplySafetyFloors records, for each safety floor of the context, the
+// rules that refine it, and refuses a refinement that is laxer than the
+// floor (an acknowledgement deadline longer than the default's).
+void Parser::ApplySafetyFloors(WorkflowTemplate& t) {
+  std::vector<const RuleTemplate*> rules;
+  for (const RuleTemplate& r : t.rules) rules.push_back(&r);
+  for (const StageTemplate& st : t.stages) {
+    for (const RuleTemplate& r : st.rules) rules.push_back(&r);
+  }
+  for (const SafetyFloor& floor : context_.safety_floors) {
+    AppliedSafetyFloor applied;
+    applied.floor = floor;
+    std::optional<IsoDuration> deadline =
+        ParseIsoDuration(floor.acknowledge_within);
+    applied.acknowledge_within = deadline.value_or(IsoDuration{.hours = 4});
+    for (const RuleTemplate* r : rules) {
+      if (r->on != absl::StrCat("questionnaire:", floor.instrument) ||
+          r->when.program == nullptr) {
+        continue;
+      }
+      bool reads = false;
+      for (const std::string& id : r->when.program->identifiers()) {
+        reads = reads || std::find(floor.scores.begin(), floor.scores.end(),
+                                   id) != floor.scores.end();
+      }
+      if (!reads) continue;
+      for (const Action& a : r->then) {
+        if (a.kind != Action::Kind::kRaiseAlert || !a.alert.urgent) continue;
+        if (a.alert.acknowledge_within.has_value() &&
+            ApproximateDuration(*a.alert.acknowledge_within) >
+                ApproximateDuration(applied.acknowledge_within)) {
+          r_.ErrorAt(
+              a.pos.line, a.pos.column,
+              YamlReader::Join(a.path, "raise_alert.acknowledge_within"),
+              absl::StrCat("this rule refines the safety floor of ", floor.flag,
+                           ", whose alert is acknowledged "
+                           "within ",
+                           applied.acknowledge_within.ToString(),
+                           "; a refinement may shorten the deadline, "
+                           "never lengthen it"));
+        }
+        if (std::find(applied.refined_by.begin(), applied.refined_by.end(),
+                      r->id) == applied.refined_by.end()) {
+          applied.refined_by.push_back(r->id);
+        }
+      }
+    }
+    t.safety_floors.push_back(std::move(applied));
+  }
 }
 
 void Parser::CheckReferences(const WorkflowTemplate& t,
@@ -699,7 +863,9 @@ void Parser::CheckGraph(const WorkflowTemplate& t, const YAML::Node& root) {
       }
     }
     if (members.size() > 1) cyclic = true;
-    if (!cyclic || leaves) continue;
+    bool open_ended = false;
+    for (int v : members) open_ended = open_ended || t.stages[v].open_ended;
+    if (!cyclic || leaves || open_ended) continue;
     std::vector<std::string> ids;
     for (int v : members) ids.push_back(t.stages[v].id);
     SourcePos p = t.stages[members.front()].pos;
@@ -711,6 +877,13 @@ void Parser::CheckGraph(const WorkflowTemplate& t, const YAML::Node& root) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& DefaultProblemAreas() {
+  static const auto* areas = new std::vector<std::string>{
+      "grief", "role_dispute", "role_transition", "interpersonal_deficits",
+      "grief_for_lost_healthy_self"};
+  return *areas;
+}
 
 absl::string_view TaskKindName(TaskKind kind) {
   for (const KindName& k : kTaskKinds) {

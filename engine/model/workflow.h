@@ -137,8 +137,34 @@ struct StageTemplate {
   std::vector<TaskTemplate> tasks;
   std::vector<ExitTemplate> exits;  // first whose condition holds is taken
   std::vector<RuleTemplate> rules;
+  // Marked `open_ended: true`: a stage the course may stay in for good
+  // (maintenance), so a cycle through it (maintenance <-> weekly) is not
+  // reported as a cycle with no exit.
+  bool open_ended = false;
   SourcePos pos;
 };
+
+// NamedCondition is an entry of a template's `conditions`: a condition
+// rules and exits read by name, whose weekly history the engine keeps
+// (weeks_held, consecutive_weeks, weeks_clear).
+struct NamedCondition {
+  std::string name;
+  Condition when;
+};
+
+// AppliedSafetyFloor is a safety floor as it applies to one template: the
+// rules that refine it (per-event rules on the instrument that read the
+// flag's scores and raise an urgent alert); empty when the engine's
+// default alert is the only route.
+struct AppliedSafetyFloor {
+  SafetyFloor floor;
+  IsoDuration acknowledge_within;
+  std::vector<std::string> refined_by;
+};
+
+// The interpersonal problem areas of IPSRT, the default checked list of
+// goal_set.problem_area (a template's `problem_areas` extends it).
+const std::vector<std::string>& DefaultProblemAreas();
 
 struct WorkflowTemplate {
   std::string id;
@@ -147,6 +173,16 @@ struct WorkflowTemplate {
   std::string description;
   std::vector<StageTemplate> stages;  // at least one, in order
   std::vector<RuleTemplate> rules;    // apply in every stage
+  // Named conditions, in the order written (each may read earlier ones).
+  std::vector<NamedCondition> conditions;
+  // The engine's safety floors (one per safety-critical instrument flag).
+  std::vector<AppliedSafetyFloor> safety_floors;
+  // Accepted goal_set.problem_area values: the defaults, then the
+  // template's own.
+  std::vector<std::string> problem_areas;
+  // Instrument ids the template names (tasks, schedule_questionnaire,
+  // `on: questionnaire:<id>`, count("questionnaire:<id>")), sorted.
+  std::set<std::string> instruments_used;
   // Session planning; without it no session is planned or reminded.
   std::optional<SessionSchedule> sessions;
   std::string source_file;
@@ -168,13 +204,13 @@ struct WorkflowTemplate {
 // problem as file:line:col: error: path: message, one a line.
 absl::StatusOr<WorkflowTemplate> ParseWorkflowTemplate(
     absl::string_view yaml, absl::string_view file_name,
-    const ModelContext& context = ModelContext());
+    const ModelContext& context = BuiltInModelContext());
 
 // DiagnoseWorkflowTemplate is ParseWorkflowTemplate returning the
 // diagnostics themselves (empty when the template is valid).
 std::vector<YamlDiagnostic> DiagnoseWorkflowTemplate(
     absl::string_view yaml, absl::string_view file_name,
-    const ModelContext& context = ModelContext());
+    const ModelContext& context = BuiltInModelContext());
 
 // IsIsoDuration accepts positive ISO-8601 durations ("P1W", "P2W", "P1M",
 // "PT4H").
@@ -190,7 +226,7 @@ class WorkflowCatalog {
   // is an error.
   static absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> LoadDirectories(
       const std::vector<std::string>& directories,
-      const ModelContext& context = ModelContext());
+      const ModelContext& context = BuiltInModelContext());
 
   // LoadDirectoriesDiagnosed is LoadDirectories returning the diagnostics
   // themselves: `catalog` is null whenever `diagnostics` is not empty.
@@ -200,7 +236,7 @@ class WorkflowCatalog {
   };
   static Loaded LoadDirectoriesDiagnosed(
       const std::vector<std::string>& directories,
-      const ModelContext& context = ModelContext());
+      const ModelContext& context = BuiltInModelContext());
 
   // WithRetained returns this catalog plus every template of `older` whose
   // id@version this one lacks, so a reload never takes away a version that

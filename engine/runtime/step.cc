@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/util/time_util.h"
 #include "instruments/srm.h"
 #include "ipsrt/status_macros.h"
@@ -74,6 +75,12 @@ class Applier {
   void RaiseAlert(const AlertSpec& spec, const std::string& rule_id);
   void RunAction(const Action& a, const std::string& rule_id);
   ConditionFacts Facts() const;
+  // EvaluateNamedConditions evaluates the template's named conditions
+  // and records them in their weekly history.
+  void EvaluateNamedConditions();
+  // ApplySafetyFloors raises the default alert of each safety floor whose
+  // flag the event carries, unless a rule refining it fired this event.
+  void ApplySafetyFloors();
   void EvaluateRules(const std::vector<RuleTemplate>& rules,
                      const std::string& event_kind);
   void Outcome(v1::Outcome::Kind kind, std::string subject, std::string from,
@@ -94,6 +101,8 @@ class Applier {
   };
   std::optional<SessionPlanRequest> session_request_;
   bool zone_changed_ = false;
+  // Per-event rules fired by this event, by id.
+  std::set<std::string> fired_rules_;
 };
 
 void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
@@ -528,6 +537,25 @@ ConditionFacts Applier::Facts() const {
     if (!a.acknowledged()) ++open_alerts;
   }
   f.numbers["alerts.open"] = open_alerts;
+  f.numbers["course.sessions"] =
+      static_cast<double>(st.course_counts().count("session_held")
+                              ? st.course_counts().at("session_held")
+                              : 0);
+  f.numbers["course.days"] =
+      std::floor(absl::ToDoubleHours(now_ - FromUs(st.enrolled_us())) / 24.0);
+  f.strings["goal.problem_area"] = st.problem_area();
+  for (const auto& [name, h] : st.conditions()) {
+    f.booleans[name] = h.value();
+    WeekHistory week;
+    week.weeks_held = h.weeks_held();
+    if (h.value()) {
+      week.weeks_clear = 0;
+    } else if (h.cleared_us() > 0) {
+      week.weeks_clear = std::floor(
+          absl::ToDoubleHours(now_ - FromUs(h.cleared_us())) / (24.0 * 7));
+    }
+    f.weeks[name] = week;
+  }
   f.booleans["goal.set"] = st.goal_set();
   f.booleans["relapse_plan.written"] = st.relapse_plan_written();
   for (const auto& [kind, n] : st.stage_counts()) {
@@ -578,6 +606,58 @@ std::string Applier::RuleEventKind() const {
   }
 }
 
+void Applier::EvaluateNamedConditions() {
+  if (w_.conditions.empty()) return;
+  const int64_t week = static_cast<int64_t>(std::floor(
+      absl::ToDoubleHours(now_ - FromUs(s().enrolled_us())) / (24.0 * 7)));
+  for (const NamedCondition& c : w_.conditions) {
+    if (c.when.program == nullptr) continue;
+    // Each reads the values of the ones before it, as just evaluated.
+    bool value = c.when.program->Evaluate(Facts());
+    internal::ConditionHistory& h = (*s().mutable_conditions())[c.name];
+    if (week > h.week()) {
+      int64_t shift = week - h.week();
+      h.set_weeks_held(shift >= 64 ? 0 : h.weeks_held() << shift);
+      h.set_week(week);
+    }
+    if (h.value() && !value) h.set_cleared_us(Us(now_));
+    h.set_value(value);
+    if (value) {
+      h.set_weeks_held(h.weeks_held() | 1);
+      h.set_last_held_us(Us(now_));
+    }
+  }
+}
+
+void Applier::ApplySafetyFloors() {
+  for (const AppliedSafetyFloor& applied : w_.safety_floors) {
+    bool flagged = false;
+    for (const std::string& f : event_.flags()) {
+      flagged = flagged || f == applied.floor.flag;
+    }
+    if (!flagged) continue;
+    bool refined = false;
+    for (const std::string& id : applied.refined_by) {
+      refined = refined || fired_rules_.count(id) > 0;
+    }
+    if (refined) continue;
+    std::string id = absl::StrCat("safety-", applied.floor.flag);
+    for (char& c : id) {
+      if (c == '.' || c == '_') c = '-';
+    }
+    AlertSpec spec;
+    spec.id = id;
+    spec.title = applied.floor.title;
+    spec.urgent = true;
+    spec.acknowledge_within = applied.acknowledge_within;
+    const std::string rule_id =
+        absl::StrCat("safety-floor:", applied.floor.flag);
+    Outcome(v1::Outcome::RULE_FIRED, rule_id, "", "then",
+            absl::StrCat("questionnaire:", applied.floor.instrument));
+    RaiseAlert(spec, rule_id);
+  }
+}
+
 void Applier::EvaluateRules(const std::vector<RuleTemplate>& rules,
                             const std::string& event_kind) {
   for (const RuleTemplate& rule : rules) {
@@ -586,6 +666,7 @@ void Applier::EvaluateRules(const std::vector<RuleTemplate>& rules,
       if (rule.on != event_kind) continue;
       if (!rule.when.program->Evaluate(Facts())) continue;
       Outcome(v1::Outcome::RULE_FIRED, rule.id, "", "then", rule.on);
+      fired_rules_.insert(rule.id);
       for (const Action& a : rule.then) RunAction(a, rule.id);
       continue;
     }
@@ -782,6 +863,9 @@ absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
   for (const std::string& d : old) s().mutable_srm_days()->erase(d);
   SrmWeekScore week = ScoreSrmWeek(window);
   auto* scores = s().mutable_scores();
+  // Diary days in the scored window: a score from few days is shown but
+  // templates gate cadence decisions on it (srm.days_recorded >= 4).
+  (*scores)["srm.days_recorded"] = static_cast<double>(window.size());
   if (week.score.has_value()) {
     (*scores)["srm.score"] = *week.score;
   } else {
@@ -798,6 +882,7 @@ absl::Status Applier::ApplyPayload() {
   const v1::EventPayload& p = event_.payload();
   auto count = [&](const std::string& kind) {
     (*s().mutable_stage_counts())[kind] += 1;
+    (*s().mutable_course_counts())[kind] += 1;
   };
   switch (p.payload_case()) {
     case v1::EventPayload::kEnrollmentCreated:
@@ -867,8 +952,19 @@ absl::Status Applier::ApplyPayload() {
       if (p.goal_set().description().empty()) {
         return Invalid("event.goal_set.description", "must not be empty");
       }
+      if (const std::string& area = p.goal_set().problem_area();
+          !area.empty() &&
+          std::find(w_.problem_areas.begin(), w_.problem_areas.end(), area) ==
+              w_.problem_areas.end()) {
+        return Invalid(
+            "event.goal_set.problem_area",
+            absl::StrCat("\"", area, "\" is not a problem area of workflow ",
+                         w_.id, "@", w_.version, " (use ",
+                         absl::StrJoin(w_.problem_areas, ", "), ")"));
+      }
       count("goal_set");
       s().set_goal_set(true);
+      s().set_problem_area(p.goal_set().problem_area());
       CompleteFirstOpen(TaskKind::kGoal, "", "goal set");
       return absl::OkStatus();
     case v1::EventPayload::kRelapsePlan:
@@ -1008,10 +1104,12 @@ absl::StatusOr<StepResult> Applier::Run() {
   for (size_t round = 0; round <= w_.stages.size(); ++round) {
     stage_changed_ = false;
     std::string stage_before = e().stage();
+    EvaluateNamedConditions();
     EvaluateRules(w_.rules, round == 0 ? kind : "");
     if (stage() != nullptr && e().stage() == stage_before) {
       EvaluateRules(stage()->rules, round == 0 ? kind : "");
     }
+    if (round == 0) ApplySafetyFloors();
     if (!stage_changed_ && stage() != nullptr) {
       ConditionFacts facts = Facts();
       for (const ExitTemplate& exit : stage()->exits) {

@@ -154,20 +154,20 @@ class WorkflowServiceImpl final : public v1::WorkflowService::CallbackService {
   ServerUnaryReactor* ValidateWorkflow(
       CallbackServerContext* ctx, const v1::ValidateWorkflowRequest* request,
       v1::ValidateWorkflowResponse* response) override {
-    return guard_.Unary(ctx, IPSRT_METHOD(WorkflowService, ValidateWorkflow),
-                        *request,
-                        [=, this](const Admission&, Guard::Done done) {
-                          std::string file = request->file_name().empty()
-                                                 ? "workflow.yaml"
-                                                 : request->file_name();
-                          std::vector<YamlDiagnostic> diagnostics =
-                              DiagnoseWorkflowTemplate(request->yaml(), file);
-                          for (const YamlDiagnostic& d : diagnostics) {
-                            FillDiagnostic(d, response->add_diagnostics());
-                          }
-                          response->set_valid(diagnostics.empty());
-                          done(absl::OkStatus());
-                        });
+    return guard_.Unary(
+        ctx, IPSRT_METHOD(WorkflowService, ValidateWorkflow), *request,
+        [=, this](const Admission&, Guard::Done done) {
+          std::string file = request->file_name().empty()
+                                 ? "workflow.yaml"
+                                 : request->file_name();
+          std::vector<YamlDiagnostic> diagnostics = DiagnoseWorkflowTemplate(
+              request->yaml(), file, deps_.workflows->context());
+          for (const YamlDiagnostic& d : diagnostics) {
+            FillDiagnostic(d, response->add_diagnostics());
+          }
+          response->set_valid(diagnostics.empty());
+          done(absl::OkStatus());
+        });
   }
 
   ServerUnaryReactor* ReloadWorkflows(

@@ -89,6 +89,7 @@ v1::Questionnaire FixedInstrument(const char* id, const char* title,
     band->set_max(b.max);
     band->set_name(b.name);
   }
+  ipsrt::DeclareFixedInstrumentOutputs(spec, &q);
   return q;
 }
 
@@ -262,6 +263,11 @@ v1::Questionnaire Srm(const char* id, const char* title,
   q.set_copyright(
       "Social Rhythm Metric: Monk et al. 1990 (SRM-17), Monk, "
       "Frank, Potts and Kupfer 2002 (SRM-5).");
+  for (const v1::Questionnaire& built_in : ipsrt::BuiltInInstrumentOutputs()) {
+    if (built_in.id() == id) {
+      *q.mutable_score_definitions() = built_in.score_definitions();
+    }
+  }
   return q;
 }
 

@@ -275,7 +275,8 @@ std::optional<Instrument> ReadInstrument(YamlReader& r,
     for (size_t i = 0; i < flags.size(); ++i) {
       std::string path = YamlReader::Join("flags", i);
       if (!r.ExpectMap(flags[i], path, false)) continue;
-      r.ExpectKeys(flags[i], path, {"name", "when"});
+      r.ExpectKeys(flags[i], path,
+                   {"name", "when", "title", "safety_critical"});
       Flag f;
       f.name = r.String(flags[i], path, "name", "", true);
       if (flags[i]["name"] && !f.name.empty()) {
@@ -307,6 +308,19 @@ std::optional<Instrument> ReadInstrument(YamlReader& r,
         }
       }
       f.when = *std::move(c);
+      // Declared in ListInstruments: a safety-critical flag engages the
+      // engine's safety floor (docs/clinical-rules.md).
+      v1::FlagDefinition* declared = q.add_flag_definitions();
+      declared->set_name(absl::StrCat(q.id(), ".", f.name));
+      declared->set_title(r.String(flags[i], path, "title", ""));
+      declared->set_safety_critical(
+          r.Bool(flags[i], path, "safety_critical", false));
+      std::set<std::string> reads;
+      for (const Comparison& cmp : f.when.terms) {
+        reads.insert(cmp.item.empty() ? absl::StrCat(q.id(), ".total")
+                                      : ItemScoreName(q.id(), cmp.item));
+      }
+      for (const std::string& score : reads) declared->add_scores(score);
       in.flags.push_back(std::move(f));
     }
   }

@@ -126,7 +126,7 @@ TEST(ValidateTest, BrokenTemplateReportsEveryFindingWithItsPosition) {
                   file,
                   ":8:5: error: stages[0].colour: unknown key \"colour\" "
                   "(allowed: id, title, description, cadence, tasks, exit, "
-                  "rules)\n")));
+                  "rules, open_ended)\n")));
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat(
                          file,
                          ":10:13: error: stages[0].exit[0].to: unknown stage "
@@ -152,7 +152,7 @@ TEST(ValidateTest, BrokenTemplateReportsEveryFindingWithItsPosition) {
   EXPECT_EQ(Str(first, "path"), "stages[0].colour");
   EXPECT_EQ(Str(first, "message"),
             "unknown key \"colour\" (allowed: id, title, description, "
-            "cadence, tasks, exit, rules)");
+            "cadence, tasks, exit, rules, open_ended)");
 }
 
 TEST(ValidateTest, UnreadableFileIsAFindingAndNoFileIsAUsageError) {

@@ -210,24 +210,39 @@ TEST_F(SessionRemindersTest, SwitchToWeeklyAndBackReplansTheOutbox) {
   EXPECT_EQ(weekly.subject, "session:maintenance#2");
   EXPECT_EQ(weekly.local_due_time, "2027-02-06T10:00 (-05:00)");
 
-  // 9 February: the sign has passed; monthly again, on the series of the
-  // stage entry (31 January): 28 February, reminded on the 27th at the
-  // time the cancelled reminder had.
+  // 9 February: the sign has passed, but sessions stay weekly until it has
+  // stayed clear for two whole weeks: the next weekly one (14 February),
+  // reminded and delivered the day before.
   clock_.Set(Ny(2027, 2, 9, 9, 0));
   ASSERT_TRUE(Submit(name, "phq9-low", Phq9(3)).ok());
   EXPECT_THAT(SessionRows({OutboxStatus::kScheduled}),
-              ElementsAre("session:maintenance#3 2027-02-27T10:00 (-05:00)"));
+              ElementsAre("session:maintenance#3 2027-02-13T10:00 (-05:00)"));
+  clock_.Set(Ny(2027, 2, 13, 10, 0));
+  ASSERT_TRUE(d.RunOnce().ok());
+  EXPECT_THAT(DeliveredSessions(),
+              ElementsAre(name + "/reminder/session:maintenance#2",
+                          name + "/reminder/session:maintenance#3"));
+
+  // 23 February, two weeks on: monthly again, on the series of the stage
+  // entry (31 January): 28 February, reminded on the 27th at the time the
+  // cancelled reminder had.
+  clock_.Set(Ny(2027, 2, 23, 9, 0));
+  v1::EventPayload tick;
+  tick.mutable_time_elapsed();
+  ASSERT_TRUE(Submit(name, "tick", tick).ok());
+  EXPECT_THAT(SessionRows({OutboxStatus::kScheduled}),
+              ElementsAre("session:maintenance#4 2027-02-27T10:00 (-05:00)"));
 
   sender_.deliveries.clear();
   clock_.Set(Ny(2027, 2, 27, 10, 0));
   auto round = d.RunOnce();
   ASSERT_TRUE(round.ok()) << round.status();
   EXPECT_THAT(DeliveredSessions(),
-              ElementsAre(name + "/reminder/session:maintenance#3"));
+              ElementsAre(name + "/reminder/session:maintenance#4"));
   clock_.Set(Ny(2027, 2, 28, 9, 0));
   ASSERT_TRUE(d.RunOnce().ok());
   EXPECT_THAT(DeliveredSessions(),
-              ElementsAre(name + "/reminder/session:maintenance#3"));
+              ElementsAre(name + "/reminder/session:maintenance#4"));
   // The monthly reminder cancelled by the switch was never claimed.
   OutboxQuery q;
   q.tenant = "t1";

@@ -225,11 +225,17 @@ TEST(StepTest, StandardCourseFromIntakeToMaintenanceAndBackToWeekly) {
   c.Advance(absl::Hours(24 * 7));
   EXPECT_FALSE(Has(c.Answer("phq9", {2, 2, 1, 2, 1, 1, 2, 1, 0}),
                    v1::Outcome::ALERT_RAISED));
-  // Recovered: back to twice a month.
+  // Recovered: still weekly until the sign has stayed clear for two whole
+  // weeks (no flapping), then back to twice a month.
   c.Advance(absl::Hours(24 * 7));
   std::vector<v1::Outcome> recovered =
       c.Answer("phq9", {0, 1, 0, 1, 0, 0, 1, 0, 0});
-  EXPECT_TRUE(Has(recovered, v1::Outcome::CADENCE_CHANGED, "P2W"));
+  EXPECT_FALSE(Has(recovered, v1::Outcome::CADENCE_CHANGED));
+  EXPECT_EQ(c.cadence(), "P1W");
+  c.Advance(absl::Hours(24 * 13));
+  EXPECT_FALSE(Has(c.Tick(), v1::Outcome::CADENCE_CHANGED));
+  c.Advance(absl::Hours(24 * 1));
+  EXPECT_TRUE(Has(c.Tick(), v1::Outcome::CADENCE_CHANGED, "P2W"));
   EXPECT_EQ(c.cadence(), "P2W");
   EXPECT_EQ(c.stage(), "maintenance");
 
@@ -590,17 +596,23 @@ TEST(StepSessionTest, StageChangeAndMaintenanceRuleReplanSessions) {
   EXPECT_THAT(keys, ElementsAre("cancel reminder/session:maintenance#2",
                                 "schedule reminder/session:maintenance#3"));
 
-  // 4 March: it has passed (PHQ-9 3): monthly again, on the series of the
-  // stage entry; the weekly reminder (6 March) is cancelled.
+  // 4 March: it has passed (PHQ-9 3), but sessions stay weekly until it
+  // has stayed clear for two whole weeks (no flapping).
   c.Advance(absl::Hours(2 * 24));
   std::vector<v1::Outcome> cleared =
       c.Answer("phq9", {1, 1, 1, 0, 0, 0, 0, 0, 0});
+  EXPECT_EQ(c.cadence(), "P1W");
+  EXPECT_FALSE(Has(cleared, v1::Outcome::CADENCE_CHANGED));
+  // 18 March, two weeks on: monthly again, on the series of the stage
+  // entry (the weekly session of 7 March has passed, its reminder sent).
+  c.Advance(absl::Hours(14 * 24));
+  std::vector<v1::Outcome> monthly = c.Tick();
   EXPECT_EQ(c.cadence(), "P1M");
-  EXPECT_THAT(SessionOutcomes(cleared, v1::Outcome::REMINDER_CANCELLED),
-              ElementsAre("session:maintenance#3"));
-  EXPECT_THAT(SessionOutcomes(cleared, v1::Outcome::SESSION_PLANNED),
+  EXPECT_THAT(SessionOutcomes(monthly, v1::Outcome::REMINDER_CANCELLED),
+              ElementsAre());
+  EXPECT_THAT(SessionOutcomes(monthly, v1::Outcome::SESSION_PLANNED),
               ElementsAre("session:maintenance#4 2026-03-31T10:00 (+01:00)"));
-  EXPECT_THAT(SessionOutcomes(cleared, v1::Outcome::REMINDER_SCHEDULED),
+  EXPECT_THAT(SessionOutcomes(monthly, v1::Outcome::REMINDER_SCHEDULED),
               ElementsAre("session:maintenance#4 2026-03-30T10:00 (+01:00)"));
   ExpectReplayEqualsState(w, c);
 }

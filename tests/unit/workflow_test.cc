@@ -57,7 +57,7 @@ stages:
   std::string m(t.status().message());
   EXPECT_THAT(m, HasSubstr("demo.yaml:7:5: error: stages[0].cadense: unknown "
                            "key \"cadense\" (allowed: id, title, description, "
-                           "cadence, tasks, exit, rules)"));
+                           "cadence, tasks, exit, rules, open_ended)"));
   EXPECT_THAT(m, HasSubstr("demo.yaml:5:5: error: stages[0].cadence: is "
                            "required"));
   EXPECT_THAT(m, HasSubstr("demo.yaml:8:5: error: stages[1].id: duplicate "
