@@ -13,6 +13,9 @@ packages=(
   # Server binaries for the PostgreSQL tests (/usr/lib/postgresql/15/bin),
   # which start throw-away servers of their own.
   postgresql-15
+  # Metrics (prometheus-cpp) and the operations tests: a real Prometheus
+  # server and promtool, dpkg-dev for CPack's dependency scan of the .deb.
+  prometheus-cpp-dev prometheus dpkg-dev curl
 )
 
 missing=()
