@@ -5,7 +5,8 @@ PRESET ?= default
 BUILD_DIR := build/$(PRESET)
 CONFIG ?= config/ipsrtd.yaml
 
-.PHONY: all deps configure build test run bench interop-deps format clean
+.PHONY: all deps configure build test run bench interop-deps format clean \
+	package
 
 all: build
 
@@ -30,6 +31,11 @@ run: build
 
 bench: build
 	bash bench/run.sh
+	bash bench/metrics.sh
+
+# The Debian package (CPack): build/$(PRESET)/ipsrtd_<version>_<arch>.deb.
+package: build
+	cd $(BUILD_DIR) && cpack -G DEB
 
 format:
 	find engine tests bench plugins -name '*.cc' -o -name '*.h' | xargs clang-format -i

@@ -17,6 +17,9 @@ packages=(
   # headless Chromium and check screenshots (ImageMagick) and PDFs
   # (poppler's pdfinfo).
   graphviz chromium fonts-dejavu-core imagemagick poppler-utils
+  # Metrics (prometheus-cpp) and the operations tests: a real Prometheus
+  # server and promtool, dpkg-dev for CPack's dependency scan of the .deb.
+  prometheus-cpp-dev prometheus dpkg-dev curl
 )
 
 missing=()

@@ -20,6 +20,29 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 void SetMinLogLevel(LogLevel level);
 LogLevel MinLogLevel();
 
+enum class LogFormat { kText = 0, kJson = 1 };
+
+// SetLogFormat chooses text lines ("2026-01-02T03:04:05.678Z I file.cc:12]
+// message") or one JSON object a line ({"time", "level", "message",
+// "source"}). Thread-safe; set once at start-up.
+void SetLogFormat(LogFormat format);
+LogFormat CurrentLogFormat();
+
+// AccessRecord is one finished gRPC call. Every field is bounded or
+// opaque: no patient data.
+struct AccessRecord {
+  std::string method;
+  std::string code;
+  double latency_seconds = 0;
+  std::string request_id;
+  std::string tenant;
+  std::string actor_role;
+};
+
+// LogAccess writes one info-level line for `record`: in JSON its fields
+// are members of the object, in text they follow the message.
+void LogAccess(const AccessRecord& record);
+
 // LogMessage writes one line when it is destroyed.
 class LogMessage {
  public:
@@ -29,6 +52,8 @@ class LogMessage {
 
  private:
   LogLevel level_;
+  const char* source_;
+  int line_;
   std::ostringstream stream_;
 };
 

@@ -15,6 +15,7 @@
 #include "common/json_string.h"
 #include "common/yaml_reader.h"
 #include "config/export_config.h"
+#include "config/ops_config.h"
 
 namespace ipsrt {
 namespace {
@@ -363,7 +364,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!r.ExpectMap(root, "", false)) return r.ToStatus();
   r.ExpectKeys(root, "",
                {"server", "auth", "store", "workflows", "logging", "safety",
-                "plugins", "reminders", "export", "integrity"});
+                "plugins", "reminders", "export", "integrity", "metrics",
+                "health"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
@@ -449,13 +451,14 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
 
   YAML::Node logging = root["logging"];
   if (r.ExpectMap(logging, "logging", true)) {
-    r.ExpectKeys(logging, "logging", {"level"});
+    r.ExpectKeys(logging, "logging", {"level", "format", "access_log"});
     c.logging.level = r.String(logging, "logging", "level", c.logging.level);
     if (c.logging.level != "debug" && c.logging.level != "info" &&
         c.logging.level != "warning" && c.logging.level != "error") {
       r.Error(logging["level"], "logging.level",
               "must be debug, info, warning or error");
     }
+    ParseLoggingFormat(r, logging, c.logging);
   }
   YAML::Node safety = root["safety"];
   if (r.ExpectMap(safety, "safety", true)) {
@@ -472,9 +475,9 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
         const YAML::Node& entry = plugins[i];
         const std::string p = YamlReader::Join("plugins", i);
         if (!r.ExpectMap(entry, p, false)) continue;
-        r.ExpectKeys(
-            entry, p,
-            {"path", "transport", "sha256", "args", "config", "call_timeout"});
+        r.ExpectKeys(entry, p,
+                     {"path", "transport", "sha256", "args", "config",
+                      "call_timeout", "required"});
         PluginConfig pc;
         pc.location = absl::StrCat(file_name, ":", entry.Mark().line + 1, ":",
                                    entry.Mark().column + 1);
@@ -514,6 +517,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
             YamlToJson(config, &pc.config_json);
           }
         }
+        pc.required = r.Bool(entry, p, "required", false);
         c.plugins.push_back(std::move(pc));
       }
     }
@@ -521,6 +525,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   ParseReminders(r, root["reminders"], file_name, base_dir, c.reminders);
   ParseExportSection(r, root["export"], file_name, base_dir, c.export_);
   ParseIntegrity(r, root["integrity"], base_dir, c.integrity);
+  ParseOperations(r, root, file_name, c);
   if (!r.ok()) return r.ToStatus();
   return c;
 }

@@ -30,7 +30,9 @@
 #include "ipsrt/config.h"
 #include "ipsrt/version.h"
 #include "model/instrument_context.h"
+#include "ipsrtd/setup.h"
 #include "model/workflow.h"
+#include "ops/operations.h"
 #include "reminders/dispatcher.h"
 #include "reminders/jsonl_sender.h"
 #include "reminders/plugin_sender.h"
@@ -43,6 +45,11 @@ ABSL_FLAG(std::string, listen, "",
           "Override server.listen (host:port; port 0 picks a free port).");
 ABSL_FLAG(std::string, port_file, "",
           "When set, write the bound port to this file once serving.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Override metrics.listen (host:port; port 0 picks a free port).");
+ABSL_FLAG(bool, check_config, false,
+          "Load the config, workflows and plugins as a start would, print "
+          "every problem, and exit 0 (all good) or 1 without serving.");
 
 namespace ipsrt {
 namespace {
@@ -110,6 +117,7 @@ int Run() {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (absl::GetFlag(FLAGS_check_config)) return CheckConfig(config_path);
   absl::StatusOr<Config> config = LoadConfigFile(config_path);
   if (!config.ok()) {
     std::fprintf(stderr, "ipsrtd: invalid configuration:\n%s\n",
@@ -120,6 +128,17 @@ int Run() {
     config->server.listen = absl::GetFlag(FLAGS_listen);
   }
   SetMinLogLevel(ParseLevel(config->logging.level));
+  SetLogFormat(config->logging.format == "json" ? LogFormat::kJson
+                                                : LogFormat::kText);
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    config->metrics.listen = absl::GetFlag(FLAGS_metrics_listen);
+  }
+  absl::StatusOr<std::unique_ptr<Metrics>> metrics = StartMetrics(*config);
+  if (!metrics.ok()) {
+    std::fprintf(stderr, "ipsrtd: %s\n",
+                 std::string(metrics.status().message()).c_str());
+    return 1;
+  }
   IPSRT_LOG(INFO) << "ipsrtd " << IPSRT_VERSION << " starting with "
                   << config_path;
 
@@ -270,6 +289,7 @@ int Run() {
     d.max_attempts = rc.max_attempts;
     d.initial_backoff = rc.initial_backoff;
     d.max_backoff = rc.max_backoff;
+    d.channel = rc.channel.empty() ? "jsonl" : rc.channel;
     if (std::optional<absl::Duration> pause =
             TestDuration("IPSRT_TEST_REMINDER_PAUSE")) {
       d.test_pause_after_deliver = *pause;
@@ -329,6 +349,7 @@ int Run() {
     IPSRT_LOG(INFO) << "authentication off (auth.mode: none, loopback): "
                        "callers act as the local admin";
   }
+  server_options.observe = ServerObserveOptions(*config, metrics->get());
   server_options.max_receive_message_bytes =
       static_cast<int>(config->server.max_receive_message_bytes);
   ServerDeps deps{store->get(), clock, &ids, &workflows,
@@ -368,6 +389,8 @@ int Run() {
   }
 
   if (dispatcher) dispatcher->Start();
+  std::unique_ptr<Operations> operations = Operations::Start(
+      *config, {store->get(), plugins->get(), server->get(), metrics->get()});
 
   int received = 0;
   while (true) {
@@ -389,6 +412,7 @@ int Run() {
   }
   IPSRT_LOG(INFO) << "received " << (received == SIGTERM ? "SIGTERM" : "SIGINT")
                   << "; draining for up to " << config->server.shutdown_grace;
+  operations.reset();
   (*server)->Shutdown(config->server.shutdown_grace);
   if (dispatcher) dispatcher->Stop();
   anchor.reset();

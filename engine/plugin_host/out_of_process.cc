@@ -22,6 +22,7 @@
 #include "grpcpp/impl/codegen/client_unary_call.h"
 #include "grpcpp/impl/codegen/rpc_method.h"
 #include "grpcpp/security/credentials.h"
+#include "ops/metrics_hooks.h"
 
 extern char** environ;
 
@@ -482,6 +483,7 @@ class OutOfProcessTransport final : public PluginTransport {
       if (started.ok()) {
         absl::MutexLock lock(&mu_);
         IPSRT_LOG(INFO) << "plugin " << name_ << " restarted";
+        metrics::ObservePluginRestart(name_);
         continue;
       }
       absl::MutexLock lock(&mu_);

@@ -1,6 +1,7 @@
 #include "plugin_host/plugin.h"
 
 #include "absl/strings/str_cat.h"
+#include "ops/metrics_hooks.h"
 
 namespace ipsrt {
 
@@ -74,7 +75,10 @@ template <typename Response>
 absl::StatusOr<Response> LoadedPlugin::Invoke(
     PluginMethod method, const google::protobuf::Message& request) {
   Response response;
+  absl::Time began = absl::Now();
   absl::Status s = transport_->Call(method, request, &response, call_timeout_);
+  metrics::ObservePluginCall(description_.name(), PluginMethodName(method), s,
+                             absl::Now() - began);
   if (!s.ok()) return s;
   return response;
 }

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "core/enrollments.h"
 #include "ipsrt/internal/state.pb.h"
+#include "ops/metrics_hooks.h"
 #include "runtime/step.h"
 
 namespace ipsrt::reminders {
@@ -81,6 +82,7 @@ absl::StatusOr<Dispatcher::Round> Dispatcher::RunOnce() {
   if (!claimed.ok()) return claimed.status();
   round.claimed = static_cast<int>(claimed->size());
   if (claimed->empty()) return round;
+  metrics::ObserveReminderClaims(claimed->size());
 
   std::map<std::pair<std::string, std::string>, Target> targets;
   std::vector<OutboxResult> results;
@@ -107,6 +109,7 @@ absl::StatusOr<Dispatcher::Round> Dispatcher::RunOnce() {
     if (!StillWanted(e, it->second, clock_->Now())) {
       r.outcome.kind = OutboxOutcome::Kind::kCancelled;
       ++round.cancelled;
+      metrics::ObserveReminderDelivery(options_.channel, "cancelled");
       results.push_back(std::move(r));
       continue;
     }
@@ -130,6 +133,7 @@ absl::StatusOr<Dispatcher::Round> Dispatcher::RunOnce() {
     if (sent.ok()) {
       r.outcome.kind = OutboxOutcome::Kind::kDone;
       ++round.sent;
+      metrics::ObserveReminderDelivery(options_.channel, "sent");
     } else {
       r.outcome.error = absl::StrCat(absl::StatusCodeToString(sent.code()),
                                      ": ", sent.message());
@@ -137,9 +141,11 @@ absl::StatusOr<Dispatcher::Round> Dispatcher::RunOnce() {
         r.outcome.kind = OutboxOutcome::Kind::kRetry;
         r.outcome.retry_at = clock_->Now() + Backoff(options_, e.attempts);
         ++round.retried;
+        metrics::ObserveReminderDelivery(options_.channel, "retry");
       } else {
         r.outcome.kind = OutboxOutcome::Kind::kFailed;
         ++round.failed;
+        metrics::ObserveReminderDelivery(options_.channel, "failed");
       }
       IPSRT_LOG(WARNING) << "reminder " << d.reminder << " attempt "
                          << e.attempts << " failed: " << sent;

@@ -53,6 +53,9 @@ struct DispatcherOptions {
   // fault: pausing" and sleep this long, so an end-to-end test can kill the
   // process between claim and record.
   absl::Duration test_pause_after_deliver = absl::ZeroDuration();
+  // The channel's name in metrics labels: "jsonl" or the reminder plugin's
+  // configured name.
+  std::string channel = "jsonl";
 };
 
 // Backoff is the wait before attempt `attempts + 1` after a retriable

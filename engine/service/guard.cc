@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "ops/call_observer.h"
 #include "service/status_mapping.h"
 
 namespace ipsrt {
@@ -100,11 +101,24 @@ absl::StatusOr<Admission> Guard::Decide(
                    .request_id = std::move(request_id)};
 }
 
+void Guard::Annotate(grpc::CallbackServerContext* ctx,
+                     const absl::StatusOr<Admission>& admission,
+                     const AuditRecord& refusal) {
+  const grpc::ServerContextBase* base = ctx;
+  if (admission.ok()) {
+    AnnotateCall(base, admission->access.tenant,
+                 RoleName(admission->principal.role), admission->request_id);
+  } else {
+    AnnotateCall(base, refusal.tenant, refusal.role, refusal.request_id);
+  }
+}
+
 void Guard::Admit(grpc::CallbackServerContext* ctx, absl::string_view method,
                   const google::protobuf::Message& request,
                   std::function<void(absl::StatusOr<Admission>)> then) {
   AuditRecord refusal;
   absl::StatusOr<Admission> admission = Decide(ctx, method, request, refusal);
+  Annotate(ctx, admission, refusal);
   if (admission.ok()) return then(std::move(admission));
   // The refusal's record is stored before the answer; a failed append
   // cannot make the answer any more refused, so it stays the refusal.
@@ -121,6 +135,7 @@ grpc::ServerUnaryReactor* Guard::Unary(grpc::CallbackServerContext* ctx,
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   AuditRecord refusal;
   absl::StatusOr<Admission> admission = Decide(ctx, method, request, refusal);
+  Annotate(ctx, admission, refusal);
   if (!admission.ok()) {
     Append(std::move(refusal),
            [reactor, status = admission.status()](absl::Status) {

@@ -83,6 +83,11 @@ class Guard {
                             const std::string& request_id,
                             const absl::Status& refusal) const;
   void Append(AuditRecord record, Done done);
+  // Annotate hands the call's tenant, role and request id to the access
+  // log (ops/call_observer.h).
+  void Annotate(grpc::CallbackServerContext* ctx,
+                const absl::StatusOr<Admission>& admission,
+                const AuditRecord& refusal);
 
   const Authenticator* authenticator_;
   Store* store_;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -18,7 +19,8 @@ class IpsrtServer::Impl {
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
-  bool shut_down = false;
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
 };
 
 absl::StatusOr<std::unique_ptr<IpsrtServer>> IpsrtServer::Start(
@@ -45,6 +47,12 @@ absl::StatusOr<std::unique_ptr<IpsrtServer>> IpsrtServer::Start(
       std::make_unique<Guard>(deps.authenticator, deps.store, deps.clock);
   impl->services = MakeServices(deps, *impl->guard, deps.clock->Now());
   for (auto& s : impl->services) builder.RegisterService(s.get());
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      observers = MakeCallObservers(options.observe);
+  if (!observers.empty()) {
+    builder.experimental().SetInterceptorCreators(std::move(observers));
+  }
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || impl->port == 0) {
     return absl::UnavailableError(
@@ -60,9 +68,26 @@ IpsrtServer::~IpsrtServer() { Shutdown(absl::ZeroDuration()); }
 
 int IpsrtServer::port() const { return impl_->port; }
 
-void IpsrtServer::Shutdown(absl::Duration grace) {
+std::vector<std::string> IpsrtServer::ServiceNames() const {
+  return {"ipsrt.v1.AuditService",      "ipsrt.v1.DiagnosticsService",
+          "ipsrt.v1.EnrollmentService", "ipsrt.v1.ExportService",
+          "ipsrt.v1.PluginService",     "ipsrt.v1.QuestionnaireService",
+          "ipsrt.v1.ReminderService",   "ipsrt.v1.WorkflowService"};
+}
+
+void IpsrtServer::SetServingStatus(const std::string& service, bool serving) {
+  absl::MutexLock lock(&impl_->mu);
   if (impl_->shut_down) return;
-  impl_->shut_down = true;
+  // The named overload, also for "": the unnamed one sets every service.
+  impl_->server->GetHealthCheckService()->SetServingStatus(service, serving);
+}
+
+void IpsrtServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->shut_down) return;
+    impl_->shut_down = true;
+  }
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   impl_->server->Wait();

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -20,6 +21,7 @@
 #include "core/questionnaires.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/store.h"
+#include "ops/call_observer.h"
 #include "plugin_host/registry.h"
 
 namespace ipsrt {
@@ -33,6 +35,8 @@ struct ServerOptions {
   std::string tls_key_pem;
   // When set, clients must present a certificate signed by this CA.
   std::string tls_client_ca_pem;
+  // Per-call metrics and access log (ops/call_observer.h).
+  CallObserverOptions observe;
 };
 
 struct ServerDeps {
@@ -66,6 +70,14 @@ class IpsrtServer {
 
   // The bound port.
   int port() const;
+
+  // The full names of the ipsrt.v1 services served ("ipsrt.v1.X").
+  std::vector<std::string> ServiceNames() const;
+
+  // SetServingStatus sets grpc.health.v1's status of `service` alone (""
+  // is the server as a whole); Shutdown sets every one NOT_SERVING.
+  // Ignored after Shutdown began. Thread-safe.
+  void SetServingStatus(const std::string& service, bool serving);
 
   // Shutdown reports NOT_SERVING, stops accepting calls, waits up to
   // `grace` for in-flight calls to finish, then cancels the rest. The

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "ipsrt/status_macros.h"
+#include "ops/metrics_hooks.h"
 #include "store/audit_chain.h"
 #include "store/migrations.h"
 #include "store/pg_connection.h"
@@ -342,7 +343,12 @@ void PostgresStore::Impl::CommitLoop() {
       p = std::move(queue_.front());
       queue_.pop_front();
     }
-    p.done(Commit(p.batch));
+    absl::Time began = absl::Now();
+    absl::StatusOr<CommitResult> result = Commit(p.batch);
+    size_t audit = p.batch.audit.size();
+    metrics::ObserveCommitGroup("postgres", 1, result.ok() ? 0 : 1, audit,
+                                result.ok() ? 0 : audit, absl::Now() - began);
+    p.done(std::move(result));
   }
 }
 
@@ -992,5 +998,52 @@ absl::StatusOr<std::vector<AuditRecord>> PostgresStore::ListAudit(
 
 int PostgresStore::SchemaVersion() const { return impl_->schema_version(); }
 void PostgresStore::Close() { impl_->Close(); }
+
+absl::Status PostgresStore::Probe() {
+  absl::StatusOr<bool> answered =
+      impl_->Read<bool>([](PgConnection& c) -> absl::StatusOr<bool> {
+        IPSRT_ASSIGN_OR_RETURN(PgResult r, c.ExecRows("SELECT 1"));
+        return r.rows() == 1;
+      });
+  if (!answered.ok()) {
+    return absl::UnavailableError(absl::StrCat("store: postgres probe failed: ",
+                                               answered.status().message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StoreStats> PostgresStore::Stats(absl::Time now) {
+  return impl_->Read<StoreStats>(
+      [now](PgConnection& c) -> absl::StatusOr<StoreStats> {
+        StoreStats stats;
+        IPSRT_ASSIGN_OR_RETURN(
+            PgResult e,
+            c.Query("SELECT workflow_id, workflow_version, stage, COUNT(*) "
+                    "FROM enrollments GROUP BY workflow_id, workflow_version, "
+                    "stage",
+                    PgParams()));
+        for (int i = 0; i < e.rows(); ++i) {
+          stats.enrollments.push_back(
+              {.workflow_id = e.Text(i, 0),
+               .workflow_version = static_cast<int32_t>(e.Int(i, 1)),
+               .stage = e.Text(i, 2),
+               .count = e.Int(i, 3)});
+        }
+        // Pending: scheduled (0), claimed (1), retry wait (5). Overdue: due
+        // and unclaimed, or claimed under a lease that has run out.
+        IPSRT_ASSIGN_OR_RETURN(
+            PgResult o,
+            c.Query("SELECT (SELECT COUNT(*) FROM outbox WHERE status IN (0, "
+                    "1, 5)), (SELECT MIN(due_time_us) FROM outbox WHERE "
+                    "(status = 0 AND due_time_us <= $1) OR (status = 1 AND "
+                    "lease_expiry_us <= $1))",
+                    PgParams().Int(ToMicros(now))));
+        if (o.rows() == 1) {
+          stats.outbox_pending = o.Int(0, 0);
+          if (!o.IsNull(0, 1)) stats.oldest_due = FromMicros(o.Int(0, 1));
+        }
+        return stats;
+      });
+}
 
 }  // namespace ipsrt

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "ipsrt/status_macros.h"
+#include "ops/metrics_hooks.h"
 #include "store/audit_chain.h"
 #include "store/migrations.h"
 
@@ -245,6 +246,7 @@ class SqliteStore::Impl {
   absl::Status PrepareWriterStatements();
   void WriterLoop();
   void RunGroup(std::vector<Pending>& group);
+  void ObserveGroup(const std::vector<Pending>& group, absl::Duration elapsed);
   absl::StatusOr<CommitResult> Apply(const WriteBatch& b);
   absl::Status InsertAudit(const std::vector<AuditRecord>& records,
                            absl::string_view outcome_override);
@@ -462,10 +464,27 @@ void SqliteStore::Impl::WriterLoop() {
         queue_.pop_front();
       }
     }
+    absl::Time began = absl::Now();
     RunGroup(group);
+    ObserveGroup(group, absl::Now() - began);
     for (Pending& p : group) p.done(std::move(p.result));
     group.clear();
   }
+}
+
+// ObserveGroup reports one group commit to the metrics hooks.
+void SqliteStore::Impl::ObserveGroup(const std::vector<Pending>& group,
+                                     absl::Duration elapsed) {
+  size_t failed = 0, audit = 0, audit_failed = 0;
+  for (const Pending& p : group) {
+    audit += p.batch.audit.size();
+    if (!p.result.ok()) {
+      ++failed;
+      audit_failed += p.batch.audit.size();
+    }
+  }
+  metrics::ObserveCommitGroup("sqlite", group.size(), failed, audit,
+                              audit_failed, elapsed);
 }
 
 // RunGroup commits every request of `group` in one transaction. Each
@@ -1279,5 +1298,60 @@ absl::StatusOr<std::vector<AuditRecord>> SqliteStore::ListAudit(
 int SqliteStore::SchemaVersion() const { return impl_->schema_version(); }
 int64_t SqliteStore::GroupCommits() const { return impl_->group_commits(); }
 void SqliteStore::Close() { impl_->Close(); }
+
+absl::Status SqliteStore::Probe() {
+  return impl_->WithReader([](Impl::Reader& reader) -> absl::Status {
+    IPSRT_ASSIGN_OR_RETURN(Statement * prepared, reader.Prepared("SELECT 1"));
+    ResetOnExit reset(*prepared);
+    absl::StatusOr<bool> row = prepared->Step();
+    if (!row.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("store: sqlite probe failed: ", row.status().message()));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<StoreStats> SqliteStore::Stats(absl::Time now) {
+  return impl_->WithReader(
+      [now](Impl::Reader& reader) -> absl::StatusOr<StoreStats> {
+        StoreStats stats;
+        {
+          IPSRT_ASSIGN_OR_RETURN(
+              Statement * prepared,
+              reader.Prepared("SELECT workflow_id, workflow_version, stage, "
+                              "COUNT(*) FROM enrollments GROUP BY "
+                              "workflow_id, workflow_version, stage"));
+          Statement& s = *prepared;
+          ResetOnExit reset(s);
+          while (true) {
+            IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+            if (!row) break;
+            stats.enrollments.push_back(
+                {.workflow_id = s.Text(0),
+                 .workflow_version = static_cast<int32_t>(s.Int(1)),
+                 .stage = s.Text(2),
+                 .count = s.Int(3)});
+          }
+        }
+        // Pending: scheduled (0), claimed (1), retry wait (5). Overdue: due
+        // and unclaimed, or claimed under a lease that has run out.
+        IPSRT_ASSIGN_OR_RETURN(
+            Statement * prepared,
+            reader.Prepared("SELECT (SELECT COUNT(*) FROM outbox WHERE status "
+                            "IN (0, 1, 5)), (SELECT MIN(due_time_us) FROM "
+                            "outbox WHERE (status = 0 AND due_time_us <= ?1) "
+                            "OR (status = 1 AND lease_expiry_us <= ?1))"));
+        Statement& s = *prepared;
+        ResetOnExit reset(s);
+        s.Bind(1, ToMicros(now));
+        IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (row) {
+          stats.outbox_pending = s.Int(0);
+          if (!s.IsNull(1)) stats.oldest_due = FromMicros(s.Int(1));
+        }
+        return stats;
+      });
+}
 
 }  // namespace ipsrt

@@ -53,4 +53,6 @@ absl::StatusOr<OutboxEntry> Store::AcknowledgeOutbox(absl::string_view,
   return NoOutbox("AcknowledgeOutbox");
 }
 
+absl::Status Store::Probe() { return absl::OkStatus(); }
+
 }  // namespace ipsrt

@@ -8,12 +8,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "harness.h"
 #include "ipsrt/v1/audit.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
+#include "nlohmann/json.hpp"
 #include "process.h"
 
 namespace ipsrt::e2e {
@@ -25,11 +27,24 @@ namespace v1 = ::ipsrt::v1;
 
 constexpr char kMarker[] = "ZQXMARKER7731";
 
-TEST(LogHygieneTest, NoPatientDataInTheLog) {
+// RunCourseWithMarkers drives every kind of request carrying the marker
+// through an ipsrtd whose config's `logging:` section is `logging`, and
+// returns the server's whole log after a clean stop.
+std::string RunCourseWithMarkers(const std::string& logging) {
   TempDir dir;
-  absl::StatusOr<std::unique_ptr<Ipsrtd>> server =
-      Ipsrtd::Start(WriteConfig(dir));
-  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string config = WriteConfig(dir);
+  absl::StatusOr<std::string> yaml = ReadFile(config);
+  EXPECT_TRUE(yaml.ok());
+  std::string text = *yaml;
+  const std::string harness_logging = "logging:\n  level: info\n";
+  EXPECT_NE(text.find(harness_logging), std::string::npos);
+  text.replace(text.find(harness_logging), harness_logging.size(), logging);
+  EXPECT_TRUE(WriteFile(config, text).ok());
+  absl::StatusOr<std::unique_ptr<Ipsrtd>> server = Ipsrtd::Start(config);
+  if (!server.ok()) {
+    ADD_FAILURE() << server.status();
+    return "";
+  }
   auto stub = v1::EnrollmentService::NewStub(grpc::CreateChannel(
       (*server)->address(), grpc::InsecureChannelCredentials()));
   auto marked = [](const char* what) { return absl::StrCat(what, kMarker); };
@@ -45,7 +60,10 @@ TEST(LogHygieneTest, NoPatientDataInTheLog) {
   v1::Enrollment e;
   {
     grpc::ClientContext ctx;
-    ASSERT_TRUE(stub->CreateEnrollment(&ctx, create, &e).ok());
+    if (!stub->CreateEnrollment(&ctx, create, &e).ok()) {
+      ADD_FAILURE() << "CreateEnrollment failed";
+      return "";
+    }
   }
   // Refused requests carrying the marker.
   {
@@ -108,11 +126,51 @@ TEST(LogHygieneTest, NoPatientDataInTheLog) {
   }
   (*server)->process().Signal(SIGHUP);
   absl::StatusOr<int> exit = (*server)->Terminate();
-  ASSERT_TRUE(exit.ok());
-  EXPECT_EQ(*exit, 0);
-  std::string log = (*server)->process().Log();
+  EXPECT_TRUE(exit.ok());
+  EXPECT_EQ(exit.value_or(-1), 0);
+  return (*server)->process().Log();
+}
+
+TEST(LogHygieneTest, NoPatientDataInTheLog) {
+  std::string log = RunCourseWithMarkers("logging:\n  level: info\n");
   EXPECT_THAT(log, HasSubstr("stopped cleanly"));  // the log was captured
   EXPECT_THAT(log, Not(HasSubstr(kMarker)));
+}
+
+// logging.format: json with access logs on: every line is one JSON object
+// with time, level, message and source; each call's access line names its
+// method, code, latency, request id, tenant and role; no line carries the
+// marker.
+TEST(LogHygieneTest, NoPatientDataInJsonLogsWithAccessLines) {
+  std::string log = RunCourseWithMarkers(
+      "logging:\n  level: debug\n  format: json\n  access_log: true\n");
+  EXPECT_THAT(log, Not(HasSubstr(kMarker)));
+  int lines = 0, access = 0;
+  bool stopped = false, refused = false;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    ++lines;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    for (const char* key : {"time", "level", "message", "source"}) {
+      EXPECT_TRUE(j.contains(key) && j[key].is_string()) << key << ": " << line;
+    }
+    if (j["message"] == "stopped cleanly") stopped = true;
+    if (j["source"] != "access") continue;
+    ++access;
+    EXPECT_TRUE(j["latency_seconds"].is_number()) << line;
+    EXPECT_EQ(j["tenant"], "t1") << line;
+    EXPECT_EQ(j["actor_role"], "admin") << line;
+    if (j["method"] == "/ipsrt.v1.EnrollmentService/CreateEnrollment" &&
+        j["code"] == "INVALID_ARGUMENT") {
+      refused = true;
+      EXPECT_EQ(j["request_id"], "hyg-2");
+    }
+  }
+  EXPECT_TRUE(stopped);
+  EXPECT_TRUE(refused) << log;
+  // One access line per call: 2 creates, 9 submits, 1 list.
+  EXPECT_EQ(access, 12) << log;
+  EXPECT_GT(lines, access);
 }
 
 // With authentication on: tokens (valid, forged, and ones carrying the

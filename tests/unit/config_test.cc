@@ -520,5 +520,60 @@ TEST(ConfigPostgresTest, PasswordFromEnvironmentOrFile) {
   std::remove(file.c_str());
 }
 
+TEST(ConfigTest, OperationsSections) {
+  absl::StatusOr<Config> c = ParseConfig(absl::StrCat(kMinimal, R"(logging:
+  format: json
+  access_log: true
+plugins:
+  - path: a.so
+    required: true
+metrics:
+  listen: 127.0.0.1:9464
+  store_refresh: 30s
+health:
+  probe_interval: 500ms
+)"),
+                                         "ipsrtd.yaml", "/");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->logging.format, "json");
+  EXPECT_TRUE(c->logging.access_log);
+  ASSERT_EQ(c->plugins.size(), 1u);
+  EXPECT_TRUE(c->plugins[0].required);
+  EXPECT_EQ(c->metrics.listen, "127.0.0.1:9464");
+  EXPECT_EQ(c->metrics.location, "ipsrtd.yaml:13:11");
+  EXPECT_EQ(c->metrics.store_refresh, absl::Seconds(30));
+  EXPECT_EQ(c->health.probe_interval, absl::Milliseconds(500));
+
+  absl::StatusOr<Config> off = ParseConfig(kMinimal, "ipsrtd.yaml", "/");
+  ASSERT_TRUE(off.ok());
+  EXPECT_TRUE(off->metrics.listen.empty());
+  EXPECT_EQ(off->logging.format, "text");
+  EXPECT_FALSE(off->logging.access_log);
+}
+
+TEST(ConfigTest, OperationsSectionsReportEveryProblem) {
+  absl::StatusOr<Config> c = ParseConfig(absl::StrCat(kMinimal, R"(logging:
+  format: xml
+metrics:
+  listen: 9464
+  store_refresh: 10ms
+health:
+  probe_interval: 1ms
+  timeout: 1s
+)"),
+                                         "ipsrtd.yaml", "/");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(c.status().message()),
+            "ipsrtd.yaml:7:11: error: logging.format: must be text or json\n"
+            "ipsrtd.yaml:9:11: error: metrics.listen: must be host:port, "
+            "e.g. 127.0.0.1:9464\n"
+            "ipsrtd.yaml:10:18: error: metrics.store_refresh: must be at "
+            "least 1s\n"
+            "ipsrtd.yaml:12:19: error: health.probe_interval: must be at "
+            "least 100ms\n"
+            "ipsrtd.yaml:13:3: error: health.timeout: unknown key "
+            "\"timeout\" (allowed: probe_interval)");
+}
+
 }  // namespace
 }  // namespace ipsrt

@@ -85,6 +85,33 @@ struct WorkflowsConfig {
 struct LoggingConfig {
   // "debug", "info", "warning" or "error".
   std::string level = "info";
+  // "text" (one human-readable line) or "json" (one JSON object a line:
+  // time, level, message, source, and for access logs the call's fields).
+  std::string format = "text";
+  // One log line per finished gRPC call (method, code, latency, request
+  // id, tenant, actor role), at info level.
+  bool access_log = false;
+};
+
+// The Prometheus endpoint (docs/operations.md).
+//   metrics:
+//     listen: 127.0.0.1:9464   # off unless set
+struct MetricsConfig {
+  // host:port of the HTTP listener serving /metrics; empty: no metrics.
+  std::string listen;
+  // "file:line:col" of `listen`, for start-up errors.
+  std::string location;
+  // How often the store-derived gauges (enrollments by stage, outbox
+  // depth and lag) are refreshed; a scrape never queries the store.
+  absl::Duration store_refresh = absl::Seconds(10);
+};
+
+// Readiness (grpc.health.v1), see docs/operations.md.
+//   health:
+//     probe_interval: 2s
+struct HealthConfig {
+  // How often the store and the required plugins are probed.
+  absl::Duration probe_interval = absl::Seconds(2);
 };
 
 struct SafetyConfig {
@@ -115,6 +142,8 @@ struct PluginConfig {
   absl::Duration call_timeout = absl::Seconds(5);
   // "file:line:col" of the entry, for load errors.
   std::string location;
+  // A required plugin that is down makes ipsrtd NOT_SERVING (readiness).
+  bool required = false;
 };
 
 // Delivery of planned reminders (engine/reminders/dispatcher.h).
@@ -244,6 +273,8 @@ struct Config {
   RemindersConfig reminders;
   ExportConfig export_;
   IntegrityConfig integrity;
+  MetricsConfig metrics;
+  HealthConfig health;
 };
 
 // ParseConfig reads YAML text. `file_name` appears in diagnostics;

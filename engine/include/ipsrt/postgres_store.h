@@ -104,6 +104,8 @@ class PostgresStore final : public Store {
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "postgres"; }
   void Close() override;
+  absl::Status Probe() override;
+  absl::StatusOr<StoreStats> Stats(absl::Time now) override;
 
  private:
   class Impl;

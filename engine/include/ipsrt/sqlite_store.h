@@ -96,6 +96,8 @@ class SqliteStore final : public Store {
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "sqlite"; }
   void Close() override;
+  absl::Status Probe() override;
+  absl::StatusOr<StoreStats> Stats(absl::Time now) override;
 
   // ClaimQueryPlan is SQLite's EXPLAIN QUERY PLAN of ClaimOutbox's
   // statement, one plan line per line (for tests and the benchmark).

@@ -223,6 +223,22 @@ struct OutboxQuery {
   int limit = 100;
 };
 
+// Aggregates for the metrics' gauges (Store::Stats).
+struct StoreStats {
+  struct EnrollmentCount {
+    std::string workflow_id;
+    int32_t workflow_version = 0;
+    std::string stage;
+    int64_t count = 0;
+  };
+  std::vector<EnrollmentCount> enrollments;
+  // Rows scheduled, claimed or waiting to retry.
+  int64_t outbox_pending = 0;
+  // Due time of the oldest overdue row: due and not claimed, or claimed
+  // under an expired lease. Infinite future when none is.
+  absl::Time oldest_due = absl::InfiniteFuture();
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -328,6 +344,18 @@ class Store {
   // Close finishes queued commits, refuses new ones with UNAVAILABLE and
   // releases the database. Idempotent; the destructor calls it.
   virtual void Close() = 0;
+
+  // Probe is a cheap round trip to the database (readiness): OK when the
+  // store can serve now, UNAVAILABLE naming the store when it cannot.
+  // Thread-safe; never blocks longer than the store's connect timeout.
+  virtual absl::Status Probe();
+
+  // Stats counts enrollments by (workflow, version, stage) and the outbox
+  // rows waiting for delivery, for the metrics' gauges. One aggregate
+  // query; callers refresh it on an interval, never per scrape.
+  virtual absl::StatusOr<StoreStats> Stats(absl::Time now) {
+    return absl::UnimplementedError("store: no statistics");
+  }
 };
 
 }  // namespace ipsrt

@@ -1,0 +1,29 @@
+// Start-up steps of ipsrtd kept out of main.cc: the metrics endpoint and
+// `--check_config`.
+#ifndef IPSRT_IPSRTD_SETUP_H_
+#define IPSRT_IPSRTD_SETUP_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ipsrt/config.h"
+#include "ops/metrics.h"
+
+namespace ipsrt {
+
+// StartMetrics binds metrics.listen and installs the registry; null when
+// metrics are off (no metrics.listen). The error names the config line.
+absl::StatusOr<std::unique_ptr<Metrics>> StartMetrics(const Config& config);
+
+// CheckConfig loads the config file, the workflow templates, the plugins
+// (started, then stopped), the questionnaires, the export targets, the
+// reminder channel and the authentication settings exactly as a start
+// would, prints every problem to stderr, and returns the exit status: 0
+// when all are good, 1 otherwise. It neither opens the store (a start
+// would migrate it) nor binds a port.
+int CheckConfig(const std::string& config_path);
+
+}  // namespace ipsrt
+
+#endif  // IPSRT_IPSRTD_SETUP_H_
