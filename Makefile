@@ -5,7 +5,7 @@ PRESET ?= default
 BUILD_DIR := build/$(PRESET)
 CONFIG ?= config/ipsrtd.yaml
 
-.PHONY: all deps configure build test run bench interop-deps format clean
+.PHONY: all deps configure build test run bench interop-deps format clean fuzz
 
 all: build
 
@@ -30,6 +30,12 @@ run: build
 
 bench: build
 	bash bench/run.sh
+
+# libFuzzer with ASan and UBSan (clang-14): each target for FUZZ_SECONDS
+# (docs/fuzzing.md). FUZZ_TARGETS picks some ("condition scenario").
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" bash scripts/fuzz.sh
 
 format:
 	find engine tests bench plugins -name '*.cc' -o -name '*.h' | xargs clang-format -i

@@ -13,6 +13,8 @@ packages=(
   # Server binaries for the PostgreSQL tests (/usr/lib/postgresql/15/bin),
   # which start throw-away servers of their own.
   postgresql-15
+  # make fuzz: clang with libFuzzer and the sanitizer runtimes.
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()
