@@ -6,7 +6,7 @@ BUILD_DIR := build/$(PRESET)
 CONFIG ?= config/ipsrtd.yaml
 
 .PHONY: all deps configure build test run bench interop-deps format clean \
-	package
+	package fuzz
 
 all: build
 
@@ -36,6 +36,12 @@ bench: build
 # The Debian package (CPack): build/$(PRESET)/ipsrtd_<version>_<arch>.deb.
 package: build
 	cd $(BUILD_DIR) && cpack -G DEB
+
+# libFuzzer with ASan and UBSan (clang-14): each target for FUZZ_SECONDS
+# (docs/fuzzing.md). FUZZ_TARGETS picks some ("condition scenario").
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" bash scripts/fuzz.sh
 
 format:
 	find engine tests bench plugins -name '*.cc' -o -name '*.h' | xargs clang-format -i

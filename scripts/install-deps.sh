@@ -20,6 +20,8 @@ packages=(
   # Metrics (prometheus-cpp) and the operations tests: a real Prometheus
   # server and promtool, dpkg-dev for CPack's dependency scan of the .deb.
   prometheus-cpp-dev prometheus dpkg-dev curl
+  # make fuzz: clang with libFuzzer and the sanitizer runtimes.
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

@@ -196,18 +196,22 @@ int ReportRpcError(const grpc::Status& grpc_status) {
   const std::string server = absl::GetFlag(FLAGS_server);
   // ipsrtd itself answers UNAVAILABLE too (a plugin or an export target is
   // down, the store is unreachable); the hint is only for gRPC's own
-  // connection failures, whose messages name the transport.
+  // connection failures, whose messages name the transport. ipsrtd's
+  // answers about a plugin start with "plugin <name>" even when they quote
+  // the plugin's own transport failure ("Socket closed").
   const absl::string_view message = status.message();
+  const bool from_plugin = absl::StartsWith(message, "plugin ");
   const bool transport_failure =
-      absl::StrContains(message, "failed to connect") ||
-      absl::StrContains(message, "Connection refused") ||
-      absl::StrContains(message, "DNS resolution failed") ||
-      absl::StrContains(message, "Socket closed") ||
-      absl::StrContains(message, "Connection reset");
+      !from_plugin && (absl::StrContains(message, "failed to connect") ||
+                       absl::StrContains(message, "Connection refused") ||
+                       absl::StrContains(message, "DNS resolution failed") ||
+                       absl::StrContains(message, "Socket closed") ||
+                       absl::StrContains(message, "Connection reset"));
   if (status.code() == absl::StatusCode::kUnavailable && transport_failure) {
     std::fprintf(stderr, "ipsrt: cannot reach ipsrtd at %s; is it running?\n",
                  server.c_str());
-  } else if (status.code() == absl::StatusCode::kDeadlineExceeded) {
+  } else if (status.code() == absl::StatusCode::kDeadlineExceeded &&
+             !from_plugin) {
     std::fprintf(stderr,
                  "ipsrt: no answer from ipsrtd at %s within %s (see "
                  "--timeout)\n",

@@ -24,6 +24,10 @@ using google::protobuf::util::TimeUtil;
 
 // More injected ticks than this is a mistake (a tick of PT1S over a year).
 constexpr int kMaxTicks = 100000;
+// The longest virtual span a scenario may cover (start to `until` or the
+// last event): ten years, several times the longest IPSRT maintenance
+// phase. Refused before anything is simulated.
+constexpr absl::Duration kMaxSpan = absl::Hours(24 * 3653);
 
 constexpr absl::string_view kPayloadKeys[] = {
     "session_held", "questionnaire",      "srm_diary",     "goal_set",
@@ -696,6 +700,22 @@ absl::Status Simulator::Run() {
                      ": error: workflow: the scenario is written for "
                      "\"",
                      s_.workflow, "\", not \"", w_.id, "\""));
+  }
+  absl::Time end = s_.start;
+  if (!s_.events.empty()) end = std::max(end, s_.events.back().time);
+  if (s_.until.has_value()) end = std::max(end, *s_.until);
+  if (end - s_.start > kMaxSpan) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        s_.file, ": error: ", s_.until.has_value() ? "until" : "events",
+        ": the scenario spans ", absl::ToInt64Hours(end - s_.start) / 24,
+        " days from patient.start; the limit is 3653 days (10 years)"));
+  }
+  if (s_.tick.has_value() &&
+      AddIsoDuration(s_.start, Scaled(*s_.tick, kMaxTicks), s_.zone) < end) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        s_.file, ": error: tick: more than ", kMaxTicks,
+        " time.elapsed events before the end of the scenario; use a longer "
+        "tick"));
   }
   absl::Status status = Create();
   if (!status.ok()) return status;

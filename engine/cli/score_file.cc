@@ -42,11 +42,45 @@ std::string Quote(absl::string_view s) {
 
 std::string Number(double v) { return absl::StrCat(v); }
 
+// Refuses input the JSON parser would spend long on (its recursion is
+// unbounded) with a message naming the byte offset.
+absl::Status CheckJsonBounds(absl::string_view file, absl::string_view json) {
+  if (json.size() > kMaxAnswersFileBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": the file is ", json.size(),
+                     " bytes; the limit is ", kMaxAnswersFileBytes, " bytes"));
+  }
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxAnswersJsonDepth) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(file, ": byte ", i, ": JSON nested deeper than ",
+                         kMaxAnswersJsonDepth, " levels"));
+      }
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<v1::ScoreResponseRequest> ParseAnswersFile(
     absl::string_view file, absl::string_view json, absl::string_view id,
     int version) {
+  if (absl::Status s = CheckJsonBounds(file, json); !s.ok()) return s;
   Struct root;
   google::protobuf::util::JsonParseOptions options;
   if (!google::protobuf::util::JsonStringToMessage(std::string(json), &root,

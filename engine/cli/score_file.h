@@ -16,6 +16,7 @@
 #ifndef IPSRT_CLI_SCORE_FILE_H_
 #define IPSRT_CLI_SCORE_FILE_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -24,9 +25,14 @@
 
 namespace ipsrt::cli {
 
+// Bounds on an answers file, checked before it is parsed.
+inline constexpr size_t kMaxAnswersFileBytes = 1 << 20;
+inline constexpr int kMaxAnswersJsonDepth = 32;
+
 // ParseAnswersFile reads `json` (the contents of `file`) into a request for
 // instrument `id`. INVALID_ARGUMENT names the file and the JSON path, e.g.
-// `a.json: answers["3"]: must be a whole number`.
+// `a.json: answers["3"]: must be a whole number`, or the bound exceeded
+// (size over kMaxAnswersFileBytes, nesting over kMaxAnswersJsonDepth).
 absl::StatusOr<v1::ScoreResponseRequest> ParseAnswersFile(
     absl::string_view file, absl::string_view json, absl::string_view id,
     int version);

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -158,6 +159,15 @@ absl::StatusOr<absl::TimeZone> LoadPatientTimeZone(absl::string_view field,
                                 "\"; e.g. \"Europe/London\""));
   }
   return tz;
+}
+
+std::string QuoteInput(absl::string_view value) {
+  constexpr size_t kMaxQuoted = 64;
+  if (value.size() <= kMaxQuoted) {
+    return absl::StrCat("\"", absl::CHexEscape(value), "\"");
+  }
+  return absl::StrCat("\"", absl::CHexEscape(value.substr(0, kMaxQuoted)),
+                      "...\" (", value.size(), " bytes)");
 }
 
 }  // namespace ipsrt

@@ -58,6 +58,11 @@ absl::Status CheckLabels(absl::string_view field,
 absl::StatusOr<absl::TimeZone> LoadPatientTimeZone(absl::string_view field,
                                                    absl::string_view name);
 
+// QuoteInput renders caller input for an error message: at most the first
+// 64 bytes, C-escaped, in double quotes, with the full length when cut
+// ("\"abc...\" (102400 bytes)"). Never quote caller input any other way.
+std::string QuoteInput(absl::string_view value);
+
 }  // namespace ipsrt
 
 #endif  // IPSRT_COMMON_VALIDATION_H_

@@ -477,7 +477,9 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
         if (!r.ExpectMap(entry, p, false)) continue;
         r.ExpectKeys(entry, p,
                      {"path", "transport", "sha256", "args", "config",
-                      "call_timeout", "required"});
+                      "call_timeout", "required", "handshake_timeout",
+                      "memory_limit_mb", "cpu_limit_seconds",
+                      "max_concurrent_calls"});
         PluginConfig pc;
         pc.location = absl::StrCat(file_name, ":", entry.Mark().line + 1, ":",
                                    entry.Mark().column + 1);
@@ -506,6 +508,25 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
         if (pc.call_timeout <= absl::ZeroDuration()) {
           r.Error(entry["call_timeout"], YamlReader::Join(p, "call_timeout"),
                   "must be positive");
+        }
+        pc.handshake_timeout =
+            r.Duration(entry, p, "handshake_timeout", pc.handshake_timeout);
+        if (pc.handshake_timeout <= absl::ZeroDuration()) {
+          r.Error(entry["handshake_timeout"],
+                  YamlReader::Join(p, "handshake_timeout"), "must be positive");
+        }
+        pc.memory_limit_mb =
+            r.Int(entry, p, "memory_limit_mb", 0, 0, int64_t{1} << 30);
+        pc.cpu_limit_seconds =
+            r.Int(entry, p, "cpu_limit_seconds", 0, 0, int64_t{1} << 30);
+        pc.max_concurrent_calls =
+            static_cast<int>(r.Int(entry, p, "max_concurrent_calls",
+                                   pc.max_concurrent_calls, 1, 1024));
+        if (pc.transport != "out_of_process" &&
+            (pc.memory_limit_mb > 0 || pc.cpu_limit_seconds > 0)) {
+          r.Error(entry, p,
+                  "memory_limit_mb and cpu_limit_seconds need transport "
+                  "out_of_process");
         }
         const YAML::Node& config = entry["config"];
         if (config.IsDefined() && !config.IsNull()) {

@@ -332,8 +332,8 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
   if (workflow == nullptr) {
     return done(absl::NotFoundError(
         request.workflow_version() == 0
-            ? absl::StrCat("workflow_id: no workflow \"", request.workflow_id(),
-                           "\" is loaded")
+            ? absl::StrCat("workflow_id: no workflow ",
+                           QuoteInput(request.workflow_id()), " is loaded")
             : absl::StrCat("workflow_version: version ",
                            request.workflow_version(), " of workflow \"",
                            request.workflow_id(), "\" is not loaded")));

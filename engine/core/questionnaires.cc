@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/validation.h"
 
 namespace ipsrt {
 
@@ -50,15 +51,15 @@ absl::StatusOr<const v1::Questionnaire*> QuestionnaireCatalog::Get(
     const std::string& id, int version) const {
   auto it = instruments_.find(id);
   if (it == instruments_.end()) {
-    return absl::NotFoundError(absl::StrCat("questionnaire \"", id,
-                                            "\" is not served by any "
+    return absl::NotFoundError(absl::StrCat("questionnaire ", QuoteInput(id),
+                                            " is not served by any "
                                             "loaded plugin"));
   }
   if (version == 0) return &it->second.versions.rbegin()->second;
   auto v = it->second.versions.find(version);
   if (v == it->second.versions.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("questionnaire \"", id, "\" has no version ", version));
+    return absl::NotFoundError(absl::StrCat("questionnaire ", QuoteInput(id),
+                                            " has no version ", version));
   }
   return &v->second;
 }
@@ -72,9 +73,10 @@ absl::StatusOr<v1::ScoreResponseResponse> QuestionnaireCatalog::Score(
   }
   auto it = instruments_.find(response.questionnaire_id());
   if (it == instruments_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        field, ".questionnaire_id: questionnaire \"",
-        response.questionnaire_id(), "\" is not served by any loaded plugin"));
+    return absl::NotFoundError(
+        absl::StrCat(field, ".questionnaire_id: questionnaire ",
+                     QuoteInput(response.questionnaire_id()),
+                     " is not served by any loaded plugin"));
   }
   plugin::v1::ScoreResponseRequest forwarded;
   *forwarded.mutable_response() = response;

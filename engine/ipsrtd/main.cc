@@ -151,9 +151,18 @@ int Run() {
   }
   IPSRT_LOG(INFO) << store_description;
 
-  // Plugins load all or nothing, before the server accepts a call.
+  const Clock* clock = SystemClock::Get();
+  std::optional<OffsetClock> offset_clock;
+  if (std::optional<absl::Duration> offset =
+          TestDuration("IPSRT_TEST_CLOCK_OFFSET")) {
+    clock = &offset_clock.emplace(*offset);
+  }
+  // Plugins load all or nothing, before the server accepts a call. Their
+  // host().Now() is the engine's clock.
+  PluginHostOptions plugin_options = DefaultPluginHostOptions();
+  plugin_options.clock = clock;
   absl::StatusOr<std::unique_ptr<PluginRegistry>> plugins =
-      PluginRegistry::Load(config->plugins, DefaultPluginHostOptions());
+      PluginRegistry::Load(config->plugins, plugin_options);
   if (!plugins.ok()) {
     std::fprintf(stderr, "ipsrtd: plugin refused: %s\n",
                  std::string(plugins.status().message()).c_str());
@@ -206,12 +215,6 @@ int Run() {
     std::fprintf(stderr, "ipsrtd: export refused: %s\n",
                  std::string(targets.message()).c_str());
     return 1;
-  }
-  const Clock* clock = SystemClock::Get();
-  std::optional<OffsetClock> offset_clock;
-  if (std::optional<absl::Duration> offset =
-          TestDuration("IPSRT_TEST_CLOCK_OFFSET")) {
-    clock = &offset_clock.emplace(*offset);
   }
   // Integrity (docs/integrity.md): verify the chains before serving when
   // asked, and anchor the store's heads outside the database.

@@ -1,13 +1,23 @@
 #include "plugin_host/in_process.h"
 
 #include <dlfcn.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "ipsrt/plugin/contract.h"
 #include "ipsrt_plugin.h"
+#include "plugin_host/out_of_process.h"
 
 namespace ipsrt {
 namespace {
@@ -17,11 +27,74 @@ namespace {
 size_t DescriptorSizeForMinor(uint16_t minor) {
   switch (minor) {
     case 0:
+      return offsetof(ipsrt_plugin_descriptor, contract);
+    case 1:
       return sizeof(ipsrt_plugin_descriptor);
     default:
       return 0;
   }
 }
+
+// The plugin call running on this thread, for the fatal-signal handler
+// (plain pointers to strings that live as long as the process: the
+// transport's name and PluginMethodName's literals).
+thread_local const char* current_plugin = nullptr;
+thread_local const char* current_method = nullptr;
+
+struct sigaction previous_actions[32];
+const int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+
+void WriteAll(const char* text) {
+  size_t n = strlen(text);
+  while (n > 0) {
+    ssize_t w = write(STDERR_FILENO, text, n);
+    if (w <= 0) return;
+    text += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+// Async-signal-safe: write(2), kill(2), sigaction(2), raise(3) only.
+void OnFatalSignal(int sig) {
+  if (current_plugin != nullptr) {
+    char number[8];
+    int n = 0;
+    for (int v = sig; v > 0 && n < 7; v /= 10) number[n++] = '0' + v % 10;
+    char digits[8];
+    for (int i = 0; i < n; ++i) digits[i] = number[n - 1 - i];
+    digits[n] = '\0';
+    WriteAll("E plugin_host] fatal signal ");
+    WriteAll(digits);
+    WriteAll(" (");
+    WriteAll(sigabbrev_np(sig) != nullptr ? sigabbrev_np(sig) : "?");
+    WriteAll(") in in-process plugin ");
+    WriteAll(current_plugin);
+    WriteAll(" during ");
+    WriteAll(current_method);
+    WriteAll("; ipsrtd is going down (run untrusted plugins out of process)\n");
+  }
+  KillAllPluginProcessGroups();
+  sigaction(sig, &previous_actions[sig], nullptr);
+  raise(sig);
+}
+
+}  // namespace
+
+void InstallFatalSignalHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = &OnFatalSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_NODEFER;
+    for (int sig : kFatalSignals) {
+      sigaction(sig, &action, &previous_actions[sig]);
+    }
+  });
+}
+
+namespace {
 
 // Collects what one call hands to ipsrt_result.
 struct CallOutcome {
@@ -99,6 +172,8 @@ class InProcessTransport final : public PluginTransport {
     host_api_.host_data = host_context_.get();
     host_api_.log = &HostLog;
     host_api_.now_unix_micros = &HostNow;
+    shared_->name = host_context_->plugin_name;
+    InstallFatalSignalHandler();
   }
 
   ~InProcessTransport() override { Shutdown(); }
@@ -126,30 +201,90 @@ class InProcessTransport final : public PluginTransport {
                     const google::protobuf::Message& request,
                     google::protobuf::Message* response,
                     absl::Duration timeout) override {
-    if (instance_ == nullptr) {
-      return absl::UnavailableError(absl::StrCat(
-          "plugin ", host_context_->plugin_name, " has been shut down"));
-    }
     ipsrt_call_fn fn = Function(method);
     if (fn == nullptr) {
       return absl::UnimplementedError(
           absl::StrCat("plugin ", host_context_->plugin_name, " has no ",
                        PluginMethodName(method), " entry point"));
     }
-    std::string bytes;
-    if (!request.SerializeToString(&bytes)) {
+    auto call = std::make_shared<PendingCall>();
+    if (!request.SerializeToString(&call->request)) {
       return absl::InternalError("plugin request does not serialize");
     }
-    CallOutcome outcome;
-    ipsrt_result result = MakeResult(&outcome);
-    ipsrt_code code =
-        fn(instance_, reinterpret_cast<const uint8_t*>(bytes.data()),
-           bytes.size(), &result);
-    if (code != IPSRT_CODE_OK) {
-      return StatusFromPlugin(code, outcome, host_context_->plugin_name,
-                              method);
+    const absl::Time deadline = absl::Now() + timeout;
+    void* instance = nullptr;
+    {
+      absl::MutexLock lock(&shared_->mu);
+      if (instance_ == nullptr) {
+        return absl::UnavailableError(
+            absl::StrCat("plugin ", shared_->name, " has been shut down"));
+      }
+      if (shared_->overdue > 0) {
+        return absl::UnavailableError(
+            absl::StrCat("plugin ", shared_->name,
+                         " is not serving: ", shared_->down_reason));
+      }
+      Shared* shared = shared_.get();
+      auto slot_free = [shared] {
+        return shared->running < shared->max_concurrent;
+      };
+      if (!shared_->mu.AwaitWithDeadline(absl::Condition(&slot_free),
+                                         deadline)) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "plugin ", shared_->name, " did not answer ",
+            PluginMethodName(method), " within ", absl::FormatDuration(timeout),
+            " (all ", shared_->max_concurrent,
+            " of its concurrent call slots stayed busy)"));
+      }
+      ++shared_->running;
+      instance = instance_;
     }
-    if (!response->ParseFromString(outcome.response)) {
+    // The call runs on its own thread so that the caller can stop waiting
+    // at its deadline. A plugin call cannot be interrupted: an overdue one
+    // keeps its slot, and the plugin stays NOT_SERVING, until it returns.
+    // The thread owns what it uses (the transport may be gone by then).
+    std::thread([shared = shared_, call, fn, instance, method] {
+      current_plugin = shared->name.c_str();
+      current_method = PluginMethodName(method).data();
+      ipsrt_result result = MakeResult(&call->outcome);
+      ipsrt_code code =
+          fn(instance, reinterpret_cast<const uint8_t*>(call->request.data()),
+             call->request.size(), &result);
+      current_plugin = nullptr;
+      current_method = nullptr;
+      absl::MutexLock lock(&shared->mu);
+      call->code = code;
+      --shared->running;
+      if (call->abandoned && --shared->overdue == 0) {
+        IPSRT_LOG(INFO) << "plugin " << shared->name << ": its overdue "
+                        << PluginMethodName(method)
+                        << " call returned; serving again";
+      }
+      call->done = true;
+    }).detach();
+    {
+      absl::MutexLock lock(&shared_->mu);
+      PendingCall* c = call.get();
+      auto done = [c] { return c->done; };
+      if (!shared_->mu.AwaitWithDeadline(absl::Condition(&done), deadline)) {
+        call->abandoned = true;
+        ++shared_->overdue;
+        shared_->down_reason = absl::StrCat(
+            "a ", PluginMethodName(method), " call overran its ",
+            absl::FormatDuration(timeout), " deadline and is still running");
+        IPSRT_LOG(WARNING) << "plugin " << shared_->name
+                           << " is not serving: " << shared_->down_reason;
+        return absl::DeadlineExceededError(
+            absl::StrCat("plugin ", shared_->name, " did not answer ",
+                         PluginMethodName(method), " within ",
+                         absl::FormatDuration(timeout)));
+      }
+    }
+    if (call->code != IPSRT_CODE_OK) {
+      return StatusFromPlugin(call->code, call->outcome,
+                              host_context_->plugin_name, method);
+    }
+    if (!response->ParseFromString(call->outcome.response)) {
       return absl::InternalError(absl::StrCat(
           "plugin ", host_context_->plugin_name, " answered ",
           PluginMethodName(method), " with bytes that are not a valid ",
@@ -162,18 +297,44 @@ class InProcessTransport final : public PluginTransport {
     return v1::PluginInfo::IN_PROCESS;
   }
   v1::PluginInfo::Health health() const override {
-    return instance_ != nullptr ? v1::PluginInfo::SERVING
-                                : v1::PluginInfo::NOT_SERVING;
+    absl::MutexLock lock(&shared_->mu);
+    return instance_ != nullptr && shared_->overdue == 0
+               ? v1::PluginInfo::SERVING
+               : v1::PluginInfo::NOT_SERVING;
   }
 
-  // Destroys the instance. The library stays mapped for the life of the
+  // Destroys the instance once no call runs in it. A call that never
+  // returns leaves the instance alive (destroying it under a running call
+  // would be worse). The library stays mapped for the life of the
   // process: its code may still be referenced (static destructors,
   // protobuf registrations), and unloading buys nothing a restart doesn't.
   void Shutdown() override {
-    if (instance_ != nullptr) {
-      descriptor_->destroy(instance_);
+    void* instance = nullptr;
+    {
+      absl::MutexLock lock(&shared_->mu);
+      if (instance_ == nullptr) return;
+      // Calls still within their deadline get up to 5 s to finish; an
+      // overdue one is not waited for.
+      Shared* shared = shared_.get();
+      auto idle = [shared] { return shared->running == shared->overdue; };
+      shared_->mu.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(5));
+      if (shared_->running > 0) {
+        IPSRT_LOG(WARNING) << "plugin " << shared_->name << ": "
+                           << shared_->running
+                           << " call(s) still running at shutdown; its "
+                              "instance is not destroyed";
+        instance_ = nullptr;
+        return;
+      }
+      instance = instance_;
       instance_ = nullptr;
     }
+    descriptor_->destroy(instance);
+  }
+
+  void SetMaxConcurrentCalls(int n) {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->max_concurrent = n < 1 ? 1 : n;
   }
 
  private:
@@ -199,11 +360,33 @@ class InProcessTransport final : public PluginTransport {
     return nullptr;
   }
 
+  // Call accounting, shared with the threads running calls (which may
+  // outlive the transport when a call never returns).
+  struct Shared {
+    std::string name;
+    absl::Mutex mu;
+    int max_concurrent ABSL_GUARDED_BY(mu) = 4;
+    int running ABSL_GUARDED_BY(mu) = 0;
+    // Calls whose caller gave up at the deadline but that still run.
+    int overdue ABSL_GUARDED_BY(mu) = 0;
+    std::string down_reason ABSL_GUARDED_BY(mu);
+  };
+  // One call's request and outcome, shared by the caller and the thread
+  // running it (which may outlive the caller's wait).
+  struct PendingCall {
+    std::string request;
+    CallOutcome outcome;
+    ipsrt_code code = IPSRT_CODE_OK;  // guarded by Shared::mu
+    bool done = false;                // guarded by Shared::mu
+    bool abandoned = false;  // guarded by Shared::mu: the caller gave up
+  };
+
   void* library_;
   const ipsrt_plugin_descriptor* descriptor_;
   std::unique_ptr<HostContext> host_context_;
   ipsrt_host_api host_api_;
-  void* instance_ = nullptr;
+  std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
+  void* instance_ = nullptr;  // guarded by shared_->mu after Create
 };
 
 // CheckDescriptor applies the checks of ipsrt_plugin.h, in its order.
@@ -243,6 +426,16 @@ absl::Status CheckDescriptor(const ipsrt_plugin_descriptor* d,
       d->version[0] == '\0') {
     return absl::FailedPreconditionError(absl::StrCat(
         "plugin library ", path, ": its descriptor has no name or version"));
+  }
+  if (d->abi_minor >= 1 && d->contract != nullptr &&
+      strcmp(d->contract, IPSRT_PLUGIN_CONTRACT) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "plugin ", d->name, " (", path, ") was built with plugin SDK contract ",
+        absl::CHexEscape(absl::string_view(d->contract).substr(0, 64)),
+        " but this engine's is ", IPSRT_PLUGIN_CONTRACT,
+        ": its generated message code would not match the engine's; rebuild "
+        "it against this engine's SDK (",
+        IPSRT_PLUGIN_SDK_VERSION, ")"));
   }
   const uint32_t known =
       IPSRT_KIND_QUESTIONNAIRE | IPSRT_KIND_REMINDER | IPSRT_KIND_EXPORTER;
@@ -287,7 +480,7 @@ absl::Status CheckDescriptor(const ipsrt_plugin_descriptor* d,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PluginTransport>> LoadInProcessPlugin(
-    const std::string& path, const Clock* clock) {
+    const std::string& path, const Clock* clock, int max_concurrent_calls) {
   // RTLD_LOCAL keeps the plugin's own symbols out of the global namespace;
   // RTLD_NOW surfaces unresolved symbols here rather than mid-call.
   void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -315,6 +508,7 @@ absl::StatusOr<std::unique_ptr<PluginTransport>> LoadInProcessPlugin(
   auto transport = std::make_unique<InProcessTransport>(library, descriptor,
                                                         std::move(context));
   if (absl::Status s = transport->Create(); !s.ok()) return s;
+  transport->SetMaxConcurrentCalls(max_concurrent_calls);
   return transport;
 }
 

@@ -4,9 +4,11 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
@@ -23,6 +25,7 @@
 #include "grpcpp/impl/codegen/rpc_method.h"
 #include "grpcpp/security/credentials.h"
 #include "ops/metrics_hooks.h"
+#include "plugin_host/in_process.h"
 
 extern char** environ;
 
@@ -61,23 +64,86 @@ std::string DescribeExit(int status) {
   return absl::StrCat("ended with wait status ", status);
 }
 
-// One running child: its pid, stdout drain and channel.
+// Process groups of the running children, for KillAllPluginProcessGroups:
+// a fixed table of atomics so that a fatal-signal handler can read it.
+constexpr int kMaxGroups = 256;
+std::atomic<pid_t> live_groups[kMaxGroups];
+
+void RememberGroup(pid_t pgid) {
+  for (auto& slot : live_groups) {
+    pid_t empty = 0;
+    if (slot.compare_exchange_strong(empty, pgid)) return;
+  }
+}
+
+void ForgetGroup(pid_t pgid) {
+  for (auto& slot : live_groups) {
+    pid_t expected = pgid;
+    if (slot.compare_exchange_strong(expected, 0)) return;
+  }
+}
+
+// One running child: its pid (= its process group), stdout drain and
+// channel. Movable so that a child can be taken out from under the
+// transport's lock and stopped without holding it.
 struct Child {
   pid_t pid = 0;
+  // The child's process group (its pid); stays set after the leader has
+  // been reaped so that its descendants are still killed.
+  pid_t pgid = 0;
   std::string socket_dir;
   std::shared_ptr<grpc::Channel> channel;
   std::thread drain;
+  // Writing to wake[1] ends the drain thread even while a descendant of
+  // the child still holds the other end of its stdout pipe.
+  int wake[2] = {-1, -1};
 
-  // Kills (if running), reaps and cleans up. Returns the wait status, or
-  // -1 when the child had already been reaped.
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  Child(Child&& other) noexcept { Swap(other); }
+  Child& operator=(Child&& other) noexcept {
+    Child old;
+    old.Swap(*this);
+    old.Stop();
+    Swap(other);
+    return *this;
+  }
+  ~Child() { Stop(); }
+
+  void Swap(Child& other) noexcept {
+    std::swap(pid, other.pid);
+    std::swap(pgid, other.pgid);
+    socket_dir.swap(other.socket_dir);
+    channel.swap(other.channel);
+    drain.swap(other.drain);
+    std::swap(wake[0], other.wake[0]);
+    std::swap(wake[1], other.wake[1]);
+  }
+
+  // Kills the whole process group (if running), reaps the leader, ends the
+  // drain and cleans up. Never blocks on anything the plugin controls.
   void Stop() {
+    if (pgid > 0) {
+      kill(-pgid, SIGKILL);
+      ForgetGroup(pgid);
+      pgid = 0;
+    }
     if (pid > 0) {
-      kill(pid, SIGKILL);
+      kill(pid, SIGKILL);  // in case it left its group
       int status = 0;
       waitpid(pid, &status, 0);
       pid = 0;
     }
+    if (wake[1] >= 0) {
+      char c = 0;
+      (void)!write(wake[1], &c, 1);
+    }
     if (drain.joinable()) drain.join();
+    for (int& fd : wake) {
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
     channel.reset();
     if (!socket_dir.empty()) {
       std::error_code ignored;
@@ -86,6 +152,19 @@ struct Child {
     }
   }
 };
+
+// Reads and discards the child's stdout until it closes or `wake` fires.
+void Drain(int fd, int wake) {
+  char buffer[4096];
+  pollfd p[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
+  while (true) {
+    int r = poll(p, 2, -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 || p[1].revents != 0) break;
+    if (p[0].revents != 0 && read(fd, buffer, sizeof buffer) <= 0) break;
+  }
+  close(fd);
+}
 
 absl::Status FromGrpc(const grpc::Status& s, absl::string_view plugin,
                       PluginMethod method, absl::Duration timeout) {
@@ -149,10 +228,11 @@ class OutOfProcessTransport final : public PluginTransport {
     } else if (absl::IsDeadlineExceeded(s)) {
       // A plugin that keeps missing deadlines is hung even if its health
       // service still answers (a handler thread is stuck, not the server).
+      Child hung;  // stopped after the lock is released
       absl::MutexLock lock(&mu_);
       if (child_.channel == channel &&
           ++missed_deadlines_ >= options_.unhealthy_threshold) {
-        child_.Stop();
+        hung.Swap(child_);
         MarkDown(absl::StrCat("the plugin missed ", missed_deadlines_,
                               " deadlines in a row and was killed; "
                               "restarting"));
@@ -183,8 +263,12 @@ class OutOfProcessTransport final : public PluginTransport {
       down_reason_ = "the engine is shutting down";
     }
     if (supervisor_.joinable()) supervisor_.join();
-    absl::MutexLock lock(&mu_);
-    child_.Stop();
+    Child child;
+    {
+      absl::MutexLock lock(&mu_);
+      child.Swap(child_);
+    }
+    child.Stop();
   }
 
   int pid() const {
@@ -236,6 +320,11 @@ class OutOfProcessTransport final : public PluginTransport {
     env_strings.push_back("IPSRT_PLUGIN_SOCKET_DIR=" + child.socket_dir);
     env_strings.push_back(
         absl::StrCat("IPSRT_PLUGIN_PROTOCOL=", kOutOfProcessProtocol));
+    env_strings.push_back(absl::StrCat(
+        "IPSRT_PLUGIN_CLOCK_OFFSET_US=",
+        options_.clock == nullptr
+            ? 0
+            : absl::ToInt64Microseconds(options_.clock->Now() - absl::Now())));
     std::vector<char*> envp;
     for (std::string& e : env_strings) envp.push_back(e.data());
     envp.push_back(nullptr);
@@ -245,23 +334,34 @@ class OutOfProcessTransport final : public PluginTransport {
     argv.push_back(nullptr);
 
     int out[2];
-    if (pipe2(out, O_CLOEXEC) != 0) {
-      child.Stop();
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(child.wake, O_CLOEXEC) != 0) {
       return absl::InternalError(
           absl::StrCat("plugin ", name, ": pipe: ", strerror(errno)));
     }
+    const rlim_t memory_limit = options_.memory_limit_bytes;
+    const rlim_t cpu_limit = options_.cpu_limit_seconds;
     const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
       close(out[0]);
       close(out[1]);
-      child.Stop();
       return absl::ResourceExhaustedError(
           absl::StrCat("plugin ", name, ": fork: ", strerror(errno)));
     }
     if (pid == 0) {
+      // Its own process group, so that stopping it takes every descendant
+      // (a wrapper script's children too).
+      setpgid(0, 0);
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(126);
+      if (memory_limit > 0) {
+        rlimit r{memory_limit, memory_limit};
+        setrlimit(RLIMIT_AS, &r);
+      }
+      if (cpu_limit > 0) {
+        rlimit r{cpu_limit, cpu_limit + 1};
+        setrlimit(RLIMIT_CPU, &r);
+      }
       dup2(out[1], STDOUT_FILENO);
       int devnull = open("/dev/null", O_RDONLY);
       if (devnull >= 0) dup2(devnull, STDIN_FILENO);
@@ -269,7 +369,10 @@ class OutOfProcessTransport final : public PluginTransport {
       _exit(127);
     }
     close(out[1]);
+    setpgid(pid, pid);  // also here: no race with the kill below
     child.pid = pid;
+    child.pgid = pid;
+    RememberGroup(pid);
 
     absl::StatusOr<std::string> line = ReadHandshake(out[0], name);
     if (!line.ok()) {
@@ -278,13 +381,14 @@ class OutOfProcessTransport final : public PluginTransport {
       // moment to become reapable so the message can say how it ended.
       int status = 0;
       pid_t reaped = 0;
-      for (int i = 0; i < 100 && reaped == 0; ++i) {
+      const int tries = absl::IsDeadlineExceeded(line.status()) ? 0 : 100;
+      for (int i = 0; i < tries && reaped == 0; ++i) {
         reaped = waitpid(pid, &status, WNOHANG);
         if (reaped == 0) absl::SleepFor(absl::Milliseconds(10));
       }
       if (reaped == pid) {
         child.pid = 0;
-        child.Stop();
+        child.Stop();  // still kills what it left behind
         return absl::UnavailableError(absl::StrCat(
             "plugin ", name, " ", DescribeExit(status),
             " before its handshake line",
@@ -293,12 +397,7 @@ class OutOfProcessTransport final : public PluginTransport {
       child.Stop();
       return line.status();
     }
-    child.drain = std::thread([fd = out[0]] {
-      char buffer[4096];
-      while (read(fd, buffer, sizeof buffer) > 0) {
-      }
-      close(fd);
-    });
+    child.drain = std::thread(&Drain, out[0], child.wake[0]);
 
     absl::StatusOr<std::string> address = ParseHandshake(*line, name);
     if (!address.ok()) {
@@ -330,13 +429,10 @@ class OutOfProcessTransport final : public PluginTransport {
       return absl::FailedPreconditionError(absl::StrCat(
           "plugin ", name, " refused its configuration: ", s.message()));
     }
+    // The previous child (if any) ends up in `child` and is stopped on
+    // return, after the lock is released.
     absl::MutexLock lock(&mu_);
-    child_.Stop();
-    child_.pid = child.pid;
-    child_.socket_dir = std::move(child.socket_dir);
-    child_.channel = std::move(child.channel);
-    child_.drain = std::move(child.drain);
-    child.pid = 0;
+    child.Swap(child_);
     serving_ = true;
     down_reason_.clear();
     consecutive_failures_ = 0;
@@ -430,6 +526,7 @@ class OutOfProcessTransport final : public PluginTransport {
     while (true) {
       std::shared_ptr<grpc::Channel> channel;
       pid_t pid = 0;
+      Child exited;  // stopped outside the lock
       {
         absl::MutexLock lock(&mu_);
         auto wake = [this] { return stopping_ || poke_; };
@@ -442,7 +539,7 @@ class OutOfProcessTransport final : public PluginTransport {
           int status = 0;
           if (waitpid(pid, &status, WNOHANG) == pid) {
             child_.pid = 0;
-            child_.Stop();
+            exited.Swap(child_);
             MarkDown(absl::StrCat("the plugin process ", DescribeExit(status),
                                   "; restarting"));
             next_restart_ = absl::Now() + backoff_;
@@ -453,6 +550,7 @@ class OutOfProcessTransport final : public PluginTransport {
       if (pid > 0) {
         absl::Status health =
             CheckHealth(channel, options_.health_timeout, false);
+        Child hung;  // stopped outside the lock
         absl::MutexLock lock(&mu_);
         if (stopping_) return;
         if (child_.pid != pid) continue;  // replaced meanwhile
@@ -467,7 +565,7 @@ class OutOfProcessTransport final : public PluginTransport {
             backoff_ = options_.restart_backoff_initial;
           }
         } else if (++consecutive_failures_ >= options_.unhealthy_threshold) {
-          child_.Stop();
+          hung.Swap(child_);
           MarkDown(
               absl::StrCat("the plugin process stopped answering health "
                            "checks and was killed; restarting"));
@@ -521,9 +619,17 @@ absl::StatusOr<std::unique_ptr<PluginTransport>> StartOutOfProcessPlugin(
   if (options.argv.empty()) {
     return absl::InvalidArgumentError("out-of-process plugin: no executable");
   }
+  InstallFatalSignalHandler();  // a crash of ipsrtd takes the children
   auto transport = std::make_unique<OutOfProcessTransport>(std::move(options));
   if (absl::Status s = transport->Start(); !s.ok()) return s;
   return transport;
+}
+
+void KillAllPluginProcessGroups() {
+  for (auto& slot : live_groups) {
+    pid_t pgid = slot.load();
+    if (pgid > 0) kill(-pgid, SIGKILL);
+  }
 }
 
 int OutOfProcessPid(PluginTransport& transport) {

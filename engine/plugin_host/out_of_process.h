@@ -5,9 +5,16 @@
 //   IPSRT_PLUGIN|<protocol>|unix:<socket path>
 // <protocol> is kOutOfProcessProtocol. The engine passes the directory to
 // create the socket in as IPSRT_PLUGIN_SOCKET_DIR (mode 0700, owned by the
-// engine) and the protocol it speaks as IPSRT_PLUGIN_PROTOCOL. The child
+// engine), the protocol it speaks as IPSRT_PLUGIN_PROTOCOL and its clock's
+// offset from the system clock as IPSRT_PLUGIN_CLOCK_OFFSET_US. The child
 // must serve grpc.health.v1 (service "") and dies with the engine
 // (PR_SET_PDEATHSIG).
+//
+// Containment: the child leads its own process group, and every stop
+// (shutdown, restart, failed start) kills the whole group, so a wrapper
+// script's children go with it. Stopping never waits on the child's
+// stdout pipe (a descendant may hold it). A descendant that leaves the
+// group (setsid) escapes; run such plugins under a service manager.
 //
 // Supervision: a thread health-checks the child every `health_interval`.
 // When the child exits, or fails `unhealthy_threshold` checks in a row (it
@@ -24,6 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "ipsrt/clock.h"
 #include "ipsrt/plugin/v1/plugin.pb.h"
 #include "plugin_host/plugin.h"
 
@@ -46,6 +54,15 @@ struct OutOfProcessOptions {
   // and is retried with backoff.
   plugin::v1::ConfigureRequest configure;
   absl::Duration configure_timeout = absl::Seconds(10);
+  // Limits applied in the child before exec (0: none): its address space
+  // (RLIMIT_AS; allocation fails beyond it) and CPU seconds (RLIMIT_CPU;
+  // SIGXCPU, then SIGKILL). Each process of the group gets its own limit.
+  uint64_t memory_limit_bytes = 0;
+  uint64_t cpu_limit_seconds = 0;
+  // The engine's clock: the child gets its offset from the system clock in
+  // IPSRT_PLUGIN_CLOCK_OFFSET_US (at each start) so that the plugin's
+  // host().Now() agrees with the engine. Null: no offset.
+  const Clock* clock = nullptr;
 };
 
 // StartOutOfProcessPlugin starts the child, reads the handshake, checks
@@ -55,6 +72,11 @@ struct OutOfProcessOptions {
 // UNAVAILABLE when the child dies or cannot be reached.
 absl::StatusOr<std::unique_ptr<PluginTransport>> StartOutOfProcessPlugin(
     OutOfProcessOptions options);
+
+// Kills the process group of every running out-of-process plugin. Safe
+// in a signal handler (reads a fixed table and calls kill(2)); the engine
+// calls it on a fatal signal so that its children do not outlive it.
+void KillAllPluginProcessGroups();
 
 // Test seam and diagnostics: the process id serving now (0 when none).
 int OutOfProcessPid(PluginTransport& transport);

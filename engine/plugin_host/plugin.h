@@ -42,7 +42,7 @@ class PluginTransport {
   // Sends `request` and fills `response` (whose type the method defines).
   // Codes: whatever the plugin answered; UNAVAILABLE when it is not
   // serving; DEADLINE_EXCEEDED when it did not answer within `timeout`
-  // (out-of-process only: an in-process call cannot be interrupted);
+  // (in process the overdue call keeps running; see in_process.h);
   // INTERNAL when it answered bytes that are not the response message.
   virtual absl::Status Call(PluginMethod method,
                             const google::protobuf::Message& request,

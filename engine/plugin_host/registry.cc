@@ -80,13 +80,17 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadOne(
     o.restart_backoff_initial = options.restart_backoff_initial;
     o.restart_backoff_max = options.restart_backoff_max;
     o.configure = configure;
+    o.handshake_timeout = config.handshake_timeout;
+    o.clock = options.clock;
+    o.memory_limit_bytes = static_cast<uint64_t>(config.memory_limit_mb) << 20;
+    o.cpu_limit_seconds = static_cast<uint64_t>(config.cpu_limit_seconds);
     absl::StatusOr<std::unique_ptr<PluginTransport>> t =
         StartOutOfProcessPlugin(std::move(o));
     if (!t.ok()) return t.status();
     transport = std::move(*t);
   } else {
     absl::StatusOr<std::unique_ptr<PluginTransport>> t =
-        LoadInProcessPlugin(path, options.clock);
+        LoadInProcessPlugin(path, options.clock, config.max_concurrent_calls);
     if (!t.ok()) return t.status();
     transport = std::move(*t);
   }
@@ -157,6 +161,13 @@ absl::StatusOr<std::unique_ptr<PluginRegistry>> PluginRegistry::Load(
                     << ")";
     registry->plugins_.push_back(std::move(*plugin));
   }
+  return registry;
+}
+
+std::unique_ptr<PluginRegistry> PluginRegistry::ForTesting(
+    std::vector<std::unique_ptr<LoadedPlugin>> plugins) {
+  std::unique_ptr<PluginRegistry> registry(new PluginRegistry());
+  registry->plugins_ = std::move(plugins);
   return registry;
 }
 

@@ -56,6 +56,11 @@ class PluginRegistry {
   // Stops every plugin (out-of-process children are killed). Idempotent.
   void Shutdown();
 
+  // A registry of already loaded plugins, for tests and fuzzers that drive
+  // the host through their own PluginTransport.
+  static std::unique_ptr<PluginRegistry> ForTesting(
+      std::vector<std::unique_ptr<LoadedPlugin>> plugins);
+
  private:
   PluginRegistry() = default;
   std::vector<std::unique_ptr<LoadedPlugin>> plugins_;

@@ -17,13 +17,16 @@
 #include <iostream>
 #include <memory>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "ipsrt/clock.h"
 #include "ipsrt/plugin/v1/plugin.grpc.pb.h"
 #include "plugin_host/in_process.h"
 #include "plugin_host/out_of_process.h"
+#include "service/status_mapping.h"
 
 namespace ipsrt {
 namespace {
@@ -33,8 +36,19 @@ namespace pv1 = ::ipsrt::plugin::v1;
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                      std::string(s.message()));
+                      BoundedStatusMessage(s.message()));
 }
+
+// The engine's clock: the system clock plus the offset the engine passed
+// (IPSRT_PLUGIN_CLOCK_OFFSET_US), so that host().Now() agrees with it.
+class EngineClock final : public Clock {
+ public:
+  explicit EngineClock(absl::Duration offset) : offset_(offset) {}
+  absl::Time Now() const override { return absl::Now() + offset_; }
+
+ private:
+  absl::Duration offset_;
+};
 
 // Forwards each method to the library. The deadline is the engine's: an
 // in-process call cannot be interrupted, so none is applied here.
@@ -77,8 +91,15 @@ int Run(int argc, char** argv) {
               << kOutOfProcessProtocol << " must be set by the engine\n";
     return 2;
   }
+  int64_t offset_us = 0;
+  if (const char* offset = std::getenv("IPSRT_PLUGIN_CLOCK_OFFSET_US")) {
+    if (!absl::SimpleAtoi(offset, &offset_us)) offset_us = 0;
+  }
+  static const EngineClock clock(absl::Microseconds(offset_us));
+  // The engine bounds the calls it makes; the runner only guards against a
+  // plugin that never returns.
   absl::StatusOr<std::unique_ptr<PluginTransport>> plugin =
-      LoadInProcessPlugin(argv[1], SystemClock::Get());
+      LoadInProcessPlugin(argv[1], &clock, /*max_concurrent_calls=*/64);
   if (!plugin.ok()) {
     std::cerr << "ipsrt-plugin-runner: " << plugin.status().message() << "\n";
     return 3;

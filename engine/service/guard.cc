@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "ops/call_observer.h"
+#include "service/request_limits.h"
 #include "service/status_mapping.h"
 
 namespace ipsrt {
@@ -116,6 +117,7 @@ void Guard::Annotate(grpc::CallbackServerContext* ctx,
 void Guard::Admit(grpc::CallbackServerContext* ctx, absl::string_view method,
                   const google::protobuf::Message& request,
                   std::function<void(absl::StatusOr<Admission>)> then) {
+  if (absl::Status s = CheckRequestLimits(request); !s.ok()) return then(s);
   AuditRecord refusal;
   absl::StatusOr<Admission> admission = Decide(ctx, method, request, refusal);
   Annotate(ctx, admission, refusal);
@@ -133,6 +135,12 @@ grpc::ServerUnaryReactor* Guard::Unary(grpc::CallbackServerContext* ctx,
                                        const google::protobuf::Message& request,
                                        Work work) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  // Oversized fields are refused before anything reads them (no audit
+  // record: nothing was attempted, and none would hold the value).
+  if (absl::Status s = CheckRequestLimits(request); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   AuditRecord refusal;
   absl::StatusOr<Admission> admission = Decide(ctx, method, request, refusal);
   Annotate(ctx, admission, refusal);

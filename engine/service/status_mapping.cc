@@ -2,7 +2,20 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 namespace ipsrt {
+
+std::string BoundedStatusMessage(absl::string_view message) {
+  if (message.size() <= kMaxStatusMessageBytes) return std::string(message);
+  size_t cut = kMaxStatusMessageBytes;
+  // Never split a UTF-8 sequence: back up over continuation bytes.
+  while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) {
+    --cut;
+  }
+  return absl::StrCat(message.substr(0, cut), "... (message truncated from ",
+                      message.size(), " bytes)");
+}
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -11,7 +24,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   // than an out-of-range gRPC enum value.
   if (code < 1 || code > 16) code = static_cast<int>(grpc::StatusCode::UNKNOWN);
   return grpc::Status(static_cast<grpc::StatusCode>(code),
-                      std::string(status.message()));
+                      BoundedStatusMessage(status.message()));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

@@ -5,9 +5,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/files.h"
@@ -15,9 +21,11 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ipsrt/config.h"
+#include "ipsrt/plugin/contract.h"
 #include "ipsrt_plugin.h"
 #include "plugin_host/out_of_process.h"
 #include "plugin_host/registry.h"
+#include "tests/testing/temp_dir.h"
 
 namespace ipsrt {
 namespace {
@@ -84,8 +92,8 @@ TEST(PluginLoadTest, AbiMajorMismatchNamesBothVersions) {
   EXPECT_EQ(
       s.message(),
       absl::StrCat("ipsrtd.yaml:7:5: plugin library ", Faulty("abi-major"),
-                   " was built for plugin ABI 2.0 but this engine "
-                   "speaks ABI 1.0: rebuild it against plugin SDK 1.x"));
+                   " was built for plugin ABI 2.1 but this engine "
+                   "speaks ABI 1.1: rebuild it against plugin SDK 1.x"));
 }
 
 TEST(PluginLoadTest, NewerMinorIsRefused) {
@@ -94,9 +102,9 @@ TEST(PluginLoadTest, NewerMinorIsRefused) {
   EXPECT_EQ(
       s.message(),
       absl::StrCat("ipsrtd.yaml:7:5: plugin library ", Faulty("newer-minor"),
-                   " needs plugin ABI 1.7 but this engine speaks ABI "
-                   "1.0 (older minor): upgrade ipsrtd or rebuild the "
-                   "plugin against SDK 1.0"));
+                   " needs plugin ABI 1.8 but this engine speaks ABI "
+                   "1.1 (older minor): upgrade ipsrtd or rebuild the "
+                   "plugin against SDK 1.1"));
 }
 
 TEST(PluginLoadTest, WrongDescriptorSizeIsRefused) {
@@ -106,8 +114,26 @@ TEST(PluginLoadTest, WrongDescriptorSizeIsRefused) {
             absl::StrCat(
                 "ipsrtd.yaml:7:5: plugin library ", Faulty("wrong-size"),
                 ": its descriptor is ", sizeof(ipsrt_plugin_descriptor) - 8,
-                " bytes but ABI 1.0 defines ", sizeof(ipsrt_plugin_descriptor),
+                " bytes but ABI 1.1 defines ", sizeof(ipsrt_plugin_descriptor),
                 " bytes (built with a modified ipsrt_plugin.h?)"));
+}
+
+TEST(PluginLoadTest, OtherSdksGeneratedCodeIsRefusedNamingBothContracts) {
+  // In process before any call, and out of process (the runner refuses it
+  // before its handshake).
+  absl::Status s = LoadError(Entry(Faulty("contract")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            absl::StrCat("ipsrtd.yaml:7:5: plugin faulty-contract (",
+                         Faulty("contract"),
+                         ") was built with plugin SDK contract "
+                         "0.0.9+00000000deadbeef but this engine's is ",
+                         IPSRT_PLUGIN_CONTRACT,
+                         ": its generated message code would not match the "
+                         "engine's; rebuild it against this engine's SDK (",
+                         IPSRT_PLUGIN_SDK_VERSION, ")"));
+  absl::Status out = LoadError(Entry(Faulty("contract"), "out_of_process"));
+  EXPECT_FALSE(out.ok());
 }
 
 TEST(PluginLoadTest, MissingEntryPointFunction) {
@@ -210,6 +236,9 @@ plugins:
     transport: out_of_process
     args: [--verbose]
     call_timeout: 2s
+    handshake_timeout: 3s
+    memory_limit_mb: 256
+    cpu_limit_seconds: 60
 )",
                                          "ipsrtd.yaml", "/etc/ipsrt");
   ASSERT_TRUE(c.ok()) << c.status();
@@ -221,6 +250,10 @@ plugins:
   EXPECT_EQ(c->plugins[1].path, "/etc/ipsrt/bin/plugin");
   EXPECT_EQ(c->plugins[1].args, std::vector<std::string>{"--verbose"});
   EXPECT_EQ(c->plugins[1].call_timeout, absl::Seconds(2));
+  EXPECT_EQ(c->plugins[1].handshake_timeout, absl::Seconds(3));
+  EXPECT_EQ(c->plugins[1].memory_limit_mb, 256);
+  EXPECT_EQ(c->plugins[1].cpu_limit_seconds, 60);
+  EXPECT_EQ(c->plugins[0].max_concurrent_calls, 4);
 
   absl::StatusOr<Config> bad = ParseConfig(R"(
 store:
@@ -230,6 +263,8 @@ plugins:
   - path: libx.so
     transport: sideways
     sha256: abc
+  - path: liby.so
+    memory_limit_mb: 64
 )",
                                            "ipsrtd.yaml", "/etc/ipsrt");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
@@ -241,6 +276,24 @@ plugins:
       bad.status().message(),
       HasSubstr("ipsrtd.yaml:8:13: error: plugins[0].sha256: must be 64 "
                 "hexadecimal digits"));
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("error: plugins[1]: memory_limit_mb and "
+                        "cpu_limit_seconds need transport out_of_process"));
+}
+
+TEST(OutOfProcessTest, MemoryLimitStopsALeakingPlugin) {
+  // A plugin that allocates more than its RLIMIT_AS fails to grow: the
+  // runner (a sizable gRPC server) cannot even start under 16 MiB.
+  PluginConfig c = Entry(kExample, "out_of_process");
+  c.memory_limit_mb = 16;
+  absl::Status s = LoadError(c);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  // And a generous limit changes nothing.
+  c.memory_limit_mb = 4096;
+  auto registry = PluginRegistry::Load({c}, Options());
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  EXPECT_TRUE((*registry)->Find("bedtime-check")->ListInstruments().ok());
 }
 
 // --- the example plugin answers the same through both transports ---
@@ -395,6 +448,275 @@ TEST(OutOfProcessTest, ExecutableThatDiesBeforeHandshake) {
   EXPECT_EQ(s.message(),
             "ipsrtd.yaml:7:5: plugin /bin/false exited with status 1 before "
             "its handshake line");
+}
+
+// --- in process: call watchdog, concurrency cap, fatal signals ---
+
+TEST(InProcessWatchdogTest, OverdueCallsAnswerDeadlineExceededOthersServe) {
+  PluginConfig slow = Entry(Faulty("sleep"));
+  slow.call_timeout = absl::Milliseconds(300);
+  slow.max_concurrent_calls = 2;
+  auto registry = PluginRegistry::Load({slow, Entry(Faulty("ok"))}, Options());
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  LoadedPlugin* sleeper = (*registry)->Find("faulty-sleep");
+  LoadedPlugin* other = (*registry)->Find("faulty-ok");
+
+  // Three concurrent calls into a 1.5 s sleep with a 300 ms deadline and
+  // two call slots: each caller is answered at its deadline (an answer
+  // after the sleep would be OK, not DEADLINE_EXCEEDED).
+  std::vector<absl::Status> results(3);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 3; ++i) {
+    callers.emplace_back(
+        [&, i] { results[i] = sleeper->ScoreResponse({}).status(); });
+  }
+  // Meanwhile another plugin keeps answering.
+  EXPECT_TRUE(other->ListInstruments().ok());
+  for (auto& t : callers) t.join();
+  int slots_busy = 0;
+  for (const absl::Status& s : results) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+    EXPECT_THAT(s.message(), HasSubstr("plugin faulty-sleep did not answer "
+                                       "ScoreResponse within 300ms"));
+    if (absl::StrContains(s.message(), "call slots stayed busy")) {
+      ++slots_busy;
+    }
+  }
+  EXPECT_EQ(slots_busy, 1);  // the third caller never got a slot
+
+  // While an overdue call runs the plugin is NOT_SERVING and refuses fast.
+  EXPECT_EQ(sleeper->Info().health(), v1::PluginInfo::NOT_SERVING);
+  auto refused = sleeper->ScoreResponse({});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("is not serving: a ScoreResponse call overran its "
+                        "300ms deadline and is still running"));
+  EXPECT_TRUE(other->ListInstruments().ok());
+  // Once the overdue calls return, it serves again.
+  EXPECT_TRUE(Eventually(
+      [&] { return sleeper->Info().health() == v1::PluginInfo::SERVING; }));
+}
+
+TEST(InProcessWatchdogDeathTest, FatalSignalInAPluginCallNamesPluginAndCall) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        auto registry =
+            PluginRegistry::Load({Entry(Faulty("crash"))}, Options());
+        if (registry.ok()) {
+          (*registry)->Find("faulty-crash")->ScoreResponse({}).IgnoreError();
+        }
+      },
+      "fatal signal 6 \\(ABRT\\) in in-process plugin faulty-crash during "
+      "ScoreResponse");
+}
+
+// --- an executable plugin in another language ---
+
+TEST(ExecutablePluginTest, NodeExampleServesThroughTheHost) {
+  // plugins/examples/node/sleep_check.cjs with the interop tests' grpc-js
+  // (make test installs it) and the repository's .proto files, as the
+  // installed share/ipsrt/proto would provide them.
+  const std::string modules =
+      std::string(IPSRT_SOURCE_DIR) + "/tests/interop/node_modules";
+  ASSERT_TRUE(std::filesystem::exists(modules + "/@grpc/grpc-js"))
+      << "run scripts/install-interop-deps.sh";
+  setenv("NODE_PATH", modules.c_str(), 1);
+  setenv("IPSRT_PROTO_DIR", (std::string(IPSRT_SOURCE_DIR) + "/proto").c_str(),
+         1);
+  PluginConfig c = Entry(IPSRT_NODE_BIN, "out_of_process");
+  c.args = {std::string(IPSRT_SOURCE_DIR) +
+            "/plugins/examples/node/sleep_check.cjs"};
+  auto registry = PluginRegistry::Load({c}, Options());
+  unsetenv("NODE_PATH");
+  unsetenv("IPSRT_PROTO_DIR");
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  LoadedPlugin* plugin = (*registry)->Find("node-sleep-check");
+  ASSERT_NE(plugin, nullptr);
+  EXPECT_EQ(plugin->Info().health(), v1::PluginInfo::SERVING);
+
+  auto listed = plugin->ListInstruments();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->instruments_size(), 1);
+  EXPECT_EQ(listed->instruments(0).id(), "node-sleep-check");
+
+  pv1::ScoreResponseRequest request;
+  request.mutable_response()->set_questionnaire_id("node-sleep-check");
+  (*request.mutable_response()->mutable_answers())["hours"] = 5;
+  (*request.mutable_response()->mutable_answers())["rested"] = 1;
+  auto scored = plugin->ScoreResponse(request);
+  ASSERT_TRUE(scored.ok()) << scored.status();
+  EXPECT_EQ(scored->scores().at("node-sleep-check.total"), 6);
+  EXPECT_EQ(scored->band(), "short");
+
+  request.mutable_response()->mutable_answers()->erase("rested");
+  auto refused = plugin->ScoreResponse(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(), "answers[\"rested\"]: is required");
+}
+
+// --- out of process: process trees (a wrapper script without exec) ---
+
+// True while `pid` runs (a zombie counts as gone).
+bool Alive(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() &&
+         line[paren + 2] != 'Z';
+}
+
+// The pid a script wrote to `file` (0 until it has).
+int PidFrom(const std::string& file) {
+  std::ifstream in(file);
+  int pid = 0;
+  in >> pid;
+  return pid;
+}
+
+// A plugin entry that runs `body` with /bin/sh from a script in `dir`;
+// $RUNNER and $PLUGIN name the plugin runner and `plugin`.
+PluginConfig Script(const testing::TempDir& dir, const std::string& body,
+                    const std::string& plugin) {
+  std::string path = dir.File("run.sh");
+  std::ofstream(path) << "RUNNER='" << IPSRT_RUNNER_BIN << "'\nPLUGIN='"
+                      << plugin << "'\ncd '" << dir.path() << "'\n"
+                      << body << "\n";
+  PluginConfig c = Entry("/bin/sh", "out_of_process");
+  c.args = {path};
+  c.handshake_timeout = absl::Seconds(5);
+  return c;
+}
+
+TEST(ProcessTreeTest, HungGrandchildIsKilledWithItsGroupAndCallsStayBounded) {
+  testing::TempDir dir;
+  PluginConfig c = Script(dir,
+                          "\"$RUNNER\" \"$PLUGIN\" &\n"
+                          "echo $! > runner.pid\nwait",
+                          Faulty("hang"));
+  c.call_timeout = absl::Milliseconds(300);
+  auto registry = PluginRegistry::Load({c}, Options());
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  LoadedPlugin* plugin = (*registry)->Find("faulty-hang");
+  const int shell = OutOfProcessPid(plugin->transport());
+  const int runner = PidFrom(dir.File("runner.pid"));
+  ASSERT_GT(runner, 0);
+  ASSERT_NE(runner, shell);
+
+  // Calls and health answers while the plugin hangs and is replaced.
+  std::atomic<bool> stop{false};
+  std::atomic<int> health_reads{0};
+  std::thread watcher([&] {
+    while (!stop) {
+      plugin->Info();
+      ++health_reads;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  });
+  for (int i = 0; i < 4; ++i) {
+    absl::Time start = absl::Now();
+    auto scored = plugin->ScoreResponse({});
+    EXPECT_FALSE(scored.ok());
+    EXPECT_LT(absl::Now() - start, absl::Seconds(20)) << "call " << i;
+  }
+  // Three missed deadlines: the whole group went, the runner with it.
+  EXPECT_TRUE(Eventually([&] { return !Alive(runner); }));
+  EXPECT_TRUE(Eventually([&] {
+    int pid = OutOfProcessPid(plugin->transport());
+    return pid > 0 && pid != shell &&
+           plugin->Info().health() == v1::PluginInfo::SERVING;
+  }));
+  stop = true;
+  watcher.join();
+  EXPECT_GT(health_reads.load(), 0);
+  const int second_runner = PidFrom(dir.File("runner.pid"));
+  (*registry)->Shutdown();
+  EXPECT_TRUE(Eventually([&] { return !Alive(second_runner); }));
+}
+
+TEST(ProcessTreeTest, CrashingGrandchildIsRestarted) {
+  testing::TempDir dir;
+  auto registry = PluginRegistry::Load(
+      {Script(dir, "\"$RUNNER\" \"$PLUGIN\"", Faulty("crash"))}, Options());
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  LoadedPlugin* plugin = (*registry)->Find("faulty-crash");
+  const int shell = OutOfProcessPid(plugin->transport());
+  auto scored = plugin->ScoreResponse({});  // the runner aborts; sh exits
+  EXPECT_EQ(scored.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(Eventually([&] {
+    int pid = OutOfProcessPid(plugin->transport());
+    return pid > 0 && pid != shell &&
+           plugin->Info().health() == v1::PluginInfo::SERVING;
+  }));
+  EXPECT_TRUE(plugin->ListInstruments().ok());
+}
+
+TEST(ProcessTreeTest, SilentWrapperFailsTheHandshakePromptlyAndIsKilled) {
+  testing::TempDir dir;
+  PluginConfig c =
+      Script(dir, "sleep 300 &\necho $! > sleep.pid\nwait", Faulty("ok"));
+  c.handshake_timeout = absl::Milliseconds(500);
+  absl::Time start = absl::Now();
+  absl::Status s = LoadError(c);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(s.message(),
+            "ipsrtd.yaml:7:5: plugin /bin/sh printed no handshake line within "
+            "500ms");
+  const int sleeper = PidFrom(dir.File("sleep.pid"));
+  ASSERT_GT(sleeper, 0);
+  EXPECT_TRUE(Eventually([&] { return !Alive(sleeper); }));
+}
+
+TEST(ProcessTreeTest, BadHandshakeWithAGrandchildHoldingStdoutFailsPromptly) {
+  testing::TempDir dir;
+  PluginConfig c = Script(
+      dir, "sleep 300 &\necho $! > sleep.pid\necho 'HELLO|1|tcp:x'\nwait",
+      Faulty("ok"));
+  absl::Time start = absl::Now();
+  absl::Status s = LoadError(c);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("printed a malformed handshake line"));
+  EXPECT_TRUE(
+      Eventually([&] { return !Alive(PidFrom(dir.File("sleep.pid"))); }));
+}
+
+TEST(ProcessTreeTest, ShutdownTakesTheGroupAndNeverWaitsOnAnEscapedDaemon) {
+  testing::TempDir dir;
+  // One child stays in the group; the "daemon" leaves it (setsid) and keeps
+  // the plugin's stdout open.
+  PluginConfig c = Script(dir,
+                          "sleep 300 &\necho $! > member.pid\n"
+                          "setsid sleep 300 &\necho $! > daemon.pid\n"
+                          "\"$RUNNER\" \"$PLUGIN\"",
+                          Faulty("ok"));
+  auto registry = PluginRegistry::Load({c}, Options());
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  const int member = PidFrom(dir.File("member.pid"));
+  const int daemon = PidFrom(dir.File("daemon.pid"));
+  ASSERT_GT(member, 0);
+  ASSERT_GT(daemon, 0);
+  absl::Time start = absl::Now();
+  registry->reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_TRUE(Eventually([&] { return !Alive(member); }));
+  EXPECT_TRUE(Alive(daemon));  // outside the group: documented limit
+  kill(daemon, SIGKILL);
+}
+
+TEST(ProcessTreeTest, KillAllPluginProcessGroupsTakesGrandchildren) {
+  testing::TempDir dir;
+  auto registry = PluginRegistry::Load(
+      {Script(dir, "\"$RUNNER\" \"$PLUGIN\" &\necho $! > runner.pid\nwait",
+              Faulty("ok"))},
+      Options());
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  const int runner = PidFrom(dir.File("runner.pid"));
+  ASSERT_TRUE(Alive(runner));
+  KillAllPluginProcessGroups();  // what a fatal signal in ipsrtd does
+  EXPECT_TRUE(Eventually([&] { return !Alive(runner); }));
 }
 
 }  // namespace

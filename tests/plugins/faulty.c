@@ -113,6 +113,11 @@ __attribute__((unused)) static ipsrt_code Score(void* self, const uint8_t* reque
 #elif defined(FAULT_HANG)
   for (;;) pause();
   return IPSRT_CODE_INTERNAL; /* not reached */
+#elif defined(FAULT_SLEEP)
+  /* Slow but not stuck: answers after 1.5 s. */
+  usleep(1500000);
+  result->set_response(result, (const uint8_t*)"", 0);
+  return IPSRT_CODE_OK;
 #else
   result->set_response(result, (const uint8_t*)"", 0);
   return IPSRT_CODE_OK;
@@ -153,6 +158,12 @@ static const ipsrt_plugin_descriptor kDescriptor = {
     NULL,
     NULL,
     NULL,
+#ifdef FAULT_CONTRACT
+    /* As a C++ plugin built with another SDK's generated code. */
+    "0.0.9+00000000deadbeef",
+#else
+    NULL, /* contract: the wire format only */
+#endif
 };
 
 #ifdef FAULT_NO_ENTRY

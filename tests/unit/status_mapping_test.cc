@@ -39,5 +39,30 @@ TEST(StatusMappingTest, EveryCanonicalCodeKeepsCodeAndMessage) {
   EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK).ok());
 }
 
+TEST(StatusMappingTest, LongMessagesAreCutToTheTrailerBound) {
+  // A message quoting a 100 KB request field once broke the connection
+  // (the grpc-message trailer exceeded the client's metadata limit).
+  const std::string huge(100 * 1024, 'x');
+  grpc::Status g = ToGrpcStatus(absl::NotFoundError(huge));
+  EXPECT_EQ(g.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(g.error_message(), std::string(kMaxStatusMessageBytes, 'x') +
+                                   "... (message truncated from 102400 bytes)");
+  // A message exactly at the bound is kept whole.
+  const std::string at_bound(kMaxStatusMessageBytes, 'y');
+  EXPECT_EQ(ToGrpcStatus(absl::InternalError(at_bound)).error_message(),
+            at_bound);
+}
+
+TEST(StatusMappingTest, TruncationNeverSplitsAUtf8Sequence) {
+  // "é" is two bytes; put one across the cut.
+  std::string message(kMaxStatusMessageBytes - 1, 'a');
+  message += "\xC3\xA9";
+  message += std::string(100, 'b');
+  std::string cut = BoundedStatusMessage(message);
+  EXPECT_EQ(cut, std::string(kMaxStatusMessageBytes - 1, 'a') +
+                     "... (message truncated from " +
+                     std::to_string(message.size()) + " bytes)");
+}
+
 }  // namespace
 }  // namespace ipsrt

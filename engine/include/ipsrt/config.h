@@ -144,6 +144,18 @@ struct PluginConfig {
   std::string location;
   // A required plugin that is down makes ipsrtd NOT_SERVING (readiness).
   bool required = false;
+  // Out of process: how long the child has to print its handshake line and
+  // answer its first health check; past it the child's process group is
+  // killed and the engine refuses to start.
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // Out of process: setrlimit in the child (0: unlimited). memory_limit_mb
+  // caps each process's address space (RLIMIT_AS), cpu_limit_seconds its
+  // CPU time (RLIMIT_CPU).
+  int64_t memory_limit_mb = 0;
+  int64_t cpu_limit_seconds = 0;
+  // In process: calls allowed to run in the plugin at once; a call beyond
+  // it waits (within call_timeout) for a slot.
+  int max_concurrent_calls = 4;
 };
 
 // Delivery of planned reminders (engine/reminders/dispatcher.h).

@@ -13,7 +13,10 @@
  *      (an older minor is accepted: minors only add at the end);
  *   4. `struct_size` is exactly the size of the descriptor of that minor;
  *   5. `name`, `version`, `create`, `destroy`, `describe`, `configure` and
- *      every entry point of each kind in `kinds` are set.
+ *      every entry point of each kind in `kinds` are set;
+ *   6. (ABI 1.1) `contract`, when set, equals the engine's own contract
+ *      fingerprint (a C++ plugin's generated message code must be the
+ *      engine's: the SDK sets it from <ipsrt/plugin/contract.h>).
  * A plugin that fails a check is refused with a message naming both
  * versions; none of its functions is called.
  *
@@ -50,7 +53,7 @@ extern "C" {
 #endif
 
 #define IPSRT_PLUGIN_ABI_MAJOR 1
-#define IPSRT_PLUGIN_ABI_MINOR 0
+#define IPSRT_PLUGIN_ABI_MINOR 1
 
 /* Name of the one exported function. */
 #define IPSRT_PLUGIN_ENTRY_SYMBOL "ipsrt_plugin_entry"
@@ -152,6 +155,14 @@ typedef struct ipsrt_plugin_descriptor {
   ipsrt_call_fn plan_reminders;
   ipsrt_call_fn render_export;
   ipsrt_call_fn deliver_export;
+
+  /* ABI 1.1. The plugin contract fingerprint of the SDK the plugin was
+   * compiled with (IPSRT_PLUGIN_CONTRACT), or NULL for a plugin that uses
+   * only the wire format (hand-encoded or another language's protobuf). A
+   * plugin that links the engine's generated C++ message code must set it:
+   * that code's layout changes between SDKs, and a mismatch is refused
+   * before any call instead of crashing. */
+  const char* contract;
 } ipsrt_plugin_descriptor;
 
 /* Signature of the exported `ipsrt_plugin_entry`. */

@@ -36,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ipsrt/plugin/contract.h"
 #include "ipsrt/plugin/v1/plugin.pb.h"
 #include "ipsrt_plugin.h"
 
@@ -263,6 +264,7 @@ struct Glue {
       Has(IPSRT_KIND_REMINDER) ? &G::PlanReminders : nullptr,                 \
       Has(IPSRT_KIND_EXPORTER) ? &G::RenderExport : nullptr,                  \
       Has(IPSRT_KIND_EXPORTER) ? &G::DeliverExport : nullptr,                 \
+      IPSRT_PLUGIN_CONTRACT,                                                  \
   };                                                                          \
   }                                                                           \
   extern "C" IPSRT_PLUGIN_EXPORT const ipsrt_plugin_descriptor*               \
