@@ -53,6 +53,8 @@ absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(
   std::unique_ptr<Authenticator> a(new Authenticator());
   if (config.mode == "none") return a;
   a->required_ = true;
+  a->clinical_tenants_.insert(config.integration_clinical_tenants.begin(),
+                              config.integration_clinical_tenants.end());
   if (config.jwt.has_value()) {
     JwtVerifier::Keys keys;
     if (!config.jwt->hs256_secret_file.empty()) {
@@ -122,8 +124,12 @@ absl::StatusOr<Principal> Authenticator::Authenticate(const Metadata& metadata,
   absl::string_view token =
       absl::StripAsciiWhitespace(value.substr(kScheme.size()));
   if (token.empty()) return Unauthenticated("the bearer token is empty");
-  if (LooksLikeJwt(token)) return FromJwt(token, now);
-  return FromApiToken(token);
+  absl::StatusOr<Principal> p =
+      LooksLikeJwt(token) ? FromJwt(token, now) : FromApiToken(token);
+  if (p.ok() && p->role == Role::kIntegration) {
+    p->clinical_integration = clinical_tenants_.count(p->tenant) > 0;
+  }
+  return p;
 }
 
 absl::StatusOr<Principal> Authenticator::FromJwt(absl::string_view token,

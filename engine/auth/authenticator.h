@@ -22,6 +22,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,8 @@ class Authenticator {
   absl::StatusOr<Principal> FromApiToken(absl::string_view token) const;
 
   bool required_ = false;
+  // auth.integration_clinical_tenants.
+  std::set<std::string> clinical_tenants_;
   std::unique_ptr<JwtVerifier> jwt_;
   std::vector<ApiToken> api_tokens_;
 };

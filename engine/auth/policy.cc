@@ -50,7 +50,8 @@ std::vector<MethodPolicy>* BuildTable() {
       {"/ipsrt.v1.EnrollmentService/ListTasks", kEveryone, S::kEnrollment,
        "parent", A::kRead},
       {"/ipsrt.v1.EnrollmentService/SubmitEvent", kEveryone, S::kEnrollment,
-       "name", A::kChange},
+       "name", A::kChange, "", false,
+       /*event_field=*/"event"},
       {"/ipsrt.v1.EnrollmentService/GetTimeline", kEveryone, S::kEnrollment,
        "name", A::kRead},
       // Questionnaires: instrument definitions, not patient data.
@@ -102,9 +103,41 @@ std::vector<MethodPolicy>* BuildTable() {
   };
 }
 
+std::vector<EventPolicy>* BuildEventTable() {
+  const std::vector<Role> clinical = {kAdmin, kClinician, kIntegration};
+  return new std::vector<EventPolicy>{
+      // What patients report, on their own enrollment.
+      {"questionnaire_response", kEveryone, false, /*patient_tasks_only=*/true},
+      {"srm_diary_day", kEveryone},
+      {"task_completed", kEveryone, false, /*patient_tasks_only=*/true},
+      // Clinical acts: clinicians (and admins); integration callers only on
+      // tenants that let their EHR record them.
+      {"session_held", clinical, /*integration_by_tenant=*/true},
+      {"goal_set", clinical, true},
+      {"relapse_plan", clinical, true},
+      {"disruption_plan", clinical, true},
+      {"stage_change", clinical, true},
+      {"alert_acknowledged", clinical, true},
+      // The scheduler's tick; staff may send it to re-evaluate timers.
+      {"time_elapsed", kStaff},
+      // Recorded by their own RPCs.
+      {"enrollment_created", {}, false, false, "CreateEnrollment"},
+      {"enrollment_updated", {}, false, false, "UpdateEnrollment"},
+      {"workflow_migrated", {}, false, false, "MigrateEnrollments"},
+      {"reminder_acknowledged", {}, false, false, "AckReminder"},
+  };
+}
+
 absl::Status Denied(const Principal& p, absl::string_view why) {
   return absl::PermissionDeniedError(
       absl::StrCat("permission denied: ", RoleName(p.role), " ", why));
+}
+
+// Clinicians and admins, and integration callers of the tenants listed in
+// auth.integration_clinical_tenants.
+bool MayRecordClinical(const Principal& p) {
+  return p.role == Role::kAdmin || p.role == Role::kClinician ||
+         (p.role == Role::kIntegration && p.clinical_integration);
 }
 
 absl::Status EnrollmentNotFound(const EnrollmentName& name) {
@@ -131,10 +164,31 @@ const MethodPolicy* FindPolicy(absl::string_view method) {
   return nullptr;
 }
 
+bool EventPolicy::Allows(const Principal& principal) const {
+  if (std::find(roles.begin(), roles.end(), principal.role) == roles.end()) {
+    return false;
+  }
+  return principal.role != Role::kIntegration || !integration_by_tenant ||
+         principal.clinical_integration;
+}
+
+const std::vector<EventPolicy>& EventPolicyTable() {
+  static const std::vector<EventPolicy>* const kTable = BuildEventTable();
+  return *kTable;
+}
+
+const EventPolicy* FindEventPolicy(absl::string_view payload) {
+  for (const EventPolicy& p : EventPolicyTable()) {
+    if (p.payload == payload) return &p;
+  }
+  return nullptr;
+}
+
 absl::StatusOr<Access> Authorize(const Principal& principal,
                                  absl::string_view method,
                                  const RequestFacts& facts,
-                                 const PatientOf& patient_of) {
+                                 const PatientOf& patient_of,
+                                 const PatientMayNameTask& patient_task) {
   const MethodPolicy* policy = FindPolicy(method);
   if (policy == nullptr) {
     return absl::PermissionDeniedError(
@@ -142,6 +196,30 @@ absl::StatusOr<Access> Authorize(const Principal& principal,
   }
   if (!policy->Allows(principal.role)) {
     return Denied(principal, absl::StrCat("may not call ", method));
+  }
+  // The event's type, before any resource is looked at.
+  const EventPolicy* event = nullptr;
+  const std::string event_field =
+      absl::StrCat(policy->event_field, ".", facts.event);
+  if (!policy->event_field.empty() && !facts.event.empty()) {
+    event = FindEventPolicy(facts.event);
+    if (event == nullptr) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "permission denied: ", event_field, " has no access policy"));
+    }
+    if (!event->recorded_by.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(event_field, ": is recorded by ", event->recorded_by,
+                       ", never submitted"));
+    }
+    if (!event->Allows(principal)) {
+      return Denied(principal,
+                    absl::StrCat("may not record ", event_field,
+                                 principal.role == Role::kIntegration
+                                     ? " (this tenant is not in "
+                                       "auth.integration_clinical_tenants)"
+                                     : ""));
+    }
   }
   const bool every_tenant =
       principal.role == Role::kAdmin && principal.tenant.empty();
@@ -204,6 +282,20 @@ absl::StatusOr<Access> Authorize(const Principal& principal,
           return EnrollmentNotFound(name);
         }
         if (!patient.ok()) return patient.status();
+      }
+      if (event != nullptr && event->patient_tasks_only &&
+          !facts.event_task_id.empty() && !MayRecordClinical(principal)) {
+        absl::StatusOr<bool> own =
+            patient_task
+                ? patient_task(name.tenant, name.id, facts.event_task_id)
+                : absl::StatusOr<bool>(false);
+        if (!own.ok()) return own.status();
+        if (!*own) {
+          return Denied(principal,
+                        absl::StrCat("may complete only tasks assigned to "
+                                     "the patient (",
+                                     event_field, ".task_id)"));
+        }
       }
       return access;
     }

@@ -36,6 +36,10 @@ struct Principal {
   std::string tenant;
   // For patients: the patient_ref of the enrollments they may reach.
   std::string patient_ref;
+  // For integration callers: their tenant is listed in
+  // `auth.integration_clinical_tenants`, so they may record clinical events
+  // (sessions, goals, plans, stage changes, alert acknowledgements).
+  bool clinical_integration = false;
 };
 
 }  // namespace ipsrt

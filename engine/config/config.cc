@@ -170,7 +170,9 @@ void ParseAuth(YamlReader& r, const YAML::Node& auth,
                const ServerConfig& server, AuthConfig& a) {
   const bool present = r.ExpectMap(auth, "auth", true);
   if (present) {
-    r.ExpectKeys(auth, "auth", {"mode", "leeway", "jwt", "api_tokens"});
+    r.ExpectKeys(auth, "auth",
+                 {"mode", "leeway", "jwt", "api_tokens",
+                  "integration_clinical_tenants"});
     a.mode = r.String(auth, "auth", "mode", "required");
     if (a.mode != "none" && a.mode != "required") {
       r.Error(auth["mode"], "auth.mode", "must be \"required\" or \"none\"");
@@ -243,6 +245,8 @@ void ParseAuth(YamlReader& r, const YAML::Node& auth,
         }
       }
     }
+    a.integration_clinical_tenants =
+        r.StringList(auth, "auth", "integration_clinical_tenants");
     if (a.mode == "required" && !a.jwt.has_value() && a.api_tokens.empty()) {
       r.Error(auth, "auth",
               "mode required needs auth.jwt or auth.api_tokens (or both)");
@@ -365,13 +369,13 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   r.ExpectKeys(root, "",
                {"server", "auth", "store", "workflows", "logging", "safety",
                 "plugins", "reminders", "export", "integrity", "metrics",
-                "health"});
+                "health", "events"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
-    r.ExpectKeys(
-        server, "server",
-        {"listen", "max_receive_message_bytes", "shutdown_grace", "tls"});
+    r.ExpectKeys(server, "server",
+                 {"listen", "max_receive_message_bytes", "shutdown_grace",
+                  "tls", "max_metadata_bytes", "umask"});
     c.server.listen = r.String(server, "server", "listen", c.server.listen);
     if (c.server.listen.find(':') == std::string::npos) {
       r.Error(server["listen"], "server.listen",
@@ -382,6 +386,17 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
               c.server.max_receive_message_bytes, 1024, int64_t{64} << 20);
     c.server.shutdown_grace =
         r.Duration(server, "server", "shutdown_grace", c.server.shutdown_grace);
+    c.server.max_metadata_bytes =
+        r.Int(server, "server", "max_metadata_bytes",
+              c.server.max_metadata_bytes, 8 << 10, 1 << 20);
+    const std::string umask = r.String(server, "server", "umask", "0077");
+    if (umask.size() < 3 || umask.size() > 4 ||
+        umask.find_first_not_of("01234567") != std::string::npos) {
+      r.Error(server["umask"], "server.umask",
+              "must be an octal mask of 3 or 4 digits, e.g. 0077");
+    } else {
+      c.server.umask = static_cast<uint32_t>(std::stoul(umask, nullptr, 8));
+    }
     YAML::Node tls = server["tls"];
     if (r.ExpectMap(tls, "server.tls", true)) {
       const char* p = "server.tls";
@@ -547,6 +562,17 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   ParseExportSection(r, root["export"], file_name, base_dir, c.export_);
   ParseIntegrity(r, root["integrity"], base_dir, c.integrity);
   ParseOperations(r, root, file_name, c);
+  YAML::Node events = root["events"];
+  if (r.ExpectMap(events, "events", true)) {
+    r.ExpectKeys(events, "events", {"future_leeway"});
+    c.events.future_leeway =
+        r.Duration(events, "events", "future_leeway", c.events.future_leeway);
+    if (c.events.future_leeway < absl::ZeroDuration() ||
+        c.events.future_leeway > absl::Hours(24)) {
+      r.Error(events["future_leeway"], "events.future_leeway",
+              "must be between 0s and 24h");
+    }
+  }
   if (!r.ok()) return r.ToStatus();
   return c;
 }

@@ -9,9 +9,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "common/hash.h"
 #include "common/page_token.h"
+#include "common/proto_time.h"
 #include "common/validation.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -152,6 +154,76 @@ void AddEffects(const EnrollmentName& name,
 }
 
 }  // namespace
+
+namespace {
+
+// CheckTime is one clinical instant against the plausible window.
+absl::Status CheckTime(absl::string_view field, absl::Time t, absl::Time now,
+                       absl::Time enrolled, absl::Duration future_leeway) {
+  if (t > now + future_leeway) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", Rfc3339Utc(t), " is in the future (now ", Rfc3339Utc(now),
+        ", leeway ", absl::FormatDuration(future_leeway), ")"));
+  }
+  if (t < enrolled - kBackfillWindow) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", Rfc3339Utc(t),
+                     " is more than a week before the "
+                     "enrollment was created (",
+                     Rfc3339Utc(enrolled), ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckClinicalTimes(const v1::EventPayload& payload, absl::Time now,
+                                absl::Time enrolled, absl::TimeZone zone,
+                                absl::Duration future_leeway) {
+  switch (payload.payload_case()) {
+    case v1::EventPayload::kQuestionnaireResponse:
+      if (payload.questionnaire_response().has_authored_time()) {
+        return CheckTime(
+            "event.questionnaire_response.authored_time",
+            FromProtoTime(payload.questionnaire_response().authored_time()),
+            now, enrolled, future_leeway);
+      }
+      return absl::OkStatus();
+    case v1::EventPayload::kSrmDiaryDay: {
+      absl::CivilDay date;
+      absl::CivilDay first = absl::ToCivilDay(enrolled - kBackfillWindow, zone);
+      if (absl::ParseCivilTime(payload.srm_diary_day().local_date(), &date) &&
+          date < first) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "event.srm_diary_day.local_date: ",
+            payload.srm_diary_day().local_date(), " is before ",
+            absl::FormatCivilTime(first),
+            ", a week before the enrollment was created (in the patient's "
+            "zone)"));
+      }
+      return absl::OkStatus();  // other date errors: the workflow step
+    }
+    case v1::EventPayload::kSessionHeld: {
+      const v1::SessionHeld& s = payload.session_held();
+      if (s.duration_minutes() != 0 &&
+          (s.duration_minutes() < kMinSessionMinutes ||
+           s.duration_minutes() > kMaxSessionMinutes)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "event.session_held.duration_minutes: ", s.duration_minutes(),
+            " is outside ", kMinSessionMinutes, "..", kMaxSessionMinutes,
+            " (0 when not recorded)"));
+      }
+      if (s.has_start_time()) {
+        return CheckTime("event.session_held.start_time",
+                         FromProtoTime(s.start_time()), now, enrolled,
+                         future_leeway);
+      }
+      return absl::OkStatus();
+    }
+    default:
+      return absl::OkStatus();
+  }
+}
 
 void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
                v1::Event& event) {
@@ -510,9 +582,17 @@ void Enrollments::Apply(const std::string& method,
     (*inner)(std::move(r));
   };
 
+  // The idempotency key: the request id, except that a reminder is
+  // acknowledged once whatever the request id ("/" keeps the key apart from
+  // every request id a client may choose).
+  std::string key = request_id;
+  if (payload.has_reminder_acknowledged()) {
+    absl::string_view reminder = payload.reminder_acknowledged().reminder();
+    key = absl::StrCat("reminder/", reminder.substr(reminder.rfind('/') + 1));
+  }
   absl::StatusOr<std::optional<v1::SubmitEventResponse>> prior =
-      PriorResult<v1::SubmitEventResponse>(*deps_.store, en.tenant, request_id,
-                                           method, fingerprint);
+      PriorResult<v1::SubmitEventResponse>(*deps_.store, en.tenant, key, method,
+                                           fingerprint);
   if (!prior.ok()) return done(prior.status());
   if (prior->has_value()) {
     // A retry answered from the idempotency record is still an access: its
@@ -570,6 +650,13 @@ void Enrollments::Apply(const std::string& method,
       ScoreEvent(event, deps_.questionnaires != nullptr ? deps_.questionnaires
                                                         : kNoInstruments);
   if (!scored.ok()) return done(scored);
+  absl::StatusOr<absl::TimeZone> zone =
+      LoadZone(state->enrollment().time_zone());
+  if (!zone.ok()) return done(zone.status());
+  absl::Status plausible = CheckClinicalTimes(
+      event.payload(), now, FromProtoTime(state->enrollment().create_time()),
+      *zone, deps_.future_leeway);
+  if (!plausible.ok()) return done(plausible);
 
   absl::StatusOr<runtime::StepResult> stepped =
       runtime::Step(*workflow, &Enrollments::LoadZone, *state, event);
@@ -594,8 +681,7 @@ void Enrollments::Apply(const std::string& method,
 
   WriteBatch batch;
   batch.request = RequestRecord{
-      en.tenant, request_id, method, fingerprint, response.SerializeAsString(),
-      now};
+      en.tenant, key, method, fingerprint, response.SerializeAsString(), now};
   batch.update = EnrollmentUpdate{row->revision, RowFrom(en, stepped->state)};
   batch.events.push_back(EventRowFor(en, event, state->last_event_hash(), now));
   batch.audit.push_back(

@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/ids.h"
 #include "core/questionnaires.h"
 #include "google/protobuf/message.h"
@@ -89,6 +90,29 @@ class EnrollmentLocks {
   std::set<std::string> held_ ABSL_GUARDED_BY(mu_);
 };
 
+// Plausible clinical times (README, "Plausible clinical times").
+inline constexpr absl::Duration kDefaultFutureLeeway = absl::Minutes(10);
+// How long before the enrollment's creation a clinical time may lie: the
+// intake week recorded when the enrollment is made (the diary's own
+// late-entry window is 7 days too).
+inline constexpr absl::Duration kBackfillWindow = absl::Hours(7 * 24);
+inline constexpr int kMinSessionMinutes = 1;
+inline constexpr int kMaxSessionMinutes = 600;
+
+// CheckClinicalTimes refuses, with INVALID_ARGUMENT naming the field, the
+// clinical times of a submitted event that cannot be true: a
+// questionnaire_response.authored_time or session_held.start_time later
+// than `now` + `future_leeway` or earlier than `enrolled` (the enrollment's
+// creation) - kBackfillWindow; an srm_diary_day.local_date before the
+// local date of that instant in `zone` (later than today, or more than a
+// week ago, is refused by the workflow step); a
+// session_held.duration_minutes outside
+// kMinSessionMinutes..kMaxSessionMinutes (0 means not recorded). Unset
+// times mean "now". Late entries within these bounds are accepted.
+absl::Status CheckClinicalTimes(const v1::EventPayload& payload, absl::Time now,
+                                absl::Time enrolled, absl::TimeZone zone,
+                                absl::Duration future_leeway);
+
 class Enrollments {
  public:
   // Crisis resources shown to a patient with a safety flag (deployment
@@ -105,6 +129,9 @@ class Enrollments {
     // Instruments of the loaded questionnaire plugins; questionnaire
     // responses are scored by their plugin. Null means none are loaded.
     const QuestionnaireCatalog* questionnaires = nullptr;
+    // How far after the time of recording a submitted clinical time may
+    // lie (events.future_leeway; see CheckClinicalTimes).
+    absl::Duration future_leeway = kDefaultFutureLeeway;
   };
   explicit Enrollments(Deps deps) : deps_(std::move(deps)) {}
 
@@ -139,7 +166,9 @@ class Enrollments {
               SubmitCallback done);
 
   // AcknowledgeReminder records a "reminder.acknowledged" event on
-  // `enrollment` (its name); idempotent by request_id like Submit.
+  // `enrollment` (its name). Idempotent per reminder (ack.reminder): a
+  // second acknowledgement, whatever its request id, answers the first
+  // result and records no event.
   void AcknowledgeReminder(const std::string& enrollment,
                            const std::string& request_id,
                            v1::ReminderAcknowledged ack, const v1::Actor& actor,

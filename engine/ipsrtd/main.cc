@@ -5,6 +5,7 @@
 // SIGINT drains in-flight calls (up to server.shutdown_grace), then closes the
 // store; the exit status is 0 after a clean drain. Logs carry no patient data.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_format.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -141,6 +143,11 @@ int Run() {
   }
   IPSRT_LOG(INFO) << "ipsrtd " << IPSRT_VERSION << " starting with "
                   << config_path;
+  // Before any file is created: the database, its WAL, reminder files and
+  // exports hold patient data (server.umask, default 0077).
+  ::umask(static_cast<mode_t>(config->server.umask));
+  IPSRT_LOG(INFO) << "file mode mask "
+                  << absl::StrFormat("%04o", config->server.umask);
 
   std::string store_description;
   absl::StatusOr<std::unique_ptr<Store>> store =
@@ -355,6 +362,8 @@ int Run() {
   server_options.observe = ServerObserveOptions(*config, metrics->get());
   server_options.max_receive_message_bytes =
       static_cast<int>(config->server.max_receive_message_bytes);
+  server_options.max_metadata_bytes =
+      static_cast<int>(config->server.max_metadata_bytes);
   ServerDeps deps{store->get(), clock, &ids, &workflows,
                   Enrollments::Safety{config->safety.crisis_resources}};
   deps.plugins = plugins->get();
@@ -362,6 +371,7 @@ int Run() {
   deps.authenticator = authenticator.get();
   deps.exports = &config->export_;
   if (anchor_options->has_value()) deps.anchor = &**anchor_options;
+  deps.future_leeway = config->events.future_leeway;
   absl::StatusOr<std::unique_ptr<IpsrtServer>> server =
       IpsrtServer::Start(server_options, deps);
   if (!server.ok()) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "ops/call_observer.h"
 #include "service/request_limits.h"
+#include "ipsrt/internal/state.pb.h"
 #include "service/status_mapping.h"
 
 namespace ipsrt {
@@ -33,6 +34,33 @@ Metadata CallMetadata(grpc::CallbackServerContext* ctx) {
   return md;
 }
 
+// EventFacts reads the payload type set in `field` (an EventPayload) and
+// the task id that payload names, if any.
+void EventFacts(const google::protobuf::Message& request,
+                absl::string_view field, RequestFacts& facts) {
+  const google::protobuf::FieldDescriptor* f =
+      request.GetDescriptor()->FindFieldByName(std::string(field));
+  if (f == nullptr ||
+      f->type() != google::protobuf::FieldDescriptor::TYPE_MESSAGE ||
+      f->is_repeated()) {
+    return;
+  }
+  const google::protobuf::Message& event =
+      request.GetReflection()->GetMessage(request, f);
+  const google::protobuf::OneofDescriptor* oneof =
+      event.GetDescriptor()->FindOneofByName("payload");
+  if (oneof == nullptr) return;
+  const google::protobuf::FieldDescriptor* set =
+      event.GetReflection()->GetOneofFieldDescriptor(event, oneof);
+  if (set == nullptr ||
+      set->type() != google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+    return;
+  }
+  facts.event = set->name();
+  facts.event_task_id =
+      StringField(event.GetReflection()->GetMessage(event, set), "task_id");
+}
+
 std::string OutcomeOf(const absl::Status& s) {
   return absl::StatusCodeToString(s.code());
 }
@@ -47,8 +75,25 @@ v1::Actor Admission::actor() const {
 }
 
 Guard::Guard(const Authenticator* authenticator, Store* store,
-             const Clock* clock)
-    : authenticator_(authenticator), store_(store), clock_(clock) {}
+             const Clock* clock, int64_t max_metadata_bytes)
+    : authenticator_(authenticator),
+      store_(store),
+      clock_(clock),
+      max_metadata_bytes_(max_metadata_bytes) {}
+
+absl::Status Guard::CheckMetadataSize(const Metadata& metadata) const {
+  int64_t total = 0, token = 0;
+  for (const auto& [key, value] : metadata) {
+    total += static_cast<int64_t>(key.size() + value.size()) + 32;
+    if (key == "authorization") token += static_cast<int64_t>(value.size());
+  }
+  if (total <= max_metadata_bytes_) return absl::OkStatus();
+  return absl::UnauthenticatedError(absl::StrCat(
+      "request metadata of ", total, " bytes (authorization: ", token,
+      " bytes) is over the server's limit of ", max_metadata_bytes_,
+      " bytes (server.max_metadata_bytes); use a smaller bearer token or "
+      "raise the limit"));
+}
 
 absl::StatusOr<Admission> Guard::Decide(
     grpc::CallbackServerContext* ctx, absl::string_view method,
@@ -65,10 +110,13 @@ absl::StatusOr<Admission> Guard::Decide(
     }
   }
 
+  const Metadata metadata = CallMetadata(ctx);
+  absl::Status size = CheckMetadataSize(metadata);
   absl::StatusOr<Principal> principal =
-      authenticator_ == nullptr
+      !size.ok() ? absl::StatusOr<Principal>(size)
+      : authenticator_ == nullptr
           ? absl::StatusOr<Principal>(LocalAdmin())
-          : authenticator_->Authenticate(CallMetadata(ctx), clock_->Now());
+          : authenticator_->Authenticate(metadata, clock_->Now());
   if (!principal.ok()) {
     refusal = RefusalRecord(method, nullptr, resource, request_id,
                             principal.status());
@@ -81,6 +129,9 @@ absl::StatusOr<Admission> Guard::Decide(
     if (policy->scope == Scope::kAudit) {
       facts.audit_tenant = StringField(request, "tenant");
     }
+    if (!policy->event_field.empty()) {
+      EventFacts(request, policy->event_field, facts);
+    }
   }
   absl::StatusOr<Access> access = Authorize(
       *principal, method, facts,
@@ -89,6 +140,22 @@ absl::StatusOr<Admission> Guard::Decide(
         absl::StatusOr<EnrollmentRow> row = store_->GetEnrollment(tenant, id);
         if (!row.ok()) return row.status();
         return row->patient_ref;
+      },
+      [this](const std::string& tenant, const std::string& id,
+             const std::string& task_id) -> absl::StatusOr<bool> {
+        absl::StatusOr<EnrollmentRow> row = store_->GetEnrollment(tenant, id);
+        if (!row.ok()) return row.status();
+        internal::EnrollmentState state;
+        if (!state.ParseFromString(row->snapshot)) {
+          return absl::DataLossError(absl::StrCat(
+              "store: snapshot of enrollment ", id, " cannot be parsed"));
+        }
+        for (const internal::TaskState& t : state.tasks()) {
+          if (t.task_id() == task_id && t.status() == v1::Task::OPEN) {
+            return t.assignee() == v1::Task::PATIENT;
+          }
+        }
+        return true;
       });
   if (!access.ok()) {
     refusal = RefusalRecord(method, &*principal, resource, request_id,

@@ -46,8 +46,11 @@ struct Admission {
 class Guard {
  public:
   // `authenticator` may be null: every caller is then the local admin
-  // (auth.mode: none). All pointers outlive the guard.
-  Guard(const Authenticator* authenticator, Store* store, const Clock* clock);
+  // (auth.mode: none). All pointers outlive the guard. A call whose
+  // metadata is over `max_metadata_bytes` (key and value bytes plus 32 per
+  // entry, as HTTP/2 counts them) is UNAUTHENTICATED.
+  Guard(const Authenticator* authenticator, Store* store, const Clock* clock,
+        int64_t max_metadata_bytes = 16 << 10);
 
   using Done = std::function<void(absl::Status)>;
   using Work = std::function<void(const Admission&, Done)>;
@@ -77,6 +80,7 @@ class Guard {
                                    absl::string_view method,
                                    const google::protobuf::Message& request,
                                    AuditRecord& refusal);
+  absl::Status CheckMetadataSize(const Metadata& metadata) const;
   AuditRecord RefusalRecord(absl::string_view method,
                             const Principal* principal,
                             const std::string& resource,
@@ -92,6 +96,7 @@ class Guard {
   const Authenticator* authenticator_;
   Store* store_;
   const Clock* clock_;
+  const int64_t max_metadata_bytes_;
 };
 
 // IPSRT_METHOD is the gRPC path of an ipsrt.v1 method, the policy table's key.

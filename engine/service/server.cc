@@ -43,8 +43,13 @@ absl::StatusOr<std::unique_ptr<IpsrtServer>> IpsrtServer::Start(
   }
   builder.AddListeningPort(options.listen, credentials, &impl->port);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
-  impl->guard =
-      std::make_unique<Guard>(deps.authenticator, deps.store, deps.clock);
+  // gRPC's own limit is well above ours, so that a call over ours reaches
+  // the guard and gets a clear UNAUTHENTICATED rather than gRPC's
+  // RESOURCE_EXHAUSTED.
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
+                             4 * options.max_metadata_bytes);
+  impl->guard = std::make_unique<Guard>(deps.authenticator, deps.store,
+                                        deps.clock, options.max_metadata_bytes);
   impl->services = MakeServices(deps, *impl->guard, deps.clock->Now());
   for (auto& s : impl->services) builder.RegisterService(s.get());
   std::vector<

@@ -30,6 +30,9 @@ struct ServerOptions {
   // host:port; port 0 picks a free port (see IpsrtServer::port()).
   std::string listen = "127.0.0.1:0";
   int max_receive_message_bytes = 1 << 20;
+  // Largest request metadata accepted (server.max_metadata_bytes): over it
+  // a call is UNAUTHENTICATED; gRPC refuses over 4 times it itself.
+  int max_metadata_bytes = 16 << 10;
   // PEM contents; empty cert means plaintext (loopback deployments).
   std::string tls_cert_pem;
   std::string tls_key_pem;
@@ -57,6 +60,8 @@ struct ServerDeps {
   // The integrity anchor ipsrtd writes (path and HMAC key); AuditService.
   // VerifyStore checks the store against it. Null: none configured.
   const AnchorWriter::Options* anchor = nullptr;
+  // events.future_leeway (see CheckClinicalTimes).
+  absl::Duration future_leeway = kDefaultFutureLeeway;
 };
 
 class IpsrtServer {

@@ -102,7 +102,7 @@ class WorkflowServiceImpl final : public v1::WorkflowService::CallbackService {
       : deps_(deps),
         guard_(guard),
         enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
-                      deps.safety, deps.questionnaires}) {}
+                      deps.safety, deps.questionnaires, deps.future_leeway}) {}
 
   ServerUnaryReactor* ListWorkflows(
       CallbackServerContext* ctx, const v1::ListWorkflowsRequest* request,
@@ -211,7 +211,7 @@ class EnrollmentServiceImpl final
   EnrollmentServiceImpl(const ServerDeps& deps, Guard& guard)
       : guard_(guard),
         enrollments_({deps.store, deps.clock, deps.ids, deps.workflows,
-                      deps.safety, deps.questionnaires}) {}
+                      deps.safety, deps.questionnaires, deps.future_leeway}) {}
 
   ServerUnaryReactor* CreateEnrollment(
       CallbackServerContext* ctx, const v1::CreateEnrollmentRequest* request,

@@ -1,6 +1,8 @@
 #include "ipsrt/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -303,6 +305,11 @@ absl::Status SqliteStore::Impl::Open() {
           "store: cannot create directory ", dir.string(), ": ", ec.message()));
     }
   }
+  // A new database is created 0600 whatever the process's umask; SQLite
+  // gives its WAL and shared-memory files the database file's mode.
+  int created = ::open(options_.path.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (created >= 0) ::close(created);
   IPSRT_ASSIGN_OR_RETURN(
       writer_,
       OpenConnection(options_.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,

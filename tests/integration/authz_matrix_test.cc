@@ -4,6 +4,7 @@
 // the exact status code. The expected codes come from this file's own
 // statement of the rules (kAllowed and Expected below), not from the
 // engine's table, so a mistake in either shows up here.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -167,6 +168,9 @@ class AuthzMatrixTest : public ::testing::Test {
     tokens_["integration"] = token("tok-integration-a", "integration", "a", "");
     tokens_["patient"] = token("tok-patient-a1", "patient", "a", "Patient/1");
     root_token_ = token("tok-root", "admin", "", "");
+    // Tenant c lets its integration callers record clinical events.
+    clinical_ehr_token_ = token("tok-integration-c", "integration", "c", "");
+    auth.integration_clinical_tenants = {"c"};
     authenticator_ = *Authenticator::Create(auth);
 
     // The built-in instruments, so that submitted responses are scored,
@@ -406,6 +410,7 @@ class AuthzMatrixTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::map<std::string, std::string> tokens_;
   std::string root_token_;
+  std::string clinical_ehr_token_;
   std::string own_, other_patient_, other_tenant_;
   int counter_ = 0;
 };
@@ -586,6 +591,280 @@ TEST_F(AuthzMatrixTest, AuditRecordsPageAndFilter) {
   v1::ListAuditRecordsResponse later;
   ASSERT_TRUE(list(r, &later).ok());
   EXPECT_EQ(later.records_size(), 0);
+}
+
+// Who may record which event through SubmitEvent: the security model as the
+// README states it. "integration+" is an integration caller of a tenant
+// listed in auth.integration_clinical_tenants.
+const std::set<std::string> kEventEveryone = {"admin", "clinician", "patient",
+                                              "integration", "integration+"};
+const std::set<std::string> kClinical = {"admin", "clinician", "integration+"};
+const std::map<std::string, std::set<std::string>>& EventAuthors() {
+  static const auto* const k = new std::map<std::string, std::set<std::string>>{
+      {"questionnaire_response", kEventEveryone},
+      {"srm_diary_day", kEventEveryone},
+      // Patients and integration callers of unlisted tenants: only tasks
+      // assigned to the patient.
+      {"task_completed", kEventEveryone},
+      {"session_held", kClinical},
+      {"goal_set", kClinical},
+      {"relapse_plan", kClinical},
+      {"disruption_plan", kClinical},
+      {"stage_change", kClinical},
+      {"alert_acknowledged", kClinical},
+      {"time_elapsed", {"admin", "clinician", "integration", "integration+"}},
+      // Recorded by their own RPCs: INVALID_ARGUMENT for everyone.
+      {"enrollment_created", {}},
+      {"enrollment_updated", {}},
+      {"workflow_migrated", {}},
+      {"reminder_acknowledged", {}},
+  };
+  return *k;
+}
+
+// The urgent alert a PHQ-9 with item 9 > 0 raises as an enrollment's second
+// event ("<rule id>-<event sequence>").
+constexpr char kAlertId[] = "phq9-item9-2";
+
+// A payload of `type` that the engine accepts on a fresh enrollment of
+// ipsrt-standard (in stage "initial", with an open urgent alert).
+v1::EventPayload EventOf(const std::string& type) {
+  v1::EventPayload p;
+  const auto* field = v1::EventPayload::descriptor()->FindFieldByName(type);
+  EXPECT_NE(field, nullptr) << type;
+  if (field == nullptr) return p;
+  p.GetReflection()->MutableMessage(&p, field);  // sets the oneof
+  if (type == "questionnaire_response") {
+    auto* q = p.mutable_questionnaire_response();
+    q->set_questionnaire_id("phq9");
+    for (int i = 1; i <= 9; ++i) (*q->mutable_answers())[absl::StrCat(i)] = 0;
+  } else if (type == "srm_diary_day") {
+    auto* d = p.mutable_srm_diary_day();
+    d->set_local_date(absl::FormatCivilTime(
+        absl::ToCivilDay(kNow, absl::UTCTimeZone())));  // London: UTC+1
+    d->set_instrument("srm5");
+    auto* a = d->add_activities();
+    a->set_activity("out_of_bed");
+    a->set_local_time("07:30");
+    a->set_people_code(0);
+  } else if (type == "task_completed") {
+    p.mutable_task_completed()->set_task_id("history");  // the clinician's
+  } else if (type == "session_held") {
+    p.mutable_session_held()->mutable_start_time()->set_seconds(
+        absl::ToUnixSeconds(kNow));
+    p.mutable_session_held()->set_duration_minutes(50);
+  } else if (type == "goal_set") {
+    p.mutable_goal_set()->set_problem_area("role_transition");
+    p.mutable_goal_set()->set_description("a goal");
+  } else if (type == "relapse_plan") {
+    p.mutable_relapse_plan()->add_early_warning_signs("sleeping less");
+  } else if (type == "disruption_plan") {
+    p.mutable_disruption_plan()->set_kind("travel");
+    p.mutable_disruption_plan()->set_plan("a plan");
+  } else if (type == "stage_change") {
+    p.mutable_stage_change()->set_to_stage("maintenance");
+    p.mutable_stage_change()->set_reason("test");
+  } else if (type == "alert_acknowledged") {
+    // Raised by the enrollment's second event (FreshWithAlert).
+    p.mutable_alert_acknowledged()->set_alert_id(kAlertId);
+  }
+  return p;
+}
+
+class EventMatrixTest : public AuthzMatrixTest {
+ protected:
+  struct Caller {
+    std::string label;
+    std::string token;
+    std::string tenant;
+  };
+  std::vector<Caller> Callers() {
+    return {{"admin", tokens_["admin"], "a"},
+            {"clinician", tokens_["clinician"], "a"},
+            {"patient", tokens_["patient"], "a"},
+            {"integration", tokens_["integration"], "a"},
+            {"integration+", clinical_ehr_token_, "c"}};
+  }
+
+  grpc::Status Submit(const std::string& token, const std::string& name,
+                      const v1::EventPayload& event,
+                      v1::SubmitEventResponse* response = nullptr) {
+    v1::SubmitEventRequest r;
+    r.set_name(name);
+    r.set_request_id(absl::StrCat("ev-", ++counter_));
+    *r.mutable_event() = event;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::SubmitEventResponse ignored;
+    return v1::EnrollmentService::NewStub(channel_)->SubmitEvent(
+        &ctx, r, response != nullptr ? response : &ignored);
+  }
+
+  // A new enrollment of `patient` in `tenant` with the urgent item-9 alert
+  // open (raised by the deployment admin).
+  std::string FreshWithAlert(const std::string& tenant,
+                             const std::string& patient) {
+    std::string name = Enroll(tenant, patient);
+    v1::EventPayload phq9 = EventOf("questionnaire_response");
+    (*phq9.mutable_questionnaire_response()->mutable_answers())["9"] = 3;
+    v1::SubmitEventResponse r;
+    grpc::Status s = Submit(root_token_, name, phq9, &r);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(
+        std::count(r.flags().begin(), r.flags().end(), "phq9.item9_positive"));
+    EXPECT_TRUE(std::any_of(r.event().outcomes().begin(),
+                            r.event().outcomes().end(),
+                            [](const v1::Outcome& o) {
+                              return o.kind() == v1::Outcome::ALERT_RAISED &&
+                                     o.subject() == kAlertId;
+                            }));
+    return name;
+  }
+
+  int64_t Revision(const std::string& name) {
+    v1::GetEnrollmentRequest r;
+    r.set_name(name);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + root_token_);
+    v1::Enrollment e;
+    grpc::Status s =
+        v1::EnrollmentService::NewStub(channel_)->GetEnrollment(&ctx, r, &e);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return e.revision();
+  }
+
+  // The rule, stated once: the event's authors first, then scope, then a
+  // patient's task.
+  static StatusCode ExpectedEvent(const std::string& type,
+                                  const std::string& caller, Target target) {
+    const std::set<std::string>& authors = EventAuthors().at(type);
+    if (authors.empty()) return StatusCode::INVALID_ARGUMENT;
+    if (!authors.count(caller)) return StatusCode::PERMISSION_DENIED;
+    if (target == Target::kOtherTenant) return StatusCode::NOT_FOUND;
+    if (caller == "patient" && target == Target::kOtherPatient) {
+      return StatusCode::NOT_FOUND;
+    }
+    if ((caller == "patient" || caller == "integration") &&
+        type == "task_completed") {
+      return StatusCode::PERMISSION_DENIED;  // "history" is the clinician's
+    }
+    return StatusCode::OK;
+  }
+};
+
+TEST_F(EventMatrixTest, EveryEventTypeEveryRoleEveryTarget) {
+  const google::protobuf::OneofDescriptor* payload =
+      v1::EventPayload::descriptor()->FindOneofByName("payload");
+  ASSERT_EQ(payload->field_count(), static_cast<int>(EventAuthors().size()))
+      << "an event type was added: state who may record it in EventAuthors()";
+  int cells = 0, allowed_cells = 0;
+  for (int i = 0; i < payload->field_count(); ++i) {
+    const std::string type = payload->field(i)->name();
+    const v1::EventPayload event = EventOf(type);
+    for (const Caller& caller : Callers()) {
+      // Fresh enrollments, so every admitted call meets the same state.
+      const std::string own = FreshWithAlert(caller.tenant, "Patient/1");
+      const std::string theirs = FreshWithAlert(caller.tenant, "Patient/2");
+      for (Target t :
+           {Target::kOwn, Target::kOtherTenant, Target::kOtherPatient}) {
+        const std::string& name = t == Target::kOwn           ? own
+                                  : t == Target::kOtherTenant ? other_tenant_
+                                                              : theirs;
+        const StatusCode want = ExpectedEvent(type, caller.label, t);
+        const int64_t before = want == StatusCode::OK ? 0 : Revision(name);
+        grpc::Status got = Submit(caller.token, name, event);
+        EXPECT_EQ(got.error_code(), want)
+            << "event." << type << " as " << caller.label << " on "
+            << TargetName(t) << ": got " << got.error_code() << " ("
+            << got.error_message() << "), want " << want;
+        if (want == StatusCode::PERMISSION_DENIED) {
+          EXPECT_NE(got.error_message().find("event." + type),
+                    std::string::npos)
+              << got.error_message();
+        }
+        if (want != StatusCode::OK) {  // a refusal writes nothing
+          EXPECT_EQ(Revision(name), before)
+              << "event." << type << " as " << caller.label;
+        }
+        ++cells;
+        allowed_cells += want == StatusCode::OK;
+      }
+    }
+  }
+  EXPECT_EQ(cells, 14 * 5 * 3);
+  EXPECT_GT(allowed_cells, 40);
+}
+
+// The attacks of issue #18 with a patient token, each of which succeeded
+// before the event axis existed; a clinician's token still does each.
+TEST_F(EventMatrixTest, PatientCannotClearAlertMoveStageOrRecordClinicalActs) {
+  const std::string patient = tokens_["patient"];
+  const std::string clinician = tokens_["clinician"];
+  const std::string name = FreshWithAlert("a", "Patient/1");
+  for (const char* type : {"alert_acknowledged", "stage_change", "session_held",
+                           "task_completed"}) {
+    const int64_t before = Revision(name);
+    grpc::Status s = Submit(patient, name, EventOf(type));
+    EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED) << type;
+    EXPECT_NE(s.error_message().find(absl::StrCat("event.", type)),
+              std::string::npos)
+        << s.error_message();
+    EXPECT_EQ(Revision(name), before) << type;
+  }
+  // The urgent task is still open for the clinician.
+  v1::ListTasksRequest tasks;
+  tasks.set_parent(name);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + clinician);
+  v1::ListTasksResponse open;
+  ASSERT_TRUE(v1::EnrollmentService::NewStub(channel_)
+                  ->ListTasks(&ctx, tasks, &open)
+                  .ok());
+  EXPECT_TRUE(std::any_of(
+      open.tasks().begin(), open.tasks().end(), [](const v1::Task& t) {
+        return t.task_id() == kAlertId && t.priority() == v1::Task::URGENT;
+      }));
+  for (const char* type : {"alert_acknowledged", "session_held",
+                           "task_completed", "stage_change"}) {
+    v1::SubmitEventResponse r;
+    grpc::Status s = Submit(clinician, name, EventOf(type), &r);
+    EXPECT_TRUE(s.ok()) << type << ": " << s.error_message();
+    EXPECT_EQ(r.event().actor().role(), "clinician");
+  }
+  v1::GetEnrollmentRequest get;
+  get.set_name(name);
+  grpc::ClientContext ctx2;
+  ctx2.AddMetadata("authorization", "Bearer " + clinician);
+  v1::Enrollment e;
+  ASSERT_TRUE(v1::EnrollmentService::NewStub(channel_)
+                  ->GetEnrollment(&ctx2, get, &e)
+                  .ok());
+  EXPECT_EQ(e.stage(), "maintenance");
+}
+
+TEST_F(EventMatrixTest, PatientCompletesOnlyTheirOwnTasks) {
+  const std::string name = Enroll("a", "Patient/1");
+  // baseline-asrm is a questionnaire task, the patient's; history the
+  // clinician's.
+  v1::EventPayload own;
+  own.mutable_task_completed()->set_task_id("baseline-asrm");
+  EXPECT_TRUE(Submit(tokens_["patient"], name, own).ok());
+  v1::EventPayload theirs;
+  theirs.mutable_task_completed()->set_task_id("history");
+  EXPECT_EQ(Submit(tokens_["patient"], name, theirs).error_code(),
+            StatusCode::PERMISSION_DENIED);
+  // A response naming a clinician's task is refused the same way.
+  v1::EventPayload response = EventOf("questionnaire_response");
+  response.mutable_questionnaire_response()->set_task_id("history");
+  grpc::Status s = Submit(tokens_["patient"], name, response);
+  EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(s.error_message(),
+            "permission denied: patient may complete only tasks assigned to "
+            "the patient (event.questionnaire_response.task_id)");
+  // A task that does not exist is the request's own error.
+  theirs.mutable_task_completed()->set_task_id("no-such-task");
+  EXPECT_EQ(Submit(tokens_["patient"], name, theirs).error_code(),
+            StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace

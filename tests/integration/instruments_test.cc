@@ -12,6 +12,7 @@
 #include "core/questionnaires.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ipsrt/config.h"
 #include "plugin_host/registry.h"
 #include "tests/testing/temp_dir.h"
 
@@ -42,6 +43,22 @@ PluginHostOptions Options() {
   o.plugin_dir = IPSRT_PLUGIN_DIR;
   o.runner_path = IPSRT_RUNNER_BIN;
   return o;
+}
+
+// The production example loads the instruments every shipped template
+// asks for, through the same registry ipsrtd uses.
+TEST(ProductionConfigTest, LoadsTheInstrumentPlugins) {
+  absl::StatusOr<Config> config = LoadConfigFile(
+      std::string(IPSRT_SOURCE_DIR) + "/config/ipsrtd.production.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_FALSE(config->plugins.empty());
+  auto plugins = PluginRegistry::Load(config->plugins, Options());
+  ASSERT_TRUE(plugins.ok()) << plugins.status();
+  auto catalog = QuestionnaireCatalog::Build(**plugins);
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  for (const char* id : {"phq9", "gad7", "asrm"}) {
+    EXPECT_TRUE((*catalog)->Get(id, 0).ok()) << id;
+  }
 }
 
 class CoreInstrumentsTest : public ::testing::TestWithParam<std::string> {

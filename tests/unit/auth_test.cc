@@ -235,6 +235,26 @@ TEST_F(AuthTest, ApiTokensMatchByHash) {
       absl::UnauthenticatedError("authentication: bearer token is not valid"));
 }
 
+// Integration callers of the tenants in auth.integration_clinical_tenants
+// may record clinical events; the flag follows the tenant of the token, JWT
+// or API token alike, and only for the integration role.
+TEST_F(AuthTest, ClinicalIntegrationFollowsTheConfiguredTenants) {
+  EXPECT_FALSE(auth_->Authenticate(Bearer("tok-integration-1"), kNow)
+                   ->clinical_integration);
+  config_.integration_clinical_tenants = {"clinic-a"};
+  std::unique_ptr<Authenticator> listed = *Authenticator::Create(config_);
+  EXPECT_TRUE(listed->Authenticate(Bearer("tok-integration-1"), kNow)
+                  ->clinical_integration);
+  EXPECT_TRUE(
+      listed->Authenticate(Bearer(Hs256(kSecret, Claims("integration"))), kNow)
+          ->clinical_integration);
+  EXPECT_FALSE(
+      listed->Authenticate(Bearer(Hs256(kSecret, Claims("clinician"))), kNow)
+          ->clinical_integration);
+  EXPECT_FALSE(listed->Authenticate(Bearer("tok-patient-7"), kNow)
+                   ->clinical_integration);
+}
+
 TEST_F(AuthTest, MissingOrMalformedHeaderIsUnauthenticated) {
   EXPECT_EQ(auth_->Authenticate({}, kNow).status(),
             absl::UnauthenticatedError(

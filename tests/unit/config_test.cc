@@ -65,7 +65,42 @@ store:
   EXPECT_EQ(c.status().message(),
             "ipsrtd.yaml:2:3: error: server.lisen: unknown key \"lisen\" "
             "(allowed: listen, max_receive_message_bytes, shutdown_grace, "
-            "tls)");
+            "tls, max_metadata_bytes, umask)");
+}
+
+TEST(ConfigTest, SecuritySettingsDefaultsAndErrors) {
+  absl::StatusOr<Config> c = ParseConfig(kMinimal, "x.yaml", "/etc/ipsrtd");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.max_metadata_bytes, 16 * 1024);
+  EXPECT_EQ(c->server.umask, 077u);
+  EXPECT_EQ(c->events.future_leeway, absl::Minutes(10));
+  EXPECT_TRUE(c->auth.integration_clinical_tenants.empty());
+  const char* store = "store:\n  sqlite:\n    path: a.db\n";
+  c = ParseConfig(absl::StrCat("server:\n  umask: \"0027\"\n"
+                               "  max_metadata_bytes: 65536\n",
+                               store,
+                               "events:\n  future_leeway: 2m\n"
+                               "auth:\n  mode: none\n"
+                               "  integration_clinical_tenants: [clinic-a]\n"),
+                  "c.yaml", "/etc");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.umask, 027u);
+  EXPECT_EQ(c->server.max_metadata_bytes, 65536);
+  EXPECT_EQ(c->events.future_leeway, absl::Minutes(2));
+  EXPECT_EQ(c->auth.integration_clinical_tenants,
+            std::vector<std::string>{"clinic-a"});
+  c = ParseConfig(absl::StrCat("server:\n  umask: u=rwx\n"
+                               "  max_metadata_bytes: 100\n",
+                               store, "events:\n  future_leeway: 48h\n"),
+                  "c.yaml", "/etc");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(
+      std::string(c.status().message()),
+      ::testing::AllOf(::testing::HasSubstr("c.yaml:2:10: error: server.umask: "
+                                            "must be an octal mask"),
+                       ::testing::HasSubstr("server.max_metadata_bytes"),
+                       ::testing::HasSubstr("events.future_leeway: must be "
+                                            "between 0s and 24h")));
 }
 
 TEST(ConfigTest, ReportsEveryProblemAtOnce) {

@@ -175,5 +175,153 @@ TEST(AuthorizeTest, TenantsAndPatientsAreScoped) {
           .ok());
 }
 
+TEST(EventPolicyTableTest, EveryEventTypeHasExactlyOneEntry) {
+  const google::protobuf::OneofDescriptor* payload =
+      v1::EventPayload::descriptor()->FindOneofByName("payload");
+  ASSERT_NE(payload, nullptr);
+  ASSERT_GE(payload->field_count(), 14);
+  for (int i = 0; i < payload->field_count(); ++i) {
+    const std::string name = payload->field(i)->name();
+    int entries = 0;
+    for (const EventPolicy& e : EventPolicyTable())
+      entries += e.payload == name;
+    EXPECT_EQ(entries, 1) << name;
+  }
+  EXPECT_EQ(EventPolicyTable().size(),
+            static_cast<size_t>(payload->field_count()));
+  for (const EventPolicy& e : EventPolicyTable()) {
+    EXPECT_NE(
+        payload->containing_type()->FindFieldByName(std::string(e.payload)),
+        nullptr)
+        << e.payload << " is in the table but no such event exists";
+    // Either someone records it through SubmitEvent, or its own RPC does.
+    EXPECT_NE(e.roles.empty(), e.recorded_by.empty()) << e.payload;
+    if (e.patient_tasks_only) {
+      const auto* m = payload->containing_type()
+                          ->FindFieldByName(std::string(e.payload))
+                          ->message_type();
+      EXPECT_NE(m->FindFieldByName("task_id"), nullptr) << e.payload;
+    }
+  }
+  const MethodPolicy* submit =
+      FindPolicy("/ipsrt.v1.EnrollmentService/SubmitEvent");
+  ASSERT_NE(submit, nullptr);
+  EXPECT_EQ(submit->event_field, "event");
+}
+
+// Task "history" of e1 is the clinician's, "diary" the patient's.
+absl::StatusOr<bool> PatientTask(const std::string& tenant,
+                                 const std::string& id,
+                                 const std::string& task_id) {
+  return task_id != "history";
+}
+
+TEST(AuthorizeTest, EventTypesByRole) {
+  const std::string submit = "/ipsrt.v1.EnrollmentService/SubmitEvent";
+  const RequestFacts facts{.resource = "tenants/a/enrollments/e1"};
+  auto with = [&](std::string event, std::string task = "") {
+    RequestFacts f = facts;
+    f.event = std::move(event);
+    f.event_task_id = std::move(task);
+    return f;
+  };
+  Principal clinician{.subject = "c", .role = Role::kClinician, .tenant = "a"};
+  Principal patient{.subject = "p",
+                    .role = Role::kPatient,
+                    .tenant = "a",
+                    .patient_ref = "Patient/1"};
+  Principal ehr{.subject = "i", .role = Role::kIntegration, .tenant = "a"};
+  Principal clinical_ehr = ehr;
+  clinical_ehr.clinical_integration = true;
+  for (const char* clinical :
+       {"session_held", "goal_set", "relapse_plan", "disruption_plan",
+        "stage_change", "alert_acknowledged"}) {
+    EXPECT_EQ(
+        Authorize(patient, submit, with(clinical), PatientOf, PatientTask)
+            .status(),
+        absl::PermissionDeniedError(absl::StrCat(
+            "permission denied: patient may not record event.", clinical)));
+    EXPECT_EQ(
+        Authorize(ehr, submit, with(clinical), PatientOf, PatientTask).status(),
+        absl::PermissionDeniedError(absl::StrCat(
+            "permission denied: integration may not record event.", clinical,
+            " (this tenant is not in auth.integration_clinical_tenants)")));
+    EXPECT_TRUE(
+        Authorize(clinician, submit, with(clinical), PatientOf, PatientTask)
+            .ok());
+    EXPECT_TRUE(
+        Authorize(clinical_ehr, submit, with(clinical), PatientOf, PatientTask)
+            .ok());
+  }
+  // A patient's own reports, and the tasks assigned to the patient.
+  for (const char* own : {"questionnaire_response", "srm_diary_day"}) {
+    EXPECT_TRUE(
+        Authorize(patient, submit, with(own), PatientOf, PatientTask).ok());
+  }
+  EXPECT_TRUE(Authorize(patient, submit, with("task_completed", "diary"),
+                        PatientOf, PatientTask)
+                  .ok());
+  EXPECT_EQ(Authorize(patient, submit, with("task_completed", "history"),
+                      PatientOf, PatientTask)
+                .status(),
+            absl::PermissionDeniedError(
+                "permission denied: patient may complete only tasks assigned "
+                "to the patient (event.task_completed.task_id)"));
+  EXPECT_EQ(
+      Authorize(patient, submit, with("questionnaire_response", "history"),
+                PatientOf, PatientTask)
+          .status()
+          .code(),
+      absl::StatusCode::kPermissionDenied);
+  // Without the task lookup, a patient's task is refused (fail closed).
+  EXPECT_EQ(
+      Authorize(patient, submit, with("task_completed", "diary"), PatientOf)
+          .status()
+          .code(),
+      absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(Authorize(clinician, submit, with("task_completed", "history"),
+                        PatientOf, PatientTask)
+                  .ok());
+  // A clinician's task is a clinical act for an integration caller too.
+  EXPECT_EQ(Authorize(ehr, submit, with("task_completed", "history"), PatientOf,
+                      PatientTask)
+                .status(),
+            absl::PermissionDeniedError(
+                "permission denied: integration may complete only tasks "
+                "assigned to the patient (event.task_completed.task_id)"));
+  EXPECT_TRUE(Authorize(clinical_ehr, submit, with("task_completed", "history"),
+                        PatientOf, PatientTask)
+                  .ok());
+  // Another patient's enrollment is still NOT_FOUND for what a patient may
+  // record, and a refused type is refused before the enrollment is looked at.
+  RequestFacts theirs = with("srm_diary_day");
+  theirs.resource = "tenants/a/enrollments/e2";
+  EXPECT_EQ(Authorize(patient, submit, theirs, PatientOf, PatientTask)
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  theirs.event = "stage_change";
+  EXPECT_EQ(Authorize(patient, submit, theirs, PatientOf, PatientTask)
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  // The engine's own tick is staff's; the engine-recorded types are no
+  // one's through SubmitEvent.
+  EXPECT_EQ(Authorize(patient, submit, with("time_elapsed"), PatientOf)
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(Authorize(ehr, submit, with("time_elapsed"), PatientOf).ok());
+  EXPECT_EQ(
+      Authorize(clinician, submit, with("workflow_migrated"), PatientOf)
+          .status(),
+      absl::InvalidArgumentError("event.workflow_migrated: is recorded by "
+                                 "MigrateEnrollments, never submitted"));
+  EXPECT_EQ(Authorize(clinician, submit, with("no_such_event"), PatientOf)
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
 }  // namespace
 }  // namespace ipsrt

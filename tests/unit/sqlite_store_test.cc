@@ -1,6 +1,7 @@
 #include "ipsrt/sqlite_store.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <string>
@@ -110,6 +111,23 @@ TEST_F(SqliteStoreTest, DatabaseIsInWalMode) {
                "wal");
   sqlite3_finalize(stmt);
   sqlite3_close(db);
+}
+
+// Patient data is private to the account running the store, whatever the
+// process's umask: the database, its WAL and shared-memory files are 0600.
+TEST_F(SqliteStoreTest, FilesArePrivate) {
+  const mode_t old_mask = ::umask(022);
+  auto store = OpenStore(Options());
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    struct stat st;
+    const std::string path = Options().path + suffix;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 0777, 0600) << path;
+  }
+  store->Close();
+  ::umask(old_mask);
 }
 
 TEST_F(SqliteStoreTest, RefusesNonDurableSynchronousSetting) {

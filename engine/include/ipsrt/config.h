@@ -45,6 +45,14 @@ struct ServerConfig {
   int64_t max_receive_message_bytes = 1 << 20;
   // How long SIGTERM waits for in-flight calls before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // Largest request metadata (headers, the bearer token among them) a call
+  // may carry; over it the call is UNAUTHENTICATED, naming this setting.
+  // gRPC itself refuses header blocks over 4 times this (RESOURCE_EXHAUSTED)
+  // before any handler runs. Fits RS256 JWTs with many claims.
+  int64_t max_metadata_bytes = 16 << 10;
+  // File mode creation mask ipsrtd sets at start-up ("0077": the database,
+  // its WAL, reminder files and exports are 0600, directories 0700).
+  uint32_t umask = 077;
 };
 
 struct SqliteConfig {
@@ -224,6 +232,11 @@ struct AuthConfig {
   absl::Duration leeway = absl::Seconds(30);
   std::optional<JwtConfig> jwt;
   std::vector<ApiTokenConfig> api_tokens;
+  // Tenants whose integration callers (an EHR bridge) may record clinical
+  // events: session_held, goal_set, relapse_plan, disruption_plan,
+  // stage_change, alert_acknowledged. Elsewhere only clinicians and admins
+  // may (see README, "Security model").
+  std::vector<std::string> integration_clinical_tenants;
 };
 
 // One named delivery target of PushEnrollment (export.targets.NAME).
@@ -274,6 +287,13 @@ struct IntegrityConfig {
   absl::Duration anchor_interval = absl::Minutes(5);
 };
 
+// Submitted events (README, "Plausible clinical times").
+//   events:
+//     future_leeway: 10m   # authored and session times at most this late
+struct EventsConfig {
+  absl::Duration future_leeway = absl::Minutes(10);
+};
+
 struct Config {
   ServerConfig server;
   AuthConfig auth;
@@ -287,6 +307,7 @@ struct Config {
   IntegrityConfig integrity;
   MetricsConfig metrics;
   HealthConfig health;
+  EventsConfig events;
 };
 
 // ParseConfig reads YAML text. `file_name` appears in diagnostics;
