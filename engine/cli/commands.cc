@@ -733,6 +733,9 @@ int RunList(const ParsedArgs&) {
     for (v1::Enrollment& e : *page.mutable_enrollments()) {
       *result.add_enrollments() = std::move(e);
     }
+    for (v1::UnreadableRecord& u : *page.mutable_unreadable()) {
+      *result.add_unreadable() = std::move(u);
+    }
     result.set_next_page_token(page.next_page_token());
     if (!all || page.next_page_token().empty()) break;
     // A server that hands out a token twice would loop forever.
@@ -750,6 +753,11 @@ int RunList(const ParsedArgs&) {
     std::printf("%s\t%s@%d\t%s\t%s\n", e.name().c_str(),
                 e.workflow_id().c_str(), e.workflow_version(),
                 e.stage().c_str(), StateName(e.state()).c_str());
+  }
+  // Unreadable records are named, not fatal: the readable ones are above.
+  for (const v1::UnreadableRecord& u : result.unreadable()) {
+    std::fprintf(stderr, "unreadable: %s: %s\n", u.name().c_str(),
+                 u.reason().c_str());
   }
   if (!result.next_page_token().empty()) {
     std::fprintf(stderr,

@@ -14,8 +14,10 @@
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "cli/scenario.h"
@@ -136,62 +138,108 @@ std::vector<std::string> SafetyFloorLines(const WorkflowTemplate& w) {
   return lines;
 }
 
+// Diagnostics of one file of a validate run.
+struct FileReport {
+  std::string file;
+  std::string summary;  // "id@version, N stages" when the file parsed
+  std::vector<YamlDiagnostic> diagnostics;
+  // Which safety floors apply and how (valid templates only).
+  std::vector<std::string> floors;
+};
+
 int RunValidate(const ParsedArgs& args) {
   const bool json = absl::GetFlag(FLAGS_json);
   absl::StatusOr<ModelContext> context = ValidationInstruments();
   if (!context.ok()) {
-    std::fprintf(stderr, "--config: %s\n",
+    std::fprintf(stderr, "ipsrt validate: --config: %s\n",
                  std::string(context.status().message()).c_str());
-    return 1;
+    return kExitFailure;
+  }
+  // Files as ipsrtd reads them: a directory gives its *.yaml files.
+  std::vector<FileReport> reports;
+  std::vector<std::string> files;
+  std::map<std::string, size_t> report_of;
+  auto report = [&](const std::string& file) -> FileReport& {
+    auto [it, inserted] = report_of.emplace(file, reports.size());
+    if (inserted) reports.push_back(FileReport{file, "", {}, {}});
+    return reports[it->second];
+  };
+  for (const std::string& path : args.positional) {
+    absl::StatusOr<std::vector<std::string>> listed =
+        WorkflowCatalog::TemplateFiles({path});
+    if (!listed.ok()) {
+      std::error_code ec;
+      std::string why = std::filesystem::exists(path, ec)
+                            ? absl::StrCat("cannot read the directory: ",
+                                           listed.status().message())
+                            : "cannot read the file: No such file or directory";
+      report(path).diagnostics.push_back(YamlDiagnostic{path, 0, 0, "", why});
+      continue;
+    }
+    if (listed->empty()) {
+      report(path).diagnostics.push_back(
+          YamlDiagnostic{path, 0, 0, "", "the directory has no *.yaml file"});
+      continue;
+    }
+    for (const std::string& f : *listed) {
+      if (!report_of.count(f)) files.push_back(f);
+      report(f);
+    }
+  }
+  // The set together, exactly as ipsrtd loads it.
+  WorkflowCatalog::Loaded loaded =
+      WorkflowCatalog::LoadFilesDiagnosed(files, *context);
+  for (const YamlDiagnostic& d : loaded.diagnostics) {
+    YamlDiagnostic shown = d;
+    if (d.line == 0) {
+      // Unreadable: the loader's message names the file; say it once.
+      absl::string_view m = d.message;
+      absl::ConsumePrefix(&m, absl::StrCat(d.file, ": "));
+      shown.message = std::string(m);
+    }
+    report(d.file).diagnostics.push_back(std::move(shown));
+  }
+  if (loaded.catalog != nullptr) {
+    for (const WorkflowTemplate* w : loaded.catalog->All()) {
+      FileReport& r = report(w->source_file);
+      r.summary = absl::StrCat(w->id, "@", w->version, ", ", w->stages.size(),
+                               " stages");
+      r.floors = SafetyFloorLines(*w);
+    }
   }
   bool all_valid = true;
   std::vector<std::string> json_files;
-  for (const std::string& file : args.positional) {
-    std::vector<YamlDiagnostic> diagnostics;
-    std::string summary;
-    std::vector<std::string> floors;
-    absl::StatusOr<std::string> yaml = ReadFileToString(file);
-    if (!yaml.ok()) {
-      diagnostics.push_back(YamlDiagnostic{
-          file, 0, 0, "",
-          absl::StrCat("cannot read the file: ", yaml.status().message())});
-    } else {
-      diagnostics = DiagnoseWorkflowTemplate(*yaml, file, *context);
-      if (diagnostics.empty()) {
-        absl::StatusOr<WorkflowTemplate> w =
-            ParseWorkflowTemplate(*yaml, file, *context);
-        if (w.ok()) {
-          summary = absl::StrCat(w->id, "@", w->version, ", ", w->stages.size(),
-                                 " stages");
-          floors = SafetyFloorLines(*w);
-        }
-      }
-    }
-    all_valid = all_valid && diagnostics.empty();
+  for (const FileReport& r : reports) {
+    all_valid = all_valid && r.diagnostics.empty();
     if (json) {
       std::vector<std::string> items;
-      for (const YamlDiagnostic& d : diagnostics) {
+      for (const YamlDiagnostic& d : r.diagnostics) {
         items.push_back(absl::StrCat(
             "{\"line\":", d.line, ",\"column\":", d.column, ",\"path\":",
             JsonQuote(d.path), ",\"message\":", JsonQuote(d.message), "}"));
       }
       std::vector<std::string> floor_items;
-      for (const std::string& f : floors) floor_items.push_back(JsonQuote(f));
+      for (const std::string& f : r.floors) floor_items.push_back(JsonQuote(f));
       json_files.push_back(absl::StrCat(
-          "{\"file\":", JsonQuote(file),
-          ",\"valid\":", diagnostics.empty() ? "true" : "false",
+          "{\"file\":", JsonQuote(r.file),
+          ",\"valid\":", r.diagnostics.empty() ? "true" : "false",
           ",\"diagnostics\":[", absl::StrJoin(items, ","),
           "],\"safety_floors\":[", absl::StrJoin(floor_items, ","), "]}"));
       continue;
     }
-    if (diagnostics.empty()) {
-      std::printf("%s: ok (%s)\n", file.c_str(), summary.c_str());
-      for (const std::string& f : floors) std::printf("  %s\n", f.c_str());
+    if (r.diagnostics.empty()) {
+      if (r.summary.empty()) {
+        // The file is fine, but another file of the set is not.
+        std::printf("%s: ok on its own (the set has errors)\n", r.file.c_str());
+      } else {
+        std::printf("%s: ok (%s)\n", r.file.c_str(), r.summary.c_str());
+        for (const std::string& f : r.floors) std::printf("  %s\n", f.c_str());
+      }
     }
-    for (const YamlDiagnostic& d : diagnostics) {
+    for (const YamlDiagnostic& d : r.diagnostics) {
       if (d.line == 0) {
         // No position: the file itself (unreadable).
-        std::printf("%s: error: %s\n", file.c_str(), d.message.c_str());
+        std::printf("%s: error: %s\n", r.file.c_str(), d.message.c_str());
       } else {
         std::printf("%s\n", d.ToString().c_str());
       }
@@ -608,9 +656,11 @@ std::vector<Command> ToolCommands() {
   return {
       {.spec =
            {.name = "validate",
-            .synopsis = "validate FILE... [--config=ipsrtd.yaml] [--json]",
+            .synopsis = "validate FILE|DIR... [--config=ipsrtd.yaml] [--json]",
             .description =
-                "Check workflow templates offline.\n\n"
+                "Check workflow templates offline, together, as ipsrtd loads "
+                "them\n(a directory gives its *.yaml files; each id@version "
+                "once).\n\n"
                 "Prints every problem as file:line:col: error: path: message, "
                 "one a line,\nand FILE: ok for each valid file. With --json: "
                 "[{\"file\", \"valid\",\n\"diagnostics\": [{\"line\", "

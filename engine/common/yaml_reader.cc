@@ -1,11 +1,19 @@
 #include "common/yaml_reader.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/parser.h"
 
 namespace ipsrt {
 namespace {
@@ -25,6 +33,270 @@ const char* KindName(const YAML::Node& node) {
   }
 }
 
+// Utf8Problem finds the first byte sequence that is not UTF-8 (or a control
+// character YAML does not allow: C0 other than tab, LF and CR). Lines and
+// columns are 1-based, columns in characters.
+struct TextProblem {
+  int line = 0;
+  int column = 0;
+  std::string message;
+};
+std::optional<TextProblem> Utf8Problem(absl::string_view text) {
+  int line = 1, column = 1;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = p[i];
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      if (c == '\n') {
+        ++line;
+        column = 1;
+        ++i;
+        continue;
+      }
+      if (c < 0x20 && c != '\t' && c != '\r') {
+        return TextProblem{
+            line, column,
+            absl::StrFormat("control character U+%04X is not allowed in YAML",
+                            c)};
+      }
+      ++i;
+      ++column;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      cp = c & 0x07;
+    }
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) ok = false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF.
+    if (ok && ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+               (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)) {
+      ok = false;
+    }
+    if (!ok) {
+      return TextProblem{
+          line, column,
+          absl::StrFormat("byte 0x%02X is not valid UTF-8 (save the file as "
+                          "UTF-8; Latin-1 and Windows code pages are not read)",
+                          c)};
+    }
+    i += len;
+    ++column;
+  }
+  return std::nullopt;
+}
+
+// Screener walks the parser's events (no tree is built) and enforces tags,
+// depth, node counts and alias expansion. Fatal problems stop the walk by
+// throwing Stop.
+class Screener : public YAML::EventHandler {
+ public:
+  struct Stop {};
+
+  Screener(const YamlLimits& limits, YamlReader& r) : limits_(limits), r_(r) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnAnchor(const YAML::Mark&, const std::string& name) override {
+    pending_anchor_name_ = name;
+  }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Enter(mark);
+    Leaf(anchor);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    std::string component = Enter(mark);
+    if (open_anchors_.count(anchor)) {
+      Fatal(mark, component,
+            absl::StrCat("alias *", AnchorName(anchor),
+                         " refers to the node that contains it (a recursive "
+                         "alias is not allowed)"));
+    }
+    auto it = anchors_.find(anchor);
+    const Extent e = it == anchors_.end() ? Extent{1, 0} : it->second;
+    alias_nodes_ += e.size;
+    if (alias_nodes_ > limits_.max_alias_nodes) {
+      Fatal(
+          mark, component,
+          absl::StrCat("aliases expand to more than ", limits_.max_alias_nodes,
+                       " nodes (the limit; nested aliases multiply)"));
+    }
+    if (static_cast<int64_t>(stack_.size()) + e.height > limits_.max_depth) {
+      Fatal(mark, component,
+            absl::StrCat("alias *", AnchorName(anchor), " nests deeper than ",
+                         limits_.max_depth, " levels (the limit)"));
+    }
+    Add(e);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag,
+                YAML::anchor_t anchor, const std::string& value) override {
+    std::string component = Enter(mark);
+    CheckTag(mark, tag, component);
+    if (!stack_.empty() && stack_.back().is_map && stack_.back().key_next) {
+      // This scalar was a key; the next node is its value.
+      stack_.back().key = value;
+    }
+    Leaf(anchor);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag,
+                       YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, tag, anchor, false);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag,
+                  YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+    Open(mark, tag, anchor, true);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  struct Extent {
+    int64_t size = 1;    // nodes, aliases expanded
+    int64_t height = 0;  // levels of maps and lists below and including it
+  };
+  struct Frame {
+    bool is_map = false;
+    bool key_next = true;   // maps: the next node is a key
+    size_t index = 0;       // lists: the next item's index
+    std::string key;        // maps: the key of the value being read
+    std::string component;  // this node's own path component
+    YAML::anchor_t anchor = 0;
+    Extent extent;
+  };
+
+  // Enter accounts for a new node and returns its path component.
+  std::string Enter(const YAML::Mark& mark) {
+    if (++nodes_ > limits_.max_nodes) {
+      Fatal(mark, "",
+            absl::StrCat("more than ", limits_.max_nodes,
+                         " YAML nodes (the limit)"));
+    }
+    if (stack_.empty()) return "";
+    Frame& parent = stack_.back();
+    if (!parent.is_map) return absl::StrCat("[", parent.index++, "]");
+    if (parent.key_next) return "";  // a key: reported at its map
+    return parent.key;
+  }
+  // After a node ends: maps alternate between keys and values.
+  void Advance() {
+    if (!stack_.empty() && stack_.back().is_map) {
+      stack_.back().key_next = !stack_.back().key_next;
+    }
+  }
+  void Add(const Extent& e) {
+    if (!stack_.empty()) {
+      stack_.back().extent.size += e.size;
+      stack_.back().extent.height =
+          std::max(stack_.back().extent.height, e.height + 1);
+    }
+    Advance();
+  }
+  void Leaf(YAML::anchor_t anchor) {
+    Extent e;
+    if (anchor != 0) Record(anchor, e);
+    Add(e);
+  }
+  void Record(YAML::anchor_t anchor, const Extent& e) {
+    anchors_[anchor] = e;
+    if (!pending_anchor_name_.empty()) {
+      names_[anchor] = pending_anchor_name_;
+      pending_anchor_name_.clear();
+    }
+  }
+  void Open(const YAML::Mark& mark, const std::string& tag,
+            YAML::anchor_t anchor, bool is_map) {
+    std::string component = Enter(mark);
+    CheckTag(mark, tag, component);
+    if (static_cast<int64_t>(stack_.size()) + 1 > limits_.max_depth) {
+      Fatal(mark, component,
+            absl::StrCat("nests deeper than ", limits_.max_depth,
+                         " levels (the limit)"));
+    }
+    Frame f;
+    f.is_map = is_map;
+    f.component = std::move(component);
+    f.anchor = anchor;
+    f.extent.height = 1;
+    if (anchor != 0) {
+      open_anchors_.insert(anchor);
+      if (!pending_anchor_name_.empty()) {
+        names_[anchor] = pending_anchor_name_;
+        pending_anchor_name_.clear();
+      }
+    }
+    stack_.push_back(std::move(f));
+  }
+  void Close() {
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
+    if (f.anchor != 0) {
+      open_anchors_.erase(f.anchor);
+      anchors_[f.anchor] = f.extent;
+    }
+    Add(f.extent);
+  }
+  // Path of the node being read, whose own component is `component`.
+  std::string PathOf(absl::string_view component) const {
+    std::string path;
+    auto append = [&path](absl::string_view c) {
+      if (c.empty()) return;
+      if (c.front() != '[' && !path.empty()) path.push_back('.');
+      absl::StrAppend(&path, c);
+    };
+    for (const Frame& f : stack_) append(f.component);
+    append(component);
+    return path;
+  }
+  std::string AnchorName(YAML::anchor_t anchor) const {
+    auto it = names_.find(anchor);
+    return it == names_.end() ? "?" : it->second;
+  }
+  void CheckTag(const YAML::Mark& mark, const std::string& tag,
+                absl::string_view component) {
+    if (tag.empty() || tag == "?" || tag == "!") return;
+    std::string shown = absl::StartsWith(tag, "tag:yaml.org,2002:")
+                            ? absl::StrCat("!!", tag.substr(18))
+                            : tag;
+    // The text after the tag is not shown: YAML has read part of it as
+    // more syntax (in "!a && b" the "&&" is an anchor).
+    r_.ErrorAt(mark.line + 1, mark.column + 1, PathOf(component),
+               absl::StrCat("YAML tag \"", shown,
+                            "\" is not allowed: a value that starts with '!' "
+                            "must be quoted (",
+                            component == "when" ? "when: " : "", "\"", shown,
+                            " ...\")"));
+  }
+  [[noreturn]] void Fatal(const YAML::Mark& mark, absl::string_view component,
+                          absl::string_view message) {
+    r_.ErrorAt(mark.line + 1, mark.column + 1, PathOf(component), message);
+    throw Stop{};
+  }
+
+  const YamlLimits& limits_;
+  YamlReader& r_;
+  std::vector<Frame> stack_;
+  int64_t nodes_ = 0;
+  int64_t alias_nodes_ = 0;
+  std::string pending_anchor_name_;
+  std::unordered_map<YAML::anchor_t, Extent> anchors_;
+  std::unordered_map<YAML::anchor_t, std::string> names_;
+  std::unordered_set<YAML::anchor_t> open_anchors_;
+};
+
 }  // namespace
 
 std::string YamlDiagnostic::ToString() const {
@@ -33,7 +305,70 @@ std::string YamlDiagnostic::ToString() const {
                       message);
 }
 
+bool YamlReader::Screen(absl::string_view text) {
+  if (text.size() > limits_.max_bytes) {
+    ErrorAt(1, 1, "",
+            absl::StrCat("the file is ", text.size(), " bytes; the limit is ",
+                         limits_.max_bytes, " bytes"));
+    return false;
+  }
+  if (std::optional<TextProblem> p = Utf8Problem(text); p.has_value()) {
+    ErrorAt(p->line, p->column, "", p->message);
+    return false;
+  }
+  const size_t before = diagnostics_.size();
+  std::stringstream in{std::string(text)};
+  YAML::Parser parser(in);
+  Screener screener(limits_, *this);
+  try {
+    if (parser.HandleNextDocument(screener)) {
+      // The scanner stops at the next document's start; a second document
+      // is refused rather than silently ignored.
+      struct Counter : YAML::EventHandler {
+        YAML::Mark start;
+        bool seen = false;
+        void OnDocumentStart(const YAML::Mark& m) override {
+          if (!seen) start = m;
+          seen = true;
+          throw Screener::Stop{};
+        }
+        void OnDocumentEnd() override {}
+        void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+        void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+        void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                      const std::string&) override {}
+        void OnSequenceStart(const YAML::Mark&, const std::string&,
+                             YAML::anchor_t,
+                             YAML::EmitterStyle::value) override {}
+        void OnSequenceEnd() override {}
+        void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                        YAML::EmitterStyle::value) override {}
+        void OnMapEnd() override {}
+      } second;
+      try {
+        parser.HandleNextDocument(second);
+      } catch (const Screener::Stop&) {
+      } catch (const YAML::Exception& e) {
+        // A syntax error after the first document is still a second one.
+        if (!second.seen) second.start = e.mark;
+        second.seen = true;
+      }
+      if (second.seen) {
+        ErrorAt(second.start.line + 1, second.start.column + 1, "",
+                "a second YAML document (after ---) is not allowed: a file "
+                "holds one document");
+      }
+    }
+  } catch (const Screener::Stop&) {
+  } catch (const YAML::Exception& e) {
+    diagnostics_.push_back(
+        YamlDiagnostic{file_, e.mark.line + 1, e.mark.column + 1, "", e.msg});
+  }
+  return diagnostics_.size() == before;
+}
+
 YAML::Node YamlReader::Parse(absl::string_view text) {
+  if (!Screen(text)) return YAML::Node();
   try {
     YAML::Node root = YAML::Load(std::string(text));
     if (!root.IsDefined() || root.IsNull())
@@ -56,7 +391,8 @@ std::string YamlReader::Join(absl::string_view parent, size_t index) {
 
 void YamlReader::Error(const YAML::Node& node, absl::string_view path,
                        absl::string_view message) {
-  int line = 0, column = 0;
+  // A node without a mark (an empty document's root) is the file's start.
+  int line = 1, column = 1;
   if (node.IsDefined()) {
     YAML::Mark m = node.Mark();
     if (m.line >= 0) {

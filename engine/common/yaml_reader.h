@@ -5,6 +5,19 @@
 // with 1-based line and column and the YAML path ("store.sqlite.path"),
 // and unknown keys are errors, so a typo never passes silently.
 //
+// Parse is the one hardened entry point for YAML the project reads
+// (templates, instrument YAML, scenarios, ipsrtd.yaml). Before yaml-cpp
+// builds a tree it refuses, each with file:line:col and YAML path:
+//   * bytes that are not UTF-8, and control characters YAML does not allow;
+//   * a YAML tag on any node (`when: !goal.set` is the tag "!goal.set", not
+//     text: conditions that start with `!` must be quoted);
+//   * a second document (`---`);
+//   * input past YamlLimits: file size, nesting depth, node count, and
+//     nodes reached through aliases (an alias that refers to the node that
+//     contains it, or a nested-alias "billion laughs", is refused before any
+//     consumer expands it).
+// Every check is one pass over the input, linear in its size.
+//
 // Example:
 //   YamlReader r("ipsrtd.yaml");
 //   YAML::Node root = r.Parse(text);
@@ -37,12 +50,23 @@ struct YamlDiagnostic {
   std::string ToString() const;
 };
 
+// Limits every YAML input is held to (workflows/README.md, "Limits").
+struct YamlLimits {
+  size_t max_bytes = 4 * 1024 * 1024;  // 4 MiB
+  int max_depth = 64;                  // nested maps and lists
+  int64_t max_nodes = 250000;          // scalars, maps and lists as written
+  // Nodes reached through aliases, each alias counting the whole node it
+  // refers to (what a consumer that expands aliases would visit).
+  int64_t max_alias_nodes = 10000;
+};
+
 class YamlReader {
  public:
-  explicit YamlReader(std::string file_name) : file_(std::move(file_name)) {}
+  explicit YamlReader(std::string file_name, YamlLimits limits = YamlLimits())
+      : file_(std::move(file_name)), limits_(limits) {}
 
   // Parse returns the document's root, or a null node after recording the
-  // syntax error. An empty document is an empty map.
+  // problems (see the header comment). An empty document is an empty map.
   YAML::Node Parse(absl::string_view text);
 
   // Join builds a child path: Join("store", "sqlite") == "store.sqlite",
@@ -96,7 +120,11 @@ class YamlReader {
   const std::string& file() const { return file_; }
 
  private:
+  // Screen runs the checks above; true when yaml-cpp may build the tree.
+  bool Screen(absl::string_view text);
+
   std::string file_;
+  YamlLimits limits_;
   std::vector<YamlDiagnostic> diagnostics_;
 };
 

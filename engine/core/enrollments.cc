@@ -69,6 +69,8 @@ std::string ActorString(const v1::Actor& actor) {
   return absl::StrCat(actor.subject(), "/", actor.role());
 }
 
+constexpr char kUnreadableSnapshot[] = "the stored snapshot cannot be parsed";
+
 absl::StatusOr<internal::EnrollmentState> ParseState(const EnrollmentRow& row) {
   internal::EnrollmentState state;
   if (!state.ParseFromString(row.snapshot)) {
@@ -917,8 +919,16 @@ absl::StatusOr<v1::ListEnrollmentsResponse> Enrollments::List(
   bool more = static_cast<int>(rows.size()) > page_size;
   if (more) rows.resize(page_size);
   for (const EnrollmentRow& row : rows) {
-    IPSRT_ASSIGN_OR_RETURN(internal::EnrollmentState state, ParseState(row));
-    *response.add_enrollments() = state.enrollment();
+    // One unreadable record never hides the others: it is named, the rest
+    // are listed.
+    absl::StatusOr<internal::EnrollmentState> state = ParseState(row);
+    if (!state.ok()) {
+      v1::UnreadableRecord* u = response.add_unreadable();
+      u->set_name(EnrollmentName{tenant, row.id}.Format());
+      u->set_reason(kUnreadableSnapshot);
+      continue;
+    }
+    *response.add_enrollments() = state->enrollment();
   }
   if (more) {
     const EnrollmentRow& last = rows.back();
@@ -966,6 +976,28 @@ absl::StatusOr<v1::GetTimelineResponse> Enrollments::Timeline(
         EncodePageToken(PagePosition{fingerprint, rows.back().sequence, ""}));
   }
   return response;
+}
+
+absl::StatusOr<std::vector<v1::UnreadableRecord>> FindUnreadableEnrollments(
+    Store& store, absl::string_view tenant) {
+  constexpr int kPage = 500;
+  std::vector<v1::UnreadableRecord> out;
+  EnrollmentFilter filter;
+  filter.tenant = std::string(tenant);
+  std::optional<EnrollmentCursor> after;
+  while (true) {
+    IPSRT_ASSIGN_OR_RETURN(std::vector<EnrollmentRow> page,
+                           store.ListEnrollments(filter, after, kPage));
+    for (const EnrollmentRow& row : page) {
+      if (ParseState(row).ok()) continue;
+      v1::UnreadableRecord& u = out.emplace_back();
+      u.set_name(EnrollmentName{filter.tenant, row.id}.Format());
+      u.set_reason(kUnreadableSnapshot);
+    }
+    if (static_cast<int>(page.size()) < kPage) break;
+    after = EnrollmentCursor{page.back().create_time, page.back().id};
+  }
+  return out;
 }
 
 }  // namespace ipsrt

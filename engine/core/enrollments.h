@@ -241,6 +241,13 @@ std::string RequestFingerprint(absl::string_view method,
 // hash and the event's deterministic serialization without its hash.
 std::string EventHash(absl::string_view prev_hash, const v1::Event& event);
 
+// FindUnreadableEnrollments reads every stored enrollment of `tenant` and
+// returns those whose snapshot cannot be decoded (the ones GetEnrollment
+// answers DATA_LOSS for), by resource name with the reason; never their
+// content. For `ipsrt store check`; reads in pages, O(enrollments).
+absl::StatusOr<std::vector<v1::UnreadableRecord>> FindUnreadableEnrollments(
+    Store& store, absl::string_view tenant);
+
 }  // namespace ipsrt
 
 #endif  // IPSRT_CORE_ENROLLMENTS_H_

@@ -83,8 +83,12 @@ SourcePos IdPos(const YAML::Node& map) {
 // Parser reads one template, collecting every problem in `r`.
 class Parser {
  public:
-  Parser(YamlReader& r, absl::string_view source, const ModelContext& context)
-      : r_(r), lines_(absl::StrSplit(source, '\n')), context_(context) {}
+  Parser(YamlReader& r, absl::string_view source, const ModelContext& context,
+         const WorkflowLimits& limits)
+      : r_(r),
+        lines_(absl::StrSplit(source, '\n')),
+        context_(context),
+        limits_(limits) {}
 
   WorkflowTemplate Parse(const YAML::Node& root);
 
@@ -115,12 +119,17 @@ class Parser {
   YamlReader& r_;
   std::vector<absl::string_view> lines_;
   const ModelContext& context_;
+  const WorkflowLimits& limits_;
   // References to check once the whole template is read.
   struct Ref {
     std::string id;
     SourcePos pos;
     std::string path;
+    int stage = -1;  // the stage whose condition it is in; -1 template-wide
   };
+  // The stage being read (-1 outside stages) and tasks read so far.
+  int stage_ = -1;
+  int tasks_read_ = 0;
   std::vector<Ref> task_refs_;
   std::vector<Ref> stage_refs_;
   // True when the template has a `sessions` block (read first).
@@ -277,6 +286,13 @@ Condition Parser::ReadCondition(const YAML::Node& map,
   YAML::Node node = map.IsMap() ? map["when"] : YAML::Node();
   c.pos = PosOf(node);
   if (c.text.empty()) return c;
+  if (static_cast<int>(c.text.size()) > limits_.max_condition_chars) {
+    r_.Error(node, c.path,
+             absl::StrCat("the condition is ", c.text.size(),
+                          " characters; the limit is ",
+                          limits_.max_condition_chars));
+    return c;
+  }
   std::vector<ConditionError> errors;
   std::vector<CompiledCondition::TaskRef> refs;
   c.program =
@@ -287,7 +303,7 @@ Condition Parser::ReadCondition(const YAML::Node& map,
   }
   for (const CompiledCondition::TaskRef& ref : refs) {
     task_refs_.push_back(
-        Ref{ref.task_id, TextPos(node, ref.line, ref.column), c.path});
+        Ref{ref.task_id, TextPos(node, ref.line, ref.column), c.path, stage_});
   }
   return c;
 }
@@ -485,12 +501,20 @@ RuleTemplate Parser::ReadRule(const YAML::Node& n, const std::string& path) {
   return rule;
 }
 
-WorkflowTemplate Parser::Parse(const YAML::Node& root) {
+WorkflowTemplate Parser::Parse(const YAML::Node& document) {
   WorkflowTemplate t;
-  if (!r_.ExpectMap(root, "", false)) return t;
-  r_.ExpectKeys(root, "",
-                {"id", "version", "title", "description", "sessions", "stages",
-                 "rules", "conditions", "problem_areas"});
+  YAML::Node root = document;
+  if (!document.IsMap()) {
+    // Not a map: say so, then name what is missing as for an empty file.
+    r_.Error(document, "",
+             "a template is a map with id, version, title and stages");
+    root = YAML::Node(YAML::NodeType::Map);
+  }
+  t.id_pos = IdPos(root);
+  r_.ExpectKeys(
+      root, "",
+      {"id", "version", "title", "description", "sessions", "stages", "rules",
+       "conditions", "problem_areas"});
   t.id = Id(root, "", "workflow");
   if (!root["version"].IsDefined()) r_.Error(root, "version", "is required");
   t.version = static_cast<int>(r_.Int(root, "", "version", 0, 1, 1000000));
@@ -506,8 +530,16 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
   if (!stages.IsDefined() || !stages.IsSequence() || stages.size() == 0) {
     r_.Error(stages.IsDefined() ? stages : root, "stages",
              "must be a non-empty list of stages");
+  } else if (static_cast<int64_t>(stages.size()) > limits_.max_stages) {
+    r_.Error(stages, "stages",
+             absl::StrCat(stages.size(), " stages; the limit is ",
+                          limits_.max_stages));
+    return t;
   } else {
     for (size_t i = 0; i < stages.size(); ++i) {
+      // The index this stage gets in t.stages (a stage that is not a map
+      // is skipped).
+      stage_ = static_cast<int>(t.stages.size());
       std::string p = YamlReader::Join("stages", i);
       YAML::Node s = stages[i];
       StageTemplate st;
@@ -531,6 +563,13 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
         r_.Error(tasks, YamlReader::Join(p, "tasks"), "must be a list");
       } else if (tasks.IsDefined()) {
         for (size_t j = 0; j < tasks.size(); ++j) {
+          if (++tasks_read_ > limits_.max_tasks) {
+            r_.Error(tasks[j],
+                     YamlReader::Join(YamlReader::Join(p, "tasks"), j),
+                     absl::StrCat("more than ", limits_.max_tasks,
+                                  " tasks in the template (the limit)"));
+            return t;
+          }
           st.tasks.push_back(ReadTask(
               tasks[j], YamlReader::Join(YamlReader::Join(p, "tasks"), j)));
         }
@@ -567,6 +606,7 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
       }
       t.stages.push_back(std::move(st));
     }
+    stage_ = -1;
   }
   YAML::Node rules = root["rules"];
   if (rules.IsDefined() && !rules.IsSequence()) {
@@ -576,6 +616,7 @@ WorkflowTemplate Parser::Parse(const YAML::Node& root) {
       t.rules.push_back(ReadRule(rules[j], YamlReader::Join("rules", j)));
     }
   }
+  t.BuildIndex();
   CheckReferences(t, root);
   CheckGraph(t, root);
   ApplySafetyFloors(t);
@@ -768,6 +809,24 @@ void Parser::CheckReferences(const WorkflowTemplate& t,
       r_.ErrorAt(ref.pos.line, ref.pos.column, ref.path,
                  absl::StrCat("tasks.done(\"", ref.id, "\"): unknown task \"",
                               ref.id, "\""));
+    } else if (ref.stage >= 0 &&
+               ref.stage < static_cast<int>(t.stages.size()) &&
+               !t.stages[ref.stage].task_index.count(ref.id)) {
+      // A stage's exits and rules see the stage's own tasks; a task of
+      // another stage is a mistake (it may be done from an earlier stage,
+      // or never).
+      std::string owner;
+      for (const StageTemplate& s : t.stages) {
+        if (s.task_index.count(ref.id)) {
+          owner = s.id;
+          break;
+        }
+      }
+      r_.ErrorAt(ref.pos.line, ref.pos.column, ref.path,
+                 absl::StrCat("tasks.done(\"", ref.id, "\"): task \"", ref.id,
+                              "\" belongs to stage \"", owner,
+                              "\", not to this stage \"",
+                              t.stages[ref.stage].id, "\""));
     }
   }
 }
@@ -779,6 +838,7 @@ void Parser::CheckGraph(const WorkflowTemplate& t, const YAML::Node& root) {
   const int n = static_cast<int>(t.stages.size());
   if (n == 0 || !r_.ok()) return;  // references must resolve first
   std::vector<std::set<int>> edges(n);
+  // Every reference resolved above, so StageIndex finds each (indexed).
   auto add_moves = [&](int from, const std::vector<RuleTemplate>& rules) {
     for (const RuleTemplate& rule : rules) {
       for (const auto* actions : {&rule.then, &rule.otherwise}) {
@@ -820,43 +880,61 @@ void Parser::CheckGraph(const WorkflowTemplate& t, const YAML::Node& root) {
                               t.stages[0].id, "\""));
     }
   }
-  // Tarjan's strongly connected components.
+  // Tarjan's strongly connected components, iterative (a long chain of
+  // stages must not exhaust the stack); linear in stages and edges.
   std::vector<int> index(n, -1), low(n, 0), comp(n, -1);
   std::vector<bool> on_stack(n, false);
   std::vector<int> stack;
   int counter = 0, components = 0;
-  std::function<void(int)> visit = [&](int v) {
-    index[v] = low[v] = counter++;
-    stack.push_back(v);
-    on_stack[v] = true;
-    for (int w : edges[v]) {
-      if (index[w] < 0) {
-        visit(w);
-        low[v] = std::min(low[v], low[w]);
-      } else if (on_stack[w]) {
-        low[v] = std::min(low[v], index[w]);
+  struct Visit {
+    int v;
+    std::set<int>::const_iterator next;
+  };
+  for (int root = 0; root < n; ++root) {
+    if (index[root] >= 0) continue;
+    std::vector<Visit> calls;
+    auto enter = [&](int v) {
+      index[v] = low[v] = counter++;
+      stack.push_back(v);
+      on_stack[v] = true;
+      calls.push_back(Visit{v, edges[v].begin()});
+    };
+    enter(root);
+    while (!calls.empty()) {
+      Visit& call = calls.back();
+      const int v = call.v;
+      if (call.next != edges[v].end()) {
+        const int w = *call.next++;
+        if (index[w] < 0) {
+          enter(w);
+        } else if (on_stack[w]) {
+          low[v] = std::min(low[v], index[w]);
+        }
+        continue;
+      }
+      if (low[v] == index[v]) {
+        int w;
+        do {
+          w = stack.back();
+          stack.pop_back();
+          on_stack[w] = false;
+          comp[w] = components;
+        } while (w != v);
+        ++components;
+      }
+      calls.pop_back();
+      if (!calls.empty()) {
+        low[calls.back().v] = std::min(low[calls.back().v], low[v]);
       }
     }
-    if (low[v] == index[v]) {
-      int w;
-      do {
-        w = stack.back();
-        stack.pop_back();
-        on_stack[w] = false;
-        comp[w] = components;
-      } while (w != v);
-      ++components;
-    }
-  };
-  for (int v = 0; v < n; ++v) {
-    if (index[v] < 0) visit(v);
   }
+  std::vector<std::vector<int>> by_component(components);
+  for (int v = 0; v < n; ++v) by_component[comp[v]].push_back(v);
   for (int c = 0; c < components; ++c) {
-    std::vector<int> members;
+    // Members in stage order, as the report lists them.
+    const std::vector<int>& members = by_component[c];
     bool cyclic = false, leaves = false;
-    for (int v = 0; v < n; ++v) {
-      if (comp[v] != c) continue;
-      members.push_back(v);
+    for (int v : members) {
       for (int w : edges[v]) {
         if (comp[w] != c) leaves = true;
         if (w == v) cyclic = true;
@@ -898,6 +976,10 @@ const StageTemplate* WorkflowTemplate::FindStage(absl::string_view id) const {
 }
 
 int WorkflowTemplate::StageIndex(absl::string_view id) const {
+  if (!stage_index.empty()) {
+    auto it = stage_index.find(id);
+    return it == stage_index.end() ? -1 : it->second;
+  }
   for (size_t i = 0; i < stages.size(); ++i) {
     if (stages[i].id == id) return static_cast<int>(i);
   }
@@ -908,6 +990,10 @@ const TaskTemplate* WorkflowTemplate::FindTask(absl::string_view stage,
                                                absl::string_view id) const {
   const StageTemplate* s = FindStage(stage);
   if (s == nullptr) return nullptr;
+  if (!s->task_index.empty()) {
+    auto it = s->task_index.find(id);
+    return it == s->task_index.end() ? nullptr : &s->tasks[it->second];
+  }
   for (const TaskTemplate& t : s->tasks) {
     if (t.id == id) return &t;
   }
@@ -915,12 +1001,28 @@ const TaskTemplate* WorkflowTemplate::FindTask(absl::string_view stage,
 }
 
 bool WorkflowTemplate::HasTask(absl::string_view id) const {
+  if (!stage_index.empty()) return task_ids.find(id) != task_ids.end();
   for (const StageTemplate& s : stages) {
     for (const TaskTemplate& t : s.tasks) {
       if (t.id == id) return true;
     }
   }
   return false;
+}
+
+void WorkflowTemplate::BuildIndex() {
+  stage_index.clear();
+  task_ids.clear();
+  // The first of a duplicated id wins, as the linear search found it.
+  for (size_t i = 0; i < stages.size(); ++i) {
+    stage_index.emplace(stages[i].id, static_cast<int>(i));
+    StageTemplate& s = stages[i];
+    s.task_index.clear();
+    for (size_t j = 0; j < s.tasks.size(); ++j) {
+      s.task_index.emplace(s.tasks[j].id, static_cast<int>(j));
+      task_ids.insert(s.tasks[j].id);
+    }
+  }
 }
 
 bool IsIsoDuration(absl::string_view text) {
@@ -930,20 +1032,20 @@ bool IsIsoDuration(absl::string_view text) {
 
 std::vector<YamlDiagnostic> DiagnoseWorkflowTemplate(
     absl::string_view yaml, absl::string_view file_name,
-    const ModelContext& context) {
-  YamlReader r{std::string(file_name)};
+    const ModelContext& context, const WorkflowLimits& limits) {
+  YamlReader r{std::string(file_name), limits.yaml};
   YAML::Node root = r.Parse(yaml);
-  if (r.ok()) Parser(r, yaml, context).Parse(root);
+  if (r.ok()) Parser(r, yaml, context, limits).Parse(root);
   return r.SortedDiagnostics();
 }
 
 absl::StatusOr<WorkflowTemplate> ParseWorkflowTemplate(
     absl::string_view yaml, absl::string_view file_name,
-    const ModelContext& context) {
-  YamlReader r{std::string(file_name)};
+    const ModelContext& context, const WorkflowLimits& limits) {
+  YamlReader r{std::string(file_name), limits.yaml};
   YAML::Node root = r.Parse(yaml);
   if (!r.ok()) return r.ToStatus();
-  WorkflowTemplate t = Parser(r, yaml, context).Parse(root);
+  WorkflowTemplate t = Parser(r, yaml, context, limits).Parse(root);
   if (!r.ok()) return r.ToStatus();
   t.source_file = std::string(file_name);
   t.source_yaml = std::string(yaml);
@@ -958,27 +1060,29 @@ WorkflowCatalog::FromTemplates(std::vector<WorkflowTemplate> templates) {
     auto key = std::make_pair(t.id, t.version);
     if (catalog->templates_.count(key)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          t.source_file, ":1:1: error: id: workflow ", t.id, "@", t.version,
-          " is already defined in ", catalog->templates_.at(key).source_file));
+          t.source_file, ":", std::max(t.id_pos.line, 1), ":",
+          std::max(t.id_pos.column, 1), ": error: id: workflow ", t.id, "@",
+          t.version, " is already defined in ",
+          catalog->templates_.at(key).source_file));
     }
     catalog->templates_.emplace(key, std::move(t));
   }
   return std::shared_ptr<const WorkflowCatalog>(std::move(catalog));
 }
 
-namespace {
-
-// TemplateFiles lists the *.yaml files of `directories`, sorted by path.
-// NOT_FOUND names a directory that cannot be read.
-absl::StatusOr<std::vector<std::string>> TemplateFiles(
-    const std::vector<std::string>& directories) {
+absl::StatusOr<std::vector<std::string>> WorkflowCatalog::TemplateFiles(
+    const std::vector<std::string>& paths) {
   std::vector<std::string> files;
-  for (const std::string& dir : directories) {
+  for (const std::string& path : paths) {
     std::error_code ec;
-    std::filesystem::directory_iterator it(dir, ec);
+    if (std::filesystem::is_regular_file(path, ec)) {
+      files.push_back(path);
+      continue;
+    }
+    std::filesystem::directory_iterator it(path, ec);
     if (ec) {
       return absl::NotFoundError(absl::StrCat(
-          "workflows: cannot read directory ", dir, ": ", ec.message()));
+          "workflows: cannot read directory ", path, ": ", ec.message()));
     }
     for (const auto& entry : it) {
       if (entry.is_regular_file() && entry.path().extension() == ".yaml") {
@@ -987,10 +1091,9 @@ absl::StatusOr<std::vector<std::string>> TemplateFiles(
     }
   }
   std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
   return files;
 }
-
-}  // namespace
 
 absl::StatusOr<std::shared_ptr<const WorkflowCatalog>>
 WorkflowCatalog::LoadDirectories(const std::vector<std::string>& directories,
@@ -1007,15 +1110,21 @@ WorkflowCatalog::LoadDirectories(const std::vector<std::string>& directories,
 
 WorkflowCatalog::Loaded WorkflowCatalog::LoadDirectoriesDiagnosed(
     const std::vector<std::string>& directories, const ModelContext& context) {
-  Loaded out;
   absl::StatusOr<std::vector<std::string>> files = TemplateFiles(directories);
   if (!files.ok()) {
+    Loaded out;
     out.diagnostics.push_back(
         YamlDiagnostic{"", 0, 0, "", std::string(files.status().message())});
     return out;
   }
+  return LoadFilesDiagnosed(*files, context);
+}
+
+WorkflowCatalog::Loaded WorkflowCatalog::LoadFilesDiagnosed(
+    const std::vector<std::string>& files, const ModelContext& context) {
+  Loaded out;
   std::vector<WorkflowTemplate> templates;
-  for (const std::string& f : *files) {
+  for (const std::string& f : files) {
     absl::StatusOr<std::string> text = ReadFileToString(f);
     if (!text.ok()) {
       out.diagnostics.push_back(YamlDiagnostic{
@@ -1023,12 +1132,31 @@ WorkflowCatalog::Loaded WorkflowCatalog::LoadDirectoriesDiagnosed(
           absl::StrCat(f, ": cannot read: ", text.status().message())});
       continue;
     }
-    std::vector<YamlDiagnostic> d = DiagnoseWorkflowTemplate(*text, f, context);
-    if (!d.empty()) {
+    absl::StatusOr<WorkflowTemplate> t =
+        ParseWorkflowTemplate(*text, f, context);
+    if (!t.ok()) {
+      std::vector<YamlDiagnostic> d =
+          DiagnoseWorkflowTemplate(*text, f, context);
       out.diagnostics.insert(out.diagnostics.end(), d.begin(), d.end());
       continue;
     }
-    templates.push_back(*ParseWorkflowTemplate(*text, f, context));
+    templates.push_back(*std::move(t));
+  }
+  // The set together: each id@version once, reported at both ids.
+  std::map<std::pair<std::string, int>, const WorkflowTemplate*> seen;
+  for (const WorkflowTemplate& t : templates) {
+    auto [it, inserted] = seen.emplace(std::make_pair(t.id, t.version), &t);
+    if (inserted) continue;
+    const WorkflowTemplate& first = *it->second;
+    out.diagnostics.push_back(YamlDiagnostic{
+        t.source_file, std::max(t.id_pos.line, 1), std::max(t.id_pos.column, 1),
+        "id",
+        absl::StrCat("workflow ", t.id, "@", t.version,
+                     " is already defined in ", first.source_file, ":",
+                     std::max(first.id_pos.line, 1), ":",
+                     std::max(first.id_pos.column, 1),
+                     " (each id@version once; give the new one another "
+                     "version)")});
   }
   if (!out.diagnostics.empty()) return out;
   absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =

@@ -142,6 +142,8 @@ struct StageTemplate {
   // reported as a cycle with no exit.
   bool open_ended = false;
   SourcePos pos;
+  // Task id -> index in `tasks`; built by WorkflowTemplate::BuildIndex.
+  std::map<std::string, int, std::less<>> task_index;
 };
 
 // NamedCondition is an entry of a template's `conditions`: a condition
@@ -186,6 +188,7 @@ struct WorkflowTemplate {
   // Session planning; without it no session is planned or reminded.
   std::optional<SessionSchedule> sessions;
   std::string source_file;
+  SourcePos id_pos;  // where `id` is written (duplicate id@version reports)
   std::string source_yaml;
   std::string source_sha256;
 
@@ -198,19 +201,39 @@ struct WorkflowTemplate {
                                absl::string_view id) const;
   // HasTask is true when any stage has a task `id`.
   bool HasTask(absl::string_view id) const;
+
+  // BuildIndex makes the lookups above logarithmic (the parser calls it; a
+  // template assembled by hand without it is searched linearly).
+  void BuildIndex();
+  std::map<std::string, int, std::less<>> stage_index;
+  std::set<std::string, std::less<>> task_ids;  // of every stage
+};
+
+// Limits a template is held to (workflows/README.md, "Limits"), checked
+// before or while it is read, so an oversized input is refused quickly.
+struct WorkflowLimits {
+  // A template file is at most 1 MiB (one at the stage limit is about
+  // 200 KB), so a larger one is refused before it is parsed; the other YAML
+  // limits are those of every input.
+  YamlLimits yaml{.max_bytes = 1024 * 1024};
+  int max_stages = 1000;
+  int max_tasks = 10000;  // over all stages
+  int max_condition_chars = 4096;
 };
 
 // ParseWorkflowTemplate reads one template. INVALID_ARGUMENT lists every
 // problem as file:line:col: error: path: message, one a line.
 absl::StatusOr<WorkflowTemplate> ParseWorkflowTemplate(
     absl::string_view yaml, absl::string_view file_name,
-    const ModelContext& context = BuiltInModelContext());
+    const ModelContext& context = BuiltInModelContext(),
+    const WorkflowLimits& limits = WorkflowLimits());
 
 // DiagnoseWorkflowTemplate is ParseWorkflowTemplate returning the
 // diagnostics themselves (empty when the template is valid).
 std::vector<YamlDiagnostic> DiagnoseWorkflowTemplate(
     absl::string_view yaml, absl::string_view file_name,
-    const ModelContext& context = BuiltInModelContext());
+    const ModelContext& context = BuiltInModelContext(),
+    const WorkflowLimits& limits = WorkflowLimits());
 
 // IsIsoDuration accepts positive ISO-8601 durations ("P1W", "P2W", "P1M",
 // "PT4H").
@@ -237,6 +260,20 @@ class WorkflowCatalog {
   static Loaded LoadDirectoriesDiagnosed(
       const std::vector<std::string>& directories,
       const ModelContext& context = BuiltInModelContext());
+
+  // LoadFilesDiagnosed is the load itself, over a list of files: every file
+  // is parsed, then the set is checked together (a duplicate id@version is
+  // reported at both files' ids). `ipsrt validate` and ipsrtd share it, so
+  // validate accepts exactly what the server would load.
+  static Loaded LoadFilesDiagnosed(
+      const std::vector<std::string>& files,
+      const ModelContext& context = BuiltInModelContext());
+
+  // TemplateFiles lists the *.yaml files of `paths` as a load reads them: a
+  // directory gives its *.yaml files, a file is itself; sorted by path.
+  // NOT_FOUND names a path that cannot be read.
+  static absl::StatusOr<std::vector<std::string>> TemplateFiles(
+      const std::vector<std::string>& paths);
 
   // WithRetained returns this catalog plus every template of `older` whose
   // id@version this one lacks, so a reload never takes away a version that

@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "ipsrt/v1/enrollment.pb.h"
 #include "process.h"
+#include "sqlite3.h"
 
 namespace ipsrt::e2e {
 namespace {
@@ -148,6 +149,49 @@ TEST_F(CliTest, EnrollGetListAndIdempotentRetry) {
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_EQ(ParseJson<v1::ListEnrollmentsResponse>(r.out).enrollments_size(),
             0);
+}
+
+// A stored enrollment damaged in the SQLite file (issue #14): get answers
+// DATA_LOSS for it alone, and `ipsrt list` prints the others and names it.
+TEST_F(CliTest, ListPrintsTheReadableAndNamesTheUnreadable) {
+  std::vector<v1::Enrollment> created;
+  for (const char* patient : {"Patient/1", "Patient/2"}) {
+    ProcessResult r = Cli(EnrollArgs(patient, {"--json"}));
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    created.push_back(ParseJson<v1::Enrollment>(r.out));
+  }
+  const std::string bad = created[0].name();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.File("ipsrt.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    const std::string sql = absl::StrCat(
+        "UPDATE enrollments SET snapshot = x'ffffffffff0a' WHERE id = '",
+        bad.substr(bad.rfind('/') + 1), "'");
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    EXPECT_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+  }
+  ProcessResult r = Cli({"get", bad});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("error: DATA_LOSS: "));
+  r = Cli({"get", created[1].name()});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+
+  r = Cli({"list"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out, absl::StrCat(created[1].name(),
+                                "\tipsrt-standard@1\tinitial\tACTIVE\n"));
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat(
+                         "unreadable: ", bad,
+                         ": the stored snapshot cannot be parsed\n")));
+  r = Cli({"list", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const auto list = ParseJson<v1::ListEnrollmentsResponse>(r.out);
+  ASSERT_EQ(list.enrollments_size(), 1) << r.out;
+  ASSERT_EQ(list.unreadable_size(), 1) << r.out;
+  EXPECT_EQ(list.unreadable(0).name(), bad);
 }
 
 TEST_F(CliTest, EnrollWithoutRequestIdPrintsTheGeneratedOne) {

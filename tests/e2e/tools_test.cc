@@ -92,14 +92,19 @@ Struct Simulate(const std::string& workflow, const std::string& scenario) {
 
 // ---------------------------------------------------------------- validate
 
+// As files, and as their directory (as ipsrtd loads them).
 TEST(ValidateTest, ShippedTemplatesAreValid) {
-  ProcessResult r = RunCliNoServer({"validate", kStandard, kPreventiveFirst});
-  ASSERT_EQ(r.exit_code, 0) << Describe(r);
-  EXPECT_THAT(r.out, HasSubstr(absl::StrCat(
-                         kStandard, ": ok (ipsrt-standard@1, 4 stages)\n")));
-  EXPECT_THAT(r.out, HasSubstr(absl::StrCat(
-                         kPreventiveFirst,
-                         ": ok (ipsrt-preventive-first@1, 4 stages)\n")));
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"validate", kStandard, kPreventiveFirst},
+        std::vector<std::string>{"validate", IPSRT_WORKFLOWS_DIR}}) {
+    ProcessResult r = RunCliNoServer(args);
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    EXPECT_THAT(r.out, HasSubstr(absl::StrCat(
+                           kStandard, ": ok (ipsrt-standard@1, 4 stages)\n")));
+    EXPECT_THAT(r.out, HasSubstr(absl::StrCat(
+                           kPreventiveFirst,
+                           ": ok (ipsrt-preventive-first@1, 4 stages)\n")));
+  }
 }
 
 TEST(ValidateTest, BrokenTemplateReportsEveryFindingWithItsPosition) {
@@ -167,6 +172,36 @@ TEST(ValidateTest, UnreadableFileIsAFindingAndNoFileIsAUsageError) {
   r = RunCliNoServer({"validate"});
   EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("'ipsrt validate' takes at least 1 argument"));
+}
+
+// Files are checked together, as ipsrtd loads them: two files with the same
+// id@version pass one by one but not as a set (issue #14).
+TEST(ValidateTest, SameIdAndVersionInTwoFilesIsAnError) {
+  TempDir dir;
+  absl::StatusOr<std::string> text = ReadFile(kStandard);
+  ASSERT_TRUE(text.ok()) << text.status();
+  const std::string a = dir.File("a.yaml");
+  const std::string b = dir.File("b.yaml");
+  ASSERT_TRUE(WriteFile(a, *text).ok());
+  ASSERT_TRUE(WriteFile(b, *text).ok());
+  const std::string expected = absl::StrCat(
+      b, ":5:1: error: id: workflow ipsrt-standard@1 is already defined in ", a,
+      ":5:1 (each id@version once; give the new one another version)\n");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"validate", a, b},
+        std::vector<std::string>{"validate", dir.path()}}) {
+    ProcessResult r = RunCliNoServer(args);
+    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_THAT(r.out, HasSubstr(expected)) << Describe(r);
+  }
+}
+
+TEST(ValidateTest, ADirectoryWithoutTemplatesIsAFinding) {
+  TempDir empty;
+  ProcessResult r = RunCliNoServer({"validate", empty.path()});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.out, absl::StrCat(empty.path(),
+                                ": error: the directory has no *.yaml file\n"));
 }
 
 // ---------------------------------------------------------------- graph
@@ -458,6 +493,40 @@ TEST(SimulateTest, StandardCourseWalksEveryStageAndTheEarlyWarningRule) {
   EXPECT_EQ(Str(final_state, "session_cadence"), "P2W");
   EXPECT_EQ(final_state.fields().at("revision").number_value(), events.size());
   EXPECT_GT(doc.fields().at("elapsed_ms").number_value(), 0);
+}
+
+// Scenarios are read through the same hardened YAML entry point as
+// templates: a tag, a second document or a self-referencing alias is a
+// located error, never a silently different course.
+TEST(SimulateTest, ScenarioYamlIsHeldToTheSameRules) {
+  TempDir dir;
+  const std::string head =
+      "workflow: ipsrt-standard\n"
+      "patient:\n"
+      "  time_zone: America/New_York\n"
+      "  start: \"2026-02-26T09:00\"\n";
+  struct Case {
+    std::string body;
+    std::string expected;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"  patient_ref: !ref Patient/1\n",
+            ":5:16: error: patient.patient_ref: YAML tag \"!ref\" is not "
+            "allowed"},
+           {"---\nworkflow: other\n",
+            ":5:1: error: a second YAML document (after ---) is not allowed"},
+           {"  clinician_ref: &a [*a]\n",
+            ":5:22: error: patient.clinician_ref[0]: alias *a refers to the "
+            "node that contains it"},
+           {"  patient_ref: \"Patient/Mu\xf1oz\"\n",
+            ":5:27: error: byte 0xF1 is not valid UTF-8"}}) {
+    const std::string file = dir.File("scenario.yaml");
+    ASSERT_TRUE(WriteFile(file, head + c.body).ok());
+    ProcessResult r = RunCliNoServer(
+        {"simulate", kStandard, absl::StrCat("--scenario=", file)});
+    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_THAT(r.out + r.err, HasSubstr(file + c.expected)) << Describe(r);
+  }
 }
 
 TEST(SimulateTest, HumanTimelineShowsLocalAndUtcTimes) {

@@ -451,5 +451,31 @@ TEST_F(YamlInstrumentsTest, ErrorsNameFileLineColumnAndNothingHalfLoads) {
           "flags)"));
 }
 
+// Instrument YAML goes through the same hardened reader as templates: a
+// tagged value and a title in Latin-1 are located errors.
+TEST_F(YamlInstrumentsTest, TagsAndBytesThatAreNotUtf8AreRefused) {
+  const std::string tagged = dir_.File("a-tagged.yaml");
+  ASSERT_TRUE(WriteFile(tagged,
+                        "id: tagged\n"
+                        "version: 1\n"
+                        "title: !t Tagged\n"
+                        "items:\n"
+                        "  - {id: \"1\", text: One, options: [{value: 0, "
+                        "label: No}, {value: 1, label: Yes}]}\n"));
+  const std::string latin1 = dir_.File("b-latin1.yaml");
+  ASSERT_TRUE(
+      WriteFile(latin1, "id: latin1\nversion: 1\ntitle: Evaluaci\xedn\n"));
+  auto plugins = Load(dir_.path());
+  ASSERT_FALSE(plugins.ok());
+  EXPECT_THAT(std::string(plugins.status().message()),
+              HasSubstr(absl::StrCat(tagged,
+                                     ":3:8: error: title: YAML tag \"!t\" is "
+                                     "not allowed")));
+  EXPECT_THAT(std::string(plugins.status().message()),
+              HasSubstr(absl::StrCat(latin1,
+                                     ":3:16: error: byte 0xED is not valid "
+                                     "UTF-8")));
+}
+
 }  // namespace
 }  // namespace ipsrt

@@ -26,6 +26,7 @@
 #include "ipsrt/v1/questionnaire.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "runtime/step.h"
+#include "sqlite3.h"
 #include "tests/testing/temp_dir.h"
 
 namespace ipsrt {
@@ -340,6 +341,64 @@ TEST_F(ServerTest, TenantsAreIsolated) {
   v1::ListEnrollmentsResponse listed;
   ASSERT_TRUE(List(list, &listed).ok());
   EXPECT_EQ(listed.enrollments_size(), 0);
+}
+
+// One enrollment whose stored snapshot is damaged in the SQLite file: it
+// answers DATA_LOSS for itself only; the listing returns the others and
+// names it; FindUnreadableEnrollments finds it.
+TEST_F(ServerTest, OneUnreadableEnrollmentNeverBreaksTheOthers) {
+  std::vector<v1::Enrollment> created(3);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(Create(ValidCreate(absl::StrCat("r-", i)), &created[i]).ok());
+  }
+  const std::string bad_name = created[1].name();
+  const std::string bad_id = bad_name.substr(bad_name.rfind('/') + 1);
+  {
+    // A second connection to the same file, as a damaged disk or a bad
+    // manual edit would leave it: bytes that are not an EnrollmentState.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.File("ipsrt.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "UPDATE enrollments SET snapshot = "
+                                 "x'ffffffffff0a' WHERE id = ?",
+                                 -1, &stmt, nullptr),
+              SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, bad_id.c_str(), -1, SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
+    sqlite3_finalize(stmt);
+    EXPECT_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+  }
+  v1::Enrollment got;
+  grpc::Status s = Get(bad_name, &got);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
+  EXPECT_TRUE(Get(created[0].name(), &got).ok());
+  EXPECT_TRUE(Get(created[2].name(), &got).ok());
+
+  v1::ListEnrollmentsRequest list;
+  list.set_parent("tenants/t1");
+  v1::ListEnrollmentsResponse listed;
+  s = List(list, &listed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  std::set<std::string> names;
+  for (const v1::Enrollment& e : listed.enrollments()) names.insert(e.name());
+  EXPECT_EQ(names,
+            (std::set<std::string>{created[0].name(), created[2].name()}));
+  ASSERT_EQ(listed.unreadable_size(), 1);
+  EXPECT_EQ(listed.unreadable(0).name(), bad_name);
+  EXPECT_EQ(listed.unreadable(0).reason(),
+            "the stored snapshot cannot be parsed");
+
+  absl::StatusOr<std::vector<v1::UnreadableRecord>> found =
+      FindUnreadableEnrollments(*store_, "t1");
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ((*found)[0].name(), bad_name);
+  found = FindUnreadableEnrollments(*store_, "t2");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_TRUE(found->empty());
 }
 
 TEST_F(ServerTest, ConcurrentCreatesAllLandAndShareCommits) {
