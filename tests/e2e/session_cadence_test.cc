@@ -318,14 +318,18 @@ TEST(SessionCadenceSimulateTest, ShowsSessionsRemindersAndReplans) {
            "    session planned     session:maintenance#3  at "
            "2026-03-12T10:00 (-04:00) = 2026-03-12 14:00 UTC  cadence P1W, "
            "replaces session:maintenance#2 (session held)\n",
-           // PHQ-9 3: monthly from that session; the weekly reminder
-           // cancelled.
-           "    reminder cancelled  session:maintenance#3  was at "
-           "2026-03-11T10:00 (-04:00) = 2026-03-11 14:00 UTC (cadence P1M, "
-           "rule early-warning)\n",
+           // PHQ-9 3, then a session held on 19 March: still weekly.
            "    session planned     session:maintenance#4  at "
-           "2026-04-05T10:00 (-04:00) = 2026-04-05 14:00 UTC  cadence P1M, "
-           "replaces session:maintenance#3 (cadence P1M, rule "
+           "2026-03-26T10:00 (-04:00) = 2026-03-26 14:00 UTC  cadence P1W, "
+           "replaces session:maintenance#3 (session held)\n",
+           // 24 March, two clear weeks after PHQ-9 3: monthly from the last
+           // session held; the weekly reminder cancelled.
+           "    reminder cancelled  session:maintenance#4  was at "
+           "2026-03-25T10:00 (-04:00) = 2026-03-25 14:00 UTC (cadence P1M, "
+           "rule early-warning)\n",
+           "    session planned     session:maintenance#5  at "
+           "2026-04-19T10:00 (-04:00) = 2026-04-19 14:00 UTC  cadence P1M, "
+           "replaces session:maintenance#4 (cadence P1M, rule "
            "early-warning)\n",
        }) {
     EXPECT_THAT(r.out, ::testing::HasSubstr(line));

@@ -57,7 +57,9 @@ add(91, "10:30", ["relapse_plan: {early_warning_signs: [\"short sleep\"], suppor
 add(98, "10:01", ["time_elapsed: {}", "expect: {stage: maintenance, cadence: P2W}"])
 add(26 * 7 + 6, "18:01", ["time_elapsed: {}", "expect: {cadence: P1W}"])
 add(26 * 7 + 7, "09:00", ["alert_acknowledged: {latest: early-warning}"])
-add(27 * 7 + 6, "18:01", ["time_elapsed: {}", "expect: {cadence: P2W}"])
+# The sign passed on day 27 * 7 + 6; twice a month once clear for two weeks.
+add(27 * 7 + 6, "18:01", ["time_elapsed: {}", "expect: {cadence: P1W}"])
+add(29 * 7 + 6, "18:01", ["time_elapsed: {}", "expect: {cadence: P2W}"])
 add(40 * 7 + 6, "19:00", ["alert_acknowledged: {latest: phq9-item9}"])
 events.sort(key=lambda e: (e[0], e[1]))
 

@@ -28,6 +28,12 @@ constexpr absl::string_view kHeader =
     "id: floor-test\n"
     "version: 1\n"
     "title: Floor test\n";
+// kOneStage is a weekly stage "only" (its keys continue at 4 spaces).
+constexpr absl::string_view kOneStage =
+    "stages:\n"
+    "  - id: only\n"
+    "    title: Only\n"
+    "    cadence: P1W\n";
 
 WorkflowTemplate Parse(const std::string& yaml,
                        const ModelContext& context = BuiltInModelContext()) {
@@ -57,43 +63,23 @@ class Enrollment {
     Submit(p);
   }
 
+  // Submit applies one event now, with `scores` and `flags` as a plugin
+  // would have recorded them (built-in instruments are scored here).
   std::vector<v1::Outcome> Submit(
       v1::EventPayload payload,
       const std::map<std::string, double>& scores = {},
       const std::vector<std::string>& flags = {}) {
-    v1::Event event;
-    event.set_sequence(state_.enrollment().revision() + 1);
-    *event.mutable_record_time() =
-        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now_));
-    *event.mutable_payload() = std::move(payload);
-    for (const auto& [k, v] : scores) (*event.mutable_scores())[k] = v;
-    for (const std::string& f : flags) event.add_flags(f);
-    if (event.payload().has_questionnaire_response() &&
-        IsFixedInstrument(
-            event.payload().questionnaire_response().questionnaire_id())) {
-      absl::StatusOr<ScoredResponse> scored = ScoreFixedInstrument(
-          event.payload().questionnaire_response(), "event");
-      EXPECT_TRUE(scored.ok()) << scored.status();
-      for (const auto& [k, v] : scored->scores) {
-        (*event.mutable_scores())[k] = v;
-      }
-      for (const std::string& f : scored->flags) event.add_flags(f);
-    }
     absl::StatusOr<runtime::StepResult> r =
-        runtime::Step(w_, &Enrollments::LoadZone, state_, event);
+        Step(std::move(payload), scores, flags);
     EXPECT_TRUE(r.ok()) << r.status();
     if (!r.ok()) return {};
     state_ = std::move(r->state);
     effects_ = r->effects;
     return r->outcomes;
   }
+  // TrySubmit is Submit that only reports whether Step accepts the event.
   absl::Status TrySubmit(v1::EventPayload payload) {
-    v1::Event event;
-    event.set_sequence(state_.enrollment().revision() + 1);
-    *event.mutable_record_time() =
-        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now_));
-    *event.mutable_payload() = std::move(payload);
-    return runtime::Step(w_, &Enrollments::LoadZone, state_, event).status();
+    return Step(std::move(payload), {}, {}).status();
   }
 
   std::vector<v1::Outcome> Phq9(int item9, int others = 0) {
@@ -117,6 +103,30 @@ class Enrollment {
   absl::Time now() const { return now_; }
 
  private:
+  absl::StatusOr<runtime::StepResult> Step(
+      v1::EventPayload payload, const std::map<std::string, double>& scores,
+      const std::vector<std::string>& flags) const {
+    v1::Event event;
+    event.set_sequence(state_.enrollment().revision() + 1);
+    *event.mutable_record_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now_));
+    *event.mutable_payload() = std::move(payload);
+    for (const auto& [k, v] : scores) (*event.mutable_scores())[k] = v;
+    for (const std::string& f : flags) event.add_flags(f);
+    const v1::EventPayload& p = event.payload();
+    if (p.has_questionnaire_response() &&
+        IsFixedInstrument(p.questionnaire_response().questionnaire_id())) {
+      absl::StatusOr<ScoredResponse> scored =
+          ScoreFixedInstrument(p.questionnaire_response(), "event");
+      EXPECT_TRUE(scored.ok()) << scored.status();
+      for (const auto& [k, v] : scored->scores) {
+        (*event.mutable_scores())[k] = v;
+      }
+      for (const std::string& f : scored->flags) event.add_flags(f);
+    }
+    return runtime::Step(w_, &Enrollments::LoadZone, state_, event);
+  }
+
   const WorkflowTemplate& w_;
   absl::Time now_;
   internal::EnrollmentState state_;
@@ -145,11 +155,7 @@ std::vector<std::string> Cadences(const std::vector<v1::Outcome>& outcomes) {
 // ------------------------------------------------------------ safety floor
 
 TEST(SafetyFloorTest, TemplateWithoutAnItem9RuleStillRaisesTheUrgentAlert) {
-  WorkflowTemplate w = Parse(absl::StrCat(kHeader,
-                                          "stages:\n"
-                                          "  - id: only\n"
-                                          "    title: Only\n"
-                                          "    cadence: P1W\n"));
+  WorkflowTemplate w = Parse(absl::StrCat(kHeader, kOneStage));
   ASSERT_EQ(w.safety_floors.size(), 1u);
   EXPECT_EQ(w.safety_floors[0].floor.flag, "phq9.item9_positive");
   EXPECT_TRUE(w.safety_floors[0].refined_by.empty());
@@ -177,11 +183,7 @@ TEST(SafetyFloorTest, ARefiningRuleReplacesTheDefaultOnlyWhenItFires) {
   // The template's rule is laxer (item 9 >= 2): for item 9 = 1 it does
   // not fire, so the engine's alert still reaches the clinician.
   WorkflowTemplate w =
-      Parse(absl::StrCat(kHeader,
-                         "stages:\n"
-                         "  - id: only\n"
-                         "    title: Only\n"
-                         "    cadence: P1W\n"
+      Parse(absl::StrCat(kHeader, kOneStage,
                          "rules:\n"
                          "  - id: item9-team\n"
                          "    on: questionnaire:phq9\n"
@@ -221,11 +223,7 @@ TEST(SafetyFloorTest, ShippedTemplatesRefineTheFloorWithTheirOwnRule) {
 
 TEST(SafetyFloorTest, ARefinementMayNotLengthenTheDeadline) {
   absl::StatusOr<WorkflowTemplate> t =
-      ParseWorkflowTemplate(absl::StrCat(kHeader,
-                                         "stages:\n"
-                                         "  - id: only\n"
-                                         "    title: Only\n"
-                                         "    cadence: P1W\n"
+      ParseWorkflowTemplate(absl::StrCat(kHeader, kOneStage,
                                          "rules:\n"
                                          "  - id: slow\n"
                                          "    on: questionnaire:phq9\n"
@@ -260,12 +258,7 @@ TEST(SafetyFloorTest, APluginDeclaresItsOwnSafetyCriticalFlag) {
   EXPECT_THAT(
       context.scores.at("routine-disruption"),
       ElementsAre("routine-disruption.total", "routine-disruption.item4"));
-  WorkflowTemplate w = Parse(absl::StrCat(kHeader,
-                                          "stages:\n"
-                                          "  - id: only\n"
-                                          "    title: Only\n"
-                                          "    cadence: P1W\n"),
-                             context);
+  WorkflowTemplate w = Parse(absl::StrCat(kHeader, kOneStage), context);
   Enrollment e(w);
   v1::EventPayload p;
   p.mutable_questionnaire_response()->set_questionnaire_id(
@@ -284,11 +277,7 @@ TEST(InstrumentScoresTest, QNamesAnInstrumentWhoseIdHasADash) {
   q.set_version(1);
   ModelContext context = ModelContextFromInstruments({&q});
   WorkflowTemplate w =
-      Parse(absl::StrCat(kHeader,
-                         "stages:\n"
-                         "  - id: only\n"
-                         "    title: Only\n"
-                         "    cadence: P1W\n"
+      Parse(absl::StrCat(kHeader, kOneStage,
                          "    tasks:\n"
                          "      - id: rd\n"
                          "        kind: questionnaire\n"
@@ -319,11 +308,7 @@ TEST(InstrumentScoresTest, QNamesAnInstrumentWhoseIdHasADash) {
   // Misspelt: the suggestion is written the way an author writes it; and
   // the built-in instruments do not know the plugin's.
   absl::StatusOr<WorkflowTemplate> bad = ParseWorkflowTemplate(
-      absl::StrCat(kHeader,
-                   "stages:\n"
-                   "  - id: only\n"
-                   "    title: Only\n"
-                   "    cadence: P1W\n"
+      absl::StrCat(kHeader, kOneStage,
                    "    exit:\n"
                    "      - to: only\n"
                    "        when: q(\"routine-disruption\").totl >= 8\n"),
@@ -333,11 +318,7 @@ TEST(InstrumentScoresTest, QNamesAnInstrumentWhoseIdHasADash) {
             "q(\"routine-disruption\").totl; did you mean "
             "q(\"routine-disruption\").total?");
   absl::StatusOr<WorkflowTemplate> unknown = ParseWorkflowTemplate(
-      absl::StrCat(kHeader,
-                   "stages:\n"
-                   "  - id: only\n"
-                   "    title: Only\n"
-                   "    cadence: P1W\n"
+      absl::StrCat(kHeader, kOneStage,
                    "    tasks:\n"
                    "      - id: rd\n"
                    "        kind: questionnaire\n"
@@ -424,11 +405,8 @@ TEST(HysteresisTest, WeekFunctionsCountCourseWeeks) {
       kHeader,
       "conditions:\n"
       "  high: phq9.total >= 10\n"
-      "  twice: weeks_held(\"high\", 4) >= 2\n"
-      "stages:\n"
-      "  - id: only\n"
-      "    title: Only\n"
-      "    cadence: P1W\n"
+      "  twice: weeks_held(\"high\", 4) >= 2\n",
+      kOneStage,
       "    rules:\n"
       "      - id: two-of-four\n"
       "        when: twice\n"
@@ -452,11 +430,8 @@ TEST(HysteresisTest, WeekFunctionsCountCourseWeeks) {
   absl::StatusOr<WorkflowTemplate> bad = ParseWorkflowTemplate(
       absl::StrCat(kHeader,
                    "conditions:\n"
-                   "  stage.days: true\n"
-                   "stages:\n"
-                   "  - id: only\n"
-                   "    title: Only\n"
-                   "    cadence: P1W\n"
+                   "  stage.days: true\n",
+                   kOneStage,
                    "    exit:\n"
                    "      - to: only\n"
                    "        when: weeks_clear(\"hgih\") > 1\n"),
