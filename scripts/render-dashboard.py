@@ -50,6 +50,8 @@ def fmt_value(v, unit):
         return f"{v:.3g} s"
     if unit in ("reqps", "ops"):
         return f"{v:.3g}/s"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
     return f"{v:.4g}"
 
 
