@@ -64,11 +64,12 @@ Browser Open(const std::string& html, const std::string& name) {
   b.pdf = absl::StrCat(dir, "/", name, ".pdf");
   std::filesystem::remove(b.png);
   std::filesystem::remove(b.pdf);
+  TempDir profile;  // the browser's own files, removed afterwards
   absl::StatusOr<ProcessResult> r = RunProcess(
       {IPSRT_CHROMIUM_BIN, "--headless", "--no-sandbox", "--disable-gpu",
        "--no-first-run", "--disable-extensions", "--hide-scrollbars",
        "--enable-logging=stderr", "--v=0", "--window-size=1000,1400",
-       absl::StrCat("--user-data-dir=", dir, "/profile-", name),
+       absl::StrCat("--user-data-dir=", profile.path()),
        absl::StrCat("--screenshot=", b.png),
        absl::StrCat("--print-to-pdf=", b.pdf), "--no-pdf-header-footer",
        "--dump-dom", absl::StrCat("file://", html)},
@@ -340,11 +341,11 @@ TEST(ReportTest, FreeTextIsEscapedAndRunsNothing) {
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   Browser b = Open(html, "hostile-text");
   CheckRendered(b);
-  // No element came from the text: no script, no img, no handler.
-  EXPECT_THAT(b.dom, Not(HasSubstr("<script")));
-  EXPECT_THAT(b.dom, Not(HasSubstr("<img")));
-  EXPECT_THAT(b.dom, Not(HasSubstr("onerror=\"")));
-  EXPECT_THAT(b.dom, Not(HasSubstr("<title>pwned")));
+  // No element came from the text (the serialized DOM would show them as
+  // tags; text keeps its quotes, so onerror=" appears only inside text).
+  EXPECT_FALSE(absl::StrContains(b.dom, "<script"));
+  EXPECT_FALSE(absl::StrContains(b.dom, "<img"));
+  EXPECT_FALSE(absl::StrContains(b.dom, "<title>pwned"));
   // The text is shown as text, in every field (14 of them).
   EXPECT_GE(Count(b.dom, "&lt;script&gt;document.title='pwned'&lt;/script&gt;"),
             14);
