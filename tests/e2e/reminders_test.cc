@@ -310,6 +310,23 @@ TEST(RemindersE2eTest, SigkillBetweenClaimAndRecordLosesNothing) {
     EXPECT_EQ(last.request_id(), "ack-1");
     EXPECT_EQ(last.payload().reminder_acknowledged().reminder(),
               streamed[0].name());
+
+    // A second acknowledgement of the same reminder, with another request
+    // id, answers the first result and records nothing.
+    v1::AckReminderRequest again = ack;
+    again.set_request_id("ack-1-again");
+    grpc::ClientContext actx;
+    v1::Reminder acked_again;
+    s = reminders->AckReminder(&actx, again, &acked_again);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(acked_again.status(), v1::Reminder::ACKNOWLEDGED);
+    EXPECT_EQ(acked_again.cursor(), acked.cursor());
+    grpc::ClientContext tctx2;
+    v1::GetTimelineResponse timeline2;
+    ASSERT_TRUE(enrollments->GetTimeline(&tctx2, t, &timeline2).ok());
+    ASSERT_EQ(timeline2.events_size(), timeline.events_size());
+    EXPECT_EQ(timeline2.events(timeline2.events_size() - 1).request_id(),
+              "ack-1");
   }
   // The ack is on the feed too.
   std::vector<v1::Reminder> after_ack = watch(streamed[1].cursor(), 1);
