@@ -1,10 +1,56 @@
 #include "core/event_chain.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/hash.h"
 #include "core/enrollments.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/util/time_util.h"
+#include "google/protobuf/wire_format_lite.h"
 
 namespace ipsrt {
+namespace {
+
+// WithoutHashField is a stored payload (the event's deterministic bytes)
+// without its `hash` field, i.e. the bytes EventHash hashed: fields are
+// written in number order, so dropping field 8 from the stored bytes gives
+// them without serializing again. nullopt for bytes that are not a message.
+// Hashing these raw bytes is as strong as hashing a re-serialization: equal
+// bytes parse to an equal event.
+std::optional<std::string> WithoutHashField(const std::string& payload) {
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(payload.data()),
+      static_cast<int>(payload.size()));
+  std::string out;
+  out.reserve(payload.size());
+  int start = 0;
+  while (true) {
+    uint32_t tag = in.ReadTag();
+    if (tag == 0) break;
+    if (!WireFormatLite::SkipField(&in, tag)) return std::nullopt;
+    int end = in.CurrentPosition();
+    if (WireFormatLite::GetTagFieldNumber(tag) != v1::Event::kHashFieldNumber) {
+      out.append(payload, start, end - start);
+    }
+    start = end;
+  }
+  if (start != static_cast<int>(payload.size())) return std::nullopt;
+  return out;
+}
+
+// HashMatches checks the row's hash: first over the stored bytes without
+// the hash field (no re-serialization), then, should those bytes not be
+// the deterministic form, over the parsed event serialized again.
+bool HashMatches(const EventRow& row, const v1::Event& event) {
+  std::optional<std::string> hashed = WithoutHashField(row.payload);
+  if (hashed.has_value() &&
+      Sha256Hex(absl::StrCat(row.prev_hash, "\n", *hashed)) == row.hash) {
+    return true;
+  }
+  return EventHash(row.prev_hash, event) == row.hash;
+}
+
+}  // namespace
 
 std::optional<EventChainVerifier::Break> EventChainVerifier::Feed(
     const EventRow& row, v1::Event* event) {
@@ -31,7 +77,7 @@ std::optional<EventChainVerifier::Break> EventChainVerifier::Feed(
     break_ = Break{row.sequence, absl::StrCat("event ", row.sequence,
                                               " cannot be parsed (its payload "
                                               "was modified)")};
-  } else if (e.hash() != row.hash || EventHash(row.prev_hash, e) != row.hash) {
+  } else if (e.hash() != row.hash || !HashMatches(row, e)) {
     break_ = Break{row.sequence, absl::StrCat("event ", row.sequence,
                                               " does not match its hash (its "
                                               "payload was modified)")};

@@ -1,0 +1,183 @@
+// `ipsrt store verify` with the real binaries: a store populated by ipsrtd
+// is intact offline (SQLite file, PostgreSQL database) and over gRPC, also
+// against the anchor ipsrtd writes; one byte of a stored PHQ-9 (item 9:
+// 1 -> 0) edited with SQL is then named by every path, and ipsrtd with
+// integrity.verify_on_start refuses to start on it.
+#include <sqlite3.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "postgres_e2e.h"
+#include "tests/testing/postgres_server.h"
+
+namespace ipsrt::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::SubmitEventRequest Phq9(const std::string& name,
+                            const std::string& request_id, int item9) {
+  v1::SubmitEventRequest r;
+  r.set_name(name);
+  r.set_request_id(request_id);
+  v1::QuestionnaireResponse* q =
+      r.mutable_event()->mutable_questionnaire_response();
+  q->set_questionnaire_id("phq9");
+  for (int i = 1; i <= 9; ++i) (*q->mutable_answers())[absl::StrCat(i)] = 1;
+  (*q->mutable_answers())["9"] = item9;
+  return r;
+}
+
+// Populate creates two enrollments with two PHQ-9 responses each (events 2
+// and 3, item 9 = 1) and returns the first one's name.
+std::string Populate(const std::string& address) {
+  auto stub = EnrollmentStub(address);
+  std::string first;
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    v1::Enrollment e;
+    grpc::Status s = stub->CreateEnrollment(
+        &ctx,
+        NewEnrollment(absl::StrCat("create-", i), absl::StrCat("Patient/", i)),
+        &e);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    if (first.empty()) first = e.name();
+    for (int k = 0; k < 2; ++k) {
+      grpc::ClientContext ectx;
+      v1::SubmitEventResponse r;
+      s = stub->SubmitEvent(
+          &ectx, Phq9(e.name(), absl::StrCat("phq9-", i, "-", k), 1), &r);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+    }
+  }
+  return first;
+}
+
+// The map entry {"9": 1} of a serialized PHQ-9 response.
+const std::string kItem9Is1("\x0a\x01\x39\x10\x01", 5);
+
+std::string Id(const std::string& name) {
+  return name.substr(name.rfind('/') + 1);
+}
+
+TEST(IntegrityE2eTest, SqliteVerifyOfflineOnlineAndAtStart) {
+  TempDir dir;
+  std::string config = WriteConfig(dir);
+  ASSERT_TRUE(WriteFile(dir.File("anchor.key"),
+                        "8f2d0c5e9b7a41e3a6c1f0d2b4e8a7c91d3f5b6a\n")
+                  .ok());
+  std::ofstream(config, std::ios::app)
+      << "integrity:\n  anchor_path: anchors/anchor.txt\n"
+         "  anchor_key_file: anchor.key\n  anchor_interval: 1h\n";
+  absl::StatusOr<std::unique_ptr<Ipsrtd>> server = Ipsrtd::Start(config);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string name = Populate((*server)->address());
+  ProcessResult online = RunCli((*server)->address(), {"store", "verify"});
+  EXPECT_EQ(online.exit_code, 0) << online.out << online.err;
+  EXPECT_THAT(online.out, HasSubstr("verified 2 enrollment(s), 6 event(s)"));
+  EXPECT_THAT(online.out, HasSubstr("checked against the anchor"));
+  EXPECT_THAT(online.out, HasSubstr("store intact"));
+  absl::StatusOr<int> exit = (*server)->Terminate();
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, 0);
+
+  const std::vector<std::string> offline = {
+      "store", "verify", "--db=" + dir.File("ipsrt.db"),
+      "--anchor=" + dir.File("anchors/anchor.txt"),
+      "--key=" + dir.File("anchor.key")};
+  ProcessResult intact = RunCliNoServer(offline);
+  EXPECT_EQ(intact.exit_code, 0) << intact.out << intact.err;
+  EXPECT_THAT(intact.out, HasSubstr("store intact"));
+
+  // Edit one byte of event 2 of the first enrollment: item 9 from 1 to 0.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("ipsrt.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* read = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT payload FROM events WHERE "
+                               "enrollment_id = ? AND sequence = 2",
+                               -1, &read, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(read, 1, Id(name).c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
+  std::string payload(static_cast<const char*>(sqlite3_column_blob(read, 0)),
+                      static_cast<size_t>(sqlite3_column_bytes(read, 0)));
+  sqlite3_finalize(read);
+  size_t at = payload.find(kItem9Is1);
+  ASSERT_NE(at, std::string::npos);
+  payload[at + 4] = '\0';
+  sqlite3_stmt* write = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "UPDATE events SET payload = ? WHERE "
+                               "enrollment_id = ? AND sequence = 2",
+                               -1, &write, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_blob(write, 1, payload.data(), static_cast<int>(payload.size()),
+                    SQLITE_TRANSIENT);
+  sqlite3_bind_text(write, 2, Id(name).c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(write), SQLITE_DONE);
+  sqlite3_finalize(write);
+  sqlite3_close(db);
+
+  const std::string finding = absl::StrCat(
+      "BROKEN ", name,
+      " at 2: event 2 does not match its hash (its payload was modified)");
+  ProcessResult broken = RunCliNoServer(offline);
+  EXPECT_EQ(broken.exit_code, 1) << broken.out << broken.err;
+  EXPECT_THAT(broken.out, HasSubstr(finding));
+
+  // verify_on_start refuses to serve the edited store.
+  std::ofstream(config, std::ios::app) << "  verify_on_start: true\n";
+  absl::StatusOr<std::unique_ptr<Ipsrtd>> refused = Ipsrtd::Start(config);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr(absl::StrCat("integrity.verify_on_start: 1 broken "
+                                     "chain(s)")));
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr(absl::StrCat(name, " at 2: event 2 does not match")));
+}
+
+TEST(IntegrityE2eTest, PostgresVerifyOffline) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> pg =
+      testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  ASSERT_TRUE((*pg)->CreateDatabase("verify").ok());
+  TempDir dir;
+  const std::string config =
+      WritePostgresConfig(dir, (*pg)->Conninfo("verify"), "");
+  std::ofstream(config, std::ios::app)
+      << "plugins:\n  - path: libipsrt_core_instruments.so\n";
+  absl::StatusOr<std::unique_ptr<Ipsrtd>> server = Ipsrtd::Start(config);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string name = Populate((*server)->address());
+  ASSERT_TRUE((*server)->Terminate().ok());
+
+  const std::vector<std::string> verify = {
+      "store", "verify", "--postgres=" + (*pg)->Conninfo("verify")};
+  ProcessResult intact = RunCliNoServer(verify);
+  EXPECT_EQ(intact.exit_code, 0) << intact.out << intact.err;
+  EXPECT_THAT(intact.out, HasSubstr("verified 2 enrollment(s), 6 event(s)"));
+
+  // The same one-byte edit with SQL (set_byte is 0-based, position 1-based).
+  absl::StatusOr<std::string> edited = (*pg)->Psql(
+      "verify",
+      absl::StrCat("UPDATE events SET payload = set_byte(payload, "
+                   "position('\\x0a01391001'::bytea in payload) + 3, 0) "
+                   "WHERE enrollment_id = '",
+                   Id(name), "' AND sequence = 2"));
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  ProcessResult broken = RunCliNoServer(verify);
+  EXPECT_EQ(broken.exit_code, 1) << broken.out << broken.err;
+  EXPECT_THAT(broken.out,
+              HasSubstr(absl::StrCat("BROKEN ", name,
+                                     " at 2: event 2 does not match its hash "
+                                     "(its payload was modified)")));
+}
+
+}  // namespace
+}  // namespace ipsrt::e2e
