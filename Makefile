@@ -5,7 +5,8 @@ PRESET ?= default
 BUILD_DIR := build/$(PRESET)
 CONFIG ?= config/ipsrtd.yaml
 
-.PHONY: all deps configure build test run bench interop-deps format clean
+.PHONY: all deps configure build test run bench interop-deps format clean \
+	reliability
 
 all: build
 
@@ -30,6 +31,11 @@ run: build
 
 bench: build
 	bash bench/run.sh
+
+# kill -9 cycles under write load (CYCLES, default 20) and the store fault
+# suite, printed as tables (docs/durability.md).
+reliability: build
+	BUILD_DIR=$(BUILD_DIR) bash scripts/reliability.sh
 
 format:
 	find engine tests bench plugins -name '*.cc' -o -name '*.h' | xargs clang-format -i

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/store_check.h"
 #include "core/enrollments.h"
 #include "ipsrt/config.h"
 #include "ipsrt/status_macros.h"
@@ -383,10 +384,13 @@ absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
 }
 
 int RunStore(const ParsedArgs& args) {
+  if (args.positional[0] == "init") return RunStoreInit(args);
+  if (args.positional[0] == "check") return RunStoreCheck(args);
   if (args.positional[0] != "copy") {
-    std::fprintf(stderr,
-                 "ipsrt store: unknown subcommand \"%s\" (known: copy)\n",
-                 args.positional[0].c_str());
+    std::fprintf(
+        stderr,
+        "ipsrt store: unknown subcommand \"%s\" (known: copy, init, check)\n",
+        args.positional[0].c_str());
     return kExitUsage;
   }
   const std::string from = absl::GetFlag(FLAGS_from);
@@ -616,7 +620,9 @@ std::vector<Command> StoreCommands() {
       {.spec = {.name = "store",
                 .synopsis = "store copy --from=sqlite:PATH "
                             "--to=postgres:CONNINFO [--password_env=VAR | "
-                            "--password_file=FILE]",
+                            "--password_file=FILE] | store init "
+                            "--config=FILE | store check (--db=PATH | "
+                            "--config=FILE)",
                 .description =
                     "Copy a SQLite deployment's database into PostgreSQL.\n\n"
                     "Copies every table (enrollments, events, outbox, "
@@ -628,15 +634,21 @@ std::vector<Command> StoreCommands() {
                     "before copying. Runs offline (no --server).\nThe "
                     "password comes from --password_env or --password_file, "
                     "never the\ncommand line. Exit status 0 when the copy "
-                    "verifies, 1 otherwise.",
-                .flags = {{.name = "from",
-                           .value_name = "sqlite:PATH",
-                           .required = true},
-                          {.name = "to",
-                           .value_name = "postgres:CONNINFO",
-                           .required = true},
+                    "verifies, 1 otherwise.\n\n"
+                    "store init: create the SQLite database (and its "
+                    "identity file) that\n--config names; safe on an "
+                    "initialised one.\n"
+                    "store check: offline, run the full integrity_check and "
+                    "read every\nenrollment and event, listing the rows that "
+                    "cannot be read or decoded\n(by id, never content); "
+                    "`store verify` checks the hash chains. Exit\nstatus 0 "
+                    "when intact, 1 otherwise (docs/durability.md).",
+                .flags = {{.name = "from", .value_name = "sqlite:PATH"},
+                          {.name = "to", .value_name = "postgres:CONNINFO"},
                           {.name = "password_env", .value_name = "VAR"},
-                          {.name = "password_file", .value_name = "FILE"}},
+                          {.name = "password_file", .value_name = "FILE"},
+                          {.name = "config", .value_name = "FILE"},
+                          {.name = "db", .value_name = "PATH"}},
                 .global_flags = GlobalFlags(),
                 .min_positional = 1,
                 .max_positional = 1},

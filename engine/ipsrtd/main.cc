@@ -26,6 +26,7 @@
 #include "ipsrt/clock.h"
 #include "ipsrt/config.h"
 #include "ipsrt/version.h"
+#include "ipsrtd/store_flags.h"
 #include "model/workflow.h"
 #include "reminders/dispatcher.h"
 #include "reminders/jsonl_sender.h"
@@ -98,6 +99,7 @@ int Run() {
     config->server.listen = absl::GetFlag(FLAGS_listen);
   }
   SetMinLogLevel(ParseLevel(config->logging.level));
+  ApplyStoreFlags(*config);
   IPSRT_LOG(INFO) << "ipsrtd " << IPSRT_VERSION << " starting with "
                   << config_path;
 

@@ -152,9 +152,14 @@ void Guard::Audit(const Admission& a, absl::Status outcome, Done done) {
                 .request_id = a.request_id};
   Append(std::move(r), [done = std::move(done),
                         outcome = std::move(outcome)](absl::Status appended) {
-    if (!appended.ok()) {
-      return done(absl::UnavailableError(
-          "audit: the call's audit record could not be stored; retry"));
+    // A failed call keeps its own cause; a result is withheld with the
+    // store's cause (disk full, unreachable, corrupt), never a generic one.
+    if (!appended.ok() && outcome.ok()) {
+      return done(absl::Status(
+          appended.code(),
+          absl::StrCat("audit: the call's audit record could not be stored, "
+                       "so its result is withheld: ",
+                       appended.message())));
     }
     done(outcome);
   });

@@ -18,6 +18,7 @@
 #include "service/guard.h"
 #include "service/reminder_service.h"
 #include "service/status_mapping.h"
+#include "service/store_service.h"
 
 namespace ipsrt {
 namespace {
@@ -405,6 +406,7 @@ std::vector<std::unique_ptr<grpc::Service>> MakeServices(
   services.push_back(MakeExportService(deps, guard));
   services.push_back(std::make_unique<PluginServiceImpl>(deps, guard));
   services.push_back(MakeAuditService(deps, guard));
+  services.push_back(MakeStoreService(deps, guard));
   return services;
 }
 

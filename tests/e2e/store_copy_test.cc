@@ -301,7 +301,9 @@ TEST(StoreCopyCliTest, BadArgumentsAreUsageErrors) {
   EXPECT_EQ(r.err, "ipsrt store copy: --from must be sqlite:PATH\n");
   r = RunCliNoServer({"store", "move", "--from=sqlite:x", "--to=postgres:x"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "ipsrt store: unknown subcommand \"move\" (known: copy)\n");
+  EXPECT_EQ(
+      r.err,
+      "ipsrt store: unknown subcommand \"move\" (known: copy, init, check)\n");
 }
 
 }  // namespace

@@ -100,6 +100,7 @@ class PostgresStore final : public Store {
   absl::StatusOr<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter,
                                                      int64_t after_seq,
                                                      int limit) override;
+  absl::Status Probe() override;
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "postgres"; }
   void Close() override;

@@ -146,6 +146,11 @@ struct WriteBatch {
   std::vector<AuditRecord> audit;
 };
 
+// IsAuditOnly: `batch` only appends audit records (see WriteBatch::audit).
+// Such appends pass when changes are refused for safety or disk space, so
+// that reads, which are released only with their record, keep working.
+bool IsAuditOnly(const WriteBatch& batch);
+
 struct CommitResult {
   // True when the request id had been committed before with the same
   // payload hash: nothing was applied, and `response` is the first result.
@@ -312,6 +317,14 @@ class Store {
       const AuditFilter& filter, int64_t after_seq, int limit) {
     return absl::UnimplementedError("store: this store keeps no audit trail");
   }
+
+  // Probe reports whether the store accepts changes now: OK; or
+  // FAILED_PRECONDITION when it turned read-only for safety (a corrupt page,
+  // an I/O error: changes are refused, reads are served where the data can
+  // be read); or RESOURCE_EXHAUSTED when free disk space is below the
+  // watermark. The message says what happened and what to run. Cheap
+  // enough to call on every health check.
+  virtual absl::Status Probe() { return absl::OkStatus(); }
 
   // SchemaVersion is the highest migration applied.
   virtual int SchemaVersion() const = 0;
