@@ -12,7 +12,7 @@ trap 'rm -rf "$out"' EXIT
 status=0
 IPSRT_RELIABILITY_CYCLES=$CYCLES IPSRT_RELIABILITY_EVENTS=$EVENTS \
   "$BUILD_DIR/tests/reliability/ipsrt_reliability_test" \
-  --gtest_brief=1 | grep -v '^\[' || status=1
+  --gtest_brief=1 | grep -v '^\[\|^Running main' || status=1
 
 "$BUILD_DIR/tests/e2e/ipsrt_e2e_test" --gtest_filter='StoreFaultsTest.*' \
   --gtest_output="json:$out/faults.json" >"$out/faults.log" 2>&1 || status=1
@@ -32,6 +32,8 @@ faults = {
     ("zeroed leaf page: enrollments, events, requests, audit", "read-only for safety: writes FAILED_PRECONDITION, reads served or DATA_LOSS, store check accounts for every row"),
   "DiskFillingRefusesChangesBeforeItIsFullAndKeepsReads":
     ("disk filling (12 MB tmpfs, watermark 2 MiB)", "writes RESOURCE_EXHAUSTED at the watermark, reads continue, start refused below it, nothing lost"),
+  "PostgresRestartUnderLoadLosesNothingAndSaysWhy":
+    ("PostgreSQL stopped and restarted under load", "every failure UNAVAILABLE with the store's cause; retried creates land once"),
   "FullDiskFailuresCarryTheStoresCode":
     ("disk full (8 MB tmpfs, no watermark)", "RESOURCE_EXHAUSTED (never the audit layer's UNAVAILABLE); retry succeeds once space is freed"),
 }
