@@ -36,7 +36,7 @@ inline WriteBatch CreateBatch(const std::string& tenant, const std::string& id,
   e.clinician_ref = "Practitioner/1";
   e.state = 1;
   e.revision = 1;
-  e.snapshot = "snapshot-1";
+  e.snapshot = std::string("snapshot\0-1", 11);  // binary-safe
   e.create_time = at;
   e.update_time = at;
   b.create = e;
