@@ -6,7 +6,7 @@ BUILD_DIR := build/$(PRESET)
 CONFIG ?= config/ipsrtd.yaml
 
 .PHONY: all deps configure build test run bench interop-deps format clean \
-	package fuzz
+	package fuzz reliability
 
 all: build
 
@@ -42,6 +42,11 @@ package: build
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" bash scripts/fuzz.sh
+
+# kill -9 cycles under write load (CYCLES, default 20) and the store fault
+# suite, printed as tables (docs/durability.md).
+reliability: build
+	BUILD_DIR=$(BUILD_DIR) bash scripts/reliability.sh
 
 format:
 	find engine tests bench plugins -name '*.cc' -o -name '*.h' | xargs clang-format -i

@@ -100,6 +100,14 @@ std::vector<MethodPolicy>* BuildTable() {
        A::kNone,
        "",
        /*deployment_only=*/true},
+      // Store health (docs/durability.md): deployment internals.
+      {"/ipsrt.v1.StoreService/CheckStore",
+       {kAdmin},
+       S::kAudit,
+       "",
+       A::kNone,
+       "",
+       /*deployment_only=*/true},
   };
 }
 

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/store_check.h"
 #include "cli/store_verify.h"
 #include "core/enrollments.h"
 #include "ipsrt/config.h"
@@ -385,10 +386,12 @@ absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
 
 int RunStore(const ParsedArgs& args) {
   if (args.positional[0] == "verify") return RunStoreVerify(args);
+  if (args.positional[0] == "init") return RunStoreInit(args);
+  if (args.positional[0] == "check") return RunStoreCheck(args);
   if (args.positional[0] != "copy") {
     std::fprintf(stderr,
                  "ipsrt store: unknown subcommand \"%s\" (known: copy, "
-                 "verify)\n",
+                 "verify, init, check)\n",
                  args.positional[0].c_str());
     return kExitUsage;
   }
@@ -619,7 +622,8 @@ std::vector<FlagSpec> StoreFlags() {
       {.name = "from", .value_name = "sqlite:PATH"},
       {.name = "to", .value_name = "postgres:CONNINFO"},
       {.name = "password_env", .value_name = "VAR"},
-      {.name = "password_file", .value_name = "FILE"}};
+      {.name = "password_file", .value_name = "FILE"},
+      {.name = "config", .value_name = "FILE"}};
   for (FlagSpec& f : StoreVerifyFlags()) flags.push_back(std::move(f));
   return flags;
 }
@@ -631,7 +635,9 @@ std::vector<Command> StoreCommands() {
                             "--to=postgres:CONNINFO [--password_env=VAR | "
                             "--password_file=FILE]\n       store verify "
                             "[--db=PATH | --postgres=CONNINFO] "
-                            "[--anchor=FILE --key=FILE]",
+                            "[--anchor=FILE --key=FILE]\n       store init "
+                            "--config=FILE\n       store check (--db=PATH | "
+                            "--config=FILE)",
                 .description =
                     "Copy a SQLite deployment's database into PostgreSQL.\n\n"
                     "Copies every table (enrollments, events, outbox, "
@@ -651,7 +657,15 @@ std::vector<Command> StoreCommands() {
                     "newest events and recomputed chains). Offline on --db or "
                     "--postgres, else\nover gRPC (deployment admin). Exit "
                     "status 1 naming the first broken record\nof each chain "
-                    "and why. See docs/integrity.md.",
+                    "and why. See docs/integrity.md.\n\n"
+                    "store init: create the SQLite database (and its "
+                    "identity file) that\n--config names; safe on an "
+                    "initialised one.\n"
+                    "store check: offline, run the full integrity_check and "
+                    "read every\nenrollment and event, listing the rows that "
+                    "cannot be read or decoded\n(by id, never content); "
+                    "`store verify` checks the hash chains. Exit\nstatus 0 "
+                    "when intact, 1 otherwise (docs/durability.md).",
                 .flags = StoreFlags(),
                 .global_flags = GlobalFlags(),
                 .min_positional = 1,

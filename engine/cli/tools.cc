@@ -17,8 +17,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "cli/scenario.h"
 #include "cli/stage_graph.h"
@@ -33,9 +33,9 @@
 #include "ipsrt/status_macros.h"
 #include "model/instrument_context.h"
 #include "model/workflow.h"
+#include "plugin_host/registry.h"
 #include "report/course_report.h"
 #include "report/workflow_graph.h"
-#include "plugin_host/registry.h"
 #include "runtime/step.h"
 
 ABSL_DECLARE_FLAG(bool, json);
@@ -46,9 +46,10 @@ ABSL_FLAG(std::string, format, "dot",
           "export: a format of the server's exporter plugins, e.g. "
           "fhir-r4-collection (bulk: fhir-r4-resources by default).");
 ABSL_FLAG(std::string, config, "",
-          "validate: an ipsrtd configuration file; its questionnaire plugins "
+          "An ipsrtd configuration file. validate: its questionnaire plugins "
           "are loaded and templates are checked against their instruments "
-          "(without it: the built-in instruments).");
+          "(without it: the built-in instruments). store init, store check: "
+          "the store it configures.");
 ABSL_FLAG(bool, check, false,
           "simulate: check every expect of the scenario without stopping at "
           "the first unmet one; print only the unmet ones and a summary.");

@@ -263,6 +263,49 @@ void ParseAuth(YamlReader& r, const YAML::Node& auth,
   }
 }
 
+// ParseByteSize reads "0", "123", "64KiB", "256MiB" or "2GiB"; -1 when the
+// text is none of these.
+int64_t ParseByteSize(absl::string_view text) {
+  struct Unit {
+    absl::string_view suffix;
+    int64_t factor;
+  };
+  for (Unit u : {Unit{"GiB", int64_t{1} << 30}, Unit{"MiB", int64_t{1} << 20},
+                 Unit{"KiB", int64_t{1} << 10}, Unit{"", 1}}) {
+    if (!absl::EndsWith(text, u.suffix)) continue;
+    int64_t n = 0;
+    if (!absl::SimpleAtoi(text.substr(0, text.size() - u.suffix.size()), &n) ||
+        n < 0 || n > (int64_t{1} << 50) / u.factor) {
+      return -1;
+    }
+    return n * u.factor;
+  }
+  return -1;
+}
+
+// ParseSqliteSafety reads the keys of store.sqlite that guard against a
+// wrong, shared or full database (docs/durability.md).
+void ParseSqliteSafety(YamlReader& r, const YAML::Node& sqlite,
+                       SqliteConfig& s) {
+  const char* p = "store.sqlite";
+  s.create = r.String(sqlite, p, "create", s.create);
+  if (s.create != "if_missing" && s.create != "true" && s.create != "false") {
+    r.Error(sqlite["create"], "store.sqlite.create",
+            "must be if_missing, true or false");
+  }
+  s.allow_shared = r.Bool(sqlite, p, "allow_shared", s.allow_shared);
+  std::string free = r.String(sqlite, p, "min_free_space", "auto");
+  if (free != "auto") {
+    s.min_free_bytes = ParseByteSize(free);
+    if (s.min_free_bytes < 0) {
+      r.Error(sqlite["min_free_space"], "store.sqlite.min_free_space",
+              "must be auto, 0 (off) or a size such as 512MiB or 2GiB");
+    }
+  }
+  s.quick_check_timeout =
+      r.Duration(sqlite, p, "quick_check_timeout", s.quick_check_timeout);
+}
+
 // ParsePostgres reads store.postgres (required when `selected`).
 void ParsePostgres(YamlReader& r, const YAML::Node& store, bool selected,
                    absl::string_view base_dir, PostgresConfig& pg) {
@@ -366,10 +409,10 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!r.ok()) return r.ToStatus();
   Config c;
   if (!r.ExpectMap(root, "", false)) return r.ToStatus();
-  r.ExpectKeys(root, "",
-               {"server", "auth", "store", "workflows", "logging", "safety",
-                "plugins", "reminders", "export", "integrity", "metrics",
-                "health", "events"});
+  r.ExpectKeys(
+      root, "",
+      {"server", "auth", "store", "workflows", "logging", "safety", "plugins",
+       "reminders", "export", "integrity", "metrics", "health", "events"});
 
   YAML::Node server = root["server"];
   if (r.ExpectMap(server, "server", true)) {
@@ -438,7 +481,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
       const char* p = "store.sqlite";
       r.ExpectKeys(sqlite, p,
                    {"path", "synchronous", "busy_timeout", "max_batch",
-                    "read_connections"});
+                    "read_connections", "create", "allow_shared",
+                    "min_free_space", "quick_check_timeout"});
       SqliteConfig& s = c.store.sqlite;
       s.path = Resolve(base_dir, r.String(sqlite, p, "path", "", true));
       s.synchronous = r.String(sqlite, p, "synchronous", s.synchronous);
@@ -452,6 +496,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
           r.Int(sqlite, p, "max_batch", s.max_batch, 1, 10000));
       s.read_connections = static_cast<int>(
           r.Int(sqlite, p, "read_connections", s.read_connections, 1, 64));
+      ParseSqliteSafety(r, sqlite, s);
     }
   }
 
@@ -490,11 +535,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
         const YAML::Node& entry = plugins[i];
         const std::string p = YamlReader::Join("plugins", i);
         if (!r.ExpectMap(entry, p, false)) continue;
-        r.ExpectKeys(entry, p,
-                     {"path", "transport", "sha256", "args", "config",
-                      "call_timeout", "required", "handshake_timeout",
-                      "memory_limit_mb", "cpu_limit_seconds",
-                      "max_concurrent_calls"});
+        r.ExpectKeys(
+            entry, p,
+            {"path", "transport", "sha256", "args", "config", "call_timeout",
+             "required", "handshake_timeout", "memory_limit_mb",
+             "cpu_limit_seconds", "max_concurrent_calls"});
         PluginConfig pc;
         pc.location = absl::StrCat(file_name, ":", entry.Mark().line + 1, ":",
                                    entry.Mark().column + 1);

@@ -21,8 +21,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -31,8 +31,9 @@
 #include "ipsrt/clock.h"
 #include "ipsrt/config.h"
 #include "ipsrt/version.h"
-#include "model/instrument_context.h"
 #include "ipsrtd/setup.h"
+#include "ipsrtd/store_flags.h"
+#include "model/instrument_context.h"
 #include "model/workflow.h"
 #include "ops/operations.h"
 #include "reminders/dispatcher.h"
@@ -130,6 +131,7 @@ int Run() {
     config->server.listen = absl::GetFlag(FLAGS_listen);
   }
   SetMinLogLevel(ParseLevel(config->logging.level));
+  ApplyStoreFlags(*config);
   SetLogFormat(config->logging.format == "json" ? LogFormat::kJson
                                                 : LogFormat::kText);
   if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {

@@ -511,10 +511,9 @@ WorkflowTemplate Parser::Parse(const YAML::Node& document) {
     root = YAML::Node(YAML::NodeType::Map);
   }
   t.id_pos = IdPos(root);
-  r_.ExpectKeys(
-      root, "",
-      {"id", "version", "title", "description", "sessions", "stages", "rules",
-       "conditions", "problem_areas"});
+  r_.ExpectKeys(root, "",
+                {"id", "version", "title", "description", "sessions", "stages",
+                 "rules", "conditions", "problem_areas"});
   t.id = Id(root, "", "workflow");
   if (!root["version"].IsDefined()) r_.Error(root, "version", "is required");
   t.version = static_cast<int>(r_.Int(root, "", "version", 0, 1, 1000000));
@@ -1059,11 +1058,11 @@ WorkflowCatalog::FromTemplates(std::vector<WorkflowTemplate> templates) {
   for (WorkflowTemplate& t : templates) {
     auto key = std::make_pair(t.id, t.version);
     if (catalog->templates_.count(key)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          t.source_file, ":", std::max(t.id_pos.line, 1), ":",
-          std::max(t.id_pos.column, 1), ": error: id: workflow ", t.id, "@",
-          t.version, " is already defined in ",
-          catalog->templates_.at(key).source_file));
+      return absl::InvalidArgumentError(
+          absl::StrCat(t.source_file, ":", std::max(t.id_pos.line, 1), ":",
+                       std::max(t.id_pos.column, 1), ": error: id: workflow ",
+                       t.id, "@", t.version, " is already defined in ",
+                       catalog->templates_.at(key).source_file));
     }
     catalog->templates_.emplace(key, std::move(t));
   }

@@ -5,9 +5,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "ipsrt/internal/state.pb.h"
 #include "ops/call_observer.h"
 #include "service/request_limits.h"
-#include "ipsrt/internal/state.pb.h"
 #include "service/status_mapping.h"
 
 namespace ipsrt {
@@ -242,9 +242,14 @@ void Guard::Audit(const Admission& a, absl::Status outcome, Done done) {
                 .request_id = a.request_id};
   Append(std::move(r), [done = std::move(done),
                         outcome = std::move(outcome)](absl::Status appended) {
-    if (!appended.ok()) {
-      return done(absl::UnavailableError(
-          "audit: the call's audit record could not be stored; retry"));
+    // A failed call keeps its own cause; a result is withheld with the
+    // store's cause (disk full, unreachable, corrupt), never a generic one.
+    if (!appended.ok() && outcome.ok()) {
+      return done(absl::Status(
+          appended.code(),
+          absl::StrCat("audit: the call's audit record could not be stored, "
+                       "so its result is withheld: ",
+                       appended.message())));
     }
     done(outcome);
   });

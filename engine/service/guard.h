@@ -70,8 +70,10 @@ class Guard {
              std::function<void(absl::StatusOr<Admission>)> then);
 
   // Audit appends the record of an admitted call's outcome when its policy
-  // asks for one, then calls `done` with the outcome (or with the append's
-  // failure: no read leaves without its record).
+  // asks for one, then calls `done` with the outcome. When the append fails,
+  // a failed outcome is passed on as it is (its cause is the store's), and
+  // a successful one becomes the append's failure with the store's code
+  // (no read leaves without its record).
   void Audit(const Admission& admission, absl::Status outcome, Done done);
 
  private:

@@ -42,6 +42,9 @@ absl::StatusOr<std::unique_ptr<IpsrtServer>> IpsrtServer::Start(
     credentials = grpc::SslServerCredentials(ssl);
   }
   builder.AddListeningPort(options.listen, credentials, &impl->port);
+  // No SO_REUSEPORT: a second server on a busy port must fail to bind,
+  // not share the port's calls with the first (docs/durability.md).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   // gRPC's own limit is well above ours, so that a call over ours reaches
   // the guard and gets a clear UNAUTHENTICATED rather than gRPC's
@@ -60,8 +63,9 @@ absl::StatusOr<std::unique_ptr<IpsrtServer>> IpsrtServer::Start(
   }
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || impl->port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("server: cannot listen on ", options.listen));
+    return absl::UnavailableError(absl::StrCat(
+        "server: cannot listen on ", options.listen,
+        ": the address is in use (another ipsrtd?) or not available here"));
   }
   impl->server->GetHealthCheckService()->SetServingStatus(true);
   return std::unique_ptr<IpsrtServer>(new IpsrtServer(std::move(impl)));

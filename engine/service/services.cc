@@ -19,6 +19,7 @@
 #include "service/reminder_service.h"
 #include "service/report_service.h"
 #include "service/status_mapping.h"
+#include "service/store_service.h"
 
 namespace ipsrt {
 namespace {
@@ -407,6 +408,7 @@ std::vector<std::unique_ptr<grpc::Service>> MakeServices(
   services.push_back(std::make_unique<PluginServiceImpl>(deps, guard));
   services.push_back(MakeAuditService(deps, guard));
   services.push_back(MakeReportService(deps, guard));
+  services.push_back(MakeStoreService(deps, guard));
   return services;
 }
 

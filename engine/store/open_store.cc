@@ -4,6 +4,7 @@
 #include "ipsrt/postgres_store.h"
 #include "ipsrt/sqlite_store.h"
 #include "ipsrt/status_macros.h"
+#include "store/store_files.h"
 
 namespace ipsrt {
 
@@ -36,11 +37,22 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
   o.busy_timeout = config.sqlite.busy_timeout;
   o.max_batch = config.sqlite.max_batch;
   o.read_connections = config.sqlite.read_connections;
+  o.create = config.sqlite.create == "true"
+                 ? SqliteStore::Options::Create::kAlways
+             : config.sqlite.create == "false"
+                 ? SqliteStore::Options::Create::kNever
+                 : SqliteStore::Options::Create::kIfMissing;
+  o.identity_file = IdentityFilePath(o.path);
+  o.adopt = config.sqlite.adopt;
+  if (!config.sqlite.allow_shared) o.lock_file = LockFilePath(o.path);
+  o.min_free_bytes = config.sqlite.min_free_bytes;
+  o.quick_check_timeout = config.sqlite.quick_check_timeout;
   IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store,
                          SqliteStore::Open(o));
-  *description = absl::StrCat("store sqlite at ", o.path, " (schema version ",
-                              store->SchemaVersion(),
-                              ", synchronous=", o.synchronous, ")");
+  *description = absl::StrCat(
+      "store sqlite at ", o.path, " (schema version ", store->SchemaVersion(),
+      ", synchronous=", o.synchronous, ", store id ", store->StoreId(),
+      o.lock_file.empty() ? ", shared: no lock" : ", locked", ")");
   return std::unique_ptr<Store>(std::move(store));
 }
 

@@ -72,6 +72,9 @@ absl::StatusCode PgErrorCode(absl::string_view sqlstate) {
     return absl::StatusCode::kUnavailable;
   }
   if (sqlstate == "25006") return absl::StatusCode::kUnavailable;  // read-only
+  // Class XX: data_corrupted, index_corrupted, internal errors of the
+  // server (unreadable blocks among them).
+  if (absl::StartsWith(sqlstate, "XX")) return absl::StatusCode::kDataLoss;
   return absl::StatusCode::kInternal;
 }
 

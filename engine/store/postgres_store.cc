@@ -1,6 +1,7 @@
 #include "ipsrt/postgres_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <limits>
 #include <thread>
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "common/log.h"
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
 #include "store/audit_chain.h"
@@ -30,12 +32,6 @@ constexpr int64_t kMigrationLockKey = 0x6970737274;
 constexpr int64_t kAuditChainLockKey = 0x6175646974;
 
 // True for a batch that only appends audit records (a read's audit).
-bool IsAuditOnly(const WriteBatch& b) {
-  return b.request.request_id.empty() && !b.audit.empty() &&
-         !b.create.has_value() && !b.update.has_value() && b.events.empty() &&
-         b.outbox.empty() && b.cancel_outbox_keys.empty();
-}
-
 // InsertAudit appends `records` to the chain inside the caller's open
 // transaction. The advisory lock is held until that transaction ends, so
 // the head read here is still the head when it commits, in every replica;
@@ -104,6 +100,20 @@ EnrollmentRow ReadEnrollment(const PgResult& r, int row) {
 
 }  // namespace
 
+// CommitOutcomeUnknown is the status of a failed COMMIT: when the
+// connection broke, the server may have committed before it went, so the
+// caller learns that the change may be in and that a retry with the same
+// request id is safe (it replays the first result, or applies it once).
+absl::Status CommitOutcomeUnknown(const PgConnection& c,
+                                  const absl::Status& failed) {
+  if (!c.Broken()) return failed;
+  return absl::UnavailableError(absl::StrCat(
+      "store: the connection to PostgreSQL was lost after COMMIT was sent, "
+      "so the change may have committed; retrying with the same request_id "
+      "is safe (",
+      failed.message(), ")"));
+}
+
 class PostgresStore::Impl {
  public:
   explicit Impl(Options options) : options_(std::move(options)) {
@@ -120,6 +130,40 @@ class PostgresStore::Impl {
   void Close();
   int schema_version() const { return schema_version_; }
 
+  // Watch turns the store read-only for safety at the first DATA_LOSS
+  // (SQLSTATE class XX: the server found corrupt data) and returns `s`.
+  absl::Status Watch(absl::Status s) {
+    if (s.code() != absl::StatusCode::kDataLoss) return s;
+    absl::Time now = absl::Now();
+    absl::MutexLock lock(&fault_mu_);
+    bool first = !unsafe_.exchange(true);
+    if (first) {
+      unsafe_reason_ = std::string(s.message());
+      unsafe_since_ = now;
+    }
+    if (first || now - last_fault_log_ >= absl::Minutes(1)) {
+      last_fault_log_ = now;
+      IPSRT_LOG(ERROR) << "store: PostgreSQL reported corrupt data ("
+                       << unsafe_reason_
+                       << "); this replica is read-only for safety: changes "
+                          "are refused FAILED_PRECONDITION, reads continue. "
+                          "Check the database (amcheck, server log), repair "
+                          "or restore it, then restart the replicas";
+    }
+    return s;
+  }
+  // SafetyStop is OK, or FAILED_PRECONDITION once Watch tripped.
+  absl::Status SafetyStop() {
+    if (!unsafe_.load(std::memory_order_acquire)) return absl::OkStatus();
+    absl::MutexLock lock(&fault_mu_);
+    return absl::FailedPreconditionError(
+        absl::StrCat("store: read-only for safety since ",
+                     absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", unsafe_since_,
+                                      absl::UTCTimeZone()),
+                     " (", unsafe_reason_,
+                     "); changes are refused until the database is repaired"));
+  }
+
   // Read runs the single-statement read `fn` on a pooled connection. A read
   // that finds a reused connection dead (the server restarted since) runs
   // once more on a fresh one.
@@ -133,6 +177,7 @@ class PostgresStore::Impl {
       absl::StatusOr<T> result = fn(*conn);
       bool broken = conn->Broken();
       Release(std::move(conn));
+      if (!result.ok()) Watch(result.status()).IgnoreError();
       if (result.ok() || !broken || fresh || attempt > 0) return result;
     }
   }
@@ -157,11 +202,12 @@ class PostgresStore::Impl {
       absl::StatusOr<T> result = fn(*conn);
       if (result.ok()) {
         absl::Status committed = conn->Exec("COMMIT");
-        if (!committed.ok()) result = committed;
+        if (!committed.ok()) result = CommitOutcomeUnknown(*conn, committed);
       } else if (!conn->Broken()) {
         conn->Exec("ROLLBACK").IgnoreError();
       }
       Release(std::move(conn));
+      if (!result.ok()) Watch(result.status()).IgnoreError();
       return result;
     }
   }
@@ -181,6 +227,7 @@ class PostgresStore::Impl {
   absl::Status ApplyMigrations();
   void CommitLoop();
   absl::StatusOr<CommitResult> Commit(const WriteBatch& b);
+  absl::StatusOr<CommitResult> CommitOnce(const WriteBatch& b);
   absl::StatusOr<CommitResult> Apply(PgConnection& c, const WriteBatch& b);
 
   Options options_;
@@ -195,6 +242,12 @@ class PostgresStore::Impl {
   absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::atomic<bool> unsafe_{false};
+  absl::Mutex fault_mu_;
+  std::string unsafe_reason_ ABSL_GUARDED_BY(fault_mu_);
+  absl::Time unsafe_since_ ABSL_GUARDED_BY(fault_mu_);
+  absl::Time last_fault_log_ ABSL_GUARDED_BY(fault_mu_) = absl::InfinitePast();
   std::vector<std::thread> committers_;
   bool closed_ = false;
 };
@@ -365,6 +418,14 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Commit(const WriteBatch& b) {
     return absl::InvalidArgumentError(
         "store: a write batch creates or updates one enrollment, not both");
   }
+  if (!IsAuditOnly(b)) IPSRT_RETURN_IF_ERROR(SafetyStop());
+  absl::StatusOr<CommitResult> result = CommitOnce(b);
+  if (!result.ok()) Watch(result.status()).IgnoreError();
+  return result;
+}
+
+absl::StatusOr<CommitResult> PostgresStore::Impl::CommitOnce(
+    const WriteBatch& b) {
   for (int attempt = 0;; ++attempt) {
     bool fresh = false;
     IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, Acquire(&fresh));
@@ -379,7 +440,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Commit(const WriteBatch& b) {
     if (r.ok()) {
       // A replay applied nothing but its audit records (if any).
       absl::Status committed = c->Exec("COMMIT");
-      if (!committed.ok()) r = committed;
+      if (!committed.ok()) r = CommitOutcomeUnknown(*c, committed);
     } else if (!c->Broken()) {
       // A failed batch: roll back.
       absl::Status rolled_back = c->Exec("ROLLBACK");
@@ -1000,6 +1061,7 @@ int PostgresStore::SchemaVersion() const { return impl_->schema_version(); }
 void PostgresStore::Close() { impl_->Close(); }
 
 absl::Status PostgresStore::Probe() {
+  IPSRT_RETURN_IF_ERROR(impl_->SafetyStop());
   absl::StatusOr<bool> answered =
       impl_->Read<bool>([](PgConnection& c) -> absl::StatusOr<bool> {
         IPSRT_ASSIGN_OR_RETURN(PgResult r, c.ExecRows("SELECT 1"));

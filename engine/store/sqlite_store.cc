@@ -16,16 +16,39 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "common/log.h"
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
 #include "store/audit_chain.h"
 #include "store/migrations.h"
+#include "store/store_files.h"
 
 namespace ipsrt {
 namespace {
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+
+// FaultSinks maps each open connection to the store it belongs to, so that
+// the first corruption, I/O or disk-full error any statement meets reaches
+// that store's safety stop (SqliteStore::Impl::OnFault). Looked up only on
+// those errors.
+struct FaultSinks {
+  absl::Mutex mu;
+  std::map<sqlite3*, std::function<void(int, const std::string&)>> sinks
+      ABSL_GUARDED_BY(mu);
+};
+FaultSinks& Sinks() {
+  static FaultSinks* const sinks = new FaultSinks;
+  return *sinks;
+}
+void ReportFault(sqlite3* db, int rc, const std::string& message) {
+  if (db == nullptr) return;
+  FaultSinks& f = Sinks();
+  absl::MutexLock lock(&f.mu);
+  auto it = f.sinks.find(db);
+  if (it != f.sinks.end()) it->second(rc, message);
+}
 
 // Maps an SQLite result code to the most specific canonical code. Messages
 // carry SQLite's text, which names tables and columns but never values
@@ -34,6 +57,14 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   std::string msg =
       absl::StrCat("store: ", what, ": ", db ? sqlite3_errmsg(db) : "",
                    " (sqlite code ", rc, ")");
+  switch (rc & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+      ReportFault(db, rc, msg);
+      break;
+  }
   switch (rc & 0xff) {
     case SQLITE_FULL:
       return absl::ResourceExhaustedError(msg);
@@ -49,6 +80,10 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
       return absl::DataLossError(msg);
+    case SQLITE_IOERR:
+      // The device failed a read or write; the store turns read-only for
+      // safety (OnFault), so this call may be retried elsewhere.
+      return absl::UnavailableError(msg);
     default:
       return absl::InternalError(msg);
   }
@@ -229,6 +264,17 @@ class SqliteStore::Impl {
   absl::StatusOr<OutboxEntry> AcknowledgeOutbox(absl::string_view tenant,
                                                 int64_t id);
 
+  // OnFault records a corruption, I/O or disk-full error that a statement
+  // on one of this store's connections met (any thread).
+  void OnFault(int rc, const std::string& message);
+  // SafetyStop is OK, or FAILED_PRECONDITION once the store turned
+  // read-only for safety.
+  absl::Status SafetyStop();
+  // SpaceCheck is OK, or RESOURCE_EXHAUSTED below the free-space watermark.
+  absl::Status SpaceCheck();
+  std::string store_id() const { return store_id_; }
+  const std::string& path() const { return options_.path; }
+
   int schema_version() const { return schema_version_; }
   int64_t group_commits() const {
     return group_commits_.load(std::memory_order_relaxed);
@@ -253,8 +299,39 @@ class SqliteStore::Impl {
   absl::Status InsertAudit(const std::vector<AuditRecord>& records,
                            absl::string_view outcome_override);
   absl::Status ApplyMigrations();
+  // CheckDatabaseFile refuses a missing, empty or schema-less database
+  // where data is expected (Options::create, identity file).
+  absl::Status CheckDatabaseFile();
+  // CheckIdentity compares the database's identity with the identity file
+  // and records it there.
+  absl::Status CheckIdentity();
+  // QuickCheck runs PRAGMA quick_check within options_.quick_check_timeout.
+  void QuickCheck();
+  void RegisterConnection(sqlite3* db);
+  // RecordSequence rewrites the identity file when `force` or a second has
+  // passed since the last write (writer thread, or Close after it).
+  void RecordSequence(bool force);
 
   Options options_;
+  std::optional<DatabaseLock> lock_;
+  // The database's identity (with Options::identity_file); sequence_ is
+  // written on the writer thread only.
+  std::string store_id_;
+  int64_t sequence_ = 0;
+  int64_t recorded_sequence_ = -1;
+  absl::Time recorded_at_ = absl::InfinitePast();
+  bool schema_existed_ = false;
+  bool identity_checked_ = false;
+  Statement bump_sequence_;
+  // Read-only for safety: set once, never cleared while open.
+  std::atomic<bool> unsafe_{false};
+  absl::Mutex fault_mu_;
+  std::string unsafe_reason_ ABSL_GUARDED_BY(fault_mu_);
+  absl::Time unsafe_since_ ABSL_GUARDED_BY(fault_mu_);
+  absl::Time last_fault_log_ ABSL_GUARDED_BY(fault_mu_) = absl::InfinitePast();
+  int64_t faults_since_log_ ABSL_GUARDED_BY(fault_mu_) = 0;
+  absl::Time last_space_log_ ABSL_GUARDED_BY(fault_mu_) = absl::InfinitePast();
+  std::string directory_;
   sqlite3* writer_ = nullptr;
   std::vector<std::unique_ptr<Reader>> readers_;
   // A second writing connection for outbox delivery, so claims and
@@ -297,6 +374,7 @@ absl::Status SqliteStore::Impl::Open() {
   }
   std::filesystem::path dir =
       std::filesystem::path(options_.path).parent_path();
+  directory_ = dir.empty() ? "." : dir.string();
   if (!dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
@@ -305,6 +383,23 @@ absl::Status SqliteStore::Impl::Open() {
           "store: cannot create directory ", dir.string(), ": ", ec.message()));
     }
   }
+  if (!options_.lock_file.empty()) {
+    IPSRT_ASSIGN_OR_RETURN(DatabaseLock lock,
+                           DatabaseLock::Acquire(options_.lock_file));
+    lock_.emplace(std::move(lock));
+  }
+  if (options_.min_free_bytes != 0) {
+    IPSRT_ASSIGN_OR_RETURN(DiskSpace space, DiskSpaceOf(directory_));
+    uint64_t watermark = FreeSpaceWatermark(options_.min_free_bytes, space);
+    if (space.available_bytes < watermark) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "store: ", FormatBytes(space.available_bytes), " free of ",
+          FormatBytes(space.total_bytes), " on the file system of ", directory_,
+          ", below the free-space watermark of ", FormatBytes(watermark),
+          " (store.sqlite.min_free_space); free space before starting"));
+    }
+  }
+  IPSRT_RETURN_IF_ERROR(CheckDatabaseFile());
   // A new database is created 0600 whatever the process's umask; SQLite
   // gives its WAL and shared-memory files the database file's mode.
   int created = ::open(options_.path.c_str(),
@@ -314,6 +409,36 @@ absl::Status SqliteStore::Impl::Open() {
       writer_,
       OpenConnection(options_.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                      options_.busy_timeout));
+  RegisterConnection(writer_);
+  {
+    // A file with pages but no ipsrt schema: emptied in place (pages kept
+    // by the file system) or another program's database.
+    Statement s;
+    IPSRT_RETURN_IF_ERROR(s.Prepare(
+        writer_,
+        "SELECT (SELECT count(*) FROM sqlite_master), (SELECT count(*) FROM "
+        "sqlite_master WHERE name = 'schema_migrations')",
+        false));
+    IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+    int64_t objects = row ? s.Int(0) : 0;
+    schema_existed_ = row && s.Int(1) > 0;
+    if (objects > 0 && !schema_existed_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store: ", options_.path,
+          " is a SQLite database without the ipsrt schema (another "
+          "program's file?); point store.sqlite.path at the ipsrtd "
+          "database"));
+    }
+    std::error_code ec;
+    if (!schema_existed_ && std::filesystem::file_size(options_.path, ec) > 0 &&
+        !ec && options_.create != Options::Create::kAlways) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store: ", options_.path,
+          " has no ipsrt schema; if this is a first start, set "
+          "store.sqlite.create: true or run `ipsrt store init`; if data is "
+          "expected here, restore the file from a backup"));
+    }
+  }
   IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "PRAGMA journal_mode=WAL"));
   IPSRT_RETURN_IF_ERROR(ExecSql(
       writer_,
@@ -325,19 +450,292 @@ absl::Status SqliteStore::Impl::Open() {
                      .c_str()));
   }
   IPSRT_RETURN_IF_ERROR(ApplyMigrations());
+  IPSRT_RETURN_IF_ERROR(CheckIdentity());
   IPSRT_RETURN_IF_ERROR(PrepareWriterStatements());
   for (int i = 0; i < options_.read_connections; ++i) {
     auto reader = std::make_unique<Reader>();
     IPSRT_ASSIGN_OR_RETURN(reader->db,
                            OpenConnection(options_.path, SQLITE_OPEN_READONLY,
                                           options_.busy_timeout));
+    RegisterConnection(reader->db);
     readers_.push_back(std::move(reader));
   }
   IPSRT_ASSIGN_OR_RETURN(outbox_.db,
                          OpenConnection(options_.path, SQLITE_OPEN_READWRITE,
                                         options_.busy_timeout));
+  RegisterConnection(outbox_.db);
+  QuickCheck();
   writer_thread_ = std::thread([this] { WriterLoop(); });
   return absl::OkStatus();
+}
+
+void SqliteStore::Impl::RegisterConnection(sqlite3* db) {
+  FaultSinks& f = Sinks();
+  absl::MutexLock lock(&f.mu);
+  f.sinks[db] = [this](int rc, const std::string& message) {
+    OnFault(rc, message);
+  };
+}
+
+absl::Status SqliteStore::Impl::CheckDatabaseFile() {
+  std::error_code ec;
+  bool exists = std::filesystem::exists(options_.path, ec);
+  uintmax_t size = exists ? std::filesystem::file_size(options_.path, ec) : 0;
+  if (exists && ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store: cannot read ", options_.path, ": ", ec.message()));
+  }
+  if (exists && size > 0) return absl::OkStatus();  // schema checked later
+  std::optional<StoreIdentity> known;
+  if (!options_.identity_file.empty()) {
+    IPSRT_ASSIGN_OR_RETURN(known, ReadIdentityFile(options_.identity_file));
+  }
+  if (known.has_value() && !options_.adopt) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store: ", options_.path,
+        exists ? " is empty (0 bytes)" : " is missing",
+        " but its identity file ", options_.identity_file, " says store ",
+        known->store_id, " lived there with ", known->sequence,
+        " commits. Restore the database from a backup (with its identity "
+        "file); to start a new, empty store on purpose, delete the identity "
+        "file and start with store.sqlite.create: true"));
+  }
+  if (!exists && options_.create == Options::Create::kNever) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store: ", options_.path,
+        " does not exist and store.sqlite.create is false; run `ipsrt store "
+        "init` to create it, or correct store.sqlite.path"));
+  }
+  if (exists && options_.create != Options::Create::kAlways) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store: ", options_.path,
+        " is empty (0 bytes); an emptied database is not a new one. If this "
+        "is a first start, set store.sqlite.create: true or run `ipsrt store "
+        "init`; if data is expected here, restore the file from a backup"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Impl::CheckIdentity() {
+  if (options_.identity_file.empty()) return absl::OkStatus();
+  // Kept outside the numbered migrations: the schema version is shared
+  // with PostgreSQL and `ipsrt store copy`, which have no identity file.
+  IPSRT_RETURN_IF_ERROR(ExecSql(writer_,
+                                "CREATE TABLE IF NOT EXISTS store_identity ("
+                                " id INTEGER PRIMARY KEY CHECK (id = 1),"
+                                " store_id TEXT NOT NULL,"
+                                " commit_seq INTEGER NOT NULL)"));
+  {
+    Statement s;
+    IPSRT_RETURN_IF_ERROR(s.Prepare(
+        writer_, "SELECT store_id, commit_seq FROM store_identity", false));
+    IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (row) {
+      store_id_ = s.Text(0);
+      sequence_ = s.Int(1);
+    }
+  }
+  if (store_id_.empty()) {
+    // A new store, or one from before identities.
+    store_id_ = NewStoreId();
+    Statement ins;
+    IPSRT_RETURN_IF_ERROR(ins.Prepare(
+        writer_, "INSERT INTO store_identity VALUES (1, ?, 0)", false));
+    ins.Bind(1, store_id_);
+    IPSRT_RETURN_IF_ERROR(ins.Exec());
+  }
+  IPSRT_ASSIGN_OR_RETURN(std::optional<StoreIdentity> known,
+                         ReadIdentityFile(options_.identity_file));
+  if (known.has_value() && !options_.adopt) {
+    if (known->store_id != store_id_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store: ", options_.path, " is store ", store_id_,
+          ", but its identity file ", options_.identity_file, " names store ",
+          known->store_id,
+          ": this is another store's database. Correct store.sqlite.path, "
+          "or start with --adopt_store to serve this database as it is"));
+    }
+    if (sequence_ < known->sequence) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store: ", options_.path, " is at commit ", sequence_,
+          " but its identity file ", options_.identity_file,
+          " recorded commit ", known->sequence,
+          ": the database was rolled back (an older copy?) and later "
+          "changes are missing. Restore the latest backup, or start with "
+          "--adopt_store to serve it as it is"));
+    }
+  }
+  if (known.has_value() && options_.adopt &&
+      (known->store_id != store_id_ || sequence_ < known->sequence)) {
+    IPSRT_LOG(WARNING) << "store: adopting " << options_.path << " (store "
+                       << store_id_ << " at commit " << sequence_
+                       << ") in place of store " << known->store_id
+                       << " at commit " << known->sequence
+                       << " (--adopt_store)";
+  }
+  identity_checked_ = true;
+  RecordSequence(/*force=*/true);
+  if (recorded_sequence_ != sequence_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store: cannot write identity file ",
+                     options_.identity_file, "; see the log"));
+  }
+  return absl::OkStatus();
+}
+
+void SqliteStore::Impl::RecordSequence(bool force) {
+  // Never before the checks passed: a refused database must not overwrite
+  // the file that refused it.
+  if (options_.identity_file.empty() || !identity_checked_) return;
+  if (sequence_ == recorded_sequence_) return;
+  absl::Time now = absl::Now();
+  if (!force && now - recorded_at_ < absl::Seconds(1)) return;
+  absl::Status written = WriteIdentityFile(
+      options_.identity_file,
+      StoreIdentity{.store_id = store_id_, .sequence = sequence_});
+  recorded_at_ = now;
+  if (written.ok()) {
+    recorded_sequence_ = sequence_;
+  } else {
+    IPSRT_LOG(WARNING) << written;
+  }
+}
+
+// The progress handler's deadline for QuickCheck.
+namespace {
+int AbandonAfterDeadline(void* deadline) {
+  return absl::Now() > *static_cast<absl::Time*>(deadline) ? 1 : 0;
+}
+}  // namespace
+
+void SqliteStore::Impl::QuickCheck() {
+  if (options_.quick_check_timeout <= absl::ZeroDuration()) return;
+  absl::Time start = absl::Now();
+  absl::Time deadline = start + options_.quick_check_timeout;
+  // The check reports its own finding below, not as a failed statement.
+  {
+    FaultSinks& f = Sinks();
+    absl::MutexLock lock(&f.mu);
+    f.sinks.erase(writer_);
+  }
+  sqlite3_progress_handler(writer_, 10000, AbandonAfterDeadline, &deadline);
+  std::vector<std::string> findings;
+  absl::Status status;
+  {
+    Statement s;
+    status = s.Prepare(writer_, "PRAGMA quick_check(20)", false);
+    while (status.ok()) {
+      absl::StatusOr<bool> row = s.Step();
+      if (!row.ok()) {
+        status = row.status();
+        break;
+      }
+      if (!*row) break;
+      std::string line = s.Text(0);
+      if (line != "ok") findings.push_back(std::move(line));
+    }
+  }
+  sqlite3_progress_handler(writer_, 0, nullptr, nullptr);
+  RegisterConnection(writer_);
+  if (!status.ok() && absl::Now() > deadline) {
+    IPSRT_LOG(WARNING) << "store: PRAGMA quick_check of " << options_.path
+                       << " did not finish within "
+                       << options_.quick_check_timeout
+                       << " (store.sqlite.quick_check_timeout) and was "
+                          "abandoned; run `ipsrt store check --db="
+                       << options_.path << "` offline";
+    return;
+  }
+  if (!status.ok()) {
+    OnFault(SQLITE_CORRUPT,
+            absl::StrCat("PRAGMA quick_check failed: ", status.message()));
+    return;
+  }
+  if (!findings.empty()) {
+    OnFault(SQLITE_CORRUPT,
+            absl::StrCat("PRAGMA quick_check found ", findings.size(),
+                         findings.size() >= 20 ? " or more" : "",
+                         " problem(s), the first: ", findings.front()));
+    return;
+  }
+  IPSRT_LOG(INFO) << "store: quick_check of " << options_.path << " ok in "
+                  << absl::ToInt64Milliseconds(absl::Now() - start) << " ms";
+}
+
+void SqliteStore::Impl::OnFault(int rc, const std::string& message) {
+  absl::Time now = absl::Now();
+  absl::MutexLock lock(&fault_mu_);
+  if ((rc & 0xff) == SQLITE_FULL) {
+    if (now - last_space_log_ >= absl::Minutes(1)) {
+      last_space_log_ = now;
+      IPSRT_LOG(ERROR) << "store: the disk or database of " << options_.path
+                       << " is full (" << message
+                       << "); changes fail RESOURCE_EXHAUSTED until space "
+                          "is freed";
+    }
+    return;
+  }
+  bool first = !unsafe_.exchange(true);
+  if (first) {
+    unsafe_reason_ = message;
+    unsafe_since_ = now;
+  }
+  ++faults_since_log_;
+  if (!first && now - last_fault_log_ < absl::Minutes(1)) return;
+  last_fault_log_ = now;
+  IPSRT_LOG(ERROR) << "store: " << options_.path
+                   << " is read-only for safety since "
+                   << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", unsafe_since_,
+                                       absl::UTCTimeZone())
+                   << " (" << faults_since_log_
+                   << " fault(s) since the last report; first: "
+                   << unsafe_reason_
+                   << "): changes are refused FAILED_PRECONDITION, reads are "
+                      "served where the data can be read. Stop ipsrtd, run "
+                      "`ipsrt store check --db="
+                   << options_.path
+                   << "` and restore the database from a backup";
+  faults_since_log_ = 0;
+}
+
+absl::Status SqliteStore::Impl::SafetyStop() {
+  if (!unsafe_.load(std::memory_order_acquire)) return absl::OkStatus();
+  absl::MutexLock lock(&fault_mu_);
+  return absl::FailedPreconditionError(absl::StrCat(
+      "store: read-only for safety since ",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", unsafe_since_,
+                       absl::UTCTimeZone()),
+      " (", unsafe_reason_,
+      "); changes are refused until the database is repaired: run `ipsrt "
+      "store check --db=",
+      options_.path, "` and restore from a backup"));
+}
+
+absl::Status SqliteStore::Impl::SpaceCheck() {
+  if (options_.min_free_bytes == 0) return absl::OkStatus();
+  absl::StatusOr<DiskSpace> space = DiskSpaceOf(directory_);
+  if (!space.ok()) return space.status();
+  uint64_t watermark = FreeSpaceWatermark(options_.min_free_bytes, *space);
+  if (space->available_bytes >= watermark) return absl::OkStatus();
+  std::string figures =
+      absl::StrCat(FormatBytes(space->available_bytes), " free of ",
+                   FormatBytes(space->total_bytes), " on ", directory_,
+                   ", below the watermark of ", FormatBytes(watermark));
+  {
+    absl::Time now = absl::Now();
+    absl::MutexLock lock(&fault_mu_);
+    if (now - last_space_log_ >= absl::Minutes(1)) {
+      last_space_log_ = now;
+      IPSRT_LOG(ERROR) << "store: " << figures
+                       << " (store.sqlite.min_free_space): changes are "
+                          "refused RESOURCE_EXHAUSTED, reads continue; free "
+                          "space on that file system";
+    }
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "store: disk nearly full: ", figures,
+      " (store.sqlite.min_free_space); changes are refused until space is "
+      "freed, reads continue"));
 }
 
 absl::Status SqliteStore::Impl::ApplyMigrations() {
@@ -438,6 +836,12 @@ absl::Status SqliteStore::Impl::PrepareWriterStatements() {
   for (const auto& s : statements) {
     IPSRT_RETURN_IF_ERROR(s.stmt->Prepare(writer_, s.sql, true));
   }
+  if (!store_id_.empty()) {
+    IPSRT_RETURN_IF_ERROR(bump_sequence_.Prepare(
+        writer_,
+        "UPDATE store_identity SET commit_seq = commit_seq + 1 WHERE id = 1",
+        true));
+  }
   return absl::OkStatus();
 }
 
@@ -498,13 +902,40 @@ void SqliteStore::Impl::ObserveGroup(const std::vector<Pending>& group,
 // request runs inside its own savepoint, so a failing one is rolled back
 // alone; if the final COMMIT fails, every request fails with it.
 void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
+  // Changes (not audit-only appends) stop while the store is read-only for
+  // safety or the disk is below its watermark.
+  absl::Status stopped = SafetyStop();
+  std::optional<absl::Status> space;
+  bool any = false;
+  for (Pending& p : group) {
+    p.result = CommitResult{};
+    if (IsAuditOnly(p.batch)) {
+      any = true;
+      continue;
+    }
+    if (!stopped.ok()) {
+      p.result = stopped;
+      continue;
+    }
+    if (!space.has_value()) space = SpaceCheck();
+    if (!space->ok()) {
+      p.result = *space;
+      continue;
+    }
+    any = true;
+  }
+  if (!any) return;
   absl::Status begun = begin_.Exec();
   begin_.Reset();
   if (!begun.ok()) {
-    for (Pending& p : group) p.result = begun;
+    for (Pending& p : group) {
+      if (p.result.ok()) p.result = begun;
+    }
     return;
   }
+  bool applied = false;
   for (Pending& p : group) {
+    if (!p.result.ok()) continue;  // refused above
     absl::Status sp = savepoint_.Exec();
     savepoint_.Reset();
     if (!sp.ok()) {
@@ -515,11 +946,17 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
     if (!p.result.ok()) {
       rollback_to_.Exec().IgnoreError();
       rollback_to_.Reset();
+    } else {
+      applied = true;
     }
     release_.Exec().IgnoreError();
     release_.Reset();
   }
   absl::Status committed = Fault("commit");
+  if (committed.ok() && applied && !store_id_.empty()) {
+    committed = bump_sequence_.Exec();
+    bump_sequence_.Reset();
+  }
   if (committed.ok()) {
     committed = commit_.Exec();
     commit_.Reset();
@@ -533,6 +970,10 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
     return;
   }
   group_commits_.fetch_add(1, std::memory_order_relaxed);
+  if (applied && !store_id_.empty()) {
+    ++sequence_;
+    RecordSequence(/*force=*/false);
+  }
 }
 
 // InsertAudit appends `records` to the chain. The head is read inside the
@@ -574,9 +1015,7 @@ absl::Status SqliteStore::Impl::InsertAudit(
 
 absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
   const RequestRecord& req = b.request;
-  if (req.request_id.empty() && !b.audit.empty() && !b.create.has_value() &&
-      !b.update.has_value() && b.events.empty() && b.outbox.empty() &&
-      b.cancel_outbox_keys.empty()) {
+  if (IsAuditOnly(b)) {
     IPSRT_RETURN_IF_ERROR(InsertAudit(b.audit, ""));
     return CommitResult{};
   }
@@ -730,6 +1169,14 @@ void SqliteStore::Impl::Close() {
     closing_ = true;
   }
   if (writer_thread_.joinable()) writer_thread_.join();
+  RecordSequence(/*force=*/true);
+  {
+    FaultSinks& f = Sinks();
+    absl::MutexLock lock(&f.mu);
+    f.sinks.erase(writer_);
+    f.sinks.erase(outbox_.db);
+    for (auto& r : readers_) f.sinks.erase(r->db);
+  }
   for (auto& r : readers_) {
     absl::MutexLock lock(&r->mu);
     r->cache.clear();
@@ -747,7 +1194,8 @@ void SqliteStore::Impl::Close() {
        {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_,
         &lookup_request_, &insert_request_, &insert_enrollment_,
         &update_enrollment_, &current_revision_, &insert_event_,
-        &insert_outbox_, &cancel_outbox_, &audit_head_, &insert_audit_}) {
+        &insert_outbox_, &cancel_outbox_, &audit_head_, &insert_audit_,
+        &bump_sequence_}) {
     s->Finalize();
   }
   if (writer_ != nullptr) {
@@ -998,6 +1446,7 @@ absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::Impl::ClaimOutbox(
     return absl::InvalidArgumentError(
         "store: a claim needs an owner, a positive lease and a limit >= 1");
   }
+  IPSRT_RETURN_IF_ERROR(SafetyStop());
   absl::MutexLock lock(&outbox_.mu);
   std::vector<OutboxEntry> claimed;
   IPSRT_RETURN_IF_ERROR(Transaction(outbox_.db, [&]() -> absl::Status {
@@ -1028,6 +1477,7 @@ absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::Impl::ClaimOutbox(
 absl::StatusOr<std::vector<int64_t>> SqliteStore::Impl::RecordOutboxOutcomes(
     absl::string_view owner, absl::Time now,
     const std::vector<OutboxResult>& results) {
+  IPSRT_RETURN_IF_ERROR(SafetyStop());
   absl::MutexLock lock(&outbox_.mu);
   std::vector<int64_t> lost;
   IPSRT_RETURN_IF_ERROR(Transaction(outbox_.db, [&]() -> absl::Status {
@@ -1090,6 +1540,7 @@ absl::StatusOr<std::vector<int64_t>> SqliteStore::Impl::RecordOutboxOutcomes(
 
 absl::StatusOr<OutboxEntry> SqliteStore::Impl::AcknowledgeOutbox(
     absl::string_view tenant, int64_t id) {
+  IPSRT_RETURN_IF_ERROR(SafetyStop());
   absl::MutexLock lock(&outbox_.mu);
   OutboxEntry entry;
   IPSRT_RETURN_IF_ERROR(Transaction(outbox_.db, [&]() -> absl::Status {
@@ -1302,11 +1753,16 @@ absl::StatusOr<std::vector<AuditRecord>> SqliteStore::ListAudit(
   });
 }
 
+std::string SqliteStore::StoreId() const { return impl_->store_id(); }
+const std::string& SqliteStore::DatabasePath() const { return impl_->path(); }
 int SqliteStore::SchemaVersion() const { return impl_->schema_version(); }
 int64_t SqliteStore::GroupCommits() const { return impl_->group_commits(); }
 void SqliteStore::Close() { impl_->Close(); }
 
 absl::Status SqliteStore::Probe() {
+  // Read-only for safety, or below the free-space watermark: not ready.
+  IPSRT_RETURN_IF_ERROR(impl_->SafetyStop());
+  IPSRT_RETURN_IF_ERROR(impl_->SpaceCheck());
   return impl_->WithReader([](Impl::Reader& reader) -> absl::Status {
     IPSRT_ASSIGN_OR_RETURN(Statement * prepared, reader.Prepared("SELECT 1"));
     ResetOnExit reset(*prepared);

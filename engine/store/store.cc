@@ -7,6 +7,12 @@
 
 namespace ipsrt {
 
+bool IsAuditOnly(const WriteBatch& b) {
+  return b.request.request_id.empty() && !b.audit.empty() &&
+         !b.create.has_value() && !b.update.has_value() && b.events.empty() &&
+         b.outbox.empty() && b.cancel_outbox_keys.empty();
+}
+
 absl::StatusOr<CommitResult> Store::Commit(WriteBatch batch) {
   absl::Notification done;
   absl::StatusOr<CommitResult> result;

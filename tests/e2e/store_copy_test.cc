@@ -302,7 +302,8 @@ TEST(StoreCopyCliTest, BadArgumentsAreUsageErrors) {
   r = RunCliNoServer({"store", "move", "--from=sqlite:x", "--to=postgres:x"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
-            "ipsrt store: unknown subcommand \"move\" (known: copy, verify)\n");
+            "ipsrt store: unknown subcommand \"move\" (known: copy, verify, "
+            "init, check)\n");
 }
 
 }  // namespace

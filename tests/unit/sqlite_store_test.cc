@@ -12,6 +12,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/store_batches.h"
 #include "tests/testing/temp_dir.h"
 
 namespace ipsrt {
@@ -21,46 +22,7 @@ using ::testing::HasSubstr;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1790000000);
 
-// CreateBatch is what the engine commits for a new enrollment: the
-// enrollment row, its first event and the request record.
-WriteBatch CreateBatch(const std::string& tenant, const std::string& id,
-                       const std::string& request_id,
-                       const std::string& payload_hash = "hash-a",
-                       absl::Time at = kT0) {
-  WriteBatch b;
-  b.request = RequestRecord{tenant,
-                            request_id,
-                            "CreateEnrollment",
-                            payload_hash,
-                            absl::StrCat("response-", id),
-                            at};
-  EnrollmentRow e;
-  e.tenant = tenant;
-  e.id = id;
-  e.patient_ref = "Patient/" + id;
-  e.workflow_id = "ipsrt-standard";
-  e.workflow_version = 1;
-  e.stage = "initial";
-  e.clinician_ref = "Practitioner/1";
-  e.state = 1;
-  e.revision = 1;
-  e.snapshot = "snapshot-1";
-  e.create_time = at;
-  e.update_time = at;
-  b.create = e;
-  EventRow ev;
-  ev.tenant = tenant;
-  ev.enrollment_id = id;
-  ev.sequence = 1;
-  ev.type = "enrollment.created";
-  ev.actor = "anonymous/anonymous";
-  ev.request_id = request_id;
-  ev.record_time = at;
-  ev.payload = "event-1";
-  ev.hash = "h1";
-  b.events.push_back(ev);
-  return b;
-}
+using testing::CreateBatch;
 
 class SqliteStoreTest : public ::testing::Test {
  protected:

@@ -61,6 +61,24 @@ struct SqliteConfig {
   absl::Duration busy_timeout = absl::Seconds(5);
   int max_batch = 256;
   int read_connections = 4;
+  // Initialising a database without the ipsrt schema (docs/durability.md):
+  // "if_missing" (default) creates the file only when it does not exist
+  // and refuses an existing empty or schema-less one; "true" also
+  // initialises those (first start); "false" never creates (production:
+  // `ipsrt store init` first).
+  std::string create = "if_missing";
+  // Several processes may open the file (no lock file). Off by default:
+  // one ipsrtd per database; PostgreSQL is the way to run replicas.
+  bool allow_shared = false;
+  // Free space (bytes) below which changes are refused and start-up is
+  // refused: -1 (default, `auto`) is the smaller of 5 % of the file system
+  // and 256 MiB; 0 turns the watermark off.
+  int64_t min_free_bytes = -1;
+  // PRAGMA quick_check at start is abandoned after this long; 0s skips it.
+  absl::Duration quick_check_timeout = absl::Seconds(10);
+  // Set by `ipsrtd --adopt_store`, never from the file: serve a database
+  // whose identity differs from its identity file, and record it anew.
+  bool adopt = false;
 };
 
 // PostgreSQL for several replicas on one database. The password never

@@ -44,6 +44,35 @@ class SqliteStore final : public Store {
     // Maximum database size in pages (0: SQLite's default). A full database
     // fails commits with RESOURCE_EXHAUSTED and keeps serving reads.
     int64_t max_page_count = 0;
+    // What Open does with a database that has no ipsrt schema yet.
+    //   kIfMissing: create the file when it does not exist; refuse an
+    //     existing empty or schema-less file (an emptied database is lost
+    //     data, not a new store).
+    //   kAlways: also initialise an existing empty or schema-less file
+    //     (first start; `ipsrt store init`).
+    //   kNever: the database must exist with its schema.
+    enum class Create { kIfMissing, kAlways, kNever };
+    Create create = Create::kIfMissing;
+    // Identity file (store/store_files.h); empty: none. When set, Open
+    // refuses a database that is another store than the file names, one
+    // older than the file (rolled back), and a missing or empty database
+    // where the file says a store lived; the file then follows commits
+    // (rewritten at most once a second and at Close).
+    std::string identity_file;
+    // With identity_file: accept the database as it is and record its
+    // identity anew (a deliberate restore from backup).
+    bool adopt = false;
+    // Lock file held with an exclusive flock while open, so that two
+    // processes never write one database; empty: no lock.
+    std::string lock_file;
+    // Free space of the database's file system below which changes are
+    // refused RESOURCE_EXHAUSTED (audit records of reads still pass, so
+    // reads keep working), and below which Open refuses to start.
+    // 0: no watermark; -1: the smaller of 5 % and 256 MiB.
+    int64_t min_free_bytes = 0;
+    // PRAGMA quick_check at Open, abandoned (with a warning) after this
+    // long; 0 skips it. Damage found turns the store read-only for safety.
+    absl::Duration quick_check_timeout = absl::ZeroDuration();
     // Test hook: called before each write step of a batch with the step's
     // name ("request.lookup", "enrollment.insert", "enrollment.update",
     // "event.insert", "outbox.insert", "outbox.cancel", "request.insert",
@@ -55,7 +84,11 @@ class SqliteStore final : public Store {
 
   // Open creates or opens the database, applies pending schema migrations
   // and starts the writer thread. FAILED_PRECONDITION when the file's schema
-  // is newer than this build knows or an option is invalid.
+  // is newer than this build knows, an option is invalid, the file is empty
+  // or schema-less where data is expected (see Create), it is not the store
+  // its identity file names, or another process holds its lock;
+  // RESOURCE_EXHAUSTED below the free-space watermark; DATA_LOSS when the
+  // file is not a database.
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
       const Options& options);
 
@@ -95,6 +128,12 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<std::string>> ListTenants() override;
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "sqlite"; }
+
+  // DatabasePath is Options::path.
+  const std::string& DatabasePath() const;
+
+  // StoreId is the store's identity (empty without Options::identity_file).
+  std::string StoreId() const;
   void Close() override;
   absl::Status Probe() override;
   absl::StatusOr<StoreStats> Stats(absl::Time now) override;

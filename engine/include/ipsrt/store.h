@@ -146,6 +146,11 @@ struct WriteBatch {
   std::vector<AuditRecord> audit;
 };
 
+// IsAuditOnly: `batch` only appends audit records (see WriteBatch::audit).
+// Such appends pass when changes are refused for safety or disk space, so
+// that reads, which are released only with their record, keep working.
+bool IsAuditOnly(const WriteBatch& batch);
+
 struct CommitResult {
   // True when the request id had been committed before with the same
   // payload hash: nothing was applied, and `response` is the first result.
@@ -345,9 +350,14 @@ class Store {
   // releases the database. Idempotent; the destructor calls it.
   virtual void Close() = 0;
 
-  // Probe is a cheap round trip to the database (readiness): OK when the
-  // store can serve now, UNAVAILABLE naming the store when it cannot.
-  // Thread-safe; never blocks longer than the store's connect timeout.
+  // Probe says whether the store can serve changes now (readiness), cheaply
+  // enough for every health check: OK; FAILED_PRECONDITION when it turned
+  // read-only for safety (a corrupt page, an I/O error: changes are refused,
+  // reads are served where the data can be read); RESOURCE_EXHAUSTED when
+  // free disk space is below the watermark; UNAVAILABLE naming the store
+  // when a round trip to the database fails. The message says what happened
+  // and what to run. Thread-safe; never blocks longer than the store's
+  // connect timeout.
   virtual absl::Status Probe();
 
   // Stats counts enrollments by (workflow, version, stage) and the outbox
