@@ -81,6 +81,8 @@ workflows:
     - "$WORKFLOWS_DIR"
 logging:
   level: warning
+plugins:
+  - path: libipsrt_core_instruments.so
 EOF
 
 "$IPSRTD" --config="$WORK/ipsrtd.yaml" --listen=127.0.0.1:0 \

@@ -118,6 +118,8 @@ workflows:
     - "$WORKFLOWS_DIR"
 logging:
   level: warning
+plugins:
+  - path: libipsrt_core_instruments.so
 YAML
 }
 

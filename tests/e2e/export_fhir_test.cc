@@ -149,7 +149,7 @@ class ExportFhirE2eTest : public ::testing::Test {
     {
       v1::EventPayload p;
       v1::GoalSet* g = p.mutable_goal_set();
-      g->set_problem_area("role transition");
+      g->set_problem_area("role_transition");
       g->set_description("bed by 23:00 on work nights");
       g->set_target("SRM >= 4");
       submit(std::move(p));

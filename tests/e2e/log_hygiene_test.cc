@@ -185,16 +185,19 @@ TEST(LogHygieneTest, NoTokensOrPatientDataWithAuthentication) {
          admin_token.size(), digest);
   std::string hex;
   for (unsigned char c : digest) absl::StrAppendFormat(&hex, "%02x", c);
-  ASSERT_TRUE(WriteFile(dir.File("ipsrtd.yaml"),
-                        absl::StrCat("server:\n  listen: 127.0.0.1:0\n"
-                                     "auth:\n  api_tokens:\n    - sha256: ",
-                                     hex,
-                                     "\n      subject: ops\n      role: admin\n"
-                                     "logging:\n  level: debug\n"
-                                     "store:\n  sqlite:\n    path: ipsrt.db\n"
-                                     "workflows:\n  directories: [",
-                                     IPSRT_WORKFLOWS_DIR, "]\n"))
-                  .ok());
+  ASSERT_TRUE(
+      WriteFile(
+          dir.File("ipsrtd.yaml"),
+          absl::StrCat("server:\n  listen: 127.0.0.1:0\n"
+                       "auth:\n  api_tokens:\n    - sha256: ",
+                       hex,
+                       "\n      subject: ops\n      role: admin\n"
+                       "logging:\n  level: debug\n"
+                       "store:\n  sqlite:\n    path: ipsrt.db\n"
+                       "workflows:\n  directories: [",
+                       IPSRT_WORKFLOWS_DIR, "]\n",
+                       "plugins:\n  - path: libipsrt_core_instruments.so\n"))
+          .ok());
   absl::StatusOr<std::unique_ptr<Ipsrtd>> server =
       Ipsrtd::Start(dir.File("ipsrtd.yaml"));
   ASSERT_TRUE(server.ok()) << server.status();

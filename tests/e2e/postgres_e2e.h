@@ -41,7 +41,8 @@ inline std::string WritePostgresConfig(const TempDir& dir,
       IPSRT_WORKFLOWS_DIR,
       "\n"
       "logging:\n"
-      "  level: info\n");
+      "  level: info\n"
+      "plugins:\n  - path: libipsrt_core_instruments.so\n");
   absl::Status s = WriteFile(path, yaml);
   if (!s.ok()) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());

@@ -222,10 +222,8 @@ TEST_F(PostgresRemindersTest, DueReminderIsPostedAndADoneTasksReminderNever) {
   ASSERT_TRUE(WriteFile(dir.File("webhook.secret"), kSecret).ok());
   const std::string config =
       WritePostgresConfig(dir, pg->Conninfo(kDatabase), "");
-  Append(config, absl::StrCat("plugins:\n"
-                              "  - path: libipsrt_core_instruments.so\n"
-                              "    transport: in_process\n"
-                              "  - path: libipsrt_reminder_webhook.so\n"
+  // WritePostgresConfig ends with the plugins list (core-instruments).
+  Append(config, absl::StrCat("  - path: libipsrt_reminder_webhook.so\n"
                               "    transport: in_process\n"
                               "    config:\n"
                               "      url: ",

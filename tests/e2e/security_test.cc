@@ -68,7 +68,8 @@ TEST(SecurityTest, TlsAndJwtThroughTheCli) {
                     "\n      subject: ops\n      role: admin\n"
                     "store:\n  sqlite:\n    path: ipsrt.db\n"
                     "workflows:\n  directories: [",
-                    IPSRT_WORKFLOWS_DIR, "]\n"))
+                    IPSRT_WORKFLOWS_DIR, "]\n",
+                    "plugins:\n  - path: libipsrt_core_instruments.so\n"))
           .ok());
   const std::string clinician_jwt = idp.Rs256(Claims("dr-lee", "clinician"));
   const std::string patient_jwt =

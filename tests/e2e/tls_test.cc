@@ -23,7 +23,8 @@ std::string TlsConfig(const TempDir& dir, bool mutual) {
       mutual ? "    client_ca_file: ca.crt\n" : "",
       "store:\n  sqlite:\n    path: ipsrt.db\n"
       "workflows:\n  directories: [",
-      IPSRT_WORKFLOWS_DIR, "]\n");
+      IPSRT_WORKFLOWS_DIR, "]\n",
+      "plugins:\n  - path: libipsrt_core_instruments.so\n");
   EXPECT_TRUE(WriteFile(path, yaml).ok());
   return path;
 }
@@ -84,12 +85,15 @@ TEST(TlsTest, MutualTlsRequiresAClientCertificate) {
 
 TEST(TlsTest, PlaintextListenerMustBeLoopback) {
   TempDir dir;
-  ASSERT_TRUE(WriteFile(dir.File("ipsrtd.yaml"),
-                        absl::StrCat("server:\n  listen: 0.0.0.0:0\n"
-                                     "store:\n  sqlite:\n    path: x.db\n"
-                                     "workflows:\n  directories: [",
-                                     IPSRT_WORKFLOWS_DIR, "]\n"))
-                  .ok());
+  ASSERT_TRUE(
+      WriteFile(
+          dir.File("ipsrtd.yaml"),
+          absl::StrCat("server:\n  listen: 0.0.0.0:0\n"
+                       "store:\n  sqlite:\n    path: x.db\n"
+                       "workflows:\n  directories: [",
+                       IPSRT_WORKFLOWS_DIR, "]\n",
+                       "plugins:\n  - path: libipsrt_core_instruments.so\n"))
+          .ok());
   absl::StatusOr<ProcessResult> r = RunProcess(
       {IPSRTD_BIN, "--config=" + dir.File("ipsrtd.yaml")}, absl::Seconds(20));
   ASSERT_TRUE(r.ok()) << r.status();

@@ -47,12 +47,15 @@ TEST(VersioningTest, ReloadKeepsLastGoodSetAndMigrateMovesEnrollments) {
   std::filesystem::copy_file(
       std::string(IPSRT_WORKFLOWS_DIR) + "/ipsrt-standard.yaml",
       workflows + "/ipsrt-standard.yaml");
-  ASSERT_TRUE(WriteFile(dir.File("ipsrtd.yaml"),
-                        absl::StrCat("server:\n  listen: 127.0.0.1:0\n"
-                                     "store:\n  sqlite:\n    path: ipsrt.db\n"
-                                     "workflows:\n  directories: [",
-                                     workflows, "]\n"))
-                  .ok());
+  ASSERT_TRUE(
+      WriteFile(
+          dir.File("ipsrtd.yaml"),
+          absl::StrCat("server:\n  listen: 127.0.0.1:0\n"
+                       "store:\n  sqlite:\n    path: ipsrt.db\n"
+                       "workflows:\n  directories: [",
+                       workflows, "]\n",
+                       "plugins:\n  - path: libipsrt_core_instruments.so\n"))
+          .ok());
   absl::StatusOr<std::unique_ptr<Ipsrtd>> server =
       Ipsrtd::Start(dir.File("ipsrtd.yaml"));
   ASSERT_TRUE(server.ok()) << server.status();

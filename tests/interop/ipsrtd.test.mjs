@@ -92,6 +92,8 @@ function writeConfig(dir) {
     `    - ${JSON.stringify(path.join(SOURCE_DIR, 'workflows'))}`,
     'logging:',
     '  level: info',
+    'plugins:',
+    '  - path: libipsrt_core_instruments.so',
     '',
   ].join('\n');
   fs.writeFileSync(configPath, yaml);

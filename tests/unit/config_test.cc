@@ -464,8 +464,9 @@ TEST(ConfigPostgresTest, ReplicaExampleLoads) {
   EXPECT_EQ(c->reminders.channel, "reminder-webhook");
   EXPECT_EQ(c->reminders.jsonl_path, "");
   EXPECT_EQ(c->reminders.lease, absl::Minutes(3));
-  ASSERT_EQ(c->plugins.size(), 1u);
-  EXPECT_EQ(c->plugins[0].path, "libipsrt_reminder_webhook.so");
+  ASSERT_EQ(c->plugins.size(), 2u);
+  EXPECT_EQ(c->plugins[0].path, "libipsrt_core_instruments.so");
+  EXPECT_EQ(c->plugins[1].path, "libipsrt_reminder_webhook.so");
 }
 
 TEST(ConfigPostgresTest, PostgresStoreWithDefaults) {
