@@ -214,12 +214,8 @@ int Run() {
                              instruments);
   RandomIdGenerator ids;
   // Push targets name loaded exporter plugins; a typo refuses the start.
-  if (absl::Status targets = Exports({.store = store->get(),
-                                      .clock = SystemClock::Get(),
-                                      .plugins = plugins->get(),
-                                      .questionnaires = questionnaires->get(),
-                                      .config = config->export_})
-                                 .CheckTargets();
+  if (absl::Status targets =
+          CheckExportTargets(*config, **plugins, **questionnaires);
       !targets.ok()) {
     std::fprintf(stderr, "ipsrtd: export refused: %s\n",
                  std::string(targets.message()).c_str());

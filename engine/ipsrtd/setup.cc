@@ -27,6 +27,18 @@ absl::StatusOr<std::unique_ptr<Metrics>> StartMetrics(const Config& config) {
   return m;
 }
 
+absl::Status CheckExportTargets(const Config& config,
+                                const PluginRegistry& plugins,
+                                const QuestionnaireCatalog& questionnaires) {
+  // CheckTargets reads no store.
+  return Exports({.store = nullptr,
+                  .clock = SystemClock::Get(),
+                  .plugins = &plugins,
+                  .questionnaires = &questionnaires,
+                  .config = config.export_})
+      .CheckTargets();
+}
+
 namespace {
 
 void Problem(int* problems, absl::string_view text) {
@@ -82,12 +94,7 @@ int CheckConfig(const std::string& config_path) {
     if (!questionnaires.ok()) {
       Problem(&problems, questionnaires.status().message());
     } else if (absl::Status targets =
-                   Exports({.store = nullptr,
-                            .clock = SystemClock::Get(),
-                            .plugins = plugins->get(),
-                            .questionnaires = questionnaires->get(),
-                            .config = config->export_})
-                       .CheckTargets();
+                   CheckExportTargets(*config, **plugins, **questionnaires);
                !targets.ok()) {
       Problem(&problems, absl::StrCat("export refused: ", targets.message()));
     }

@@ -7,14 +7,23 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/questionnaires.h"
 #include "ipsrt/config.h"
 #include "ops/metrics.h"
+#include "plugin_host/registry.h"
 
 namespace ipsrt {
 
 // StartMetrics binds metrics.listen and installs the registry; null when
 // metrics are off (no metrics.listen). The error names the config line.
 absl::StatusOr<std::unique_ptr<Metrics>> StartMetrics(const Config& config);
+
+// CheckExportTargets checks that every export target names loaded
+// exporter plugins (a typo refuses the start); FAILED_PRECONDITION names
+// the target's config line.
+absl::Status CheckExportTargets(const Config& config,
+                                const PluginRegistry& plugins,
+                                const QuestionnaireCatalog& questionnaires);
 
 // CheckConfig loads the config file, the workflow templates, the plugins
 // (started, then stopped), the questionnaires, the export targets, the
