@@ -26,6 +26,7 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/offset_clock.h"
 #include "core/exports.h"
 #include "core/integrity.h"
 #include "ipsrt/clock.h"
@@ -57,17 +58,9 @@ ABSL_FLAG(bool, check_config, false,
 namespace ipsrt {
 namespace {
 
-// OffsetClock is the system clock moved by a fixed offset. TEST ONLY: used
-// when IPSRT_TEST_CLOCK_OFFSET is set (end-to-end tests make a reminder due
+// OffsetClock (common/offset_clock.h) is TEST ONLY here: used when
+// IPSRT_TEST_CLOCK_OFFSET is set (end-to-end tests make a reminder due
 // within seconds); ipsrtd logs a warning when it is.
-class OffsetClock final : public Clock {
- public:
-  explicit OffsetClock(absl::Duration offset) : offset_(offset) {}
-  absl::Time Now() const override { return absl::Now() + offset_; }
-
- private:
-  absl::Duration offset_;
-};
 
 // TestDuration reads a test-only duration from the environment: nullopt
 // when unset; exits the process on a malformed value.

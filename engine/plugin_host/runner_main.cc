@@ -20,9 +20,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/offset_clock.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "ipsrt/clock.h"
 #include "ipsrt/plugin/v1/plugin.grpc.pb.h"
 #include "plugin_host/in_process.h"
 #include "plugin_host/out_of_process.h"
@@ -38,17 +38,6 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
                       BoundedStatusMessage(s.message()));
 }
-
-// The engine's clock: the system clock plus the offset the engine passed
-// (IPSRT_PLUGIN_CLOCK_OFFSET_US), so that host().Now() agrees with it.
-class EngineClock final : public Clock {
- public:
-  explicit EngineClock(absl::Duration offset) : offset_(offset) {}
-  absl::Time Now() const override { return absl::Now() + offset_; }
-
- private:
-  absl::Duration offset_;
-};
 
 // Forwards each method to the library. The deadline is the engine's: an
 // in-process call cannot be interrupted, so none is applied here.
@@ -95,7 +84,8 @@ int Run(int argc, char** argv) {
   if (const char* offset = std::getenv("IPSRT_PLUGIN_CLOCK_OFFSET_US")) {
     if (!absl::SimpleAtoi(offset, &offset_us)) offset_us = 0;
   }
-  static const EngineClock clock(absl::Microseconds(offset_us));
+  // The engine's clock, so that the plugin's host().Now() agrees with it.
+  static const OffsetClock clock(absl::Microseconds(offset_us));
   // The engine bounds the calls it makes; the runner only guards against a
   // plugin that never returns.
   absl::StatusOr<std::unique_ptr<PluginTransport>> plugin =
