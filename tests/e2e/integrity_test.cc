@@ -150,8 +150,6 @@ TEST(IntegrityE2eTest, PostgresVerifyOffline) {
   TempDir dir;
   const std::string config =
       WritePostgresConfig(dir, (*pg)->Conninfo("verify"), "");
-  std::ofstream(config, std::ios::app)
-      << "plugins:\n  - path: libipsrt_core_instruments.so\n";
   absl::StatusOr<std::unique_ptr<Ipsrtd>> server = Ipsrtd::Start(config);
   ASSERT_TRUE(server.ok()) << server.status();
   const std::string name = Populate((*server)->address());

@@ -318,8 +318,10 @@ TEST(ReportTest, FreeTextIsEscapedAndRunsNothing) {
               "note: ",
               t,
               "}\n"
-              "  - at: \"+2d 10:00\"\n    goal_set: {problem_area: ",
-              t, ", description: ", t, ", target: ", t,
+              // The problem area is a checked list, not free text.
+              "  - at: \"+2d 10:00\"\n    goal_set: {problem_area: "
+              "role_dispute, description: ",
+              t, ", target: ", t,
               "}\n"
               "  - at: \"+2d 11:00\"\n    disruption_plan: {kind: ",
               t, ", plan: ", t,

@@ -41,7 +41,9 @@ std::string WriteStoreConfig(const TempDir& dir, const std::string& database,
       "server:\n  listen: 127.0.0.1:50051\n  shutdown_grace: 10s\n"
       "store:\n  kind: sqlite\n  sqlite:\n    path: ",
       database, "\n", extra, "workflows:\n  directories:\n    - ",
-      IPSRT_WORKFLOWS_DIR, "\nlogging:\n  level: info\n");
+      IPSRT_WORKFLOWS_DIR,
+      "\nlogging:\n  level: info\n"
+      "plugins:\n  - path: libipsrt_core_instruments.so\n");
   EXPECT_TRUE(WriteFile(path, yaml).ok());
   return path;
 }

@@ -372,9 +372,10 @@ TEST(DiffTest, ListsChangesInClinicalTerms) {
   std::string v2 = absl::StrReplaceAll(
       *v1, {{"version: 1", "version: 2"},
             {"    cadence: P2W", "    cadence: P4W"},
-            {"when: phq9.total >= 10 || asrm.total >= 6 || srm.score < 3",
-             "when: >-\n          phq9.total >= 12 || asrm.total >= 6 ||\n"
-             "          srm.score < 3"},
+            {"when: srm.to_bed.shift_minutes > 60 || "
+             "srm.to_bed.shift_minutes < -60",
+             "when: >-\n          srm.to_bed.shift_minutes > 90 ||\n"
+             "          srm.to_bed.shift_minutes < -90"},
             {"        remind_at: \"20:00\"", "        remind_at: \"21:00\""},
             {"      - id: baseline-gad7\n", "      - id: baseline-gad-7\n"}});
   ASSERT_TRUE(WriteFile(dir.File("v2.yaml"), v2).ok());
@@ -396,11 +397,11 @@ TEST(DiffTest, ListsChangesInClinicalTerms) {
                 "srm5, for the patient, every P1D, reminder at 20:00\n    now: "
                 "Social Rhythm Metric diary, questionnaire "
                 "srm5, for the patient, every P1D, reminder at 21:00\n"));
-  EXPECT_THAT(r.out, HasSubstr("  rule early-warning (stage maintenance): "
-                               "condition\n    was: phq9.total >= 10 || "
-                               "asrm.total >= 6 || srm.score < 3\n    now: "
-                               "phq9.total >= 12 || asrm.total >= 6 || "
-                               "srm.score < 3\n"));
+  EXPECT_THAT(r.out, HasSubstr("  rule bedtime-drift (stage maintenance): "
+                               "condition\n    was: srm.to_bed.shift_minutes "
+                               "> 60 || srm.to_bed.shift_minutes < -60\n    "
+                               "now: srm.to_bed.shift_minutes > 90 || "
+                               "srm.to_bed.shift_minutes < -90\n"));
   // Re-wrapping alone is no change.
   ProcessResult same = RunCliNoServer({"diff", kStandard, kStandard});
   EXPECT_EQ(same.exit_code, 0);

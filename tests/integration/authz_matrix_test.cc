@@ -34,6 +34,7 @@
 #include "ipsrt/v1/questionnaire.grpc.pb.h"
 #include "ipsrt/v1/reminder.grpc.pb.h"
 #include "ipsrt/v1/report.grpc.pb.h"
+#include "ipsrt/v1/store.grpc.pb.h"
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "service/server.h"
 #include "tests/testing/temp_dir.h"
@@ -79,6 +80,7 @@ const std::map<std::string, std::set<std::string>>& Allowed() {
       {"AuditService/ListAuditRecords", {"admin"}},
       {"AuditService/VerifyAuditChain", {"admin"}},
       {"AuditService/VerifyStore", {"admin"}},
+      {"StoreService/CheckStore", {"admin"}},
       {"ReportService/RenderReport", kEveryone},
   };
   return *k;
@@ -346,6 +348,10 @@ class AuthzMatrixTest : public ::testing::Test {
     if (!Allowed().at(key).count(role)) return StatusCode::PERMISSION_DENIED;
     const StatusCode success = AdmittedOutcome(m);
     const std::string method = m->name();
+    if (m->service()->name() == "StoreService") {
+      // Deployment internals: never a tenant's admin.
+      return StatusCode::PERMISSION_DENIED;
+    }
     if (m->service()->name() == "AuditService") {
       // A tenant's admin: only their tenant's records, never the
       // deployment-wide chain.
@@ -386,7 +392,8 @@ class AuthzMatrixTest : public ::testing::Test {
                              v1::ExportService::service_full_name(),
                              v1::PluginService::service_full_name(),
                              v1::AuditService::service_full_name(),
-                             v1::ReportService::service_full_name()}) {
+                             v1::ReportService::service_full_name(),
+                             v1::StoreService::service_full_name()}) {
       const google::protobuf::ServiceDescriptor* s =
           google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
               name);
@@ -435,7 +442,7 @@ TEST_F(AuthzMatrixTest, EveryRoleEveryRpcEveryTarget) {
       }
     }
   }
-  EXPECT_EQ(cells, 27 * 4 * 3);
+  EXPECT_EQ(cells, 29 * 4 * 3);
   // The matrix is not vacuous: plenty of calls do succeed.
   EXPECT_GT(allowed_cells, 50);
 }
