@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness.h"
@@ -284,6 +285,15 @@ TEST(StoreFaultsTest, ZeroedLeafPageOfEachTableStopsWritesAndIsAccounted) {
     EXPECT_THAT(log, HasSubstr(absl::StrCat("run `ipsrt store check --db=",
                                             dir.File("ipsrt.db"), "`")));
     EXPECT_THAT(log, Not(HasSubstr("Patient/")));
+    // Readiness follows: the store's probe reports the safety stop, so
+    // health turns NOT_SERVING within a few probe intervals (2 s each).
+    std::string health;
+    for (int i = 0; i < 50; ++i) {
+      health = RunCli((*server)->address(), {"health"}).out;
+      if (absl::StrContains(health, "NOT_SERVING")) break;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    EXPECT_THAT(health, HasSubstr("status: NOT_SERVING")) << health;
     // Reads that can be served are; every failing one says DATA_LOSS.
     int served = 0;
     for (const std::string& name : p.enrollments) {
