@@ -210,6 +210,11 @@ std::vector<Threshold> TemplateThresholds(const WorkflowTemplate& w) {
   for (const RuleTemplate& rule : w.rules) {
     scan(rule.when.text, absl::StrCat("rule ", rule.id));
   }
+  // Thresholds a template keeps in named conditions (read by rules and
+  // exits by name) are drawn under the condition's name.
+  for (const NamedCondition& c : w.conditions) {
+    scan(c.when.text, absl::StrCat("condition ", c.name));
+  }
   return out;
 }
 

@@ -72,6 +72,38 @@ std::string HtmlLines(const std::vector<std::string>& lines) {
   return absl::StrJoin(escaped, "<BR ALIGN=\"LEFT\"/>");
 }
 
+// EveryStageLines describes what applies in every stage besides the
+// template-wide rules: the named conditions rules read by name (with the
+// condition as written) and the engine's safety floors, which no template
+// can remove.
+std::vector<std::vector<std::string>> NamedConditionBlocks(
+    const WorkflowTemplate& w) {
+  std::vector<std::vector<std::string>> blocks;
+  for (const NamedCondition& c : w.conditions) {
+    blocks.push_back(
+        WrapText(absl::StrCat("Condition ", c.name, ": ", c.when.text), kWrap));
+  }
+  return blocks;
+}
+
+std::vector<std::vector<std::string>> SafetyFloorBlocks(
+    const WorkflowTemplate& w) {
+  std::vector<std::vector<std::string>> blocks;
+  for (const AppliedSafetyFloor& f : w.safety_floors) {
+    blocks.push_back(WrapText(
+        absl::StrCat("Engine safety floor: ", f.floor.flag, " (",
+                     f.floor.instrument,
+                     ") -> URGENT alert, acknowledge within ",
+                     f.acknowledge_within.ToString(),
+                     f.refined_by.empty()
+                         ? ""
+                         : absl::StrCat("; refined by rule ",
+                                        absl::StrJoin(f.refined_by, ", "))),
+        kWrap));
+  }
+  return blocks;
+}
+
 std::string DotRuleRow(const RuleTemplate& rule) {
   const bool urgent = RaisesUrgentAlert(rule);
   return absl::StrCat(
@@ -226,11 +258,24 @@ std::string RenderClinicianDot(const WorkflowTemplate& w) {
     absl::StrAppend(&label, "</TABLE>>");
     absl::StrAppend(&out, "  ", DotQuoted(stage.id), " [label=", label, "];\n");
   }
-  if (!w.rules.empty()) {
+  if (!w.rules.empty() || !w.conditions.empty() || !w.safety_floors.empty()) {
     std::string label =
         "<<TABLE BORDER=\"1\" CELLBORDER=\"0\" CELLSPACING=\"0\" "
         "CELLPADDING=\"4\" BGCOLOR=\"#fffde7\"><TR><TD ALIGN=\"LEFT\"><B>In "
         "every stage</B></TD></TR>";
+    for (const std::vector<std::string>& block : SafetyFloorBlocks(w)) {
+      absl::StrAppend(&label,
+                      "<TR><TD ALIGN=\"LEFT\" BALIGN=\"LEFT\" "
+                      "BGCOLOR=\"#ffcdd2\"><FONT POINT-SIZE=\"9\" "
+                      "COLOR=\"#b71c1c\">",
+                      HtmlLines(block), "</FONT></TD></TR>");
+    }
+    for (const std::vector<std::string>& block : NamedConditionBlocks(w)) {
+      absl::StrAppend(&label,
+                      "<TR><TD ALIGN=\"LEFT\" BALIGN=\"LEFT\"><FONT "
+                      "POINT-SIZE=\"9\">",
+                      HtmlLines(block), "</FONT></TD></TR>");
+    }
     for (const RuleTemplate& rule : w.rules) {
       absl::StrAppend(&label, DotRuleRow(rule));
     }
@@ -295,8 +340,14 @@ std::string RenderClinicianMermaid(const WorkflowTemplate& w) {
     absl::StrAppend(&out, "  ", node_id(stage.id), "[",
                     MermaidQuoted(absl::StrJoin(lines, "\n")), "]\n");
   }
-  if (!w.rules.empty()) {
+  if (!w.rules.empty() || !w.conditions.empty() || !w.safety_floors.empty()) {
     std::vector<std::string> lines = {"In every stage"};
+    for (const auto& blocks : {SafetyFloorBlocks(w), NamedConditionBlocks(w)}) {
+      for (const std::vector<std::string>& block : blocks) {
+        lines.insert(lines.end(), block.begin(), block.end());
+      }
+    }
+    if (!w.safety_floors.empty()) urgent_nodes.push_back("every");
     for (const RuleTemplate& rule : w.rules) {
       for (std::string& l : RuleLines(rule)) lines.push_back(std::move(l));
       if (RaisesUrgentAlert(rule)) urgent_nodes.push_back("every");
