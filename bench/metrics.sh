@@ -58,6 +58,8 @@ logging:
   level: info
 reminders:
   enabled: false
+plugins:
+  - path: libipsrt_core_instruments.so
 $2
 EOF
   "$IPSRTD" --config="$dir/ipsrtd.yaml" --port_file="$dir/port" \
