@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "expr/ast.h"
 #include "report/course_report.h"
 
 namespace ipsrt::report {
@@ -150,24 +151,9 @@ std::vector<std::string> WrapText(absl::string_view text, size_t width) {
 }
 
 std::string DotQuoted(absl::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
-  out += "\"";
-  return out;
+  // DOT's double-quoted strings escape exactly what the condition language's
+  // string literals escape (", \ and newline).
+  return expr::internal::QuoteString(text);
 }
 
 std::string DescribeAction(const Action& a, bool detailed) {
