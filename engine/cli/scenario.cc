@@ -657,14 +657,16 @@ absl::Status Simulator::Apply(v1::EventPayload payload, absl::Time at,
       !scored.ok()) {
     return scored;
   }
-  absl::StatusOr<runtime::StepResult> stepped =
-      runtime::Step(w_, zones_, state, event);
-  if (!stepped.ok()) return stepped.status();
-  SealEvent(state.last_event_hash(), *stepped, event);
-  out_.state = std::move(stepped->state);
+  // In place: the state is not copied per event (a refused event leaves it
+  // unchanged).
+  const std::string previous_hash = state.last_event_hash();
+  absl::StatusOr<runtime::StepChanges> changes =
+      runtime::StepInPlace(w_, zones_, out_.state, event);
+  if (!changes.ok()) return changes.status();
+  SealEvent(previous_hash, *changes, out_.state, event);
   out_.events.push_back(SimulatedEvent{
       std::move(event), where, tick, out_.state.enrollment().stage(),
-      out_.state.enrollment().session_cadence(), std::move(stepped->effects)});
+      out_.state.enrollment().session_cadence(), std::move(changes->effects)});
   last_ = at;
   return absl::OkStatus();
 }

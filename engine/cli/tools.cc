@@ -646,8 +646,13 @@ int RunSimulate(const ParsedArgs& args) {
                           .c_str()
                     : "");
   }
-  std::fprintf(stderr, "simulated %zu events in %.3f ms\n",
-               simulation.events.size(), elapsed_ms);
+  std::fprintf(
+      stderr,
+      "simulated %zu events in %.3f ms (%.0f events/s), final "
+      "snapshot %zu bytes\n",
+      simulation.events.size(), elapsed_ms,
+      elapsed_ms > 0 ? simulation.events.size() * 1000.0 / elapsed_ms : 0.0,
+      simulation.state.ByteSizeLong());
   return kExitOk;
 }
 

@@ -77,6 +77,10 @@ absl::StatusOr<internal::EnrollmentState> ParseState(const EnrollmentRow& row) {
     return absl::DataLossError(absl::StrCat("store: snapshot of enrollment ",
                                             row.id, " cannot be parsed"));
   }
+  // A snapshot stored before the state was bounded (closed tasks and
+  // acknowledged alerts kept) is read in the current shape, so the next
+  // write stores that shape.
+  runtime::BoundState(state);
   return state;
 }
 
@@ -230,10 +234,22 @@ absl::Status CheckClinicalTimes(const v1::EventPayload& payload, absl::Time now,
 void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
                v1::Event& event) {
   for (const v1::Outcome& o : stepped.outcomes) *event.add_outcomes() = o;
+  SealStepped(prev_hash, stepped.state, event);
+}
+
+void SealEvent(absl::string_view prev_hash, runtime::StepChanges& changes,
+               internal::EnrollmentState& state, v1::Event& event) {
+  event.mutable_outcomes()->Reserve(changes.outcomes.size());
+  for (v1::Outcome& o : changes.outcomes) *event.add_outcomes() = std::move(o);
+  SealStepped(prev_hash, state, event);
+}
+
+void SealStepped(absl::string_view prev_hash, internal::EnrollmentState& state,
+                 v1::Event& event) {
   if (event.payload().has_srm_diary_day()) {
     // The weekly SRM score is computed by Step from the whole diary week;
     // it is recorded on the event like a questionnaire's scores.
-    for (const auto& [name, value] : stepped.state.scores()) {
+    for (const auto& [name, value] : state.scores()) {
       if (absl::StartsWith(name, "srm.")) {
         (*event.mutable_scores())[name] = value;
       }
@@ -248,10 +264,10 @@ void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
                           event.payload().goal_set().problem_area(), ")");
     }
     event.set_summary(absl::StrCat(event.type(), area, " at stage ",
-                                   stepped.state.enrollment().stage()));
+                                   state.enrollment().stage()));
   }
   event.set_hash(EventHash(prev_hash, event));
-  stepped.state.set_last_event_hash(event.hash());
+  state.set_last_event_hash(event.hash());
 }
 
 absl::Status ScoreEvent(v1::Event& event,
@@ -859,8 +875,11 @@ absl::StatusOr<v1::ListTasksResponse> Enrollments::Tasks(
   IPSRT_ASSIGN_OR_RETURN(EnrollmentRow row,
                          deps_.store->GetEnrollment(name.tenant, name.id));
   IPSRT_ASSIGN_OR_RETURN(internal::EnrollmentState state, ParseState(row));
-  std::vector<v1::Task> tasks =
-      runtime::OpenTasks(state, request.include_closed());
+  std::vector<internal::TaskState> closed;
+  if (request.include_closed()) {
+    IPSRT_ASSIGN_OR_RETURN(closed, ClosedTasksFromLog(name, state));
+  }
+  std::vector<v1::Task> tasks = runtime::TaskList(state, closed);
   std::string fingerprint =
       Sha256Hex(absl::StrCat(name.Format(), "\n", request.include_closed(),
                              "\n", row.revision))
@@ -936,6 +955,36 @@ absl::StatusOr<v1::ListEnrollmentsResponse> Enrollments::List(
         fingerprint, absl::ToUnixMicros(last.create_time), last.id}));
   }
   return response;
+}
+
+absl::StatusOr<std::vector<internal::TaskState>>
+Enrollments::ClosedTasksFromLog(const EnrollmentName& name,
+                                const internal::EnrollmentState& state) {
+  // The state keeps only open tasks; closed ones are derived from the
+  // event log (read in pages) by folding it as Replay does.
+  constexpr int kPage = 1000;
+  std::vector<v1::Event> events;
+  int64_t after = 0;
+  while (true) {
+    IPSRT_ASSIGN_OR_RETURN(
+        std::vector<EventRow> rows,
+        deps_.store->ListEvents(name.tenant, name.id, after, kPage));
+    for (const EventRow& row : rows) {
+      if (row.sequence > state.enrollment().revision()) break;
+      if (!events.emplace_back().ParseFromString(row.payload)) {
+        return absl::DataLossError(absl::StrCat("store: event ", row.sequence,
+                                                " of enrollment ", name.id,
+                                                " cannot be parsed"));
+      }
+    }
+    if (static_cast<int>(rows.size()) < kPage) break;
+    after = rows.back().sequence;
+  }
+  std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
+  const std::string& workflow_id = state.enrollment().workflow_id();
+  return runtime::ClosedTasks(
+      [&](int version) { return catalog->Find(workflow_id, version); },
+      &Enrollments::LoadZone, name.Format(), events);
 }
 
 absl::StatusOr<v1::GetTimelineResponse> Enrollments::Timeline(

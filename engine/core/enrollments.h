@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/ids.h"
+#include "common/validation.h"
 #include "core/questionnaires.h"
 #include "google/protobuf/message.h"
 #include "ipsrt/clock.h"
@@ -179,8 +180,9 @@ class Enrollments {
   void Update(const v1::UpdateEnrollmentRequest& request,
               const v1::Actor& actor, EnrollmentCallback done);
 
-  // Tasks lists the enrollment's open tasks (all tasks of the current stage
-  // with include_closed).
+  // Tasks lists the enrollment's open tasks (with include_closed, also the
+  // tasks closed in the current stage and closed alert tasks, derived from
+  // the event log).
   absl::StatusOr<v1::ListTasksResponse> Tasks(
       const v1::ListTasksRequest& request);
 
@@ -197,6 +199,10 @@ class Enrollments {
 
  private:
   struct Loaded;
+  // ClosedTasksFromLog derives the closed tasks ListTasks shows with
+  // include_closed from the enrollment's event log (runtime::ClosedTasks).
+  absl::StatusOr<std::vector<internal::TaskState>> ClosedTasksFromLog(
+      const EnrollmentName& name, const internal::EnrollmentState& state);
   void Apply(const std::string& method, const std::string& name_field,
              const std::string& name, const std::string& request_id,
              int64_t expected_revision, v1::EventPayload payload,
@@ -214,6 +220,12 @@ class Enrollments {
 // their events are the same.
 void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
                v1::Event& event);
+// The same after StepInPlace: the outcomes are moved into the event.
+void SealEvent(absl::string_view prev_hash, runtime::StepChanges& changes,
+               internal::EnrollmentState& state, v1::Event& event);
+// SealStepped is SealEvent's work after the outcomes are on the event.
+void SealStepped(absl::string_view prev_hash, internal::EnrollmentState& state,
+                 v1::Event& event);
 
 // ScoreEvent validates a submitted event's content (a questionnaire
 // response's items and range) and records its scores, band and flags on the

@@ -32,24 +32,45 @@ absl::Status Invalid(absl::string_view field, absl::string_view message) {
 // Applier carries one Step's working state.
 class Applier {
  public:
+  // The state is changed in place; Run checks everything that can refuse
+  // the event before it changes anything, so a refused event leaves the
+  // state as it was.
   Applier(const WorkflowTemplate& w, const ZoneLoader& zones,
-          internal::EnrollmentState state, const v1::Event& event)
-      : w_(w), zones_(zones), event_(event) {
-    result_.state = std::move(state);
+          internal::EnrollmentState& state, const v1::Event& event,
+          StepChanges& changes)
+      : w_(w), zones_(zones), event_(event), state_(state), result_(changes) {
     now_ = absl::FromUnixMicros(
         TimeUtil::TimestampToMicroseconds(event.record_time()));
   }
 
-  absl::StatusOr<StepResult> Run();
+  absl::Status Run();
 
  private:
-  internal::EnrollmentState& s() { return result_.state; }
-  v1::Enrollment& e() { return *result_.state.mutable_enrollment(); }
+  internal::EnrollmentState& s() { return state_; }
+  v1::Enrollment& e() { return *state_.mutable_enrollment(); }
   const StageTemplate* stage() const {
-    return w_.FindStage(result_.state.enrollment().stage());
+    return w_.FindStage(state_.enrollment().stage());
   }
 
+  // ApplyPayload dispatches to the payload's own method below. Each checks
+  // the payload before it changes the state.
   absl::Status ApplyPayload();
+  void Count(const std::string& kind);
+  absl::Status Updated(const v1::EnrollmentUpdated& u);
+  absl::Status Responded(const v1::QuestionnaireResponse& r);
+  absl::Status DiaryDay(const v1::SrmDiaryDay& day);
+  absl::Status SessionHeld(const v1::SessionHeld& held);
+  absl::Status GoalSet(const v1::GoalSet& goal);
+  absl::Status RelapsePlanWritten(const v1::RelapsePreventionPlan& plan);
+  absl::Status DisruptionPlanWritten(const v1::DisruptionPlan& plan);
+  absl::Status StageChanged(const v1::StageChange& change);
+  absl::Status AlertAcknowledged(const v1::AlertAcknowledged& ack);
+  absl::Status TaskCompleted(const v1::TaskCompleted& done);
+  absl::Status WorkflowMigrated(const v1::WorkflowMigrated& m);
+  // PruneClosed moves closed task occurrences and acknowledged alerts out
+  // of the state into the step's changes (they can no longer affect a
+  // decision; the event log keeps them), keeping the order of the rest.
+  void PruneClosed();
   absl::Status RecordDiaryDay(const v1::SrmDiaryDay& day);
   absl::Status Created(const v1::EnrollmentCreated& c);
   void EnterStage(const StageTemplate& to, const std::string& reason);
@@ -74,7 +95,7 @@ class Applier {
   void PlanSessions();
   void RaiseAlert(const AlertSpec& spec, const std::string& rule_id);
   void RunAction(const Action& a, const std::string& rule_id);
-  ConditionFacts Facts() const;
+  const ConditionFacts& Facts() const;
   // EvaluateNamedConditions evaluates the template's named conditions
   // and records them in their weekly history.
   void EvaluateNamedConditions();
@@ -91,9 +112,13 @@ class Applier {
   const WorkflowTemplate& w_;
   const ZoneLoader& zones_;
   const v1::Event& event_;
+  internal::EnrollmentState& state_;
+  StepChanges& result_;
   absl::Time now_;
   absl::TimeZone zone_;
-  StepResult result_;
+  // Facts() is built once and kept until something it reads changes
+  // (an action, a stage entry, an alert, a named condition).
+  mutable std::optional<ConditionFacts> facts_;
   bool stage_changed_ = false;
   struct SessionPlanRequest {
     absl::CivilDay anchor;
@@ -208,6 +233,15 @@ void Applier::OpenOccurrence(const TaskTemplate& t, absl::Time due,
   }
 }
 
+// MarkDone records that an occurrence of task `id` was done in the current
+// stage (the sorted set stage_tasks_done).
+void MarkDone(internal::EnrollmentState& state, const std::string& id) {
+  auto* done = state.mutable_stage_tasks_done();
+  if (std::find(done->begin(), done->end(), id) != done->end()) return;
+  *done->Add() = id;
+  std::sort(done->begin(), done->end());
+}
+
 std::string ReminderKey(const internal::TaskState& task) {
   return task.reminder_key().empty() ? absl::StrCat("reminder/", task.key())
                                      : task.reminder_key();
@@ -253,6 +287,11 @@ void Applier::CloseTask(internal::TaskState& task, v1::Task::Status status,
                         const std::string& reason) {
   task.set_status(status);
   task.set_closed_us(Us(now_));
+  if (status == v1::Task::DONE && !task.stage().empty()) {
+    // tasks.done("id") reads this set once the occurrence leaves the state.
+    MarkDone(s(), task.task_id());
+    facts_.reset();
+  }
   Outcome(v1::Outcome::TASK_CLOSED, task.key(), "",
           v1::Task::Status_Name(status), reason);
   if (task.reminded() && Us(now_) < task.due_us()) {
@@ -307,15 +346,11 @@ void Applier::EnterStage(const StageTemplate& to, const std::string& reason) {
       CloseTask(t, v1::Task::CANCELLED, absl::StrCat("left stage ", from));
     }
   }
-  // Closed tasks of the old stage are history (on the timeline); the state
-  // keeps only what the current stage and open alerts need.
-  auto* tasks = s().mutable_tasks();
-  tasks->erase(std::remove_if(tasks->begin(), tasks->end(),
-                              [](const internal::TaskState& t) {
-                                return !t.stage().empty() &&
-                                       t.status() != v1::Task::OPEN;
-                              }),
-               tasks->end());
+  // Closed tasks are history (on the timeline); the state keeps only what
+  // the current stage and open alerts need.
+  PruneClosed();
+  s().clear_stage_tasks_done();
+  facts_.reset();
   for (const RuleTemplate& r :
        stage() ? stage()->rules : std::vector<RuleTemplate>()) {
     s().mutable_rule_values()->erase(r.id);
@@ -456,6 +491,7 @@ void Applier::PlanSessions() {
 
 void Applier::RaiseAlert(const AlertSpec& spec, const std::string& rule_id) {
   std::string id = absl::StrCat(spec.id, "-", event_.sequence());
+  facts_.reset();
   internal::AlertState* alert = s().add_alerts();
   alert->set_alert_id(id);
   alert->set_rule_id(rule_id);
@@ -488,6 +524,7 @@ void Applier::RaiseAlert(const AlertSpec& spec, const std::string& rule_id) {
 }
 
 void Applier::RunAction(const Action& a, const std::string& rule_id) {
+  facts_.reset();
   std::string reason = absl::StrCat("rule ", rule_id);
   switch (a.kind) {
     case Action::Kind::kSetCadence:
@@ -522,9 +559,10 @@ void Applier::RunAction(const Action& a, const std::string& rule_id) {
   }
 }
 
-ConditionFacts Applier::Facts() const {
-  const internal::EnrollmentState& st = result_.state;
-  ConditionFacts f;
+const ConditionFacts& Applier::Facts() const {
+  if (facts_.has_value()) return *facts_;
+  const internal::EnrollmentState& st = state_;
+  ConditionFacts& f = facts_.emplace();
   for (const auto& [name, value] : st.scores()) f.numbers[name] = value;
   int64_t sessions = st.stage_counts().count("session_held")
                          ? st.stage_counts().at("session_held")
@@ -571,9 +609,8 @@ ConditionFacts Applier::Facts() const {
   days("stage_entered", st.stage_entered_us());
   days("last_session", st.last_session_us());
   days("last_response", st.last_response_us());
-  for (const internal::TaskState& t : st.tasks()) {
-    if (t.status() == v1::Task::DONE) f.tasks_done.insert(t.task_id());
-  }
+  f.tasks_done.insert(st.stage_tasks_done().begin(),
+                      st.stage_tasks_done().end());
   return f;
 }
 
@@ -626,6 +663,7 @@ void Applier::EvaluateNamedConditions() {
       h.set_weeks_held(h.weeks_held() | 1);
       h.set_last_held_us(Us(now_));
     }
+    facts_.reset();
   }
 }
 
@@ -683,42 +721,104 @@ void Applier::EvaluateRules(const std::vector<RuleTemplate>& rules,
   }
 }
 
+// The most occurrences PassTime opens or cancels for one event. A gap long
+// enough to reach it (a daily task left for more than about 13 years)
+// raises the alert kCatchUpAlert, so the stop is never silent; the next
+// event continues from where this one stopped.
+constexpr int kMaxCatchUp = 10000;
+constexpr absl::string_view kCatchUpAlert = "schedule-catch-up";
+
 void Applier::PassTime() {
   // Repeating tasks: when an occurrence falls due, the next one opens (so
   // its reminder is planned a full period ahead); an occurrence still open
   // when its successor falls due was missed.
-  for (int guard = 0; guard < 10000; ++guard) {
-    bool changed = false;
-    for (int i = 0; i < s().tasks_size(); ++i) {
-      internal::TaskState task = s().tasks(i);
-      if (task.status() != v1::Task::OPEN || task.due_us() == 0 ||
-          FromUs(task.due_us()) > now_) {
-        continue;
-      }
+  //
+  // Only open occurrences can fall due, and the state holds only those
+  // (closed ones leave it as they close, PruneClosed), so each round visits
+  // the open occurrences of the current stage and the open alerts: the
+  // work is independent of the course's age, and a long gap costs one round
+  // per occurrence that falls due in it. Rounds take the first occurrence
+  // in state order that changes, as they always have, so outcomes keep
+  // their order.
+  const int64_t now = Us(now_);
+  for (int round = 0;; ++round) {
+    PruneClosed();
+    auto* tasks = s().mutable_tasks();
+    int found = -1;
+    bool missed = false;
+    const TaskTemplate* found_template = nullptr;
+    for (int i = 0; i < tasks->size() && found < 0; ++i) {
+      const internal::TaskState& task = tasks->Get(i);
+      if (task.due_us() == 0 || task.due_us() > now) continue;
       const TaskTemplate* tt = w_.FindTask(task.stage(), task.task_id());
       if (tt == nullptr || !tt->repeat.has_value()) continue;
       bool successor_open = false;
-      for (const internal::TaskState& other : s().tasks()) {
-        if (other.task_id() == task.task_id() &&
-            other.occurrence() > task.occurrence() &&
-            other.status() == v1::Task::OPEN) {
+      bool successor_due = false;
+      for (const internal::TaskState& other : *tasks) {
+        if (other.occurrence() > task.occurrence() &&
+            other.task_id() == task.task_id()) {
           successor_open = true;
-          if (FromUs(other.due_us()) <= now_) {
-            CloseTask(*s().mutable_tasks(i), v1::Task::CANCELLED, "missed");
-            changed = true;
-          }
+          successor_due = successor_due || other.due_us() <= now;
         }
       }
-      if (!successor_open) {
-        OpenOccurrence(*tt, NextDue(*tt, FromUs(task.due_us())),
-                       FromUs(task.due_us()));
-        changed = true;
+      if (!successor_open || successor_due) {
+        found = i;
+        found_template = tt;
+        missed = successor_due;
       }
-      if (changed) break;
     }
-    if (!changed) return;
+    if (found < 0) return;
+    if (round == kMaxCatchUp) {
+      const internal::TaskState& behind = tasks->Get(found);
+      AlertSpec spec;
+      spec.id = std::string(kCatchUpAlert);
+      spec.title = absl::StrCat(
+          "Repeating tasks are caught up only to ",
+          FormatLocal(FromUs(behind.due_us()), zone_), ": more than ",
+          kMaxCatchUp,
+          " occurrences fell due since the previous event; the next event "
+          "continues");
+      RaiseAlert(spec, absl::StrCat("engine:", kCatchUpAlert));
+      return;
+    }
+    internal::TaskState& task = *tasks->Mutable(found);
+    if (missed) {
+      CloseTask(task, v1::Task::CANCELLED, "missed");
+    } else {
+      const int64_t due = task.due_us();
+      OpenOccurrence(*found_template, NextDue(*found_template, FromUs(due)),
+                     FromUs(due));
+    }
   }
 }
+
+void PruneClosedInto(internal::EnrollmentState& state,
+                     std::vector<internal::TaskState>* closed) {
+  auto* tasks = state.mutable_tasks();
+  int kept = 0;
+  for (int i = 0; i < tasks->size(); ++i) {
+    internal::TaskState* t = tasks->Mutable(i);
+    if (t->status() != v1::Task::OPEN) {
+      if (closed != nullptr) closed->push_back(std::move(*t));
+      continue;
+    }
+    if (kept != i) tasks->SwapElements(kept, i);
+    ++kept;
+  }
+  if (kept < tasks->size()) tasks->DeleteSubrange(kept, tasks->size() - kept);
+  auto* alerts = state.mutable_alerts();
+  kept = 0;
+  for (int i = 0; i < alerts->size(); ++i) {
+    if (alerts->Get(i).acknowledged()) continue;
+    if (kept != i) alerts->SwapElements(kept, i);
+    ++kept;
+  }
+  if (kept < alerts->size()) {
+    alerts->DeleteSubrange(kept, alerts->size() - kept);
+  }
+}
+
+void Applier::PruneClosed() { PruneClosedInto(s(), &result_.closed_tasks); }
 
 absl::Status Applier::Created(const v1::EnrollmentCreated& c) {
   if (s().enrollment().revision() != 0) {
@@ -727,6 +827,7 @@ absl::Status Applier::Created(const v1::EnrollmentCreated& c) {
   if (w_.stages.empty()) {
     return absl::FailedPreconditionError("workflow has no stages");
   }
+  IPSRT_ASSIGN_OR_RETURN(zone_, zones_(c.time_zone()));
   e().set_patient_ref(c.patient_ref());
   e().set_workflow_id(c.workflow_id());
   e().set_workflow_version(c.workflow_version());
@@ -736,7 +837,6 @@ absl::Status Applier::Created(const v1::EnrollmentCreated& c) {
   e().set_state(v1::Enrollment::ACTIVE);
   *e().mutable_create_time() = event_.record_time();
   s().set_enrolled_us(Us(now_));
-  IPSRT_ASSIGN_OR_RETURN(zone_, zones_(c.time_zone()));
   EnterStage(w_.stages.front(), "enrolled");
   return absl::OkStatus();
 }
@@ -878,194 +978,258 @@ absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
   return absl::OkStatus();
 }
 
+void Applier::Count(const std::string& kind) {
+  (*s().mutable_stage_counts())[kind] += 1;
+  (*s().mutable_course_counts())[kind] += 1;
+}
+
+absl::Status Applier::Updated(const v1::EnrollmentUpdated& u) {
+  if (!u.time_zone().empty()) {
+    absl::TimeZone old_zone = zone_;
+    IPSRT_ASSIGN_OR_RETURN(zone_, zones_(u.time_zone()));
+    e().set_time_zone(u.time_zone());
+    ReplanReminders(old_zone);
+    zone_changed_ = true;
+  }
+  if (!u.clinician_ref().empty()) e().set_clinician_ref(u.clinician_ref());
+  return absl::OkStatus();
+}
+
+absl::Status Applier::Responded(const v1::QuestionnaireResponse& r) {
+  if (!r.task_id().empty()) {
+    internal::TaskState* task = FindOpen([&](const internal::TaskState& t) {
+      return t.task_id() == r.task_id() &&
+             t.questionnaire_id() == r.questionnaire_id();
+    });
+    if (task == nullptr) {
+      return Invalid("event.questionnaire_response.task_id",
+                     absl::StrCat("no open ", r.questionnaire_id(), " task \"",
+                                  r.task_id(), "\""));
+    }
+  }
+  for (const auto& [name, value] : event_.scores()) {
+    (*s().mutable_scores())[name] = value;
+  }
+  Count("questionnaire");
+  Count(absl::StrCat("questionnaire:", r.questionnaire_id()));
+  s().set_last_response_us(Us(now_));
+  CompleteFirstOpen(TaskKind::kQuestionnaire, r.questionnaire_id(), "response");
+  return absl::OkStatus();
+}
+
+absl::Status Applier::DiaryDay(const v1::SrmDiaryDay& day) {
+  IPSRT_RETURN_IF_ERROR(RecordDiaryDay(day));
+  Count("srm_diary");
+  std::string instrument = day.instrument().empty() ? "srm5" : day.instrument();
+  CompleteFirstOpen(TaskKind::kQuestionnaire, instrument, "diary");
+  return absl::OkStatus();
+}
+
+absl::Status Applier::SessionHeld(const v1::SessionHeld& session) {
+  Count("session_held");
+  absl::Time held = now_;
+  if (session.has_start_time()) {
+    held = absl::FromUnixMicros(
+        TimeUtil::TimestampToMicroseconds(session.start_time()));
+  }
+  s().set_last_session_us(Us(held));
+  std::optional<IsoDuration> cadence = ParseIsoDuration(e().session_cadence());
+  if (cadence.has_value()) {
+    s().set_next_session_due_us(Us(AddIsoDuration(held, *cadence, zone_)));
+  }
+  RequestSessionPlan(held, "session held");
+  CompleteFirstOpen(TaskKind::kSession, "", "session held");
+  return absl::OkStatus();
+}
+
+absl::Status Applier::GoalSet(const v1::GoalSet& goal) {
+  if (goal.description().empty()) {
+    return Invalid("event.goal_set.description", "must not be empty");
+  }
+  if (const std::string& area = goal.problem_area();
+      !area.empty() &&
+      std::find(w_.problem_areas.begin(), w_.problem_areas.end(), area) ==
+          w_.problem_areas.end()) {
+    return Invalid(
+        "event.goal_set.problem_area",
+        absl::StrCat("\"", area, "\" is not a problem area of workflow ", w_.id,
+                     "@", w_.version, " (use ",
+                     absl::StrJoin(w_.problem_areas, ", "), ")"));
+  }
+  Count("goal_set");
+  s().set_goal_set(true);
+  s().set_problem_area(goal.problem_area());
+  CompleteFirstOpen(TaskKind::kGoal, "", "goal set");
+  return absl::OkStatus();
+}
+
+absl::Status Applier::RelapsePlanWritten(
+    const v1::RelapsePreventionPlan& plan) {
+  if (plan.early_warning_signs().empty()) {
+    return Invalid("event.relapse_plan.early_warning_signs",
+                   "must name at least one early warning sign");
+  }
+  Count("relapse_plan");
+  s().set_relapse_plan_written(true);
+  CompleteFirstOpen(TaskKind::kRelapsePlan, "", "plan written");
+  return absl::OkStatus();
+}
+
+absl::Status Applier::DisruptionPlanWritten(const v1::DisruptionPlan& plan) {
+  if (plan.plan().empty()) {
+    return Invalid("event.disruption_plan.plan", "must not be empty");
+  }
+  Count("disruption_plan");
+  CompleteFirstOpen(TaskKind::kDisruptionPlan, "", "plan written");
+  return absl::OkStatus();
+}
+
+absl::Status Applier::StageChanged(const v1::StageChange& c) {
+  const StageTemplate* to = w_.FindStage(c.to_stage());
+  if (to == nullptr) {
+    return Invalid("event.stage_change.to_stage",
+                   absl::StrCat("workflow ", w_.id, "@", w_.version,
+                                " has no stage \"", c.to_stage(), "\""));
+  }
+  if (c.reason().empty()) {
+    return Invalid("event.stage_change.reason",
+                   "a clinician's stage change needs a reason");
+  }
+  if (to->id == e().stage()) {
+    return Invalid(
+        "event.stage_change.to_stage",
+        absl::StrCat("the enrollment is already in stage \"", to->id, "\""));
+  }
+  EnterStage(*to, "clinician");
+  return absl::OkStatus();
+}
+
+// RaisedBySpec tells whether `id` has the shape of an alert this template
+// raises ("<alert spec id>-<sequence>") with a sequence before `sequence`.
+bool RaisedBySpec(const WorkflowTemplate& w, absl::string_view id,
+                  int64_t sequence) {
+  size_t dash = id.rfind('-');
+  int64_t raised = 0;
+  if (dash == absl::string_view::npos ||
+      !absl::SimpleAtoi(id.substr(dash + 1), &raised) || raised <= 0 ||
+      raised >= sequence) {
+    return false;
+  }
+  absl::string_view spec = id.substr(0, dash);
+  auto in = [&](const std::vector<RuleTemplate>& rules) {
+    for (const RuleTemplate& r : rules) {
+      for (const auto* actions : {&r.then, &r.otherwise}) {
+        for (const Action& a : *actions) {
+          if (a.kind == Action::Kind::kRaiseAlert && a.alert.id == spec) {
+            return true;
+          }
+        }
+      }
+    }
+    return false;
+  };
+  if (in(w.rules)) return true;
+  for (const StageTemplate& st : w.stages) {
+    if (in(st.rules)) return true;
+  }
+  return absl::StartsWith(spec, "safety-");
+}
+
+absl::Status Applier::AlertAcknowledged(const v1::AlertAcknowledged& ack) {
+  const std::string& id = ack.alert_id();
+  for (internal::AlertState& a : *s().mutable_alerts()) {
+    if (a.alert_id() != id || a.acknowledged()) continue;
+    a.set_acknowledged(true);
+    a.set_acknowledged_us(Us(now_));
+    facts_.reset();
+    Outcome(v1::Outcome::ALERT_ACKNOWLEDGED, id, "", "", "clinician");
+    if (a.acknowledge_by_us() > Us(now_)) {
+      result_.effects.push_back(Effect{Effect::Kind::kCancelEscalation,
+                                       absl::StrCat("escalation/", id),
+                                       FromUs(a.acknowledge_by_us()), id});
+    }
+    const std::string key = absl::StrCat("alert:", id);
+    for (internal::TaskState& t : *s().mutable_tasks()) {
+      if (t.key() == key && t.status() == v1::Task::OPEN) {
+        CloseTask(t, v1::Task::DONE, "acknowledged");
+      }
+    }
+    return absl::OkStatus();
+  }
+  // Acknowledged alerts leave the state (bounded state), so an alert id of
+  // this template's shape from an earlier event is taken as acknowledged
+  // already; the event log has the acknowledgement.
+  if (RaisedBySpec(w_, id, event_.sequence())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("event.alert_acknowledged.alert_id: alert \"", id,
+                     "\" is not open (already acknowledged, or never raised)"));
+  }
+  return Invalid("event.alert_acknowledged.alert_id",
+                 absl::StrCat("no alert \"", id, "\""));
+}
+
+absl::Status Applier::TaskCompleted(const v1::TaskCompleted& done) {
+  const std::string& id = done.task_id();
+  internal::TaskState* task = FindOpen([&](const internal::TaskState& t) {
+    return t.task_id() == id && !t.stage().empty();
+  });
+  if (task == nullptr) {
+    return Invalid("event.task_completed.task_id",
+                   absl::StrCat("no open task \"", id, "\" in stage \"",
+                                e().stage(), "\""));
+  }
+  Count("task_completed");
+  CloseTask(*task, v1::Task::DONE, "completed");
+  return absl::OkStatus();
+}
+
+absl::Status Applier::WorkflowMigrated(const v1::WorkflowMigrated& m) {
+  if (m.to_version() != w_.version) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a migration to version ", m.to_version(),
+                     " must be applied with that version of the workflow, not ",
+                     w_.version));
+  }
+  const StageTemplate* to = w_.FindStage(m.to_stage());
+  if (to == nullptr) {
+    return Invalid("event.workflow_migrated.to_stage",
+                   absl::StrCat("workflow ", w_.id, "@", w_.version,
+                                " has no stage \"", m.to_stage(), "\""));
+  }
+  e().set_workflow_version(w_.version);
+  // Edge-triggered rules start afresh under the new version's rules.
+  s().clear_rule_values();
+  EnterStage(*to, absl::StrCat("migrated from ", w_.id, "@", m.from_version()));
+  return absl::OkStatus();
+}
+
 absl::Status Applier::ApplyPayload() {
   const v1::EventPayload& p = event_.payload();
-  auto count = [&](const std::string& kind) {
-    (*s().mutable_stage_counts())[kind] += 1;
-    (*s().mutable_course_counts())[kind] += 1;
-  };
   switch (p.payload_case()) {
     case v1::EventPayload::kEnrollmentCreated:
       return Created(p.enrollment_created());
-    case v1::EventPayload::kEnrollmentUpdated: {
-      const v1::EnrollmentUpdated& u = p.enrollment_updated();
-      if (!u.time_zone().empty()) {
-        absl::TimeZone old_zone = zone_;
-        IPSRT_ASSIGN_OR_RETURN(zone_, zones_(u.time_zone()));
-        e().set_time_zone(u.time_zone());
-        ReplanReminders(old_zone);
-        zone_changed_ = true;
-      }
-      if (!u.clinician_ref().empty()) e().set_clinician_ref(u.clinician_ref());
-      return absl::OkStatus();
-    }
-    case v1::EventPayload::kQuestionnaireResponse: {
-      const v1::QuestionnaireResponse& r = p.questionnaire_response();
-      for (const auto& [name, value] : event_.scores()) {
-        (*s().mutable_scores())[name] = value;
-      }
-      count("questionnaire");
-      count(absl::StrCat("questionnaire:", r.questionnaire_id()));
-      s().set_last_response_us(Us(now_));
-      if (!r.task_id().empty()) {
-        internal::TaskState* task = FindOpen([&](const internal::TaskState& t) {
-          return t.task_id() == r.task_id() &&
-                 t.questionnaire_id() == r.questionnaire_id();
-        });
-        if (task == nullptr) {
-          return Invalid("event.questionnaire_response.task_id",
-                         absl::StrCat("no open ", r.questionnaire_id(),
-                                      " task \"", r.task_id(), "\""));
-        }
-      }
-      CompleteFirstOpen(TaskKind::kQuestionnaire, r.questionnaire_id(),
-                        "response");
-      return absl::OkStatus();
-    }
-    case v1::EventPayload::kSrmDiaryDay: {
-      IPSRT_RETURN_IF_ERROR(RecordDiaryDay(p.srm_diary_day()));
-      count("srm_diary");
-      std::string instrument = p.srm_diary_day().instrument().empty()
-                                   ? "srm5"
-                                   : p.srm_diary_day().instrument();
-      CompleteFirstOpen(TaskKind::kQuestionnaire, instrument, "diary");
-      return absl::OkStatus();
-    }
-    case v1::EventPayload::kSessionHeld: {
-      count("session_held");
-      absl::Time held = now_;
-      if (p.session_held().has_start_time()) {
-        held = absl::FromUnixMicros(
-            TimeUtil::TimestampToMicroseconds(p.session_held().start_time()));
-      }
-      s().set_last_session_us(Us(held));
-      std::optional<IsoDuration> cadence =
-          ParseIsoDuration(e().session_cadence());
-      if (cadence.has_value()) {
-        s().set_next_session_due_us(Us(AddIsoDuration(held, *cadence, zone_)));
-      }
-      RequestSessionPlan(held, "session held");
-      CompleteFirstOpen(TaskKind::kSession, "", "session held");
-      return absl::OkStatus();
-    }
+    case v1::EventPayload::kEnrollmentUpdated:
+      return Updated(p.enrollment_updated());
+    case v1::EventPayload::kQuestionnaireResponse:
+      return Responded(p.questionnaire_response());
+    case v1::EventPayload::kSrmDiaryDay:
+      return DiaryDay(p.srm_diary_day());
+    case v1::EventPayload::kSessionHeld:
+      return SessionHeld(p.session_held());
     case v1::EventPayload::kGoalSet:
-      if (p.goal_set().description().empty()) {
-        return Invalid("event.goal_set.description", "must not be empty");
-      }
-      if (const std::string& area = p.goal_set().problem_area();
-          !area.empty() &&
-          std::find(w_.problem_areas.begin(), w_.problem_areas.end(), area) ==
-              w_.problem_areas.end()) {
-        return Invalid(
-            "event.goal_set.problem_area",
-            absl::StrCat("\"", area, "\" is not a problem area of workflow ",
-                         w_.id, "@", w_.version, " (use ",
-                         absl::StrJoin(w_.problem_areas, ", "), ")"));
-      }
-      count("goal_set");
-      s().set_goal_set(true);
-      s().set_problem_area(p.goal_set().problem_area());
-      CompleteFirstOpen(TaskKind::kGoal, "", "goal set");
-      return absl::OkStatus();
+      return GoalSet(p.goal_set());
     case v1::EventPayload::kRelapsePlan:
-      if (p.relapse_plan().early_warning_signs().empty()) {
-        return Invalid("event.relapse_plan.early_warning_signs",
-                       "must name at least one early warning sign");
-      }
-      count("relapse_plan");
-      s().set_relapse_plan_written(true);
-      CompleteFirstOpen(TaskKind::kRelapsePlan, "", "plan written");
-      return absl::OkStatus();
+      return RelapsePlanWritten(p.relapse_plan());
     case v1::EventPayload::kDisruptionPlan:
-      if (p.disruption_plan().plan().empty()) {
-        return Invalid("event.disruption_plan.plan", "must not be empty");
-      }
-      count("disruption_plan");
-      CompleteFirstOpen(TaskKind::kDisruptionPlan, "", "plan written");
-      return absl::OkStatus();
-    case v1::EventPayload::kStageChange: {
-      const v1::StageChange& c = p.stage_change();
-      const StageTemplate* to = w_.FindStage(c.to_stage());
-      if (to == nullptr) {
-        return Invalid("event.stage_change.to_stage",
-                       absl::StrCat("workflow ", w_.id, "@", w_.version,
-                                    " has no stage \"", c.to_stage(), "\""));
-      }
-      if (c.reason().empty()) {
-        return Invalid("event.stage_change.reason",
-                       "a clinician's stage change needs a reason");
-      }
-      if (to->id == e().stage()) {
-        return Invalid("event.stage_change.to_stage",
-                       absl::StrCat("the enrollment is already in stage \"",
-                                    to->id, "\""));
-      }
-      EnterStage(*to, "clinician");
-      return absl::OkStatus();
-    }
-    case v1::EventPayload::kAlertAcknowledged: {
-      const std::string& id = p.alert_acknowledged().alert_id();
-      for (internal::AlertState& a : *s().mutable_alerts()) {
-        if (a.alert_id() != id) continue;
-        if (a.acknowledged()) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("event.alert_acknowledged.alert_id: alert \"", id,
-                           "\" is already acknowledged"));
-        }
-        a.set_acknowledged(true);
-        a.set_acknowledged_us(Us(now_));
-        Outcome(v1::Outcome::ALERT_ACKNOWLEDGED, id, "", "", "clinician");
-        if (a.acknowledge_by_us() > Us(now_)) {
-          result_.effects.push_back(Effect{Effect::Kind::kCancelEscalation,
-                                           absl::StrCat("escalation/", id),
-                                           FromUs(a.acknowledge_by_us()), id});
-        }
-        for (internal::TaskState& t : *s().mutable_tasks()) {
-          if (t.key() == absl::StrCat("alert:", id) &&
-              t.status() == v1::Task::OPEN) {
-            CloseTask(t, v1::Task::DONE, "acknowledged");
-          }
-        }
-        return absl::OkStatus();
-      }
-      return Invalid("event.alert_acknowledged.alert_id",
-                     absl::StrCat("no alert \"", id, "\""));
-    }
-    case v1::EventPayload::kTaskCompleted: {
-      const std::string& id = p.task_completed().task_id();
-      internal::TaskState* task = FindOpen([&](const internal::TaskState& t) {
-        return t.task_id() == id && !t.stage().empty();
-      });
-      if (task == nullptr) {
-        return Invalid("event.task_completed.task_id",
-                       absl::StrCat("no open task \"", id, "\" in stage \"",
-                                    e().stage(), "\""));
-      }
-      count("task_completed");
-      CloseTask(*task, v1::Task::DONE, "completed");
-      return absl::OkStatus();
-    }
-    case v1::EventPayload::kWorkflowMigrated: {
-      const v1::WorkflowMigrated& m = p.workflow_migrated();
-      if (m.to_version() != w_.version) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "a migration to version ", m.to_version(),
-            " must be applied with that version of the workflow, not ",
-            w_.version));
-      }
-      const StageTemplate* to = w_.FindStage(m.to_stage());
-      if (to == nullptr) {
-        return Invalid("event.workflow_migrated.to_stage",
-                       absl::StrCat("workflow ", w_.id, "@", w_.version,
-                                    " has no stage \"", m.to_stage(), "\""));
-      }
-      e().set_workflow_version(w_.version);
-      // Edge-triggered rules start afresh under the new version's rules.
-      s().clear_rule_values();
-      EnterStage(*to,
-                 absl::StrCat("migrated from ", w_.id, "@", m.from_version()));
-      return absl::OkStatus();
-    }
+      return DisruptionPlanWritten(p.disruption_plan());
+    case v1::EventPayload::kStageChange:
+      return StageChanged(p.stage_change());
+    case v1::EventPayload::kAlertAcknowledged:
+      return AlertAcknowledged(p.alert_acknowledged());
+    case v1::EventPayload::kTaskCompleted:
+      return TaskCompleted(p.task_completed());
+    case v1::EventPayload::kWorkflowMigrated:
+      return WorkflowMigrated(p.workflow_migrated());
     case v1::EventPayload::kTimeElapsed:
       return absl::OkStatus();
     case v1::EventPayload::kReminderAcknowledged:
@@ -1077,8 +1241,8 @@ absl::Status Applier::ApplyPayload() {
   return Invalid("event", "must set one payload");
 }
 
-absl::StatusOr<StepResult> Applier::Run() {
-  const v1::Enrollment& before = result_.state.enrollment();
+absl::Status Applier::Run() {
+  const v1::Enrollment& before = state_.enrollment();
   bool creating =
       event_.payload().payload_case() == v1::EventPayload::kEnrollmentCreated;
   if (event_.sequence() != before.revision() + 1) {
@@ -1111,7 +1275,7 @@ absl::StatusOr<StepResult> Applier::Run() {
     }
     if (round == 0) ApplySafetyFloors();
     if (!stage_changed_ && stage() != nullptr) {
-      ConditionFacts facts = Facts();
+      const ConditionFacts& facts = Facts();
       for (const ExitTemplate& exit : stage()->exits) {
         if (exit.when.program != nullptr &&
             exit.when.program->Evaluate(facts)) {
@@ -1124,9 +1288,10 @@ absl::StatusOr<StepResult> Applier::Run() {
     if (!stage_changed_) break;
   }
   PlanSessions();
+  PruneClosed();
   e().set_revision(event_.sequence());
   *e().mutable_update_time() = event_.record_time();
-  return std::move(result_);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -1182,11 +1347,27 @@ std::string EventTypeFor(const v1::EventPayload& payload) {
   return "unknown";
 }
 
+absl::StatusOr<StepChanges> StepInPlace(const WorkflowTemplate& workflow,
+                                        const ZoneLoader& zones,
+                                        internal::EnrollmentState& state,
+                                        const v1::Event& event) {
+  StepChanges changes;
+  IPSRT_RETURN_IF_ERROR(Applier(workflow, zones, state, event, changes).Run());
+  return changes;
+}
+
 absl::StatusOr<StepResult> Step(const WorkflowTemplate& workflow,
                                 const ZoneLoader& zones,
                                 const internal::EnrollmentState& state,
                                 const v1::Event& event) {
-  return Applier(workflow, zones, state, event).Run();
+  StepResult result;
+  result.state = state;
+  IPSRT_ASSIGN_OR_RETURN(StepChanges changes,
+                         StepInPlace(workflow, zones, result.state, event));
+  result.outcomes = std::move(changes.outcomes);
+  result.effects = std::move(changes.effects);
+  result.closed_tasks = std::move(changes.closed_tasks);
+  return result;
 }
 
 absl::StatusOr<internal::EnrollmentState> Replay(
@@ -1199,12 +1380,16 @@ absl::StatusOr<internal::EnrollmentState> Replay(
       zones, name, events);
 }
 
-absl::StatusOr<internal::EnrollmentState> Replay(
+namespace {
+
+// FoldEvents folds `events` from the empty state; `closed` (optional)
+// receives what each event closed, and is cleared at each stage entry
+// except for alert tasks.
+absl::Status FoldEvents(
     const std::function<const WorkflowTemplate*(int version)>& versions,
-    const ZoneLoader& zones, const std::string& name,
-    const std::vector<v1::Event>& events) {
-  internal::EnrollmentState state;
-  state.mutable_enrollment()->set_name(name);
+    const ZoneLoader& zones, const std::vector<v1::Event>& events,
+    internal::EnrollmentState& state,
+    std::vector<internal::TaskState>* closed) {
   for (const v1::Event& event : events) {
     int version = state.enrollment().workflow_version();
     if (event.payload().has_enrollment_created()) {
@@ -1218,19 +1403,78 @@ absl::StatusOr<internal::EnrollmentState> Replay(
           "replay of event ", event.sequence(), " needs workflow version ",
           version, ", which is not loaded"));
     }
-    IPSRT_ASSIGN_OR_RETURN(StepResult r, Step(*workflow, zones, state, event));
-    state = std::move(r.state);
+    const std::string stage_before = state.enrollment().stage();
+    const int64_t entered_before = state.stage_entered_us();
+    IPSRT_ASSIGN_OR_RETURN(StepChanges changes,
+                           StepInPlace(*workflow, zones, state, event));
     state.set_last_event_hash(event.hash());
+    if (closed == nullptr) continue;
+    if (state.enrollment().stage() != stage_before ||
+        state.stage_entered_us() != entered_before) {
+      // A stage was entered: the tasks of the stage left are history;
+      // closed alert tasks stay listed.
+      auto history = [](const internal::TaskState& t) {
+        return !t.stage().empty();
+      };
+      closed->erase(std::remove_if(closed->begin(), closed->end(), history),
+                    closed->end());
+      for (internal::TaskState& t : changes.closed_tasks) {
+        if (!history(t)) closed->push_back(std::move(t));
+      }
+      continue;
+    }
+    for (internal::TaskState& t : changes.closed_tasks) {
+      closed->push_back(std::move(t));
+    }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<internal::EnrollmentState> Replay(
+    const std::function<const WorkflowTemplate*(int version)>& versions,
+    const ZoneLoader& zones, const std::string& name,
+    const std::vector<v1::Event>& events) {
+  internal::EnrollmentState state;
+  state.mutable_enrollment()->set_name(name);
+  IPSRT_RETURN_IF_ERROR(FoldEvents(versions, zones, events, state, nullptr));
   return state;
 }
 
-std::vector<v1::Task> OpenTasks(const internal::EnrollmentState& state,
-                                bool include_closed) {
-  std::vector<const internal::TaskState*> tasks;
+absl::StatusOr<std::vector<internal::TaskState>> ClosedTasks(
+    const std::function<const WorkflowTemplate*(int version)>& versions,
+    const ZoneLoader& zones, const std::string& name,
+    const std::vector<v1::Event>& events) {
+  internal::EnrollmentState state;
+  state.mutable_enrollment()->set_name(name);
+  std::vector<internal::TaskState> closed;
+  IPSRT_RETURN_IF_ERROR(FoldEvents(versions, zones, events, state, &closed));
+  return closed;
+}
+
+bool BoundState(internal::EnrollmentState& state) {
+  bool old_shape = false;
   for (const internal::TaskState& t : state.tasks()) {
-    if (include_closed || t.status() == v1::Task::OPEN) tasks.push_back(&t);
+    if (t.status() != v1::Task::OPEN) {
+      old_shape = true;
+      if (t.status() == v1::Task::DONE && !t.stage().empty()) {
+        MarkDone(state, t.task_id());
+      }
+    }
   }
+  for (const internal::AlertState& a : state.alerts()) {
+    old_shape = old_shape || a.acknowledged();
+  }
+  if (old_shape) PruneClosedInto(state, nullptr);
+  return old_shape;
+}
+
+namespace {
+
+std::vector<v1::Task> ToApiTasks(
+    const internal::EnrollmentState& state,
+    std::vector<const internal::TaskState*> tasks) {
   std::stable_sort(tasks.begin(), tasks.end(), [](auto* a, auto* b) {
     int64_t da = a->due_us() == 0 ? INT64_MAX : a->due_us();
     int64_t db = b->due_us() == 0 ? INT64_MAX : b->due_us();
@@ -1255,6 +1499,25 @@ std::vector<v1::Task> OpenTasks(const internal::EnrollmentState& state,
     out.push_back(std::move(task));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<v1::Task> OpenTasks(const internal::EnrollmentState& state,
+                                bool include_closed) {
+  std::vector<const internal::TaskState*> tasks;
+  for (const internal::TaskState& t : state.tasks()) {
+    if (include_closed || t.status() == v1::Task::OPEN) tasks.push_back(&t);
+  }
+  return ToApiTasks(state, std::move(tasks));
+}
+
+std::vector<v1::Task> TaskList(const internal::EnrollmentState& state,
+                               const std::vector<internal::TaskState>& closed) {
+  std::vector<const internal::TaskState*> tasks;
+  for (const internal::TaskState& t : closed) tasks.push_back(&t);
+  for (const internal::TaskState& t : state.tasks()) tasks.push_back(&t);
+  return ToApiTasks(state, std::move(tasks));
 }
 
 std::string FormatLocal(absl::Time t, absl::TimeZone zone) {

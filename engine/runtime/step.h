@@ -83,10 +83,20 @@ struct Effect {
 // for cancellations, which write no row.
 absl::string_view OutboxKind(Effect::Kind kind);
 
+// StepChanges is what one event changed besides the state.
+struct StepChanges {
+  std::vector<v1::Outcome> outcomes;
+  std::vector<Effect> effects;
+  // Task occurrences (alert tasks included) the event closed: they left
+  // the state, which keeps only open ones. In the order they were kept.
+  std::vector<internal::TaskState> closed_tasks;
+};
+
 struct StepResult {
   internal::EnrollmentState state;
   std::vector<v1::Outcome> outcomes;
   std::vector<Effect> effects;
+  std::vector<internal::TaskState> closed_tasks;
 };
 
 // ZoneLoader returns the zone of an IANA name; the caller caches.
@@ -110,6 +120,24 @@ absl::StatusOr<StepResult> Step(const WorkflowTemplate& workflow,
                                 const internal::EnrollmentState& state,
                                 const v1::Event& event);
 
+// StepInPlace is Step applied to `state` itself, with no copy: the same
+// state and event give the same state and changes as Step. On an error
+// `state` is unchanged (every check that can refuse the event runs before
+// the first change).
+absl::StatusOr<StepChanges> StepInPlace(const WorkflowTemplate& workflow,
+                                        const ZoneLoader& zones,
+                                        internal::EnrollmentState& state,
+                                        const v1::Event& event);
+
+// BoundState converts a snapshot stored before the state was bounded to
+// the current shape, exactly what replaying its events now gives: done
+// occurrences of the current stage are recorded in stage_tasks_done, and
+// closed task occurrences and acknowledged alerts leave the state. A pure
+// function of the snapshot; returns false (and changes nothing) when the
+// snapshot already has the current shape, so applying it on every load is
+// cheap and idempotent.
+bool BoundState(internal::EnrollmentState& state);
+
 // Step leaves `last_event_hash` to the caller, since the event's hash
 // covers the outcomes Step returns.
 //
@@ -131,6 +159,21 @@ absl::StatusOr<internal::EnrollmentState> Replay(
 // due first (tasks without a due time last), for the enrollment `name`.
 std::vector<v1::Task> OpenTasks(const internal::EnrollmentState& state,
                                 bool include_closed);
+
+// ClosedTasks are the task occurrences ListTasks shows with include_closed:
+// those closed since the current stage was last entered, and every closed
+// alert task. The state no longer keeps them; ClosedTasks folds the
+// enrollment's events as Replay does and collects what each event closed.
+absl::StatusOr<std::vector<internal::TaskState>> ClosedTasks(
+    const std::function<const WorkflowTemplate*(int version)>& versions,
+    const ZoneLoader& zones, const std::string& name,
+    const std::vector<v1::Event>& events);
+
+// TaskList lists the open tasks of `state` and the `closed` ones as the
+// API shows them, urgent first, then earliest due first (tasks without a
+// due time last).
+std::vector<v1::Task> TaskList(const internal::EnrollmentState& state,
+                               const std::vector<internal::TaskState>& closed);
 
 // FormatLocal renders `t` in `zone` as "YYYY-MM-DDTHH:MM (+HH:MM)".
 std::string FormatLocal(absl::Time t, absl::TimeZone zone);

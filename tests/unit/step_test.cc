@@ -277,9 +277,18 @@ TEST(StepTest, PhqItem9RaisesUrgentAlertWithDeadlineAndAcknowledgement) {
   EXPECT_TRUE(Has(acked, v1::Outcome::ALERT_ACKNOWLEDGED));
   EXPECT_EQ(c.effects().back().kind, runtime::Effect::Kind::kCancelEscalation);
   EXPECT_EQ(c.effects().back().key, absl::StrCat("escalation/", alert_id));
-  EXPECT_EQ(c.TrySubmit(ack).message(),
-            absl::StrCat("event.alert_acknowledged.alert_id: alert \"",
-                         alert_id, "\" is already acknowledged"));
+  // Acknowledged alerts leave the state; a second acknowledgement is
+  // refused as not fitting the state.
+  absl::Status again = c.TrySubmit(ack);
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      again.message(),
+      absl::StrCat("event.alert_acknowledged.alert_id: alert \"", alert_id,
+                   "\" is not open (already acknowledged, or never "
+                   "raised)"));
+  for (const internal::AlertState& a : c.state().alerts()) {
+    EXPECT_NE(a.alert_id(), alert_id);  // the second alert is still open
+  }
   ExpectReplayEqualsState(w, c);
 }
 
@@ -739,4 +748,227 @@ TEST(StepSrmTest, WeeklyScoreAcrossDaylightSavingChangeAndCorrections) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------- bounded state (#15)
+
+// LiveDays runs `days` days of a course: a diary day every evening, a
+// session and a PHQ-9 once a week.
+void LiveDays(Course& c, absl::TimeZone zone, int days) {
+  for (int d = 0; d < days; ++d) {
+    c.Advance(absl::Hours(24));
+    v1::EventPayload p;
+    v1::SrmDiaryDay* day = p.mutable_srm_diary_day();
+    day->set_local_date(absl::FormatCivilTime(absl::ToCivilDay(c.now(), zone)));
+    for (const char* a :
+         {"out_of_bed", "first_contact", "start_work", "dinner", "to_bed"}) {
+      v1::SrmActivity* act = day->add_activities();
+      act->set_activity(a);
+      act->set_local_time(std::string(a) == "to_bed" ? "23:00" : "08:00");
+    }
+    c.Submit(p);
+    if (d % 7 == 0) c.Session();
+    if (d % 7 == 6) c.Answer("phq9", {1, 1, 0, 1, 0, 0, 0, 0, 0});
+  }
+}
+
+absl::TimeZone London() {
+  absl::TimeZone tz;
+  EXPECT_TRUE(absl::LoadTimeZone("Europe/London", &tz));
+  return tz;
+}
+
+void MoveTo(Course& c, const std::string& stage) {
+  v1::EventPayload p;
+  p.mutable_stage_change()->set_to_stage(stage);
+  p.mutable_stage_change()->set_reason("test");
+  c.Submit(p);
+}
+
+TEST(BoundedStateTest, SnapshotDoesNotGrowWithTheCourseAge) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "Europe/London", At("2026-01-05T21:00", "Europe/London"));
+  MoveTo(c, "maintenance");
+  LiveDays(c, London(), 365);
+  const size_t one_year = c.state().ByteSizeLong();
+  const int tasks = c.state().tasks_size();
+  LiveDays(c, London(), 365);
+  // Only counters grow, by a byte of encoding when one passes 127.
+  EXPECT_LE(c.state().ByteSizeLong(), one_year + 8);
+  EXPECT_EQ(c.state().tasks_size(), tasks);
+  for (const internal::TaskState& t : c.state().tasks()) {
+    EXPECT_EQ(t.status(), v1::Task::OPEN) << t.key();
+  }
+  ExpectReplayEqualsState(w, c);
+}
+
+TEST(BoundedStateTest, StepInPlaceEqualsStepAndIsDeterministic) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "Europe/London", At("2026-01-05T21:00", "Europe/London"));
+  LiveDays(c, London(), 20);
+  MoveTo(c, "maintenance");
+  LiveDays(c, London(), 30);
+  internal::EnrollmentState copied, in_place;
+  copied.mutable_enrollment()->set_name("tenants/t/enrollments/e1");
+  in_place = copied;
+  for (const v1::Event& event : c.events()) {
+    absl::StatusOr<runtime::StepResult> a =
+        runtime::Step(w, &Enrollments::LoadZone, copied, event);
+    internal::EnrollmentState twin = in_place;
+    absl::StatusOr<runtime::StepChanges> b =
+        runtime::StepInPlace(w, &Enrollments::LoadZone, in_place, event);
+    absl::StatusOr<runtime::StepChanges> b2 =
+        runtime::StepInPlace(w, &Enrollments::LoadZone, twin, event);
+    ASSERT_TRUE(a.ok() && b.ok() && b2.ok()) << event.sequence();
+    copied = std::move(a->state);
+    EXPECT_EQ(DeterministicBytes(copied), DeterministicBytes(in_place));
+    EXPECT_EQ(DeterministicBytes(twin), DeterministicBytes(in_place));
+    ASSERT_EQ(a->outcomes.size(), b->outcomes.size());
+    for (size_t i = 0; i < b->outcomes.size(); ++i) {
+      EXPECT_EQ(a->outcomes[i].SerializeAsString(),
+                b->outcomes[i].SerializeAsString());
+      EXPECT_EQ(b2->outcomes[i].SerializeAsString(),
+                b->outcomes[i].SerializeAsString());
+    }
+    ASSERT_EQ(a->effects.size(), b->effects.size());
+    for (size_t i = 0; i < b->effects.size(); ++i) {
+      EXPECT_EQ(a->effects[i].key, b->effects[i].key);
+      EXPECT_EQ(a->effects[i].due, b->effects[i].due);
+    }
+    ASSERT_EQ(a->closed_tasks.size(), b->closed_tasks.size());
+  }
+}
+
+TEST(BoundedStateTest, ARefusedEventLeavesTheStateUnchanged) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "Europe/London", At("2026-01-05T21:00", "Europe/London"));
+  LiveDays(c, London(), 3);
+  std::vector<v1::EventPayload> refused(3);
+  refused[0].mutable_questionnaire_response()->set_questionnaire_id("gad7");
+  refused[0].mutable_questionnaire_response()->set_task_id("no-such-task");
+  refused[1].mutable_enrollment_updated()->set_time_zone("Nowhere/Atlantis");
+  refused[2].mutable_alert_acknowledged()->set_alert_id("phq9-item9-1");
+  for (v1::EventPayload& p : refused) {
+    internal::EnrollmentState state = c.state();
+    v1::Event event;
+    event.set_sequence(state.enrollment().revision() + 1);
+    *event.mutable_record_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(c.now()));
+    *event.mutable_payload() = p;
+    absl::StatusOr<runtime::StepChanges> r =
+        runtime::StepInPlace(w, &Enrollments::LoadZone, state, event);
+    EXPECT_FALSE(r.ok()) << p.ShortDebugString();
+    EXPECT_EQ(DeterministicBytes(state), DeterministicBytes(c.state()))
+        << p.ShortDebugString();
+  }
+}
+
+TEST(BoundedStateTest, ClosedTasksAreDerivedFromTheEventLog) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "Europe/London", At("2026-06-01T10:00", "Europe/London"));
+  c.Advance(absl::Hours(1));
+  c.Done("history");
+  std::vector<v1::Outcome> out = c.Answer("phq9", {0, 0, 0, 0, 0, 0, 0, 0, 1});
+  const std::string alert_id = Find(out, v1::Outcome::ALERT_RAISED)->subject();
+  v1::EventPayload ack;
+  ack.mutable_alert_acknowledged()->set_alert_id(alert_id);
+  c.Submit(ack);
+  auto versions = [&](int version) -> const WorkflowTemplate* {
+    return version == w.version ? &w : nullptr;
+  };
+  auto closed_ids = [&]() {
+    absl::StatusOr<std::vector<internal::TaskState>> closed =
+        runtime::ClosedTasks(versions, &Enrollments::LoadZone,
+                             "tenants/t/enrollments/e1", c.events());
+    EXPECT_TRUE(closed.ok()) << closed.status();
+    std::set<std::string> ids;
+    for (const v1::Task& t : runtime::TaskList(c.state(), *closed)) {
+      if (t.status() != v1::Task::OPEN) ids.insert(t.task_id());
+    }
+    return ids;
+  };
+  EXPECT_EQ(c.state().stage_tasks_done_size(), 2);  // history, baseline-phq9
+  EXPECT_THAT(closed_ids(), ::testing::UnorderedElementsAre(
+                                "history", "baseline-phq9", alert_id));
+  for (const v1::Task& t : runtime::OpenTasks(c.state(), true)) {
+    EXPECT_EQ(t.status(), v1::Task::OPEN) << t.task_id();
+  }
+  // Entering a stage makes the old stage's tasks history; the closed
+  // alert task stays listed.
+  MoveTo(c, "intermediate");
+  EXPECT_THAT(closed_ids(), ::testing::Contains(alert_id));
+  EXPECT_THAT(closed_ids(), ::testing::Not(::testing::Contains("history")));
+  EXPECT_EQ(c.state().stage_tasks_done_size(), 0);
+}
+
+TEST(BoundedStateTest, AnOldShapeSnapshotConvertsToTheReplayedState) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "Europe/London", At("2026-06-01T10:00", "Europe/London"));
+  c.Advance(absl::Hours(1));
+  c.Done("history");
+  LiveDays(c, London(), 10);
+  std::vector<v1::Outcome> out = c.Answer("phq9", {0, 0, 0, 0, 0, 0, 0, 0, 1});
+  const std::string alert_id = Find(out, v1::Outcome::ALERT_RAISED)->subject();
+  v1::EventPayload ack;
+  ack.mutable_alert_acknowledged()->set_alert_id(alert_id);
+  c.Submit(ack);
+  // The shape stored before: closed occurrences of the stage and closed
+  // alert tasks kept among the open ones, acknowledged alerts kept, no
+  // stage_tasks_done.
+  absl::StatusOr<std::vector<internal::TaskState>> closed =
+      runtime::ClosedTasks([&](int v) { return v == w.version ? &w : nullptr; },
+                           &Enrollments::LoadZone, "tenants/t/enrollments/e1",
+                           c.events());
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  ASSERT_GT(closed->size(), 10u);
+  internal::EnrollmentState old = c.state();
+  old.clear_stage_tasks_done();
+  old.clear_tasks();
+  size_t k = 0;
+  for (const internal::TaskState& open : c.state().tasks()) {
+    // Interleaved with the open ones, as they were kept.
+    if (k < closed->size()) *old.add_tasks() = (*closed)[k++];
+    *old.add_tasks() = open;
+  }
+  while (k < closed->size()) *old.add_tasks() = (*closed)[k++];
+  internal::AlertState* acked = old.add_alerts();
+  acked->set_alert_id(alert_id);
+  acked->set_acknowledged(true);
+
+  internal::EnrollmentState converted = old;
+  EXPECT_TRUE(runtime::BoundState(converted));
+  EXPECT_EQ(DeterministicBytes(converted), DeterministicBytes(c.state()));
+  EXPECT_THAT(converted.stage_tasks_done(),
+              ElementsAre("baseline-phq9", "history", "srm-diary"));
+  EXPECT_EQ(converted.alerts_size(), 0);
+  internal::EnrollmentState again = converted;
+  EXPECT_FALSE(runtime::BoundState(again));
+  EXPECT_EQ(DeterministicBytes(again), DeterministicBytes(converted));
+  internal::EnrollmentState current = c.state();
+  EXPECT_FALSE(runtime::BoundState(current));
+  EXPECT_EQ(DeterministicBytes(current), DeterministicBytes(c.state()));
+}
+
+TEST(BoundedStateTest, ACatchUpPastTheLimitIsReportedAsAnAlert) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "Europe/London", At("2026-01-05T21:00", "Europe/London"));
+  MoveTo(c, "maintenance");
+  // Eight years without an event: caught up in full, no alert.
+  c.Advance(absl::Hours(24 * 365 * 8));
+  std::vector<v1::Outcome> out = c.Tick();
+  EXPECT_EQ(Find(out, v1::Outcome::ALERT_RAISED), nullptr);
+  EXPECT_GT(out.size(), 2 * 365 * 8u);
+  // Twenty more: more than the limit fell due, so the step stops and says
+  // so; the next event continues.
+  c.Advance(absl::Hours(24 * 365 * 20));
+  out = c.Tick();
+  const v1::Outcome* alert = Find(out, v1::Outcome::ALERT_RAISED);
+  ASSERT_NE(alert, nullptr);
+  EXPECT_THAT(alert->subject(), ::testing::StartsWith("schedule-catch-up-"));
+  ASSERT_EQ(c.state().alerts_size(), 1);
+  EXPECT_THAT(c.state().alerts(0).title(), HasSubstr("caught up only to"));
+  out = c.Tick();
+  EXPECT_NE(Find(out, v1::Outcome::TASK_OPENED), nullptr);
+  ExpectReplayEqualsState(w, c);
+}
+
 }  // namespace ipsrt

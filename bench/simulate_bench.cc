@@ -1,0 +1,103 @@
+// In-process throughput of `ipsrt simulate`: the scenario is parsed once,
+// then the whole course is simulated again and again (each time from a
+// fresh enrollment, exactly as `ipsrt simulate` does: build, score, Step,
+// seal and hash every event) for --duration, and the events per second are
+// reported over wall time and over this process's CPU time (on a shared
+// machine the CPU figure is the steadier one).
+//
+//   ipsrt_simulate_bench --template=workflows/ipsrt-standard.yaml \
+//       --scenario=tests/scenarios/year-long.yaml [--duration=2s] [--json]
+#include <time.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cli/scenario.h"
+#include "common/files.h"
+#include "core/enrollments.h"
+#include "model/workflow.h"
+
+ABSL_FLAG(std::string, template_file, "workflows/ipsrt-standard.yaml",
+          "workflow template");
+ABSL_FLAG(std::string, scenario, "tests/scenarios/year-long.yaml",
+          "scenario to simulate repeatedly");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(2),
+          "how long to keep simulating");
+ABSL_FLAG(bool, json, false, "print one JSON line");
+
+namespace {
+
+double CpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  using namespace ipsrt;
+  const std::string template_path = absl::GetFlag(FLAGS_template_file);
+  const std::string scenario_path = absl::GetFlag(FLAGS_scenario);
+  absl::StatusOr<std::string> yaml = ReadFileToString(template_path);
+  absl::StatusOr<std::string> course = ReadFileToString(scenario_path);
+  if (!yaml.ok() || !course.ok()) {
+    std::fprintf(stderr, "cannot read %s or %s\n", template_path.c_str(),
+                 scenario_path.c_str());
+    return 1;
+  }
+  absl::StatusOr<WorkflowTemplate> workflow =
+      ParseWorkflowTemplate(*yaml, template_path);
+  if (!workflow.ok()) {
+    std::fprintf(stderr, "%s\n",
+                 std::string(workflow.status().message()).c_str());
+    return 1;
+  }
+  absl::StatusOr<cli::Scenario> scenario =
+      cli::ParseScenario(*course, scenario_path, &Enrollments::LoadZone);
+  if (!scenario.ok()) {
+    std::fprintf(stderr, "%s\n",
+                 std::string(scenario.status().message()).c_str());
+    return 1;
+  }
+  long long events = 0;
+  int runs = 0;
+  size_t snapshot_bytes = 0;
+  const absl::Time began = absl::Now();
+  const double cpu_began = CpuSeconds();
+  const absl::Time until = began + absl::GetFlag(FLAGS_duration);
+  do {
+    cli::Simulation simulation;
+    absl::Status status = cli::Simulate(*workflow, *scenario,
+                                        &Enrollments::LoadZone, &simulation);
+    if (!status.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
+      return 1;
+    }
+    events += static_cast<long long>(simulation.events.size());
+    snapshot_bytes = simulation.state.ByteSizeLong();
+    ++runs;
+  } while (absl::Now() < until);
+  const double wall = absl::ToDoubleSeconds(absl::Now() - began);
+  const double cpu = CpuSeconds() - cpu_began;
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf(
+        "{\"scenario\":\"%s\",\"runs\":%d,\"events\":%lld,\"wall_s\":%.3f,"
+        "\"cpu_s\":%.3f,\"events_per_s_wall\":%.0f,\"events_per_s_cpu\":%.0f,"
+        "\"snapshot_bytes\":%zu}\n",
+        scenario_path.c_str(), runs, events, wall, cpu, events / wall,
+        events / cpu, snapshot_bytes);
+  } else {
+    std::printf(
+        "%s: %d runs, %lld events in %.3f s wall (%.0f events/s), %.3f s CPU "
+        "(%.0f events/s), final snapshot %zu bytes\n",
+        scenario_path.c_str(), runs, events, wall, events / wall, cpu,
+        events / cpu, snapshot_bytes);
+  }
+  return 0;
+}
