@@ -5,8 +5,8 @@
 # course, the top of a CPU profile, and the peer (bpmn-engine, bench/peer/bpmn)
 # on the same machine in the same run. Prints one markdown section.
 #
-# Settings (environment): BUILD_DIR (build/default), RUNS (3 runs per figure;
-# the median is reported), YEARS ("1 2 4 8"), PEER (1; 0 skips the peer),
+# Settings (environment): BUILD_DIR (build/default), DURATION (2s per figure),
+# YEARS ("1 2 4 8"), PEER (1; 0 skips the peer),
 # PEER_N (100 courses), PEER_CONCURRENCY (50), PROFILE (1; 0 skips perf),
 # BENCH_TMPDIR (parent of the temp dir). Everything is written in one temp
 # dir, removed on every exit path (also when interrupted).
@@ -16,7 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build/default}
 IPSRT=$BUILD_DIR/engine/ipsrt
 TEMPLATE=$ROOT/workflows/ipsrt-standard.yaml
-RUNS=${RUNS:-3}
+DURATION=${DURATION:-2s}
 YEARS=${YEARS:-"1 2 4 8"}
 PEER=${PEER:-1}
 PEER_N=${PEER_N:-100}
@@ -30,64 +30,64 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# simulate FILE: one run; prints "events ms bytes" from ipsrt's summary line
-# ("simulated N events in X ms (...), final snapshot B bytes").
-simulate() {
-  "$IPSRT" simulate "$TEMPLATE" --scenario="$1" 2>"$TMP/err" >/dev/null ||
-    { cat "$TMP/err" >&2; return 1; }
-  sed -nE 's/^simulated ([0-9]+) events in ([0-9.]+) ms.*snapshot ([0-9]+) bytes$/\1 \2 \3/p' \
-    "$TMP/err"
-}
+BENCH=$BUILD_DIR/bench/ipsrt_simulate_bench
+[[ -x $BENCH ]] || { echo "simulate.sh: no $BENCH; build first" >&2; exit 1; }
 
-# median FILE: RUNS runs; prints "events median_ms bytes".
-median() {
-  local i
-  for ((i = 0; i < RUNS; i++)); do simulate "$1"; done |
-    sort -k2,2 -g | awk -v n="$RUNS" 'NR == int((n + 1) / 2) { print }'
+# measure FILE: repeats the course in one process for DURATION; prints
+# "events_per_run wall_us_per_event cpu_us_per_event snapshot_bytes
+# unbounded_bytes".
+measure() {
+  "$BENCH" --template_file="$TEMPLATE" --scenario="$1" --duration="$DURATION" --json |
+    python3 -c 'import json, sys
+r = json.loads(sys.stdin.read())
+e = r["events"]
+print(e // r["runs"], "%.2f" % (r["wall_s"] * 1e6 / e), "%.2f" % (r["cpu_s"] * 1e6 / e),
+      r["snapshot_bytes"], r["unbounded_snapshot_bytes"])'
 }
 
 echo "## ipsrt simulate (bench/simulate.sh)"
 echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
-  "median of $RUNS runs, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); each figure repeats the" \
+  "course in one process (ipsrt_simulate_bench, the code of \`ipsrt simulate\`) for $DURATION;" \
+  "per-event cost from CPU time (wall time in brackets: other processes share the cores)."
 echo
 
-python3 "$ROOT/bench/simulate_course.py" --years 1 >"$TMP/course-1.yaml"
-read -r ev ms _ < <(median "$ROOT/tests/scenarios/year-long.yaml")
-year_rate=$(awk -v e="$ev" -v m="$ms" 'BEGIN { printf "%.0f", e * 1000 / m }')
-echo "Year-long course (tests/scenarios/year-long.yaml): $ev events in $ms ms," \
-  "**$year_rate events/s**."
+read -r ev wall cpu bytes _ < <(measure "$ROOT/tests/scenarios/year-long.yaml")
+year_rate=$(awk -v c="$cpu" 'BEGIN { printf "%.0f", 1e6 / c }')
+year_wall=$(awk -v c="$wall" 'BEGIN { printf "%.0f", 1e6 / c }')
+echo "Year-long course (tests/scenarios/year-long.yaml, $ev events): **$year_rate events/s**" \
+  "CPU ($year_wall events/s wall); \`ipsrt simulate\` once: $(
+    "$IPSRT" simulate "$TEMPLATE" --scenario="$ROOT/tests/scenarios/year-long.yaml" 2>&1 >/dev/null | tail -1)."
 echo
 
 echo "### Cost per event against the course's age"
 echo
-echo "| course | events | ms | events/s | µs/event | per-event cost / 1 year | snapshot bytes at end |"
+echo "| course | events | µs/event CPU (wall) | events/s CPU | per-event cost / 1 year | snapshot bytes at end | unbounded shape (closed tasks kept) |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 base=""
 for y in $YEARS; do
   python3 "$ROOT/bench/simulate_course.py" --years "$y" >"$TMP/course-$y.yaml"
-  read -r ev ms bytes < <(median "$TMP/course-$y.yaml")
-  us=$(awk -v e="$ev" -v m="$ms" 'BEGIN { printf "%.2f", m * 1000 / e }')
-  [[ -n $base ]] || base=$us
-  awk -v y="$y" -v e="$ev" -v m="$ms" -v u="$us" -v b="$base" -v s="$bytes" \
-    'BEGIN { printf "| %s years | %d | %.1f | %.0f | %s | %.2f | %d |\n", y, e, m, e * 1000 / m, u, u / b, s }'
+  read -r ev wall cpu bytes unbounded < <(measure "$TMP/course-$y.yaml")
+  [[ -n $base ]] || base=$cpu
+  awk -v y="$y" -v e="$ev" -v w="$wall" -v c="$cpu" -v b="$base" -v s="$bytes" -v u="$unbounded" \
+    'BEGIN { printf "| %s years | %d | %s (%s) | %.0f | %.2f | %d | %d |\n", y, e, c, w, 1e6 / c, c / b, s, u }'
 done
 echo
 
 echo "### Time passing: daily ticks, one long gap"
 echo
-echo "| scenario | events | ms | µs/event | snapshot bytes at end |"
-echo "|---|---:|---:|---:|---:|"
+echo "| scenario | events | µs/event CPU (wall) | snapshot bytes at end |"
+echo "|---|---:|---:|---:|"
 for y in $YEARS; do
   python3 "$ROOT/bench/simulate_course.py" --years "$y" --ticks >"$TMP/ticks-$y.yaml"
-  read -r ev ms bytes < <(median "$TMP/ticks-$y.yaml")
-  awk -v y="$y" -v e="$ev" -v m="$ms" -v s="$bytes" \
-    'BEGIN { printf "| %s years, daily ticks | %d | %.1f | %.2f | %d |\n", y, e, m, m * 1000 / e, s }'
+  read -r ev wall cpu bytes _ < <(measure "$TMP/ticks-$y.yaml")
+  echo "| $y years, daily ticks | $ev | $cpu ($wall) | $bytes |"
 done
 python3 "$ROOT/bench/simulate_course.py" --gap-days 2920 >"$TMP/gap.yaml"
-read -r ev ms bytes < <(median "$TMP/gap.yaml")
-awk -v e="$ev" -v m="$ms" -v s="$bytes" \
-  'BEGIN { printf "| one event after 2,920 days (after a week of diary) | %d | %.1f | %.2f | %d |\n", e, m, m * 1000 / e, s }'
+read -r ev wall cpu bytes _ < <(measure "$TMP/gap.yaml")
+gap_ms=$(awk -v c="$cpu" -v e="$ev" 'BEGIN { printf "%.1f", c * e / 1000 }')
+echo "| a week of diary, then one event 2,920 days later | $ev | $cpu ($wall); the whole course $gap_ms ms CPU | $bytes |"
 echo
 
 if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then

@@ -96,6 +96,11 @@ class Applier {
   void RaiseAlert(const AlertSpec& spec, const std::string& rule_id);
   void RunAction(const Action& a, const std::string& rule_id);
   const ConditionFacts& Facts() const;
+  // SetConditionFacts sets the facts of one named condition from its
+  // history.
+  void SetConditionFacts(const std::string& name,
+                         const internal::ConditionHistory& h,
+                         ConditionFacts& f) const;
   // EvaluateNamedConditions evaluates the template's named conditions
   // and records them in their weekly history.
   void EvaluateNamedConditions();
@@ -559,6 +564,21 @@ void Applier::RunAction(const Action& a, const std::string& rule_id) {
   }
 }
 
+void Applier::SetConditionFacts(const std::string& name,
+                                const internal::ConditionHistory& h,
+                                ConditionFacts& f) const {
+  f.booleans[name] = h.value();
+  WeekHistory week;
+  week.weeks_held = h.weeks_held();
+  if (h.value()) {
+    week.weeks_clear = 0;
+  } else if (h.cleared_us() > 0) {
+    week.weeks_clear = std::floor(
+        absl::ToDoubleHours(now_ - FromUs(h.cleared_us())) / (24.0 * 7));
+  }
+  f.weeks[name] = week;
+}
+
 const ConditionFacts& Applier::Facts() const {
   if (facts_.has_value()) return *facts_;
   const internal::EnrollmentState& st = state_;
@@ -582,18 +602,7 @@ const ConditionFacts& Applier::Facts() const {
   f.numbers["course.days"] =
       std::floor(absl::ToDoubleHours(now_ - FromUs(st.enrolled_us())) / 24.0);
   f.strings["goal.problem_area"] = st.problem_area();
-  for (const auto& [name, h] : st.conditions()) {
-    f.booleans[name] = h.value();
-    WeekHistory week;
-    week.weeks_held = h.weeks_held();
-    if (h.value()) {
-      week.weeks_clear = 0;
-    } else if (h.cleared_us() > 0) {
-      week.weeks_clear = std::floor(
-          absl::ToDoubleHours(now_ - FromUs(h.cleared_us())) / (24.0 * 7));
-    }
-    f.weeks[name] = week;
-  }
+  for (const auto& [name, h] : st.conditions()) SetConditionFacts(name, h, f);
   f.booleans["goal.set"] = st.goal_set();
   f.booleans["relapse_plan.written"] = st.relapse_plan_written();
   for (const auto& [kind, n] : st.stage_counts()) {
@@ -663,7 +672,9 @@ void Applier::EvaluateNamedConditions() {
       h.set_weeks_held(h.weeks_held() | 1);
       h.set_last_held_us(Us(now_));
     }
-    facts_.reset();
+    // The next condition reads this one's new value: update the facts
+    // rather than building them again.
+    if (facts_.has_value()) SetConditionFacts(c.name, h, *facts_);
   }
 }
 
@@ -841,6 +852,22 @@ absl::Status Applier::Created(const v1::EnrollmentCreated& c) {
   return absl::OkStatus();
 }
 
+// DiaryDate reads a stored diary date ("YYYY-MM-DD", checked when it was
+// recorded) without the cost of a general time parser.
+absl::CivilDay DiaryDate(absl::string_view d) {
+  auto digits = [&](size_t at, size_t n) {
+    int v = 0;
+    for (size_t i = at; i < at + n; ++i) v = v * 10 + (d[i] - '0');
+    return v;
+  };
+  if (d.size() != 10 || d[4] != '-' || d[7] != '-') {
+    absl::CivilDay c;
+    absl::ParseCivilTime(d, &c);
+    return c;
+  }
+  return absl::CivilDay(digits(0, 4), digits(5, 2), digits(8, 2));
+}
+
 // SetSrmTrendScores replaces the rhythm analytics in `scores`:
 // "srm.<activity>.shift_minutes" and "srm.<activity>.hit_rate" for every
 // SRM-17 activity (SRM-5's are among them), absent when not computable.
@@ -938,18 +965,19 @@ absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
 
   // Keep 14 days before the latest; score the 7 ending with it.
   absl::CivilDay latest = date;
+  std::vector<std::pair<absl::CivilDay, const std::string*>> dates;
+  dates.reserve(s().srm_days().size());
   for (const auto& [d, unused] : s().srm_days()) {
-    absl::CivilDay c;
-    if (absl::ParseCivilTime(d, &c) && c > latest) latest = c;
+    dates.emplace_back(DiaryDate(d), &d);
+    if (dates.back().first > latest) latest = dates.back().first;
   }
   std::vector<std::string> old;
   std::vector<SrmDayTimes> window;
   std::vector<SrmDayTimes> previous_window;  // the 7 days before `window`
-  for (const auto& [d, entry] : s().srm_days()) {
-    absl::CivilDay c;
-    absl::ParseCivilTime(d, &c);
+  for (const auto& [c, d] : dates) {
+    const v1::SrmDiaryDay& entry = s().srm_days().at(*d);
     if (latest - c >= 14) {
-      old.push_back(d);
+      old.push_back(*d);
       continue;
     }
     SrmDayTimes times;

@@ -579,6 +579,21 @@ TEST_F(EventsTest, CourseThroughGrpcReplaysToTheStoredSnapshot) {
                         "routines-review"}) {
     step(Done(t));
   }
+  {
+    // The snapshot keeps only open tasks; with include_closed, the tasks
+    // closed in the current stage come from the event log.
+    grpc::ClientContext ctx;
+    v1::ListTasksRequest lt;
+    lt.set_parent(e.name());
+    lt.set_include_closed(true);
+    v1::ListTasksResponse all;
+    ASSERT_TRUE(enrollments_->ListTasks(&ctx, lt, &all).ok());
+    std::set<std::string> done;
+    for (const auto& t : all.tasks()) {
+      if (t.status() == v1::Task::DONE) done.insert(t.task_id());
+    }
+    EXPECT_THAT(done, ::testing::IsSupersetOf({"history", "life-chart"}));
+  }
   v1::SubmitEventResponse scored = step(Phq9({1, 2, 1, 1, 0, 1, 1, 0, 0}));
   EXPECT_EQ(scored.scores().at("phq9.total"), 7);
   EXPECT_EQ(scored.band(), "mild");
