@@ -92,9 +92,9 @@ echo
 
 if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
   python3 "$ROOT/bench/simulate_course.py" --years 2 >"$TMP/profile.yaml"
-  if perf record -q -g -F 999 -o "$TMP/perf.data" -- "$IPSRT" simulate "$TEMPLATE" \
-      --scenario="$TMP/profile.yaml" >/dev/null 2>&1; then
-    echo "### Profile: top entries (\`perf record -g\`, 2-year course, self time)"
+  if perf record -q -g -F 999 -o "$TMP/perf.data" -- "$BENCH" --template_file="$TEMPLATE" \
+      --scenario="$TMP/profile.yaml" --duration="$DURATION" >/dev/null 2>&1; then
+    echo "### Profile: top entries (\`perf record -g\`, ipsrt_simulate_bench on the 2-year course, self time)"
     echo
     echo '```'
     perf report -i "$TMP/perf.data" --no-children --stdio -g none --percent-limit 2 \
