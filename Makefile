@@ -32,6 +32,7 @@ run: build
 bench: build
 	bash bench/run.sh
 	bash bench/metrics.sh
+	bash bench/footprint.sh
 
 # The Debian package (CPack): build/$(PRESET)/ipsrtd_<version>_<arch>.deb.
 package: build
