@@ -112,14 +112,14 @@ TEST(PostgresStoreTest, MigratesASchema3Database) {
       PostgresStore::Open(OptionsFor(db));
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->SchemaVersion(), 4);
-  EXPECT_EQ(*SharedPostgres().Psql(
-                db, "SELECT string_agg(key::text, ',' ORDER BY key) FROM "
-                    "request_keys"),
-            absl::StrCat(std::min(RequestKey("t1", "r-e1"),
-                                  RequestKey("t1", "r-\u00e9")),
-                         ",",
-                         std::max(RequestKey("t1", "r-e1"),
-                                  RequestKey("t1", "r-\u00e9"))));
+  EXPECT_EQ(
+      *SharedPostgres().Psql(
+          db,
+          "SELECT string_agg(key::text, ',' ORDER BY key) FROM "
+          "request_keys"),
+      absl::StrCat(
+          std::min(RequestKey("t1", "r-e1"), RequestKey("t1", "r-\u00e9")), ",",
+          std::max(RequestKey("t1", "r-e1"), RequestKey("t1", "r-\u00e9"))));
   absl::StatusOr<CommitResult> retry = (*store)->Commit(SmallCreate("e1"));
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_TRUE(retry->replayed);
@@ -128,9 +128,10 @@ TEST(PostgresStoreTest, MigratesASchema3Database) {
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(row->snapshot, "\x0a\x01");
   EXPECT_EQ(*SharedPostgres().Psql(
-                db, "SELECT COUNT(*) FROM pg_indexes WHERE indexname IN "
-                    "('outbox_by_enrollment', 'audit_by_subject', "
-                    "'audit_by_tenant_time')"),
+                db,
+                "SELECT COUNT(*) FROM pg_indexes WHERE indexname IN "
+                "('outbox_by_enrollment', 'audit_by_subject', "
+                "'audit_by_tenant_time')"),
             "0");
 }
 
