@@ -114,8 +114,7 @@ INSERT INTO outbox_feed VALUES (1, 0);
 ALTER TABLE audit ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX audit_by_subject ON audit (subject, seq);
 )sql"},
-          {4,
-           "storage footprint: fillfactor, in-line compression, request keys",
+          {4, "storage footprint: fillfactor, request keys, fewer indexes",
            R"sql(
 -- Every event rewrites its enrollment's row. With room left on each page
 -- (fillfactor) the new version goes on the same page as a HOT update (no
@@ -123,16 +122,9 @@ CREATE INDEX audit_by_subject ON audit (subject, seq);
 -- table growing by a row version per event until VACUUM. Applies to pages
 -- written from now on.
 ALTER TABLE enrollments SET (fillfactor = 80);
--- Snapshots, payloads and responses of a few hundred bytes to a few KB are
--- compressed in line (pglz) from 256 bytes on; MAIN keeps them in the row
--- rather than in TOAST, whose chunks and index cost more than they save at
--- these sizes.
-ALTER TABLE enrollments SET (toast_tuple_target = 256);
-ALTER TABLE enrollments ALTER COLUMN snapshot SET STORAGE MAIN;
-ALTER TABLE events SET (toast_tuple_target = 256);
-ALTER TABLE events ALTER COLUMN payload SET STORAGE MAIN;
-ALTER TABLE requests SET (toast_tuple_target = 256);
-ALTER TABLE requests ALTER COLUMN response SET STORAGE MAIN;
+-- Snapshots, payloads and responses are written deflated from schema 4 on
+-- (engine/store/blob_codec.h): PostgreSQL itself compresses only rows over
+-- about 2 KB, which most of these are not.
 
 -- Kept for store.request_retention (default 7 days); pruned oldest first.
 CREATE INDEX requests_by_time ON requests (create_time_us);

@@ -83,9 +83,9 @@ constexpr char kEnrollmentColumns[] =
     "clinician_ref, state, revision, snapshot, create_time_us, "
     "update_time_us";
 
-// Snapshots, payloads and responses are stored as they come (PostgreSQL
-// compresses them in line, migration 4); rows copied from SQLite may hold
-// SQLite's stored form, which UnpackBlob reads.
+// Snapshots, payloads and responses are stored in their packed form
+// (store/blob_codec.h), as SQLite stores them: PostgreSQL compresses only
+// rows over about 2 KB, and leaves most of these rows as they come.
 absl::StatusOr<EnrollmentRow> ReadEnrollment(const PgResult& r, int row) {
   EnrollmentRow e;
   e.tenant = r.Text(row, 0);
@@ -479,7 +479,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                     .Text(req.request_id)
                     .Text(req.method)
                     .Text(req.payload_hash)
-                    .Bytes(req.response)
+                    .Bytes(PackBlob(req.response))
                     .Int(ToMicros(req.create_time))));
     if (inserted.affected() == 0) {
       IPSRT_ASSIGN_OR_RETURN(
@@ -547,7 +547,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                  .Text(e.clinician_ref)
                  .Int(e.state)
                  .Int(e.revision)
-                 .Bytes(e.snapshot)
+                 .Bytes(PackBlob(e.snapshot))
                  .Int(ToMicros(e.create_time))
                  .Int(ToMicros(e.update_time)))
             .status();
@@ -574,7 +574,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                     .Text(e.clinician_ref)
                     .Int(e.state)
                     .Int(e.revision)
-                    .Bytes(e.snapshot)
+                    .Bytes(PackBlob(e.snapshot))
                     .Int(ToMicros(e.update_time))
                     .Text(e.tenant)
                     .Text(e.id)
@@ -609,7 +609,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                  .Text(ev.actor)
                  .Text(ev.request_id)
                  .Int(ToMicros(ev.record_time))
-                 .Bytes(ev.payload)
+                 .Bytes(PackBlob(ev.payload))
                  .Text(ev.prev_hash)
                  .Text(ev.hash))
             .status();

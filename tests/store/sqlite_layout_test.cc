@@ -1,6 +1,5 @@
 // SQLite's table layout (schema 4): a database written by schema 3 moves to
 // it with every row readable, and the store's queries are index searches.
-#include <sqlite3.h>
 
 #include <memory>
 #include <string>
@@ -11,6 +10,7 @@
 #include "ipsrt/sqlite_store.h"
 #include "store/migrations.h"
 #include "store/request_window.h"
+#include "tests/testing/sqlite_db.h"
 #include "tests/testing/store_batches.h"
 #include "tests/testing/temp_dir.h"
 
@@ -20,50 +20,14 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// Db is a plain SQLite connection for writing and reading behind the
-// store's back.
-class Db {
- public:
-  explicit Db(const std::string& path) {
-    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
-  }
-  ~Db() { sqlite3_close(db_); }
-  void Exec(const std::string& sql) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
-    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << " in " << sql;
-    sqlite3_free(err);
-  }
-  std::string Scalar(const std::string& sql) {
-    sqlite3_stmt* s = nullptr;
-    std::string out;
-    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK &&
-        sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)) {
-      out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    }
-    sqlite3_finalize(s);
-    return out;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
+using Db = testing::SqliteDb;
 
 // WriteSchema3Database creates `path` the way schema 3's ipsrtd did (its
 // migrations 1-3, which never change once released) with two enrollments,
 // their events, request records, an outbox row and an audit record.
 void WriteSchema3Database(const std::string& path) {
   Db db(path);
-  db.Exec("PRAGMA journal_mode=WAL");
-  db.Exec(
-      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
-      "description TEXT NOT NULL, applied_time_us INTEGER NOT NULL)");
-  for (const Migration& m : SqliteMigrations()) {
-    if (m.version > 3) break;
-    db.Exec(m.sql);
-    db.Exec(absl::StrCat("INSERT INTO schema_migrations VALUES (", m.version,
-                         ", '", m.description, "', 1)"));
-  }
+  testing::LayOutSchema(db, 3);
   for (int i = 1; i <= 2; ++i) {
     std::string id = absl::StrCat("e", i);
     // A snapshot of 3000 bytes: an overflowing row in the old layout.
