@@ -33,6 +33,7 @@ bench: build
 	bash bench/run.sh
 	bash bench/metrics.sh
 	bash bench/simulate.sh
+	bash bench/footprint.sh
 
 # The Debian package (CPack): build/$(PRESET)/ipsrtd_<version>_<arch>.deb.
 package: build

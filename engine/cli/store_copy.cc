@@ -51,9 +51,9 @@ struct Table {
 };
 
 // The schema version whose tables Tables() lists.
-constexpr int kCopiedSchemaVersion = 3;
+constexpr int kCopiedSchemaVersion = 4;
 
-// The tables of schema version 3, parents before children.
+// The tables of schema version 4, parents before children.
 const std::vector<Table>& Tables() {
   using K = Kind;
   static const auto* const kTables = new std::vector<Table>{
@@ -116,6 +116,8 @@ const std::vector<Table>& Tables() {
         {"create_time_us", K::kInt}},
        {"tenant", "request_id"},
        {true, true}},
+      // Keys of every request id committed (store/request_window.h).
+      {"request_keys", {{"key", K::kInt}}, {"key"}, {false}},
       {"audit",
        {{"seq", K::kInt},
         {"tenant", K::kText},

@@ -467,8 +467,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   if (!store.IsDefined()) {
     r.Error(root, "store", "is required (store.sqlite.path at least)");
   } else if (r.ExpectMap(store, "store", false)) {
-    r.ExpectKeys(store, "store", {"kind", "sqlite", "postgres"});
+    r.ExpectKeys(store, "store",
+                 {"kind", "sqlite", "postgres", "request_retention"});
     c.store.kind = r.String(store, "store", "kind", c.store.kind);
+    c.store.request_retention = r.Duration(store, "store", "request_retention",
+                                           c.store.request_retention);
     if (c.store.kind != "sqlite" && c.store.kind != "postgres") {
       r.Error(store["kind"], "store.kind",
               absl::StrCat("unsupported store kind \"", c.store.kind,

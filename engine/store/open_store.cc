@@ -18,6 +18,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
     o.pool_size = pg.pool_size;
     o.statement_timeout = pg.statement_timeout;
     o.connect_timeout = pg.connect_timeout;
+    o.request_retention = config.request_retention;
     IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PostgresStore> store,
                            PostgresStore::Open(o));
     *description = absl::StrCat(
@@ -47,6 +48,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
   if (!config.sqlite.allow_shared) o.lock_file = LockFilePath(o.path);
   o.min_free_bytes = config.sqlite.min_free_bytes;
   o.quick_check_timeout = config.sqlite.quick_check_timeout;
+  o.request_retention = config.request_retention;
   IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store,
                          SqliteStore::Open(o));
   *description = absl::StrCat(

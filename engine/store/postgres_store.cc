@@ -14,8 +14,10 @@
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
 #include "store/audit_chain.h"
+#include "store/blob_codec.h"
 #include "store/migrations.h"
 #include "store/pg_connection.h"
+#include "store/request_window.h"
 
 namespace ipsrt {
 namespace {
@@ -81,7 +83,10 @@ constexpr char kEnrollmentColumns[] =
     "clinician_ref, state, revision, snapshot, create_time_us, "
     "update_time_us";
 
-EnrollmentRow ReadEnrollment(const PgResult& r, int row) {
+// Snapshots, payloads and responses are stored in their packed form
+// (store/blob_codec.h), as SQLite stores them: PostgreSQL compresses only
+// rows over about 2 KB, and leaves most of these rows as they come.
+absl::StatusOr<EnrollmentRow> ReadEnrollment(const PgResult& r, int row) {
   EnrollmentRow e;
   e.tenant = r.Text(row, 0);
   e.id = r.Text(row, 1);
@@ -92,7 +97,8 @@ EnrollmentRow ReadEnrollment(const PgResult& r, int row) {
   e.clinician_ref = r.Text(row, 6);
   e.state = static_cast<int32_t>(r.Int(row, 7));
   e.revision = r.Int(row, 8);
-  e.snapshot = r.Text(row, 9);
+  IPSRT_ASSIGN_OR_RETURN(e.snapshot,
+                         UnpackBlob(r.Text(row, 9), "an enrollment snapshot"));
   e.create_time = FromMicros(r.Int(row, 10));
   e.update_time = FromMicros(r.Int(row, 11));
   return e;
@@ -298,6 +304,7 @@ absl::Status PostgresStore::Impl::ApplyMigrations() {
     for (const Migration& m : migrations) {
       if (m.version <= schema_version_) continue;
       absl::Status applied = c->Exec(m.sql);
+      if (applied.ok()) PauseInMigration(m.version);
       if (applied.ok()) {
         applied = c->Query("INSERT INTO schema_migrations VALUES ($1, $2, $3)",
                            PgParams()
@@ -472,7 +479,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                     .Text(req.request_id)
                     .Text(req.method)
                     .Text(req.payload_hash)
-                    .Bytes(req.response)
+                    .Bytes(PackBlob(req.response))
                     .Int(ToMicros(req.create_time))));
     if (inserted.affected() == 0) {
       IPSRT_ASSIGN_OR_RETURN(
@@ -492,9 +499,34 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                          "\" was already used for a different ", method,
                          " request; use a new request id for a new request"));
       }
-      CommitResult replay{true, prior.Text(0, 2)};
+      IPSRT_ASSIGN_OR_RETURN(std::string first,
+                             UnpackBlob(prior.Text(0, 2), "a stored response"));
+      CommitResult replay{true, std::move(first)};
       IPSRT_RETURN_IF_ERROR(InsertAudit(c, b.audit, "OK (replayed)"));
       return replay;
+    }
+  }
+  {
+    // A new request id, or one whose record was pruned: its key says.
+    IPSRT_ASSIGN_OR_RETURN(
+        PgResult keyed,
+        c.Query("INSERT INTO request_keys (key) VALUES ($1) ON CONFLICT "
+                "(key) DO NOTHING",
+                PgParams().Int(RequestKey(req.tenant, req.request_id))));
+    if (keyed.affected() == 0) {
+      return ExpiredRequestError(req.request_id, options_.request_retention);
+    }
+    // Records older than the window at this request's time (the callers'
+    // clock), a few per commit, skipping rows another replica is deleting.
+    absl::Time before =
+        PruneBefore(req.create_time, options_.request_retention);
+    if (before != absl::InfinitePast()) {
+      IPSRT_RETURN_IF_ERROR(
+          c.Query("DELETE FROM requests WHERE ctid = ANY(ARRAY(SELECT ctid "
+                  "FROM requests WHERE create_time_us < $1 ORDER BY "
+                  "create_time_us LIMIT 4 FOR UPDATE SKIP LOCKED))",
+                  PgParams().Int(ToMicros(before)))
+              .status());
     }
   }
   if (b.create.has_value()) {
@@ -515,7 +547,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                  .Text(e.clinician_ref)
                  .Int(e.state)
                  .Int(e.revision)
-                 .Bytes(e.snapshot)
+                 .Bytes(PackBlob(e.snapshot))
                  .Int(ToMicros(e.create_time))
                  .Int(ToMicros(e.update_time)))
             .status();
@@ -542,7 +574,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                     .Text(e.clinician_ref)
                     .Int(e.state)
                     .Int(e.revision)
-                    .Bytes(e.snapshot)
+                    .Bytes(PackBlob(e.snapshot))
                     .Int(ToMicros(e.update_time))
                     .Text(e.tenant)
                     .Text(e.id)
@@ -577,7 +609,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                  .Text(ev.actor)
                  .Text(ev.request_id)
                  .Int(ToMicros(ev.record_time))
-                 .Bytes(ev.payload)
+                 .Bytes(PackBlob(ev.payload))
                  .Text(ev.prev_hash)
                  .Text(ev.hash))
             .status();
@@ -661,7 +693,8 @@ absl::StatusOr<std::optional<RequestRecord>> PostgresStore::LookupRequest(
         rec.request_id = std::string(request_id);
         rec.method = r.Text(0, 0);
         rec.payload_hash = r.Text(0, 1);
-        rec.response = r.Text(0, 2);
+        IPSRT_ASSIGN_OR_RETURN(rec.response,
+                               UnpackBlob(r.Text(0, 2), "a stored response"));
         rec.create_time = FromMicros(r.Int(0, 3));
         return std::optional<RequestRecord>(std::move(rec));
       });
@@ -721,7 +754,10 @@ absl::StatusOr<std::vector<EnrollmentRow>> PostgresStore::ListEnrollments(
       [&](PgConnection& c) -> absl::StatusOr<std::vector<EnrollmentRow>> {
         IPSRT_ASSIGN_OR_RETURN(PgResult r, c.Query(sql, params));
         std::vector<EnrollmentRow> rows;
-        for (int i = 0; i < r.rows(); ++i) rows.push_back(ReadEnrollment(r, i));
+        for (int i = 0; i < r.rows(); ++i) {
+          IPSRT_ASSIGN_OR_RETURN(EnrollmentRow row, ReadEnrollment(r, i));
+          rows.push_back(std::move(row));
+        }
         return rows;
       });
 }
@@ -765,7 +801,8 @@ absl::StatusOr<std::vector<EventRow>> PostgresStore::ListEvents(
           e.actor = r.Text(i, 2);
           e.request_id = r.Text(i, 3);
           e.record_time = FromMicros(r.Int(i, 4));
-          e.payload = r.Text(i, 5);
+          IPSRT_ASSIGN_OR_RETURN(e.payload,
+                                 UnpackBlob(r.Text(i, 5), "an event payload"));
           e.prev_hash = r.Text(i, 6);
           e.hash = r.Text(i, 7);
           rows.push_back(std::move(e));

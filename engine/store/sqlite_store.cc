@@ -20,7 +20,9 @@
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
 #include "store/audit_chain.h"
+#include "store/blob_codec.h"
 #include "store/migrations.h"
+#include "store/request_window.h"
 #include "store/store_files.h"
 
 namespace ipsrt {
@@ -179,7 +181,7 @@ constexpr char kEnrollmentColumns[] =
     "clinician_ref, state, revision, snapshot, create_time_us, "
     "update_time_us";
 
-EnrollmentRow ReadEnrollment(const Statement& s) {
+absl::StatusOr<EnrollmentRow> ReadEnrollment(const Statement& s) {
   EnrollmentRow r;
   r.tenant = s.Text(0);
   r.id = s.Text(1);
@@ -190,7 +192,8 @@ EnrollmentRow ReadEnrollment(const Statement& s) {
   r.clinician_ref = s.Text(6);
   r.state = static_cast<int32_t>(s.Int(7));
   r.revision = s.Int(8);
-  r.snapshot = s.Text(9);
+  IPSRT_ASSIGN_OR_RETURN(r.snapshot,
+                         UnpackBlob(s.Text(9), "an enrollment snapshot"));
   r.create_time = FromMicros(s.Int(10));
   r.update_time = FromMicros(s.Int(11));
   return r;
@@ -281,10 +284,18 @@ class SqliteStore::Impl {
   }
 
  private:
+  // The stored forms (PackBlob) of a batch's blobs, made on the caller's
+  // thread so that deflating never holds up the writer.
+  struct Packed {
+    std::string snapshot;
+    std::vector<std::string> payloads;  // of batch.events, in order
+    std::string response;
+  };
   struct Pending {
     WriteBatch batch;
     std::function<void(absl::StatusOr<CommitResult>)> done;
     absl::StatusOr<CommitResult> result;
+    Packed packed;
   };
 
   absl::Status Fault(absl::string_view step) {
@@ -295,9 +306,10 @@ class SqliteStore::Impl {
   void WriterLoop();
   void RunGroup(std::vector<Pending>& group);
   void ObserveGroup(const std::vector<Pending>& group, absl::Duration elapsed);
-  absl::StatusOr<CommitResult> Apply(const WriteBatch& b);
+  absl::StatusOr<CommitResult> Apply(const WriteBatch& b, const Packed& packed);
   absl::Status InsertAudit(const std::vector<AuditRecord>& records,
                            absl::string_view outcome_override);
+  absl::Status PruneRequests(const std::vector<Pending>& group);
   absl::Status ApplyMigrations();
   // CheckDatabaseFile refuses a missing, empty or schema-less database
   // where data is expected (Options::create, identity file).
@@ -346,7 +358,8 @@ class SqliteStore::Impl {
   Statement begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
   Statement lookup_request_, insert_request_, insert_enrollment_,
       update_enrollment_, current_revision_, insert_event_, insert_outbox_,
-      cancel_outbox_, audit_head_, insert_audit_;
+      cancel_outbox_, audit_head_, insert_audit_, insert_request_key_,
+      prune_requests_;
 
   absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
@@ -449,6 +462,19 @@ absl::Status SqliteStore::Impl::Open() {
         writer_, absl::StrCat("PRAGMA max_page_count=", options_.max_page_count)
                      .c_str()));
   }
+  // ipsrt_request_key(tenant, request_id): RequestKey, for migration 4.
+  sqlite3_create_function(
+      writer_, "ipsrt_request_key", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+      nullptr,
+      [](sqlite3_context* ctx, int, sqlite3_value** v) {
+        auto text = [](sqlite3_value* x) {
+          const unsigned char* p = sqlite3_value_text(x);
+          return absl::string_view(reinterpret_cast<const char*>(p),
+                                   p ? sqlite3_value_bytes(x) : 0);
+        };
+        sqlite3_result_int64(ctx, RequestKey(text(v[0]), text(v[1])));
+      },
+      nullptr, nullptr);
   IPSRT_RETURN_IF_ERROR(ApplyMigrations());
   IPSRT_RETURN_IF_ERROR(CheckIdentity());
   IPSRT_RETURN_IF_ERROR(PrepareWriterStatements());
@@ -760,10 +786,29 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
                      " is newer than this ipsrtd supports (", latest,
                      "); run a newer ipsrtd"));
   }
+  // A migration that rebuilds a table (migration 4) drops and renames
+  // parents of foreign keys, which SQLite allows only with enforcement off;
+  // PRAGMA foreign_key_check inside the transaction then proves the rows
+  // still match before it commits. The pragma is a no-op inside a
+  // transaction, so it is switched around each one.
   for (const Migration& m : migrations) {
     if (m.version <= schema_version_) continue;
+    IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "PRAGMA foreign_keys=OFF"));
     IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "BEGIN IMMEDIATE"));
     absl::Status s = ExecSql(writer_, m.sql.c_str());
+    if (s.ok()) {
+      Statement check;
+      s = check.Prepare(writer_, "PRAGMA foreign_key_check", false);
+      absl::StatusOr<bool> violation =
+          s.ok() ? check.Step() : absl::StatusOr<bool>(s);
+      if (!violation.ok()) {
+        s = violation.status();
+      } else if (*violation) {
+        s = absl::DataLossError(
+            absl::StrCat("a row of table ", check.Text(0), " has no parent in ",
+                         check.Text(2), " after the rebuild"));
+      }
+    }
     if (s.ok()) {
       Statement ins;
       s = ins.Prepare(writer_, "INSERT INTO schema_migrations VALUES (?, ?, ?)",
@@ -775,9 +820,12 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
         s = ins.Exec();
       }
     }
+    if (s.ok()) PauseInMigration(m.version);
     if (s.ok()) s = ExecSql(writer_, "COMMIT");
+    if (!s.ok()) ExecSql(writer_, "ROLLBACK").IgnoreError();
+    absl::Status fk = ExecSql(writer_, "PRAGMA foreign_keys=ON");
+    if (s.ok()) s = fk;
     if (!s.ok()) {
-      ExecSql(writer_, "ROLLBACK").IgnoreError();
       return absl::Status(
           s.code(), absl::StrCat("migration ", m.version, " (", m.description,
                                  "): ", s.message()));
@@ -828,6 +876,14 @@ absl::Status SqliteStore::Impl::PrepareWriterStatements() {
        "UPDATE outbox SET status = 3, lease_owner = NULL WHERE "
        "idempotency_key = ? AND status IN (0, 5)"},
       {&audit_head_, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"},
+      {&insert_request_key_,
+       "INSERT OR IGNORE INTO request_keys (key) VALUES (?)"},
+      // The oldest records by rowid (insertion order), those among them
+      // created before ?1: a bounded look at the head of the table, no
+      // index on time needed.
+      {&prune_requests_,
+       "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
+       "ORDER BY rowid LIMIT ?2) AND create_time_us < ?1"},
       {&insert_audit_,
        "INSERT INTO audit (seq, tenant, subject, role, rpc, resource, "
        "outcome, time_us, request_id, prev_hash, hash) "
@@ -847,11 +903,22 @@ absl::Status SqliteStore::Impl::PrepareWriterStatements() {
 
 void SqliteStore::Impl::Enqueue(
     WriteBatch batch, std::function<void(absl::StatusOr<CommitResult>)> done) {
+  Packed packed;
+  if (batch.create.has_value())
+    packed.snapshot = PackBlob(batch.create->snapshot);
+  if (batch.update.has_value()) {
+    packed.snapshot = PackBlob(batch.update->row.snapshot);
+  }
+  for (const EventRow& e : batch.events) {
+    packed.payloads.push_back(PackBlob(e.payload));
+  }
+  packed.response = PackBlob(batch.request.response);
   {
     absl::MutexLock lock(&mu_);
     if (!closing_) {
       queue_.push_back(Pending{std::move(batch), std::move(done),
-                               absl::UnknownError("not run")});
+                               absl::UnknownError("not run"),
+                               std::move(packed)});
       return;
     }
   }
@@ -942,7 +1009,7 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
       p.result = sp;
       continue;
     }
-    p.result = Apply(p.batch);
+    p.result = Apply(p.batch, p.packed);
     if (!p.result.ok()) {
       rollback_to_.Exec().IgnoreError();
       rollback_to_.Reset();
@@ -953,6 +1020,7 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
     release_.Reset();
   }
   absl::Status committed = Fault("commit");
+  if (committed.ok() && applied) committed = PruneRequests(group);
   if (committed.ok() && applied && !store_id_.empty()) {
     committed = bump_sequence_.Exec();
     bump_sequence_.Reset();
@@ -974,6 +1042,28 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
     ++sequence_;
     RecordSequence(/*force=*/false);
   }
+}
+
+// PruneRequests deletes request records older than the retention window
+// at the latest request time of `group` (the callers' clock), a few more
+// than the group added, so the table shrinks back to the window under any
+// steady load.
+absl::Status SqliteStore::Impl::PruneRequests(
+    const std::vector<Pending>& group) {
+  absl::Time now = absl::InfinitePast();
+  for (const Pending& p : group) {
+    if (p.result.ok() && !IsAuditOnly(p.batch)) {
+      now = std::max(now, p.batch.request.create_time);
+    }
+  }
+  absl::Time before = PruneBefore(now, options_.request_retention);
+  if (before == absl::InfinitePast() || now == absl::InfinitePast()) {
+    return absl::OkStatus();
+  }
+  ResetOnExit reset(prune_requests_);
+  prune_requests_.Bind(1, ToMicros(before));
+  prune_requests_.Bind(2, static_cast<int64_t>(2 * group.size() + 16));
+  return prune_requests_.Exec();
 }
 
 // InsertAudit appends `records` to the chain. The head is read inside the
@@ -1013,7 +1103,8 @@ absl::Status SqliteStore::Impl::InsertAudit(
   return absl::OkStatus();
 }
 
-absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
+absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b,
+                                                      const Packed& packed) {
   const RequestRecord& req = b.request;
   if (IsAuditOnly(b)) {
     IPSRT_RETURN_IF_ERROR(InsertAudit(b.audit, ""));
@@ -1041,10 +1132,22 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
                          "\" was already used for a different ", method,
                          " request; use a new request id for a new request"));
       }
-      CommitResult replay{true, lookup_request_.Text(2)};
+      IPSRT_ASSIGN_OR_RETURN(
+          std::string first,
+          UnpackBlob(lookup_request_.Text(2), "a stored response"));
+      CommitResult replay{true, std::move(first)};
       lookup_request_.Reset();
       IPSRT_RETURN_IF_ERROR(InsertAudit(b.audit, "OK (replayed)"));
       return replay;
+    }
+  }
+  {
+    // A new request id, or one whose record was pruned: its key says.
+    ResetOnExit reset(insert_request_key_);
+    insert_request_key_.Bind(1, RequestKey(req.tenant, req.request_id));
+    IPSRT_RETURN_IF_ERROR(insert_request_key_.Exec());
+    if (sqlite3_changes(writer_) == 0) {
+      return ExpiredRequestError(req.request_id, options_.request_retention);
     }
   }
   if (b.create.has_value()) {
@@ -1061,7 +1164,7 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
     s.Bind(7, e.clinician_ref);
     s.Bind(8, int64_t{e.state});
     s.Bind(9, e.revision);
-    s.BindBlob(10, e.snapshot);
+    s.BindBlob(10, packed.snapshot);
     s.Bind(11, ToMicros(e.create_time));
     s.Bind(12, ToMicros(e.update_time));
     absl::Status st = s.Exec();
@@ -1083,7 +1186,7 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
     s.Bind(5, e.clinician_ref);
     s.Bind(6, int64_t{e.state});
     s.Bind(7, e.revision);
-    s.BindBlob(8, e.snapshot);
+    s.BindBlob(8, packed.snapshot);
     s.Bind(9, ToMicros(e.update_time));
     s.Bind(10, e.tenant);
     s.Bind(11, e.id);
@@ -1104,7 +1207,8 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
           "; read it again and retry"));
     }
   }
-  for (const EventRow& ev : b.events) {
+  for (size_t i = 0; i < b.events.size(); ++i) {
+    const EventRow& ev = b.events[i];
     IPSRT_RETURN_IF_ERROR(Fault("event.insert"));
     ResetOnExit reset(insert_event_);
     Statement& s = insert_event_;
@@ -1115,7 +1219,7 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
     s.Bind(5, ev.actor);
     s.Bind(6, ev.request_id);
     s.Bind(7, ToMicros(ev.record_time));
-    s.BindBlob(8, ev.payload);
+    s.BindBlob(8, packed.payloads[i]);
     s.Bind(9, ev.prev_hash);
     s.Bind(10, ev.hash);
     absl::Status st = s.Exec();
@@ -1153,7 +1257,7 @@ absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b) {
     s.Bind(2, req.request_id);
     s.Bind(3, req.method);
     s.Bind(4, req.payload_hash);
-    s.BindBlob(5, req.response);
+    s.BindBlob(5, packed.response);
     s.Bind(6, ToMicros(req.create_time));
     IPSRT_RETURN_IF_ERROR(s.Exec());
   }
@@ -1195,7 +1299,7 @@ void SqliteStore::Impl::Close() {
         &lookup_request_, &insert_request_, &insert_enrollment_,
         &update_enrollment_, &current_revision_, &insert_event_,
         &insert_outbox_, &cancel_outbox_, &audit_head_, &insert_audit_,
-        &bump_sequence_}) {
+        &insert_request_key_, &prune_requests_, &bump_sequence_}) {
     s->Finalize();
   }
   if (writer_ != nullptr) {
@@ -1240,7 +1344,8 @@ absl::StatusOr<std::optional<RequestRecord>> SqliteStore::LookupRequest(
     r.request_id = std::string(request_id);
     r.method = s.Text(0);
     r.payload_hash = s.Text(1);
-    r.response = s.Text(2);
+    IPSRT_ASSIGN_OR_RETURN(r.response,
+                           UnpackBlob(s.Text(2), "a stored response"));
     r.create_time = FromMicros(s.Int(3));
     return std::optional<RequestRecord>(std::move(r));
   });
@@ -1308,7 +1413,8 @@ absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
         while (true) {
           IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
           if (!row) break;
-          rows.push_back(ReadEnrollment(s));
+          IPSRT_ASSIGN_OR_RETURN(EnrollmentRow r, ReadEnrollment(s));
+          rows.push_back(std::move(r));
         }
         return rows;
       });
@@ -1362,7 +1468,8 @@ absl::StatusOr<std::vector<EventRow>> SqliteStore::ListEvents(
       e.actor = s.Text(2);
       e.request_id = s.Text(3);
       e.record_time = FromMicros(s.Int(4));
-      e.payload = s.Text(5);
+      IPSRT_ASSIGN_OR_RETURN(e.payload,
+                             UnpackBlob(s.Text(5), "an event payload"));
       e.prev_hash = s.Text(6);
       e.hash = s.Text(7);
       rows.push_back(std::move(e));
@@ -1587,11 +1694,15 @@ absl::StatusOr<OutboxEntry> SqliteStore::Impl::AcknowledgeOutbox(
 }
 
 absl::StatusOr<std::string> SqliteStore::ClaimQueryPlan() {
+  return QueryPlan(ClaimSql());
+}
+
+absl::StatusOr<std::string> SqliteStore::QueryPlan(absl::string_view sql) {
   return impl_->WithReader(
       [&](Impl::Reader& reader) -> absl::StatusOr<std::string> {
         Statement s;
         IPSRT_RETURN_IF_ERROR(s.Prepare(
-            reader.db, absl::StrCat("EXPLAIN QUERY PLAN ", ClaimSql()), false));
+            reader.db, absl::StrCat("EXPLAIN QUERY PLAN ", sql), false));
         std::vector<std::string> lines;
         while (true) {
           IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());

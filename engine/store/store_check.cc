@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "ipsrt/internal/state.pb.h"
 #include "ipsrt/v1/enrollment.pb.h"
+#include "store/blob_codec.h"
 
 namespace ipsrt {
 namespace {
@@ -132,7 +133,9 @@ void CheckEvents(Query& get, const Key& key, const std::string& last_hash,
     flush(seq - 1);
     ++report.events_read;
     v1::Event event;
-    if (!event.ParseFromString(get.Text(0))) {
+    absl::StatusOr<std::string> payload =
+        UnpackBlob(get.Text(0), "an event payload");
+    if (!payload.ok() || !event.ParseFromString(*payload)) {
       report.damaged_rows.push_back(absl::StrCat(
           key.Name(), "/events/", seq, ": payload cannot be decoded"));
     }
@@ -196,7 +199,9 @@ absl::StatusOr<StoreCheckReport> CheckSqliteFile(const std::string& path) {
     } else {
       ++report.enrollments_read;
       internal::EnrollmentState state;
-      if (!state.ParseFromString(get_enrollment.Text(0))) {
+      absl::StatusOr<std::string> snapshot =
+          UnpackBlob(get_enrollment.Text(0), "an enrollment snapshot");
+      if (!snapshot.ok() || !state.ParseFromString(*snapshot)) {
         report.damaged_rows.push_back(
             absl::StrCat(key.Name(), ": snapshot cannot be decoded"));
       } else {

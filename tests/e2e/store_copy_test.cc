@@ -204,7 +204,7 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("audit        ", audit_total,
                                             " rows copied, ", audit_total,
                                             " in PostgreSQL")));
-  EXPECT_THAT(r.out, HasSubstr("ok: schema version 3"));
+  EXPECT_THAT(r.out, HasSubstr("ok: schema version 4"));
   // The outbox rows (reminders the runtime planned) came along with their
   // ids, and new rows continue after them.
   std::string outbox_sqlite_count =

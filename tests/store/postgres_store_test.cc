@@ -11,6 +11,8 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "store/migrations.h"
+#include "store/request_window.h"
 #include "tests/store/store_backends.h"
 
 namespace ipsrt {
@@ -68,19 +70,69 @@ TEST(PostgresStoreTest, ReplicasStartingTogetherMigrateOnce) {
   for (int i = 0; i < kReplicas; ++i) {
     EXPECT_TRUE(results[i].ok()) << "replica " << i << ": " << results[i];
     if (stores[i]) {
-      EXPECT_EQ(stores[i]->SchemaVersion(), 3);
+      EXPECT_EQ(stores[i]->SchemaVersion(), 4);
     }
   }
   EXPECT_EQ(*SharedPostgres().Psql(
                 db,
                 "SELECT string_agg(version::text, ',' ORDER BY version) FROM "
                 "schema_migrations"),
-            "1,2,3");
+            "1,2,3,4");
   EXPECT_EQ(*SharedPostgres().Psql(
                 db,
                 "SELECT COUNT(*) FROM pg_tables WHERE schemaname = "
                 "'public'"),
-            "7");
+            "8");
+}
+
+// A database of schema 3 (its migrations, which never change once
+// released) moves to schema 4: the keys of its request ids are the ones the
+// engine computes (RequestKey), so a late retry of an old request is
+// recognised, and its records still replay.
+TEST(PostgresStoreTest, MigratesASchema3Database) {
+  std::string db = testing::NewDatabaseName();
+  ASSERT_TRUE(SharedPostgres().CreateDatabase(db).ok());
+  std::string sql =
+      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+      "description TEXT NOT NULL, applied_time_us BIGINT NOT NULL);";
+  for (const Migration& m : PostgresMigrations()) {
+    if (m.version > 3) break;
+    absl::StrAppend(&sql, m.sql, "\nINSERT INTO schema_migrations VALUES (",
+                    m.version, ", 'm', 1);\n");
+  }
+  absl::StrAppend(
+      &sql,
+      "INSERT INTO enrollments VALUES ('t1', 'e1', 'Patient/1', 'w', 1, 's', "
+      "'c', 1, 1, '\\x0a01', 1, 1);"
+      "INSERT INTO requests VALUES ('t1', 'r-e1', 'CreateEnrollment', 'h', "
+      "'resp-e1', 1), ('t1', 'r-\u00e9', 'CreateEnrollment', 'h', 'x', 1);");
+  ASSERT_TRUE(SharedPostgres().Psql(db, sql).ok());
+
+  absl::StatusOr<std::unique_ptr<PostgresStore>> store =
+      PostgresStore::Open(OptionsFor(db));
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->SchemaVersion(), 4);
+  EXPECT_EQ(
+      *SharedPostgres().Psql(
+          db,
+          "SELECT string_agg(key::text, ',' ORDER BY key) FROM "
+          "request_keys"),
+      absl::StrCat(
+          std::min(RequestKey("t1", "r-e1"), RequestKey("t1", "r-\u00e9")), ",",
+          std::max(RequestKey("t1", "r-e1"), RequestKey("t1", "r-\u00e9"))));
+  absl::StatusOr<CommitResult> retry = (*store)->Commit(SmallCreate("e1"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->response, "resp-e1");
+  absl::StatusOr<EnrollmentRow> row = (*store)->GetEnrollment("t1", "e1");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->snapshot, "\x0a\x01");
+  EXPECT_EQ(*SharedPostgres().Psql(
+                db,
+                "SELECT COUNT(*) FROM pg_indexes WHERE indexname IN "
+                "('outbox_by_enrollment', 'audit_by_subject', "
+                "'audit_by_tenant_time')"),
+            "0");
 }
 
 TEST(PostgresStoreTest, RefusesNewerSchema) {
@@ -97,7 +149,7 @@ TEST(PostgresStoreTest, RefusesNewerSchema) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s.status().message(),
             "store: database schema version 999 is newer than this ipsrtd "
-            "supports (3); run a newer ipsrtd");
+            "supports (4); run a newer ipsrtd");
 }
 
 TEST(PostgresStoreTest, UnreachableServerIsUnavailableWithoutPassword) {

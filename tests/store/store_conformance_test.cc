@@ -137,14 +137,14 @@ TYPED_TEST(StoreConformanceTest, SurvivesReopen) {
   }
   auto store = this->OpenStore();
   ASSERT_NE(store, nullptr);
-  // Migration 3 (audit.request_id) is the latest on every store kind.
-  EXPECT_EQ(store->SchemaVersion(), 3);
+  // Migration 4 (storage footprint) is the latest on every store kind.
+  EXPECT_EQ(store->SchemaVersion(), 4);
   EXPECT_EQ(store->Kind(), TypeParam::kName);
   absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(row->id, "e1");
   EXPECT_EQ(this->backend_.Scalar("SELECT COUNT(*) FROM schema_migrations"),
-            "3");
+            "4");
 }
 
 TYPED_TEST(StoreConformanceTest,
@@ -775,6 +775,50 @@ TYPED_TEST(StoreConformanceTest, CommitAfterCloseIsUnavailable) {
   EXPECT_EQ(store->GetEnrollment("t1", "e1").status().code(),
             absl::StatusCode::kUnavailable);
   store->Close();  // idempotent
+}
+
+// The idempotency window (store.request_retention, 7 days by default),
+// on the callers' clock (each request's create time): a retry inside it is
+// answered from the record; once a later request pruned the record, the
+// retry is refused ALREADY_EXISTS and nothing is applied again.
+TYPED_TEST(StoreConformanceTest, RetryInsideTheWindowReplaysAfterItIsRefused) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  const absl::Time t0 = testing::kBatchTime;
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1", "hash-a", t0)).ok());
+
+  // Six days later: inside the window, the first response comes back.
+  absl::StatusOr<CommitResult> retry = store->Commit(
+      CreateBatch("t1", "e1", "r1", "hash-a", t0 + absl::Hours(6 * 24)));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->response, "response-e1");
+
+  // Eight days later another request commits and prunes r1's record.
+  ASSERT_TRUE(store
+                  ->Commit(CreateBatch("t1", "e2", "r2", "hash-a",
+                                       t0 + absl::Hours(8 * 24)))
+                  .ok());
+  EXPECT_FALSE(store->LookupRequest("t1", "r1")->has_value());
+  EXPECT_TRUE(store->LookupRequest("t1", "r2")->has_value());
+
+  // The late retry (even one for another new enrollment) is refused.
+  absl::StatusOr<CommitResult> late = store->Commit(
+      CreateBatch("t1", "e3", "r1", "hash-a", t0 + absl::Hours(8 * 24)));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kAlreadyExists)
+      << late.status();
+  EXPECT_THAT(std::string(late.status().message()),
+              ::testing::HasSubstr("store.request_retention"));
+  EXPECT_EQ(store->GetEnrollment("t1", "e3").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(this->CountRows("enrollments"), 2);
+  EXPECT_EQ(this->CountRows("events"), 2);
+  EXPECT_EQ(this->CountRows("requests"), 1);
+  // The same request id in another tenant is another request.
+  EXPECT_TRUE(store
+                  ->Commit(CreateBatch("t2", "e1", "r1", "hash-a",
+                                       t0 + absl::Hours(8 * 24)))
+                  .ok());
 }
 
 }  // namespace

@@ -101,6 +101,9 @@ struct StoreConfig {
   std::string kind = "sqlite";
   SqliteConfig sqlite;
   PostgresConfig postgres;
+  // How long each request's first response is kept for retries with the
+  // same request id (docs/storage.md); 0 keeps them for ever.
+  absl::Duration request_retention = absl::Hours(7 * 24);
 };
 
 struct WorkflowsConfig {

@@ -58,6 +58,8 @@ class PostgresStore final : public Store {
     absl::Duration statement_timeout = absl::Seconds(5);
     // Longest a connection attempt may take.
     absl::Duration connect_timeout = absl::Seconds(5);
+    // How long a request's record is kept (see SqliteStore::Options).
+    absl::Duration request_retention = absl::Hours(7 * 24);
   };
 
   // Open connects, applies pending schema migrations and starts the store

@@ -80,6 +80,12 @@ class SqliteStore final : public Store {
     // "commit"); a non-OK
     // status fails that step as if SQLite had.
     std::function<absl::Status(absl::string_view step)> fault_hook;
+    // How long a request's record (its first response, for retries) is
+    // kept, counted from the request's create time; older records are
+    // pruned as later requests commit, and a retry of a pruned request is
+    // refused ALREADY_EXISTS, never applied again (store/request_window.h).
+    // Zero or infinite: kept for ever.
+    absl::Duration request_retention = absl::Hours(7 * 24);
   };
 
   // Open creates or opens the database, applies pending schema migrations
@@ -141,6 +147,10 @@ class SqliteStore final : public Store {
   // ClaimQueryPlan is SQLite's EXPLAIN QUERY PLAN of ClaimOutbox's
   // statement, one plan line per line (for tests and the benchmark).
   absl::StatusOr<std::string> ClaimQueryPlan();
+
+  // QueryPlan is SQLite's EXPLAIN QUERY PLAN of `sql` on a read connection,
+  // one plan line per line (tests assert the plans of the store's queries).
+  absl::StatusOr<std::string> QueryPlan(absl::string_view sql);
 
   // Number of group transactions committed so far (for tests and metrics).
   int64_t GroupCommits() const;

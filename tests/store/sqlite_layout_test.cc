@@ -1,0 +1,184 @@
+// SQLite's table layout (schema 4): a database written by schema 3 moves to
+// it with every row readable, and the store's queries are index searches.
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ipsrt/sqlite_store.h"
+#include "store/migrations.h"
+#include "store/request_window.h"
+#include "tests/testing/sqlite_db.h"
+#include "tests/testing/store_batches.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ipsrt {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+using Db = testing::SqliteDb;
+
+// WriteSchema3Database creates `path` the way schema 3's ipsrtd did (its
+// migrations 1-3, which never change once released) with two enrollments,
+// their events, request records, an outbox row and an audit record.
+void WriteSchema3Database(const std::string& path) {
+  Db db(path);
+  testing::LayOutSchema(db, 3);
+  for (int i = 1; i <= 2; ++i) {
+    std::string id = absl::StrCat("e", i);
+    // A snapshot of 3000 bytes: an overflowing row in the old layout.
+    db.Exec(absl::StrCat(
+        "INSERT INTO enrollments VALUES ('t1', '", id, "', 'Patient/", i,
+        "', 'ipsrt-standard', 1, 'initial', 'Practitioner/1', 1, 2, ",
+        "CAST(replace(hex(zeroblob(1500)), '0', 'x') AS BLOB), ", 1000 + i,
+        ", ", 2000 + i, ")"));
+    for (int seq = 1; seq <= 2; ++seq) {
+      db.Exec(absl::StrCat("INSERT INTO events VALUES ('t1', '", id, "', ", seq,
+                           ", 'type', 'actor', 'r", i, "-", seq, "', ",
+                           3000 + seq, ", x'0a0b0c', 'h", seq - 1, "', 'h", seq,
+                           "')"));
+    }
+    db.Exec(absl::StrCat("INSERT INTO requests VALUES ('t1', 'r", i,
+                         "-1', 'CreateEnrollment', 'hash-a', 'response-", id,
+                         "', 1000)"));
+  }
+  db.Exec(
+      "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, payload, "
+      "idempotency_key, status, attempts, create_time_us) VALUES ('t1', 'e1', "
+      "'reminder', 5000, x'01', 'k1', 0, 0, 1000)");
+  db.Exec(
+      "INSERT INTO audit (seq, tenant, subject, role, rpc, resource, outcome, "
+      "time_us, prev_hash, hash) VALUES (1, 't1', 's', 'clinician', '/x', "
+      "'r', 'OK', 1000, '', 'a1')");
+}
+
+TEST(SqliteLayoutTest, MigratesASchema3DatabaseWithEveryRow) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ipsrt.db");
+  WriteSchema3Database(path);
+  {
+    Db db(path);
+    EXPECT_THAT(db.Scalar("SELECT sql FROM sqlite_master WHERE name = "
+                          "'enrollments'"),
+                HasSubstr("WITHOUT ROWID"));
+  }
+
+  SqliteStore::Options options;
+  options.path = path;
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+      SqliteStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->SchemaVersion(), 4);
+
+  absl::StatusOr<EnrollmentRow> row = (*store)->GetEnrollment("t1", "e2");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->patient_ref, "Patient/2");
+  EXPECT_EQ(row->revision, 2);
+  EXPECT_TRUE(row->snapshot == std::string(3000, 'x')) << row->snapshot.size();
+  EXPECT_EQ(row->update_time, absl::FromUnixMicros(2002));
+  absl::StatusOr<std::vector<EventRow>> events =
+      (*store)->ListEvents("t1", "e1", 0, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].payload, "\x0a\x0b\x0c");
+  EXPECT_EQ((*events)[1].prev_hash, "h1");
+
+  // A retry of a request committed under schema 3 replays its record, and
+  // its key was recorded by the migration.
+  absl::StatusOr<CommitResult> retry = (*store)->Commit(testing::CreateBatch(
+      "t1", "e9", "r1-1", "hash-a", absl::FromUnixMicros(1000)));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->response, "response-e1");
+  (*store)->Close();
+
+  Db db(path);
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM request_keys"), "2");
+  EXPECT_EQ(db.Scalar(absl::StrCat("SELECT COUNT(*) FROM request_keys WHERE "
+                                   "key = ",
+                                   RequestKey("t1", "r2-1"))),
+            "1");
+  for (const char* table : {"enrollments", "events", "requests"}) {
+    EXPECT_THAT(
+        db.Scalar(absl::StrCat("SELECT sql FROM sqlite_master WHERE name = '",
+                               table, "'")),
+        Not(HasSubstr("WITHOUT ROWID")))
+        << table;
+  }
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name IN "
+                      "('outbox_by_enrollment', 'audit_by_tenant_time', "
+                      "'audit_by_subject', 'enrollments_v4', 'events_v4', "
+                      "'requests_v4')"),
+            "0");
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM outbox"), "1");
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM audit"), "1");
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_foreign_key_check"), "0");
+  EXPECT_EQ(db.Scalar("PRAGMA foreign_keys"), "0");  // this connection's
+}
+
+// The statements of the store's hot paths search an index; none scans a
+// table (the plans of sqlite_store.cc's statements, by their SQL).
+TEST(SqliteLayoutTest, QueriesSearchIndexes) {
+  testing::TempDir dir;
+  SqliteStore::Options options;
+  options.path = dir.File("ipsrt.db");
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+      SqliteStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  struct Case {
+    const char* sql;
+    const char* plan;
+  } const cases[] = {
+      {"SELECT snapshot FROM enrollments WHERE tenant = ? AND id = ?",
+       "SEARCH enrollments USING INDEX sqlite_autoindex_enrollments_1 "
+       "(tenant=? AND id=?)"},
+      {"SELECT payload FROM events WHERE tenant = ? AND enrollment_id = ? AND "
+       "sequence > ? ORDER BY sequence LIMIT ?",
+       "SEARCH events USING INDEX sqlite_autoindex_events_1 (tenant=? AND "
+       "enrollment_id=? AND sequence>?)"},
+      {"SELECT method, payload_hash, response, create_time_us FROM requests "
+       "WHERE tenant = ? AND request_id = ?",
+       "SEARCH requests USING INDEX sqlite_autoindex_requests_1 (tenant=? AND "
+       "request_id=?)"},
+      {"SELECT key FROM request_keys WHERE key = ?",
+       "SEARCH request_keys USING INTEGER PRIMARY KEY (rowid=?)"},
+      {"DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
+       "ORDER BY rowid LIMIT ?2) AND create_time_us < ?1",
+       "SEARCH requests USING INTEGER PRIMARY KEY (rowid=?)"},
+      {"SELECT revision FROM enrollments WHERE tenant = ? AND id = ?",
+       "SEARCH enrollments USING INDEX sqlite_autoindex_enrollments_1 "
+       "(tenant=? AND id=?)"},
+      {"SELECT id FROM enrollments WHERE tenant = ? ORDER BY create_time_us, "
+       "id LIMIT ?",
+       "SEARCH enrollments USING COVERING INDEX enrollments_by_create_time "
+       "(tenant=?)"},
+      {"SELECT snapshot FROM enrollments WHERE tenant = ? AND patient_ref = ? "
+       "ORDER BY create_time_us, id LIMIT ?",
+       "SEARCH enrollments USING INDEX enrollments_by_patient (tenant=? AND "
+       "patient_ref=?)"},
+      {"SELECT snapshot FROM enrollments WHERE tenant = ? AND clinician_ref = "
+       "? "
+       "ORDER BY create_time_us, id LIMIT ?",
+       "SEARCH enrollments USING INDEX enrollments_by_clinician (tenant=? "
+       "AND clinician_ref=?)"},
+      // ListAudit: optional filters, read in seq order from a position.
+      {"SELECT hash FROM audit WHERE seq > ?1 AND (?2 = '' OR tenant = ?2) "
+       "AND (?3 = '' OR subject = ?3) ORDER BY seq LIMIT ?4",
+       "SEARCH audit USING INTEGER PRIMARY KEY (rowid>?)"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<std::string> plan = (*store)->QueryPlan(c.sql);
+    ASSERT_TRUE(plan.ok()) << plan.status() << " " << c.sql;
+    EXPECT_THAT(*plan, HasSubstr(c.plan)) << c.sql;
+    EXPECT_THAT(*plan, Not(HasSubstr("SCAN enrollments"))) << c.sql;
+    EXPECT_THAT(*plan, Not(HasSubstr("SCAN events"))) << c.sql;
+    EXPECT_THAT(*plan, Not(HasSubstr("SCAN audit"))) << c.sql;
+  }
+}
+
+}  // namespace
+}  // namespace ipsrt
