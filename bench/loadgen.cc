@@ -255,17 +255,17 @@ bool StartCall(RunContext& run, Slot& s, grpc::CompletionQueue* cq) {
     return true;
   }
   uint64_t k = run.next_tick.fetch_add(1, std::memory_order_relaxed);
-  s.started = run.start + std::chrono::duration_cast<Clock::duration>(
-                              std::chrono::duration<double>(
-                                  static_cast<double>(k) / run.rate));
+  s.started =
+      run.start +
+      std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(static_cast<double>(k) / run.rate));
   if (s.started >= run.window_end) return false;
   if (s.started <= Clock::now()) {
     SendCall(run, s, cq);
     return true;
   }
   s.waiting = true;
-  s.alarm.Set(cq,
-              std::chrono::system_clock::now() + (s.started - Clock::now()),
+  s.alarm.Set(cq, std::chrono::system_clock::now() + (s.started - Clock::now()),
               &s);
   return true;
 }
@@ -307,7 +307,8 @@ void PollLoop(RunContext& run, std::vector<Slot>& slots,
       ++stats.late_calls;
     }
     if (done >= run.window_end || !StartCall(run, s, cq)) {
-      if (--outstanding == 0) cq->Shutdown();  // Next returns false once drained
+      if (--outstanding == 0)
+        cq->Shutdown();  // Next returns false once drained
     }
   }
 }
@@ -568,15 +569,15 @@ int Main() {
     }
     std::printf(
         "{\"rpc\":\"%s\",\"concurrency\":%d,\"channels\":%d,\"threads\":%d,"
-        "\"rate\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f,\"completed\":%" PRId64
-        ",\"errors\":%" PRId64
+        "\"rate\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f,\"completed\":"
+        "%" PRId64 ",\"errors\":%" PRId64
         ",\"errors_by_code\":{%s},\"throughput\":%.1f,\"p50_ms\":%.3f,"
         "\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"mean_ms\":%.3f,"
         "\"latency_method\":\"full-sample-nearest-rank\"}\n",
         rpc_name.c_str(), concurrency, num_channels, num_threads,
-        absl::GetFlag(FLAGS_rate), window_s,
-        absl::ToDoubleSeconds(warmup), ok, error_count,
-        absl::StrJoin(errs, ",").c_str(), throughput, p50, p90, p99, max, mean);
+        absl::GetFlag(FLAGS_rate), window_s, absl::ToDoubleSeconds(warmup), ok,
+        error_count, absl::StrJoin(errs, ",").c_str(), throughput, p50, p90,
+        p99, max, mean);
   } else {
     std::printf("rpc:          %s\n", rpc_name.c_str());
     std::printf("server:       %s (%d channel(s), %d polling thread(s))\n",

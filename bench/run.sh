@@ -179,8 +179,9 @@ profile() {
   wait "$PERF_PID" 2>/dev/null || true
   PERF_PID=""
   perf report -i "$data" --stdio --no-children -g none \
-    --sort dso,symbol 2>/dev/null | grep -E '^ +[0-9]' |
-    head -"${PROFILE_TOP:-15}"
+    --sort dso,symbol 2>/dev/null |
+    awk -v n="${PROFILE_TOP:-15}" '/^ +[0-9]/ && c++ < n {
+      sub(/[ -]+$/, ""); gsub(/ {3,}/, "  "); print }'  # reads all: no SIGPIPE
 }
 
 LOADAVG_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
