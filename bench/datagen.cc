@@ -91,8 +91,9 @@ std::string MarkerOf(const std::string& db) { return db + ".complete"; }
 bool RemoveSet(const std::string& db) {
   bool any = false;
   std::error_code ec;
-  for (const char* suffix :
-       {".complete", "", "-wal", "-shm", "-journal", ".complete.tmp"}) {
+  // .identity and .lock: what an ipsrtd serving the set keeps beside it.
+  for (const char* suffix : {".complete", "", "-wal", "-shm", "-journal",
+                             ".complete.tmp", ".identity", ".lock"}) {
     any = fs::remove(db + suffix, ec) || any;
   }
   return any;
@@ -155,8 +156,18 @@ int Main() {
     bool removed = RemoveSet(db);
     std::fprintf(stderr, "ipsrt_datagen: %s %s\n", db.c_str(),
                  removed ? "removed" : "was not there");
+    // The directory goes with its last set, with the reminder log an
+    // ipsrtd serving a set writes there.
     std::error_code ec;
-    fs::remove(fs::path(db).parent_path(), ec);  // only when empty
+    fs::path dir = fs::path(db).parent_path();
+    bool other_sets = false;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      other_sets = other_sets || entry.path().extension() == ".db";
+    }
+    if (!other_sets) {
+      fs::remove(dir / "reminders.jsonl", ec);
+      fs::remove(dir, ec);  // only when empty
+    }
     return 0;
   }
   if (int64_t have = CompleteCount(db); have >= n) {

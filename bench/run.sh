@@ -181,7 +181,7 @@ profile() {
   perf report -i "$data" --stdio --no-children -g none \
     --sort dso,symbol 2>/dev/null |
     awk -v n="${PROFILE_TOP:-15}" '/^ +[0-9]/ && c++ < n {
-      sub(/[ -]+$/, ""); gsub(/ {3,}/, "  "); print }'  # reads all: no SIGPIPE
+      sub(/[ -]+$/, ""); gsub(/   +/, "  "); print }'  # reads all: no SIGPIPE
 }
 
 LOADAVG_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
