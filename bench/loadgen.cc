@@ -5,7 +5,10 @@
 // exactly one call outstanding: when a call completes, the slot records it
 // and, until the run ends, starts the next one at once (closed loop, no
 // think time). Calls use the async API (CompletionQueue) so one thread can
-// keep many calls in flight.
+// keep many calls in flight. With --rate the run is paced instead: call k
+// is scheduled at start + k/rate (a grpc::Alarm on the slot's queue when
+// that lies ahead), at most --concurrency outstanding, and its latency runs
+// from that scheduled instant.
 //
 // Timeline: [start, start+warmup) is warm-up (calls run, nothing counted);
 // [start+warmup, start+warmup+duration) is the measurement window. A call is
