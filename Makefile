@@ -6,7 +6,7 @@ BUILD_DIR := build/$(PRESET)
 CONFIG ?= config/ipsrtd.yaml
 
 .PHONY: all deps configure build test run bench interop-deps format clean \
-	package fuzz reliability
+	package fuzz reliability bench-clean
 
 all: build
 
@@ -29,11 +29,19 @@ test: build interop-deps
 run: build
 	$(BUILD_DIR)/engine/ipsrtd --config=$(CONFIG)
 
+# SCALE_ENROLLMENTS: the large data set of the scale section (built once
+# by ipsrt_datagen under $BENCH_TMPDIR or /tmp, then reused); 0 skips it.
+SCALE_ENROLLMENTS ?= 1000000
 bench: build
-	bash bench/run.sh
+	PROFILE=1 SCALE_ENROLLMENTS=$(SCALE_ENROLLMENTS) bash bench/run.sh
 	bash bench/metrics.sh
 	bash bench/simulate.sh
 	bash bench/footprint.sh
+
+# Removes the data sets ipsrt_datagen built for `make bench`.
+bench-clean:
+	$(BUILD_DIR)/bench/ipsrt_datagen --enrollments=$(SCALE_ENROLLMENTS) --clean
+	$(BUILD_DIR)/bench/ipsrt_datagen --enrollments=10000 --clean
 
 # The Debian package (CPack): build/$(PRESET)/ipsrtd_<version>_<arch>.deb.
 package: build

@@ -5,7 +5,10 @@
 // exactly one call outstanding: when a call completes, the slot records it
 // and, until the run ends, starts the next one at once (closed loop, no
 // think time). Calls use the async API (CompletionQueue) so one thread can
-// keep many calls in flight.
+// keep many calls in flight. With --rate the run is paced instead: call k
+// is scheduled at start + k/rate (a grpc::Alarm on the slot's queue when
+// that lies ahead), at most --concurrency outstanding, and its latency runs
+// from that scheduled instant.
 //
 // Timeline: [start, start+warmup) is warm-up (calls run, nothing counted);
 // [start+warmup, start+warmup+duration) is the measurement window. A call is
@@ -20,6 +23,7 @@
 //
 // Safety: only loopback targets are accepted; every loop is bounded by the
 // run's end time and every call by its deadline.
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -84,6 +88,12 @@ ABSL_FLAG(std::string, tls_cert, "",
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(std::string, token, "",
           "Bearer token sent with every call (default: $IPSRT_TOKEN).");
+ABSL_FLAG(double, rate, 0,
+          "Open-loop pacing: start calls at this many per second in total "
+          "(call k of the run at start + k/rate), at most --concurrency "
+          "outstanding; latency runs from each call's scheduled start, so a "
+          "server that falls behind shows it (no coordinated omission). "
+          "0: closed loop, each slot starts its next call at once.");
 ABSL_FLAG(std::string, tls_server_name, "",
           "Name to verify in the server's certificate, if not the host.");
 
@@ -138,6 +148,11 @@ struct RunContext {
   std::string run_id;  // makes request ids unique across runs
   const std::vector<std::string>* get_names;
   std::atomic<uint64_t> next_seq{0};  // request ids and get round-robin
+  // --rate: calls per second in total (0: closed loop) and the schedule's
+  // next free index.
+  double rate = 0;
+  Clock::time_point start;
+  std::atomic<uint64_t> next_tick{0};
 };
 
 // Results of one polling thread; merged after the run, so never shared.
@@ -154,8 +169,12 @@ struct ThreadStats {
 struct Slot {
   int channel = 0;
   std::unique_ptr<grpc::ClientContext> ctx;
-  Clock::time_point started;
+  Clock::time_point started;  // the scheduled start under --rate
   grpc::Status status;
+  // Under --rate: the alarm a slot waits on until its scheduled start, and
+  // whether the slot's pending tag is that alarm rather than a call.
+  grpc::Alarm alarm;
+  bool waiting = false;
   v1::PingRequest ping_req;
   v1::PingResponse ping_resp;
   v1::CreateEnrollmentRequest create_req;
@@ -181,12 +200,12 @@ void Authorize(grpc::ClientContext& ctx) {
   if (!kHeader->empty()) ctx.AddMetadata("authorization", *kHeader);
 }
 
-void StartCall(RunContext& run, Slot& s, grpc::CompletionQueue* cq) {
+void SendCall(RunContext& run, Slot& s, grpc::CompletionQueue* cq) {
   s.ctx = std::make_unique<grpc::ClientContext>();
   s.ctx->set_deadline(absl::ToChronoTime(absl::Now() + run.deadline));
   Authorize(*s.ctx);
   ChannelStubs& ch = (*run.channels)[s.channel];
-  s.started = Clock::now();
+  if (run.rate <= 0) s.started = Clock::now();
   switch (run.rpc) {
     case Rpc::kPing:
       s.ping_req.set_payload(run.ping_payload);
@@ -229,6 +248,31 @@ void StartCall(RunContext& run, Slot& s, grpc::CompletionQueue* cq) {
   }
 }
 
+// StartCall starts the slot's next call: at once in a closed loop; under
+// --rate at the next free tick of the schedule (an alarm on the same
+// completion queue when that lies ahead). Returns false, starting nothing,
+// when the next tick lies after the window.
+bool StartCall(RunContext& run, Slot& s, grpc::CompletionQueue* cq) {
+  if (run.rate <= 0) {
+    SendCall(run, s, cq);
+    return true;
+  }
+  uint64_t k = run.next_tick.fetch_add(1, std::memory_order_relaxed);
+  s.started =
+      run.start +
+      std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(static_cast<double>(k) / run.rate));
+  if (s.started >= run.window_end) return false;
+  if (s.started <= Clock::now()) {
+    SendCall(run, s, cq);
+    return true;
+  }
+  s.waiting = true;
+  s.alarm.Set(cq, std::chrono::system_clock::now() + (s.started - Clock::now()),
+              &s);
+  return true;
+}
+
 // PollLoop drives the slots of one completion queue until every one has
 // finished its last call. Bounded: no call starts after window_end, and
 // each outstanding call ends by its deadline.
@@ -236,14 +280,18 @@ void PollLoop(RunContext& run, std::vector<Slot>& slots,
               grpc::CompletionQueue* cq, ThreadStats& stats) {
   size_t outstanding = 0;
   for (Slot& s : slots) {
-    StartCall(run, s, cq);
-    ++outstanding;
+    if (StartCall(run, s, cq)) ++outstanding;
   }
   if (outstanding == 0) cq->Shutdown();
   void* tag = nullptr;
   bool ok = false;
   while (cq->Next(&tag, &ok)) {
     Slot& s = *static_cast<Slot*>(tag);
+    if (s.waiting) {  // the scheduled start has come
+      s.waiting = false;
+      SendCall(run, s, cq);
+      continue;
+    }
     Clock::time_point done = Clock::now();
     if (done < run.window_start) {
       ++stats.warmup_calls;
@@ -261,10 +309,9 @@ void PollLoop(RunContext& run, std::vector<Slot>& slots,
     } else {
       ++stats.late_calls;
     }
-    if (done < run.window_end) {
-      StartCall(run, s, cq);
-    } else if (--outstanding == 0) {
-      cq->Shutdown();  // Next returns false once drained
+    if (done >= run.window_end || !StartCall(run, s, cq)) {
+      if (--outstanding == 0)
+        cq->Shutdown();  // Next returns false once drained
     }
   }
 }
@@ -387,6 +434,10 @@ int Main() {
                  "ipsrt_loadgen: --rpc must be ping, create, get or event\n");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_rate) < 0) {
+    std::fprintf(stderr, "ipsrt_loadgen: --rate must be >= 0\n");
+    return 2;
+  }
   if (concurrency < 1 || num_channels < 1 || num_threads < 1 ||
       duration <= absl::ZeroDuration() || warmup < absl::ZeroDuration() ||
       duration > absl::Hours(1) || warmup > absl::Hours(1)) {
@@ -479,6 +530,8 @@ int Main() {
   Clock::time_point start = Clock::now();
   run.window_start = start + absl::ToChronoNanoseconds(warmup);
   run.window_end = run.window_start + absl::ToChronoNanoseconds(duration);
+  run.start = start;
+  run.rate = absl::GetFlag(FLAGS_rate);
   std::vector<std::thread> threads;
   for (int t = 0; t < num_threads; ++t) {
     threads.emplace_back(
@@ -519,14 +572,15 @@ int Main() {
     }
     std::printf(
         "{\"rpc\":\"%s\",\"concurrency\":%d,\"channels\":%d,\"threads\":%d,"
-        "\"duration_s\":%.3f,\"warmup_s\":%.3f,\"completed\":%" PRId64
-        ",\"errors\":%" PRId64
+        "\"rate\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f,\"completed\":"
+        "%" PRId64 ",\"errors\":%" PRId64
         ",\"errors_by_code\":{%s},\"throughput\":%.1f,\"p50_ms\":%.3f,"
         "\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"mean_ms\":%.3f,"
         "\"latency_method\":\"full-sample-nearest-rank\"}\n",
-        rpc_name.c_str(), concurrency, num_channels, num_threads, window_s,
-        absl::ToDoubleSeconds(warmup), ok, error_count,
-        absl::StrJoin(errs, ",").c_str(), throughput, p50, p90, p99, max, mean);
+        rpc_name.c_str(), concurrency, num_channels, num_threads,
+        absl::GetFlag(FLAGS_rate), window_s, absl::ToDoubleSeconds(warmup), ok,
+        error_count, absl::StrJoin(errs, ",").c_str(), throughput, p50, p90,
+        p99, max, mean);
   } else {
     std::printf("rpc:          %s\n", rpc_name.c_str());
     std::printf("server:       %s (%d channel(s), %d polling thread(s))\n",

@@ -381,6 +381,11 @@ std::string RequestFingerprint(absl::string_view method,
 }
 
 std::string EventHash(absl::string_view prev_hash, const v1::Event& event) {
+  // An event being sealed has no hash yet: hash it as it is, without a
+  // copy of the whole event (payload and all) per append.
+  if (event.hash().empty()) {
+    return Sha256Hex(absl::StrCat(prev_hash, "\n", DeterministicBytes(event)));
+  }
   v1::Event copy = event;
   copy.clear_hash();
   return Sha256Hex(absl::StrCat(prev_hash, "\n", DeterministicBytes(copy)));
@@ -608,11 +613,18 @@ void Enrollments::Apply(const std::string& method,
     absl::string_view reminder = payload.reminder_acknowledged().reminder();
     key = absl::StrCat("reminder/", reminder.substr(reminder.rfind('/') + 1));
   }
-  absl::StatusOr<std::optional<v1::SubmitEventResponse>> prior =
-      PriorResult<v1::SubmitEventResponse>(*deps_.store, en.tenant, key, method,
-                                           fingerprint);
-  if (!prior.ok()) return done(prior.status());
-  if (prior->has_value()) {
+  // No lookup of the idempotency record before the work: the commit finds
+  // a retried request inside its transaction and answers with the first
+  // result (Committed), so the common, first call costs no extra read. A
+  // retry that cannot be applied again (its expected_revision is now stale,
+  // or the event no longer fits the state it produced) is answered from
+  // the record here, before any refusal.
+  auto refuse = [&](absl::Status refusal) {
+    absl::StatusOr<std::optional<v1::SubmitEventResponse>> prior =
+        PriorResult<v1::SubmitEventResponse>(*deps_.store, en.tenant, key,
+                                             method, fingerprint);
+    if (!prior.ok()) return done(prior.status());
+    if (!prior->has_value()) return done(std::move(refusal));
     // A retry answered from the idempotency record is still an access: its
     // audit record is stored before the answer.
     WriteBatch audit_only;
@@ -625,20 +637,19 @@ void Enrollments::Apply(const std::string& method,
                                if (!r.ok()) return done(r.status());
                                done(std::move(replay));
                              });
-    return;
-  }
+  };
 
   absl::StatusOr<EnrollmentRow> row =
       deps_.store->GetEnrollment(en.tenant, en.id);
-  if (!row.ok()) return done(row.status());
+  if (!row.ok()) return refuse(row.status());
   if (expected_revision != 0 && expected_revision != row->revision) {
-    return done(absl::AbortedError(
+    return refuse(absl::AbortedError(
         absl::StrCat("expected_revision: enrollment ", en.id,
                      " is at revision ", row->revision, ", not ",
                      expected_revision, "; read it again and retry")));
   }
   absl::StatusOr<internal::EnrollmentState> state = ParseState(*row);
-  if (!state.ok()) return done(state.status());
+  if (!state.ok()) return refuse(state.status());
   std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
   int version = payload.has_workflow_migrated()
                     ? payload.workflow_migrated().to_version()
@@ -646,7 +657,7 @@ void Enrollments::Apply(const std::string& method,
   const WorkflowTemplate* workflow =
       catalog->Find(state->enrollment().workflow_id(), version);
   if (workflow == nullptr) {
-    return done(absl::FailedPreconditionError(
+    return refuse(absl::FailedPreconditionError(
         absl::StrCat("enrollment ", en.id, " needs workflow ",
                      state->enrollment().workflow_id(), "@", version,
                      ", which is not loaded; load that version or migrate the "
@@ -667,18 +678,18 @@ void Enrollments::Apply(const std::string& method,
   absl::Status scored =
       ScoreEvent(event, deps_.questionnaires != nullptr ? deps_.questionnaires
                                                         : kNoInstruments);
-  if (!scored.ok()) return done(scored);
+  if (!scored.ok()) return refuse(scored);
   absl::StatusOr<absl::TimeZone> zone =
       LoadZone(state->enrollment().time_zone());
-  if (!zone.ok()) return done(zone.status());
+  if (!zone.ok()) return refuse(zone.status());
   absl::Status plausible = CheckClinicalTimes(
       event.payload(), now, FromProtoTime(state->enrollment().create_time()),
       *zone, deps_.future_leeway);
-  if (!plausible.ok()) return done(plausible);
+  if (!plausible.ok()) return refuse(plausible);
 
   absl::StatusOr<runtime::StepResult> stepped =
       runtime::Step(*workflow, &Enrollments::LoadZone, *state, event);
-  if (!stepped.ok()) return done(stepped.status());
+  if (!stepped.ok()) return refuse(stepped.status());
   SealEvent(state->last_event_hash(), *stepped, event);
 
   v1::SubmitEventResponse response;

@@ -23,6 +23,7 @@
 #include "store/blob_codec.h"
 #include "store/migrations.h"
 #include "store/request_window.h"
+#include "store/sqlite_checkpointer.h"
 #include "store/store_files.h"
 
 namespace ipsrt {
@@ -366,6 +367,8 @@ class SqliteStore::Impl {
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   std::thread writer_thread_;
   bool closed_ = false;
+  // Checkpoints the WAL off the commit path (store/sqlite_checkpointer.h).
+  std::unique_ptr<WalCheckpointer> checkpointer_;
 };
 
 absl::Status SqliteStore::Impl::Open() {
@@ -491,6 +494,9 @@ absl::Status SqliteStore::Impl::Open() {
                                         options_.busy_timeout));
   RegisterConnection(outbox_.db);
   QuickCheck();
+  IPSRT_ASSIGN_OR_RETURN(
+      checkpointer_,
+      WalCheckpointer::Start(writer_, options_.path, options_.busy_timeout));
   writer_thread_ = std::thread([this] { WriterLoop(); });
   return absl::OkStatus();
 }
@@ -1003,21 +1009,30 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
   bool applied = false;
   for (Pending& p : group) {
     if (!p.result.ok()) continue;  // refused above
-    absl::Status sp = savepoint_.Exec();
-    savepoint_.Reset();
-    if (!sp.ok()) {
-      p.result = sp;
-      continue;
+    // A single audit record (a read's) is one INSERT, atomic by itself:
+    // the common read path skips the savepoint's two statements.
+    const bool single = IsAuditOnly(p.batch) && p.batch.audit.size() == 1;
+    if (!single) {
+      absl::Status sp = savepoint_.Exec();
+      savepoint_.Reset();
+      if (!sp.ok()) {
+        p.result = sp;
+        continue;
+      }
     }
     p.result = Apply(p.batch, p.packed);
     if (!p.result.ok()) {
-      rollback_to_.Exec().IgnoreError();
-      rollback_to_.Reset();
+      if (!single) {
+        rollback_to_.Exec().IgnoreError();
+        rollback_to_.Reset();
+      }
     } else {
       applied = true;
     }
-    release_.Exec().IgnoreError();
-    release_.Reset();
+    if (!single) {
+      release_.Exec().IgnoreError();
+      release_.Reset();
+    }
   }
   absl::Status committed = Fault("commit");
   if (committed.ok() && applied) committed = PruneRequests(group);
@@ -1273,6 +1288,7 @@ void SqliteStore::Impl::Close() {
     closing_ = true;
   }
   if (writer_thread_.joinable()) writer_thread_.join();
+  checkpointer_.reset();  // before the connections close
   RecordSequence(/*force=*/true);
   {
     FaultSinks& f = Sinks();
@@ -1374,27 +1390,40 @@ absl::StatusOr<EnrollmentRow> SqliteStore::GetEnrollment(
       });
 }
 
-absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
-    const EnrollmentFilter& filter,
-    const std::optional<EnrollmentCursor>& after, int limit) {
+namespace {
+
+// ListEnrollmentsSql is ListEnrollments' statement for `filter`, with the
+// page cursor's condition when `after`; its text arguments (tenant, then
+// the non-empty filters in this order) go to `text_args`.
+std::string ListEnrollmentsSql(const EnrollmentFilter& filter, bool after,
+                               std::vector<std::string>* text_args) {
   std::vector<std::string> where = {"tenant = ?"};
-  std::vector<std::string> text_args = {filter.tenant};
+  text_args->push_back(filter.tenant);
   auto add_text = [&](const std::string& column, const std::string& value) {
     if (value.empty()) return;
     where.push_back(absl::StrCat(column, " = ?"));
-    text_args.push_back(value);
+    text_args->push_back(value);
   };
   add_text("workflow_id", filter.workflow_id);
   add_text("stage", filter.stage);
   add_text("patient_ref", filter.patient_ref);
   add_text("clinician_ref", filter.clinician_ref);
   if (filter.state != 0) where.push_back("state = ?");
-  if (after.has_value()) {
+  if (after) {
     where.push_back("(create_time_us > ? OR (create_time_us = ? AND id > ?))");
   }
-  std::string sql = absl::StrCat(
-      "SELECT ", kEnrollmentColumns, " FROM enrollments WHERE ",
-      absl::StrJoin(where, " AND "), " ORDER BY create_time_us, id LIMIT ?");
+  return absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE ",
+                      absl::StrJoin(where, " AND "),
+                      " ORDER BY create_time_us, id LIMIT ?");
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
+    const EnrollmentFilter& filter,
+    const std::optional<EnrollmentCursor>& after, int limit) {
+  std::vector<std::string> text_args;
+  std::string sql = ListEnrollmentsSql(filter, after.has_value(), &text_args);
   return impl_->WithReader(
       [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<EnrollmentRow>> {
         IPSRT_ASSIGN_OR_RETURN(Statement * prepared, reader.Prepared(sql));
@@ -1693,8 +1722,23 @@ absl::StatusOr<OutboxEntry> SqliteStore::Impl::AcknowledgeOutbox(
   return entry;
 }
 
+namespace {
+std::string ListOutboxSql(const OutboxQuery& q);  // below, with ListOutbox
+}  // namespace
+
 absl::StatusOr<std::string> SqliteStore::ClaimQueryPlan() {
   return QueryPlan(ClaimSql());
+}
+
+absl::StatusOr<std::string> SqliteStore::ListEnrollmentsQueryPlan(
+    const EnrollmentFilter& filter, bool after) {
+  std::vector<std::string> unused;
+  return QueryPlan(ListEnrollmentsSql(filter, after, &unused));
+}
+
+absl::StatusOr<std::string> SqliteStore::ListOutboxQueryPlan(
+    const OutboxQuery& q) {
+  return QueryPlan(ListOutboxSql(q));
 }
 
 absl::StatusOr<std::string> SqliteStore::QueryPlan(absl::string_view sql) {
@@ -1729,8 +1773,10 @@ absl::StatusOr<OutboxEntry> SqliteStore::AcknowledgeOutbox(
   return impl_->AcknowledgeOutbox(tenant, id);
 }
 
-absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::ListOutbox(
-    const OutboxQuery& q) {
+namespace {
+
+// ListOutboxSql is ListOutbox's statement for `q`.
+std::string ListOutboxSql(const OutboxQuery& q) {
   std::string sql = absl::StrCat("SELECT ", kOutboxColumns,
                                  " FROM outbox WHERE tenant = ? AND "
                                  "due_time_us <= ?");
@@ -1746,6 +1792,14 @@ absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::ListOutbox(
                     " AND (due_time_us > ? OR (due_time_us = ? AND id > ?))");
   }
   absl::StrAppend(&sql, " ORDER BY due_time_us, id LIMIT ?");
+  return sql;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::ListOutbox(
+    const OutboxQuery& q) {
+  std::string sql = ListOutboxSql(q);
   return impl_->WithReader(
       [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<OutboxEntry>> {
         IPSRT_ASSIGN_OR_RETURN(Statement * prepared, reader.Prepared(sql));

@@ -640,6 +640,14 @@ TEST_F(EventsTest, IdempotentRetryAndStaleRevision) {
   // expected_revision 0 appends to whatever is current.
   ASSERT_TRUE(Submit(e.name(), "s-3", 0, Session(), &stale).ok());
   EXPECT_EQ(stale.enrollment().revision(), 3);
+  // Its retry is applied again and found committed inside the commit's
+  // transaction: the first result, nothing appended.
+  v1::SubmitEventResponse retried;
+  ASSERT_TRUE(Submit(e.name(), "s-3", 0, Session(), &retried).ok());
+  EXPECT_EQ(retried.SerializeAsString(), stale.SerializeAsString());
+  v1::Enrollment now;
+  ASSERT_TRUE(Get(e.name(), &now).ok());
+  EXPECT_EQ(now.revision(), 3);
   s = Submit(e.name(), "s-1", 0, Done("history"), &stale);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }

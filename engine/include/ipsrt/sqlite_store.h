@@ -147,6 +147,13 @@ class SqliteStore final : public Store {
   // ClaimQueryPlan is SQLite's EXPLAIN QUERY PLAN of ClaimOutbox's
   // statement, one plan line per line (for tests and the benchmark).
   absl::StatusOr<std::string> ClaimQueryPlan();
+  // The plans of one ListEnrollments page for `filter` (the first page, or
+  // a later one when `after`) and of one ListOutbox page for `q`, as
+  // ClaimQueryPlan: what the tests assert stays an index search as the
+  // tables grow.
+  absl::StatusOr<std::string> ListEnrollmentsQueryPlan(
+      const EnrollmentFilter& filter, bool after);
+  absl::StatusOr<std::string> ListOutboxQueryPlan(const OutboxQuery& q);
 
   // QueryPlan is SQLite's EXPLAIN QUERY PLAN of `sql` on a read connection,
   // one plan line per line (tests assert the plans of the store's queries).
@@ -156,6 +163,7 @@ class SqliteStore final : public Store {
   int64_t GroupCommits() const;
 
  private:
+  absl::StatusOr<std::string> QueryPlan(absl::string_view sql);
   class Impl;
   explicit SqliteStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -1,0 +1,301 @@
+// ipsrt_datagen: builds a large SQLite store for the scale benchmarks
+// (bench/README.md, "Scale with data") without going through gRPC.
+//
+// Every enrollment is created by the engine itself (Enrollments::Create:
+// validation, Step over the real template, sealed first event, outbox rows,
+// request and audit records) and committed through the Store interface, so
+// the rows are exactly the server's; many creates are kept in flight so
+// the store's writer commits them in large groups (one fsync per group).
+//
+// The set is reused: PATH.complete records how many enrollments a finished
+// run wrote, and a later run asking for the same number (or fewer) only
+// reports the set. The marker is written, and fsynced, after the store is
+// closed, so an interrupted or failed run never leaves a set marked
+// complete; a rerun removes the remains and starts again. On SIGINT or
+// SIGTERM the generator stops, closes the store and removes its partial
+// files. `--clean` removes the set (database, WAL, marker) and exits.
+//
+// Examples:
+//   ipsrt_datagen --enrollments=1000000            # /tmp/ipsrt-bench-data
+//   ipsrt_datagen --store=sqlite:/big/disk/scale.db --enrollments=10000
+//   ipsrt_datagen --enrollments=1000000 --clean
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/ids.h"
+#include "core/enrollments.h"
+#include "ipsrt/clock.h"
+#include "ipsrt/sqlite_store.h"
+
+ABSL_FLAG(std::string, store, "",
+          "sqlite:PATH of the data set (default: "
+          "sqlite:$BENCH_TMPDIR/ipsrt-bench-data/enrollments-N.db, "
+          "$BENCH_TMPDIR defaulting to $TMPDIR or /tmp). Must lie outside "
+          "any source checkout you care about.");
+ABSL_FLAG(int, enrollments, 1000000, "Enrollments in the set.");
+ABSL_FLAG(std::string, parent, "tenants/bench",
+          "Tenant of the enrollments (ipsrt_loadgen's default, so the load "
+          "runs against the same indexes).");
+ABSL_FLAG(std::string, workflows, IPSRT_WORKFLOWS_DIR,
+          "Workflow template directory.");
+ABSL_FLAG(std::string, workflow_id, "ipsrt-standard", "Template to enroll in.");
+ABSL_FLAG(int, in_flight, 1024,
+          "Creates queued at once (the store commits up to --max_batch of "
+          "them per transaction).");
+ABSL_FLAG(int, max_batch, 512,
+          "The store's group-commit limit while building.");
+ABSL_FLAG(bool, clean, false,
+          "Remove the data set (database, WAL, shared memory, marker) and "
+          "exit.");
+ABSL_FLAG(bool, print_path, false,
+          "Print the database path and exit (for scripts).");
+
+namespace ipsrt::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_stop{false};
+extern "C" void OnSignal(int) { g_stop.store(true); }
+
+std::string DefaultPath(int n) {
+  const char* dir = std::getenv("BENCH_TMPDIR");
+  if (dir == nullptr || *dir == '\0') dir = std::getenv("TMPDIR");
+  if (dir == nullptr || *dir == '\0') dir = "/tmp";
+  return (fs::path(dir) / "ipsrt-bench-data" /
+          absl::StrCat("enrollments-", n, ".db"))
+      .string();
+}
+
+std::string MarkerOf(const std::string& db) { return db + ".complete"; }
+
+// RemoveSet deletes the database and its companions; true if any existed.
+bool RemoveSet(const std::string& db) {
+  bool any = false;
+  std::error_code ec;
+  // .identity and .lock: what an ipsrtd serving the set keeps beside it.
+  for (const char* suffix : {".complete", "", "-wal", "-shm", "-journal",
+                             ".complete.tmp", ".identity", ".lock"}) {
+    any = fs::remove(db + suffix, ec) || any;
+  }
+  return any;
+}
+
+// CompleteCount is the enrollment count a finished run recorded, or -1.
+int64_t CompleteCount(const std::string& db) {
+  std::ifstream in(MarkerOf(db));
+  std::string text;
+  if (!std::getline(in, text)) return -1;
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &n)) return -1;
+  std::error_code ec;
+  return fs::exists(db, ec) ? n : -1;
+}
+
+// WriteMarker records `n` durably: temp file, fsync, rename, fsync dir.
+bool WriteMarker(const std::string& db, int64_t n) {
+  std::string tmp = MarkerOf(db) + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  std::string text = absl::StrCat(n, "\n");
+  bool ok = ::write(fd, text.data(), text.size()) ==
+                static_cast<ssize_t>(text.size()) &&
+            ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || std::rename(tmp.c_str(), MarkerOf(db).c_str()) != 0) return false;
+  int dir = ::open(fs::path(db).parent_path().c_str(), O_RDONLY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+  return true;
+}
+
+int Main() {
+  const int n = absl::GetFlag(FLAGS_enrollments);
+  if (n < 1) {
+    std::fprintf(stderr, "ipsrt_datagen: --enrollments must be >= 1\n");
+    return 2;
+  }
+  const std::string store_flag = absl::GetFlag(FLAGS_store);
+  absl::string_view spec = store_flag;
+  std::string db;
+  if (spec.empty()) {
+    db = DefaultPath(n);
+  } else if (absl::ConsumePrefix(&spec, "sqlite:") && !spec.empty()) {
+    db = std::string(spec);
+  } else {
+    std::fprintf(stderr,
+                 "ipsrt_datagen: --store must be sqlite:PATH (the data "
+                 "generator builds SQLite sets)\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_print_path)) {
+    std::printf("%s\n", db.c_str());
+    return 0;
+  }
+  if (absl::GetFlag(FLAGS_clean)) {
+    bool removed = RemoveSet(db);
+    std::fprintf(stderr, "ipsrt_datagen: %s %s\n", db.c_str(),
+                 removed ? "removed" : "was not there");
+    // The directory goes with its last set, with the reminder log an
+    // ipsrtd serving a set writes there.
+    std::error_code ec;
+    fs::path dir = fs::path(db).parent_path();
+    bool other_sets = false;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      other_sets = other_sets || entry.path().extension() == ".db";
+    }
+    if (!other_sets) {
+      fs::remove(dir / "reminders.jsonl", ec);
+      fs::remove(dir, ec);  // only when empty
+    }
+    return 0;
+  }
+  if (int64_t have = CompleteCount(db); have >= n) {
+    std::fprintf(stderr,
+                 "ipsrt_datagen: reusing %s (a complete set of %lld "
+                 "enrollments)\n",
+                 db.c_str(), static_cast<long long>(have));
+    std::printf("%s\n", db.c_str());
+    return 0;
+  }
+  if (RemoveSet(db)) {
+    std::fprintf(stderr,
+                 "ipsrt_datagen: removed an incomplete or smaller set at %s\n",
+                 db.c_str());
+  }
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+
+  SqliteStore::Options options;
+  options.path = db;
+  options.max_batch = absl::GetFlag(FLAGS_max_batch);
+  options.create = SqliteStore::Options::Create::kAlways;
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+      SqliteStore::Open(options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "ipsrt_datagen: %s\n",
+                 store.status().ToString().c_str());
+    return 1;
+  }
+  absl::StatusOr<std::shared_ptr<const WorkflowCatalog>> catalog =
+      WorkflowCatalog::LoadDirectories({absl::GetFlag(FLAGS_workflows)});
+  if (!catalog.ok()) {
+    std::fprintf(stderr, "ipsrt_datagen: %s\n",
+                 catalog.status().ToString().c_str());
+    (*store)->Close();
+    RemoveSet(db);
+    return 1;
+  }
+  WorkflowRegistry workflows(*catalog);
+  RandomIdGenerator ids;
+  Enrollments enrollments(
+      {store->get(), SystemClock::Get(), &ids, &workflows, {}, nullptr});
+  v1::Actor actor;
+  actor.set_subject("ipsrt_datagen");
+  actor.set_role("admin");
+
+  // A bounded window of creates in flight; the first failure stops the run.
+  absl::Mutex mu;
+  int in_flight = 0;
+  int64_t done_count = 0;
+  absl::Status failure;
+  const int window = std::max(1, absl::GetFlag(FLAGS_in_flight));
+  const std::string run = absl::StrCat(absl::ToUnixMicros(absl::Now()));
+  absl::Time start = absl::Now();
+  int i = 0;
+  for (; i < n && !g_stop.load(); ++i) {
+    {
+      absl::MutexLock lock(&mu);
+      auto room = [&] { return in_flight < window || !failure.ok(); };
+      mu.Await(absl::Condition(&room));
+      if (!failure.ok()) break;
+      ++in_flight;
+    }
+    v1::CreateEnrollmentRequest request;
+    request.set_parent(absl::GetFlag(FLAGS_parent));
+    // Zero-padded numbers keep every key in insertion order (ids are
+    // time-ordered too), so the B-trees grow at their right edge and a
+    // group commit dirties few pages.
+    request.set_request_id(absl::StrFormat("datagen-%s-%09d", run, i));
+    request.set_patient_ref(absl::StrFormat("Patient/scale-%09d", i));
+    request.set_clinician_ref(absl::StrCat("Practitioner/scale-", i % 500));
+    request.set_workflow_id(absl::GetFlag(FLAGS_workflow_id));
+    request.set_time_zone("Europe/London");
+    enrollments.Create(request, actor,
+                       [&](absl::StatusOr<v1::Enrollment> created) {
+                         absl::MutexLock lock(&mu);
+                         --in_flight;
+                         ++done_count;
+                         if (!created.ok() && failure.ok()) {
+                           failure = created.status();
+                         }
+                       });
+    if ((i + 1) % 100000 == 0) {
+      double s = absl::ToDoubleSeconds(absl::Now() - start);
+      std::fprintf(stderr, "ipsrt_datagen: %d enrollments queued, %.0f s\n",
+                   i + 1, s);
+    }
+  }
+  {
+    absl::MutexLock lock(&mu);
+    auto drained = [&] { return in_flight == 0; };
+    mu.Await(absl::Condition(&drained));
+  }
+  double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  (*store)->Close();
+  store->reset();
+  if (g_stop.load() || !failure.ok() || done_count != n) {
+    RemoveSet(db);
+    std::fprintf(stderr,
+                 "ipsrt_datagen: %s after %lld of %d enrollments; the "
+                 "partial set was removed\n",
+                 g_stop.load() ? "interrupted" : failure.ToString().c_str(),
+                 static_cast<long long>(done_count), n);
+    return g_stop.load() ? 130 : 1;
+  }
+  if (!WriteMarker(db, n)) {
+    std::fprintf(stderr, "ipsrt_datagen: cannot write %s\n",
+                 MarkerOf(db).c_str());
+    return 1;
+  }
+  std::error_code ec;
+  uintmax_t bytes = fs::file_size(db, ec);
+  std::fprintf(stderr,
+               "ipsrt_datagen: %d enrollments in %.1f s (%.0f/s), %.0f MB at "
+               "%s\n",
+               n, seconds, n / seconds, ec ? 0.0 : bytes / 1e6, db.c_str());
+  std::printf("%s\n", db.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace ipsrt::bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "ipsrt_datagen [--store=sqlite:PATH] --enrollments=N [--clean]: builds "
+      "(or reuses) a SQLite store of N enrollments for the scale benchmarks");
+  absl::ParseCommandLine(argc, argv);
+  return ipsrt::bench::Main();
+}
