@@ -1,8 +1,9 @@
 // Reminder delivery at scale: 1M scheduled reminders in a real SQLite file
 // (inserted through the Store), then the due ones claimed and fired by the
 // real Dispatcher. Reports insert time, claim query plan, time to fire the
-// due reminders with a counting sender and with the built-in JSON Lines
-// sender (fdatasync per line), and peak memory (getrusage).
+// due reminders with a counting sender and with the JSON Lines channel
+// (the reminder-jsonl plugin, in process, fdatasync per line), and peak
+// memory (getrusage).
 //
 //   ipsrt_reminders_bench --path=/tmp/reminders-bench.db --total=1000000
 //       --due=10000
@@ -22,8 +23,9 @@
 #include "ipsrt/clock.h"
 #include "ipsrt/internal/state.pb.h"
 #include "ipsrt/sqlite_store.h"
+#include "plugin_host/registry.h"
 #include "reminders/dispatcher.h"
-#include "reminders/jsonl_sender.h"
+#include "reminders/plugin_sender.h"
 
 ABSL_FLAG(std::string, path, "/tmp/ipsrt-reminders-bench/bench.db",
           "SQLite database file (removed first).");
@@ -187,9 +189,22 @@ int Run() {
   CountingSender counting;
   fire(&counting, "phase A, counting sender");
   clock.Set(t0 + absl::Hours(1));
-  auto jsonl = reminders::JsonlFileSender::Open(
+  // The JSON Lines file as ipsrtd writes it: the reminder-jsonl plugin.
+  PluginConfig entry;
+  entry.path = "libipsrt_reminder_jsonl.so";
+  entry.config_json = absl::StrCat(
+      R"({"sync":true,"path":")",
       (std::filesystem::path(path).parent_path() / "reminders.jsonl").string(),
-      true, &clock);
+      R"("})");
+  PluginHostOptions options = DefaultPluginHostOptions();
+  options.plugin_dir = IPSRT_PLUGIN_DIR;
+  options.clock = &clock;
+  auto plugins = PluginRegistry::Load({entry}, options);
+  if (!plugins.ok()) {
+    std::fprintf(stderr, "%s\n", plugins.status().ToString().c_str());
+    return 1;
+  }
+  auto jsonl = reminders::PluginSender::Create(**plugins, "reminder-jsonl", "");
   if (!jsonl.ok()) return 1;
   fire(jsonl->get(), "phase B, JSON Lines sender, fdatasync per line");
   return 0;

@@ -209,23 +209,21 @@ int RunValidate(const ParsedArgs& args) {
     }
   }
   bool all_valid = true;
-  std::vector<std::string> json_files;
+  Json json_files = Json::array();
   for (const FileReport& r : reports) {
     all_valid = all_valid && r.diagnostics.empty();
     if (json) {
-      std::vector<std::string> items;
+      Json diagnostics = Json::array();
       for (const YamlDiagnostic& d : r.diagnostics) {
-        items.push_back(absl::StrCat(
-            "{\"line\":", d.line, ",\"column\":", d.column, ",\"path\":",
-            JsonQuote(d.path), ",\"message\":", JsonQuote(d.message), "}"));
+        diagnostics.push_back({{"line", d.line},
+                               {"column", d.column},
+                               {"path", d.path},
+                               {"message", d.message}});
       }
-      std::vector<std::string> floor_items;
-      for (const std::string& f : r.floors) floor_items.push_back(JsonQuote(f));
-      json_files.push_back(absl::StrCat(
-          "{\"file\":", JsonQuote(r.file),
-          ",\"valid\":", r.diagnostics.empty() ? "true" : "false",
-          ",\"diagnostics\":[", absl::StrJoin(items, ","),
-          "],\"safety_floors\":[", absl::StrJoin(floor_items, ","), "]}"));
+      json_files.push_back({{"file", r.file},
+                            {"valid", r.diagnostics.empty()},
+                            {"diagnostics", std::move(diagnostics)},
+                            {"safety_floors", r.floors}});
       continue;
     }
     if (r.diagnostics.empty()) {
@@ -246,7 +244,7 @@ int RunValidate(const ParsedArgs& args) {
       }
     }
   }
-  if (json) std::printf("[%s]\n", absl::StrJoin(json_files, ",").c_str());
+  if (json) std::printf("%s\n", JsonText(json_files).c_str());
   return all_valid ? kExitOk : kExitFailure;
 }
 
@@ -303,13 +301,10 @@ int RunDiff(const ParsedArgs& args) {
   if (!before.has_value() || !after.has_value()) return kExitFailure;
   std::vector<std::string> changes = DiffWorkflows(*before, *after);
   if (absl::GetFlag(FLAGS_json)) {
-    std::vector<std::string> quoted;
-    for (const std::string& c : changes) quoted.push_back(JsonQuote(c));
-    std::printf(
-        "{\"from\":%s,\"to\":%s,\"changes\":[%s]}\n",
-        JsonQuote(absl::StrCat(before->id, "@", before->version)).c_str(),
-        JsonQuote(absl::StrCat(after->id, "@", after->version)).c_str(),
-        absl::StrJoin(quoted, ",").c_str());
+    const Json diff = {{"from", absl::StrCat(before->id, "@", before->version)},
+                       {"to", absl::StrCat(after->id, "@", after->version)},
+                       {"changes", changes}};
+    std::printf("%s\n", JsonText(diff).c_str());
     return kExitOk;
   }
   std::printf("%s@%d -> %s@%d: %zu change(s)\n", before->id.c_str(),
@@ -479,30 +474,33 @@ void TimelinePrinter::Outcome(const v1::Outcome& o) {
   }
 }
 
-std::string EventJson(const SimulatedEvent& s, absl::TimeZone zone) {
+Json EventJson(const SimulatedEvent& s, absl::TimeZone zone) {
   const v1::Event& e = s.event;
-  std::vector<std::string> outcomes;
-  for (const v1::Outcome& o : e.outcomes()) outcomes.push_back(MessageJson(o));
-  std::vector<std::string> scores;
+  Json outcomes = Json::array();
+  for (const v1::Outcome& o : e.outcomes()) {
+    outcomes.push_back(Json::parse(MessageJson(o)));
+  }
+  // In name order; doubles in full (the shortest text that reads back).
+  Json scores = Json::object();
   for (const auto& [name, value] :
        std::map<std::string, double>(e.scores().begin(), e.scores().end())) {
-    scores.push_back(absl::StrCat(JsonQuote(name), ":", value));
+    scores[name] = value;
   }
-  std::vector<std::string> flags;
-  for (const std::string& f : e.flags()) flags.push_back(JsonQuote(f));
-  return absl::StrCat(
-      "{\"sequence\":", e.sequence(), ",\"type\":", JsonQuote(e.type()),
-      ",\"time_utc\":", JsonQuote(TimeUtil::ToString(e.record_time())),
-      ",\"time_local\":",
-      JsonQuote(runtime::FormatLocal(FromProto(e.record_time()), zone)),
-      ",\"source\":", s.where.empty() ? "null" : JsonQuote(s.where),
-      ",\"tick\":", s.tick ? "true" : "false",
-      ",\"stage\":", JsonQuote(s.stage),
-      ",\"session_cadence\":", JsonQuote(s.session_cadence),
-      ",\"payload\":", MessageJson(e.payload()), ",\"outcomes\":[",
-      absl::StrJoin(outcomes, ","), "],\"scores\":{",
-      absl::StrJoin(scores, ","), "},\"band\":", JsonQuote(e.band()),
-      ",\"flags\":[", absl::StrJoin(flags, ","), "]}");
+  return {
+      {"sequence", e.sequence()},
+      {"type", e.type()},
+      {"time_utc", TimeUtil::ToString(e.record_time())},
+      {"time_local", runtime::FormatLocal(FromProto(e.record_time()), zone)},
+      {"source", s.where.empty() ? Json(nullptr) : Json(s.where)},
+      {"tick", s.tick},
+      {"stage", s.stage},
+      {"session_cadence", s.session_cadence},
+      {"payload", Json::parse(MessageJson(e.payload()))},
+      {"outcomes", std::move(outcomes)},
+      {"scores", std::move(scores)},
+      {"band", e.band()},
+      {"flags",
+       Json(std::vector<std::string>(e.flags().begin(), e.flags().end()))}};
 }
 
 // WriteSimulationReport writes the course report of a simulation to
@@ -587,28 +585,30 @@ int RunSimulate(const ParsedArgs& args) {
       std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
       return kExitFailure;
     }
-    std::vector<std::string> events;
+    Json events = Json::array();
     for (const SimulatedEvent& s : simulation.events) {
       events.push_back(EventJson(s, scenario->zone));
     }
-    std::vector<std::string> open_tasks;
+    Json open_tasks = Json::array();
     for (const v1::Task& t : runtime::OpenTasks(simulation.state, false)) {
-      open_tasks.push_back(MessageJson(t));
+      open_tasks.push_back(Json::parse(MessageJson(t)));
     }
     const v1::Enrollment& e = simulation.state.enrollment();
-    std::printf(
-        "{\"workflow\":{\"id\":%s,\"version\":%d,\"file\":%s},"
-        "\"scenario\":%s,\"time_zone\":%s,\"events\":[%s],"
-        "\"final\":{\"stage\":%s,\"session_cadence\":%s,\"state\":%s,"
-        "\"revision\":%lld,\"open_tasks\":[%s]},\"elapsed_ms\":%.3f}\n",
-        JsonQuote(workflow->id).c_str(), workflow->version,
-        JsonQuote(template_path).c_str(), JsonQuote(scenario_path).c_str(),
-        JsonQuote(scenario->time_zone).c_str(),
-        absl::StrJoin(events, ",\n").c_str(), JsonQuote(e.stage()).c_str(),
-        JsonQuote(e.session_cadence()).c_str(),
-        JsonQuote(v1::Enrollment::State_Name(e.state())).c_str(),
-        static_cast<long long>(e.revision()),
-        absl::StrJoin(open_tasks, ",").c_str(), elapsed_ms);
+    const Json out = {{"workflow",
+                       {{"id", workflow->id},
+                        {"version", workflow->version},
+                        {"file", template_path}}},
+                      {"scenario", scenario_path},
+                      {"time_zone", scenario->time_zone},
+                      {"events", std::move(events)},
+                      {"final",
+                       {{"stage", e.stage()},
+                        {"session_cadence", e.session_cadence()},
+                        {"state", v1::Enrollment::State_Name(e.state())},
+                        {"revision", e.revision()},
+                        {"open_tasks", std::move(open_tasks)}}},
+                      {"elapsed_ms", elapsed_ms}};
+    std::printf("%s\n", JsonText(out).c_str());
     return kExitOk;
   }
 

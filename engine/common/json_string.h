@@ -1,18 +1,8 @@
-// JsonQuote renders `text` as a JSON string literal: quotes, backslashes
-// and control characters escaped (newline, return and tab as \n \r \t,
-// the others as \u00XX), other bytes (UTF-8 included) as they are. Shared by
-// the engine and the built-in plugins that write JSON by hand.
+// JSON in the engine is the plugin SDK's (ipsrt/plugin/json.h): Json
+// (nlohmann::ordered_json), JsonText and JsonQuote, one way to write it.
 #ifndef IPSRT_COMMON_JSON_STRING_H_
 #define IPSRT_COMMON_JSON_STRING_H_
 
-#include <string>
-
-#include "absl/strings/string_view.h"
-
-namespace ipsrt {
-
-std::string JsonQuote(absl::string_view text);
-
-}  // namespace ipsrt
+#include "ipsrt/plugin/json.h"
 
 #endif  // IPSRT_COMMON_JSON_STRING_H_

@@ -28,54 +28,36 @@ std::string Resolve(absl::string_view base_dir, const std::string& p) {
       .lexically_normal();
 }
 
-bool IsJsonNumber(const std::string& s) {
-  double ignored;
-  return !s.empty() &&
-         s.find_first_not_of("0123456789+-.eE") == std::string::npos &&
-         absl::SimpleAtod(s, &ignored);
-}
-
-// YamlToJson renders a YAML value as JSON text. Plain scalars that read as
-// a JSON literal (true, false, null, a number) become that literal; quoted
+// YamlToJson converts a YAML value to JSON. Plain scalars that read as a
+// JSON literal (true, false, null, a number) become that literal; quoted
 // scalars and everything else become strings.
-void YamlToJson(const YAML::Node& node, std::string* out) {
+Json YamlToJson(const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Map: {
-      out->push_back('{');
-      bool first = true;
-      for (const auto& kv : node) {
-        if (!first) out->push_back(',');
-        first = false;
-        out->append(JsonQuote(kv.first.Scalar()));
-        out->push_back(':');
-        YamlToJson(kv.second, out);
-      }
-      out->push_back('}');
-      return;
+      Json out = Json::object();
+      for (const auto& kv : node)
+        out[kv.first.Scalar()] = YamlToJson(kv.second);
+      return out;
     }
     case YAML::NodeType::Sequence: {
-      out->push_back('[');
+      Json out = Json::array();
       for (size_t i = 0; i < node.size(); ++i) {
-        if (i > 0) out->push_back(',');
-        YamlToJson(node[i], out);
+        out.push_back(YamlToJson(node[i]));
       }
-      out->push_back(']');
-      return;
+      return out;
     }
     case YAML::NodeType::Scalar: {
       const std::string& v = node.Scalar();
-      bool quoted = node.Tag() == "!";
-      if (!quoted && (v == "true" || v == "false" || v == "null")) {
-        out->append(v);
-      } else if (!quoted && IsJsonNumber(v)) {
-        out->append(v);
-      } else {
-        out->append(JsonQuote(v));
+      if (node.Tag() != "!") {
+        Json literal = Json::parse(v, nullptr, /*allow_exceptions=*/false);
+        if (literal.is_number() || literal.is_boolean() || literal.is_null()) {
+          return literal;
+        }
       }
-      return;
+      return v;
     }
     default:
-      out->append("null");
+      return nullptr;
   }
 }
 
@@ -150,7 +132,7 @@ void ParseReminders(YamlReader& r, const YAML::Node& node,
               "must name a loaded reminder plugin, e.g. reminder-jsonl");
     } else if (jsonl.IsDefined() && !jsonl.IsNull()) {
       r.Error(jsonl, "reminders.jsonl",
-              "configures the built-in channel, which reminders.channel "
+              "configures the JSON Lines file, which reminders.channel "
               "replaces; remove one of them");
     }
   }
@@ -364,6 +346,193 @@ void ParsePostgres(YamlReader& r, const YAML::Node& store, bool selected,
   }
 }
 
+// ParseServer reads the optional `server:` section.
+void ParseServer(YamlReader& r, const YAML::Node& server,
+                 absl::string_view base_dir, ServerConfig& s) {
+  if (r.ExpectMap(server, "server", true)) {
+    r.ExpectKeys(server, "server",
+                 {"listen", "max_receive_message_bytes", "shutdown_grace",
+                  "tls", "max_metadata_bytes", "umask"});
+    s.listen = r.String(server, "server", "listen", s.listen);
+    if (s.listen.find(':') == std::string::npos) {
+      r.Error(server["listen"], "server.listen",
+              "must be host:port, e.g. 127.0.0.1:50051");
+    }
+    s.max_receive_message_bytes =
+        r.Int(server, "server", "max_receive_message_bytes",
+              s.max_receive_message_bytes, 1024, int64_t{64} << 20);
+    s.shutdown_grace =
+        r.Duration(server, "server", "shutdown_grace", s.shutdown_grace);
+    s.max_metadata_bytes = r.Int(server, "server", "max_metadata_bytes",
+                                 s.max_metadata_bytes, 8 << 10, 1 << 20);
+    const std::string umask = r.String(server, "server", "umask", "0077");
+    if (umask.size() < 3 || umask.size() > 4 ||
+        umask.find_first_not_of("01234567") != std::string::npos) {
+      r.Error(server["umask"], "server.umask",
+              "must be an octal mask of 3 or 4 digits, e.g. 0077");
+    } else {
+      s.umask = static_cast<uint32_t>(std::stoul(umask, nullptr, 8));
+    }
+    YAML::Node tls = server["tls"];
+    if (r.ExpectMap(tls, "server.tls", true)) {
+      const char* p = "server.tls";
+      r.ExpectKeys(tls, p, {"cert_file", "key_file", "client_ca_file"});
+      TlsConfig t;
+      t.cert_file = Resolve(base_dir, r.String(tls, p, "cert_file", "", true));
+      t.key_file = Resolve(base_dir, r.String(tls, p, "key_file", "", true));
+      t.client_ca_file =
+          Resolve(base_dir, r.String(tls, p, "client_ca_file", ""));
+      s.tls = t;
+    }
+    if (!s.tls.has_value() && !IsLoopback(s.listen)) {
+      r.Error(server["listen"], "server.listen",
+              absl::StrCat("\"", s.listen,
+                           "\" is not a loopback address; listening beyond "
+                           "this machine needs server.tls"));
+    }
+  }
+}
+
+// ParseStore reads the required `store:` section.
+void ParseStore(YamlReader& r, const YAML::Node& root,
+                absl::string_view base_dir, StoreConfig& st) {
+  YAML::Node store = root["store"];
+  if (!store.IsDefined()) {
+    r.Error(root, "store", "is required (store.sqlite.path at least)");
+  } else if (r.ExpectMap(store, "store", false)) {
+    r.ExpectKeys(store, "store",
+                 {"kind", "sqlite", "postgres", "request_retention"});
+    st.kind = r.String(store, "store", "kind", st.kind);
+    st.request_retention = r.Duration(store, "store", "request_retention",
+                                      st.request_retention);
+    if (st.kind != "sqlite" && st.kind != "postgres") {
+      r.Error(store["kind"], "store.kind",
+              absl::StrCat("unsupported store kind \"", st.kind,
+                           "\" (supported: sqlite, postgres)"));
+    }
+    ParsePostgres(r, store, st.kind == "postgres", base_dir, st.postgres);
+    YAML::Node sqlite = store["sqlite"];
+    if (r.ExpectMap(sqlite, "store.sqlite", st.kind != "sqlite")) {
+      const char* p = "store.sqlite";
+      r.ExpectKeys(sqlite, p,
+                   {"path", "synchronous", "busy_timeout", "max_batch",
+                    "read_connections", "create", "allow_shared",
+                    "min_free_space", "quick_check_timeout"});
+      SqliteConfig& s = st.sqlite;
+      s.path = Resolve(base_dir, r.String(sqlite, p, "path", "", true));
+      s.synchronous = r.String(sqlite, p, "synchronous", s.synchronous);
+      if (s.synchronous != "full" && s.synchronous != "extra") {
+        r.Error(sqlite["synchronous"], "store.sqlite.synchronous",
+                "must be \"full\" or \"extra\": weaker settings can lose "
+                "acknowledged commits on power loss");
+      }
+      s.busy_timeout = r.Duration(sqlite, p, "busy_timeout", s.busy_timeout);
+      s.max_batch = static_cast<int>(
+          r.Int(sqlite, p, "max_batch", s.max_batch, 1, 10000));
+      s.read_connections = static_cast<int>(
+          r.Int(sqlite, p, "read_connections", s.read_connections, 1, 64));
+      ParseSqliteSafety(r, sqlite, s);
+    }
+  }
+}
+
+// ParsePlugin reads one entry of `plugins:` (at `p`, e.g. "plugins[0]").
+PluginConfig ParsePlugin(YamlReader& r, const YAML::Node& entry,
+                         const std::string& p, absl::string_view file_name,
+                         absl::string_view base_dir) {
+  r.ExpectKeys(entry, p,
+               {"path", "transport", "sha256", "args", "config", "call_timeout",
+                "required", "handshake_timeout", "memory_limit_mb",
+                "cpu_limit_seconds", "max_concurrent_calls"});
+  PluginConfig pc;
+  pc.location = absl::StrCat(file_name, ":", entry.Mark().line + 1, ":",
+                             entry.Mark().column + 1);
+  std::string path = r.String(entry, p, "path", "", true);
+  pc.path =
+      path.find('/') == std::string::npos ? path : Resolve(base_dir, path);
+  pc.transport = r.String(entry, p, "transport", pc.transport);
+  if (pc.transport != "in_process" && pc.transport != "out_of_process") {
+    r.Error(entry["transport"], YamlReader::Join(p, "transport"),
+            "must be in_process or out_of_process");
+  }
+  pc.sha256 = absl::AsciiStrToLower(r.String(entry, p, "sha256", ""));
+  if (!pc.sha256.empty() &&
+      (pc.sha256.size() != 64 ||
+       pc.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+    r.Error(entry["sha256"], YamlReader::Join(p, "sha256"),
+            "must be 64 hexadecimal digits");
+  }
+  pc.args = r.StringList(entry, p, "args");
+  if (!pc.args.empty() && pc.transport != "out_of_process") {
+    r.Error(entry["args"], YamlReader::Join(p, "args"),
+            "only an out_of_process plugin takes arguments");
+  }
+  pc.call_timeout = r.Duration(entry, p, "call_timeout", pc.call_timeout);
+  if (pc.call_timeout <= absl::ZeroDuration()) {
+    r.Error(entry["call_timeout"], YamlReader::Join(p, "call_timeout"),
+            "must be positive");
+  }
+  pc.handshake_timeout =
+      r.Duration(entry, p, "handshake_timeout", pc.handshake_timeout);
+  if (pc.handshake_timeout <= absl::ZeroDuration()) {
+    r.Error(entry["handshake_timeout"],
+            YamlReader::Join(p, "handshake_timeout"), "must be positive");
+  }
+  pc.memory_limit_mb =
+      r.Int(entry, p, "memory_limit_mb", 0, 0, int64_t{1} << 30);
+  pc.cpu_limit_seconds =
+      r.Int(entry, p, "cpu_limit_seconds", 0, 0, int64_t{1} << 30);
+  pc.max_concurrent_calls = static_cast<int>(r.Int(
+      entry, p, "max_concurrent_calls", pc.max_concurrent_calls, 1, 1024));
+  if (pc.transport != "out_of_process" &&
+      (pc.memory_limit_mb > 0 || pc.cpu_limit_seconds > 0)) {
+    r.Error(entry, p,
+            "memory_limit_mb and cpu_limit_seconds need transport "
+            "out_of_process");
+  }
+  const YAML::Node& config = entry["config"];
+  if (config.IsDefined() && !config.IsNull()) {
+    if (!config.IsMap()) {
+      r.Error(config, YamlReader::Join(p, "config"),
+              "must be a map (the plugin's own settings)");
+    } else {
+      pc.config_json = JsonText(YamlToJson(config));
+    }
+  }
+  pc.required = r.Bool(entry, p, "required", false);
+  return pc;
+}
+
+// ParsePlugins reads the optional `plugins:` list.
+void ParsePlugins(YamlReader& r, const YAML::Node& plugins,
+                  absl::string_view file_name, absl::string_view base_dir,
+                  std::vector<PluginConfig>& out) {
+  if (!plugins.IsDefined() || plugins.IsNull()) return;
+  if (!plugins.IsSequence()) {
+    r.Error(plugins, "plugins", "must be a list of plugins");
+    return;
+  }
+  for (size_t i = 0; i < plugins.size(); ++i) {
+    const std::string p = YamlReader::Join("plugins", i);
+    if (!r.ExpectMap(plugins[i], p, false)) continue;
+    out.push_back(ParsePlugin(r, plugins[i], p, file_name, base_dir));
+  }
+}
+
+// ParseEvents reads the optional `events:` section.
+void ParseEvents(YamlReader& r, const YAML::Node& events, EventsConfig& e) {
+  if (r.ExpectMap(events, "events", true)) {
+    r.ExpectKeys(events, "events", {"future_leeway"});
+    e.future_leeway =
+        r.Duration(events, "events", "future_leeway", e.future_leeway);
+    if (e.future_leeway < absl::ZeroDuration() ||
+        e.future_leeway > absl::Hours(24)) {
+      r.Error(events["future_leeway"], "events.future_leeway",
+              "must be between 0s and 24h");
+    }
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> ResolvePostgresPassword(const PostgresConfig& pg) {
@@ -414,95 +583,12 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
       {"server", "auth", "store", "workflows", "logging", "safety", "plugins",
        "reminders", "export", "integrity", "metrics", "health", "events"});
 
-  YAML::Node server = root["server"];
-  if (r.ExpectMap(server, "server", true)) {
-    r.ExpectKeys(server, "server",
-                 {"listen", "max_receive_message_bytes", "shutdown_grace",
-                  "tls", "max_metadata_bytes", "umask"});
-    c.server.listen = r.String(server, "server", "listen", c.server.listen);
-    if (c.server.listen.find(':') == std::string::npos) {
-      r.Error(server["listen"], "server.listen",
-              "must be host:port, e.g. 127.0.0.1:50051");
-    }
-    c.server.max_receive_message_bytes =
-        r.Int(server, "server", "max_receive_message_bytes",
-              c.server.max_receive_message_bytes, 1024, int64_t{64} << 20);
-    c.server.shutdown_grace =
-        r.Duration(server, "server", "shutdown_grace", c.server.shutdown_grace);
-    c.server.max_metadata_bytes =
-        r.Int(server, "server", "max_metadata_bytes",
-              c.server.max_metadata_bytes, 8 << 10, 1 << 20);
-    const std::string umask = r.String(server, "server", "umask", "0077");
-    if (umask.size() < 3 || umask.size() > 4 ||
-        umask.find_first_not_of("01234567") != std::string::npos) {
-      r.Error(server["umask"], "server.umask",
-              "must be an octal mask of 3 or 4 digits, e.g. 0077");
-    } else {
-      c.server.umask = static_cast<uint32_t>(std::stoul(umask, nullptr, 8));
-    }
-    YAML::Node tls = server["tls"];
-    if (r.ExpectMap(tls, "server.tls", true)) {
-      const char* p = "server.tls";
-      r.ExpectKeys(tls, p, {"cert_file", "key_file", "client_ca_file"});
-      TlsConfig t;
-      t.cert_file = Resolve(base_dir, r.String(tls, p, "cert_file", "", true));
-      t.key_file = Resolve(base_dir, r.String(tls, p, "key_file", "", true));
-      t.client_ca_file =
-          Resolve(base_dir, r.String(tls, p, "client_ca_file", ""));
-      c.server.tls = t;
-    }
-    if (!c.server.tls.has_value() && !IsLoopback(c.server.listen)) {
-      r.Error(server["listen"], "server.listen",
-              absl::StrCat("\"", c.server.listen,
-                           "\" is not a loopback address; listening beyond "
-                           "this machine needs server.tls"));
-    }
-  }
-
+  ParseServer(r, root["server"], base_dir, c.server);
   ParseAuth(r, root["auth"], base_dir,
             root["server"].IsMap() ? root["server"]["listen"] : YAML::Node(),
             c.server, c.auth);
 
-  YAML::Node store = root["store"];
-  if (!store.IsDefined()) {
-    r.Error(root, "store", "is required (store.sqlite.path at least)");
-  } else if (r.ExpectMap(store, "store", false)) {
-    r.ExpectKeys(store, "store",
-                 {"kind", "sqlite", "postgres", "request_retention"});
-    c.store.kind = r.String(store, "store", "kind", c.store.kind);
-    c.store.request_retention = r.Duration(store, "store", "request_retention",
-                                           c.store.request_retention);
-    if (c.store.kind != "sqlite" && c.store.kind != "postgres") {
-      r.Error(store["kind"], "store.kind",
-              absl::StrCat("unsupported store kind \"", c.store.kind,
-                           "\" (supported: sqlite, postgres)"));
-    }
-    ParsePostgres(r, store, c.store.kind == "postgres", base_dir,
-                  c.store.postgres);
-    YAML::Node sqlite = store["sqlite"];
-    if (r.ExpectMap(sqlite, "store.sqlite", c.store.kind != "sqlite")) {
-      const char* p = "store.sqlite";
-      r.ExpectKeys(sqlite, p,
-                   {"path", "synchronous", "busy_timeout", "max_batch",
-                    "read_connections", "create", "allow_shared",
-                    "min_free_space", "quick_check_timeout"});
-      SqliteConfig& s = c.store.sqlite;
-      s.path = Resolve(base_dir, r.String(sqlite, p, "path", "", true));
-      s.synchronous = r.String(sqlite, p, "synchronous", s.synchronous);
-      if (s.synchronous != "full" && s.synchronous != "extra") {
-        r.Error(sqlite["synchronous"], "store.sqlite.synchronous",
-                "must be \"full\" or \"extra\": weaker settings can lose "
-                "acknowledged commits on power loss");
-      }
-      s.busy_timeout = r.Duration(sqlite, p, "busy_timeout", s.busy_timeout);
-      s.max_batch = static_cast<int>(
-          r.Int(sqlite, p, "max_batch", s.max_batch, 1, 10000));
-      s.read_connections = static_cast<int>(
-          r.Int(sqlite, p, "read_connections", s.read_connections, 1, 64));
-      ParseSqliteSafety(r, sqlite, s);
-    }
-  }
-
+  ParseStore(r, root, base_dir, c.store);
   YAML::Node workflows = root["workflows"];
   if (r.ExpectMap(workflows, "workflows", true)) {
     r.ExpectKeys(workflows, "workflows", {"directories"});
@@ -529,98 +615,12 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
     c.safety.crisis_resources =
         r.StringList(safety, "safety", "crisis_resources");
   }
-  YAML::Node plugins = root["plugins"];
-  if (plugins.IsDefined() && !plugins.IsNull()) {
-    if (!plugins.IsSequence()) {
-      r.Error(plugins, "plugins", "must be a list of plugins");
-    } else {
-      for (size_t i = 0; i < plugins.size(); ++i) {
-        const YAML::Node& entry = plugins[i];
-        const std::string p = YamlReader::Join("plugins", i);
-        if (!r.ExpectMap(entry, p, false)) continue;
-        r.ExpectKeys(
-            entry, p,
-            {"path", "transport", "sha256", "args", "config", "call_timeout",
-             "required", "handshake_timeout", "memory_limit_mb",
-             "cpu_limit_seconds", "max_concurrent_calls"});
-        PluginConfig pc;
-        pc.location = absl::StrCat(file_name, ":", entry.Mark().line + 1, ":",
-                                   entry.Mark().column + 1);
-        std::string path = r.String(entry, p, "path", "", true);
-        pc.path = path.find('/') == std::string::npos ? path
-                                                      : Resolve(base_dir, path);
-        pc.transport = r.String(entry, p, "transport", pc.transport);
-        if (pc.transport != "in_process" && pc.transport != "out_of_process") {
-          r.Error(entry["transport"], YamlReader::Join(p, "transport"),
-                  "must be in_process or out_of_process");
-        }
-        pc.sha256 = absl::AsciiStrToLower(r.String(entry, p, "sha256", ""));
-        if (!pc.sha256.empty() &&
-            (pc.sha256.size() != 64 ||
-             pc.sha256.find_first_not_of("0123456789abcdef") !=
-                 std::string::npos)) {
-          r.Error(entry["sha256"], YamlReader::Join(p, "sha256"),
-                  "must be 64 hexadecimal digits");
-        }
-        pc.args = r.StringList(entry, p, "args");
-        if (!pc.args.empty() && pc.transport != "out_of_process") {
-          r.Error(entry["args"], YamlReader::Join(p, "args"),
-                  "only an out_of_process plugin takes arguments");
-        }
-        pc.call_timeout = r.Duration(entry, p, "call_timeout", pc.call_timeout);
-        if (pc.call_timeout <= absl::ZeroDuration()) {
-          r.Error(entry["call_timeout"], YamlReader::Join(p, "call_timeout"),
-                  "must be positive");
-        }
-        pc.handshake_timeout =
-            r.Duration(entry, p, "handshake_timeout", pc.handshake_timeout);
-        if (pc.handshake_timeout <= absl::ZeroDuration()) {
-          r.Error(entry["handshake_timeout"],
-                  YamlReader::Join(p, "handshake_timeout"), "must be positive");
-        }
-        pc.memory_limit_mb =
-            r.Int(entry, p, "memory_limit_mb", 0, 0, int64_t{1} << 30);
-        pc.cpu_limit_seconds =
-            r.Int(entry, p, "cpu_limit_seconds", 0, 0, int64_t{1} << 30);
-        pc.max_concurrent_calls =
-            static_cast<int>(r.Int(entry, p, "max_concurrent_calls",
-                                   pc.max_concurrent_calls, 1, 1024));
-        if (pc.transport != "out_of_process" &&
-            (pc.memory_limit_mb > 0 || pc.cpu_limit_seconds > 0)) {
-          r.Error(entry, p,
-                  "memory_limit_mb and cpu_limit_seconds need transport "
-                  "out_of_process");
-        }
-        const YAML::Node& config = entry["config"];
-        if (config.IsDefined() && !config.IsNull()) {
-          if (!config.IsMap()) {
-            r.Error(config, YamlReader::Join(p, "config"),
-                    "must be a map (the plugin's own settings)");
-          } else {
-            pc.config_json.clear();
-            YamlToJson(config, &pc.config_json);
-          }
-        }
-        pc.required = r.Bool(entry, p, "required", false);
-        c.plugins.push_back(std::move(pc));
-      }
-    }
-  }
+  ParsePlugins(r, root["plugins"], file_name, base_dir, c.plugins);
   ParseReminders(r, root["reminders"], file_name, base_dir, c.reminders);
   ParseExportSection(r, root["export"], file_name, base_dir, c.export_);
   ParseIntegrity(r, root["integrity"], base_dir, c.integrity);
   ParseOperations(r, root, file_name, c);
-  YAML::Node events = root["events"];
-  if (r.ExpectMap(events, "events", true)) {
-    r.ExpectKeys(events, "events", {"future_leeway"});
-    c.events.future_leeway =
-        r.Duration(events, "events", "future_leeway", c.events.future_leeway);
-    if (c.events.future_leeway < absl::ZeroDuration() ||
-        c.events.future_leeway > absl::Hours(24)) {
-      r.Error(events["future_leeway"], "events.future_leeway",
-              "must be between 0s and 24h");
-    }
-  }
+  ParseEvents(r, root["events"], c.events);
   if (!r.ok()) return r.ToStatus();
   return c;
 }

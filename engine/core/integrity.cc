@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "core/event_chain.h"
 #include "ipsrt/internal/state.pb.h"
@@ -71,16 +70,6 @@ absl::Status ForEachEnrollment(
     if (on_tenant) on_tenant(done, static_cast<int64_t>(tenants.size()));
   }
   return absl::OkStatus();
-}
-
-std::string Hmac(absl::string_view key, absl::string_view data) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac,
-       &len);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(mac), len));
 }
 
 bool SortedHeadLess(const EventHead& a, const EventHead& b) {
@@ -206,7 +195,7 @@ std::string AnchorText(const Anchor& anchor, absl::string_view key) {
     absl::StrAppend(&text, "event ", h.tenant, " ", h.enrollment_id, " ",
                     h.sequence, " ", h.hash, "\n");
   }
-  absl::StrAppend(&text, "hmac-sha256 ", Hmac(key, text), "\n");
+  absl::StrAppend(&text, "hmac-sha256 ", HmacSha256Hex(key, text), "\n");
   return text;
 }
 
@@ -219,7 +208,7 @@ absl::StatusOr<Anchor> ParseAnchor(absl::string_view text,
   }
   absl::string_view body = text.substr(0, mac_at);
   std::string mac(absl::StripAsciiWhitespace(text.substr(mac_at + 12)));
-  std::string expected = Hmac(key, body);
+  std::string expected = HmacSha256Hex(key, body);
   if (mac.size() != expected.size() ||
       CRYPTO_memcmp(mac.data(), expected.data(), mac.size()) != 0) {
     return absl::DataLossError(

@@ -1,11 +1,13 @@
 #include "ipsrtd/setup.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "auth/authenticator.h"
 #include "common/files.h"
+#include "common/json_string.h"
 #include "common/log.h"
 #include "core/exports.h"
 #include "core/questionnaires.h"
@@ -37,6 +39,28 @@ absl::Status CheckExportTargets(const Config& config,
                   .questionnaires = &questionnaires,
                   .config = config.export_})
       .CheckTargets();
+}
+
+std::string UseJsonlChannel(Config& config, const std::string& config_path) {
+  RemindersConfig& rc = config.reminders;
+  if (!rc.enabled || !rc.channel.empty()) return "";
+  std::string path = rc.jsonl_path;
+  if (path.empty() && config.store.kind == "sqlite") {
+    path = (std::filesystem::path(config.store.sqlite.path).parent_path() /
+            "reminders.jsonl")
+               .string();
+  }
+  if (path.empty()) return "";
+  std::error_code ignored;  // absolute() fails only without a cwd
+  path = std::filesystem::absolute(path, ignored).lexically_normal().string();
+  PluginConfig jsonl;
+  jsonl.path = "libipsrt_reminder_jsonl.so";
+  jsonl.config_json = JsonText(Json{{"path", path}, {"sync", rc.jsonl_sync}});
+  jsonl.location = absl::StrCat(config_path, ": reminders.jsonl");
+  config.plugins.push_back(std::move(jsonl));
+  rc.channel = "reminder-jsonl";
+  rc.channel_location = config.plugins.back().location;
+  return path;
 }
 
 namespace {
@@ -83,6 +107,7 @@ int CheckConfig(const std::string& config_path) {
         ResolvePostgresPassword(config->store.postgres);
     if (!password.ok()) Problem(&problems, password.status().message());
   }
+  UseJsonlChannel(*config, config_path);
   absl::StatusOr<std::unique_ptr<PluginRegistry>> plugins =
       PluginRegistry::Load(config->plugins, DefaultPluginHostOptions());
   if (!plugins.ok()) {

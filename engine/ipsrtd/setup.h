@@ -1,5 +1,5 @@
-// Start-up steps of ipsrtd kept out of main.cc: the metrics endpoint and
-// `--check_config`.
+// Start-up steps of ipsrtd kept out of main.cc: the metrics endpoint, the
+// default reminder channel and `--check_config`.
 #ifndef IPSRT_IPSRTD_SETUP_H_
 #define IPSRT_IPSRTD_SETUP_H_
 
@@ -24,6 +24,16 @@ absl::StatusOr<std::unique_ptr<Metrics>> StartMetrics(const Config& config);
 absl::Status CheckExportTargets(const Config& config,
                                 const PluginRegistry& plugins,
                                 const QuestionnaireCatalog& questionnaires);
+
+// UseJsonlChannel: with reminders on and no reminders.channel, reminders
+// go to the JSON Lines file of reminders.jsonl (path; default
+// reminders.jsonl beside a SQLite database), written by the reminder-jsonl
+// plugin (plugins/reminders). It adds that plugin's entry to
+// config.plugins, with the file's absolute path and `sync`, and names it in
+// reminders.channel. Returns the file's path; "" when reminders are off, go
+// to another channel, or (PostgreSQL without reminders.jsonl.path) have no
+// default.
+std::string UseJsonlChannel(Config& config, const std::string& config_path);
 
 // CheckConfig loads the config file, the workflow templates, the plugins
 // (started, then stopped), the questionnaires, the export targets, the

@@ -1,7 +1,8 @@
 // ReminderSender: the delivery channel behind the reminder dispatcher.
 //
-// The engine ships one built-in channel (JsonlFileSender); reminder plugins
-// (the plugin host) implement the same interface. A sender receives each
+// Every channel is a reminder plugin behind PluginSender (the JSON Lines
+// file of reminders.jsonl is the reminder-jsonl plugin's); tests implement
+// the interface directly. A sender receives each
 // due reminder at least once and must use `idempotency_key` to drop a
 // repeat: a dispatcher that crashed after sending and before recording the
 // outcome sends again, with the same key, once the lease expires.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/time_util.h"
 #include "instruments/srm.h"
+#include "ipsrt/plugin/time.h"
 #include "ipsrt/status_macros.h"
 #include "runtime/session_plan.h"
 
@@ -1549,7 +1550,7 @@ std::vector<v1::Task> TaskList(const internal::EnrollmentState& state,
 }
 
 std::string FormatLocal(absl::Time t, absl::TimeZone zone) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M (%Ez)", t, zone);
+  return LocalTimeText(t, zone);
 }
 
 }  // namespace ipsrt::runtime

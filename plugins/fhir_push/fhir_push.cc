@@ -14,17 +14,16 @@
 //
 // The token is read at each delivery (a rotated file is picked up) and
 // never logged or put in an error; neither is any part of the Bundle.
-#include <curl/curl.h>
 #include <ipsrt/plugin/plugin.h>
 
-#include <mutex>
 #include <optional>
 #include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/hash.h"
+#include "ipsrt/plugin/hash.h"
+#include "ipsrt/plugin/http.h"
 #include "push_target.h"
 #include "transaction.h"
 
@@ -39,21 +38,6 @@ constexpr char kFormat[] = "fhir-r4-transaction";
 // not read.
 constexpr size_t kMaxResponseBytes = 16 << 20;
 
-struct ResponseBuffer {
-  std::string bytes;
-  bool overflow = false;
-};
-
-size_t Collect(char* data, size_t size, size_t n, void* user) {
-  auto* buffer = static_cast<ResponseBuffer*>(user);
-  if (buffer->bytes.size() + size * n > kMaxResponseBytes) {
-    buffer->overflow = true;
-    return 0;  // makes curl stop with CURLE_WRITE_ERROR
-  }
-  buffer->bytes.append(data, size * n);
-  return size * n;
-}
-
 bool IsHeaderSafe(absl::string_view value) {
   for (char c : value) {
     if (c < 0x20 || c > 0x7e) return false;
@@ -61,21 +45,11 @@ bool IsHeaderSafe(absl::string_view value) {
   return !value.empty();
 }
 
-// One POST's result.
-struct Attempt {
-  // Set when the target answered.
-  long http_status = 0;
-  std::string body;
-  // Set when it did not: what went wrong.
-  CURLcode curl_code = CURLE_OK;
-  bool connected = false;
-};
+using ::ipsrt::plugin::HttpResult;
 
 class FhirPush final : public ipsrt::plugin::Plugin {
  public:
   absl::Status Configure(const v1::ConfigureRequest& request) override {
-    static std::once_flag curl_once;
-    std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     absl::StatusOr<PushTargets> targets =
         ipsrt::fhir_push::ReadPushTargets(request);
     if (!targets.ok()) return targets.status();
@@ -91,21 +65,6 @@ class FhirPush final : public ipsrt::plugin::Plugin {
     // No export_formats: those name formats a plugin renders, and this one
     // only delivers (fhir-r4-transaction Bundles rendered by fhir-r4), so
     // ExportService never picks it as a renderer.
-    d.set_config_schema(
-        R"({"type":"object","required":["targets"],"properties":{)"
-        R"("default_target":{"type":"string"},)"
-        R"("targets":{"type":"object","minProperties":1,)"
-        R"("additionalProperties":{"type":"object","required":["base_url"],)"
-        R"("properties":{"base_url":{"type":"string"},)"
-        R"("bearer_token_env":{"type":"string"},)"
-        R"("bearer_token_file":{"type":"string"},)"
-        R"("connect_timeout":{"type":"string"},"timeout":{"type":"string"},)"
-        R"("max_attempts":{"type":"integer","minimum":1,"maximum":10},)"
-        R"("initial_backoff":{"type":"string"},)"
-        R"("max_backoff":{"type":"string"},)"
-        R"("max_bundle_bytes":{"type":"integer","minimum":1},)"
-        R"("ca_file":{"type":"string"}},"additionalProperties":false}}},)"
-        R"("additionalProperties":false})");
     return d;
   }
 
@@ -154,50 +113,55 @@ class FhirPush final : public ipsrt::plugin::Plugin {
                        token.status().message()));
     }
 
-    std::string last_problem;
-    // The same without the target's diagnostics, which may quote what was
-    // sent: the log never gets patient data.
-    std::string last_problem_for_log;
-    bool last_was_timeout = false;
-    for (int attempt = 1; attempt <= target->max_attempts; ++attempt) {
-      if (attempt > 1) absl::SleepFor(target->BackoffBefore(attempt));
-      Attempt a = Post(*target, *token, request.idempotency_key(), bundle);
-      if (a.curl_code == CURLE_OK) {
-        if (a.http_status >= 200 && a.http_status < 300) {
-          return Counted(*target, a, *entries);
-        }
-        if (!Transient(a.http_status)) {
-          return Refusal(*target, a, bundle.size());
-        }
-        last_problem = absl::StrCat("HTTP ", a.http_status);
-        last_problem_for_log = last_problem;
-        if (std::string summary =
-                ipsrt::fhir_push::OperationOutcomeSummary(a.body);
-            !summary.empty()) {
-          absl::StrAppend(&last_problem, ": ", summary);
-        }
-        last_was_timeout = false;
-      } else {
+    // A retryable problem, the same without the target's diagnostics for
+    // the log (they may quote what was sent: the log never gets patient
+    // data), or a permanent status.
+    auto problem_of = [&](const HttpResult& a,
+                          std::string* for_log) -> absl::StatusOr<std::string> {
+      if (!a.answered()) {
         absl::StatusOr<std::string> problem = NetworkProblem(*target, a);
-        if (!problem.ok()) return problem.status();
-        last_problem = *problem;
-        last_problem_for_log = last_problem;
-        last_was_timeout =
-            a.curl_code == CURLE_OPERATION_TIMEDOUT && a.connected;
+        if (problem.ok()) *for_log = *problem;
+        return problem;
       }
-      if (attempt < target->max_attempts) {
-        host().Log(IPSRT_LOG_WARNING,
-                   absl::StrCat("target ", target->name, " attempt ", attempt,
-                                "/", target->max_attempts, " failed (",
-                                last_problem_for_log, "); trying again in ",
-                                absl::FormatDuration(
-                                    target->BackoffBefore(attempt + 1))));
-      }
+      *for_log = absl::StrCat("HTTP ", a.http_status);
+      std::string summary = ipsrt::fhir_push::OperationOutcomeSummary(a.body);
+      return summary.empty() ? *for_log : absl::StrCat(*for_log, ": ", summary);
+    };
+    absl::Status permanent;
+    const ipsrt::plugin::RetryPolicy retries = target->Retries();
+    HttpResult last = ipsrt::plugin::PostWithRetries(
+        Request(*target, *token, request.idempotency_key(), bundle), retries,
+        [&](const HttpResult& a, int attempt) {
+          if (a.success() || (a.answered() && !Transient(a.http_status))) {
+            return false;
+          }
+          std::string for_log;
+          absl::StatusOr<std::string> problem = problem_of(a, &for_log);
+          if (!problem.ok()) {
+            permanent = problem.status();
+            return false;
+          }
+          host().Log(
+              IPSRT_LOG_WARNING,
+              absl::StrCat("target ", target->name, " attempt ", attempt, "/",
+                           target->max_attempts, " failed (", for_log,
+                           "); trying again in ",
+                           absl::FormatDuration(ipsrt::plugin::BackoffBefore(
+                               retries, attempt + 1))));
+          return true;
+        });
+    if (last.success()) return Counted(*target, last, *entries);
+    if (last.answered() && !Transient(last.http_status)) {
+      return Refusal(*target, last, bundle.size());
     }
+    if (!permanent.ok()) return permanent;
+    std::string for_log;
+    absl::StatusOr<std::string> last_problem = problem_of(last, &for_log);
+    if (!last_problem.ok()) return last_problem.status();
     const std::string tail = absl::StrCat(
         " after ", target->max_attempts, " attempt",
-        target->max_attempts == 1 ? "" : "s", "; last: ", last_problem);
-    if (last_was_timeout) {
+        target->max_attempts == 1 ? "" : "s", "; last: ", *last_problem);
+    if (last.network == HttpResult::Network::kTimeout && last.connected) {
       return absl::DeadlineExceededError(
           absl::StrCat("target \"", target->name, "\" did not answer", tail));
     }
@@ -212,7 +176,7 @@ class FhirPush final : public ipsrt::plugin::Plugin {
 
   // Counted reads a 2xx answer.
   static absl::StatusOr<v1::DeliverExportResponse> Counted(
-      const PushTarget& target, const Attempt& a, int entries) {
+      const PushTarget& target, const HttpResult& a, int entries) {
     absl::StatusOr<ipsrt::fhir_push::TransactionOutcome> outcome =
         ipsrt::fhir_push::ReadTransactionResponse(a.body, entries);
     if (!outcome.ok()) {
@@ -234,7 +198,7 @@ class FhirPush final : public ipsrt::plugin::Plugin {
   }
 
   // Refusal turns a final non-2xx answer into the status to return.
-  static absl::Status Refusal(const PushTarget& target, const Attempt& a,
+  static absl::Status Refusal(const PushTarget& target, const HttpResult& a,
                               size_t bundle_bytes) {
     std::string detail = ipsrt::fhir_push::OperationOutcomeSummary(a.body);
     if (!detail.empty()) detail = absl::StrCat(": ", detail);
@@ -273,9 +237,9 @@ class FhirPush final : public ipsrt::plugin::Plugin {
   // NetworkProblem describes a POST that got no answer: a retryable
   // problem, or a permanent status.
   static absl::StatusOr<std::string> NetworkProblem(const PushTarget& target,
-                                                    const Attempt& a) {
-    switch (a.curl_code) {
-      case CURLE_OPERATION_TIMEDOUT:
+                                                    const HttpResult& a) {
+    switch (a.network) {
+      case HttpResult::Network::kTimeout:
         if (a.connected) {
           return absl::StrCat("no answer within ",
                               absl::FormatDuration(target.timeout), " (",
@@ -283,87 +247,45 @@ class FhirPush final : public ipsrt::plugin::Plugin {
         }
         return absl::StrCat("cannot connect within ",
                             absl::FormatDuration(target.connect_timeout));
-      case CURLE_COULDNT_RESOLVE_HOST:
-      case CURLE_COULDNT_RESOLVE_PROXY:
-      case CURLE_COULDNT_CONNECT:
-      case CURLE_SEND_ERROR:
-      case CURLE_RECV_ERROR:
-      case CURLE_GOT_NOTHING:
-      case CURLE_PARTIAL_FILE:
-      case CURLE_SSL_CONNECT_ERROR:
-        return std::string(curl_easy_strerror(a.curl_code));
-      case CURLE_WRITE_ERROR:
+      case HttpResult::Network::kConnection:
+        return a.error;
+      case HttpResult::Network::kResponseTooLarge:
         return absl::UnknownError(absl::StrCat(
             "target \"", target.name, "\" answered more than ",
             kMaxResponseBytes,
             " bytes (the transaction may have been applied; pushing again is "
             "safe)"));
-      case CURLE_URL_MALFORMAT:
-      case CURLE_UNSUPPORTED_PROTOCOL:
+      case HttpResult::Network::kBadUrl:
         return absl::FailedPreconditionError(
             absl::StrCat("target \"", target.name, "\": ", target.key_path,
-                         ".base_url: ", curl_easy_strerror(a.curl_code)));
+                         ".base_url: ", a.error));
       default:
         // TLS verification and the like: not fixed by trying again at once.
-        return absl::UnavailableError(absl::StrCat(
-            "target \"", target.name, "\": ", curl_easy_strerror(a.curl_code)));
+        return absl::UnavailableError(
+            absl::StrCat("target \"", target.name, "\": ", a.error));
     }
   }
 
-  static Attempt Post(const PushTarget& target, const std::string& token,
-                      const std::string& idempotency_key,
-                      const std::string& bundle) {
-    Attempt a;
-    CURL* curl = curl_easy_init();
-    if (curl == nullptr) {
-      a.curl_code = CURLE_FAILED_INIT;
-      return a;
-    }
-    curl_slist* headers = nullptr;
-    std::string authorization;
-    if (!token.empty())
-      authorization = absl::StrCat("Authorization: Bearer ", token);
-    for (const std::string& h :
-         {std::string("Content-Type: application/fhir+json"),
-          std::string("Accept: application/fhir+json"),
-          std::string("Prefer: return=minimal"),
-          absl::StrCat("X-Request-Id: ", idempotency_key),
-          absl::StrCat("Idempotency-Key: ", idempotency_key),
-          // No "Expect: 100-continue" round trip for large bundles.
-          std::string("Expect:"), authorization}) {
-      if (!h.empty()) headers = curl_slist_append(headers, h.c_str());
-    }
-    ResponseBuffer response;
-    curl_easy_setopt(curl, CURLOPT_URL, target.base_url.c_str());
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, bundle.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                     static_cast<curl_off_t>(bundle.size()));
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "ipsrt-fhir-push/1.0");
-    curl_easy_setopt(
-        curl, CURLOPT_CONNECTTIMEOUT_MS,
-        static_cast<long>(absl::ToInt64Milliseconds(target.connect_timeout)));
-    curl_easy_setopt(
-        curl, CURLOPT_TIMEOUT_MS,
-        static_cast<long>(absl::ToInt64Milliseconds(target.timeout)));
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Collect);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-    if (!target.ca_file.empty()) {
-      curl_easy_setopt(curl, CURLOPT_CAINFO, target.ca_file.c_str());
-    }
-    a.curl_code = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &a.http_status);
-    curl_off_t connect_time = 0;
-    curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_time);
-    a.connected = connect_time > 0;
-    a.body = std::move(response.bytes);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    return a;
+  // Request is one POST of `bundle` to the target.
+  static ipsrt::plugin::HttpRequest Request(const PushTarget& target,
+                                            const std::string& token,
+                                            const std::string& idempotency_key,
+                                            const std::string& bundle) {
+    return {
+        .url = target.base_url,
+        .body = bundle,
+        .headers = {"Content-Type: application/fhir+json",
+                    "Accept: application/fhir+json", "Prefer: return=minimal",
+                    absl::StrCat("X-Request-Id: ", idempotency_key),
+                    absl::StrCat("Idempotency-Key: ", idempotency_key),
+                    token.empty()
+                        ? std::string()
+                        : absl::StrCat("Authorization: Bearer ", token)},
+        .user_agent = "ipsrt-fhir-push/1.0",
+        .connect_timeout = target.connect_timeout,
+        .timeout = target.timeout,
+        .ca_file = target.ca_file,
+        .max_response_bytes = kMaxResponseBytes};
   }
 
   std::optional<PushTargets> targets_;

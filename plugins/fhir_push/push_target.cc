@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/struct.pb.h"
+#include "ipsrt/plugin/config_reader.h"
 #include "ipsrt/status_macros.h"
 
 namespace ipsrt::fhir_push {
@@ -20,91 +21,8 @@ namespace {
 using google::protobuf::Struct;
 using google::protobuf::Value;
 
-// Section is one JSON object of the config with its key path, so that
-// every error names the full path ("config.targets.ehr.timeout: ...").
-class Section {
- public:
-  Section(const Struct& fields, std::string path)
-      : fields_(fields), path_(std::move(path)) {}
-
-  std::string Path(absl::string_view key) const {
-    return absl::StrCat(path_, ".", key);
-  }
-  absl::Status Bad(absl::string_view key, absl::string_view reason) const {
-    return absl::InvalidArgumentError(absl::StrCat(Path(key), ": ", reason));
-  }
-
-  absl::Status OnlyKeys(
-      std::initializer_list<absl::string_view> allowed) const {
-    for (const auto& [key, value] : fields_.fields()) {
-      bool known = false;
-      for (absl::string_view a : allowed) known = known || a == key;
-      if (!known) {
-        return Bad(key, absl::StrCat("unknown key (allowed: ",
-                                     absl::StrJoin(allowed, ", "), ")"));
-      }
-    }
-    return absl::OkStatus();
-  }
-
-  // nullptr when absent or null.
-  const Value* Find(absl::string_view key) const {
-    auto it = fields_.fields().find(std::string(key));
-    if (it == fields_.fields().end() ||
-        it->second.kind_case() == Value::kNullValue) {
-      return nullptr;
-    }
-    return &it->second;
-  }
-
-  absl::StatusOr<std::string> String(absl::string_view key,
-                                     bool required = false) const {
-    const Value* v = Find(key);
-    if (v == nullptr) {
-      if (required) return Bad(key, "is required");
-      return std::string();
-    }
-    if (v->kind_case() != Value::kStringValue) {
-      return Bad(key, "must be a string");
-    }
-    if (v->string_value().empty()) return Bad(key, "must not be empty");
-    return v->string_value();
-  }
-
-  absl::StatusOr<int64_t> Integer(absl::string_view key, int64_t fallback,
-                                  int64_t min, int64_t max) const {
-    const Value* v = Find(key);
-    if (v == nullptr) return fallback;
-    if (v->kind_case() != Value::kNumberValue ||
-        v->number_value() != std::floor(v->number_value()) ||
-        v->number_value() < static_cast<double>(min) ||
-        v->number_value() > static_cast<double>(max)) {
-      return Bad(
-          key, absl::StrCat("must be a whole number from ", min, " to ", max));
-    }
-    return static_cast<int64_t>(v->number_value());
-  }
-
-  absl::StatusOr<absl::Duration> Duration(absl::string_view key,
-                                          absl::Duration fallback,
-                                          absl::Duration max) const {
-    const Value* v = Find(key);
-    if (v == nullptr) return fallback;
-    absl::Duration d;
-    if (v->kind_case() != Value::kStringValue ||
-        !absl::ParseDuration(v->string_value(), &d) ||
-        d <= absl::ZeroDuration() || d > max) {
-      return Bad(key,
-                 absl::StrCat("must be a positive duration up to ",
-                              absl::FormatDuration(max), ", e.g. 500ms or 5s"));
-    }
-    return d;
-  }
-
- private:
-  const Struct& fields_;
-  std::string path_;
-};
+// Every error names the full key path ("config.targets.ehr.timeout: ...").
+using Section = ::ipsrt::plugin::ConfigReader;
 
 bool IsTargetName(absl::string_view name) {
   if (name.empty()) return false;
@@ -123,20 +41,20 @@ absl::Status CheckBaseUrl(const Section& s, const std::string& url) {
   absl::string_view rest = url;
   if (!absl::ConsumePrefix(&rest, "http://") &&
       !absl::ConsumePrefix(&rest, "https://")) {
-    return s.Bad("base_url", "must start with http:// or https://");
+    return s.Error("base_url", "must start with http:// or https://");
   }
   absl::string_view authority = rest.substr(0, rest.find('/'));
-  if (authority.empty()) return s.Bad("base_url", "has no host");
+  if (authority.empty()) return s.Error("base_url", "has no host");
   if (absl::StrContains(authority, "@")) {
-    return s.Bad("base_url",
-                 "must not contain credentials; use bearer_token_file or "
-                 "bearer_token_env");
+    return s.Error("base_url",
+                   "must not contain credentials; use bearer_token_file or "
+                   "bearer_token_env");
   }
   for (char c : url) {
     if (c == '?' || c == '#' || absl::ascii_isspace(c) ||
         !absl::ascii_isprint(c)) {
-      return s.Bad("base_url",
-                   "must be a plain URL without query, fragment or spaces");
+      return s.Error("base_url",
+                     "must be a plain URL without query, fragment or spaces");
     }
   }
   return absl::OkStatus();
@@ -158,27 +76,29 @@ absl::StatusOr<PushTarget> ReadTarget(const std::string& name,
     return absl::InvalidArgumentError(absl::StrCat(
         t.key_path, ": must be a map with base_url and the other settings"));
   }
-  Section s(value.struct_value(), t.key_path);
+  Section s(value.struct_value(), config_dir, absl::StrCat(t.key_path, "."));
   IPSRT_RETURN_IF_ERROR(s.OnlyKeys(
       {"base_url", "bearer_token_env", "bearer_token_file", "connect_timeout",
        "timeout", "max_attempts", "initial_backoff", "max_backoff",
        "max_bundle_bytes", "ca_file"}));
 
-  IPSRT_ASSIGN_OR_RETURN(std::string base_url, s.String("base_url", true));
+  IPSRT_ASSIGN_OR_RETURN(std::string base_url,
+                         s.NonEmptyString("base_url", true));
   IPSRT_RETURN_IF_ERROR(CheckBaseUrl(s, base_url));
   while (absl::EndsWith(base_url, "/")) base_url.pop_back();
   t.base_url = base_url;
 
-  IPSRT_ASSIGN_OR_RETURN(t.bearer_token_env, s.String("bearer_token_env"));
-  IPSRT_ASSIGN_OR_RETURN(std::string token_file, s.String("bearer_token_file"));
+  IPSRT_ASSIGN_OR_RETURN(t.bearer_token_env,
+                         s.NonEmptyString("bearer_token_env"));
+  IPSRT_ASSIGN_OR_RETURN(std::string token_file,
+                         s.NonEmptyString("bearer_token_file"));
   if (!t.bearer_token_env.empty() && !token_file.empty()) {
-    return s.Bad("bearer_token_file",
-                 "set either bearer_token_env or bearer_token_file, not both");
+    return s.Error(
+        "bearer_token_file",
+        "set either bearer_token_env or bearer_token_file, not both");
   }
   if (!token_file.empty()) {
-    t.bearer_token_file = token_file[0] == '/' || config_dir.empty()
-                              ? token_file
-                              : absl::StrCat(config_dir, "/", token_file);
+    t.bearer_token_file = s.Resolve(token_file);
   }
 
   IPSRT_ASSIGN_OR_RETURN(
@@ -187,12 +107,13 @@ absl::StatusOr<PushTarget> ReadTarget(const std::string& name,
   IPSRT_ASSIGN_OR_RETURN(t.timeout,
                          s.Duration("timeout", t.timeout, absl::Minutes(5)));
   if (t.connect_timeout > t.timeout) {
-    return s.Bad("connect_timeout",
-                 absl::StrCat("must not be longer than ", s.Path("timeout"),
-                              " (which bounds the whole POST)"));
+    return s.Error(
+        "connect_timeout",
+        absl::StrCat("must not be longer than ", s.KeyPath("timeout"),
+                     " (which bounds the whole POST)"));
   }
   IPSRT_ASSIGN_OR_RETURN(int64_t attempts,
-                         s.Integer("max_attempts", t.max_attempts, 1, 10));
+                         s.Int("max_attempts", t.max_attempts, 1, 10));
   t.max_attempts = static_cast<int>(attempts);
   IPSRT_ASSIGN_OR_RETURN(
       t.initial_backoff,
@@ -202,18 +123,16 @@ absl::StatusOr<PushTarget> ReadTarget(const std::string& name,
       s.Duration("max_backoff", std::max(t.max_backoff, t.initial_backoff),
                  absl::Minutes(5)));
   if (t.max_backoff < t.initial_backoff) {
-    return s.Bad("max_backoff", absl::StrCat("must not be shorter than ",
-                                             s.Path("initial_backoff")));
+    return s.Error("max_backoff", absl::StrCat("must not be shorter than ",
+                                               s.KeyPath("initial_backoff")));
   }
   IPSRT_ASSIGN_OR_RETURN(t.max_bundle_bytes,
-                         s.Integer("max_bundle_bytes", 0, 1, int64_t{1} << 31));
-  IPSRT_ASSIGN_OR_RETURN(std::string ca_file, s.String("ca_file"));
+                         s.Int("max_bundle_bytes", 0, 1, int64_t{1} << 31));
+  IPSRT_ASSIGN_OR_RETURN(std::string ca_file, s.NonEmptyString("ca_file"));
   if (!ca_file.empty()) {
-    t.ca_file = ca_file[0] == '/' || config_dir.empty()
-                    ? ca_file
-                    : absl::StrCat(config_dir, "/", ca_file);
+    t.ca_file = s.Resolve(ca_file);
     if (!std::ifstream(t.ca_file)) {
-      return s.Bad("ca_file", absl::StrCat("cannot read ", t.ca_file));
+      return s.Error("ca_file", absl::StrCat("cannot read ", t.ca_file));
     }
   }
 
@@ -244,10 +163,10 @@ absl::Status CheckToken(const std::string& token, absl::string_view where) {
 
 }  // namespace
 
-absl::Duration PushTarget::BackoffBefore(int attempt) const {
-  absl::Duration d = initial_backoff;
-  for (int i = 2; i < attempt && d < max_backoff; ++i) d *= 2;
-  return std::min(d, max_backoff);
+plugin::RetryPolicy PushTarget::Retries() const {
+  return {.max_attempts = max_attempts,
+          .initial_backoff = initial_backoff,
+          .max_backoff = max_backoff};
 }
 
 absl::StatusOr<std::string> PushTarget::BearerToken() const {
@@ -294,19 +213,19 @@ std::string PushTargets::Names() const {
 
 absl::StatusOr<PushTargets> ReadPushTargets(
     const plugin::v1::ConfigureRequest& request) {
-  Section root(request.config(), "config");
+  Section root(request);
   IPSRT_RETURN_IF_ERROR(root.OnlyKeys({"targets", "default_target"}));
   const Value* targets = root.Find("targets");
   if (targets == nullptr) {
-    return root.Bad("targets",
-                    "is required: a map of target name to "
-                    "{base_url, ...}");
+    return root.Error("targets",
+                      "is required: a map of target name to "
+                      "{base_url, ...}");
   }
   if (targets->kind_case() != Value::kStructValue ||
       targets->struct_value().fields().empty()) {
-    return root.Bad("targets",
-                    "must be a map with at least one target, e.g. ehr: "
-                    "{base_url: https://fhir.example.org/r4}");
+    return root.Error("targets",
+                      "must be a map with at least one target, e.g. ehr: "
+                      "{base_url: https://fhir.example.org/r4}");
   }
   PushTargets result;
   // In name order, so that the first error reported does not depend on
@@ -320,19 +239,21 @@ absl::StatusOr<PushTargets> ReadPushTargets(
                            ReadTarget(name, *value, request.config_dir()));
     result.targets_.emplace(name, std::move(target));
   }
-  IPSRT_ASSIGN_OR_RETURN(result.default_target_, root.String("default_target"));
+  IPSRT_ASSIGN_OR_RETURN(result.default_target_,
+                         root.NonEmptyString("default_target"));
   if (result.default_target_.empty()) {
     if (result.targets_.size() > 1) {
-      return root.Bad("default_target",
-                      absl::StrCat("is required when there are several "
-                                   "targets (",
-                                   result.Names(), ")"));
+      return root.Error("default_target",
+                        absl::StrCat("is required when there are several "
+                                     "targets (",
+                                     result.Names(), ")"));
     }
     result.default_target_ = result.targets_.begin()->first;
   } else if (result.Find(result.default_target_) == nullptr) {
-    return root.Bad("default_target",
-                    absl::StrCat("names no target: \"", result.default_target_,
-                                 "\" is not one of ", result.Names()));
+    return root.Error(
+        "default_target",
+        absl::StrCat("names no target: \"", result.default_target_,
+                     "\" is not one of ", result.Names()));
   }
   return result;
 }

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ipsrt/plugin/http.h"
 #include "ipsrt/plugin/v1/plugin.pb.h"
 
 namespace ipsrt::fhir_push {
@@ -45,9 +46,9 @@ struct PushTarget {
   // A private CA for https; empty: the system's.
   std::string ca_file;
 
-  // BackoffBefore is the wait before attempt `attempt` (2-based):
-  // initial_backoff doubling, at most max_backoff.
-  absl::Duration BackoffBefore(int attempt) const;
+  // The retry policy of one delivery: max_attempts POSTs, the backoff
+  // doubling from initial_backoff up to max_backoff.
+  plugin::RetryPolicy Retries() const;
 
   // BearerToken reads the token now (so a rotated file is picked up).
   // Empty when the target has no token source. FAILED_PRECONDITION naming

@@ -18,8 +18,8 @@
 #include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
-#include "common/hash.h"
-#include "common/proto_time.h"
+#include "ipsrt/plugin/hash.h"
+#include "ipsrt/plugin/time.h"
 #include "json.h"
 
 namespace ipsrt::fhir {

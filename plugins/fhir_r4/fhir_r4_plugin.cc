@@ -81,13 +81,6 @@ class FhirR4 final : public ipsrt::plugin::Plugin {
     d.add_export_formats(ipsrt::fhir::kCollectionFormat);
     d.add_export_formats(ipsrt::fhir::kTransactionFormat);
     d.add_export_formats(ipsrt::fhir::kResourcesFormat);
-    d.set_config_schema(
-        R"({"type":"object","properties":{)"
-        R"("identifier_system":{"type":"string","minLength":1},)"
-        R"("canonical_base":{"type":"string","minLength":1},)"
-        R"("patient_identifier_system":{"type":"string","minLength":1},)"
-        R"("practitioner_identifier_system":{"type":"string","minLength":1}},)"
-        R"("additionalProperties":false})");
     return d;
   }
 

@@ -3,8 +3,9 @@
 //
 // The FHIR renderer builds every resource with it so the key order is the
 // order the code sets them in (resourceType first, as FHIR readers expect),
-// never a hash order. Numbers are held as their final text: FHIR decimals
-// must come out exactly as computed ("5.2", not "5.2000000000000002").
+// never a hash order. FHIR decimals come out exactly as computed: the
+// shortest text that reads back ("5.2", not "5.2000000000000002"), whole
+// numbers without a fraction ("12").
 //
 // Example:
 //   Json obs = Json::Object();
@@ -15,26 +16,25 @@
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
-#include "absl/strings/string_view.h"
+#include "ipsrt/plugin/json.h"
 
 namespace ipsrt::fhir {
 
+// A fluent builder over the SDK's ipsrt::Json (nlohmann::ordered_json).
 class Json {
  public:
   // A string value.
-  Json(const char* text) : kind_(Kind::kString), text_(text) {}
-  Json(std::string text) : kind_(Kind::kString), text_(std::move(text)) {}
+  Json(const char* text) : value_(text) {}
+  Json(std::string text) : value_(std::move(text)) {}
 
-  static Json Object() { return Json(Kind::kObject, ""); }
-  static Json Array() { return Json(Kind::kArray, ""); }
-  static Json Bool(bool value) {
-    return Json(Kind::kLiteral, value ? "true" : "false");
-  }
-  static Json Int(int64_t value);
-  // The shortest decimal text that reads back as `value` (std::to_chars),
-  // e.g. 5.2 -> "5.2", 12.0 -> "12". Not for NaN or infinities.
+  static Json Object() { return Json(ipsrt::Json::object()); }
+  static Json Array() { return Json(ipsrt::Json::array()); }
+  static Json Bool(bool value) { return Json(ipsrt::Json(value)); }
+  static Json Int(int64_t value) { return Json(ipsrt::Json(value)); }
+  // The shortest decimal text that reads back as `value`, e.g. 5.2 -> "5.2",
+  // 12.0 -> "12" (a whole number has no fraction). Not for NaN or
+  // infinities.
   static Json Decimal(double value);
 
   // Appends a member to an object. The caller keeps keys unique.
@@ -43,20 +43,15 @@ class Json {
   Json& Add(Json value);
 
   // True for an object or array without members.
-  bool empty() const { return values_.empty(); }
+  bool empty() const { return value_.empty(); }
 
   // Compact JSON text, no newline.
-  std::string Write() const;
-  void WriteTo(std::string* out) const;
+  std::string Write() const { return JsonText(value_); }
+  void WriteTo(std::string* out) const { out->append(Write()); }
 
  private:
-  enum class Kind { kString, kLiteral, kObject, kArray };
-  Json(Kind kind, std::string text) : kind_(kind), text_(std::move(text)) {}
-
-  Kind kind_;
-  std::string text_;
-  std::vector<std::string> keys_;
-  std::vector<Json> values_;
+  explicit Json(ipsrt::Json value) : value_(std::move(value)) {}
+  ipsrt::Json value_;
 };
 
 }  // namespace ipsrt::fhir

@@ -34,9 +34,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
-#include "channel_common.h"
-#include "common/hash.h"
-#include "common/proto_time.h"
+#include "ipsrt/plugin/config_reader.h"
+#include "ipsrt/plugin/hash.h"
+#include "ipsrt/plugin/time.h"
 
 namespace {
 
@@ -180,7 +180,7 @@ struct Report {
 class Hl7v2Oru final : public ipsrt::plugin::Plugin {
  public:
   absl::Status Configure(const pv1::ConfigureRequest& request) override {
-    ipsrt::channels::Settings config(request);
+    ipsrt::plugin::ConfigReader config(request);
     if (absl::Status s = config.OnlyKeys(
             {"sending_application", "sending_facility", "receiving_application",
              "receiving_facility", "assigning_authority", "identifier_type",
@@ -232,23 +232,6 @@ class Hl7v2Oru final : public ipsrt::plugin::Plugin {
         "Renders questionnaire responses and SRM diary days as HL7 v2.5.1 "
         "ORU^R01 messages in one batch file");
     d.add_export_formats(kFormat);
-    d.set_config_schema(
-        R"({"type":"object","required":["sending_facility"],)"
-        R"("properties":{)"
-        R"("sending_application":{"type":"string"},)"
-        R"("sending_facility":{"type":"string","minLength":1},)"
-        R"("receiving_application":{"type":"string"},)"
-        R"("receiving_facility":{"type":"string"},)"
-        R"("assigning_authority":{"type":"string","minLength":1},)"
-        R"("identifier_type":{"type":"string"},)"
-        R"("processing_id":{"enum":["P","T","D"]},)"
-        R"("patient_identifiers":{"type":"array","items":{"type":"object",)"
-        R"("required":["prefix","assigning_authority"],"properties":{)"
-        R"("prefix":{"type":"string","minLength":1},)"
-        R"("assigning_authority":{"type":"string","minLength":1},)"
-        R"("identifier_type":{"type":"string"}},)"
-        R"("additionalProperties":false}}},)"
-        R"("additionalProperties":false})");
     return d;
   }
 

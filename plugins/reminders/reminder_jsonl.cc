@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "channel_common.h"
+#include "ipsrt/plugin/config_reader.h"
 
 namespace {
 
@@ -34,7 +35,7 @@ class ReminderJsonl final : public ipsrt::plugin::Plugin {
   }
 
   absl::Status Configure(const v1::ConfigureRequest& request) override {
-    ipsrt::channels::Settings settings(request);
+    ipsrt::plugin::ConfigReader settings(request);
     if (absl::Status s = settings.OnlyKeys({"path", "sync"}); !s.ok()) {
       return s;
     }
@@ -64,10 +65,6 @@ class ReminderJsonl final : public ipsrt::plugin::Plugin {
   absl::StatusOr<v1::DescribeResponse> Describe() override {
     v1::DescribeResponse d;
     d.set_summary("Appends one JSON line per reminder to a file");
-    d.set_config_schema(
-        R"({"type":"object","required":["path"],"properties":{"path":)"
-        R"({"type":"string"},"sync":{"type":"boolean"}},)"
-        R"("additionalProperties":false})");
     return d;
   }
 

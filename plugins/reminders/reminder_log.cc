@@ -9,8 +9,8 @@
 #include <ipsrt/plugin/plugin.h>
 
 #include "absl/strings/str_cat.h"
-#include "channel_common.h"
-#include "common/proto_time.h"
+#include "ipsrt/plugin/config_reader.h"
+#include "ipsrt/plugin/time.h"
 
 namespace {
 
@@ -19,7 +19,7 @@ namespace v1 = ::ipsrt::plugin::v1;
 class ReminderLog final : public ipsrt::plugin::Plugin {
  public:
   absl::Status Configure(const v1::ConfigureRequest& request) override {
-    ipsrt::channels::Settings settings(request);
+    ipsrt::plugin::ConfigReader settings(request);
     if (absl::Status s = settings.OnlyKeys({"level"}); !s.ok()) return s;
     absl::StatusOr<std::string> level = settings.String("level", "info");
     if (!level.ok()) return level.status();
@@ -40,9 +40,6 @@ class ReminderLog final : public ipsrt::plugin::Plugin {
   absl::StatusOr<v1::DescribeResponse> Describe() override {
     v1::DescribeResponse d;
     d.set_summary("Writes one line per reminder to ipsrtd's log");
-    d.set_config_schema(
-        R"({"type":"object","properties":{"level":{"enum":["debug","info",)"
-        R"("warning"]}},"additionalProperties":false})");
     return d;
   }
 

@@ -6,7 +6,7 @@
 // One delivery is one POST of ReminderJson (channel_common.h) with
 //   Content-Type: application/json
 //   Idempotency-Key: <the reminder's idempotency key>
-//   X-IPSRT-Timestamp: <unix seconds of this attempt>
+//   X-IPSRT-Timestamp: <unix seconds of this delivery>
 //   X-IPSRT-Signature: sha256=<hex HMAC-SHA256(secret, timestamp "." body)>
 // Outcome, per attempt:
 // - 2xx: delivered.
@@ -36,22 +36,20 @@
 //         max_attempts: 3
 //         initial_backoff: 200ms
 //         ca_file: /etc/ipsrtd/notify-ca.pem   # optional
-#include <curl/curl.h>
 #include <ipsrt/plugin/plugin.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <fstream>
-#include <mutex>
 #include <sstream>
 #include <string>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "channel_common.h"
+#include "ipsrt/plugin/config_reader.h"
+#include "ipsrt/plugin/hash.h"
+#include "ipsrt/plugin/http.h"
 
 namespace {
 
@@ -60,25 +58,10 @@ namespace v1 = ::ipsrt::plugin::v1;
 // The smallest secret accepted: 128 bits.
 constexpr size_t kMinSecretBytes = 16;
 
-std::string HmacSha256Hex(const std::string& key, const std::string& data) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac,
-       &size);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(mac), size));
-}
-
-size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
-
 class ReminderWebhook final : public ipsrt::plugin::Plugin {
  public:
   absl::Status Configure(const v1::ConfigureRequest& request) override {
-    static std::once_flag curl_once;
-    std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-
-    ipsrt::channels::Settings settings(request);
+    ipsrt::plugin::ConfigReader settings(request);
     if (absl::Status s = settings.OnlyKeys(
             {"url", "secret_file", "connect_timeout", "timeout", "max_attempts",
              "initial_backoff", "ca_file"});
@@ -148,13 +131,6 @@ class ReminderWebhook final : public ipsrt::plugin::Plugin {
     v1::DescribeResponse d;
     d.set_summary(
         "POSTs each reminder as JSON, signed with HMAC-SHA256, to a webhook");
-    d.set_config_schema(
-        R"({"type":"object","required":["url","secret_file"],"properties":{)"
-        R"("url":{"type":"string"},"secret_file":{"type":"string"},)"
-        R"("connect_timeout":{"type":"string"},"timeout":{"type":"string"},)"
-        R"("max_attempts":{"type":"integer","minimum":1,"maximum":10},)"
-        R"("initial_backoff":{"type":"string"},"ca_file":{"type":"string"}},)"
-        R"("additionalProperties":false})");
     return d;
   }
 
@@ -169,139 +145,83 @@ class ReminderWebhook final : public ipsrt::plugin::Plugin {
           "reminder.idempotency_key: must not be empty");
     }
     const std::string body = ipsrt::channels::ReminderJson(r, host().Now());
-    std::string last_error;
-    for (int attempt = 1; attempt <= max_attempts_; ++attempt) {
-      if (attempt > 1) {
-        absl::SleepFor(initial_backoff_ * (1 << (attempt - 2)));
-      }
-      Outcome o = Post(r.idempotency_key(), body);
-      if (o.status.ok()) {
-        v1::DeliverReminderResponse response;
-        response.set_receipt(absl::StrCat("HTTP ", o.http_status));
-        return response;
-      }
-      if (!o.retry_here) return o.status;
-      last_error = std::string(o.status.message());
+    // Another POST within this delivery only for a problem the next one may
+    // not have; the dispatcher retries the rest later with its own backoff.
+    ipsrt::plugin::HttpResult last = ipsrt::plugin::PostWithRetries(
+        Request(r.idempotency_key(), body),
+        {.max_attempts = max_attempts_, .initial_backoff = initial_backoff_},
+        [](const ipsrt::plugin::HttpResult& result, int) {
+          return result.Retryable();
+        });
+    if (last.success()) {
+      v1::DeliverReminderResponse response;
+      response.set_receipt(absl::StrCat("HTTP ", last.http_status));
+      return response;
     }
-    return absl::UnavailableError(absl::StrCat("webhook: ", last_error, " (",
-                                               max_attempts_, " attempts)"));
+    absl::Status status = Failure(last);
+    if (!last.Retryable()) return status;
+    return absl::UnavailableError(absl::StrCat(
+        "webhook: ", status.message(), " (", max_attempts_, " attempts)"));
   }
 
  private:
-  struct Outcome {
-    absl::Status status;
-    long http_status = 0;
-    // Worth another POST within this delivery.
-    bool retry_here = false;
-  };
-
-  // Post makes one signed POST and classifies its outcome.
-  Outcome Post(const std::string& idempotency_key,
-               const std::string& body) const {
-    // The signature's timestamp is the real time of this attempt, not the
+  // Request is one signed POST of `body`.
+  ipsrt::plugin::HttpRequest Request(const std::string& idempotency_key,
+                                     const std::string& body) const {
+    // The signature's timestamp is the real time of the delivery, not the
     // engine's clock: the receiver compares it with its own clock to refuse
     // replays.
     const std::string timestamp =
         absl::StrCat(absl::ToUnixSeconds(absl::Now()));
     const std::string signature =
-        HmacSha256Hex(secret_, absl::StrCat(timestamp, ".", body));
-
-    CURL* curl = curl_easy_init();
-    if (curl == nullptr) {
-      return {absl::UnavailableError("webhook: curl_easy_init failed"), 0,
-              false};
-    }
-    curl_slist* headers = nullptr;
-    for (const std::string& h :
-         {std::string("Content-Type: application/json"),
-          absl::StrCat("Idempotency-Key: ", idempotency_key),
-          absl::StrCat("X-IPSRT-Timestamp: ", timestamp),
-          absl::StrCat("X-IPSRT-Signature: sha256=", signature),
-          // No "Expect: 100-continue" round trip.
-          std::string("Expect:")}) {
-      headers = curl_slist_append(headers, h.c_str());
-    }
-    curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                     static_cast<curl_off_t>(body.size()));
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "ipsrt-reminder-webhook/1.0");
-    curl_easy_setopt(
-        curl, CURLOPT_CONNECTTIMEOUT_MS,
-        static_cast<long>(absl::ToInt64Milliseconds(connect_timeout_)));
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(timeout_)));
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Discard);
-    if (!ca_file_.empty()) {
-      curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file_.c_str());
-    }
-    CURLcode rc = curl_easy_perform(curl);
-    long http_status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http_status);
-    curl_off_t connect_time = 0;
-    curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_time);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    return Classify(rc, http_status, connect_time > 0);
+        ipsrt::HmacSha256Hex(secret_, absl::StrCat(timestamp, ".", body));
+    return {.url = url_,
+            .body = body,
+            .headers = {"Content-Type: application/json",
+                        absl::StrCat("Idempotency-Key: ", idempotency_key),
+                        absl::StrCat("X-IPSRT-Timestamp: ", timestamp),
+                        absl::StrCat("X-IPSRT-Signature: sha256=", signature)},
+            .user_agent = "ipsrt-reminder-webhook/1.0",
+            .connect_timeout = connect_timeout_,
+            .timeout = timeout_,
+            .ca_file = ca_file_};
   }
 
-  Outcome Classify(CURLcode rc, long http, bool connected) const {
-    if (rc == CURLE_OK) {
+  // Failure is the status of an attempt that did not deliver.
+  absl::Status Failure(const ipsrt::plugin::HttpResult& r) const {
+    using Network = ipsrt::plugin::HttpResult::Network;
+    if (r.answered()) {
+      const long http = r.http_status;
       const std::string what = absl::StrCat("HTTP ", http);
-      if (http >= 200 && http < 300) return {absl::OkStatus(), http, false};
-      if (http == 429 || http >= 500) {
-        return {absl::UnavailableError(what), http, true};
-      }
+      if (http == 429 || http >= 500) return absl::UnavailableError(what);
       if (http == 400 || http == 413 || http == 422) {
-        return {
-            absl::InvalidArgumentError(absl::StrCat("webhook: ", what,
-                                                    ": the receiver refused "
-                                                    "the reminder")),
-            http, false};
+        return absl::InvalidArgumentError(absl::StrCat(
+            "webhook: ", what, ": the receiver refused the reminder"));
       }
-      return {absl::FailedPreconditionError(absl::StrCat(
-                  "webhook: ", what,
-                  http < 400 ? " (redirects are not followed)"
-                             : ": fix the receiver or config.url")),
-              http, false};
+      return absl::FailedPreconditionError(
+          absl::StrCat("webhook: ", what,
+                       http < 400 ? " (redirects are not followed)"
+                                  : ": fix the receiver or config.url"));
     }
-    const std::string what = curl_easy_strerror(rc);
-    switch (rc) {
-      case CURLE_OPERATION_TIMEDOUT:
-        if (connected) {
-          return {absl::DeadlineExceededError(absl::StrCat(
-                      "webhook: no answer within ",
-                      absl::FormatDuration(timeout_), " (config.timeout)")),
-                  0, false};
+    switch (r.network) {
+      case Network::kTimeout:
+        if (r.connected) {
+          return absl::DeadlineExceededError(absl::StrCat(
+              "webhook: no answer within ", absl::FormatDuration(timeout_),
+              " (config.timeout)"));
         }
-        return {absl::UnavailableError(
-                    absl::StrCat("cannot connect within ",
-                                 absl::FormatDuration(connect_timeout_))),
-                0, true};
-      case CURLE_COULDNT_RESOLVE_HOST:
-      case CURLE_COULDNT_RESOLVE_PROXY:
-      case CURLE_COULDNT_CONNECT:
-      case CURLE_SEND_ERROR:
-      case CURLE_RECV_ERROR:
-      case CURLE_GOT_NOTHING:
-      case CURLE_SSL_CONNECT_ERROR:
-        return {absl::UnavailableError(what), 0, true};
-      case CURLE_URL_MALFORMAT:
-      case CURLE_UNSUPPORTED_PROTOCOL:
-        return {absl::FailedPreconditionError(
-                    absl::StrCat("webhook: config.url: ", what)),
-                0, false};
+        return absl::UnavailableError(absl::StrCat(
+            "cannot connect within ", absl::FormatDuration(connect_timeout_)));
+      case Network::kConnection:
+        return absl::UnavailableError(r.error);
+      case Network::kBadUrl:
+        return absl::FailedPreconditionError(
+            absl::StrCat("webhook: config.url: ", r.error));
       default:
         // TLS verification and the like: not fixed by trying again at
         // once, but perhaps by the operator before the dispatcher's next
         // attempt.
-        return {absl::UnavailableError(absl::StrCat("webhook: ", what)), 0,
-                false};
+        return absl::UnavailableError(absl::StrCat("webhook: ", r.error));
     }
   }
 

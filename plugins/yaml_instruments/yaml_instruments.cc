@@ -333,10 +333,6 @@ class YamlInstruments final : public ipsrt::plugin::Plugin {
   absl::StatusOr<pv1::DescribeResponse> Describe() override {
     pv1::DescribeResponse d;
     d.set_summary("Clinician-defined questionnaires from YAML files");
-    d.set_config_schema(
-        R"({"type":"object","additionalProperties":false,"required":)"
-        R"(["directories"],"properties":{"directories":{"type":"array",)"
-        R"("items":{"type":"string"}}}})");
     return d;
   }
 

@@ -23,7 +23,6 @@
 #include "ipsrt/clock.h"
 #include "plugin_host/registry.h"
 #include "reminders/dispatcher.h"
-#include "reminders/jsonl_sender.h"
 #include "reminders/plugin_sender.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/webhook_receiver.h"
@@ -49,6 +48,20 @@ bool WriteText(const std::string& path, const std::string& text) {
 
 // The engine's clock as the in-process plugins see it (host().Now()).
 const absl::Time kNow = absl::FromUnixSeconds(1772931661);  // 2026-03-08
+
+// The JSON line (and webhook body) of Delivery(attempt) delivered at kNow:
+// the format of the reminders file, pinned byte for byte.
+std::string Line(int attempt = 1) {
+  return absl::StrCat(
+      "{\"idempotency_key\":\"tenants/t1/enrollments/e1/reminder/"
+      "initial.srm-diary#1\",\"reminder\":\"tenants/t1/reminders/7\","
+      "\"tenant\":\"t1\",\"enrollment\":\"tenants/t1/enrollments/e1\","
+      "\"kind\":\"reminder\",\"subject\":\"initial.srm-diary#1\","
+      "\"due_time\":\"2026-03-08T01:00:00Z\",\"local_due_time\":"
+      "\"2026-03-07T20:00 (-05:00)\",\"time_zone\":\"America/New_York\","
+      "\"attempt\":",
+      attempt, ",\"delivered_time\":\"2026-03-08T01:01:01Z\"}");
+}
 
 ReminderDelivery Delivery(int attempt = 1) {
   ReminderDelivery d;
@@ -186,7 +199,7 @@ TEST_F(Channels, LogRefusesAnUnknownLevelAndKey) {
 
 // --- reminder-jsonl ---
 
-TEST_F(Channels, JsonlAppendsTheBuiltInChannelsLineForEveryAttempt) {
+TEST_F(Channels, JsonlAppendsOneLineForEveryAttempt) {
   auto registry = Load(Entry("libipsrt_reminder_jsonl.so",
                              R"({"path":"out/reminders.jsonl","sync":true})"));
   ASSERT_TRUE(registry.ok()) << registry.status();
@@ -195,12 +208,15 @@ TEST_F(Channels, JsonlAppendsTheBuiltInChannelsLineForEveryAttempt) {
   absl::StatusOr<std::string> text =
       ReadFileToString(dir_.File("out/reminders.jsonl"));
   ASSERT_TRUE(text.ok()) << text.status();
-  // Byte for byte what the built-in JsonlFileSender writes; a redelivery is
-  // a second line with the same key (nothing dropped).
-  EXPECT_EQ(
-      *text,
-      absl::StrCat(reminders::JsonlFileSender::Line(Delivery(1), kNow), "\n",
-                   reminders::JsonlFileSender::Line(Delivery(2), kNow), "\n"));
+  // A redelivery is a second line with the same key (nothing dropped).
+  EXPECT_EQ(*text, absl::StrCat(Line(1), "\n", Line(2), "\n"));
+  // Text is JSON-escaped.
+  ReminderDelivery quoted = Delivery(3);
+  quoted.subject = "quote\"and\\";
+  ASSERT_TRUE(Deliver(**registry, "reminder-jsonl", quoted).ok());
+  text = ReadFileToString(dir_.File("out/reminders.jsonl"));
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_THAT(*text, HasSubstr("\"subject\":\"quote\\\"and\\\\\""));
 }
 
 TEST_F(Channels, JsonlConfigErrorsNameTheKey) {
@@ -245,7 +261,7 @@ TEST_F(Channels, WebhookPostsSignedJsonWithTheIdempotencyKey) {
   EXPECT_TRUE(got[0].signature_valid) << got[0].signature;
   EXPECT_EQ(got[0].status, 200);
   EXPECT_EQ(got[0].idempotency_key, Delivery().idempotency_key);
-  EXPECT_EQ(got[0].body, reminders::JsonlFileSender::Line(Delivery(), kNow));
+  EXPECT_EQ(got[0].body, Line());
   // The timestamp is the real time of the POST (for replay checks).
   int64_t ts = 0;
   ASSERT_TRUE(absl::SimpleAtoi(got[0].timestamp, &ts));

@@ -16,7 +16,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ipsrt/sqlite_store.h"
-#include "reminders/jsonl_sender.h"
 #include "tests/testing/temp_dir.h"
 
 namespace ipsrt::reminders {
@@ -441,41 +440,6 @@ TEST_F(DispatcherTest, ZoneChangeReplansFutureRemindersOnly) {
   ASSERT_EQ(sent->size(), 2u);
   EXPECT_EQ((*sent)[0].row.due_time, first);
   EXPECT_EQ((*sent)[1].row.due_time, london);
-}
-
-TEST(JsonlFileSenderTest, OneDurableLinePerDeliveryWithoutPatientData) {
-  ipsrt::testing::TempDir dir;
-  FakeClock clock(absl::FromUnixSeconds(1'800'000'000));
-  auto sender = JsonlFileSender::Open(dir.File("out/r.jsonl"), true, &clock);
-  ASSERT_TRUE(sender.ok()) << sender.status();
-  ReminderDelivery d;
-  d.idempotency_key = "tenants/t/enrollments/e/reminder/initial.srm-diary#1";
-  d.reminder = "tenants/t/reminders/7";
-  d.tenant = "t";
-  d.enrollment = "tenants/t/enrollments/e";
-  d.kind = "reminder";
-  d.subject = "initial.srm-diary#1";
-  d.due_time = absl::FromUnixSeconds(1'799'999'990);
-  d.local_due_time = "2027-01-15T02:59 (-05:00)";
-  d.time_zone = "America/New_York";
-  d.attempt = 2;
-  ASSERT_TRUE((*sender)->Deliver(d).ok());
-  d.subject = "quote\"and\\";
-  ASSERT_TRUE((*sender)->Deliver(d).ok());
-  std::ifstream in(dir.File("out/r.jsonl"));
-  std::string l1, l2, l3;
-  std::getline(in, l1);
-  std::getline(in, l2);
-  EXPECT_FALSE(std::getline(in, l3));
-  EXPECT_EQ(l1,
-            "{\"idempotency_key\":\"tenants/t/enrollments/e/reminder/"
-            "initial.srm-diary#1\",\"reminder\":\"tenants/t/reminders/7\","
-            "\"tenant\":\"t\",\"enrollment\":\"tenants/t/enrollments/e\","
-            "\"kind\":\"reminder\",\"subject\":\"initial.srm-diary#1\","
-            "\"due_time\":\"2027-01-15T07:59:50Z\",\"local_due_time\":"
-            "\"2027-01-15T02:59 (-05:00)\",\"time_zone\":\"America/New_York\","
-            "\"attempt\":2,\"delivered_time\":\"2027-01-15T08:00:00Z\"}");
-  EXPECT_THAT(l2, ::testing::HasSubstr("\"subject\":\"quote\\\"and\\\\\""));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "absl/time/civil_time.h"
 #include "gtest/gtest.h"
+#include "ipsrt/plugin/time.h"
 
 namespace ipsrt::runtime {
 namespace {
@@ -26,7 +27,7 @@ absl::TimeZone Zone(const char* name) {
 
 // Local renders `t` as the engine does: "YYYY-MM-DDTHH:MM (+HH:MM)".
 std::string Local(absl::Time t, absl::TimeZone zone) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M (%Ez)", t, zone);
+  return LocalTimeText(t, zone);
 }
 
 SessionSchedule At(const char* hhmm, const char* before) {

@@ -208,12 +208,13 @@ struct RemindersConfig {
   int max_attempts = 8;
   absl::Duration initial_backoff = absl::Seconds(30);
   absl::Duration max_backoff = absl::Hours(1);
-  // The built-in JSON Lines channel; empty path: reminders.jsonl in the
-  // database's directory.
+  // The JSON Lines file (written by the reminder-jsonl plugin, which
+  // ipsrtd loads for it); empty path: reminders.jsonl in the database's
+  // directory.
   std::string jsonl_path;
   bool jsonl_sync = true;
   // Name of the REMINDER plugin that delivers (reminders/plugin_sender.h);
-  // empty: the built-in JSON Lines channel. Set together with jsonl is an
+  // empty: the JSON Lines file of `jsonl`. Set together with jsonl is an
   // error.
   std::string channel;
   // "file:line:col" of `channel`, for start-up errors.

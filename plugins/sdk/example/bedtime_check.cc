@@ -82,9 +82,6 @@ class BedtimeCheck final : public ipsrt::plugin::Plugin {
   absl::StatusOr<pv1::DescribeResponse> Describe() override {
     pv1::DescribeResponse d;
     d.set_summary("SDK example: a two-item bedtime regularity check");
-    d.set_config_schema(
-        R"({"type":"object","additionalProperties":false,"properties":)"
-        R"({"flag_at_or_below":{"type":"integer","minimum":0,"maximum":3}}})");
     return d;
   }
 
