@@ -11,10 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 if [ ! -f build/fuzz/build.ninja ]; then cmake --preset fuzz; fi
-cmake --build --preset fuzz
 targets="${FUZZ_TARGETS:-}"
 if [ -z "$targets" ]; then
+  cmake --build --preset fuzz
   targets=$(ls build/fuzz/tests/fuzz/ | sed -n 's/^ipsrt_fuzz_//p')
+else
+  # Only what the chosen targets need.
+  cmake --build --preset fuzz --target $(printf 'ipsrt_fuzz_%s ' $targets)
 fi
 for t in $targets; do
   bin="build/fuzz/tests/fuzz/ipsrt_fuzz_$t"

@@ -197,10 +197,12 @@ int ReportRpcError(const grpc::Status& grpc_status) {
   // ipsrtd itself answers UNAVAILABLE too (a plugin or an export target is
   // down, the store is unreachable); the hint is only for gRPC's own
   // connection failures, whose messages name the transport. ipsrtd's
-  // answers about a plugin start with "plugin <name>" even when they quote
-  // the plugin's own transport failure ("Socket closed").
+  // answers about a plugin name it ("plugin <name> ...", possibly after the
+  // context of the call: "exporter plugin \"x\" could not render ...:
+  // plugin x is unavailable ...") even when they quote the plugin's own
+  // transport failure ("Socket closed") or its call timeout.
   const absl::string_view message = status.message();
-  const bool from_plugin = absl::StartsWith(message, "plugin ");
+  const bool from_plugin = absl::StrContains(message, "plugin ");
   const bool transport_failure =
       !from_plugin && (absl::StrContains(message, "failed to connect") ||
                        absl::StrContains(message, "Connection refused") ||

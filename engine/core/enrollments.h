@@ -34,8 +34,6 @@
 
 namespace ipsrt {
 
-namespace v1 = ::ipsrt::v1;
-
 // WorkflowRegistry holds the catalog now serving; a reload swaps it whole.
 // Thread-safe.
 class WorkflowRegistry {

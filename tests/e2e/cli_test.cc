@@ -1,6 +1,9 @@
 // End-to-end tests of the ipsrt CLI against a real ipsrtd: exit statuses,
 // error codes and messages as a user sees them.
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <memory>
@@ -93,6 +96,30 @@ TEST(CliWithoutServerTest, HealthFailsWhenNothingListens) {
   EXPECT_THAT(r.err, HasSubstr(absl::StrCat("cannot reach ipsrtd at ", address,
                                             "; is it running?")));
   EXPECT_EQ(r.out, "");
+}
+
+// A listener that takes the connection and never speaks HTTP/2: the call
+// runs into the CLI's own --timeout, and the hint says so (a plugin's call
+// timeout inside ipsrtd does not: export_test.cc).
+TEST(CliWithoutServerTest, SilentListenerRunsIntoTheTimeoutHint) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ASSERT_EQ(listen(fd, 8), 0);
+  const std::string address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  ProcessResult r = RunCli(address, {"health", "--timeout=1s"});
+  close(fd);
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("error: DEADLINE_EXCEEDED: "));
+  EXPECT_THAT(
+      r.err, HasSubstr(absl::StrCat("ipsrt: no answer from ipsrtd at ", address,
+                                    " within 1s (see --timeout)")));
+  EXPECT_THAT(r.err, Not(HasSubstr("is it running")));
 }
 
 TEST_F(CliTest, EnrollGetListAndIdempotentRetry) {

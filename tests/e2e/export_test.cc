@@ -144,5 +144,77 @@ TEST_F(ExportCliTest, OneEnrollmentToAFileAndAPush) {
                                 " to ehr: 0 created, 2 unchanged\n"));
 }
 
+// An exporter out of process that crashes or hangs mid-call: ipsrtd
+// answers, so the CLI prints ipsrtd's answer naming the plugin and never
+// blames ipsrtd's reachability ("cannot reach ipsrtd ...; is it running?")
+// or its own --timeout ("no answer from ipsrtd").
+class MisbehavingExporterCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string config = WriteConfig(dir_);
+    absl::StatusOr<std::string> yaml = ReadFile(config);
+    ASSERT_TRUE(yaml.ok());
+    ASSERT_TRUE(
+        WriteFile(config,
+                  absl::StrCat(*yaml, "  - path: ", IPSRT_BUILD_DIR,
+                               "/tests/plugins/libipsrt_test_exporter.so\n"
+                               "    transport: out_of_process\n"
+                               "    call_timeout: 500ms\n"
+                               "    config:\n"
+                               "      control_file: ",
+                               dir_.File("control"), "\n"))
+            .ok());
+    absl::StatusOr<std::unique_ptr<Ipsrtd>> server = Ipsrtd::Start(config);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    ProcessResult r =
+        RunCli(server_->address(),
+               {"enroll", "--patient=Patient/1", "--workflow=ipsrt-standard",
+                "--time_zone=Europe/London", "--clinician=Practitioner/1",
+                "--request_id=e-1", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    size_t at = r.out.find("tenants/default/enrollments/");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    name_ = r.out.substr(at, r.out.find('"', at) - at);
+    id_ = name_.substr(name_.rfind('/') + 1);
+  }
+
+  void Control(const std::string& line) {
+    ASSERT_TRUE(WriteFile(dir_.File("control"), line + "\n").ok());
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Ipsrtd> server_;
+  std::string name_;
+  std::string id_;
+};
+
+TEST_F(MisbehavingExporterCliTest, PluginCrashIsNotBlamedOnIpsrtd) {
+  ASSERT_NO_FATAL_FAILURE(Control("render_crash=" + id_));
+  ProcessResult r =
+      RunCli(server_->address(), {"export", name_, "--format=test-collection"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("error: UNAVAILABLE: "));
+  EXPECT_THAT(r.err, HasSubstr("plugin test-exporter is unavailable "
+                               "(RenderExport)"));
+  EXPECT_THAT(r.err, Not(HasSubstr("cannot reach ipsrtd")));
+  EXPECT_THAT(r.err, Not(HasSubstr("is it running")));
+  EXPECT_EQ(r.out, "");
+}
+
+TEST_F(MisbehavingExporterCliTest, PluginCallTimeoutIsNotBlamedOnIpsrtd) {
+  ASSERT_NO_FATAL_FAILURE(Control("render_delay_ms=5000"));
+  ProcessResult r =
+      RunCli(server_->address(),
+             {"export", name_, "--format=test-collection", "--timeout=60s"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("error: DEADLINE_EXCEEDED: "));
+  EXPECT_THAT(r.err, HasSubstr("plugin test-exporter did not answer "
+                               "RenderExport within 500ms"));
+  EXPECT_THAT(r.err, Not(HasSubstr("no answer from ipsrtd")));
+  EXPECT_THAT(r.err, Not(HasSubstr("--timeout")));
+  EXPECT_EQ(r.out, "");
+}
+
 }  // namespace
 }  // namespace ipsrt::e2e

@@ -132,8 +132,20 @@ TEST(PluginLoadTest, OtherSdksGeneratedCodeIsRefusedNamingBothContracts) {
                          ": its generated message code would not match the "
                          "engine's; rebuild it against this engine's SDK (",
                          IPSRT_PLUGIN_SDK_VERSION, ")"));
+  // Out of process the runner refuses to load it and exits before its
+  // handshake; its stderr (ipsrtd's) names both contracts.
+  ::testing::internal::CaptureStderr();
   absl::Status out = LoadError(Entry(Faulty("contract"), "out_of_process"));
-  EXPECT_FALSE(out.ok());
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(out.code(), absl::StatusCode::kUnavailable) << out;
+  EXPECT_THAT(out.message(),
+              HasSubstr("exited with status 3 before its handshake line"));
+  EXPECT_THAT(err, HasSubstr(absl::StrCat(
+                       "ipsrt-plugin-runner: plugin faulty-contract (",
+                       Faulty("contract"),
+                       ") was built with plugin SDK contract "
+                       "0.0.9+00000000deadbeef but this engine's is ",
+                       IPSRT_PLUGIN_CONTRACT)));
 }
 
 TEST(PluginLoadTest, MissingEntryPointFunction) {

@@ -219,6 +219,49 @@ TEST_F(Channels, JsonlAppendsOneLineForEveryAttempt) {
   EXPECT_THAT(*text, HasSubstr("\"subject\":\"quote\\\"and\\\\\""));
 }
 
+// Out of process the plugin runs in another process: the host passes the
+// engine clock's offset from the system clock at start
+// (IPSRT_PLUGIN_CLOCK_OFFSET_US) and the plugin's host().Now() is the
+// system clock moved by it. The fake clock stands still at kNow, months
+// away from the system clock, so the delivered time lies in [kNow, kNow +
+// the wall time the load and delivery took], never at the system's time.
+TEST_F(Channels, JsonlOutOfProcessDeliveredTimeIsTheEnginesClock) {
+  const std::string out = dir_.File("reminders.jsonl");
+  PluginConfig c = Entry("libipsrt_reminder_jsonl.so",
+                         absl::StrCat(R"({"path":")", out, R"(","sync":true})"),
+                         "out_of_process");
+  c.path = absl::StrCat(IPSRT_PLUGIN_DIR, "/libipsrt_reminder_jsonl.so");
+  const absl::Time wall_before = absl::Now();
+  auto registry = Load(c);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  EXPECT_EQ((*registry)->Find("reminder-jsonl")->Info().transport(),
+            v1::PluginInfo::OUT_OF_PROCESS);
+  ASSERT_TRUE(Deliver(**registry, "reminder-jsonl").ok());
+  const absl::Duration wall_elapsed = absl::Now() - wall_before;
+
+  absl::StatusOr<std::string> text = ReadFileToString(out);
+  ASSERT_TRUE(text.ok()) << text.status();
+  const std::string key = "\"delivered_time\":\"";
+  const size_t at = text->find(key);
+  ASSERT_NE(at, std::string::npos) << *text;
+  const size_t begin = at + key.size();
+  const std::string delivered_text =
+      text->substr(begin, text->find('"', begin) - begin);
+  absl::Time delivered;
+  std::string error;
+  ASSERT_TRUE(
+      absl::ParseTime(absl::RFC3339_full, delivered_text, &delivered, &error))
+      << delivered_text << ": " << error;
+  EXPECT_GE(delivered, kNow) << delivered_text;
+  // The offset crosses the process boundary in whole microseconds.
+  EXPECT_LE(delivered, kNow + wall_elapsed + absl::Microseconds(1))
+      << delivered_text;
+  // Everything but the time is the built-in channel's line.
+  EXPECT_EQ(*text,
+            absl::StrCat(
+                reminders::JsonlFileSender::Line(Delivery(), delivered), "\n"));
+}
+
 TEST_F(Channels, JsonlConfigErrorsNameTheKey) {
   struct Case {
     std::string json;

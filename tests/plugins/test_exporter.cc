@@ -14,6 +14,8 @@
 //     deliver=CODE          DeliverExport fails with that canonical code
 //     render_fail=ID        RenderExport fails (UNAVAILABLE) for the
 //                           enrollment with that id
+//     render_crash=ID       RenderExport aborts the process for the
+//                           enrollment with that id (a plugin crash)
 //     render_delay_ms=N     RenderExport sleeps N ms (cancellation tests)
 //   deliveries_file: DeliverExport appends "key target format lines" to it.
 // DeliverExport reports `created` for a new idempotency key and
@@ -23,6 +25,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -109,6 +112,10 @@ class TestExporter final : public ipsrt::plugin::Plugin {
     if (auto it = control.find("render_fail");
         it != control.end() && it->second == id) {
       return absl::UnavailableError("render refused by the control file");
+    }
+    if (auto it = control.find("render_crash");
+        it != control.end() && it->second == id) {
+      std::abort();
     }
     std::vector<std::pair<std::string, std::string>> resources;
     resources.emplace_back(

@@ -1,6 +1,9 @@
 #include "ipsrt/config.h"
 
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -41,6 +44,35 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
   EXPECT_EQ(c->export_.root,
             std::string(IPSRT_SOURCE_DIR) + "/var/ipsrtd/exports");
   EXPECT_TRUE(c->export_.targets.empty());
+}
+
+// docs/executable-plugins.md's configuration example uses the reader's own
+// keys and values: it parses, and every documented setting lands.
+TEST(ConfigTest, ExecutablePluginDocsExampleParses) {
+  std::ifstream in(std::string(IPSRT_SOURCE_DIR) +
+                   "/docs/executable-plugins.md");
+  std::stringstream doc;
+  doc << in.rdbuf();
+  const std::string text = doc.str();
+  const size_t begin = text.find("```yaml\nplugins:\n");
+  ASSERT_NE(begin, std::string::npos);
+  const size_t body = begin + std::string("```yaml\n").size();
+  const size_t end = text.find("```", body);
+  ASSERT_NE(end, std::string::npos);
+  absl::StatusOr<Config> c =
+      ParseConfig(absl::StrCat(kMinimal, text.substr(body, end - body)),
+                  "x.yaml", "/etc/ipsrtd");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->plugins.size(), 1u);
+  const PluginConfig& p = c->plugins[0];
+  EXPECT_EQ(p.path, "/opt/plugins/sleep-check/run.sh");
+  EXPECT_EQ(p.transport, "out_of_process");
+  EXPECT_EQ(p.args, std::vector<std::string>{"--verbose"});
+  EXPECT_EQ(p.call_timeout, absl::Seconds(5));
+  EXPECT_EQ(p.handshake_timeout, absl::Seconds(10));
+  EXPECT_EQ(p.memory_limit_mb, 512);
+  EXPECT_EQ(p.cpu_limit_seconds, 3600);
+  EXPECT_THAT(p.config_json, HasSubstr("\"threshold\":3"));
 }
 
 TEST(ConfigTest, DefaultsAndRelativePaths) {
