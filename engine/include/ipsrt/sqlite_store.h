@@ -163,7 +163,6 @@ class SqliteStore final : public Store {
   int64_t GroupCommits() const;
 
  private:
-  absl::StatusOr<std::string> QueryPlan(absl::string_view sql);
   class Impl;
   explicit SqliteStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
