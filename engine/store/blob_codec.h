@@ -1,7 +1,8 @@
-// How the SQLite store keeps its large blobs (enrollment snapshots, event
-// payloads, request responses) on disk: deflated when that makes them
-// smaller, as they are otherwise. Both stores read either form, so that a
-// database copied from SQLite to PostgreSQL (`ipsrt store copy`, byte for
+// How the stores keep their large blobs (enrollment snapshots, request
+// responses) on disk: deflated when that makes them smaller, as they are
+// otherwise. Event payloads are not packed: the hash chain and the tamper
+// checks work on the bytes in the table. Both stores read either form, so that
+// a database copied from SQLite to PostgreSQL (`ipsrt store copy`, byte for
 // byte) reads the same.
 //
 // Stored form: a value whose first byte is not 0x00 is the value itself

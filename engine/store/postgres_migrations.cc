@@ -122,7 +122,7 @@ CREATE INDEX audit_by_subject ON audit (subject, seq);
 -- table growing by a row version per event until VACUUM. Applies to pages
 -- written from now on.
 ALTER TABLE enrollments SET (fillfactor = 80);
--- Snapshots, payloads and responses are written deflated from schema 4 on
+-- Snapshots and responses are written deflated from schema 4 on
 -- (engine/store/blob_codec.h): PostgreSQL itself compresses only rows over
 -- about 2 KB, which most of these are not.
 

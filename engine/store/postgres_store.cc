@@ -83,7 +83,7 @@ constexpr char kEnrollmentColumns[] =
     "clinician_ref, state, revision, snapshot, create_time_us, "
     "update_time_us";
 
-// Snapshots, payloads and responses are stored in their packed form
+// Snapshots and responses are stored in their packed form
 // (store/blob_codec.h), as SQLite stores them: PostgreSQL compresses only
 // rows over about 2 KB, and leaves most of these rows as they come.
 absl::StatusOr<EnrollmentRow> ReadEnrollment(const PgResult& r, int row) {
@@ -609,7 +609,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Apply(PgConnection& c,
                  .Text(ev.actor)
                  .Text(ev.request_id)
                  .Int(ToMicros(ev.record_time))
-                 .Bytes(PackBlob(ev.payload))
+                 .Bytes(ev.payload)
                  .Text(ev.prev_hash)
                  .Text(ev.hash))
             .status();
@@ -801,8 +801,7 @@ absl::StatusOr<std::vector<EventRow>> PostgresStore::ListEvents(
           e.actor = r.Text(i, 2);
           e.request_id = r.Text(i, 3);
           e.record_time = FromMicros(r.Int(i, 4));
-          IPSRT_ASSIGN_OR_RETURN(e.payload,
-                                 UnpackBlob(r.Text(i, 5), "an event payload"));
+          e.payload = r.Text(i, 5);
           e.prev_hash = r.Text(i, 6);
           e.hash = r.Text(i, 7);
           rows.push_back(std::move(e));

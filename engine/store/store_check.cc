@@ -133,9 +133,7 @@ void CheckEvents(Query& get, const Key& key, const std::string& last_hash,
     flush(seq - 1);
     ++report.events_read;
     v1::Event event;
-    absl::StatusOr<std::string> payload =
-        UnpackBlob(get.Text(0), "an event payload");
-    if (!payload.ok() || !event.ParseFromString(*payload)) {
+    if (!event.ParseFromString(get.Text(0))) {
       report.damaged_rows.push_back(absl::StrCat(
           key.Name(), "/events/", seq, ": payload cannot be decoded"));
     }

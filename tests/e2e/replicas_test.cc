@@ -83,7 +83,7 @@ TEST(ReplicasTest, KilledReplicaLosesNoAcknowledgedWrite) {
     addresses.push_back((*started[i])->address());
   }
   EXPECT_EQ(*(*pg)->Psql("ipsrt", "SELECT COUNT(*) FROM schema_migrations"),
-            "3");
+            "4");
 
   absl::Mutex mu;
   std::vector<Ack> acks;               // by mu
