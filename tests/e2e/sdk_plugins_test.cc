@@ -40,7 +40,7 @@ constexpr Shipped kShipped[] = {
 };
 
 void MustRun(const std::vector<std::string>& argv, const std::string& what) {
-  absl::StatusOr<ProcessResult> r = RunProcess(argv, absl::Minutes(10));
+  absl::StatusOr<ProcessResult> r = RunProcess(argv, absl::Minutes(20));
   ASSERT_TRUE(r.ok()) << what << ": " << r.status();
   ASSERT_EQ(r->exit_code, 0) << what << " failed:\n" << r->out << r->err;
 }
@@ -82,6 +82,8 @@ TEST(SdkPluginsTest, EveryShippedPluginBuildsFromTheInstalledSdkAlone) {
   const std::string text = absl::StrCat(
       "  - path: ", (out / "libipsrt_bedtime_check.so").string(), "\n",
       "  - path: ", (out / "libipsrt_yaml_instruments.so").string(), "\n",
+      "    config:\n      directories: [", IPSRT_WORKFLOWS_DIR,
+      "/instruments]\n",
       "  - path: ", (out / "libipsrt_reminder_log.so").string(), "\n",
       "  - path: ", (out / "libipsrt_reminder_jsonl.so").string(), "\n",
       "    config:\n      path: reminders.jsonl\n",

@@ -465,8 +465,8 @@ TEST(ConfigTest, RemindersChannelNamesAPluginAndItsLocation) {
                                             "x.yaml", "/");
   ASSERT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(both.status().message(),
-            "x.yaml:9:5: error: reminders.jsonl: configures the built-in "
-            "channel, which reminders.channel replaces; remove one of them");
+            "x.yaml:9:5: error: reminders.jsonl: configures the JSON Lines "
+            "file, which reminders.channel replaces; remove one of them");
 
   absl::StatusOr<Config> empty = ParseConfig(
       absl::StrCat(kMinimal, "reminders:\n  channel: \"\"\n"), "x.yaml", "/");
