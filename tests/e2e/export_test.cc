@@ -17,27 +17,24 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class ExportCliTest : public ::testing::Test {
+// ipsrtd with test-exporter loaded (`entry` follows its `path:` line in the
+// plugins list) and `enrollments` enrollments created through the CLI.
+class TestExporterFixture : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void Start(const std::string& entry, int enrollments) {
     const std::string config = WriteConfig(dir_);
     absl::StatusOr<std::string> yaml = ReadFile(config);
     ASSERT_TRUE(yaml.ok());
     ASSERT_TRUE(
-        WriteFile(config,
-                  absl::StrCat(*yaml, "  - path: ", IPSRT_BUILD_DIR,
-                               "/tests/plugins/libipsrt_test_exporter.so\n"
-                               "export:\n"
-                               "  root: exports\n"
-                               "  targets:\n"
-                               "    ehr:\n"
-                               "      deliverer: test-exporter\n"
-                               "      format: test-transaction\n"))
+        WriteFile(
+            config,
+            absl::StrCat(*yaml, "  - path: ", IPSRT_BUILD_DIR,
+                         "/tests/plugins/libipsrt_test_exporter.so\n", entry))
             .ok());
     absl::StatusOr<std::unique_ptr<Ipsrtd>> server = Ipsrtd::Start(config);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < enrollments; ++i) {
       ProcessResult r =
           RunCli(server_->address(),
                  {"enroll", absl::StrCat("--patient=Patient/", i),
@@ -54,6 +51,20 @@ class ExportCliTest : public ::testing::Test {
   TempDir dir_;
   std::unique_ptr<Ipsrtd> server_;
   std::vector<std::string> names_;
+};
+
+class ExportCliTest : public TestExporterFixture {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(
+        Start("export:\n"
+              "  root: exports\n"
+              "  targets:\n"
+              "    ehr:\n"
+              "      deliverer: test-exporter\n"
+              "      format: test-transaction\n",
+              3));
+  }
 };
 
 TEST_F(ExportCliTest, BulkShowsProgressThenFilesAndCounts) {
@@ -148,34 +159,16 @@ TEST_F(ExportCliTest, OneEnrollmentToAFileAndAPush) {
 // answers, so the CLI prints ipsrtd's answer naming the plugin and never
 // blames ipsrtd's reachability ("cannot reach ipsrtd ...; is it running?")
 // or its own --timeout ("no answer from ipsrtd").
-class MisbehavingExporterCliTest : public ::testing::Test {
+class MisbehavingExporterCliTest : public TestExporterFixture {
  protected:
   void SetUp() override {
-    const std::string config = WriteConfig(dir_);
-    absl::StatusOr<std::string> yaml = ReadFile(config);
-    ASSERT_TRUE(yaml.ok());
-    ASSERT_TRUE(
-        WriteFile(config,
-                  absl::StrCat(*yaml, "  - path: ", IPSRT_BUILD_DIR,
-                               "/tests/plugins/libipsrt_test_exporter.so\n"
-                               "    transport: out_of_process\n"
-                               "    call_timeout: 500ms\n"
-                               "    config:\n"
-                               "      control_file: ",
-                               dir_.File("control"), "\n"))
-            .ok());
-    absl::StatusOr<std::unique_ptr<Ipsrtd>> server = Ipsrtd::Start(config);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    ProcessResult r =
-        RunCli(server_->address(),
-               {"enroll", "--patient=Patient/1", "--workflow=ipsrt-standard",
-                "--time_zone=Europe/London", "--clinician=Practitioner/1",
-                "--request_id=e-1", "--json"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    size_t at = r.out.find("tenants/default/enrollments/");
-    ASSERT_NE(at, std::string::npos) << r.out;
-    name_ = r.out.substr(at, r.out.find('"', at) - at);
+    ASSERT_NO_FATAL_FAILURE(Start(absl::StrCat("    transport: out_of_process\n"
+                                               "    call_timeout: 500ms\n"
+                                               "    config:\n"
+                                               "      control_file: ",
+                                               dir_.File("control"), "\n"),
+                                  1));
+    name_ = names_[0];
     id_ = name_.substr(name_.rfind('/') + 1);
   }
 
@@ -183,8 +176,6 @@ class MisbehavingExporterCliTest : public ::testing::Test {
     ASSERT_TRUE(WriteFile(dir_.File("control"), line + "\n").ok());
   }
 
-  TempDir dir_;
-  std::unique_ptr<Ipsrtd> server_;
   std::string name_;
   std::string id_;
 };

@@ -127,6 +127,20 @@ TEST_F(PluginSdkTest, OutOfTreePluginBuiltAgainstInstalledSdk) {
   }
   EXPECT_FALSE(std::filesystem::exists(
       prefix_ + "/include/ipsrt/v1/enrollment.grpc.pb.h"));
+  // The contract as .proto files for plugins in other languages: the plugin
+  // service, the messages it imports and grpc.health.v1 compile from the
+  // installed directory alone (the well-known types come with protoc).
+  const std::string proto_dir = prefix_ + "/share/ipsrt/proto";
+  for (const char* file :
+       {"ipsrt/plugin/v1/plugin.proto", "ipsrt/v1/enrollment.proto",
+        "ipsrt/v1/questionnaire.proto", "grpc/health/v1/health.proto"}) {
+    EXPECT_TRUE(std::filesystem::exists(proto_dir + "/" + file)) << file;
+  }
+  MustRun(
+      {"/usr/bin/protoc", "-I" + proto_dir,
+       "--descriptor_set_out=" + dir_->File("plugin.pb"), "--include_imports",
+       "ipsrt/plugin/v1/plugin.proto", "grpc/health/v1/health.proto"},
+      "protoc over the installed .proto files");
   // pkg-config route: one compiler call.
   std::string out = dir_->File("libpkgconfig_bedtime.so");
   ProcessResult cflags =

@@ -17,7 +17,12 @@ function(ipsrt_add_plugin name)
     C_VISIBILITY_PRESET hidden
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
-  target_link_options(${name} PRIVATE "LINKER:--no-undefined")
+  # With clang's sanitizers the runtime lives in the executable (ipsrtd, a
+  # fuzz target), so a plugin leaves the __asan_* and __ubsan_* symbols to it.
+  if(NOT (CMAKE_CXX_COMPILER_ID MATCHES "Clang" AND
+          CMAKE_CXX_FLAGS MATCHES "-fsanitize="))
+    target_link_options(${name} PRIVATE "LINKER:--no-undefined")
+  endif()
   if(ARG_OUTPUT_DIRECTORY)
     set_target_properties(${name} PROPERTIES
       LIBRARY_OUTPUT_DIRECTORY "${ARG_OUTPUT_DIRECTORY}")

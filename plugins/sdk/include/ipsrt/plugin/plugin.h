@@ -42,8 +42,6 @@
 
 namespace ipsrt::plugin {
 
-namespace v1 = ::ipsrt::plugin::v1;
-
 // The engine, as a plugin sees it.
 class Host {
  public:
