@@ -196,10 +196,10 @@ int Run() {
       R"({"sync":true,"path":")",
       (std::filesystem::path(path).parent_path() / "reminders.jsonl").string(),
       R"("})");
-  PluginHostOptions options = DefaultPluginHostOptions();
-  options.plugin_dir = IPSRT_PLUGIN_DIR;
-  options.clock = &clock;
-  auto plugins = PluginRegistry::Load({entry}, options);
+  PluginHostOptions host_options = DefaultPluginHostOptions();
+  host_options.plugin_dir = IPSRT_PLUGIN_DIR;
+  host_options.clock = &clock;
+  auto plugins = PluginRegistry::Load({entry}, host_options);
   if (!plugins.ok()) {
     std::fprintf(stderr, "%s\n", plugins.status().ToString().c_str());
     return 1;
