@@ -403,8 +403,8 @@ void ParseStore(YamlReader& r, const YAML::Node& root,
     r.ExpectKeys(store, "store",
                  {"kind", "sqlite", "postgres", "request_retention"});
     st.kind = r.String(store, "store", "kind", st.kind);
-    st.request_retention = r.Duration(store, "store", "request_retention",
-                                      st.request_retention);
+    st.request_retention =
+        r.Duration(store, "store", "request_retention", st.request_retention);
     if (st.kind != "sqlite" && st.kind != "postgres") {
       r.Error(store["kind"], "store.kind",
               absl::StrCat("unsupported store kind \"", st.kind,
