@@ -48,11 +48,9 @@ for bin in "${NEED[@]}"; do
 done
 
 WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/ipsrt-bench-footprint.XXXXXX")"
-AS_PG=()
-if [[ "$(id -u)" -eq 0 ]]; then
-  chown postgres: "$WORK"  # initdb refuses root
-  AS_PG=(runuser -u postgres --)
-fi
+BENCH_NAME=footprint.sh
+source "$ROOT/bench/lib.sh"
+bench_pg_user
 SERVER_PID=""
 PG_STARTED=""
 # Stops our own ipsrtd (by pid) and PostgreSQL (by its data directory) and
@@ -63,28 +61,13 @@ cleanup() {
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
-  if [[ -n "$PG_STARTED" ]]; then
-    "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null 2>&1 || true
-  fi
+  bench_pg_stop
   rm -rf "$WORK"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return
-    fi
-  done
-  echo "footprint.sh: no free port found" >&2
-  exit 1
-}
 
 # start NAME: ipsrtd with $WORK/NAME/ipsrtd.yaml; sets ADDR once it serves.
 start() {
@@ -246,13 +229,8 @@ for s in $STORES; do
       run_store sqlite
       ;;
     postgres)
-      PG_PORT="$(free_port)"
-      echo "footprint.sh: initdb and start PostgreSQL on 127.0.0.1:$PG_PORT" >&2
-      "${AS_PG[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -A trust -U postgres -E UTF8 \
-        --locale=C >"$WORK/initdb.log" 2>&1
-      "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w -t 60 \
-        -o "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1" start >/dev/null
-      PG_STARTED=1
+      PG_PORT="$(bench_free_port)"
+      bench_pg_start "$PG_PORT"
       "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
         "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
         -c "CREATE DATABASE footprint" >/dev/null

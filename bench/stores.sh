@@ -45,12 +45,9 @@ for bin in "$IPSRTD" "$LOADGEN" "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/psql"
 done
 
 WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/ipsrt-bench-stores.XXXXXX")"
-AS_PG=()
-if [[ "$(id -u)" -eq 0 ]]; then
-  # initdb refuses root: the server runs as the postgres user.
-  chown postgres: "$WORK"
-  AS_PG=(runuser -u postgres --)
-fi
+BENCH_NAME=stores.sh
+source "$ROOT/bench/lib.sh"
+bench_pg_user
 PIDS=()
 PG_STARTED=""
 # Stops our own ipsrtd processes (by pid) and our PostgreSQL server (by its
@@ -63,9 +60,7 @@ cleanup() {
       wait "$pid" 2>/dev/null || true
     fi
   done
-  if [[ -n "$PG_STARTED" ]]; then
-    "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null 2>&1 || true
-  fi
+  bench_pg_stop
   rm -rf "$WORK"
   exit "$rc"
 }
@@ -73,28 +68,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# free_port prints a loopback port nothing listens on.
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return
-    fi
-  done
-  echo "stores.sh: no free port found" >&2
-  exit 1
-}
-
-PG_PORT="$(free_port)"
-echo "stores.sh: initdb and start PostgreSQL on 127.0.0.1:$PG_PORT" >&2
-"${AS_PG[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -A trust -U postgres -E UTF8 \
-  --locale=C >"$WORK/initdb.log" 2>&1
-"${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w -t 60 \
-  -o "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=100" \
-  start >/dev/null
-PG_STARTED=1
+PG_PORT="$(bench_free_port)"
+bench_pg_start "$PG_PORT" -c fsync=on -c synchronous_commit=on -c max_connections=100
 psql_q() {
   "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
     "host=127.0.0.1 port=$PG_PORT user=postgres dbname=${2:-postgres}" -c "$1"
