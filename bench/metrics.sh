@@ -7,7 +7,8 @@
 # and the ratio on/off of the summed throughputs.
 #
 # Environment (all optional): BUILD_DIR (build/default), CONCURRENCY (32),
-# DURATION (5s), WARMUP (1s), CHANNELS (2), THREADS (1), BENCH_TMPDIR.
+# DURATION (5s), WARMUP (1s), CHANNELS (2), THREADS (1), BENCH_TMPDIR,
+# WORKFLOWS_DIR (workflows/).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,65 +19,31 @@ DURATION="${DURATION:-5s}"
 WARMUP="${WARMUP:-1s}"
 CHANNELS="${CHANNELS:-2}"
 THREADS="${THREADS:-1}"
+WORKFLOWS_DIR="${WORKFLOWS_DIR:-$ROOT/workflows}"
 IPSRTD="$BUILD_DIR/engine/ipsrtd"
 LOADGEN="$BUILD_DIR/bench/ipsrt_loadgen"
-for bin in "$IPSRTD" "$LOADGEN"; do
-  [[ -x "$bin" ]] || { echo "metrics.sh: $bin is missing; build first" >&2; exit 1; }
-done
+BENCH_NAME=metrics.sh
+source "$ROOT/bench/lib.sh"
+bench_need "$IPSRTD" "$LOADGEN"
 
-WORK="$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/ipsrt-metrics-bench.XXXXXX")"
-PIDS=()
+bench_begin ipsrt-metrics-bench
 SCRAPER_PID=""
-cleanup() {
-  local rc=$?
-  [[ -n "$SCRAPER_PID" ]] && kill "$SCRAPER_PID" 2>/dev/null || true
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_on_exit() { [[ -z "$SCRAPER_PID" ]] || kill "$SCRAPER_PID" 2>/dev/null; }
 
-# start NAME METRICS_YAML: an ipsrtd in $WORK/NAME; prints its port.
+# start NAME METRICS_YAML: an ipsrtd in $WORK/NAME (reminders off, logging
+# at info for the metrics port line); prints nothing, sets SERVER_ADDR.
 start() {
-  local dir="$WORK/$1"
-  mkdir -p "$dir"
-  cat >"$dir/ipsrtd.yaml" <<EOF
-server:
-  listen: 127.0.0.1:0
-store:
-  sqlite:
-    path: db/ipsrt.db
-    synchronous: full
-workflows:
-  directories: ["$ROOT/workflows"]
-logging:
-  level: info
-reminders:
-  enabled: false
-plugins:
-  - path: libipsrt_core_instruments.so
-$2
-EOF
-  "$IPSRTD" --config="$dir/ipsrtd.yaml" --port_file="$dir/port" \
-    >"$dir/ipsrtd.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 150); do
-    [[ -s "$dir/port" ]] && break
-    sleep 0.1
-  done
-  [[ -s "$dir/port" ]] || { cat "$dir/ipsrtd.log" >&2; exit 1; }
+  BENCH_LOG_LEVEL=info bench_server_config "$WORK/$1/ipsrtd.yaml" \
+    "$(printf '  sqlite:\n    path: db/ipsrt.db\n    synchronous: full\n')" \
+    "$(printf 'reminders:\n  enabled: false\n%s' "$2")"
+  bench_server_start "$WORK/$1/ipsrtd.yaml" "$WORK/$1/ipsrtd.log"
 }
 
 start off ""
+OFF="$SERVER_ADDR"
 start on "metrics:
   listen: 127.0.0.1:0"
-OFF="127.0.0.1:$(cat "$WORK/off/port")"
-ON="127.0.0.1:$(cat "$WORK/on/port")"
+ON="$SERVER_ADDR"
 METRICS_PORT="$(sed -n 's/.*serving \/metrics on 127.0.0.1:\([0-9]*\).*/\1/p' \
   "$WORK/on/ipsrtd.log")"
 [[ -n "$METRICS_PORT" ]] || { echo "metrics.sh: no metrics port" >&2; exit 1; }
@@ -86,7 +53,6 @@ METRICS_PORT="$(sed -n 's/.*serving \/metrics on 127.0.0.1:\([0-9]*\).*/\1/p' \
     sleep 1; done ) &
 SCRAPER_PID=$!
 
-json_field() { sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" <<<"$1"; }
 load() {
   "$LOADGEN" --server="$1" --rpc="$2" --concurrency="$CONCURRENCY" \
     --duration="$DURATION" --warmup="$WARMUP" --channels="$CHANNELS" \
@@ -104,9 +70,9 @@ for rpc in ping create; do
     for mode in off on; do
       target="$OFF"; [[ "$mode" == on ]] && target="$ON"
       j="$(load "$target" "$rpc")"
-      t="$(json_field "$j" throughput)"
+      t="$(bench_json_field "$j" throughput)"
       SUM[$rpc.$mode]="$(awk -v a="${SUM[$rpc.$mode]:-0}" -v b="$t" 'BEGIN { print a + b }')"
-      echo "| $rpc | $round | $mode | $t | $(json_field "$j" p99_ms) | $(json_field "$j" errors) |"
+      echo "| $rpc | $round | $mode | $t | $(bench_json_field "$j" p99_ms) | $(bench_json_field "$j" errors) |"
     done
   done
 done
