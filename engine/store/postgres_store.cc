@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
+#include "store/commit_queue.h"
 #include "store/migrations.h"
 #include "store/pg_connection.h"
 #include "store/request_window.h"
@@ -143,7 +144,7 @@ absl::Status CommitOutcomeUnknown(const PgConnection& c,
       failed.message(), ")"));
 }
 
-class PostgresStore::Impl {
+class PostgresStore::Impl : public SqlStore::Connections {
  public:
   Impl(Options options, const SqlCore* core)
       : options_(std::move(options)), core_(*core) {
@@ -194,12 +195,10 @@ class PostgresStore::Impl {
                      "); changes are refused until the database is repaired"));
   }
 
-  using ConnectionFn = absl::FunctionRef<absl::Status(SqlConnection&)>;
-
   // Read runs the reads of `fn` on a pooled connection. A read that finds
   // a reused connection dead (the server restarted since) runs once more on
   // a fresh one.
-  absl::Status Read(ConnectionFn fn) {
+  absl::Status Read(ConnectionFn fn) override {
     for (int attempt = 0;; ++attempt) {
       bool fresh = false;
       IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn,
@@ -217,7 +216,8 @@ class PostgresStore::Impl {
   // rolls back when it fails. When BEGIN finds a reused connection dead,
   // nothing was sent yet, so it runs once more on a fresh connection.
   // `commit_step` names the fault hook's step before COMMIT ("" none).
-  absl::Status Transact(ConnectionFn fn, absl::string_view commit_step = "") {
+  absl::Status Transact(ConnectionFn fn) override { return Transact(fn, ""); }
+  absl::Status Transact(ConnectionFn fn, absl::string_view commit_step) {
     for (int attempt = 0;; ++attempt) {
       bool fresh = false;
       IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn,
@@ -272,9 +272,7 @@ class PostgresStore::Impl {
   int open_ ABSL_GUARDED_BY(pool_mu_) = 0;
   bool pool_closed_ ABSL_GUARDED_BY(pool_mu_) = false;
 
-  absl::Mutex mu_;
-  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  CommitQueue<Pending> queue_;
 
   std::atomic<bool> unsafe_{false};
   absl::Mutex fault_mu_;
@@ -320,14 +318,8 @@ absl::Status PostgresStore::Impl::ApplyMigrations() {
         PgResult r, c->Query("SELECT COALESCE(MAX(version), 0)::int8 FROM "
                              "schema_migrations"));
     schema_version_ = static_cast<int>(r.Int(0, 0));
+    IPSRT_RETURN_IF_ERROR(RefuseNewerSchema(schema_version_));
     const std::vector<Migration>& migrations = PostgresMigrations();
-    int latest = migrations.empty() ? 0 : migrations.back().version;
-    if (schema_version_ > latest) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("store: database schema version ", schema_version_,
-                       " is newer than this ipsrtd supports (", latest,
-                       "); run a newer ipsrtd"));
-    }
     for (const Migration& m : migrations) {
       if (m.version <= schema_version_) continue;
       absl::Status applied = c->Exec(m.sql);
@@ -347,9 +339,7 @@ absl::Status PostgresStore::Impl::ApplyMigrations() {
                          "): ", applied.message()));
       }
     }
-    if (!migrations.empty()) {
-      schema_version_ = std::max(schema_version_, latest);
-    }
+    schema_version_ = std::max(schema_version_, kSchemaVersion);
     return c->Exec("COMMIT");
   }();
   if (!s.ok() && !c->Broken()) c->Exec("ROLLBACK").IgnoreError();
@@ -406,36 +396,21 @@ void PostgresStore::Impl::Release(std::unique_ptr<PgConnection> conn) {
 
 void PostgresStore::Impl::Enqueue(
     WriteBatch batch, std::function<void(absl::StatusOr<CommitResult>)> done) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!closing_) {
-      queue_.push_back(Pending{std::move(batch), std::move(done)});
-      return;
-    }
-  }
-  done(absl::UnavailableError("store: closing; retry on another server"));
+  Pending p{std::move(batch), std::move(done)};
+  if (!queue_.Push(p)) p.done(StoreClosingError());
 }
 
 void PostgresStore::Impl::CommitLoop() {
-  while (true) {
-    Pending p;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-            return self->closing_ || !self->queue_.empty();
-          },
-          this));
-      if (queue_.empty()) return;  // closing and drained
-      p = std::move(queue_.front());
-      queue_.pop_front();
-    }
+  std::vector<Pending> one;
+  while (queue_.PopUpTo(1, &one)) {
+    Pending& p = one.front();
     absl::Time began = absl::Now();
     absl::StatusOr<CommitResult> result = Commit(p.batch);
     size_t audit = p.batch.audit.size();
     metrics::ObserveCommitGroup("postgres", 1, result.ok() ? 0 : 1, audit,
                                 result.ok() ? 0 : audit, absl::Now() - began);
     p.done(std::move(result));
+    one.clear();
   }
 }
 
@@ -465,10 +440,7 @@ absl::StatusOr<CommitResult> PostgresStore::Impl::Commit(const WriteBatch& b) {
 void PostgresStore::Impl::Close() {
   if (closed_) return;
   closed_ = true;
-  {
-    absl::MutexLock lock(&mu_);
-    closing_ = true;
-  }
+  queue_.Close();
   for (std::thread& t : committers_) t.join();
   absl::MutexLock lock(&pool_mu_);
   pool_closed_ = true;
@@ -480,10 +452,8 @@ void PostgresStore::Impl::Close() {
 
 absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
     const Options& options) {
-  auto core = std::make_unique<SqlCore>(
-      PostgresDialect(),
-      SqlCore::Options{.request_retention = options.request_retention,
-                       .fault_hook = options.fault_hook});
+  std::unique_ptr<SqlCore> core =
+      NewCore(PostgresDialect(), options.request_retention, options.fault_hook);
   auto impl = std::make_unique<Impl>(options, core.get());
   IPSRT_RETURN_IF_ERROR(impl->Open());
   return std::unique_ptr<PostgresStore>(
@@ -492,18 +462,12 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
 
 PostgresStore::PostgresStore(std::unique_ptr<SqlCore> core,
                              std::unique_ptr<Impl> impl)
-    : SqlStore(std::move(core)), impl_(std::move(impl)) {}
+    : SqlStore(std::move(core), impl.get()), impl_(std::move(impl)) {}
 PostgresStore::~PostgresStore() { Close(); }
 
 void PostgresStore::CommitAsync(
     WriteBatch batch, std::function<void(absl::StatusOr<CommitResult>)> done) {
   impl_->Enqueue(std::move(batch), std::move(done));
-}
-
-absl::Status PostgresStore::Read(ConnectionFn fn) { return impl_->Read(fn); }
-
-absl::Status PostgresStore::Transact(ConnectionFn fn) {
-  return impl_->Transact(fn);
 }
 
 int PostgresStore::SchemaVersion() const { return impl_->schema_version(); }

@@ -67,8 +67,48 @@ AuditRecord ReadAudit(const SqlRow& s) {
   return r;
 }
 
+// EnrollmentValues appends the columns an enrollment's insert and update
+// both write, from patient_ref to snapshot in kEnrollmentColumns' order.
+SqlParams& EnrollmentValues(SqlParams& p, const EnrollmentRow& e,
+                            const PackedBlobs& packed) {
+  return p.Text(e.patient_ref)
+      .Text(e.workflow_id)
+      .Int(e.workflow_version)
+      .Text(e.stage)
+      .Text(e.clinician_ref)
+      .Int(e.state)
+      .Int(e.revision)
+      .Bytes(packed.snapshot);
+}
+SqlParams& EnrollmentValues(SqlParams&& p, const EnrollmentRow& e,
+                            const PackedBlobs& packed) {
+  return EnrollmentValues(p, e, packed);
+}
+
 std::string ReminderName(absl::string_view tenant, int64_t id) {
   return absl::StrCat("reminder tenants/", tenant, "/reminders/", id);
+}
+
+OutboxEntry ReadOutboxRow(const SqlRow& row);
+
+// FindOutbox reads one outbox row of `tenant`, with `lock` appended to the
+// SELECT; NOT_FOUND naming the reminder when there is none.
+absl::StatusOr<OutboxEntry> FindOutbox(SqlConnection& c,
+                                       absl::string_view tenant, int64_t id,
+                                       absl::string_view lock) {
+  std::optional<OutboxEntry> entry;
+  IPSRT_RETURN_IF_ERROR(
+      c.Query(absl::StrCat("SELECT ", kOutboxColumns,
+                           " FROM outbox WHERE id = $1 AND tenant = $2", lock),
+              SqlParams().Int(id).Text(tenant), [&](const SqlRow& row) {
+                entry = ReadOutboxRow(row);
+                return absl::OkStatus();
+              }));
+  if (!entry.has_value()) {
+    return absl::NotFoundError(
+        absl::StrCat(ReminderName(tenant, id), " not found"));
+  }
+  return *std::move(entry);
 }
 
 // Collect appends each row, as `read` maps it, to `out` (cleared first, so
@@ -107,9 +147,7 @@ int64_t MicrosOrMax(absl::Time t) {
                                      : absl::ToUnixMicros(t);
 }
 
-}  // namespace
-
-OutboxEntry ReadOutbox(const SqlRow& s) {
+OutboxEntry ReadOutboxRow(const SqlRow& s) {
   OutboxEntry e;
   e.id = s.Int(0);
   e.row.tenant = s.Text(1);
@@ -126,6 +164,10 @@ OutboxEntry ReadOutbox(const SqlRow& s) {
   e.last_error = s.Text(12);
   return e;
 }
+
+}  // namespace
+
+OutboxEntry ReadOutbox(const SqlRow& row) { return ReadOutboxRow(row); }
 
 PackedBlobs PackBatch(const WriteBatch& batch) {
   PackedBlobs packed;
@@ -325,22 +367,13 @@ absl::Status SqlCore::WriteEnrollment(SqlConnection& c, const WriteBatch& b,
     const EnrollmentRow& e = *b.create;
     IPSRT_RETURN_IF_ERROR(Fault("enrollment.insert"));
     absl::Status st =
-        c.Exec(absl::StrCat("INSERT INTO enrollments (", kEnrollmentColumns,
-                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                            "$10, $11, $12)"),
-               SqlParams()
-                   .Text(e.tenant)
-                   .Text(e.id)
-                   .Text(e.patient_ref)
-                   .Text(e.workflow_id)
-                   .Int(e.workflow_version)
-                   .Text(e.stage)
-                   .Text(e.clinician_ref)
-                   .Int(e.state)
-                   .Int(e.revision)
-                   .Bytes(packed.snapshot)
-                   .Time(e.create_time)
-                   .Time(e.update_time))
+        c.Exec(
+             absl::StrCat("INSERT INTO enrollments (", kEnrollmentColumns,
+                          ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                          "$10, $11, $12)"),
+             EnrollmentValues(SqlParams().Text(e.tenant).Text(e.id), e, packed)
+                 .Time(e.create_time)
+                 .Time(e.update_time))
             .status();
     if (absl::IsAlreadyExists(st)) {
       return absl::AlreadyExistsError(
@@ -357,15 +390,7 @@ absl::Status SqlCore::WriteEnrollment(SqlConnection& c, const WriteBatch& b,
              "workflow_version = $3, stage = $4, clinician_ref = $5, "
              "state = $6, revision = $7, snapshot = $8, update_time_us = $9 "
              "WHERE tenant = $10 AND id = $11 AND revision = $12",
-             SqlParams()
-                 .Text(e.patient_ref)
-                 .Text(e.workflow_id)
-                 .Int(e.workflow_version)
-                 .Text(e.stage)
-                 .Text(e.clinician_ref)
-                 .Int(e.state)
-                 .Int(e.revision)
-                 .Bytes(packed.snapshot)
+             EnrollmentValues(SqlParams(), e, packed)
                  .Time(e.update_time)
                  .Text(e.tenant)
                  .Text(e.id)
@@ -519,21 +544,11 @@ absl::StatusOr<std::vector<int64_t>> SqlCore::RecordOutboxOutcomes(
 absl::StatusOr<OutboxEntry> SqlCore::AcknowledgeOutbox(SqlConnection& c,
                                                        absl::string_view tenant,
                                                        int64_t id) const {
-  std::optional<OutboxEntry> entry;
-  IPSRT_RETURN_IF_ERROR(
-      c.Query(absl::StrCat("SELECT ", kOutboxColumns,
-                           " FROM outbox WHERE id = $1 AND tenant = $2",
-                           dialect_.lock_selected_rows),
-              SqlParams().Int(id).Text(tenant), [&](const SqlRow& row) {
-                entry = ReadOutbox(row);
-                return absl::OkStatus();
-              }));
-  if (!entry.has_value()) {
-    return absl::NotFoundError(
-        absl::StrCat(ReminderName(tenant, id), " not found"));
-  }
-  if (entry->status == OutboxStatus::kAcknowledged) return *entry;
-  if (entry->status != OutboxStatus::kDone) {
+  IPSRT_ASSIGN_OR_RETURN(
+      OutboxEntry entry,
+      FindOutbox(c, tenant, id, dialect_.lock_selected_rows));
+  if (entry.status == OutboxStatus::kAcknowledged) return entry;
+  if (entry.status != OutboxStatus::kDone) {
     return absl::FailedPreconditionError(
         absl::StrCat(ReminderName(tenant, id),
                      " has not been sent; only a sent reminder can be "
@@ -546,9 +561,9 @@ absl::StatusOr<OutboxEntry> SqlCore::AcknowledgeOutbox(SqlConnection& c,
                           ", change_seq = $1 WHERE id = $2"),
              SqlParams().Int(seq).Int(id))
           .status());
-  entry->status = OutboxStatus::kAcknowledged;
-  entry->change_seq = seq;
-  return *entry;
+  entry.status = OutboxStatus::kAcknowledged;
+  entry.change_seq = seq;
+  return entry;
 }
 
 // ---------------------------------------------------------------------------
@@ -704,17 +719,7 @@ absl::StatusOr<std::vector<OutboxEntry>> SqlCore::ListOutbox(
 absl::StatusOr<OutboxEntry> SqlCore::GetOutbox(SqlConnection& c,
                                                absl::string_view tenant,
                                                int64_t id) const {
-  std::vector<OutboxEntry> rows;
-  IPSRT_RETURN_IF_ERROR(
-      Collect(c,
-              absl::StrCat("SELECT ", kOutboxColumns,
-                           " FROM outbox WHERE id = $1 AND tenant = $2"),
-              SqlParams().Int(id).Text(tenant), &rows, ReadOutbox));
-  if (rows.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat(ReminderName(tenant, id), " not found"));
-  }
-  return std::move(rows.front());
+  return FindOutbox(c, tenant, id, "");
 }
 
 absl::StatusOr<std::vector<OutboxEntry>> SqlCore::OutboxChanges(

@@ -22,14 +22,23 @@ absl::StatusOr<T> Run(Through through, Method method) {
 
 }  // namespace
 
-SqlStore::SqlStore(std::unique_ptr<SqlCore> core) : core_(std::move(core)) {}
+SqlStore::SqlStore(std::unique_ptr<SqlCore> core, Connections* connections)
+    : core_(std::move(core)), connections_(connections) {}
 SqlStore::~SqlStore() = default;
 
-#define IPSRT_SQL_READ(T, call)                        \
-  Run<T>([this](ConnectionFn fn) { return Read(fn); }, \
+std::unique_ptr<SqlCore> SqlStore::NewCore(
+    const SqlDialect& dialect, absl::Duration request_retention,
+    std::function<absl::Status(absl::string_view step)> fault_hook) {
+  return std::make_unique<SqlCore>(
+      dialect, SqlCore::Options{.request_retention = request_retention,
+                                .fault_hook = std::move(fault_hook)});
+}
+
+#define IPSRT_SQL_READ(T, call)                                      \
+  Run<T>([this](ConnectionFn fn) { return connections_->Read(fn); }, \
          [&](SqlConnection& c) -> absl::StatusOr<T> { return core_->call; })
-#define IPSRT_SQL_TRANSACT(T, call)                        \
-  Run<T>([this](ConnectionFn fn) { return Transact(fn); }, \
+#define IPSRT_SQL_TRANSACT(T, call)                                      \
+  Run<T>([this](ConnectionFn fn) { return connections_->Transact(fn); }, \
          [&](SqlConnection& c) -> absl::StatusOr<T> { return core_->call; })
 
 absl::StatusOr<std::optional<RequestRecord>> SqlStore::LookupRequest(

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
+#include "store/commit_queue.h"
 #include "store/migrations.h"
 #include "store/request_window.h"
 #include "store/sql_core.h"
@@ -330,7 +331,7 @@ absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, int flags,
 
 }  // namespace
 
-class SqliteStore::Impl {
+class SqliteStore::Impl : public SqlStore::Connections {
  public:
   Impl(Options options, const SqlCore* core)
       : options_(std::move(options)), core_(*core) {}
@@ -355,10 +356,13 @@ class SqliteStore::Impl {
     absl::MutexLock lock(&r.mu);
     return fn(r.conn);
   }
-  // WithOutboxTransaction runs `fn` in one transaction on the outbox
-  // connection (outbox delivery).
-  absl::Status WithOutboxTransaction(
-      absl::FunctionRef<absl::Status(SqlConnection&)> fn) {
+  // Read runs `fn` on a reader connection.
+  absl::Status Read(ConnectionFn fn) override {
+    return WithReader([&](SqliteConnection& c) { return fn(c); });
+  }
+  // Transact runs `fn` in one transaction on the outbox connection (outbox
+  // delivery; changes go through the writer thread).
+  absl::Status Transact(ConnectionFn fn) override {
     IPSRT_RETURN_IF_ERROR(SafetyStop());
     absl::MutexLock lock(&outbox_.mu);
     return Transaction(outbox_.conn, [&] { return fn(outbox_.conn); });
@@ -448,9 +452,7 @@ class SqliteStore::Impl {
   int schema_version_ = 0;
   std::atomic<int64_t> group_commits_{0};
 
-  absl::Mutex mu_;
-  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  CommitQueue<Pending> queue_;
   std::thread writer_thread_;
   bool closed_ = false;
   // Checkpoints the WAL off the commit path (store/sqlite_checkpointer.h).
@@ -870,14 +872,8 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
     IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
     schema_version_ = row ? static_cast<int>(s.Int(0)) : 0;
   }
+  IPSRT_RETURN_IF_ERROR(RefuseNewerSchema(schema_version_));
   const std::vector<Migration>& migrations = SqliteMigrations();
-  int latest = migrations.empty() ? 0 : migrations.back().version;
-  if (schema_version_ > latest) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("store: database schema version ", schema_version_,
-                     " is newer than this ipsrtd supports (", latest,
-                     "); run a newer ipsrtd"));
-  }
   // A migration that rebuilds a table (migration 4) drops and renames
   // parents of foreign keys, which SQLite allows only with enforcement off;
   // PRAGMA foreign_key_check inside the transaction then proves the rows
@@ -930,35 +926,14 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
 void SqliteStore::Impl::Enqueue(
     WriteBatch batch, std::function<void(absl::StatusOr<CommitResult>)> done) {
   PackedBlobs packed = PackBatch(batch);
-  {
-    absl::MutexLock lock(&mu_);
-    if (!closing_) {
-      queue_.push_back(Pending{std::move(batch), std::move(done),
-                               absl::UnknownError("not run"),
-                               std::move(packed)});
-      return;
-    }
-  }
-  done(absl::UnavailableError("store: closing; retry on another server"));
+  Pending p{std::move(batch), std::move(done), absl::UnknownError("not run"),
+            std::move(packed)};
+  if (!queue_.Push(p)) p.done(StoreClosingError());
 }
 
 void SqliteStore::Impl::WriterLoop() {
   std::vector<Pending> group;
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-            return self->closing_ || !self->queue_.empty();
-          },
-          this));
-      if (queue_.empty()) return;  // closing and drained
-      while (!queue_.empty() &&
-             static_cast<int>(group.size()) < options_.max_batch) {
-        group.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
+  while (queue_.PopUpTo(options_.max_batch, &group)) {
     absl::Time began = absl::Now();
     RunGroup(group);
     ObserveGroup(group, absl::Now() - began);
@@ -1099,10 +1074,7 @@ absl::Status SqliteStore::Impl::PruneRequests(
 void SqliteStore::Impl::Close() {
   if (closed_) return;
   closed_ = true;
-  {
-    absl::MutexLock lock(&mu_);
-    closing_ = true;
-  }
+  queue_.Close();
   if (writer_thread_.joinable()) writer_thread_.join();
   checkpointer_.reset();  // before the connections close
   RecordSequence(/*force=*/true);
@@ -1128,10 +1100,8 @@ void SqliteStore::Impl::Close() {
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     const Options& options) {
-  auto core = std::make_unique<SqlCore>(
-      SqliteDialect(),
-      SqlCore::Options{.request_retention = options.request_retention,
-                       .fault_hook = options.fault_hook});
+  std::unique_ptr<SqlCore> core =
+      NewCore(SqliteDialect(), options.request_retention, options.fault_hook);
   auto impl = std::make_unique<Impl>(options, core.get());
   IPSRT_RETURN_IF_ERROR(impl->Open());
   return std::unique_ptr<SqliteStore>(
@@ -1140,20 +1110,12 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
 
 SqliteStore::SqliteStore(std::unique_ptr<SqlCore> core,
                          std::unique_ptr<Impl> impl)
-    : SqlStore(std::move(core)), impl_(std::move(impl)) {}
+    : SqlStore(std::move(core), impl.get()), impl_(std::move(impl)) {}
 SqliteStore::~SqliteStore() { Close(); }
 
 void SqliteStore::CommitAsync(
     WriteBatch batch, std::function<void(absl::StatusOr<CommitResult>)> done) {
   impl_->Enqueue(std::move(batch), std::move(done));
-}
-
-absl::Status SqliteStore::Read(ConnectionFn fn) {
-  return impl_->WithReader([&](SqliteConnection& c) { return fn(c); });
-}
-
-absl::Status SqliteStore::Transact(ConnectionFn fn) {
-  return impl_->WithOutboxTransaction(fn);
 }
 
 absl::StatusOr<std::string> SqliteStore::ClaimQueryPlan() {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "gtest/gtest.h"
 #include "ipsrt/postgres_store.h"
 #include "ipsrt/sqlite_store.h"
 #include "ipsrt/store.h"
@@ -61,6 +62,16 @@ class PostgresBackend {
  private:
   std::string database_;
   std::unique_ptr<PgConnection> connection_;  // for Scalar
+};
+
+// The store kinds, for typed test suites:
+//   TYPED_TEST_SUITE(MyTest, StoreBackends, StoreBackendName);
+using StoreBackends = ::testing::Types<SqliteBackend, PostgresBackend>;
+struct StoreBackendName {
+  template <typename Backend>
+  static std::string GetName(int) {
+    return Backend::kName;
+  }
 };
 
 }  // namespace ipsrt::testing

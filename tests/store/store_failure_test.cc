@@ -85,15 +85,8 @@ class StoreFailureTest : public ::testing::Test {
   }
 };
 
-using Kinds =
-    ::testing::Types<testing::SqliteBackend, testing::PostgresBackend>;
-struct KindName {
-  template <typename Kind>
-  static std::string GetName(int) {
-    return Kind::kName;
-  }
-};
-TYPED_TEST_SUITE(StoreFailureTest, Kinds, KindName);
+TYPED_TEST_SUITE(StoreFailureTest, testing::StoreBackends,
+                 testing::StoreBackendName);
 
 TYPED_TEST(StoreFailureTest, FailedCreateLeavesNothingBehind) {
   for (const char* failing :

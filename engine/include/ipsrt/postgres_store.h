@@ -88,8 +88,6 @@ class PostgresStore final : public SqlStore {
  private:
   class Impl;
   PostgresStore(std::unique_ptr<SqlCore> core, std::unique_ptr<Impl> impl);
-  absl::Status Read(ConnectionFn fn) override;
-  absl::Status Transact(ConnectionFn fn) override;
   std::unique_ptr<Impl> impl_;
 };
 

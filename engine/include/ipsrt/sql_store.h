@@ -2,11 +2,12 @@
 // It answers the reads and outbox delivery of Store with one shared
 // implementation (the store's SqlCore, engine/store/sql_core.h); a backend
 // (SqliteStore, PostgresStore) derives from it and supplies connections
-// through Read and Transact, its commit path (CommitAsync), and its
-// life cycle (Close, Probe, SchemaVersion, Kind).
+// (a Connections object: Read and Transact), its commit path
+// (CommitAsync), and its life cycle (Close, Probe, SchemaVersion, Kind).
 #ifndef IPSRT_SQL_STORE_H_
 #define IPSRT_SQL_STORE_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,7 @@ namespace ipsrt {
 
 class SqlConnection;
 class SqlCore;
+struct SqlDialect;
 
 class SqlStore : public Store {
  public:
@@ -62,21 +64,34 @@ class SqlStore : public Store {
  protected:
   using ConnectionFn = absl::FunctionRef<absl::Status(SqlConnection&)>;
 
-  explicit SqlStore(std::unique_ptr<SqlCore> core);
+  // Connections are a backend's connections, as the shared code uses them.
+  class Connections {
+   public:
+    virtual ~Connections() = default;
+    // Read runs `fn` (one or more reads) on a connection for reading; a
+    // backend may run it a second time on a fresh connection when the
+    // first was found dead, so `fn` starts its results afresh.
+    virtual absl::Status Read(ConnectionFn fn) = 0;
+    // Transact runs `fn` inside one transaction on a writing connection
+    // and commits it, or rolls it back when `fn` or the commit fails.
+    // Refuses with FAILED_PRECONDITION while the store is read-only for
+    // safety.
+    virtual absl::Status Transact(ConnectionFn fn) = 0;
+  };
+
+  // SqlStore runs its reads and outbox delivery on `connections`, which
+  // must outlive it.
+  SqlStore(std::unique_ptr<SqlCore> core, Connections* connections);
+  // NewCore is the core of a backend speaking `dialect`, with the request
+  // retention and test fault hook of its options (store/sql_core.h).
+  static std::unique_ptr<SqlCore> NewCore(
+      const SqlDialect& dialect, absl::Duration request_retention,
+      std::function<absl::Status(absl::string_view step)> fault_hook);
   const SqlCore& core() const { return *core_; }
-
-  // Read runs `fn` (one or more reads) on a connection for reading; a
-  // backend may run it a second time on a fresh connection when the first
-  // was found dead, so `fn` starts its results afresh.
-  virtual absl::Status Read(ConnectionFn fn) = 0;
-
-  // Transact runs `fn` inside one transaction on a writing connection and
-  // commits it, or rolls it back when `fn` or the commit fails. Refuses
-  // with FAILED_PRECONDITION while the store is read-only for safety.
-  virtual absl::Status Transact(ConnectionFn fn) = 0;
 
  private:
   std::unique_ptr<SqlCore> core_;
+  Connections* connections_;
 };
 
 }  // namespace ipsrt

@@ -133,8 +133,6 @@ class SqliteStore final : public SqlStore {
  private:
   class Impl;
   SqliteStore(std::unique_ptr<SqlCore> core, std::unique_ptr<Impl> impl);
-  absl::Status Read(ConnectionFn fn) override;
-  absl::Status Transact(ConnectionFn fn) override;
   std::unique_ptr<Impl> impl_;
 };
 
