@@ -33,114 +33,17 @@ ABSL_FLAG(std::string, password_file, "",
 namespace ipsrt::cli {
 namespace {
 
-// Column kinds: text, bytes, integer, and their nullable forms.
-enum class Kind { kText, kBytes, kInt, kNullableText, kNullableInt };
+// The copied tables are the schema's own list (store/migrations.h).
+using Table = SchemaTable;
+using Column = SchemaColumn;
 
-struct Column {
-  const char* name;
-  Kind kind;
-};
-
-struct Table {
-  const char* name;
-  std::vector<Column> columns;
-  // Primary key columns, the order rows are copied and digested in.
-  std::vector<const char*> key;
-  // Text key columns (compared in byte order on both sides).
-  std::vector<bool> key_is_text;
-};
-
-// The schema version whose tables Tables() lists.
-constexpr int kCopiedSchemaVersion = 4;
-
-// The tables of schema version 4, parents before children.
-const std::vector<Table>& Tables() {
-  using K = Kind;
-  static const auto* const kTables = new std::vector<Table>{
-      {"enrollments",
-       {{"tenant", K::kText},
-        {"id", K::kText},
-        {"patient_ref", K::kText},
-        {"workflow_id", K::kText},
-        {"workflow_version", K::kInt},
-        {"stage", K::kText},
-        {"clinician_ref", K::kText},
-        {"state", K::kInt},
-        {"revision", K::kInt},
-        {"snapshot", K::kBytes},
-        {"create_time_us", K::kInt},
-        {"update_time_us", K::kInt}},
-       {"tenant", "id"},
-       {true, true}},
-      {"events",
-       {{"tenant", K::kText},
-        {"enrollment_id", K::kText},
-        {"sequence", K::kInt},
-        {"type", K::kText},
-        {"actor", K::kText},
-        {"request_id", K::kText},
-        {"record_time_us", K::kInt},
-        {"payload", K::kBytes},
-        {"prev_hash", K::kText},
-        {"hash", K::kText}},
-       {"tenant", "enrollment_id", "sequence"},
-       {true, true, false}},
-      {"outbox",
-       {{"id", K::kInt},
-        {"tenant", K::kText},
-        {"enrollment_id", K::kText},
-        {"kind", K::kText},
-        {"due_time_us", K::kInt},
-        {"payload", K::kBytes},
-        {"idempotency_key", K::kText},
-        {"status", K::kInt},
-        {"attempts", K::kInt},
-        {"lease_owner", K::kNullableText},
-        {"lease_expiry_us", K::kNullableInt},
-        {"create_time_us", K::kInt},
-        {"change_seq", K::kNullableInt},
-        {"last_error", K::kNullableText}},
-       {"id"},
-       {false}},
-      // One row (id 1): the last change-feed position handed out.
-      {"outbox_feed",
-       {{"id", K::kInt}, {"last_seq", K::kInt}},
-       {"id"},
-       {false}},
-      {"requests",
-       {{"tenant", K::kText},
-        {"request_id", K::kText},
-        {"method", K::kText},
-        {"payload_hash", K::kText},
-        {"response", K::kBytes},
-        {"create_time_us", K::kInt}},
-       {"tenant", "request_id"},
-       {true, true}},
-      // Keys of every request id committed (store/request_window.h).
-      {"request_keys", {{"key", K::kInt}}, {"key"}, {false}},
-      {"audit",
-       {{"seq", K::kInt},
-        {"tenant", K::kText},
-        {"subject", K::kText},
-        {"role", K::kText},
-        {"rpc", K::kText},
-        {"resource", K::kText},
-        {"outcome", K::kText},
-        {"time_us", K::kInt},
-        {"request_id", K::kText},
-        {"prev_hash", K::kText},
-        {"hash", K::kText}},
-       {"seq"},
-       {false}},
-  };
-  return *kTables;
-}
+bool IsInt(const Column& c) { return c.type == SchemaColumn::Type::kInt; }
 
 const Table& TableNamed(absl::string_view name) {
-  for (const Table& t : Tables()) {
+  for (const Table& t : SchemaTables()) {
     if (t.name == name) return t;
   }
-  std::abort();  // only called with the names above
+  std::abort();  // only called with names of the schema
 }
 
 std::string ColumnList(const Table& t) {
@@ -149,12 +52,14 @@ std::string ColumnList(const Table& t) {
   return absl::StrJoin(names, ", ");
 }
 
+// OrderBy is the key order; PostgreSQL compares text keys in byte order,
+// as SQLite does.
 std::string OrderBy(const Table& t, bool postgres) {
   std::vector<std::string> keys;
-  for (size_t i = 0; i < t.key.size(); ++i) {
-    keys.push_back(postgres && t.key_is_text[i]
-                       ? absl::StrCat(t.key[i], " COLLATE \"C\"")
-                       : std::string(t.key[i]));
+  for (const char* key : t.key) {
+    bool text = t.Column(key).type == SchemaColumn::Type::kText;
+    keys.push_back(postgres && text ? absl::StrCat(key, " COLLATE \"C\"")
+                                    : std::string(key));
   }
   return absl::StrJoin(keys, ", ");
 }
@@ -178,7 +83,7 @@ class Digest {
     std::string cell;
     if (v.null) {
       cell = "N;";
-    } else if (c.kind == Kind::kInt || c.kind == Kind::kNullableInt) {
+    } else if (IsInt(c)) {
       cell = absl::StrCat("I", v.number, ";");
     } else {
       cell = absl::StrCat("S", v.bytes.size(), ":", v.bytes, ";");
@@ -201,10 +106,6 @@ class Digest {
  private:
   EVP_MD_CTX* ctx_;
 };
-
-bool Nullable(Kind k) {
-  return k == Kind::kNullableText || k == Kind::kNullableInt;
-}
 
 absl::Status SqliteError(sqlite3* db, absl::string_view what) {
   return absl::FailedPreconditionError(
@@ -265,8 +166,7 @@ class SqliteSource {
         v.bytes.clear();
         v.number = 0;
         if (v.null) continue;
-        Kind k = t.columns[i].kind;
-        if (k == Kind::kInt || k == Kind::kNullableInt) {
+        if (IsInt(t.columns[i])) {
           v.number = sqlite3_column_int64(s, col);
         } else {
           const void* p = sqlite3_column_blob(s, col);
@@ -302,8 +202,7 @@ absl::Status ReadPostgresRows(
         int col = static_cast<int>(c);
         Value& v = row[c];
         v.null = r.IsNull(i, col);
-        bool number = t.columns[c].kind == Kind::kInt ||
-                      t.columns[c].kind == Kind::kNullableInt;
+        bool number = IsInt(t.columns[c]);
         v.number = number ? r.Int(i, col) : 0;
         v.bytes = number ? std::string() : r.Text(i, col);
       }
@@ -447,38 +346,36 @@ int RunStore(const ParsedArgs& args) {
   return kExitOk;
 }
 
-}  // namespace
-
-absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
-    const std::string& sqlite_path, const PostgresStore::Options& destination) {
-  StoreCopyReport report;
-  SqliteSource source;
-  IPSRT_RETURN_IF_ERROR(source.Open(sqlite_path));
+// CheckSourceVersion refuses a source that is not at the schema version
+// this build copies.
+absl::StatusOr<int> CheckSourceVersion(SqliteSource& source,
+                                       const std::string& sqlite_path) {
   absl::StatusOr<int64_t> source_version =
       source.Scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
   if (!source_version.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "store copy: ", sqlite_path, " is not an ipsrtd SQLite database"));
   }
-  const int sqlite_latest = SqliteMigrations().back().version;
-  const int postgres_latest = PostgresMigrations().back().version;
-  if (*source_version != sqlite_latest || sqlite_latest != postgres_latest ||
-      sqlite_latest != kCopiedSchemaVersion) {
+  if (*source_version != kSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
         "store copy: source schema version ", *source_version,
-        "; this ipsrt copies schema version ", kCopiedSchemaVersion,
+        "; this ipsrt copies schema version ", kSchemaVersion,
         " (run the matching ipsrtd on the source once to upgrade it)"));
   }
-  report.schema_version = sqlite_latest;
+  return kSchemaVersion;
+}
 
-  // Opening the store creates (or checks) the destination's schema.
+// ConnectDestination creates (or checks) the destination's schema by
+// opening the store there, then connects for the copy.
+absl::StatusOr<std::unique_ptr<PgConnection>> ConnectDestination(
+    const PostgresStore::Options& destination, int schema_version) {
   {
     IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PostgresStore> store,
                            PostgresStore::Open(destination));
-    if (store->SchemaVersion() != report.schema_version) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "store copy: destination schema version ", store->SchemaVersion(),
-          ", source ", report.schema_version));
+    if (store->SchemaVersion() != schema_version) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("store copy: destination schema version ",
+                       store->SchemaVersion(), ", source ", schema_version));
     }
   }
   PgConnectOptions connect;
@@ -487,131 +384,170 @@ absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
   connect.connect_timeout = destination.connect_timeout;
   connect.statement_timeout = destination.statement_timeout;
   connect.application_name = "ipsrt store copy";
-  IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> pg,
-                         PgConnection::Connect(connect));
+  return PgConnection::Connect(connect);
+}
 
+// LockEmptyDestination locks every table against ipsrtd replicas and
+// refuses a destination holding rows; outbox_feed's one row from the
+// migration is deleted (SQLite's replaces it).
+absl::Status LockEmptyDestination(PgConnection& pg) {
+  std::vector<std::string> names;
+  for (const Table& t : SchemaTables()) names.push_back(t.name);
+  IPSRT_RETURN_IF_ERROR(pg.Exec(absl::StrCat(
+      "LOCK TABLE ", absl::StrJoin(names, ", "), " IN EXCLUSIVE MODE")));
+  for (const Table& t : SchemaTables()) {
+    if (std::string(t.name) == "outbox_feed") continue;
+    IPSRT_ASSIGN_OR_RETURN(
+        PgResult n,
+        pg.Query(absl::StrCat("SELECT COUNT(*)::int8 FROM ", t.name)));
+    if (n.Int(0, 0) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store copy: the destination's ", t.name, " table holds ",
+          n.Int(0, 0), " rows; copy only into an empty database"));
+    }
+  }
+  return pg.Exec("DELETE FROM outbox_feed");
+}
+
+// InsertSql inserts `rows` rows of `t` in one statement.
+std::string InsertSql(const Table& t, int rows) {
+  std::vector<std::string> tuples;
+  int n = 1;
+  for (int r = 0; r < rows; ++r) {
+    std::vector<std::string> placeholders;
+    for (size_t i = 0; i < t.columns.size(); ++i) {
+      placeholders.push_back(absl::StrCat("$", n++));
+    }
+    tuples.push_back(absl::StrCat("(", absl::StrJoin(placeholders, ", "), ")"));
+  }
+  return absl::StrCat(
+      "INSERT INTO ", t.name, " (", ColumnList(t), ") ",
+      std::string(t.name) == "outbox" ? "OVERRIDING SYSTEM VALUE " : "",
+      "VALUES ", absl::StrJoin(tuples, ", "));
+}
+
+void AddParam(const Column& c, const Value& v, PgParams& params) {
+  if (v.null && c.nullable) {
+    if (IsInt(c)) {
+      params.NullInt();
+    } else {
+      params.NullText();
+    }
+  } else if (IsInt(c)) {
+    params.Int(v.number);
+  } else if (c.type == SchemaColumn::Type::kBytes) {
+    params.Bytes(v.bytes);
+  } else {
+    params.Text(v.bytes);
+  }
+}
+
+// CopyTable copies the rows of `t` and digests them on the way.
+absl::StatusOr<TableCopy> CopyTable(SqliteSource& source, PgConnection& pg,
+                                    const Table& t) {
+  TableCopy copy;
+  copy.table = t.name;
+  // Rows go in multi-row INSERTs of up to kRowsPerInsert rows, so that a
+  // large table does not cost one round trip per row.
+  constexpr int kRowsPerInsert = 200;
+  const std::string full_insert = InsertSql(t, kRowsPerInsert);
+  PgParams params;
+  int pending = 0;
+  auto flush = [&]() -> absl::Status {
+    if (pending == 0) return absl::OkStatus();
+    absl::Status s = pg.Query(pending == kRowsPerInsert ? full_insert
+                                                        : InsertSql(t, pending),
+                              params)
+                         .status();
+    params = PgParams();
+    pending = 0;
+    return s;
+  };
+  Digest digest;
+  IPSRT_RETURN_IF_ERROR(
+      source.ForEachRow(t, [&](const std::vector<Value>& row) -> absl::Status {
+        for (size_t i = 0; i < row.size(); ++i) {
+          digest.Add(t.columns[i], row[i]);
+          AddParam(t.columns[i], row[i], params);
+        }
+        ++copy.source_rows;
+        if (++pending == kRowsPerInsert) return flush();
+        return absl::OkStatus();
+      }));
+  IPSRT_RETURN_IF_ERROR(flush());
+  copy.source_digest = digest.Hex();
+  return copy;
+}
+
+// VerifyTable reads `t` back from PostgreSQL (inside the copy's
+// transaction) and compares its row count and digest with the source's.
+absl::Status VerifyTable(SqliteSource& source, PgConnection& pg, const Table& t,
+                         TableCopy& copy) {
+  Digest digest;
+  IPSRT_RETURN_IF_ERROR(ReadPostgresRows(
+      pg, t, [&](const std::vector<Value>& row) -> absl::Status {
+        for (size_t c = 0; c < row.size(); ++c)
+          digest.Add(t.columns[c], row[c]);
+        ++copy.destination_rows;
+        return absl::OkStatus();
+      }));
+  copy.destination_digest = digest.Hex();
+  IPSRT_ASSIGN_OR_RETURN(
+      int64_t source_count,
+      source.Scalar(absl::StrCat("SELECT COUNT(*) FROM ", t.name)));
+  if (copy.destination_rows != copy.source_rows ||
+      copy.source_rows != source_count) {
+    return absl::DataLossError(absl::StrCat(
+        "store copy: ", t.name, ": ", source_count, " rows in SQLite, ",
+        copy.destination_rows, " in PostgreSQL"));
+  }
+  if (copy.destination_digest != copy.source_digest) {
+    return absl::DataLossError(
+        absl::StrCat("store copy: ", t.name,
+                     ": the rows in PostgreSQL differ from SQLite's"));
+  }
+  return absl::OkStatus();
+}
+
+// CopyAndVerify copies every table, then verifies what PostgreSQL holds,
+// inside the caller's transaction: a copy that does not verify is rolled
+// back and leaves nothing.
+absl::Status CopyAndVerify(SqliteSource& source, PgConnection& pg,
+                           StoreCopyReport& report) {
+  IPSRT_RETURN_IF_ERROR(LockEmptyDestination(pg));
+  for (const Table& t : SchemaTables()) {
+    IPSRT_ASSIGN_OR_RETURN(TableCopy copy, CopyTable(source, pg, t));
+    report.tables.push_back(std::move(copy));
+  }
+  // Later outbox rows continue after the copied ids.
+  IPSRT_RETURN_IF_ERROR(
+      pg.Exec("SELECT setval(pg_get_serial_sequence('outbox', 'id'), "
+              "COALESCE((SELECT MAX(id) FROM outbox), 0) + 1, false)"));
+  for (size_t i = 0; i < SchemaTables().size(); ++i) {
+    IPSRT_RETURN_IF_ERROR(
+        VerifyTable(source, pg, SchemaTables()[i], report.tables[i]));
+  }
+  IPSRT_RETURN_IF_ERROR(VerifyEventChains(pg, report));
+  return VerifyAuditChain(pg, report);
+}
+
+}  // namespace
+
+absl::StatusOr<StoreCopyReport> CopySqliteToPostgres(
+    const std::string& sqlite_path, const PostgresStore::Options& destination) {
+  StoreCopyReport report;
+  SqliteSource source;
+  IPSRT_RETURN_IF_ERROR(source.Open(sqlite_path));
+  IPSRT_ASSIGN_OR_RETURN(report.schema_version,
+                         CheckSourceVersion(source, sqlite_path));
+  IPSRT_ASSIGN_OR_RETURN(
+      std::unique_ptr<PgConnection> pg,
+      ConnectDestination(destination, report.schema_version));
   // All rows go in one transaction: a failed copy leaves the destination
   // empty. The table lock keeps ipsrtd replicas from writing meanwhile.
   IPSRT_RETURN_IF_ERROR(pg->Exec("BEGIN"));
-  absl::Status copied = [&]() -> absl::Status {
-    IPSRT_RETURN_IF_ERROR(
-        pg->Exec("LOCK TABLE enrollments, events, outbox, outbox_feed, "
-                 "requests, audit IN EXCLUSIVE MODE"));
-    for (const Table& t : Tables()) {
-      // outbox_feed holds its one row from the migration; SQLite's replaces
-      // it below.
-      if (std::string(t.name) == "outbox_feed") continue;
-      IPSRT_ASSIGN_OR_RETURN(
-          PgResult n,
-          pg->Query(absl::StrCat("SELECT COUNT(*)::int8 FROM ", t.name)));
-      if (n.Int(0, 0) != 0) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "store copy: the destination's ", t.name, " table holds ",
-            n.Int(0, 0), " rows; copy only into an empty database"));
-      }
-    }
-    IPSRT_RETURN_IF_ERROR(pg->Exec("DELETE FROM outbox_feed"));
-    for (const Table& t : Tables()) {
-      TableCopy copy;
-      copy.table = t.name;
-      // Rows go in multi-row INSERTs of up to kRowsPerInsert rows, so that
-      // a large table does not cost one round trip per row.
-      constexpr int kRowsPerInsert = 200;
-      auto insert_sql = [&](int rows) {
-        std::vector<std::string> tuples;
-        int n = 1;
-        for (int r = 0; r < rows; ++r) {
-          std::vector<std::string> placeholders;
-          for (size_t i = 0; i < t.columns.size(); ++i) {
-            placeholders.push_back(absl::StrCat("$", n++));
-          }
-          tuples.push_back(
-              absl::StrCat("(", absl::StrJoin(placeholders, ", "), ")"));
-        }
-        return absl::StrCat(
-            "INSERT INTO ", t.name, " (", ColumnList(t), ") ",
-            std::string(t.name) == "outbox" ? "OVERRIDING SYSTEM VALUE " : "",
-            "VALUES ", absl::StrJoin(tuples, ", "));
-      };
-      const std::string full_insert = insert_sql(kRowsPerInsert);
-      PgParams params;
-      int pending = 0;
-      auto flush = [&]() -> absl::Status {
-        if (pending == 0) return absl::OkStatus();
-        absl::Status s =
-            pg->Query(
-                  pending == kRowsPerInsert ? full_insert : insert_sql(pending),
-                  params)
-                .status();
-        params = PgParams();
-        pending = 0;
-        return s;
-      };
-      Digest digest;
-      IPSRT_RETURN_IF_ERROR(source.ForEachRow(
-          t, [&](const std::vector<Value>& row) -> absl::Status {
-            for (size_t i = 0; i < row.size(); ++i) {
-              const Column& c = t.columns[i];
-              digest.Add(c, row[i]);
-              if (row[i].null && Nullable(c.kind)) {
-                if (c.kind == Kind::kNullableInt) {
-                  params.NullInt();
-                } else {
-                  params.NullText();
-                }
-              } else if (c.kind == Kind::kInt || c.kind == Kind::kNullableInt) {
-                params.Int(row[i].number);
-              } else if (c.kind == Kind::kBytes) {
-                params.Bytes(row[i].bytes);
-              } else {
-                params.Text(row[i].bytes);
-              }
-            }
-            ++copy.source_rows;
-            if (++pending == kRowsPerInsert) return flush();
-            return absl::OkStatus();
-          }));
-      IPSRT_RETURN_IF_ERROR(flush());
-      copy.source_digest = digest.Hex();
-      report.tables.push_back(std::move(copy));
-    }
-    // Later outbox rows continue after the copied ids.
-    IPSRT_RETURN_IF_ERROR(
-        pg->Exec("SELECT setval(pg_get_serial_sequence('outbox', 'id'), "
-                 "COALESCE((SELECT MAX(id) FROM outbox), 0) + 1, false)"));
-    // Verify what PostgreSQL holds, read back inside the transaction: a
-    // copy that does not verify is rolled back and leaves nothing.
-    for (size_t i = 0; i < Tables().size(); ++i) {
-      const Table& t = Tables()[i];
-      TableCopy& copy = report.tables[i];
-      Digest digest;
-      IPSRT_RETURN_IF_ERROR(ReadPostgresRows(
-          *pg, t, [&](const std::vector<Value>& row) -> absl::Status {
-            for (size_t c = 0; c < row.size(); ++c)
-              digest.Add(t.columns[c], row[c]);
-            ++copy.destination_rows;
-            return absl::OkStatus();
-          }));
-      copy.destination_digest = digest.Hex();
-      IPSRT_ASSIGN_OR_RETURN(
-          int64_t source_count,
-          source.Scalar(absl::StrCat("SELECT COUNT(*) FROM ", t.name)));
-      if (copy.destination_rows != copy.source_rows ||
-          copy.source_rows != source_count) {
-        return absl::DataLossError(absl::StrCat(
-            "store copy: ", t.name, ": ", source_count, " rows in SQLite, ",
-            copy.destination_rows, " in PostgreSQL"));
-      }
-      if (copy.destination_digest != copy.source_digest) {
-        return absl::DataLossError(
-            absl::StrCat("store copy: ", t.name,
-                         ": the rows in PostgreSQL differ from SQLite's"));
-      }
-    }
-    IPSRT_RETURN_IF_ERROR(VerifyEventChains(*pg, report));
-    IPSRT_RETURN_IF_ERROR(VerifyAuditChain(*pg, report));
-    return pg->Exec("COMMIT");
-  }();
+  absl::Status copied = CopyAndVerify(source, *pg, report);
+  if (copied.ok()) copied = pg->Exec("COMMIT");
   if (!copied.ok()) {
     if (!pg->Broken()) pg->Exec("ROLLBACK").IgnoreError();
     return copied;

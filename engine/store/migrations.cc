@@ -1,16 +1,19 @@
 #include "store/migrations.h"
 
-namespace ipsrt {
+#include <cstdlib>
+#include <cstring>
 
-const std::vector<Migration>& SqliteMigrations() {
-  // Times are microseconds since the Unix epoch, UTC. Every table carries the
-  // tenant so that isolation is a key prefix, not an afterthought.
-  static const std::vector<Migration>* const kMigrations =
-      new std::vector<Migration>{
-          {1, "enrollments, events, outbox, requests, audit",
-           R"sql(
-CREATE TABLE enrollments (
-  tenant TEXT NOT NULL,
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+
+namespace ipsrt {
+namespace {
+
+enum class Dialect { kSqlite, kPostgres };
+
+// The column lists of the tables that SQLite's migration 4 rebuilds, as
+// migration 1 created them (the rebuild keeps every column).
+constexpr char kEnrollmentColumns[] = R"sql(  tenant TEXT NOT NULL,
   id TEXT NOT NULL,
   patient_ref TEXT NOT NULL,
   workflow_id TEXT NOT NULL,
@@ -18,85 +21,96 @@ CREATE TABLE enrollments (
   stage TEXT NOT NULL,
   clinician_ref TEXT NOT NULL,
   state INTEGER NOT NULL,
-  revision INTEGER NOT NULL CHECK (revision >= 1),
-  snapshot BLOB NOT NULL,
-  create_time_us INTEGER NOT NULL,
-  update_time_us INTEGER NOT NULL,
-  PRIMARY KEY (tenant, id)
-) WITHOUT ROWID;
+  revision {INT64} NOT NULL CHECK (revision >= 1),
+  snapshot {BLOB} NOT NULL,
+  create_time_us {INT64} NOT NULL,
+  update_time_us {INT64} NOT NULL,
+  PRIMARY KEY (tenant, id))sql";
+
+constexpr char kEventColumns[] = R"sql(  tenant TEXT NOT NULL,
+  enrollment_id TEXT NOT NULL,
+  sequence {INT64} NOT NULL CHECK (sequence >= 1),
+  type TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  record_time_us {INT64} NOT NULL,
+  payload {BLOB} NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  PRIMARY KEY (tenant, enrollment_id, sequence),
+  FOREIGN KEY (tenant, enrollment_id) REFERENCES enrollments (tenant, id))sql";
+
+constexpr char kRequestColumns[] = R"sql(  tenant TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  method TEXT NOT NULL,
+  payload_hash TEXT NOT NULL,
+  response {BLOB} NOT NULL,
+  create_time_us {INT64} NOT NULL,
+  PRIMARY KEY (tenant, request_id))sql";
+
+// Migrations 1 to 3, the same in both dialects but for type names. Times
+// are microseconds since the Unix epoch, UTC. Every table carries the
+// tenant so that isolation is a key prefix, not an afterthought.
+constexpr char kMigration1[] = R"sql(
+CREATE TABLE enrollments (
+{ENROLLMENT_COLUMNS}
+){WITHOUT_ROWID};
 CREATE INDEX enrollments_by_create_time
   ON enrollments (tenant, create_time_us, id);
 CREATE INDEX enrollments_by_patient ON enrollments (tenant, patient_ref);
 CREATE INDEX enrollments_by_clinician ON enrollments (tenant, clinician_ref);
 
 CREATE TABLE events (
-  tenant TEXT NOT NULL,
-  enrollment_id TEXT NOT NULL,
-  sequence INTEGER NOT NULL CHECK (sequence >= 1),
-  type TEXT NOT NULL,
-  actor TEXT NOT NULL,
-  request_id TEXT NOT NULL,
-  record_time_us INTEGER NOT NULL,
-  payload BLOB NOT NULL,
-  prev_hash TEXT NOT NULL,
-  hash TEXT NOT NULL,
-  PRIMARY KEY (tenant, enrollment_id, sequence),
-  FOREIGN KEY (tenant, enrollment_id) REFERENCES enrollments (tenant, id)
-) WITHOUT ROWID;
+{EVENT_COLUMNS}
+){WITHOUT_ROWID};
 
 -- Side effects to perform after commit (transactional outbox). status:
 -- 0 scheduled, 1 claimed, 2 done, 3 cancelled, 4 failed.
 CREATE TABLE outbox (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id {AUTO_ID},
   tenant TEXT NOT NULL,
   enrollment_id TEXT NOT NULL,
   kind TEXT NOT NULL,
-  due_time_us INTEGER NOT NULL,
-  payload BLOB NOT NULL,
+  due_time_us {INT64} NOT NULL,
+  payload {BLOB} NOT NULL,
   idempotency_key TEXT NOT NULL UNIQUE,
   status INTEGER NOT NULL,
   attempts INTEGER NOT NULL,
   lease_owner TEXT,
-  lease_expiry_us INTEGER,
-  create_time_us INTEGER NOT NULL
+  lease_expiry_us {INT64},
+  create_time_us {INT64} NOT NULL
 );
 CREATE INDEX outbox_due ON outbox (status, due_time_us);
 CREATE INDEX outbox_by_enrollment ON outbox (tenant, enrollment_id);
 
 -- Idempotency: the first response of every mutating request.
 CREATE TABLE requests (
-  tenant TEXT NOT NULL,
-  request_id TEXT NOT NULL,
-  method TEXT NOT NULL,
-  payload_hash TEXT NOT NULL,
-  response BLOB NOT NULL,
-  create_time_us INTEGER NOT NULL,
-  PRIMARY KEY (tenant, request_id)
-) WITHOUT ROWID;
+{REQUEST_COLUMNS}
+){WITHOUT_ROWID};
 
 -- Append-only, hash-chained record of who read or changed what.
 CREATE TABLE audit (
-  seq INTEGER PRIMARY KEY,
+  seq {INT64} PRIMARY KEY,
   tenant TEXT NOT NULL,
   subject TEXT NOT NULL,
   role TEXT NOT NULL,
   rpc TEXT NOT NULL,
   resource TEXT NOT NULL,
   outcome TEXT NOT NULL,
-  time_us INTEGER NOT NULL,
+  time_us {INT64} NOT NULL,
   prev_hash TEXT NOT NULL,
   hash TEXT NOT NULL
 );
 CREATE INDEX audit_by_tenant_time ON audit (tenant, time_us);
-)sql"},
-          {2, "outbox delivery: leases, retries, change feed",
-           R"sql(
+)sql";
+
+constexpr char kMigration2[] = R"sql(
 -- Delivery of outbox rows (engine/reminders/dispatcher.h). Statuses beyond
 -- those of migration 1: 5 retry wait (claimable again at lease_expiry_us),
 -- 6 acknowledged. change_seq orders delivered, failed, cancelled-at-claim
 -- and acknowledged rows for WatchReminders; outbox_feed holds the last
 -- position handed out.
-ALTER TABLE outbox ADD COLUMN change_seq INTEGER;
+ALTER TABLE outbox ADD COLUMN change_seq {INT64};
 ALTER TABLE outbox ADD COLUMN last_error TEXT;
 -- Claimed rows whose lease expired and retries whose time came are found
 -- by a range scan, like scheduled rows through outbox_due.
@@ -106,17 +120,19 @@ CREATE INDEX outbox_changes ON outbox (tenant, change_seq)
 CREATE INDEX outbox_by_tenant_due ON outbox (tenant, due_time_us, id);
 CREATE TABLE outbox_feed (
   id INTEGER PRIMARY KEY CHECK (id = 1),
-  last_seq INTEGER NOT NULL
+  last_seq {INT64} NOT NULL
 );
 INSERT INTO outbox_feed VALUES (1, 0);
-)sql"},
-          {3, "audit: request id",
-           R"sql(
+)sql";
+
+constexpr char kMigration3[] = R"sql(
 ALTER TABLE audit ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX audit_by_subject ON audit (subject, seq);
-)sql"},
-          {4, "storage footprint: rowid tables, request keys, fewer indexes",
-           R"sql(
+)sql";
+
+// Migration 4 differs in kind between the dialects; both end with the same
+// columns, the request_keys table and the same indexes dropped.
+constexpr char kMigration4Sqlite[] = R"sql(
 -- Rows of a few KB (snapshots, first events, stored responses) in WITHOUT
 -- ROWID tables spill into overflow pages of their own and pack badly
 -- (SQLite keeps at most about 1 KB of such a row on a 4 KB page). These
@@ -125,19 +141,7 @@ CREATE INDEX audit_by_subject ON audit (subject, seq);
 -- rebuilt in this migration's one transaction, so a crash leaves the old
 -- layout or the new one, never a mix.
 CREATE TABLE enrollments_v4 (
-  tenant TEXT NOT NULL,
-  id TEXT NOT NULL,
-  patient_ref TEXT NOT NULL,
-  workflow_id TEXT NOT NULL,
-  workflow_version INTEGER NOT NULL,
-  stage TEXT NOT NULL,
-  clinician_ref TEXT NOT NULL,
-  state INTEGER NOT NULL,
-  revision INTEGER NOT NULL CHECK (revision >= 1),
-  snapshot BLOB NOT NULL,
-  create_time_us INTEGER NOT NULL,
-  update_time_us INTEGER NOT NULL,
-  PRIMARY KEY (tenant, id)
+{ENROLLMENT_COLUMNS}
 );
 INSERT INTO enrollments_v4 (tenant, id, patient_ref, workflow_id,
     workflow_version, stage, clinician_ref, state, revision, snapshot,
@@ -159,18 +163,7 @@ CREATE INDEX enrollments_by_clinician
   ON enrollments (tenant, clinician_ref, create_time_us, id);
 
 CREATE TABLE events_v4 (
-  tenant TEXT NOT NULL,
-  enrollment_id TEXT NOT NULL,
-  sequence INTEGER NOT NULL CHECK (sequence >= 1),
-  type TEXT NOT NULL,
-  actor TEXT NOT NULL,
-  request_id TEXT NOT NULL,
-  record_time_us INTEGER NOT NULL,
-  payload BLOB NOT NULL,
-  prev_hash TEXT NOT NULL,
-  hash TEXT NOT NULL,
-  PRIMARY KEY (tenant, enrollment_id, sequence),
-  FOREIGN KEY (tenant, enrollment_id) REFERENCES enrollments (tenant, id)
+{EVENT_COLUMNS}
 );
 INSERT INTO events_v4 (tenant, enrollment_id, sequence, type, actor,
     request_id, record_time_us, payload, prev_hash, hash)
@@ -183,13 +176,7 @@ ALTER TABLE events_v4 RENAME TO events;
 -- Kept for store.request_retention (default 7 days), oldest first in
 -- rowid order, which is what the pruning at write reads.
 CREATE TABLE requests_v4 (
-  tenant TEXT NOT NULL,
-  request_id TEXT NOT NULL,
-  method TEXT NOT NULL,
-  payload_hash TEXT NOT NULL,
-  response BLOB NOT NULL,
-  create_time_us INTEGER NOT NULL,
-  PRIMARY KEY (tenant, request_id)
+{REQUEST_COLUMNS}
 );
 INSERT INTO requests_v4 (tenant, request_id, method, payload_hash,
     response, create_time_us)
@@ -206,15 +193,177 @@ CREATE TABLE request_keys (
 );
 INSERT OR IGNORE INTO request_keys (key)
   SELECT ipsrt_request_key(tenant, request_id) FROM requests;
+{DROP_UNREAD_INDEXES})sql";
 
+constexpr char kMigration4Postgres[] = R"sql(
+-- Every event rewrites its enrollment's row. With room left on each page
+-- (fillfactor) the new version goes on the same page as a HOT update (no
+-- index column changes), and the old one is pruned there, instead of the
+-- table growing by a row version per event until VACUUM. Applies to pages
+-- written from now on.
+ALTER TABLE enrollments SET (fillfactor = 80);
+-- Snapshots and responses are written deflated from schema 4 on
+-- (engine/store/blob_codec.h): PostgreSQL itself compresses only rows over
+-- about 2 KB, which most of these are not.
+
+-- Kept for store.request_retention (default 7 days); pruned oldest first.
+CREATE INDEX requests_by_time ON requests (create_time_us);
+
+-- Every request id ever committed, as the first 8 bytes of
+-- SHA-256(tenant "\n" request_id): a retry after its record was pruned is
+-- refused, never applied again (SQLite's migration 4 computes the same).
+CREATE TABLE request_keys (
+  key BIGINT PRIMARY KEY
+);
+INSERT INTO request_keys (key)
+  SELECT ('x' || substr(encode(sha256(convert_to(
+      tenant || E'\n' || request_id, 'UTF8')), 'hex'), 1, 16))::bit(64)::bigint
+  FROM requests
+  ON CONFLICT (key) DO NOTHING;
+{DROP_UNREAD_INDEXES})sql";
+
+constexpr char kDropUnreadIndexes[] = R"sql(
 -- No query reads through these: outbox rows are never looked up by
 -- enrollment, and ListAudit's optional filters scan audit in seq order.
 DROP INDEX outbox_by_enrollment;
 DROP INDEX audit_by_tenant_time;
 DROP INDEX audit_by_subject;
-)sql"},
-      };
+)sql";
+
+// Render spells `text` in `dialect`: column blocks first, then type tokens.
+std::string Render(Dialect dialect, const char* text) {
+  const bool sqlite = dialect == Dialect::kSqlite;
+  std::string blocks = absl::StrReplaceAll(
+      text, {{"{ENROLLMENT_COLUMNS}", kEnrollmentColumns},
+             {"{EVENT_COLUMNS}", kEventColumns},
+             {"{REQUEST_COLUMNS}", kRequestColumns},
+             {"{DROP_UNREAD_INDEXES}", kDropUnreadIndexes}});
+  return absl::StrReplaceAll(
+      blocks, {{"{INT64}", sqlite ? "INTEGER" : "BIGINT"},
+               {"{BLOB}", sqlite ? "BLOB" : "BYTEA"},
+               {"{AUTO_ID}", sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT"
+                                    : "BIGINT GENERATED BY DEFAULT AS IDENTITY "
+                                      "PRIMARY KEY"},
+               // Rowid tables from migration 4 on (see its text).
+               {"{WITHOUT_ROWID}", sqlite ? " WITHOUT ROWID" : ""}});
+}
+
+std::vector<Migration>* MigrationsOf(Dialect d) {
+  const bool sqlite = d == Dialect::kSqlite;
+  return new std::vector<Migration>{
+      {1, "enrollments, events, outbox, requests, audit",
+       Render(d, kMigration1)},
+      {2, "outbox delivery: leases, retries, change feed",
+       Render(d, kMigration2)},
+      {3, "audit: request id", Render(d, kMigration3)},
+      {4,
+       sqlite ? "storage footprint: rowid tables, request keys, fewer indexes"
+              : "storage footprint: fillfactor, request keys, fewer indexes",
+       Render(d, sqlite ? kMigration4Sqlite : kMigration4Postgres)},
+  };
+}
+
+}  // namespace
+
+const std::vector<Migration>& SqliteMigrations() {
+  static const std::vector<Migration>* const kMigrations =
+      MigrationsOf(Dialect::kSqlite);
   return *kMigrations;
+}
+
+const std::vector<Migration>& PostgresMigrations() {
+  static const std::vector<Migration>* const kMigrations =
+      MigrationsOf(Dialect::kPostgres);
+  return *kMigrations;
+}
+
+absl::Status RefuseNewerSchema(int version) {
+  if (version <= kSchemaVersion) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("store: database schema version ", version,
+                   " is newer than this ipsrtd supports (", kSchemaVersion,
+                   "); run a newer ipsrtd"));
+}
+
+const SchemaColumn& SchemaTable::Column(const char* column) const {
+  for (const SchemaColumn& c : columns) {
+    if (std::strcmp(c.name, column) == 0) return c;
+  }
+  std::abort();  // called with the names listed below only
+}
+
+const std::vector<SchemaTable>& SchemaTables() {
+  using T = SchemaColumn::Type;
+  static const auto* const kTables = new std::vector<SchemaTable>{
+      {"enrollments",
+       {{"tenant", T::kText},
+        {"id", T::kText},
+        {"patient_ref", T::kText},
+        {"workflow_id", T::kText},
+        {"workflow_version", T::kInt},
+        {"stage", T::kText},
+        {"clinician_ref", T::kText},
+        {"state", T::kInt},
+        {"revision", T::kInt},
+        {"snapshot", T::kBytes},
+        {"create_time_us", T::kInt},
+        {"update_time_us", T::kInt}},
+       {"tenant", "id"}},
+      {"events",
+       {{"tenant", T::kText},
+        {"enrollment_id", T::kText},
+        {"sequence", T::kInt},
+        {"type", T::kText},
+        {"actor", T::kText},
+        {"request_id", T::kText},
+        {"record_time_us", T::kInt},
+        {"payload", T::kBytes},
+        {"prev_hash", T::kText},
+        {"hash", T::kText}},
+       {"tenant", "enrollment_id", "sequence"}},
+      {"outbox",
+       {{"id", T::kInt},
+        {"tenant", T::kText},
+        {"enrollment_id", T::kText},
+        {"kind", T::kText},
+        {"due_time_us", T::kInt},
+        {"payload", T::kBytes},
+        {"idempotency_key", T::kText},
+        {"status", T::kInt},
+        {"attempts", T::kInt},
+        {"lease_owner", T::kText, true},
+        {"lease_expiry_us", T::kInt, true},
+        {"create_time_us", T::kInt},
+        {"change_seq", T::kInt, true},
+        {"last_error", T::kText, true}},
+       {"id"}},
+      // One row (id 1): the last change-feed position handed out.
+      {"outbox_feed", {{"id", T::kInt}, {"last_seq", T::kInt}}, {"id"}},
+      {"requests",
+       {{"tenant", T::kText},
+        {"request_id", T::kText},
+        {"method", T::kText},
+        {"payload_hash", T::kText},
+        {"response", T::kBytes},
+        {"create_time_us", T::kInt}},
+       {"tenant", "request_id"}},
+      // Keys of every request id committed (store/request_window.h).
+      {"request_keys", {{"key", T::kInt}}, {"key"}},
+      {"audit",
+       {{"seq", T::kInt},
+        {"tenant", T::kText},
+        {"subject", T::kText},
+        {"role", T::kText},
+        {"rpc", T::kText},
+        {"resource", T::kText},
+        {"outcome", T::kText},
+        {"time_us", T::kInt},
+        {"request_id", T::kText},
+        {"prev_hash", T::kText},
+        {"hash", T::kText}},
+       {"seq"}},
+  };
+  return *kTables;
 }
 
 }  // namespace ipsrt

@@ -13,16 +13,19 @@
 #include <thread>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
-#include "store/audit_chain.h"
-#include "store/blob_codec.h"
+#include "store/commit_queue.h"
 #include "store/migrations.h"
 #include "store/request_window.h"
+#include "store/sql_core.h"
+#include "store/sql_dialect.h"
 #include "store/sqlite_checkpointer.h"
 #include "store/store_files.h"
 
@@ -30,7 +33,6 @@ namespace ipsrt {
 namespace {
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
-absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
 
 // FaultSinks maps each open connection to the store it belongs to, so that
 // the first corruption, I/O or disk-full error any statement meets reaches
@@ -92,8 +94,28 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   }
 }
 
-// Statement is a prepared statement with RAII finalisation and typed binds.
-class Statement {
+// NumberedPlaceholders turns the shared statements' $N into SQLite's ?N
+// (outside quoted literals), which binds by the same numbers.
+std::string NumberedPlaceholders(absl::string_view sql) {
+  std::string out(sql);
+  char quote = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    char ch = out[i];
+    if (quote != 0) {
+      if (ch == quote) quote = 0;
+    } else if (ch == '\'' || ch == '"') {
+      quote = ch;
+    } else if (ch == '$' && i + 1 < out.size() &&
+               absl::ascii_isdigit(static_cast<unsigned char>(out[i + 1]))) {
+      out[i] = '?';
+    }
+  }
+  return out;
+}
+
+// Statement is a prepared statement with RAII finalisation; it is also the
+// row a query is on.
+class Statement final : public SqlRow {
  public:
   Statement() = default;
   Statement(const Statement&) = delete;
@@ -107,20 +129,41 @@ class Statement {
 
   absl::Status Prepare(sqlite3* db, absl::string_view sql, bool persistent) {
     db_ = db;
-    int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
+    std::string text = NumberedPlaceholders(sql);
+    int rc = sqlite3_prepare_v3(db, text.data(), static_cast<int>(text.size()),
                                 persistent ? SQLITE_PREPARE_PERSISTENT : 0,
                                 &stmt_, nullptr);
     if (rc != SQLITE_OK) return SqliteError(db, rc, "prepare");
     return absl::OkStatus();
   }
 
-  // Binds are 1-based, in the order of the statement's placeholders.
+  // Bind binds $1, $2, ... The values stay the caller's (SQLITE_STATIC):
+  // they outlive the statement's run, which ends with Reset.
+  void Bind(const SqlParams& params) {
+    int i = 1;
+    for (const SqlParams::Value& v : params.values()) {
+      switch (v.type) {
+        case SqlParams::Type::kInt:
+          sqlite3_bind_int64(stmt_, i, v.number);
+          break;
+        case SqlParams::Type::kText:
+          sqlite3_bind_text(stmt_, i, v.bytes.data(),
+                            static_cast<int>(v.bytes.size()), SQLITE_STATIC);
+          break;
+        case SqlParams::Type::kBytes:
+          sqlite3_bind_blob(stmt_, i, v.bytes.data(),
+                            static_cast<int>(v.bytes.size()), SQLITE_STATIC);
+          break;
+        case SqlParams::Type::kNullInt:
+        case SqlParams::Type::kNullText:
+          sqlite3_bind_null(stmt_, i);
+          break;
+      }
+      ++i;
+    }
+  }
   void Bind(int i, absl::string_view v) {
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()),
-                      SQLITE_TRANSIENT);
-  }
-  void BindBlob(int i, absl::string_view v) {
-    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()),
                       SQLITE_TRANSIENT);
   }
   void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
@@ -142,13 +185,15 @@ class Statement {
     sqlite3_clear_bindings(stmt_);
   }
 
-  std::string Text(int col) const {
+  std::string Text(int col) const override {
     const void* p = sqlite3_column_blob(stmt_, col);
     int n = sqlite3_column_bytes(stmt_, col);
     return p ? std::string(static_cast<const char*>(p), n) : std::string();
   }
-  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
-  bool IsNull(int col) const {
+  int64_t Int(int col) const override {
+    return sqlite3_column_int64(stmt_, col);
+  }
+  bool IsNull(int col) const override {
     return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
   }
 
@@ -177,27 +222,95 @@ absl::Status ExecSql(sqlite3* db, const char* sql) {
   return absl::OkStatus();
 }
 
-constexpr char kEnrollmentColumns[] =
-    "tenant, id, patient_ref, workflow_id, workflow_version, stage, "
-    "clinician_ref, state, revision, snapshot, create_time_us, "
-    "update_time_us";
+// SqliteConnection is one connection with its statements prepared once and
+// kept for the connection's life, by SQL text.
+class SqliteConnection final : public SqlConnection {
+ public:
+  sqlite3* db = nullptr;
 
-absl::StatusOr<EnrollmentRow> ReadEnrollment(const Statement& s) {
-  EnrollmentRow r;
-  r.tenant = s.Text(0);
-  r.id = s.Text(1);
-  r.patient_ref = s.Text(2);
-  r.workflow_id = s.Text(3);
-  r.workflow_version = static_cast<int32_t>(s.Int(4));
-  r.stage = s.Text(5);
-  r.clinician_ref = s.Text(6);
-  r.state = static_cast<int32_t>(s.Int(7));
-  r.revision = s.Int(8);
-  IPSRT_ASSIGN_OR_RETURN(r.snapshot,
-                         UnpackBlob(s.Text(9), "an enrollment snapshot"));
-  r.create_time = FromMicros(s.Int(10));
-  r.update_time = FromMicros(s.Int(11));
-  return r;
+  absl::StatusOr<Statement*> Prepared(absl::string_view sql) {
+    if (db == nullptr) return absl::UnavailableError("store: closed");
+    auto it = cache_.find(sql);
+    if (it != cache_.end()) return it->second.get();
+    auto stmt = std::make_unique<Statement>();
+    IPSRT_RETURN_IF_ERROR(stmt->Prepare(db, sql, true));
+    Statement* out = stmt.get();
+    cache_.emplace(std::string(sql), std::move(stmt));
+    return out;
+  }
+
+  absl::StatusOr<int64_t> Exec(absl::string_view sql,
+                               const SqlParams& params) override {
+    IPSRT_ASSIGN_OR_RETURN(Statement * s, Prepared(sql));
+    ResetOnExit reset(*s);
+    s->Bind(params);
+    while (true) {
+      IPSRT_ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+    }
+    return static_cast<int64_t>(sqlite3_changes(db));
+  }
+
+  absl::Status Query(absl::string_view sql, const SqlParams& params,
+                     SqlRowFn fn) override {
+    IPSRT_ASSIGN_OR_RETURN(Statement * s, Prepared(sql));
+    ResetOnExit reset(*s);
+    s->Bind(params);
+    while (true) {
+      IPSRT_ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) return absl::OkStatus();
+      IPSRT_RETURN_IF_ERROR(fn(*s));
+    }
+  }
+
+  // Close finalises the statements, then closes the connection.
+  void Close() {
+    cache_.clear();
+    if (db != nullptr) sqlite3_close_v2(db);
+    db = nullptr;
+  }
+
+ private:
+  std::map<std::string, std::unique_ptr<Statement>, std::less<>> cache_;
+};
+
+// Transaction runs `body` inside BEGIN IMMEDIATE ... COMMIT on `c`, rolling
+// back on any error.
+absl::Status Transaction(SqliteConnection& c,
+                         absl::FunctionRef<absl::Status()> body) {
+  if (c.db == nullptr) return absl::UnavailableError("store: closed");
+  IPSRT_RETURN_IF_ERROR(ExecSql(c.db, "BEGIN IMMEDIATE"));
+  absl::Status s = body();
+  if (s.ok()) s = ExecSql(c.db, "COMMIT");
+  if (!s.ok()) ExecSql(c.db, "ROLLBACK").IgnoreError();
+  return s;
+}
+
+// The SQLite dialect: one writer at a time (BEGIN IMMEDIATE holds the
+// database's write lock), so no row locks; the writer thread prunes request
+// records once per group (PruneRequests).
+SqlDialect SqliteDialect() {
+  SqlDialect d;
+  d.name = "sqlite";
+  // Claims due rows: two bounded range scans (outbox_due for scheduled
+  // rows, outbox_lease for expired leases and due retries), merged by due
+  // time.
+  const std::string scheduled = SqlStatus(OutboxStatus::kScheduled);
+  const std::string claimed = SqlStatus(OutboxStatus::kClaimed);
+  d.claim_outbox = absl::StrCat(
+      "UPDATE outbox SET status = ", claimed,
+      ", lease_owner = $1, lease_expiry_us = $2, attempts = attempts + 1 "
+      "WHERE id IN (SELECT id FROM (SELECT id, due_time_us FROM (SELECT id, "
+      "due_time_us FROM outbox WHERE status = ",
+      scheduled,
+      " AND due_time_us <= $3 ORDER BY due_time_us LIMIT $4) UNION ALL "
+      "SELECT id, due_time_us FROM (SELECT id, due_time_us FROM outbox WHERE "
+      "status IN (",
+      claimed, ", ", SqlStatus(OutboxStatus::kRetryWait),
+      ") AND lease_expiry_us <= $3 ORDER BY lease_expiry_us LIMIT $4)) "
+      "ORDER BY due_time_us, id LIMIT $4) RETURNING ",
+      kOutboxColumns);
+  return d;
 }
 
 absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, int flags,
@@ -218,9 +331,10 @@ absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, int flags,
 
 }  // namespace
 
-class SqliteStore::Impl {
+class SqliteStore::Impl : public SqlStore::Connections {
  public:
-  explicit Impl(Options options) : options_(std::move(options)) {}
+  Impl(Options options, const SqlCore* core)
+      : options_(std::move(options)), core_(*core) {}
   ~Impl() { Close(); }
 
   absl::Status Open();
@@ -231,42 +345,28 @@ class SqliteStore::Impl {
   // Reader is one read-only connection; `mu` serialises its use.
   struct Reader {
     absl::Mutex mu;
-    sqlite3* db = nullptr;
-    // Prepared statements by SQL text, kept for the connection's life; a
-    // user resets the statement when done (ResetOnExit).
-    std::map<std::string, std::unique_ptr<Statement>, std::less<>> cache;
-
-    absl::StatusOr<Statement*> Prepared(absl::string_view sql) {
-      if (db == nullptr) return absl::UnavailableError("store: closed");
-      auto it = cache.find(sql);
-      if (it != cache.end()) return it->second.get();
-      auto stmt = std::make_unique<Statement>();
-      IPSRT_RETURN_IF_ERROR(stmt->Prepare(db, sql, true));
-      Statement* out = stmt.get();
-      cache.emplace(std::string(sql), std::move(stmt));
-      return out;
-    }
+    SqliteConnection conn;
   };
   // WithReader runs `fn` on a free-ish reader connection.
   template <typename Fn>
-  auto WithReader(Fn fn) -> decltype(fn(std::declval<Reader&>())) {
+  auto WithReader(Fn fn) -> decltype(fn(std::declval<SqliteConnection&>())) {
     size_t i =
         next_reader_.fetch_add(1, std::memory_order_relaxed) % readers_.size();
     Reader& r = *readers_[i];
     absl::MutexLock lock(&r.mu);
-    return fn(r);
+    return fn(r.conn);
   }
-
-  // Outbox delivery (see Store); on the `outbox_` connection.
-  absl::StatusOr<std::vector<OutboxEntry>> ClaimOutbox(absl::Time now,
-                                                       absl::string_view owner,
-                                                       absl::Duration lease,
-                                                       int limit);
-  absl::StatusOr<std::vector<int64_t>> RecordOutboxOutcomes(
-      absl::string_view owner, absl::Time now,
-      const std::vector<OutboxResult>& results);
-  absl::StatusOr<OutboxEntry> AcknowledgeOutbox(absl::string_view tenant,
-                                                int64_t id);
+  // Read runs `fn` on a reader connection.
+  absl::Status Read(ConnectionFn fn) override {
+    return WithReader([&](SqliteConnection& c) { return fn(c); });
+  }
+  // Transact runs `fn` in one transaction on the outbox connection (outbox
+  // delivery; changes go through the writer thread).
+  absl::Status Transact(ConnectionFn fn) override {
+    IPSRT_RETURN_IF_ERROR(SafetyStop());
+    absl::MutexLock lock(&outbox_.mu);
+    return Transaction(outbox_.conn, [&] { return fn(outbox_.conn); });
+  }
 
   // OnFault records a corruption, I/O or disk-full error that a statement
   // on one of this store's connections met (any thread).
@@ -285,32 +385,27 @@ class SqliteStore::Impl {
   }
 
  private:
-  // The stored forms (PackBlob) of a batch's snapshot and response, made
-  // on the caller's thread so that deflating never holds up the writer.
-  // Event payloads are stored as they are: the hash chain covers them, and
-  // tamper checks and forensic reads work on the bytes in the table.
-  struct Packed {
-    std::string snapshot;
-    std::string response;
-  };
   struct Pending {
     WriteBatch batch;
     std::function<void(absl::StatusOr<CommitResult>)> done;
     absl::StatusOr<CommitResult> result;
-    Packed packed;
+    // Made on the caller's thread so that deflating never holds up the
+    // writer. Event payloads are stored as they are: the hash chain covers
+    // them, and tamper checks and forensic reads work on the table's bytes.
+    PackedBlobs packed;
   };
 
-  absl::Status Fault(absl::string_view step) {
-    if (options_.fault_hook) return options_.fault_hook(step);
-    return absl::OkStatus();
+  // Statement runs one of the writer's own statements (no parameters).
+  absl::Status Run(absl::string_view sql) {
+    return writer_.Exec(sql, SqlParams()).status();
   }
-  absl::Status PrepareWriterStatements();
   void WriterLoop();
   void RunGroup(std::vector<Pending>& group);
+  // ApplyInSavepoint applies one request of a group; a failing one is
+  // rolled back to its savepoint alone.
+  void ApplyInSavepoint(Pending& p, bool* applied);
+  absl::Status CommitGroup(std::vector<Pending>& group, bool applied);
   void ObserveGroup(const std::vector<Pending>& group, absl::Duration elapsed);
-  absl::StatusOr<CommitResult> Apply(const WriteBatch& b, const Packed& packed);
-  absl::Status InsertAudit(const std::vector<AuditRecord>& records,
-                           absl::string_view outcome_override);
   absl::Status PruneRequests(const std::vector<Pending>& group);
   absl::Status ApplyMigrations();
   // CheckDatabaseFile refuses a missing, empty or schema-less database
@@ -327,6 +422,7 @@ class SqliteStore::Impl {
   void RecordSequence(bool force);
 
   Options options_;
+  const SqlCore& core_;
   std::optional<DatabaseLock> lock_;
   // The database's identity (with Options::identity_file); sequence_ is
   // written on the writer thread only.
@@ -336,7 +432,6 @@ class SqliteStore::Impl {
   absl::Time recorded_at_ = absl::InfinitePast();
   bool schema_existed_ = false;
   bool identity_checked_ = false;
-  Statement bump_sequence_;
   // Read-only for safety: set once, never cleared while open.
   std::atomic<bool> unsafe_{false};
   absl::Mutex fault_mu_;
@@ -346,7 +441,8 @@ class SqliteStore::Impl {
   int64_t faults_since_log_ ABSL_GUARDED_BY(fault_mu_) = 0;
   absl::Time last_space_log_ ABSL_GUARDED_BY(fault_mu_) = absl::InfinitePast();
   std::string directory_;
-  sqlite3* writer_ = nullptr;
+  // The writing connection; its statements run on the writer thread only.
+  SqliteConnection writer_;
   std::vector<std::unique_ptr<Reader>> readers_;
   // A second writing connection for outbox delivery, so claims and
   // outcomes never queue behind group commits (SQLite serialises the two
@@ -356,16 +452,7 @@ class SqliteStore::Impl {
   int schema_version_ = 0;
   std::atomic<int64_t> group_commits_{0};
 
-  // Writer statements, used only on the writer thread.
-  Statement begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
-  Statement lookup_request_, insert_request_, insert_enrollment_,
-      update_enrollment_, current_revision_, insert_event_, insert_outbox_,
-      cancel_outbox_, audit_head_, insert_audit_, insert_request_key_,
-      prune_requests_;
-
-  absl::Mutex mu_;
-  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  CommitQueue<Pending> queue_;
   std::thread writer_thread_;
   bool closed_ = false;
   // Checkpoints the WAL off the commit path (store/sqlite_checkpointer.h).
@@ -423,16 +510,16 @@ absl::Status SqliteStore::Impl::Open() {
                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (created >= 0) ::close(created);
   IPSRT_ASSIGN_OR_RETURN(
-      writer_,
+      writer_.db,
       OpenConnection(options_.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                      options_.busy_timeout));
-  RegisterConnection(writer_);
+  RegisterConnection(writer_.db);
   {
     // A file with pages but no ipsrt schema: emptied in place (pages kept
     // by the file system) or another program's database.
     Statement s;
     IPSRT_RETURN_IF_ERROR(s.Prepare(
-        writer_,
+        writer_.db,
         "SELECT (SELECT count(*) FROM sqlite_master), (SELECT count(*) FROM "
         "sqlite_master WHERE name = 'schema_migrations')",
         false));
@@ -456,19 +543,20 @@ absl::Status SqliteStore::Impl::Open() {
           "expected here, restore the file from a backup"));
     }
   }
-  IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "PRAGMA journal_mode=WAL"));
+  IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db, "PRAGMA journal_mode=WAL"));
   IPSRT_RETURN_IF_ERROR(ExecSql(
-      writer_,
+      writer_.db,
       absl::StrCat("PRAGMA synchronous=", options_.synchronous).c_str()));
-  IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "PRAGMA foreign_keys=ON"));
+  IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db, "PRAGMA foreign_keys=ON"));
   if (options_.max_page_count > 0) {
-    IPSRT_RETURN_IF_ERROR(ExecSql(
-        writer_, absl::StrCat("PRAGMA max_page_count=", options_.max_page_count)
-                     .c_str()));
+    IPSRT_RETURN_IF_ERROR(
+        ExecSql(writer_.db,
+                absl::StrCat("PRAGMA max_page_count=", options_.max_page_count)
+                    .c_str()));
   }
   // ipsrt_request_key(tenant, request_id): RequestKey, for migration 4.
   sqlite3_create_function(
-      writer_, "ipsrt_request_key", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+      writer_.db, "ipsrt_request_key", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
       nullptr,
       [](sqlite3_context* ctx, int, sqlite3_value** v) {
         auto text = [](sqlite3_value* x) {
@@ -481,23 +569,22 @@ absl::Status SqliteStore::Impl::Open() {
       nullptr, nullptr);
   IPSRT_RETURN_IF_ERROR(ApplyMigrations());
   IPSRT_RETURN_IF_ERROR(CheckIdentity());
-  IPSRT_RETURN_IF_ERROR(PrepareWriterStatements());
   for (int i = 0; i < options_.read_connections; ++i) {
     auto reader = std::make_unique<Reader>();
-    IPSRT_ASSIGN_OR_RETURN(reader->db,
+    IPSRT_ASSIGN_OR_RETURN(reader->conn.db,
                            OpenConnection(options_.path, SQLITE_OPEN_READONLY,
                                           options_.busy_timeout));
-    RegisterConnection(reader->db);
+    RegisterConnection(reader->conn.db);
     readers_.push_back(std::move(reader));
   }
-  IPSRT_ASSIGN_OR_RETURN(outbox_.db,
+  IPSRT_ASSIGN_OR_RETURN(outbox_.conn.db,
                          OpenConnection(options_.path, SQLITE_OPEN_READWRITE,
                                         options_.busy_timeout));
-  RegisterConnection(outbox_.db);
+  RegisterConnection(outbox_.conn.db);
   QuickCheck();
   IPSRT_ASSIGN_OR_RETURN(
       checkpointer_,
-      WalCheckpointer::Start(writer_, options_.path, options_.busy_timeout));
+      WalCheckpointer::Start(writer_.db, options_.path, options_.busy_timeout));
   writer_thread_ = std::thread([this] { WriterLoop(); });
   return absl::OkStatus();
 }
@@ -553,7 +640,7 @@ absl::Status SqliteStore::Impl::CheckIdentity() {
   if (options_.identity_file.empty()) return absl::OkStatus();
   // Kept outside the numbered migrations: the schema version is shared
   // with PostgreSQL and `ipsrt store copy`, which have no identity file.
-  IPSRT_RETURN_IF_ERROR(ExecSql(writer_,
+  IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db,
                                 "CREATE TABLE IF NOT EXISTS store_identity ("
                                 " id INTEGER PRIMARY KEY CHECK (id = 1),"
                                 " store_id TEXT NOT NULL,"
@@ -561,7 +648,7 @@ absl::Status SqliteStore::Impl::CheckIdentity() {
   {
     Statement s;
     IPSRT_RETURN_IF_ERROR(s.Prepare(
-        writer_, "SELECT store_id, commit_seq FROM store_identity", false));
+        writer_.db, "SELECT store_id, commit_seq FROM store_identity", false));
     IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
     if (row) {
       store_id_ = s.Text(0);
@@ -573,7 +660,7 @@ absl::Status SqliteStore::Impl::CheckIdentity() {
     store_id_ = NewStoreId();
     Statement ins;
     IPSRT_RETURN_IF_ERROR(ins.Prepare(
-        writer_, "INSERT INTO store_identity VALUES (1, ?, 0)", false));
+        writer_.db, "INSERT INTO store_identity VALUES (1, ?, 0)", false));
     ins.Bind(1, store_id_);
     IPSRT_RETURN_IF_ERROR(ins.Exec());
   }
@@ -649,14 +736,14 @@ void SqliteStore::Impl::QuickCheck() {
   {
     FaultSinks& f = Sinks();
     absl::MutexLock lock(&f.mu);
-    f.sinks.erase(writer_);
+    f.sinks.erase(writer_.db);
   }
-  sqlite3_progress_handler(writer_, 10000, AbandonAfterDeadline, &deadline);
+  sqlite3_progress_handler(writer_.db, 10000, AbandonAfterDeadline, &deadline);
   std::vector<std::string> findings;
   absl::Status status;
   {
     Statement s;
-    status = s.Prepare(writer_, "PRAGMA quick_check(20)", false);
+    status = s.Prepare(writer_.db, "PRAGMA quick_check(20)", false);
     while (status.ok()) {
       absl::StatusOr<bool> row = s.Step();
       if (!row.ok()) {
@@ -668,8 +755,8 @@ void SqliteStore::Impl::QuickCheck() {
       if (line != "ok") findings.push_back(std::move(line));
     }
   }
-  sqlite3_progress_handler(writer_, 0, nullptr, nullptr);
-  RegisterConnection(writer_);
+  sqlite3_progress_handler(writer_.db, 0, nullptr, nullptr);
+  RegisterConnection(writer_.db);
   if (!status.ok() && absl::Now() > deadline) {
     IPSRT_LOG(WARNING) << "store: PRAGMA quick_check of " << options_.path
                        << " did not finish within "
@@ -773,26 +860,20 @@ absl::Status SqliteStore::Impl::SpaceCheck() {
 
 absl::Status SqliteStore::Impl::ApplyMigrations() {
   IPSRT_RETURN_IF_ERROR(
-      ExecSql(writer_,
+      ExecSql(writer_.db,
               "CREATE TABLE IF NOT EXISTS schema_migrations ("
               " version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
               " applied_time_us INTEGER NOT NULL)"));
   {
     Statement s;
     IPSRT_RETURN_IF_ERROR(s.Prepare(
-        writer_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        writer_.db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         false));
     IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
     schema_version_ = row ? static_cast<int>(s.Int(0)) : 0;
   }
+  IPSRT_RETURN_IF_ERROR(RefuseNewerSchema(schema_version_));
   const std::vector<Migration>& migrations = SqliteMigrations();
-  int latest = migrations.empty() ? 0 : migrations.back().version;
-  if (schema_version_ > latest) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("store: database schema version ", schema_version_,
-                     " is newer than this ipsrtd supports (", latest,
-                     "); run a newer ipsrtd"));
-  }
   // A migration that rebuilds a table (migration 4) drops and renames
   // parents of foreign keys, which SQLite allows only with enforcement off;
   // PRAGMA foreign_key_check inside the transaction then proves the rows
@@ -800,12 +881,12 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
   // transaction, so it is switched around each one.
   for (const Migration& m : migrations) {
     if (m.version <= schema_version_) continue;
-    IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "PRAGMA foreign_keys=OFF"));
-    IPSRT_RETURN_IF_ERROR(ExecSql(writer_, "BEGIN IMMEDIATE"));
-    absl::Status s = ExecSql(writer_, m.sql.c_str());
+    IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db, "PRAGMA foreign_keys=OFF"));
+    IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db, "BEGIN IMMEDIATE"));
+    absl::Status s = ExecSql(writer_.db, m.sql.c_str());
     if (s.ok()) {
       Statement check;
-      s = check.Prepare(writer_, "PRAGMA foreign_key_check", false);
+      s = check.Prepare(writer_.db, "PRAGMA foreign_key_check", false);
       absl::StatusOr<bool> violation =
           s.ok() ? check.Step() : absl::StatusOr<bool>(s);
       if (!violation.ok()) {
@@ -818,8 +899,8 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
     }
     if (s.ok()) {
       Statement ins;
-      s = ins.Prepare(writer_, "INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                      false);
+      s = ins.Prepare(writer_.db,
+                      "INSERT INTO schema_migrations VALUES (?, ?, ?)", false);
       if (s.ok()) {
         ins.Bind(1, int64_t{m.version});
         ins.Bind(2, m.description);
@@ -828,9 +909,9 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
       }
     }
     if (s.ok()) PauseInMigration(m.version);
-    if (s.ok()) s = ExecSql(writer_, "COMMIT");
-    if (!s.ok()) ExecSql(writer_, "ROLLBACK").IgnoreError();
-    absl::Status fk = ExecSql(writer_, "PRAGMA foreign_keys=ON");
+    if (s.ok()) s = ExecSql(writer_.db, "COMMIT");
+    if (!s.ok()) ExecSql(writer_.db, "ROLLBACK").IgnoreError();
+    absl::Status fk = ExecSql(writer_.db, "PRAGMA foreign_keys=ON");
     if (s.ok()) s = fk;
     if (!s.ok()) {
       return absl::Status(
@@ -842,110 +923,17 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
   return absl::OkStatus();
 }
 
-absl::Status SqliteStore::Impl::PrepareWriterStatements() {
-  struct {
-    Statement* stmt;
-    const char* sql;
-  } const statements[] = {
-      {&begin_, "BEGIN IMMEDIATE"},
-      {&commit_, "COMMIT"},
-      {&rollback_, "ROLLBACK"},
-      {&savepoint_, "SAVEPOINT request"},
-      {&release_, "RELEASE request"},
-      {&rollback_to_, "ROLLBACK TO request"},
-      {&lookup_request_,
-       "SELECT method, payload_hash, response, create_time_us FROM requests "
-       "WHERE tenant = ? AND request_id = ?"},
-      {&insert_request_,
-       "INSERT INTO requests (tenant, request_id, method, payload_hash, "
-       "response, create_time_us) VALUES (?, ?, ?, ?, ?, ?)"},
-      {&insert_enrollment_,
-       "INSERT INTO enrollments (tenant, id, patient_ref, workflow_id, "
-       "workflow_version, stage, clinician_ref, state, revision, snapshot, "
-       "create_time_us, update_time_us) "
-       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
-      {&update_enrollment_,
-       "UPDATE enrollments SET patient_ref = ?, workflow_id = ?, "
-       "workflow_version = ?, stage = ?, clinician_ref = ?, state = ?, "
-       "revision = ?, snapshot = ?, update_time_us = ? "
-       "WHERE tenant = ? AND id = ? AND revision = ?"},
-      {&current_revision_,
-       "SELECT revision FROM enrollments WHERE tenant = ? AND id = ?"},
-      {&insert_event_,
-       "INSERT INTO events (tenant, enrollment_id, sequence, type, actor, "
-       "request_id, record_time_us, payload, prev_hash, hash) "
-       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
-      {&insert_outbox_,
-       "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, "
-       "payload, idempotency_key, status, attempts, create_time_us) "
-       "VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)"},
-      {&cancel_outbox_,
-       "UPDATE outbox SET status = 3, lease_owner = NULL WHERE "
-       "idempotency_key = ? AND status IN (0, 5)"},
-      {&audit_head_, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"},
-      {&insert_request_key_,
-       "INSERT OR IGNORE INTO request_keys (key) VALUES (?)"},
-      // The oldest records by rowid (insertion order), those among them
-      // created before ?1: a bounded look at the head of the table, no
-      // index on time needed.
-      {&prune_requests_,
-       "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
-       "ORDER BY rowid LIMIT ?2) AND create_time_us < ?1"},
-      {&insert_audit_,
-       "INSERT INTO audit (seq, tenant, subject, role, rpc, resource, "
-       "outcome, time_us, request_id, prev_hash, hash) "
-       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
-  };
-  for (const auto& s : statements) {
-    IPSRT_RETURN_IF_ERROR(s.stmt->Prepare(writer_, s.sql, true));
-  }
-  if (!store_id_.empty()) {
-    IPSRT_RETURN_IF_ERROR(bump_sequence_.Prepare(
-        writer_,
-        "UPDATE store_identity SET commit_seq = commit_seq + 1 WHERE id = 1",
-        true));
-  }
-  return absl::OkStatus();
-}
-
 void SqliteStore::Impl::Enqueue(
     WriteBatch batch, std::function<void(absl::StatusOr<CommitResult>)> done) {
-  Packed packed;
-  if (batch.create.has_value())
-    packed.snapshot = PackBlob(batch.create->snapshot);
-  if (batch.update.has_value()) {
-    packed.snapshot = PackBlob(batch.update->row.snapshot);
-  }
-  packed.response = PackBlob(batch.request.response);
-  {
-    absl::MutexLock lock(&mu_);
-    if (!closing_) {
-      queue_.push_back(Pending{std::move(batch), std::move(done),
-                               absl::UnknownError("not run"),
-                               std::move(packed)});
-      return;
-    }
-  }
-  done(absl::UnavailableError("store: closing; retry on another server"));
+  PackedBlobs packed = PackBatch(batch);
+  Pending p{std::move(batch), std::move(done), absl::UnknownError("not run"),
+            std::move(packed)};
+  if (!queue_.Push(p)) p.done(StoreClosingError());
 }
 
 void SqliteStore::Impl::WriterLoop() {
   std::vector<Pending> group;
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-            return self->closing_ || !self->queue_.empty();
-          },
-          this));
-      if (queue_.empty()) return;  // closing and drained
-      while (!queue_.empty() &&
-             static_cast<int>(group.size()) < options_.max_batch) {
-        group.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
+  while (queue_.PopUpTo(options_.max_batch, &group)) {
     absl::Time began = absl::Now();
     RunGroup(group);
     ObserveGroup(group, absl::Now() - began);
@@ -996,8 +984,7 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
     any = true;
   }
   if (!any) return;
-  absl::Status begun = begin_.Exec();
-  begin_.Reset();
+  absl::Status begun = Run("BEGIN IMMEDIATE");
   if (!begun.ok()) {
     for (Pending& p : group) {
       if (p.result.ok()) p.result = begun;
@@ -1006,45 +993,11 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
   }
   bool applied = false;
   for (Pending& p : group) {
-    if (!p.result.ok()) continue;  // refused above
-    // A single audit record (a read's) is one INSERT, atomic by itself:
-    // the common read path skips the savepoint's two statements.
-    const bool single = IsAuditOnly(p.batch) && p.batch.audit.size() == 1;
-    if (!single) {
-      absl::Status sp = savepoint_.Exec();
-      savepoint_.Reset();
-      if (!sp.ok()) {
-        p.result = sp;
-        continue;
-      }
-    }
-    p.result = Apply(p.batch, p.packed);
-    if (!p.result.ok()) {
-      if (!single) {
-        rollback_to_.Exec().IgnoreError();
-        rollback_to_.Reset();
-      }
-    } else {
-      applied = true;
-    }
-    if (!single) {
-      release_.Exec().IgnoreError();
-      release_.Reset();
-    }
+    if (p.result.ok()) ApplyInSavepoint(p, &applied);  // else refused above
   }
-  absl::Status committed = Fault("commit");
-  if (committed.ok() && applied) committed = PruneRequests(group);
-  if (committed.ok() && applied && !store_id_.empty()) {
-    committed = bump_sequence_.Exec();
-    bump_sequence_.Reset();
-  }
-  if (committed.ok()) {
-    committed = commit_.Exec();
-    commit_.Reset();
-  }
+  absl::Status committed = CommitGroup(group, applied);
   if (!committed.ok()) {
-    rollback_.Exec().IgnoreError();
-    rollback_.Reset();
+    Run("ROLLBACK").IgnoreError();
     for (Pending& p : group) {
       if (p.result.ok()) p.result = committed;
     }
@@ -1055,6 +1008,39 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
     ++sequence_;
     RecordSequence(/*force=*/false);
   }
+}
+
+void SqliteStore::Impl::ApplyInSavepoint(Pending& p, bool* applied) {
+  // A single audit record (a read's) is one INSERT, atomic by itself: the
+  // common read path skips the savepoint's two statements.
+  const bool single = IsAuditOnly(p.batch) && p.batch.audit.size() == 1;
+  if (!single) {
+    absl::Status sp = Run("SAVEPOINT request");
+    if (!sp.ok()) {
+      p.result = sp;
+      return;
+    }
+  }
+  p.result = core_.ApplyBatch(writer_, p.batch, p.packed);
+  if (p.result.ok()) {
+    *applied = true;
+  } else if (!single) {
+    Run("ROLLBACK TO request").IgnoreError();
+  }
+  if (!single) Run("RELEASE request").IgnoreError();
+}
+
+// CommitGroup prunes expired request records, counts the commit in the
+// store's identity and commits the group's transaction.
+absl::Status SqliteStore::Impl::CommitGroup(std::vector<Pending>& group,
+                                            bool applied) {
+  IPSRT_RETURN_IF_ERROR(core_.Fault("commit"));
+  if (applied) IPSRT_RETURN_IF_ERROR(PruneRequests(group));
+  if (applied && !store_id_.empty()) {
+    IPSRT_RETURN_IF_ERROR(Run(
+        "UPDATE store_identity SET commit_seq = commit_seq + 1 WHERE id = 1"));
+  }
+  return Run("COMMIT");
 }
 
 // PruneRequests deletes request records older than the retention window
@@ -1073,264 +1059,58 @@ absl::Status SqliteStore::Impl::PruneRequests(
   if (before == absl::InfinitePast() || now == absl::InfinitePast()) {
     return absl::OkStatus();
   }
-  ResetOnExit reset(prune_requests_);
-  prune_requests_.Bind(1, ToMicros(before));
-  prune_requests_.Bind(2, static_cast<int64_t>(2 * group.size() + 16));
-  return prune_requests_.Exec();
-}
-
-// InsertAudit appends `records` to the chain. The head is read inside the
-// writer's open transaction (BEGIN IMMEDIATE holds the database's write
-// lock), so neither concurrent requests nor another process sharing the
-// file can fork the chain, and a rolled-back savepoint takes its records
-// (and their seqs) with it.
-absl::Status SqliteStore::Impl::InsertAudit(
-    const std::vector<AuditRecord>& records,
-    absl::string_view outcome_override) {
-  for (const AuditRecord& in : records) {
-    IPSRT_RETURN_IF_ERROR(Fault("audit.insert"));
-    AuditRecord r = in;
-    if (!outcome_override.empty()) r.outcome = std::string(outcome_override);
-    {
-      ResetOnExit reset(audit_head_);
-      IPSRT_ASSIGN_OR_RETURN(bool found, audit_head_.Step());
-      r.seq = found ? audit_head_.Int(0) + 1 : 1;
-      r.prev_hash = found ? audit_head_.Text(1) : "";
-    }
-    r.hash = AuditRecordHash(r);
-    ResetOnExit reset(insert_audit_);
-    Statement& s = insert_audit_;
-    s.Bind(1, r.seq);
-    s.Bind(2, r.tenant);
-    s.Bind(3, r.subject);
-    s.Bind(4, r.role);
-    s.Bind(5, r.rpc);
-    s.Bind(6, r.resource);
-    s.Bind(7, r.outcome);
-    s.Bind(8, ToMicros(r.time));
-    s.Bind(9, r.request_id);
-    s.Bind(10, r.prev_hash);
-    s.Bind(11, r.hash);
-    IPSRT_RETURN_IF_ERROR(s.Exec());
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<CommitResult> SqliteStore::Impl::Apply(const WriteBatch& b,
-                                                      const Packed& packed) {
-  const RequestRecord& req = b.request;
-  if (IsAuditOnly(b)) {
-    IPSRT_RETURN_IF_ERROR(InsertAudit(b.audit, ""));
-    return CommitResult{};
-  }
-  if (req.tenant.empty() || req.request_id.empty()) {
-    return absl::InvalidArgumentError(
-        "store: a write batch needs a tenant and a request id");
-  }
-  if (b.create.has_value() && b.update.has_value()) {
-    return absl::InvalidArgumentError(
-        "store: a write batch creates or updates one enrollment, not both");
-  }
-  {
-    IPSRT_RETURN_IF_ERROR(Fault("request.lookup"));
-    ResetOnExit reset(lookup_request_);
-    lookup_request_.Bind(1, req.tenant);
-    lookup_request_.Bind(2, req.request_id);
-    IPSRT_ASSIGN_OR_RETURN(bool found, lookup_request_.Step());
-    if (found) {
-      std::string method = lookup_request_.Text(0);
-      if (method != req.method || lookup_request_.Text(1) != req.payload_hash) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("request_id: \"", req.request_id,
-                         "\" was already used for a different ", method,
-                         " request; use a new request id for a new request"));
-      }
-      IPSRT_ASSIGN_OR_RETURN(
-          std::string first,
-          UnpackBlob(lookup_request_.Text(2), "a stored response"));
-      CommitResult replay{true, std::move(first)};
-      lookup_request_.Reset();
-      IPSRT_RETURN_IF_ERROR(InsertAudit(b.audit, "OK (replayed)"));
-      return replay;
-    }
-  }
-  {
-    // A new request id, or one whose record was pruned: its key says.
-    ResetOnExit reset(insert_request_key_);
-    insert_request_key_.Bind(1, RequestKey(req.tenant, req.request_id));
-    IPSRT_RETURN_IF_ERROR(insert_request_key_.Exec());
-    if (sqlite3_changes(writer_) == 0) {
-      return ExpiredRequestError(req.request_id, options_.request_retention);
-    }
-  }
-  if (b.create.has_value()) {
-    const EnrollmentRow& e = *b.create;
-    IPSRT_RETURN_IF_ERROR(Fault("enrollment.insert"));
-    ResetOnExit reset(insert_enrollment_);
-    Statement& s = insert_enrollment_;
-    s.Bind(1, e.tenant);
-    s.Bind(2, e.id);
-    s.Bind(3, e.patient_ref);
-    s.Bind(4, e.workflow_id);
-    s.Bind(5, int64_t{e.workflow_version});
-    s.Bind(6, e.stage);
-    s.Bind(7, e.clinician_ref);
-    s.Bind(8, int64_t{e.state});
-    s.Bind(9, e.revision);
-    s.BindBlob(10, packed.snapshot);
-    s.Bind(11, ToMicros(e.create_time));
-    s.Bind(12, ToMicros(e.update_time));
-    absl::Status st = s.Exec();
-    if (absl::IsAlreadyExists(st)) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("enrollment ", e.id, " already exists"));
-    }
-    IPSRT_RETURN_IF_ERROR(st);
-  }
-  if (b.update.has_value()) {
-    const EnrollmentRow& e = b.update->row;
-    IPSRT_RETURN_IF_ERROR(Fault("enrollment.update"));
-    ResetOnExit reset(update_enrollment_);
-    Statement& s = update_enrollment_;
-    s.Bind(1, e.patient_ref);
-    s.Bind(2, e.workflow_id);
-    s.Bind(3, int64_t{e.workflow_version});
-    s.Bind(4, e.stage);
-    s.Bind(5, e.clinician_ref);
-    s.Bind(6, int64_t{e.state});
-    s.Bind(7, e.revision);
-    s.BindBlob(8, packed.snapshot);
-    s.Bind(9, ToMicros(e.update_time));
-    s.Bind(10, e.tenant);
-    s.Bind(11, e.id);
-    s.Bind(12, b.update->expected_revision);
-    IPSRT_RETURN_IF_ERROR(s.Exec());
-    if (sqlite3_changes(writer_) == 0) {
-      ResetOnExit reset_rev(current_revision_);
-      current_revision_.Bind(1, e.tenant);
-      current_revision_.Bind(2, e.id);
-      IPSRT_ASSIGN_OR_RETURN(bool found, current_revision_.Step());
-      if (!found) {
-        return absl::NotFoundError(
-            absl::StrCat("enrollment ", e.id, " not found"));
-      }
-      return absl::AbortedError(absl::StrCat(
-          "expected_revision: enrollment ", e.id, " is at revision ",
-          current_revision_.Int(0), ", not ", b.update->expected_revision,
-          "; read it again and retry"));
-    }
-  }
-  for (const EventRow& ev : b.events) {
-    IPSRT_RETURN_IF_ERROR(Fault("event.insert"));
-    ResetOnExit reset(insert_event_);
-    Statement& s = insert_event_;
-    s.Bind(1, ev.tenant);
-    s.Bind(2, ev.enrollment_id);
-    s.Bind(3, ev.sequence);
-    s.Bind(4, ev.type);
-    s.Bind(5, ev.actor);
-    s.Bind(6, ev.request_id);
-    s.Bind(7, ToMicros(ev.record_time));
-    s.BindBlob(8, ev.payload);
-    s.Bind(9, ev.prev_hash);
-    s.Bind(10, ev.hash);
-    absl::Status st = s.Exec();
-    if (absl::IsAlreadyExists(st)) {
-      return absl::AbortedError(absl::StrCat("enrollment ", ev.enrollment_id,
-                                             " already has event ", ev.sequence,
-                                             "; read it again and retry"));
-    }
-    IPSRT_RETURN_IF_ERROR(st);
-  }
-  for (const OutboxRow& o : b.outbox) {
-    IPSRT_RETURN_IF_ERROR(Fault("outbox.insert"));
-    ResetOnExit reset(insert_outbox_);
-    Statement& s = insert_outbox_;
-    s.Bind(1, o.tenant);
-    s.Bind(2, o.enrollment_id);
-    s.Bind(3, o.kind);
-    s.Bind(4, ToMicros(o.due_time));
-    s.BindBlob(5, o.payload);
-    s.Bind(6, o.idempotency_key);
-    s.Bind(7, ToMicros(req.create_time));
-    IPSRT_RETURN_IF_ERROR(s.Exec());
-  }
-  for (const std::string& key : b.cancel_outbox_keys) {
-    IPSRT_RETURN_IF_ERROR(Fault("outbox.cancel"));
-    ResetOnExit reset(cancel_outbox_);
-    cancel_outbox_.Bind(1, key);
-    IPSRT_RETURN_IF_ERROR(cancel_outbox_.Exec());
-  }
-  {
-    IPSRT_RETURN_IF_ERROR(Fault("request.insert"));
-    ResetOnExit reset(insert_request_);
-    Statement& s = insert_request_;
-    s.Bind(1, req.tenant);
-    s.Bind(2, req.request_id);
-    s.Bind(3, req.method);
-    s.Bind(4, req.payload_hash);
-    s.BindBlob(5, packed.response);
-    s.Bind(6, ToMicros(req.create_time));
-    IPSRT_RETURN_IF_ERROR(s.Exec());
-  }
-  IPSRT_RETURN_IF_ERROR(InsertAudit(b.audit, ""));
-  return CommitResult{false, req.response};
+  // The oldest records by rowid (insertion order), those among them
+  // created before $1: a bounded look at the head of the table, no index
+  // on time needed.
+  return writer_
+      .Exec(
+          "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
+          "ORDER BY rowid LIMIT $2) AND create_time_us < $1",
+          SqlParams().Time(before).Int(
+              static_cast<int64_t>(2 * group.size() + 16)))
+      .status();
 }
 
 void SqliteStore::Impl::Close() {
   if (closed_) return;
   closed_ = true;
-  {
-    absl::MutexLock lock(&mu_);
-    closing_ = true;
-  }
+  queue_.Close();
   if (writer_thread_.joinable()) writer_thread_.join();
   checkpointer_.reset();  // before the connections close
   RecordSequence(/*force=*/true);
   {
     FaultSinks& f = Sinks();
     absl::MutexLock lock(&f.mu);
-    f.sinks.erase(writer_);
-    f.sinks.erase(outbox_.db);
-    for (auto& r : readers_) f.sinks.erase(r->db);
+    f.sinks.erase(writer_.db);
+    f.sinks.erase(outbox_.conn.db);
+    for (auto& r : readers_) f.sinks.erase(r->conn.db);
   }
   for (auto& r : readers_) {
     absl::MutexLock lock(&r->mu);
-    r->cache.clear();
-    sqlite3_close_v2(r->db);
-    r->db = nullptr;
+    r->conn.Close();
   }
   {
     absl::MutexLock lock(&outbox_.mu);
-    outbox_.cache.clear();
-    sqlite3_close_v2(outbox_.db);
-    outbox_.db = nullptr;
+    outbox_.conn.Close();
   }
-  // Finalise the writer's cached statements before closing its connection.
-  for (Statement* s :
-       {&begin_, &commit_, &rollback_, &savepoint_, &release_, &rollback_to_,
-        &lookup_request_, &insert_request_, &insert_enrollment_,
-        &update_enrollment_, &current_revision_, &insert_event_,
-        &insert_outbox_, &cancel_outbox_, &audit_head_, &insert_audit_,
-        &insert_request_key_, &prune_requests_, &bump_sequence_}) {
-    s->Finalize();
-  }
-  if (writer_ != nullptr) {
-    sqlite3_close_v2(writer_);
-    writer_ = nullptr;
-  }
+  writer_.Close();
 }
 
 // ---------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     const Options& options) {
-  auto impl = std::make_unique<Impl>(options);
+  std::unique_ptr<SqlCore> core =
+      NewCore(SqliteDialect(), options.request_retention, options.fault_hook);
+  auto impl = std::make_unique<Impl>(options, core.get());
   IPSRT_RETURN_IF_ERROR(impl->Open());
-  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+  return std::unique_ptr<SqliteStore>(
+      new SqliteStore(std::move(core), std::move(impl)));
 }
 
-SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteStore::SqliteStore(std::unique_ptr<SqlCore> core,
+                         std::unique_ptr<Impl> impl)
+    : SqlStore(std::move(core), impl.get()), impl_(std::move(impl)) {}
 SqliteStore::~SqliteStore() { Close(); }
 
 void SqliteStore::CommitAsync(
@@ -1338,411 +1118,28 @@ void SqliteStore::CommitAsync(
   impl_->Enqueue(std::move(batch), std::move(done));
 }
 
-absl::StatusOr<std::optional<RequestRecord>> SqliteStore::LookupRequest(
-    absl::string_view tenant, absl::string_view request_id) {
-  return impl_->WithReader([&](Impl::Reader& reader)
-                               -> absl::StatusOr<std::optional<RequestRecord>> {
-    IPSRT_ASSIGN_OR_RETURN(
-        Statement * prepared,
-        reader.Prepared("SELECT method, payload_hash, response, create_time_us "
-                        "FROM requests WHERE tenant = ? AND request_id = ?"));
-    Statement& s = *prepared;
-    ResetOnExit reset(s);
-    s.Bind(1, tenant);
-    s.Bind(2, request_id);
-    IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
-    if (!found) return std::optional<RequestRecord>();
-    RequestRecord r;
-    r.tenant = std::string(tenant);
-    r.request_id = std::string(request_id);
-    r.method = s.Text(0);
-    r.payload_hash = s.Text(1);
-    IPSRT_ASSIGN_OR_RETURN(r.response,
-                           UnpackBlob(s.Text(2), "a stored response"));
-    r.create_time = FromMicros(s.Int(3));
-    return std::optional<RequestRecord>(std::move(r));
-  });
-}
-
-absl::StatusOr<EnrollmentRow> SqliteStore::GetEnrollment(
-    absl::string_view tenant, absl::string_view id) {
-  return impl_->WithReader(
-      [&](Impl::Reader& reader) -> absl::StatusOr<EnrollmentRow> {
-        IPSRT_ASSIGN_OR_RETURN(
-            Statement * prepared,
-            reader.Prepared(
-                absl::StrCat("SELECT ", kEnrollmentColumns,
-                             " FROM enrollments WHERE tenant = ? AND id = ?")));
-        Statement& s = *prepared;
-        ResetOnExit reset(s);
-        s.Bind(1, tenant);
-        s.Bind(2, id);
-        IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
-        if (!found) {
-          return absl::NotFoundError(absl::StrCat("enrollment tenants/", tenant,
-                                                  "/enrollments/", id,
-                                                  " not found"));
-        }
-        return ReadEnrollment(s);
-      });
-}
-
-namespace {
-
-// ListEnrollmentsSql is ListEnrollments' statement for `filter`, with the
-// page cursor's condition when `after`; its text arguments (tenant, then
-// the non-empty filters in this order) go to `text_args`.
-std::string ListEnrollmentsSql(const EnrollmentFilter& filter, bool after,
-                               std::vector<std::string>* text_args) {
-  std::vector<std::string> where = {"tenant = ?"};
-  text_args->push_back(filter.tenant);
-  auto add_text = [&](const std::string& column, const std::string& value) {
-    if (value.empty()) return;
-    where.push_back(absl::StrCat(column, " = ?"));
-    text_args->push_back(value);
-  };
-  add_text("workflow_id", filter.workflow_id);
-  add_text("stage", filter.stage);
-  add_text("patient_ref", filter.patient_ref);
-  add_text("clinician_ref", filter.clinician_ref);
-  if (filter.state != 0) where.push_back("state = ?");
-  if (after) {
-    where.push_back("(create_time_us > ? OR (create_time_us = ? AND id > ?))");
-  }
-  return absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE ",
-                      absl::StrJoin(where, " AND "),
-                      " ORDER BY create_time_us, id LIMIT ?");
-}
-
-}  // namespace
-
-absl::StatusOr<std::vector<EnrollmentRow>> SqliteStore::ListEnrollments(
-    const EnrollmentFilter& filter,
-    const std::optional<EnrollmentCursor>& after, int limit) {
-  std::vector<std::string> text_args;
-  std::string sql = ListEnrollmentsSql(filter, after.has_value(), &text_args);
-  return impl_->WithReader(
-      [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<EnrollmentRow>> {
-        IPSRT_ASSIGN_OR_RETURN(Statement * prepared, reader.Prepared(sql));
-        Statement& s = *prepared;
-        ResetOnExit reset(s);
-        int i = 1;
-        for (const std::string& a : text_args) s.Bind(i++, a);
-        if (filter.state != 0) s.Bind(i++, int64_t{filter.state});
-        if (after.has_value()) {
-          s.Bind(i++, ToMicros(after->create_time));
-          s.Bind(i++, ToMicros(after->create_time));
-          s.Bind(i++, after->id);
-        }
-        s.Bind(i++, int64_t{limit});
-        std::vector<EnrollmentRow> rows;
-        while (true) {
-          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-          if (!row) break;
-          IPSRT_ASSIGN_OR_RETURN(EnrollmentRow r, ReadEnrollment(s));
-          rows.push_back(std::move(r));
-        }
-        return rows;
-      });
-}
-
-absl::StatusOr<std::vector<std::string>> SqliteStore::ListTenants() {
-  return impl_->WithReader(
-      [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<std::string>> {
-        IPSRT_ASSIGN_OR_RETURN(
-            Statement * prepared,
-            reader.Prepared(
-                "SELECT DISTINCT tenant FROM enrollments ORDER BY tenant"));
-        Statement& s = *prepared;
-        ResetOnExit reset(s);
-        std::vector<std::string> tenants;
-        while (true) {
-          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-          if (!row) break;
-          tenants.push_back(s.Text(0));
-        }
-        return tenants;
-      });
-}
-
-absl::StatusOr<std::vector<EventRow>> SqliteStore::ListEvents(
-    absl::string_view tenant, absl::string_view enrollment_id,
-    int64_t after_sequence, int limit) {
-  return impl_->WithReader([&](Impl::Reader& reader)
-                               -> absl::StatusOr<std::vector<EventRow>> {
-    IPSRT_ASSIGN_OR_RETURN(
-        Statement * prepared,
-        reader.Prepared(
-            "SELECT sequence, type, actor, request_id, record_time_us, "
-            "payload, prev_hash, hash FROM events WHERE tenant = ? AND "
-            "enrollment_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"));
-    Statement& s = *prepared;
-    ResetOnExit reset(s);
-    s.Bind(1, tenant);
-    s.Bind(2, enrollment_id);
-    s.Bind(3, after_sequence);
-    s.Bind(4, int64_t{limit});
-    std::vector<EventRow> rows;
-    while (true) {
-      IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      EventRow e;
-      e.tenant = std::string(tenant);
-      e.enrollment_id = std::string(enrollment_id);
-      e.sequence = s.Int(0);
-      e.type = s.Text(1);
-      e.actor = s.Text(2);
-      e.request_id = s.Text(3);
-      e.record_time = FromMicros(s.Int(4));
-      e.payload = s.Text(5);
-      e.prev_hash = s.Text(6);
-      e.hash = s.Text(7);
-      rows.push_back(std::move(e));
-    }
-    return rows;
-  });
-}
-
-// ---------------------------------------------------------------------------
-// Outbox delivery.
-
-namespace {
-
-constexpr char kOutboxColumns[] =
-    "id, tenant, enrollment_id, kind, due_time_us, payload, idempotency_key, "
-    "status, attempts, lease_owner, lease_expiry_us, change_seq, last_error";
-
-OutboxEntry ReadOutbox(const Statement& s) {
-  OutboxEntry e;
-  e.id = s.Int(0);
-  e.row.tenant = s.Text(1);
-  e.row.enrollment_id = s.Text(2);
-  e.row.kind = s.Text(3);
-  e.row.due_time = FromMicros(s.Int(4));
-  e.row.payload = s.Text(5);
-  e.row.idempotency_key = s.Text(6);
-  e.status = static_cast<OutboxStatus>(s.Int(7));
-  e.attempts = static_cast<int32_t>(s.Int(8));
-  e.lease_owner = s.Text(9);
-  e.lease_expiry = s.IsNull(10) ? absl::InfinitePast() : FromMicros(s.Int(10));
-  e.change_seq = s.Int(11);
-  e.last_error = s.Text(12);
-  return e;
-}
-
-// ClaimSql claims due rows: two bounded range scans (outbox_due for
-// scheduled rows, outbox_lease for expired leases and due retries), merged
-// by due time. ?1 owner, ?2 lease expiry, ?3 now, ?4 limit.
-std::string ClaimSql() {
-  return absl::StrCat(
-      "UPDATE outbox SET status = 1, lease_owner = ?1, "
-      "lease_expiry_us = ?2, attempts = attempts + 1 WHERE id IN ("
-      "SELECT id FROM ("
-      "SELECT id, due_time_us FROM (SELECT id, due_time_us FROM outbox "
-      "WHERE status = 0 AND due_time_us <= ?3 "
-      "ORDER BY due_time_us LIMIT ?4) "
-      "UNION ALL "
-      "SELECT id, due_time_us FROM (SELECT id, due_time_us FROM outbox "
-      "WHERE status IN (1, 5) AND lease_expiry_us <= ?3 "
-      "ORDER BY lease_expiry_us LIMIT ?4)) "
-      "ORDER BY due_time_us, id LIMIT ?4) RETURNING ",
-      kOutboxColumns);
-}
-
-// Transaction runs `body` inside BEGIN IMMEDIATE ... COMMIT on `db`, rolling
-// back on any error.
-template <typename Fn>
-absl::Status Transaction(sqlite3* db, Fn body) {
-  if (db == nullptr) return absl::UnavailableError("store: closed");
-  IPSRT_RETURN_IF_ERROR(ExecSql(db, "BEGIN IMMEDIATE"));
-  absl::Status s = body();
-  if (s.ok()) s = ExecSql(db, "COMMIT");
-  if (!s.ok()) ExecSql(db, "ROLLBACK").IgnoreError();
-  return s;
-}
-
-// NextChangeSeq hands out the next change-feed position (inside the
-// caller's transaction).
-absl::StatusOr<int64_t> NextChangeSeq(Statement& bump) {
-  ResetOnExit reset(bump);
-  IPSRT_ASSIGN_OR_RETURN(bool row, bump.Step());
-  if (!row) return absl::InternalError("store: outbox_feed row missing");
-  return bump.Int(0);
-}
-
-}  // namespace
-
-absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::Impl::ClaimOutbox(
-    absl::Time now, absl::string_view owner, absl::Duration lease, int limit) {
-  if (owner.empty() || lease <= absl::ZeroDuration() || limit < 1) {
-    return absl::InvalidArgumentError(
-        "store: a claim needs an owner, a positive lease and a limit >= 1");
-  }
-  IPSRT_RETURN_IF_ERROR(SafetyStop());
-  absl::MutexLock lock(&outbox_.mu);
-  std::vector<OutboxEntry> claimed;
-  IPSRT_RETURN_IF_ERROR(Transaction(outbox_.db, [&]() -> absl::Status {
-    // Two bounded range scans (outbox_due for scheduled rows, outbox_lease
-    // for expired leases and due retries), merged by due time.
-    IPSRT_ASSIGN_OR_RETURN(Statement * prepared, outbox_.Prepared(ClaimSql()));
-    Statement& s = *prepared;
-    ResetOnExit reset(s);
-    s.Bind(1, owner);
-    s.Bind(2, ToMicros(now + lease));
-    s.Bind(3, ToMicros(now));
-    s.Bind(4, int64_t{limit});
-    while (true) {
-      IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      claimed.push_back(ReadOutbox(s));
-    }
-    return absl::OkStatus();
-  }));
-  std::sort(claimed.begin(), claimed.end(),
-            [](const OutboxEntry& a, const OutboxEntry& b) {
-              return std::pair(a.row.due_time, a.id) <
-                     std::pair(b.row.due_time, b.id);
-            });
-  return claimed;
-}
-
-absl::StatusOr<std::vector<int64_t>> SqliteStore::Impl::RecordOutboxOutcomes(
-    absl::string_view owner, absl::Time now,
-    const std::vector<OutboxResult>& results) {
-  IPSRT_RETURN_IF_ERROR(SafetyStop());
-  absl::MutexLock lock(&outbox_.mu);
-  std::vector<int64_t> lost;
-  IPSRT_RETURN_IF_ERROR(Transaction(outbox_.db, [&]() -> absl::Status {
-    IPSRT_ASSIGN_OR_RETURN(
-        Statement * update,
-        outbox_.Prepared(
-            "UPDATE outbox SET status = ?1, lease_owner = NULL, "
-            "lease_expiry_us = ?2, last_error = ?3 WHERE id = ?4 AND "
-            "status = 1 AND lease_owner = ?5 AND lease_expiry_us > ?6"));
-    IPSRT_ASSIGN_OR_RETURN(
-        Statement * bump,
-        outbox_.Prepared("UPDATE outbox_feed SET last_seq = last_seq + 1 "
-                         "WHERE id = 1 RETURNING last_seq"));
-    IPSRT_ASSIGN_OR_RETURN(
-        Statement * set_seq,
-        outbox_.Prepared("UPDATE outbox SET change_seq = ? WHERE id = ?"));
-    for (const OutboxResult& r : results) {
-      OutboxStatus status = OutboxStatus::kDone;
-      switch (r.outcome.kind) {
-        case OutboxOutcome::Kind::kDone:
-          status = OutboxStatus::kDone;
-          break;
-        case OutboxOutcome::Kind::kRetry:
-          status = OutboxStatus::kRetryWait;
-          break;
-        case OutboxOutcome::Kind::kFailed:
-          status = OutboxStatus::kFailed;
-          break;
-        case OutboxOutcome::Kind::kCancelled:
-          status = OutboxStatus::kCancelled;
-          break;
-      }
-      {
-        ResetOnExit reset(*update);
-        update->Bind(1, static_cast<int64_t>(status));
-        if (status == OutboxStatus::kRetryWait) {
-          update->Bind(2, ToMicros(r.outcome.retry_at));
-        }  // else NULL
-        update->Bind(3, r.outcome.error);
-        update->Bind(4, r.id);
-        update->Bind(5, owner);
-        update->Bind(6, ToMicros(now));
-        IPSRT_RETURN_IF_ERROR(update->Exec());
-      }
-      if (sqlite3_changes(outbox_.db) == 0) {
-        lost.push_back(r.id);
-        continue;
-      }
-      if (status == OutboxStatus::kRetryWait) continue;
-      IPSRT_ASSIGN_OR_RETURN(int64_t seq, NextChangeSeq(*bump));
-      ResetOnExit reset(*set_seq);
-      set_seq->Bind(1, seq);
-      set_seq->Bind(2, r.id);
-      IPSRT_RETURN_IF_ERROR(set_seq->Exec());
-    }
-    return absl::OkStatus();
-  }));
-  return lost;
-}
-
-absl::StatusOr<OutboxEntry> SqliteStore::Impl::AcknowledgeOutbox(
-    absl::string_view tenant, int64_t id) {
-  IPSRT_RETURN_IF_ERROR(SafetyStop());
-  absl::MutexLock lock(&outbox_.mu);
-  OutboxEntry entry;
-  IPSRT_RETURN_IF_ERROR(Transaction(outbox_.db, [&]() -> absl::Status {
-    IPSRT_ASSIGN_OR_RETURN(Statement * get, outbox_.Prepared(absl::StrCat(
-                                                "SELECT ", kOutboxColumns,
-                                                " FROM outbox WHERE id = ? AND "
-                                                "tenant = ?")));
-    {
-      ResetOnExit reset(*get);
-      get->Bind(1, id);
-      get->Bind(2, tenant);
-      IPSRT_ASSIGN_OR_RETURN(bool found, get->Step());
-      if (!found) {
-        return absl::NotFoundError(absl::StrCat(
-            "reminder tenants/", tenant, "/reminders/", id, " not found"));
-      }
-      entry = ReadOutbox(*get);
-    }
-    if (entry.status == OutboxStatus::kAcknowledged) return absl::OkStatus();
-    if (entry.status != OutboxStatus::kDone) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("reminder tenants/", tenant, "/reminders/", id,
-                       " has not been sent; only a sent reminder can be "
-                       "acknowledged"));
-    }
-    IPSRT_ASSIGN_OR_RETURN(
-        Statement * bump,
-        outbox_.Prepared("UPDATE outbox_feed SET last_seq = last_seq + 1 "
-                         "WHERE id = 1 RETURNING last_seq"));
-    IPSRT_ASSIGN_OR_RETURN(int64_t seq, NextChangeSeq(*bump));
-    IPSRT_ASSIGN_OR_RETURN(
-        Statement * ack,
-        outbox_.Prepared(
-            "UPDATE outbox SET status = 6, change_seq = ? WHERE id = ?"));
-    ResetOnExit reset(*ack);
-    ack->Bind(1, seq);
-    ack->Bind(2, id);
-    IPSRT_RETURN_IF_ERROR(ack->Exec());
-    entry.status = OutboxStatus::kAcknowledged;
-    entry.change_seq = seq;
-    return absl::OkStatus();
-  }));
-  return entry;
-}
-
-namespace {
-std::string ListOutboxSql(const OutboxQuery& q);  // below, with ListOutbox
-}  // namespace
-
 absl::StatusOr<std::string> SqliteStore::ClaimQueryPlan() {
-  return QueryPlan(ClaimSql());
+  return QueryPlan(core().dialect().claim_outbox);
 }
 
 absl::StatusOr<std::string> SqliteStore::ListEnrollmentsQueryPlan(
     const EnrollmentFilter& filter, bool after) {
-  std::vector<std::string> unused;
-  return QueryPlan(ListEnrollmentsSql(filter, after, &unused));
+  std::optional<EnrollmentCursor> cursor;
+  if (after) cursor = EnrollmentCursor{};
+  return QueryPlan(core().ListEnrollmentsStatement(filter, cursor, 1).sql);
 }
 
 absl::StatusOr<std::string> SqliteStore::ListOutboxQueryPlan(
     const OutboxQuery& q) {
-  return QueryPlan(ListOutboxSql(q));
+  return QueryPlan(core().ListOutboxStatement(q).sql);
 }
 
 absl::StatusOr<std::string> SqliteStore::QueryPlan(absl::string_view sql) {
   return impl_->WithReader(
-      [&](Impl::Reader& reader) -> absl::StatusOr<std::string> {
+      [&](SqliteConnection& c) -> absl::StatusOr<std::string> {
         Statement s;
-        IPSRT_RETURN_IF_ERROR(s.Prepare(
-            reader.db, absl::StrCat("EXPLAIN QUERY PLAN ", sql), false));
+        IPSRT_RETURN_IF_ERROR(
+            s.Prepare(c.db, absl::StrCat("EXPLAIN QUERY PLAN ", sql), false));
         std::vector<std::string> lines;
         while (true) {
           IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -1751,167 +1148,6 @@ absl::StatusOr<std::string> SqliteStore::QueryPlan(absl::string_view sql) {
         }
         return absl::StrJoin(lines, "\n");
       });
-}
-
-absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::ClaimOutbox(
-    absl::Time now, absl::string_view owner, absl::Duration lease, int limit) {
-  return impl_->ClaimOutbox(now, owner, lease, limit);
-}
-
-absl::StatusOr<std::vector<int64_t>> SqliteStore::RecordOutboxOutcomes(
-    absl::string_view owner, absl::Time now,
-    const std::vector<OutboxResult>& results) {
-  return impl_->RecordOutboxOutcomes(owner, now, results);
-}
-
-absl::StatusOr<OutboxEntry> SqliteStore::AcknowledgeOutbox(
-    absl::string_view tenant, int64_t id) {
-  return impl_->AcknowledgeOutbox(tenant, id);
-}
-
-namespace {
-
-// ListOutboxSql is ListOutbox's statement for `q`.
-std::string ListOutboxSql(const OutboxQuery& q) {
-  std::string sql = absl::StrCat("SELECT ", kOutboxColumns,
-                                 " FROM outbox WHERE tenant = ? AND "
-                                 "due_time_us <= ?");
-  if (!q.statuses.empty()) {
-    std::vector<std::string> codes;
-    for (OutboxStatus st : q.statuses) {
-      codes.push_back(absl::StrCat(static_cast<int>(st)));
-    }
-    absl::StrAppend(&sql, " AND status IN (", absl::StrJoin(codes, ", "), ")");
-  }
-  if (q.after.has_value()) {
-    absl::StrAppend(&sql,
-                    " AND (due_time_us > ? OR (due_time_us = ? AND id > ?))");
-  }
-  absl::StrAppend(&sql, " ORDER BY due_time_us, id LIMIT ?");
-  return sql;
-}
-
-}  // namespace
-
-absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::ListOutbox(
-    const OutboxQuery& q) {
-  std::string sql = ListOutboxSql(q);
-  return impl_->WithReader(
-      [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<OutboxEntry>> {
-        IPSRT_ASSIGN_OR_RETURN(Statement * prepared, reader.Prepared(sql));
-        Statement& s = *prepared;
-        ResetOnExit reset(s);
-        int i = 1;
-        s.Bind(i++, q.tenant);
-        s.Bind(i++, q.due_before == absl::InfiniteFuture()
-                        ? std::numeric_limits<int64_t>::max()
-                        : ToMicros(q.due_before));
-        if (q.after.has_value()) {
-          s.Bind(i++, ToMicros(q.after->first));
-          s.Bind(i++, ToMicros(q.after->first));
-          s.Bind(i++, q.after->second);
-        }
-        s.Bind(i++, int64_t{q.limit});
-        std::vector<OutboxEntry> rows;
-        while (true) {
-          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-          if (!row) break;
-          rows.push_back(ReadOutbox(s));
-        }
-        return rows;
-      });
-}
-
-absl::StatusOr<OutboxEntry> SqliteStore::GetOutbox(absl::string_view tenant,
-                                                   int64_t id) {
-  return impl_->WithReader(
-      [&](Impl::Reader& reader) -> absl::StatusOr<OutboxEntry> {
-        IPSRT_ASSIGN_OR_RETURN(
-            Statement * prepared,
-            reader.Prepared(absl::StrCat("SELECT ", kOutboxColumns,
-                                         " FROM outbox WHERE id = ? AND "
-                                         "tenant = ?")));
-        Statement& s = *prepared;
-        ResetOnExit reset(s);
-        s.Bind(1, id);
-        s.Bind(2, tenant);
-        IPSRT_ASSIGN_OR_RETURN(bool found, s.Step());
-        if (!found) {
-          return absl::NotFoundError(absl::StrCat(
-              "reminder tenants/", tenant, "/reminders/", id, " not found"));
-        }
-        return ReadOutbox(s);
-      });
-}
-
-absl::StatusOr<std::vector<OutboxEntry>> SqliteStore::OutboxChanges(
-    absl::string_view tenant, int64_t after_seq, int limit) {
-  return impl_->WithReader(
-      [&](Impl::Reader& reader) -> absl::StatusOr<std::vector<OutboxEntry>> {
-        IPSRT_ASSIGN_OR_RETURN(
-            Statement * prepared,
-            reader.Prepared(
-                absl::StrCat("SELECT ", kOutboxColumns,
-                             " FROM outbox WHERE tenant = ? AND change_seq > ? "
-                             "ORDER BY change_seq LIMIT ?")));
-        Statement& s = *prepared;
-        ResetOnExit reset(s);
-        s.Bind(1, tenant);
-        s.Bind(2, after_seq);
-        s.Bind(3, int64_t{limit});
-        std::vector<OutboxEntry> rows;
-        while (true) {
-          IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-          if (!row) break;
-          rows.push_back(ReadOutbox(s));
-        }
-        return rows;
-      });
-}
-
-absl::StatusOr<std::vector<AuditRecord>> SqliteStore::ListAudit(
-    const AuditFilter& filter, int64_t after_seq, int limit) {
-  return impl_->WithReader([&](Impl::Reader& reader)
-                               -> absl::StatusOr<std::vector<AuditRecord>> {
-    IPSRT_ASSIGN_OR_RETURN(
-        Statement * prepared,
-        reader.Prepared(
-            "SELECT seq, tenant, subject, role, rpc, resource, outcome, "
-            "time_us, request_id, prev_hash, hash FROM audit WHERE seq > ?1 "
-            "AND (?2 = '' OR tenant = ?2) AND (?3 = '' OR subject = ?3) "
-            "AND (?4 = '' OR rpc = ?4) AND time_us >= ?5 AND time_us < ?6 "
-            "ORDER BY seq LIMIT ?7"));
-    Statement& s = *prepared;
-    ResetOnExit reset(s);
-    s.Bind(1, after_seq);
-    s.Bind(2, filter.tenant);
-    s.Bind(3, filter.subject);
-    s.Bind(4, filter.rpc);
-    s.Bind(5, filter.from.has_value() ? ToMicros(*filter.from)
-                                      : std::numeric_limits<int64_t>::min());
-    s.Bind(6, filter.until.has_value() ? ToMicros(*filter.until)
-                                       : std::numeric_limits<int64_t>::max());
-    s.Bind(7, int64_t{limit});
-    std::vector<AuditRecord> rows;
-    while (true) {
-      IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      AuditRecord r;
-      r.seq = s.Int(0);
-      r.tenant = s.Text(1);
-      r.subject = s.Text(2);
-      r.role = s.Text(3);
-      r.rpc = s.Text(4);
-      r.resource = s.Text(5);
-      r.outcome = s.Text(6);
-      r.time = FromMicros(s.Int(7));
-      r.request_id = s.Text(8);
-      r.prev_hash = s.Text(9);
-      r.hash = s.Text(10);
-      rows.push_back(std::move(r));
-    }
-    return rows;
-  });
 }
 
 std::string SqliteStore::StoreId() const { return impl_->store_id(); }
@@ -1924,58 +1160,15 @@ absl::Status SqliteStore::Probe() {
   // Read-only for safety, or below the free-space watermark: not ready.
   IPSRT_RETURN_IF_ERROR(impl_->SafetyStop());
   IPSRT_RETURN_IF_ERROR(impl_->SpaceCheck());
-  return impl_->WithReader([](Impl::Reader& reader) -> absl::Status {
-    IPSRT_ASSIGN_OR_RETURN(Statement * prepared, reader.Prepared("SELECT 1"));
-    ResetOnExit reset(*prepared);
-    absl::StatusOr<bool> row = prepared->Step();
-    if (!row.ok()) {
+  return impl_->WithReader([](SqliteConnection& c) -> absl::Status {
+    absl::Status s = c.Query("SELECT 1", SqlParams(),
+                             [](const SqlRow&) { return absl::OkStatus(); });
+    if (!s.ok()) {
       return absl::UnavailableError(
-          absl::StrCat("store: sqlite probe failed: ", row.status().message()));
+          absl::StrCat("store: sqlite probe failed: ", s.message()));
     }
     return absl::OkStatus();
   });
-}
-
-absl::StatusOr<StoreStats> SqliteStore::Stats(absl::Time now) {
-  return impl_->WithReader(
-      [now](Impl::Reader& reader) -> absl::StatusOr<StoreStats> {
-        StoreStats stats;
-        {
-          IPSRT_ASSIGN_OR_RETURN(
-              Statement * prepared,
-              reader.Prepared("SELECT workflow_id, workflow_version, stage, "
-                              "COUNT(*) FROM enrollments GROUP BY "
-                              "workflow_id, workflow_version, stage"));
-          Statement& s = *prepared;
-          ResetOnExit reset(s);
-          while (true) {
-            IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-            if (!row) break;
-            stats.enrollments.push_back(
-                {.workflow_id = s.Text(0),
-                 .workflow_version = static_cast<int32_t>(s.Int(1)),
-                 .stage = s.Text(2),
-                 .count = s.Int(3)});
-          }
-        }
-        // Pending: scheduled (0), claimed (1), retry wait (5). Overdue: due
-        // and unclaimed, or claimed under a lease that has run out.
-        IPSRT_ASSIGN_OR_RETURN(
-            Statement * prepared,
-            reader.Prepared("SELECT (SELECT COUNT(*) FROM outbox WHERE status "
-                            "IN (0, 1, 5)), (SELECT MIN(due_time_us) FROM "
-                            "outbox WHERE (status = 0 AND due_time_us <= ?1) "
-                            "OR (status = 1 AND lease_expiry_us <= ?1))"));
-        Statement& s = *prepared;
-        ResetOnExit reset(s);
-        s.Bind(1, ToMicros(now));
-        IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-        if (row) {
-          stats.outbox_pending = s.Int(0);
-          if (!s.IsNull(1)) stats.oldest_due = FromMicros(s.Int(1));
-        }
-        return stats;
-      });
 }
 
 }  // namespace ipsrt

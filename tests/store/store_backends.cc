@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -51,9 +52,11 @@ std::string NewDatabaseName() {
   return absl::StrCat("ipsrt_test_", next.fetch_add(1));
 }
 
-absl::StatusOr<std::unique_ptr<Store>> SqliteBackend::Open() {
+absl::StatusOr<std::unique_ptr<Store>> SqliteBackend::Open(
+    FaultHook fault_hook) {
   SqliteStore::Options o;
   o.path = dir_.File("ipsrt.db");
+  o.fault_hook = std::move(fault_hook);
   absl::StatusOr<std::unique_ptr<SqliteStore>> s = SqliteStore::Open(o);
   if (!s.ok()) return s.status();
   return std::unique_ptr<Store>(*std::move(s));
@@ -106,9 +109,11 @@ PostgresStore::Options PostgresBackend::Options() const {
   return o;
 }
 
-absl::StatusOr<std::unique_ptr<Store>> PostgresBackend::Open() {
-  absl::StatusOr<std::unique_ptr<PostgresStore>> s =
-      PostgresStore::Open(Options());
+absl::StatusOr<std::unique_ptr<Store>> PostgresBackend::Open(
+    FaultHook fault_hook) {
+  PostgresStore::Options o = Options();
+  o.fault_hook = std::move(fault_hook);
+  absl::StatusOr<std::unique_ptr<PostgresStore>> s = PostgresStore::Open(o);
   if (!s.ok()) return s.status();
   return std::unique_ptr<Store>(*std::move(s));
 }

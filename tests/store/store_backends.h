@@ -7,10 +7,12 @@
 #ifndef IPSRT_TESTS_STORE_STORE_BACKENDS_H_
 #define IPSRT_TESTS_STORE_STORE_BACKENDS_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "gtest/gtest.h"
 #include "ipsrt/postgres_store.h"
 #include "ipsrt/sqlite_store.h"
 #include "ipsrt/store.h"
@@ -30,8 +32,11 @@ std::string NewDatabaseName();
 class SqliteBackend {
  public:
   static constexpr char kName[] = "sqlite";
-  // Open opens (creating on first use) this backend's one database.
-  absl::StatusOr<std::unique_ptr<Store>> Open();
+  // FaultHook is the stores' test hook (SqlCore::Options::fault_hook).
+  using FaultHook = std::function<absl::Status(absl::string_view step)>;
+  // Open opens (creating on first use) this backend's one database, with
+  // `fault_hook` when given.
+  absl::StatusOr<std::unique_ptr<Store>> Open(FaultHook fault_hook = nullptr);
   // Scalar runs a query returning one value, rendered as text.
   std::string Scalar(const std::string& sql);
   // Exec runs statements behind the store's back (tampering tests).
@@ -46,8 +51,9 @@ class SqliteBackend {
 class PostgresBackend {
  public:
   static constexpr char kName[] = "postgres";
+  using FaultHook = SqliteBackend::FaultHook;
   PostgresBackend();
-  absl::StatusOr<std::unique_ptr<Store>> Open();
+  absl::StatusOr<std::unique_ptr<Store>> Open(FaultHook fault_hook = nullptr);
   std::string Scalar(const std::string& sql);
   absl::Status Exec(const std::string& sql);
   static std::string BlobLiteral(const std::string& bytes);
@@ -56,6 +62,16 @@ class PostgresBackend {
  private:
   std::string database_;
   std::unique_ptr<PgConnection> connection_;  // for Scalar
+};
+
+// The store kinds, for typed test suites:
+//   TYPED_TEST_SUITE(MyTest, StoreBackends, StoreBackendName);
+using StoreBackends = ::testing::Types<SqliteBackend, PostgresBackend>;
+struct StoreBackendName {
+  template <typename Backend>
+  static std::string GetName(int) {
+    return Backend::kName;
+  }
 };
 
 }  // namespace ipsrt::testing

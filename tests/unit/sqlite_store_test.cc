@@ -20,8 +20,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const absl::Time kT0 = absl::FromUnixSeconds(1790000000);
-
 using testing::CreateBatch;
 
 class SqliteStoreTest : public ::testing::Test {
@@ -57,8 +55,9 @@ class SqliteStoreTest : public ::testing::Test {
 };
 
 // The Store contract itself is tested for every kind in
-// tests/store/store_conformance_test.cc; these tests cover what only SQLite
-// has: WAL mode, the synchronous setting, fault hooks, a full disk and group
+// tests/store/store_conformance_test.cc, and failures injected at each
+// write step in tests/store/store_failure_test.cc; these tests cover what
+// only SQLite has: WAL mode, the synchronous setting, a full disk and group
 // commit.
 
 TEST_F(SqliteStoreTest, DatabaseIsInWalMode) {
@@ -100,58 +99,6 @@ TEST_F(SqliteStoreTest, RefusesNonDurableSynchronousSetting) {
   EXPECT_EQ(s.status().message(),
             "store.sqlite.synchronous: must be \"full\" or \"extra\", got "
             "\"normal\"");
-}
-
-// A failure injected at any step of a batch leaves nothing of the batch
-// behind, and the same request can then be retried successfully.
-TEST_F(SqliteStoreTest, FailedTransactionLeavesNothingBehind) {
-  const std::vector<std::string> steps = {"request.lookup", "enrollment.insert",
-                                          "event.insert",   "outbox.insert",
-                                          "request.insert", "commit"};
-  for (const std::string& failing : steps) {
-    SCOPED_TRACE(failing);
-    testing::TempDir dir;
-    SqliteStore::Options o;
-    o.path = dir.File("ipsrt.db");
-    std::atomic<bool> inject{true};
-    o.fault_hook = [&](absl::string_view step) {
-      if (inject && step == failing) {
-        return absl::UnavailableError(absl::StrCat("injected at ", step));
-      }
-      return absl::OkStatus();
-    };
-    auto store = OpenStore(o);
-    WriteBatch b = CreateBatch("t1", "e1", "r1");
-    b.outbox.push_back(
-        OutboxRow{"t1", "e1", "reminder", kT0, "payload", "key-1"});
-    WriteBatch retry = b;
-    absl::StatusOr<CommitResult> r = store->Commit(std::move(b));
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-    EXPECT_EQ(r.status().message(), absl::StrCat("injected at ", failing));
-
-    EXPECT_EQ(store->GetEnrollment("t1", "e1").status().code(),
-              absl::StatusCode::kNotFound);
-    EXPECT_TRUE(store->ListEvents("t1", "e1", 0, 10)->empty());
-    EXPECT_FALSE(store->LookupRequest("t1", "r1")->has_value());
-
-    inject = false;
-    absl::StatusOr<CommitResult> again = store->Commit(std::move(retry));
-    ASSERT_TRUE(again.ok()) << again.status();
-    EXPECT_FALSE(again->replayed);
-    store.reset();
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
-    for (const char* table : {"enrollments", "events", "outbox", "requests"}) {
-      sqlite3_stmt* stmt = nullptr;
-      std::string sql = absl::StrCat("SELECT COUNT(*) FROM ", table);
-      ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr),
-                SQLITE_OK);
-      ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-      EXPECT_EQ(sqlite3_column_int64(stmt, 0), 1) << table;
-      sqlite3_finalize(stmt);
-    }
-    sqlite3_close(db);
-  }
 }
 
 // A real SQLite failure: the database hits its size limit mid-write. The

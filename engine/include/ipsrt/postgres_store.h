@@ -33,17 +33,19 @@
 #ifndef IPSRT_POSTGRES_STORE_H_
 #define IPSRT_POSTGRES_STORE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ipsrt/sql_store.h"
 #include "ipsrt/store.h"
 
 namespace ipsrt {
 
-class PostgresStore final : public Store {
+class PostgresStore final : public SqlStore {
  public:
   struct Options {
     // libpq connection string ("host=... port=... dbname=... user=...") or
@@ -60,6 +62,10 @@ class PostgresStore final : public Store {
     absl::Duration connect_timeout = absl::Seconds(5);
     // How long a request's record is kept (see SqliteStore::Options).
     absl::Duration request_retention = absl::Hours(7 * 24);
+    // Test hook: called before each write step of a batch with the step's
+    // name (SqlCore::Options::fault_hook in store/sql_core.h); a non-OK
+    // status fails that step as if PostgreSQL had.
+    std::function<absl::Status(absl::string_view step)> fault_hook;
   };
 
   // Open connects, applies pending schema migrations and starts the store
@@ -74,44 +80,14 @@ class PostgresStore final : public Store {
   void CommitAsync(
       WriteBatch batch,
       std::function<void(absl::StatusOr<CommitResult>)> done) override;
-  absl::StatusOr<std::optional<RequestRecord>> LookupRequest(
-      absl::string_view tenant, absl::string_view request_id) override;
-  absl::StatusOr<EnrollmentRow> GetEnrollment(absl::string_view tenant,
-                                              absl::string_view id) override;
-  absl::StatusOr<std::vector<EnrollmentRow>> ListEnrollments(
-      const EnrollmentFilter& filter,
-      const std::optional<EnrollmentCursor>& after, int limit) override;
-  absl::StatusOr<std::vector<EventRow>> ListEvents(
-      absl::string_view tenant, absl::string_view enrollment_id,
-      int64_t after_sequence, int limit) override;
-  absl::StatusOr<std::vector<OutboxEntry>> ClaimOutbox(absl::Time now,
-                                                       absl::string_view owner,
-                                                       absl::Duration lease,
-                                                       int limit) override;
-  absl::StatusOr<std::vector<int64_t>> RecordOutboxOutcomes(
-      absl::string_view owner, absl::Time now,
-      const std::vector<OutboxResult>& results) override;
-  absl::StatusOr<std::vector<OutboxEntry>> ListOutbox(
-      const OutboxQuery& query) override;
-  absl::StatusOr<OutboxEntry> GetOutbox(absl::string_view tenant,
-                                        int64_t id) override;
-  absl::StatusOr<std::vector<OutboxEntry>> OutboxChanges(
-      absl::string_view tenant, int64_t after_seq, int limit) override;
-  absl::StatusOr<OutboxEntry> AcknowledgeOutbox(absl::string_view tenant,
-                                                int64_t id) override;
-  absl::StatusOr<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter,
-                                                     int64_t after_seq,
-                                                     int limit) override;
-  absl::StatusOr<std::vector<std::string>> ListTenants() override;
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "postgres"; }
   void Close() override;
   absl::Status Probe() override;
-  absl::StatusOr<StoreStats> Stats(absl::Time now) override;
 
  private:
   class Impl;
-  explicit PostgresStore(std::unique_ptr<Impl> impl);
+  PostgresStore(std::unique_ptr<SqlCore> core, std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -23,11 +23,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ipsrt/sql_store.h"
 #include "ipsrt/store.h"
 
 namespace ipsrt {
 
-class SqliteStore final : public Store {
+class SqliteStore final : public SqlStore {
  public:
   struct Options {
     // Database file; its directory is created when missing.
@@ -74,10 +75,7 @@ class SqliteStore final : public Store {
     // long; 0 skips it. Damage found turns the store read-only for safety.
     absl::Duration quick_check_timeout = absl::ZeroDuration();
     // Test hook: called before each write step of a batch with the step's
-    // name ("request.lookup", "enrollment.insert", "enrollment.update",
-    // "event.insert", "outbox.insert", "outbox.cancel", "request.insert",
-    // "audit.insert",
-    // "commit"); a non-OK
+    // name (SqlCore::Options::fault_hook in store/sql_core.h); a non-OK
     // status fails that step as if SQLite had.
     std::function<absl::Status(absl::string_view step)> fault_hook;
     // How long a request's record (its first response, for retries) is
@@ -103,35 +101,6 @@ class SqliteStore final : public Store {
   void CommitAsync(
       WriteBatch batch,
       std::function<void(absl::StatusOr<CommitResult>)> done) override;
-  absl::StatusOr<std::optional<RequestRecord>> LookupRequest(
-      absl::string_view tenant, absl::string_view request_id) override;
-  absl::StatusOr<EnrollmentRow> GetEnrollment(absl::string_view tenant,
-                                              absl::string_view id) override;
-  absl::StatusOr<std::vector<EnrollmentRow>> ListEnrollments(
-      const EnrollmentFilter& filter,
-      const std::optional<EnrollmentCursor>& after, int limit) override;
-  absl::StatusOr<std::vector<EventRow>> ListEvents(
-      absl::string_view tenant, absl::string_view enrollment_id,
-      int64_t after_sequence, int limit) override;
-  absl::StatusOr<std::vector<OutboxEntry>> ClaimOutbox(absl::Time now,
-                                                       absl::string_view owner,
-                                                       absl::Duration lease,
-                                                       int limit) override;
-  absl::StatusOr<std::vector<int64_t>> RecordOutboxOutcomes(
-      absl::string_view owner, absl::Time now,
-      const std::vector<OutboxResult>& results) override;
-  absl::StatusOr<std::vector<OutboxEntry>> ListOutbox(
-      const OutboxQuery& query) override;
-  absl::StatusOr<OutboxEntry> GetOutbox(absl::string_view tenant,
-                                        int64_t id) override;
-  absl::StatusOr<std::vector<OutboxEntry>> OutboxChanges(
-      absl::string_view tenant, int64_t after_seq, int limit) override;
-  absl::StatusOr<OutboxEntry> AcknowledgeOutbox(absl::string_view tenant,
-                                                int64_t id) override;
-  absl::StatusOr<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter,
-                                                     int64_t after_seq,
-                                                     int limit) override;
-  absl::StatusOr<std::vector<std::string>> ListTenants() override;
   int SchemaVersion() const override;
   absl::string_view Kind() const override { return "sqlite"; }
 
@@ -142,7 +111,6 @@ class SqliteStore final : public Store {
   std::string StoreId() const;
   void Close() override;
   absl::Status Probe() override;
-  absl::StatusOr<StoreStats> Stats(absl::Time now) override;
 
   // ClaimQueryPlan is SQLite's EXPLAIN QUERY PLAN of ClaimOutbox's
   // statement, one plan line per line (for tests and the benchmark).
@@ -164,7 +132,7 @@ class SqliteStore final : public Store {
 
  private:
   class Impl;
-  explicit SqliteStore(std::unique_ptr<Impl> impl);
+  SqliteStore(std::unique_ptr<SqlCore> core, std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,5 +1,6 @@
 // Store: durable state of the engine, behind one interface with an embedded
-// SQLite implementation (sqlite_store.h) and, later, a PostgreSQL one.
+// SQLite implementation (sqlite_store.h) and a PostgreSQL one
+// (postgres_store.h), both over one SQL core (sql_store.h).
 //
 // The store knows rows, not clinical rules. Every change is one WriteBatch
 // committed atomically: the request record (idempotency), the enrollment
@@ -285,7 +286,7 @@ class Store {
       absl::string_view tenant, absl::string_view enrollment_id,
       int64_t after_sequence, int limit) = 0;
 
-  // --- Outbox delivery. A store without it answers UNIMPLEMENTED. ---
+  // --- Outbox delivery. ---
 
   // ClaimOutbox claims, in one transaction, up to `limit` rows that are due
   // at `now`: scheduled rows with due_time <= now, and claimed or
@@ -295,7 +296,8 @@ class Store {
   // first; found through index range scans, so the cost does not grow with
   // the number of rows not due.
   virtual absl::StatusOr<std::vector<OutboxEntry>> ClaimOutbox(
-      absl::Time now, absl::string_view owner, absl::Duration lease, int limit);
+      absl::Time now, absl::string_view owner, absl::Duration lease,
+      int limit) = 0;
 
   // RecordOutboxOutcomes records, in one transaction, the outcome of each
   // attempt whose row `owner` still holds (claimed by `owner` with
@@ -305,40 +307,36 @@ class Store {
   // change-feed position; kRetry makes it retry-waiting until retry_at.
   virtual absl::StatusOr<std::vector<int64_t>> RecordOutboxOutcomes(
       absl::string_view owner, absl::Time now,
-      const std::vector<OutboxResult>& results);
+      const std::vector<OutboxResult>& results) = 0;
 
   // ListOutbox pages through a tenant's rows (see OutboxQuery).
   virtual absl::StatusOr<std::vector<OutboxEntry>> ListOutbox(
-      const OutboxQuery& query);
+      const OutboxQuery& query) = 0;
 
   // GetOutbox returns one row; NOT_FOUND when the tenant has no such row.
   virtual absl::StatusOr<OutboxEntry> GetOutbox(absl::string_view tenant,
-                                                int64_t id);
+                                                int64_t id) = 0;
 
   // OutboxChanges returns up to `limit` rows of `tenant` whose change_seq is
   // above `after_seq`, in change_seq order (the WatchReminders feed). A row
   // appears at its latest change only.
   virtual absl::StatusOr<std::vector<OutboxEntry>> OutboxChanges(
-      absl::string_view tenant, int64_t after_seq, int limit);
+      absl::string_view tenant, int64_t after_seq, int limit) = 0;
 
   // AcknowledgeOutbox marks a delivered row acknowledged (with a new
   // change-feed position); an acknowledged row stays so (idempotent).
   // FAILED_PRECONDITION when it was not delivered.
   virtual absl::StatusOr<OutboxEntry> AcknowledgeOutbox(
-      absl::string_view tenant, int64_t id);
+      absl::string_view tenant, int64_t id) = 0;
 
   // ListAudit returns up to `limit` audit records with seq > after_seq
   // matching `filter`, in seq order.
   virtual absl::StatusOr<std::vector<AuditRecord>> ListAudit(
-      const AuditFilter& filter, int64_t after_seq, int limit) {
-    return absl::UnimplementedError("store: this store keeps no audit trail");
-  }
+      const AuditFilter& filter, int64_t after_seq, int limit) = 0;
 
   // ListTenants returns every tenant that has an enrollment, sorted (for
   // deployment-wide checks such as the integrity verification).
-  virtual absl::StatusOr<std::vector<std::string>> ListTenants() {
-    return absl::UnimplementedError("store: this store cannot list tenants");
-  }
+  virtual absl::StatusOr<std::vector<std::string>> ListTenants() = 0;
 
   // SchemaVersion is the highest migration applied.
   virtual int SchemaVersion() const = 0;
@@ -358,14 +356,12 @@ class Store {
   // when a round trip to the database fails. The message says what happened
   // and what to run. Thread-safe; never blocks longer than the store's
   // connect timeout.
-  virtual absl::Status Probe();
+  virtual absl::Status Probe() = 0;
 
   // Stats counts enrollments by (workflow, version, stage) and the outbox
   // rows waiting for delivery, for the metrics' gauges. One aggregate
   // query; callers refresh it on an interval, never per scrape.
-  virtual absl::StatusOr<StoreStats> Stats(absl::Time now) {
-    return absl::UnimplementedError("store: no statistics");
-  }
+  virtual absl::StatusOr<StoreStats> Stats(absl::Time now) = 0;
 };
 
 }  // namespace ipsrt
