@@ -129,6 +129,91 @@ bool WriteMarker(const std::string& db, int64_t n) {
   return true;
 }
 
+// CleanSet removes the set at `db`, and its directory with the reminder
+// log an ipsrtd serving a set writes there when no other set is left.
+void CleanSet(const std::string& db) {
+  bool removed = RemoveSet(db);
+  std::fprintf(stderr, "ipsrt_datagen: %s %s\n", db.c_str(),
+               removed ? "removed" : "was not there");
+  // The directory goes with its last set, with the reminder log an
+  // ipsrtd serving a set writes there.
+  std::error_code ec;
+  fs::path dir = fs::path(db).parent_path();
+  bool other_sets = false;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    other_sets = other_sets || entry.path().extension() == ".db";
+  }
+  if (!other_sets) {
+    fs::remove(dir / "reminders.jsonl", ec);
+    fs::remove(dir, ec);  // only when empty
+  }
+}
+
+// Created is how a run of creates ended: how many completed, and the
+// first failure.
+struct Created {
+  int64_t done_count = 0;
+  absl::Status failure;
+};
+
+// CreateEnrollments creates `n` enrollments through `enrollments`,
+// keeping a bounded window (--in_flight) of creates in flight; the first
+// failure or a signal stops the run. Returns once every create in flight
+// has completed.
+Created CreateEnrollments(Enrollments& enrollments, int n) {
+  v1::Actor actor;
+  actor.set_subject("ipsrt_datagen");
+  actor.set_role("admin");
+  absl::Mutex mu;
+  int in_flight = 0;
+  Created c;
+  int64_t& done_count = c.done_count;
+  absl::Status& failure = c.failure;
+  const int window = std::max(1, absl::GetFlag(FLAGS_in_flight));
+  const std::string run = absl::StrCat(absl::ToUnixMicros(absl::Now()));
+  absl::Time start = absl::Now();
+  int i = 0;
+  for (; i < n && !g_stop.load(); ++i) {
+    {
+      absl::MutexLock lock(&mu);
+      auto room = [&] { return in_flight < window || !failure.ok(); };
+      mu.Await(absl::Condition(&room));
+      if (!failure.ok()) break;
+      ++in_flight;
+    }
+    v1::CreateEnrollmentRequest request;
+    request.set_parent(absl::GetFlag(FLAGS_parent));
+    // Zero-padded numbers keep every key in insertion order (ids are
+    // time-ordered too), so the B-trees grow at their right edge and a
+    // group commit dirties few pages.
+    request.set_request_id(absl::StrFormat("datagen-%s-%09d", run, i));
+    request.set_patient_ref(absl::StrFormat("Patient/scale-%09d", i));
+    request.set_clinician_ref(absl::StrCat("Practitioner/scale-", i % 500));
+    request.set_workflow_id(absl::GetFlag(FLAGS_workflow_id));
+    request.set_time_zone("Europe/London");
+    enrollments.Create(request, actor,
+                       [&](absl::StatusOr<v1::Enrollment> created) {
+                         absl::MutexLock lock(&mu);
+                         --in_flight;
+                         ++done_count;
+                         if (!created.ok() && failure.ok()) {
+                           failure = created.status();
+                         }
+                       });
+    if ((i + 1) % 100000 == 0) {
+      double s = absl::ToDoubleSeconds(absl::Now() - start);
+      std::fprintf(stderr, "ipsrt_datagen: %d enrollments queued, %.0f s\n",
+                   i + 1, s);
+    }
+  }
+  {
+    absl::MutexLock lock(&mu);
+    auto drained = [&] { return in_flight == 0; };
+    mu.Await(absl::Condition(&drained));
+  }
+  return c;
+}
+
 int Main() {
   const int n = absl::GetFlag(FLAGS_enrollments);
   if (n < 1) {
@@ -153,21 +238,7 @@ int Main() {
     return 0;
   }
   if (absl::GetFlag(FLAGS_clean)) {
-    bool removed = RemoveSet(db);
-    std::fprintf(stderr, "ipsrt_datagen: %s %s\n", db.c_str(),
-                 removed ? "removed" : "was not there");
-    // The directory goes with its last set, with the reminder log an
-    // ipsrtd serving a set writes there.
-    std::error_code ec;
-    fs::path dir = fs::path(db).parent_path();
-    bool other_sets = false;
-    for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      other_sets = other_sets || entry.path().extension() == ".db";
-    }
-    if (!other_sets) {
-      fs::remove(dir / "reminders.jsonl", ec);
-      fs::remove(dir, ec);  // only when empty
-    }
+    CleanSet(db);
     return 0;
   }
   if (int64_t have = CompleteCount(db); have >= n) {
@@ -211,57 +282,10 @@ int Main() {
   RandomIdGenerator ids;
   Enrollments enrollments(
       {store->get(), SystemClock::Get(), &ids, &workflows, {}, nullptr});
-  v1::Actor actor;
-  actor.set_subject("ipsrt_datagen");
-  actor.set_role("admin");
-
-  // A bounded window of creates in flight; the first failure stops the run.
-  absl::Mutex mu;
-  int in_flight = 0;
-  int64_t done_count = 0;
-  absl::Status failure;
-  const int window = std::max(1, absl::GetFlag(FLAGS_in_flight));
-  const std::string run = absl::StrCat(absl::ToUnixMicros(absl::Now()));
   absl::Time start = absl::Now();
-  int i = 0;
-  for (; i < n && !g_stop.load(); ++i) {
-    {
-      absl::MutexLock lock(&mu);
-      auto room = [&] { return in_flight < window || !failure.ok(); };
-      mu.Await(absl::Condition(&room));
-      if (!failure.ok()) break;
-      ++in_flight;
-    }
-    v1::CreateEnrollmentRequest request;
-    request.set_parent(absl::GetFlag(FLAGS_parent));
-    // Zero-padded numbers keep every key in insertion order (ids are
-    // time-ordered too), so the B-trees grow at their right edge and a
-    // group commit dirties few pages.
-    request.set_request_id(absl::StrFormat("datagen-%s-%09d", run, i));
-    request.set_patient_ref(absl::StrFormat("Patient/scale-%09d", i));
-    request.set_clinician_ref(absl::StrCat("Practitioner/scale-", i % 500));
-    request.set_workflow_id(absl::GetFlag(FLAGS_workflow_id));
-    request.set_time_zone("Europe/London");
-    enrollments.Create(request, actor,
-                       [&](absl::StatusOr<v1::Enrollment> created) {
-                         absl::MutexLock lock(&mu);
-                         --in_flight;
-                         ++done_count;
-                         if (!created.ok() && failure.ok()) {
-                           failure = created.status();
-                         }
-                       });
-    if ((i + 1) % 100000 == 0) {
-      double s = absl::ToDoubleSeconds(absl::Now() - start);
-      std::fprintf(stderr, "ipsrt_datagen: %d enrollments queued, %.0f s\n",
-                   i + 1, s);
-    }
-  }
-  {
-    absl::MutexLock lock(&mu);
-    auto drained = [&] { return in_flight == 0; };
-    mu.Await(absl::Condition(&drained));
-  }
+  const Created c = CreateEnrollments(enrollments, n);
+  const int64_t done_count = c.done_count;
+  const absl::Status& failure = c.failure;
   double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   (*store)->Close();
   store->reset();

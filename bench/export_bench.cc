@@ -196,6 +196,93 @@ int64_t PeakRssKb() {
 
 void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
+// LoadPlugins loads the core instruments and the exporter under test
+// (--plugin with --plugin_config).
+absl::StatusOr<std::unique_ptr<PluginRegistry>> LoadPlugins() {
+  PluginConfig core;
+  core.path = "libipsrt_core_instruments.so";
+  core.location = "bench:1:1";
+  PluginConfig exporter;
+  exporter.path = absl::GetFlag(FLAGS_plugin);
+  exporter.config_json = absl::GetFlag(FLAGS_plugin_config);
+  exporter.location = "bench:2:1";
+  PluginHostOptions host;
+  host.plugin_dir = IPSRT_PLUGIN_DIR;
+  return PluginRegistry::Load({core, exporter}, host);
+}
+
+// ReadCounts is what the baseline read: enrollments and their events.
+struct ReadCounts {
+  int64_t enrollments = 0;
+  int64_t events = 0;
+};
+
+// ReadEverything reads what a bulk export reads (every enrollment of
+// tenant "bench", its row and its events, parsed) and renders nothing;
+// false on a store error or an event that does not parse.
+bool ReadEverything(Store& store, ReadCounts& counts) {
+  int64_t& read_enrollments = counts.enrollments;
+  int64_t& read_events = counts.events;
+  std::optional<EnrollmentCursor> cursor;
+  while (true) {
+    EnrollmentFilter f;
+    f.tenant = "bench";
+    absl::StatusOr<std::vector<EnrollmentRow>> rows =
+        store.ListEnrollments(f, cursor, 500);
+    if (!rows.ok()) return false;
+    for (const EnrollmentRow& r : *rows) {
+      absl::StatusOr<EnrollmentRow> row = store.GetEnrollment("bench", r.id);
+      absl::StatusOr<std::vector<EventRow>> events =
+          store.ListEvents("bench", r.id, 0, 1000);
+      if (!row.ok() || !events.ok()) return false;
+      for (const EventRow& e : *events) {
+        v1::Event parsed;
+        if (!parsed.ParseFromString(e.payload)) return false;
+        ++read_events;
+      }
+      ++read_enrollments;
+    }
+    if (rows->size() < 500) break;
+    cursor = EnrollmentCursor{rows->back().create_time, rows->back().id};
+  }
+  return true;
+}
+
+// BulkRun is one BulkExport call as the client saw it: the last progress
+// message, how many came, the wall time and the process's peak RSS.
+struct BulkRun {
+  v1::BulkExportProgress last;
+  int messages = 0;
+  double seconds = 0;
+  int64_t peak_kb = 0;
+};
+
+// CallBulkExport runs `request` on the server at 127.0.0.1:`port` and
+// reads its progress stream to the end.
+absl::StatusOr<BulkRun> CallBulkExport(int port,
+                                       const v1::BulkExportRequest& request) {
+  auto stub = v1::ExportService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  BulkRun run;
+  ResetPeakRss();
+  absl::Time t0 = absl::Now();
+  grpc::ClientContext ctx;
+  auto reader = stub->BulkExport(&ctx, request);
+  v1::BulkExportProgress p;
+  while (reader->Read(&p)) {
+    run.last = p;
+    ++run.messages;
+  }
+  grpc::Status status = reader->Finish();
+  run.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+  run.peak_kb = PeakRssKb();
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        status.error_message());
+  }
+  return run;
+}
+
 int Run() {
   const int n = absl::GetFlag(FLAGS_enrollments);
   const fs::path dir = absl::GetFlag(FLAGS_dir);
@@ -217,17 +304,7 @@ int Run() {
     return 1;
   }
   WorkflowRegistry workflows(*catalog);
-  PluginConfig core;
-  core.path = "libipsrt_core_instruments.so";
-  core.location = "bench:1:1";
-  PluginConfig exporter;
-  exporter.path = absl::GetFlag(FLAGS_plugin);
-  exporter.config_json = absl::GetFlag(FLAGS_plugin_config);
-  exporter.location = "bench:2:1";
-  PluginHostOptions host;
-  host.plugin_dir = IPSRT_PLUGIN_DIR;
-  absl::StatusOr<std::unique_ptr<PluginRegistry>> plugins =
-      PluginRegistry::Load({core, exporter}, host);
+  absl::StatusOr<std::unique_ptr<PluginRegistry>> plugins = LoadPlugins();
   if (!plugins.ok()) {
     std::fprintf(stderr, "%s\n", plugins.status().ToString().c_str());
     return 1;
@@ -253,30 +330,9 @@ int Run() {
 
   // --- Baseline: read everything the export reads, render nothing.
   t0 = absl::Now();
-  int64_t read_enrollments = 0, read_events = 0;
-  std::optional<EnrollmentCursor> cursor;
-  while (true) {
-    EnrollmentFilter f;
-    f.tenant = "bench";
-    absl::StatusOr<std::vector<EnrollmentRow>> rows =
-        (*store)->ListEnrollments(f, cursor, 500);
-    if (!rows.ok()) return 1;
-    for (const EnrollmentRow& r : *rows) {
-      absl::StatusOr<EnrollmentRow> row =
-          (*store)->GetEnrollment("bench", r.id);
-      absl::StatusOr<std::vector<EventRow>> events =
-          (*store)->ListEvents("bench", r.id, 0, 1000);
-      if (!row.ok() || !events.ok()) return 1;
-      for (const EventRow& e : *events) {
-        v1::Event parsed;
-        if (!parsed.ParseFromString(e.payload)) return 1;
-        ++read_events;
-      }
-      ++read_enrollments;
-    }
-    if (rows->size() < 500) break;
-    cursor = EnrollmentCursor{rows->back().create_time, rows->back().id};
-  }
+  ReadCounts read;
+  if (!ReadEverything(**store, read)) return 1;
+  const int64_t read_enrollments = read.enrollments, read_events = read.events;
   double read_s = absl::ToDoubleSeconds(absl::Now() - t0);
   std::printf(
       "baseline raw read: %lld enrollments, %lld events in %.2f s "
@@ -294,30 +350,20 @@ int Run() {
   absl::StatusOr<std::unique_ptr<IpsrtServer>> server =
       IpsrtServer::Start(ServerOptions{"127.0.0.1:0", 1 << 20}, deps);
   if (!server.ok()) return 1;
-  auto stub = v1::ExportService::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
-                          grpc::InsecureChannelCredentials()));
   v1::BulkExportRequest request;
   request.set_parent("tenants/bench");
   request.set_output_dir("bulk");
   request.set_format(absl::GetFlag(FLAGS_format));
-  ResetPeakRss();
-  t0 = absl::Now();
-  grpc::ClientContext ctx;
-  auto reader = stub->BulkExport(&ctx, request);
-  v1::BulkExportProgress p, last;
-  int messages = 0;
-  while (reader->Read(&p)) {
-    last = p;
-    ++messages;
-  }
-  grpc::Status status = reader->Finish();
-  double bulk_s = absl::ToDoubleSeconds(absl::Now() - t0);
-  int64_t peak_kb = PeakRssKb();
-  if (!status.ok()) {
-    std::fprintf(stderr, "bulk export: %s\n", status.error_message().c_str());
+  absl::StatusOr<BulkRun> bulk = CallBulkExport((*server)->port(), request);
+  if (!bulk.ok()) {
+    std::fprintf(stderr, "bulk export: %s\n",
+                 std::string(bulk.status().message()).c_str());
     return 1;
   }
+  const v1::BulkExportProgress& last = bulk->last;
+  const int messages = bulk->messages;
+  const double bulk_s = bulk->seconds;
+  const int64_t peak_kb = bulk->peak_kb;
   int64_t resources = 0;
   for (const auto& [type, count] : last.resource_counts()) resources += count;
   const double rate = last.enrollments_done() / bulk_s;

@@ -92,6 +92,90 @@ v1::EventPayload SessionHeld(absl::Time now) {
   return p;
 }
 
+// Call is one call's result: its status and the bytes of what was
+// stored; `diary` for an SRM diary day event.
+struct Call {
+  grpc::Status status;
+  int64_t bytes = 0;
+  bool diary = false;
+};
+
+// CreateOne creates enrollment `i` and, on success, puts its name in
+// `*name`.
+Call CreateOne(v1::EnrollmentService::Stub& stub, const std::string& run_id,
+               int i, std::string* name) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  Call call;
+  v1::CreateEnrollmentRequest req;
+  req.set_parent(absl::GetFlag(FLAGS_parent));
+  req.set_request_id(absl::StrCat("fp-", run_id, "-", i));
+  req.set_patient_ref(absl::StrCat("Patient/fp-", i));
+  req.set_workflow_id(absl::GetFlag(FLAGS_workflow_id));
+  req.set_time_zone(kZone);
+  req.set_clinician_ref("Practitioner/fp");
+  v1::Enrollment resp;
+  call.status = stub.CreateEnrollment(&ctx, req, &resp);
+  if (call.status.ok()) {
+    call.bytes = static_cast<int64_t>(resp.ByteSizeLong());
+    *name = resp.name();
+  }
+  return call;
+}
+
+// SubmitOne submits event `i` to the names in turn, every second one a
+// diary day. Round r of the names: diary days go back one day per round (a
+// day is recorded once, within 7 days).
+Call SubmitOne(v1::EnrollmentService::Stub& stub, const std::string& run_id,
+               int i, const std::vector<std::string>& names,
+               absl::CivilDay today) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  Call call;
+  int round = i / static_cast<int>(names.size());
+  call.diary = i % 2 == 0;
+  v1::SubmitEventRequest req;
+  req.set_name(names[i % names.size()]);
+  req.set_request_id(absl::StrCat("fp-", run_id, "-ev-", i));
+  *req.mutable_event() =
+      call.diary ? DiaryDay(today - (round % 7)) : SessionHeld(absl::Now());
+  v1::SubmitEventResponse resp;
+  call.status = stub.SubmitEvent(&ctx, req, &resp);
+  if (call.status.ok()) {
+    call.bytes = static_cast<int64_t>(resp.event().ByteSizeLong());
+  }
+  return call;
+}
+
+// Count adds one call to the totals (events also by kind).
+void Count(const Call& call, bool events, Totals& totals) {
+  absl::MutexLock lock(&totals.mu);
+  if (!call.status.ok()) {
+    ++totals.failed;
+    if (totals.first_error.empty()) {
+      totals.first_error = absl::StrCat(call.status.error_code(), ": ",
+                                        call.status.error_message());
+    }
+    return;
+  }
+  ++totals.ok;
+  totals.stored_bytes += call.bytes;
+  if (events) {
+    (call.diary ? totals.diary : totals.session) += 1;
+    (call.diary ? totals.diary_bytes : totals.session_bytes) += call.bytes;
+  }
+}
+
+// ReadNames reads the enrollment names --phase=create wrote, one a line.
+std::vector<std::string> ReadNames(const std::string& names_file) {
+  std::vector<std::string> names;
+  std::ifstream in(names_file);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) names.push_back(line);
+  }
+  return names;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,10 +196,7 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> names;
   if (phase == "event") {
-    std::ifstream in(names_file);
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) names.push_back(line);
-    }
+    names = ReadNames(names_file);
     if (names.empty()) {
       std::fprintf(stderr, "footprint: no names in %s\n", names_file.c_str());
       return 2;
@@ -133,56 +214,9 @@ int main(int argc, char** argv) {
   std::atomic<int> next{0};
   auto worker = [&] {
     for (int i; (i = next.fetch_add(1)) < count;) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-      grpc::Status status;
-      int64_t bytes = 0;
-      bool diary = false;
-      if (phase == "create") {
-        v1::CreateEnrollmentRequest req;
-        req.set_parent(absl::GetFlag(FLAGS_parent));
-        req.set_request_id(absl::StrCat("fp-", run_id, "-", i));
-        req.set_patient_ref(absl::StrCat("Patient/fp-", i));
-        req.set_workflow_id(absl::GetFlag(FLAGS_workflow_id));
-        req.set_time_zone(kZone);
-        req.set_clinician_ref("Practitioner/fp");
-        v1::Enrollment resp;
-        status = stub->CreateEnrollment(&ctx, req, &resp);
-        if (status.ok()) {
-          bytes = static_cast<int64_t>(resp.ByteSizeLong());
-          created[i] = resp.name();
-        }
-      } else {
-        // Round r of the names: diary days go back one day per round (a
-        // day is recorded once, within 7 days).
-        int round = i / static_cast<int>(names.size());
-        diary = i % 2 == 0;
-        v1::SubmitEventRequest req;
-        req.set_name(names[i % names.size()]);
-        req.set_request_id(absl::StrCat("fp-", run_id, "-ev-", i));
-        *req.mutable_event() =
-            diary ? DiaryDay(today - (round % 7)) : SessionHeld(absl::Now());
-        v1::SubmitEventResponse resp;
-        status = stub->SubmitEvent(&ctx, req, &resp);
-        if (status.ok()) {
-          bytes = static_cast<int64_t>(resp.event().ByteSizeLong());
-        }
-      }
-      absl::MutexLock lock(&totals.mu);
-      if (!status.ok()) {
-        ++totals.failed;
-        if (totals.first_error.empty()) {
-          totals.first_error =
-              absl::StrCat(status.error_code(), ": ", status.error_message());
-        }
-        continue;
-      }
-      ++totals.ok;
-      totals.stored_bytes += bytes;
-      if (phase == "event") {
-        (diary ? totals.diary : totals.session) += 1;
-        (diary ? totals.diary_bytes : totals.session_bytes) += bytes;
-      }
+      Count(phase == "create" ? CreateOne(*stub, run_id, i, &created[i])
+                              : SubmitOne(*stub, run_id, i, names, today),
+            phase == "event", totals);
     }
   };
   absl::Time start = absl::Now();

@@ -394,60 +394,25 @@ bool Populate(RunContext& run, int n, std::vector<std::string>* names) {
   return true;
 }
 
-int Main() {
-  const std::string server = absl::GetFlag(FLAGS_server);
-  const std::string rpc_name = absl::GetFlag(FLAGS_rpc);
-  const int concurrency = absl::GetFlag(FLAGS_concurrency);
-  const int num_channels = absl::GetFlag(FLAGS_channels);
-  const int num_threads = absl::GetFlag(FLAGS_threads);
-  const absl::Duration duration = absl::GetFlag(FLAGS_duration);
-  const absl::Duration warmup = absl::GetFlag(FLAGS_warmup);
-
-  const std::vector<std::string> servers = absl::StrSplit(server, ',');
-  for (const std::string& target : servers) {
-    if (!IsLoopbackTarget(target)) {
-      std::fprintf(stderr,
-                   "ipsrt_loadgen: --server=%s: only loopback targets "
-                   "(127.x.x.x, [::1], localhost) with a port are allowed\n",
-                   target.c_str());
-      return 2;
-    }
-  }
-  if (num_channels < static_cast<int>(servers.size())) {
-    std::fprintf(stderr,
-                 "ipsrt_loadgen: --channels must be at least the number of "
-                 "--server targets (%d)\n",
-                 static_cast<int>(servers.size()));
-    return 2;
-  }
-  RunContext run;
+// ParseRpc maps --rpc to the call to make; false for an unknown name.
+bool ParseRpc(const std::string& rpc_name, Rpc* rpc) {
   if (rpc_name == "ping") {
-    run.rpc = Rpc::kPing;
+    *rpc = Rpc::kPing;
   } else if (rpc_name == "create") {
-    run.rpc = Rpc::kCreate;
+    *rpc = Rpc::kCreate;
   } else if (rpc_name == "get") {
-    run.rpc = Rpc::kGet;
+    *rpc = Rpc::kGet;
   } else if (rpc_name == "event") {
-    run.rpc = Rpc::kEvent;
+    *rpc = Rpc::kEvent;
   } else {
-    std::fprintf(stderr,
-                 "ipsrt_loadgen: --rpc must be ping, create, get or event\n");
-    return 2;
+    return false;
   }
-  if (absl::GetFlag(FLAGS_rate) < 0) {
-    std::fprintf(stderr, "ipsrt_loadgen: --rate must be >= 0\n");
-    return 2;
-  }
-  if (concurrency < 1 || num_channels < 1 || num_threads < 1 ||
-      duration <= absl::ZeroDuration() || warmup < absl::ZeroDuration() ||
-      duration > absl::Hours(1) || warmup > absl::Hours(1)) {
-    std::fprintf(stderr,
-                 "ipsrt_loadgen: --concurrency, --channels, --threads must be "
-                 ">= 1; --duration in (0, 1h]; --warmup in [0, 1h]\n");
-    return 2;
-  }
+  return true;
+}
 
-  // Plaintext, or TLS (mutual with --tls_cert/--tls_key) with --tls_ca.
+// Credentials are plaintext, or TLS (mutual with --tls_cert/--tls_key)
+// with --tls_ca; exits when a file cannot be read.
+std::shared_ptr<grpc::ChannelCredentials> Credentials() {
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       grpc::InsecureChannelCredentials();
   if (!absl::GetFlag(FLAGS_tls_ca).empty()) {
@@ -470,9 +435,17 @@ int Main() {
     credentials = grpc::SslCredentials(ssl);
   }
 
-  // Each channel gets its own subchannel pool so that channels really are
-  // separate connections (by default equal targets share one).
-  std::vector<ChannelStubs> channels(num_channels);
+  return credentials;
+}
+
+// Connect opens `num_channels` channels dealt round-robin over
+// `servers`, each with its own subchannel pool so that channels really are
+// separate connections (by default equal targets share one); false when a
+// server does not answer within 5 s.
+bool Connect(const std::vector<std::string>& servers, int num_channels,
+             const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+             std::vector<ChannelStubs>& channels) {
+  channels.resize(num_channels);
   for (int i = 0; i < num_channels; ++i) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
@@ -486,30 +459,23 @@ int Main() {
             absl::ToChronoTime(absl::Now() + absl::Seconds(5)))) {
       std::fprintf(stderr, "ipsrt_loadgen: cannot connect to %s\n",
                    target.c_str());
-      return 1;
+      return false;
     }
     channels[i].diagnostics =
         v1::DiagnosticsService::NewStub(channels[i].channel);
     channels[i].enrollments =
         v1::EnrollmentService::NewStub(channels[i].channel);
   }
-  run.channels = &channels;
-  run.deadline = absl::GetFlag(FLAGS_deadline);
-  run.ping_payload = std::string(
-      static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_payload_bytes))),
-      'x');
-  run.parent = absl::GetFlag(FLAGS_parent);
-  run.workflow_id = absl::GetFlag(FLAGS_workflow_id);
-  run.run_id = absl::StrFormat("%x", absl::ToUnixNanos(absl::Now()));
+  return true;
+}
 
-  std::vector<std::string> names;
-  if (run.rpc == Rpc::kGet || run.rpc == Rpc::kEvent) {
-    int n = std::max(1, absl::GetFlag(FLAGS_get_population));
-    if (!Populate(run, n, &names)) return 1;
-  }
-  run.get_names = &names;
-
-  // Slots are dealt to threads and channels round-robin.
+// DriveLoad keeps `concurrency` calls outstanding on `num_threads`
+// polling threads (slots dealt to threads and channels round-robin) for
+// the warm-up and the measured window; returns each thread's counts.
+std::vector<ThreadStats> DriveLoad(RunContext& run, int concurrency,
+                                   int num_channels, int num_threads,
+                                   absl::Duration duration,
+                                   absl::Duration warmup) {
   std::vector<std::vector<Slot>> slots(num_threads);
   for (int i = 0; i < concurrency; ++i) {
     slots[i % num_threads].emplace_back();
@@ -539,22 +505,45 @@ int Main() {
   }
   for (std::thread& t : threads) t.join();
 
+  return stats;
+}
+
+// Totals are the threads' counts added up: successful calls' latencies
+// (sorted, nanoseconds), errors by status code, and calls outside the
+// window.
+struct Totals {
   std::vector<int64_t> lat;
   std::map<int, int64_t> errors;
   int64_t ok = 0, error_count = 0, warmup_calls = 0, late = 0;
-  for (ThreadStats& s : stats) {
-    lat.insert(lat.end(), s.latencies_ns.begin(), s.latencies_ns.end());
+};
+
+Totals AddUp(const std::vector<ThreadStats>& stats) {
+  Totals t;
+  for (const ThreadStats& s : stats) {
+    t.lat.insert(t.lat.end(), s.latencies_ns.begin(), s.latencies_ns.end());
     for (const auto& [code, n] : s.errors) {
-      errors[code] += n;
-      error_count += n;
+      t.errors[code] += n;
+      t.error_count += n;
     }
-    ok += s.ok;
-    warmup_calls += s.warmup_calls;
-    late += s.late_calls;
+    t.ok += s.ok;
+    t.warmup_calls += s.warmup_calls;
+    t.late += s.late_calls;
   }
-  std::sort(lat.begin(), lat.end());
+  std::sort(t.lat.begin(), t.lat.end());
+  return t;
+}
+
+// PrintReport prints throughput and latency over the window, as one JSON
+// line with --json.
+void PrintReport(const Totals& t, const std::string& rpc_name,
+                 const std::string& server, int concurrency, int num_channels,
+                 int num_threads, absl::Duration duration,
+                 absl::Duration warmup) {
+  const std::vector<int64_t>& lat = t.lat;
+  const std::map<int, int64_t>& errors = t.errors;
+  const int64_t ok = t.ok, error_count = t.error_count,
+                warmup_calls = t.warmup_calls, late = t.late;
   const double window_s = absl::ToDoubleSeconds(duration);
-  const int64_t counted = ok + error_count;
   const double throughput = static_cast<double>(ok) / window_s;
   const double p50 = PercentileMs(lat, 50), p90 = PercentileMs(lat, 90),
                p99 = PercentileMs(lat, 99);
@@ -562,9 +551,6 @@ int Main() {
   double mean = 0;
   for (int64_t v : lat) mean += static_cast<double>(v);
   mean = lat.empty() ? 0 : mean / static_cast<double>(lat.size()) / 1e6;
-  const double error_ratio =
-      counted == 0 ? 1.0 : static_cast<double>(error_count) / counted;
-
   if (absl::GetFlag(FLAGS_json)) {
     std::vector<std::string> errs;
     for (const auto& [code, n] : errors) {
@@ -601,6 +587,80 @@ int Main() {
         "              (exact, nearest-rank over all %zu successful calls)\n",
         p50, p90, p99, max, mean, lat.size());
   }
+}
+
+int Main() {
+  const std::string server = absl::GetFlag(FLAGS_server);
+  const std::string rpc_name = absl::GetFlag(FLAGS_rpc);
+  const int concurrency = absl::GetFlag(FLAGS_concurrency);
+  const int num_channels = absl::GetFlag(FLAGS_channels);
+  const int num_threads = absl::GetFlag(FLAGS_threads);
+  const absl::Duration duration = absl::GetFlag(FLAGS_duration);
+  const absl::Duration warmup = absl::GetFlag(FLAGS_warmup);
+
+  const std::vector<std::string> servers = absl::StrSplit(server, ',');
+  for (const std::string& target : servers) {
+    if (!IsLoopbackTarget(target)) {
+      std::fprintf(stderr,
+                   "ipsrt_loadgen: --server=%s: only loopback targets "
+                   "(127.x.x.x, [::1], localhost) with a port are allowed\n",
+                   target.c_str());
+      return 2;
+    }
+  }
+  if (num_channels < static_cast<int>(servers.size())) {
+    std::fprintf(stderr,
+                 "ipsrt_loadgen: --channels must be at least the number of "
+                 "--server targets (%d)\n",
+                 static_cast<int>(servers.size()));
+    return 2;
+  }
+  RunContext run;
+  if (!ParseRpc(rpc_name, &run.rpc)) {
+    std::fprintf(stderr,
+                 "ipsrt_loadgen: --rpc must be ping, create, get or event\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_rate) < 0) {
+    std::fprintf(stderr, "ipsrt_loadgen: --rate must be >= 0\n");
+    return 2;
+  }
+  if (concurrency < 1 || num_channels < 1 || num_threads < 1 ||
+      duration <= absl::ZeroDuration() || warmup < absl::ZeroDuration() ||
+      duration > absl::Hours(1) || warmup > absl::Hours(1)) {
+    std::fprintf(stderr,
+                 "ipsrt_loadgen: --concurrency, --channels, --threads must be "
+                 ">= 1; --duration in (0, 1h]; --warmup in [0, 1h]\n");
+    return 2;
+  }
+
+  std::vector<ChannelStubs> channels;
+  if (!Connect(servers, num_channels, Credentials(), channels)) return 1;
+  run.channels = &channels;
+  run.deadline = absl::GetFlag(FLAGS_deadline);
+  run.ping_payload = std::string(
+      static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_payload_bytes))),
+      'x');
+  run.parent = absl::GetFlag(FLAGS_parent);
+  run.workflow_id = absl::GetFlag(FLAGS_workflow_id);
+  run.run_id = absl::StrFormat("%x", absl::ToUnixNanos(absl::Now()));
+
+  std::vector<std::string> names;
+  if (run.rpc == Rpc::kGet || run.rpc == Rpc::kEvent) {
+    int n = std::max(1, absl::GetFlag(FLAGS_get_population));
+    if (!Populate(run, n, &names)) return 1;
+  }
+  run.get_names = &names;
+
+  std::vector<ThreadStats> stats =
+      DriveLoad(run, concurrency, num_channels, num_threads, duration, warmup);
+
+  const Totals totals = AddUp(stats);
+  const int64_t counted = totals.ok + totals.error_count;
+  const double error_ratio =
+      counted == 0 ? 1.0 : static_cast<double>(totals.error_count) / counted;
+  PrintReport(totals, rpc_name, server, concurrency, num_channels, num_threads,
+              duration, warmup);
   if (counted == 0) {
     std::fprintf(stderr, "ipsrt_loadgen: no call completed in the window\n");
     return 1;

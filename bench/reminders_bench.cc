@@ -19,10 +19,12 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/json_string.h"
 #include "core/enrollments.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/internal/state.pb.h"
 #include "ipsrt/sqlite_store.h"
+#include "ipsrt/status_macros.h"
 #include "plugin_host/registry.h"
 #include "reminders/dispatcher.h"
 #include "reminders/plugin_sender.h"
@@ -53,29 +55,14 @@ class CountingSender final : public reminders::ReminderSender {
   int count = 0;
 };
 
-int Run() {
-  const std::string path = absl::GetFlag(FLAGS_path);
-  const int total = absl::GetFlag(FLAGS_total);
-  const int due = absl::GetFlag(FLAGS_due);
-  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
-  SqliteStore::Options options;
-  options.path = path;
-  auto store = SqliteStore::Open(options);
-  if (!store.ok()) {
-    std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
-    return 1;
-  }
-  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
-  absl::BitGen gen;
-
-  // Phase 1: 2 * due reminders of real enrollments whose tasks are open (so
-  // the dispatcher's claim-time check passes), due within the hour before
-  // t0 (phase A) and the hour after (phase B); the rest of `total` spread
-  // over the next year, for other enrollments.
-  absl::Time start = absl::Now();
-  int inserted = 0;
-  int n = 0;
-  const int enrollments = 2 * due / kTasksPerEnrollment;
+// InsertOpenTaskReminders commits `enrollments` real enrollments, each
+// with kTasksPerEnrollment open tasks (so the dispatcher's claim-time check
+// passes) and one reminder per task: the first half due within the hour
+// before t0 (phase A), the second within the hour after (phase B). Adds
+// the reminders to `inserted`.
+absl::Status InsertOpenTaskReminders(Store& store, absl::Time t0,
+                                     int enrollments, absl::BitGen& gen,
+                                     int& inserted) {
   for (int e = 0; e < enrollments; ++e) {
     std::string id = absl::StrFormat("e%07d", e);
     internal::EnrollmentState state;
@@ -111,12 +98,16 @@ int Run() {
     row.create_time = row.update_time = t0;
     b.create = row;
     inserted += static_cast<int>(b.outbox.size());
-    auto r = (*store)->Commit(std::move(b));
-    if (!r.ok()) {
-      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
-      return 1;
-    }
+    IPSRT_RETURN_IF_ERROR(store.Commit(std::move(b)).status());
   }
+  return absl::OkStatus();
+}
+
+// InsertFutureReminders fills the outbox up to `total` reminders, for
+// other enrollments, spread over the year after phase B, 10,000 a commit.
+absl::Status InsertFutureReminders(Store& store, absl::Time t0, int total,
+                                   absl::BitGen& gen, int& inserted) {
+  int n = 0;
   while (inserted < total) {
     WriteBatch b;
     b.request = {.tenant = "bench",
@@ -133,11 +124,67 @@ int Run() {
           "bench", id, "reminder", at, key,
           absl::StrCat("tenants/bench/enrollments/", id, "/reminder/", key)});
     }
-    auto r = (*store)->Commit(std::move(b));
-    if (!r.ok()) {
-      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
-      return 1;
+    IPSRT_RETURN_IF_ERROR(store.Commit(std::move(b)).status());
+  }
+  return absl::OkStatus();
+}
+
+// FireDue runs the dispatcher with `sender` until a round claims nothing
+// and prints how many reminders it fired, how fast, and the peak RSS.
+void FireDue(Store* store, FakeClock* clock,
+             const reminders::DispatcherOptions& d,
+             reminders::ReminderSender* sender, const char* label) {
+  reminders::Dispatcher dispatcher(store, clock, sender, d);
+  absl::Time begin = absl::Now();
+  int sent = 0, rounds = 0, cancelled = 0;
+  while (true) {
+    auto round = dispatcher.RunOnce();
+    if (!round.ok()) {
+      std::fprintf(stderr, "%s\n", round.status().ToString().c_str());
+      return;
     }
+    if (round->claimed == 0) break;
+    sent += round->sent;
+    cancelled += round->cancelled;
+    ++rounds;
+  }
+  double s = absl::ToDoubleSeconds(absl::Now() - begin);
+  std::printf(
+      "%s: fired %d due reminders (%d cancelled) in %d rounds, "
+      "%.2f s (%.0f/s); peak RSS %ld MB\n",
+      label, sent, cancelled, rounds, s, sent / s, PeakRssMb());
+}
+
+int Run() {
+  const std::string path = absl::GetFlag(FLAGS_path);
+  const int total = absl::GetFlag(FLAGS_total);
+  const int due = absl::GetFlag(FLAGS_due);
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+  SqliteStore::Options options;
+  options.path = path;
+  auto store = SqliteStore::Open(options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  absl::BitGen gen;
+
+  // Phase 1: 2 * due reminders of real enrollments whose tasks are open (so
+  // the dispatcher's claim-time check passes), due within the hour before
+  // t0 (phase A) and the hour after (phase B); the rest of `total` spread
+  // over the next year, for other enrollments.
+  absl::Time start = absl::Now();
+  int inserted = 0;
+  const int enrollments = 2 * due / kTasksPerEnrollment;
+  absl::Status filled =
+      InsertOpenTaskReminders(**store, t0, enrollments, gen, inserted);
+  if (filled.ok()) {
+    filled = InsertFutureReminders(**store, t0, total, gen, inserted);
+  }
+  if (!filled.ok()) {
+    std::fprintf(stderr, "%s\n", filled.ToString().c_str());
+    return 1;
   }
   const absl::Duration insert_time = absl::Now() - start;
   std::printf(
@@ -166,25 +213,7 @@ int Run() {
   d.lease = absl::Minutes(10);
 
   auto fire = [&](reminders::ReminderSender* sender, const char* label) {
-    reminders::Dispatcher dispatcher(store->get(), &clock, sender, d);
-    absl::Time begin = absl::Now();
-    int sent = 0, rounds = 0, cancelled = 0;
-    while (true) {
-      auto round = dispatcher.RunOnce();
-      if (!round.ok()) {
-        std::fprintf(stderr, "%s\n", round.status().ToString().c_str());
-        return;
-      }
-      if (round->claimed == 0) break;
-      sent += round->sent;
-      cancelled += round->cancelled;
-      ++rounds;
-    }
-    double s = absl::ToDoubleSeconds(absl::Now() - begin);
-    std::printf(
-        "%s: fired %d due reminders (%d cancelled) in %d rounds, "
-        "%.2f s (%.0f/s); peak RSS %ld MB\n",
-        label, sent, cancelled, rounds, s, sent / s, PeakRssMb());
+    FireDue(store->get(), &clock, d, sender, label);
   };
   CountingSender counting;
   fire(&counting, "phase A, counting sender");
@@ -192,10 +221,10 @@ int Run() {
   // The JSON Lines file as ipsrtd writes it: the reminder-jsonl plugin.
   PluginConfig entry;
   entry.path = "libipsrt_reminder_jsonl.so";
-  entry.config_json = absl::StrCat(
-      R"({"sync":true,"path":")",
-      (std::filesystem::path(path).parent_path() / "reminders.jsonl").string(),
-      R"("})");
+  entry.config_json = JsonText(
+      {{"sync", true},
+       {"path", (std::filesystem::path(path).parent_path() / "reminders.jsonl")
+                    .string()}});
   PluginHostOptions host_options = DefaultPluginHostOptions();
   host_options.plugin_dir = IPSRT_PLUGIN_DIR;
   host_options.clock = &clock;

@@ -207,31 +207,9 @@ Rows MakeRows(IdGenerator& ids, int64_t n) {
   return r;
 }
 
-int Main() {
-  const std::string dir = absl::GetFlag(FLAGS_dir);
-  const int batch = absl::GetFlag(FLAGS_batch);
-  const int64_t max_rows = absl::GetFlag(FLAGS_rows);
-  const absl::Duration duration = absl::GetFlag(FLAGS_duration);
-  const bool savepoints = absl::GetFlag(FLAGS_savepoints);
-  if (dir.empty() || !std::filesystem::is_directory(dir)) {
-    std::fprintf(stderr,
-                 "ipsrt_sqlite_insert_bench: --dir must name an existing "
-                 "directory\n");
-    return 2;
-  }
-  if (batch < 1 || batch > 100000 || max_rows < 0 ||
-      (max_rows == 0 &&
-       (duration <= absl::ZeroDuration() || duration > absl::Hours(1)))) {
-    std::fprintf(stderr,
-                 "ipsrt_sqlite_insert_bench: --batch in [1, 100000]; "
-                 "--rows >= 0; --duration in (0, 1h]\n");
-    return 2;
-  }
-
-  const std::string path =
-      (std::filesystem::path(dir) /
-       absl::StrCat("sqlite_insert_bench-", getpid(), ".db"))
-          .string();
+// OpenDatabase creates a fresh database at `path` with the settings
+// SqliteStore::Impl::Open applies and the server's schema; dies on error.
+sqlite3* OpenDatabase(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) {
     std::filesystem::remove(path + suffix);
   }
@@ -242,7 +220,6 @@ int Main() {
           nullptr) != SQLITE_OK) {
     Die(db, "open " + path);
   }
-  // The settings SqliteStore::Impl::Open applies.
   Exec(db, "PRAGMA journal_mode=WAL");
   Exec(db, "PRAGMA synchronous=FULL");
   Exec(db, "PRAGMA foreign_keys=ON");
@@ -251,93 +228,137 @@ int Main() {
     Exec(db, m.sql);
     Exec(db, "COMMIT");
   }
+  return db;
+}
 
-  sqlite3_stmt* begin = Prepare(db, "BEGIN IMMEDIATE");
-  sqlite3_stmt* commit = Prepare(db, "COMMIT");
-  sqlite3_stmt* savepoint = Prepare(db, "SAVEPOINT request");
-  sqlite3_stmt* release = Prepare(db, "RELEASE request");
-  // The statements SqliteStore::Impl::PrepareWriterStatements prepares.
-  sqlite3_stmt* lookup = Prepare(
-      db,
-      "SELECT method, payload_hash, response, create_time_us FROM requests "
-      "WHERE tenant = ? AND request_id = ?");
-  sqlite3_stmt* ins_request =
-      Prepare(db,
-              "INSERT INTO requests (tenant, request_id, method, payload_hash, "
-              "response, create_time_us) VALUES (?, ?, ?, ?, ?, ?)");
-  sqlite3_stmt* ins_enrollment = Prepare(
-      db,
-      "INSERT INTO enrollments (tenant, id, patient_ref, workflow_id, "
-      "workflow_version, stage, clinician_ref, state, revision, snapshot, "
-      "create_time_us, update_time_us) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  sqlite3_stmt* ins_event = Prepare(
-      db,
-      "INSERT INTO events (tenant, enrollment_id, sequence, type, actor, "
-      "request_id, record_time_us, payload, prev_hash, hash) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  sqlite3_stmt* ins_outbox =
-      Prepare(db,
-              "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, "
-              "payload, idempotency_key, status, attempts, create_time_us) "
-              "VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)");
-
-  RandomIdGenerator ids;
-  int64_t seq = 0;
-  // One enrollment's statements inside an open transaction.
-  auto insert_one = [&](const Rows& r) {
-    if (savepoints) Run(db, savepoint, "savepoint");
-    BindText(lookup, 1, r.tenant);
-    BindText(lookup, 2, r.request_id);
-    Run(db, lookup, "lookup request");
-    BindText(ins_enrollment, 1, r.tenant);
-    BindText(ins_enrollment, 2, r.id);
-    BindText(ins_enrollment, 3, r.patient_ref);
-    BindText(ins_enrollment, 4, "ipsrt-standard");
-    sqlite3_bind_int64(ins_enrollment, 5, 1);
-    BindText(ins_enrollment, 6, "initial");
-    BindText(ins_enrollment, 7, "Practitioner/bench");
-    sqlite3_bind_int64(ins_enrollment, 8, 1);
-    sqlite3_bind_int64(ins_enrollment, 9, 1);
-    BindBlob(ins_enrollment, 10, r.snapshot);
-    sqlite3_bind_int64(ins_enrollment, 11, r.now_us);
-    sqlite3_bind_int64(ins_enrollment, 12, r.now_us);
-    Run(db, ins_enrollment, "insert enrollment");
-    BindText(ins_event, 1, r.tenant);
-    BindText(ins_event, 2, r.id);
-    sqlite3_bind_int64(ins_event, 3, 1);
-    BindText(ins_event, 4, "enrollment.created");
-    BindText(ins_event, 5, "anonymous/anonymous");
-    BindText(ins_event, 6, r.request_id);
-    sqlite3_bind_int64(ins_event, 7, r.now_us);
-    BindBlob(ins_event, 8, r.event_payload);
-    BindText(ins_event, 9, "");
-    BindText(ins_event, 10, r.hash);
-    Run(db, ins_event, "insert event");
-    for (const Rows::Outbox& o : r.outbox) {
-      BindText(ins_outbox, 1, r.tenant);
-      BindText(ins_outbox, 2, r.id);
-      BindText(ins_outbox, 3, o.kind);
-      sqlite3_bind_int64(ins_outbox, 4, o.due_us);
-      BindBlob(ins_outbox, 5, o.payload);
-      BindText(ins_outbox, 6, o.key);
-      sqlite3_bind_int64(ins_outbox, 7, r.now_us);
-      Run(db, ins_outbox, "insert outbox");
+// Statements are the prepared statements of the benchmark: transaction
+// control and those SqliteStore::Impl::PrepareWriterStatements prepares.
+struct Statements {
+  explicit Statements(sqlite3* db)
+      : db(db),
+        begin(Prepare(db, "BEGIN IMMEDIATE")),
+        commit(Prepare(db, "COMMIT")),
+        savepoint(Prepare(db, "SAVEPOINT request")),
+        release(Prepare(db, "RELEASE request")),
+        lookup(Prepare(
+            db,
+            "SELECT method, payload_hash, response, create_time_us FROM "
+            "requests WHERE tenant = ? AND request_id = ?")),
+        ins_request(Prepare(
+            db,
+            "INSERT INTO requests (tenant, request_id, method, payload_hash, "
+            "response, create_time_us) VALUES (?, ?, ?, ?, ?, ?)")),
+        ins_enrollment(Prepare(
+            db,
+            "INSERT INTO enrollments (tenant, id, patient_ref, workflow_id, "
+            "workflow_version, stage, clinician_ref, state, revision, "
+            "snapshot, create_time_us, update_time_us) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+        ins_event(Prepare(
+            db,
+            "INSERT INTO events (tenant, enrollment_id, sequence, type, actor, "
+            "request_id, record_time_us, payload, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+        ins_outbox(Prepare(
+            db,
+            "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, "
+            "payload, idempotency_key, status, attempts, create_time_us) "
+            "VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)")) {}
+  ~Statements() {
+    for (sqlite3_stmt* s :
+         {begin, commit, savepoint, release, lookup, ins_request,
+          ins_enrollment, ins_event, ins_outbox}) {
+      sqlite3_finalize(s);
     }
-    BindText(ins_request, 1, r.tenant);
-    BindText(ins_request, 2, r.request_id);
-    BindText(ins_request, 3, "CreateEnrollment");
-    BindText(ins_request, 4, r.payload_hash);
-    BindBlob(ins_request, 5, r.response);
-    sqlite3_bind_int64(ins_request, 6, r.now_us);
-    Run(db, ins_request, "insert request");
-    if (savepoints) Run(db, release, "release");
-  };
+  }
+  Statements(const Statements&) = delete;
+  Statements& operator=(const Statements&) = delete;
 
-  std::vector<int64_t> commit_ns, txn_ns;
-  std::vector<Rows> batch_rows;
+  sqlite3* db;
+  sqlite3_stmt* begin;
+  sqlite3_stmt* commit;
+  sqlite3_stmt* savepoint;
+  sqlite3_stmt* release;
+  sqlite3_stmt* lookup;
+  sqlite3_stmt* ins_request;
+  sqlite3_stmt* ins_enrollment;
+  sqlite3_stmt* ins_event;
+  sqlite3_stmt* ins_outbox;
+};
+
+// InsertEnrollment runs one enrollment's statements inside an open
+// transaction, in a SAVEPOINT when `savepoints`.
+void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
+  sqlite3* db = st.db;
+  if (savepoints) Run(db, st.savepoint, "savepoint");
+  BindText(st.lookup, 1, r.tenant);
+  BindText(st.lookup, 2, r.request_id);
+  Run(db, st.lookup, "lookup request");
+  sqlite3_stmt* e = st.ins_enrollment;
+  BindText(e, 1, r.tenant);
+  BindText(e, 2, r.id);
+  BindText(e, 3, r.patient_ref);
+  BindText(e, 4, "ipsrt-standard");
+  sqlite3_bind_int64(e, 5, 1);
+  BindText(e, 6, "initial");
+  BindText(e, 7, "Practitioner/bench");
+  sqlite3_bind_int64(e, 8, 1);
+  sqlite3_bind_int64(e, 9, 1);
+  BindBlob(e, 10, r.snapshot);
+  sqlite3_bind_int64(e, 11, r.now_us);
+  sqlite3_bind_int64(e, 12, r.now_us);
+  Run(db, e, "insert enrollment");
+  sqlite3_stmt* ev = st.ins_event;
+  BindText(ev, 1, r.tenant);
+  BindText(ev, 2, r.id);
+  sqlite3_bind_int64(ev, 3, 1);
+  BindText(ev, 4, "enrollment.created");
+  BindText(ev, 5, "anonymous/anonymous");
+  BindText(ev, 6, r.request_id);
+  sqlite3_bind_int64(ev, 7, r.now_us);
+  BindBlob(ev, 8, r.event_payload);
+  BindText(ev, 9, "");
+  BindText(ev, 10, r.hash);
+  Run(db, ev, "insert event");
+  for (const Rows::Outbox& o : r.outbox) {
+    BindText(st.ins_outbox, 1, r.tenant);
+    BindText(st.ins_outbox, 2, r.id);
+    BindText(st.ins_outbox, 3, o.kind);
+    sqlite3_bind_int64(st.ins_outbox, 4, o.due_us);
+    BindBlob(st.ins_outbox, 5, o.payload);
+    BindText(st.ins_outbox, 6, o.key);
+    sqlite3_bind_int64(st.ins_outbox, 7, r.now_us);
+    Run(db, st.ins_outbox, "insert outbox");
+  }
+  BindText(st.ins_request, 1, r.tenant);
+  BindText(st.ins_request, 2, r.request_id);
+  BindText(st.ins_request, 3, "CreateEnrollment");
+  BindText(st.ins_request, 4, r.payload_hash);
+  BindBlob(st.ins_request, 5, r.response);
+  sqlite3_bind_int64(st.ins_request, 6, r.now_us);
+  Run(db, st.ins_request, "insert request");
+  if (savepoints) Run(db, st.release, "release");
+}
+
+// Measured is what the timed transactions gave: rows and the time inside
+// transactions, and per transaction the COMMIT step's and the whole
+// transaction's latency (sorted, nanoseconds).
+struct Measured {
   int64_t rows = 0;
   double busy_s = 0;  // sum of BEGIN..COMMIT times of counted transactions
+  double elapsed_s = 0;
+  std::vector<int64_t> commit_ns, txn_ns;
+};
+
+// MeasureInserts runs --warmup_txns uncounted transactions, then counted
+// ones of `batch` enrollments until --rows enrollments (`max_rows` > 0) or
+// the `duration` deadline.
+Measured MeasureInserts(Statements& st, int batch, int64_t max_rows,
+                        absl::Duration duration, bool savepoints) {
+  RandomIdGenerator ids;
+  int64_t seq = 0;
+  Measured m;
+  std::vector<Rows> batch_rows;
   Clock::time_point start;
   Clock::time_point end;
   const int warmup_txns = std::max(0, absl::GetFlag(FLAGS_warmup_txns));
@@ -349,11 +370,11 @@ int Main() {
       end = start + absl::ToChronoNanoseconds(duration);
     }
     if (counted) {
-      if (max_rows > 0 ? rows >= max_rows : Clock::now() >= end) break;
+      if (max_rows > 0 ? m.rows >= max_rows : Clock::now() >= end) break;
     }
     int n = batch;
     if (counted && max_rows > 0) {
-      n = static_cast<int>(std::min<int64_t>(batch, max_rows - rows));
+      n = static_cast<int>(std::min<int64_t>(batch, max_rows - m.rows));
     }
     // Rows are built before BEGIN and outside the timing: in the server
     // that work (ids, SHA-256, protobuf) happens on RPC threads, not on the
@@ -361,40 +382,37 @@ int Main() {
     batch_rows.clear();
     for (int i = 0; i < n; ++i) batch_rows.push_back(MakeRows(ids, seq++));
     Clock::time_point t0 = Clock::now();
-    Run(db, begin, "begin");
-    for (const Rows& r : batch_rows) insert_one(r);
+    Run(st.db, st.begin, "begin");
+    for (const Rows& r : batch_rows) InsertEnrollment(st, r, savepoints);
     Clock::time_point t1 = Clock::now();
-    Run(db, commit, "commit");
+    Run(st.db, st.commit, "commit");
     Clock::time_point t2 = Clock::now();
     if (counted) {
-      rows += n;
-      commit_ns.push_back(
+      m.rows += n;
+      m.commit_ns.push_back(
           std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1)
               .count());
-      txn_ns.push_back(
+      m.txn_ns.push_back(
           std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t0)
               .count());
-      busy_s += std::chrono::duration<double>(t2 - t0).count();
+      m.busy_s += std::chrono::duration<double>(t2 - t0).count();
     }
   }
-  const double elapsed_s =
-      std::chrono::duration<double>(Clock::now() - start).count();
+  m.elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
+  std::sort(m.commit_ns.begin(), m.commit_ns.end());
+  std::sort(m.txn_ns.begin(), m.txn_ns.end());
+  return m;
+}
 
-  for (sqlite3_stmt* s : {begin, commit, savepoint, release, lookup,
-                          ins_request, ins_enrollment, ins_event, ins_outbox}) {
-    sqlite3_finalize(s);
-  }
-  sqlite3_close_v2(db);
-  if (!absl::GetFlag(FLAGS_keep)) {
-    for (const char* suffix : {"", "-wal", "-shm"}) {
-      std::filesystem::remove(path + suffix);
-    }
-  }
-
-  std::sort(commit_ns.begin(), commit_ns.end());
-  std::sort(txn_ns.begin(), txn_ns.end());
+// PrintResults prints the rates (over time inside transactions, row
+// building excluded) and latencies, as one JSON line with --json.
+void PrintResults(const Measured& m, const std::string& path, int batch,
+                  bool savepoints) {
+  const std::vector<int64_t>& commit_ns = m.commit_ns;
+  const std::vector<int64_t>& txn_ns = m.txn_ns;
+  const int64_t rows = m.rows;
+  const double busy_s = m.busy_s, elapsed_s = m.elapsed_s;
   const int64_t txns = static_cast<int64_t>(commit_ns.size());
-  // Rates are over time spent inside transactions (row building excluded).
   const double rows_per_s = busy_s > 0 ? rows / busy_s : 0;
   const double txn_per_s = busy_s > 0 ? txns / busy_s : 0;
   if (absl::GetFlag(FLAGS_json)) {
@@ -429,7 +447,47 @@ int Main() {
     std::printf("txn (ms):     p50 %.3f  p99 %.3f  (BEGIN to COMMIT done)\n",
                 PercentileMs(txn_ns, 50), PercentileMs(txn_ns, 99));
   }
-  return rows > 0 ? 0 : 1;
+}
+
+int Main() {
+  const std::string dir = absl::GetFlag(FLAGS_dir);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  const int64_t max_rows = absl::GetFlag(FLAGS_rows);
+  const absl::Duration duration = absl::GetFlag(FLAGS_duration);
+  const bool savepoints = absl::GetFlag(FLAGS_savepoints);
+  if (dir.empty() || !std::filesystem::is_directory(dir)) {
+    std::fprintf(stderr,
+                 "ipsrt_sqlite_insert_bench: --dir must name an existing "
+                 "directory\n");
+    return 2;
+  }
+  if (batch < 1 || batch > 100000 || max_rows < 0 ||
+      (max_rows == 0 &&
+       (duration <= absl::ZeroDuration() || duration > absl::Hours(1)))) {
+    std::fprintf(stderr,
+                 "ipsrt_sqlite_insert_bench: --batch in [1, 100000]; "
+                 "--rows >= 0; --duration in (0, 1h]\n");
+    return 2;
+  }
+
+  const std::string path =
+      (std::filesystem::path(dir) /
+       absl::StrCat("sqlite_insert_bench-", getpid(), ".db"))
+          .string();
+  sqlite3* db = OpenDatabase(path);
+  Measured m;
+  {
+    Statements statements(db);
+    m = MeasureInserts(statements, batch, max_rows, duration, savepoints);
+  }
+  sqlite3_close_v2(db);
+  if (!absl::GetFlag(FLAGS_keep)) {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(path + suffix);
+    }
+  }
+  PrintResults(m, path, batch, savepoints);
+  return m.rows > 0 ? 0 : 1;
 }
 
 }  // namespace

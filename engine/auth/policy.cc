@@ -192,6 +192,131 @@ const EventPolicy* FindEventPolicy(absl::string_view payload) {
   return nullptr;
 }
 
+namespace {
+
+// AuthorizedEvent checks the submitted event's type (`facts.event`, at
+// `event_field`) before any resource is looked at: null when the method
+// takes no event; PERMISSION_DENIED when the type has no policy or the
+// principal may not record it; INVALID_ARGUMENT for an event the engine
+// records itself.
+absl::StatusOr<const EventPolicy*> AuthorizedEvent(
+    const Principal& principal, const MethodPolicy& policy,
+    const RequestFacts& facts, const std::string& event_field) {
+  if (policy.event_field.empty() || facts.event.empty()) return nullptr;
+  const EventPolicy* event = FindEventPolicy(facts.event);
+  if (event == nullptr) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "permission denied: ", event_field, " has no access policy"));
+  }
+  if (!event->recorded_by.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(event_field, ": is recorded by ", event->recorded_by,
+                     ", never submitted"));
+  }
+  if (!event->Allows(principal)) {
+    return Denied(principal,
+                  absl::StrCat("may not record ", event_field,
+                               principal.role == Role::kIntegration
+                                   ? " (this tenant is not in "
+                                     "auth.integration_clinical_tenants)"
+                                   : ""));
+  }
+  return event;
+}
+
+// AuthorizeAudit: the audit records of the principal's own tenant; every
+// tenant's, and the deployment's chain (`deployment_only`), only for an
+// admin of every tenant.
+absl::StatusOr<Access> AuthorizeAudit(const Principal& principal,
+                                      bool deployment_only, bool every_tenant,
+                                      const std::string& audit_tenant) {
+  if (deployment_only && !every_tenant) {
+    return Denied(principal,
+                  "of one tenant may not verify the "
+                  "deployment's audit chain");
+  }
+  if (!every_tenant && audit_tenant != principal.tenant) {
+    return Denied(principal,
+                  "may list only the audit records of their "
+                  "own tenant (set tenant to it)");
+  }
+  return Access{.tenant = audit_tenant};
+}
+
+// AuthorizeTenant: a resource of the principal's own tenant; a patient
+// lists only their own enrollments.
+absl::StatusOr<Access> AuthorizeTenant(const Principal& principal,
+                                       const MethodPolicy& policy,
+                                       const RequestFacts& facts,
+                                       bool every_tenant) {
+  Access access;
+  IPSRT_ASSIGN_OR_RETURN(access.tenant,
+                         ParseParent(policy.resource_field, facts.resource));
+  access.resource = facts.resource;
+  if (!every_tenant && access.tenant != principal.tenant) {
+    // The same answer for every other tenant, existing or not.
+    return Denied(principal,
+                  absl::StrCat("may not access ", policy.resource_field,
+                               " outside their tenant"));
+  }
+  if (principal.role == Role::kPatient &&
+      (policy.patient_filter_field.empty() ||
+       facts.patient_filter != principal.patient_ref)) {
+    return Denied(
+        principal,
+        absl::StrCat("may list only their own enrollments (set ",
+                     policy.patient_filter_field, " to their patient_ref)"));
+  }
+  return access;
+}
+
+// AuthorizeEnrollment: an enrollment (or a resource under it) of the
+// principal's tenant; a patient's own only, and NOT_FOUND, as for a missing
+// one, otherwise; a patient-task-only event names a task of the patient.
+absl::StatusOr<Access> AuthorizeEnrollment(
+    const Principal& principal, const MethodPolicy& policy,
+    const RequestFacts& facts, bool every_tenant, const EventPolicy* event,
+    const std::string& event_field, const PatientOf& patient_of,
+    const PatientMayNameTask& patient_task) {
+  Access access;
+  std::vector<absl::string_view> parts = absl::StrSplit(facts.resource, '/');
+  std::string enrollment =
+      parts.size() >= 4 ? absl::StrJoin(parts.begin(), parts.begin() + 4, "/")
+                        : facts.resource;
+  IPSRT_ASSIGN_OR_RETURN(
+      EnrollmentName name,
+      ParseEnrollmentName(policy.resource_field, enrollment));
+  access.tenant = name.tenant;
+  access.resource = facts.resource;
+  if (!every_tenant && name.tenant != principal.tenant) {
+    return EnrollmentNotFound(name);
+  }
+  if (principal.role == Role::kPatient) {
+    absl::StatusOr<std::string> patient = patient_of(name.tenant, name.id);
+    if (absl::IsNotFound(patient.status()) ||
+        (patient.ok() && *patient != principal.patient_ref)) {
+      return EnrollmentNotFound(name);
+    }
+    if (!patient.ok()) return patient.status();
+  }
+  if (event != nullptr && event->patient_tasks_only &&
+      !facts.event_task_id.empty() && !MayRecordClinical(principal)) {
+    absl::StatusOr<bool> own =
+        patient_task ? patient_task(name.tenant, name.id, facts.event_task_id)
+                     : absl::StatusOr<bool>(false);
+    if (!own.ok()) return own.status();
+    if (!*own) {
+      return Denied(principal,
+                    absl::StrCat("may complete only tasks assigned to "
+                                 "the patient (",
+                                 event_field, ".task_id)"));
+    }
+  }
+  return access;
+}
+
+}  // namespace
+
 absl::StatusOr<Access> Authorize(const Principal& principal,
                                  absl::string_view method,
                                  const RequestFacts& facts,
@@ -205,30 +330,11 @@ absl::StatusOr<Access> Authorize(const Principal& principal,
   if (!policy->Allows(principal.role)) {
     return Denied(principal, absl::StrCat("may not call ", method));
   }
-  // The event's type, before any resource is looked at.
-  const EventPolicy* event = nullptr;
   const std::string event_field =
       absl::StrCat(policy->event_field, ".", facts.event);
-  if (!policy->event_field.empty() && !facts.event.empty()) {
-    event = FindEventPolicy(facts.event);
-    if (event == nullptr) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "permission denied: ", event_field, " has no access policy"));
-    }
-    if (!event->recorded_by.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(event_field, ": is recorded by ", event->recorded_by,
-                       ", never submitted"));
-    }
-    if (!event->Allows(principal)) {
-      return Denied(principal,
-                    absl::StrCat("may not record ", event_field,
-                                 principal.role == Role::kIntegration
-                                     ? " (this tenant is not in "
-                                       "auth.integration_clinical_tenants)"
-                                     : ""));
-    }
-  }
+  IPSRT_ASSIGN_OR_RETURN(
+      const EventPolicy* event,
+      AuthorizedEvent(principal, *policy, facts, event_field));
   const bool every_tenant =
       principal.role == Role::kAdmin && principal.tenant.empty();
   Access access;
@@ -236,77 +342,13 @@ absl::StatusOr<Access> Authorize(const Principal& principal,
     case Scope::kNone:
       return access;
     case Scope::kAudit:
-      if (policy->deployment_only && !every_tenant) {
-        return Denied(principal,
-                      "of one tenant may not verify the "
-                      "deployment's audit chain");
-      }
-      if (!every_tenant && facts.audit_tenant != principal.tenant) {
-        return Denied(principal,
-                      "may list only the audit records of their "
-                      "own tenant (set tenant to it)");
-      }
-      access.tenant = facts.audit_tenant;
-      return access;
-    case Scope::kTenant: {
-      IPSRT_ASSIGN_OR_RETURN(
-          access.tenant, ParseParent(policy->resource_field, facts.resource));
-      access.resource = facts.resource;
-      if (!every_tenant && access.tenant != principal.tenant) {
-        // The same answer for every other tenant, existing or not.
-        return Denied(principal,
-                      absl::StrCat("may not access ", policy->resource_field,
-                                   " outside their tenant"));
-      }
-      if (principal.role == Role::kPatient &&
-          (policy->patient_filter_field.empty() ||
-           facts.patient_filter != principal.patient_ref)) {
-        return Denied(principal,
-                      absl::StrCat("may list only their own enrollments (set ",
-                                   policy->patient_filter_field,
-                                   " to their patient_ref)"));
-      }
-      return access;
-    }
-    case Scope::kEnrollment: {
-      std::vector<absl::string_view> parts =
-          absl::StrSplit(facts.resource, '/');
-      std::string enrollment =
-          parts.size() >= 4
-              ? absl::StrJoin(parts.begin(), parts.begin() + 4, "/")
-              : facts.resource;
-      IPSRT_ASSIGN_OR_RETURN(
-          EnrollmentName name,
-          ParseEnrollmentName(policy->resource_field, enrollment));
-      access.tenant = name.tenant;
-      access.resource = facts.resource;
-      if (!every_tenant && name.tenant != principal.tenant) {
-        return EnrollmentNotFound(name);
-      }
-      if (principal.role == Role::kPatient) {
-        absl::StatusOr<std::string> patient = patient_of(name.tenant, name.id);
-        if (absl::IsNotFound(patient.status()) ||
-            (patient.ok() && *patient != principal.patient_ref)) {
-          return EnrollmentNotFound(name);
-        }
-        if (!patient.ok()) return patient.status();
-      }
-      if (event != nullptr && event->patient_tasks_only &&
-          !facts.event_task_id.empty() && !MayRecordClinical(principal)) {
-        absl::StatusOr<bool> own =
-            patient_task
-                ? patient_task(name.tenant, name.id, facts.event_task_id)
-                : absl::StatusOr<bool>(false);
-        if (!own.ok()) return own.status();
-        if (!*own) {
-          return Denied(principal,
-                        absl::StrCat("may complete only tasks assigned to "
-                                     "the patient (",
-                                     event_field, ".task_id)"));
-        }
-      }
-      return access;
-    }
+      return AuthorizeAudit(principal, policy->deployment_only, every_tenant,
+                            facts.audit_tenant);
+    case Scope::kTenant:
+      return AuthorizeTenant(principal, *policy, facts, every_tenant);
+    case Scope::kEnrollment:
+      return AuthorizeEnrollment(principal, *policy, facts, every_tenant, event,
+                                 event_field, patient_of, patient_task);
   }
   return absl::InternalError("policy: unknown scope");
 }

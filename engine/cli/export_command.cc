@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/files.h"
+#include "common/json_string.h"
 #include "grpcpp/grpcpp.h"
 #include "ipsrt/v1/export.grpc.pb.h"
 
@@ -77,9 +78,10 @@ int RunExportOne(const ParsedArgs& args, const std::string& format) {
       return kExitFailure;
     }
     if (absl::GetFlag(FLAGS_json)) {
-      std::printf("{\"file\":\"%s\",\"content_type\":\"%s\",\"bytes\":%zu}\n",
-                  output.c_str(), response.content_type().c_str(),
-                  response.content().size());
+      const Json written = {{"file", output},
+                            {"content_type", response.content_type()},
+                            {"bytes", response.content().size()}};
+      std::printf("%s\n", JsonText(written).c_str());
     } else {
       std::printf("wrote %zu bytes (%s) to %s\n", response.content().size(),
                   response.content_type().c_str(), output.c_str());

@@ -60,6 +60,13 @@ class ScenarioParser {
                                       const std::string& path);
   void ParseEvent(const YAML::Node& node, const std::string& path,
                   absl::Time previous, ScenarioEvent& event);
+  // ParseEventTime places the event at its `at` time or `after` the
+  // previous event (InfinitePast: the event is not placed yet).
+  void ParseEventTime(const YAML::Node& node, const std::string& path,
+                      absl::Time previous, ScenarioEvent& event);
+  // ParsePayload reads the event's one payload, `key`, at `n` (`p`).
+  void ParsePayload(const std::string& key, const YAML::Node& n,
+                    const std::string& p, bool placed, ScenarioEvent& event);
   // A payload's map; null (written as `session_held:`) counts as empty.
   bool PayloadMap(const YAML::Node& node, const std::string& path,
                   std::initializer_list<absl::string_view> keys);
@@ -417,6 +424,34 @@ void ScenarioParser::ParseEvent(const YAML::Node& node, const std::string& path,
                  "srm_diary", "goal_set", "relapse_plan", "disruption_plan",
                  "stage_change", "alert_acknowledged", "time_elapsed",
                  "enrollment_updated", "task_completed"});
+  ParseEventTime(node, path, previous, event);
+  const bool placed = previous != absl::InfinitePast();
+
+  YAML::Node expect = node["expect"];
+  if (expect.IsDefined()) {
+    ReadExpect(expect, YamlReader::Join(path, "expect"), event.expect);
+  }
+
+  std::vector<absl::string_view> given;
+  for (absl::string_view key : kPayloadKeys) {
+    if (node[std::string(key)].IsDefined()) given.push_back(key);
+  }
+  if (given.size() != 1) {
+    r_.Error(node, path,
+             absl::StrCat(
+                 given.empty() ? "names no event" : "names several events",
+                 "; give exactly one of ", absl::StrJoin(kPayloadKeys, ", ")));
+    return;
+  }
+  const std::string key(given.front());
+  const std::string p = YamlReader::Join(path, key);
+  const YAML::Node n = node[key];
+  ParsePayload(key, n, p, placed, event);
+}
+
+void ScenarioParser::ParseEventTime(const YAML::Node& node,
+                                    const std::string& path,
+                                    absl::Time previous, ScenarioEvent& event) {
   const bool placed = previous != absl::InfinitePast();
   if (node["at"].IsDefined() && node["after"].IsDefined()) {
     r_.Error(node["after"], YamlReader::Join(path, "after"),
@@ -445,26 +480,11 @@ void ScenarioParser::ParseEvent(const YAML::Node& node, const std::string& path,
       event.time = AddIsoDuration(previous, *ParseIsoDuration(after), zone_);
     }
   }
+}
 
-  YAML::Node expect = node["expect"];
-  if (expect.IsDefined()) {
-    ReadExpect(expect, YamlReader::Join(path, "expect"), event.expect);
-  }
-
-  std::vector<absl::string_view> given;
-  for (absl::string_view key : kPayloadKeys) {
-    if (node[std::string(key)].IsDefined()) given.push_back(key);
-  }
-  if (given.size() != 1) {
-    r_.Error(node, path,
-             absl::StrCat(
-                 given.empty() ? "names no event" : "names several events",
-                 "; give exactly one of ", absl::StrJoin(kPayloadKeys, ", ")));
-    return;
-  }
-  const std::string key(given.front());
-  const std::string p = YamlReader::Join(path, key);
-  const YAML::Node n = node[key];
+void ScenarioParser::ParsePayload(const std::string& key, const YAML::Node& n,
+                                  const std::string& p, bool placed,
+                                  ScenarioEvent& event) {
   v1::EventPayload& payload = event.payload;
   if (key == "session_held") {
     if (!PayloadMap(n, p, {"duration_minutes", "note"})) return;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/json_string.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "instruments/srm.h"
@@ -25,22 +26,9 @@ absl::Status Bad(absl::string_view file, absl::string_view path,
       absl::StrCat(file, ": ", path, path.empty() ? "" : ": ", message));
 }
 
-std::string Quote(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppend(&out, absl::StrFormat("\\u%04x", c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string Number(double v) { return absl::StrCat(v); }
+// Number writes a score as JSON: whole numbers as integers, others in the
+// shortest form that reads back exactly.
+std::string Number(double v) { return JsonText(JsonDecimal(v)); }
 
 // Refuses input the JSON parser would spend long on (its recursion is
 // unbounded) with a message naming the byte offset.
@@ -172,7 +160,7 @@ std::string ScoreResultJson(absl::string_view instrument,
   std::map<std::string, double> scores(scored.scores().begin(),
                                        scored.scores().end());
   std::vector<std::string> fields;
-  fields.push_back(absl::StrCat("\"instrument\": ", Quote(instrument)));
+  fields.push_back(absl::StrCat("\"instrument\": ", JsonQuote(instrument)));
   if (scores.count("srm.ali") > 0) {
     auto it = scores.find("srm.score");
     fields.push_back(absl::StrCat(
@@ -199,23 +187,23 @@ std::string ScoreResultJson(absl::string_view instrument,
       auto ht = parts.find("habitual_minutes");
       if (ht != parts.end()) {
         p.push_back(absl::StrCat("\"habitual_time\": ",
-                                 Quote(FormatMinutes(ht->second))));
+                                 JsonQuote(FormatMinutes(ht->second))));
       }
-      rendered.push_back(
-          absl::StrCat(Quote(activity), ": {", absl::StrJoin(p, ", "), "}"));
+      rendered.push_back(absl::StrCat(JsonQuote(activity), ": {",
+                                      absl::StrJoin(p, ", "), "}"));
     }
     fields.push_back(
         absl::StrCat("\"activities\": {", absl::StrJoin(rendered, ", "), "}"));
   }
   std::vector<std::string> s;
   for (const auto& [name, value] : scores) {
-    s.push_back(absl::StrCat(Quote(name), ": ", Number(value)));
+    s.push_back(absl::StrCat(JsonQuote(name), ": ", Number(value)));
   }
   fields.push_back(absl::StrCat("\"scores\": {", absl::StrJoin(s, ", "), "}"));
   fields.push_back(absl::StrCat(
-      "\"band\": ", scored.band().empty() ? "null" : Quote(scored.band())));
+      "\"band\": ", scored.band().empty() ? "null" : JsonQuote(scored.band())));
   std::vector<std::string> flags;
-  for (const std::string& f : scored.flags()) flags.push_back(Quote(f));
+  for (const std::string& f : scored.flags()) flags.push_back(JsonQuote(f));
   fields.push_back(
       absl::StrCat("\"flags\": [", absl::StrJoin(flags, ", "), "]"));
   return absl::StrCat("{", absl::StrJoin(fields, ", "), "}");

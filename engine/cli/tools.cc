@@ -534,26 +534,90 @@ bool WriteSimulationReport(const WorkflowTemplate& workflow,
   return true;
 }
 
-int RunSimulate(const ParsedArgs& args) {
-  const bool json = absl::GetFlag(FLAGS_json);
-  const std::string& template_path = args.positional.front();
-  const std::string scenario_path = absl::GetFlag(FLAGS_scenario);
-  std::optional<WorkflowTemplate> workflow = LoadTemplate(template_path);
-  if (!workflow.has_value()) return kExitFailure;
+// LoadScenario reads and parses a scenario file; nullopt after printing
+// the error.
+std::optional<Scenario> LoadScenario(const std::string& scenario_path) {
   absl::StatusOr<std::string> yaml = ReadFileToString(scenario_path);
   if (!yaml.ok()) {
     std::fprintf(stderr, "%s: error: cannot read the file: %s\n",
                  scenario_path.c_str(),
                  std::string(yaml.status().message()).c_str());
-    return kExitFailure;
+    return std::nullopt;
   }
   absl::StatusOr<Scenario> scenario =
       ParseScenario(*yaml, scenario_path, &Enrollments::LoadZone);
   if (!scenario.ok()) {
     std::fprintf(stderr, "%s\n",
                  std::string(scenario.status().message()).c_str());
-    return kExitFailure;
+    return std::nullopt;
   }
+  return *std::move(scenario);
+}
+
+// SimulationJson is `simulate --json`'s answer: the workflow, the
+// scenario, each event and the final state with its open tasks.
+Json SimulationJson(const WorkflowTemplate& workflow,
+                    const std::string& template_path, const Scenario& scenario,
+                    const std::string& scenario_path,
+                    const Simulation& simulation, double elapsed_ms) {
+  Json events = Json::array();
+  for (const SimulatedEvent& s : simulation.events) {
+    events.push_back(EventJson(s, scenario.zone));
+  }
+  Json open_tasks = Json::array();
+  for (const v1::Task& t : runtime::OpenTasks(simulation.state, false)) {
+    open_tasks.push_back(Json::parse(MessageJson(t)));
+  }
+  const v1::Enrollment& e = simulation.state.enrollment();
+  return {{"workflow",
+           {{"id", workflow.id},
+            {"version", workflow.version},
+            {"file", template_path}}},
+          {"scenario", scenario_path},
+          {"time_zone", scenario.time_zone},
+          {"events", std::move(events)},
+          {"final",
+           {{"stage", e.stage()},
+            {"session_cadence", e.session_cadence()},
+            {"state", v1::Enrollment::State_Name(e.state())},
+            {"revision", e.revision()},
+            {"open_tasks", std::move(open_tasks)}}},
+          {"elapsed_ms", elapsed_ms}};
+}
+
+// PrintFinalState prints the enrollment's final stage, cadence, state
+// and revision, and its open tasks with their due times in `zone`.
+void PrintFinalState(const internal::EnrollmentState& state,
+                     absl::TimeZone zone) {
+  const v1::Enrollment& e = state.enrollment();
+  std::vector<v1::Task> open = runtime::OpenTasks(state, false);
+  std::printf(
+      "\nfinal: stage %s, cadence %s, %s, revision %lld, %zu open "
+      "tasks\n",
+      e.stage().c_str(), e.session_cadence().c_str(),
+      v1::Enrollment::State_Name(e.state()).c_str(),
+      static_cast<long long>(e.revision()), open.size());
+  for (const v1::Task& t : open) {
+    std::string key = t.name().substr(t.name().rfind('/') + 1);
+    std::printf("  open %-8s %s (%s)%s\n",
+                v1::Task::Priority_Name(t.priority()).c_str(), key.c_str(),
+                t.title().c_str(),
+                t.has_due_time()
+                    ? absl::StrCat(" due ", runtime::FormatLocal(
+                                                FromProto(t.due_time()), zone))
+                          .c_str()
+                    : "");
+  }
+}
+
+int RunSimulate(const ParsedArgs& args) {
+  const bool json = absl::GetFlag(FLAGS_json);
+  const std::string& template_path = args.positional.front();
+  const std::string scenario_path = absl::GetFlag(FLAGS_scenario);
+  std::optional<WorkflowTemplate> workflow = LoadTemplate(template_path);
+  if (!workflow.has_value()) return kExitFailure;
+  std::optional<Scenario> scenario = LoadScenario(scenario_path);
+  if (!scenario.has_value()) return kExitFailure;
 
   Simulation simulation;
   simulation.check_all = absl::GetFlag(FLAGS_check);
@@ -585,29 +649,8 @@ int RunSimulate(const ParsedArgs& args) {
       std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
       return kExitFailure;
     }
-    Json events = Json::array();
-    for (const SimulatedEvent& s : simulation.events) {
-      events.push_back(EventJson(s, scenario->zone));
-    }
-    Json open_tasks = Json::array();
-    for (const v1::Task& t : runtime::OpenTasks(simulation.state, false)) {
-      open_tasks.push_back(Json::parse(MessageJson(t)));
-    }
-    const v1::Enrollment& e = simulation.state.enrollment();
-    const Json out = {{"workflow",
-                       {{"id", workflow->id},
-                        {"version", workflow->version},
-                        {"file", template_path}}},
-                      {"scenario", scenario_path},
-                      {"time_zone", scenario->time_zone},
-                      {"events", std::move(events)},
-                      {"final",
-                       {{"stage", e.stage()},
-                        {"session_cadence", e.session_cadence()},
-                        {"state", v1::Enrollment::State_Name(e.state())},
-                        {"revision", e.revision()},
-                        {"open_tasks", std::move(open_tasks)}}},
-                      {"elapsed_ms", elapsed_ms}};
+    const Json out = SimulationJson(*workflow, template_path, *scenario,
+                                    scenario_path, simulation, elapsed_ms);
     std::printf("%s\n", JsonText(out).c_str());
     return kExitOk;
   }
@@ -626,26 +669,7 @@ int RunSimulate(const ParsedArgs& args) {
     std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
     return kExitFailure;
   }
-  const v1::Enrollment& e = simulation.state.enrollment();
-  std::vector<v1::Task> open = runtime::OpenTasks(simulation.state, false);
-  std::printf(
-      "\nfinal: stage %s, cadence %s, %s, revision %lld, %zu open "
-      "tasks\n",
-      e.stage().c_str(), e.session_cadence().c_str(),
-      v1::Enrollment::State_Name(e.state()).c_str(),
-      static_cast<long long>(e.revision()), open.size());
-  for (const v1::Task& t : open) {
-    std::string key = t.name().substr(t.name().rfind('/') + 1);
-    std::printf("  open %-8s %s (%s)%s\n",
-                v1::Task::Priority_Name(t.priority()).c_str(), key.c_str(),
-                t.title().c_str(),
-                t.has_due_time()
-                    ? absl::StrCat(" due ",
-                                   runtime::FormatLocal(FromProto(t.due_time()),
-                                                        scenario->zone))
-                          .c_str()
-                    : "");
-  }
+  PrintFinalState(simulation.state, scenario->zone);
   std::fprintf(
       stderr,
       "simulated %zu events in %.3f ms (%.0f events/s), final "

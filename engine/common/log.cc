@@ -1,6 +1,7 @@
 #include "common/log.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -55,11 +56,16 @@ void Write(const std::string& line) {
   std::fflush(stderr);
 }
 
+// JsonLine is one JSON log line: time, level, message and source, then
+// the members of `fields` in their order.
 std::string JsonLine(LogLevel level, absl::string_view message,
-                     absl::string_view source, absl::string_view extra) {
-  return absl::StrCat("{\"time\":\"", TimeNow(), "\",\"level\":\"",
-                      LevelName(level), "\",\"message\":", JsonQuote(message),
-                      ",\"source\":", JsonQuote(source), extra, "}\n");
+                     absl::string_view source, const Json& fields) {
+  Json line = {{"time", TimeNow()},
+               {"level", LevelName(level)},
+               {"message", std::string(message)},
+               {"source", std::string(source)}};
+  for (const auto& field : fields.items()) line[field.key()] = field.value();
+  return absl::StrCat(JsonText(line), "\n");
 }
 
 const char* BaseName(const char* file) {
@@ -89,8 +95,8 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line)
 
 LogMessage::~LogMessage() {
   if (CurrentLogFormat() == LogFormat::kJson) {
-    Write(
-        JsonLine(level_, stream_.str(), absl::StrCat(source_, ":", line_), ""));
+    Write(JsonLine(level_, stream_.str(), absl::StrCat(source_, ":", line_),
+                   Json::object()));
     return;
   }
   Write(absl::StrCat(TimeNow(), " ", std::string(1, LevelLetter(level_)), " ",
@@ -100,14 +106,15 @@ LogMessage::~LogMessage() {
 void LogAccess(const AccessRecord& r) {
   if (LogLevel::kInfo < MinLogLevel()) return;
   if (CurrentLogFormat() == LogFormat::kJson) {
-    Write(JsonLine(LogLevel::kInfo, "call", "access",
-                   absl::StrCat(",\"method\":", JsonQuote(r.method),
-                                ",\"code\":", JsonQuote(r.code),
-                                absl::StrFormat(",\"latency_seconds\":%.6f",
-                                                r.latency_seconds),
-                                ",\"request_id\":", JsonQuote(r.request_id),
-                                ",\"tenant\":", JsonQuote(r.tenant),
-                                ",\"actor_role\":", JsonQuote(r.actor_role))));
+    // Latency to the microsecond, as the text format shows it.
+    Write(JsonLine(
+        LogLevel::kInfo, "call", "access",
+        {{"method", r.method},
+         {"code", r.code},
+         {"latency_seconds", std::round(r.latency_seconds * 1e6) / 1e6},
+         {"request_id", r.request_id},
+         {"tenant", r.tenant},
+         {"actor_role", r.actor_role}}));
     return;
   }
   Write(absl::StrCat(TimeNow(), " I access] call ", r.method, " ", r.code,

@@ -585,6 +585,136 @@ void EnrollmentLocks::Release(const std::string& key) {
   held_.erase(key);
 }
 
+namespace {
+
+// IdempotencyKey is the key a write is recorded under: the request id,
+// except that a reminder is acknowledged once whatever the request id ("/"
+// keeps the key apart from every request id a client may choose).
+std::string IdempotencyKey(const std::string& request_id,
+                           const v1::EventPayload& payload) {
+  if (!payload.has_reminder_acknowledged()) return request_id;
+  absl::string_view reminder = payload.reminder_acknowledged().reminder();
+  return absl::StrCat("reminder/", reminder.substr(reminder.rfind('/') + 1));
+}
+
+// WriteTarget is what an event is applied to: the enrollment's row and
+// state, and the workflow version the event runs under (held alive by
+// `catalog`).
+struct WriteTarget {
+  EnrollmentRow row;
+  internal::EnrollmentState state;
+  std::shared_ptr<const WorkflowCatalog> catalog;
+  const WorkflowTemplate* workflow = nullptr;
+};
+
+// LoadWriteTarget reads enrollment `en` for a write of `payload`: ABORTED
+// when `expected_revision` (0: any) is stale, FAILED_PRECONDITION when the
+// workflow version the event needs (the migration's target for a
+// workflow_migrated payload) is not loaded.
+absl::StatusOr<WriteTarget> LoadWriteTarget(const Enrollments::Deps& deps,
+                                            const EnrollmentName& en,
+                                            int64_t expected_revision,
+                                            const v1::EventPayload& payload) {
+  WriteTarget target;
+  IPSRT_ASSIGN_OR_RETURN(target.row,
+                         deps.store->GetEnrollment(en.tenant, en.id));
+  if (expected_revision != 0 && expected_revision != target.row.revision) {
+    return absl::AbortedError(
+        absl::StrCat("expected_revision: enrollment ", en.id,
+                     " is at revision ", target.row.revision, ", not ",
+                     expected_revision, "; read it again and retry"));
+  }
+  IPSRT_ASSIGN_OR_RETURN(target.state, ParseState(target.row));
+  target.catalog = deps.workflows->Get();
+  int version = payload.has_workflow_migrated()
+                    ? payload.workflow_migrated().to_version()
+                    : target.state.enrollment().workflow_version();
+  target.workflow =
+      target.catalog->Find(target.state.enrollment().workflow_id(), version);
+  if (target.workflow == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("enrollment ", en.id, " needs workflow ",
+                     target.state.enrollment().workflow_id(), "@", version,
+                     ", which is not loaded; load that version or migrate the "
+                     "enrollment"));
+  }
+  return target;
+}
+
+// NextEvent makes `payload` the target's next event, recorded at `now`,
+// and validates its content: scored by its instrument's plugin, clinical
+// times plausible in the enrollment's zone. Does not step the workflow.
+absl::StatusOr<v1::Event> NextEvent(const Enrollments::Deps& deps,
+                                    const WriteTarget& target,
+                                    const v1::Actor& actor,
+                                    const std::string& request_id,
+                                    v1::EventPayload payload, absl::Time now) {
+  v1::Event event;
+  event.set_sequence(target.row.revision + 1);
+  event.set_type(runtime::EventTypeFor(payload));
+  *event.mutable_actor() = actor;
+  *event.mutable_record_time() = ToProto(now);
+  event.set_request_id(request_id);
+  *event.mutable_payload() = std::move(payload);
+  static const QuestionnaireCatalog* const kNoInstruments =
+      new QuestionnaireCatalog();
+  IPSRT_RETURN_IF_ERROR(ScoreEvent(event, deps.questionnaires != nullptr
+                                              ? deps.questionnaires
+                                              : kNoInstruments));
+  const v1::Enrollment& enrollment = target.state.enrollment();
+  IPSRT_ASSIGN_OR_RETURN(absl::TimeZone zone,
+                         Enrollments::LoadZone(enrollment.time_zone()));
+  IPSRT_RETURN_IF_ERROR(CheckClinicalTimes(
+      event.payload(), now, FromProtoTime(enrollment.create_time()), zone,
+      deps.future_leeway));
+  return event;
+}
+
+// SubmitResponseFor is the answer to a sealed, stepped event: the new
+// enrollment, the event, its scores and flags, and the crisis resources
+// when a flag is a safety flag.
+v1::SubmitEventResponse SubmitResponseFor(const v1::Event& event,
+                                          const runtime::StepResult& stepped,
+                                          const Enrollments::Safety& safety) {
+  v1::SubmitEventResponse response;
+  *response.mutable_enrollment() = stepped.state.enrollment();
+  *response.mutable_event() = event;
+  *response.mutable_scores() = event.scores();
+  response.set_band(event.band());
+  bool urgent = false;
+  for (const std::string& f : event.flags()) {
+    response.add_flags(f);
+    urgent = urgent || IsSafetyFlag(f);
+  }
+  if (urgent) {
+    for (const std::string& c : safety.crisis_resources) {
+      response.add_crisis_resources(c);
+    }
+  }
+  return response;
+}
+
+// SubmitBatch is the write of a sealed, stepped event: the idempotency
+// record `request`, the enrollment's new row (conditional on the target's
+// revision), the event, its `audit` record and the effects' outbox rows.
+WriteBatch SubmitBatch(const EnrollmentName& en, const WriteTarget& target,
+                       const v1::Event& event,
+                       const runtime::StepResult& stepped,
+                       RequestRecord request, AuditRecord audit) {
+  const absl::Time now = request.create_time;
+  WriteBatch batch;
+  batch.request = std::move(request);
+  batch.update =
+      EnrollmentUpdate{target.row.revision, RowFrom(en, stepped.state)};
+  batch.events.push_back(
+      EventRowFor(en, event, target.state.last_event_hash(), now));
+  batch.audit.push_back(std::move(audit));
+  AddEffects(en, stepped.effects, batch);
+  return batch;
+}
+
+}  // namespace
+
 void Enrollments::Apply(const std::string& method,
                         const std::string& name_field, const std::string& name,
                         const std::string& request_id,
@@ -605,14 +735,7 @@ void Enrollments::Apply(const std::string& method,
     (*inner)(std::move(r));
   };
 
-  // The idempotency key: the request id, except that a reminder is
-  // acknowledged once whatever the request id ("/" keeps the key apart from
-  // every request id a client may choose).
-  std::string key = request_id;
-  if (payload.has_reminder_acknowledged()) {
-    absl::string_view reminder = payload.reminder_acknowledged().reminder();
-    key = absl::StrCat("reminder/", reminder.substr(reminder.rfind('/') + 1));
-  }
+  std::string key = IdempotencyKey(request_id, payload);
   // No lookup of the idempotency record before the work: the commit finds
   // a retried request inside its transaction and answers with the first
   // result (Committed), so the common, first call costs no extra read. A
@@ -639,85 +762,29 @@ void Enrollments::Apply(const std::string& method,
                              });
   };
 
-  absl::StatusOr<EnrollmentRow> row =
-      deps_.store->GetEnrollment(en.tenant, en.id);
-  if (!row.ok()) return refuse(row.status());
-  if (expected_revision != 0 && expected_revision != row->revision) {
-    return refuse(absl::AbortedError(
-        absl::StrCat("expected_revision: enrollment ", en.id,
-                     " is at revision ", row->revision, ", not ",
-                     expected_revision, "; read it again and retry")));
-  }
-  absl::StatusOr<internal::EnrollmentState> state = ParseState(*row);
-  if (!state.ok()) return refuse(state.status());
-  std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
-  int version = payload.has_workflow_migrated()
-                    ? payload.workflow_migrated().to_version()
-                    : state->enrollment().workflow_version();
-  const WorkflowTemplate* workflow =
-      catalog->Find(state->enrollment().workflow_id(), version);
-  if (workflow == nullptr) {
-    return refuse(absl::FailedPreconditionError(
-        absl::StrCat("enrollment ", en.id, " needs workflow ",
-                     state->enrollment().workflow_id(), "@", version,
-                     ", which is not loaded; load that version or migrate the "
-                     "enrollment")));
-  }
-
+  absl::StatusOr<WriteTarget> target =
+      LoadWriteTarget(deps_, en, expected_revision, payload);
+  if (!target.ok()) return refuse(target.status());
   // Time never runs backwards within an enrollment's log.
-  absl::Time now = std::max(deps_.clock->Now(), row->update_time);
-  v1::Event event;
-  event.set_sequence(row->revision + 1);
-  event.set_type(runtime::EventTypeFor(payload));
-  *event.mutable_actor() = actor;
-  *event.mutable_record_time() = ToProto(now);
-  event.set_request_id(request_id);
-  *event.mutable_payload() = std::move(payload);
-  static const QuestionnaireCatalog* const kNoInstruments =
-      new QuestionnaireCatalog();
-  absl::Status scored =
-      ScoreEvent(event, deps_.questionnaires != nullptr ? deps_.questionnaires
-                                                        : kNoInstruments);
-  if (!scored.ok()) return refuse(scored);
-  absl::StatusOr<absl::TimeZone> zone =
-      LoadZone(state->enrollment().time_zone());
-  if (!zone.ok()) return refuse(zone.status());
-  absl::Status plausible = CheckClinicalTimes(
-      event.payload(), now, FromProtoTime(state->enrollment().create_time()),
-      *zone, deps_.future_leeway);
-  if (!plausible.ok()) return refuse(plausible);
-
-  absl::StatusOr<runtime::StepResult> stepped =
-      runtime::Step(*workflow, &Enrollments::LoadZone, *state, event);
+  absl::Time now = std::max(deps_.clock->Now(), target->row.update_time);
+  absl::StatusOr<v1::Event> event =
+      NextEvent(deps_, *target, actor, request_id, std::move(payload), now);
+  if (!event.ok()) return refuse(event.status());
+  absl::StatusOr<runtime::StepResult> stepped = runtime::Step(
+      *target->workflow, &Enrollments::LoadZone, target->state, *event);
   if (!stepped.ok()) return refuse(stepped.status());
-  SealEvent(state->last_event_hash(), *stepped, event);
+  const std::string& prev_hash = target->state.last_event_hash();
+  SealEvent(prev_hash, *stepped, *event);
+  v1::SubmitEventResponse response =
+      SubmitResponseFor(*event, *stepped, deps_.safety);
 
-  v1::SubmitEventResponse response;
-  *response.mutable_enrollment() = stepped->state.enrollment();
-  *response.mutable_event() = event;
-  *response.mutable_scores() = event.scores();
-  response.set_band(event.band());
-  bool safety = false;
-  for (const std::string& f : event.flags()) {
-    response.add_flags(f);
-    safety = safety || IsSafetyFlag(f);
-  }
-  if (safety) {
-    for (const std::string& c : deps_.safety.crisis_resources) {
-      response.add_crisis_resources(c);
-    }
-  }
-
-  WriteBatch batch;
-  batch.request = RequestRecord{
-      en.tenant, key, method, fingerprint, response.SerializeAsString(), now};
-  batch.update = EnrollmentUpdate{row->revision, RowFrom(en, stepped->state)};
-  batch.events.push_back(EventRowFor(en, event, state->last_event_hash(), now));
-  batch.audit.push_back(
+  WriteBatch batch = SubmitBatch(
+      en, *target, *event, *stepped,
+      RequestRecord{en.tenant, key, method, fingerprint,
+                    response.SerializeAsString(), now},
       ChangeAudit(actor, method, en.tenant, en.Format(), request_id, now));
-  AddEffects(en, stepped->effects, batch);
 
-  v1::EventPayload retry_payload = event.payload();
+  v1::EventPayload retry_payload = event->payload();
   deps_.store->CommitAsync(
       std::move(batch),
       [this, method, name_field, name, request_id, expected_revision,
@@ -750,11 +817,14 @@ void Enrollments::Apply(const std::string& method,
       });
 }
 
-absl::StatusOr<v1::MigrateEnrollmentsResponse> Enrollments::Migrate(
-    const v1::MigrateEnrollmentsRequest& request, const v1::Actor& actor) {
-  constexpr absl::string_view kMethod = "MigrateEnrollments";
-  IPSRT_ASSIGN_OR_RETURN(std::string tenant,
-                         ParseParent("parent", request.parent()));
+namespace {
+
+// CheckMigrationVersions checks a migration's workflow and versions: both
+// given, different, and both loaded in `catalog` (NOT_FOUND otherwise), and
+// that every stage_mapping entry names a stage of each version.
+absl::Status CheckMigrationVersions(
+    const v1::MigrateEnrollmentsRequest& request,
+    const WorkflowCatalog& catalog) {
   if (request.workflow_id().empty()) {
     return absl::InvalidArgumentError("workflow_id: must not be empty");
   }
@@ -769,11 +839,10 @@ absl::StatusOr<v1::MigrateEnrollmentsResponse> Enrollments::Migrate(
   if (!request.dry_run()) {
     IPSRT_RETURN_IF_ERROR(CheckRequestId("request_id", request.request_id()));
   }
-  std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
   const WorkflowTemplate* from =
-      catalog->Find(request.workflow_id(), request.from_version());
+      catalog.Find(request.workflow_id(), request.from_version());
   const WorkflowTemplate* to =
-      catalog->Find(request.workflow_id(), request.to_version());
+      catalog.Find(request.workflow_id(), request.to_version());
   for (const auto& [version, t] : {std::pair{request.from_version(), from},
                                    std::pair{request.to_version(), to}}) {
     if (t == nullptr) {
@@ -796,23 +865,38 @@ absl::StatusOr<v1::MigrateEnrollmentsResponse> Enrollments::Migrate(
                        " has no stage \"", new_stage, "\""));
     }
   }
-  // Every enrollment of the tenant on from_version, oldest first.
+  return absl::OkStatus();
+}
+
+// EnrollmentsOnVersion lists every enrollment of `tenant` on version
+// `version` of `workflow_id`, oldest first, reading the store page by page.
+absl::StatusOr<std::vector<EnrollmentRow>> EnrollmentsOnVersion(
+    Store& store, const std::string& tenant, const std::string& workflow_id,
+    int version) {
+  constexpr int kPage = 500;
   std::vector<EnrollmentRow> rows;
   EnrollmentFilter filter;
   filter.tenant = tenant;
-  filter.workflow_id = request.workflow_id();
+  filter.workflow_id = workflow_id;
   std::optional<EnrollmentCursor> after;
   while (true) {
     IPSRT_ASSIGN_OR_RETURN(std::vector<EnrollmentRow> page,
-                           deps_.store->ListEnrollments(filter, after, 500));
+                           store.ListEnrollments(filter, after, kPage));
     for (EnrollmentRow& row : page) {
-      if (row.workflow_version == request.from_version()) {
-        rows.push_back(std::move(row));
-      }
+      if (row.workflow_version == version) rows.push_back(std::move(row));
     }
-    if (page.size() < 500) break;
+    if (page.size() < static_cast<size_t>(kPage)) break;
     after = EnrollmentCursor{page.back().create_time, page.back().id};
   }
+  return rows;
+}
+
+// PlanMigration is the dry-run answer: each enrollment with its stage now
+// and the stage it moves to. INVALID_ARGUMENT, naming the first stage in
+// name order, when an enrollment's stage has no mapping.
+absl::StatusOr<v1::MigrateEnrollmentsResponse> PlanMigration(
+    const v1::MigrateEnrollmentsRequest& request, const std::string& tenant,
+    const std::vector<EnrollmentRow>& rows) {
   std::map<std::string, int> unmapped;
   for (const EnrollmentRow& row : rows) {
     if (!request.stage_mapping().count(row.stage)) ++unmapped[row.stage];
@@ -831,6 +915,24 @@ absl::StatusOr<v1::MigrateEnrollmentsResponse> Enrollments::Migrate(
     m->set_from_stage(row.stage);
     m->set_to_stage(request.stage_mapping().at(row.stage));
   }
+  return response;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::MigrateEnrollmentsResponse> Enrollments::Migrate(
+    const v1::MigrateEnrollmentsRequest& request, const v1::Actor& actor) {
+  constexpr absl::string_view kMethod = "MigrateEnrollments";
+  IPSRT_ASSIGN_OR_RETURN(std::string tenant,
+                         ParseParent("parent", request.parent()));
+  std::shared_ptr<const WorkflowCatalog> catalog = deps_.workflows->Get();
+  IPSRT_RETURN_IF_ERROR(CheckMigrationVersions(request, *catalog));
+  IPSRT_ASSIGN_OR_RETURN(
+      std::vector<EnrollmentRow> rows,
+      EnrollmentsOnVersion(*deps_.store, tenant, request.workflow_id(),
+                           request.from_version()));
+  IPSRT_ASSIGN_OR_RETURN(v1::MigrateEnrollmentsResponse response,
+                         PlanMigration(request, tenant, rows));
   if (request.dry_run()) return response;
   v1::MigrateEnrollmentsRequest unkeyed = request;
   unkeyed.clear_request_id();

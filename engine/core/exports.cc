@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <set>
 #include <utility>
@@ -414,6 +415,62 @@ absl::Status Exports::CheckTargets() const {
   return absl::OkStatus();
 }
 
+namespace {
+
+// StoredPushResponse reads the answer of a recorded push (an ExportPushed
+// record); DATA_LOSS when the record does not parse.
+absl::StatusOr<v1::PushEnrollmentResponse> StoredPushResponse(
+    const std::string& record_bytes) {
+  internal::ExportPushed first;
+  if (!first.ParseFromString(record_bytes)) {
+    return absl::DataLossError("store: stored push record is corrupt");
+  }
+  return first.response();
+}
+
+// CheckSameRequest refuses, with FAILED_PRECONDITION, a request id already
+// recorded for a different push (another method or other content).
+absl::Status CheckSameRequest(const RequestRecord& seen,
+                              const std::string& request_id,
+                              const std::string& fingerprint) {
+  if (seen.method != kPushMethod || seen.payload_hash != fingerprint) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request_id: \"", request_id, "\" was already used for a different ",
+        seen.method, " request; use a new request id for a new request"));
+  }
+  return absl::OkStatus();
+}
+
+// PushIdempotencyKey is the key a delivery carries: the same export
+// (enrollment at a revision, format, target) always carries the same key,
+// whichever request id retries it.
+std::string PushIdempotencyKey(const EnrollmentName& name, int64_t revision,
+                               const ExportTargetConfig& target) {
+  return absl::StrCat(
+      "ipsrt-push-", Sha256Hex(absl::StrCat(name.Format(), "\n", revision, "\n",
+                                            target.format, "\n", target.name))
+                         .substr(0, 32));
+}
+
+// PushRecord is what a delivered push records under its request id.
+internal::ExportPushed PushRecord(
+    const plugin::v1::DeliverExportResponse& delivered,
+    const ExportTargetConfig& target, int64_t revision,
+    const std::string& idempotency_key, absl::Time now) {
+  internal::ExportPushed record;
+  record.mutable_response()->set_created(delivered.created());
+  record.mutable_response()->set_unchanged(delivered.unchanged());
+  record.set_target(target.name);
+  record.set_format(target.format);
+  record.set_revision(revision);
+  record.set_receipt(delivered.receipt());
+  record.set_idempotency_key(idempotency_key);
+  record.set_push_time_us(absl::ToUnixMicros(now));
+  return record;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::PushEnrollmentResponse> Exports::Push(
     const v1::PushEnrollmentRequest& request, const v1::Actor& actor) const {
   IPSRT_ASSIGN_OR_RETURN(EnrollmentName name,
@@ -441,21 +498,15 @@ absl::StatusOr<v1::PushEnrollmentResponse> Exports::Push(
       std::optional<RequestRecord> seen,
       deps_.store->LookupRequest(name.tenant, request.request_id()));
   if (seen.has_value()) {
-    if (seen->method != kPushMethod || seen->payload_hash != fingerprint) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("request_id: \"", request.request_id(),
-                       "\" was already used for a different ", seen->method,
-                       " request; use a new request id for a new request"));
-    }
-    internal::ExportPushed first;
-    if (!first.ParseFromString(seen->response)) {
-      return absl::DataLossError("store: stored push record is corrupt");
-    }
+    IPSRT_RETURN_IF_ERROR(
+        CheckSameRequest(*seen, request.request_id(), fingerprint));
+    IPSRT_ASSIGN_OR_RETURN(v1::PushEnrollmentResponse first,
+                           StoredPushResponse(seen->response));
     WriteBatch replay;
     audit.outcome = "OK (replayed)";
     replay.audit.push_back(audit);
     IPSRT_RETURN_IF_ERROR(deps_.store->Commit(std::move(replay)).status());
-    return first.response();
+    return first;
   }
 
   const std::string where =
@@ -485,12 +536,7 @@ absl::StatusOr<v1::PushEnrollmentResponse> Exports::Push(
   deliver.set_format(target->format);
   deliver.set_content_type(rendered.content_type());
   deliver.set_content(std::move(*rendered.mutable_content()));
-  // The same export (enrollment at a revision, format, target) always
-  // carries the same key, whichever request id retries it.
-  deliver.set_idempotency_key(absl::StrCat(
-      "ipsrt-push-", Sha256Hex(absl::StrCat(name.Format(), "\n", revision, "\n",
-                                            target->format, "\n", target->name))
-                         .substr(0, 32)));
+  deliver.set_idempotency_key(PushIdempotencyKey(name, revision, *target));
   deliver.set_target(target->deliverer_target);
   absl::StatusOr<plugin::v1::DeliverExportResponse> delivered =
       deliverer->DeliverExport(deliver);
@@ -500,15 +546,8 @@ absl::StatusOr<v1::PushEnrollmentResponse> Exports::Push(
                                     ") refused ", name.Format()));
   }
 
-  internal::ExportPushed record;
-  record.mutable_response()->set_created(delivered->created());
-  record.mutable_response()->set_unchanged(delivered->unchanged());
-  record.set_target(target->name);
-  record.set_format(target->format);
-  record.set_revision(revision);
-  record.set_receipt(delivered->receipt());
-  record.set_idempotency_key(deliver.idempotency_key());
-  record.set_push_time_us(absl::ToUnixMicros(now));
+  internal::ExportPushed record =
+      PushRecord(*delivered, *target, revision, deliver.idempotency_key(), now);
   WriteBatch batch;
   batch.request = RequestRecord{.tenant = name.tenant,
                                 .request_id = request.request_id(),
@@ -528,13 +567,7 @@ absl::StatusOr<v1::PushEnrollmentResponse> Exports::Push(
                      "); retry with the same request_id: the delivery "
                      "carries the same idempotency key"));
   }
-  if (committed->replayed) {
-    internal::ExportPushed first;
-    if (!first.ParseFromString(committed->response)) {
-      return absl::DataLossError("store: stored push record is corrupt");
-    }
-    return first.response();
-  }
+  if (committed->replayed) return StoredPushResponse(committed->response);
   return record.response();
 }
 
@@ -655,6 +688,134 @@ absl::StatusOr<BulkExportStatus> Exports::Bulk(const BulkExportJob& job) const {
   return done;
 }
 
+namespace {
+
+// EnrollmentIds lists the ids of the enrollments `tenant` has now, in
+// creation order; `cancelled` is asked before each page.
+absl::StatusOr<std::vector<std::string>> EnrollmentIds(
+    Store& store, const std::string& tenant,
+    const std::function<absl::Status()>& cancelled) {
+  std::vector<std::string> ids;
+  std::optional<EnrollmentCursor> cursor;
+  while (true) {
+    IPSRT_RETURN_IF_ERROR(cancelled());
+    EnrollmentFilter filter;
+    filter.tenant = tenant;
+    IPSRT_ASSIGN_OR_RETURN(
+        std::vector<EnrollmentRow> rows,
+        store.ListEnrollments(filter, cursor, kEnrollmentPage));
+    for (const EnrollmentRow& r : rows) ids.push_back(r.id);
+    if (static_cast<int>(rows.size()) < kEnrollmentPage) break;
+    cursor = EnrollmentCursor{rows.back().create_time, rows.back().id};
+  }
+  return ids;
+}
+
+// BulkStaging is a bulk export's output while it is written: one NDJSON
+// file per resource type in the staging directory `dir` (shown to users as
+// `relative`), and the names of the files created there (`created`, for
+// the clean-up on failure).
+struct BulkStaging {
+  int dir;
+  std::string relative;
+  std::vector<std::string>* created;
+  std::map<std::string, std::unique_ptr<NdjsonFile>> files;
+};
+
+// AppendResources appends each resource one enrollment (`name`) rendered
+// as one line of <type>.ndjson and counts it in `status`.
+// FAILED_PRECONDITION when the format renders a document rather than
+// resources, or a resource is not one non-empty line of a named type.
+absl::Status AppendResources(const plugin::v1::RenderExportResponse& rendered,
+                             absl::string_view format,
+                             absl::string_view plugin_name,
+                             const std::string& name, BulkStaging& staging,
+                             BulkExportStatus& status) {
+  if (rendered.resources().empty() && !rendered.content().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "format: \"", format,
+        "\" renders one document per enrollment, "
+        "not resources; bulk export needs a resource-wise format such as ",
+        kDefaultBulkFormat));
+  }
+  for (const plugin::v1::ExportedResource& res : rendered.resources()) {
+    if (!IsResourceType(res.resource_type()) ||
+        res.content().find('\n') != std::string::npos ||
+        res.content().empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "exporter plugin \"", plugin_name, "\" rendered ", name,
+          " with a resource that is not one line of a named type"));
+    }
+    auto it = staging.files.find(res.resource_type());
+    if (it == staging.files.end()) {
+      const std::string file_name =
+          absl::StrCat(res.resource_type(), ".ndjson");
+      staging.created->push_back(file_name);
+      IPSRT_ASSIGN_OR_RETURN(
+          std::unique_ptr<NdjsonFile> f,
+          NdjsonFile::Create(
+              staging.dir, file_name,
+              (fs::path(staging.relative) / file_name).string()));
+      it = staging.files.emplace(res.resource_type(), std::move(f)).first;
+      status.files[res.resource_type()] =
+          (fs::path(staging.relative) / file_name).string();
+    }
+    IPSRT_RETURN_IF_ERROR(it->second->Append(res.content()));
+    ++status.counts[res.resource_type()];
+    ++status.resources;
+  }
+  return absl::OkStatus();
+}
+
+// BulkManifest is manifest.json, after FHIR Bulk Data's $export output
+// manifest: one output entry per resource type written.
+nlohmann::ordered_json BulkManifest(const BulkExportJob& job,
+                                    const std::string& format,
+                                    const LoadedPlugin& plugin,
+                                    const BulkExportStatus& status,
+                                    absl::Time now) {
+  nlohmann::ordered_json manifest;
+  manifest["transactionTime"] =
+      absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone());
+  manifest["request"] =
+      absl::StrCat("BulkExport tenants/", job.tenant, " format ", format);
+  manifest["requiresAccessToken"] = false;
+  manifest["format"] = format;
+  manifest["exporter"] =
+      absl::StrCat(plugin.name(), " ", plugin.description().version());
+  manifest["enrollments"] = status.enrollments_done;
+  manifest["output"] = nlohmann::ordered_json::array();
+  for (const auto& [type, count] : status.counts) {
+    manifest["output"].push_back({{"type", type},
+                                  {"url", absl::StrCat(type, ".ndjson")},
+                                  {"count", count}});
+  }
+  manifest["error"] = nlohmann::ordered_json::array();
+  return manifest;
+}
+
+// PublishStaging renames the finished staging directory to its final
+// name in `parent`; ALREADY_EXISTS when someone else created that name in
+// the meantime (nothing is replaced).
+absl::Status PublishStaging(int parent, const std::string& staging_name,
+                            const std::string& final_name,
+                            const std::string& relative) {
+  if (::renameat2(parent, staging_name.c_str(), parent, final_name.c_str(),
+                  RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "output_dir: \"", relative,
+          "\" was created by someone else during the export; nothing was "
+          "published"));
+    }
+    return absl::InternalError(absl::StrCat("export: cannot publish ", relative,
+                                            ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<BulkExportStatus> Exports::BulkUnlogged(
     const BulkExportJob& job) const {
   const std::string format =
@@ -695,7 +856,7 @@ absl::StatusOr<BulkExportStatus> Exports::BulkUnlogged(
       ::unlinkat(parent, name.c_str(), AT_REMOVEDIR);
     }
   } cleanup{parent.get(), staging.get(), staging_name};
-  auto cancelled = [&]() -> absl::Status {
+  const std::function<absl::Status()> cancelled = [&]() -> absl::Status {
     if (job.cancelled && job.cancelled()) {
       return absl::CancelledError(
           "bulk export cancelled; nothing was published");
@@ -703,25 +864,12 @@ absl::StatusOr<BulkExportStatus> Exports::BulkUnlogged(
     return absl::OkStatus();
   };
 
-  // The enrollments existing now, in creation order.
-  std::vector<std::string> ids;
-  std::optional<EnrollmentCursor> cursor;
-  while (true) {
-    IPSRT_RETURN_IF_ERROR(cancelled());
-    EnrollmentFilter filter;
-    filter.tenant = job.tenant;
-    IPSRT_ASSIGN_OR_RETURN(
-        std::vector<EnrollmentRow> rows,
-        deps_.store->ListEnrollments(filter, cursor, kEnrollmentPage));
-    for (const EnrollmentRow& r : rows) ids.push_back(r.id);
-    if (static_cast<int>(rows.size()) < kEnrollmentPage) break;
-    cursor = EnrollmentCursor{rows.back().create_time, rows.back().id};
-  }
-
+  IPSRT_ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                         EnrollmentIds(*deps_.store, job.tenant, cancelled));
   BulkExportStatus status;
   status.enrollments_total = static_cast<int64_t>(ids.size());
   if (job.on_progress) job.on_progress(status);
-  std::map<std::string, std::unique_ptr<NdjsonFile>> files;
+  BulkStaging output{staging.get(), relative, &cleanup.files, {}};
   for (const std::string& id : ids) {
     IPSRT_RETURN_IF_ERROR(cancelled());
     const std::string name =
@@ -736,84 +884,29 @@ absl::StatusOr<BulkExportStatus> Exports::BulkUnlogged(
     if (!render.ok()) return render.status();
     IPSRT_ASSIGN_OR_RETURN(plugin::v1::RenderExportResponse rendered,
                            Render(plugin, *render, name));
-    if (rendered.resources().empty() && !rendered.content().empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "format: \"", format,
-          "\" renders one document per enrollment, "
-          "not resources; bulk export needs a resource-wise format such as ",
-          kDefaultBulkFormat));
-    }
-    for (const plugin::v1::ExportedResource& res : rendered.resources()) {
-      if (!IsResourceType(res.resource_type()) ||
-          res.content().find('\n') != std::string::npos ||
-          res.content().empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "exporter plugin \"", plugin->name(), "\" rendered ", name,
-            " with a resource that is not one line of a named type"));
-      }
-      auto it = files.find(res.resource_type());
-      if (it == files.end()) {
-        const std::string file_name =
-            absl::StrCat(res.resource_type(), ".ndjson");
-        cleanup.files.push_back(file_name);
-        IPSRT_ASSIGN_OR_RETURN(
-            std::unique_ptr<NdjsonFile> f,
-            NdjsonFile::Create(staging.get(), file_name,
-                               (fs::path(relative) / file_name).string()));
-        it = files.emplace(res.resource_type(), std::move(f)).first;
-        status.files[res.resource_type()] =
-            (fs::path(relative) / file_name).string();
-      }
-      IPSRT_RETURN_IF_ERROR(it->second->Append(res.content()));
-      ++status.counts[res.resource_type()];
-      ++status.resources;
-    }
+    IPSRT_RETURN_IF_ERROR(AppendResources(rendered, format, plugin->name(),
+                                          name, output, status));
     ++status.enrollments_done;
     if (job.on_progress) job.on_progress(status);
   }
   IPSRT_RETURN_IF_ERROR(cancelled());
-  for (auto& [type, f] : files) IPSRT_RETURN_IF_ERROR(f->Close());
+  for (auto& [type, f] : output.files) IPSRT_RETURN_IF_ERROR(f->Close());
 
-  // manifest.json, after FHIR Bulk Data's $export output manifest.
-  nlohmann::ordered_json manifest;
-  manifest["transactionTime"] = absl::FormatTime(
-      absl::RFC3339_full, deps_.clock->Now(), absl::UTCTimeZone());
-  manifest["request"] =
-      absl::StrCat("BulkExport tenants/", job.tenant, " format ", format);
-  manifest["requiresAccessToken"] = false;
-  manifest["format"] = format;
-  manifest["exporter"] =
-      absl::StrCat(plugin->name(), " ", plugin->description().version());
-  manifest["enrollments"] = status.enrollments_done;
-  manifest["output"] = nlohmann::ordered_json::array();
-  for (const auto& [type, count] : status.counts) {
-    manifest["output"].push_back({{"type", type},
-                                  {"url", absl::StrCat(type, ".ndjson")},
-                                  {"count", count}});
-  }
-  manifest["error"] = nlohmann::ordered_json::array();
   {
     cleanup.files.push_back("manifest.json");
     IPSRT_ASSIGN_OR_RETURN(
         std::unique_ptr<NdjsonFile> f,
         NdjsonFile::Create(staging.get(), "manifest.json",
                            (fs::path(relative) / "manifest.json").string()));
-    IPSRT_RETURN_IF_ERROR(f->Append(manifest.dump(2)));
+    IPSRT_RETURN_IF_ERROR(
+        f->Append(BulkManifest(job, format, *plugin, status, deps_.clock->Now())
+                      .dump(2)));
     IPSRT_RETURN_IF_ERROR(f->Close());
   }
   IPSRT_RETURN_IF_ERROR(SyncFd(staging.get(), "the staging directory"));
   if (job.before_publish) IPSRT_RETURN_IF_ERROR(job.before_publish());
-  if (::renameat2(parent.get(), staging_name.c_str(), parent.get(),
-                  opened.name.c_str(), RENAME_NOREPLACE) != 0) {
-    if (errno == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "output_dir: \"", relative,
-          "\" was created by someone else during the export; nothing was "
-          "published"));
-    }
-    return absl::InternalError(absl::StrCat("export: cannot publish ", relative,
-                                            ": ", std::strerror(errno)));
-  }
+  IPSRT_RETURN_IF_ERROR(
+      PublishStaging(parent.get(), staging_name, opened.name, relative));
   cleanup.keep = true;
   IPSRT_RETURN_IF_ERROR(SyncFd(parent.get(), "the output's directory"));
   return status;

@@ -81,6 +81,111 @@ SourcePos IdPos(const YAML::Node& map) {
 }
 
 // Parser reads one template, collecting every problem in `r`.
+// StageEdges is the stage graph: for each stage (by index), the stages an
+// exit or a move_to of its rules or of the workflow's rules leads to.
+using StageEdges = std::vector<std::set<int>>;
+
+// StageGraph builds the stage graph of `t`, whose references all resolve
+// (StageIndex finds each).
+StageEdges StageGraph(const WorkflowTemplate& t) {
+  const int n = static_cast<int>(t.stages.size());
+  StageEdges edges(n);
+  auto add_moves = [&](int from, const std::vector<RuleTemplate>& rules) {
+    for (const RuleTemplate& rule : rules) {
+      for (const auto* actions : {&rule.then, &rule.otherwise}) {
+        for (const Action& a : *actions) {
+          if (a.kind == Action::Kind::kMoveTo) {
+            edges[from].insert(t.StageIndex(a.stage));
+          }
+        }
+      }
+    }
+  };
+  for (int i = 0; i < n; ++i) {
+    for (const ExitTemplate& e : t.stages[i].exits) {
+      edges[i].insert(t.StageIndex(e.to));
+    }
+    add_moves(i, t.stages[i].rules);
+    add_moves(i, t.rules);
+  }
+  return edges;
+}
+
+// ReachedFromFirst marks the stages a path from stage 0 reaches (stage 0
+// included); `edges` is not empty.
+std::vector<bool> ReachedFromFirst(const StageEdges& edges) {
+  std::vector<bool> reached(edges.size(), false);
+  std::vector<int> todo = {0};
+  reached[0] = true;
+  while (!todo.empty()) {
+    int s = todo.back();
+    todo.pop_back();
+    for (int next : edges[s]) {
+      if (!reached[next]) {
+        reached[next] = true;
+        todo.push_back(next);
+      }
+    }
+  }
+  return reached;
+}
+
+// StronglyConnected numbers the strongly connected components of the
+// stage graph (Tarjan's algorithm, iterative so that a long chain of
+// stages cannot exhaust the stack; linear in stages and edges): returns
+// each stage's component, and the number of components in `components`.
+std::vector<int> StronglyConnected(const StageEdges& edges, int* components) {
+  const int n = static_cast<int>(edges.size());
+  std::vector<int> index(n, -1), low(n, 0), comp(n, -1);
+  std::vector<bool> on_stack(n, false);
+  std::vector<int> stack;
+  int counter = 0;
+  *components = 0;
+  struct Visit {
+    int v;
+    std::set<int>::const_iterator next;
+  };
+  for (int root = 0; root < n; ++root) {
+    if (index[root] >= 0) continue;
+    std::vector<Visit> calls;
+    auto enter = [&](int v) {
+      index[v] = low[v] = counter++;
+      stack.push_back(v);
+      on_stack[v] = true;
+      calls.push_back(Visit{v, edges[v].begin()});
+    };
+    enter(root);
+    while (!calls.empty()) {
+      Visit& call = calls.back();
+      const int v = call.v;
+      if (call.next != edges[v].end()) {
+        const int w = *call.next++;
+        if (index[w] < 0) {
+          enter(w);
+        } else if (on_stack[w]) {
+          low[v] = std::min(low[v], index[w]);
+        }
+        continue;
+      }
+      if (low[v] == index[v]) {
+        int w;
+        do {
+          w = stack.back();
+          stack.pop_back();
+          on_stack[w] = false;
+          comp[w] = *components;
+        } while (w != v);
+        ++*components;
+      }
+      calls.pop_back();
+      if (!calls.empty()) {
+        low[calls.back().v] = std::min(low[calls.back().v], low[v]);
+      }
+    }
+  }
+  return comp;
+}
+
 class Parser {
  public:
   Parser(YamlReader& r, absl::string_view source, const ModelContext& context,
@@ -112,6 +217,11 @@ class Parser {
                  const char* key, const IsoDuration& cadence);
   void CheckReferences(const WorkflowTemplate& t, const YAML::Node& root);
   void CheckGraph(const WorkflowTemplate& t, const YAML::Node& root);
+  // ReadStage reads the stage map `s` (`p`: stages[i]) into `st`. False
+  // when reading must stop: the template has more tasks than the limit.
+  bool ReadStage(const YAML::Node& s, const std::string& p, StageTemplate& st);
+  // ReadExits reads a stage's `exit` list, {to, when} each, into `st`.
+  void ReadExits(const YAML::Node& s, const std::string& p, StageTemplate& st);
   void ReadNamedConditions(const YAML::Node& root, WorkflowTemplate& t);
   void ReadProblemAreas(const YAML::Node& root, WorkflowTemplate& t);
   void ApplySafetyFloors(WorkflowTemplate& t);
@@ -544,65 +654,7 @@ WorkflowTemplate Parser::Parse(const YAML::Node& document) {
       StageTemplate st;
       st.pos = IdPos(s);
       if (!r_.ExpectMap(s, p, false)) continue;
-      r_.ExpectKeys(s, p,
-                    {"id", "title", "description", "cadence", "tasks", "exit",
-                     "rules", "open_ended"});
-      st.id = Id(s, p, "stage");
-      st.title = r_.String(s, p, "title", "", true);
-      st.description = r_.String(s, p, "description", "");
-      st.open_ended = r_.Bool(s, p, "open_ended", false);
-      st.session_cadence = r_.String(s, p, "cadence", "");
-      std::optional<IsoDuration> cadence = Duration(s, p, "cadence", true);
-      if (cadence.has_value()) {
-        WholeDays(s, p, "cadence", *cadence);
-        st.cadence = *cadence;
-      }
-      YAML::Node tasks = s["tasks"];
-      if (tasks.IsDefined() && !tasks.IsSequence()) {
-        r_.Error(tasks, YamlReader::Join(p, "tasks"), "must be a list");
-      } else if (tasks.IsDefined()) {
-        for (size_t j = 0; j < tasks.size(); ++j) {
-          if (++tasks_read_ > limits_.max_tasks) {
-            r_.Error(tasks[j],
-                     YamlReader::Join(YamlReader::Join(p, "tasks"), j),
-                     absl::StrCat("more than ", limits_.max_tasks,
-                                  " tasks in the template (the limit)"));
-            return t;
-          }
-          st.tasks.push_back(ReadTask(
-              tasks[j], YamlReader::Join(YamlReader::Join(p, "tasks"), j)));
-        }
-      }
-      YAML::Node exits = s["exit"];
-      if (exits.IsDefined() && !exits.IsSequence()) {
-        r_.Error(exits, YamlReader::Join(p, "exit"),
-                 "must be a list of {to, when}");
-      } else if (exits.IsDefined()) {
-        for (size_t j = 0; j < exits.size(); ++j) {
-          std::string ep = YamlReader::Join(YamlReader::Join(p, "exit"), j);
-          YAML::Node e = exits[j];
-          ExitTemplate ex;
-          ex.pos = PosOf(e);
-          if (!r_.ExpectMap(e, ep, false)) continue;
-          r_.ExpectKeys(e, ep, {"to", "when"});
-          ex.to = r_.String(e, ep, "to", "", true);
-          if (!ex.to.empty()) {
-            stage_refs_.push_back(
-                Ref{ex.to, PosOf(e["to"]), YamlReader::Join(ep, "to")});
-          }
-          ex.when = ReadCondition(e, ep);
-          st.exits.push_back(std::move(ex));
-        }
-      }
-      YAML::Node rules = s["rules"];
-      if (rules.IsDefined() && !rules.IsSequence()) {
-        r_.Error(rules, YamlReader::Join(p, "rules"), "must be a list");
-      } else if (rules.IsDefined()) {
-        for (size_t j = 0; j < rules.size(); ++j) {
-          st.rules.push_back(ReadRule(
-              rules[j], YamlReader::Join(YamlReader::Join(p, "rules"), j)));
-        }
-      }
+      if (!ReadStage(s, p, st)) return t;
       t.stages.push_back(std::move(st));
     }
     stage_ = -1;
@@ -621,6 +673,74 @@ WorkflowTemplate Parser::Parse(const YAML::Node& document) {
   ApplySafetyFloors(t);
   t.instruments_used = instruments_used_;
   return t;
+}
+
+bool Parser::ReadStage(const YAML::Node& s, const std::string& p,
+                       StageTemplate& st) {
+  r_.ExpectKeys(s, p,
+                {"id", "title", "description", "cadence", "tasks", "exit",
+                 "rules", "open_ended"});
+  st.id = Id(s, p, "stage");
+  st.title = r_.String(s, p, "title", "", true);
+  st.description = r_.String(s, p, "description", "");
+  st.open_ended = r_.Bool(s, p, "open_ended", false);
+  st.session_cadence = r_.String(s, p, "cadence", "");
+  std::optional<IsoDuration> cadence = Duration(s, p, "cadence", true);
+  if (cadence.has_value()) {
+    WholeDays(s, p, "cadence", *cadence);
+    st.cadence = *cadence;
+  }
+  YAML::Node tasks = s["tasks"];
+  if (tasks.IsDefined() && !tasks.IsSequence()) {
+    r_.Error(tasks, YamlReader::Join(p, "tasks"), "must be a list");
+  } else if (tasks.IsDefined()) {
+    for (size_t j = 0; j < tasks.size(); ++j) {
+      if (++tasks_read_ > limits_.max_tasks) {
+        r_.Error(tasks[j], YamlReader::Join(YamlReader::Join(p, "tasks"), j),
+                 absl::StrCat("more than ", limits_.max_tasks,
+                              " tasks in the template (the limit)"));
+        return false;
+      }
+      st.tasks.push_back(ReadTask(
+          tasks[j], YamlReader::Join(YamlReader::Join(p, "tasks"), j)));
+    }
+  }
+  ReadExits(s, p, st);
+  YAML::Node rules = s["rules"];
+  if (rules.IsDefined() && !rules.IsSequence()) {
+    r_.Error(rules, YamlReader::Join(p, "rules"), "must be a list");
+  } else if (rules.IsDefined()) {
+    for (size_t j = 0; j < rules.size(); ++j) {
+      st.rules.push_back(ReadRule(
+          rules[j], YamlReader::Join(YamlReader::Join(p, "rules"), j)));
+    }
+  }
+  return true;
+}
+
+void Parser::ReadExits(const YAML::Node& s, const std::string& p,
+                       StageTemplate& st) {
+  YAML::Node exits = s["exit"];
+  if (exits.IsDefined() && !exits.IsSequence()) {
+    r_.Error(exits, YamlReader::Join(p, "exit"),
+             "must be a list of {to, when}");
+  } else if (exits.IsDefined()) {
+    for (size_t j = 0; j < exits.size(); ++j) {
+      std::string ep = YamlReader::Join(YamlReader::Join(p, "exit"), j);
+      YAML::Node e = exits[j];
+      ExitTemplate ex;
+      ex.pos = PosOf(e);
+      if (!r_.ExpectMap(e, ep, false)) continue;
+      r_.ExpectKeys(e, ep, {"to", "when"});
+      ex.to = r_.String(e, ep, "to", "", true);
+      if (!ex.to.empty()) {
+        stage_refs_.push_back(
+            Ref{ex.to, PosOf(e["to"]), YamlReader::Join(ep, "to")});
+      }
+      ex.when = ReadCondition(e, ep);
+      st.exits.push_back(std::move(ex));
+    }
+  }
 }
 
 void Parser::ReadNamedConditions(const YAML::Node& root, WorkflowTemplate& t) {
@@ -836,39 +956,8 @@ void Parser::CheckReferences(const WorkflowTemplate& t,
 void Parser::CheckGraph(const WorkflowTemplate& t, const YAML::Node& root) {
   const int n = static_cast<int>(t.stages.size());
   if (n == 0 || !r_.ok()) return;  // references must resolve first
-  std::vector<std::set<int>> edges(n);
-  // Every reference resolved above, so StageIndex finds each (indexed).
-  auto add_moves = [&](int from, const std::vector<RuleTemplate>& rules) {
-    for (const RuleTemplate& rule : rules) {
-      for (const auto* actions : {&rule.then, &rule.otherwise}) {
-        for (const Action& a : *actions) {
-          if (a.kind == Action::Kind::kMoveTo) {
-            edges[from].insert(t.StageIndex(a.stage));
-          }
-        }
-      }
-    }
-  };
-  for (int i = 0; i < n; ++i) {
-    for (const ExitTemplate& e : t.stages[i].exits) {
-      edges[i].insert(t.StageIndex(e.to));
-    }
-    add_moves(i, t.stages[i].rules);
-    add_moves(i, t.rules);
-  }
-  std::vector<bool> reached(n, false);
-  std::vector<int> todo = {0};
-  reached[0] = true;
-  while (!todo.empty()) {
-    int s = todo.back();
-    todo.pop_back();
-    for (int next : edges[s]) {
-      if (!reached[next]) {
-        reached[next] = true;
-        todo.push_back(next);
-      }
-    }
-  }
+  const StageEdges edges = StageGraph(t);
+  const std::vector<bool> reached = ReachedFromFirst(edges);
   for (int i = 1; i < n; ++i) {
     if (!reached[i]) {
       SourcePos p = t.stages[i].pos;
@@ -879,54 +968,8 @@ void Parser::CheckGraph(const WorkflowTemplate& t, const YAML::Node& root) {
                               t.stages[0].id, "\""));
     }
   }
-  // Tarjan's strongly connected components, iterative (a long chain of
-  // stages must not exhaust the stack); linear in stages and edges.
-  std::vector<int> index(n, -1), low(n, 0), comp(n, -1);
-  std::vector<bool> on_stack(n, false);
-  std::vector<int> stack;
-  int counter = 0, components = 0;
-  struct Visit {
-    int v;
-    std::set<int>::const_iterator next;
-  };
-  for (int root = 0; root < n; ++root) {
-    if (index[root] >= 0) continue;
-    std::vector<Visit> calls;
-    auto enter = [&](int v) {
-      index[v] = low[v] = counter++;
-      stack.push_back(v);
-      on_stack[v] = true;
-      calls.push_back(Visit{v, edges[v].begin()});
-    };
-    enter(root);
-    while (!calls.empty()) {
-      Visit& call = calls.back();
-      const int v = call.v;
-      if (call.next != edges[v].end()) {
-        const int w = *call.next++;
-        if (index[w] < 0) {
-          enter(w);
-        } else if (on_stack[w]) {
-          low[v] = std::min(low[v], index[w]);
-        }
-        continue;
-      }
-      if (low[v] == index[v]) {
-        int w;
-        do {
-          w = stack.back();
-          stack.pop_back();
-          on_stack[w] = false;
-          comp[w] = components;
-        } while (w != v);
-        ++components;
-      }
-      calls.pop_back();
-      if (!calls.empty()) {
-        low[calls.back().v] = std::min(low[calls.back().v], low[v]);
-      }
-    }
-  }
+  int components = 0;
+  const std::vector<int> comp = StronglyConnected(edges, &components);
   std::vector<std::vector<int>> by_component(components);
   for (int v = 0; v < n; ++v) by_component[comp[v]].push_back(v);
   for (int c = 0; c < components; ++c) {

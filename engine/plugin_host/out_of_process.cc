@@ -185,6 +185,100 @@ absl::Status FromGrpc(const grpc::Status& s, absl::string_view plugin,
   }
 }
 
+// ChildEnvironment is the environment a plugin child starts with: the
+// engine's own minus any IPSRT_PLUGIN_* variable, plus the socket
+// directory, the protocol version and the clock offset (the engine's clock
+// minus the system clock, in microseconds; 0 without an injected clock).
+std::vector<std::string> ChildEnvironment(const std::string& socket_dir,
+                                          const Clock* clock) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (strncmp(*e, "IPSRT_PLUGIN_", 13) != 0) env_strings.emplace_back(*e);
+  }
+  env_strings.push_back("IPSRT_PLUGIN_SOCKET_DIR=" + socket_dir);
+  env_strings.push_back(
+      absl::StrCat("IPSRT_PLUGIN_PROTOCOL=", kOutOfProcessProtocol));
+  env_strings.push_back(absl::StrCat(
+      "IPSRT_PLUGIN_CLOCK_OFFSET_US=",
+      clock == nullptr
+          ? 0
+          : absl::ToInt64Microseconds(clock->Now() - absl::Now())));
+  return env_strings;
+}
+
+// CStrings points at each string of `strings`, null-terminated, as
+// execve() takes them; valid while `strings` is unchanged.
+std::vector<char*> CStrings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (std::string& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// ExecChild runs in the forked child and never returns: it moves into its
+// own process group (so stopping it takes every descendant, a wrapper
+// script's children too), dies with the engine (`parent`), applies the
+// memory and CPU limits (0: none), writes stdout to `stdout_fd`, reads
+// /dev/null and executes argv[0]. Only async-signal-safe calls.
+[[noreturn]] void ExecChild(char* const* argv, char* const* envp, int stdout_fd,
+                            rlim_t memory_limit, rlim_t cpu_limit,
+                            pid_t parent) {
+  setpgid(0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(126);
+  if (memory_limit > 0) {
+    rlimit r{memory_limit, memory_limit};
+    setrlimit(RLIMIT_AS, &r);
+  }
+  if (cpu_limit > 0) {
+    rlimit r{cpu_limit, cpu_limit + 1};
+    setrlimit(RLIMIT_CPU, &r);
+  }
+  dup2(stdout_fd, STDOUT_FILENO);
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+  execve(argv[0], argv, envp);
+  _exit(127);
+}
+
+// HandshakeFailure stops `child` (pid `pid`) after its handshake failed
+// with `failure` and says why: how the child ended when it has exited (it
+// is given up to a second to become reapable, unless the handshake timed
+// out), else `failure`.
+absl::Status HandshakeFailure(Child& child, pid_t pid,
+                              const absl::Status& failure,
+                              const std::string& name) {
+  int status = 0;
+  pid_t reaped = 0;
+  const int tries = absl::IsDeadlineExceeded(failure) ? 0 : 100;
+  for (int i = 0; i < tries && reaped == 0; ++i) {
+    reaped = waitpid(pid, &status, WNOHANG);
+    if (reaped == 0) absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (reaped == pid) {
+    child.pid = 0;
+    child.Stop();  // still kills what it left behind
+    return absl::UnavailableError(
+        absl::StrCat("plugin ", name, " ", DescribeExit(status),
+                     " before its handshake line",
+                     status == (127 << 8) ? " (could not execute it)" : ""));
+  }
+  child.Stop();
+  return failure;
+}
+
+// PluginChannel connects to a child's announced address. Export answers
+// are whole Bundles (ipsrt-plugin-runner accepts the same 64 MiB); gRPC's
+// 4 MiB default would cut off long courses.
+std::shared_ptr<grpc::Channel> PluginChannel(const std::string& address) {
+  grpc::ChannelArguments channel_args;
+  channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  channel_args.SetMaxReceiveMessageSize(64 << 20);
+  channel_args.SetMaxSendMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   channel_args);
+}
+
 class OutOfProcessTransport final : public PluginTransport {
  public:
   explicit OutOfProcessTransport(OutOfProcessOptions options)
@@ -313,25 +407,11 @@ class OutOfProcessTransport final : public PluginTransport {
 
     // Everything the child needs is prepared before fork(): only
     // async-signal-safe calls happen between fork and exec.
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (strncmp(*e, "IPSRT_PLUGIN_", 13) != 0) env_strings.emplace_back(*e);
-    }
-    env_strings.push_back("IPSRT_PLUGIN_SOCKET_DIR=" + child.socket_dir);
-    env_strings.push_back(
-        absl::StrCat("IPSRT_PLUGIN_PROTOCOL=", kOutOfProcessProtocol));
-    env_strings.push_back(absl::StrCat(
-        "IPSRT_PLUGIN_CLOCK_OFFSET_US=",
-        options_.clock == nullptr
-            ? 0
-            : absl::ToInt64Microseconds(options_.clock->Now() - absl::Now())));
-    std::vector<char*> envp;
-    for (std::string& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
+    std::vector<std::string> env_strings =
+        ChildEnvironment(child.socket_dir, options_.clock);
+    std::vector<char*> envp = CStrings(env_strings);
     std::vector<std::string> args = options_.argv;
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    std::vector<char*> argv = CStrings(args);
 
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0 || pipe2(child.wake, O_CLOEXEC) != 0) {
@@ -349,24 +429,8 @@ class OutOfProcessTransport final : public PluginTransport {
           absl::StrCat("plugin ", name, ": fork: ", strerror(errno)));
     }
     if (pid == 0) {
-      // Its own process group, so that stopping it takes every descendant
-      // (a wrapper script's children too).
-      setpgid(0, 0);
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(126);
-      if (memory_limit > 0) {
-        rlimit r{memory_limit, memory_limit};
-        setrlimit(RLIMIT_AS, &r);
-      }
-      if (cpu_limit > 0) {
-        rlimit r{cpu_limit, cpu_limit + 1};
-        setrlimit(RLIMIT_CPU, &r);
-      }
-      dup2(out[1], STDOUT_FILENO);
-      int devnull = open("/dev/null", O_RDONLY);
-      if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-      execve(argv[0], argv.data(), envp.data());
-      _exit(127);
+      ExecChild(argv.data(), envp.data(), out[1], memory_limit, cpu_limit,
+                parent);
     }
     close(out[1]);
     setpgid(pid, pid);  // also here: no race with the kill below
@@ -377,25 +441,8 @@ class OutOfProcessTransport final : public PluginTransport {
     absl::StatusOr<std::string> line = ReadHandshake(out[0], name);
     if (!line.ok()) {
       close(out[0]);
-      // A child that closed its output has most likely exited; give it a
-      // moment to become reapable so the message can say how it ended.
-      int status = 0;
-      pid_t reaped = 0;
-      const int tries = absl::IsDeadlineExceeded(line.status()) ? 0 : 100;
-      for (int i = 0; i < tries && reaped == 0; ++i) {
-        reaped = waitpid(pid, &status, WNOHANG);
-        if (reaped == 0) absl::SleepFor(absl::Milliseconds(10));
-      }
-      if (reaped == pid) {
-        child.pid = 0;
-        child.Stop();  // still kills what it left behind
-        return absl::UnavailableError(absl::StrCat(
-            "plugin ", name, " ", DescribeExit(status),
-            " before its handshake line",
-            status == (127 << 8) ? " (could not execute it)" : ""));
-      }
-      child.Stop();
-      return line.status();
+      // A child that closed its output has most likely exited: say how.
+      return HandshakeFailure(child, pid, line.status(), name);
     }
     child.drain = std::thread(&Drain, out[0], child.wake[0]);
 
@@ -404,14 +451,7 @@ class OutOfProcessTransport final : public PluginTransport {
       child.Stop();
       return address.status();
     }
-    grpc::ChannelArguments channel_args;
-    channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    // Export answers are whole Bundles (ipsrt-plugin-runner accepts the
-    // same 64 MiB); gRPC's 4 MiB default would cut off long courses.
-    channel_args.SetMaxReceiveMessageSize(64 << 20);
-    channel_args.SetMaxSendMessageSize(64 << 20);
-    child.channel = grpc::CreateCustomChannel(
-        *address, grpc::InsecureChannelCredentials(), channel_args);
+    child.channel = PluginChannel(*address);
 
     if (absl::Status s = CheckHealth(child.channel, options_.handshake_timeout,
                                      /*wait_for_ready=*/true);

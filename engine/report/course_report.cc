@@ -499,9 +499,10 @@ std::string RuleCondition(const WorkflowTemplate& w, absl::string_view reason) {
   return "";
 }
 
-std::string Timeline(const CourseReportInput& in, const Course& c,
-                     const TimeAxis& axis) {
-  const WorkflowTemplate& w = *in.workflow;
+// TimelineSvg draws the stages as coloured bands, each session as a mark
+// and each cadence change as a diamond along the report's time axis.
+std::string TimelineSvg(const WorkflowTemplate& w, const Course& c,
+                        const TimeAxis& axis) {
   constexpr double kHeight = 120;
   constexpr double kBandTop = 14, kBandBottom = 62;
   std::string svg = SvgOpen("timeline", kHeight,
@@ -545,19 +546,14 @@ std::string Timeline(const CourseReportInput& in, const Course& c,
   }
   absl::StrAppend(&svg, axis.Ticks(kBandTop, kHeight - kBottom), "</svg>");
 
-  std::string stages_text;
-  for (const StageSpan& s : c.stages) {
-    if (!stages_text.empty()) absl::StrAppend(&stages_text, "; ");
-    absl::StrAppend(&stages_text, s.stage, " from ", Date(s.start, axis.zone));
-  }
-  std::string out = absl::StrCat(
-      "<section id=\"course\"><h2>Stages, sessions and cadence</h2><figure>",
-      svg, "<figcaption>",
-      HtmlEscape(absl::StrCat(
-          "Stages as bands: ", stages_text.empty() ? "none" : stages_text, ". ",
-          c.sessions.size(), " sessions held (marks), ",
-          c.cadence_changes.size(), " cadence changes (diamonds).")),
-      "</figcaption></figure>\n");
+  return svg;
+}
+
+// CadenceChangesTable lists the cadence changes with why each happened (the
+// rule and its condition, or the stage entered).
+std::string CadenceChangesTable(const WorkflowTemplate& w, const Course& c,
+                                const TimeAxis& axis) {
+  std::string out;
   absl::StrAppend(&out, "<h3>Cadence changes</h3>");
   if (c.cadence_changes.empty()) {
     absl::StrAppend(&out, "<p>No cadence changes.</p>");
@@ -579,6 +575,12 @@ std::string Timeline(const CourseReportInput& in, const Course& c,
     }
     absl::StrAppend(&out, "</table>");
   }
+  return out;
+}
+
+// SessionsHeld lists the session notes and, folded, every session held.
+std::string SessionsHeld(const Course& c, const TimeAxis& axis) {
+  std::string out;
   absl::StrAppend(&out, "<h3>Sessions held</h3>");
   if (c.sessions.empty()) {
     absl::StrAppend(&out, "<p>No sessions recorded.</p>");
@@ -603,6 +605,28 @@ std::string Timeline(const CourseReportInput& in, const Course& c,
     }
     absl::StrAppend(&out, "</table></details>");
   }
+  return out;
+}
+
+std::string Timeline(const CourseReportInput& in, const Course& c,
+                     const TimeAxis& axis) {
+  const WorkflowTemplate& w = *in.workflow;
+  std::string svg = TimelineSvg(w, c, axis);
+  std::string stages_text;
+  for (const StageSpan& s : c.stages) {
+    if (!stages_text.empty()) absl::StrAppend(&stages_text, "; ");
+    absl::StrAppend(&stages_text, s.stage, " from ", Date(s.start, axis.zone));
+  }
+  std::string out = absl::StrCat(
+      "<section id=\"course\"><h2>Stages, sessions and cadence</h2><figure>",
+      svg, "<figcaption>",
+      HtmlEscape(absl::StrCat(
+          "Stages as bands: ", stages_text.empty() ? "none" : stages_text, ". ",
+          c.sessions.size(), " sessions held (marks), ",
+          c.cadence_changes.size(), " cadence changes (diamonds).")),
+      "</figcaption></figure>\n");
+  absl::StrAppend(&out, CadenceChangesTable(w, c, axis));
+  absl::StrAppend(&out, SessionsHeld(c, axis));
   absl::StrAppend(&out, "</section>\n");
   return out;
 }
@@ -636,58 +660,60 @@ std::string AnchorName(const std::string& activity) {
   return it != kNames->end() ? it->second : activity;
 }
 
-// AnchorChart draws one activity's daily times: y is the offset from the
-// activity's circular mean over the whole diary (so 23:30 and 00:30 sit an
-// hour apart), with each 7-day window's habitual time +/-45 min shaded.
-std::string AnchorChart(const std::string& activity, const Course& c,
-                        const TimeAxis& axis) {
-  struct Day {
-    absl::CivilDay date;
-    int minutes;
-  };
-  std::vector<Day> days;
+// AnchorDay is one diary date's recorded time of an activity (minutes
+// after local midnight).
+struct AnchorDay {
+  absl::CivilDay date;
+  int minutes;
+};
+
+// AnchorDays lists the diary dates that record `activity`, in date order.
+std::vector<AnchorDay> AnchorDays(const std::string& activity,
+                                  const Course& c) {
+  std::vector<AnchorDay> days;
   for (const auto& [date, day] : c.diary) {
     auto it = day.times.find(activity);
     if (it != day.times.end()) days.push_back({date, it->second});
   }
-  const std::string title = absl::StrCat("Daily time of ", activity);
-  const std::string heading =
-      absl::StrCat("<h3>", HtmlEscape(AnchorName(activity)), "</h3>");
-  constexpr double kHeight = 170;
-  std::string svg = SvgOpen(absl::StrCat("chart-srm-", activity), kHeight,
-                            absl::StrCat(title, " around the habitual time"));
-  auto noon = [&](absl::CivilDay d) {
-    return absl::FromCivil(absl::CivilSecond(d) + 12 * 3600, axis.zone);
-  };
-  if (days.empty()) {
-    absl::StrAppend(&svg, axis.Ticks(kTop, kHeight - kBottom),
-                    EmptyNote(kHeight, absl::StrCat("No diary times for ",
-                                                    activity, " yet")),
-                    "</svg>");
-    return absl::StrCat(heading, "<figure>", svg, "<figcaption>",
-                        HtmlEscape(absl::StrCat(title, ": no diary days yet.")),
-                        "</figcaption></figure>\n");
-  }
-  double s = 0, co = 0;
-  for (const Day& d : days) {
-    s += std::sin(d.minutes / 1440.0 * 2 * M_PI);
-    co += std::cos(d.minutes / 1440.0 * 2 * M_PI);
-  }
-  double center = std::hypot(s, co) > 1e-9
-                      ? std::atan2(s, co) / (2 * M_PI) * 1440.0
-                      : days.front().minutes;
-  auto offset = [&](double minutes) {
+  return days;
+}
+
+// ClockOffset measures a time of day as the signed offset, in (-720, 720]
+// minutes, from `center` (so 23:30 and 00:30 sit an hour apart).
+struct ClockOffset {
+  double center;
+  double operator()(double minutes) const {
     double m = std::fmod(minutes - center, 1440.0);
     if (m <= -720) m += 1440;
     if (m > 720) m -= 1440;
     return m;
-  };
-  // Windows of 7 local dates from the first diary date.
-  struct Window {
-    absl::CivilDay first;
-    std::vector<SrmDayTimes> days;
-  };
-  std::vector<Window> windows;
+  }
+};
+
+// CircularMeanMinutes is the circular mean of the days' times of day; the
+// first day's time when they cancel out. `days` is not empty.
+double CircularMeanMinutes(const std::vector<AnchorDay>& days) {
+  double s = 0, co = 0;
+  for (const AnchorDay& d : days) {
+    s += std::sin(d.minutes / 1440.0 * 2 * M_PI);
+    co += std::cos(d.minutes / 1440.0 * 2 * M_PI);
+  }
+  return std::hypot(s, co) > 1e-9 ? std::atan2(s, co) / (2 * M_PI) * 1440.0
+                                  : days.front().minutes;
+}
+
+// DiaryWeek is a window of 7 local dates from the first diary date, with
+// the activity's times on the dates recorded in it.
+struct DiaryWeek {
+  absl::CivilDay first;
+  std::vector<SrmDayTimes> days;
+};
+
+// DiaryWeeks splits the diary into weeks from its first date; `c.diary` is
+// not empty.
+std::vector<DiaryWeek> DiaryWeeks(const std::string& activity,
+                                  const Course& c) {
+  std::vector<DiaryWeek> windows;
   const absl::CivilDay first = c.diary.begin()->first;
   for (const auto& [date, day] : c.diary) {
     int index = static_cast<int>((date - first) / 7);
@@ -699,29 +725,55 @@ std::string AnchorChart(const std::string& activity, const Course& c,
     if (it != day.times.end()) only[activity] = it->second;
     windows[index].days.push_back(only);
   }
+  return windows;
+}
+
+// Noon is the middle of local date `d`, where a day's point is drawn.
+absl::Time Noon(absl::CivilDay d, absl::TimeZone zone) {
+  return absl::FromCivil(absl::CivilSecond(d) + 12 * 3600, zone);
+}
+
+// OffsetAxis is the y axis of an anchor chart: at least +/-2 hours around
+// the mean, an hour beyond the farthest day, on whole hours.
+ValueAxis OffsetAxis(const std::vector<AnchorDay>& days,
+                     const ClockOffset& offset, double height) {
   double lo = -120, hi = 120;
-  for (const Day& d : days) {
+  for (const AnchorDay& d : days) {
     lo = std::min(lo, offset(d.minutes) - 60);
     hi = std::max(hi, offset(d.minutes) + 60);
   }
   lo = std::floor(lo / 60) * 60;
   hi = std::ceil(hi / 60) * 60;
-  ValueAxis y{lo, hi, kHeight, /*downward=*/true};
-  // Ticks on whole hours of the clock.
+  return ValueAxis{lo, hi, height, /*downward=*/true};
+}
+
+// ClockTicks labels the y axis on whole hours of the clock.
+std::string ClockTicks(const ValueAxis& y, const ClockOffset& offset) {
+  std::string svg;
+  const double lo = y.min, hi = y.max, center = offset.center;
   const double first_tick = std::ceil((center + lo) / 60) * 60 - center;
   for (double v = first_tick; v <= hi; v += (hi - lo) > 360 ? 120 : 60) {
     absl::StrAppend(&svg, "<text class=\"tick\" x=\"", Num(kLeft - 6),
                     "\" y=\"", Num(y.Y(v) + 4), "\" text-anchor=\"end\">",
                     FormatMinutes(center + v), "</text>");
   }
-  absl::StrAppend(&svg, axis.Ticks(kTop, kHeight - kBottom));
-  std::string table =
+  return svg;
+}
+
+// HabitualWeeks draws each week's habitual time +/-45 min as a shaded band
+// on `svg`, lists the weeks in a folded table, and returns each diary
+// date's habitual time (nullopt where its week has none).
+std::map<absl::CivilDay, std::optional<double>> HabitualWeeks(
+    const std::vector<DiaryWeek>& windows, const ClockOffset& offset,
+    const TimeAxis& axis, const ValueAxis& y, std::string& svg,
+    std::string& table) {
+  table =
       "<details><summary>Weekly habitual time</summary><table><tr>"
       "<th>Week from</th><th>Days recorded</th><th>Habitual time</th>"
       "<th>Shift from the week before</th><th>Within 45 min</th></tr>";
   std::map<absl::CivilDay, std::optional<double>> habitual_by_date;
   for (size_t i = 0; i < windows.size(); ++i) {
-    const Window& win = windows[i];
+    const DiaryWeek& win = windows[i];
     std::vector<SrmAnchorTrend> trends = SrmAnchorTrends(
         i == 0 ? std::vector<SrmDayTimes>{} : windows[i - 1].days, win.days);
     const SrmAnchorTrend* t = trends.empty() ? nullptr : &trends.front();
@@ -733,8 +785,8 @@ std::string AnchorChart(const std::string& activity, const Course& c,
     }
     if (t != nullptr && t->habitual_minutes.has_value()) {
       double ht = offset(*t->habitual_minutes);
-      double x0 = axis.X(noon(win.first) - absl::Hours(12));
-      double x1 = axis.X(noon(win.first + 7) - absl::Hours(12));
+      double x0 = axis.X(Noon(win.first, axis.zone) - absl::Hours(12));
+      double x1 = axis.X(Noon(win.first + 7, axis.zone) - absl::Hours(12));
       absl::StrAppend(
           &svg, "<rect class=\"hit-band\" x=\"", Num(x0), "\" y=\"",
           Num(y.Y(ht - 45)), "\" width=\"", Num(std::max(x1 - x0, 1.0)),
@@ -763,26 +815,74 @@ std::string AnchorChart(const std::string& activity, const Course& c,
                     "</td></tr>");
   }
   absl::StrAppend(&table, "</table></details>");
+  return habitual_by_date;
+}
+
+// AnchorSeries draws the days' times as a line with one point per day, a
+// miss where the time is more than 45 min from its week's habitual time;
+// returns the number of hits.
+int AnchorSeries(
+    const std::string& activity, const std::vector<AnchorDay>& days,
+    const std::map<absl::CivilDay, std::optional<double>>& habitual_by_date,
+    const ClockOffset& offset, const TimeAxis& axis, const ValueAxis& y,
+    std::string& svg) {
   std::string path;
-  for (const Day& d : days) {
-    absl::StrAppend(&path, path.empty() ? "M" : " L", Num(axis.X(noon(d.date))),
-                    ",", Num(y.Y(offset(d.minutes))));
+  for (const AnchorDay& d : days) {
+    absl::StrAppend(&path, path.empty() ? "M" : " L",
+                    Num(axis.X(Noon(d.date, axis.zone))), ",",
+                    Num(y.Y(offset(d.minutes))));
   }
   absl::StrAppend(&svg, "<path class=\"series\" d=\"", path, "\"/>");
   int hits = 0;
-  for (const Day& d : days) {
-    std::optional<double> ht = habitual_by_date[d.date];
+  for (const AnchorDay& d : days) {
+    auto found = habitual_by_date.find(d.date);
+    std::optional<double> ht =
+        found != habitual_by_date.end() ? found->second : std::nullopt;
     bool hit =
         ht.has_value() && std::fabs(offset(d.minutes) - offset(*ht)) <= 45;
     hits += hit ? 1 : 0;
-    absl::StrAppend(
-        &svg, "<circle class=\"point", hit ? "" : " miss",
-        "\" data-point=\"srm-", activity, "\" cx=\"", Num(axis.X(noon(d.date))),
-        "\" cy=\"", Num(y.Y(offset(d.minutes))), "\" r=\"",
-        days.size() > 60 ? "2" : "3", "\"><title>",
-        absl::FormatCivilTime(d.date), ": ", FormatMinutes(d.minutes),
-        hit ? "" : " (outside +/-45 min)", "</title></circle>");
+    absl::StrAppend(&svg, "<circle class=\"point", hit ? "" : " miss",
+                    "\" data-point=\"srm-", activity, "\" cx=\"",
+                    Num(axis.X(Noon(d.date, axis.zone))), "\" cy=\"",
+                    Num(y.Y(offset(d.minutes))), "\" r=\"",
+                    days.size() > 60 ? "2" : "3", "\"><title>",
+                    absl::FormatCivilTime(d.date), ": ",
+                    FormatMinutes(d.minutes), hit ? "" : " (outside +/-45 min)",
+                    "</title></circle>");
   }
+  return hits;
+}
+
+// AnchorChart draws one activity's daily times: y is the offset from the
+// activity's circular mean over the whole diary (so 23:30 and 00:30 sit an
+// hour apart), with each 7-day window's habitual time +/-45 min shaded.
+std::string AnchorChart(const std::string& activity, const Course& c,
+                        const TimeAxis& axis) {
+  const std::vector<AnchorDay> days = AnchorDays(activity, c);
+  const std::string title = absl::StrCat("Daily time of ", activity);
+  const std::string heading =
+      absl::StrCat("<h3>", HtmlEscape(AnchorName(activity)), "</h3>");
+  constexpr double kHeight = 170;
+  std::string svg = SvgOpen(absl::StrCat("chart-srm-", activity), kHeight,
+                            absl::StrCat(title, " around the habitual time"));
+  if (days.empty()) {
+    absl::StrAppend(&svg, axis.Ticks(kTop, kHeight - kBottom),
+                    EmptyNote(kHeight, absl::StrCat("No diary times for ",
+                                                    activity, " yet")),
+                    "</svg>");
+    return absl::StrCat(heading, "<figure>", svg, "<figcaption>",
+                        HtmlEscape(absl::StrCat(title, ": no diary days yet.")),
+                        "</figcaption></figure>\n");
+  }
+  const ClockOffset offset{CircularMeanMinutes(days)};
+  const ValueAxis y = OffsetAxis(days, offset, kHeight);
+  absl::StrAppend(&svg, ClockTicks(y, offset),
+                  axis.Ticks(kTop, kHeight - kBottom));
+  std::string table;
+  const std::map<absl::CivilDay, std::optional<double>> habitual_by_date =
+      HabitualWeeks(DiaryWeeks(activity, c), offset, axis, y, svg, table);
+  int hits =
+      AnchorSeries(activity, days, habitual_by_date, offset, axis, y, svg);
   absl::StrAppend(&svg, "</svg>");
   std::string caption = absl::StrCat(
       title, ": ", days.size(), " days recorded, latest ",

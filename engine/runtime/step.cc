@@ -889,23 +889,17 @@ void SetSrmTrendScores(const std::vector<SrmAnchorTrend>& trends,
   }
 }
 
-// RecordDiaryDay validates one diary day, stores it, and scores the week
-// of 7 local dates ending with the latest recorded date.
-//
-// Late and corrected entries: a day may be recorded up to 7 days after its
-// date (a later entry is refused); a date already recorded is replaced only
-// by an entry marked `correction`, and a correction needs an earlier entry.
-// Either way the week is scored again, so srm.* always reflect the diary as
-// it now stands.
-absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
-  const std::string field = "event.srm_diary_day";
+// DiaryDayDate reads a diary day's local date: a real "YYYY-MM-DD" date,
+// not after `today` (the patient's) and at most 7 days before it.
+absl::StatusOr<absl::CivilDay> DiaryDayDate(const v1::SrmDiaryDay& day,
+                                            const std::string& field,
+                                            absl::CivilDay today) {
   absl::CivilDay date;
   if (!absl::ParseCivilTime(day.local_date(), &date) ||
       absl::FormatCivilTime(date) != day.local_date()) {
     return Invalid(absl::StrCat(field, ".local_date"),
                    "must be a date \"YYYY-MM-DD\"");
   }
-  absl::CivilDay today = absl::ToCivilDay(now_, zone_);
   if (date > today) {
     return Invalid(absl::StrCat(field, ".local_date"),
                    absl::StrCat(day.local_date(),
@@ -917,6 +911,14 @@ absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
         field, ".local_date: ", day.local_date(),
         " is more than 7 days ago; diary days are recorded within a week"));
   }
+  return date;
+}
+
+// CheckDiaryContent checks a diary day's instrument (srm5 or srm17), mood
+// (-5 to +5) and activities: each one of the instrument's, once, with an
+// HH:MM time or none, and a people code 0-3 (-1: not recorded).
+absl::Status CheckDiaryContent(const v1::SrmDiaryDay& day,
+                               const std::string& field) {
   std::string instrument = day.instrument().empty() ? "srm5" : day.instrument();
   const std::vector<std::string>* known = nullptr;
   if (instrument == "srm5") known = &Srm5Activities();
@@ -950,6 +952,70 @@ absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
                      "must be 0-3 (or -1 when not recorded)");
     }
   }
+  return absl::OkStatus();
+}
+
+// ScoreDiaryWeek keeps the diary days of the 14 dates ending with the
+// latest recorded one (`date` or later) and scores the week of 7 ending
+// with it: srm.score (when enough days), srm.ali, srm.days_recorded,
+// srm.weeks_recorded and the anchors' trends against the week before.
+void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
+  // Keep 14 days before the latest; score the 7 ending with it.
+  absl::CivilDay latest = date;
+  std::vector<std::pair<absl::CivilDay, const std::string*>> dates;
+  dates.reserve(state.srm_days().size());
+  for (const auto& [d, unused] : state.srm_days()) {
+    dates.emplace_back(DiaryDate(d), &d);
+    if (dates.back().first > latest) latest = dates.back().first;
+  }
+  std::vector<std::string> old;
+  std::vector<SrmDayTimes> window;
+  std::vector<SrmDayTimes> previous_window;  // the 7 days before `window`
+  for (const auto& [c, d] : dates) {
+    const v1::SrmDiaryDay& entry = state.srm_days().at(*d);
+    if (latest - c >= 14) {
+      old.push_back(*d);
+      continue;
+    }
+    SrmDayTimes times;
+    for (const v1::SrmActivity& a : entry.activities()) {
+      if (!a.local_time().empty()) {
+        times[a.activity()] = *ParseLocalTimeOfDay(a.local_time());
+      }
+    }
+    (latest - c >= 7 ? previous_window : window).push_back(std::move(times));
+  }
+  for (const std::string& d : old) state.mutable_srm_days()->erase(d);
+  SrmWeekScore week = ScoreSrmWeek(window);
+  auto* scores = state.mutable_scores();
+  // Diary days in the scored window: a score from few days is shown but
+  // templates gate cadence decisions on it (srm.days_recorded >= 4).
+  (*scores)["srm.days_recorded"] = static_cast<double>(window.size());
+  if (week.score.has_value()) {
+    (*scores)["srm.score"] = *week.score;
+  } else {
+    scores->erase("srm.score");
+  }
+  (*scores)["srm.ali"] = week.ali;
+  (*scores)["srm.weeks_recorded"] =
+      static_cast<double>(state.srm_days_recorded() / 7);
+  SetSrmTrendScores(SrmAnchorTrends(previous_window, window), scores);
+}
+
+// RecordDiaryDay validates one diary day, stores it, and scores the week
+// of 7 local dates ending with the latest recorded date.
+//
+// Late and corrected entries: a day may be recorded up to 7 days after its
+// date (a later entry is refused); a date already recorded is replaced only
+// by an entry marked `correction`, and a correction needs an earlier entry.
+// Either way the week is scored again, so srm.* always reflect the diary as
+// it now stands.
+absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
+  const std::string field = "event.srm_diary_day";
+  IPSRT_ASSIGN_OR_RETURN(
+      absl::CivilDay date,
+      DiaryDayDate(day, field, absl::ToCivilDay(now_, zone_)));
+  IPSRT_RETURN_IF_ERROR(CheckDiaryContent(day, field));
   bool recorded = s().srm_days().count(day.local_date()) > 0;
   if (recorded && !day.correction()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -964,46 +1030,7 @@ absl::Status Applier::RecordDiaryDay(const v1::SrmDiaryDay& day) {
   if (!recorded) s().set_srm_days_recorded(s().srm_days_recorded() + 1);
   (*s().mutable_srm_days())[day.local_date()] = day;
 
-  // Keep 14 days before the latest; score the 7 ending with it.
-  absl::CivilDay latest = date;
-  std::vector<std::pair<absl::CivilDay, const std::string*>> dates;
-  dates.reserve(s().srm_days().size());
-  for (const auto& [d, unused] : s().srm_days()) {
-    dates.emplace_back(DiaryDate(d), &d);
-    if (dates.back().first > latest) latest = dates.back().first;
-  }
-  std::vector<std::string> old;
-  std::vector<SrmDayTimes> window;
-  std::vector<SrmDayTimes> previous_window;  // the 7 days before `window`
-  for (const auto& [c, d] : dates) {
-    const v1::SrmDiaryDay& entry = s().srm_days().at(*d);
-    if (latest - c >= 14) {
-      old.push_back(*d);
-      continue;
-    }
-    SrmDayTimes times;
-    for (const v1::SrmActivity& a : entry.activities()) {
-      if (!a.local_time().empty()) {
-        times[a.activity()] = *ParseLocalTimeOfDay(a.local_time());
-      }
-    }
-    (latest - c >= 7 ? previous_window : window).push_back(std::move(times));
-  }
-  for (const std::string& d : old) s().mutable_srm_days()->erase(d);
-  SrmWeekScore week = ScoreSrmWeek(window);
-  auto* scores = s().mutable_scores();
-  // Diary days in the scored window: a score from few days is shown but
-  // templates gate cadence decisions on it (srm.days_recorded >= 4).
-  (*scores)["srm.days_recorded"] = static_cast<double>(window.size());
-  if (week.score.has_value()) {
-    (*scores)["srm.score"] = *week.score;
-  } else {
-    scores->erase("srm.score");
-  }
-  (*scores)["srm.ali"] = week.ali;
-  (*scores)["srm.weeks_recorded"] =
-      static_cast<double>(s().srm_days_recorded() / 7);
-  SetSrmTrendScores(SrmAnchorTrends(previous_window, window), scores);
+  ScoreDiaryWeek(date, s());
   return absl::OkStatus();
 }
 

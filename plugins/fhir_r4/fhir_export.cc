@@ -138,6 +138,113 @@ bool ItemIdLess(const std::string& a, const std::string& b) {
   return a < b;
 }
 
+// ItemsById indexes an instrument's items by id (empty without one).
+using ItemsById = std::map<std::string, const v1::QuestionnaireItem*>;
+
+ItemsById ItemsOf(const v1::Questionnaire* instrument) {
+  ItemsById items;
+  if (instrument == nullptr) return items;
+  for (const v1::QuestionnaireItem& item : instrument->items()) {
+    items[item.id()] = &item;
+  }
+  return items;
+}
+
+// AnsweredItemIds lists the answered items: in the instrument's order,
+// then any others by id (ItemIdLess).
+std::vector<std::string> AnsweredItemIds(const v1::QuestionnaireResponse& qr,
+                                         const v1::Questionnaire* instrument,
+                                         const ItemsById& item_by_id) {
+  std::vector<std::string> ids;
+  if (instrument != nullptr) {
+    for (const v1::QuestionnaireItem& item : instrument->items()) {
+      if (qr.answers().contains(item.id())) ids.push_back(item.id());
+    }
+  }
+  std::vector<std::string> others;
+  for (const auto& [item_id, value] : qr.answers()) {
+    if (!item_by_id.contains(item_id)) others.push_back(item_id);
+  }
+  std::sort(others.begin(), others.end(), ItemIdLess);
+  ids.insert(ids.end(), others.begin(), others.end());
+  return ids;
+}
+
+// ResponseItems is a QuestionnaireResponse's item list: each answered item
+// (`ids`) with its text from the instrument, when known, and its answer.
+Json ResponseItems(const v1::QuestionnaireResponse& qr,
+                   const std::vector<std::string>& ids,
+                   const ItemsById& item_by_id) {
+  Json items = Json::Array();
+  for (const std::string& item_id : ids) {
+    Json item = Json::Object();
+    item.Set("linkId", item_id);
+    auto it = item_by_id.find(item_id);
+    if (it != item_by_id.end() && !it->second->text().empty()) {
+      item.Set("text", it->second->text());
+    }
+    Json answer = Json::Object();
+    answer.Set("valueInteger", Json::Int(qr.answers().at(item_id)));
+    item.Set("answer", One(std::move(answer)));
+    items.Add(std::move(item));
+  }
+  return items;
+}
+
+// ReportedScore is one score of a response with the code its Observation
+// carries, and its place in the report's order.
+struct ReportedScore {
+  std::tuple<int, int, std::string> order;
+  std::string name;
+  double value;
+  Json code;
+};
+
+// ReportedScores orders a response's scores for their Observations: the
+// total (the instrument's total code, else a local code), the items with
+// a code in the instrument's order, then any other score by name (local
+// codes).
+std::vector<ReportedScore> ReportedScores(const v1::Event& event,
+                                          const std::string& id,
+                                          const v1::Questionnaire* instrument,
+                                          const ItemsById& item_by_id) {
+  std::vector<ReportedScore> scores;
+  const std::string total_name = absl::StrCat(id, ".total");
+  const std::string item_prefix = absl::StrCat(id, ".item");
+  for (const auto& [name, value] : event.scores()) {
+    absl::string_view item_id = name;
+    if (name == total_name) {
+      Json code =
+          instrument != nullptr && !instrument->total_code().code().empty()
+              ? ConceptOf(instrument->total_code())
+              : Concept(Coding(kLocalInstruments, name), name);
+      scores.push_back(
+          ReportedScore{{0, 0, name}, name, value, std::move(code)});
+    } else if (absl::ConsumePrefix(&item_id, item_prefix) &&
+               item_by_id.contains(std::string(item_id)) &&
+               !item_by_id.at(std::string(item_id))->code().code().empty()) {
+      const v1::QuestionnaireItem& item = *item_by_id.at(std::string(item_id));
+      int position = 0;
+      for (; position < instrument->items_size(); ++position) {
+        if (instrument->items(position).id() == item.id()) break;
+      }
+      scores.push_back(ReportedScore{
+          {1, position, name}, name, value, ConceptOf(item.code())});
+    } else {
+      scores.push_back(
+          ReportedScore{{2, 0, name},
+                        name,
+                        value,
+                        Concept(Coding(kLocalInstruments, name), name)});
+    }
+  }
+  std::sort(scores.begin(), scores.end(),
+            [](const ReportedScore& a, const ReportedScore& b) {
+              return a.order < b.order;
+            });
+  return scores;
+}
+
 class Renderer {
  public:
   Renderer(const FhirExportOptions& options,
@@ -193,11 +300,23 @@ class Renderer {
   void QuestionnaireResponse(
       const v1::Event& event,
       std::vector<std::pair<std::string, std::string>>* targets);
+  // ScorePanel is the instrument's panel Observation grouping the score
+  // Observations `member_suffixes` of a response.
+  Json ScorePanel(const v1::Event& event, const std::string& panel_suffix,
+                  const v1::Questionnaire& instrument,
+                  const std::vector<std::string>& member_suffixes,
+                  const std::string& authored,
+                  const std::string& response_suffix) const;
   // DiaryDay returns the response suffix of the earlier entry a
   // correction replaces, if any.
   std::optional<std::string> DiaryDay(
       const v1::Event& event,
       std::vector<std::pair<std::string, std::string>>* targets);
+  // SurveyObservation starts a final survey Observation of the patient
+  // recorded by `event`: based on the care plan, with `code`, `effective`
+  // (a FHIR dateTime: an instant, or a date) and the time of recording.
+  Json SurveyObservation(const v1::Event& event, const std::string& suffix,
+                         Json code, const std::string& effective) const;
   // `effective` is a FHIR dateTime: an instant, or a date.
   Json ScoreObservation(const v1::Event& event, const std::string& suffix,
                         Json code, double value, absl::string_view unit,
@@ -426,12 +545,9 @@ void Renderer::CarePlan() {
   Add("CarePlan", suffix, std::move(plan), nullptr);
 }
 
-Json Renderer::ScoreObservation(const v1::Event& event,
-                                const std::string& suffix, Json code,
-                                double value, absl::string_view unit,
-                                const std::string& response_suffix,
-                                const std::string& effective,
-                                const std::string& band) const {
+Json Renderer::SurveyObservation(const v1::Event& event,
+                                 const std::string& suffix, Json code,
+                                 const std::string& effective) const {
   Json obs = Start("Observation", suffix, LiteralPatient());
   obs.Set("basedOn", One(Ref("CarePlan", "care-plan")));
   obs.Set("status", "final");
@@ -441,12 +557,39 @@ Json Renderer::ScoreObservation(const v1::Event& event,
   obs.Set("subject", Subject());
   obs.Set("effectiveDateTime", effective);
   obs.Set("issued", Instant(event.record_time()));
+  return obs;
+}
+
+Json Renderer::ScoreObservation(const v1::Event& event,
+                                const std::string& suffix, Json code,
+                                double value, absl::string_view unit,
+                                const std::string& response_suffix,
+                                const std::string& effective,
+                                const std::string& band) const {
+  Json obs = SurveyObservation(event, suffix, std::move(code), effective);
   obs.Set("valueQuantity", Quantity(value, unit));
   if (!band.empty()) {
     obs.Set("interpretation", One(Concept(Coding(kLocalBands, band), band)));
   }
   obs.Set("derivedFrom", One(Ref("QuestionnaireResponse", response_suffix)));
   return obs;
+}
+
+Json Renderer::ScorePanel(const v1::Event& event,
+                          const std::string& panel_suffix,
+                          const v1::Questionnaire& instrument,
+                          const std::vector<std::string>& member_suffixes,
+                          const std::string& authored,
+                          const std::string& response_suffix) const {
+  Json panel = SurveyObservation(event, panel_suffix,
+                                 ConceptOf(instrument.panel_code()), authored);
+  Json members = Json::Array();
+  for (const std::string& m : member_suffixes) {
+    members.Add(Ref("Observation", m));
+  }
+  panel.Set("hasMember", std::move(members));
+  panel.Set("derivedFrom", One(Ref("QuestionnaireResponse", response_suffix)));
+  return panel;
 }
 
 void Renderer::QuestionnaireResponse(
@@ -462,21 +605,9 @@ void Renderer::QuestionnaireResponse(
                                   : FromProtoTime(event.record_time());
   const std::string response_suffix = EventKey(event, "questionnaire-response");
 
-  // Items in the instrument's order, then any others by id.
-  std::vector<std::string> ids;
-  std::map<std::string, const v1::QuestionnaireItem*> item_by_id;
-  if (instrument != nullptr) {
-    for (const v1::QuestionnaireItem& item : instrument->items()) {
-      item_by_id[item.id()] = &item;
-      if (qr.answers().contains(item.id())) ids.push_back(item.id());
-    }
-  }
-  std::vector<std::string> others;
-  for (const auto& [item_id, value] : qr.answers()) {
-    if (!item_by_id.contains(item_id)) others.push_back(item_id);
-  }
-  std::sort(others.begin(), others.end(), ItemIdLess);
-  ids.insert(ids.end(), others.begin(), others.end());
+  const ItemsById item_by_id = ItemsOf(instrument);
+  const std::vector<std::string> ids =
+      AnsweredItemIds(qr, instrument, item_by_id);
 
   Json response = Start("QuestionnaireResponse", response_suffix);
   response.Set("basedOn", One(Ref("CarePlan", "care-plan")));
@@ -485,64 +616,19 @@ void Renderer::QuestionnaireResponse(
   response.Set("status", "completed");
   response.Set("subject", Subject());
   response.Set("authored", Instant(authored));
-  Json items = Json::Array();
-  for (const std::string& item_id : ids) {
-    Json item = Json::Object();
-    item.Set("linkId", item_id);
-    auto it = item_by_id.find(item_id);
-    if (it != item_by_id.end() && !it->second->text().empty()) {
-      item.Set("text", it->second->text());
-    }
-    Json answer = Json::Object();
-    answer.Set("valueInteger", Json::Int(qr.answers().at(item_id)));
-    item.Set("answer", One(std::move(answer)));
-    items.Add(std::move(item));
-  }
+  Json items = ResponseItems(qr, ids, item_by_id);
   if (!items.empty()) response.Set("item", std::move(items));
   Add("QuestionnaireResponse", response_suffix, std::move(response), targets);
 
   // One Observation per score: the total, the items in the instrument's
   // order, then any other score by name.
-  struct Score {
-    std::tuple<int, int, std::string> order;
-    std::string name;
-    double value;
-    Json code;
-  };
-  std::vector<Score> scores;
   const std::string total_name = absl::StrCat(id, ".total");
-  const std::string item_prefix = absl::StrCat(id, ".item");
-  for (const auto& [name, value] : event.scores()) {
-    absl::string_view item_id = name;
-    if (name == total_name) {
-      Json code =
-          instrument != nullptr && !instrument->total_code().code().empty()
-              ? ConceptOf(instrument->total_code())
-              : Concept(Coding(kLocalInstruments, name), name);
-      scores.push_back(Score{{0, 0, name}, name, value, std::move(code)});
-    } else if (absl::ConsumePrefix(&item_id, item_prefix) &&
-               item_by_id.contains(std::string(item_id)) &&
-               !item_by_id[std::string(item_id)]->code().code().empty()) {
-      const v1::QuestionnaireItem& item = *item_by_id[std::string(item_id)];
-      int position = 0;
-      for (; position < instrument->items_size(); ++position) {
-        if (instrument->items(position).id() == item.id()) break;
-      }
-      scores.push_back(
-          Score{{1, position, name}, name, value, ConceptOf(item.code())});
-    } else {
-      scores.push_back(Score{{2, 0, name},
-                             name,
-                             value,
-                             Concept(Coding(kLocalInstruments, name), name)});
-    }
-  }
-  std::sort(scores.begin(), scores.end(),
-            [](const Score& a, const Score& b) { return a.order < b.order; });
+  std::vector<ReportedScore> scores =
+      ReportedScores(event, id, instrument, item_by_id);
 
   std::vector<std::string> member_suffixes;
   std::vector<Json> observations;
-  for (Score& s : scores) {
+  for (ReportedScore& s : scores) {
     std::string suffix = EventKey(event, absl::StrCat("observation/", s.name));
     observations.push_back(ScoreObservation(
         event, suffix, std::move(s.code), s.value, "{score}", response_suffix,
@@ -552,22 +638,8 @@ void Renderer::QuestionnaireResponse(
   if (instrument != nullptr && !instrument->panel_code().code().empty() &&
       !member_suffixes.empty()) {
     const std::string panel_suffix = EventKey(event, "observation/panel");
-    Json panel = Start("Observation", panel_suffix, LiteralPatient());
-    panel.Set("basedOn", One(Ref("CarePlan", "care-plan")));
-    panel.Set("status", "final");
-    panel.Set("category",
-              One(Concept(Coding(kObservationCategory, "survey", "Survey"))));
-    panel.Set("code", ConceptOf(instrument->panel_code()));
-    panel.Set("subject", Subject());
-    panel.Set("effectiveDateTime", Instant(authored));
-    panel.Set("issued", Instant(event.record_time()));
-    Json members = Json::Array();
-    for (const std::string& m : member_suffixes) {
-      members.Add(Ref("Observation", m));
-    }
-    panel.Set("hasMember", std::move(members));
-    panel.Set("derivedFrom",
-              One(Ref("QuestionnaireResponse", response_suffix)));
+    Json panel = ScorePanel(event, panel_suffix, *instrument, member_suffixes,
+                            Instant(authored), response_suffix);
     Add("Observation", panel_suffix, std::move(panel), targets);
   }
   for (size_t i = 0; i < observations.size(); ++i) {

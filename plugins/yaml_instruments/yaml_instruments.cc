@@ -147,29 +147,60 @@ std::string ItemScoreName(const std::string& id, const std::string& item) {
                  : absl::StrCat(id, ".", item);
 }
 
-// ReadInstrument validates one file; problems go to `r`.
-std::optional<Instrument> ReadInstrument(YamlReader& r,
-                                         absl::string_view text) {
-  const YAML::Node root = r.Parse(text);
-  if (!r.ok() || !r.ExpectMap(root, "", false)) return std::nullopt;
-  r.ExpectKeys(root, "",
-               {"id", "version", "title", "preamble", "recall_period",
-                "copyright", "items", "bands", "flags"});
-  Instrument in;
-  v1::Questionnaire& q = in.questionnaire;
-  q.set_id(r.String(root, "", "id", "", true));
-  if (root["id"] && !q.id().empty() && !IsIdentifier(q.id(), true)) {
-    r.Error(root["id"], "id",
-            "must be letters, digits, '_' or '-' (it prefixes score names)");
+// ReadItem reads the item at `node` (`path`: items[i]) into `q`, with
+// its answer options; `seen` holds the ids of the earlier items.
+void ReadItem(YamlReader& r, const YAML::Node& node, const std::string& path,
+              std::set<std::string>& seen, v1::Questionnaire& q) {
+  if (!r.ExpectMap(node, path, false)) return;
+  r.ExpectKeys(node, path, {"id", "text", "required", "scored", "options"});
+  v1::QuestionnaireItem* item = q.add_items();
+  item->set_id(r.String(node, path, "id", "", true));
+  if (node["id"] && !item->id().empty()) {
+    if (!IsIdentifier(item->id(), false)) {
+      r.Error(node["id"], YamlReader::Join(path, "id"),
+              "must be letters, digits or '_'");
+    } else if (!seen.insert(item->id()).second) {
+      r.Error(node["id"], YamlReader::Join(path, "id"),
+              absl::StrCat("\"", item->id(),
+                           "\" is used by an earlier "
+                           "item"));
+    }
   }
-  q.set_version(
-      static_cast<int32_t>(r.Int(root, "", "version", 1, 1, 1'000'000)));
-  if (!root["version"]) r.Error(root, "version", "is required");
-  q.set_title(r.String(root, "", "title", "", true));
-  q.set_preamble(r.String(root, "", "preamble", ""));
-  q.set_recall_period(r.String(root, "", "recall_period", ""));
-  q.set_copyright(r.String(root, "", "copyright", ""));
+  item->set_text(r.String(node, path, "text", "", true));
+  item->set_required(r.Bool(node, path, "required", true));
+  item->set_scored(r.Bool(node, path, "scored", true));
+  const YAML::Node options = node["options"];
+  std::string opath = YamlReader::Join(path, "options");
+  if (!options) {
+    r.Error(node, opath, "is required");
+    return;
+  }
+  if (!options.IsSequence() || options.size() == 0) {
+    r.Error(options, opath, "must be a non-empty list of options");
+    return;
+  }
+  std::set<int> values;
+  for (size_t k = 0; k < options.size(); ++k) {
+    std::string p = YamlReader::Join(opath, k);
+    if (!r.ExpectMap(options[k], p, false)) continue;
+    r.ExpectKeys(options[k], p, {"value", "label"});
+    if (!options[k]["value"])
+      r.Error(options[k], YamlReader::Join(p, "value"), "is required");
+    v1::AnswerOption* o = item->add_options();
+    o->set_value(
+        static_cast<int32_t>(r.Int(options[k], p, "value", 0, -1000, 1000)));
+    o->set_label(r.String(options[k], p, "label", "", true));
+    if (options[k]["value"] && !values.insert(o->value()).second) {
+      r.Error(options[k]["value"], YamlReader::Join(p, "value"),
+              absl::StrCat(o->value(),
+                           " is the value of an earlier "
+                           "option"));
+    }
+  }
+}
 
+// ReadItems reads the required, non-empty `items` list into `q`.
+void ReadItems(YamlReader& r, const YAML::Node& root, v1::Questionnaire& q) {
   const YAML::Node items = root["items"];
   if (!items) {
     r.Error(root, "items", "is required");
@@ -178,57 +209,14 @@ std::optional<Instrument> ReadInstrument(YamlReader& r,
   } else {
     std::set<std::string> seen;
     for (size_t i = 0; i < items.size(); ++i) {
-      const YAML::Node node = items[i];
-      std::string path = YamlReader::Join("items", i);
-      if (!r.ExpectMap(node, path, false)) continue;
-      r.ExpectKeys(node, path, {"id", "text", "required", "scored", "options"});
-      v1::QuestionnaireItem* item = q.add_items();
-      item->set_id(r.String(node, path, "id", "", true));
-      if (node["id"] && !item->id().empty()) {
-        if (!IsIdentifier(item->id(), false)) {
-          r.Error(node["id"], YamlReader::Join(path, "id"),
-                  "must be letters, digits or '_'");
-        } else if (!seen.insert(item->id()).second) {
-          r.Error(node["id"], YamlReader::Join(path, "id"),
-                  absl::StrCat("\"", item->id(),
-                               "\" is used by an earlier "
-                               "item"));
-        }
-      }
-      item->set_text(r.String(node, path, "text", "", true));
-      item->set_required(r.Bool(node, path, "required", true));
-      item->set_scored(r.Bool(node, path, "scored", true));
-      const YAML::Node options = node["options"];
-      std::string opath = YamlReader::Join(path, "options");
-      if (!options) {
-        r.Error(node, opath, "is required");
-        continue;
-      }
-      if (!options.IsSequence() || options.size() == 0) {
-        r.Error(options, opath, "must be a non-empty list of options");
-        continue;
-      }
-      std::set<int> values;
-      for (size_t k = 0; k < options.size(); ++k) {
-        std::string p = YamlReader::Join(opath, k);
-        if (!r.ExpectMap(options[k], p, false)) continue;
-        r.ExpectKeys(options[k], p, {"value", "label"});
-        if (!options[k]["value"])
-          r.Error(options[k], YamlReader::Join(p, "value"), "is required");
-        v1::AnswerOption* o = item->add_options();
-        o->set_value(static_cast<int32_t>(
-            r.Int(options[k], p, "value", 0, -1000, 1000)));
-        o->set_label(r.String(options[k], p, "label", "", true));
-        if (options[k]["value"] && !values.insert(o->value()).second) {
-          r.Error(options[k]["value"], YamlReader::Join(p, "value"),
-                  absl::StrCat(o->value(),
-                               " is the value of an earlier "
-                               "option"));
-        }
-      }
+      ReadItem(r, items[i], YamlReader::Join("items", i), seen, q);
     }
   }
+}
 
+// ReadBands reads the optional `bands` list into `q`: each {min, max,
+// name}, min <= max, no two overlapping, names unique.
+void ReadBands(YamlReader& r, const YAML::Node& root, v1::Questionnaire& q) {
   const YAML::Node bands = root["bands"];
   if (bands && !bands.IsSequence()) {
     r.Error(bands, "bands", "must be a list of {min, max, name}");
@@ -266,64 +254,100 @@ std::optional<Instrument> ReadInstrument(YamlReader& r,
       }
     }
   }
+}
 
+// ReadFlag reads the flag at `node` (`path`: flags[i]) into `in`: its
+// condition must parse and name only items of the questionnaire, and the
+// flag is declared with the scores it reads. `names` holds the names of
+// the earlier flags.
+void ReadFlag(YamlReader& r, const YAML::Node& node, const std::string& path,
+              std::set<std::string>& names, Instrument& in) {
+  const v1::Questionnaire& q = in.questionnaire;
+  if (!r.ExpectMap(node, path, false)) return;
+  r.ExpectKeys(node, path, {"name", "when", "title", "safety_critical"});
+  Flag f;
+  f.name = r.String(node, path, "name", "", true);
+  if (node["name"] && !f.name.empty()) {
+    if (!IsIdentifier(f.name, false)) {
+      r.Error(node["name"], YamlReader::Join(path, "name"),
+              "must be letters, digits or '_'");
+    } else if (!names.insert(f.name).second) {
+      r.Error(node["name"], YamlReader::Join(path, "name"),
+              absl::StrCat("\"", f.name, "\" names an earlier flag"));
+    }
+  }
+  std::string when = r.String(node, path, "when", "", true);
+  if (!node["when"] || when.empty()) return;
+  absl::StatusOr<Condition> c = ParseCondition(when);
+  if (!c.ok()) {
+    r.Error(node["when"], YamlReader::Join(path, "when"), c.status().message());
+    return;
+  }
+  for (const Comparison& cmp : c->terms) {
+    if (cmp.item.empty()) continue;
+    bool known = false;
+    for (const auto& item : q.items()) known = known || item.id() == cmp.item;
+    if (!known) {
+      r.Error(node["when"], YamlReader::Join(path, "when"),
+              absl::StrCat("item(\"", cmp.item, "\"): ", q.id(),
+                           " has no item \"", cmp.item, "\""));
+    }
+  }
+  f.when = *std::move(c);
+  // Declared in ListInstruments: a safety-critical flag engages the
+  // engine's safety floor (docs/clinical-rules.md).
+  v1::FlagDefinition* declared = in.questionnaire.add_flag_definitions();
+  declared->set_name(absl::StrCat(q.id(), ".", f.name));
+  declared->set_title(r.String(node, path, "title", ""));
+  declared->set_safety_critical(r.Bool(node, path, "safety_critical", false));
+  std::set<std::string> reads;
+  for (const Comparison& cmp : f.when.terms) {
+    reads.insert(cmp.item.empty() ? absl::StrCat(q.id(), ".total")
+                                  : ItemScoreName(q.id(), cmp.item));
+  }
+  for (const std::string& score : reads) declared->add_scores(score);
+  in.flags.push_back(std::move(f));
+}
+
+// ReadFlags reads the optional `flags` list into `in`.
+void ReadFlags(YamlReader& r, const YAML::Node& root, Instrument& in) {
   const YAML::Node flags = root["flags"];
   if (flags && !flags.IsSequence()) {
     r.Error(flags, "flags", "must be a list of {name, when}");
   } else if (flags) {
     std::set<std::string> names;
     for (size_t i = 0; i < flags.size(); ++i) {
-      std::string path = YamlReader::Join("flags", i);
-      if (!r.ExpectMap(flags[i], path, false)) continue;
-      r.ExpectKeys(flags[i], path,
-                   {"name", "when", "title", "safety_critical"});
-      Flag f;
-      f.name = r.String(flags[i], path, "name", "", true);
-      if (flags[i]["name"] && !f.name.empty()) {
-        if (!IsIdentifier(f.name, false)) {
-          r.Error(flags[i]["name"], YamlReader::Join(path, "name"),
-                  "must be letters, digits or '_'");
-        } else if (!names.insert(f.name).second) {
-          r.Error(flags[i]["name"], YamlReader::Join(path, "name"),
-                  absl::StrCat("\"", f.name, "\" names an earlier flag"));
-        }
-      }
-      std::string when = r.String(flags[i], path, "when", "", true);
-      if (!flags[i]["when"] || when.empty()) continue;
-      absl::StatusOr<Condition> c = ParseCondition(when);
-      if (!c.ok()) {
-        r.Error(flags[i]["when"], YamlReader::Join(path, "when"),
-                c.status().message());
-        continue;
-      }
-      for (const Comparison& cmp : c->terms) {
-        if (cmp.item.empty()) continue;
-        bool known = false;
-        for (const auto& item : q.items())
-          known = known || item.id() == cmp.item;
-        if (!known) {
-          r.Error(flags[i]["when"], YamlReader::Join(path, "when"),
-                  absl::StrCat("item(\"", cmp.item, "\"): ", q.id(),
-                               " has no item \"", cmp.item, "\""));
-        }
-      }
-      f.when = *std::move(c);
-      // Declared in ListInstruments: a safety-critical flag engages the
-      // engine's safety floor (docs/clinical-rules.md).
-      v1::FlagDefinition* declared = q.add_flag_definitions();
-      declared->set_name(absl::StrCat(q.id(), ".", f.name));
-      declared->set_title(r.String(flags[i], path, "title", ""));
-      declared->set_safety_critical(
-          r.Bool(flags[i], path, "safety_critical", false));
-      std::set<std::string> reads;
-      for (const Comparison& cmp : f.when.terms) {
-        reads.insert(cmp.item.empty() ? absl::StrCat(q.id(), ".total")
-                                      : ItemScoreName(q.id(), cmp.item));
-      }
-      for (const std::string& score : reads) declared->add_scores(score);
-      in.flags.push_back(std::move(f));
+      ReadFlag(r, flags[i], YamlReader::Join("flags", i), names, in);
     }
   }
+}
+
+// ReadInstrument validates one file; problems go to `r`.
+std::optional<Instrument> ReadInstrument(YamlReader& r,
+                                         absl::string_view text) {
+  const YAML::Node root = r.Parse(text);
+  if (!r.ok() || !r.ExpectMap(root, "", false)) return std::nullopt;
+  r.ExpectKeys(root, "",
+               {"id", "version", "title", "preamble", "recall_period",
+                "copyright", "items", "bands", "flags"});
+  Instrument in;
+  v1::Questionnaire& q = in.questionnaire;
+  q.set_id(r.String(root, "", "id", "", true));
+  if (root["id"] && !q.id().empty() && !IsIdentifier(q.id(), true)) {
+    r.Error(root["id"], "id",
+            "must be letters, digits, '_' or '-' (it prefixes score names)");
+  }
+  q.set_version(
+      static_cast<int32_t>(r.Int(root, "", "version", 1, 1, 1'000'000)));
+  if (!root["version"]) r.Error(root, "version", "is required");
+  q.set_title(r.String(root, "", "title", "", true));
+  q.set_preamble(r.String(root, "", "preamble", ""));
+  q.set_recall_period(r.String(root, "", "recall_period", ""));
+  q.set_copyright(r.String(root, "", "copyright", ""));
+
+  ReadItems(r, root, q);
+  ReadBands(r, root, q);
+  ReadFlags(r, root, in);
   if (!r.ok()) return std::nullopt;
   return in;
 }

@@ -8,6 +8,8 @@
 #ifndef IPSRT_PLUGIN_JSON_H_
 #define IPSRT_PLUGIN_JSON_H_
 
+#include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -28,6 +30,16 @@ inline std::string JsonText(const Json& value) {
 // JsonQuote renders `text` as a JSON string literal (JsonText of a string).
 inline std::string JsonQuote(absl::string_view text) {
   return JsonText(Json(std::string(text)));
+}
+
+// JsonDecimal is `value` as a JSON number: a whole number as an integer
+// ("12", where nlohmann writes a double 12.0 as "12.0"), any other in the
+// shortest form that reads back exactly ("5.2").
+inline Json JsonDecimal(double value) {
+  if (value == std::trunc(value) && std::fabs(value) < 9.0e15) {
+    return Json(static_cast<int64_t>(value));
+  }
+  return Json(value);
 }
 
 }  // namespace ipsrt
