@@ -28,6 +28,15 @@ const char kOutboxColumns[] =
 
 namespace {
 
+// IPSRT_SQL_ONCE is the text its arguments join to, built once on first
+// use (statements are looked up by text on every run; no rebuilding).
+#define IPSRT_SQL_ONCE(...)                         \
+  ([]() -> const std::string& {                     \
+    static const std::string* const text =          \
+        new std::string(absl::StrCat(__VA_ARGS__)); \
+    return *text;                                   \
+  }())
+
 constexpr char kAuditColumns[] =
     "seq, tenant, subject, role, rpc, resource, outcome, time_us, request_id, "
     "prev_hash, hash";
@@ -368,9 +377,9 @@ absl::Status SqlCore::WriteEnrollment(SqlConnection& c, const WriteBatch& b,
     IPSRT_RETURN_IF_ERROR(Fault("enrollment.insert"));
     absl::Status st =
         c.Exec(
-             absl::StrCat("INSERT INTO enrollments (", kEnrollmentColumns,
-                          ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                          "$10, $11, $12)"),
+             IPSRT_SQL_ONCE("INSERT INTO enrollments (", kEnrollmentColumns,
+                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                            "$10, $11, $12)"),
              EnrollmentValues(SqlParams().Text(e.tenant).Text(e.id), e, packed)
                  .Time(e.create_time)
                  .Time(e.update_time))
@@ -441,9 +450,9 @@ absl::Status SqlCore::AppendAudit(SqlConnection& c,
     r.prev_hash = std::move(prev_hash);
     r.hash = AuditRecordHash(r);
     IPSRT_RETURN_IF_ERROR(
-        c.Exec(absl::StrCat("INSERT INTO audit (", kAuditColumns,
-                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                            "$10, $11)"),
+        c.Exec(IPSRT_SQL_ONCE("INSERT INTO audit (", kAuditColumns,
+                              ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                              "$10, $11)"),
                SqlParams()
                    .Int(r.seq)
                    .Text(r.tenant)
@@ -556,9 +565,9 @@ absl::StatusOr<OutboxEntry> SqlCore::AcknowledgeOutbox(SqlConnection& c,
   }
   IPSRT_ASSIGN_OR_RETURN(int64_t seq, NextChangeSeq(c));
   IPSRT_RETURN_IF_ERROR(
-      c.Exec(absl::StrCat("UPDATE outbox SET status = ",
-                          SqlStatus(OutboxStatus::kAcknowledged),
-                          ", change_seq = $1 WHERE id = $2"),
+      c.Exec(IPSRT_SQL_ONCE("UPDATE outbox SET status = ",
+                            SqlStatus(OutboxStatus::kAcknowledged),
+                            ", change_seq = $1 WHERE id = $2"),
              SqlParams().Int(seq).Int(id))
           .status());
   entry.status = OutboxStatus::kAcknowledged;
@@ -597,8 +606,8 @@ absl::StatusOr<EnrollmentRow> SqlCore::GetEnrollment(
   std::vector<EnrollmentRow> rows;
   IPSRT_RETURN_IF_ERROR(
       Collect(c,
-              absl::StrCat("SELECT ", kEnrollmentColumns,
-                           " FROM enrollments WHERE tenant = $1 AND id = $2"),
+              IPSRT_SQL_ONCE("SELECT ", kEnrollmentColumns,
+                             " FROM enrollments WHERE tenant = $1 AND id = $2"),
               SqlParams().Text(tenant).Text(id), &rows, ReadEnrollment));
   if (rows.empty()) {
     return absl::NotFoundError(absl::StrCat("enrollment tenants/", tenant,
@@ -728,9 +737,9 @@ absl::StatusOr<std::vector<OutboxEntry>> SqlCore::OutboxChanges(
   std::vector<OutboxEntry> rows;
   IPSRT_RETURN_IF_ERROR(Collect(
       c,
-      absl::StrCat("SELECT ", kOutboxColumns,
-                   " FROM outbox WHERE tenant = $1 AND change_seq > $2 "
-                   "ORDER BY change_seq LIMIT $3"),
+      IPSRT_SQL_ONCE("SELECT ", kOutboxColumns,
+                     " FROM outbox WHERE tenant = $1 AND change_seq > $2 "
+                     "ORDER BY change_seq LIMIT $3"),
       SqlParams().Text(tenant).Int(after_seq).Int(limit), &rows, ReadOutbox));
   return rows;
 }
@@ -741,10 +750,11 @@ absl::StatusOr<std::vector<AuditRecord>> SqlCore::ListAudit(
   std::vector<AuditRecord> rows;
   IPSRT_RETURN_IF_ERROR(Collect(
       c,
-      absl::StrCat("SELECT ", kAuditColumns,
-                   " FROM audit WHERE seq > $1 AND ($2 = '' OR tenant = $2) "
-                   "AND ($3 = '' OR subject = $3) AND ($4 = '' OR rpc = $4) "
-                   "AND time_us >= $5 AND time_us < $6 ORDER BY seq LIMIT $7"),
+      IPSRT_SQL_ONCE(
+          "SELECT ", kAuditColumns,
+          " FROM audit WHERE seq > $1 AND ($2 = '' OR tenant = $2) "
+          "AND ($3 = '' OR subject = $3) AND ($4 = '' OR rpc = $4) "
+          "AND time_us >= $5 AND time_us < $6 ORDER BY seq LIMIT $7"),
       SqlParams()
           .Int(after_seq)
           .Text(filter.tenant)

@@ -21,11 +21,12 @@
 #define IPSRT_STORE_SQL_DIALECT_H_
 
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -73,15 +74,17 @@ class SqlParams {
   }
 
   int size() const { return static_cast<int>(values_.size()); }
-  const std::vector<Value>& values() const { return values_; }
+  const absl::InlinedVector<Value, 12>& values() const { return values_; }
 
  private:
   absl::string_view Keep(std::string&& v) {
-    owned_.push_back(std::move(v));  // a deque never moves its elements
+    owned_.push_back(std::move(v));  // a list never moves its elements
     return owned_.back();
   }
-  std::vector<Value> values_;
-  std::deque<std::string> owned_;
+  // Inline: the statements of a commit take no allocation for their
+  // parameters.
+  absl::InlinedVector<Value, 12> values_;
+  std::list<std::string> owned_;
 };
 
 // SqlRow is the current row of a result, columns 0-based. Text returns

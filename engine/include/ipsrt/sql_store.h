@@ -80,7 +80,7 @@ class SqlStore : public Store {
   };
 
   // SqlStore runs its reads and outbox delivery on `connections`, which
-  // must outlive it.
+  // the backend owns and keeps valid while any Store method can run.
   SqlStore(std::unique_ptr<SqlCore> core, Connections* connections);
   // NewCore is the core of a backend speaking `dialect`, with the request
   // retention and test fault hook of its options (store/sql_core.h).
