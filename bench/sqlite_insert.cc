@@ -2,7 +2,7 @@
 // CreateEnrollment commits, without gRPC, validation or the writer queue.
 //
 // What it does, per enrollment, on one connection with cached prepared
-// statements, against the schema built by ipsrt::SqliteMigrations() and the
+// statements, against the schema SqliteStore builds (its migrations) and the
 // connection settings ipsrtd uses (journal_mode=WAL, synchronous=FULL,
 // foreign_keys=ON):
 //   SAVEPOINT request                 (as the server's group commit does;
@@ -13,6 +13,7 @@
 //   INSERT INTO outbox ...            (one row per reminder the runtime
 //                                      planned, as the server writes them)
 //   INSERT INTO requests ...
+//   INSERT INTO request_keys ...
 //   RELEASE request
 // and --batch enrollments share one BEGIN IMMEDIATE ... COMMIT. --batch=1 is
 // one fsync-bound transaction per enrollment (a store without group commit);
@@ -51,10 +52,11 @@
 #include "core/enrollments.h"
 #include "google/protobuf/util/time_util.h"
 #include "ipsrt/internal/state.pb.h"
+#include "ipsrt/sqlite_store.h"
 #include "ipsrt/v1/enrollment.pb.h"
 #include "model/workflow.h"
 #include "runtime/step.h"
-#include "store/migrations.h"
+#include "store/request_window.h"
 
 ABSL_FLAG(std::string, dir, "",
           "Directory for the database file (required); use the filesystem "
@@ -207,27 +209,35 @@ Rows MakeRows(IdGenerator& ids, int64_t n) {
   return r;
 }
 
-// OpenDatabase creates a fresh database at `path` with the settings
-// SqliteStore::Impl::Open applies and the server's schema; dies on error.
+// OpenDatabase creates a fresh database at `path` with the server's schema
+// (built by SqliteStore itself, then closed, so the bench never drifts from
+// the migrations and the SQL functions they need) and opens it with the
+// settings SqliteStore applies to its writer; dies on error.
 sqlite3* OpenDatabase(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) {
     std::filesystem::remove(path + suffix);
   }
+  {
+    SqliteStore::Options options;
+    options.path = path;
+    absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+        SqliteStore::Open(options);
+    if (!store.ok()) {
+      std::fprintf(stderr, "ipsrt_sqlite_insert_bench: schema: %s\n",
+                   store.status().ToString().c_str());
+      std::exit(1);
+    }
+    (*store)->Close();
+  }
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(
-          path.c_str(), &db,
-          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-          nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
     Die(db, "open " + path);
   }
   Exec(db, "PRAGMA journal_mode=WAL");
   Exec(db, "PRAGMA synchronous=FULL");
   Exec(db, "PRAGMA foreign_keys=ON");
-  for (const Migration& m : SqliteMigrations()) {
-    Exec(db, "BEGIN IMMEDIATE");
-    Exec(db, m.sql);
-    Exec(db, "COMMIT");
-  }
   return db;
 }
 
@@ -248,6 +258,10 @@ struct Statements {
             db,
             "INSERT INTO requests (tenant, request_id, method, payload_hash, "
             "response, create_time_us) VALUES (?, ?, ?, ?, ?, ?)")),
+        ins_request_key(Prepare(
+            db,
+            "INSERT INTO request_keys (key) VALUES (?) ON CONFLICT (key) "
+            "DO NOTHING")),
         ins_enrollment(Prepare(
             db,
             "INSERT INTO enrollments (tenant, id, patient_ref, workflow_id, "
@@ -267,7 +281,7 @@ struct Statements {
   ~Statements() {
     for (sqlite3_stmt* s :
          {begin, commit, savepoint, release, lookup, ins_request,
-          ins_enrollment, ins_event, ins_outbox}) {
+          ins_request_key, ins_enrollment, ins_event, ins_outbox}) {
       sqlite3_finalize(s);
     }
   }
@@ -281,6 +295,7 @@ struct Statements {
   sqlite3_stmt* release;
   sqlite3_stmt* lookup;
   sqlite3_stmt* ins_request;
+  sqlite3_stmt* ins_request_key;
   sqlite3_stmt* ins_enrollment;
   sqlite3_stmt* ins_event;
   sqlite3_stmt* ins_outbox;
@@ -337,6 +352,8 @@ void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
   BindBlob(st.ins_request, 5, r.response);
   sqlite3_bind_int64(st.ins_request, 6, r.now_us);
   Run(db, st.ins_request, "insert request");
+  sqlite3_bind_int64(st.ins_request_key, 1, RequestKey(r.tenant, r.request_id));
+  Run(db, st.ins_request_key, "insert request key");
   if (savepoints) Run(db, st.release, "release");
 }
 
