@@ -411,6 +411,15 @@ class SqliteStore::Impl : public SqlStore::Connections {
   // CheckDatabaseFile refuses a missing, empty or schema-less database
   // where data is expected (Options::create, identity file).
   absl::Status CheckDatabaseFile();
+  // The steps of Open, in order: the options' values; the directory, the
+  // lock file and the free space; the writer connection with its schema
+  // check, settings and SQL functions; the readers, the outbox connection,
+  // the checkpointer and the writer thread.
+  absl::Status CheckOptions() const;
+  absl::Status PrepareDirectory();
+  absl::Status OpenWriter();
+  absl::Status CheckSchemaPresence();
+  absl::Status StartServing();
   // CheckIdentity compares the database's identity with the identity file
   // and records it there.
   absl::Status CheckIdentity();
@@ -460,6 +469,16 @@ class SqliteStore::Impl : public SqlStore::Connections {
 };
 
 absl::Status SqliteStore::Impl::Open() {
+  IPSRT_RETURN_IF_ERROR(CheckOptions());
+  IPSRT_RETURN_IF_ERROR(PrepareDirectory());
+  IPSRT_RETURN_IF_ERROR(CheckDatabaseFile());
+  IPSRT_RETURN_IF_ERROR(OpenWriter());
+  IPSRT_RETURN_IF_ERROR(ApplyMigrations());
+  IPSRT_RETURN_IF_ERROR(CheckIdentity());
+  return StartServing();
+}
+
+absl::Status SqliteStore::Impl::CheckOptions() const {
   if (options_.path.empty()) {
     return absl::InvalidArgumentError("store.sqlite.path: must not be empty");
   }
@@ -476,6 +495,10 @@ absl::Status SqliteStore::Impl::Open() {
     return absl::InvalidArgumentError(
         "store.sqlite.read_connections: must be at least 1");
   }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Impl::PrepareDirectory() {
   std::filesystem::path dir =
       std::filesystem::path(options_.path).parent_path();
   directory_ = dir.empty() ? "." : dir.string();
@@ -503,7 +526,10 @@ absl::Status SqliteStore::Impl::Open() {
           " (store.sqlite.min_free_space); free space before starting"));
     }
   }
-  IPSRT_RETURN_IF_ERROR(CheckDatabaseFile());
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Impl::OpenWriter() {
   // A new database is created 0600 whatever the process's umask; SQLite
   // gives its WAL and shared-memory files the database file's mode.
   int created = ::open(options_.path.c_str(),
@@ -514,35 +540,7 @@ absl::Status SqliteStore::Impl::Open() {
       OpenConnection(options_.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                      options_.busy_timeout));
   RegisterConnection(writer_.db);
-  {
-    // A file with pages but no ipsrt schema: emptied in place (pages kept
-    // by the file system) or another program's database.
-    Statement s;
-    IPSRT_RETURN_IF_ERROR(s.Prepare(
-        writer_.db,
-        "SELECT (SELECT count(*) FROM sqlite_master), (SELECT count(*) FROM "
-        "sqlite_master WHERE name = 'schema_migrations')",
-        false));
-    IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
-    int64_t objects = row ? s.Int(0) : 0;
-    schema_existed_ = row && s.Int(1) > 0;
-    if (objects > 0 && !schema_existed_) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "store: ", options_.path,
-          " is a SQLite database without the ipsrt schema (another "
-          "program's file?); point store.sqlite.path at the ipsrtd "
-          "database"));
-    }
-    std::error_code ec;
-    if (!schema_existed_ && std::filesystem::file_size(options_.path, ec) > 0 &&
-        !ec && options_.create != Options::Create::kAlways) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "store: ", options_.path,
-          " has no ipsrt schema; if this is a first start, set "
-          "store.sqlite.create: true or run `ipsrt store init`; if data is "
-          "expected here, restore the file from a backup"));
-    }
-  }
+  IPSRT_RETURN_IF_ERROR(CheckSchemaPresence());
   IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db, "PRAGMA journal_mode=WAL"));
   IPSRT_RETURN_IF_ERROR(ExecSql(
       writer_.db,
@@ -567,8 +565,42 @@ absl::Status SqliteStore::Impl::Open() {
         sqlite3_result_int64(ctx, RequestKey(text(v[0]), text(v[1])));
       },
       nullptr, nullptr);
-  IPSRT_RETURN_IF_ERROR(ApplyMigrations());
-  IPSRT_RETURN_IF_ERROR(CheckIdentity());
+  return absl::OkStatus();
+}
+
+// CheckSchemaPresence refuses a file with pages but no ipsrt schema: one
+// emptied in place (pages kept by the file system) or another program's
+// database. Sets schema_existed_.
+absl::Status SqliteStore::Impl::CheckSchemaPresence() {
+  Statement s;
+  IPSRT_RETURN_IF_ERROR(s.Prepare(
+      writer_.db,
+      "SELECT (SELECT count(*) FROM sqlite_master), (SELECT count(*) FROM "
+      "sqlite_master WHERE name = 'schema_migrations')",
+      false));
+  IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
+  int64_t objects = row ? s.Int(0) : 0;
+  schema_existed_ = row && s.Int(1) > 0;
+  if (objects > 0 && !schema_existed_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store: ", options_.path,
+                     " is a SQLite database without the ipsrt schema (another "
+                     "program's file?); point store.sqlite.path at the ipsrtd "
+                     "database"));
+  }
+  std::error_code ec;
+  if (!schema_existed_ && std::filesystem::file_size(options_.path, ec) > 0 &&
+      !ec && options_.create != Options::Create::kAlways) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store: ", options_.path,
+        " has no ipsrt schema; if this is a first start, set "
+        "store.sqlite.create: true or run `ipsrt store init`; if data is "
+        "expected here, restore the file from a backup"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Impl::StartServing() {
   for (int i = 0; i < options_.read_connections; ++i) {
     auto reader = std::make_unique<Reader>();
     IPSRT_ASSIGN_OR_RETURN(reader->conn.db,
