@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   auto Load = [&](const std::string& transport) {
     ipsrt::PluginConfig c;
     c.path = "libipsrt_bedtime_check.so";
-    c.transport = transport;
+    c.transport = *ipsrt::ParsePluginTransport(transport);
     c.location = "bench";
     auto registry = ipsrt::PluginRegistry::Load({c}, options);
     if (!registry.ok()) {

@@ -51,7 +51,7 @@ std::unique_ptr<Authenticator> Authenticator::LocalOnly() {
 absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(
     const AuthConfig& config) {
   std::unique_ptr<Authenticator> a(new Authenticator());
-  if (config.mode == "none") return a;
+  if (config.mode == AuthMode::kNone) return a;
   a->required_ = true;
   a->clinical_tenants_.insert(config.integration_clinical_tenants.begin(),
                               config.integration_clinical_tenants.end());

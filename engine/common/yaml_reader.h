@@ -31,6 +31,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -92,6 +93,26 @@ class YamlReader {
               int64_t max);
   bool Bool(const YAML::Node& map, absl::string_view path,
             absl::string_view key, bool fallback);
+  // Enum reads a string that must be one of the names in `values` and
+  // returns its value, or `fallback` (one of `values`) when the key is
+  // absent. Any other string records `message` (e.g. "must be text or
+  // json") at the value and returns `fallback`.
+  template <typename E>
+  E Enum(const YAML::Node& map, absl::string_view path, absl::string_view key,
+         E fallback,
+         std::initializer_list<std::pair<absl::string_view, E>> values,
+         absl::string_view message) {
+    absl::string_view fallback_name;
+    for (const auto& [name, value] : values) {
+      if (value == fallback) fallback_name = name;
+    }
+    std::string text = String(map, path, key, fallback_name);
+    for (const auto& [name, value] : values) {
+      if (name == text) return value;
+    }
+    Error(map[std::string(key)], Join(path, key), message);
+    return fallback;
+  }
   // Duration reads Go-style durations such as "10s", "1m30s", "250ms".
   absl::Duration Duration(const YAML::Node& map, absl::string_view path,
                           absl::string_view key, absl::Duration fallback);

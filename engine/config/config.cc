@@ -155,10 +155,10 @@ void ParseAuth(YamlReader& r, const YAML::Node& auth,
     r.ExpectKeys(auth, "auth",
                  {"mode", "leeway", "jwt", "api_tokens",
                   "integration_clinical_tenants"});
-    a.mode = r.String(auth, "auth", "mode", "required");
-    if (a.mode != "none" && a.mode != "required") {
-      r.Error(auth["mode"], "auth.mode", "must be \"required\" or \"none\"");
-    }
+    a.mode =
+        r.Enum(auth, "auth", "mode", AuthMode::kRequired,
+               {{"required", AuthMode::kRequired}, {"none", AuthMode::kNone}},
+               "must be \"required\" or \"none\"");
     a.leeway = r.Duration(auth, "auth", "leeway", a.leeway);
     if (a.leeway < absl::ZeroDuration() || a.leeway > absl::Minutes(5)) {
       r.Error(auth["leeway"], "auth.leeway", "must be between 0s and 5m");
@@ -229,13 +229,14 @@ void ParseAuth(YamlReader& r, const YAML::Node& auth,
     }
     a.integration_clinical_tenants =
         r.StringList(auth, "auth", "integration_clinical_tenants");
-    if (a.mode == "required" && !a.jwt.has_value() && a.api_tokens.empty()) {
+    if (a.mode == AuthMode::kRequired && !a.jwt.has_value() &&
+        a.api_tokens.empty()) {
       r.Error(auth, "auth",
               "mode required needs auth.jwt or auth.api_tokens (or both)");
     }
   }
   // (Without TLS, server.listen is already reported.)
-  if (a.mode == "none" && !IsLoopback(server.listen) &&
+  if (a.mode == AuthMode::kNone && !IsLoopback(server.listen) &&
       server.tls.has_value()) {
     r.Error(present ? auth["mode"] : listen, "auth.mode",
             absl::StrCat("\"", server.listen,
@@ -436,6 +437,9 @@ void ParseStore(YamlReader& r, const YAML::Node& root,
   }
 }
 
+constexpr absl::string_view kInProcessName = "in_process";
+constexpr absl::string_view kOutOfProcessName = "out_of_process";
+
 // ParsePlugin reads one entry of `plugins:` (at `p`, e.g. "plugins[0]").
 PluginConfig ParsePlugin(YamlReader& r, const YAML::Node& entry,
                          const std::string& p, absl::string_view file_name,
@@ -450,11 +454,11 @@ PluginConfig ParsePlugin(YamlReader& r, const YAML::Node& entry,
   std::string path = r.String(entry, p, "path", "", true);
   pc.path =
       path.find('/') == std::string::npos ? path : Resolve(base_dir, path);
-  pc.transport = r.String(entry, p, "transport", pc.transport);
-  if (pc.transport != "in_process" && pc.transport != "out_of_process") {
-    r.Error(entry["transport"], YamlReader::Join(p, "transport"),
-            "must be in_process or out_of_process");
-  }
+  pc.transport =
+      r.Enum(entry, p, "transport", pc.transport,
+             {{kInProcessName, PluginTransportKind::kInProcess},
+              {kOutOfProcessName, PluginTransportKind::kOutOfProcess}},
+             "must be in_process or out_of_process");
   pc.sha256 = absl::AsciiStrToLower(r.String(entry, p, "sha256", ""));
   if (!pc.sha256.empty() &&
       (pc.sha256.size() != 64 ||
@@ -463,7 +467,7 @@ PluginConfig ParsePlugin(YamlReader& r, const YAML::Node& entry,
             "must be 64 hexadecimal digits");
   }
   pc.args = r.StringList(entry, p, "args");
-  if (!pc.args.empty() && pc.transport != "out_of_process") {
+  if (!pc.args.empty() && pc.transport != PluginTransportKind::kOutOfProcess) {
     r.Error(entry["args"], YamlReader::Join(p, "args"),
             "only an out_of_process plugin takes arguments");
   }
@@ -484,7 +488,7 @@ PluginConfig ParsePlugin(YamlReader& r, const YAML::Node& entry,
       r.Int(entry, p, "cpu_limit_seconds", 0, 0, int64_t{1} << 30);
   pc.max_concurrent_calls = static_cast<int>(r.Int(
       entry, p, "max_concurrent_calls", pc.max_concurrent_calls, 1, 1024));
-  if (pc.transport != "out_of_process" &&
+  if (pc.transport != PluginTransportKind::kOutOfProcess &&
       (pc.memory_limit_mb > 0 || pc.cpu_limit_seconds > 0)) {
     r.Error(entry, p,
             "memory_limit_mb and cpu_limit_seconds need transport "
@@ -601,12 +605,12 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml,
   YAML::Node logging = root["logging"];
   if (r.ExpectMap(logging, "logging", true)) {
     r.ExpectKeys(logging, "logging", {"level", "format", "access_log"});
-    c.logging.level = r.String(logging, "logging", "level", c.logging.level);
-    if (c.logging.level != "debug" && c.logging.level != "info" &&
-        c.logging.level != "warning" && c.logging.level != "error") {
-      r.Error(logging["level"], "logging.level",
-              "must be debug, info, warning or error");
-    }
+    c.logging.level = r.Enum(logging, "logging", "level", c.logging.level,
+                             {{"debug", LogLevel::kDebug},
+                              {"info", LogLevel::kInfo},
+                              {"warning", LogLevel::kWarning},
+                              {"error", LogLevel::kError}},
+                             "must be debug, info, warning or error");
     ParseLoggingFormat(r, logging, c.logging);
   }
   YAML::Node safety = root["safety"];
@@ -632,6 +636,13 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
   }
   std::string base = std::filesystem::absolute(path).parent_path().string();
   return ParseConfig(*text, path, base);
+}
+
+std::optional<PluginTransportKind> ParsePluginTransport(
+    absl::string_view name) {
+  if (name == kInProcessName) return PluginTransportKind::kInProcess;
+  if (name == kOutOfProcessName) return PluginTransportKind::kOutOfProcess;
+  return std::nullopt;
 }
 
 }  // namespace ipsrt

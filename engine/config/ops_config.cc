@@ -8,10 +8,9 @@ namespace ipsrt {
 
 void ParseLoggingFormat(YamlReader& r, const YAML::Node& logging,
                         LoggingConfig& out) {
-  out.format = r.String(logging, "logging", "format", out.format);
-  if (out.format != "text" && out.format != "json") {
-    r.Error(logging["format"], "logging.format", "must be text or json");
-  }
+  out.format = r.Enum(logging, "logging", "format", out.format,
+                      {{"text", LogFormat::kText}, {"json", LogFormat::kJson}},
+                      "must be text or json");
   out.access_log = r.Bool(logging, "logging", "access_log", out.access_log);
 }
 

@@ -95,13 +95,6 @@ std::string UnservedQuestionnaires(absl::string_view diagnostics) {
   return absl::StrJoin(names, ", ");
 }
 
-LogLevel ParseLevel(const std::string& level) {
-  if (level == "debug") return LogLevel::kDebug;
-  if (level == "warning") return LogLevel::kWarning;
-  if (level == "error") return LogLevel::kError;
-  return LogLevel::kInfo;
-}
-
 // Daemon is everything ipsrtd runs with, set up step by step by Run. The
 // members are declared in set-up order, so they are destroyed in the
 // reverse order (the server before the plugins and the store it uses).
@@ -142,10 +135,9 @@ bool LoadConfig(Daemon& d) {
   if (!absl::GetFlag(FLAGS_listen).empty()) {
     d.config.server.listen = absl::GetFlag(FLAGS_listen);
   }
-  SetMinLogLevel(ParseLevel(d.config.logging.level));
+  SetMinLogLevel(d.config.logging.level);
   ApplyStoreFlags(d.config);
-  SetLogFormat(d.config.logging.format == "json" ? LogFormat::kJson
-                                                 : LogFormat::kText);
+  SetLogFormat(d.config.logging.format);
   if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
     d.config.metrics.listen = absl::GetFlag(FLAGS_metrics_listen);
   }
@@ -354,13 +346,14 @@ bool SetUpSecurity(Daemon& d) {
                                                    : ", client certificates "
                                                      "required (mutual TLS)");
   }
-  if (config.auth.mode == "none" && !IsLoopback(config.server.listen)) {
+  if (config.auth.mode == AuthMode::kNone &&
+      !IsLoopback(config.server.listen)) {
     IPSRT_LOG(ERROR) << "--listen " << config.server.listen
                      << " is not a loopback address; listening beyond this "
                         "machine needs auth.mode: required";
     return false;
   }
-  if (config.auth.mode != "none") {
+  if (config.auth.mode != AuthMode::kNone) {
     absl::StatusOr<std::unique_ptr<Authenticator>> created =
         Authenticator::Create(config.auth);
     if (!created.ok()) {

@@ -97,7 +97,7 @@ int CheckConfig(const std::string& config_path) {
       }
     }
   }
-  if (config->auth.mode != "none") {
+  if (config->auth.mode != AuthMode::kNone) {
     absl::StatusOr<std::unique_ptr<Authenticator>> auth =
         Authenticator::Create(config->auth);
     if (!auth.ok()) Problem(&problems, auth.status().message());

@@ -70,7 +70,7 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadOne(
       std::filesystem::absolute(config_dir, cwd_error).string());
 
   std::unique_ptr<PluginTransport> transport;
-  if (config.transport == "out_of_process") {
+  if (config.transport == PluginTransportKind::kOutOfProcess) {
     OutOfProcessOptions o;
     if (IsSharedLibrary(path)) {
       o.argv = {options.runner_path, path};
@@ -112,7 +112,7 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadOne(
     return absl::FailedPreconditionError(absl::StrCat(
         "plugin ", path, " described itself without a name or kinds"));
   }
-  if (config.transport != "out_of_process") {
+  if (config.transport != PluginTransportKind::kOutOfProcess) {
     plugin::v1::ConfigureResponse ignored;
     if (absl::Status s = transport->Call(PluginMethod::kConfigure, configure,
                                          &ignored, config.call_timeout);
@@ -159,8 +159,9 @@ absl::StatusOr<std::unique_ptr<PluginRegistry>> PluginRegistry::Load(
     }
     IPSRT_LOG(INFO) << "plugin " << (*plugin)->name() << " "
                     << (*plugin)->description().version() << " loaded ("
-                    << (config.transport == "out_of_process" ? "out of process"
-                                                             : "in process")
+                    << (config.transport == PluginTransportKind::kOutOfProcess
+                            ? "out of process"
+                            : "in process")
                     << ")";
     registry->plugins_.push_back(std::move(*plugin));
   }

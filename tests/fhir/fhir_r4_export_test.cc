@@ -47,7 +47,7 @@ PluginConfig Entry(const std::string& path, const std::string& transport,
                    const std::string& config_json = "{}") {
   PluginConfig c;
   c.path = path;
-  c.transport = transport;
+  c.transport = *ParsePluginTransport(transport);
   c.config_json = config_json;
   c.location = "ipsrtd.yaml:9:5";
   return c;

@@ -265,7 +265,7 @@ class FhirPush : public ::testing::Test {
       const std::string& transport = "in_process") {
     PluginConfig c;
     c.path = "libipsrt_fhir_push.so";
-    c.transport = transport;
+    c.transport = *ParsePluginTransport(transport);
     c.config_json = config_json;
     c.location = dir_.File("ipsrtd.yaml") + ":9:5";
     c.call_timeout = absl::Seconds(30);

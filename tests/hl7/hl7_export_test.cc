@@ -71,7 +71,7 @@ PluginConfig Entry(const std::string& file, const std::string& transport,
                    const std::string& config_json = "{}") {
   PluginConfig c;
   c.path = file;
-  c.transport = transport;
+  c.transport = *ParsePluginTransport(transport);
   c.config_json = config_json;
   c.location = "ipsrtd.yaml:12:5";
   return c;

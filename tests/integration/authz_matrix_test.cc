@@ -154,7 +154,7 @@ class AuthzMatrixTest : public ::testing::Test {
         *catalog, std::vector<std::string>{wf});
 
     AuthConfig auth;
-    auth.mode = "required";
+    auth.mode = AuthMode::kRequired;
     auto token = [&](std::string secret, std::string role, std::string tenant,
                      std::string patient) {
       auth.api_tokens.push_back(ApiTokenConfig{

@@ -32,7 +32,7 @@ PluginConfig Entry(const std::string& path, const std::string& transport,
                    const std::string& config_json = "") {
   PluginConfig c;
   c.path = path;
-  c.transport = transport;
+  c.transport = *ParsePluginTransport(transport);
   c.location = "ipsrtd.yaml:7:5";
   if (!config_json.empty()) c.config_json = config_json;
   return c;

@@ -39,7 +39,7 @@ class MetadataLimitTest : public ::testing::Test {
         *WorkflowCatalog::LoadDirectories({}));
     std::ofstream(dir_.File("idp.pem")) << key_.PublicPem();
     AuthConfig auth;
-    auth.mode = "required";
+    auth.mode = AuthMode::kRequired;
     auth.jwt = JwtConfig{.issuer = "https://idp.example.org",
                          .audience = "ipsrtd",
                          .rs256_public_key_file = dir_.File("idp.pem")};

@@ -55,7 +55,7 @@ PluginConfig Entry(const std::string& path,
                    const std::string& transport = "in_process") {
   PluginConfig c;
   c.path = path;
-  c.transport = transport;
+  c.transport = *ParsePluginTransport(transport);
   c.location = "ipsrtd.yaml:7:5";
   return c;
 }
@@ -316,7 +316,7 @@ TEST(PluginCallTest, ExampleAnswersTheSameThroughBothTransports) {
   auto a = PluginRegistry::Load({in}, Options());
   ASSERT_TRUE(a.ok()) << a.status();
   PluginConfig out = in;
-  out.transport = "out_of_process";
+  out.transport = PluginTransportKind::kOutOfProcess;
   auto b = PluginRegistry::Load({out}, Options());
   ASSERT_TRUE(b.ok()) << b.status();
 

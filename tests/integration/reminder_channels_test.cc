@@ -93,7 +93,7 @@ class Channels : public ::testing::Test {
                      const std::string& transport = "in_process") {
     PluginConfig c;
     c.path = library;  // bare name: the engine's plugin directory
-    c.transport = transport;
+    c.transport = *ParsePluginTransport(transport);
     c.config_json = json;
     c.location = dir_.File("ipsrtd.yaml") + ":7:5";
     return c;

@@ -66,7 +66,7 @@ class ServerTest : public ::testing::Test {
     // from the engine's plugin directory).
     PluginConfig core;
     core.path = "libipsrt_core_instruments.so";
-    core.transport = "in_process";
+    core.transport = PluginTransportKind::kInProcess;
     core.location = "ipsrtd.yaml:1:1";
     PluginHostOptions host;
     host.plugin_dir = IPSRT_PLUGIN_DIR;

@@ -3,6 +3,7 @@
 // course of the shipped standard workflow through Step, then Replay of
 // its events, proves the pure core works on its own (see CMakeLists.txt
 // for the link-closure checks beside it).
+#include <map>
 #include <string>
 #include <vector>
 
@@ -43,23 +44,18 @@ class Course {
     Submit(std::move(p));
   }
 
-  std::vector<v1::Outcome> Submit(v1::EventPayload payload) {
+  // Submit steps one event at the current time, with the scores the engine
+  // would have recorded on it.
+  std::vector<v1::Outcome> Submit(
+      v1::EventPayload payload,
+      const std::map<std::string, double>& scores = {}) {
     v1::Event event;
+    *event.mutable_payload() = std::move(payload);
+    event.set_type(runtime::EventTypeFor(event.payload()));
     event.set_sequence(state_.enrollment().revision() + 1);
-    event.set_type(runtime::EventTypeFor(payload));
     *event.mutable_record_time() =
         TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now_));
-    *event.mutable_payload() = std::move(payload);
-    if (event.payload().has_questionnaire_response()) {
-      absl::StatusOr<ScoredResponse> scored = ScoreFixedInstrument(
-          event.payload().questionnaire_response(), "event");
-      EXPECT_TRUE(scored.ok()) << scored.status();
-      if (scored.ok()) {
-        for (const auto& [k, v] : scored->scores) {
-          (*event.mutable_scores())[k] = v;
-        }
-      }
-    }
+    event.mutable_scores()->insert(scores.begin(), scores.end());
     absl::StatusOr<runtime::StepResult> r =
         runtime::Step(w_, &LoadZone, state_, event);
     EXPECT_TRUE(r.ok()) << r.status();
@@ -76,7 +72,9 @@ class Course {
     for (size_t i = 0; i < values.size(); ++i) {
       (*r->mutable_answers())[absl::StrCat(i + 1)] = values[i];
     }
-    Submit(std::move(p));
+    absl::StatusOr<ScoredResponse> scored = ScoreFixedInstrument(*r, "event");
+    ASSERT_TRUE(scored.ok()) << scored.status();
+    Submit(std::move(p), {scored->scores.begin(), scored->scores.end()});
   }
 
   static constexpr char kName[] = "tenants/t/enrollments/e1";

@@ -46,7 +46,7 @@ class AuthTest : public ::testing::Test {
       rsa_ = std::make_unique<RsaKey>();
       Write(dir_.File("rs.pem"), rsa_->PublicPem());
     }
-    config_.mode = "required";
+    config_.mode = AuthMode::kRequired;
     config_.leeway = absl::Seconds(30);
     config_.jwt = JwtConfig{
         .issuer = "https://idp.example",
@@ -306,7 +306,7 @@ TEST(AuthCreateTest, KeyProblemsNameTheSetting) {
   Write(dir.File("short.secret"), "too-short");
   Write(dir.File("not.pem"), "-----BEGIN NOTHING-----\n");
   AuthConfig c;
-  c.mode = "required";
+  c.mode = AuthMode::kRequired;
   c.jwt = JwtConfig{.issuer = "i",
                     .audience = "a",
                     .hs256_secret_file = dir.File("short.secret")};

@@ -38,9 +38,9 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
   // ... and the FHIR R4 exporter, with bulk exports under var/.
   ASSERT_EQ(c->plugins.size(), 2u);
   EXPECT_EQ(c->plugins[0].path, "libipsrt_core_instruments.so");
-  EXPECT_EQ(c->plugins[0].transport, "in_process");
+  EXPECT_EQ(c->plugins[0].transport, PluginTransportKind::kInProcess);
   EXPECT_EQ(c->plugins[1].path, "libipsrt_fhir_r4.so");
-  EXPECT_EQ(c->plugins[1].transport, "in_process");
+  EXPECT_EQ(c->plugins[1].transport, PluginTransportKind::kInProcess);
   EXPECT_EQ(c->export_.root,
             std::string(IPSRT_SOURCE_DIR) + "/var/ipsrtd/exports");
   EXPECT_TRUE(c->export_.targets.empty());
@@ -66,7 +66,7 @@ TEST(ConfigTest, ExecutablePluginDocsExampleParses) {
   ASSERT_EQ(c->plugins.size(), 1u);
   const PluginConfig& p = c->plugins[0];
   EXPECT_EQ(p.path, "/opt/plugins/sleep-check/run.sh");
-  EXPECT_EQ(p.transport, "out_of_process");
+  EXPECT_EQ(p.transport, PluginTransportKind::kOutOfProcess);
   EXPECT_EQ(p.args, std::vector<std::string>{"--verbose"});
   EXPECT_EQ(p.call_timeout, absl::Seconds(5));
   EXPECT_EQ(p.handshake_timeout, absl::Seconds(10));
@@ -82,7 +82,7 @@ TEST(ConfigTest, DefaultsAndRelativePaths) {
   EXPECT_EQ(c->server.max_receive_message_bytes, 1 << 20);
   EXPECT_EQ(c->server.shutdown_grace, absl::Seconds(10));
   EXPECT_EQ(c->store.sqlite.max_batch, 256);
-  EXPECT_EQ(c->logging.level, "info");
+  EXPECT_EQ(c->logging.level, LogLevel::kInfo);
 }
 
 TEST(ConfigTest, UnknownKeyNamesFileLineColumnAndPath) {
@@ -246,7 +246,7 @@ TEST(ConfigTlsTest, PlaintextOnlyOnLoopback) {
 TEST(ConfigAuthTest, DefaultIsNoneOnLoopbackOnly) {
   absl::StatusOr<Config> c = ParseConfig(kMinimal, "c.yaml", "/etc");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->auth.mode, "none");
+  EXPECT_EQ(c->auth.mode, AuthMode::kNone);
   c = ParseConfig(
       "server:\n  listen: 0.0.0.0:1\n  tls:\n    cert_file: a\n"
       "    key_file: b\nstore:\n  sqlite:\n    path: a.db\n",
@@ -277,7 +277,7 @@ store:
 )"),
                                          "c.yaml", "/etc/ipsrtd");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->auth.mode, "required");
+  EXPECT_EQ(c->auth.mode, AuthMode::kRequired);
   EXPECT_EQ(c->auth.leeway, absl::Seconds(10));
   ASSERT_TRUE(c->auth.jwt.has_value());
   EXPECT_EQ(c->auth.jwt->hs256_secret_file, "/etc/ipsrtd/keys/hs.secret");
@@ -325,7 +325,7 @@ TEST(ConfigAuthTest, ProductionExampleRequiresAuth) {
   absl::StatusOr<Config> c = LoadConfigFile(std::string(IPSRT_SOURCE_DIR) +
                                             "/config/ipsrtd.production.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->auth.mode, "required");
+  EXPECT_EQ(c->auth.mode, AuthMode::kRequired);
   ASSERT_TRUE(c->auth.jwt.has_value());
   EXPECT_EQ(c->auth.jwt->rs256_public_key_file, "/etc/ipsrtd/auth/idp.pem");
   EXPECT_EQ(c->auth.api_tokens.size(), 2u);
@@ -491,7 +491,7 @@ TEST(ConfigPostgresTest, ReplicaExampleLoads) {
             "/etc/ipsrtd/secrets/postgres-password");
   EXPECT_EQ(c->store.postgres.pool_size, 8);
   // It listens on 0.0.0.0, which needs authentication.
-  EXPECT_EQ(c->auth.mode, "required");
+  EXPECT_EQ(c->auth.mode, AuthMode::kRequired);
   // Replicas deliver reminders to one receiver that drops repeats by key.
   EXPECT_EQ(c->reminders.channel, "reminder-webhook");
   EXPECT_EQ(c->reminders.jsonl_path, "");
@@ -603,7 +603,7 @@ health:
 )"),
                                          "ipsrtd.yaml", "/");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->logging.format, "json");
+  EXPECT_EQ(c->logging.format, LogFormat::kJson);
   EXPECT_TRUE(c->logging.access_log);
   ASSERT_EQ(c->plugins.size(), 1u);
   EXPECT_TRUE(c->plugins[0].required);
@@ -615,7 +615,7 @@ health:
   absl::StatusOr<Config> off = ParseConfig(kMinimal, "ipsrtd.yaml", "/");
   ASSERT_TRUE(off.ok());
   EXPECT_TRUE(off->metrics.listen.empty());
-  EXPECT_EQ(off->logging.format, "text");
+  EXPECT_EQ(off->logging.format, LogFormat::kText);
   EXPECT_FALSE(off->logging.access_log);
 }
 

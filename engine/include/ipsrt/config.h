@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/log.h"
 
 namespace ipsrt {
 
@@ -112,11 +113,11 @@ struct WorkflowsConfig {
 };
 
 struct LoggingConfig {
-  // "debug", "info", "warning" or "error".
-  std::string level = "info";
-  // "text" (one human-readable line) or "json" (one JSON object a line:
-  // time, level, message, source, and for access logs the call's fields).
-  std::string format = "text";
+  // debug, info, warning or error.
+  LogLevel level = LogLevel::kInfo;
+  // text (one human-readable line) or json (one JSON object a line: time,
+  // level, message, source, and for access logs the call's fields).
+  LogFormat format = LogFormat::kText;
   // One log line per finished gRPC call (method, code, latency, request
   // id, tenant, actor role), at info level.
   bool access_log = false;
@@ -149,6 +150,14 @@ struct SafetyConfig {
   std::vector<std::string> crisis_resources;
 };
 
+// How a plugin runs: in_process (dlopen) or out_of_process (a child
+// process; a shared library is then run by ipsrt-plugin-runner).
+enum class PluginTransportKind { kInProcess, kOutOfProcess };
+
+// ParsePluginTransport maps "in_process" and "out_of_process" to their
+// value; nullopt for anything else.
+std::optional<PluginTransportKind> ParsePluginTransport(absl::string_view name);
+
 // One plugin to load at start-up (plugins/sdk/README.md).
 struct PluginConfig {
   // A shared library, or (out of process only) an executable. A bare file
@@ -156,9 +165,7 @@ struct PluginConfig {
   // <directory of ipsrtd>/../lib/ipsrt/plugins; other relative paths are
   // resolved against the config file's directory.
   std::string path;
-  // "in_process" (dlopen) or "out_of_process" (a child process; a shared
-  // library is then run by ipsrt-plugin-runner).
-  std::string transport = "in_process";
+  PluginTransportKind transport = PluginTransportKind::kInProcess;
   // Lowercase hex SHA-256 of the file; when set, a file with another hash
   // is refused before it is loaded or run.
   std::string sha256;
@@ -245,11 +252,14 @@ struct JwtConfig {
   std::string rs256_public_key_file;
 };
 
+// required: every call but health and reflection needs a bearer token.
+// none: accepted only on a loopback listener; every caller acts as the
+// local administrator (subject "local", all tenants).
+enum class AuthMode { kRequired, kNone };
+
 struct AuthConfig {
-  // "required": every call but health and reflection needs a bearer token.
-  // "none": accepted only on a loopback listener; every caller acts as the
-  // local administrator (subject "local", all tenants).
-  std::string mode = "none";
+  // Without an auth section: none; with one, required unless it says none.
+  AuthMode mode = AuthMode::kNone;
   // Clock skew allowed for JWT exp and nbf.
   absl::Duration leeway = absl::Seconds(30);
   std::optional<JwtConfig> jwt;
