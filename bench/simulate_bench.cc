@@ -5,7 +5,7 @@
 // reported over wall time and over this process's CPU time (on a shared
 // machine the CPU figure is the steadier one).
 //
-//   ipsrt_simulate_bench --template=workflows/ipsrt-standard.yaml \
+//   ipsrt_simulate_bench --template=workflows/ipsrt-standard.yaml
 //       --scenario=tests/scenarios/year-long.yaml [--duration=2s] [--json]
 #include <time.h>
 

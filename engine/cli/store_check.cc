@@ -42,9 +42,9 @@ absl::StatusOr<std::string> DatabaseFromFlags() {
   if (config_path.empty()) return db;
   absl::StatusOr<Config> config = LoadConfigFile(config_path);
   if (!config.ok()) return config.status();
-  if (config->store.kind != "sqlite") {
+  if (config->store.kind != StoreKind::kSqlite) {
     return absl::FailedPreconditionError(absl::StrCat(
-        config_path, ": store.kind is ", config->store.kind,
+        config_path, ": store.kind is ", StoreKindName(config->store.kind),
         "; store check examines SQLite databases (check PostgreSQL with its "
         "own tools, e.g. pg_amcheck)"));
   }
@@ -110,11 +110,11 @@ int RunStoreInit(const ParsedArgs&) {
   absl::StatusOr<Config> config = LoadConfigFile(config_path);
   if (!config.ok()) return PrintError(config.status());
   bool existed = false;
-  if (config->store.kind == "sqlite") {
+  if (config->store.kind == StoreKind::kSqlite) {
     std::error_code ec;
     existed = std::filesystem::exists(config->store.sqlite.path, ec) &&
               std::filesystem::file_size(config->store.sqlite.path, ec) > 0;
-    config->store.sqlite.create = "true";
+    config->store.sqlite.create = SqliteCreate::kAlways;
   }
   std::string description;
   absl::StatusOr<std::unique_ptr<Store>> store =

@@ -271,11 +271,11 @@ int64_t ParseByteSize(absl::string_view text) {
 void ParseSqliteSafety(YamlReader& r, const YAML::Node& sqlite,
                        SqliteConfig& s) {
   const char* p = "store.sqlite";
-  s.create = r.String(sqlite, p, "create", s.create);
-  if (s.create != "if_missing" && s.create != "true" && s.create != "false") {
-    r.Error(sqlite["create"], "store.sqlite.create",
-            "must be if_missing, true or false");
-  }
+  s.create = r.Enum(sqlite, p, "create", s.create,
+                    {{"if_missing", SqliteCreate::kIfMissing},
+                     {"true", SqliteCreate::kAlways},
+                     {"false", SqliteCreate::kNever}},
+                    "must be if_missing, true or false");
   s.allow_shared = r.Bool(sqlite, p, "allow_shared", s.allow_shared);
   std::string free = r.String(sqlite, p, "min_free_space", "auto");
   if (free != "auto") {
@@ -403,17 +403,21 @@ void ParseStore(YamlReader& r, const YAML::Node& root,
   } else if (r.ExpectMap(store, "store", false)) {
     r.ExpectKeys(store, "store",
                  {"kind", "sqlite", "postgres", "request_retention"});
-    st.kind = r.String(store, "store", "kind", st.kind);
+    // Read as text first: the error names the unsupported value.
+    std::string kind = r.String(store, "store", "kind", "sqlite");
     st.request_retention =
         r.Duration(store, "store", "request_retention", st.request_retention);
-    if (st.kind != "sqlite" && st.kind != "postgres") {
+    if (kind == StoreKindName(StoreKind::kPostgres)) {
+      st.kind = StoreKind::kPostgres;
+    } else if (kind != StoreKindName(StoreKind::kSqlite)) {
       r.Error(store["kind"], "store.kind",
-              absl::StrCat("unsupported store kind \"", st.kind,
+              absl::StrCat("unsupported store kind \"", kind,
                            "\" (supported: sqlite, postgres)"));
     }
-    ParsePostgres(r, store, st.kind == "postgres", base_dir, st.postgres);
+    const bool postgres = st.kind == StoreKind::kPostgres;
+    ParsePostgres(r, store, postgres, base_dir, st.postgres);
     YAML::Node sqlite = store["sqlite"];
-    if (r.ExpectMap(sqlite, "store.sqlite", st.kind != "sqlite")) {
+    if (r.ExpectMap(sqlite, "store.sqlite", postgres)) {
       const char* p = "store.sqlite";
       r.ExpectKeys(sqlite, p,
                    {"path", "synchronous", "busy_timeout", "max_batch",
@@ -421,12 +425,12 @@ void ParseStore(YamlReader& r, const YAML::Node& root,
                     "min_free_space", "quick_check_timeout"});
       SqliteConfig& s = st.sqlite;
       s.path = Resolve(base_dir, r.String(sqlite, p, "path", "", true));
-      s.synchronous = r.String(sqlite, p, "synchronous", s.synchronous);
-      if (s.synchronous != "full" && s.synchronous != "extra") {
-        r.Error(sqlite["synchronous"], "store.sqlite.synchronous",
-                "must be \"full\" or \"extra\": weaker settings can lose "
-                "acknowledged commits on power loss");
-      }
+      s.synchronous =
+          r.Enum(sqlite, p, "synchronous", s.synchronous,
+                 {{"full", SqliteSynchronous::kFull},
+                  {"extra", SqliteSynchronous::kExtra}},
+                 "must be \"full\" or \"extra\": weaker settings can lose "
+                 "acknowledged commits on power loss");
       s.busy_timeout = r.Duration(sqlite, p, "busy_timeout", s.busy_timeout);
       s.max_batch = static_cast<int>(
           r.Int(sqlite, p, "max_batch", s.max_batch, 1, 10000));
@@ -572,6 +576,10 @@ bool IsLoopback(absl::string_view listen) {
       colon == absl::string_view::npos ? listen : listen.substr(0, colon);
   return absl::StartsWith(host, "127.") || host == "localhost" ||
          host == "[::1]";
+}
+
+const char* StoreKindName(StoreKind kind) {
+  return kind == StoreKind::kPostgres ? "postgres" : "sqlite";
 }
 
 absl::StatusOr<Config> ParseConfig(absl::string_view yaml,

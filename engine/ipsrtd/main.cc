@@ -272,7 +272,7 @@ bool SetUpReminders(Daemon& d, const std::string& jsonl_path) {
     // serve calls only while others on the same database deliver.
     IPSRT_LOG(WARNING)
         << "reminders: this replica delivers none: store.kind "
-        << d.config.store.kind
+        << StoreKindName(d.config.store.kind)
         << " has no default reminder file; set reminders.channel (e.g. "
            "reminder-webhook) or reminders.jsonl.path (a file of this "
            "replica's own), or reminders.enabled: false. Due reminders "

@@ -45,7 +45,7 @@ std::string UseJsonlChannel(Config& config, const std::string& config_path) {
   RemindersConfig& rc = config.reminders;
   if (!rc.enabled || !rc.channel.empty()) return "";
   std::string path = rc.jsonl_path;
-  if (path.empty() && config.store.kind == "sqlite") {
+  if (path.empty() && config.store.kind == StoreKind::kSqlite) {
     path = (std::filesystem::path(config.store.sqlite.path).parent_path() /
             "reminders.jsonl")
                .string();
@@ -102,7 +102,7 @@ int CheckConfig(const std::string& config_path) {
         Authenticator::Create(config->auth);
     if (!auth.ok()) Problem(&problems, auth.status().message());
   }
-  if (config->store.kind == "postgres") {
+  if (config->store.kind == StoreKind::kPostgres) {
     absl::StatusOr<std::string> password =
         ResolvePostgresPassword(config->store.postgres);
     if (!password.ok()) Problem(&problems, password.status().message());

@@ -10,7 +10,7 @@ namespace ipsrt {
 
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
                                                  std::string* description) {
-  if (config.kind == "postgres") {
+  if (config.kind == StoreKind::kPostgres) {
     const PostgresConfig& pg = config.postgres;
     PostgresStore::Options o;
     o.conninfo = pg.conninfo;
@@ -34,15 +34,23 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
   }
   SqliteStore::Options o;
   o.path = config.sqlite.path;
-  o.synchronous = config.sqlite.synchronous;
+  o.synchronous = config.sqlite.synchronous == SqliteSynchronous::kExtra
+                      ? SqliteStore::Options::Synchronous::kExtra
+                      : SqliteStore::Options::Synchronous::kFull;
   o.busy_timeout = config.sqlite.busy_timeout;
   o.max_batch = config.sqlite.max_batch;
   o.read_connections = config.sqlite.read_connections;
-  o.create = config.sqlite.create == "true"
-                 ? SqliteStore::Options::Create::kAlways
-             : config.sqlite.create == "false"
-                 ? SqliteStore::Options::Create::kNever
-                 : SqliteStore::Options::Create::kIfMissing;
+  switch (config.sqlite.create) {
+    case SqliteCreate::kIfMissing:
+      o.create = SqliteStore::Options::Create::kIfMissing;
+      break;
+    case SqliteCreate::kAlways:
+      o.create = SqliteStore::Options::Create::kAlways;
+      break;
+    case SqliteCreate::kNever:
+      o.create = SqliteStore::Options::Create::kNever;
+      break;
+  }
   o.identity_file = IdentityFilePath(o.path);
   o.adopt = config.sqlite.adopt;
   if (!config.sqlite.allow_shared) o.lock_file = LockFilePath(o.path);
@@ -53,7 +61,10 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
                          SqliteStore::Open(o));
   *description = absl::StrCat(
       "store sqlite at ", o.path, " (schema version ", store->SchemaVersion(),
-      ", synchronous=", o.synchronous, ", store id ", store->StoreId(),
+      ", synchronous=",
+      o.synchronous == SqliteStore::Options::Synchronous::kExtra ? "extra"
+                                                                 : "full",
+      ", store id ", store->StoreId(),
       o.lock_file.empty() ? ", shared: no lock" : ", locked", ")");
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -482,11 +482,6 @@ absl::Status SqliteStore::Impl::CheckOptions() const {
   if (options_.path.empty()) {
     return absl::InvalidArgumentError("store.sqlite.path: must not be empty");
   }
-  if (options_.synchronous != "full" && options_.synchronous != "extra") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "store.sqlite.synchronous: must be \"full\" or \"extra\", got \"",
-        options_.synchronous, "\""));
-  }
   if (options_.max_batch < 1) {
     return absl::InvalidArgumentError(
         "store.sqlite.max_batch: must be at least 1");
@@ -542,9 +537,10 @@ absl::Status SqliteStore::Impl::OpenWriter() {
   RegisterConnection(writer_.db);
   IPSRT_RETURN_IF_ERROR(CheckSchemaPresence());
   IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db, "PRAGMA journal_mode=WAL"));
-  IPSRT_RETURN_IF_ERROR(ExecSql(
-      writer_.db,
-      absl::StrCat("PRAGMA synchronous=", options_.synchronous).c_str()));
+  IPSRT_RETURN_IF_ERROR(
+      ExecSql(writer_.db, options_.synchronous == Options::Synchronous::kExtra
+                              ? "PRAGMA synchronous=EXTRA"
+                              : "PRAGMA synchronous=FULL"));
   IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db, "PRAGMA foreign_keys=ON"));
   if (options_.max_page_count > 0) {
     IPSRT_RETURN_IF_ERROR(

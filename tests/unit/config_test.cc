@@ -26,8 +26,8 @@ TEST(ConfigTest, ShippedDefaultConfigLoads) {
       LoadConfigFile(std::string(IPSRT_SOURCE_DIR) + "/config/ipsrtd.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->server.listen, "127.0.0.1:50051");
-  EXPECT_EQ(c->store.kind, "sqlite");
-  EXPECT_EQ(c->store.sqlite.synchronous, "full");
+  EXPECT_EQ(c->store.kind, StoreKind::kSqlite);
+  EXPECT_EQ(c->store.sqlite.synchronous, SqliteSynchronous::kFull);
   EXPECT_EQ(c->store.sqlite.path,
             std::string(IPSRT_SOURCE_DIR) + "/var/ipsrtd/ipsrt.db");
   ASSERT_EQ(c->workflows.directories.size(), 1u);
@@ -486,7 +486,7 @@ TEST(ConfigPostgresTest, ReplicaExampleLoads) {
   absl::StatusOr<Config> c = LoadConfigFile(std::string(IPSRT_SOURCE_DIR) +
                                             "/config/ipsrtd.postgres.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->store.kind, "postgres");
+  EXPECT_EQ(c->store.kind, StoreKind::kPostgres);
   EXPECT_EQ(c->store.postgres.password_file,
             "/etc/ipsrtd/secrets/postgres-password");
   EXPECT_EQ(c->store.postgres.pool_size, 8);
@@ -510,7 +510,7 @@ TEST(ConfigPostgresTest, PostgresStoreWithDefaults) {
 )",
                                          "x.yaml", "/etc/ipsrtd");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->store.kind, "postgres");
+  EXPECT_EQ(c->store.kind, StoreKind::kPostgres);
   EXPECT_EQ(c->store.postgres.conninfo,
             "host=db.internal dbname=ipsrt user=ipsrtd");
   EXPECT_EQ(c->store.postgres.password_file, "/etc/ipsrtd/secrets/pg-password");

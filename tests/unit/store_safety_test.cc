@@ -306,7 +306,7 @@ TEST(StoreSafetyConfigTest, DefaultsAndSizes) {
 )",
                                          "x.yaml", "/etc/ipsrtd");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->store.sqlite.create, "if_missing");
+  EXPECT_EQ(c->store.sqlite.create, SqliteCreate::kIfMissing);
   EXPECT_FALSE(c->store.sqlite.allow_shared);
   EXPECT_EQ(c->store.sqlite.min_free_bytes, -1);
   EXPECT_EQ(c->store.sqlite.quick_check_timeout, absl::Seconds(10));
@@ -320,7 +320,7 @@ TEST(StoreSafetyConfigTest, DefaultsAndSizes) {
 )",
                   "x.yaml", "/etc/ipsrtd");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->store.sqlite.create, "false");
+  EXPECT_EQ(c->store.sqlite.create, SqliteCreate::kNever);
   EXPECT_TRUE(c->store.sqlite.allow_shared);
   EXPECT_EQ(c->store.sqlite.min_free_bytes, int64_t{512} << 20);
   EXPECT_EQ(c->store.sqlite.quick_check_timeout, absl::ZeroDuration());
@@ -345,7 +345,7 @@ TEST(StoreSafetyConfigTest, ShippedConfigsChooseCreation) {
   absl::StatusOr<Config> dev =
       LoadConfigFile(std::string(IPSRT_SOURCE_DIR) + "/config/ipsrtd.yaml");
   ASSERT_TRUE(dev.ok()) << dev.status();
-  EXPECT_EQ(dev->store.sqlite.create, "if_missing");
+  EXPECT_EQ(dev->store.sqlite.create, SqliteCreate::kIfMissing);
 }
 
 }  // namespace

@@ -56,18 +56,26 @@ struct ServerConfig {
   uint32_t umask = 077;
 };
 
+// store.sqlite.synchronous: SQLite's PRAGMA synchronous. Nothing weaker
+// than FULL can be configured: a commit that a power loss can undo is not a
+// commit for health data.
+enum class SqliteSynchronous { kFull, kExtra };
+
+// store.sqlite.create (docs/durability.md): what start-up does with a
+// database without the ipsrt schema. kIfMissing ("if_missing", default)
+// creates the file only when it does not exist and refuses an existing
+// empty or schema-less one; kAlways ("true") also initialises those (first
+// start); kNever ("false") never creates (production: `ipsrt store init`
+// first).
+enum class SqliteCreate { kIfMissing, kAlways, kNever };
+
 struct SqliteConfig {
   std::string path;
-  std::string synchronous = "full";
+  SqliteSynchronous synchronous = SqliteSynchronous::kFull;
   absl::Duration busy_timeout = absl::Seconds(5);
   int max_batch = 256;
   int read_connections = 4;
-  // Initialising a database without the ipsrt schema (docs/durability.md):
-  // "if_missing" (default) creates the file only when it does not exist
-  // and refuses an existing empty or schema-less one; "true" also
-  // initialises those (first start); "false" never creates (production:
-  // `ipsrt store init` first).
-  std::string create = "if_missing";
+  SqliteCreate create = SqliteCreate::kIfMissing;
   // Several processes may open the file (no lock file). Off by default:
   // one ipsrtd per database; PostgreSQL is the way to run replicas.
   bool allow_shared = false;
@@ -97,9 +105,16 @@ struct PostgresConfig {
   absl::Duration connect_timeout = absl::Seconds(5);
 };
 
+// store.kind: "sqlite" (embedded, one ipsrtd) or "postgres" (any number of
+// replicas on one database).
+enum class StoreKind { kSqlite, kPostgres };
+
+// StoreKindName is the configuration spelling of `kind` ("sqlite",
+// "postgres"), for messages.
+const char* StoreKindName(StoreKind kind);
+
 struct StoreConfig {
-  // "sqlite" (embedded, one ipsrtd) or "postgres" (any number of replicas).
-  std::string kind = "sqlite";
+  StoreKind kind = StoreKind::kSqlite;
   SqliteConfig sqlite;
   PostgresConfig postgres;
   // How long each request's first response is kept for retries with the

@@ -33,9 +33,11 @@ class SqliteStore final : public SqlStore {
   struct Options {
     // Database file; its directory is created when missing.
     std::string path;
-    // "full" (default) or "extra". Weaker settings are refused: a commit
-    // that a power loss can undo is not a commit for health data.
-    std::string synchronous = "full";
+    // PRAGMA synchronous: FULL (default) or EXTRA. Nothing weaker can be
+    // set: a commit that a power loss can undo is not a commit for health
+    // data.
+    enum class Synchronous { kFull, kExtra };
+    Synchronous synchronous = Synchronous::kFull;
     // How long a statement waits for a lock held by another process.
     absl::Duration busy_timeout = absl::Seconds(5);
     // Most requests committed in one group transaction.
