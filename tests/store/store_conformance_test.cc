@@ -359,29 +359,11 @@ TYPED_TEST(StoreConformanceTest, ConcurrentCommitsIsolateFailures) {
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->Commit(CreateBatch("t1", "taken", "taken")).ok());
   constexpr int kRequests = 200;
-  absl::BlockingCounter pending(kRequests);
-  std::atomic<int> ok{0}, conflicts{0}, other{0};
-  for (int i = 0; i < kRequests; ++i) {
-    // Every tenth request reuses a request id with another payload.
-    WriteBatch b =
-        (i % 10 == 0)
-            ? CreateBatch("t1", absl::StrCat("c", i), "taken", "other-hash")
-            : CreateBatch("t1", absl::StrCat("c", i), absl::StrCat("q", i));
-    store->CommitAsync(std::move(b), [&](absl::StatusOr<CommitResult> r) {
-      if (r.ok()) {
-        ++ok;
-      } else if (r.status().code() == absl::StatusCode::kFailedPrecondition) {
-        ++conflicts;
-      } else {
-        ++other;
-      }
-      pending.DecrementCount();
-    });
-  }
-  pending.Wait();
-  EXPECT_EQ(ok, kRequests - kRequests / 10);
-  EXPECT_EQ(conflicts, kRequests / 10);
-  EXPECT_EQ(other, 0);
+  const testing::ConcurrentOutcomes outcomes =
+      testing::CommitConcurrently(*store, kRequests);
+  EXPECT_EQ(outcomes.ok, kRequests - kRequests / 10);
+  EXPECT_EQ(outcomes.conflicts, kRequests / 10);
+  EXPECT_EQ(outcomes.other, 0);
   store.reset();
   EXPECT_EQ(this->CountRows("enrollments"), 1 + kRequests - kRequests / 10);
   EXPECT_EQ(this->CountRows("events"), 1 + kRequests - kRequests / 10);

@@ -3,9 +3,11 @@
 #ifndef IPSRT_TESTS_TESTING_STORE_BATCHES_H_
 #define IPSRT_TESTS_TESTING_STORE_BATCHES_H_
 
+#include <atomic>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/time/time.h"
 #include "ipsrt/store.h"
 
@@ -52,6 +54,40 @@ inline WriteBatch CreateBatch(const std::string& tenant, const std::string& id,
   ev.hash = "h1";
   b.events.push_back(ev);
   return b;
+}
+
+// Outcomes of CommitConcurrently's requests, by kind.
+struct ConcurrentOutcomes {
+  int ok = 0;
+  int conflicts = 0;  // FAILED_PRECONDITION: request id reused
+  int other = 0;
+};
+
+// CommitConcurrently puts `requests` new-enrollment batches into `store`
+// at once (CommitAsync) and waits for every outcome. Every tenth one
+// reuses the request id "taken" with another payload, so it must fail
+// alone; commit a batch with that request id first.
+inline ConcurrentOutcomes CommitConcurrently(Store& store, int requests) {
+  absl::BlockingCounter pending(requests);
+  std::atomic<int> ok{0}, conflicts{0}, other{0};
+  for (int i = 0; i < requests; ++i) {
+    WriteBatch b =
+        (i % 10 == 0)
+            ? CreateBatch("t1", absl::StrCat("c", i), "taken", "other-hash")
+            : CreateBatch("t1", absl::StrCat("c", i), absl::StrCat("q", i));
+    store.CommitAsync(std::move(b), [&](absl::StatusOr<CommitResult> r) {
+      if (r.ok()) {
+        ++ok;
+      } else if (r.status().code() == absl::StatusCode::kFailedPrecondition) {
+        ++conflicts;
+      } else {
+        ++other;
+      }
+      pending.DecrementCount();
+    });
+  }
+  pending.Wait();
+  return {ok.load(), conflicts.load(), other.load()};
 }
 
 }  // namespace ipsrt::testing

@@ -153,29 +153,11 @@ TEST_F(SqliteStoreTest, GroupCommitSharesTransactionsAndIsolatesFailures) {
   ASSERT_TRUE(store->Commit(CreateBatch("t1", "taken", "taken")).ok());
   const int64_t groups_before = store->GroupCommits();
   constexpr int kRequests = 300;
-  absl::BlockingCounter pending(kRequests);
-  std::atomic<int> ok{0}, conflicts{0}, other{0};
-  for (int i = 0; i < kRequests; ++i) {
-    // Every tenth request reuses a request id with another payload.
-    WriteBatch b =
-        (i % 10 == 0)
-            ? CreateBatch("t1", absl::StrCat("c", i), "taken", "other-hash")
-            : CreateBatch("t1", absl::StrCat("c", i), absl::StrCat("q", i));
-    store->CommitAsync(std::move(b), [&](absl::StatusOr<CommitResult> r) {
-      if (r.ok()) {
-        ++ok;
-      } else if (r.status().code() == absl::StatusCode::kFailedPrecondition) {
-        ++conflicts;
-      } else {
-        ++other;
-      }
-      pending.DecrementCount();
-    });
-  }
-  pending.Wait();
-  EXPECT_EQ(ok, kRequests - kRequests / 10);
-  EXPECT_EQ(conflicts, kRequests / 10);
-  EXPECT_EQ(other, 0);
+  const testing::ConcurrentOutcomes outcomes =
+      testing::CommitConcurrently(*store, kRequests);
+  EXPECT_EQ(outcomes.ok, kRequests - kRequests / 10);
+  EXPECT_EQ(outcomes.conflicts, kRequests / 10);
+  EXPECT_EQ(outcomes.other, 0);
   const int64_t groups = store->GroupCommits() - groups_before;
   EXPECT_GE(groups, 1);
   EXPECT_LT(groups, kRequests) << "requests were not grouped";
