@@ -5,6 +5,7 @@
 // Exit status: 0 success, 1 failure (a server error, the server not
 // serving, or findings of the offline tools), 2 usage error. See cli/commands.h
 // for the output contract.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -31,14 +32,21 @@ std::string TopUsage() {
   std::string out =
       "ipsrt: command-line client of ipsrtd, the IPSRT workflow engine.\n\n"
       "Usage: ipsrt [global flags] COMMAND [flags]\n\nCommands:\n";
+  // The names' column is as wide as the longest name and two spaces.
+  int width = 4;  // "help"
+  for (const Command& command : Commands()) {
+    width = std::max(width, static_cast<int>(command.spec.name.size()));
+  }
+  width += 2;
   for (const Command& command : Commands()) {
     std::string first_line =
         command.spec.description.substr(0, command.spec.description.find('\n'));
-    absl::StrAppend(&out, "  ", absl::StrFormat("%-10s", command.spec.name),
+    absl::StrAppend(&out, "  ",
+                    absl::StrFormat("%-*s", width, command.spec.name),
                     first_line, "\n");
   }
-  absl::StrAppend(&out,
-                  "  help      Show this help; 'ipsrt help COMMAND' shows one "
+  absl::StrAppend(&out, "  ", absl::StrFormat("%-*s", width, "help"),
+                  "Show this help; 'ipsrt help COMMAND' shows one "
                   "command's flags.\n\nGlobal flags (also accepted after "
                   "COMMAND):\n",
                   FlagsUsage(GlobalFlags()),
