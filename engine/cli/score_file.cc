@@ -26,10 +26,6 @@ absl::Status Bad(absl::string_view file, absl::string_view path,
       absl::StrCat(file, ": ", path, path.empty() ? "" : ": ", message));
 }
 
-// Number writes a score as JSON: whole numbers as integers, others in the
-// shortest form that reads back exactly.
-std::string Number(double v) { return JsonText(JsonDecimal(v)); }
-
 // Refuses input the JSON parser would spend long on (its recursion is
 // unbounded) with a message naming the byte offset.
 absl::Status CheckJsonBounds(absl::string_view file, absl::string_view json) {
@@ -159,16 +155,15 @@ std::string ScoreResultJson(absl::string_view instrument,
                             const v1::ScoreResponseResponse& scored) {
   std::map<std::string, double> scores(scored.scores().begin(),
                                        scored.scores().end());
-  std::vector<std::string> fields;
-  fields.push_back(absl::StrCat("\"instrument\": ", JsonQuote(instrument)));
+  Json out = Json::object();
+  out["instrument"] = std::string(instrument);
   if (scores.count("srm.ali") > 0) {
     auto it = scores.find("srm.score");
-    fields.push_back(absl::StrCat(
-        "\"score\": ", it == scores.end() ? "null" : Number(it->second)));
-    fields.push_back(absl::StrCat("\"qualifying_activities\": ",
-                                  Number(scores["srm.qualifying_activities"])));
-    fields.push_back(absl::StrCat("\"hits\": ", Number(scores["srm.hits"])));
-    fields.push_back(absl::StrCat("\"ali\": ", Number(scores["srm.ali"])));
+    out["score"] = it == scores.end() ? Json(nullptr) : JsonDecimal(it->second);
+    out["qualifying_activities"] =
+        JsonDecimal(scores["srm.qualifying_activities"]);
+    out["hits"] = JsonDecimal(scores["srm.hits"]);
+    out["ali"] = JsonDecimal(scores["srm.ali"]);
     // srm.<activity>.days / .hits / .habitual_minutes, by activity.
     std::map<std::string, std::map<std::string, double>> activities;
     for (const auto& [name, value] : scores) {
@@ -179,34 +174,24 @@ std::string ScoreResultJson(absl::string_view instrument,
       activities[std::string(rest.substr(0, dot))]
                 [std::string(rest.substr(dot + 1))] = value;
     }
-    std::vector<std::string> rendered;
+    Json rendered = Json::object();
     for (auto& [activity, parts] : activities) {
-      std::vector<std::string> p;
-      p.push_back(absl::StrCat("\"days\": ", Number(parts["days"])));
-      p.push_back(absl::StrCat("\"hits\": ", Number(parts["hits"])));
+      Json& a = rendered[activity];
+      a["days"] = JsonDecimal(parts["days"]);
+      a["hits"] = JsonDecimal(parts["hits"]);
       auto ht = parts.find("habitual_minutes");
-      if (ht != parts.end()) {
-        p.push_back(absl::StrCat("\"habitual_time\": ",
-                                 JsonQuote(FormatMinutes(ht->second))));
-      }
-      rendered.push_back(absl::StrCat(JsonQuote(activity), ": {",
-                                      absl::StrJoin(p, ", "), "}"));
+      if (ht != parts.end()) a["habitual_time"] = FormatMinutes(ht->second);
     }
-    fields.push_back(
-        absl::StrCat("\"activities\": {", absl::StrJoin(rendered, ", "), "}"));
+    out["activities"] = std::move(rendered);
   }
-  std::vector<std::string> s;
-  for (const auto& [name, value] : scores) {
-    s.push_back(absl::StrCat(JsonQuote(name), ": ", Number(value)));
-  }
-  fields.push_back(absl::StrCat("\"scores\": {", absl::StrJoin(s, ", "), "}"));
-  fields.push_back(absl::StrCat(
-      "\"band\": ", scored.band().empty() ? "null" : JsonQuote(scored.band())));
-  std::vector<std::string> flags;
-  for (const std::string& f : scored.flags()) flags.push_back(JsonQuote(f));
-  fields.push_back(
-      absl::StrCat("\"flags\": [", absl::StrJoin(flags, ", "), "]"));
-  return absl::StrCat("{", absl::StrJoin(fields, ", "), "}");
+  Json all = Json::object();
+  for (const auto& [name, value] : scores) all[name] = JsonDecimal(value);
+  out["scores"] = std::move(all);
+  out["band"] = scored.band().empty() ? Json(nullptr) : Json(scored.band());
+  Json flags = Json::array();
+  for (const std::string& f : scored.flags()) flags.push_back(f);
+  out["flags"] = std::move(flags);
+  return JsonText(out);
 }
 
 }  // namespace ipsrt::cli

@@ -7,7 +7,7 @@
 //              "activities": {"out_of_bed": "07:00", "to_bed": "23:00"}},
 //             ...]}                                  (an activity not done
 //                                                    is absent)
-// Out, one JSON object:
+// Out, one compact JSON object (spacing here for reading):
 //   {"instrument": "phq9", "scores": {...}, "band": "...", "flags": [...]}
 // and for a diary, beside those: "score" (null when no activity
 // qualifies), "qualifying_activities", "hits", "ali", and "activities":

@@ -48,11 +48,11 @@ TEST_F(QuestionnaireCliTest, ScorePhq9FromAnswersFile) {
   ProcessResult r = Cli({"score", "phq9", "--answers", answers});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out,
-            "{\"instrument\": \"phq9\", \"scores\": {\"phq9.item1\": 1, "
-            "\"phq9.item2\": 2, \"phq9.item3\": 1, \"phq9.item4\": 1, "
-            "\"phq9.item5\": 1, \"phq9.item6\": 1, \"phq9.item7\": 1, "
-            "\"phq9.item8\": 1, \"phq9.item9\": 1, \"phq9.total\": 10}, "
-            "\"band\": \"moderate\", \"flags\": [\"phq9.item9_positive\"]}\n");
+            "{\"instrument\":\"phq9\",\"scores\":{\"phq9.item1\":1,"
+            "\"phq9.item2\":2,\"phq9.item3\":1,\"phq9.item4\":1,"
+            "\"phq9.item5\":1,\"phq9.item6\":1,\"phq9.item7\":1,"
+            "\"phq9.item8\":1,\"phq9.item9\":1,\"phq9.total\":10},"
+            "\"band\":\"moderate\",\"flags\":[\"phq9.item9_positive\"]}\n");
 
   std::string bad = File("bad.json", R"({"answers": {"9": 4}})");
   r = Cli({"score", "phq9", "--answers", bad});
@@ -122,12 +122,12 @@ TEST_F(QuestionnaireCliTest, ScoreSrmWeekFromDiaryFile) {
   ProcessResult r =
       Cli({"score", "srm17", "--answers", File("week.json", json)});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_THAT(r.out, HasSubstr("{\"instrument\": \"srm17\", \"score\": 5.2, "
-                               "\"qualifying_activities\": 5, \"hits\": 26, "
-                               "\"ali\": 34, \"activities\": {"));
-  EXPECT_THAT(r.out, HasSubstr("\"exercise\": {\"days\": 2, \"hits\": 0}"));
-  EXPECT_THAT(r.out, HasSubstr("\"start_work\": {\"days\": 5, \"hits\": 5, "
-                               "\"habitual_time\": \"09:02\"}"));
+  EXPECT_THAT(r.out, HasSubstr("{\"instrument\":\"srm17\",\"score\":5.2,"
+                               "\"qualifying_activities\":5,\"hits\":26,"
+                               "\"ali\":34,\"activities\":{"));
+  EXPECT_THAT(r.out, HasSubstr("\"exercise\":{\"days\":2,\"hits\":0}"));
+  EXPECT_THAT(r.out, HasSubstr("\"start_work\":{\"days\":5,\"hits\":5,"
+                               "\"habitual_time\":\"09:02\"}"));
 
   // Nothing qualifies: the score is null, not 0.
   r = Cli(
@@ -135,8 +135,8 @@ TEST_F(QuestionnaireCliTest, ScoreSrmWeekFromDiaryFile) {
        File("sparse.json", R"({"days": [{"date": "2026-03-02", "activities": )"
                            R"({"dinner": "18:00"}}]})")});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_THAT(r.out, HasSubstr("\"score\": null, \"qualifying_activities\": 0, "
-                               "\"hits\": 0, \"ali\": 1"));
+  EXPECT_THAT(r.out, HasSubstr("\"score\":null,\"qualifying_activities\":0,"
+                               "\"hits\":0,\"ali\":1"));
 }
 
 TEST_F(QuestionnaireCliTest, ShowAsJsonHasItemsOptionsAndCodes) {
