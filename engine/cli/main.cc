@@ -12,6 +12,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/types/span.h"
 #include "cli/arguments.h"
 #include "cli/commands.h"
@@ -28,6 +30,19 @@ const Subcommand& TopLevel() {
   return *kTop;
 }
 
+// Summary is the first paragraph of a command's description on one line,
+// cut at a word and marked "..." when longer than `room` characters.
+std::string Summary(absl::string_view description, int room) {
+  absl::string_view paragraph = description.substr(0, description.find("\n\n"));
+  std::string line = absl::StrJoin(
+      absl::StrSplit(paragraph, absl::ByAnyChar(" \n"), absl::SkipEmpty()),
+      " ");
+  if (static_cast<int>(line.size()) <= room) return line;
+  size_t cut = line.rfind(' ', std::max(room - 3, 1));
+  return absl::StrCat(line.substr(0, cut == std::string::npos ? room - 3 : cut),
+                      "...");
+}
+
 std::string TopUsage() {
   std::string out =
       "ipsrt: command-line client of ipsrtd, the IPSRT workflow engine.\n\n"
@@ -39,11 +54,9 @@ std::string TopUsage() {
   }
   width += 2;
   for (const Command& command : Commands()) {
-    std::string first_line =
-        command.spec.description.substr(0, command.spec.description.find('\n'));
     absl::StrAppend(&out, "  ",
                     absl::StrFormat("%-*s", width, command.spec.name),
-                    first_line, "\n");
+                    Summary(command.spec.description, 78 - 2 - width), "\n");
   }
   absl::StrAppend(&out, "  ", absl::StrFormat("%-*s", width, "help"),
                   "Show this help; 'ipsrt help COMMAND' shows one "
