@@ -577,10 +577,11 @@ std::vector<Command> StoreCommands() {
                             "--config=FILE\n       store check (--db=PATH | "
                             "--config=FILE)",
                 .description =
-                    "Copy a SQLite deployment's database into PostgreSQL.\n\n"
-                    "Copies every table (enrollments, events, outbox, "
-                    "outbox_feed, requests,\naudit) into an empty PostgreSQL "
-                    "database in one transaction, creating its\nschema, then "
+                    "Copy, verify, create or check the store's database.\n\n"
+                    "store copy: copies every table of the schema "
+                    "(enrollments, events,\noutbox, outbox_feed, requests, "
+                    "request_keys, audit) into an empty\nPostgreSQL "
+                    "database in one transaction, creating its schema, then\n"
                     "verifies: row counts and a SHA-256 content digest per "
                     "table,\nand every event's and every audit record's hash "
                     "recomputed and linked to\nits predecessor. Stop ipsrtd "
