@@ -3,7 +3,10 @@
 #include <cmath>
 #include <set>
 
+#include "absl/container/btree_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace ipsrt {
 namespace {
@@ -47,7 +50,9 @@ const std::vector<std::string>& Srm17Activities() {
 
 SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days) {
   SrmWeekScore week;
-  std::map<std::string, std::vector<double>> times;
+  // Each activity's times in day order; keys view the days' own strings,
+  // ordered as the activity ids (as the scores are reported).
+  absl::btree_map<absl::string_view, absl::InlinedVector<double, 7>> times;
   for (size_t d = 0; d < days.size() && d < 7; ++d) {
     for (const auto& [activity, minutes] : days[d]) {
       times[activity].push_back(minutes);
@@ -56,7 +61,7 @@ SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days) {
   }
   for (const auto& [activity, t] : times) {
     SrmActivityScore a;
-    a.activity = activity;
+    a.activity = std::string(activity);
     a.days_done = static_cast<int>(t.size());
     a.qualifies = a.days_done >= 3;
     if (a.qualifies) {
@@ -69,7 +74,7 @@ SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days) {
       if (std::hypot(s, c) > 1e-9) {
         reference = Normalize(std::atan2(s, c) / (2 * kPi) * kDay);
       }
-      std::vector<double> offsets;
+      absl::InlinedVector<double, 7> offsets;
       for (double m : t) offsets.push_back(Wrap(m - reference));
       double mean = 0;
       for (double o : offsets) mean += o;
@@ -104,8 +109,11 @@ SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days) {
 std::vector<SrmAnchorTrend> SrmAnchorTrends(
     const std::vector<SrmDayTimes>& previous,
     const std::vector<SrmDayTimes>& current) {
-  const SrmWeekScore before = ScoreSrmWeek(previous);
-  const SrmWeekScore now = ScoreSrmWeek(current);
+  return SrmAnchorTrendsBetween(ScoreSrmWeek(previous), ScoreSrmWeek(current));
+}
+
+std::vector<SrmAnchorTrend> SrmAnchorTrendsBetween(const SrmWeekScore& before,
+                                                   const SrmWeekScore& now) {
   std::vector<SrmAnchorTrend> trends;
   for (const SrmActivityScore& a : now.activities) {
     SrmAnchorTrend trend;

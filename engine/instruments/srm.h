@@ -85,6 +85,11 @@ std::vector<SrmAnchorTrend> SrmAnchorTrends(
     const std::vector<SrmDayTimes>& previous,
     const std::vector<SrmDayTimes>& current);
 
+// SrmAnchorTrendsBetween is SrmAnchorTrends over the two windows' scores
+// (ScoreSrmWeek of each), for a caller that has scored them already.
+std::vector<SrmAnchorTrend> SrmAnchorTrendsBetween(const SrmWeekScore& before,
+                                                   const SrmWeekScore& now);
+
 // FormatMinutes renders minutes after midnight as "HH:MM" (rounded).
 std::string FormatMinutes(double minutes);
 

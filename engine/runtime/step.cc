@@ -999,7 +999,9 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
   (*scores)["srm.ali"] = week.ali;
   (*scores)["srm.weeks_recorded"] =
       static_cast<double>(state.srm_days_recorded() / 7);
-  SetSrmTrendScores(SrmAnchorTrends(previous_window, window), scores);
+  // The current week is scored once, for its score and for the trends.
+  SetSrmTrendScores(SrmAnchorTrendsBetween(ScoreSrmWeek(previous_window), week),
+                    scores);
 }
 
 // RecordDiaryDay validates one diary day, stores it, and scores the week
