@@ -7,13 +7,14 @@
 // foreign_keys=ON):
 //   SAVEPOINT request                 (as the server's group commit does;
 //                                      --savepoints=false drops it)
-//   SELECT ... FROM requests          (idempotency lookup, misses)
+//   INSERT INTO requests ... ON CONFLICT DO NOTHING
+//                                     (the idempotency record first, as
+//                                      the shared SQL core writes it)
+//   INSERT INTO request_keys ...
 //   INSERT INTO enrollments ...
 //   INSERT INTO events ...
 //   INSERT INTO outbox ...            (one row per reminder the runtime
 //                                      planned, as the server writes them)
-//   INSERT INTO requests ...
-//   INSERT INTO request_keys ...
 //   RELEASE request
 // and --batch enrollments share one BEGIN IMMEDIATE ... COMMIT. --batch=1 is
 // one fsync-bound transaction per enrollment (a store without group commit);
@@ -250,14 +251,11 @@ struct Statements {
         commit(Prepare(db, "COMMIT")),
         savepoint(Prepare(db, "SAVEPOINT request")),
         release(Prepare(db, "RELEASE request")),
-        lookup(Prepare(
-            db,
-            "SELECT method, payload_hash, response, create_time_us FROM "
-            "requests WHERE tenant = ? AND request_id = ?")),
         ins_request(Prepare(
             db,
             "INSERT INTO requests (tenant, request_id, method, payload_hash, "
-            "response, create_time_us) VALUES (?, ?, ?, ?, ?, ?)")),
+            "response, create_time_us) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (tenant, request_id) DO NOTHING")),
         ins_request_key(Prepare(
             db,
             "INSERT INTO request_keys (key) VALUES (?) ON CONFLICT (key) "
@@ -280,8 +278,8 @@ struct Statements {
             "VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)")) {}
   ~Statements() {
     for (sqlite3_stmt* s :
-         {begin, commit, savepoint, release, lookup, ins_request,
-          ins_request_key, ins_enrollment, ins_event, ins_outbox}) {
+         {begin, commit, savepoint, release, ins_request, ins_request_key,
+          ins_enrollment, ins_event, ins_outbox}) {
       sqlite3_finalize(s);
     }
   }
@@ -293,7 +291,6 @@ struct Statements {
   sqlite3_stmt* commit;
   sqlite3_stmt* savepoint;
   sqlite3_stmt* release;
-  sqlite3_stmt* lookup;
   sqlite3_stmt* ins_request;
   sqlite3_stmt* ins_request_key;
   sqlite3_stmt* ins_enrollment;
@@ -306,9 +303,15 @@ struct Statements {
 void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
   sqlite3* db = st.db;
   if (savepoints) Run(db, st.savepoint, "savepoint");
-  BindText(st.lookup, 1, r.tenant);
-  BindText(st.lookup, 2, r.request_id);
-  Run(db, st.lookup, "lookup request");
+  BindText(st.ins_request, 1, r.tenant);
+  BindText(st.ins_request, 2, r.request_id);
+  BindText(st.ins_request, 3, "CreateEnrollment");
+  BindText(st.ins_request, 4, r.payload_hash);
+  BindBlob(st.ins_request, 5, r.response);
+  sqlite3_bind_int64(st.ins_request, 6, r.now_us);
+  Run(db, st.ins_request, "insert request");
+  sqlite3_bind_int64(st.ins_request_key, 1, RequestKey(r.tenant, r.request_id));
+  Run(db, st.ins_request_key, "insert request key");
   sqlite3_stmt* e = st.ins_enrollment;
   BindText(e, 1, r.tenant);
   BindText(e, 2, r.id);
@@ -345,15 +348,6 @@ void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
     sqlite3_bind_int64(st.ins_outbox, 7, r.now_us);
     Run(db, st.ins_outbox, "insert outbox");
   }
-  BindText(st.ins_request, 1, r.tenant);
-  BindText(st.ins_request, 2, r.request_id);
-  BindText(st.ins_request, 3, "CreateEnrollment");
-  BindText(st.ins_request, 4, r.payload_hash);
-  BindBlob(st.ins_request, 5, r.response);
-  sqlite3_bind_int64(st.ins_request, 6, r.now_us);
-  Run(db, st.ins_request, "insert request");
-  sqlite3_bind_int64(st.ins_request_key, 1, RequestKey(r.tenant, r.request_id));
-  Run(db, st.ins_request_key, "insert request key");
   if (savepoints) Run(db, st.release, "release");
 }
 

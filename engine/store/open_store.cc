@@ -34,23 +34,11 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
   }
   SqliteStore::Options o;
   o.path = config.sqlite.path;
-  o.synchronous = config.sqlite.synchronous == SqliteSynchronous::kExtra
-                      ? SqliteStore::Options::Synchronous::kExtra
-                      : SqliteStore::Options::Synchronous::kFull;
+  o.synchronous = config.sqlite.synchronous;
   o.busy_timeout = config.sqlite.busy_timeout;
   o.max_batch = config.sqlite.max_batch;
   o.read_connections = config.sqlite.read_connections;
-  switch (config.sqlite.create) {
-    case SqliteCreate::kIfMissing:
-      o.create = SqliteStore::Options::Create::kIfMissing;
-      break;
-    case SqliteCreate::kAlways:
-      o.create = SqliteStore::Options::Create::kAlways;
-      break;
-    case SqliteCreate::kNever:
-      o.create = SqliteStore::Options::Create::kNever;
-      break;
-  }
+  o.create = config.sqlite.create;
   o.identity_file = IdentityFilePath(o.path);
   o.adopt = config.sqlite.adopt;
   if (!config.sqlite.allow_shared) o.lock_file = LockFilePath(o.path);
@@ -62,8 +50,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
   *description = absl::StrCat(
       "store sqlite at ", o.path, " (schema version ", store->SchemaVersion(),
       ", synchronous=",
-      o.synchronous == SqliteStore::Options::Synchronous::kExtra ? "extra"
-                                                                 : "full",
+      o.synchronous == SqliteSynchronous::kExtra ? "extra" : "full",
       ", store id ", store->StoreId(),
       o.lock_file.empty() ? ", shared: no lock" : ", locked", ")");
   return std::unique_ptr<Store>(std::move(store));

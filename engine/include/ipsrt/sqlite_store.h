@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ipsrt/config.h"
 #include "ipsrt/sql_store.h"
 #include "ipsrt/store.h"
 
@@ -35,8 +36,8 @@ class SqliteStore final : public SqlStore {
     std::string path;
     // PRAGMA synchronous: FULL (default) or EXTRA. Nothing weaker can be
     // set: a commit that a power loss can undo is not a commit for health
-    // data.
-    enum class Synchronous { kFull, kExtra };
+    // data. The configuration's enum (store.sqlite.synchronous).
+    using Synchronous = SqliteSynchronous;
     Synchronous synchronous = Synchronous::kFull;
     // How long a statement waits for a lock held by another process.
     absl::Duration busy_timeout = absl::Seconds(5);
@@ -54,7 +55,8 @@ class SqliteStore final : public SqlStore {
     //   kAlways: also initialise an existing empty or schema-less file
     //     (first start; `ipsrt store init`).
     //   kNever: the database must exist with its schema.
-    enum class Create { kIfMissing, kAlways, kNever };
+    // The configuration's enum (store.sqlite.create).
+    using Create = SqliteCreate;
     Create create = Create::kIfMissing;
     // Identity file (store/store_files.h); empty: none. When set, Open
     // refuses a database that is another store than the file names, one
