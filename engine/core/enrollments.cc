@@ -346,6 +346,60 @@ absl::StatusOr<Response> Committed(absl::StatusOr<CommitResult> r,
   return first;
 }
 
+// StoredSubmitResponse is the idempotency record of a SubmitEvent answer:
+// the answer without the recorded event and what only repeats the event
+// (its scores, band and flags). The event log already holds the event at
+// (enrollment, revision), so each record is about the size of the
+// enrollment instead of the enrollment plus a copy of the event; the
+// crisis resources stay, so a retry shows what the first answer showed.
+std::string StoredSubmitResponse(v1::SubmitEventResponse response) {
+  response.clear_event();
+  response.clear_scores();
+  response.clear_band();
+  response.clear_flags();
+  return response.SerializeAsString();
+}
+
+// CompleteSubmitResponse puts back what StoredSubmitResponse left out, from
+// the event log: the event whose sequence is the stored enrollment's
+// revision. A record written before the compact form (it has its event)
+// is complete as it is.
+absl::StatusOr<v1::SubmitEventResponse> CompleteSubmitResponse(
+    Store& store, v1::SubmitEventResponse first) {
+  if (first.has_event()) return first;
+  absl::StatusOr<EnrollmentName> en =
+      ParseEnrollmentName("enrollment.name", first.enrollment().name());
+  const int64_t sequence = first.enrollment().revision();
+  if (!en.ok() || sequence < 1) {
+    return absl::DataLossError(
+        "store: stored response names no enrollment revision");
+  }
+  IPSRT_ASSIGN_OR_RETURN(std::vector<EventRow> rows,
+                         store.ListEvents(en->tenant, en->id, sequence - 1, 1));
+  if (rows.empty() || rows.front().sequence != sequence ||
+      !first.mutable_event()->ParseFromString(rows.front().payload)) {
+    return absl::DataLossError(
+        absl::StrCat("store: the event a stored response refers to (",
+                     en->Format(), " sequence ", sequence, ") cannot be read"));
+  }
+  const v1::Event& event = first.event();
+  *first.mutable_scores() = event.scores();
+  first.set_band(event.band());
+  *first.mutable_flags() = event.flags();
+  return first;
+}
+
+// Committed completes a replayed SubmitEvent answer (see
+// StoredSubmitResponse).
+absl::StatusOr<v1::SubmitEventResponse> Committed(
+    Store& store, absl::StatusOr<CommitResult> r,
+    v1::SubmitEventResponse fresh) {
+  absl::StatusOr<v1::SubmitEventResponse> answer =
+      Committed(std::move(r), std::move(fresh));
+  if (!answer.ok()) return answer;
+  return CompleteSubmitResponse(store, *std::move(answer));
+}
+
 // EventRowFor is the stored row of a sealed event.
 EventRow EventRowFor(const EnrollmentName& name, const v1::Event& event,
                      absl::string_view prev_hash, absl::Time recorded) {
@@ -748,6 +802,9 @@ void Enrollments::Apply(const std::string& method,
                                              method, fingerprint);
     if (!prior.ok()) return done(prior.status());
     if (!prior->has_value()) return done(std::move(refusal));
+    absl::StatusOr<v1::SubmitEventResponse> replay =
+        CompleteSubmitResponse(*deps_.store, **std::move(prior));
+    if (!replay.ok()) return done(replay.status());
     // A retry answered from the idempotency record is still an access: its
     // audit record is stored before the answer.
     WriteBatch audit_only;
@@ -755,7 +812,7 @@ void Enrollments::Apply(const std::string& method,
         actor, method, en.tenant, en.Format(), request_id, deps_.clock->Now()));
     audit_only.audit.back().outcome = "OK (replayed)";
     deps_.store->CommitAsync(std::move(audit_only),
-                             [done, replay = **std::move(prior)](
+                             [done, replay = *std::move(replay)](
                                  absl::StatusOr<CommitResult> r) mutable {
                                if (!r.ok()) return done(r.status());
                                done(std::move(replay));
@@ -781,7 +838,7 @@ void Enrollments::Apply(const std::string& method,
   WriteBatch batch = SubmitBatch(
       en, *target, *event, *stepped,
       RequestRecord{en.tenant, key, method, fingerprint,
-                    response.SerializeAsString(), now},
+                    StoredSubmitResponse(response), now},
       ChangeAudit(actor, method, en.tenant, en.Format(), request_id, now));
 
   v1::EventPayload retry_payload = event->payload();
@@ -813,7 +870,7 @@ void Enrollments::Apply(const std::string& method,
             return;
           }
         }
-        done(Committed(std::move(r), std::move(response)));
+        done(Committed(*deps_.store, std::move(r), std::move(response)));
       });
 }
 

@@ -16,6 +16,7 @@
 #include "common/validation.h"
 #include "core/enrollments.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -686,6 +687,17 @@ TEST_F(EventsTest, Item9RoutesAnUrgentAlertWithCrisisResources) {
     if (o.kind() == v1::Outcome::ALERT_RAISED) alert_id = o.subject();
   }
   EXPECT_EQ(alert_id, "phq9-item9-2");
+  // A retry is answered from the idempotency record, which keeps the
+  // enrollment and the crisis resources and takes the event, its scores
+  // and flags from the event log: the same answer, field for field.
+  v1::SubmitEventResponse again;
+  ASSERT_TRUE(
+      Submit(e.name(), "p-1", 0, Phq9({0, 0, 0, 0, 0, 0, 0, 0, 1}), &again)
+          .ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(again, r))
+      << again.DebugString();
+  EXPECT_EQ(again.scores().at("phq9.total"), 1);
+  EXPECT_THAT(again.crisis_resources(), ElementsAre("crisis line"));
   // The escalation is in the outbox, due at the deadline, in the same
   // commit as the event.
   grpc::ClientContext ctx;
