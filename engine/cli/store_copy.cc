@@ -17,6 +17,7 @@
 #include "ipsrt/status_macros.h"
 #include "ipsrt/v1/enrollment.pb.h"
 #include "store/audit_chain.h"
+#include "store/blob_codec.h"
 #include "store/migrations.h"
 #include "store/pg_connection.h"
 
@@ -244,8 +245,10 @@ absl::Status VerifyEventChains(PgConnection& pg, StoreCopyReport& report) {
               ": prev_hash does not match the previous event's hash"));
         }
         v1::Event event;
-        if (!event.ParseFromString(row[7].bytes) || event.hash() != hash ||
-            EventHash(prev_hash, event) != hash) {
+        absl::StatusOr<std::string> payload =
+            UnpackBlob(row[7].bytes, "an event payload");
+        if (!payload.ok() || !event.ParseFromString(*payload) ||
+            event.hash() != hash || EventHash(prev_hash, event) != hash) {
           return absl::DataLossError(absl::StrCat(
               "store copy: ", where, ": hash does not match its content"));
         }

@@ -1,9 +1,13 @@
-// How the stores keep their large blobs (enrollment snapshots, request
-// responses) on disk: deflated when that makes them smaller, as they are
-// otherwise. Event payloads are not packed: the hash chain and the tamper
-// checks work on the bytes in the table. Both stores read either form, so that
-// a database copied from SQLite to PostgreSQL (`ipsrt store copy`, byte for
-// byte) reads the same.
+// How the stores keep their blobs (enrollment snapshots, request responses,
+// event payloads) on disk: deflated when that makes them smaller, as they
+// are otherwise. The store packs on write and unpacks on read, so everything
+// above it (the event hash chain, its checks, replay) sees the serialized
+// bytes only. Both stores read every form, so that a database copied from
+// SQLite to PostgreSQL (`ipsrt store copy`, byte for byte) reads the same.
+//
+// Values are deflated with a preset dictionary (blob_dictionary.inc, frozen),
+// which zlib names in each stream by its Adler-32; values deflated before it
+// (schema 4: snapshots and responses) have no dictionary and still read.
 //
 // Stored form: a value whose first byte is not 0x00 is the value itself
 // (every serialized protobuf message, which never starts with a zero tag);
@@ -12,6 +16,7 @@
 #ifndef IPSRT_STORE_BLOB_CODEC_H_
 #define IPSRT_STORE_BLOB_CODEC_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -19,14 +24,19 @@
 
 namespace ipsrt {
 
-// PackBlob is the stored form of `value`: deflated (zlib, fastest level)
-// when the value is 64 bytes or more and that saves space.
+// PackBlob is the stored form of `value`: deflated (zlib, fastest level,
+// with the preset dictionary) when the value is 64 bytes or more and that
+// saves space.
 std::string PackBlob(absl::string_view value);
 
 // UnpackBlob is the value of a stored form; DATA_LOSS naming `what` when a
 // deflated value cannot be inflated to its recorded size.
 absl::StatusOr<std::string> UnpackBlob(absl::string_view stored,
                                        absl::string_view what);
+
+// BlobDictionaryId is the Adler-32 of the preset dictionary, the id zlib
+// writes into the streams deflated with it.
+uint32_t BlobDictionaryId();
 
 }  // namespace ipsrt
 

@@ -41,7 +41,8 @@ constexpr char kAuditColumns[] =
     "seq, tenant, subject, role, rpc, resource, outcome, time_us, request_id, "
     "prev_hash, hash";
 
-// Snapshots and responses are stored packed (store/blob_codec.h).
+// Snapshots, responses and event payloads are stored packed
+// (store/blob_codec.h).
 absl::StatusOr<EnrollmentRow> ReadEnrollment(const SqlRow& s) {
   EnrollmentRow r;
   r.tenant = s.Text(0);
@@ -186,6 +187,10 @@ PackedBlobs PackBatch(const WriteBatch& batch) {
     packed.snapshot = PackBlob(batch.update->row.snapshot);
   }
   packed.response = PackBlob(batch.request.response);
+  packed.payloads.reserve(batch.events.size());
+  for (const EventRow& ev : batch.events) {
+    packed.payloads.push_back(PackBlob(ev.payload));
+  }
   return packed;
 }
 
@@ -236,7 +241,8 @@ absl::StatusOr<CommitResult> SqlCore::ApplyBatch(
     return *std::move(replay);
   }
   IPSRT_RETURN_IF_ERROR(WriteEnrollment(c, b, packed));
-  for (const EventRow& ev : b.events) {
+  for (size_t i = 0; i < b.events.size(); ++i) {
+    const EventRow& ev = b.events[i];
     IPSRT_RETURN_IF_ERROR(Fault("event.insert"));
     absl::Status st =
         c.Exec(
@@ -251,7 +257,7 @@ absl::StatusOr<CommitResult> SqlCore::ApplyBatch(
                  .Text(ev.actor)
                  .Text(ev.request_id)
                  .Time(ev.record_time)
-                 .Bytes(ev.payload)
+                 .Bytes(packed.payloads[i])
                  .Text(ev.prev_hash)
                  .Text(ev.hash))
             .status();
@@ -671,7 +677,7 @@ absl::StatusOr<std::vector<EventRow>> SqlCore::ListEvents(
           .Text(enrollment_id)
           .Int(after_sequence)
           .Int(limit),
-      &rows, [&](const SqlRow& s) {
+      &rows, [&](const SqlRow& s) -> absl::StatusOr<EventRow> {
         EventRow e;
         e.tenant = std::string(tenant);
         e.enrollment_id = std::string(enrollment_id);
@@ -680,7 +686,8 @@ absl::StatusOr<std::vector<EventRow>> SqlCore::ListEvents(
         e.actor = s.Text(2);
         e.request_id = s.Text(3);
         e.record_time = s.Time(4);
-        e.payload = s.Text(5);
+        IPSRT_ASSIGN_OR_RETURN(e.payload,
+                               UnpackBlob(s.Text(5), "an event payload"));
         e.prev_hash = s.Text(6);
         e.hash = s.Text(7);
         return e;

@@ -48,10 +48,12 @@ extern const char kOutboxColumns[];
 OutboxEntry ReadOutbox(const SqlRow& row);
 
 // PackedBlobs are the stored forms (store/blob_codec.h) of a batch's
-// snapshot and response; a backend may make them off its writing thread.
+// snapshot, response and event payloads (in the batch's event order); a
+// backend may make them off its writing thread.
 struct PackedBlobs {
   std::string snapshot;
   std::string response;
+  std::vector<std::string> payloads;
 };
 PackedBlobs PackBatch(const WriteBatch& batch);
 

@@ -133,7 +133,9 @@ void CheckEvents(Query& get, const Key& key, const std::string& last_hash,
     flush(seq - 1);
     ++report.events_read;
     v1::Event event;
-    if (!event.ParseFromString(get.Text(0))) {
+    absl::StatusOr<std::string> payload =
+        UnpackBlob(get.Text(0), "an event payload");
+    if (!payload.ok() || !event.ParseFromString(*payload)) {
       report.damaged_rows.push_back(absl::StrCat(
           key.Name(), "/events/", seq, ": payload cannot be decoded"));
     }

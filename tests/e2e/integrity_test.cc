@@ -9,10 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "postgres_e2e.h"
+#include "store/blob_codec.h"
 #include "tests/testing/postgres_server.h"
 
 namespace ipsrt::e2e {
@@ -105,12 +108,18 @@ TEST(IntegrityE2eTest, SqliteVerifyOfflineOnlineAndAtStart) {
             SQLITE_OK);
   sqlite3_bind_text(read, 1, Id(name).c_str(), -1, SQLITE_TRANSIENT);
   ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
-  std::string payload(static_cast<const char*>(sqlite3_column_blob(read, 0)),
-                      static_cast<size_t>(sqlite3_column_bytes(read, 0)));
+  absl::StatusOr<std::string> stored = UnpackBlob(
+      std::string(static_cast<const char*>(sqlite3_column_blob(read, 0)),
+                  static_cast<size_t>(sqlite3_column_bytes(read, 0))),
+      "the payload");
   sqlite3_finalize(read);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  std::string payload = *stored;
   size_t at = payload.find(kItem9Is1);
   ASSERT_NE(at, std::string::npos);
   payload[at + 4] = '\0';
+  // Stored again the way the store keeps payloads: a coherent edit.
+  payload = PackBlob(payload);
   sqlite3_stmt* write = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
                                "UPDATE events SET payload = ? WHERE "
@@ -161,13 +170,25 @@ TEST(IntegrityE2eTest, PostgresVerifyOffline) {
   EXPECT_EQ(intact.exit_code, 0) << intact.out << intact.err;
   EXPECT_THAT(intact.out, HasSubstr("verified 2 enrollment(s), 6 event(s)"));
 
-  // The same one-byte edit with SQL (set_byte is 0-based, position 1-based).
-  absl::StatusOr<std::string> edited = (*pg)->Psql(
+  // The same one-byte edit: read the stored payload, edit its content and
+  // store it again packed, with SQL.
+  const std::string where =
+      absl::StrCat(" WHERE enrollment_id = '", Id(name), "' AND sequence = 2");
+  absl::StatusOr<std::string> hex = (*pg)->Psql(
       "verify",
-      absl::StrCat("UPDATE events SET payload = set_byte(payload, "
-                   "position('\\x0a01391001'::bytea in payload) + 3, 0) "
-                   "WHERE enrollment_id = '",
-                   Id(name), "' AND sequence = 2"));
+      absl::StrCat("SELECT encode(payload, 'hex') FROM events", where));
+  ASSERT_TRUE(hex.ok()) << hex.status();
+  absl::StatusOr<std::string> stored = UnpackBlob(
+      absl::HexStringToBytes(absl::StripAsciiWhitespace(*hex)), "the payload");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  std::string payload = *stored;
+  size_t at = payload.find(kItem9Is1);
+  ASSERT_NE(at, std::string::npos);
+  payload[at + 4] = '\0';
+  absl::StatusOr<std::string> edited = (*pg)->Psql(
+      "verify", absl::StrCat("UPDATE events SET payload = decode('",
+                             absl::BytesToHexString(PackBlob(payload)),
+                             "', 'hex')", where));
   ASSERT_TRUE(edited.ok()) << edited.status();
   ProcessResult broken = RunCliNoServer(verify);
   EXPECT_EQ(broken.exit_code, 1) << broken.out << broken.err;

@@ -29,6 +29,7 @@
 #include "ipsrt/v1/export.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "service/server.h"
+#include "store/blob_codec.h"
 #include "tests/testing/temp_dir.h"
 
 namespace ipsrt {
@@ -594,13 +595,19 @@ TEST_F(ExportTest, EditedEventFailsExportsWithDataLoss) {
             SQLITE_OK);
   sqlite3_bind_text(read, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
-  std::string payload(static_cast<const char*>(sqlite3_column_blob(read, 0)),
-                      static_cast<size_t>(sqlite3_column_bytes(read, 0)));
+  absl::StatusOr<std::string> stored = UnpackBlob(
+      std::string(static_cast<const char*>(sqlite3_column_blob(read, 0)),
+                  static_cast<size_t>(sqlite3_column_bytes(read, 0))),
+      "the payload");
   sqlite3_finalize(read);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  std::string payload = *stored;
   const std::string entry("\x0a\x01\x31\x10\x01", 5);  // {"1": 1}
   size_t at = payload.find(entry);
   ASSERT_NE(at, std::string::npos);
   payload[at + 4] = '\0';
+  // Stored again the way the store keeps payloads: a coherent edit.
+  payload = PackBlob(payload);
   sqlite3_stmt* write = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
                                "UPDATE events SET payload = ? WHERE "

@@ -1,9 +1,12 @@
 // SQLite's table layout (schema 4): a database written by schema 3 moves to
 // it with every row readable, and the store's queries are index searches.
 
+#include <zlib.h>
+
 #include <memory>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -203,6 +206,89 @@ TEST(BlobCodecTest, EveryValueReadsBack) {
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(UnpackBlob(std::string("\0\x01", 2), "a snapshot").status().code(),
             absl::StatusCode::kDataLoss);
+}
+
+// Stored values name the preset dictionary they were deflated with (zlib's
+// DICTID), and the dictionary is frozen: a changed byte would make every
+// stored value unreadable, so its id is pinned here. Values deflated
+// without a dictionary (schema 4's snapshots and responses) still read; a
+// stream that names another dictionary is DATA_LOSS.
+TEST(BlobCodecTest, DictionaryIsPinnedAndOlderFormsRead) {
+  EXPECT_EQ(BlobDictionaryId(), 0x6c9a11f0u);
+  std::string value;
+  for (int i = 0; i < 40; ++i) {
+    absl::StrAppend(&value, "initial.srm-diary#", i, " clinician_form ");
+  }
+  const std::string stored = PackBlob(value);
+  ASSERT_EQ(stored.substr(0, 2), std::string("\0\x01", 2));
+  // 0x00 0x01, the size as a varint (2 bytes here), then the zlib header:
+  // CMF, FLG with FDICT (0x20) set, and the dictionary's Adler-32.
+  const std::string zlib_header = stored.substr(4, 6);
+  EXPECT_NE(zlib_header[1] & 0x20, 0);
+  EXPECT_EQ(absl::BytesToHexString(zlib_header.substr(2)), "6c9a11f0");
+
+  // The schema 4 form: zlib's compress2, no dictionary.
+  uLongf bound = compressBound(value.size());
+  std::string old_form("\0\x01", 2);
+  old_form.push_back(static_cast<char>((value.size() & 0x7f) | 0x80));
+  old_form.push_back(static_cast<char>(value.size() >> 7));
+  std::string deflated(bound, '\0');
+  ASSERT_EQ(compress2(reinterpret_cast<Bytef*>(deflated.data()), &bound,
+                      reinterpret_cast<const Bytef*>(value.data()),
+                      value.size(), Z_BEST_SPEED),
+            Z_OK);
+  old_form.append(deflated.data(), bound);
+  absl::StatusOr<std::string> back = UnpackBlob(old_form, "an old snapshot");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, value);
+
+  // Deflated with a dictionary this build does not have.
+  z_stream z{};
+  ASSERT_EQ(deflateInit(&z, Z_BEST_SPEED), Z_OK);
+  const std::string other_dictionary = "some other dictionary";
+  ASSERT_EQ(deflateSetDictionary(
+                &z, reinterpret_cast<const Bytef*>(other_dictionary.data()),
+                other_dictionary.size()),
+            Z_OK);
+  std::string foreign(deflateBound(&z, value.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(value.data());
+  z.avail_in = value.size();
+  z.next_out = reinterpret_cast<Bytef*>(foreign.data());
+  z.avail_out = foreign.size();
+  ASSERT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  foreign.resize(z.total_out);
+  deflateEnd(&z);
+  absl::StatusOr<std::string> refused =
+      UnpackBlob(absl::StrCat(old_form.substr(0, 4), foreign), "a snapshot");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+}
+
+// Event payloads are kept packed in the table, and the store reads them
+// back as the bytes that were hashed.
+TEST(BlobCodecTest, EventPayloadsAreStoredPackedAndReadBack) {
+  testing::TempDir dir;
+  SqliteStore::Options options;
+  options.path = dir.File("ipsrt.db");
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+      SqliteStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  WriteBatch batch = testing::CreateBatch("t1", "a", "r1");
+  std::string payload;
+  for (int i = 0; i < 30; ++i) {
+    absl::StrAppend(&payload, "TASK_OPENED initial.baseline-phq9#", i, " ");
+  }
+  batch.events[0].payload = payload;
+  ASSERT_TRUE((*store)->Commit(std::move(batch)).ok());
+  absl::StatusOr<std::vector<EventRow>> events =
+      (*store)->ListEvents("t1", "a", 0, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ(events->front().payload, payload);
+  (*store)->Close();
+  Db db(dir.File("ipsrt.db"));
+  EXPECT_EQ(db.Scalar("SELECT hex(substr(payload, 1, 2)) FROM events"), "0001");
+  EXPECT_LT(std::stoi(db.Scalar("SELECT length(payload) FROM events")),
+            static_cast<int>(payload.size()) / 4);
 }
 
 }  // namespace
