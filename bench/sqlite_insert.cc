@@ -309,7 +309,7 @@ void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
   BindText(st.ins_request, 1, r.tenant);
   BindText(st.ins_request, 2, r.request_id);
   BindText(st.ins_request, 3, "CreateEnrollment");
-  BindText(st.ins_request, 4, r.payload_hash);
+  BindBlob(st.ins_request, 4, StoredDigest(r.payload_hash));
   BindBlob(st.ins_request, 5, r.response);
   sqlite3_bind_int64(st.ins_request, 6, r.now_us);
   Run(db, st.ins_request, "insert request");
@@ -338,8 +338,8 @@ void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
   BindText(ev, 6, r.request_id);
   sqlite3_bind_int64(ev, 7, r.now_us);
   BindBlob(ev, 8, r.event_payload);
-  BindText(ev, 9, "");
-  BindText(ev, 10, r.hash);
+  BindBlob(ev, 9, "");
+  BindBlob(ev, 10, StoredDigest(r.hash));
   Run(db, ev, "insert event");
   for (const Rows::Outbox& o : r.outbox) {
     BindText(st.ins_outbox, 1, r.tenant);
@@ -347,7 +347,7 @@ void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
     BindText(st.ins_outbox, 3, o.kind);
     sqlite3_bind_int64(st.ins_outbox, 4, o.due_us);
     BindBlob(st.ins_outbox, 5, o.payload);
-    BindText(st.ins_outbox, 6, o.key);
+    BindText(st.ins_outbox, 6, *StoredOutboxKey(r.tenant, r.id, o.key));
     sqlite3_bind_int64(st.ins_outbox, 7, r.now_us);
     Run(db, st.ins_outbox, "insert outbox");
   }

@@ -224,8 +224,8 @@ absl::Status VerifyEventChains(PgConnection& pg, StoreCopyReport& report) {
         const std::string& t = row[0].bytes;
         const std::string& e = row[1].bytes;
         int64_t sequence = row[2].number;
-        const std::string& prev_hash = row[8].bytes;
-        const std::string& hash = row[9].bytes;
+        const std::string prev_hash = DigestFromStored(row[8].bytes);
+        const std::string hash = DigestFromStored(row[9].bytes);
         std::string where = absl::StrCat("tenants/", t, "/enrollments/", e,
                                          " event ", sequence);
         if (t != tenant || e != enrollment) {
@@ -276,8 +276,8 @@ absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
         r.outcome = row[6].bytes;
         r.time = absl::FromUnixMicros(row[7].number);
         r.request_id = row[8].bytes;
-        r.prev_hash = row[9].bytes;
-        r.hash = row[10].bytes;
+        r.prev_hash = DigestFromStored(row[9].bytes);
+        r.hash = DigestFromStored(row[10].bytes);
         if (std::optional<AuditChainVerifier::Break> broken =
                 verifier.Feed(r)) {
           return absl::DataLossError(

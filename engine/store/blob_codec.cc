@@ -4,9 +4,14 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace ipsrt {
 namespace {
@@ -172,6 +177,74 @@ absl::StatusOr<std::string> UnpackBlob(absl::string_view stored,
       absl::StrCat("store: ", what,
                    " is damaged (its deflated form cannot "
                    "be read); run `ipsrt store check`"));
+}
+
+namespace {
+
+constexpr size_t kDigestBytes = 32;
+constexpr absl::string_view kTenantsPrefix = "tenants/";
+
+bool IsHexDigest(absl::string_view v) {
+  if (v.size() != 2 * kDigestBytes) return false;
+  for (char ch : v) {
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string StoredDigest(absl::string_view hex) {
+  if (!IsHexDigest(hex)) return std::string(hex);
+  return absl::HexStringToBytes(hex);
+}
+
+absl::Status CheckDigest(absl::string_view value, absl::string_view what) {
+  if (value.size() == kDigestBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("store: ", what,
+                     " must be a SHA-256 digest in lowercase hex (64 "
+                     "digits), or not 32 bytes long"));
+  }
+  return absl::OkStatus();
+}
+
+std::string DigestFromStored(absl::string_view stored) {
+  if (stored.size() != kDigestBytes) return std::string(stored);
+  return absl::BytesToHexString(stored);
+}
+
+absl::StatusOr<OutboxKeyParts> ParseOutboxKey(absl::string_view key) {
+  std::vector<absl::string_view> parts =
+      absl::StrSplit(key, absl::MaxSplits('/', 4));
+  if (parts.size() != 5 || parts[0] != "tenants" || parts[1].empty() ||
+      parts[2] != "enrollments" || parts[3].empty() || parts[4].empty()) {
+    return absl::InvalidArgumentError(
+        "store: an outbox idempotency key must be an enrollment's name, "
+        "\"/\", then a key within the enrollment");
+  }
+  return OutboxKeyParts{std::string(parts[1]), std::string(parts[3]),
+                        std::string(parts[4])};
+}
+
+absl::StatusOr<std::string> StoredOutboxKey(absl::string_view tenant,
+                                            absl::string_view enrollment_id,
+                                            absl::string_view key) {
+  absl::StatusOr<OutboxKeyParts> parts = ParseOutboxKey(key);
+  if (!parts.ok()) return parts.status();
+  if (parts->tenant != tenant || parts->enrollment_id != enrollment_id) {
+    return absl::InvalidArgumentError(
+        "store: an outbox row's idempotency key must be under its own "
+        "enrollment's name");
+  }
+  return std::move(parts->stored);
+}
+
+std::string OutboxKeyFromStored(absl::string_view tenant,
+                                absl::string_view enrollment_id,
+                                absl::string_view stored) {
+  return absl::StrCat(kTenantsPrefix, tenant, "/enrollments/", enrollment_id,
+                      "/", stored);
 }
 
 }  // namespace ipsrt

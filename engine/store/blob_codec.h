@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -37,6 +38,43 @@ absl::StatusOr<std::string> UnpackBlob(absl::string_view stored,
 // BlobDictionaryId is the Adler-32 of the preset dictionary, the id zlib
 // writes into the streams deflated with it.
 uint32_t BlobDictionaryId();
+
+// --- Small values (schema 5). ---
+
+// StoredDigest is how a SHA-256 digest column (event and audit hashes, a
+// request's payload hash) keeps `hex`: a digest in lowercase hex as its 32
+// bytes; any other value (the empty "no previous hash", or a test's
+// placeholder) as given. CheckDigest refuses the one value this cannot
+// tell apart on reading: a 32-byte value that is not a digest in hex.
+std::string StoredDigest(absl::string_view hex);
+absl::Status CheckDigest(absl::string_view value, absl::string_view what);
+
+// DigestFromStored is the value StoredDigest was given: 32 bytes as
+// lowercase hex, anything else (a row from before schema 5 not converted,
+// or a placeholder) as it is.
+std::string DigestFromStored(absl::string_view stored);
+
+// An outbox row's idempotency key is its enrollment's name
+// ("tenants/{tenant}/enrollments/{id}"), "/", then a key unique within the
+// enrollment ("reminder/initial.srm-diary#3"). The row keeps only that last
+// part, as its own columns hold the rest.
+//
+// StoredOutboxKey is the part kept, or INVALID_ARGUMENT when `key` is not
+// under the row's enrollment; OutboxKeyFromStored is the whole key again.
+absl::StatusOr<std::string> StoredOutboxKey(absl::string_view tenant,
+                                            absl::string_view enrollment_id,
+                                            absl::string_view key);
+std::string OutboxKeyFromStored(absl::string_view tenant,
+                                absl::string_view enrollment_id,
+                                absl::string_view stored);
+
+// OutboxKeyParts is a whole key taken apart, for finding its row.
+struct OutboxKeyParts {
+  std::string tenant;
+  std::string enrollment_id;
+  std::string stored;  // what StoredOutboxKey keeps
+};
+absl::StatusOr<OutboxKeyParts> ParseOutboxKey(absl::string_view key);
 
 }  // namespace ipsrt
 

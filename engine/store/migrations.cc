@@ -230,6 +230,152 @@ DROP INDEX audit_by_tenant_time;
 DROP INDEX audit_by_subject;
 )sql";
 
+// Migration 5: digests (event and audit hashes, request payload hashes)
+// as their 32 bytes instead of 64 hex digits, and outbox idempotency keys
+// without their enrollment's name, which the row's own columns hold
+// (store/blob_codec.h). Keys are unique per enrollment as before. {DIGEST:c}
+// converts column c: a digest in lowercase hex to its bytes, any other value
+// to the bytes of its text; {OUTBOX_KEY} strips the enrollment's name from
+// a key that starts with it.
+constexpr char kMigration5Sqlite[] = R"sql(
+-- SQLite cannot change a column's type or drop a UNIQUE column constraint
+-- in place: the four tables are rebuilt in this migration's one
+-- transaction, so a crash leaves the old layout or the new one.
+CREATE TABLE events_v5 (
+  tenant TEXT NOT NULL,
+  enrollment_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL CHECK (sequence >= 1),
+  type TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  record_time_us INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  prev_hash BLOB NOT NULL,
+  hash BLOB NOT NULL,
+  PRIMARY KEY (tenant, enrollment_id, sequence),
+  FOREIGN KEY (tenant, enrollment_id) REFERENCES enrollments (tenant, id)
+);
+INSERT INTO events_v5 (tenant, enrollment_id, sequence, type, actor,
+    request_id, record_time_us, payload, prev_hash, hash)
+  SELECT tenant, enrollment_id, sequence, type, actor, request_id,
+    record_time_us, payload, {DIGEST:prev_hash}, {DIGEST:hash}
+  FROM events ORDER BY rowid;
+DROP TABLE events;
+ALTER TABLE events_v5 RENAME TO events;
+
+CREATE TABLE requests_v5 (
+  tenant TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  method TEXT NOT NULL,
+  payload_hash BLOB NOT NULL,
+  response BLOB NOT NULL,
+  create_time_us INTEGER NOT NULL,
+  PRIMARY KEY (tenant, request_id)
+);
+INSERT INTO requests_v5 (tenant, request_id, method, payload_hash, response,
+    create_time_us)
+  SELECT tenant, request_id, method, {DIGEST:payload_hash}, response,
+    create_time_us
+  FROM requests ORDER BY rowid;
+DROP TABLE requests;
+ALTER TABLE requests_v5 RENAME TO requests;
+
+CREATE TABLE audit_v5 (
+  seq INTEGER PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  role TEXT NOT NULL,
+  rpc TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  time_us INTEGER NOT NULL,
+  request_id TEXT NOT NULL DEFAULT '',
+  prev_hash BLOB NOT NULL,
+  hash BLOB NOT NULL
+);
+INSERT INTO audit_v5 (seq, tenant, subject, role, rpc, resource, outcome,
+    time_us, request_id, prev_hash, hash)
+  SELECT seq, tenant, subject, role, rpc, resource, outcome, time_us,
+    request_id, {DIGEST:prev_hash}, {DIGEST:hash}
+  FROM audit ORDER BY seq;
+DROP TABLE audit;
+ALTER TABLE audit_v5 RENAME TO audit;
+
+CREATE TABLE outbox_v5 (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL,
+  enrollment_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  due_time_us INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  lease_owner TEXT,
+  lease_expiry_us INTEGER,
+  create_time_us INTEGER NOT NULL,
+  change_seq INTEGER,
+  last_error TEXT,
+  UNIQUE (tenant, enrollment_id, idempotency_key)
+);
+INSERT INTO outbox_v5 (id, tenant, enrollment_id, kind, due_time_us, payload,
+    idempotency_key, status, attempts, lease_owner, lease_expiry_us,
+    create_time_us, change_seq, last_error)
+  SELECT id, tenant, enrollment_id, kind, due_time_us, payload, {OUTBOX_KEY},
+    status, attempts, lease_owner, lease_expiry_us, create_time_us,
+    change_seq, last_error
+  FROM outbox ORDER BY id;
+DROP TABLE outbox;
+ALTER TABLE outbox_v5 RENAME TO outbox;
+CREATE INDEX outbox_due ON outbox (status, due_time_us);
+CREATE INDEX outbox_lease ON outbox (status, lease_expiry_us);
+CREATE INDEX outbox_changes ON outbox (tenant, change_seq)
+  WHERE change_seq IS NOT NULL;
+CREATE INDEX outbox_by_tenant_due ON outbox (tenant, due_time_us, id);
+)sql";
+
+constexpr char kMigration5Postgres[] = R"sql(
+-- Each ALTER TABLE rewrites its table once, inside this migration's
+-- transaction.
+ALTER TABLE events
+  ALTER COLUMN prev_hash TYPE BYTEA USING {DIGEST:prev_hash},
+  ALTER COLUMN hash TYPE BYTEA USING {DIGEST:hash};
+ALTER TABLE requests
+  ALTER COLUMN payload_hash TYPE BYTEA USING {DIGEST:payload_hash};
+ALTER TABLE audit
+  ALTER COLUMN prev_hash TYPE BYTEA USING {DIGEST:prev_hash},
+  ALTER COLUMN hash TYPE BYTEA USING {DIGEST:hash};
+ALTER TABLE outbox DROP CONSTRAINT outbox_idempotency_key_key;
+UPDATE outbox SET idempotency_key = {OUTBOX_KEY};
+ALTER TABLE outbox ADD CONSTRAINT outbox_key
+  UNIQUE (tenant, enrollment_id, idempotency_key);
+)sql";
+
+// Render5 spells migration 5's conversions in `dialect`.
+std::string Render5(Dialect dialect, const char* text) {
+  const bool sqlite = dialect == Dialect::kSqlite;
+  std::string out = absl::StrReplaceAll(
+      text,
+      {{"{OUTBOX_KEY}",
+        "CASE WHEN substr(idempotency_key, 1, length('tenants/' || tenant || "
+        "'/enrollments/' || enrollment_id || '/')) = 'tenants/' || tenant || "
+        "'/enrollments/' || enrollment_id || '/' THEN substr(idempotency_key, "
+        "length('tenants/' || tenant || '/enrollments/' || enrollment_id || "
+        "'/') + 1) ELSE idempotency_key END"}});
+  // {DIGEST:c} for each column c named in the text.
+  for (size_t at; (at = out.find("{DIGEST:")) != std::string::npos;) {
+    size_t end = out.find('}', at);
+    std::string c = out.substr(at + 8, end - at - 8);
+    out.replace(
+        at, end - at + 1,
+        sqlite
+            ? absl::StrCat("ipsrt_digest(", c, ")")
+            : absl::StrCat("CASE WHEN ", c, " ~ '^[0-9a-f]{64}$' THEN decode(",
+                           c, ", 'hex') ELSE convert_to(", c, ", 'UTF8') END"));
+  }
+  return out;
+}
+
 // Render spells `text` in `dialect`: column blocks first, then type tokens.
 std::string Render(Dialect dialect, const char* text) {
   const bool sqlite = dialect == Dialect::kSqlite;
@@ -260,6 +406,8 @@ std::vector<Migration>* MigrationsOf(Dialect d) {
        sqlite ? "storage footprint: rowid tables, request keys, fewer indexes"
               : "storage footprint: fillfactor, request keys, fewer indexes",
        Render(d, sqlite ? kMigration4Sqlite : kMigration4Postgres)},
+      {5, "storage footprint: digests as bytes, outbox keys per enrollment",
+       Render5(d, sqlite ? kMigration5Sqlite : kMigration5Postgres)},
   };
 }
 
@@ -318,8 +466,8 @@ const std::vector<SchemaTable>& SchemaTables() {
         {"request_id", T::kText},
         {"record_time_us", T::kInt},
         {"payload", T::kBytes},
-        {"prev_hash", T::kText},
-        {"hash", T::kText}},
+        {"prev_hash", T::kBytes},
+        {"hash", T::kBytes}},
        {"tenant", "enrollment_id", "sequence"}},
       {"outbox",
        {{"id", T::kInt},
@@ -343,7 +491,7 @@ const std::vector<SchemaTable>& SchemaTables() {
        {{"tenant", T::kText},
         {"request_id", T::kText},
         {"method", T::kText},
-        {"payload_hash", T::kText},
+        {"payload_hash", T::kBytes},
         {"response", T::kBytes},
         {"create_time_us", T::kInt}},
        {"tenant", "request_id"}},
@@ -359,8 +507,8 @@ const std::vector<SchemaTable>& SchemaTables() {
         {"outcome", T::kText},
         {"time_us", T::kInt},
         {"request_id", T::kText},
-        {"prev_hash", T::kText},
-        {"hash", T::kText}},
+        {"prev_hash", T::kBytes},
+        {"hash", T::kBytes}},
        {"seq"}},
   };
   return *kTables;

@@ -72,8 +72,8 @@ AuditRecord ReadAudit(const SqlRow& s) {
   r.outcome = s.Text(6);
   r.time = s.Time(7);
   r.request_id = s.Text(8);
-  r.prev_hash = s.Text(9);
-  r.hash = s.Text(10);
+  r.prev_hash = DigestFromStored(s.Text(9));
+  r.hash = DigestFromStored(s.Text(10));
   return r;
 }
 
@@ -165,7 +165,8 @@ OutboxEntry ReadOutboxRow(const SqlRow& s) {
   e.row.kind = s.Text(3);
   e.row.due_time = s.Time(4);
   e.row.payload = s.Text(5);
-  e.row.idempotency_key = s.Text(6);
+  e.row.idempotency_key =
+      OutboxKeyFromStored(e.row.tenant, e.row.enrollment_id, s.Text(6));
   e.status = static_cast<OutboxStatus>(s.Int(7));
   e.attempts = static_cast<int32_t>(s.Int(8));
   e.lease_owner = s.Text(9);
@@ -211,6 +212,21 @@ absl::Status SqlCore::ValidateBatch(const WriteBatch& b) {
   if (b.create.has_value() && b.update.has_value()) {
     return absl::InvalidArgumentError(
         "store: a write batch creates or updates one enrollment, not both");
+  }
+  // Values that the stored forms of schema 5 could not keep
+  // (store/blob_codec.h).
+  IPSRT_RETURN_IF_ERROR(
+      CheckDigest(b.request.payload_hash, "a request's payload hash"));
+  for (const EventRow& ev : b.events) {
+    IPSRT_RETURN_IF_ERROR(CheckDigest(ev.prev_hash, "an event's prev_hash"));
+    IPSRT_RETURN_IF_ERROR(CheckDigest(ev.hash, "an event's hash"));
+  }
+  for (const OutboxRow& o : b.outbox) {
+    IPSRT_RETURN_IF_ERROR(
+        StoredOutboxKey(o.tenant, o.enrollment_id, o.idempotency_key).status());
+  }
+  for (const std::string& key : b.cancel_outbox_keys) {
+    IPSRT_RETURN_IF_ERROR(ParseOutboxKey(key).status());
   }
   return absl::OkStatus();
 }
@@ -258,8 +274,8 @@ absl::StatusOr<CommitResult> SqlCore::ApplyBatch(
                  .Text(ev.request_id)
                  .Time(ev.record_time)
                  .Bytes(packed.payloads[i])
-                 .Text(ev.prev_hash)
-                 .Text(ev.hash))
+                 .Bytes(StoredDigest(ev.prev_hash))
+                 .Bytes(StoredDigest(ev.hash)))
             .status();
     if (absl::IsAlreadyExists(st)) {
       return absl::AbortedError(absl::StrCat("enrollment ", ev.enrollment_id,
@@ -276,27 +292,34 @@ absl::StatusOr<CommitResult> SqlCore::ApplyBatch(
   for (const OutboxRow& o : b.outbox) {
     IPSRT_RETURN_IF_ERROR(Fault("outbox.insert"));
     IPSRT_RETURN_IF_ERROR(
-        c.Exec(*kInsertOutbox, SqlParams()
-                                   .Text(o.tenant)
-                                   .Text(o.enrollment_id)
-                                   .Text(o.kind)
-                                   .Time(o.due_time)
-                                   .Bytes(o.payload)
-                                   .Text(o.idempotency_key)
-                                   .Time(b.request.create_time))
+        c.Exec(*kInsertOutbox,
+               SqlParams()
+                   .Text(o.tenant)
+                   .Text(o.enrollment_id)
+                   .Text(o.kind)
+                   .Time(o.due_time)
+                   .Bytes(o.payload)
+                   .Text(*StoredOutboxKey(o.tenant, o.enrollment_id,
+                                          o.idempotency_key))
+                   .Time(b.request.create_time))
             .status());
   }
   // Scheduled and retry-waiting rows are cancelled; claimed and finished
   // ones are left as they are (see WriteBatch::cancel_outbox_keys).
   static const std::string* const kCancelOutbox = new std::string(absl::StrCat(
       "UPDATE outbox SET status = ", SqlStatus(OutboxStatus::kCancelled),
-      ", lease_owner = NULL WHERE idempotency_key = $1 AND status IN (",
+      ", lease_owner = NULL WHERE tenant = $1 AND enrollment_id = $2 AND "
+      "idempotency_key = $3 AND status IN (",
       SqlStatus(OutboxStatus::kScheduled), ", ",
       SqlStatus(OutboxStatus::kRetryWait), ")"));
   for (const std::string& key : b.cancel_outbox_keys) {
     IPSRT_RETURN_IF_ERROR(Fault("outbox.cancel"));
-    IPSRT_RETURN_IF_ERROR(
-        c.Exec(*kCancelOutbox, SqlParams().Text(key)).status());
+    const OutboxKeyParts parts = *ParseOutboxKey(key);  // ValidateBatch
+    IPSRT_RETURN_IF_ERROR(c.Exec(*kCancelOutbox, SqlParams()
+                                                     .Text(parts.tenant)
+                                                     .Text(parts.enrollment_id)
+                                                     .Text(parts.stored))
+                              .status());
   }
   IPSRT_RETURN_IF_ERROR(AppendAudit(c, b.audit, ""));
   return CommitResult{false, b.request.response};
@@ -321,7 +344,7 @@ absl::Status SqlCore::WriteRequest(SqlConnection& c, const WriteBatch& b,
                  .Text(req.tenant)
                  .Text(req.request_id)
                  .Text(req.method)
-                 .Text(req.payload_hash)
+                 .Bytes(StoredDigest(req.payload_hash))
                  .Bytes(packed.response)
                  .Time(req.create_time)));
   if (inserted == 0) {
@@ -335,7 +358,7 @@ absl::Status SqlCore::WriteRequest(SqlConnection& c, const WriteBatch& b,
                 [&](const SqlRow& row) {
                   found = true;
                   method = row.Text(0);
-                  payload_hash = row.Text(1);
+                  payload_hash = DigestFromStored(row.Text(1));
                   response = row.Text(2);
                   return absl::OkStatus();
                 }));
@@ -446,7 +469,7 @@ absl::Status SqlCore::AppendAudit(SqlConnection& c,
       c.Query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
               SqlParams(), [&](const SqlRow& row) {
                 seq = row.Int(0);
-                prev_hash = row.Text(1);
+                prev_hash = DigestFromStored(row.Text(1));
                 return absl::OkStatus();
               }));
   for (const AuditRecord& in : records) {
@@ -469,8 +492,8 @@ absl::Status SqlCore::AppendAudit(SqlConnection& c,
                    .Text(r.outcome)
                    .Time(r.time)
                    .Text(r.request_id)
-                   .Text(r.prev_hash)
-                   .Text(r.hash))
+                   .Bytes(StoredDigest(r.prev_hash))
+                   .Bytes(StoredDigest(r.hash)))
             .status());
     prev_hash = std::move(r.hash);
   }
@@ -597,7 +620,7 @@ absl::StatusOr<std::optional<RequestRecord>> SqlCore::LookupRequest(
         r.tenant = std::string(tenant);
         r.request_id = std::string(request_id);
         r.method = row.Text(0);
-        r.payload_hash = row.Text(1);
+        r.payload_hash = DigestFromStored(row.Text(1));
         IPSRT_ASSIGN_OR_RETURN(r.response,
                                UnpackBlob(row.Text(2), "a stored response"));
         r.create_time = row.Time(3);
@@ -688,8 +711,8 @@ absl::StatusOr<std::vector<EventRow>> SqlCore::ListEvents(
         e.record_time = s.Time(4);
         IPSRT_ASSIGN_OR_RETURN(e.payload,
                                UnpackBlob(s.Text(5), "an event payload"));
-        e.prev_hash = s.Text(6);
-        e.hash = s.Text(7);
+        e.prev_hash = DigestFromStored(s.Text(6));
+        e.hash = DigestFromStored(s.Text(7));
         return e;
       }));
   return rows;

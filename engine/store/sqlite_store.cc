@@ -21,15 +21,43 @@
 #include "common/log.h"
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
+#include "store/blob_codec.h"
 #include "store/commit_queue.h"
 #include "store/migrations.h"
 #include "store/request_window.h"
 #include "store/sql_core.h"
 #include "store/sql_dialect.h"
 #include "store/sqlite_checkpointer.h"
+#include "store/sqlite_migration_functions.h"
 #include "store/store_files.h"
 
 namespace ipsrt {
+
+void AddSqliteMigrationFunctions(sqlite3* db) {
+  // ipsrt_request_key(tenant, request_id): RequestKey, for migration 4.
+  sqlite3_create_function(
+      db, "ipsrt_request_key", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+      [](sqlite3_context* ctx, int, sqlite3_value** v) {
+        auto text = [](sqlite3_value* x) {
+          const unsigned char* p = sqlite3_value_text(x);
+          return absl::string_view(reinterpret_cast<const char*>(p),
+                                   p ? sqlite3_value_bytes(x) : 0);
+        };
+        sqlite3_result_int64(ctx, RequestKey(text(v[0]), text(v[1])));
+      },
+      nullptr, nullptr);
+  // ipsrt_digest(value): StoredDigest as a BLOB, for migration 5.
+  sqlite3_create_function(
+      db, "ipsrt_digest", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+      [](sqlite3_context* ctx, int, sqlite3_value** v) {
+        const void* p = sqlite3_value_blob(v[0]);
+        const std::string stored = StoredDigest(absl::string_view(
+            static_cast<const char*>(p), p ? sqlite3_value_bytes(v[0]) : 0));
+        sqlite3_result_blob(ctx, stored.data(), static_cast<int>(stored.size()),
+                            SQLITE_TRANSIENT);
+      },
+      nullptr, nullptr);
+}
 namespace {
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
@@ -548,19 +576,7 @@ absl::Status SqliteStore::Impl::OpenWriter() {
                 absl::StrCat("PRAGMA max_page_count=", options_.max_page_count)
                     .c_str()));
   }
-  // ipsrt_request_key(tenant, request_id): RequestKey, for migration 4.
-  sqlite3_create_function(
-      writer_.db, "ipsrt_request_key", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
-      nullptr,
-      [](sqlite3_context* ctx, int, sqlite3_value** v) {
-        auto text = [](sqlite3_value* x) {
-          const unsigned char* p = sqlite3_value_text(x);
-          return absl::string_view(reinterpret_cast<const char*>(p),
-                                   p ? sqlite3_value_bytes(x) : 0);
-        };
-        sqlite3_result_int64(ctx, RequestKey(text(v[0]), text(v[1])));
-      },
-      nullptr, nullptr);
+  AddSqliteMigrationFunctions(writer_.db);
   return absl::OkStatus();
 }
 

@@ -54,6 +54,12 @@
 namespace ipsrt::e2e {
 namespace {
 
+// An outbox row's whole idempotency key: the row keeps the part after its
+// enrollment's name (store/blob_codec.h).
+constexpr char kWholeKey[] =
+    "'tenants/' || tenant || '/enrollments/' || enrollment_id || '/' || "
+    "idempotency_key";
+
 using ::ipsrt::testing::PostgresServer;
 using ::ipsrt::testing::WebhookReceiver;
 using ::testing::HasSubstr;
@@ -418,9 +424,10 @@ TEST_F(PostgresRemindersTest,
   std::map<std::string, absl::Time> held;  // key -> lease expiry
   for (const std::vector<std::string>& row :
        Rows(Sql(*pg, kDatabase,
-                absl::StrCat("SELECT idempotency_key, lease_expiry_us, "
-                             "attempts FROM outbox WHERE status = 1 AND "
-                             "split_part(lease_owner, '/', 2) = '",
+                absl::StrCat("SELECT " + std::string(kWholeKey) +
+                                 ", lease_expiry_us, "
+                                 "attempts FROM outbox WHERE status = 1 AND "
+                                 "split_part(lease_owner, '/', 2) = '",
                              pid0, "' ORDER BY id")))) {
     ASSERT_EQ(row.size(), 3u);
     int64_t expiry_us = 0;
@@ -466,11 +473,12 @@ TEST_F(PostgresRemindersTest,
   const std::string window_end =
       absl::StrCat(absl::ToUnixMicros(absl::Now() + evening.offset));
   std::set<std::string> due_keys;
-  for (const std::vector<std::string>& row :
-       Rows(Sql(*pg, kDatabase,
-                absl::StrCat("SELECT idempotency_key, status, attempts, "
-                             "due_time_us FROM outbox WHERE due_time_us <= ",
-                             window_end, " ORDER BY id")))) {
+  for (const std::vector<std::string>& row : Rows(
+           Sql(*pg, kDatabase,
+               absl::StrCat("SELECT " + std::string(kWholeKey) +
+                                ", status, attempts, "
+                                "due_time_us FROM outbox WHERE due_time_us <= ",
+                            window_end, " ORDER BY id")))) {
     ASSERT_EQ(row.size(), 4u);
     const std::string& key = row[0];
     due_keys.insert(key);

@@ -1,14 +1,19 @@
-// Schema 4 (docs/storage.md) on a database that a schema-3 ipsrtd wrote:
-// a kill -9 in the middle of the migration leaves the old layout whole, and
-// the next start moves it to the new one and serves every enrollment.
+// Schema migrations (docs/storage.md) on databases holding rows that a
+// schema-4 ipsrtd wrote (tests/e2e/data, laid out by the old migrations): a
+// kill -9 in the middle of migration 4 or 5 leaves the old layout whole, and
+// the next start moves it to the newest one, serves every enrollment, and
+// `ipsrt store verify` finds every hash chain intact.
 #include <signal.h>
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -28,7 +33,7 @@ using ::testing::Not;
 using Db = testing::SqliteDb;
 
 // The tables whose rows move, with their columns (the same in schemas 3
-// and 4).
+// to 5).
 const char* const kCopied[][2] = {
     {"enrollments",
      "tenant, id, patient_ref, workflow_id, workflow_version, stage, "
@@ -58,28 +63,75 @@ std::string Counts(Db& db) {
   return out;
 }
 
-// Enroll makes three enrollments through an ipsrtd on `config`.
-void Enroll(const std::string& config, std::vector<std::string>& names) {
-  absl::StatusOr<std::unique_ptr<Ipsrtd>> server = Ipsrtd::Start(config);
-  ASSERT_TRUE(server.ok()) << server.status();
-  for (int i = 0; i < 3; ++i) {
-    ProcessResult r =
-        RunCli((*server)->address(),
-               {"enroll", absl::StrCat("--patient=Patient/", i),
-                "--workflow=ipsrt-standard", "--time_zone=Europe/London",
-                "--clinician=Practitioner/42", "--json"});
-    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-    names.push_back(nlohmann::json::parse(r.out)["name"]);
+// The fixture: rows of two enrollments as a schema-4 ipsrtd wrote them
+// (`dialect` "sqlite" or "postgres"), as SQL INSERTs, and their names.
+// Without request_keys' rows for a layout older than schema 4.
+std::string FixtureRows(const std::string& dialect, int version) {
+  absl::StatusOr<std::string> sql =
+      ReadFile(absl::StrCat(IPSRT_FIXTURE_DIR, "/schema4-", dialect, ".sql"));
+  EXPECT_TRUE(sql.ok()) << sql.status();
+  if (!sql.ok()) return "";
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(*sql, '\n')) {
+    if (version < 4 && absl::StrContains(line, "INTO request_keys")) continue;
+    if (version < 4 && absl::StrContains(line, "INTO public.request_keys")) {
+      continue;
+    }
+    absl::StrAppend(&out, line, "\n");
   }
-  ASSERT_TRUE((*server)->Terminate().ok());
+  return out;
+}
+
+std::vector<std::string> FixtureNames(const std::string& dialect) {
+  absl::StatusOr<std::string> names =
+      ReadFile(absl::StrCat(IPSRT_FIXTURE_DIR, "/schema4-", dialect, ".names"));
+  EXPECT_TRUE(names.ok()) << names.status();
+  if (!names.ok()) return {};
+  return absl::StrSplit(absl::StripAsciiWhitespace(*names), '\n');
+}
+
+// OldSqlite writes `path`: the layout of schema `version` and the fixture.
+void OldSqlite(const std::string& path, int version) {
+  Db db(path);
+  testing::LayOutSchema(db, version);
+  db.Exec(absl::StrCat("BEGIN;\n", FixtureRows("sqlite", version), "COMMIT;"));
+}
+
+// OldPostgres lays out schema `version` in `database` with the fixture.
+void OldPostgres(testing::PostgresServer& pg, const std::string& database,
+                 int version) {
+  ASSERT_TRUE(pg.CreateDatabase(database).ok());
+  std::string sql =
+      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+      "description TEXT NOT NULL, applied_time_us BIGINT NOT NULL);\n";
+  for (const Migration& m : PostgresMigrations()) {
+    if (m.version > version) break;
+    absl::StrAppend(&sql, m.sql, "\nINSERT INTO schema_migrations VALUES (",
+                    m.version, ", 'm', 1);\n");
+  }
+  absl::StatusOr<std::string> laid = pg.Psql(database, sql);
+  ASSERT_TRUE(laid.ok()) << laid.status();
+  absl::StatusOr<std::string> rows =
+      pg.Psql(database, FixtureRows("postgres", version));
+  ASSERT_TRUE(rows.ok()) << rows.status();
+}
+
+// Verify runs `ipsrt store verify` offline with `target` (--db=... or
+// --postgres=...): every event chain and the audit chain intact.
+void Verify(const std::string& target) {
+  ProcessResult r = RunCliNoServer({"store", "verify", target});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("verified 2 enrollment(s), 8 event(s)"));
 }
 
 // KillInMigration starts ipsrtd on `config` with the test hook that stops
-// it inside migration 4's transaction, and kills it -9 there.
-void KillInMigration(const TempDir& dir, const std::string& config) {
+// it inside migration `version`'s transaction, and kills it -9 there.
+void KillInMigration(const TempDir& dir, const std::string& config,
+                     int version) {
   const std::string marker = dir.File("paused");
   absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Spawn(
-      {"/usr/bin/env", absl::StrCat("IPSRT_TEST_PAUSE_MIGRATION=4:", marker),
+      {"/usr/bin/env",
+       absl::StrCat("IPSRT_TEST_PAUSE_MIGRATION=", version, ":", marker),
        IPSRTD_BIN, "--config=" + config, "--listen=127.0.0.1:0"},
       dir.File("paused.log"));
   ASSERT_TRUE(child.ok()) << child.status();
@@ -107,31 +159,19 @@ void ServesAll(const std::string& config,
 }
 
 TEST(StorageMigrationTest, KillDuringTheMigrationLeavesTheOldLayoutWhole) {
-  // Enrollments made by ipsrtd itself.
-  TempDir made;
-  std::vector<std::string> names;
-  ASSERT_NO_FATAL_FAILURE(Enroll(WriteConfig(made), names));
-
-  // The same rows in a database laid out by schema 3's migrations.
   TempDir dir;
   const std::string config = WriteConfig(dir);
   const std::string path = dir.File("ipsrt.db");
+  ASSERT_NO_FATAL_FAILURE(OldSqlite(path, 3));
   std::string before;
   {
     Db db(path);
-    testing::LayOutSchema(db, 3);
-    db.Exec(absl::StrCat("ATTACH '", made.File("ipsrt.db"), "' AS made"));
-    for (const auto& t : kCopied) {
-      db.Exec(absl::StrCat("INSERT INTO main.", t[0], " (", t[1], ") SELECT ",
-                           t[1], " FROM made.", t[0]));
-    }
-    db.Exec("DETACH made");
     before = Counts(db);
-    ASSERT_THAT(before, HasSubstr("enrollments=3 "));
+    ASSERT_THAT(before, HasSubstr("enrollments=2 "));
   }
 
   // ipsrtd stops inside migration 4's transaction; kill -9 it there.
-  ASSERT_NO_FATAL_FAILURE(KillInMigration(dir, config));
+  ASSERT_NO_FATAL_FAILURE(KillInMigration(dir, config, 4));
   {
     Db db(path);
     EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "3");
@@ -149,89 +189,141 @@ TEST(StorageMigrationTest, KillDuringTheMigrationLeavesTheOldLayoutWhole) {
     EXPECT_EQ(Counts(db), before);
   }
 
-  // The next start migrates and serves every enrollment.
-  ASSERT_NO_FATAL_FAILURE(ServesAll(config, names));
+  // The next start migrates (4, then 5) and serves every enrollment.
+  ASSERT_NO_FATAL_FAILURE(ServesAll(config, FixtureNames("sqlite")));
   Db db(path);
-  EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "4");
+  EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
+            absl::StrCat(kSchemaVersion));
   EXPECT_THAT(
       db.Scalar("SELECT sql FROM sqlite_master WHERE name = 'enrollments'"),
       Not(HasSubstr("WITHOUT ROWID")));
-  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM request_keys"), "3");
-  // Every row is still there; the three reads added their audit records.
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM request_keys"),
+            db.Scalar("SELECT COUNT(*) FROM requests"));
+  // Every row is still there; the two reads added their audit records.
   EXPECT_EQ(Counts(db),
-            absl::StrReplaceAll(before, {{"audit=3 ", "audit=6 "}}));
+            absl::StrReplaceAll(before, {{"audit=9 ", "audit=11 "}}));
+  ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
 }
 
-// The same on PostgreSQL: the rows of a schema-4 database, dumped into one
-// that schema 3's migrations laid out.
+// Migration 5 on rows of a schema-4 database: a kill -9 inside it leaves
+// schema 4 whole; the next start converts every digest to its bytes and
+// every outbox key to the part after its enrollment's name, and the chains
+// still verify.
+TEST(StorageMigrationTest, KillDuringMigration5LeavesSchema4Whole) {
+  TempDir dir;
+  const std::string config = WriteConfig(dir);
+  const std::string path = dir.File("ipsrt.db");
+  ASSERT_NO_FATAL_FAILURE(OldSqlite(path, 4));
+  std::string before;
+  {
+    Db db(path);
+    before = Counts(db);
+    ASSERT_THAT(before, HasSubstr("enrollments=2 "));
+  }
+
+  ASSERT_NO_FATAL_FAILURE(KillInMigration(dir, config, 5));
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "4");
+    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    EXPECT_THAT(
+        db.Scalar("SELECT sql FROM sqlite_master WHERE name = 'events'"),
+        HasSubstr("hash TEXT NOT NULL"));
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE "
+                        "'%_v5'"),
+              "0");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM events WHERE length(hash) = 64"),
+              "8");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM outbox WHERE idempotency_key "
+                        "LIKE 'tenants/%'"),
+              "5");
+    EXPECT_EQ(Counts(db), before);
+  }
+
+  ASSERT_NO_FATAL_FAILURE(ServesAll(config, FixtureNames("sqlite")));
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "5");
+    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM events WHERE typeof(hash) = "
+                        "'blob' AND length(hash) = 32 AND (sequence = 1 OR "
+                        "length(prev_hash) = 32)"),
+              "8");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM audit WHERE length(hash) = 32"),
+              "11");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM requests WHERE "
+                        "length(payload_hash) = 32"),
+              "8");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM outbox WHERE idempotency_key "
+                        "LIKE 'reminder/%'"),
+              "5");
+    EXPECT_EQ(Counts(db),
+              absl::StrReplaceAll(before, {{"audit=9 ", "audit=11 "}}));
+  }
+  ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
+}
+
+// The same on PostgreSQL, from schema 3 (migration 4, then 5) and from
+// schema 4 (migration 5).
 TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
   absl::StatusOr<std::unique_ptr<testing::PostgresServer>> pg =
       testing::PostgresServer::Start();
   ASSERT_TRUE(pg.ok()) << pg.status();
-  ASSERT_TRUE((*pg)->CreateDatabase("made").ok());
-  ASSERT_TRUE((*pg)->CreateDatabase("old").ok());
-  TempDir made;
-  std::vector<std::string> names;
-  ASSERT_NO_FATAL_FAILURE(
-      Enroll(WritePostgresConfig(made, (*pg)->Conninfo("made"), ""), names));
+  for (int old_version : {3, 4}) {
+    SCOPED_TRACE(absl::StrCat("from schema ", old_version));
+    const std::string database = absl::StrCat("old", old_version);
+    ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, old_version));
+    auto scalar = [&](const std::string& q) {
+      absl::StatusOr<std::string> r = (*pg)->Psql(database, q);
+      return r.ok() ? *r : r.status().ToString();
+    };
+    auto counts = [&] {
+      std::string out;
+      for (const auto& t : kCopied) {
+        absl::StrAppend(&out, t[0], "=",
+                        scalar(absl::StrCat("SELECT COUNT(*) FROM ", t[0])),
+                        " ");
+      }
+      return out;
+    };
+    const std::string before = counts();
+    ASSERT_THAT(before, HasSubstr("enrollments=2 "));
 
-  std::string sql =
-      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
-      "description TEXT NOT NULL, applied_time_us BIGINT NOT NULL);\n";
-  for (const Migration& m : PostgresMigrations()) {
-    if (m.version > 3) break;
-    absl::StrAppend(&sql, m.sql, "\nINSERT INTO schema_migrations VALUES (",
-                    m.version, ", 'm', 1);\n");
-  }
-  ASSERT_TRUE((*pg)->Psql("old", sql).ok());
-  std::vector<std::string> dump = {
-      absl::StrCat(testing::kPostgresBinDir, "/pg_dump"), "--data-only",
-      "--column-inserts", "--file=" + made.File("rows.sql")};
-  for (const auto& t : kCopied) dump.push_back(absl::StrCat("--table=", t[0]));
-  dump.push_back((*pg)->Conninfo("made"));
-  absl::StatusOr<std::unique_ptr<ChildProcess>> dumped =
-      ChildProcess::Spawn(dump, made.File("pg_dump.log"));
-  ASSERT_TRUE(dumped.ok()) << dumped.status();
-  std::optional<int> status = (*dumped)->WaitForExit(kServerDeadline);
-  ASSERT_TRUE(status.has_value() && WIFEXITED(*status) &&
-              WEXITSTATUS(*status) == 0)
-      << (*dumped)->Log();
-  absl::StatusOr<std::string> rows = ReadFile(made.File("rows.sql"));
-  ASSERT_TRUE(rows.ok()) << rows.status();
-  ASSERT_TRUE((*pg)->Psql("old", *rows).ok());
-  auto counts = [&] {
-    std::string out;
-    for (const auto& t : kCopied) {
-      absl::StatusOr<std::string> n =
-          (*pg)->Psql("old", absl::StrCat("SELECT COUNT(*) FROM ", t[0]));
-      absl::StrAppend(&out, t[0], "=", n.ok() ? *n : n.status().ToString(),
-                      " ");
+    TempDir dir;
+    const std::string config =
+        WritePostgresConfig(dir, (*pg)->Conninfo(database), "");
+    ASSERT_NO_FATAL_FAILURE(KillInMigration(dir, config, old_version + 1));
+    EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"),
+              absl::StrCat(old_version));
+    if (old_version == 3) {
+      EXPECT_EQ(scalar("SELECT COUNT(*) FROM pg_tables WHERE tablename = "
+                       "'request_keys'"),
+                "0");
+      EXPECT_EQ(scalar("SELECT COUNT(*) FROM pg_indexes WHERE indexname = "
+                       "'audit_by_subject'"),
+                "1");
+    } else {
+      EXPECT_EQ(scalar("SELECT data_type FROM information_schema.columns "
+                       "WHERE table_name = 'events' AND column_name = "
+                       "'hash'"),
+                "text");
+      EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE idempotency_key "
+                       "LIKE 'tenants/%'"),
+                "5");
     }
-    return out;
-  };
-  const std::string before = counts();
-  ASSERT_THAT(before, HasSubstr("enrollments=3 "));
+    EXPECT_EQ(counts(), before);
 
-  TempDir dir;
-  const std::string config =
-      WritePostgresConfig(dir, (*pg)->Conninfo("old"), "");
-  ASSERT_NO_FATAL_FAILURE(KillInMigration(dir, config));
-  auto scalar = [&](const std::string& q) {
-    absl::StatusOr<std::string> r = (*pg)->Psql("old", q);
-    return r.ok() ? *r : r.status().ToString();
-  };
-  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "3");
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM pg_tables WHERE tablename = "
-                   "'request_keys'"),
-            "0");
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM pg_indexes WHERE indexname = "
-                   "'audit_by_subject'"),
-            "1");
-  EXPECT_EQ(counts(), before);
-
-  ASSERT_NO_FATAL_FAILURE(ServesAll(config, names));
-  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "4");
-  EXPECT_EQ(scalar("SELECT COUNT(*) FROM request_keys"), "3");
+    ASSERT_NO_FATAL_FAILURE(ServesAll(config, FixtureNames("postgres")));
+    EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "5");
+    EXPECT_EQ(scalar("SELECT COUNT(*) FROM request_keys"),
+              scalar("SELECT COUNT(*) FROM requests"));
+    EXPECT_EQ(scalar("SELECT COUNT(*) FROM events WHERE length(hash) = 32"),
+              "8");
+    EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE idempotency_key "
+                     "LIKE 'reminder/%'"),
+              "5");
+    ASSERT_NO_FATAL_FAILURE(Verify("--postgres=" + (*pg)->Conninfo(database)));
+  }
 }
 
 }  // namespace

@@ -103,11 +103,13 @@ class StoreCopyTest : public ::testing::Test {
 
 TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   // Rows ipsrtd does not write yet must move too: audit records chained
-  // after those ipsrtd appended, and a claimed outbox row with its lease,
+  // after those ipsrtd appended (digests kept as their bytes, as ipsrtd
+  // keeps them), and a claimed outbox row with its lease,
   // last error and change-feed position (nullable columns set).
   absl::StatusOr<ProcessResult> head = RunProcess(
       {"/usr/bin/sqlite3", SqlitePath(),
-       "SELECT seq || ' ' || hash FROM audit ORDER BY seq DESC LIMIT 1"});
+       "SELECT seq || ' ' || lower(hex(hash)) FROM audit ORDER BY seq DESC "
+       "LIMIT 1"});
   ASSERT_TRUE(head.ok() && head->exit_code == 0) << head->err;
   int64_t seq = 0;
   std::string prev_hash;
@@ -139,8 +141,8 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
                     "VALUES (",
                     fields[0], ", '", fields[1], "', '", fields[2], "', '",
                     fields[3], "', '", fields[4], "', '", fields[5], "', '",
-                    fields[6], "', ", fields[7], ", '", fields[8], "', '",
-                    prev_hash, "', '", hash, "');\n");
+                    fields[6], "', ", fields[7], ", '", fields[8], "', X'",
+                    prev_hash, "', X'", hash, "');\n");
     prev_hash = hash;
   }
   absl::StrAppend(
@@ -204,7 +206,7 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("audit        ", audit_total,
                                             " rows copied, ", audit_total,
                                             " in PostgreSQL")));
-  EXPECT_THAT(r.out, HasSubstr("ok: schema version 4"));
+  EXPECT_THAT(r.out, HasSubstr("ok: schema version 5"));
   // The outbox rows (reminders the runtime planned) came along with their
   // ids, and new rows continue after them.
   std::string outbox_sqlite_count =
@@ -222,12 +224,12 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   // The audit chain arrives record for record.
   absl::StatusOr<ProcessResult> sqlite_hashes =
       RunProcess({"/usr/bin/sqlite3", SqlitePath(),
-                  "SELECT group_concat(hash || request_id, ',') FROM (SELECT "
-                  "hash, request_id FROM audit ORDER BY seq)"});
+                  "SELECT group_concat(lower(hex(hash)) || request_id, ',') "
+                  "FROM (SELECT hash, request_id FROM audit ORDER BY seq)"});
   ASSERT_TRUE(sqlite_hashes.ok() && sqlite_hashes->exit_code == 0);
   EXPECT_EQ(*pg_->Psql("copied",
-                       "SELECT string_agg(hash || request_id, ',' ORDER BY "
-                       "seq) FROM audit") +
+                       "SELECT string_agg(encode(hash, 'hex') || request_id, "
+                       "',' ORDER BY seq) FROM audit") +
                 "\n",
             sqlite_hashes->out);
 

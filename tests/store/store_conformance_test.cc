@@ -137,14 +137,14 @@ TYPED_TEST(StoreConformanceTest, SurvivesReopen) {
   }
   auto store = this->OpenStore();
   ASSERT_NE(store, nullptr);
-  // Migration 4 (storage footprint) is the latest on every store kind.
-  EXPECT_EQ(store->SchemaVersion(), 4);
+  // Migration 5 (storage footprint) is the latest on every store kind.
+  EXPECT_EQ(store->SchemaVersion(), 5);
   EXPECT_EQ(store->Kind(), TypeParam::kName);
   absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(row->id, "e1");
   EXPECT_EQ(this->backend_.Scalar("SELECT COUNT(*) FROM schema_migrations"),
-            "4");
+            "5");
 }
 
 TYPED_TEST(StoreConformanceTest,
@@ -239,14 +239,18 @@ TYPED_TEST(StoreConformanceTest, TakenEventSequenceIsAborted) {
   EXPECT_FALSE(store->LookupRequest("t1", "r2")->has_value());
 }
 
+// Outbox keys are under their enrollment's name; the row keeps the rest.
+constexpr char kKey1[] = "tenants/t1/enrollments/e1/key-1";
+constexpr char kKey2[] = "tenants/t1/enrollments/e1/key-2";
+
 TYPED_TEST(StoreConformanceTest, OutboxRowsAndCancellation) {
   auto store = this->OpenStore();
   ASSERT_NE(store, nullptr);
   WriteBatch b = CreateBatch("t1", "e1", "r1");
   b.outbox.push_back(
-      OutboxRow{"t1", "e1", "reminder", kT0 + absl::Hours(1), "p1", "key-1"});
+      OutboxRow{"t1", "e1", "reminder", kT0 + absl::Hours(1), "p1", kKey1});
   b.outbox.push_back(
-      OutboxRow{"t1", "e1", "reminder", kT0 + absl::Hours(2), "p2", "key-2"});
+      OutboxRow{"t1", "e1", "reminder", kT0 + absl::Hours(2), "p2", kKey2});
   ASSERT_TRUE(store->Commit(std::move(b)).ok());
   EXPECT_EQ(this->backend_.Scalar(
                 "SELECT COUNT(*) FROM outbox WHERE status = 0 AND attempts = 0 "
@@ -255,7 +259,7 @@ TYPED_TEST(StoreConformanceTest, OutboxRowsAndCancellation) {
 
   // A second row with a used idempotency key is refused with its batch.
   WriteBatch dup = UpdateBatch("e1", 1, "r2");
-  dup.outbox.push_back(OutboxRow{"t1", "e1", "reminder", kT0, "p3", "key-1"});
+  dup.outbox.push_back(OutboxRow{"t1", "e1", "reminder", kT0, "p3", kKey1});
   absl::StatusOr<CommitResult> refused = store->Commit(std::move(dup));
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store->GetEnrollment("t1", "e1")->revision, 1);
@@ -264,7 +268,7 @@ TYPED_TEST(StoreConformanceTest, OutboxRowsAndCancellation) {
   // Cancelling a scheduled key marks it cancelled (3); unknown keys are
   // ignored.
   WriteBatch cancel = UpdateBatch("e1", 1, "r3");
-  cancel.cancel_outbox_keys = {"key-2", "no-such-key"};
+  cancel.cancel_outbox_keys = {kKey2, "tenants/t1/enrollments/e1/no-such-key"};
   ASSERT_TRUE(store->Commit(std::move(cancel)).ok());
   EXPECT_EQ(this->backend_.Scalar(
                 "SELECT status FROM outbox WHERE idempotency_key = 'key-2'"),
@@ -272,6 +276,14 @@ TYPED_TEST(StoreConformanceTest, OutboxRowsAndCancellation) {
   EXPECT_EQ(this->backend_.Scalar(
                 "SELECT status FROM outbox WHERE idempotency_key = 'key-1'"),
             "0");
+
+  // A key under another enrollment's name is refused with its batch.
+  WriteBatch foreign = UpdateBatch("e1", 1, "r4");
+  foreign.outbox.push_back(OutboxRow{"t1", "e1", "reminder", kT0, "p4",
+                                     "tenants/t1/enrollments/e2/key-4"});
+  EXPECT_EQ(store->Commit(std::move(foreign)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(this->CountRows("outbox"), 2);
 }
 
 TYPED_TEST(StoreConformanceTest, ListEventsPagesBySequence) {

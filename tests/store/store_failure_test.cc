@@ -47,7 +47,7 @@ AuditRecord Audit(const std::string& request_id) {
 WriteBatch FullCreate() {
   WriteBatch b = CreateBatch("t1", "e1", "r1");
   b.outbox.push_back(OutboxRow{"t1", "e1", "reminder", testing::kBatchTime,
-                               "payload", "key-1"});
+                               "payload", "tenants/t1/enrollments/e1/key-1"});
   b.audit.push_back(Audit("r1"));
   return b;
 }
@@ -64,7 +64,7 @@ WriteBatch FullUpdate() {
   b.events[0].type = "stage.changed";
   b.events[0].prev_hash = "h1";
   b.events[0].hash = "h2";
-  b.cancel_outbox_keys.push_back("key-1");
+  b.cancel_outbox_keys.push_back("tenants/t1/enrollments/e1/key-1");
   b.audit.push_back(Audit("r2"));
   return b;
 }

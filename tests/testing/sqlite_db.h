@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "store/migrations.h"
+#include "store/sqlite_migration_functions.h"
 
 namespace ipsrt::testing {
 
@@ -19,6 +20,7 @@ class SqliteDb {
     EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK) << path;
   }
   ~SqliteDb() { sqlite3_close(db_); }
+  sqlite3* handle() { return db_; }
   SqliteDb(const SqliteDb&) = delete;
   SqliteDb& operator=(const SqliteDb&) = delete;
 
@@ -49,6 +51,7 @@ class SqliteDb {
 // `version` of SqliteMigrations() (a released migration never changes),
 // recorded in schema_migrations as the store records them.
 inline void LayOutSchema(SqliteDb& db, int version) {
+  AddSqliteMigrationFunctions(db.handle());
   db.Exec("PRAGMA journal_mode=WAL");
   db.Exec(
       "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
