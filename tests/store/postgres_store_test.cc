@@ -70,14 +70,14 @@ TEST(PostgresStoreTest, ReplicasStartingTogetherMigrateOnce) {
   for (int i = 0; i < kReplicas; ++i) {
     EXPECT_TRUE(results[i].ok()) << "replica " << i << ": " << results[i];
     if (stores[i]) {
-      EXPECT_EQ(stores[i]->SchemaVersion(), 4);
+      EXPECT_EQ(stores[i]->SchemaVersion(), kSchemaVersion);
     }
   }
   EXPECT_EQ(*SharedPostgres().Psql(
                 db,
                 "SELECT string_agg(version::text, ',' ORDER BY version) FROM "
                 "schema_migrations"),
-            "1,2,3,4");
+            "1,2,3,4,5");
   EXPECT_EQ(*SharedPostgres().Psql(
                 db,
                 "SELECT COUNT(*) FROM pg_tables WHERE schemaname = "
@@ -111,7 +111,7 @@ TEST(PostgresStoreTest, MigratesASchema3Database) {
   absl::StatusOr<std::unique_ptr<PostgresStore>> store =
       PostgresStore::Open(OptionsFor(db));
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->SchemaVersion(), 4);
+  EXPECT_EQ((*store)->SchemaVersion(), kSchemaVersion);
   EXPECT_EQ(
       *SharedPostgres().Psql(
           db,

@@ -26,6 +26,14 @@ using ::testing::Not;
 
 using Db = testing::SqliteDb;
 
+// OpenIn opens a SqliteStore on dir/ipsrt.db with default options.
+absl::StatusOr<std::unique_ptr<SqliteStore>> OpenIn(
+    const testing::TempDir& dir) {
+  SqliteStore::Options options;
+  options.path = dir.File("ipsrt.db");
+  return SqliteStore::Open(options);
+}
+
 // WriteSchema3Database creates `path` the way schema 3's ipsrtd did (its
 // migrations 1-3, which never change once released) with two enrollments,
 // their events, request records, an outbox row and an audit record.
@@ -76,7 +84,7 @@ TEST(SqliteLayoutTest, MigratesASchema3DatabaseWithEveryRow) {
   absl::StatusOr<std::unique_ptr<SqliteStore>> store =
       SqliteStore::Open(options);
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->SchemaVersion(), 4);
+  EXPECT_EQ((*store)->SchemaVersion(), kSchemaVersion);
 
   absl::StatusOr<EnrollmentRow> row = (*store)->GetEnrollment("t1", "e2");
   ASSERT_TRUE(row.ok()) << row.status();
@@ -128,10 +136,7 @@ TEST(SqliteLayoutTest, MigratesASchema3DatabaseWithEveryRow) {
 // table (the plans of sqlite_store.cc's statements, by their SQL).
 TEST(SqliteLayoutTest, QueriesSearchIndexes) {
   testing::TempDir dir;
-  SqliteStore::Options options;
-  options.path = dir.File("ipsrt.db");
-  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
-      SqliteStore::Open(options);
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenIn(dir);
   ASSERT_TRUE(store.ok()) << store.status();
   struct Case {
     const char* sql;
@@ -267,10 +272,7 @@ TEST(BlobCodecTest, DictionaryIsPinnedAndOlderFormsRead) {
 // back as the bytes that were hashed.
 TEST(BlobCodecTest, EventPayloadsAreStoredPackedAndReadBack) {
   testing::TempDir dir;
-  SqliteStore::Options options;
-  options.path = dir.File("ipsrt.db");
-  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
-      SqliteStore::Open(options);
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenIn(dir);
   ASSERT_TRUE(store.ok()) << store.status();
   WriteBatch batch = testing::CreateBatch("t1", "a", "r1");
   std::string payload;
