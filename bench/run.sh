@@ -31,6 +31,8 @@
 #                 are built (or reused) by ipsrt_datagen under
 #                 $BENCH_TMPDIR/ipsrt-bench-data; remove them with
 #                 `make bench-clean` (default 0: skipped)
+#   SCALE_ROUNDS  rounds of the scale section (default 2): each round runs
+#                 one SubmitEvent window on each set, alternating the order
 #   SCALE_ONLY    1: run the scale section alone (needs SCALE_ENROLLMENTS)
 #                 and print its two ratios; the other runs are skipped
 #   BENCH_SOURCE  what the binaries were built from, for the report
@@ -55,6 +57,7 @@ PROFILE="${PROFILE:-0}"
 SCALE_ENROLLMENTS="${SCALE_ENROLLMENTS:-0}"
 SCALE_SMALL="${SCALE_SMALL:-10000}"
 SCALE_ONLY="${SCALE_ONLY:-0}"
+SCALE_ROUNDS="${SCALE_ROUNDS:-2}"
 
 IPSRTD="$BUILD_DIR/engine/ipsrtd"
 LOADGEN="$BUILD_DIR/bench/ipsrt_loadgen"
@@ -131,27 +134,45 @@ profile() {
 # scale_section: scale with data. The same SubmitEvent load on a store of
 # SCALE_SMALL and one of SCALE_ENROLLMENTS enrollments (sets built or
 # reused by ipsrt_datagen outside the repository), and ipsrtd's idle RSS
-# on the large one. Each run adds its load's enrollments and events to the
-# set. Sets SCALE_SMALL_EVENT, SCALE_BIG_EVENT, SCALE_RSS_KB, SCALE_DB_MB.
-SCALE_SMALL_EVENT="" SCALE_BIG_EVENT="" SCALE_RSS_KB="" SCALE_DB_MB=""
+# on the large one. One server per set, both started before any load; the
+# load windows alternate between them in SCALE_ROUNDS rounds (small then
+# large, large then small, ...), so that a change in the machine's load
+# during the section falls on both alike. Each window adds its load's
+# enrollments and events to the set. Sets SCALE_SMALL_RATES and
+# SCALE_BIG_RATES (calls/s of each window), SCALE_RSS_KB, SCALE_DB_MB.
+SCALE_SMALL_RATES="" SCALE_BIG_RATES="" SCALE_RSS_KB="" SCALE_DB_MB=""
 scale_section() {
   [[ "$SCALE_ENROLLMENTS" -gt 0 ]] || return 0
-  local n db
-  for n in "$SCALE_SMALL" "$SCALE_ENROLLMENTS"; do
+  local n db r which rate small_pid big_pid small_addr big_addr
+  for n in "$SCALE_ENROLLMENTS" "$SCALE_SMALL"; do
     echo "run.sh: data set of $n enrollments (ipsrt_datagen)" >&2
     db="$("$DATAGEN" --enrollments="$n" --workflows="$WORKFLOWS_DIR")"
     write_config "$WORK/scale-$n.yaml" "$db"
     start_server "$WORK/scale-$n.yaml" "$WORK/scale-$n.log"
     if [[ "$n" == "$SCALE_ENROLLMENTS" ]]; then
+      big_pid="$SERVER_PID" big_addr="$TARGET"
       sleep 3  # idle: started, nothing asked yet
-      SCALE_RSS_KB="$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")"
+      SCALE_RSS_KB="$(awk '/^VmRSS:/ { print $2 }' "/proc/$big_pid/status")"
       SCALE_DB_MB="$(du -m "$db" | cut -f1)"
-      SCALE_BIG_EVENT="$(load event)"
     else
-      SCALE_SMALL_EVENT="$(load event)"
+      small_pid="$SERVER_PID" small_addr="$TARGET"
     fi
-    stop_server "$WORK/scale-$n.log"
   done
+  for ((r = 0; r < SCALE_ROUNDS; r++)); do
+    for which in $( ((r % 2 == 0)) && echo small big || echo big small); do
+      if [[ "$which" == small ]]; then TARGET="$small_addr"; else TARGET="$big_addr"; fi
+      echo "run.sh: scale round $((r + 1)) of $SCALE_ROUNDS, $which set" >&2
+      rate="$(bench_json_field "$(load event)" throughput)"
+      if [[ "$which" == small ]]; then
+        SCALE_SMALL_RATES="${SCALE_SMALL_RATES:+$SCALE_SMALL_RATES }$rate"
+      else
+        SCALE_BIG_RATES="${SCALE_BIG_RATES:+$SCALE_BIG_RATES }$rate"
+      fi
+    done
+  done
+  bench_server_stop "$small_pid" "$WORK/scale-$SCALE_SMALL.log"
+  bench_server_stop "$big_pid" "$WORK/scale-$SCALE_ENROLLMENTS.log"
+  SERVER_PID=""
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
@@ -164,13 +185,14 @@ target_row() {
   echo "| $1 | $2 | $3 $4 | $verdict |"
 }
 
-# scale_rows prints the scale section's two ratio rows (nothing without it).
+# scale_rows prints the scale section's two ratio rows (nothing without
+# it): the mean calls/s of the large set's windows over the small set's.
 scale_rows() {
   [[ "$SCALE_ENROLLMENTS" -gt 0 ]] || return 0
   local sb ss
-  sb="$(bench_json_field "$SCALE_BIG_EVENT" throughput)"
-  ss="$(bench_json_field "$SCALE_SMALL_EVENT" throughput)"
-  target_row "SubmitEvent/s with $SCALE_ENROLLMENTS enrollments / with $SCALE_SMALL ($sb / $ss)" \
+  sb="$(echo "$SCALE_BIG_RATES" | awk '{ for (i = 1; i <= NF; i++) t += $i; printf "%.1f", t / NF }')"
+  ss="$(echo "$SCALE_SMALL_RATES" | awk '{ for (i = 1; i <= NF; i++) t += $i; printf "%.1f", t / NF }')"
+  target_row "SubmitEvent/s with $SCALE_ENROLLMENTS enrollments / with $SCALE_SMALL, mean of $SCALE_ROUNDS alternating windows each ($sb / $ss; windows: ${SCALE_BIG_RATES// /, } / ${SCALE_SMALL_RATES// /, })" \
     "$(ratio "$sb" "$ss")" ">=" 0.8
   target_row "ipsrtd RSS in MB, idle on $SCALE_ENROLLMENTS enrollments (${SCALE_DB_MB} MB database)" \
     "$(awk -v k="$SCALE_RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')" "<=" 100
