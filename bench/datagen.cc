@@ -20,6 +20,7 @@
 //   ipsrt_datagen --store=sqlite:/big/disk/scale.db --enrollments=10000
 //   ipsrt_datagen --enrollments=1000000 --clean
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,6 +30,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -41,6 +44,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/ids.h"
+#include "common/validation.h"
 #include "core/enrollments.h"
 #include "ipsrt/clock.h"
 #include "ipsrt/sqlite_store.h"
@@ -57,11 +61,14 @@ ABSL_FLAG(std::string, parent, "tenants/bench",
 ABSL_FLAG(std::string, workflows, IPSRT_WORKFLOWS_DIR,
           "Workflow template directory.");
 ABSL_FLAG(std::string, workflow_id, "ipsrt-standard", "Template to enroll in.");
-ABSL_FLAG(int, in_flight, 1024,
+ABSL_FLAG(int, in_flight, 8192,
           "Creates queued at once (the store commits up to --max_batch of "
           "them per transaction).");
-ABSL_FLAG(int, max_batch, 512,
+ABSL_FLAG(int, max_batch, 4096,
           "The store's group-commit limit while building.");
+ABSL_FLAG(int, threads, 0,
+          "Producer threads running Enrollments::Create (0: one per CPU); "
+          "the store's writer thread commits what they queue.");
 ABSL_FLAG(bool, clean, false,
           "Remove the data set (database, WAL, shared memory, marker) and "
           "exit.");
@@ -149,6 +156,38 @@ void CleanSet(const std::string& db) {
   }
 }
 
+// FallsDueSoon tells whether the complete set at `db` holds reminders or
+// other outbox rows that fall due within the next hour (or already have),
+// or cannot be read. A set is built with every enrollment created at
+// about the same instant, so its first reminders all fall due together
+// about a day later: an ipsrtd serving it from then on would spend the
+// benchmark delivering a million reminders at once, which is not the load
+// the scale section measures. Such a set is built anew.
+bool FallsDueSoon(const std::string& db) {
+  absl::StatusOr<std::string> tenant =
+      ParseParent("parent", absl::GetFlag(FLAGS_parent));
+  if (!tenant.ok()) return true;
+  SqliteStore::Options options;
+  options.path = db;
+  options.create = SqliteStore::Options::Create::kNever;
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+      SqliteStore::Open(options);
+  if (!store.ok()) return true;
+  OutboxQuery q;
+  q.tenant = *tenant;
+  q.due_before = absl::Now() + absl::Hours(1);
+  q.statuses = {OutboxStatus::kScheduled, OutboxStatus::kRetryWait};
+  q.limit = 1;
+  absl::StatusOr<std::vector<OutboxEntry>> due = (*store)->ListOutbox(q);
+  (*store)->Close();
+  if (due.ok() && due->empty()) return false;
+  std::fprintf(stderr, "ipsrt_datagen: the set at %s %s; building it anew\n",
+               db.c_str(),
+               due.ok() ? "has reminders falling due within the hour"
+                        : "cannot be read");
+  return true;
+}
+
 // Created is how a run of creates ended: how many completed, and the
 // first failure.
 struct Created {
@@ -156,56 +195,69 @@ struct Created {
   absl::Status failure;
 };
 
-// CreateEnrollments creates `n` enrollments through `enrollments`,
-// keeping a bounded window (--in_flight) of creates in flight; the first
+// CreateEnrollments creates `n` enrollments through `enrollments` from
+// `threads` producer threads (each runs Enrollments::Create: validation,
+// Step, sealing and packing the rows, the CPU work of a create), keeping a
+// bounded window (--in_flight) of creates queued for the store's single
+// writer, which commits them in groups of up to --max_batch. The first
 // failure or a signal stops the run. Returns once every create in flight
 // has completed.
-Created CreateEnrollments(Enrollments& enrollments, int n) {
+Created CreateEnrollments(Enrollments& enrollments, int n, int threads) {
   v1::Actor actor;
   actor.set_subject("ipsrt_datagen");
   actor.set_role("admin");
   absl::Mutex mu;
   int in_flight = 0;
   Created c;
-  int64_t& done_count = c.done_count;
-  absl::Status& failure = c.failure;
   const int window = std::max(1, absl::GetFlag(FLAGS_in_flight));
   const std::string run = absl::StrCat(absl::ToUnixMicros(absl::Now()));
-  absl::Time start = absl::Now();
-  int i = 0;
-  for (; i < n && !g_stop.load(); ++i) {
-    {
-      absl::MutexLock lock(&mu);
-      auto room = [&] { return in_flight < window || !failure.ok(); };
-      mu.Await(absl::Condition(&room));
-      if (!failure.ok()) break;
-      ++in_flight;
-    }
+  const std::string parent = absl::GetFlag(FLAGS_parent);
+  const std::string workflow_id = absl::GetFlag(FLAGS_workflow_id);
+  const absl::Time start = absl::Now();
+  std::atomic<int> next{0};
+  auto on_done = [&](absl::StatusOr<v1::Enrollment> created) {
+    absl::MutexLock lock(&mu);
+    --in_flight;
+    ++c.done_count;
+    if (!created.ok() && c.failure.ok()) c.failure = created.status();
+  };
+  auto produce = [&] {
     v1::CreateEnrollmentRequest request;
-    request.set_parent(absl::GetFlag(FLAGS_parent));
-    // Zero-padded numbers keep every key in insertion order (ids are
-    // time-ordered too), so the B-trees grow at their right edge and a
-    // group commit dirties few pages.
-    request.set_request_id(absl::StrFormat("datagen-%s-%09d", run, i));
-    request.set_patient_ref(absl::StrFormat("Patient/scale-%09d", i));
-    request.set_clinician_ref(absl::StrCat("Practitioner/scale-", i % 500));
-    request.set_workflow_id(absl::GetFlag(FLAGS_workflow_id));
+    request.set_parent(parent);
+    request.set_workflow_id(workflow_id);
     request.set_time_zone("Europe/London");
-    enrollments.Create(request, actor,
-                       [&](absl::StatusOr<v1::Enrollment> created) {
-                         absl::MutexLock lock(&mu);
-                         --in_flight;
-                         ++done_count;
-                         if (!created.ok() && failure.ok()) {
-                           failure = created.status();
-                         }
-                       });
-    if ((i + 1) % 100000 == 0) {
-      double s = absl::ToDoubleSeconds(absl::Now() - start);
-      std::fprintf(stderr, "ipsrt_datagen: %d enrollments queued, %.0f s\n",
-                   i + 1, s);
+    while (!g_stop.load()) {
+      {
+        absl::MutexLock lock(&mu);
+        auto room = [&] { return in_flight < window || !c.failure.ok(); };
+        mu.Await(absl::Condition(&room));
+        if (!c.failure.ok()) return;
+        ++in_flight;
+      }
+      const int i = next.fetch_add(1);
+      if (i >= n) {
+        absl::MutexLock lock(&mu);
+        --in_flight;
+        return;
+      }
+      // Zero-padded numbers keep every key close to insertion order (ids
+      // are time-ordered too), so the B-trees grow at their right edge and
+      // a group commit dirties few pages.
+      request.set_request_id(absl::StrFormat("datagen-%s-%09d", run, i));
+      request.set_patient_ref(absl::StrFormat("Patient/scale-%09d", i));
+      request.set_clinician_ref(absl::StrCat("Practitioner/scale-", i % 500));
+      enrollments.Create(request, actor, on_done);
+      if ((i + 1) % 100000 == 0) {
+        double s = absl::ToDoubleSeconds(absl::Now() - start);
+        std::fprintf(stderr,
+                     "ipsrt_datagen: %d enrollments queued, %.0f s (%.0f/s)\n",
+                     i + 1, s, (i + 1) / s);
+      }
     }
-  }
+  };
+  std::vector<std::thread> producers;
+  for (int t = 0; t < threads; ++t) producers.emplace_back(produce);
+  for (std::thread& t : producers) t.join();
   {
     absl::MutexLock lock(&mu);
     auto drained = [&] { return in_flight == 0; };
@@ -241,7 +293,7 @@ int Main() {
     CleanSet(db);
     return 0;
   }
-  if (int64_t have = CompleteCount(db); have >= n) {
+  if (int64_t have = CompleteCount(db); have >= n && !FallsDueSoon(db)) {
     std::fprintf(stderr,
                  "ipsrt_datagen: reusing %s (a complete set of %lld "
                  "enrollments)\n",
@@ -251,12 +303,21 @@ int Main() {
   }
   if (RemoveSet(db)) {
     std::fprintf(stderr,
-                 "ipsrt_datagen: removed an incomplete or smaller set at %s\n",
+                 "ipsrt_datagen: removed an earlier (incomplete, smaller or "
+                 "stale) set at %s\n",
                  db.c_str());
   }
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  // Every packed blob (store/blob_codec.h) allocates and frees zlib's
+  // ~270 KB of deflate state. With glibc's defaults that free trims the
+  // heap, so the next create grows it again and faults in fresh zeroed
+  // pages: a profile of this generator showed brk, page faults and the
+  // memset of new pages at about 12 % of its CPU. Keeping freed memory
+  // (and serving such blocks from the heap, not mmap) removes that churn.
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
 
   SqliteStore::Options options;
   options.path = db;
@@ -282,8 +343,13 @@ int Main() {
   RandomIdGenerator ids;
   Enrollments enrollments(
       {store->get(), SystemClock::Get(), &ids, &workflows, {}, nullptr});
+  int threads = absl::GetFlag(FLAGS_threads);
+  if (threads <= 0) {
+    threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }
   absl::Time start = absl::Now();
-  const Created c = CreateEnrollments(enrollments, n);
+  const Created c = CreateEnrollments(enrollments, n, threads);
   const int64_t done_count = c.done_count;
   const absl::Status& failure = c.failure;
   double seconds = absl::ToDoubleSeconds(absl::Now() - start);

@@ -31,6 +31,10 @@
 #                 are built (or reused) by ipsrt_datagen under
 #                 $BENCH_TMPDIR/ipsrt-bench-data; remove them with
 #                 `make bench-clean` (default 0: skipped)
+#   SCALE_ROUNDS  rounds of the scale section (default 2): each round runs
+#                 one SubmitEvent window on each set, alternating the order
+#   SCALE_ONLY    1: run the scale section alone (needs SCALE_ENROLLMENTS)
+#                 and print its two ratios; the other runs are skipped
 #   BENCH_SOURCE  what the binaries were built from, for the report
 #                 (default: this checkout's short commit, marked when the
 #                 working tree has uncommitted changes)
@@ -52,6 +56,8 @@ MAX_BATCH="${MAX_BATCH:-$SERVER_MAX_BATCH}"
 PROFILE="${PROFILE:-0}"
 SCALE_ENROLLMENTS="${SCALE_ENROLLMENTS:-0}"
 SCALE_SMALL="${SCALE_SMALL:-10000}"
+SCALE_ONLY="${SCALE_ONLY:-0}"
+SCALE_ROUNDS="${SCALE_ROUNDS:-2}"
 
 IPSRTD="$BUILD_DIR/engine/ipsrtd"
 LOADGEN="$BUILD_DIR/bench/ipsrt_loadgen"
@@ -98,10 +104,6 @@ stop_server() {
   SERVER_PID=""
 }
 
-write_config "$WORK/ipsrtd.yaml" db/ipsrt.db
-start_server "$WORK/ipsrtd.yaml" "$WORK/ipsrtd.log"
-
-
 # load RPC [RATE] runs one loadgen window: closed loop, or paced at RATE
 # calls/s (latency from each call's scheduled start).
 load() {
@@ -128,6 +130,115 @@ profile() {
     awk -v n="${PROFILE_TOP:-15}" '/^ +[0-9]/ && c++ < n {
       sub(/[ -]+$/, ""); gsub(/   +/, "  "); print }'  # reads all: no SIGPIPE
 }
+
+# scale_section: scale with data. The same SubmitEvent load on a store of
+# SCALE_SMALL and one of SCALE_ENROLLMENTS enrollments (sets built or
+# reused by ipsrt_datagen outside the repository), and ipsrtd's idle RSS
+# on the large one. One server per set, both started before any load; the
+# load windows alternate between them in SCALE_ROUNDS rounds (small then
+# large, large then small, ...), so that a change in the machine's load
+# during the section falls on both alike. Each window adds its load's
+# enrollments and events to the set (the small one is rebuilt every run). Sets SCALE_SMALL_RATES and
+# SCALE_BIG_RATES (calls/s of each window), SCALE_RSS_KB, SCALE_DB_MB.
+SCALE_SMALL_RATES="" SCALE_BIG_RATES="" SCALE_RSS_KB="" SCALE_DB_MB=""
+scale_section() {
+  [[ "$SCALE_ENROLLMENTS" -gt 0 ]] || return 0
+  local n db r which rate small_pid big_pid small_addr big_addr
+  for n in "$SCALE_ENROLLMENTS" "$SCALE_SMALL"; do
+    echo "run.sh: data set of $n enrollments (ipsrt_datagen)" >&2
+    # The small set is built afresh (seconds), so that the events earlier
+    # runs added never make the baseline a larger store than it says.
+    if [[ "$n" == "$SCALE_SMALL" && "$n" != "$SCALE_ENROLLMENTS" ]]; then
+      "$DATAGEN" --enrollments="$n" --clean 2>/dev/null
+    fi
+    db="$("$DATAGEN" --enrollments="$n" --workflows="$WORKFLOWS_DIR")"
+    write_config "$WORK/scale-$n.yaml" "$db"
+    start_server "$WORK/scale-$n.yaml" "$WORK/scale-$n.log"
+    if [[ "$n" == "$SCALE_ENROLLMENTS" ]]; then
+      big_pid="$SERVER_PID" big_addr="$TARGET"
+      sleep 3  # idle: started, nothing asked yet
+      SCALE_RSS_KB="$(awk '/^VmRSS:/ { print $2 }' "/proc/$big_pid/status")"
+      SCALE_DB_MB="$(du -m "$db" | cut -f1)"
+    else
+      small_pid="$SERVER_PID" small_addr="$TARGET"
+    fi
+  done
+  for ((r = 0; r < SCALE_ROUNDS; r++)); do
+    for which in $( ((r % 2 == 0)) && echo small big || echo big small); do
+      if [[ "$which" == small ]]; then TARGET="$small_addr"; else TARGET="$big_addr"; fi
+      echo "run.sh: scale round $((r + 1)) of $SCALE_ROUNDS, $which set" >&2
+      rate="$(bench_json_field "$(load event)" throughput)"
+      if [[ "$which" == small ]]; then
+        SCALE_SMALL_RATES="${SCALE_SMALL_RATES:+$SCALE_SMALL_RATES }$rate"
+      else
+        SCALE_BIG_RATES="${SCALE_BIG_RATES:+$SCALE_BIG_RATES }$rate"
+      fi
+    done
+  done
+  bench_server_stop "$small_pid" "$WORK/scale-$SCALE_SMALL.log"
+  bench_server_stop "$big_pid" "$WORK/scale-$SCALE_ENROLLMENTS.log"
+  SERVER_PID=""
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
+
+# target_row NAME VALUE OP LIMIT prints a ratio with its target and verdict.
+target_row() {
+  local verdict
+  verdict="$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN {
+    ok = (op == ">=") ? (v >= l) : (v <= l); print (ok ? "met" : "**missed**") }')"
+  echo "| $1 | $2 | $3 $4 | $verdict |"
+}
+
+# scale_rows prints the scale section's two ratio rows (nothing without
+# it): the mean calls/s of the large set's windows over the small set's.
+scale_rows() {
+  [[ "$SCALE_ENROLLMENTS" -gt 0 ]] || return 0
+  local sb ss
+  sb="$(echo "$SCALE_BIG_RATES" | awk '{ for (i = 1; i <= NF; i++) t += $i; printf "%.1f", t / NF }')"
+  ss="$(echo "$SCALE_SMALL_RATES" | awk '{ for (i = 1; i <= NF; i++) t += $i; printf "%.1f", t / NF }')"
+  target_row "SubmitEvent/s with $SCALE_ENROLLMENTS enrollments / with $SCALE_SMALL, mean of $SCALE_ROUNDS alternating windows each ($sb / $ss; windows: ${SCALE_BIG_RATES// /, } / ${SCALE_SMALL_RATES// /, })" \
+    "$(ratio "$sb" "$ss")" ">=" 0.8
+  target_row "ipsrtd RSS in MB, idle on $SCALE_ENROLLMENTS enrollments (${SCALE_DB_MB} MB database)" \
+    "$(awk -v k="$SCALE_RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')" "<=" 100
+}
+
+CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+if [[ -n "${BENCH_SOURCE:-}" ]]; then
+  COMMIT="$BENCH_SOURCE"
+else
+  COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then
+    COMMIT="$COMMIT (+uncommitted changes in the working tree)"
+  fi
+fi
+
+# SCALE_ONLY=1: the scale section alone, with its own short report.
+if [[ "$SCALE_ONLY" == 1 ]]; then
+  if [[ "$SCALE_ENROLLMENTS" -le 0 ]]; then
+    echo "run.sh: SCALE_ONLY=1 needs SCALE_ENROLLMENTS=N (N > 0)" >&2
+    exit 2
+  fi
+  LOADAVG_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+  scale_section
+  echo
+  echo "## ipsrtd benchmark: scale with data only (SCALE_ONLY=1)"
+  echo
+  echo "- date (end of run): $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "- commit: $COMMIT"
+  echo "- machine: $(nproc) CPU(s), ${CPU_MODEL:-unknown CPU}, $(uname -sr)"
+  echo "- load average (1/5/15 min): before $LOADAVG_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- load: $CONCURRENCY outstanding calls, $CHANNELS channel(s)," \
+    "$THREADS client thread(s), $WARMUP warm-up + $DURATION measured per run"
+  echo
+  echo "| ratio (one run) | value | target | |"
+  echo "|---|---:|---:|---|"
+  scale_rows
+  exit 0
+fi
+
+write_config "$WORK/ipsrtd.yaml" db/ipsrt.db
+start_server "$WORK/ipsrtd.yaml" "$WORK/ipsrtd.log"
 
 LOADAVG_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 PING="$(load ping)"
@@ -181,31 +292,9 @@ echo "run.sh: raw SQLite insert, batch=$MAX_BATCH ($SQLITE_DURATION)" >&2
 RAWN="$("$SQLITE_BENCH" --dir="$WORK/raw" --workflows="$WORKFLOWS_DIR" --batch="$MAX_BATCH" \
   --duration="$SQLITE_DURATION" --json)"
 
-# Scale with data: the same SubmitEvent load on a store of SCALE_SMALL and
-# one of SCALE_ENROLLMENTS enrollments (sets built or reused by
-# ipsrt_datagen outside the repository), and ipsrtd's idle RSS on the
-# large one. Each run adds its load's enrollments and events to the set.
-SCALE_SMALL_EVENT="" SCALE_BIG_EVENT="" SCALE_RSS_KB="" SCALE_DB_MB=""
-if [[ "$SCALE_ENROLLMENTS" -gt 0 ]]; then
-  for n in "$SCALE_SMALL" "$SCALE_ENROLLMENTS"; do
-    echo "run.sh: data set of $n enrollments (ipsrt_datagen)" >&2
-    db="$("$DATAGEN" --enrollments="$n" --workflows="$WORKFLOWS_DIR")"
-    write_config "$WORK/scale-$n.yaml" "$db"
-    start_server "$WORK/scale-$n.yaml" "$WORK/scale-$n.log"
-    if [[ "$n" == "$SCALE_ENROLLMENTS" ]]; then
-      sleep 3  # idle: started, nothing asked yet
-      SCALE_RSS_KB="$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")"
-      SCALE_DB_MB="$(du -m "$db" | cut -f1)"
-      SCALE_BIG_EVENT="$(load event)"
-    else
-      SCALE_SMALL_EVENT="$(load event)"
-    fi
-    stop_server "$WORK/scale-$n.log"
-  done
-fi
+scale_section
 LOADAVG_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
 row() {
   local name="$1" j="$2"
   printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" \
@@ -220,16 +309,6 @@ raw_row() {
     "$(bench_json_field "$j" commit_p50_ms)" "$(bench_json_field "$j" commit_p99_ms)" \
     "$(bench_json_field "$j" commit_max_ms)" "$(bench_json_field "$j" rows)"
 }
-
-CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
-if [[ -n "${BENCH_SOURCE:-}" ]]; then
-  COMMIT="$BENCH_SOURCE"
-else
-  COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then
-    COMMIT="$COMMIT (+uncommitted changes in the working tree)"
-  fi
-fi
 
 echo
 echo "## ipsrtd benchmark"
@@ -267,13 +346,6 @@ GET_T="$(bench_json_field "$GET" throughput)"
 EVENT_T="$(bench_json_field "$EVENT" throughput)"
 RAW1_T="$(bench_json_field "$RAW1" rows_per_s)"
 RAWN_T="$(bench_json_field "$RAWN" rows_per_s)"
-# target_row NAME VALUE OP LIMIT prints a ratio with its target and verdict.
-target_row() {
-  local verdict
-  verdict="$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN {
-    ok = (op == ">=") ? (v >= l) : (v <= l); print (ok ? "met" : "**missed**") }')"
-  echo "| $1 | $2 | $3 $4 | $verdict |"
-}
 echo "| ratio (one run) | value | target | |"
 echo "|---|---:|---:|---|"
 target_row "SubmitEvent / Ping (calls/s)" "$(ratio "$EVENT_T" "$PING_T")" ">=" 0.25
@@ -281,14 +353,7 @@ target_row "CreateEnrollment / Ping (calls/s)" "$(ratio "$CREATE_T" "$PING_T")" 
 target_row "GetEnrollment / Ping (calls/s)" "$(ratio "$GET_T" "$PING_T")" ">=" 0.5
 target_row "p99 SubmitEvent / p99 Ping, both at $HALF_RATE/s" \
   "$(ratio "$(bench_json_field "$EVENT_HALF" p99_ms)" "$(bench_json_field "$PING_HALF" p99_ms)")" "<=" 3
-if [[ "$SCALE_ENROLLMENTS" -gt 0 ]]; then
-  SB_T="$(bench_json_field "$SCALE_BIG_EVENT" throughput)"
-  SS_T="$(bench_json_field "$SCALE_SMALL_EVENT" throughput)"
-  target_row "SubmitEvent/s with $SCALE_ENROLLMENTS enrollments / with $SCALE_SMALL ($SB_T / $SS_T)" \
-    "$(ratio "$SB_T" "$SS_T")" ">=" 0.8
-  target_row "ipsrtd RSS in MB, idle on $SCALE_ENROLLMENTS enrollments (${SCALE_DB_MB} MB database)" \
-    "$(awk -v k="$SCALE_RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')" "<=" 100
-fi
+scale_rows
 echo "| CreateEnrollment / raw SQLite batch=1 | $(ratio "$CREATE_T" "$RAW1_T") | | |"
 echo "| CreateEnrollment / raw SQLite batch=$MAX_BATCH | $(ratio "$CREATE_T" "$RAWN_T") | | |"
 echo

@@ -31,6 +31,10 @@ check() {
 }
 
 check run "| SubmitEvent / Ping (calls/s) |" DURATION=1s WARMUP=0s SQLITE_DURATION=1s
+# The scale section alone, on tiny sets built in $OUT (removed with it).
+check run "| ipsrtd RSS in MB, idle on 300 enrollments" SCALE_ONLY=1 \
+  SCALE_ENROLLMENTS=300 SCALE_SMALL=100 SCALE_ROUNDS=1 DURATION=1s WARMUP=0s \
+  BENCH_TMPDIR="$OUT"
 check stores "| PostgreSQL 1 replica / SQLite |" DURATION=1s WARMUP=0s
 check footprint "| bytes per event |" CREATES=20 EVENTS=20 THREADS=2
 check metrics "throughput with metrics / without" DURATION=1s WARMUP=0s

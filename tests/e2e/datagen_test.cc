@@ -1,0 +1,137 @@
+// End-to-end tests of bench/ipsrt_datagen, the generator of the scale
+// benchmark's data sets: a set is built through the engine, marked
+// complete only when finished, reused, removed by --clean, and an
+// interrupted build leaves nothing behind.
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "process.h"
+
+namespace ipsrt::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+const std::string kDatagen =
+    absl::StrCat(IPSRT_BUILD_DIR, "/bench/ipsrt_datagen");
+
+std::vector<std::string> DatagenArgs(const std::string& db, int n) {
+  return {kDatagen, absl::StrCat("--store=sqlite:", db),
+          absl::StrCat("--enrollments=", n),
+          absl::StrCat("--workflows=", IPSRT_WORKFLOWS_DIR)};
+}
+
+std::string Describe(const ProcessResult& r) {
+  return absl::StrCat("exit_code=", r.exit_code, " signal=", r.term_signal,
+                      " timed_out=", r.timed_out, "\nstdout:\n", r.out,
+                      "\nstderr:\n", r.err);
+}
+
+// Count is SELECT COUNT(*) FROM `table` in the database at `path`, or -1.
+int64_t Count(const std::string& path, const std::string& table) {
+  sqlite3* db = nullptr;
+  int64_t n = -1;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+      SQLITE_OK) {
+    sqlite3_stmt* s = nullptr;
+    std::string sql = absl::StrCat("SELECT COUNT(*) FROM ", table);
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+      n = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_finalize(s);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
+// Entries lists the names in `dir` (empty when it does not exist).
+std::vector<std::string> Entries(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    names.push_back(e.path().filename().string());
+  }
+  return names;
+}
+
+TEST(DatagenTest, BuildsASetMarksItCompleteReusesItAndCleansItAway) {
+  TempDir tmp;
+  const std::string dir = tmp.File("sets");
+  const std::string db = dir + "/scale.db";
+
+  absl::StatusOr<ProcessResult> built =
+      RunProcess(DatagenArgs(db, 300), absl::Seconds(60));
+  ASSERT_TRUE(built.ok()) << built.status();
+  ASSERT_EQ(built->exit_code, 0) << Describe(*built);
+  EXPECT_EQ(built->out, db + "\n");
+  absl::StatusOr<std::string> marker = ReadFile(db + ".complete");
+  ASSERT_TRUE(marker.ok()) << marker.status();
+  EXPECT_EQ(*marker, "300\n");
+  // Every enrollment went through the engine: its row, first event,
+  // request record and audit record.
+  EXPECT_EQ(Count(db, "enrollments"), 300);
+  EXPECT_EQ(Count(db, "events"), 300);
+  EXPECT_EQ(Count(db, "requests"), 300);
+  EXPECT_EQ(Count(db, "audit"), 300);
+
+  // A complete set of at least the size asked for is reused as it is.
+  absl::StatusOr<ProcessResult> again =
+      RunProcess(DatagenArgs(db, 200), absl::Seconds(60));
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->exit_code, 0) << Describe(*again);
+  EXPECT_THAT(again->err, HasSubstr("reusing"));
+  EXPECT_EQ(again->out, db + "\n");
+  EXPECT_EQ(Count(db, "enrollments"), 300);
+
+  std::vector<std::string> clean_args = DatagenArgs(db, 300);
+  clean_args.push_back("--clean");
+  absl::StatusOr<ProcessResult> cleaned =
+      RunProcess(clean_args, absl::Seconds(30));
+  ASSERT_TRUE(cleaned.ok()) << cleaned.status();
+  ASSERT_EQ(cleaned->exit_code, 0) << Describe(*cleaned);
+  EXPECT_THAT(cleaned->err, HasSubstr("removed"));
+  EXPECT_FALSE(fs::exists(dir)) << "left: " << Entries(dir).size();
+}
+
+TEST(DatagenTest, AnInterruptedBuildRemovesItsPartialSet) {
+  TempDir tmp;
+  const std::string dir = tmp.File("sets");
+  const std::string db = dir + "/scale.db";
+  absl::StatusOr<std::unique_ptr<ChildProcess>> gen =
+      ChildProcess::Spawn(DatagenArgs(db, 1000000), tmp.File("datagen.log"));
+  ASSERT_TRUE(gen.ok()) << gen.status();
+
+  // The database exists once the store is open, after the generator
+  // handles SIGINT; wait until it holds committed enrollments.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < deadline && !(*gen)->Exited() &&
+         !(fs::exists(db) && Count(db, "enrollments") > 0)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_GT(Count(db, "enrollments"), 0) << (*gen)->Log();
+
+  (*gen)->Signal(SIGINT);
+  std::optional<int> status = (*gen)->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(status.has_value()) << "still running after SIGINT";
+  ASSERT_TRUE(WIFEXITED(*status)) << DescribeWaitStatus(*status);
+  EXPECT_EQ(WEXITSTATUS(*status), 130) << (*gen)->Log();
+  EXPECT_THAT((*gen)->Log(), HasSubstr("the partial set was removed"));
+  // No database, WAL, shared memory or marker: nothing a later run could
+  // take for a set.
+  EXPECT_THAT(Entries(dir), IsEmpty());
+}
+
+}  // namespace
+}  // namespace ipsrt::e2e
