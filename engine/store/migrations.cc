@@ -332,7 +332,7 @@ CREATE INDEX outbox_lease ON outbox (status, lease_expiry_us);
 CREATE INDEX outbox_changes ON outbox (tenant, change_seq)
   WHERE change_seq IS NOT NULL;
 CREATE INDEX outbox_by_tenant_due ON outbox (tenant, due_time_us, id);
-)sql";
+{STAGE_INDEX})sql";
 
 constexpr char kMigration5Postgres[] = R"sql(
 -- Each ALTER TABLE rewrites its table once, inside this migration's
@@ -349,6 +349,15 @@ ALTER TABLE outbox DROP CONSTRAINT outbox_idempotency_key_key;
 UPDATE outbox SET idempotency_key = {OUTBOX_KEY};
 ALTER TABLE outbox ADD CONSTRAINT outbox_key
   UNIQUE (tenant, enrollment_id, idempotency_key);
+{STAGE_INDEX})sql";
+
+// The metrics' enrollment counts (SqlCore::Stats) group every enrollment
+// by workflow, version and stage; with this index they read it instead of
+// every row of the table (a million enrollments: about 40 MB instead of
+// 2 GB).
+constexpr char kStageIndex[] = R"sql(
+CREATE INDEX enrollments_by_stage
+  ON enrollments (workflow_id, workflow_version, stage);
 )sql";
 
 // Render5 spells migration 5's conversions in `dialect`.
@@ -356,7 +365,8 @@ std::string Render5(Dialect dialect, const char* text) {
   const bool sqlite = dialect == Dialect::kSqlite;
   std::string out = absl::StrReplaceAll(
       text,
-      {{"{OUTBOX_KEY}",
+      {{"{STAGE_INDEX}", kStageIndex},
+       {"{OUTBOX_KEY}",
         "CASE WHEN substr(idempotency_key, 1, length('tenants/' || tenant || "
         "'/enrollments/' || enrollment_id || '/')) = 'tenants/' || tenant || "
         "'/enrollments/' || enrollment_id || '/' THEN substr(idempotency_key, "
@@ -406,7 +416,9 @@ std::vector<Migration>* MigrationsOf(Dialect d) {
        sqlite ? "storage footprint: rowid tables, request keys, fewer indexes"
               : "storage footprint: fillfactor, request keys, fewer indexes",
        Render(d, sqlite ? kMigration4Sqlite : kMigration4Postgres)},
-      {5, "storage footprint: digests as bytes, outbox keys per enrollment",
+      {5,
+       "storage footprint: digests as bytes, outbox keys per enrollment; "
+       "enrollments by stage",
        Render5(d, sqlite ? kMigration5Sqlite : kMigration5Postgres)},
   };
 }

@@ -22,6 +22,10 @@ const char kEnrollmentColumns[] =
     "clinician_ref, state, revision, snapshot, create_time_us, "
     "update_time_us";
 
+const char kEnrollmentCountsSql[] =
+    "SELECT workflow_id, workflow_version, stage, COUNT(*) FROM enrollments "
+    "GROUP BY workflow_id, workflow_version, stage";
+
 const char kOutboxColumns[] =
     "id, tenant, enrollment_id, kind, due_time_us, payload, idempotency_key, "
     "status, attempts, lease_owner, lease_expiry_us, change_seq, last_error";
@@ -802,17 +806,15 @@ absl::StatusOr<std::vector<AuditRecord>> SqlCore::ListAudit(
 absl::StatusOr<StoreStats> SqlCore::Stats(SqlConnection& c,
                                           absl::Time now) const {
   StoreStats stats;
-  IPSRT_RETURN_IF_ERROR(Collect(
-      c,
-      "SELECT workflow_id, workflow_version, stage, COUNT(*) FROM enrollments "
-      "GROUP BY workflow_id, workflow_version, stage",
-      SqlParams(), &stats.enrollments, [](const SqlRow& s) {
-        return StoreStats::EnrollmentCount{
-            .workflow_id = s.Text(0),
-            .workflow_version = static_cast<int32_t>(s.Int(1)),
-            .stage = s.Text(2),
-            .count = s.Int(3)};
-      }));
+  IPSRT_RETURN_IF_ERROR(Collect(c, kEnrollmentCountsSql, SqlParams(),
+                                &stats.enrollments, [](const SqlRow& s) {
+                                  return StoreStats::EnrollmentCount{
+                                      .workflow_id = s.Text(0),
+                                      .workflow_version =
+                                          static_cast<int32_t>(s.Int(1)),
+                                      .stage = s.Text(2),
+                                      .count = s.Int(3)};
+                                }));
   // Pending: scheduled, claimed or waiting to retry. Overdue: due and
   // unclaimed, or claimed under a lease that has run out.
   static const std::string* const kOutboxStats = new std::string(absl::StrCat(

@@ -44,6 +44,10 @@ std::string SqlStatus(OutboxStatus status);
 extern const char kEnrollmentColumns[];
 extern const char kOutboxColumns[];
 
+// The metrics' enrollment counts per workflow, version and stage (Stats);
+// read from the index enrollments_by_stage, not the table.
+extern const char kEnrollmentCountsSql[];
+
 // ReadOutbox maps a row of kOutboxColumns.
 OutboxEntry ReadOutbox(const SqlRow& row);
 

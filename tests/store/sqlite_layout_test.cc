@@ -14,6 +14,7 @@
 #include "store/blob_codec.h"
 #include "store/migrations.h"
 #include "store/request_window.h"
+#include "store/sql_core.h"
 #include "tests/testing/sqlite_db.h"
 #include "tests/testing/store_batches.h"
 #include "tests/testing/temp_dir.h"
@@ -187,6 +188,19 @@ TEST(SqliteLayoutTest, QueriesSearchIndexes) {
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN events"))) << c.sql;
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN audit"))) << c.sql;
   }
+}
+
+// The metrics' enrollment counts read the covering index, not every row
+// of the table, and need no sort.
+TEST(SqliteLayoutTest, EnrollmentCountsReadTheStageIndex) {
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenIn(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<std::string> plan = (*store)->QueryPlan(kEnrollmentCountsSql);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(*plan, HasSubstr("SCAN enrollments USING COVERING INDEX "
+                               "enrollments_by_stage"));
+  EXPECT_THAT(*plan, Not(HasSubstr("TEMP B-TREE")));
 }
 
 // Stored forms: large values are deflated, small ones kept, values that
