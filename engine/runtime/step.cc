@@ -4,6 +4,7 @@
 #include <cmath>
 #include <optional>
 #include <set>
+#include <string_view>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -29,6 +30,102 @@ google::protobuf::Timestamp Ts(absl::Time t) {
 absl::Status Invalid(absl::string_view field, absl::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
 }
+
+// StateFacts answers conditions from the enrollment's state as it stands
+// (at the event's time `now`): nothing is copied or built per evaluation,
+// and a change to the state is seen by the next condition evaluated.
+class StateFacts final : public FactSource {
+ public:
+  StateFacts(const internal::EnrollmentState& state, const absl::Time& now)
+      : st_(state), now_(now) {}
+
+  // Numbers: the scores, and the engine's own counters, which take
+  // precedence over a score of the same name.
+  std::optional<double> Number(absl::string_view name) const override {
+    if (name == "stage.sessions") return Counted(st_.stage_counts());
+    if (name == "stage.days") return DaysFrom(st_.stage_entered_us());
+    if (name == "alerts.open") {
+      int open_alerts = 0;
+      for (const internal::AlertState& a : st_.alerts()) {
+        if (!a.acknowledged()) ++open_alerts;
+      }
+      return open_alerts;
+    }
+    if (name == "course.sessions") return Counted(st_.course_counts());
+    if (name == "course.days") return DaysFrom(st_.enrolled_us());
+    auto it = st_.scores().find(Key(name));
+    if (it == st_.scores().end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<bool> Boolean(absl::string_view name) const override {
+    if (name == "goal.set") return st_.goal_set();
+    if (name == "relapse_plan.written") return st_.relapse_plan_written();
+    auto it = st_.conditions().find(Key(name));
+    if (it == st_.conditions().end()) return std::nullopt;
+    return it->second.value();
+  }
+  const std::string* String(absl::string_view name) const override {
+    return name == "goal.problem_area" ? &st_.problem_area() : nullptr;
+  }
+  double Count(absl::string_view kind) const override {
+    auto it = st_.stage_counts().find(Key(kind));
+    return it == st_.stage_counts().end() ? 0 : static_cast<double>(it->second);
+  }
+  std::optional<double> DaysSince(absl::string_view mark) const override {
+    int64_t us = 0;
+    if (mark == "enrolled") {
+      us = st_.enrolled_us();
+    } else if (mark == "stage_entered") {
+      us = st_.stage_entered_us();
+    } else if (mark == "last_session") {
+      us = st_.last_session_us();
+    } else if (mark == "last_response") {
+      us = st_.last_response_us();
+    }
+    if (us <= 0) return std::nullopt;
+    return DaysFrom(us);
+  }
+  bool TaskDone(absl::string_view task_id) const override {
+    for (const std::string& id : st_.stage_tasks_done()) {
+      if (id == task_id) return true;
+    }
+    return false;
+  }
+  WeekHistory Weeks(absl::string_view named) const override {
+    WeekHistory week;
+    auto it = st_.conditions().find(Key(named));
+    if (it == st_.conditions().end()) return week;
+    const internal::ConditionHistory& h = it->second;
+    week.weeks_held = h.weeks_held();
+    if (h.value()) {
+      week.weeks_clear = 0;
+    } else if (h.cleared_us() > 0) {
+      week.weeks_clear = std::floor(
+          absl::ToDoubleHours(now_ - absl::FromUnixMicros(h.cleared_us())) /
+          (24.0 * 7));
+    }
+    return week;
+  }
+
+ private:
+  // Key is a protobuf map's lookup key without a copy (absl::string_view
+  // is not std::string_view here).
+  static std::string_view Key(absl::string_view s) {
+    return std::string_view(s.data(), s.size());
+  }
+  static double Counted(
+      const google::protobuf::Map<std::string, int64_t>& counts) {
+    auto it = counts.find(std::string_view("session_held"));
+    return it == counts.end() ? 0 : static_cast<double>(it->second);
+  }
+  double DaysFrom(int64_t us) const {
+    return std::floor(absl::ToDoubleHours(now_ - absl::FromUnixMicros(us)) /
+                      24.0);
+  }
+
+  const internal::EnrollmentState& st_;
+  const absl::Time& now_;
+};
 
 // Applier carries one Step's working state.
 class Applier {
@@ -96,12 +193,8 @@ class Applier {
   void PlanSessions();
   void RaiseAlert(const AlertSpec& spec, const std::string& rule_id);
   void RunAction(const Action& a, const std::string& rule_id);
-  const ConditionFacts& Facts() const;
-  // SetConditionFacts sets the facts of one named condition from its
-  // history.
-  void SetConditionFacts(const std::string& name,
-                         const internal::ConditionHistory& h,
-                         ConditionFacts& f) const;
+  // Facts are the state itself, read as conditions see it.
+  const FactSource& Facts() const { return facts_; }
   // EvaluateNamedConditions evaluates the template's named conditions
   // and records them in their weekly history.
   void EvaluateNamedConditions();
@@ -122,9 +215,7 @@ class Applier {
   StepChanges& result_;
   absl::Time now_;
   absl::TimeZone zone_;
-  // Facts() is built once and kept until something it reads changes
-  // (an action, a stage entry, an alert, a named condition).
-  mutable std::optional<ConditionFacts> facts_;
+  const StateFacts facts_{state_, now_};
   bool stage_changed_ = false;
   struct SessionPlanRequest {
     absl::CivilDay anchor;
@@ -296,7 +387,6 @@ void Applier::CloseTask(internal::TaskState& task, v1::Task::Status status,
   if (status == v1::Task::DONE && !task.stage().empty()) {
     // tasks.done("id") reads this set once the occurrence leaves the state.
     MarkDone(s(), task.task_id());
-    facts_.reset();
   }
   Outcome(v1::Outcome::TASK_CLOSED, task.key(), "",
           v1::Task::Status_Name(status), reason);
@@ -356,7 +446,6 @@ void Applier::EnterStage(const StageTemplate& to, const std::string& reason) {
   // the current stage and open alerts need.
   PruneClosed();
   s().clear_stage_tasks_done();
-  facts_.reset();
   for (const RuleTemplate& r :
        stage() ? stage()->rules : std::vector<RuleTemplate>()) {
     s().mutable_rule_values()->erase(r.id);
@@ -497,7 +586,6 @@ void Applier::PlanSessions() {
 
 void Applier::RaiseAlert(const AlertSpec& spec, const std::string& rule_id) {
   std::string id = absl::StrCat(spec.id, "-", event_.sequence());
-  facts_.reset();
   internal::AlertState* alert = s().add_alerts();
   alert->set_alert_id(id);
   alert->set_rule_id(rule_id);
@@ -530,7 +618,6 @@ void Applier::RaiseAlert(const AlertSpec& spec, const std::string& rule_id) {
 }
 
 void Applier::RunAction(const Action& a, const std::string& rule_id) {
-  facts_.reset();
   std::string reason = absl::StrCat("rule ", rule_id);
   switch (a.kind) {
     case Action::Kind::kSetCadence:
@@ -563,65 +650,6 @@ void Applier::RunAction(const Action& a, const std::string& rule_id) {
       break;
     }
   }
-}
-
-void Applier::SetConditionFacts(const std::string& name,
-                                const internal::ConditionHistory& h,
-                                ConditionFacts& f) const {
-  f.booleans[name] = h.value();
-  WeekHistory week;
-  week.weeks_held = h.weeks_held();
-  if (h.value()) {
-    week.weeks_clear = 0;
-  } else if (h.cleared_us() > 0) {
-    week.weeks_clear = std::floor(
-        absl::ToDoubleHours(now_ - FromUs(h.cleared_us())) / (24.0 * 7));
-  }
-  f.weeks[name] = week;
-}
-
-const ConditionFacts& Applier::Facts() const {
-  if (facts_.has_value()) return *facts_;
-  const internal::EnrollmentState& st = state_;
-  ConditionFacts& f = facts_.emplace();
-  for (const auto& [name, value] : st.scores()) f.numbers[name] = value;
-  int64_t sessions = st.stage_counts().count("session_held")
-                         ? st.stage_counts().at("session_held")
-                         : 0;
-  f.numbers["stage.sessions"] = static_cast<double>(sessions);
-  f.numbers["stage.days"] = std::floor(
-      absl::ToDoubleHours(now_ - FromUs(st.stage_entered_us())) / 24.0);
-  int open_alerts = 0;
-  for (const internal::AlertState& a : st.alerts()) {
-    if (!a.acknowledged()) ++open_alerts;
-  }
-  f.numbers["alerts.open"] = open_alerts;
-  f.numbers["course.sessions"] =
-      static_cast<double>(st.course_counts().count("session_held")
-                              ? st.course_counts().at("session_held")
-                              : 0);
-  f.numbers["course.days"] =
-      std::floor(absl::ToDoubleHours(now_ - FromUs(st.enrolled_us())) / 24.0);
-  f.strings["goal.problem_area"] = st.problem_area();
-  for (const auto& [name, h] : st.conditions()) SetConditionFacts(name, h, f);
-  f.booleans["goal.set"] = st.goal_set();
-  f.booleans["relapse_plan.written"] = st.relapse_plan_written();
-  for (const auto& [kind, n] : st.stage_counts()) {
-    f.counts[kind] = static_cast<double>(n);
-  }
-  auto days = [&](const char* mark, int64_t us) {
-    if (us > 0) {
-      f.days_since[mark] =
-          std::floor(absl::ToDoubleHours(now_ - FromUs(us)) / 24.0);
-    }
-  };
-  days("enrolled", st.enrolled_us());
-  days("stage_entered", st.stage_entered_us());
-  days("last_session", st.last_session_us());
-  days("last_response", st.last_response_us());
-  f.tasks_done.insert(st.stage_tasks_done().begin(),
-                      st.stage_tasks_done().end());
-  return f;
 }
 
 std::string Applier::RuleEventKind() const {
@@ -673,9 +701,7 @@ void Applier::EvaluateNamedConditions() {
       h.set_weeks_held(h.weeks_held() | 1);
       h.set_last_held_us(Us(now_));
     }
-    // The next condition reads this one's new value: update the facts
-    // rather than building them again.
-    if (facts_.has_value()) SetConditionFacts(c.name, h, *facts_);
+    // The next condition reads this one's new value from the state.
   }
 }
 
@@ -1199,7 +1225,6 @@ absl::Status Applier::AlertAcknowledged(const v1::AlertAcknowledged& ack) {
     if (a.alert_id() != id || a.acknowledged()) continue;
     a.set_acknowledged(true);
     a.set_acknowledged_us(Us(now_));
-    facts_.reset();
     Outcome(v1::Outcome::ALERT_ACKNOWLEDGED, id, "", "", "clinician");
     if (a.acknowledge_by_us() > Us(now_)) {
       result_.effects.push_back(Effect{Effect::Kind::kCancelEscalation,
@@ -1333,7 +1358,7 @@ absl::Status Applier::Run() {
     }
     if (round == 0) ApplySafetyFloors();
     if (!stage_changed_ && stage() != nullptr) {
-      const ConditionFacts& facts = Facts();
+      const FactSource& facts = Facts();
       for (const ExitTemplate& exit : stage()->exits) {
         if (exit.when.program != nullptr &&
             exit.when.program->Evaluate(facts)) {
