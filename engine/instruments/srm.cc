@@ -1,9 +1,9 @@
 #include "instruments/srm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
-#include "absl/container/btree_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
@@ -49,19 +49,36 @@ const std::vector<std::string>& Srm17Activities() {
 }
 
 SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days) {
-  SrmWeekScore week;
-  // Each activity's times in day order; keys view the days' own strings,
-  // ordered as the activity ids (as the scores are reported).
-  absl::btree_map<absl::string_view, absl::InlinedVector<double, 7>> times;
+  // Each activity's times in day order; names view the days' own strings.
+  std::vector<SrmActivityTimes> times;
   for (size_t d = 0; d < days.size() && d < 7; ++d) {
     for (const auto& [activity, minutes] : days[d]) {
-      times[activity].push_back(minutes);
-      ++week.ali;
+      auto it = std::find_if(
+          times.begin(), times.end(),
+          [&](const SrmActivityTimes& t) { return t.activity == activity; });
+      if (it == times.end()) {
+        times.push_back(SrmActivityTimes{activity, {}});
+        it = times.end() - 1;
+      }
+      it->minutes.push_back(minutes);
     }
   }
-  for (const auto& [activity, t] : times) {
+  return ScoreSrmActivities(std::move(times));
+}
+
+SrmWeekScore ScoreSrmActivities(std::vector<SrmActivityTimes> activities) {
+  SrmWeekScore week;
+  // Scores are reported in activity id order.
+  std::sort(activities.begin(), activities.end(),
+            [](const SrmActivityTimes& a, const SrmActivityTimes& b) {
+              return a.activity < b.activity;
+            });
+  week.activities.reserve(activities.size());
+  for (const SrmActivityTimes& at : activities) {
+    const absl::InlinedVector<double, 7>& t = at.minutes;
+    week.ali += static_cast<int>(t.size());
     SrmActivityScore a;
-    a.activity = std::string(activity);
+    a.activity = std::string(at.activity);
     a.days_done = static_cast<int>(t.size());
     a.qualifies = a.days_done >= 3;
     if (a.qualifies) {

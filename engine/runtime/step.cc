@@ -6,6 +6,7 @@
 #include <set>
 #include <string_view>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -895,16 +896,65 @@ absl::CivilDay DiaryDate(absl::string_view d) {
   return absl::CivilDay(digits(0, 4), digits(5, 2), digits(8, 2));
 }
 
+// SrmTrendKeys are the score names of one activity's rhythm analytics.
+struct SrmTrendKeys {
+  std::string shift_minutes;  // "srm.<activity>.shift_minutes"
+  std::string hit_rate;       // "srm.<activity>.hit_rate"
+};
+
+// Srm17TrendKeys are the trend score names of every SRM-17 activity (SRM-5's
+// are among them), in Srm17Activities() order, built once.
+const std::vector<SrmTrendKeys>& Srm17TrendKeys() {
+  static const auto* keys = [] {
+    auto* k = new std::vector<SrmTrendKeys>();
+    for (const std::string& activity : Srm17Activities()) {
+      k->push_back(
+          SrmTrendKeys{absl::StrCat("srm.", activity, ".shift_minutes"),
+                       absl::StrCat("srm.", activity, ".hit_rate")});
+    }
+    return k;
+  }();
+  return *keys;
+}
+
+// SetScore sets (or, with no value, removes) one score.
+void SetScore(google::protobuf::Map<std::string, double>* scores,
+              const std::string& key, std::optional<double> value) {
+  if (!value.has_value()) {
+    scores->erase(key);
+    return;
+  }
+  auto it = scores->find(key);
+  if (it != scores->end()) {
+    it->second = *value;
+  } else {
+    (*scores)[key] = *value;
+  }
+}
+
 // SetSrmTrendScores replaces the rhythm analytics in `scores`:
 // "srm.<activity>.shift_minutes" and "srm.<activity>.hit_rate" for every
 // SRM-17 activity (SRM-5's are among them), absent when not computable.
 void SetSrmTrendScores(const std::vector<SrmAnchorTrend>& trends,
                        google::protobuf::Map<std::string, double>* scores) {
-  for (const std::string& activity : Srm17Activities()) {
-    scores->erase(absl::StrCat("srm.", activity, ".shift_minutes"));
-    scores->erase(absl::StrCat("srm.", activity, ".hit_rate"));
+  const std::vector<std::string>& activities = Srm17Activities();
+  const std::vector<SrmTrendKeys>& keys = Srm17TrendKeys();
+  for (size_t i = 0; i < activities.size(); ++i) {
+    const SrmAnchorTrend* trend = nullptr;
+    for (const SrmAnchorTrend& t : trends) {
+      if (t.activity == activities[i]) trend = &t;
+    }
+    SetScore(scores, keys[i].shift_minutes,
+             trend ? trend->shift_minutes : std::nullopt);
+    SetScore(scores, keys[i].hit_rate, trend ? trend->hit_rate : std::nullopt);
   }
   for (const SrmAnchorTrend& t : trends) {
+    // Diary days are checked against the SRM-17 list when recorded; any
+    // other activity is scored under its own name all the same.
+    if (std::find(activities.begin(), activities.end(), t.activity) !=
+        activities.end()) {
+      continue;
+    }
     if (t.shift_minutes.has_value()) {
       (*scores)[absl::StrCat("srm.", t.activity, ".shift_minutes")] =
           *t.shift_minutes;
@@ -987,47 +1037,66 @@ absl::Status CheckDiaryContent(const v1::SrmDiaryDay& day,
 // srm.weeks_recorded and the anchors' trends against the week before.
 void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
   // Keep 14 days before the latest; score the 7 ending with it.
+  struct Day {
+    absl::CivilDay date;
+    const std::string* key;
+    const v1::SrmDiaryDay* entry;
+  };
+  absl::InlinedVector<Day, 16> days;
   absl::CivilDay latest = date;
-  std::vector<std::pair<absl::CivilDay, const std::string*>> dates;
-  dates.reserve(state.srm_days().size());
-  for (const auto& [d, unused] : state.srm_days()) {
-    dates.emplace_back(DiaryDate(d), &d);
-    if (dates.back().first > latest) latest = dates.back().first;
+  for (const auto& [d, entry] : state.srm_days()) {
+    days.push_back(Day{DiaryDate(d), &d, &entry});
+    if (days.back().date > latest) latest = days.back().date;
   }
-  std::vector<std::string> old;
-  std::vector<SrmDayTimes> window;
-  std::vector<SrmDayTimes> previous_window;  // the 7 days before `window`
-  for (const auto& [c, d] : dates) {
-    const v1::SrmDiaryDay& entry = state.srm_days().at(*d);
-    if (latest - c >= 14) {
-      old.push_back(*d);
+  // Date order, so that the scores (sums of floating-point terms) do not
+  // depend on the order the map happens to iterate in.
+  std::sort(days.begin(), days.end(), [](const Day& a, const Day& b) {
+    return a.date != b.date ? a.date < b.date : *a.key < *b.key;
+  });
+  absl::InlinedVector<std::string, 4> old;
+  std::vector<SrmActivityTimes> window;
+  std::vector<SrmActivityTimes> previous_window;  // the 7 days before
+  int window_days = 0;
+  for (const Day& day : days) {
+    if (latest - day.date >= 14) {
+      old.push_back(*day.key);
       continue;
     }
-    SrmDayTimes times;
-    for (const v1::SrmActivity& a : entry.activities()) {
-      if (!a.local_time().empty()) {
-        times[a.activity()] = *ParseLocalTimeOfDay(a.local_time());
+    const bool current = latest - day.date < 7;
+    if (current) ++window_days;
+    std::vector<SrmActivityTimes>& times = current ? window : previous_window;
+    for (const v1::SrmActivity& a : day.entry->activities()) {
+      if (a.local_time().empty()) continue;
+      const absl::string_view activity = a.activity();
+      auto it = std::find_if(
+          times.begin(), times.end(),
+          [&](const SrmActivityTimes& t) { return t.activity == activity; });
+      if (it == times.end()) {
+        times.push_back(SrmActivityTimes{activity, {}});
+        it = times.end() - 1;
       }
+      it->minutes.push_back(*ParseLocalTimeOfDay(a.local_time()));
     }
-    (latest - c >= 7 ? previous_window : window).push_back(std::move(times));
   }
+  // Score before the old days are erased: the activities' names view them
+  // only within the windows, which keep no old day.
+  SrmWeekScore week = ScoreSrmActivities(std::move(window));
+  SrmWeekScore before = ScoreSrmActivities(std::move(previous_window));
   for (const std::string& d : old) state.mutable_srm_days()->erase(d);
-  SrmWeekScore week = ScoreSrmWeek(window);
+  static const std::string kDaysRecorded = "srm.days_recorded";
+  static const std::string kScore = "srm.score";
+  static const std::string kAli = "srm.ali";
+  static const std::string kWeeksRecorded = "srm.weeks_recorded";
   auto* scores = state.mutable_scores();
   // Diary days in the scored window: a score from few days is shown but
   // templates gate cadence decisions on it (srm.days_recorded >= 4).
-  (*scores)["srm.days_recorded"] = static_cast<double>(window.size());
-  if (week.score.has_value()) {
-    (*scores)["srm.score"] = *week.score;
-  } else {
-    scores->erase("srm.score");
-  }
-  (*scores)["srm.ali"] = week.ali;
-  (*scores)["srm.weeks_recorded"] =
-      static_cast<double>(state.srm_days_recorded() / 7);
+  SetScore(scores, kDaysRecorded, static_cast<double>(window_days));
+  SetScore(scores, kScore, week.score);
+  SetScore(scores, kAli, static_cast<double>(week.ali));
+  SetScore(scores, kWeeksRecorded,
+           static_cast<double>(state.srm_days_recorded() / 7));
   // The current week is scored once, for its score and for the trends.
-  SetSrmTrendScores(SrmAnchorTrendsBetween(ScoreSrmWeek(previous_window), week),
-                    scores);
+  SetSrmTrendScores(SrmAnchorTrendsBetween(before, week), scores);
 }
 
 // RecordDiaryDay validates one diary day, stores it, and scores the week
