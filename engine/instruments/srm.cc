@@ -29,6 +29,34 @@ double Normalize(double minutes) {
   return m < 0 ? m + kDay : m;
 }
 
+// Angle is a time's sine and cosine on the 24-hour circle.
+struct Angle {
+  double sin;
+  double cos;
+};
+
+Angle AngleOf(double minutes) {
+  return Angle{std::sin(minutes / kDay * 2 * kPi),
+               std::cos(minutes / kDay * 2 * kPi)};
+}
+
+// MinuteAngle is AngleOf(minutes), taken for a whole minute (diary times
+// are HH:MM) from a table built once with AngleOf itself, so that an entry
+// has the very bits the computation gives.
+Angle MinuteAngle(double minutes) {
+  static const std::vector<Angle>* const table = [] {
+    auto* t = new std::vector<Angle>();
+    t->reserve(static_cast<size_t>(kDay));
+    for (int m = 0; m < static_cast<int>(kDay); ++m) t->push_back(AngleOf(m));
+    return t;
+  }();
+  if (minutes >= 0 && minutes < kDay) {
+    const int whole = static_cast<int>(minutes);
+    if (whole == minutes) return (*table)[static_cast<size_t>(whole)];
+  }
+  return AngleOf(minutes);
+}
+
 }  // namespace
 
 const std::vector<std::string>& Srm5Activities() {
@@ -84,8 +112,9 @@ SrmWeekScore ScoreSrmActivities(std::vector<SrmActivityTimes> activities) {
     if (a.qualifies) {
       double s = 0, c = 0;
       for (double m : t) {
-        s += std::sin(m / kDay * 2 * kPi);
-        c += std::cos(m / kDay * 2 * kPi);
+        const Angle angle = MinuteAngle(m);
+        s += angle.sin;
+        c += angle.cos;
       }
       double reference = t.front();
       if (std::hypot(s, c) > 1e-9) {
