@@ -81,17 +81,22 @@ SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days) {
   std::vector<SrmActivityTimes> times;
   for (size_t d = 0; d < days.size() && d < 7; ++d) {
     for (const auto& [activity, minutes] : days[d]) {
-      auto it = std::find_if(
-          times.begin(), times.end(),
-          [&](const SrmActivityTimes& t) { return t.activity == activity; });
-      if (it == times.end()) {
-        times.push_back(SrmActivityTimes{activity, {}});
-        it = times.end() - 1;
-      }
-      it->minutes.push_back(minutes);
+      AddSrmTime(times, activity, minutes);
     }
   }
   return ScoreSrmActivities(std::move(times));
+}
+
+void AddSrmTime(std::vector<SrmActivityTimes>& times,
+                absl::string_view activity, double minutes) {
+  auto it = std::find_if(
+      times.begin(), times.end(),
+      [&](const SrmActivityTimes& t) { return t.activity == activity; });
+  if (it == times.end()) {
+    times.push_back(SrmActivityTimes{activity, {}});
+    it = times.end() - 1;
+  }
+  it->minutes.push_back(minutes);
 }
 
 SrmWeekScore ScoreSrmActivities(std::vector<SrmActivityTimes> activities) {

@@ -69,6 +69,11 @@ struct SrmActivityTimes {
   absl::InlinedVector<double, 7> minutes;
 };
 
+// AddSrmTime appends one day's time of `activity` to its entry in `times`
+// (a new entry when the activity has none yet).
+void AddSrmTime(std::vector<SrmActivityTimes>& times,
+                absl::string_view activity, double minutes);
+
 // ScoreSrmActivities is ScoreSrmWeek over a window already grouped by
 // activity (each activity once, in any order, with at most 7 times), for a
 // caller that reads diary days without building SrmDayTimes maps. The

@@ -1069,15 +1069,7 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
     std::vector<SrmActivityTimes>& times = current ? window : previous_window;
     for (const v1::SrmActivity& a : day.entry->activities()) {
       if (a.local_time().empty()) continue;
-      const absl::string_view activity = a.activity();
-      auto it = std::find_if(
-          times.begin(), times.end(),
-          [&](const SrmActivityTimes& t) { return t.activity == activity; });
-      if (it == times.end()) {
-        times.push_back(SrmActivityTimes{activity, {}});
-        it = times.end() - 1;
-      }
-      it->minutes.push_back(*ParseLocalTimeOfDay(a.local_time()));
+      AddSrmTime(times, a.activity(), *ParseLocalTimeOfDay(a.local_time()));
     }
   }
   // Score before the old days are erased: the activities' names view them
