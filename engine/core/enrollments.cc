@@ -419,13 +419,27 @@ EventRow EventRowFor(const EnrollmentName& name, const v1::Event& event,
 
 }  // namespace
 
+namespace {
+
+// AppendDeterministicBytes appends DeterministicBytes(m) to `out`: sized
+// once, then written in place (no growing buffer, no copy).
+void AppendDeterministicBytes(const google::protobuf::Message& m,
+                              std::string& out) {
+  const size_t size = m.ByteSizeLong();
+  const size_t at = out.size();
+  out.resize(at + size);
+  google::protobuf::io::ArrayOutputStream array(out.data() + at,
+                                                static_cast<int>(size));
+  google::protobuf::io::CodedOutputStream coded(&array);
+  coded.SetSerializationDeterministic(true);
+  m.SerializeWithCachedSizes(&coded);
+}
+
+}  // namespace
+
 std::string DeterministicBytes(const google::protobuf::Message& m) {
   std::string out;
-  google::protobuf::io::StringOutputStream stream(&out);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  m.SerializeToCodedStream(&coded);
-  coded.Trim();
+  AppendDeterministicBytes(m, out);
   return out;
 }
 
@@ -438,7 +452,13 @@ std::string EventHash(absl::string_view prev_hash, const v1::Event& event) {
   // An event being sealed has no hash yet: hash it as it is, without a
   // copy of the whole event (payload and all) per append.
   if (event.hash().empty()) {
-    return Sha256Hex(absl::StrCat(prev_hash, "\n", DeterministicBytes(event)));
+    // The hashed text is built in one buffer per thread, reused: its
+    // capacity stays, so sealing allocates nothing for it.
+    thread_local std::string hashed;
+    hashed.assign(prev_hash.data(), prev_hash.size());
+    hashed.push_back('\n');
+    AppendDeterministicBytes(event, hashed);
+    return Sha256Hex(hashed);
   }
   v1::Event copy = event;
   copy.clear_hash();

@@ -1,9 +1,9 @@
 #include "instruments/srm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
-#include "absl/container/btree_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
@@ -29,6 +29,34 @@ double Normalize(double minutes) {
   return m < 0 ? m + kDay : m;
 }
 
+// Angle is a time's sine and cosine on the 24-hour circle.
+struct Angle {
+  double sin;
+  double cos;
+};
+
+Angle AngleOf(double minutes) {
+  return Angle{std::sin(minutes / kDay * 2 * kPi),
+               std::cos(minutes / kDay * 2 * kPi)};
+}
+
+// MinuteAngle is AngleOf(minutes), taken for a whole minute (diary times
+// are HH:MM) from a table built once with AngleOf itself, so that an entry
+// has the very bits the computation gives.
+Angle MinuteAngle(double minutes) {
+  static const std::vector<Angle>* const table = [] {
+    auto* t = new std::vector<Angle>();
+    t->reserve(static_cast<size_t>(kDay));
+    for (int m = 0; m < static_cast<int>(kDay); ++m) t->push_back(AngleOf(m));
+    return t;
+  }();
+  if (minutes >= 0 && minutes < kDay) {
+    const int whole = static_cast<int>(minutes);
+    if (whole == minutes) return (*table)[static_cast<size_t>(whole)];
+  }
+  return AngleOf(minutes);
+}
+
 }  // namespace
 
 const std::vector<std::string>& Srm5Activities() {
@@ -49,26 +77,49 @@ const std::vector<std::string>& Srm17Activities() {
 }
 
 SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days) {
-  SrmWeekScore week;
-  // Each activity's times in day order; keys view the days' own strings,
-  // ordered as the activity ids (as the scores are reported).
-  absl::btree_map<absl::string_view, absl::InlinedVector<double, 7>> times;
+  // Each activity's times in day order; names view the days' own strings.
+  std::vector<SrmActivityTimes> times;
   for (size_t d = 0; d < days.size() && d < 7; ++d) {
     for (const auto& [activity, minutes] : days[d]) {
-      times[activity].push_back(minutes);
-      ++week.ali;
+      AddSrmTime(times, activity, minutes);
     }
   }
-  for (const auto& [activity, t] : times) {
+  return ScoreSrmActivities(std::move(times));
+}
+
+void AddSrmTime(std::vector<SrmActivityTimes>& times,
+                absl::string_view activity, double minutes) {
+  auto it = std::find_if(
+      times.begin(), times.end(),
+      [&](const SrmActivityTimes& t) { return t.activity == activity; });
+  if (it == times.end()) {
+    times.push_back(SrmActivityTimes{activity, {}});
+    it = times.end() - 1;
+  }
+  it->minutes.push_back(minutes);
+}
+
+SrmWeekScore ScoreSrmActivities(std::vector<SrmActivityTimes> activities) {
+  SrmWeekScore week;
+  // Scores are reported in activity id order.
+  std::sort(activities.begin(), activities.end(),
+            [](const SrmActivityTimes& a, const SrmActivityTimes& b) {
+              return a.activity < b.activity;
+            });
+  week.activities.reserve(activities.size());
+  for (const SrmActivityTimes& at : activities) {
+    const absl::InlinedVector<double, 7>& t = at.minutes;
+    week.ali += static_cast<int>(t.size());
     SrmActivityScore a;
-    a.activity = std::string(activity);
+    a.activity = std::string(at.activity);
     a.days_done = static_cast<int>(t.size());
     a.qualifies = a.days_done >= 3;
     if (a.qualifies) {
       double s = 0, c = 0;
       for (double m : t) {
-        s += std::sin(m / kDay * 2 * kPi);
-        c += std::cos(m / kDay * 2 * kPi);
+        const Angle angle = MinuteAngle(m);
+        s += angle.sin;
+        c += angle.cos;
       }
       double reference = t.front();
       if (std::hypot(s, c) > 1e-9) {

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 
 namespace ipsrt {
@@ -60,6 +61,24 @@ struct SrmWeekScore {
 // ScoreSrmWeek scores up to 7 diary days (the window); days beyond 7 are a
 // programming error and are ignored.
 SrmWeekScore ScoreSrmWeek(const std::vector<SrmDayTimes>& days);
+
+// SrmActivityTimes is one activity's times (minutes after local midnight)
+// in a window, in day order.
+struct SrmActivityTimes {
+  absl::string_view activity;
+  absl::InlinedVector<double, 7> minutes;
+};
+
+// AddSrmTime appends one day's time of `activity` to its entry in `times`
+// (a new entry when the activity has none yet).
+void AddSrmTime(std::vector<SrmActivityTimes>& times,
+                absl::string_view activity, double minutes);
+
+// ScoreSrmActivities is ScoreSrmWeek over a window already grouped by
+// activity (each activity once, in any order, with at most 7 times), for a
+// caller that reads diary days without building SrmDayTimes maps. The
+// activities' names must outlive the call.
+SrmWeekScore ScoreSrmActivities(std::vector<SrmActivityTimes> activities);
 
 // SrmAnchorTrend is one anchor activity's change from one 7-day window to
 // the next (the rhythm analytics exposed to conditions as

@@ -151,21 +151,60 @@ std::vector<LiteralCall> FindLiteralCalls(absl::string_view text) {
   return calls;
 }
 
-// FactsActivation answers a condition's names from ConditionFacts.
+// MapFacts is the FactSource of a ConditionFacts.
+class MapFacts final : public FactSource {
+ public:
+  explicit MapFacts(const ConditionFacts& facts) : facts_(facts) {}
+
+  std::optional<double> Number(absl::string_view name) const override {
+    auto it = facts_.numbers.find(std::string(name));
+    if (it == facts_.numbers.end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<bool> Boolean(absl::string_view name) const override {
+    auto it = facts_.booleans.find(std::string(name));
+    if (it == facts_.booleans.end()) return std::nullopt;
+    return it->second;
+  }
+  const std::string* String(absl::string_view name) const override {
+    auto it = facts_.strings.find(std::string(name));
+    return it == facts_.strings.end() ? nullptr : &it->second;
+  }
+  double Count(absl::string_view kind) const override {
+    auto it = facts_.counts.find(std::string(kind));
+    return it == facts_.counts.end() ? 0 : it->second;
+  }
+  std::optional<double> DaysSince(absl::string_view mark) const override {
+    auto it = facts_.days_since.find(std::string(mark));
+    if (it == facts_.days_since.end()) return std::nullopt;
+    return it->second;
+  }
+  bool TaskDone(absl::string_view task_id) const override {
+    return facts_.tasks_done.count(std::string(task_id)) > 0;
+  }
+  WeekHistory Weeks(absl::string_view named) const override {
+    auto it = facts_.weeks.find(std::string(named));
+    return it == facts_.weeks.end() ? WeekHistory() : it->second;
+  }
+
+ private:
+  const ConditionFacts& facts_;
+};
+
+// FactsActivation answers a condition's names from a FactSource.
 class FactsActivation final : public expr::Activation {
  public:
-  explicit FactsActivation(const ConditionFacts& facts) : facts_(facts) {}
+  explicit FactsActivation(const FactSource& facts) : facts_(facts) {}
 
   std::optional<expr::Value> Lookup(absl::string_view name) const override {
-    std::string key(name);
-    if (auto it = facts_.numbers.find(key); it != facts_.numbers.end()) {
-      return expr::Value::Number(it->second);
+    if (std::optional<double> n = facts_.Number(name); n.has_value()) {
+      return expr::Value::Number(*n);
     }
-    if (auto it = facts_.booleans.find(key); it != facts_.booleans.end()) {
-      return expr::Value::Bool(it->second);
+    if (std::optional<bool> b = facts_.Boolean(name); b.has_value()) {
+      return expr::Value::Bool(*b);
     }
-    if (auto it = facts_.strings.find(key); it != facts_.strings.end()) {
-      return expr::Value::String(it->second);
+    if (const std::string* s = facts_.String(name); s != nullptr) {
+      return expr::Value::String(*s);
     }
     return std::nullopt;
   }
@@ -174,32 +213,22 @@ class FactsActivation final : public expr::Activation {
       absl::string_view name,
       absl::Span<const expr::Value> args) const override {
     const std::string& arg = args[0].string_value();
+    auto number = [](std::optional<double> n) {
+      return n.has_value() ? std::optional<expr::Value>(expr::Value::Number(*n))
+                           : std::optional<expr::Value>();
+    };
     if (name == "count") {
-      auto it = facts_.counts.find(arg);
-      return std::optional<expr::Value>(
-          expr::Value::Number(it == facts_.counts.end() ? 0 : it->second));
+      return std::optional<expr::Value>(expr::Value::Number(facts_.Count(arg)));
     }
-    if (name == "days_since") {
-      auto it = facts_.days_since.find(arg);
-      if (it == facts_.days_since.end()) return std::optional<expr::Value>();
-      return std::optional<expr::Value>(expr::Value::Number(it->second));
-    }
+    if (name == "days_since") return number(facts_.DaysSince(arg));
     if (name == "tasks.done") {
       return std::optional<expr::Value>(
-          expr::Value::Bool(facts_.tasks_done.count(arg) > 0));
+          expr::Value::Bool(facts_.TaskDone(arg)));
     }
     if (name == "weeks_held" || name == "consecutive_weeks" ||
         name == "weeks_clear") {
-      auto it = facts_.weeks.find(arg);
-      WeekHistory history;
-      if (it != facts_.weeks.end()) history = it->second;
-      if (name == "weeks_clear") {
-        if (!history.weeks_clear.has_value()) {
-          return std::optional<expr::Value>();
-        }
-        return std::optional<expr::Value>(
-            expr::Value::Number(*history.weeks_clear));
-      }
+      const WeekHistory history = facts_.Weeks(arg);
+      if (name == "weeks_clear") return number(history.weeks_clear);
       int weeks = kMaxWeeks;
       if (name == "weeks_held") {
         double m = args[1].number_value();
@@ -214,16 +243,12 @@ class FactsActivation final : public expr::Activation {
       }
       return std::optional<expr::Value>(expr::Value::Number(n));
     }
-    if (name == "latest") {
-      auto it = facts_.numbers.find(arg);
-      if (it == facts_.numbers.end()) return std::optional<expr::Value>();
-      return std::optional<expr::Value>(expr::Value::Number(it->second));
-    }
+    if (name == "latest") return number(facts_.Number(arg));
     return absl::InternalError(absl::StrCat("no function ", name));
   }
 
  private:
-  const ConditionFacts& facts_;
+  const FactSource& facts_;
 };
 
 }  // namespace
@@ -317,6 +342,10 @@ std::shared_ptr<const CompiledCondition> CompiledCondition::Compile(
 }
 
 bool CompiledCondition::Evaluate(const ConditionFacts& facts) const {
+  return Evaluate(MapFacts(facts));
+}
+
+bool CompiledCondition::Evaluate(const FactSource& facts) const {
   FactsActivation activation(facts);
   absl::StatusOr<bool> result =
       expr::EvaluateCondition(impl_->expr, activation);

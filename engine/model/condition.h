@@ -117,6 +117,26 @@ struct ConditionFacts {
   std::set<std::string> tasks_done;
 };
 
+// FactSource answers a condition's names where they live, so that nothing
+// is copied per evaluation: the runtime reads the enrollment's state
+// directly (runtime/step.cc). An answer is what the ConditionFacts field of
+// the same name would hold; a name it lacks is absent (count: 0, tasks.done:
+// false, weeks: an empty history). ConditionFacts itself is one source.
+class FactSource {
+ public:
+  virtual ~FactSource() = default;
+  // Numeric identifiers ("phq9.total", "stage.sessions", ...) and latest().
+  virtual std::optional<double> Number(absl::string_view name) const = 0;
+  // Boolean identifiers (goal.set, named conditions, ...).
+  virtual std::optional<bool> Boolean(absl::string_view name) const = 0;
+  // String identifiers (goal.problem_area); nullptr when absent.
+  virtual const std::string* String(absl::string_view name) const = 0;
+  virtual double Count(absl::string_view kind) const = 0;
+  virtual std::optional<double> DaysSince(absl::string_view mark) const = 0;
+  virtual bool TaskDone(absl::string_view task_id) const = 0;
+  virtual WeekHistory Weeks(absl::string_view named) const = 0;
+};
+
 class CompiledCondition {
  public:
   // Compile parses and type-checks `text`. On failure `errors` is filled
@@ -150,6 +170,9 @@ class CompiledCondition {
 
   // Evaluate is true only when the condition's value is the boolean true.
   bool Evaluate(const ConditionFacts& facts) const;
+  // The same over any source: identifiers are looked up as numbers, then
+  // booleans, then strings, as in ConditionFacts.
+  bool Evaluate(const FactSource& facts) const;
 
   // Canonical, fully parenthesised text (for tools and tests).
   std::string ToString() const;

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <optional>
 #include <set>
+#include <string_view>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -29,6 +32,102 @@ google::protobuf::Timestamp Ts(absl::Time t) {
 absl::Status Invalid(absl::string_view field, absl::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
 }
+
+// StateFacts answers conditions from the enrollment's state as it stands
+// (at the event's time `now`): nothing is copied or built per evaluation,
+// and a change to the state is seen by the next condition evaluated.
+class StateFacts final : public FactSource {
+ public:
+  StateFacts(const internal::EnrollmentState& state, const absl::Time& now)
+      : st_(state), now_(now) {}
+
+  // Numbers: the scores, and the engine's own counters, which take
+  // precedence over a score of the same name.
+  std::optional<double> Number(absl::string_view name) const override {
+    if (name == "stage.sessions") return Counted(st_.stage_counts());
+    if (name == "stage.days") return DaysFrom(st_.stage_entered_us());
+    if (name == "alerts.open") {
+      int open_alerts = 0;
+      for (const internal::AlertState& a : st_.alerts()) {
+        if (!a.acknowledged()) ++open_alerts;
+      }
+      return open_alerts;
+    }
+    if (name == "course.sessions") return Counted(st_.course_counts());
+    if (name == "course.days") return DaysFrom(st_.enrolled_us());
+    auto it = st_.scores().find(Key(name));
+    if (it == st_.scores().end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<bool> Boolean(absl::string_view name) const override {
+    if (name == "goal.set") return st_.goal_set();
+    if (name == "relapse_plan.written") return st_.relapse_plan_written();
+    auto it = st_.conditions().find(Key(name));
+    if (it == st_.conditions().end()) return std::nullopt;
+    return it->second.value();
+  }
+  const std::string* String(absl::string_view name) const override {
+    return name == "goal.problem_area" ? &st_.problem_area() : nullptr;
+  }
+  double Count(absl::string_view kind) const override {
+    auto it = st_.stage_counts().find(Key(kind));
+    return it == st_.stage_counts().end() ? 0 : static_cast<double>(it->second);
+  }
+  std::optional<double> DaysSince(absl::string_view mark) const override {
+    int64_t us = 0;
+    if (mark == "enrolled") {
+      us = st_.enrolled_us();
+    } else if (mark == "stage_entered") {
+      us = st_.stage_entered_us();
+    } else if (mark == "last_session") {
+      us = st_.last_session_us();
+    } else if (mark == "last_response") {
+      us = st_.last_response_us();
+    }
+    if (us <= 0) return std::nullopt;
+    return DaysFrom(us);
+  }
+  bool TaskDone(absl::string_view task_id) const override {
+    for (const std::string& id : st_.stage_tasks_done()) {
+      if (id == task_id) return true;
+    }
+    return false;
+  }
+  WeekHistory Weeks(absl::string_view named) const override {
+    WeekHistory week;
+    auto it = st_.conditions().find(Key(named));
+    if (it == st_.conditions().end()) return week;
+    const internal::ConditionHistory& h = it->second;
+    week.weeks_held = h.weeks_held();
+    if (h.value()) {
+      week.weeks_clear = 0;
+    } else if (h.cleared_us() > 0) {
+      week.weeks_clear = std::floor(
+          absl::ToDoubleHours(now_ - absl::FromUnixMicros(h.cleared_us())) /
+          (24.0 * 7));
+    }
+    return week;
+  }
+
+ private:
+  // Key is a protobuf map's lookup key without a copy (absl::string_view
+  // is not std::string_view here).
+  static std::string_view Key(absl::string_view s) {
+    return std::string_view(s.data(), s.size());
+  }
+  static double Counted(
+      const google::protobuf::Map<std::string, int64_t>& counts) {
+    auto it = counts.find(std::string_view("session_held"));
+    return it == counts.end() ? 0 : static_cast<double>(it->second);
+  }
+  double DaysFrom(int64_t us) const {
+    return std::floor(absl::ToDoubleHours(now_ - absl::FromUnixMicros(us)) /
+                      24.0);
+  }
+
+  const internal::EnrollmentState& st_;
+  const absl::Time& now_;
+};
 
 // Applier carries one Step's working state.
 class Applier {
@@ -96,12 +195,8 @@ class Applier {
   void PlanSessions();
   void RaiseAlert(const AlertSpec& spec, const std::string& rule_id);
   void RunAction(const Action& a, const std::string& rule_id);
-  const ConditionFacts& Facts() const;
-  // SetConditionFacts sets the facts of one named condition from its
-  // history.
-  void SetConditionFacts(const std::string& name,
-                         const internal::ConditionHistory& h,
-                         ConditionFacts& f) const;
+  // Facts are the state itself, read as conditions see it.
+  const FactSource& Facts() const { return facts_; }
   // EvaluateNamedConditions evaluates the template's named conditions
   // and records them in their weekly history.
   void EvaluateNamedConditions();
@@ -122,9 +217,7 @@ class Applier {
   StepChanges& result_;
   absl::Time now_;
   absl::TimeZone zone_;
-  // Facts() is built once and kept until something it reads changes
-  // (an action, a stage entry, an alert, a named condition).
-  mutable std::optional<ConditionFacts> facts_;
+  const StateFacts facts_{state_, now_};
   bool stage_changed_ = false;
   struct SessionPlanRequest {
     absl::CivilDay anchor;
@@ -139,7 +232,9 @@ class Applier {
 void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
                       std::string from, std::string to, std::string reason,
                       absl::Time due) {
-  v1::Outcome o;
+  // Built in place: an outcome is not moved (nor are the earlier ones, as
+  // the list grows: StepInPlace reserves room for a typical event's).
+  v1::Outcome& o = result_.outcomes.emplace_back();
   o.set_kind(kind);
   o.set_subject(std::move(subject));
   o.set_from(std::move(from));
@@ -149,7 +244,6 @@ void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
     *o.mutable_due_time() = Ts(due);
     o.set_local_due_time(FormatLocal(due, zone_));
   }
-  result_.outcomes.push_back(std::move(o));
 }
 
 absl::Time Applier::FirstDue(const TaskTemplate& t) const {
@@ -296,7 +390,6 @@ void Applier::CloseTask(internal::TaskState& task, v1::Task::Status status,
   if (status == v1::Task::DONE && !task.stage().empty()) {
     // tasks.done("id") reads this set once the occurrence leaves the state.
     MarkDone(s(), task.task_id());
-    facts_.reset();
   }
   Outcome(v1::Outcome::TASK_CLOSED, task.key(), "",
           v1::Task::Status_Name(status), reason);
@@ -356,7 +449,6 @@ void Applier::EnterStage(const StageTemplate& to, const std::string& reason) {
   // the current stage and open alerts need.
   PruneClosed();
   s().clear_stage_tasks_done();
-  facts_.reset();
   for (const RuleTemplate& r :
        stage() ? stage()->rules : std::vector<RuleTemplate>()) {
     s().mutable_rule_values()->erase(r.id);
@@ -497,7 +589,6 @@ void Applier::PlanSessions() {
 
 void Applier::RaiseAlert(const AlertSpec& spec, const std::string& rule_id) {
   std::string id = absl::StrCat(spec.id, "-", event_.sequence());
-  facts_.reset();
   internal::AlertState* alert = s().add_alerts();
   alert->set_alert_id(id);
   alert->set_rule_id(rule_id);
@@ -530,7 +621,6 @@ void Applier::RaiseAlert(const AlertSpec& spec, const std::string& rule_id) {
 }
 
 void Applier::RunAction(const Action& a, const std::string& rule_id) {
-  facts_.reset();
   std::string reason = absl::StrCat("rule ", rule_id);
   switch (a.kind) {
     case Action::Kind::kSetCadence:
@@ -563,65 +653,6 @@ void Applier::RunAction(const Action& a, const std::string& rule_id) {
       break;
     }
   }
-}
-
-void Applier::SetConditionFacts(const std::string& name,
-                                const internal::ConditionHistory& h,
-                                ConditionFacts& f) const {
-  f.booleans[name] = h.value();
-  WeekHistory week;
-  week.weeks_held = h.weeks_held();
-  if (h.value()) {
-    week.weeks_clear = 0;
-  } else if (h.cleared_us() > 0) {
-    week.weeks_clear = std::floor(
-        absl::ToDoubleHours(now_ - FromUs(h.cleared_us())) / (24.0 * 7));
-  }
-  f.weeks[name] = week;
-}
-
-const ConditionFacts& Applier::Facts() const {
-  if (facts_.has_value()) return *facts_;
-  const internal::EnrollmentState& st = state_;
-  ConditionFacts& f = facts_.emplace();
-  for (const auto& [name, value] : st.scores()) f.numbers[name] = value;
-  int64_t sessions = st.stage_counts().count("session_held")
-                         ? st.stage_counts().at("session_held")
-                         : 0;
-  f.numbers["stage.sessions"] = static_cast<double>(sessions);
-  f.numbers["stage.days"] = std::floor(
-      absl::ToDoubleHours(now_ - FromUs(st.stage_entered_us())) / 24.0);
-  int open_alerts = 0;
-  for (const internal::AlertState& a : st.alerts()) {
-    if (!a.acknowledged()) ++open_alerts;
-  }
-  f.numbers["alerts.open"] = open_alerts;
-  f.numbers["course.sessions"] =
-      static_cast<double>(st.course_counts().count("session_held")
-                              ? st.course_counts().at("session_held")
-                              : 0);
-  f.numbers["course.days"] =
-      std::floor(absl::ToDoubleHours(now_ - FromUs(st.enrolled_us())) / 24.0);
-  f.strings["goal.problem_area"] = st.problem_area();
-  for (const auto& [name, h] : st.conditions()) SetConditionFacts(name, h, f);
-  f.booleans["goal.set"] = st.goal_set();
-  f.booleans["relapse_plan.written"] = st.relapse_plan_written();
-  for (const auto& [kind, n] : st.stage_counts()) {
-    f.counts[kind] = static_cast<double>(n);
-  }
-  auto days = [&](const char* mark, int64_t us) {
-    if (us > 0) {
-      f.days_since[mark] =
-          std::floor(absl::ToDoubleHours(now_ - FromUs(us)) / 24.0);
-    }
-  };
-  days("enrolled", st.enrolled_us());
-  days("stage_entered", st.stage_entered_us());
-  days("last_session", st.last_session_us());
-  days("last_response", st.last_response_us());
-  f.tasks_done.insert(st.stage_tasks_done().begin(),
-                      st.stage_tasks_done().end());
-  return f;
 }
 
 std::string Applier::RuleEventKind() const {
@@ -673,9 +704,7 @@ void Applier::EvaluateNamedConditions() {
       h.set_weeks_held(h.weeks_held() | 1);
       h.set_last_held_us(Us(now_));
     }
-    // The next condition reads this one's new value: update the facts
-    // rather than building them again.
-    if (facts_.has_value()) SetConditionFacts(c.name, h, *facts_);
+    // The next condition reads this one's new value from the state.
   }
 }
 
@@ -869,16 +898,65 @@ absl::CivilDay DiaryDate(absl::string_view d) {
   return absl::CivilDay(digits(0, 4), digits(5, 2), digits(8, 2));
 }
 
+// SrmTrendKeys are the score names of one activity's rhythm analytics.
+struct SrmTrendKeys {
+  std::string shift_minutes;  // "srm.<activity>.shift_minutes"
+  std::string hit_rate;       // "srm.<activity>.hit_rate"
+};
+
+// Srm17TrendKeys are the trend score names of every SRM-17 activity (SRM-5's
+// are among them), in Srm17Activities() order, built once.
+const std::vector<SrmTrendKeys>& Srm17TrendKeys() {
+  static const auto* keys = [] {
+    auto* k = new std::vector<SrmTrendKeys>();
+    for (const std::string& activity : Srm17Activities()) {
+      k->push_back(
+          SrmTrendKeys{absl::StrCat("srm.", activity, ".shift_minutes"),
+                       absl::StrCat("srm.", activity, ".hit_rate")});
+    }
+    return k;
+  }();
+  return *keys;
+}
+
+// SetScore sets (or, with no value, removes) one score.
+void SetScore(google::protobuf::Map<std::string, double>* scores,
+              const std::string& key, std::optional<double> value) {
+  if (!value.has_value()) {
+    scores->erase(key);
+    return;
+  }
+  auto it = scores->find(key);
+  if (it != scores->end()) {
+    it->second = *value;
+  } else {
+    (*scores)[key] = *value;
+  }
+}
+
 // SetSrmTrendScores replaces the rhythm analytics in `scores`:
 // "srm.<activity>.shift_minutes" and "srm.<activity>.hit_rate" for every
 // SRM-17 activity (SRM-5's are among them), absent when not computable.
 void SetSrmTrendScores(const std::vector<SrmAnchorTrend>& trends,
                        google::protobuf::Map<std::string, double>* scores) {
-  for (const std::string& activity : Srm17Activities()) {
-    scores->erase(absl::StrCat("srm.", activity, ".shift_minutes"));
-    scores->erase(absl::StrCat("srm.", activity, ".hit_rate"));
+  const std::vector<std::string>& activities = Srm17Activities();
+  const std::vector<SrmTrendKeys>& keys = Srm17TrendKeys();
+  for (size_t i = 0; i < activities.size(); ++i) {
+    const SrmAnchorTrend* trend = nullptr;
+    for (const SrmAnchorTrend& t : trends) {
+      if (t.activity == activities[i]) trend = &t;
+    }
+    SetScore(scores, keys[i].shift_minutes,
+             trend ? trend->shift_minutes : std::nullopt);
+    SetScore(scores, keys[i].hit_rate, trend ? trend->hit_rate : std::nullopt);
   }
   for (const SrmAnchorTrend& t : trends) {
+    // Diary days are checked against the SRM-17 list when recorded; any
+    // other activity is scored under its own name all the same.
+    if (std::find(activities.begin(), activities.end(), t.activity) !=
+        activities.end()) {
+      continue;
+    }
     if (t.shift_minutes.has_value()) {
       (*scores)[absl::StrCat("srm.", t.activity, ".shift_minutes")] =
           *t.shift_minutes;
@@ -961,47 +1039,58 @@ absl::Status CheckDiaryContent(const v1::SrmDiaryDay& day,
 // srm.weeks_recorded and the anchors' trends against the week before.
 void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
   // Keep 14 days before the latest; score the 7 ending with it.
+  struct Day {
+    absl::CivilDay date;
+    const std::string* key;
+    const v1::SrmDiaryDay* entry;
+  };
+  absl::InlinedVector<Day, 16> days;
   absl::CivilDay latest = date;
-  std::vector<std::pair<absl::CivilDay, const std::string*>> dates;
-  dates.reserve(state.srm_days().size());
-  for (const auto& [d, unused] : state.srm_days()) {
-    dates.emplace_back(DiaryDate(d), &d);
-    if (dates.back().first > latest) latest = dates.back().first;
+  for (const auto& [d, entry] : state.srm_days()) {
+    days.push_back(Day{DiaryDate(d), &d, &entry});
+    if (days.back().date > latest) latest = days.back().date;
   }
-  std::vector<std::string> old;
-  std::vector<SrmDayTimes> window;
-  std::vector<SrmDayTimes> previous_window;  // the 7 days before `window`
-  for (const auto& [c, d] : dates) {
-    const v1::SrmDiaryDay& entry = state.srm_days().at(*d);
-    if (latest - c >= 14) {
-      old.push_back(*d);
+  // Date order, so that the scores (sums of floating-point terms) do not
+  // depend on the order the map happens to iterate in.
+  std::sort(days.begin(), days.end(), [](const Day& a, const Day& b) {
+    return a.date != b.date ? a.date < b.date : *a.key < *b.key;
+  });
+  absl::InlinedVector<std::string, 4> old;
+  std::vector<SrmActivityTimes> window;
+  std::vector<SrmActivityTimes> previous_window;  // the 7 days before
+  int window_days = 0;
+  for (const Day& day : days) {
+    if (latest - day.date >= 14) {
+      old.push_back(*day.key);
       continue;
     }
-    SrmDayTimes times;
-    for (const v1::SrmActivity& a : entry.activities()) {
-      if (!a.local_time().empty()) {
-        times[a.activity()] = *ParseLocalTimeOfDay(a.local_time());
-      }
+    const bool current = latest - day.date < 7;
+    if (current) ++window_days;
+    std::vector<SrmActivityTimes>& times = current ? window : previous_window;
+    for (const v1::SrmActivity& a : day.entry->activities()) {
+      if (a.local_time().empty()) continue;
+      AddSrmTime(times, a.activity(), *ParseLocalTimeOfDay(a.local_time()));
     }
-    (latest - c >= 7 ? previous_window : window).push_back(std::move(times));
   }
+  // Score before the old days are erased: the activities' names view them
+  // only within the windows, which keep no old day.
+  SrmWeekScore week = ScoreSrmActivities(std::move(window));
+  SrmWeekScore before = ScoreSrmActivities(std::move(previous_window));
   for (const std::string& d : old) state.mutable_srm_days()->erase(d);
-  SrmWeekScore week = ScoreSrmWeek(window);
+  static const std::string kDaysRecorded = "srm.days_recorded";
+  static const std::string kScore = "srm.score";
+  static const std::string kAli = "srm.ali";
+  static const std::string kWeeksRecorded = "srm.weeks_recorded";
   auto* scores = state.mutable_scores();
   // Diary days in the scored window: a score from few days is shown but
   // templates gate cadence decisions on it (srm.days_recorded >= 4).
-  (*scores)["srm.days_recorded"] = static_cast<double>(window.size());
-  if (week.score.has_value()) {
-    (*scores)["srm.score"] = *week.score;
-  } else {
-    scores->erase("srm.score");
-  }
-  (*scores)["srm.ali"] = week.ali;
-  (*scores)["srm.weeks_recorded"] =
-      static_cast<double>(state.srm_days_recorded() / 7);
+  SetScore(scores, kDaysRecorded, static_cast<double>(window_days));
+  SetScore(scores, kScore, week.score);
+  SetScore(scores, kAli, static_cast<double>(week.ali));
+  SetScore(scores, kWeeksRecorded,
+           static_cast<double>(state.srm_days_recorded() / 7));
   // The current week is scored once, for its score and for the trends.
-  SetSrmTrendScores(SrmAnchorTrendsBetween(ScoreSrmWeek(previous_window), week),
-                    scores);
+  SetSrmTrendScores(SrmAnchorTrendsBetween(before, week), scores);
 }
 
 // RecordDiaryDay validates one diary day, stores it, and scores the week
@@ -1199,7 +1288,6 @@ absl::Status Applier::AlertAcknowledged(const v1::AlertAcknowledged& ack) {
     if (a.alert_id() != id || a.acknowledged()) continue;
     a.set_acknowledged(true);
     a.set_acknowledged_us(Us(now_));
-    facts_.reset();
     Outcome(v1::Outcome::ALERT_ACKNOWLEDGED, id, "", "", "clinician");
     if (a.acknowledge_by_us() > Us(now_)) {
       result_.effects.push_back(Effect{Effect::Kind::kCancelEscalation,
@@ -1333,7 +1421,7 @@ absl::Status Applier::Run() {
     }
     if (round == 0) ApplySafetyFloors();
     if (!stage_changed_ && stage() != nullptr) {
-      const ConditionFacts& facts = Facts();
+      const FactSource& facts = Facts();
       for (const ExitTemplate& exit : stage()->exits) {
         if (exit.when.program != nullptr &&
             exit.when.program->Evaluate(facts)) {
@@ -1410,6 +1498,7 @@ absl::StatusOr<StepChanges> StepInPlace(const WorkflowTemplate& workflow,
                                         internal::EnrollmentState& state,
                                         const v1::Event& event) {
   StepChanges changes;
+  changes.outcomes.reserve(16);
   IPSRT_RETURN_IF_ERROR(Applier(workflow, zones, state, event, changes).Run());
   return changes;
 }
@@ -1579,7 +1668,31 @@ std::vector<v1::Task> TaskList(const internal::EnrollmentState& state,
 }
 
 std::string FormatLocal(absl::Time t, absl::TimeZone zone) {
-  return LocalTimeText(t, zone);
+  // LocalTimeText's text, written digit by digit: the general time format
+  // cost about a third of an outcome. Offsets with seconds (historical
+  // local mean time) and years outside 1000-9999 take the general format.
+  const absl::TimeZone::CivilInfo local = zone.At(t);
+  const absl::CivilSecond& cs = local.cs;
+  if (local.offset % 60 != 0 || cs.year() < 1000 || cs.year() > 9999) {
+    return LocalTimeText(t, zone);
+  }
+  const int offset = std::abs(local.offset) / 60;
+  // "YYYY-MM-DDTHH:MM (+HH:MM)"
+  std::string text = "0000-00-00T00:00 (+00:00)";
+  auto put = [&](size_t at, int value, int digits) {
+    for (int i = digits - 1; i >= 0; --i, value /= 10) {
+      text[at + i] = static_cast<char>('0' + value % 10);
+    }
+  };
+  put(0, static_cast<int>(cs.year()), 4);
+  put(5, cs.month(), 2);
+  put(8, cs.day(), 2);
+  put(11, cs.hour(), 2);
+  put(14, cs.minute(), 2);
+  text[18] = local.offset < 0 ? '-' : '+';
+  put(19, offset / 60, 2);
+  put(22, offset % 60, 2);
+  return text;
 }
 
 }  // namespace ipsrt::runtime

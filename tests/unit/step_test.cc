@@ -11,6 +11,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "instruments/fixed_instruments.h"
+#include "ipsrt/plugin/time.h"
 
 namespace ipsrt {
 namespace {
@@ -681,6 +682,31 @@ TEST(StepSessionTest, WeeklySessionsKeepLocalTimeAcrossDaylightSavingChanges) {
     EXPECT_THAT(local_times, ElementsAre("10:00"));
     EXPECT_EQ(offsets.size(), 2u);  // before and after the change
   }
+}
+
+// FormatLocal writes the local due time without the general formatter; its
+// text must stay LocalTimeText's, across offsets east and west, with
+// minutes (+05:30, +12:45), daylight-saving changes, and the historical
+// offsets with seconds that take the general path.
+TEST(FormatLocalTest, IsLocalTimeTextInEveryKindOfZone) {
+  int compared = 0;
+  for (const char* name :
+       {"UTC", "America/Chicago", "America/St_Johns", "Asia/Kolkata",
+        "Pacific/Chatham", "Europe/Amsterdam", "America/Santiago"}) {
+    absl::TimeZone zone;
+    ASSERT_TRUE(absl::LoadTimeZone(name, &zone)) << name;
+    // Every 31 hours 13 minutes from 1880 (local mean times) to 2100.
+    for (absl::Time t = absl::FromCivil(absl::CivilSecond(1880, 1, 1, 0, 0, 0),
+                                        absl::UTCTimeZone());
+         t < absl::FromCivil(absl::CivilSecond(2100, 1, 1, 0, 0, 0),
+                             absl::UTCTimeZone());
+         t += absl::Hours(31) + absl::Minutes(13)) {
+      ASSERT_EQ(runtime::FormatLocal(t, zone), LocalTimeText(t, zone))
+          << name << " " << absl::FormatTime(t);
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 400000);
 }
 
 }  // namespace
