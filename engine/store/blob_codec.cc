@@ -11,7 +11,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/validation.h"
 
 namespace ipsrt {
 namespace {
@@ -182,7 +184,6 @@ absl::StatusOr<std::string> UnpackBlob(absl::string_view stored,
 namespace {
 
 constexpr size_t kDigestBytes = 32;
-constexpr absl::string_view kTenantsPrefix = "tenants/";
 
 bool IsHexDigest(absl::string_view v) {
   if (v.size() != 2 * kDigestBytes) return false;
@@ -215,15 +216,21 @@ std::string DigestFromStored(absl::string_view stored) {
 }
 
 absl::StatusOr<OutboxKeyParts> ParseOutboxKey(absl::string_view key) {
+  // The enrollment's name is the key's first four segments.
   std::vector<absl::string_view> parts =
       absl::StrSplit(key, absl::MaxSplits('/', 4));
-  if (parts.size() != 5 || parts[0] != "tenants" || parts[1].empty() ||
-      parts[2] != "enrollments" || parts[3].empty() || parts[4].empty()) {
+  absl::StatusOr<EnrollmentName> name =
+      parts.size() == 5
+          ? ParseEnrollmentName(
+                "outbox idempotency key",
+                absl::StrJoin(parts.begin(), parts.begin() + 4, "/"))
+          : absl::InvalidArgumentError("");
+  if (!name.ok() || parts[4].empty()) {
     return absl::InvalidArgumentError(
         "store: an outbox idempotency key must be an enrollment's name, "
         "\"/\", then a key within the enrollment");
   }
-  return OutboxKeyParts{std::string(parts[1]), std::string(parts[3]),
+  return OutboxKeyParts{std::move(name->tenant), std::move(name->id),
                         std::string(parts[4])};
 }
 
@@ -243,8 +250,9 @@ absl::StatusOr<std::string> StoredOutboxKey(absl::string_view tenant,
 std::string OutboxKeyFromStored(absl::string_view tenant,
                                 absl::string_view enrollment_id,
                                 absl::string_view stored) {
-  return absl::StrCat(kTenantsPrefix, tenant, "/enrollments/", enrollment_id,
-                      "/", stored);
+  return absl::StrCat(
+      EnrollmentName{std::string(tenant), std::string(enrollment_id)}.Format(),
+      "/", stored);
 }
 
 }  // namespace ipsrt
