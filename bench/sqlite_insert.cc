@@ -203,7 +203,7 @@ Rows MakeRows(IdGenerator& ids, int64_t n) {
   // building the rows, outside the timed transactions.
   r.snapshot = PackBlob(DeterministicBytes(stepped->state));
   r.response = PackBlob(stepped->state.enrollment().SerializeAsString());
-  r.event_payload = PackBlob(DeterministicBytes(ev));
+  r.event_payload = StoredEventPayload(DeterministicBytes(ev), r.hash);
   for (const runtime::Effect& e : stepped->effects) {
     if (runtime::OutboxKind(e.kind).empty()) continue;  // a cancellation
     r.outbox.push_back({std::string(runtime::OutboxKind(e.kind)), e.subject,
@@ -271,9 +271,8 @@ struct Statements {
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
         ins_event(Prepare(
             db,
-            "INSERT INTO events (tenant, enrollment_id, sequence, type, actor, "
-            "request_id, record_time_us, payload, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+            "INSERT INTO events (tenant, enrollment_id, sequence, payload, "
+            "hash) VALUES (?, ?, ?, ?, ?)")),
         ins_outbox(Prepare(
             db,
             "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, "
@@ -333,13 +332,8 @@ void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
   BindText(ev, 1, r.tenant);
   BindText(ev, 2, r.id);
   sqlite3_bind_int64(ev, 3, 1);
-  BindText(ev, 4, "enrollment.created");
-  BindText(ev, 5, "anonymous/anonymous");
-  BindText(ev, 6, r.request_id);
-  sqlite3_bind_int64(ev, 7, r.now_us);
-  BindBlob(ev, 8, r.event_payload);
-  BindBlob(ev, 9, "");
-  BindBlob(ev, 10, StoredDigest(r.hash));
+  BindBlob(ev, 4, r.event_payload);
+  BindBlob(ev, 5, StoredDigest(r.hash));
   Run(db, ev, "insert event");
   for (const Rows::Outbox& o : r.outbox) {
     BindText(st.ins_outbox, 1, r.tenant);

@@ -224,8 +224,7 @@ absl::Status VerifyEventChains(PgConnection& pg, StoreCopyReport& report) {
         const std::string& t = row[0].bytes;
         const std::string& e = row[1].bytes;
         int64_t sequence = row[2].number;
-        const std::string prev_hash = DigestFromStored(row[8].bytes);
-        const std::string hash = DigestFromStored(row[9].bytes);
+        const std::string hash = DigestFromStored(row[4].bytes);
         std::string where = absl::StrCat("tenants/", t, "/enrollments/", e,
                                          " event ", sequence);
         if (t != tenant || e != enrollment) {
@@ -239,16 +238,14 @@ absl::Status VerifyEventChains(PgConnection& pg, StoreCopyReport& report) {
           return absl::DataLossError(absl::StrCat(
               "store copy: ", where, ": sequence follows ", last_sequence));
         }
-        if (prev_hash != last_hash) {
-          return absl::DataLossError(absl::StrCat(
-              "store copy: ", where,
-              ": prev_hash does not match the previous event's hash"));
-        }
         v1::Event event;
         absl::StatusOr<std::string> payload =
-            UnpackBlob(row[7].bytes, "an event payload");
+            EventPayloadFromStored(row[3].bytes, hash);
+        // Each event's hash covers the hash before it (schema 6 keeps no
+        // prev_hash column): a deleted, replaced or reordered event breaks
+        // the next one's hash.
         if (!payload.ok() || !event.ParseFromString(*payload) ||
-            event.hash() != hash || EventHash(prev_hash, event) != hash) {
+            event.hash() != hash || EventHash(last_hash, event) != hash) {
           return absl::DataLossError(absl::StrCat(
               "store copy: ", where, ": hash does not match its content"));
         }
@@ -264,6 +261,7 @@ absl::Status VerifyEventChains(PgConnection& pg, StoreCopyReport& report) {
 absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
   const Table& audit = TableNamed("audit");
   AuditChainVerifier verifier;
+  std::string last_audit_hash;
   return ReadPostgresRows(
       pg, audit, [&](const std::vector<Value>& row) -> absl::Status {
         AuditRecord r;
@@ -276,8 +274,9 @@ absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
         r.outcome = row[6].bytes;
         r.time = absl::FromUnixMicros(row[7].number);
         r.request_id = row[8].bytes;
-        r.prev_hash = DigestFromStored(row[9].bytes);
-        r.hash = DigestFromStored(row[10].bytes);
+        r.prev_hash = last_audit_hash;  // rows come in seq order
+        r.hash = DigestFromStored(row[9].bytes);
+        last_audit_hash = r.hash;
         if (std::optional<AuditChainVerifier::Break> broken =
                 verifier.Feed(r)) {
           return absl::DataLossError(

@@ -65,10 +65,6 @@ AuditRecord ChangeAudit(const v1::Actor& actor, absl::string_view method,
                      .request_id = request_id};
 }
 
-std::string ActorString(const v1::Actor& actor) {
-  return absl::StrCat(actor.subject(), "/", actor.role());
-}
-
 constexpr char kUnreadableSnapshot[] = "the stored snapshot cannot be parsed";
 
 absl::StatusOr<internal::EnrollmentState> ParseState(const EnrollmentRow& row) {
@@ -402,15 +398,11 @@ absl::StatusOr<v1::SubmitEventResponse> Committed(
 
 // EventRowFor is the stored row of a sealed event.
 EventRow EventRowFor(const EnrollmentName& name, const v1::Event& event,
-                     absl::string_view prev_hash, absl::Time recorded) {
+                     absl::string_view prev_hash) {
   EventRow row;
   row.tenant = name.tenant;
   row.enrollment_id = name.id;
   row.sequence = event.sequence();
-  row.type = event.type();
-  row.actor = ActorString(event.actor());
-  row.request_id = event.request_id();
-  row.record_time = recorded;
   row.payload = DeterministicBytes(event);
   row.prev_hash = std::string(prev_hash);
   row.hash = event.hash();
@@ -541,7 +533,7 @@ void Enrollments::Create(const v1::CreateEnrollmentRequest& request,
       *tenant,     request.request_id(),           std::string(kMethod),
       fingerprint, enrollment.SerializeAsString(), now};
   batch.create = RowFrom(name, stepped->state);
-  batch.events.push_back(EventRowFor(name, event, "", now));
+  batch.events.push_back(EventRowFor(name, event, ""));
   batch.audit.push_back(ChangeAudit(actor, kMethod, *tenant, name.Format(),
                                     request.request_id(), now));
   AddEffects(name, stepped->effects, batch);
@@ -775,13 +767,12 @@ WriteBatch SubmitBatch(const EnrollmentName& en, const WriteTarget& target,
                        const v1::Event& event,
                        const runtime::StepResult& stepped,
                        RequestRecord request, AuditRecord audit) {
-  const absl::Time now = request.create_time;
   WriteBatch batch;
   batch.request = std::move(request);
   batch.update =
       EnrollmentUpdate{target.row.revision, RowFrom(en, stepped.state)};
   batch.events.push_back(
-      EventRowFor(en, event, target.state.last_event_hash(), now));
+      EventRowFor(en, event, target.state.last_event_hash()));
   batch.audit.push_back(std::move(audit));
   AddEffects(en, stepped.effects, batch);
   return batch;

@@ -77,19 +77,17 @@ std::optional<EventChainVerifier::Break> EventChainVerifier::Feed(
     break_ = Break{row.sequence, absl::StrCat("event ", row.sequence,
                                               " cannot be parsed (its payload "
                                               "was modified)")};
+  } else if (e.sequence() != row.sequence) {
+    break_ = Break{
+        row.sequence,
+        absl::StrCat("event ", row.sequence, " holds the event recorded as ",
+                     e.sequence(), " (rows were moved or reordered)")};
   } else if (e.hash() != row.hash || !HashMatches(row, e)) {
+    // The hash covers the one before it (rows keep no prev_hash from
+    // schema 6 on), so a replaced predecessor shows here too.
     break_ = Break{row.sequence, absl::StrCat("event ", row.sequence,
                                               " does not match its hash (its "
                                               "payload was modified)")};
-  } else if (e.sequence() != row.sequence || e.type() != row.type ||
-             e.request_id() != row.request_id ||
-             google::protobuf::util::TimeUtil::TimestampToMicroseconds(
-                 e.record_time()) != absl::ToUnixMicros(row.record_time)) {
-    break_ = Break{row.sequence,
-                   absl::StrCat("event ", row.sequence,
-                                " differs from its row's sequence, type, "
-                                "request id or record time (the row was "
-                                "modified or moved)")};
   }
   if (break_.has_value()) return break_;
   head_sequence_ = row.sequence;

@@ -46,7 +46,8 @@ std::optional<AuditChainVerifier::Break> AuditChainVerifier::Feed(
   } else if (AuditRecordHash(r) != r.hash) {
     break_ = Break{r.seq, absl::StrCat("record ", r.seq,
                                        " does not match its hash (modified "
-                                       "or moved)")};
+                                       "or moved, or the record before it "
+                                       "was replaced)")};
   }
   if (break_.has_value()) return break_;
   ++records_;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/validation.h"
+#include "ipsrt/status_macros.h"
 
 namespace ipsrt {
 namespace {
@@ -31,6 +32,8 @@ constexpr uInt kDictionary1Size = sizeof(kDictionary1) - 1;
 constexpr char kMarker = '\0';
 constexpr char kRaw = '\0';
 constexpr char kDeflated = '\1';
+// An event payload without its hash field (StoredEventPayload).
+constexpr char kEventWithoutHash = '\2';
 constexpr size_t kMinPacked = 64;
 // Larger values are never written (a snapshot is a few KB).
 constexpr uint64_t kMaxSize = uint64_t{1} << 30;
@@ -253,6 +256,124 @@ std::string OutboxKeyFromStored(absl::string_view tenant,
   return absl::StrCat(
       EnrollmentName{std::string(tenant), std::string(enrollment_id)}.Format(),
       "/", stored);
+}
+
+namespace {
+
+constexpr uint32_t kEventHashField = 8;
+
+// Fields is where each top-level field of a serialized message starts and
+// ends, or nothing when the bytes are not a message's wire form (groups,
+// which events do not use, count as not).
+struct WireField {
+  uint32_t number;
+  size_t begin, end;  // [begin, end) of tag and value
+  size_t value_begin;
+};
+std::optional<std::vector<WireField>> Fields(absl::string_view message) {
+  std::vector<WireField> fields;
+  absl::string_view in = message;
+  while (!in.empty()) {
+    const size_t begin = message.size() - in.size();
+    uint64_t tag = 0;
+    if (!GetVarint(in, tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) {
+      return std::nullopt;
+    }
+    const size_t value_begin = message.size() - in.size();
+    uint64_t n = 0;
+    switch (tag & 7) {
+      case 0:
+        if (!GetVarint(in, n)) return std::nullopt;
+        break;
+      case 1:
+      case 5: {
+        const size_t width = (tag & 7) == 1 ? 8 : 4;
+        if (in.size() < width) return std::nullopt;
+        in.remove_prefix(width);
+        break;
+      }
+      case 2:
+        if (!GetVarint(in, n) || n > in.size()) return std::nullopt;
+        in.remove_prefix(n);
+        break;
+      default:
+        return std::nullopt;
+    }
+    fields.push_back(WireField{static_cast<uint32_t>(tag >> 3), begin,
+                               message.size() - in.size(), value_begin});
+  }
+  return fields;
+}
+
+// WithHashField is `message` (without field 8) with `hash` as field 8
+// before its first field numbered above 8; nothing when it is not a
+// message's wire form or already has field 8.
+std::optional<std::string> WithHashField(absl::string_view message,
+                                         absl::string_view hash) {
+  std::optional<std::vector<WireField>> fields = Fields(message);
+  if (!fields.has_value()) return std::nullopt;
+  size_t at = message.size();
+  for (const WireField& f : *fields) {
+    if (f.number == kEventHashField) return std::nullopt;
+    if (f.number > kEventHashField && at == message.size()) at = f.begin;
+  }
+  std::string out;
+  out.reserve(message.size() + hash.size() + 3);
+  out.append(message.data(), at);
+  out.push_back(static_cast<char>(kEventHashField << 3 | 2));
+  PutVarint(hash.size(), out);
+  out.append(hash.data(), hash.size());
+  out.append(message.data() + at, message.size() - at);
+  return out;
+}
+
+}  // namespace
+
+std::string StoredEventPayload(absl::string_view payload,
+                               absl::string_view hash) {
+  std::optional<std::vector<WireField>> fields = Fields(payload);
+  const WireField* hash_field = nullptr;
+  if (fields.has_value() && !hash.empty()) {
+    for (const WireField& f : *fields) {
+      if (f.number != kEventHashField) continue;
+      if (hash_field != nullptr) return PackBlob(payload);  // twice
+      hash_field = &f;
+    }
+  }
+  std::string value;
+  PutVarint(hash.size(), value);
+  value.append(hash.data(), hash.size());
+  if (hash_field == nullptr ||
+      payload.substr(hash_field->value_begin,
+                     hash_field->end - hash_field->value_begin) != value) {
+    return PackBlob(payload);
+  }
+  std::string without = absl::StrCat(payload.substr(0, hash_field->begin),
+                                     payload.substr(hash_field->end));
+  std::optional<std::string> again = WithHashField(without, hash);
+  if (!again.has_value() || *again != payload) return PackBlob(payload);
+  std::string out;
+  out.push_back(kMarker);
+  out.push_back(kEventWithoutHash);
+  out.append(PackBlob(without));
+  return out;
+}
+
+absl::StatusOr<std::string> EventPayloadFromStored(absl::string_view stored,
+                                                   absl::string_view hash) {
+  if (stored.size() < 2 || stored[0] != kMarker ||
+      stored[1] != kEventWithoutHash) {
+    return UnpackBlob(stored, "an event payload");
+  }
+  IPSRT_ASSIGN_OR_RETURN(std::string without,
+                         UnpackBlob(stored.substr(2), "an event payload"));
+  std::optional<std::string> payload = WithHashField(without, hash);
+  if (!payload.has_value()) {
+    return absl::DataLossError(
+        "store: an event payload is damaged (it cannot take its hash back); "
+        "run `ipsrt store check`");
+  }
+  return *std::move(payload);
 }
 
 }  // namespace ipsrt

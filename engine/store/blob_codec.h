@@ -76,6 +76,24 @@ struct OutboxKeyParts {
 };
 absl::StatusOr<OutboxKeyParts> ParseOutboxKey(absl::string_view key);
 
+// --- Event payloads (schema 6). ---
+
+// A serialized ipsrt.v1.Event carries its own hash (field 8, 64 hex
+// digits), which the event's row also keeps as its `hash` column. The
+// stored payload leaves the field out, marked: 0x00 0x02 then the packed
+// form (PackBlob) of the event without field 8. Only when putting the field
+// back gives the same bytes (the field once, equal to `hash`, after every
+// field numbered below 8 and before every field numbered above it, as a
+// deterministic serialization has it); any other payload is packed whole.
+std::string StoredEventPayload(absl::string_view payload,
+                               absl::string_view hash);
+
+// EventPayloadFromStored is the payload StoredEventPayload was given, with
+// `hash` (the row's hash in hex) put back where it was left out. A payload
+// stored whole (every form before schema 6) is unpacked as it is.
+absl::StatusOr<std::string> EventPayloadFromStored(absl::string_view stored,
+                                                   absl::string_view hash);
+
 }  // namespace ipsrt
 
 #endif  // IPSRT_STORE_BLOB_CODEC_H_

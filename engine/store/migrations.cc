@@ -360,6 +360,85 @@ CREATE INDEX enrollments_by_stage
   ON enrollments (workflow_id, workflow_version, stage);
 )sql";
 
+// Migration 6: an event's row and an audit record keep what only they
+// hold. The event payload (the serialized ipsrt.v1.Event) already holds the
+// event's type, actor, request id and record time, so their columns go; an
+// event's and an audit record's prev_hash is the hash of the row one
+// sequence before, which reads take from there, so it goes too. Payloads
+// written from now on leave out their own hash field, which the row's hash
+// column holds (store/blob_codec.h, StoredEventPayload); older payloads
+// keep it and read as they are. Both dialects rebuild the two tables in
+// this migration's one transaction (a dropped column would otherwise stay
+// in PostgreSQL's old rows and cost every new row a null bitmap), so a
+// crash leaves the old layout or the new one.
+constexpr char kMigration6[] = R"sql(
+CREATE TABLE events_v6 (
+  tenant TEXT NOT NULL,
+  enrollment_id TEXT NOT NULL,
+  sequence {INT64} NOT NULL CHECK (sequence >= 1),
+  payload {BLOB} NOT NULL,
+  hash {BLOB} NOT NULL,
+  {EVENTS_KEY} PRIMARY KEY (tenant, enrollment_id, sequence),
+  {EVENTS_FK} FOREIGN KEY (tenant, enrollment_id)
+    REFERENCES enrollments (tenant, id)
+);
+INSERT INTO events_v6 (tenant, enrollment_id, sequence, payload, hash)
+  SELECT tenant, enrollment_id, sequence, payload, hash
+  FROM events ORDER BY {EVENTS_ORDER};
+DROP TABLE events;
+ALTER TABLE events_v6 RENAME TO events;
+
+CREATE TABLE audit_v6 (
+  seq {INT64} {AUDIT_KEY} PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  role TEXT NOT NULL,
+  rpc TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  time_us {INT64} NOT NULL,
+  request_id TEXT NOT NULL DEFAULT '',
+  hash {BLOB} NOT NULL
+);
+INSERT INTO audit_v6 (seq, tenant, subject, role, rpc, resource, outcome,
+    time_us, request_id, hash)
+  SELECT seq, tenant, subject, role, rpc, resource, outcome, time_us,
+    request_id, hash
+  FROM audit ORDER BY seq;
+DROP TABLE audit;
+ALTER TABLE audit_v6 RENAME TO audit;
+)sql";
+
+std::string Render(Dialect dialect, const char* text);
+
+// Render6 spells migration 6 in `dialect`. PostgreSQL names constraints
+// after their table when they are made; the new tables' ones take the old
+// names, which the dropped tables freed.
+std::string Render6(Dialect dialect) {
+  const bool sqlite = dialect == Dialect::kSqlite;
+  return Render(
+             dialect,
+             absl::StrReplaceAll(
+                 kMigration6,
+                 {{"{EVENTS_KEY}", sqlite ? "" : "CONSTRAINT events_v6_pkey"},
+                  {"{EVENTS_FK}",
+                   sqlite ? "" : "CONSTRAINT events_v6_enrollment_fkey"},
+                  {"{EVENTS_ORDER}",
+                   sqlite ? "rowid" : "tenant, enrollment_id, sequence"},
+                  {"{AUDIT_KEY}", sqlite ? "" : "CONSTRAINT audit_v6_pkey"}})
+                 .c_str()) +
+         (sqlite ? ""
+                 : "ALTER TABLE events RENAME CONSTRAINT events_v6_pkey TO "
+                   "events_pkey;\n"
+                   "ALTER TABLE events RENAME CONSTRAINT "
+                   "events_v6_enrollment_fkey TO "
+                   "events_tenant_enrollment_id_fkey;\n"
+                   "ALTER TABLE events RENAME CONSTRAINT "
+                   "events_v6_sequence_check TO events_sequence_check;\n"
+                   "ALTER TABLE audit RENAME CONSTRAINT audit_v6_pkey TO "
+                   "audit_pkey;\n");
+}
+
 // Render5 spells migration 5's conversions in `dialect`.
 std::string Render5(Dialect dialect, const char* text) {
   const bool sqlite = dialect == Dialect::kSqlite;
@@ -420,6 +499,10 @@ std::vector<Migration>* MigrationsOf(Dialect d) {
        "storage footprint: digests as bytes, outbox keys per enrollment; "
        "enrollments by stage",
        Render5(d, sqlite ? kMigration5Sqlite : kMigration5Postgres)},
+      {6,
+       "storage footprint: event and audit rows without what the payload or "
+       "the row before holds",
+       Render6(d)},
   };
 }
 
@@ -473,12 +556,7 @@ const std::vector<SchemaTable>& SchemaTables() {
        {{"tenant", T::kText},
         {"enrollment_id", T::kText},
         {"sequence", T::kInt},
-        {"type", T::kText},
-        {"actor", T::kText},
-        {"request_id", T::kText},
-        {"record_time_us", T::kInt},
         {"payload", T::kBytes},
-        {"prev_hash", T::kBytes},
         {"hash", T::kBytes}},
        {"tenant", "enrollment_id", "sequence"}},
       {"outbox",
@@ -519,7 +597,6 @@ const std::vector<SchemaTable>& SchemaTables() {
         {"outcome", T::kText},
         {"time_us", T::kInt},
         {"request_id", T::kText},
-        {"prev_hash", T::kBytes},
         {"hash", T::kBytes}},
        {"seq"}},
   };

@@ -41,9 +41,15 @@ namespace {
     return *text;                                   \
   }())
 
+// The audit row keeps no prev_hash (schema 6): a record's predecessor is
+// the record whose seq is one less, and reads take its hash from there.
 constexpr char kAuditColumns[] =
     "seq, tenant, subject, role, rpc, resource, outcome, time_us, request_id, "
-    "prev_hash, hash";
+    "hash";
+constexpr char kAuditReadColumns[] =
+    "a.seq, a.tenant, a.subject, a.role, a.rpc, a.resource, a.outcome, "
+    "a.time_us, a.request_id, (SELECT p.hash FROM audit p WHERE p.seq = "
+    "a.seq - 1), a.hash";
 
 // Snapshots, responses and event payloads are stored packed
 // (store/blob_codec.h).
@@ -194,7 +200,7 @@ PackedBlobs PackBatch(const WriteBatch& batch) {
   packed.response = PackBlob(batch.request.response);
   packed.payloads.reserve(batch.events.size());
   for (const EventRow& ev : batch.events) {
-    packed.payloads.push_back(PackBlob(ev.payload));
+    packed.payloads.push_back(StoredEventPayload(ev.payload, ev.hash));
   }
   return packed;
 }
@@ -266,19 +272,13 @@ absl::StatusOr<CommitResult> SqlCore::ApplyBatch(
     IPSRT_RETURN_IF_ERROR(Fault("event.insert"));
     absl::Status st =
         c.Exec(
-             "INSERT INTO events (tenant, enrollment_id, sequence, type, "
-             "actor, request_id, record_time_us, payload, prev_hash, hash) "
-             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             "INSERT INTO events (tenant, enrollment_id, sequence, payload, "
+             "hash) VALUES ($1, $2, $3, $4, $5)",
              SqlParams()
                  .Text(ev.tenant)
                  .Text(ev.enrollment_id)
                  .Int(ev.sequence)
-                 .Text(ev.type)
-                 .Text(ev.actor)
-                 .Text(ev.request_id)
-                 .Time(ev.record_time)
                  .Bytes(packed.payloads[i])
-                 .Bytes(StoredDigest(ev.prev_hash))
                  .Bytes(StoredDigest(ev.hash)))
             .status();
     if (absl::IsAlreadyExists(st)) {
@@ -485,7 +485,7 @@ absl::Status SqlCore::AppendAudit(SqlConnection& c,
     IPSRT_RETURN_IF_ERROR(
         c.Exec(IPSRT_SQL_ONCE("INSERT INTO audit (", kAuditColumns,
                               ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                              "$10, $11)"),
+                              "$10)"),
                SqlParams()
                    .Int(r.seq)
                    .Text(r.tenant)
@@ -496,7 +496,6 @@ absl::Status SqlCore::AppendAudit(SqlConnection& c,
                    .Text(r.outcome)
                    .Time(r.time)
                    .Text(r.request_id)
-                   .Bytes(StoredDigest(r.prev_hash))
                    .Bytes(StoredDigest(r.hash)))
             .status());
     prev_hash = std::move(r.hash);
@@ -693,31 +692,39 @@ absl::StatusOr<std::vector<EnrollmentRow>> SqlCore::ListEnrollments(
 absl::StatusOr<std::vector<EventRow>> SqlCore::ListEvents(
     SqlConnection& c, absl::string_view tenant, absl::string_view enrollment_id,
     int64_t after_sequence, int limit) const {
+  // An event's row keeps no prev_hash (schema 6): it is the hash of the
+  // event one sequence before, so the page starts at `after_sequence` itself
+  // to learn it, and an event whose predecessor is missing gets "".
   std::vector<EventRow> rows;
-  IPSRT_RETURN_IF_ERROR(Collect(
-      c,
-      "SELECT sequence, type, actor, request_id, record_time_us, payload, "
-      "prev_hash, hash FROM events WHERE tenant = $1 AND enrollment_id = $2 "
-      "AND sequence > $3 ORDER BY sequence LIMIT $4",
+  rows.reserve(std::min(limit, 1024));
+  int64_t last_sequence = 0;
+  std::string last_hash;
+  IPSRT_RETURN_IF_ERROR(c.Query(
+      "SELECT sequence, payload, hash FROM events WHERE tenant = $1 AND "
+      "enrollment_id = $2 AND sequence >= $3 ORDER BY sequence LIMIT $4",
       SqlParams()
           .Text(tenant)
           .Text(enrollment_id)
           .Int(after_sequence)
-          .Int(limit),
-      &rows, [&](const SqlRow& s) -> absl::StatusOr<EventRow> {
-        EventRow e;
-        e.tenant = std::string(tenant);
-        e.enrollment_id = std::string(enrollment_id);
-        e.sequence = s.Int(0);
-        e.type = s.Text(1);
-        e.actor = s.Text(2);
-        e.request_id = s.Text(3);
-        e.record_time = s.Time(4);
-        IPSRT_ASSIGN_OR_RETURN(e.payload,
-                               UnpackBlob(s.Text(5), "an event payload"));
-        e.prev_hash = DigestFromStored(s.Text(6));
-        e.hash = DigestFromStored(s.Text(7));
-        return e;
+          .Int(after_sequence > 0 ? static_cast<int64_t>(limit) + 1 : limit),
+      [&](const SqlRow& s) -> absl::Status {
+        const int64_t sequence = s.Int(0);
+        std::string hash = DigestFromStored(s.Text(2));
+        if (sequence > after_sequence &&
+            rows.size() < static_cast<size_t>(limit)) {
+          EventRow e;
+          e.tenant = std::string(tenant);
+          e.enrollment_id = std::string(enrollment_id);
+          e.sequence = sequence;
+          IPSRT_ASSIGN_OR_RETURN(e.payload,
+                                 EventPayloadFromStored(s.Text(1), hash));
+          if (sequence == last_sequence + 1) e.prev_hash = last_hash;
+          e.hash = hash;
+          rows.push_back(std::move(e));
+        }
+        last_sequence = sequence;
+        last_hash = std::move(hash);
+        return absl::OkStatus();
       }));
   return rows;
 }
@@ -785,10 +792,10 @@ absl::StatusOr<std::vector<AuditRecord>> SqlCore::ListAudit(
   IPSRT_RETURN_IF_ERROR(Collect(
       c,
       IPSRT_SQL_ONCE(
-          "SELECT ", kAuditColumns,
-          " FROM audit WHERE seq > $1 AND ($2 = '' OR tenant = $2) "
-          "AND ($3 = '' OR subject = $3) AND ($4 = '' OR rpc = $4) "
-          "AND time_us >= $5 AND time_us < $6 ORDER BY seq LIMIT $7"),
+          "SELECT ", kAuditReadColumns,
+          " FROM audit a WHERE a.seq > $1 AND ($2 = '' OR a.tenant = $2) "
+          "AND ($3 = '' OR a.subject = $3) AND ($4 = '' OR a.rpc = $4) "
+          "AND a.time_us >= $5 AND a.time_us < $6 ORDER BY a.seq LIMIT $7"),
       SqlParams()
           .Int(after_seq)
           .Text(filter.tenant)

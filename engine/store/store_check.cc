@@ -133,15 +133,14 @@ void CheckEvents(Query& get, const Key& key, const std::string& last_hash,
     flush(seq - 1);
     ++report.events_read;
     v1::Event event;
+    const std::string hash = DigestFromStored(get.Text(1));
     absl::StatusOr<std::string> payload =
-        UnpackBlob(get.Text(0), "an event payload");
+        EventPayloadFromStored(get.Text(0), hash);
     if (!payload.ok() || !event.ParseFromString(*payload)) {
       report.damaged_rows.push_back(absl::StrCat(
           key.Name(), "/events/", seq, ": payload cannot be decoded"));
     }
-    if (!last_hash.empty() && DigestFromStored(get.Text(1)) == last_hash) {
-      return;
-    }
+    if (!last_hash.empty() && hash == last_hash) return;
   }
 }
 

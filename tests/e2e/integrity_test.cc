@@ -108,18 +108,22 @@ TEST(IntegrityE2eTest, SqliteVerifyOfflineOnlineAndAtStart) {
             SQLITE_OK);
   sqlite3_bind_text(read, 1, Id(name).c_str(), -1, SQLITE_TRANSIENT);
   ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
-  absl::StatusOr<std::string> stored = UnpackBlob(
-      std::string(static_cast<const char*>(sqlite3_column_blob(read, 0)),
-                  static_cast<size_t>(sqlite3_column_bytes(read, 0))),
-      "the payload");
+  // The stored form (store/blob_codec.h): 0x00 0x02, then the packed event
+  // without its hash field.
+  const std::string column(
+      static_cast<const char*>(sqlite3_column_blob(read, 0)),
+      static_cast<size_t>(sqlite3_column_bytes(read, 0)));
   sqlite3_finalize(read);
+  ASSERT_EQ(column.substr(0, 2), std::string("\0\2", 2));
+  absl::StatusOr<std::string> stored =
+      UnpackBlob(column.substr(2), "the payload");
   ASSERT_TRUE(stored.ok()) << stored.status();
   std::string payload = *stored;
   size_t at = payload.find(kItem9Is1);
   ASSERT_NE(at, std::string::npos);
   payload[at + 4] = '\0';
   // Stored again the way the store keeps payloads: a coherent edit.
-  payload = PackBlob(payload);
+  payload = absl::StrCat(column.substr(0, 2), PackBlob(payload));
   sqlite3_stmt* write = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
                                "UPDATE events SET payload = ? WHERE "
@@ -178,8 +182,11 @@ TEST(IntegrityE2eTest, PostgresVerifyOffline) {
       "verify",
       absl::StrCat("SELECT encode(payload, 'hex') FROM events", where));
   ASSERT_TRUE(hex.ok()) << hex.status();
-  absl::StatusOr<std::string> stored = UnpackBlob(
-      absl::HexStringToBytes(absl::StripAsciiWhitespace(*hex)), "the payload");
+  const std::string column =
+      absl::HexStringToBytes(absl::StripAsciiWhitespace(*hex));
+  ASSERT_EQ(column.substr(0, 2), std::string("\0\2", 2));
+  absl::StatusOr<std::string> stored =
+      UnpackBlob(column.substr(2), "the payload");
   ASSERT_TRUE(stored.ok()) << stored.status();
   std::string payload = *stored;
   size_t at = payload.find(kItem9Is1);
@@ -187,7 +194,8 @@ TEST(IntegrityE2eTest, PostgresVerifyOffline) {
   payload[at + 4] = '\0';
   absl::StatusOr<std::string> edited = (*pg)->Psql(
       "verify", absl::StrCat("UPDATE events SET payload = decode('",
-                             absl::BytesToHexString(PackBlob(payload)),
+                             absl::BytesToHexString(absl::StrCat(
+                                 column.substr(0, 2), PackBlob(payload))),
                              "', 'hex')", where));
   ASSERT_TRUE(edited.ok()) << edited.status();
   ProcessResult broken = RunCliNoServer(verify);

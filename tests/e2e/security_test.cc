@@ -202,7 +202,7 @@ TEST(SecurityTest, TlsAndJwtThroughTheCli) {
   EXPECT_EQ(broken.exit_code, 1);
   EXPECT_THAT(broken.out,
               HasSubstr("audit chain BROKEN at seq 5: record 5 does not match "
-                        "its hash (modified or moved)"));
+                        "its hash (modified or moved"));
 }
 
 }  // namespace

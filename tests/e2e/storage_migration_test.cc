@@ -1,8 +1,8 @@
 // Schema migrations (docs/storage.md) on databases holding rows that a
-// schema-4 ipsrtd wrote (tests/e2e/data, laid out by the old migrations): a
-// kill -9 in the middle of migration 4 or 5 leaves the old layout whole, and
-// the next start moves it to the newest one, serves every enrollment, and
-// `ipsrt store verify` finds every hash chain intact.
+// schema-4 or a schema-5 ipsrtd wrote (tests/e2e/data, laid out by the old
+// migrations): a kill -9 in the middle of migration 4, 5 or 6 leaves the old
+// layout whole, and the next start moves it to the newest one, serves every
+// enrollment, and `ipsrt store verify` finds every hash chain intact.
 #include <signal.h>
 
 #include <filesystem>
@@ -32,8 +32,8 @@ using ::testing::Not;
 
 using Db = testing::SqliteDb;
 
-// The tables whose rows move, with their columns (the same in schemas 3
-// to 5).
+// The tables whose rows move, with their columns in schemas 3 to 5
+// (migration 6 drops some of events' and audit's).
 const char* const kCopied[][2] = {
     {"enrollments",
      "tenant, id, patient_ref, workflow_id, workflow_version, stage, "
@@ -66,9 +66,18 @@ std::string Counts(Db& db) {
 // The fixture: rows of two enrollments as a schema-4 ipsrtd wrote them
 // (`dialect` "sqlite" or "postgres"), as SQL INSERTs, and their names.
 // Without request_keys' rows for a layout older than schema 4.
+// FixtureFile is the fixture of rows for a layout at schema `version`: the
+// schema-5 one from 5 on, the schema-4 one before.
+std::string FixtureFile(const std::string& dialect, int version,
+                        const char* suffix) {
+  return absl::StrCat(IPSRT_FIXTURE_DIR,
+                      version >= 5 ? "/schema5-" : "/schema4-", dialect,
+                      suffix);
+}
+
 std::string FixtureRows(const std::string& dialect, int version) {
   absl::StatusOr<std::string> sql =
-      ReadFile(absl::StrCat(IPSRT_FIXTURE_DIR, "/schema4-", dialect, ".sql"));
+      ReadFile(FixtureFile(dialect, version, ".sql"));
   EXPECT_TRUE(sql.ok()) << sql.status();
   if (!sql.ok()) return "";
   std::string out;
@@ -82,9 +91,10 @@ std::string FixtureRows(const std::string& dialect, int version) {
   return out;
 }
 
-std::vector<std::string> FixtureNames(const std::string& dialect) {
+std::vector<std::string> FixtureNames(const std::string& dialect,
+                                      int version = 4) {
   absl::StatusOr<std::string> names =
-      ReadFile(absl::StrCat(IPSRT_FIXTURE_DIR, "/schema4-", dialect, ".names"));
+      ReadFile(FixtureFile(dialect, version, ".names"));
   EXPECT_TRUE(names.ok()) << names.status();
   if (!names.ok()) return {};
   return absl::StrSplit(absl::StripAsciiWhitespace(*names), '\n');
@@ -249,11 +259,11 @@ TEST(StorageMigrationTest, KillDuringMigration5LeavesSchema4Whole) {
   ASSERT_NO_FATAL_FAILURE(ServesAll(config, FixtureNames("sqlite")));
   {
     Db db(path);
-    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "5");
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
+              absl::StrCat(kSchemaVersion));
     EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
     EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM events WHERE typeof(hash) = "
-                        "'blob' AND length(hash) = 32 AND (sequence = 1 OR "
-                        "length(prev_hash) = 32)"),
+                        "'blob' AND length(hash) = 32"),
               "8");
     EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM audit WHERE length(hash) = 32"),
               "11");
@@ -269,13 +279,62 @@ TEST(StorageMigrationTest, KillDuringMigration5LeavesSchema4Whole) {
   ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
 }
 
-// The same on PostgreSQL, from schema 3 (migration 4, then 5) and from
-// schema 4 (migration 5).
+// Migration 6 on rows a schema-5 ipsrtd wrote: a kill -9 inside it leaves
+// schema 5 whole; the next start rebuilds events and audit without the
+// columns the payload or the row before holds, and the chains, which reads
+// now link through the row before, still verify.
+TEST(StorageMigrationTest, KillDuringMigration6LeavesSchema5Whole) {
+  TempDir dir;
+  const std::string config = WriteConfig(dir);
+  const std::string path = dir.File("ipsrt.db");
+  std::string before;
+  ASSERT_NO_FATAL_FAILURE(before =
+                              OldSqliteKilledInMigration(dir, config, path, 5));
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_table_info('events') "
+                        "WHERE name IN ('type', 'actor', 'request_id', "
+                        "'record_time_us', 'prev_hash')"),
+              "5");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_table_info('audit') "
+                        "WHERE name = 'prev_hash'"),
+              "1");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE "
+                        "'%_v6'"),
+              "0");
+  }
+
+  ASSERT_NO_FATAL_FAILURE(
+      ServesAll(config, FixtureNames("sqlite", /*version=*/5)));
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "6");
+    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM "
+                        "pragma_table_info('events')"),
+              "tenant,enrollment_id,sequence,payload,hash");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_table_info('audit') "
+                        "WHERE name = 'prev_hash'"),
+              "0");
+    // The payloads a schema-5 ipsrtd wrote keep their hash field and read
+    // as they are.
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM events WHERE "
+                        "hex(substr(payload, 1, 2)) = '0001'"),
+              "8");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_foreign_key_check"), "0");
+    EXPECT_EQ(Counts(db),
+              absl::StrReplaceAll(before, {{"audit=9 ", "audit=11 "}}));
+  }
+  ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
+}
+
+// The same on PostgreSQL, from schema 3 (migration 4, then 5 and 6), from
+// schema 4 (migration 5) and from schema 5 (migration 6).
 TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
   absl::StatusOr<std::unique_ptr<testing::PostgresServer>> pg =
       testing::PostgresServer::Start();
   ASSERT_TRUE(pg.ok()) << pg.status();
-  for (int old_version : {3, 4}) {
+  for (int old_version : {3, 4, 5}) {
     SCOPED_TRACE(absl::StrCat("from schema ", old_version));
     const std::string database = absl::StrCat("old", old_version);
     ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, old_version));
@@ -308,7 +367,7 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
       EXPECT_EQ(scalar("SELECT COUNT(*) FROM pg_indexes WHERE indexname = "
                        "'audit_by_subject'"),
                 "1");
-    } else {
+    } else if (old_version == 4) {
       EXPECT_EQ(scalar("SELECT data_type FROM information_schema.columns "
                        "WHERE table_name = 'events' AND column_name = "
                        "'hash'"),
@@ -316,11 +375,27 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
       EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE idempotency_key "
                        "LIKE 'tenants/%'"),
                 "5");
+    } else {
+      EXPECT_EQ(scalar("SELECT COUNT(*) FROM information_schema.columns "
+                       "WHERE table_name IN ('events', 'audit') AND "
+                       "column_name = 'prev_hash'"),
+                "2");
     }
     EXPECT_EQ(counts(), before);
 
-    ASSERT_NO_FATAL_FAILURE(ServesAll(config, FixtureNames("postgres")));
-    EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "5");
+    ASSERT_NO_FATAL_FAILURE(
+        ServesAll(config, FixtureNames("postgres", old_version)));
+    EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"),
+              absl::StrCat(kSchemaVersion));
+    EXPECT_EQ(scalar("SELECT string_agg(column_name, ',' ORDER BY "
+                     "ordinal_position) FROM information_schema.columns "
+                     "WHERE table_name = 'events'"),
+              "tenant,enrollment_id,sequence,payload,hash");
+    EXPECT_EQ(scalar("SELECT string_agg(conname, ',' ORDER BY conname) FROM "
+                     "pg_constraint WHERE conrelid IN ('events'::regclass, "
+                     "'audit'::regclass)"),
+              "audit_pkey,events_pkey,events_sequence_check,"
+              "events_tenant_enrollment_id_fkey");
     EXPECT_EQ(scalar("SELECT COUNT(*) FROM request_keys"),
               scalar("SELECT COUNT(*) FROM requests"));
     EXPECT_EQ(scalar("SELECT COUNT(*) FROM events WHERE length(hash) = 32"),

@@ -137,12 +137,12 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
     std::string hash = AuditHash(prev_hash, fields);
     absl::StrAppend(&sql,
                     "INSERT INTO audit (seq, tenant, subject, role, rpc, "
-                    "resource, outcome, time_us, request_id, prev_hash, hash) "
+                    "resource, outcome, time_us, request_id, hash) "
                     "VALUES (",
                     fields[0], ", '", fields[1], "', '", fields[2], "', '",
                     fields[3], "', '", fields[4], "', '", fields[5], "', '",
                     fields[6], "', ", fields[7], ", '", fields[8], "', X'",
-                    prev_hash, "', X'", hash, "');\n");
+                    hash, "');\n");
     prev_hash = hash;
   }
   absl::StrAppend(
@@ -177,7 +177,8 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   EXPECT_EQ(
       audit_forged.err,
       absl::StrCat("error: DATA_LOSS: store copy: audit record ", forged_seq,
-                   " does not match its hash (modified or moved)\n"));
+                   " does not match its hash (modified or moved, or the "
+                   "record before it was replaced)\n"));
   EXPECT_EQ(*pg_->Psql("audit_forged", "SELECT COUNT(*) FROM audit"), "0");
   ASSERT_EQ(RunProcess(
                 {"/usr/bin/sqlite3", SqlitePath(),
@@ -206,7 +207,7 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("audit        ", audit_total,
                                             " rows copied, ", audit_total,
                                             " in PostgreSQL")));
-  EXPECT_THAT(r.out, HasSubstr("ok: schema version 5"));
+  EXPECT_THAT(r.out, HasSubstr("ok: schema version 6"));
   // The outbox rows (reminders the runtime planned) came along with their
   // ids, and new rows continue after them.
   std::string outbox_sqlite_count =

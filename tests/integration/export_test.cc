@@ -595,11 +595,15 @@ TEST_F(ExportTest, EditedEventFailsExportsWithDataLoss) {
             SQLITE_OK);
   sqlite3_bind_text(read, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
-  absl::StatusOr<std::string> stored = UnpackBlob(
-      std::string(static_cast<const char*>(sqlite3_column_blob(read, 0)),
-                  static_cast<size_t>(sqlite3_column_bytes(read, 0))),
-      "the payload");
+  // The stored form (store/blob_codec.h): 0x00 0x02, then the packed event
+  // without its hash field.
+  const std::string column(
+      static_cast<const char*>(sqlite3_column_blob(read, 0)),
+      static_cast<size_t>(sqlite3_column_bytes(read, 0)));
   sqlite3_finalize(read);
+  ASSERT_EQ(column.substr(0, 2), std::string("\0\2", 2));
+  absl::StatusOr<std::string> stored =
+      UnpackBlob(column.substr(2), "the payload");
   ASSERT_TRUE(stored.ok()) << stored.status();
   std::string payload = *stored;
   const std::string entry("\x0a\x01\x31\x10\x01", 5);  // {"1": 1}
@@ -607,7 +611,7 @@ TEST_F(ExportTest, EditedEventFailsExportsWithDataLoss) {
   ASSERT_NE(at, std::string::npos);
   payload[at + 4] = '\0';
   // Stored again the way the store keeps payloads: a coherent edit.
-  payload = PackBlob(payload);
+  payload = absl::StrCat(column.substr(0, 2), PackBlob(payload));
   sqlite3_stmt* write = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
                                "UPDATE events SET payload = ? WHERE "

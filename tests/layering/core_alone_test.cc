@@ -46,8 +46,6 @@ std::vector<EventRow> SealedRows(const WorkflowTemplate& w,
     row.tenant = "t";
     row.enrollment_id = "e1";
     row.sequence = event.sequence();
-    row.type = event.type();
-    row.record_time = now;
     row.payload = DeterministicBytes(event);
     row.prev_hash = prev;
     row.hash = event.hash();

@@ -9,8 +9,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "gtest/gtest.h"
 #include "ipsrt/sqlite_store.h"
+#include "ipsrt/v1/enrollment.pb.h"
 #include "store/blob_codec.h"
 #include "store/migrations.h"
 #include "store/request_window.h"
@@ -305,6 +308,92 @@ TEST(BlobCodecTest, EventPayloadsAreStoredPackedAndReadBack) {
   EXPECT_EQ(db.Scalar("SELECT hex(substr(payload, 1, 2)) FROM events"), "0001");
   EXPECT_LT(std::stoi(db.Scalar("SELECT length(payload) FROM events")),
             static_cast<int>(payload.size()) / 4);
+}
+
+// DeterministicBytesForTest is how the engine serializes an event: map
+// entries in key order (the store itself does not depend on the core).
+std::string DeterministicBytesForTest(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  m.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
+
+// An event payload is stored without its own hash field, which the row's
+// hash column holds, whenever putting it back gives the same bytes; any
+// other payload is stored whole, and both read back byte for byte.
+TEST(BlobCodecTest, EventPayloadsLeaveOutTheirHashField) {
+  v1::Event event;
+  event.set_sequence(7);
+  event.set_type("srm_diary_day");
+  event.mutable_actor()->set_subject("patient-1");
+  event.mutable_record_time()->set_seconds(1790000000);
+  event.set_request_id("r7");
+  event.set_summary("diary day");
+  const std::string hash(
+      "5f2a9c0d8e7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa998877");
+  event.set_hash(hash);
+  (*event.mutable_scores())["srm.score"] = 4.2;
+  event.add_flags("late");
+  const std::string payload = DeterministicBytesForTest(event);
+
+  const std::string stored = StoredEventPayload(payload, hash);
+  EXPECT_EQ(absl::BytesToHexString(stored.substr(0, 2)), "0002");
+  absl::StatusOr<std::string> inner = UnpackBlob(stored.substr(2), "inner");
+  ASSERT_TRUE(inner.ok()) << inner.status();
+  EXPECT_THAT(*inner, Not(HasSubstr(hash)));
+  EXPECT_EQ(inner->size(), payload.size() - hash.size() - 2);
+  absl::StatusOr<std::string> back = EventPayloadFromStored(stored, hash);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, payload);
+
+  // Stored whole: a hash field that is not the row's hash, one that comes
+  // before a lower-numbered field, one given twice, and bytes that are not
+  // a message.
+  v1::Event other = event;
+  other.set_hash(std::string(64, 'a'));
+  const std::string moved =
+      absl::StrCat(std::string("\x42\x40", 2), hash, payload.substr(0, 2));
+  const std::string twice =
+      absl::StrCat(payload, std::string("\x42\x40", 2), hash);
+  for (const std::string& whole :
+       {DeterministicBytesForTest(other), moved, twice,
+        absl::StrCat("\x42\xff\x01", " not a message")}) {
+    const std::string kept = StoredEventPayload(whole, hash);
+    EXPECT_NE(absl::BytesToHexString(kept.substr(0, 2)), "0002");
+    absl::StatusOr<std::string> read = EventPayloadFromStored(kept, hash);
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_EQ(*read, whole);
+  }
+
+  // A stored form cut short is DATA_LOSS, never another event.
+  EXPECT_EQ(EventPayloadFromStored(stored.substr(0, stored.size() / 2), hash)
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+
+  // Through the store: the column holds the short form, reads give the
+  // payload.
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenIn(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  WriteBatch batch = testing::CreateBatch("t1", "a", "r1");
+  batch.events[0].payload = payload;
+  batch.events[0].hash = hash;
+  ASSERT_TRUE((*store)->Commit(std::move(batch)).ok());
+  absl::StatusOr<std::vector<EventRow>> events =
+      (*store)->ListEvents("t1", "a", 0, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ(events->front().payload, payload);
+  EXPECT_EQ(events->front().hash, hash);
+  (*store)->Close();
+  Db db(dir.File("ipsrt.db"));
+  EXPECT_EQ(db.Scalar("SELECT hex(substr(payload, 1, 2)) FROM events"), "0002");
+  EXPECT_EQ(db.Scalar("SELECT length(hash) FROM events"), "32");
 }
 
 }  // namespace

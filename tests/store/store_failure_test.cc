@@ -61,7 +61,6 @@ WriteBatch FullUpdate() {
   row.stage = "intermediate";
   b.update = EnrollmentUpdate{1, row};
   b.events[0].sequence = 2;
-  b.events[0].type = "stage.changed";
   b.events[0].prev_hash = "h1";
   b.events[0].hash = "h2";
   b.cancel_outbox_keys.push_back("tenants/t1/enrollments/e1/key-1");

@@ -46,10 +46,6 @@ inline WriteBatch CreateBatch(const std::string& tenant, const std::string& id,
   ev.tenant = tenant;
   ev.enrollment_id = id;
   ev.sequence = 1;
-  ev.type = "enrollment.created";
-  ev.actor = "anonymous/anonymous";
-  ev.request_id = request_id;
-  ev.record_time = at;
   ev.payload = "event-1";
   ev.hash = "h1";
   b.events.push_back(ev);

@@ -120,13 +120,16 @@ TEST_F(AuditChainTest, AModifiedRecordIsFound) {
   AuditVerification v = Verify();
   EXPECT_FALSE(v.intact);
   EXPECT_EQ(v.broken_seq, 3);
-  EXPECT_EQ(v.reason, "record 3 does not match its hash (modified or moved)");
+  EXPECT_EQ(v.reason,
+            "record 3 does not match its hash (modified or moved, or the "
+            "record before it was replaced)");
   EXPECT_EQ(v.records_verified, 2);
 }
 
 TEST_F(AuditChainTest, AModifiedRecordWithARecomputedOwnHashIsFound) {
   AppendFive();
-  // The attacker fixes record 3's own hash; record 4 no longer links.
+  // The attacker fixes record 3's own hash; record 4's hash, which covers
+  // record 3's, no longer matches.
   std::unique_ptr<SqliteStore> store = Open();
   AuditRecord r3 = (*store->ListAudit(AuditFilter{}, 2, 1))[0];
   store.reset();
@@ -139,8 +142,8 @@ TEST_F(AuditChainTest, AModifiedRecordWithARecomputedOwnHashIsFound) {
   EXPECT_FALSE(v.intact);
   EXPECT_EQ(v.broken_seq, 4);
   EXPECT_EQ(v.reason,
-            "record 4 does not link to the record before it (prev_hash "
-            "differs: a record before it was deleted, replaced or reordered)");
+            "record 4 does not match its hash (modified or moved, or the "
+            "record before it was replaced)");
 }
 
 TEST_F(AuditChainTest, ADeletedRecordIsFound) {
@@ -161,8 +164,8 @@ TEST_F(AuditChainTest, ADeletedAndRenumberedRecordIsFound) {
   EXPECT_FALSE(v.intact);
   EXPECT_EQ(v.broken_seq, 2);
   EXPECT_EQ(v.reason,
-            "record 2 does not link to the record before it (prev_hash "
-            "differs: a record before it was deleted, replaced or reordered)");
+            "record 2 does not match its hash (modified or moved, or the "
+            "record before it was replaced)");
 }
 
 TEST_F(AuditChainTest, SwappedRecordsAreFound) {
@@ -176,8 +179,8 @@ TEST_F(AuditChainTest, SwappedRecordsAreFound) {
   EXPECT_FALSE(v.intact);
   EXPECT_EQ(v.broken_seq, 2);
   EXPECT_EQ(v.reason,
-            "record 2 does not link to the record before it (prev_hash "
-            "differs: a record before it was deleted, replaced or reordered)");
+            "record 2 does not match its hash (modified or moved, or the "
+            "record before it was replaced)");
 }
 
 TEST_F(AuditChainTest, SwappedContentsAreFound) {

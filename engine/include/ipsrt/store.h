@@ -52,15 +52,12 @@ struct EnrollmentRow {
 };
 
 // One event of an enrollment's append-only log. `sequence` is 1-based and
-// dense; `payload` is the serialized ipsrt.v1.Event.
+// dense; `payload` is the serialized ipsrt.v1.Event, which alone holds the
+// event's type, actor, request id and record time.
 struct EventRow {
   std::string tenant;
   std::string enrollment_id;
   int64_t sequence = 0;
-  std::string type;
-  std::string actor;
-  std::string request_id;
-  absl::Time record_time;
   std::string payload;
   // Hash of the previous event ("" for the first) and of this one.
   std::string prev_hash;
