@@ -269,8 +269,8 @@ absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
         r.tenant = row[1].bytes;
         r.subject = row[2].bytes;
         r.role = row[3].bytes;
-        r.rpc = row[4].bytes;
-        r.resource = row[5].bytes;
+        r.rpc = AuditRpcFromStored(row[4].bytes);
+        r.resource = AuditResourceFromStored(r.tenant, row[5].bytes);
         r.outcome = row[6].bytes;
         r.time = absl::FromUnixMicros(row[7].number);
         r.request_id = row[8].bytes;

@@ -376,4 +376,53 @@ absl::StatusOr<std::string> EventPayloadFromStored(absl::string_view stored,
   return *std::move(payload);
 }
 
+namespace {
+
+constexpr char kApiPrefix[] = "/ipsrt.v1.";
+constexpr char kWhole = '=';
+
+// Shortened is `value` without `prefix` when the rest can stand for it (it
+// is not mistaken for a whole value on reading), else the whole value
+// marked.
+std::string Shortened(absl::string_view value, absl::string_view prefix) {
+  if (!prefix.empty() && absl::StartsWith(value, prefix)) {
+    absl::string_view rest = value.substr(prefix.size());
+    if (rest.empty() || (rest.front() != kWhole && rest.front() != '/')) {
+      return std::string(rest);
+    }
+  }
+  return absl::StrCat(std::string(1, kWhole), value);
+}
+
+std::string Lengthened(absl::string_view stored, absl::string_view prefix) {
+  if (!stored.empty() && stored.front() == kWhole) {
+    return std::string(stored.substr(1));
+  }
+  return absl::StrCat(prefix, stored);
+}
+
+std::string TenantPrefix(absl::string_view tenant) {
+  return tenant.empty() ? std::string() : absl::StrCat("tenants/", tenant, "/");
+}
+
+}  // namespace
+
+std::string StoredAuditRpc(absl::string_view rpc) {
+  return Shortened(rpc, kApiPrefix);
+}
+
+std::string AuditRpcFromStored(absl::string_view stored) {
+  return Lengthened(stored, kApiPrefix);
+}
+
+std::string StoredAuditResource(absl::string_view tenant,
+                                absl::string_view resource) {
+  return Shortened(resource, TenantPrefix(tenant));
+}
+
+std::string AuditResourceFromStored(absl::string_view tenant,
+                                    absl::string_view stored) {
+  return Lengthened(stored, TenantPrefix(tenant));
+}
+
 }  // namespace ipsrt

@@ -94,6 +94,22 @@ std::string StoredEventPayload(absl::string_view payload,
 absl::StatusOr<std::string> EventPayloadFromStored(absl::string_view stored,
                                                    absl::string_view hash);
 
+// --- Audit records (schema 6). ---
+
+// An audit record's rpc is kept without the "/ipsrt.v1." every method of
+// the API starts with ("EnrollmentService/GetEnrollment"), and its resource
+// without the "tenants/{tenant}/" its own tenant column holds
+// ("enrollments/01h..."). Any other value is kept whole behind a "="
+// (also one whose short form would start with "=" or "/"), so that every
+// stored form reads back as exactly the value given. The record's hash
+// covers the values, not their stored forms.
+std::string StoredAuditRpc(absl::string_view rpc);
+std::string AuditRpcFromStored(absl::string_view stored);
+std::string StoredAuditResource(absl::string_view tenant,
+                                absl::string_view resource);
+std::string AuditResourceFromStored(absl::string_view tenant,
+                                    absl::string_view stored);
+
 }  // namespace ipsrt
 
 #endif  // IPSRT_STORE_BLOB_CODEC_H_

@@ -364,7 +364,10 @@ CREATE INDEX enrollments_by_stage
 // hold. The event payload (the serialized ipsrt.v1.Event) already holds the
 // event's type, actor, request id and record time, so their columns go; an
 // event's and an audit record's prev_hash is the hash of the row one
-// sequence before, which reads take from there, so it goes too. Payloads
+// sequence before, which reads take from there, so it goes too. An audit
+// record's rpc and resource lose the prefixes every API method and the
+// row's own tenant give them (store/blob_codec.h, StoredAuditRpc and
+// StoredAuditResource; the CASEs below are the same rules). Payloads
 // written from now on leave out their own hash field, which the row's hash
 // column holds (store/blob_codec.h, StoredEventPayload); older payloads
 // keep it and read as they are. Both dialects rebuild the two tables in
@@ -402,8 +405,19 @@ CREATE TABLE audit_v6 (
 );
 INSERT INTO audit_v6 (seq, tenant, subject, role, rpc, resource, outcome,
     time_us, request_id, hash)
-  SELECT seq, tenant, subject, role, rpc, resource, outcome, time_us,
-    request_id, hash
+  SELECT seq, tenant, subject, role,
+    CASE WHEN substr(rpc, 1, 10) = '/ipsrt.v1.' AND (length(rpc) = 10 OR
+        substr(rpc, 11, 1) NOT IN ('=', '/'))
+      THEN substr(rpc, 11) ELSE '=' || rpc END,
+    CASE WHEN tenant <> '' AND
+        substr(resource, 1, length('tenants/' || tenant || '/')) =
+          'tenants/' || tenant || '/' AND
+        (length(resource) = length('tenants/' || tenant || '/') OR
+          substr(resource, length('tenants/' || tenant || '/') + 1, 1)
+            NOT IN ('=', '/'))
+      THEN substr(resource, length('tenants/' || tenant || '/') + 1)
+      ELSE '=' || resource END,
+    outcome, time_us, request_id, hash
   FROM audit ORDER BY seq;
 DROP TABLE audit;
 ALTER TABLE audit_v6 RENAME TO audit;

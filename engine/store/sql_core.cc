@@ -42,7 +42,8 @@ namespace {
   }())
 
 // The audit row keeps no prev_hash (schema 6): a record's predecessor is
-// the record whose seq is one less, and reads take its hash from there.
+// the record whose seq is one less, and reads take its hash from there. Its
+// rpc and resource are kept short (StoredAuditRpc, StoredAuditResource).
 constexpr char kAuditColumns[] =
     "seq, tenant, subject, role, rpc, resource, outcome, time_us, request_id, "
     "hash";
@@ -77,8 +78,8 @@ AuditRecord ReadAudit(const SqlRow& s) {
   r.tenant = s.Text(1);
   r.subject = s.Text(2);
   r.role = s.Text(3);
-  r.rpc = s.Text(4);
-  r.resource = s.Text(5);
+  r.rpc = AuditRpcFromStored(s.Text(4));
+  r.resource = AuditResourceFromStored(r.tenant, s.Text(5));
   r.outcome = s.Text(6);
   r.time = s.Time(7);
   r.request_id = s.Text(8);
@@ -491,8 +492,8 @@ absl::Status SqlCore::AppendAudit(SqlConnection& c,
                    .Text(r.tenant)
                    .Text(r.subject)
                    .Text(r.role)
-                   .Text(r.rpc)
-                   .Text(r.resource)
+                   .Text(StoredAuditRpc(r.rpc))
+                   .Text(StoredAuditResource(r.tenant, r.resource))
                    .Text(r.outcome)
                    .Time(r.time)
                    .Text(r.request_id)
@@ -800,7 +801,7 @@ absl::StatusOr<std::vector<AuditRecord>> SqlCore::ListAudit(
           .Int(after_seq)
           .Text(filter.tenant)
           .Text(filter.subject)
-          .Text(filter.rpc)
+          .Text(filter.rpc.empty() ? "" : StoredAuditRpc(filter.rpc))
           .Int(filter.from.has_value() ? absl::ToUnixMicros(*filter.from)
                                        : std::numeric_limits<int64_t>::min())
           .Int(filter.until.has_value() ? absl::ToUnixMicros(*filter.until)

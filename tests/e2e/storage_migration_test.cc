@@ -316,6 +316,12 @@ TEST(StorageMigrationTest, KillDuringMigration6LeavesSchema5Whole) {
     EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_table_info('audit') "
                         "WHERE name = 'prev_hash'"),
               "0");
+    // Every audit record's rpc and resource in their short forms (the
+    // verify below recomputes each record's hash from them).
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM audit WHERE rpc LIKE "
+                        "'EnrollmentService/%' AND resource LIKE "
+                        "'enrollments/%'"),
+              "11");
     // The payloads a schema-5 ipsrtd wrote keep their hash field and read
     // as they are.
     EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM events WHERE "
@@ -396,6 +402,9 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
                      "'audit'::regclass)"),
               "audit_pkey,events_pkey,events_sequence_check,"
               "events_tenant_enrollment_id_fkey");
+    EXPECT_EQ(scalar("SELECT COUNT(*) FROM audit WHERE rpc LIKE '/%' OR "
+                     "resource LIKE 'tenants/%'"),
+              "0");
     EXPECT_EQ(scalar("SELECT COUNT(*) FROM request_keys"),
               scalar("SELECT COUNT(*) FROM requests"));
     EXPECT_EQ(scalar("SELECT COUNT(*) FROM events WHERE length(hash) = 32"),

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "postgres_e2e.h"
+#include "store/blob_codec.h"
 #include "tests/testing/postgres_server.h"
 
 namespace ipsrt::e2e {
@@ -140,7 +141,8 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
                     "resource, outcome, time_us, request_id, hash) "
                     "VALUES (",
                     fields[0], ", '", fields[1], "', '", fields[2], "', '",
-                    fields[3], "', '", fields[4], "', '", fields[5], "', '",
+                    fields[3], "', '", StoredAuditRpc(fields[4]), "', '",
+                    StoredAuditResource(fields[1], fields[5]), "', '",
                     fields[6], "', ", fields[7], ", '", fields[8], "', X'",
                     hash, "');\n");
     prev_hash = hash;

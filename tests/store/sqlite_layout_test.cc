@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "ipsrt/sqlite_store.h"
 #include "ipsrt/v1/enrollment.pb.h"
+#include "store/audit_chain.h"
 #include "store/blob_codec.h"
 #include "store/migrations.h"
 #include "store/request_window.h"
@@ -394,6 +395,59 @@ TEST(BlobCodecTest, EventPayloadsLeaveOutTheirHashField) {
   Db db(dir.File("ipsrt.db"));
   EXPECT_EQ(db.Scalar("SELECT hex(substr(payload, 1, 2)) FROM events"), "0002");
   EXPECT_EQ(db.Scalar("SELECT length(hash) FROM events"), "32");
+}
+
+// An audit record's rpc and resource are stored without the prefixes the
+// API and the row's tenant give them; every other value is kept whole, and
+// every stored form reads back as the value given.
+TEST(BlobCodecTest, AuditRpcAndResourceAreStoredShort) {
+  EXPECT_EQ(StoredAuditRpc("/ipsrt.v1.EnrollmentService/SubmitEvent"),
+            "EnrollmentService/SubmitEvent");
+  EXPECT_EQ(StoredAuditResource("t1", "tenants/t1/enrollments/e1"),
+            "enrollments/e1");
+  for (const char* rpc :
+       {"/ipsrt.v1.EnrollmentService/SubmitEvent", "/ipsrt.v1.", "/ipsrt.v1./x",
+        "/ipsrt.v1.=x", "/grpc.health.v1.Health/Check", "GetEnrollment",
+        "=already marked", "", "/ipsrt.v10.X/Y"}) {
+    EXPECT_EQ(AuditRpcFromStored(StoredAuditRpc(rpc)), rpc) << rpc;
+  }
+  for (const char* tenant : {"t1", "", "t"}) {
+    for (const char* resource :
+         {"tenants/t1/enrollments/e1", "tenants/t1/", "tenants/t1//x",
+          "tenants/t1/=x", "tenants/t10/enrollments/e1", "workflows/x", "",
+          "=x", "tenants/t"}) {
+      EXPECT_EQ(AuditResourceFromStored(tenant,
+                                        StoredAuditResource(tenant, resource)),
+                resource)
+          << tenant << " " << resource;
+    }
+  }
+
+  // Through the store, and a filter on the rpc finds the stored form.
+  testing::TempDir dir;
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenIn(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  WriteBatch read;
+  read.audit.push_back(
+      AuditRecord{.tenant = "t1",
+                  .subject = "alice",
+                  .role = "clinician",
+                  .rpc = "/ipsrt.v1.EnrollmentService/GetEnrollment",
+                  .resource = "tenants/t1/enrollments/e1",
+                  .outcome = "OK",
+                  .time = absl::FromUnixSeconds(1790000000)});
+  ASSERT_TRUE((*store)->Commit(read).ok());
+  absl::StatusOr<std::vector<AuditRecord>> all = (*store)->ListAudit(
+      AuditFilter{.rpc = "/ipsrt.v1.EnrollmentService/GetEnrollment"}, 0, 10);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ(all->front().rpc, "/ipsrt.v1.EnrollmentService/GetEnrollment");
+  EXPECT_EQ(all->front().resource, "tenants/t1/enrollments/e1");
+  EXPECT_EQ(all->front().hash, AuditRecordHash(all->front()));
+  (*store)->Close();
+  Db db(dir.File("ipsrt.db"));
+  EXPECT_EQ(db.Scalar("SELECT rpc || ' ' || resource FROM audit"),
+            "EnrollmentService/GetEnrollment enrollments/e1");
 }
 
 }  // namespace
