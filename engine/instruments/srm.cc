@@ -166,6 +166,7 @@ std::vector<SrmAnchorTrend> SrmAnchorTrends(
 std::vector<SrmAnchorTrend> SrmAnchorTrendsBetween(const SrmWeekScore& before,
                                                    const SrmWeekScore& now) {
   std::vector<SrmAnchorTrend> trends;
+  trends.reserve(now.activities.size());
   for (const SrmActivityScore& a : now.activities) {
     SrmAnchorTrend trend;
     trend.activity = a.activity;

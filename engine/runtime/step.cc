@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -967,14 +968,38 @@ void SetSrmTrendScores(const std::vector<SrmAnchorTrend>& trends,
   }
 }
 
+// ExactDiaryDate reads a date written exactly as absl::FormatCivilTime
+// writes it ("YYYY-MM-DD", a day that exists): what parsing it and
+// formatting it back to the same text accepts. Years 1000-9999 are read
+// digit by digit (a general time parser cost more than the rest of the
+// check); others take the general round trip.
+bool ExactDiaryDate(absl::string_view d, absl::CivilDay* date) {
+  auto digits = [&](size_t at, size_t n, int* v) {
+    *v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (!absl::ascii_isdigit(d[i])) return false;
+      *v = *v * 10 + (d[i] - '0');
+    }
+    return true;
+  };
+  int y = 0, m = 0, day = 0;
+  if (d.size() == 10 && d[4] == '-' && d[7] == '-' && digits(0, 4, &y) &&
+      digits(5, 2, &m) && digits(8, 2, &day) && y >= 1000) {
+    const absl::CivilDay c(y, m, day);
+    if (c.year() != y || c.month() != m || c.day() != day) return false;
+    *date = c;
+    return true;
+  }
+  return absl::ParseCivilTime(d, date) && absl::FormatCivilTime(*date) == d;
+}
+
 // DiaryDayDate reads a diary day's local date: a real "YYYY-MM-DD" date,
 // not after `today` (the patient's) and at most 7 days before it.
 absl::StatusOr<absl::CivilDay> DiaryDayDate(const v1::SrmDiaryDay& day,
                                             const std::string& field,
                                             absl::CivilDay today) {
   absl::CivilDay date;
-  if (!absl::ParseCivilTime(day.local_date(), &date) ||
-      absl::FormatCivilTime(date) != day.local_date()) {
+  if (!ExactDiaryDate(day.local_date(), &date)) {
     return Invalid(absl::StrCat(field, ".local_date"),
                    "must be a date \"YYYY-MM-DD\"");
   }
@@ -1007,26 +1032,31 @@ absl::Status CheckDiaryContent(const v1::SrmDiaryDay& day,
   if (day.mood() < -5 || day.mood() > 5) {
     return Invalid(absl::StrCat(field, ".mood"), "must be between -5 and +5");
   }
-  std::set<std::string> seen;
+  // Activities seen, by their index in the instrument's list (at most 17).
+  uint32_t seen = 0;
   for (int i = 0; i < day.activities_size(); ++i) {
     const v1::SrmActivity& a = day.activities(i);
-    std::string f = absl::StrCat(field, ".activities[", i, "]");
-    if (std::find(known->begin(), known->end(), a.activity()) == known->end()) {
+    auto f = [&] { return absl::StrCat(field, ".activities[", i, "]"); };
+    const auto known_at = std::find(known->begin(), known->end(), a.activity());
+    if (known_at == known->end()) {
       return Invalid(
-          absl::StrCat(f, ".activity"),
+          absl::StrCat(f(), ".activity"),
           absl::StrCat(instrument, " has no activity \"", a.activity(), "\""));
     }
-    if (!seen.insert(a.activity()).second) {
-      return Invalid(absl::StrCat(f, ".activity"),
+    const uint32_t bit = uint32_t{1} << (known_at - known->begin());
+    const bool repeated = (seen & bit) != 0;
+    seen |= bit;
+    if (repeated) {
+      return Invalid(absl::StrCat(f(), ".activity"),
                      absl::StrCat("\"", a.activity(), "\" is repeated"));
     }
     if (!a.local_time().empty() &&
         !ParseLocalTimeOfDay(a.local_time()).has_value()) {
-      return Invalid(absl::StrCat(f, ".local_time"),
+      return Invalid(absl::StrCat(f(), ".local_time"),
                      "must be HH:MM, or empty when not done");
     }
     if (a.people_code() < -1 || a.people_code() > 3) {
-      return Invalid(absl::StrCat(f, ".people_code"),
+      return Invalid(absl::StrCat(f(), ".people_code"),
                      "must be 0-3 (or -1 when not recorded)");
     }
   }
@@ -1056,8 +1086,11 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
     return a.date != b.date ? a.date < b.date : *a.key < *b.key;
   });
   absl::InlinedVector<std::string, 4> old;
+  // Room for every SRM-17 activity: the windows grow without moving.
   std::vector<SrmActivityTimes> window;
   std::vector<SrmActivityTimes> previous_window;  // the 7 days before
+  window.reserve(Srm17Activities().size());
+  previous_window.reserve(Srm17Activities().size());
   int window_days = 0;
   for (const Day& day : days) {
     if (latest - day.date >= 14) {
