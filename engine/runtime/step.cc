@@ -500,6 +500,17 @@ void Applier::RequestSessionPlan(absl::Time anchor, std::string reason) {
 // follows a zone change. Planned sessions are numbered per stage in
 // next_occurrence under "session:<stage>" (a task id cannot contain ':').
 void Applier::PlanSessions() {
+  if (const internal::PlannedSession& planned = s().next_session();
+      !session_request_.has_value() && w_.sessions.has_value() &&
+      !planned.key().empty() && planned.start_us() > Us(now_) &&
+      !(zone_changed_ && planned.remind_us() > Us(now_))) {
+    // Most events: no new plan was asked for and the planned session is
+    // still ahead (no zone change moves it), so it stays as it is; decided
+    // before the plan is copied or its anchor date parsed.
+    std::optional<IsoDuration> cadence =
+        ParseIsoDuration(e().session_cadence());
+    if (cadence.has_value() && !cadence->IsZero()) return;
+  }
   const internal::PlannedSession old = s().next_session();
   const bool has_old = !old.key().empty();
   auto cancel_old = [&](const std::string& reason) {
@@ -1063,6 +1074,15 @@ absl::Status CheckDiaryContent(const v1::SrmDiaryDay& day,
   return absl::OkStatus();
 }
 
+// StoredTimeOfDay reads a stored activity time, "HH:MM" (checked by
+// ParseLocalTimeOfDay when the day was recorded), as minutes after
+// midnight, as ParseLocalTimeOfDay does.
+int StoredTimeOfDay(absl::string_view t) {
+  if (t.size() != 5) return *ParseLocalTimeOfDay(t);
+  return ((t[0] - '0') * 10 + (t[1] - '0')) * 60 + (t[3] - '0') * 10 +
+         (t[4] - '0');
+}
+
 // ScoreDiaryWeek keeps the diary days of the 14 dates ending with the
 // latest recorded one (`date` or later) and scores the week of 7 ending
 // with it: srm.score (when enough days), srm.ali, srm.days_recorded,
@@ -1086,11 +1106,11 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
     return a.date != b.date ? a.date < b.date : *a.key < *b.key;
   });
   absl::InlinedVector<std::string, 4> old;
-  // Room for every SRM-17 activity: the windows grow without moving.
+  // Room for SRM-5's activities (SRM-17's grow the windows).
   std::vector<SrmActivityTimes> window;
   std::vector<SrmActivityTimes> previous_window;  // the 7 days before
-  window.reserve(Srm17Activities().size());
-  previous_window.reserve(Srm17Activities().size());
+  window.reserve(Srm5Activities().size());
+  previous_window.reserve(Srm5Activities().size());
   int window_days = 0;
   for (const Day& day : days) {
     if (latest - day.date >= 14) {
@@ -1102,7 +1122,7 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
     std::vector<SrmActivityTimes>& times = current ? window : previous_window;
     for (const v1::SrmActivity& a : day.entry->activities()) {
       if (a.local_time().empty()) continue;
-      AddSrmTime(times, a.activity(), *ParseLocalTimeOfDay(a.local_time()));
+      AddSrmTime(times, a.activity(), StoredTimeOfDay(a.local_time()));
     }
   }
   // Score before the old days are erased: the activities' names view them
@@ -1531,7 +1551,7 @@ absl::StatusOr<StepChanges> StepInPlace(const WorkflowTemplate& workflow,
                                         internal::EnrollmentState& state,
                                         const v1::Event& event) {
   StepChanges changes;
-  changes.outcomes.reserve(16);
+  changes.outcomes.reserve(8);
   IPSRT_RETURN_IF_ERROR(Applier(workflow, zones, state, event, changes).Run());
   return changes;
 }
