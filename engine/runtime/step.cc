@@ -228,6 +228,10 @@ class Applier {
   bool zone_changed_ = false;
   // Per-event rules fired by this event, by id.
   std::set<std::string> fired_rules_;
+  // The last due time Outcome formatted, in which zone, and its text.
+  absl::Time formatted_due_ = absl::InfinitePast();
+  absl::TimeZone formatted_zone_;
+  std::string formatted_local_;
 };
 
 void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
@@ -235,15 +239,23 @@ void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
                       absl::Time due) {
   // Built in place: an outcome is not moved (nor are the earlier ones, as
   // the list grows: StepInPlace reserves room for a typical event's).
+  // Empty fields are left unset (the same message in proto3), which saves
+  // allocating an empty string for each.
   v1::Outcome& o = result_.outcomes.emplace_back();
   o.set_kind(kind);
-  o.set_subject(std::move(subject));
-  o.set_from(std::move(from));
-  o.set_to(std::move(to));
-  o.set_reason(std::move(reason));
+  if (!subject.empty()) o.set_subject(std::move(subject));
+  if (!from.empty()) o.set_from(std::move(from));
+  if (!to.empty()) o.set_to(std::move(to));
+  if (!reason.empty()) o.set_reason(std::move(reason));
   if (due != absl::InfinitePast()) {
     *o.mutable_due_time() = Ts(due);
-    o.set_local_due_time(FormatLocal(due, zone_));
+    // A task's opening and its reminder share the due time: formatted once.
+    if (due != formatted_due_ || !(zone_ == formatted_zone_)) {
+      formatted_due_ = due;
+      formatted_zone_ = zone_;
+      formatted_local_ = FormatLocal(due, zone_);
+    }
+    o.set_local_due_time(formatted_local_);
   }
 }
 
