@@ -909,17 +909,25 @@ absl::StatusOr<Scenario> ParseScenario(absl::string_view yaml,
   return r.ToStatus();
 }
 
-Simulation::Simulation() {
+namespace {
+
+std::unique_ptr<google::protobuf::Arena> NewLogArena() {
   // Blocks grow to 64 KiB: a year-long course's log takes a few dozen.
   google::protobuf::ArenaOptions options;
   options.start_block_size = 4096;
   options.max_block_size = 64 * 1024;
-  arena = std::make_unique<google::protobuf::Arena>(options);
+  return std::make_unique<google::protobuf::Arena>(options);
 }
+
+}  // namespace
+
+Simulation::Simulation() : arena(NewLogArena()) {}
 
 absl::Status Simulate(const WorkflowTemplate& workflow,
                       const Scenario& scenario,
                       const runtime::ZoneLoader& zones, Simulation* out) {
+  // A moved-from Simulation has no arena left: give it a new one.
+  if (out->arena == nullptr) out->arena = NewLogArena();
   const absl::Time began = absl::Now();
   absl::Status status = Simulator(workflow, scenario, zones, *out).Run();
   out->elapsed = absl::Now() - began;
