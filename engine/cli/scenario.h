@@ -19,6 +19,7 @@
 #define IPSRT_CLI_SCENARIO_H_
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "google/protobuf/arena.h"
 #include "ipsrt/internal/state.pb.h"
 #include "ipsrt/v1/enrollment.pb.h"
 #include "model/duration.h"
@@ -109,7 +111,8 @@ absl::StatusOr<Scenario> ParseScenario(absl::string_view yaml,
 // SimulatedEvent is one event of the simulated log with the enrollment's
 // stage and cadence right after it.
 struct SimulatedEvent {
-  v1::Event event;
+  // Owned by the Simulation's arena (valid as long as the Simulation).
+  const v1::Event& event;
   // Where the scenario wrote it ("file:line:col"); empty for the
   // enrollment's creation and for injected ticks.
   std::string where;
@@ -122,6 +125,15 @@ struct SimulatedEvent {
 };
 
 struct Simulation {
+  Simulation();
+  Simulation(Simulation&&) = default;
+  Simulation& operator=(Simulation&&) = default;
+
+  // The simulated events live on this arena, which is freed as a few
+  // blocks: freeing a long course's log one message and field at a time
+  // cost more per event the longer the course (and the more memory its
+  // log spanned). Declared first, so it outlives `events`.
+  std::unique_ptr<google::protobuf::Arena> arena;
   // Input: when true, an unmet expectation does not stop the simulation;
   // every one is recorded in `unmet` (`ipsrt simulate --check`).
   bool check_all = false;

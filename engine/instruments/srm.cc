@@ -17,15 +17,19 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr double kHitWindow = 45.0;
 
 // Wrap maps a difference of clock minutes into (-720, 720].
+// (std::fmod is exact, and gives `minutes` itself within (-kDay, kDay):
+// the common case skips the call.)
 double Wrap(double minutes) {
-  double m = std::fmod(minutes, kDay);
+  double m =
+      minutes > -kDay && minutes < kDay ? minutes : std::fmod(minutes, kDay);
   if (m <= -kHalfDay) m += kDay;
   if (m > kHalfDay) m -= kDay;
   return m;
 }
 
 double Normalize(double minutes) {
-  double m = std::fmod(minutes, kDay);
+  double m =
+      minutes > -kDay && minutes < kDay ? minutes : std::fmod(minutes, kDay);
   return m < 0 ? m + kDay : m;
 }
 
@@ -166,6 +170,7 @@ std::vector<SrmAnchorTrend> SrmAnchorTrends(
 std::vector<SrmAnchorTrend> SrmAnchorTrendsBetween(const SrmWeekScore& before,
                                                    const SrmWeekScore& now) {
   std::vector<SrmAnchorTrend> trends;
+  trends.reserve(now.activities.size());
   for (const SrmActivityScore& a : now.activities) {
     SrmAnchorTrend trend;
     trend.activity = a.activity;

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -227,6 +228,10 @@ class Applier {
   bool zone_changed_ = false;
   // Per-event rules fired by this event, by id.
   std::set<std::string> fired_rules_;
+  // The last due time Outcome formatted, in which zone, and its text.
+  absl::Time formatted_due_ = absl::InfinitePast();
+  absl::TimeZone formatted_zone_;
+  std::string formatted_local_;
 };
 
 void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
@@ -234,15 +239,23 @@ void Applier::Outcome(v1::Outcome::Kind kind, std::string subject,
                       absl::Time due) {
   // Built in place: an outcome is not moved (nor are the earlier ones, as
   // the list grows: StepInPlace reserves room for a typical event's).
+  // Empty fields are left unset (the same message in proto3), which saves
+  // allocating an empty string for each.
   v1::Outcome& o = result_.outcomes.emplace_back();
   o.set_kind(kind);
-  o.set_subject(std::move(subject));
-  o.set_from(std::move(from));
-  o.set_to(std::move(to));
-  o.set_reason(std::move(reason));
+  if (!subject.empty()) o.set_subject(std::move(subject));
+  if (!from.empty()) o.set_from(std::move(from));
+  if (!to.empty()) o.set_to(std::move(to));
+  if (!reason.empty()) o.set_reason(std::move(reason));
   if (due != absl::InfinitePast()) {
     *o.mutable_due_time() = Ts(due);
-    o.set_local_due_time(FormatLocal(due, zone_));
+    // A task's opening and its reminder share the due time: formatted once.
+    if (due != formatted_due_ || !(zone_ == formatted_zone_)) {
+      formatted_due_ = due;
+      formatted_zone_ = zone_;
+      formatted_local_ = FormatLocal(due, zone_);
+    }
+    o.set_local_due_time(formatted_local_);
   }
 }
 
@@ -499,6 +512,17 @@ void Applier::RequestSessionPlan(absl::Time anchor, std::string reason) {
 // follows a zone change. Planned sessions are numbered per stage in
 // next_occurrence under "session:<stage>" (a task id cannot contain ':').
 void Applier::PlanSessions() {
+  if (const internal::PlannedSession& planned = s().next_session();
+      !session_request_.has_value() && w_.sessions.has_value() &&
+      !planned.key().empty() && planned.start_us() > Us(now_) &&
+      !(zone_changed_ && planned.remind_us() > Us(now_))) {
+    // Most events: no new plan was asked for and the planned session is
+    // still ahead (no zone change moves it), so it stays as it is; decided
+    // before the plan is copied or its anchor date parsed.
+    std::optional<IsoDuration> cadence =
+        ParseIsoDuration(e().session_cadence());
+    if (cadence.has_value() && !cadence->IsZero()) return;
+  }
   const internal::PlannedSession old = s().next_session();
   const bool has_old = !old.key().empty();
   auto cancel_old = [&](const std::string& reason) {
@@ -967,14 +991,38 @@ void SetSrmTrendScores(const std::vector<SrmAnchorTrend>& trends,
   }
 }
 
+// ExactDiaryDate reads a date written exactly as absl::FormatCivilTime
+// writes it ("YYYY-MM-DD", a day that exists): what parsing it and
+// formatting it back to the same text accepts. Years 1000-9999 are read
+// digit by digit (a general time parser cost more than the rest of the
+// check); others take the general round trip.
+bool ExactDiaryDate(absl::string_view d, absl::CivilDay* date) {
+  auto digits = [&](size_t at, size_t n, int* v) {
+    *v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (!absl::ascii_isdigit(d[i])) return false;
+      *v = *v * 10 + (d[i] - '0');
+    }
+    return true;
+  };
+  int y = 0, m = 0, day = 0;
+  if (d.size() == 10 && d[4] == '-' && d[7] == '-' && digits(0, 4, &y) &&
+      digits(5, 2, &m) && digits(8, 2, &day) && y >= 1000) {
+    const absl::CivilDay c(y, m, day);
+    if (c.year() != y || c.month() != m || c.day() != day) return false;
+    *date = c;
+    return true;
+  }
+  return absl::ParseCivilTime(d, date) && absl::FormatCivilTime(*date) == d;
+}
+
 // DiaryDayDate reads a diary day's local date: a real "YYYY-MM-DD" date,
 // not after `today` (the patient's) and at most 7 days before it.
 absl::StatusOr<absl::CivilDay> DiaryDayDate(const v1::SrmDiaryDay& day,
                                             const std::string& field,
                                             absl::CivilDay today) {
   absl::CivilDay date;
-  if (!absl::ParseCivilTime(day.local_date(), &date) ||
-      absl::FormatCivilTime(date) != day.local_date()) {
+  if (!ExactDiaryDate(day.local_date(), &date)) {
     return Invalid(absl::StrCat(field, ".local_date"),
                    "must be a date \"YYYY-MM-DD\"");
   }
@@ -1007,30 +1055,44 @@ absl::Status CheckDiaryContent(const v1::SrmDiaryDay& day,
   if (day.mood() < -5 || day.mood() > 5) {
     return Invalid(absl::StrCat(field, ".mood"), "must be between -5 and +5");
   }
-  std::set<std::string> seen;
+  // Activities seen, by their index in the instrument's list (at most 17).
+  uint32_t seen = 0;
   for (int i = 0; i < day.activities_size(); ++i) {
     const v1::SrmActivity& a = day.activities(i);
-    std::string f = absl::StrCat(field, ".activities[", i, "]");
-    if (std::find(known->begin(), known->end(), a.activity()) == known->end()) {
+    auto f = [&] { return absl::StrCat(field, ".activities[", i, "]"); };
+    const auto known_at = std::find(known->begin(), known->end(), a.activity());
+    if (known_at == known->end()) {
       return Invalid(
-          absl::StrCat(f, ".activity"),
+          absl::StrCat(f(), ".activity"),
           absl::StrCat(instrument, " has no activity \"", a.activity(), "\""));
     }
-    if (!seen.insert(a.activity()).second) {
-      return Invalid(absl::StrCat(f, ".activity"),
+    const uint32_t bit = uint32_t{1} << (known_at - known->begin());
+    const bool repeated = (seen & bit) != 0;
+    seen |= bit;
+    if (repeated) {
+      return Invalid(absl::StrCat(f(), ".activity"),
                      absl::StrCat("\"", a.activity(), "\" is repeated"));
     }
     if (!a.local_time().empty() &&
         !ParseLocalTimeOfDay(a.local_time()).has_value()) {
-      return Invalid(absl::StrCat(f, ".local_time"),
+      return Invalid(absl::StrCat(f(), ".local_time"),
                      "must be HH:MM, or empty when not done");
     }
     if (a.people_code() < -1 || a.people_code() > 3) {
-      return Invalid(absl::StrCat(f, ".people_code"),
+      return Invalid(absl::StrCat(f(), ".people_code"),
                      "must be 0-3 (or -1 when not recorded)");
     }
   }
   return absl::OkStatus();
+}
+
+// StoredTimeOfDay reads a stored activity time, "HH:MM" (checked by
+// ParseLocalTimeOfDay when the day was recorded), as minutes after
+// midnight, as ParseLocalTimeOfDay does.
+int StoredTimeOfDay(absl::string_view t) {
+  if (t.size() != 5) return *ParseLocalTimeOfDay(t);
+  return ((t[0] - '0') * 10 + (t[1] - '0')) * 60 + (t[3] - '0') * 10 +
+         (t[4] - '0');
 }
 
 // ScoreDiaryWeek keeps the diary days of the 14 dates ending with the
@@ -1056,8 +1118,11 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
     return a.date != b.date ? a.date < b.date : *a.key < *b.key;
   });
   absl::InlinedVector<std::string, 4> old;
+  // Room for SRM-5's activities (SRM-17's grow the windows).
   std::vector<SrmActivityTimes> window;
   std::vector<SrmActivityTimes> previous_window;  // the 7 days before
+  window.reserve(Srm5Activities().size());
+  previous_window.reserve(Srm5Activities().size());
   int window_days = 0;
   for (const Day& day : days) {
     if (latest - day.date >= 14) {
@@ -1069,7 +1134,7 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
     std::vector<SrmActivityTimes>& times = current ? window : previous_window;
     for (const v1::SrmActivity& a : day.entry->activities()) {
       if (a.local_time().empty()) continue;
-      AddSrmTime(times, a.activity(), *ParseLocalTimeOfDay(a.local_time()));
+      AddSrmTime(times, a.activity(), StoredTimeOfDay(a.local_time()));
     }
   }
   // Score before the old days are erased: the activities' names view them
@@ -1498,7 +1563,7 @@ absl::StatusOr<StepChanges> StepInPlace(const WorkflowTemplate& workflow,
                                         internal::EnrollmentState& state,
                                         const v1::Event& event) {
   StepChanges changes;
-  changes.outcomes.reserve(16);
+  changes.outcomes.reserve(8);
   IPSRT_RETURN_IF_ERROR(Applier(workflow, zones, state, event, changes).Run());
   return changes;
 }

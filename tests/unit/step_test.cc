@@ -773,6 +773,34 @@ TEST(StepSrmTest, WeeklyScoreAcrossDaylightSavingChangeAndCorrections) {
   ExpectReplayEqualsState(w, c);
 }
 
+// A diary date is a real day written exactly "YYYY-MM-DD", and an activity
+// is recorded once a day; a refused day changes nothing.
+TEST(StepSrmTest, DiaryDateMustBeARealDayWrittenExactly) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  Course c(w, "Europe/Paris", At("2026-03-05T09:00", "Europe/Paris"));
+  c.Advance(absl::Hours(24));
+  const int64_t revision = c.state().enrollment().revision();
+  for (const char* date :
+       {"2026-02-30", "2026-13-01", "2026-00-10", "2026-03-00", "2026-3-05",
+        "2026/03/05", " 2026-03-05", "2026-03-05 ", "2026-03-5x", "0999-01-01",
+        "+026-03-05", ""}) {
+    EXPECT_EQ(c.TrySubmit(Diary(date, {{"dinner", "19:00"}})).message(),
+              "event.srm_diary_day.local_date: must be a date \"YYYY-MM-DD\"")
+        << "\"" << date << "\"";
+  }
+  EXPECT_EQ(c.TrySubmit(Diary("2026-03-06", {{"dinner", "19:00"},
+                                             {"to_bed", "23:00"},
+                                             {"dinner", "19:30"}}))
+                .message(),
+            "event.srm_diary_day.activities[2].activity: \"dinner\" is "
+            "repeated");
+  EXPECT_EQ(c.state().enrollment().revision(), revision);
+  c.Submit(Diary("2026-03-06", {{"dinner", "19:00"}, {"to_bed", "23:00"}}));
+  c.Submit(Diary("2026-03-05", {{"dinner", "19:00"}}));
+  EXPECT_EQ(c.state().srm_days_recorded(), 2);
+  ExpectReplayEqualsState(w, c);
+}
+
 }  // namespace
 
 // ---------------------------------------------------- bounded state (#15)
