@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -483,6 +484,14 @@ int Run() {
 }  // namespace ipsrt
 
 int main(int argc, char** argv) {
+#ifdef NDEBUG
+  // Debian builds Abseil without NDEBUG, which leaves Mutex deadlock
+  // detection on in every process: each lock acquisition records its lock
+  // order in a graph (GraphCycles::GetId was 1-2 % of ipsrtd's time under
+  // GetEnrollment load, bench/README.md). Release builds turn it off;
+  // Debug builds, and so the sanitizer runs, keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   absl::SetProgramUsageMessage(
       "ipsrtd --config=FILE: serve the IPSRT workflow engine over gRPC");
   absl::ParseCommandLine(argc, argv);

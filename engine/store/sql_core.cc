@@ -697,7 +697,7 @@ absl::StatusOr<std::vector<EventRow>> SqlCore::ListEvents(
   // event one sequence before, so the page starts at `after_sequence` itself
   // to learn it, and an event whose predecessor is missing gets "".
   std::vector<EventRow> rows;
-  rows.reserve(std::min(limit, 1024));
+  rows.reserve(static_cast<size_t>(std::clamp(limit, 0, 1024)));
   int64_t last_sequence = 0;
   std::string last_hash;
   IPSRT_RETURN_IF_ERROR(c.Query(

@@ -64,6 +64,21 @@ std::string Populate(const std::string& address) {
 // The map entry {"9": 1} of a serialized PHQ-9 response.
 const std::string kItem9Is1("\x0a\x01\x39\x10\x01", 5);
 
+// WithItem9Cleared is a stored event payload (store/blob_codec.h: 0x00 0x02,
+// then the packed event without its hash field) with PHQ-9 item 9 changed
+// from 1 to 0 and stored again the same way: the coherent edit of someone
+// who writes the database. Empty when the column is not in that form.
+std::string WithItem9Cleared(const std::string& column) {
+  if (column.substr(0, 2) != std::string("\0\2", 2)) return "";
+  absl::StatusOr<std::string> payload =
+      UnpackBlob(column.substr(2), "the payload");
+  if (!payload.ok()) return "";
+  const size_t at = payload->find(kItem9Is1);
+  if (at == std::string::npos) return "";
+  (*payload)[at + 4] = '\0';
+  return absl::StrCat(column.substr(0, 2), PackBlob(*payload));
+}
+
 std::string Id(const std::string& name) {
   return name.substr(name.rfind('/') + 1);
 }
@@ -114,16 +129,8 @@ TEST(IntegrityE2eTest, SqliteVerifyOfflineOnlineAndAtStart) {
       static_cast<const char*>(sqlite3_column_blob(read, 0)),
       static_cast<size_t>(sqlite3_column_bytes(read, 0)));
   sqlite3_finalize(read);
-  ASSERT_EQ(column.substr(0, 2), std::string("\0\2", 2));
-  absl::StatusOr<std::string> stored =
-      UnpackBlob(column.substr(2), "the payload");
-  ASSERT_TRUE(stored.ok()) << stored.status();
-  std::string payload = *stored;
-  size_t at = payload.find(kItem9Is1);
-  ASSERT_NE(at, std::string::npos);
-  payload[at + 4] = '\0';
-  // Stored again the way the store keeps payloads: a coherent edit.
-  payload = absl::StrCat(column.substr(0, 2), PackBlob(payload));
+  const std::string payload = WithItem9Cleared(column);
+  ASSERT_FALSE(payload.empty());
   sqlite3_stmt* write = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
                                "UPDATE events SET payload = ? WHERE "
@@ -182,21 +189,13 @@ TEST(IntegrityE2eTest, PostgresVerifyOffline) {
       "verify",
       absl::StrCat("SELECT encode(payload, 'hex') FROM events", where));
   ASSERT_TRUE(hex.ok()) << hex.status();
-  const std::string column =
-      absl::HexStringToBytes(absl::StripAsciiWhitespace(*hex));
-  ASSERT_EQ(column.substr(0, 2), std::string("\0\2", 2));
-  absl::StatusOr<std::string> stored =
-      UnpackBlob(column.substr(2), "the payload");
-  ASSERT_TRUE(stored.ok()) << stored.status();
-  std::string payload = *stored;
-  size_t at = payload.find(kItem9Is1);
-  ASSERT_NE(at, std::string::npos);
-  payload[at + 4] = '\0';
-  absl::StatusOr<std::string> edited = (*pg)->Psql(
-      "verify", absl::StrCat("UPDATE events SET payload = decode('",
-                             absl::BytesToHexString(absl::StrCat(
-                                 column.substr(0, 2), PackBlob(payload))),
-                             "', 'hex')", where));
+  const std::string payload = WithItem9Cleared(
+      absl::HexStringToBytes(absl::StripAsciiWhitespace(*hex)));
+  ASSERT_FALSE(payload.empty());
+  absl::StatusOr<std::string> edited =
+      (*pg)->Psql("verify", absl::StrCat("UPDATE events SET payload = decode('",
+                                         absl::BytesToHexString(payload),
+                                         "', 'hex')", where));
   ASSERT_TRUE(edited.ok()) << edited.status();
   ProcessResult broken = RunCliNoServer(verify);
   EXPECT_EQ(broken.exit_code, 1) << broken.out << broken.err;
