@@ -139,6 +139,11 @@ TEST(SqliteLayoutTest, MigratesASchema3DatabaseWithEveryRow) {
 
 // The statements of the store's hot paths search an index; none scans a
 // table (the plans of sqlite_store.cc's statements, by their SQL).
+constexpr char kListAudit[] =
+    "SELECT a.seq, (SELECT p.hash FROM audit p WHERE p.seq = a.seq - 1), "
+    "a.hash FROM audit a WHERE a.seq > ?1 AND (?2 = '' OR a.tenant = ?2) AND "
+    "(?3 = '' OR a.subject = ?3) ORDER BY a.seq LIMIT ?4";
+
 TEST(SqliteLayoutTest, QueriesSearchIndexes) {
   testing::TempDir dir;
   absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenIn(dir);
@@ -150,8 +155,10 @@ TEST(SqliteLayoutTest, QueriesSearchIndexes) {
       {"SELECT snapshot FROM enrollments WHERE tenant = ? AND id = ?",
        "SEARCH enrollments USING INDEX sqlite_autoindex_enrollments_1 "
        "(tenant=? AND id=?)"},
-      {"SELECT payload FROM events WHERE tenant = ? AND enrollment_id = ? AND "
-       "sequence > ? ORDER BY sequence LIMIT ?",
+      // ListEvents (schema 6: from the row before the page, whose hash is
+      // the first event's prev_hash).
+      {"SELECT sequence, payload, hash FROM events WHERE tenant = ? AND "
+       "enrollment_id = ? AND sequence >= ? ORDER BY sequence LIMIT ?",
        "SEARCH events USING INDEX sqlite_autoindex_events_1 (tenant=? AND "
        "enrollment_id=? AND sequence>?)"},
       {"SELECT method, payload_hash, response, create_time_us FROM requests "
@@ -179,10 +186,10 @@ TEST(SqliteLayoutTest, QueriesSearchIndexes) {
        "ORDER BY create_time_us, id LIMIT ?",
        "SEARCH enrollments USING INDEX enrollments_by_clinician (tenant=? "
        "AND clinician_ref=?)"},
-      // ListAudit: optional filters, read in seq order from a position.
-      {"SELECT hash FROM audit WHERE seq > ?1 AND (?2 = '' OR tenant = ?2) "
-       "AND (?3 = '' OR subject = ?3) ORDER BY seq LIMIT ?4",
-       "SEARCH audit USING INTEGER PRIMARY KEY (rowid>?)"},
+      // ListAudit: optional filters, read in seq order from a position;
+      // each record's prev_hash is its predecessor's hash, found by key.
+      {kListAudit, "SEARCH a USING INTEGER PRIMARY KEY (rowid>?)"},
+      {kListAudit, "SEARCH p USING INTEGER PRIMARY KEY (rowid=?)"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<std::string> plan = (*store)->QueryPlan(c.sql);
@@ -191,6 +198,8 @@ TEST(SqliteLayoutTest, QueriesSearchIndexes) {
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN enrollments"))) << c.sql;
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN events"))) << c.sql;
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN audit"))) << c.sql;
+    EXPECT_THAT(*plan, Not(HasSubstr("SCAN a"))) << c.sql;
+    EXPECT_THAT(*plan, Not(HasSubstr("SCAN p"))) << c.sql;
   }
 }
 
