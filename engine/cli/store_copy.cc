@@ -261,7 +261,6 @@ absl::Status VerifyEventChains(PgConnection& pg, StoreCopyReport& report) {
 absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
   const Table& audit = TableNamed("audit");
   AuditChainVerifier verifier;
-  std::string last_audit_hash;
   return ReadPostgresRows(
       pg, audit, [&](const std::vector<Value>& row) -> absl::Status {
         AuditRecord r;
@@ -274,9 +273,9 @@ absl::Status VerifyAuditChain(PgConnection& pg, StoreCopyReport& report) {
         r.outcome = row[6].bytes;
         r.time = absl::FromUnixMicros(row[7].number);
         r.request_id = row[8].bytes;
-        r.prev_hash = last_audit_hash;  // rows come in seq order
+        // Rows come in seq order: the predecessor is the verifier's head.
+        r.prev_hash = verifier.head_hash();
         r.hash = DigestFromStored(row[9].bytes);
-        last_audit_hash = r.hash;
         if (std::optional<AuditChainVerifier::Break> broken =
                 verifier.Feed(r)) {
           return absl::DataLossError(

@@ -295,25 +295,36 @@ TEST(BlobCodecTest, DictionaryIsPinnedAndOlderFormsRead) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
 }
 
-// Event payloads are kept packed in the table, and the store reads them
-// back as the bytes that were hashed.
-TEST(BlobCodecTest, EventPayloadsAreStoredPackedAndReadBack) {
-  testing::TempDir dir;
+// CommitOneEvent creates enrollment t1/a with one event of `payload` (and
+// `hash`, unless empty) in a store on dir/ipsrt.db, reads the event back
+// into *read and closes the store.
+void CommitOneEvent(const testing::TempDir& dir, const std::string& payload,
+                    const std::string& hash, EventRow* read) {
   absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenIn(dir);
   ASSERT_TRUE(store.ok()) << store.status();
   WriteBatch batch = testing::CreateBatch("t1", "a", "r1");
-  std::string payload;
-  for (int i = 0; i < 30; ++i) {
-    absl::StrAppend(&payload, "TASK_OPENED initial.baseline-phq9#", i, " ");
-  }
   batch.events[0].payload = payload;
+  if (!hash.empty()) batch.events[0].hash = hash;
   ASSERT_TRUE((*store)->Commit(std::move(batch)).ok());
   absl::StatusOr<std::vector<EventRow>> events =
       (*store)->ListEvents("t1", "a", 0, 10);
   ASSERT_TRUE(events.ok()) << events.status();
   ASSERT_EQ(events->size(), 1u);
-  EXPECT_EQ(events->front().payload, payload);
+  *read = events->front();
   (*store)->Close();
+}
+
+// Event payloads are kept packed in the table, and the store reads them
+// back as the bytes that were hashed.
+TEST(BlobCodecTest, EventPayloadsAreStoredPackedAndReadBack) {
+  testing::TempDir dir;
+  std::string payload;
+  for (int i = 0; i < 30; ++i) {
+    absl::StrAppend(&payload, "TASK_OPENED initial.baseline-phq9#", i, " ");
+  }
+  EventRow read;
+  ASSERT_NO_FATAL_FAILURE(CommitOneEvent(dir, payload, "", &read));
+  EXPECT_EQ(read.payload, payload);
   Db db(dir.File("ipsrt.db"));
   EXPECT_EQ(db.Scalar("SELECT hex(substr(payload, 1, 2)) FROM events"), "0001");
   EXPECT_LT(std::stoi(db.Scalar("SELECT length(payload) FROM events")),
@@ -388,19 +399,10 @@ TEST(BlobCodecTest, EventPayloadsLeaveOutTheirHashField) {
   // Through the store: the column holds the short form, reads give the
   // payload.
   testing::TempDir dir;
-  absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenIn(dir);
-  ASSERT_TRUE(store.ok()) << store.status();
-  WriteBatch batch = testing::CreateBatch("t1", "a", "r1");
-  batch.events[0].payload = payload;
-  batch.events[0].hash = hash;
-  ASSERT_TRUE((*store)->Commit(std::move(batch)).ok());
-  absl::StatusOr<std::vector<EventRow>> events =
-      (*store)->ListEvents("t1", "a", 0, 10);
-  ASSERT_TRUE(events.ok()) << events.status();
-  ASSERT_EQ(events->size(), 1u);
-  EXPECT_EQ(events->front().payload, payload);
-  EXPECT_EQ(events->front().hash, hash);
-  (*store)->Close();
+  EventRow read;
+  ASSERT_NO_FATAL_FAILURE(CommitOneEvent(dir, payload, hash, &read));
+  EXPECT_EQ(read.payload, payload);
+  EXPECT_EQ(read.hash, hash);
   Db db(dir.File("ipsrt.db"));
   EXPECT_EQ(db.Scalar("SELECT hex(substr(payload, 1, 2)) FROM events"), "0002");
   EXPECT_EQ(db.Scalar("SELECT length(hash) FROM events"), "32");
