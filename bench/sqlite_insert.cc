@@ -10,7 +10,8 @@
 //   INSERT INTO requests ... ON CONFLICT DO NOTHING
 //                                     (the idempotency record first, as
 //                                      the shared SQL core writes it)
-//   INSERT INTO request_keys ...
+//   SELECT key FROM request_keys ...  (a request id seen before, whose
+//                                      record was pruned, is refused)
 //   INSERT INTO enrollments ...
 //   INSERT INTO events ...
 //   INSERT INTO outbox ...            (one row per reminder the runtime
@@ -256,13 +257,11 @@ struct Statements {
         release(Prepare(db, "RELEASE request")),
         ins_request(Prepare(
             db,
-            "INSERT INTO requests (tenant, request_id, method, payload_hash, "
-            "response, create_time_us) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (tenant, request_id) DO NOTHING")),
-        ins_request_key(Prepare(
-            db,
-            "INSERT INTO request_keys (key) VALUES (?) ON CONFLICT (key) "
-            "DO NOTHING")),
+            "INSERT INTO requests (key, tenant, request_id, method, "
+            "payload_hash, response, create_time_us) VALUES (?, ?, ?, ?, ?, "
+            "?, ?) ON CONFLICT (key) DO NOTHING")),
+        ins_request_key(
+            Prepare(db, "SELECT key FROM request_keys WHERE key = ?")),
         ins_enrollment(Prepare(
             db,
             "INSERT INTO enrollments (tenant, id, patient_ref, workflow_id, "
@@ -276,8 +275,8 @@ struct Statements {
         ins_outbox(Prepare(
             db,
             "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, "
-            "payload, idempotency_key, status, attempts, create_time_us) "
-            "VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)")) {}
+            "payload, idempotency_key, key_digest, status, attempts, "
+            "create_time_us) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)")) {}
   ~Statements() {
     for (sqlite3_stmt* s :
          {begin, commit, savepoint, release, ins_request, ins_request_key,
@@ -305,15 +304,16 @@ struct Statements {
 void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
   sqlite3* db = st.db;
   if (savepoints) Run(db, st.savepoint, "savepoint");
-  BindText(st.ins_request, 1, r.tenant);
-  BindText(st.ins_request, 2, r.request_id);
-  BindText(st.ins_request, 3, "CreateEnrollment");
-  BindBlob(st.ins_request, 4, StoredDigest(r.payload_hash));
-  BindBlob(st.ins_request, 5, r.response);
-  sqlite3_bind_int64(st.ins_request, 6, r.now_us);
+  sqlite3_bind_int64(st.ins_request, 1, RequestKey(r.tenant, r.request_id));
+  BindText(st.ins_request, 2, r.tenant);
+  BindText(st.ins_request, 3, r.request_id);
+  BindText(st.ins_request, 4, "CreateEnrollment");
+  BindBlob(st.ins_request, 5, StoredDigest(r.payload_hash));
+  BindBlob(st.ins_request, 6, r.response);
+  sqlite3_bind_int64(st.ins_request, 7, r.now_us);
   Run(db, st.ins_request, "insert request");
   sqlite3_bind_int64(st.ins_request_key, 1, RequestKey(r.tenant, r.request_id));
-  Run(db, st.ins_request_key, "insert request key");
+  Run(db, st.ins_request_key, "look up request key");
   sqlite3_stmt* e = st.ins_enrollment;
   BindText(e, 1, r.tenant);
   BindText(e, 2, r.id);
@@ -341,8 +341,10 @@ void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
     BindText(st.ins_outbox, 3, o.kind);
     sqlite3_bind_int64(st.ins_outbox, 4, o.due_us);
     BindBlob(st.ins_outbox, 5, o.payload);
-    BindText(st.ins_outbox, 6, *StoredOutboxKey(r.tenant, r.id, o.key));
-    sqlite3_bind_int64(st.ins_outbox, 7, r.now_us);
+    const std::string stored = *StoredOutboxKey(r.tenant, r.id, o.key);
+    BindText(st.ins_outbox, 6, stored);
+    BindBlob(st.ins_outbox, 7, OutboxKeyDigest(r.tenant, r.id, stored));
+    sqlite3_bind_int64(st.ins_outbox, 8, r.now_us);
     Run(db, st.ins_outbox, "insert outbox");
   }
   if (savepoints) Run(db, st.release, "release");

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/hash.h"
 #include "common/validation.h"
 #include "ipsrt/status_macros.h"
 
@@ -248,6 +249,18 @@ absl::StatusOr<std::string> StoredOutboxKey(absl::string_view tenant,
         "enrollment's name");
   }
   return std::move(parts->stored);
+}
+
+std::string OutboxKeyDigest(absl::string_view tenant,
+                            absl::string_view enrollment_id,
+                            absl::string_view stored) {
+  constexpr size_t kPrefixBytes = 6;
+  constexpr size_t kHashBytes = 10;
+  return absl::StrCat(
+      enrollment_id.substr(0, kPrefixBytes),
+      absl::HexStringToBytes(
+          Sha256Hex(absl::StrCat(tenant, "\n", enrollment_id, "\n", stored)))
+          .substr(0, kHashBytes));
 }
 
 std::string OutboxKeyFromStored(absl::string_view tenant,

@@ -76,6 +76,23 @@ struct OutboxKeyParts {
 };
 absl::StatusOr<OutboxKeyParts> ParseOutboxKey(absl::string_view key);
 
+// OutboxKeyDigest is what keeps outbox keys unique from schema 7 on, in
+// place of a unique index over the tenant, enrollment id and stored key
+// (about 70 bytes an entry instead of 16): the enrollment id's first 6
+// bytes (all of it when shorter), then the first 10 bytes of
+// SHA-256(tenant "\n" enrollment_id "\n" stored), `stored` being what
+// StoredOutboxKey keeps. The prefix keeps the index's writes together as
+// the text index kept them: enrollment ids are time-ordered (their first 6
+// characters change every few minutes), so a new enrollment's rows go to
+// the end of the index instead of to a random page. Tenant and enrollment
+// ids never hold "\n" (ParseEnrollmentName), so distinct keys hash
+// distinct bytes; two keys under enrollment ids with the same prefix share
+// a digest with a chance of about n^2 / 2^81 among n such rows. Migration 7
+// computes the same in SQL.
+std::string OutboxKeyDigest(absl::string_view tenant,
+                            absl::string_view enrollment_id,
+                            absl::string_view stored);
+
 // --- Event payloads (schema 6). ---
 
 // A serialized ipsrt.v1.Event carries its own hash (field 8, 64 hex

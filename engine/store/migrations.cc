@@ -423,6 +423,89 @@ DROP TABLE audit;
 ALTER TABLE audit_v6 RENAME TO audit;
 )sql";
 
+// Migration 7: an outbox row's key is kept unique by a 16-byte digest of
+// the tenant, enrollment id and stored key that starts with the enrollment
+// id's first 6 bytes (store/blob_codec.h, OutboxKeyDigest), in place of the
+// unique index over those three texts, whose entries (about 70 bytes each, one
+// more for every status change of a row in PostgreSQL) made it the outbox's
+// largest index. A request record is found by its request id's key
+// (store/request_window.h, RequestKey; an 8-byte integer) instead of a unique
+// index over the tenant and the request id. SQLite keeps the rowid in insertion
+// order (so the records stay packed in the order they are written and are
+// pruned from the head, as before) with a unique index on the key; PostgreSQL
+// makes the key its primary key and prunes through requests_by_time. SQLite
+// rebuilds the two tables in this migration's one transaction (a UNIQUE
+// constraint cannot be changed in place); PostgreSQL adds the columns and swaps
+// the constraints.
+constexpr char kMigration7Sqlite[] = R"sql(
+CREATE TABLE requests_v7 (
+  tenant TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  method TEXT NOT NULL,
+  payload_hash BLOB NOT NULL,
+  response BLOB NOT NULL,
+  create_time_us INTEGER NOT NULL,
+  key INTEGER NOT NULL UNIQUE
+);
+INSERT INTO requests_v7 (tenant, request_id, method, payload_hash, response,
+    create_time_us, key)
+  SELECT tenant, request_id, method, payload_hash, response, create_time_us,
+    ipsrt_request_key(tenant, request_id)
+  FROM requests ORDER BY rowid;
+DROP TABLE requests;
+ALTER TABLE requests_v7 RENAME TO requests;
+
+CREATE TABLE outbox_v7 (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL,
+  enrollment_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  due_time_us INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  lease_owner TEXT,
+  lease_expiry_us INTEGER,
+  create_time_us INTEGER NOT NULL,
+  change_seq INTEGER,
+  last_error TEXT,
+  key_digest BLOB NOT NULL UNIQUE
+);
+INSERT INTO outbox_v7 (id, tenant, enrollment_id, kind, due_time_us, payload,
+    idempotency_key, status, attempts, lease_owner, lease_expiry_us,
+    create_time_us, change_seq, last_error, key_digest)
+  SELECT id, tenant, enrollment_id, kind, due_time_us, payload,
+    idempotency_key, status, attempts, lease_owner, lease_expiry_us,
+    create_time_us, change_seq, last_error,
+    ipsrt_outbox_key_digest(tenant, enrollment_id, idempotency_key)
+  FROM outbox ORDER BY id;
+DROP TABLE outbox;
+ALTER TABLE outbox_v7 RENAME TO outbox;
+CREATE INDEX outbox_due ON outbox (status, due_time_us);
+CREATE INDEX outbox_lease ON outbox (status, lease_expiry_us);
+CREATE INDEX outbox_changes ON outbox (tenant, change_seq)
+  WHERE change_seq IS NOT NULL;
+CREATE INDEX outbox_by_tenant_due ON outbox (tenant, due_time_us, id);
+)sql";
+
+constexpr char kMigration7Postgres[] = R"sql(
+ALTER TABLE requests ADD COLUMN key BIGINT;
+UPDATE requests SET key = ('x' || substr(encode(sha256(convert_to(
+    tenant || E'\n' || request_id, 'UTF8')), 'hex'), 1, 16))::bit(64)::bigint;
+ALTER TABLE requests ALTER COLUMN key SET NOT NULL;
+ALTER TABLE requests DROP CONSTRAINT requests_pkey;
+ALTER TABLE requests ADD CONSTRAINT requests_pkey PRIMARY KEY (key);
+ALTER TABLE outbox ADD COLUMN key_digest BYTEA;
+UPDATE outbox SET key_digest = convert_to(substr(enrollment_id, 1, 6), 'UTF8')
+  || substr(sha256(convert_to(
+    tenant || E'\n' || enrollment_id || E'\n' || idempotency_key, 'UTF8')),
+  1, 10);
+ALTER TABLE outbox ALTER COLUMN key_digest SET NOT NULL;
+ALTER TABLE outbox DROP CONSTRAINT outbox_key;
+ALTER TABLE outbox ADD CONSTRAINT outbox_key UNIQUE (key_digest);
+)sql";
+
 std::string Render(Dialect dialect, const char* text);
 
 // Render6 spells migration 6 in `dialect`. PostgreSQL names constraints
@@ -517,6 +600,8 @@ std::vector<Migration>* MigrationsOf(Dialect d) {
        "storage footprint: event and audit rows without what the payload or "
        "the row before holds",
        Render6(d)},
+      {7, "storage footprint: outbox keys unique by digest, requests by key",
+       Render(d, sqlite ? kMigration7Sqlite : kMigration7Postgres)},
   };
 }
 
@@ -587,7 +672,8 @@ const std::vector<SchemaTable>& SchemaTables() {
         {"lease_expiry_us", T::kInt, true},
         {"create_time_us", T::kInt},
         {"change_seq", T::kInt, true},
-        {"last_error", T::kText, true}},
+        {"last_error", T::kText, true},
+        {"key_digest", T::kBytes}},
        {"id"}},
       // One row (id 1): the last change-feed position handed out.
       {"outbox_feed", {{"id", T::kInt}, {"last_seq", T::kInt}}, {"id"}},
@@ -597,8 +683,9 @@ const std::vector<SchemaTable>& SchemaTables() {
         {"method", T::kText},
         {"payload_hash", T::kBytes},
         {"response", T::kBytes},
-        {"create_time_us", T::kInt}},
-       {"tenant", "request_id"}},
+        {"create_time_us", T::kInt},
+        {"key", T::kInt}},
+       {"key"}},
       // Keys of every request id committed (store/request_window.h).
       {"request_keys", {{"key", T::kInt}}, {"key"}},
       {"audit",

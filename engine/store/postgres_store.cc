@@ -102,10 +102,12 @@ SqlDialect PostgresDialect() {
   d.lock_selected_rows = " FOR UPDATE";
   d.audit_chain_lock =
       absl::StrCat("SELECT pg_advisory_xact_lock(", kAuditChainLockKey, ")");
+  // A pruned record leaves its request id's key in the same statement.
   d.prune_requests =
-      "DELETE FROM requests WHERE ctid = ANY(ARRAY(SELECT ctid FROM requests "
-      "WHERE create_time_us < $1 ORDER BY create_time_us LIMIT 4 FOR UPDATE "
-      "SKIP LOCKED))";
+      "WITH gone AS (DELETE FROM requests WHERE key = ANY(ARRAY(SELECT key "
+      "FROM requests WHERE create_time_us < $1 ORDER BY create_time_us LIMIT 4 "
+      "FOR UPDATE SKIP LOCKED)) RETURNING key) INSERT INTO request_keys (key) "
+      "SELECT key FROM gone ON CONFLICT (key) DO NOTHING";
   // Two bounded range scans (outbox_due for scheduled rows, outbox_lease
   // for expired leases and due retries), merged by due time.
   const std::string scheduled = SqlStatus(OutboxStatus::kScheduled);

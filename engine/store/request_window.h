@@ -1,10 +1,13 @@
 // The idempotency window: how long a request's first response is kept, and
 // how a retry that comes after it is refused (both stores).
 //
-// Every committed request id leaves a key (RequestKey) that outlives its
-// record; a request whose record is gone but whose key is known was
-// applied before, and is refused ALREADY_EXISTS (ExpiredRequestError)
-// instead of being applied a second time.
+// A request id's record, when pruned, leaves the id's key (RequestKey) in
+// the same transaction, and the key outlives it; a request whose record is
+// gone but whose key is known was applied before, and is refused
+// ALREADY_EXISTS (ExpiredRequestError) instead of being applied a second
+// time. While the record is kept, the record itself answers, so the key is
+// not written before (from schema 7's release on; keys written earlier stay
+// and do no harm).
 #ifndef IPSRT_STORE_REQUEST_WINDOW_H_
 #define IPSRT_STORE_REQUEST_WINDOW_H_
 

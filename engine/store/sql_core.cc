@@ -291,11 +291,13 @@ absl::StatusOr<CommitResult> SqlCore::ApplyBatch(
   }
   static const std::string* const kInsertOutbox = new std::string(absl::StrCat(
       "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, payload, "
-      "idempotency_key, status, attempts, create_time_us) VALUES ($1, $2, $3, "
-      "$4, $5, $6, ",
-      SqlStatus(OutboxStatus::kScheduled), ", 0, $7)"));
+      "idempotency_key, key_digest, status, attempts, create_time_us) VALUES "
+      "($1, $2, $3, $4, $5, $6, $7, ",
+      SqlStatus(OutboxStatus::kScheduled), ", 0, $8)"));
   for (const OutboxRow& o : b.outbox) {
     IPSRT_RETURN_IF_ERROR(Fault("outbox.insert"));
+    const std::string stored =
+        *StoredOutboxKey(o.tenant, o.enrollment_id, o.idempotency_key);
     IPSRT_RETURN_IF_ERROR(
         c.Exec(*kInsertOutbox,
                SqlParams()
@@ -304,8 +306,8 @@ absl::StatusOr<CommitResult> SqlCore::ApplyBatch(
                    .Text(o.kind)
                    .Time(o.due_time)
                    .Bytes(o.payload)
-                   .Text(*StoredOutboxKey(o.tenant, o.enrollment_id,
-                                          o.idempotency_key))
+                   .Text(stored)
+                   .Bytes(OutboxKeyDigest(o.tenant, o.enrollment_id, stored))
                    .Time(b.request.create_time))
             .status());
   }
@@ -313,18 +315,22 @@ absl::StatusOr<CommitResult> SqlCore::ApplyBatch(
   // ones are left as they are (see WriteBatch::cancel_outbox_keys).
   static const std::string* const kCancelOutbox = new std::string(absl::StrCat(
       "UPDATE outbox SET status = ", SqlStatus(OutboxStatus::kCancelled),
-      ", lease_owner = NULL WHERE tenant = $1 AND enrollment_id = $2 AND "
-      "idempotency_key = $3 AND status IN (",
+      ", lease_owner = NULL WHERE key_digest = $1 AND tenant = $2 AND "
+      "enrollment_id = $3 AND idempotency_key = $4 AND status IN (",
       SqlStatus(OutboxStatus::kScheduled), ", ",
       SqlStatus(OutboxStatus::kRetryWait), ")"));
   for (const std::string& key : b.cancel_outbox_keys) {
     IPSRT_RETURN_IF_ERROR(Fault("outbox.cancel"));
     const OutboxKeyParts parts = *ParseOutboxKey(key);  // ValidateBatch
-    IPSRT_RETURN_IF_ERROR(c.Exec(*kCancelOutbox, SqlParams()
-                                                     .Text(parts.tenant)
-                                                     .Text(parts.enrollment_id)
-                                                     .Text(parts.stored))
-                              .status());
+    IPSRT_RETURN_IF_ERROR(
+        c.Exec(*kCancelOutbox,
+               SqlParams()
+                   .Bytes(OutboxKeyDigest(parts.tenant, parts.enrollment_id,
+                                          parts.stored))
+                   .Text(parts.tenant)
+                   .Text(parts.enrollment_id)
+                   .Text(parts.stored))
+            .status());
   }
   IPSRT_RETURN_IF_ERROR(AppendAudit(c, b.audit, ""));
   return CommitResult{false, b.request.response};
@@ -339,13 +345,17 @@ absl::Status SqlCore::WriteRequest(SqlConnection& c, const WriteBatch& b,
   // The record goes first: a concurrent transaction with the same request
   // id (in any replica) makes this insert wait for its outcome, then either
   // this one proceeds (it rolled back) or replays it.
+  // Records are found by the request id's key (schema 7); the tenant and
+  // request id are compared too, so two ids that share a key are told apart.
+  const int64_t key = RequestKey(req.tenant, req.request_id);
   IPSRT_RETURN_IF_ERROR(Fault("request.insert"));
   IPSRT_ASSIGN_OR_RETURN(
       int64_t inserted,
-      c.Exec("INSERT INTO requests (tenant, request_id, method, payload_hash, "
-             "response, create_time_us) VALUES ($1, $2, $3, $4, $5, $6) "
-             "ON CONFLICT (tenant, request_id) DO NOTHING",
+      c.Exec("INSERT INTO requests (key, tenant, request_id, method, "
+             "payload_hash, response, create_time_us) VALUES ($1, $2, $3, $4, "
+             "$5, $6, $7) ON CONFLICT (key) DO NOTHING",
              SqlParams()
+                 .Int(key)
                  .Text(req.tenant)
                  .Text(req.request_id)
                  .Text(req.method)
@@ -355,21 +365,29 @@ absl::Status SqlCore::WriteRequest(SqlConnection& c, const WriteBatch& b,
   if (inserted == 0) {
     IPSRT_RETURN_IF_ERROR(Fault("request.lookup"));
     bool found = false;
-    std::string method, payload_hash, response;
+    std::string tenant, request_id, method, payload_hash, response;
     IPSRT_RETURN_IF_ERROR(
-        c.Query("SELECT method, payload_hash, response FROM requests WHERE "
-                "tenant = $1 AND request_id = $2",
-                SqlParams().Text(req.tenant).Text(req.request_id),
-                [&](const SqlRow& row) {
+        c.Query("SELECT tenant, request_id, method, payload_hash, response "
+                "FROM requests WHERE key = $1",
+                SqlParams().Int(key), [&](const SqlRow& row) {
                   found = true;
-                  method = row.Text(0);
-                  payload_hash = DigestFromStored(row.Text(1));
-                  response = row.Text(2);
+                  tenant = row.Text(0);
+                  request_id = row.Text(1);
+                  method = row.Text(2);
+                  payload_hash = DigestFromStored(row.Text(3));
+                  response = row.Text(4);
                   return absl::OkStatus();
                 }));
     if (!found) {
       return absl::UnavailableError(
           "store: a concurrent request with this request id vanished; retry");
+    }
+    if (tenant != req.tenant || request_id != req.request_id) {
+      // About one in 2^64 per pair of request ids kept at once.
+      return absl::FailedPreconditionError(absl::StrCat(
+          "request_id: \"", req.request_id,
+          "\" cannot be told apart from another recent request id (they "
+          "share a key, store/request_window.h); use a new request id"));
     }
     if (method != req.method || payload_hash != req.payload_hash) {
       return absl::FailedPreconditionError(
@@ -382,13 +400,17 @@ absl::Status SqlCore::WriteRequest(SqlConnection& c, const WriteBatch& b,
     *replay = CommitResult{true, std::move(first)};
     return absl::OkStatus();
   }
-  // A new request id, or one whose record was pruned: its key says.
-  IPSRT_ASSIGN_OR_RETURN(
-      int64_t keyed,
-      c.Exec("INSERT INTO request_keys (key) VALUES ($1) ON CONFLICT (key) "
-             "DO NOTHING",
-             SqlParams().Int(RequestKey(req.tenant, req.request_id))));
-  if (keyed == 0) {
+  // A new request id, or one whose record was pruned: the key that the
+  // pruning left says (request_window.h).
+  bool pruned = false;
+  IPSRT_RETURN_IF_ERROR(
+      c.Query("SELECT key FROM request_keys WHERE key = $1",
+              SqlParams().Int(RequestKey(req.tenant, req.request_id)),
+              [&](const SqlRow&) {
+                pruned = true;
+                return absl::OkStatus();
+              }));
+  if (pruned) {
     return ExpiredRequestError(req.request_id, options_.request_retention);
   }
   if (!dialect_.prune_requests.empty()) {
@@ -617,8 +639,11 @@ absl::StatusOr<std::optional<RequestRecord>> SqlCore::LookupRequest(
   std::optional<RequestRecord> found;
   IPSRT_RETURN_IF_ERROR(c.Query(
       "SELECT method, payload_hash, response, create_time_us FROM requests "
-      "WHERE tenant = $1 AND request_id = $2",
-      SqlParams().Text(tenant).Text(request_id),
+      "WHERE key = $1 AND tenant = $2 AND request_id = $3",
+      SqlParams()
+          .Int(RequestKey(tenant, request_id))
+          .Text(tenant)
+          .Text(request_id),
       [&](const SqlRow& row) -> absl::Status {
         RequestRecord r;
         r.tenant = std::string(tenant);

@@ -10,7 +10,9 @@ namespace ipsrt {
 
 // AddSqliteMigrationFunctions adds to `db`:
 //   ipsrt_request_key(tenant, request_id): RequestKey (migration 4);
-//   ipsrt_digest(value): StoredDigest as a BLOB (migration 5).
+//   ipsrt_digest(value): StoredDigest as a BLOB (migration 5);
+//   ipsrt_outbox_key_digest(tenant, enrollment_id, stored_key):
+//     OutboxKeyDigest as a BLOB (migration 7).
 void AddSqliteMigrationFunctions(sqlite3* db);
 
 }  // namespace ipsrt

@@ -57,6 +57,23 @@ void AddSqliteMigrationFunctions(sqlite3* db) {
                             SQLITE_TRANSIENT);
       },
       nullptr, nullptr);
+  // ipsrt_outbox_key_digest(tenant, enrollment_id, stored_key):
+  // OutboxKeyDigest, for migration 7.
+  sqlite3_create_function(
+      db, "ipsrt_outbox_key_digest", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+      nullptr,
+      [](sqlite3_context* ctx, int, sqlite3_value** v) {
+        auto text = [](sqlite3_value* x) {
+          const unsigned char* p = sqlite3_value_text(x);
+          return absl::string_view(reinterpret_cast<const char*>(p),
+                                   p ? sqlite3_value_bytes(x) : 0);
+        };
+        const std::string digest =
+            OutboxKeyDigest(text(v[0]), text(v[1]), text(v[2]));
+        sqlite3_result_blob(ctx, digest.data(), static_cast<int>(digest.size()),
+                            SQLITE_TRANSIENT);
+      },
+      nullptr, nullptr);
 }
 namespace {
 
@@ -1105,13 +1122,22 @@ absl::Status SqliteStore::Impl::PruneRequests(
   }
   // The oldest records by rowid (insertion order), those among them
   // created before $1: a bounded look at the head of the table, no index
-  // on time needed.
+  // on time needed. Each leaves its request id's key first, in the same
+  // transaction (request_window.h).
+  const SqlParams params =
+      SqlParams().Time(before).Int(static_cast<int64_t>(2 * group.size() + 16));
+  static constexpr char kOldest[] =
+      "rowid IN (SELECT rowid FROM requests ORDER BY rowid LIMIT $2) AND "
+      "create_time_us < $1";
+  IPSRT_RETURN_IF_ERROR(
+      writer_
+          .Exec(absl::StrCat("INSERT OR IGNORE INTO request_keys (key) SELECT "
+                             "key FROM requests WHERE ",
+                             kOldest),
+                params)
+          .status());
   return writer_
-      .Exec(
-          "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
-          "ORDER BY rowid LIMIT $2) AND create_time_us < $1",
-          SqlParams().Time(before).Int(
-              static_cast<int64_t>(2 * group.size() + 16)))
+      .Exec(absl::StrCat("DELETE FROM requests WHERE ", kOldest), params)
       .status();
 }
 

@@ -1,8 +1,9 @@
 // Schema migrations (docs/storage.md) on databases holding rows that a
-// schema-4 or a schema-5 ipsrtd wrote (tests/e2e/data, laid out by the old
-// migrations): a kill -9 in the middle of migration 4, 5 or 6 leaves the old
-// layout whole, and the next start moves it to the newest one, serves every
-// enrollment, and `ipsrt store verify` finds every hash chain intact.
+// schema-4, schema-5 or schema-6 ipsrtd wrote (tests/e2e/data, laid out by
+// the old migrations): a kill -9 in the middle of migration 4, 5, 6 or 7
+// leaves the old layout whole, and the next start moves it to the newest one,
+// serves every enrollment, and `ipsrt store verify` finds every hash chain
+// intact.
 #include <signal.h>
 
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -20,7 +22,9 @@
 #include "harness.h"
 #include "nlohmann/json.hpp"
 #include "postgres_e2e.h"
+#include "store/blob_codec.h"
 #include "store/migrations.h"
+#include "store/request_window.h"
 #include "tests/testing/postgres_server.h"
 #include "tests/testing/sqlite_db.h"
 
@@ -67,12 +71,48 @@ std::string Counts(Db& db) {
 // (`dialect` "sqlite" or "postgres"), as SQL INSERTs, and their names.
 // Without request_keys' rows for a layout older than schema 4.
 // FixtureFile is the fixture of rows for a layout at schema `version`: the
-// schema-5 one from 5 on, the schema-4 one before.
+// schema-6 one from 6 on, the schema-5 one at 5, the schema-4 one before.
 std::string FixtureFile(const std::string& dialect, int version,
                         const char* suffix) {
   return absl::StrCat(IPSRT_FIXTURE_DIR,
-                      version >= 5 ? "/schema5-" : "/schema4-", dialect,
-                      suffix);
+                      version >= 6   ? "/schema6-"
+                      : version == 5 ? "/schema5-"
+                                     : "/schema4-",
+                      dialect, suffix);
+}
+
+// OutboxDigestsMatch is how many of the outbox rows that `query` returns
+// (tenant, enrollment_id, idempotency_key, hex(key_digest), one row per
+// line, fields split by `sep`) hold the digest OutboxKeyDigest gives, out
+// of how many: "5/5".
+std::string OutboxDigestsMatch(const std::string& rows, char sep) {
+  int matched = 0, total = 0;
+  for (absl::string_view line :
+       absl::StrSplit(rows, '\n', absl::SkipWhitespace())) {
+    std::vector<std::string> f = absl::StrSplit(line, sep);
+    ++total;
+    if (f.size() == 4 &&
+        absl::AsciiStrToLower(f[3]) ==
+            absl::BytesToHexString(OutboxKeyDigest(f[0], f[1], f[2]))) {
+      ++matched;
+    }
+  }
+  return absl::StrCat(matched, "/", total);
+}
+
+// RequestKeysMatch is the same for request records (tenant, request_id,
+// key): how many hold their request id's key (RequestKey), out of how many.
+std::string RequestKeysMatch(const std::string& rows, char sep) {
+  int matched = 0, total = 0;
+  for (absl::string_view line :
+       absl::StrSplit(rows, '\n', absl::SkipWhitespace())) {
+    std::vector<std::string> f = absl::StrSplit(line, sep);
+    ++total;
+    if (f.size() == 3 && f[2] == absl::StrCat(RequestKey(f[0], f[1]))) {
+      ++matched;
+    }
+  }
+  return absl::StrCat(matched, "/", total);
 }
 
 std::string FixtureRows(const std::string& dialect, int version) {
@@ -308,7 +348,8 @@ TEST(StorageMigrationTest, KillDuringMigration6LeavesSchema5Whole) {
       ServesAll(config, FixtureNames("sqlite", /*version=*/5)));
   {
     Db db(path);
-    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "6");
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
+              absl::StrCat(kSchemaVersion));
     EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
     EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM "
                         "pragma_table_info('events')"),
@@ -334,13 +375,86 @@ TEST(StorageMigrationTest, KillDuringMigration6LeavesSchema5Whole) {
   ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
 }
 
-// The same on PostgreSQL, from schema 3 (migration 4, then 5 and 6), from
-// schema 4 (migration 5) and from schema 5 (migration 6).
+// Migration 7 on rows a schema-6 ipsrtd wrote: a kill -9 inside it leaves
+// schema 6 whole (its outbox unique over tenant, enrollment and key); the
+// next start rebuilds the outbox unique over each key's digest, which is
+// the one the store computes for every row.
+TEST(StorageMigrationTest, KillDuringMigration7LeavesSchema6Whole) {
+  TempDir dir;
+  const std::string config = WriteConfig(dir);
+  const std::string path = dir.File("ipsrt.db");
+  std::string before;
+  ASSERT_NO_FATAL_FAILURE(before =
+                              OldSqliteKilledInMigration(dir, config, path, 6));
+  const char* const kUniqueColumns =
+      "SELECT group_concat(c.name, ',') FROM pragma_index_list('outbox') l, "
+      "pragma_index_info(l.name) c WHERE l.\"unique\" = 1";
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar(kUniqueColumns),
+              "tenant,enrollment_id,idempotency_key");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_table_info('outbox') "
+                        "WHERE name = 'key_digest'"),
+              "0");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE "
+                        "'%_v7'"),
+              "0");
+  }
+
+  ASSERT_NO_FATAL_FAILURE(
+      ServesAll(config, FixtureNames("sqlite", /*version=*/6)));
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "7");
+    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    EXPECT_EQ(db.Scalar(kUniqueColumns), "key_digest");
+    EXPECT_EQ(
+        OutboxDigestsMatch(
+            db.Scalar("SELECT group_concat(tenant || '|' || enrollment_id || "
+                      "'|' || idempotency_key || '|' || hex(key_digest), "
+                      "char(10)) FROM outbox"),
+            '|'),
+        "5/5");
+    // Request records by their request id's key, kept in the order they
+    // were written.
+    EXPECT_EQ(db.Scalar("SELECT group_concat(c.name, ',') FROM "
+                        "pragma_index_list('requests') l, "
+                        "pragma_index_info(l.name) c WHERE l.\"unique\" = 1"),
+              "key");
+    EXPECT_EQ(RequestKeysMatch(
+                  db.Scalar("SELECT group_concat(tenant || '|' || request_id "
+                            "|| '|' || key, char(10)) FROM requests"),
+                  '|'),
+              "8/8");
+    EXPECT_EQ(db.Scalar("SELECT group_concat(request_id, ',') FROM (SELECT "
+                        "request_id FROM requests ORDER BY rowid)"),
+              "fixture-enroll-1,fixture-enroll-2,fp-fixture-ev-0,"
+              "fp-fixture-ev-1,fp-fixture-ev-2,fp-fixture-ev-3,"
+              "fp-fixture-ev-4,fp-fixture-ev-5");
+    // The four other indexes are back.
+    EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM (SELECT name "
+                        "FROM sqlite_master WHERE type = 'index' AND tbl_name "
+                        "= 'outbox' AND sql IS NOT NULL ORDER BY name)"),
+              "outbox_by_tenant_due,outbox_changes,outbox_due,outbox_lease");
+    // Outbox ids go on from the highest (AUTOINCREMENT's sequence moved with
+    // the table).
+    EXPECT_EQ(db.Scalar("SELECT seq FROM sqlite_sequence WHERE name = "
+                        "'outbox'"),
+              db.Scalar("SELECT MAX(id) FROM outbox"));
+    EXPECT_EQ(Counts(db),
+              absl::StrReplaceAll(before, {{"audit=9 ", "audit=11 "}}));
+  }
+  ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
+}
+
+// The same on PostgreSQL, from schema 3 (migration 4, then 5 to 7), from
+// schema 4 (migration 5), from schema 5 (migration 6) and from schema 6
+// (migration 7).
 TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
   absl::StatusOr<std::unique_ptr<testing::PostgresServer>> pg =
       testing::PostgresServer::Start();
   ASSERT_TRUE(pg.ok()) << pg.status();
-  for (int old_version : {3, 4, 5}) {
+  for (int old_version : {3, 4, 5, 6}) {
     SCOPED_TRACE(absl::StrCat("from schema ", old_version));
     const std::string database = absl::StrCat("old", old_version);
     ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, old_version));
@@ -381,11 +495,16 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
       EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE idempotency_key "
                        "LIKE 'tenants/%'"),
                 "5");
-    } else {
+    } else if (old_version == 5) {
       EXPECT_EQ(scalar("SELECT COUNT(*) FROM information_schema.columns "
                        "WHERE table_name IN ('events', 'audit') AND "
                        "column_name = 'prev_hash'"),
                 "2");
+    } else {
+      EXPECT_EQ(scalar("SELECT COUNT(*) FROM information_schema.columns "
+                       "WHERE table_name = 'outbox' AND column_name = "
+                       "'key_digest'"),
+                "0");
     }
     EXPECT_EQ(counts(), before);
 
@@ -412,6 +531,23 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
     EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE idempotency_key "
                      "LIKE 'reminder/%'"),
               "5");
+    // Unique by each key's digest, the one the store computes (migration 7
+    // computes it in SQL).
+    EXPECT_EQ(scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                     "WHERE conname = 'outbox_key'"),
+              "UNIQUE (key_digest)");
+    EXPECT_EQ(OutboxDigestsMatch(
+                  scalar("SELECT tenant, enrollment_id, idempotency_key, "
+                         "encode(key_digest, 'hex') FROM outbox"),
+                  '|'),
+              "5/5");
+    EXPECT_EQ(scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                     "WHERE conname = 'requests_pkey'"),
+              "PRIMARY KEY (key)");
+    EXPECT_EQ(RequestKeysMatch(scalar("SELECT tenant, request_id, key FROM "
+                                      "requests"),
+                               '|'),
+              "8/8");
     ASSERT_NO_FATAL_FAILURE(Verify("--postgres=" + (*pg)->Conninfo(database)));
   }
 }

@@ -52,11 +52,16 @@ struct SqliteCatalog {
         "ELSE ' null' END AS d FROM pragma_table_info('",
         table, "') ORDER BY name)");
   }
+  // The declared primary key, or else (a rowid table kept in write order,
+  // like schema 7's requests) the columns of its one UNIQUE constraint.
   static std::string Key(const std::string& table) {
     return absl::StrCat(
-        "SELECT group_concat(name, ',') FROM (SELECT name FROM "
-        "pragma_table_info('",
-        table, "') WHERE pk > 0 ORDER BY pk)");
+        "SELECT COALESCE((SELECT group_concat(name, ',') FROM (SELECT name "
+        "FROM pragma_table_info('",
+        table,
+        "') WHERE pk > 0 ORDER BY pk)), (SELECT group_concat(c.name, ',') "
+        "FROM pragma_index_list('",
+        table, "') l, pragma_index_info(l.name) c WHERE l.origin = 'u'))");
   }
 };
 

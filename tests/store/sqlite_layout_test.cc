@@ -161,15 +161,26 @@ TEST(SqliteLayoutTest, QueriesSearchIndexes) {
        "enrollment_id = ? AND sequence >= ? ORDER BY sequence LIMIT ?",
        "SEARCH events USING INDEX sqlite_autoindex_events_1 (tenant=? AND "
        "enrollment_id=? AND sequence>?)"},
+      // A request record by its request id's key (schema 7).
       {"SELECT method, payload_hash, response, create_time_us FROM requests "
-       "WHERE tenant = ? AND request_id = ?",
-       "SEARCH requests USING INDEX sqlite_autoindex_requests_1 (tenant=? AND "
-       "request_id=?)"},
+       "WHERE key = ? AND tenant = ? AND request_id = ?",
+       "SEARCH requests USING INDEX sqlite_autoindex_requests_1 (key=?)"},
       {"SELECT key FROM request_keys WHERE key = ?",
        "SEARCH request_keys USING INTEGER PRIMARY KEY (rowid=?)"},
+      // Pruning: the oldest records (the head of the table in rowid
+      // order), each leaving its key.
       {"DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
        "ORDER BY rowid LIMIT ?2) AND create_time_us < ?1",
        "SEARCH requests USING INTEGER PRIMARY KEY (rowid=?)"},
+      {"INSERT OR IGNORE INTO request_keys (key) SELECT key FROM requests "
+       "WHERE rowid IN (SELECT rowid FROM requests ORDER BY rowid LIMIT ?2) "
+       "AND create_time_us < ?1",
+       "SEARCH requests USING INTEGER PRIMARY KEY (rowid=?)"},
+      // A cancelled outbox row is found by its key's digest (schema 7).
+      {"UPDATE outbox SET status = 3, lease_owner = NULL WHERE key_digest = ? "
+       "AND tenant = ? AND enrollment_id = ? AND idempotency_key = ? AND "
+       "status IN (0, 5)",
+       "SEARCH outbox USING INDEX sqlite_autoindex_outbox_1 (key_digest=?)"},
       {"SELECT revision FROM enrollments WHERE tenant = ? AND id = ?",
        "SEARCH enrollments USING INDEX sqlite_autoindex_enrollments_1 "
        "(tenant=? AND id=?)"},
@@ -198,6 +209,7 @@ TEST(SqliteLayoutTest, QueriesSearchIndexes) {
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN enrollments"))) << c.sql;
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN events"))) << c.sql;
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN audit"))) << c.sql;
+    EXPECT_THAT(*plan, Not(HasSubstr("SCAN outbox"))) << c.sql;
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN a"))) << c.sql;
     EXPECT_THAT(*plan, Not(HasSubstr("SCAN p"))) << c.sql;
   }

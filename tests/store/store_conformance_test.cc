@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/audit_chain.h"
+#include "store/request_window.h"
 #include "tests/store/store_backends.h"
 #include "tests/testing/store_batches.h"
 
@@ -132,14 +133,14 @@ TYPED_TEST(StoreConformanceTest, SurvivesReopen) {
   }
   auto store = this->OpenStore();
   ASSERT_NE(store, nullptr);
-  // Migration 6 (storage footprint) is the latest on every store kind.
-  EXPECT_EQ(store->SchemaVersion(), 6);
+  // Migration 7 (storage footprint) is the latest on every store kind.
+  EXPECT_EQ(store->SchemaVersion(), 7);
   EXPECT_EQ(store->Kind(), TypeParam::kName);
   absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(row->id, "e1");
   EXPECT_EQ(this->backend_.Scalar("SELECT COUNT(*) FROM schema_migrations"),
-            "6");
+            "7");
 }
 
 TYPED_TEST(StoreConformanceTest,
@@ -786,12 +787,14 @@ TYPED_TEST(StoreConformanceTest, CommitAfterCloseIsUnavailable) {
 // The idempotency window (store.request_retention, 7 days by default),
 // on the callers' clock (each request's create time): a retry inside it is
 // answered from the record; once a later request pruned the record, the
-// retry is refused ALREADY_EXISTS and nothing is applied again.
+// retry is refused ALREADY_EXISTS and nothing is applied again. The
+// request id's key is written when its record is pruned, not before.
 TYPED_TEST(StoreConformanceTest, RetryInsideTheWindowReplaysAfterItIsRefused) {
   auto store = this->OpenStore();
   ASSERT_NE(store, nullptr);
   const absl::Time t0 = testing::kBatchTime;
   ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1", "hash-a", t0)).ok());
+  EXPECT_EQ(this->CountRows("request_keys"), 0);
 
   // Six days later: inside the window, the first response comes back.
   absl::StatusOr<CommitResult> retry = store->Commit(
@@ -807,6 +810,8 @@ TYPED_TEST(StoreConformanceTest, RetryInsideTheWindowReplaysAfterItIsRefused) {
                   .ok());
   EXPECT_FALSE(store->LookupRequest("t1", "r1")->has_value());
   EXPECT_TRUE(store->LookupRequest("t1", "r2")->has_value());
+  EXPECT_EQ(this->backend_.Scalar("SELECT key FROM request_keys"),
+            absl::StrCat(RequestKey("t1", "r1")));
 
   // The late retry (even one for another new enrollment) is refused.
   absl::StatusOr<CommitResult> late = store->Commit(
@@ -820,11 +825,41 @@ TYPED_TEST(StoreConformanceTest, RetryInsideTheWindowReplaysAfterItIsRefused) {
   EXPECT_EQ(this->CountRows("enrollments"), 2);
   EXPECT_EQ(this->CountRows("events"), 2);
   EXPECT_EQ(this->CountRows("requests"), 1);
+  EXPECT_EQ(this->CountRows("request_keys"), 1);
   // The same request id in another tenant is another request.
   EXPECT_TRUE(store
                   ->Commit(CreateBatch("t2", "e1", "r1", "hash-a",
                                        t0 + absl::Hours(8 * 24)))
                   .ok());
+}
+
+// Request records are found by their request id's key (schema 7), and the
+// tenant and request id are compared too: a request whose key another
+// recent request id holds is refused, not answered with that request's
+// response, and nothing is applied. (Real ids share a key about once in
+// 2^64; the test gives r1's record r2's key.)
+TYPED_TEST(StoreConformanceTest, RequestIdsSharingAKeyAreToldApart) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  ASSERT_TRUE(this->backend_
+                  .Exec(absl::StrCat(
+                      "UPDATE requests SET key = ", RequestKey("t1", "r2"),
+                      " WHERE request_id = 'r1'"))
+                  .ok());
+  ASSERT_EQ(this->backend_.Scalar("SELECT key FROM requests"),
+            absl::StrCat(RequestKey("t1", "r2")));
+
+  absl::StatusOr<CommitResult> r = store->Commit(CreateBatch("t1", "e2", "r2"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition)
+      << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              ::testing::HasSubstr("cannot be told apart"));
+  EXPECT_EQ(store->GetEnrollment("t1", "e2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_FALSE(store->LookupRequest("t1", "r2")->has_value());
+  EXPECT_EQ(this->CountRows("requests"), 1);
+  EXPECT_EQ(this->CountRows("events"), 1);
 }
 
 }  // namespace
