@@ -233,10 +233,47 @@ void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
   SealStepped(prev_hash, stepped.state, event);
 }
 
+namespace {
+
+// MoveOutcome moves `from` into the empty `to`. Between arenas (Step's
+// outcomes are heap messages, an event being sealed often lives on an
+// arena) protobuf's move is a copy of every string; the string fields are
+// moved here one by one (their buffers change owner), and MergeFrom copies
+// whatever else is set, so a field added to Outcome later is never lost.
+void MoveOutcome(v1::Outcome& from, v1::Outcome& to) {
+  if (from.GetArena() == to.GetArena()) {
+    to.Swap(&from);
+    return;
+  }
+  if (!from.from().empty()) {
+    to.set_from(std::move(*from.mutable_from()));
+    from.clear_from();
+  }
+  if (!from.to().empty()) {
+    to.set_to(std::move(*from.mutable_to()));
+    from.clear_to();
+  }
+  if (!from.subject().empty()) {
+    to.set_subject(std::move(*from.mutable_subject()));
+    from.clear_subject();
+  }
+  if (!from.reason().empty()) {
+    to.set_reason(std::move(*from.mutable_reason()));
+    from.clear_reason();
+  }
+  if (!from.local_due_time().empty()) {
+    to.set_local_due_time(std::move(*from.mutable_local_due_time()));
+    from.clear_local_due_time();
+  }
+  to.MergeFrom(from);
+}
+
+}  // namespace
+
 void SealEvent(absl::string_view prev_hash, runtime::StepChanges& changes,
                internal::EnrollmentState& state, v1::Event& event) {
   event.mutable_outcomes()->Reserve(changes.outcomes.size());
-  for (v1::Outcome& o : changes.outcomes) *event.add_outcomes() = std::move(o);
+  for (v1::Outcome& o : changes.outcomes) MoveOutcome(o, *event.add_outcomes());
   SealStepped(prev_hash, state, event);
 }
 
