@@ -245,25 +245,21 @@ void MoveOutcome(v1::Outcome& from, v1::Outcome& to) {
     to.Swap(&from);
     return;
   }
-  if (!from.from().empty()) {
-    to.set_from(std::move(*from.mutable_from()));
-    from.clear_from();
-  }
-  if (!from.to().empty()) {
-    to.set_to(std::move(*from.mutable_to()));
-    from.clear_to();
-  }
-  if (!from.subject().empty()) {
-    to.set_subject(std::move(*from.mutable_subject()));
-    from.clear_subject();
-  }
-  if (!from.reason().empty()) {
-    to.set_reason(std::move(*from.mutable_reason()));
-    from.clear_reason();
-  }
-  if (!from.local_due_time().empty()) {
-    to.set_local_due_time(std::move(*from.mutable_local_due_time()));
-    from.clear_local_due_time();
+  struct StringField {
+    const std::string& (v1::Outcome::*get)() const;
+    std::string* (v1::Outcome::*mutable_field)();
+  };
+  static constexpr StringField kStrings[] = {
+      {&v1::Outcome::from, &v1::Outcome::mutable_from},
+      {&v1::Outcome::to, &v1::Outcome::mutable_to},
+      {&v1::Outcome::subject, &v1::Outcome::mutable_subject},
+      {&v1::Outcome::reason, &v1::Outcome::mutable_reason},
+      {&v1::Outcome::local_due_time, &v1::Outcome::mutable_local_due_time},
+  };
+  for (const StringField& f : kStrings) {
+    if ((from.*f.get)().empty()) continue;
+    // The arena's new empty string takes the buffer; `from` keeps none.
+    (to.*f.mutable_field)()->swap(*(from.*f.mutable_field)());
   }
   to.MergeFrom(from);
 }
