@@ -233,10 +233,43 @@ void SealEvent(absl::string_view prev_hash, runtime::StepResult& stepped,
   SealStepped(prev_hash, stepped.state, event);
 }
 
+namespace {
+
+// MoveOutcome moves `from` into the empty `to`. Between arenas (Step's
+// outcomes are heap messages, an event being sealed often lives on an
+// arena) protobuf's move is a copy of every string; the string fields are
+// moved here one by one (their buffers change owner), and MergeFrom copies
+// whatever else is set, so a field added to Outcome later is never lost.
+void MoveOutcome(v1::Outcome& from, v1::Outcome& to) {
+  if (from.GetArena() == to.GetArena()) {
+    to.Swap(&from);
+    return;
+  }
+  struct StringField {
+    const std::string& (v1::Outcome::*get)() const;
+    std::string* (v1::Outcome::*mutable_field)();
+  };
+  static constexpr StringField kStrings[] = {
+      {&v1::Outcome::from, &v1::Outcome::mutable_from},
+      {&v1::Outcome::to, &v1::Outcome::mutable_to},
+      {&v1::Outcome::subject, &v1::Outcome::mutable_subject},
+      {&v1::Outcome::reason, &v1::Outcome::mutable_reason},
+      {&v1::Outcome::local_due_time, &v1::Outcome::mutable_local_due_time},
+  };
+  for (const StringField& f : kStrings) {
+    if ((from.*f.get)().empty()) continue;
+    // The arena's new empty string takes the buffer; `from` keeps none.
+    (to.*f.mutable_field)()->swap(*(from.*f.mutable_field)());
+  }
+  to.MergeFrom(from);
+}
+
+}  // namespace
+
 void SealEvent(absl::string_view prev_hash, runtime::StepChanges& changes,
                internal::EnrollmentState& state, v1::Event& event) {
   event.mutable_outcomes()->Reserve(changes.outcomes.size());
-  for (v1::Outcome& o : changes.outcomes) *event.add_outcomes() = std::move(o);
+  for (v1::Outcome& o : changes.outcomes) MoveOutcome(o, *event.add_outcomes());
   SealStepped(prev_hash, state, event);
 }
 

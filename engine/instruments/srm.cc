@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <set>
 
 #include "absl/container/inlined_vector.h"
@@ -103,6 +104,53 @@ void AddSrmTime(std::vector<SrmActivityTimes>& times,
   it->minutes.push_back(minutes);
 }
 
+SrmTimesScore ScoreSrmTimes(const double* t, int n) {
+  SrmTimesScore a;
+  a.qualifies = n >= 3;
+  if (!a.qualifies) return a;
+  double s = 0, c = 0;
+  for (int i = 0; i < n; ++i) {
+    const Angle angle = MinuteAngle(t[i]);
+    s += angle.sin;
+    c += angle.cos;
+  }
+  double reference = t[0];
+  if (std::hypot(s, c) > 1e-9) {
+    reference = Normalize(std::atan2(s, c) / (2 * kPi) * kDay);
+  }
+  // A week has at most 7 times; more (a caller's mistake) go on the heap.
+  double week_offsets[7];
+  std::unique_ptr<double[]> more;
+  double* offsets = week_offsets;
+  if (n > 7) {
+    more = std::make_unique<double[]>(static_cast<size_t>(n));
+    offsets = more.get();
+  }
+  for (int i = 0; i < n; ++i) offsets[i] = Wrap(t[i] - reference);
+  double mean = 0;
+  for (int i = 0; i < n; ++i) mean += offsets[i];
+  mean /= static_cast<size_t>(n);
+  double var = 0;
+  for (int i = 0; i < n; ++i) var += (offsets[i] - mean) * (offsets[i] - mean);
+  double sd = std::sqrt(var / (static_cast<size_t>(n) - 1));
+  double kept_sum = 0;
+  int kept = 0;
+  for (int i = 0; i < n; ++i) {
+    if (sd == 0 || std::fabs(offsets[i] - mean) <= 1.5 * sd) {
+      kept_sum += offsets[i];
+      ++kept;
+    }
+  }
+  double ht_offset = kept > 0 ? kept_sum / kept : mean;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(Wrap(offsets[i] - ht_offset)) <= kHitWindow) ++a.hits;
+  }
+  a.habitual_minutes = Normalize(reference + ht_offset);
+  return a;
+}
+
+double SrmShiftMinutes(double now, double before) { return Wrap(now - before); }
+
 SrmWeekScore ScoreSrmActivities(std::vector<SrmActivityTimes> activities) {
   SrmWeekScore week;
   // Scores are reported in activity id order.
@@ -117,39 +165,11 @@ SrmWeekScore ScoreSrmActivities(std::vector<SrmActivityTimes> activities) {
     SrmActivityScore a;
     a.activity = std::string(at.activity);
     a.days_done = static_cast<int>(t.size());
-    a.qualifies = a.days_done >= 3;
+    const SrmTimesScore scored = ScoreSrmTimes(t.data(), a.days_done);
+    a.qualifies = scored.qualifies;
     if (a.qualifies) {
-      double s = 0, c = 0;
-      for (double m : t) {
-        const Angle angle = MinuteAngle(m);
-        s += angle.sin;
-        c += angle.cos;
-      }
-      double reference = t.front();
-      if (std::hypot(s, c) > 1e-9) {
-        reference = Normalize(std::atan2(s, c) / (2 * kPi) * kDay);
-      }
-      absl::InlinedVector<double, 7> offsets;
-      for (double m : t) offsets.push_back(Wrap(m - reference));
-      double mean = 0;
-      for (double o : offsets) mean += o;
-      mean /= offsets.size();
-      double var = 0;
-      for (double o : offsets) var += (o - mean) * (o - mean);
-      double sd = std::sqrt(var / (offsets.size() - 1));
-      double kept_sum = 0;
-      int kept = 0;
-      for (double o : offsets) {
-        if (sd == 0 || std::fabs(o - mean) <= 1.5 * sd) {
-          kept_sum += o;
-          ++kept;
-        }
-      }
-      double ht_offset = kept > 0 ? kept_sum / kept : mean;
-      for (double o : offsets) {
-        if (std::fabs(Wrap(o - ht_offset)) <= kHitWindow) ++a.hits;
-      }
-      a.habitual_minutes = Normalize(reference + ht_offset);
+      a.hits = scored.hits;
+      a.habitual_minutes = scored.habitual_minutes;
       ++week.qualifying_activities;
       week.hits += a.hits;
     }
@@ -179,7 +199,8 @@ std::vector<SrmAnchorTrend> SrmAnchorTrendsBetween(const SrmWeekScore& before,
       trend.hit_rate = static_cast<double>(a.hits) / a.days_done;
       for (const SrmActivityScore& b : before.activities) {
         if (b.activity == a.activity && b.qualifies) {
-          trend.shift_minutes = Wrap(*a.habitual_minutes - *b.habitual_minutes);
+          trend.shift_minutes =
+              SrmShiftMinutes(*a.habitual_minutes, *b.habitual_minutes);
         }
       }
     }

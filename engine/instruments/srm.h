@@ -80,6 +80,25 @@ void AddSrmTime(std::vector<SrmActivityTimes>& times,
 // activities' names must outlive the call.
 SrmWeekScore ScoreSrmActivities(std::vector<SrmActivityTimes> activities);
 
+// SrmTimesScore is one activity's part of a week's score (rules 1-4 above)
+// from its times in day order.
+struct SrmTimesScore {
+  bool qualifies = false;
+  int hits = 0;
+  // Habitual time, minutes after midnight in [0, 1440); set when it
+  // qualifies.
+  double habitual_minutes = 0;
+};
+
+// ScoreSrmTimes scores one activity's `n` times (7 at most in a week), minutes
+// after local midnight in day order: ScoreSrmActivities' computation for each
+// activity, for a caller that groups the times itself.
+SrmTimesScore ScoreSrmTimes(const double* minutes, int n);
+
+// SrmShiftMinutes is the shift between two habitual times on the 24-hour
+// circle, in (-720, +720] (SrmAnchorTrend::shift_minutes).
+double SrmShiftMinutes(double now, double before);
+
 // SrmAnchorTrend is one anchor activity's change from one 7-day window to
 // the next (the rhythm analytics exposed to conditions as
 // srm.<activity>.shift_minutes and srm.<activity>.hit_rate).

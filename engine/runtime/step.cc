@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/util/time_util.h"
 #include "instruments/srm.h"
 #include "ipsrt/plugin/time.h"
@@ -922,6 +923,44 @@ absl::CivilDay DiaryDate(absl::string_view d) {
   return absl::CivilDay(digits(0, 4), digits(5, 2), digits(8, 2));
 }
 
+// DiaryDayNumber is DiaryDate(d) as days since 1970-01-01, for comparing
+// and subtracting the window's dates without building civil times. A real
+// date is counted directly (days_from_civil, H. Hinnant, "chrono-Compatible
+// Low-Level Date Algorithms"); anything else goes through DiaryDate, which
+// gives the same count for the same date.
+int64_t DiaryDayNumber(absl::string_view d) {
+  if (d.size() == 10 && d[4] == '-' && d[7] == '-') {
+    int64_t y = 0;
+    int m = 0, day = 0;
+    bool digits = true;
+    for (int i : {0, 1, 2, 3}) {
+      digits = digits && absl::ascii_isdigit(d[i]);
+      y = y * 10 + (d[i] - '0');
+    }
+    for (int i : {5, 6}) {
+      digits = digits && absl::ascii_isdigit(d[i]);
+      m = m * 10 + (d[i] - '0');
+    }
+    for (int i : {8, 9}) {
+      digits = digits && absl::ascii_isdigit(d[i]);
+      day = day * 10 + (d[i] - '0');
+    }
+    const bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    const int month_days =
+        m == 2 ? (leap ? 29 : 28)
+               : (m == 4 || m == 6 || m == 9 || m == 11 ? 30 : 31);
+    if (digits && m >= 1 && m <= 12 && day >= 1 && day <= month_days) {
+      y -= m <= 2 ? 1 : 0;
+      const int64_t era = (y >= 0 ? y : y - 399) / 400;
+      const int64_t yoe = y - era * 400;
+      const int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + day - 1;
+      const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+      return era * 146097 + doe - 719468;
+    }
+  }
+  return DiaryDate(d) - absl::CivilDay(1970, 1, 1);
+}
+
 // SrmTrendKeys are the score names of one activity's rhythm analytics.
 struct SrmTrendKeys {
   std::string shift_minutes;  // "srm.<activity>.shift_minutes"
@@ -1095,21 +1134,62 @@ int StoredTimeOfDay(absl::string_view t) {
          (t[4] - '0');
 }
 
+// Srm17Windows are the two weeks' times grouped by SRM-17 activity (the
+// index in Srm17Activities()), each in day order: what ScoreSrmActivities
+// groups by name, without strings, vectors or a sort per diary day.
+struct Srm17Windows {
+  static constexpr int kActivities = 17;
+  static constexpr int kDays = 7;
+  double now[kActivities][kDays];
+  double before[kActivities][kDays];
+  int now_n[kActivities] = {};
+  int before_n[kActivities] = {};
+};
+
+// Srm17NameOrder is the SRM-17 activities' indices in activity id order
+// (the order ScoreSrmActivities reports them in); empty when the list is
+// not of Srm17Windows::kActivities.
+const std::vector<int>& Srm17NameOrder() {
+  static const auto* order = [] {
+    auto* o = new std::vector<int>();
+    const std::vector<std::string>& all = Srm17Activities();
+    if (all.size() != Srm17Windows::kActivities) return o;
+    for (int i = 0; i < Srm17Windows::kActivities; ++i) o->push_back(i);
+    std::sort(o->begin(), o->end(),
+              [&](int a, int b) { return all[a] < all[b]; });
+    return o;
+  }();
+  return *order;
+}
+
+// Srm17Index finds `activity` in Srm17Activities(), trying `hint` first (a
+// diary lists its activities in the same order day after day); -1 when it
+// is none of them.
+int Srm17Index(absl::string_view activity, int hint) {
+  const std::vector<std::string>& all = Srm17Activities();
+  if (hint >= 0 && all[hint] == activity) return hint;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (all[i] == activity) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 // ScoreDiaryWeek keeps the diary days of the 14 dates ending with the
 // latest recorded one (`date` or later) and scores the week of 7 ending
 // with it: srm.score (when enough days), srm.ali, srm.days_recorded,
 // srm.weeks_recorded and the anchors' trends against the week before.
 void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
   // Keep 14 days before the latest; score the 7 ending with it.
+  // Dates as day numbers (DiaryDayNumber).
   struct Day {
-    absl::CivilDay date;
+    int64_t date;
     const std::string* key;
     const v1::SrmDiaryDay* entry;
   };
   absl::InlinedVector<Day, 16> days;
-  absl::CivilDay latest = date;
+  int64_t latest = date - absl::CivilDay(1970, 1, 1);
   for (const auto& [d, entry] : state.srm_days()) {
-    days.push_back(Day{DiaryDate(d), &d, &entry});
+    days.push_back(Day{DiaryDayNumber(d), &d, &entry});
     if (days.back().date > latest) latest = days.back().date;
   }
   // Date order, so that the scores (sums of floating-point terms) do not
@@ -1118,6 +1198,113 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
     return a.date != b.date ? a.date < b.date : *a.key < *b.key;
   });
   absl::InlinedVector<std::string, 4> old;
+  static const std::string kDaysRecorded = "srm.days_recorded";
+  static const std::string kScore = "srm.score";
+  static const std::string kAli = "srm.ali";
+  static const std::string kWeeksRecorded = "srm.weeks_recorded";
+  auto* scores = state.mutable_scores();
+
+  // The common case: every activity recorded is an SRM-17 one, at most
+  // once a day. The weeks are grouped by activity index and scored with
+  // ScoreSrmTimes, ScoreSrmActivities' own computation for each activity,
+  // so the scores are the same bits; anything else takes the general path
+  // below.
+  if (!Srm17NameOrder().empty()) {
+    Srm17Windows w;
+    int hints[Srm17Windows::kActivities];
+    std::fill(std::begin(hints), std::end(hints), -1);
+    bool grouped = true;
+    int window_days = 0;
+    for (const Day& day : days) {
+      if (latest - day.date >= 14) continue;
+      const bool current = latest - day.date < 7;
+      if (current) ++window_days;
+      const auto& activities = day.entry->activities();
+      for (int i = 0; grouped && i < activities.size(); ++i) {
+        const v1::SrmActivity& a = activities[i];
+        if (a.local_time().empty()) continue;
+        const int hint = i < Srm17Windows::kActivities ? hints[i] : -1;
+        const int k = Srm17Index(a.activity(), hint);
+        if (k < 0) {
+          grouped = false;
+          break;
+        }
+        if (i < Srm17Windows::kActivities) hints[i] = k;
+        int& n = current ? w.now_n[k] : w.before_n[k];
+        if (n == Srm17Windows::kDays) {
+          grouped = false;
+          break;
+        }
+        (current ? w.now[k] : w.before[k])[n++] =
+            StoredTimeOfDay(a.local_time());
+      }
+      if (!grouped) break;
+    }
+    if (grouped) {
+      // The current week's score, in activity id order.
+      SrmTimesScore now[Srm17Windows::kActivities];
+      int ali = 0, qualifying = 0, hits = 0;
+      for (int k : Srm17NameOrder()) {
+        if (w.now_n[k] == 0) continue;
+        now[k] = ScoreSrmTimes(w.now[k], w.now_n[k]);
+        ali += w.now_n[k];
+        if (now[k].qualifies) {
+          ++qualifying;
+          hits += now[k].hits;
+        }
+      }
+      std::optional<double> score;
+      if (qualifying > 0) score = static_cast<double>(hits) / qualifying;
+      for (const Day& day : days) {
+        if (latest - day.date >= 14) old.push_back(*day.key);
+      }
+      for (const std::string& d : old) state.mutable_srm_days()->erase(d);
+      SetScore(scores, kDaysRecorded, static_cast<double>(window_days));
+      SetScore(scores, kScore, score);
+      SetScore(scores, kAli, static_cast<double>(ali));
+      SetScore(scores, kWeeksRecorded,
+               static_cast<double>(state.srm_days_recorded() / 7));
+      // The trends (SetSrmTrendScores over SrmAnchorTrendsBetween): the
+      // week before is scored only where a shift needs it. Which trend
+      // scores are set now (bit 2k: activity k's shift, 2k + 1: its hit
+      // rate) is read in one pass over the scores, which spares a lookup
+      // for each absent score that has no value to set.
+      uint64_t present = 0;
+      for (const auto& [name, value] : *scores) {
+        absl::string_view n = name;
+        if (!absl::ConsumePrefix(&n, "srm.")) continue;
+        int bit = 0;
+        if (absl::ConsumeSuffix(&n, ".hit_rate")) {
+          bit = 1;
+        } else if (!absl::ConsumeSuffix(&n, ".shift_minutes")) {
+          continue;
+        }
+        const int k = Srm17Index(n, -1);
+        if (k >= 0) present |= uint64_t{1} << (2 * k + bit);
+      }
+      const std::vector<SrmTrendKeys>& keys = Srm17TrendKeys();
+      for (int k = 0; k < Srm17Windows::kActivities; ++k) {
+        std::optional<double> shift, hit_rate;
+        if (w.now_n[k] > 0 && now[k].qualifies) {
+          hit_rate = static_cast<double>(now[k].hits) / w.now_n[k];
+          const SrmTimesScore before =
+              ScoreSrmTimes(w.before[k], w.before_n[k]);
+          if (before.qualifies) {
+            shift = SrmShiftMinutes(now[k].habitual_minutes,
+                                    before.habitual_minutes);
+          }
+        }
+        if (shift.has_value() || (present >> (2 * k) & 1) != 0) {
+          SetScore(scores, keys[k].shift_minutes, shift);
+        }
+        if (hit_rate.has_value() || (present >> (2 * k + 1) & 1) != 0) {
+          SetScore(scores, keys[k].hit_rate, hit_rate);
+        }
+      }
+      return;
+    }
+  }
+
   // Room for SRM-5's activities (SRM-17's grow the windows).
   std::vector<SrmActivityTimes> window;
   std::vector<SrmActivityTimes> previous_window;  // the 7 days before
@@ -1142,11 +1329,6 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
   SrmWeekScore week = ScoreSrmActivities(std::move(window));
   SrmWeekScore before = ScoreSrmActivities(std::move(previous_window));
   for (const std::string& d : old) state.mutable_srm_days()->erase(d);
-  static const std::string kDaysRecorded = "srm.days_recorded";
-  static const std::string kScore = "srm.score";
-  static const std::string kAli = "srm.ali";
-  static const std::string kWeeksRecorded = "srm.weeks_recorded";
-  auto* scores = state.mutable_scores();
   // Diary days in the scored window: a score from few days is shown but
   // templates gate cadence decisions on it (srm.days_recorded >= 4).
   SetScore(scores, kDaysRecorded, static_cast<double>(window_days));

@@ -1,16 +1,20 @@
 #include "runtime/step.h"
 
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/enrollments.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "instruments/fixed_instruments.h"
+#include "instruments/srm.h"
 #include "ipsrt/plugin/time.h"
 
 namespace ipsrt {
@@ -798,6 +802,93 @@ TEST(StepSrmTest, DiaryDateMustBeARealDayWrittenExactly) {
   c.Submit(Diary("2026-03-06", {{"dinner", "19:00"}, {"to_bed", "23:00"}}));
   c.Submit(Diary("2026-03-05", {{"dinner", "19:00"}}));
   EXPECT_EQ(c.state().srm_days_recorded(), 2);
+  ExpectReplayEqualsState(w, c);
+}
+
+// The diary week's scores as Step keeps them (grouped by SRM-17 activity,
+// issue 15) are those of ScoreSrmWeek and SrmAnchorTrends over the same
+// two weeks, bit for bit: SRM-17 days in changing activity order, times
+// left empty, days skipped, across a month's end.
+TEST(StepSrmTest, WeekScoresEqualTheInstrumentsScoringOfTheSameDays) {
+  const WorkflowTemplate& w = Shipped("ipsrt-standard");
+  absl::TimeZone zone;
+  ASSERT_TRUE(absl::LoadTimeZone("Europe/Berlin", &zone));
+  Course c(w, "Europe/Berlin", At("2026-01-12T09:00", "Europe/Berlin"));
+  std::map<absl::CivilDay, SrmDayTimes> recorded;
+  uint32_t seed = 12345;
+  auto next = [&](uint32_t n) {
+    seed = seed * 1103515245u + 12345u;
+    return (seed >> 16) % n;
+  };
+  const std::vector<std::string>& all = Srm17Activities();
+  // Shifts and hit rates compared while set (the course reaches them).
+  int shifts_set = 0, hit_rates_set = 0;
+  for (int d = 0; d < 40; ++d) {
+    c.Advance(absl::Hours(24));
+    if (next(5) == 0) continue;  // a day not recorded
+    const absl::CivilDay today = absl::ToCivilDay(c.now(), zone);
+    v1::EventPayload p;
+    v1::SrmDiaryDay* day = p.mutable_srm_diary_day();
+    day->set_local_date(absl::FormatCivilTime(today));
+    day->set_instrument("srm17");
+    SrmDayTimes times;
+    const size_t first = next(static_cast<uint32_t>(all.size()));
+    for (size_t i = 0; i < all.size(); ++i) {
+      const std::string& activity = all[(first + i) % all.size()];
+      v1::SrmActivity* a = day->add_activities();
+      a->set_activity(activity);
+      if (next(4) == 0) continue;  // not done that day
+      // Around a habit of (index) hours, with the odd outlier.
+      const int minutes =
+          static_cast<int>(((first % 3) * 40 + (i * 83) % 1440 + next(90) +
+                            (next(9) == 0 ? 600 : 0)) %
+                           1440);
+      a->set_local_time(
+          absl::StrFormat("%02d:%02d", minutes / 60, minutes % 60));
+      times[activity] = minutes;
+    }
+    recorded[today] = times;
+    c.Submit(p);
+
+    std::vector<SrmDayTimes> week, before;
+    int days_in_week = 0;
+    for (const auto& [date, t] : recorded) {
+      if (today - date < 7) {
+        week.push_back(t);
+        ++days_in_week;
+      } else if (today - date < 14) {
+        before.push_back(t);
+      }
+    }
+    const SrmWeekScore want = ScoreSrmWeek(week);
+    const std::vector<SrmAnchorTrend> trends = SrmAnchorTrends(before, week);
+    const auto& scores = c.state().scores();
+    auto got = [&](const std::string& key) -> std::optional<double> {
+      auto it = scores.find(key);
+      if (it == scores.end()) return std::nullopt;
+      return it->second;
+    };
+    SCOPED_TRACE(absl::StrCat("day ", d));
+    EXPECT_EQ(got("srm.score"), want.score);
+    EXPECT_EQ(got("srm.ali"), std::optional<double>(want.ali));
+    EXPECT_EQ(got("srm.days_recorded"), std::optional<double>(days_in_week));
+    for (const std::string& activity : all) {
+      std::optional<double> shift, hit_rate;
+      for (const SrmAnchorTrend& t : trends) {
+        if (t.activity != activity) continue;
+        shift = t.shift_minutes;
+        hit_rate = t.hit_rate;
+      }
+      shifts_set += shift.has_value() ? 1 : 0;
+      hit_rates_set += hit_rate.has_value() ? 1 : 0;
+      EXPECT_EQ(got(absl::StrCat("srm.", activity, ".shift_minutes")), shift)
+          << activity;
+      EXPECT_EQ(got(absl::StrCat("srm.", activity, ".hit_rate")), hit_rate)
+          << activity;
+    }
+  }
+  EXPECT_GT(shifts_set, 100);
+  EXPECT_GT(hit_rates_set, 100);
   ExpectReplayEqualsState(w, c);
 }
 
