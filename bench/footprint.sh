@@ -187,6 +187,6 @@ echo "- date (end of run): $(date -u '+%Y-%m-%d %H:%M:%S UTC'); commit: $COMMIT"
 echo "- $CREATES CreateEnrollment (ipsrt-standard), then $EVENTS SubmitEvent" \
   "(every second one an SRM-5 diary day, the others a session held), $THREADS callers"
 echo "- growth = database size after minus before, divided by the calls;" \
-  "payload = the recorded ipsrt.v1.Event as serialized (the events.payload column keeps it deflated, from schema 6 without its own hash; a session held weighs more on days when it plans the next session, so compare runs of the same day)"
+  "payload = the recorded ipsrt.v1.Event as serialized (the events.payload column keeps it deflated, from schema 6 without its own hash; a session held weighs more when it plans the next session, which depends on the time of the run, so compare runs made together)"
 echo
 for r in "${REPORTS[@]}"; do echo "$r"; echo; done

@@ -98,7 +98,10 @@ void AddSrmTime(std::vector<SrmActivityTimes>& times,
       times.begin(), times.end(),
       [&](const SrmActivityTimes& t) { return t.activity == activity; });
   if (it == times.end()) {
-    times.push_back(SrmActivityTimes{activity, {}});
+    // Built in place: moving a temporary with an empty InlinedVector makes
+    // g++ 12 warn (-Wmaybe-uninitialized) about its unused inline storage.
+    times.emplace_back();
+    times.back().activity = activity;
     it = times.end() - 1;
   }
   it->minutes.push_back(minutes);
