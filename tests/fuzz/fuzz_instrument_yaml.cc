@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -14,11 +15,18 @@
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // One directory per process, removed when the process exits (a replay
+  // run in the test suite leaves nothing in the temp directory).
   static const std::string dir = [] {
-    std::string d = (std::filesystem::temp_directory_path() /
-                     absl::StrCat("ipsrt-fuzz-instruments-", getpid()))
-                        .string();
+    static const std::string d =
+        (std::filesystem::temp_directory_path() /
+         absl::StrCat("ipsrt-fuzz-instruments-", getpid()))
+            .string();
     std::filesystem::create_directories(d);
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(d, ignored);
+    });
     return d;
   }();
   {
