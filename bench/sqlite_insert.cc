@@ -260,7 +260,7 @@ struct Statements {
             "INSERT INTO requests (key, tenant, request_id, method, "
             "payload_hash, response, create_time_us) VALUES (?, ?, ?, ?, ?, "
             "?, ?) ON CONFLICT (key) DO NOTHING")),
-        ins_request_key(
+        find_request_key(
             Prepare(db, "SELECT key FROM request_keys WHERE key = ?")),
         ins_enrollment(Prepare(
             db,
@@ -279,7 +279,7 @@ struct Statements {
             "create_time_us) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)")) {}
   ~Statements() {
     for (sqlite3_stmt* s :
-         {begin, commit, savepoint, release, ins_request, ins_request_key,
+         {begin, commit, savepoint, release, ins_request, find_request_key,
           ins_enrollment, ins_event, ins_outbox}) {
       sqlite3_finalize(s);
     }
@@ -293,7 +293,7 @@ struct Statements {
   sqlite3_stmt* savepoint;
   sqlite3_stmt* release;
   sqlite3_stmt* ins_request;
-  sqlite3_stmt* ins_request_key;
+  sqlite3_stmt* find_request_key;
   sqlite3_stmt* ins_enrollment;
   sqlite3_stmt* ins_event;
   sqlite3_stmt* ins_outbox;
@@ -304,7 +304,8 @@ struct Statements {
 void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
   sqlite3* db = st.db;
   if (savepoints) Run(db, st.savepoint, "savepoint");
-  sqlite3_bind_int64(st.ins_request, 1, RequestKey(r.tenant, r.request_id));
+  const int64_t key = RequestKey(r.tenant, r.request_id);
+  sqlite3_bind_int64(st.ins_request, 1, key);
   BindText(st.ins_request, 2, r.tenant);
   BindText(st.ins_request, 3, r.request_id);
   BindText(st.ins_request, 4, "CreateEnrollment");
@@ -312,8 +313,8 @@ void InsertEnrollment(Statements& st, const Rows& r, bool savepoints) {
   BindBlob(st.ins_request, 6, r.response);
   sqlite3_bind_int64(st.ins_request, 7, r.now_us);
   Run(db, st.ins_request, "insert request");
-  sqlite3_bind_int64(st.ins_request_key, 1, RequestKey(r.tenant, r.request_id));
-  Run(db, st.ins_request_key, "look up request key");
+  sqlite3_bind_int64(st.find_request_key, 1, key);
+  Run(db, st.find_request_key, "look up request key");
   sqlite3_stmt* e = st.ins_enrollment;
   BindText(e, 1, r.tenant);
   BindText(e, 2, r.id);

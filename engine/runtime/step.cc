@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/types/span.h"
 #include "google/protobuf/util/time_util.h"
 #include "instruments/srm.h"
 #include "ipsrt/plugin/time.h"
@@ -1174,6 +1175,27 @@ int Srm17Index(absl::string_view activity, int hint) {
   return -1;
 }
 
+// SetSrmWeekScores erases the diary days `old` (those before the two
+// weeks kept) and sets the scored week's srm.days_recorded (diary days in
+// the window: a score from few days is shown, but templates gate cadence
+// decisions on it, srm.days_recorded >= 4), srm.score, srm.ali and
+// srm.weeks_recorded.
+void SetSrmWeekScores(absl::Span<const std::string> old, int window_days,
+                      std::optional<double> score, int ali,
+                      internal::EnrollmentState& state) {
+  static const std::string kDaysRecorded = "srm.days_recorded";
+  static const std::string kScore = "srm.score";
+  static const std::string kAli = "srm.ali";
+  static const std::string kWeeksRecorded = "srm.weeks_recorded";
+  for (const std::string& d : old) state.mutable_srm_days()->erase(d);
+  auto* scores = state.mutable_scores();
+  SetScore(scores, kDaysRecorded, static_cast<double>(window_days));
+  SetScore(scores, kScore, score);
+  SetScore(scores, kAli, static_cast<double>(ali));
+  SetScore(scores, kWeeksRecorded,
+           static_cast<double>(state.srm_days_recorded() / 7));
+}
+
 // ScoreDiaryWeek keeps the diary days of the 14 dates ending with the
 // latest recorded one (`date` or later) and scores the week of 7 ending
 // with it: srm.score (when enough days), srm.ali, srm.days_recorded,
@@ -1198,11 +1220,6 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
     return a.date != b.date ? a.date < b.date : *a.key < *b.key;
   });
   absl::InlinedVector<std::string, 4> old;
-  static const std::string kDaysRecorded = "srm.days_recorded";
-  static const std::string kScore = "srm.score";
-  static const std::string kAli = "srm.ali";
-  static const std::string kWeeksRecorded = "srm.weeks_recorded";
-  auto* scores = state.mutable_scores();
 
   // The common case: every activity recorded is an SRM-17 one, at most
   // once a day. The weeks are grouped by activity index and scored with
@@ -1258,12 +1275,8 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
       for (const Day& day : days) {
         if (latest - day.date >= 14) old.push_back(*day.key);
       }
-      for (const std::string& d : old) state.mutable_srm_days()->erase(d);
-      SetScore(scores, kDaysRecorded, static_cast<double>(window_days));
-      SetScore(scores, kScore, score);
-      SetScore(scores, kAli, static_cast<double>(ali));
-      SetScore(scores, kWeeksRecorded,
-               static_cast<double>(state.srm_days_recorded() / 7));
+      SetSrmWeekScores(old, window_days, score, ali, state);
+      auto* scores = state.mutable_scores();
       // The trends (SetSrmTrendScores over SrmAnchorTrendsBetween): the
       // week before is scored only where a shift needs it. Which trend
       // scores are set now (bit 2k: activity k's shift, 2k + 1: its hit
@@ -1328,16 +1341,10 @@ void ScoreDiaryWeek(absl::CivilDay date, internal::EnrollmentState& state) {
   // only within the windows, which keep no old day.
   SrmWeekScore week = ScoreSrmActivities(std::move(window));
   SrmWeekScore before = ScoreSrmActivities(std::move(previous_window));
-  for (const std::string& d : old) state.mutable_srm_days()->erase(d);
-  // Diary days in the scored window: a score from few days is shown but
-  // templates gate cadence decisions on it (srm.days_recorded >= 4).
-  SetScore(scores, kDaysRecorded, static_cast<double>(window_days));
-  SetScore(scores, kScore, week.score);
-  SetScore(scores, kAli, static_cast<double>(week.ali));
-  SetScore(scores, kWeeksRecorded,
-           static_cast<double>(state.srm_days_recorded() / 7));
+  SetSrmWeekScores(old, window_days, week.score, week.ali, state);
   // The current week is scored once, for its score and for the trends.
-  SetSrmTrendScores(SrmAnchorTrendsBetween(before, week), scores);
+  SetSrmTrendScores(SrmAnchorTrendsBetween(before, week),
+                    state.mutable_scores());
 }
 
 // RecordDiaryDay validates one diary day, stores it, and scores the week

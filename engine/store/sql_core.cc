@@ -403,13 +403,11 @@ absl::Status SqlCore::WriteRequest(SqlConnection& c, const WriteBatch& b,
   // A new request id, or one whose record was pruned: the key that the
   // pruning left says (request_window.h).
   bool pruned = false;
-  IPSRT_RETURN_IF_ERROR(
-      c.Query("SELECT key FROM request_keys WHERE key = $1",
-              SqlParams().Int(RequestKey(req.tenant, req.request_id)),
-              [&](const SqlRow&) {
-                pruned = true;
-                return absl::OkStatus();
-              }));
+  IPSRT_RETURN_IF_ERROR(c.Query("SELECT key FROM request_keys WHERE key = $1",
+                                SqlParams().Int(key), [&](const SqlRow&) {
+                                  pruned = true;
+                                  return absl::OkStatus();
+                                }));
   if (pruned) {
     return ExpiredRequestError(req.request_id, options_.request_retention);
   }

@@ -33,17 +33,23 @@
 
 namespace ipsrt {
 
+namespace {
+
+// ValueText is a SQL function argument's text (empty for NULL).
+absl::string_view ValueText(sqlite3_value* x) {
+  const unsigned char* p = sqlite3_value_text(x);
+  return absl::string_view(reinterpret_cast<const char*>(p),
+                           p ? sqlite3_value_bytes(x) : 0);
+}
+
+}  // namespace
+
 void AddSqliteMigrationFunctions(sqlite3* db) {
   // ipsrt_request_key(tenant, request_id): RequestKey, for migration 4.
   sqlite3_create_function(
       db, "ipsrt_request_key", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
       [](sqlite3_context* ctx, int, sqlite3_value** v) {
-        auto text = [](sqlite3_value* x) {
-          const unsigned char* p = sqlite3_value_text(x);
-          return absl::string_view(reinterpret_cast<const char*>(p),
-                                   p ? sqlite3_value_bytes(x) : 0);
-        };
-        sqlite3_result_int64(ctx, RequestKey(text(v[0]), text(v[1])));
+        sqlite3_result_int64(ctx, RequestKey(ValueText(v[0]), ValueText(v[1])));
       },
       nullptr, nullptr);
   // ipsrt_digest(value): StoredDigest as a BLOB, for migration 5.
@@ -63,13 +69,8 @@ void AddSqliteMigrationFunctions(sqlite3* db) {
       db, "ipsrt_outbox_key_digest", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
       nullptr,
       [](sqlite3_context* ctx, int, sqlite3_value** v) {
-        auto text = [](sqlite3_value* x) {
-          const unsigned char* p = sqlite3_value_text(x);
-          return absl::string_view(reinterpret_cast<const char*>(p),
-                                   p ? sqlite3_value_bytes(x) : 0);
-        };
         const std::string digest =
-            OutboxKeyDigest(text(v[0]), text(v[1]), text(v[2]));
+            OutboxKeyDigest(ValueText(v[0]), ValueText(v[1]), ValueText(v[2]));
         sqlite3_result_blob(ctx, digest.data(), static_cast<int>(digest.size()),
                             SQLITE_TRANSIENT);
       },
@@ -1126,18 +1127,18 @@ absl::Status SqliteStore::Impl::PruneRequests(
   // transaction (request_window.h).
   const SqlParams params =
       SqlParams().Time(before).Int(static_cast<int64_t>(2 * group.size() + 16));
-  static constexpr char kOldest[] =
-      "rowid IN (SELECT rowid FROM requests ORDER BY rowid LIMIT $2) AND "
-      "create_time_us < $1";
   IPSRT_RETURN_IF_ERROR(
       writer_
-          .Exec(absl::StrCat("INSERT OR IGNORE INTO request_keys (key) SELECT "
-                             "key FROM requests WHERE ",
-                             kOldest),
+          .Exec("INSERT OR IGNORE INTO request_keys (key) SELECT key FROM "
+                "requests WHERE rowid IN (SELECT rowid FROM requests ORDER BY "
+                "rowid LIMIT $2) AND create_time_us < $1",
                 params)
           .status());
   return writer_
-      .Exec(absl::StrCat("DELETE FROM requests WHERE ", kOldest), params)
+      .Exec(
+          "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
+          "ORDER BY rowid LIMIT $2) AND create_time_us < $1",
+          params)
       .status();
 }
 

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -81,38 +82,38 @@ std::string FixtureFile(const std::string& dialect, int version,
                       dialect, suffix);
 }
 
-// OutboxDigestsMatch is how many of the outbox rows that `query` returns
-// (tenant, enrollment_id, idempotency_key, hex(key_digest), one row per
-// line, fields split by `sep`) hold the digest OutboxKeyDigest gives, out
-// of how many: "5/5".
-std::string OutboxDigestsMatch(const std::string& rows, char sep) {
+// RowsMatching is how many of `rows` (one row per line, fields split by
+// `sep`, as psql -At and the group_concat queries below give them) satisfy
+// `matches`, out of how many: "5/5".
+std::string RowsMatching(
+    const std::string& rows, char sep,
+    const std::function<bool(const std::vector<std::string>&)>& matches) {
   int matched = 0, total = 0;
   for (absl::string_view line :
        absl::StrSplit(rows, '\n', absl::SkipWhitespace())) {
-    std::vector<std::string> f = absl::StrSplit(line, sep);
     ++total;
-    if (f.size() == 4 &&
-        absl::AsciiStrToLower(f[3]) ==
-            absl::BytesToHexString(OutboxKeyDigest(f[0], f[1], f[2]))) {
-      ++matched;
-    }
+    if (matches(absl::StrSplit(line, sep))) ++matched;
   }
   return absl::StrCat(matched, "/", total);
 }
 
-// RequestKeysMatch is the same for request records (tenant, request_id,
-// key): how many hold their request id's key (RequestKey), out of how many.
+// OutboxDigestsMatch counts the outbox rows (tenant, enrollment_id,
+// idempotency_key, hex(key_digest)) that hold the digest OutboxKeyDigest
+// gives.
+std::string OutboxDigestsMatch(const std::string& rows, char sep) {
+  return RowsMatching(rows, sep, [](const std::vector<std::string>& f) {
+    return f.size() == 4 &&
+           absl::AsciiStrToLower(f[3]) ==
+               absl::BytesToHexString(OutboxKeyDigest(f[0], f[1], f[2]));
+  });
+}
+
+// RequestKeysMatch counts the request records (tenant, request_id, key)
+// that hold their request id's key (RequestKey).
 std::string RequestKeysMatch(const std::string& rows, char sep) {
-  int matched = 0, total = 0;
-  for (absl::string_view line :
-       absl::StrSplit(rows, '\n', absl::SkipWhitespace())) {
-    std::vector<std::string> f = absl::StrSplit(line, sep);
-    ++total;
-    if (f.size() == 3 && f[2] == absl::StrCat(RequestKey(f[0], f[1]))) {
-      ++matched;
-    }
-  }
-  return absl::StrCat(matched, "/", total);
+  return RowsMatching(rows, sep, [](const std::vector<std::string>& f) {
+    return f.size() == 3 && f[2] == absl::StrCat(RequestKey(f[0], f[1]));
+  });
 }
 
 std::string FixtureRows(const std::string& dialect, int version) {
