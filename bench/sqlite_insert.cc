@@ -13,7 +13,7 @@
 //   SELECT key FROM request_keys ...  (a request id seen before, whose
 //                                      record was pruned, is refused)
 //   INSERT INTO enrollments ...
-//   INSERT INTO events ...
+//   INSERT INTO events ... SELECT key FROM enrollments ...
 //   INSERT INTO outbox ...            (one row per reminder the runtime
 //                                      planned, as the server writes them)
 //   RELEASE request
@@ -270,8 +270,9 @@ struct Statements {
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
         ins_event(Prepare(
             db,
-            "INSERT INTO events (tenant, enrollment_id, sequence, payload, "
-            "hash) VALUES (?, ?, ?, ?, ?)")),
+            "INSERT INTO events (enrollment_key, sequence, payload, hash) "
+            "SELECT key, ?3, ?4, ?5 FROM enrollments WHERE tenant = ?1 AND "
+            "id = ?2")),
         ins_outbox(Prepare(
             db,
             "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, "

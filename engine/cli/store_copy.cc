@@ -217,37 +217,48 @@ absl::Status ReadPostgresRows(
 // checks each event links to its predecessor in a dense sequence.
 absl::Status VerifyEventChains(PgConnection& pg, StoreCopyReport& report) {
   const Table& events = TableNamed("events");
-  std::string tenant, enrollment, last_hash;
+  int64_t enrollment = 0;
+  std::string last_hash;
   int64_t last_sequence = 0;
+  // Where names the enrollment of a broken event (events hold its key).
+  auto where = [&pg](int64_t key, int64_t sequence) {
+    std::string name = absl::StrCat("enrollment key ", key);
+    absl::StatusOr<PgResult> r =
+        pg.Query("SELECT tenant, id FROM enrollments WHERE key = $1",
+                 PgParams().Int(key));
+    if (r.ok() && r->rows() == 1) {
+      name = absl::StrCat("tenants/", r->Text(0, 0), "/enrollments/",
+                          r->Text(0, 1));
+    }
+    return absl::StrCat(name, " event ", sequence);
+  };
   return ReadPostgresRows(
       pg, events, [&](const std::vector<Value>& row) -> absl::Status {
-        const std::string& t = row[0].bytes;
-        const std::string& e = row[1].bytes;
-        int64_t sequence = row[2].number;
-        const std::string hash = DigestFromStored(row[4].bytes);
-        std::string where = absl::StrCat("tenants/", t, "/enrollments/", e,
-                                         " event ", sequence);
-        if (t != tenant || e != enrollment) {
-          tenant = t;
-          enrollment = e;
+        const int64_t key = row[0].number;
+        const int64_t sequence = row[1].number;
+        const std::string hash = DigestFromStored(row[3].bytes);
+        if (key != enrollment || report.chains_verified == 0) {
+          enrollment = key;
           last_sequence = 0;
           last_hash.clear();
           ++report.chains_verified;
         }
         if (sequence != last_sequence + 1) {
-          return absl::DataLossError(absl::StrCat(
-              "store copy: ", where, ": sequence follows ", last_sequence));
+          return absl::DataLossError(
+              absl::StrCat("store copy: ", where(key, sequence),
+                           ": sequence follows ", last_sequence));
         }
         v1::Event event;
         absl::StatusOr<std::string> payload =
-            EventPayloadFromStored(row[3].bytes, hash);
+            EventPayloadFromStored(row[2].bytes, hash);
         // Each event's hash covers the hash before it (schema 6 keeps no
         // prev_hash column): a deleted, replaced or reordered event breaks
         // the next one's hash.
         if (!payload.ok() || !event.ParseFromString(*payload) ||
             event.hash() != hash || EventHash(last_hash, event) != hash) {
-          return absl::DataLossError(absl::StrCat(
-              "store copy: ", where, ": hash does not match its content"));
+          return absl::DataLossError(
+              absl::StrCat("store copy: ", where(key, sequence),
+                           ": hash does not match its content"));
         }
         last_sequence = sequence;
         last_hash = hash;
@@ -520,10 +531,13 @@ absl::Status CopyAndVerify(SqliteSource& source, PgConnection& pg,
     IPSRT_ASSIGN_OR_RETURN(TableCopy copy, CopyTable(source, pg, t));
     report.tables.push_back(std::move(copy));
   }
-  // Later outbox rows continue after the copied ids.
+  // Later outbox rows and enrollments continue after the copied numbers.
   IPSRT_RETURN_IF_ERROR(
       pg.Exec("SELECT setval(pg_get_serial_sequence('outbox', 'id'), "
               "COALESCE((SELECT MAX(id) FROM outbox), 0) + 1, false)"));
+  IPSRT_RETURN_IF_ERROR(
+      pg.Exec("SELECT setval(pg_get_serial_sequence('enrollments', 'key'), "
+              "COALESCE((SELECT MAX(key) FROM enrollments), 0) + 1, false)"));
   for (size_t i = 0; i < SchemaTables().size(); ++i) {
     IPSRT_RETURN_IF_ERROR(
         VerifyTable(source, pg, SchemaTables()[i], report.tables[i]));

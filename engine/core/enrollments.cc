@@ -349,7 +349,8 @@ absl::StatusOr<std::optional<Response>> PriorResult(
   IPSRT_ASSIGN_OR_RETURN(std::optional<RequestRecord> seen,
                          store.LookupRequest(tenant, request_id));
   if (!seen.has_value()) return std::optional<Response>();
-  if (seen->method != method || seen->payload_hash != fingerprint) {
+  if (seen->method != method ||
+      !SamePayloadHash(seen->payload_hash, fingerprint)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "request_id: \"", request_id, "\" was already used for a different ",
         seen->method, " request; use a new request id for a new request"));
@@ -377,39 +378,60 @@ absl::StatusOr<Response> Committed(absl::StatusOr<CommitResult> r,
 
 // StoredSubmitResponse is the idempotency record of a SubmitEvent answer:
 // the answer without the recorded event and what only repeats the event
-// (its scores, band and flags). The event log already holds the event at
-// (enrollment, revision), so each record is about the size of the
-// enrollment instead of the enrollment plus a copy of the event; the
-// crisis resources stay, so a retry shows what the first answer showed.
+// (its scores, band and flags), and without what the enrollment never
+// changes after its creation (name, patient, workflow, labels, creation
+// time), which a retry reads from the enrollment as it is then. The event
+// log already holds the event at (enrollment, revision), so each record
+// holds only what the answer alone says (stage, state, revision, zone,
+// clinician, cadence, update time); the crisis resources stay, so a retry
+// shows what the first answer showed.
 std::string StoredSubmitResponse(v1::SubmitEventResponse response) {
   response.clear_event();
   response.clear_scores();
   response.clear_band();
   response.clear_flags();
+  v1::Enrollment& e = *response.mutable_enrollment();
+  e.clear_name();
+  e.clear_patient_ref();
+  e.clear_workflow_id();
+  e.clear_labels();
+  e.clear_create_time();
   return response.SerializeAsString();
 }
 
-// CompleteSubmitResponse puts back what StoredSubmitResponse left out, from
-// the event log: the event whose sequence is the stored enrollment's
+// CompleteSubmitResponse puts back what StoredSubmitResponse left out: the
+// fields an enrollment keeps from its creation, from `en` as it is now, and
+// from the event log the event whose sequence is the stored enrollment's
 // revision. A record written before the compact form (it has its event)
-// is complete as it is.
+// is complete as it is; one written before schema 8 keeps its own
+// enrollment fields (it has the name).
 absl::StatusOr<v1::SubmitEventResponse> CompleteSubmitResponse(
-    Store& store, v1::SubmitEventResponse first) {
+    Store& store, const EnrollmentName& en, v1::SubmitEventResponse first) {
   if (first.has_event()) return first;
-  absl::StatusOr<EnrollmentName> en =
-      ParseEnrollmentName("enrollment.name", first.enrollment().name());
+  if (first.enrollment().name().empty()) {
+    IPSRT_ASSIGN_OR_RETURN(EnrollmentRow row,
+                           store.GetEnrollment(en.tenant, en.id));
+    IPSRT_ASSIGN_OR_RETURN(internal::EnrollmentState state, ParseState(row));
+    const v1::Enrollment& now = state.enrollment();
+    v1::Enrollment& e = *first.mutable_enrollment();
+    e.set_name(en.Format());
+    e.set_patient_ref(now.patient_ref());
+    e.set_workflow_id(now.workflow_id());
+    *e.mutable_labels() = now.labels();
+    *e.mutable_create_time() = now.create_time();
+  }
   const int64_t sequence = first.enrollment().revision();
-  if (!en.ok() || sequence < 1) {
+  if (first.enrollment().name() != en.Format() || sequence < 1) {
     return absl::DataLossError(
-        "store: stored response names no enrollment revision");
+        "store: stored response names no revision of this enrollment");
   }
   IPSRT_ASSIGN_OR_RETURN(std::vector<EventRow> rows,
-                         store.ListEvents(en->tenant, en->id, sequence - 1, 1));
+                         store.ListEvents(en.tenant, en.id, sequence - 1, 1));
   if (rows.empty() || rows.front().sequence != sequence ||
       !first.mutable_event()->ParseFromString(rows.front().payload)) {
     return absl::DataLossError(
         absl::StrCat("store: the event a stored response refers to (",
-                     en->Format(), " sequence ", sequence, ") cannot be read"));
+                     en.Format(), " sequence ", sequence, ") cannot be read"));
   }
   const v1::Event& event = first.event();
   *first.mutable_scores() = event.scores();
@@ -421,12 +443,13 @@ absl::StatusOr<v1::SubmitEventResponse> CompleteSubmitResponse(
 // Committed completes a replayed SubmitEvent answer (see
 // StoredSubmitResponse).
 absl::StatusOr<v1::SubmitEventResponse> Committed(
-    Store& store, absl::StatusOr<CommitResult> r,
+    Store& store, const EnrollmentName& en, absl::StatusOr<CommitResult> r,
     v1::SubmitEventResponse fresh) {
+  const bool replayed = r.ok() && r->replayed;
   absl::StatusOr<v1::SubmitEventResponse> answer =
       Committed(std::move(r), std::move(fresh));
-  if (!answer.ok()) return answer;
-  return CompleteSubmitResponse(store, *std::move(answer));
+  if (!answer.ok() || !replayed) return answer;
+  return CompleteSubmitResponse(store, en, *std::move(answer));
 }
 
 // EventRowFor is the stored row of a sealed event.
@@ -847,7 +870,7 @@ void Enrollments::Apply(const std::string& method,
     if (!prior.ok()) return done(prior.status());
     if (!prior->has_value()) return done(std::move(refusal));
     absl::StatusOr<v1::SubmitEventResponse> replay =
-        CompleteSubmitResponse(*deps_.store, **std::move(prior));
+        CompleteSubmitResponse(*deps_.store, en, **std::move(prior));
     if (!replay.ok()) return done(replay.status());
     // A retry answered from the idempotency record is still an access: its
     // audit record is stored before the answer.
@@ -888,7 +911,7 @@ void Enrollments::Apply(const std::string& method,
   v1::EventPayload retry_payload = event->payload();
   deps_.store->CommitAsync(
       std::move(batch),
-      [this, method, name_field, name, request_id, expected_revision,
+      [this, en, method, name_field, name, request_id, expected_revision,
        retry_payload = std::move(retry_payload), fingerprint, actor,
        attempts_left, done = std::move(done), inner, lock_key,
        response = std::move(response)](absl::StatusOr<CommitResult> r) mutable {
@@ -914,7 +937,7 @@ void Enrollments::Apply(const std::string& method,
             return;
           }
         }
-        done(Committed(*deps_.store, std::move(r), std::move(response)));
+        done(Committed(*deps_.store, en, std::move(r), std::move(response)));
       });
 }
 

@@ -433,7 +433,8 @@ absl::StatusOr<v1::PushEnrollmentResponse> StoredPushResponse(
 absl::Status CheckSameRequest(const RequestRecord& seen,
                               const std::string& request_id,
                               const std::string& fingerprint) {
-  if (seen.method != kPushMethod || seen.payload_hash != fingerprint) {
+  if (seen.method != kPushMethod ||
+      !SamePayloadHash(seen.payload_hash, fingerprint)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "request_id: \"", request_id, "\" was already used for a different ",
         seen.method, " request; use a new request id for a new request"));

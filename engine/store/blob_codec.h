@@ -54,6 +54,24 @@ absl::Status CheckDigest(absl::string_view value, absl::string_view what);
 // or a placeholder) as it is.
 std::string DigestFromStored(absl::string_view stored);
 
+// A request record keeps its payload hash as the first 16 bytes of the
+// SHA-256 (schema 8): it is only compared with a retry's under the same
+// request id, for which 128 bits are ample. StoredRequestHash keeps a
+// digest in lowercase hex so, anything else as given; RequestHashFromStored
+// reads 16 bytes as 32 hex digits (a prefix of the digest, for
+// SamePayloadHash in ipsrt/store.h) and 32 bytes (a record written before
+// schema 8) as the whole digest. CheckRequestHash refuses the values this
+// cannot tell apart on reading: 16 or 32 bytes that are not a digest in hex.
+std::string StoredRequestHash(absl::string_view hex);
+// A request record's method is kept as "/" and a letter for the methods
+// that write records ("/s" is SubmitEvent; schema 8), any other as it is
+// (behind "=" when it starts with "=" or "/"). Records written before keep
+// the whole name and read as before.
+std::string StoredRequestMethod(absl::string_view method);
+std::string RequestMethodFromStored(absl::string_view stored);
+std::string RequestHashFromStored(absl::string_view stored);
+absl::Status CheckRequestHash(absl::string_view value);
+
 // An outbox row's idempotency key is its enrollment's name
 // ("tenants/{tenant}/enrollments/{id}"), "/", then a key unique within the
 // enrollment ("reminder/initial.srm-diary#3"). The row keeps only that last
@@ -120,7 +138,14 @@ absl::StatusOr<std::string> EventPayloadFromStored(absl::string_view stored,
 // (also one whose short form would start with "=" or "/"), so that every
 // stored form reads back as exactly the value given. The record's hash
 // covers the values, not their stored forms.
+//
+// From schema 8 the next part may be coded too: "/" and a letter for an API
+// service ("/eSubmitEvent" is "/ipsrt.v1.EnrollmentService/SubmitEvent")
+// or for "enrollments/" in a resource ("/e01h..."). Rows written before
+// keep their forms and read as before; StoredAuditRpcBeforeSchema8 is an
+// rpc's form in them (ListAudit's filter matches either).
 std::string StoredAuditRpc(absl::string_view rpc);
+std::string StoredAuditRpcBeforeSchema8(absl::string_view rpc);
 std::string AuditRpcFromStored(absl::string_view stored);
 std::string StoredAuditResource(absl::string_view tenant,
                                 absl::string_view resource);

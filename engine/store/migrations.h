@@ -35,7 +35,7 @@ const std::vector<Migration>& SqliteMigrations();
 const std::vector<Migration>& PostgresMigrations();
 
 // The schema version the tables below describe: the last migration's.
-inline constexpr int kSchemaVersion = 7;
+inline constexpr int kSchemaVersion = 8;
 
 // RefuseNewerSchema is FAILED_PRECONDITION when a database is at `version`
 // above kSchemaVersion (written by a newer ipsrtd), else OK.
@@ -53,7 +53,9 @@ struct SchemaColumn {
 struct SchemaTable {
   const char* name;
   std::vector<SchemaColumn> columns;
-  // Primary key columns, in order.
+  // Key columns, in order: the primary key, or the unique natural key of a
+  // table whose rows SQLite keeps by an integer (enrollments, requests). A
+  // copy orders rows by it.
   std::vector<const char*> key;
 
   // Column returns the named column (which must exist).

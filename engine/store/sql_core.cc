@@ -226,8 +226,7 @@ absl::Status SqlCore::ValidateBatch(const WriteBatch& b) {
   }
   // Values that the stored forms of schema 5 could not keep
   // (store/blob_codec.h).
-  IPSRT_RETURN_IF_ERROR(
-      CheckDigest(b.request.payload_hash, "a request's payload hash"));
+  IPSRT_RETURN_IF_ERROR(CheckRequestHash(b.request.payload_hash));
   for (const EventRow& ev : b.events) {
     IPSRT_RETURN_IF_ERROR(CheckDigest(ev.prev_hash, "an event's prev_hash"));
     IPSRT_RETURN_IF_ERROR(CheckDigest(ev.hash, "an event's hash"));
@@ -271,23 +270,27 @@ absl::StatusOr<CommitResult> SqlCore::ApplyBatch(
   for (size_t i = 0; i < b.events.size(); ++i) {
     const EventRow& ev = b.events[i];
     IPSRT_RETURN_IF_ERROR(Fault("event.insert"));
-    absl::Status st =
-        c.Exec(
-             "INSERT INTO events (tenant, enrollment_id, sequence, payload, "
-             "hash) VALUES ($1, $2, $3, $4, $5)",
-             SqlParams()
-                 .Text(ev.tenant)
-                 .Text(ev.enrollment_id)
-                 .Int(ev.sequence)
-                 .Bytes(packed.payloads[i])
-                 .Bytes(StoredDigest(ev.hash)))
-            .status();
-    if (absl::IsAlreadyExists(st)) {
+    // An event's row names its enrollment by the enrollment's key (schema
+    // 8), read here from the row this batch has just written or locked.
+    absl::StatusOr<int64_t> inserted = c.Exec(
+        "INSERT INTO events (enrollment_key, sequence, payload, hash) SELECT "
+        "key, $3, $4, $5 FROM enrollments WHERE tenant = $1 AND id = $2",
+        SqlParams()
+            .Text(ev.tenant)
+            .Text(ev.enrollment_id)
+            .Int(ev.sequence)
+            .Bytes(packed.payloads[i])
+            .Bytes(StoredDigest(ev.hash)));
+    if (absl::IsAlreadyExists(inserted.status())) {
       return absl::AbortedError(absl::StrCat("enrollment ", ev.enrollment_id,
                                              " already has event ", ev.sequence,
                                              "; read it again and retry"));
     }
-    IPSRT_RETURN_IF_ERROR(st);
+    IPSRT_RETURN_IF_ERROR(inserted.status());
+    if (*inserted != 1) {
+      return absl::NotFoundError(
+          absl::StrCat("enrollment ", ev.enrollment_id, " not found"));
+    }
   }
   static const std::string* const kInsertOutbox = new std::string(absl::StrCat(
       "INSERT INTO outbox (tenant, enrollment_id, kind, due_time_us, payload, "
@@ -358,8 +361,8 @@ absl::Status SqlCore::WriteRequest(SqlConnection& c, const WriteBatch& b,
                  .Int(key)
                  .Text(req.tenant)
                  .Text(req.request_id)
-                 .Text(req.method)
-                 .Bytes(StoredDigest(req.payload_hash))
+                 .Text(StoredRequestMethod(req.method))
+                 .Bytes(StoredRequestHash(req.payload_hash))
                  .Bytes(packed.response)
                  .Time(req.create_time)));
   if (inserted == 0) {
@@ -373,8 +376,8 @@ absl::Status SqlCore::WriteRequest(SqlConnection& c, const WriteBatch& b,
                   found = true;
                   tenant = row.Text(0);
                   request_id = row.Text(1);
-                  method = row.Text(2);
-                  payload_hash = DigestFromStored(row.Text(3));
+                  method = RequestMethodFromStored(row.Text(2));
+                  payload_hash = RequestHashFromStored(row.Text(3));
                   response = row.Text(4);
                   return absl::OkStatus();
                 }));
@@ -389,7 +392,8 @@ absl::Status SqlCore::WriteRequest(SqlConnection& c, const WriteBatch& b,
           "\" cannot be told apart from another recent request id (they "
           "share a key, store/request_window.h); use a new request id"));
     }
-    if (method != req.method || payload_hash != req.payload_hash) {
+    if (method != req.method ||
+        !SamePayloadHash(payload_hash, req.payload_hash)) {
       return absl::FailedPreconditionError(
           absl::StrCat("request_id: \"", req.request_id,
                        "\" was already used for a different ", method,
@@ -646,8 +650,8 @@ absl::StatusOr<std::optional<RequestRecord>> SqlCore::LookupRequest(
         RequestRecord r;
         r.tenant = std::string(tenant);
         r.request_id = std::string(request_id);
-        r.method = row.Text(0);
-        r.payload_hash = DigestFromStored(row.Text(1));
+        r.method = RequestMethodFromStored(row.Text(0));
+        r.payload_hash = RequestHashFromStored(row.Text(1));
         IPSRT_ASSIGN_OR_RETURN(r.response,
                                UnpackBlob(row.Text(2), "a stored response"));
         r.create_time = row.Time(3);
@@ -724,8 +728,9 @@ absl::StatusOr<std::vector<EventRow>> SqlCore::ListEvents(
   int64_t last_sequence = 0;
   std::string last_hash;
   IPSRT_RETURN_IF_ERROR(c.Query(
-      "SELECT sequence, payload, hash FROM events WHERE tenant = $1 AND "
-      "enrollment_id = $2 AND sequence >= $3 ORDER BY sequence LIMIT $4",
+      "SELECT sequence, payload, hash FROM events WHERE enrollment_key = "
+      "(SELECT key FROM enrollments WHERE tenant = $1 AND id = $2) AND "
+      "sequence >= $3 ORDER BY sequence LIMIT $4",
       SqlParams()
           .Text(tenant)
           .Text(enrollment_id)
@@ -818,8 +823,9 @@ absl::StatusOr<std::vector<AuditRecord>> SqlCore::ListAudit(
       IPSRT_SQL_ONCE(
           "SELECT ", kAuditReadColumns,
           " FROM audit a WHERE a.seq > $1 AND ($2 = '' OR a.tenant = $2) "
-          "AND ($3 = '' OR a.subject = $3) AND ($4 = '' OR a.rpc = $4) "
-          "AND a.time_us >= $5 AND a.time_us < $6 ORDER BY a.seq LIMIT $7"),
+          "AND ($3 = '' OR a.subject = $3) AND ($4 = '' OR a.rpc IN ($4, "
+          "$8)) AND a.time_us >= $5 AND a.time_us < $6 ORDER BY a.seq LIMIT "
+          "$7"),
       SqlParams()
           .Int(after_seq)
           .Text(filter.tenant)
@@ -829,7 +835,10 @@ absl::StatusOr<std::vector<AuditRecord>> SqlCore::ListAudit(
                                        : std::numeric_limits<int64_t>::min())
           .Int(filter.until.has_value() ? absl::ToUnixMicros(*filter.until)
                                         : std::numeric_limits<int64_t>::max())
-          .Int(limit),
+          .Int(limit)
+          // Records written before schema 8 keep the rpc's older form.
+          .Text(filter.rpc.empty() ? ""
+                                   : StoredAuditRpcBeforeSchema8(filter.rpc)),
       &rows, ReadAudit));
   return rows;
 }

@@ -182,9 +182,19 @@ absl::StatusOr<StoreCheckReport> CheckSqliteFile(const std::string& path) {
   }
   Query get_enrollment(
       db.get(), "SELECT snapshot FROM enrollments WHERE tenant = ? AND id = ?");
-  Query get_event(db.get(),
-                  "SELECT payload, hash FROM events WHERE tenant = ? AND "
-                  "enrollment_id = ? AND sequence = ?");
+  // Events name their enrollment by its key from schema 8 on; a file not
+  // yet migrated keeps the tenant and id in each row.
+  Query keyed(db.get(),
+              "SELECT count(*) FROM pragma_table_info('events') WHERE name = "
+              "'enrollment_key'");
+  const bool by_key =
+      keyed.prepared() && keyed.Step() == 1 && keyed.Text(0) == "1";
+  Query get_event(
+      db.get(), by_key ? "SELECT payload, hash FROM events WHERE "
+                         "enrollment_key = (SELECT key FROM enrollments WHERE "
+                         "tenant = ? AND id = ?) AND sequence = ?"
+                       : "SELECT payload, hash FROM events WHERE tenant = ? "
+                         "AND enrollment_id = ? AND sequence = ?");
   for (const Key& key : EnrollmentKeys(db.get(), report)) {
     get_enrollment.Reset();
     get_enrollment.Bind(1, key.tenant);

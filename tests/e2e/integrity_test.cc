@@ -116,11 +116,14 @@ TEST(IntegrityE2eTest, SqliteVerifyOfflineOnlineAndAtStart) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("ipsrt.db").c_str(), &db), SQLITE_OK);
   sqlite3_stmt* read = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT payload FROM events WHERE "
-                               "enrollment_id = ? AND sequence = 2",
-                               -1, &read, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_prepare_v2(
+          db,
+          "SELECT payload FROM events WHERE "
+          "enrollment_key = (SELECT key FROM enrollments WHERE id = ?) AND "
+          "sequence = 2",
+          -1, &read, nullptr),
+      SQLITE_OK);
   sqlite3_bind_text(read, 1, Id(name).c_str(), -1, SQLITE_TRANSIENT);
   ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
   // The stored form (store/blob_codec.h): 0x00 0x02, then the packed event
@@ -132,11 +135,14 @@ TEST(IntegrityE2eTest, SqliteVerifyOfflineOnlineAndAtStart) {
   const std::string payload = WithItem9Cleared(column);
   ASSERT_FALSE(payload.empty());
   sqlite3_stmt* write = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "UPDATE events SET payload = ? WHERE "
-                               "enrollment_id = ? AND sequence = 2",
-                               -1, &write, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_prepare_v2(
+          db,
+          "UPDATE events SET payload = ? WHERE "
+          "enrollment_key = (SELECT key FROM enrollments WHERE id = ?) AND "
+          "sequence = 2",
+          -1, &write, nullptr),
+      SQLITE_OK);
   sqlite3_bind_blob(write, 1, payload.data(), static_cast<int>(payload.size()),
                     SQLITE_TRANSIENT);
   sqlite3_bind_text(write, 2, Id(name).c_str(), -1, SQLITE_TRANSIENT);
@@ -183,8 +189,10 @@ TEST(IntegrityE2eTest, PostgresVerifyOffline) {
 
   // The same one-byte edit: read the stored payload, edit its content and
   // store it again packed, with SQL.
-  const std::string where =
-      absl::StrCat(" WHERE enrollment_id = '", Id(name), "' AND sequence = 2");
+  const std::string where = absl::StrCat(
+      " WHERE enrollment_key = (SELECT key FROM enrollments WHERE "
+      "id = '",
+      Id(name), "') AND sequence = 2");
   absl::StatusOr<std::string> hex = (*pg)->Psql(
       "verify",
       absl::StrCat("SELECT encode(payload, 'hex') FROM events", where));

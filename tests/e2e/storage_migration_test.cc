@@ -72,11 +72,13 @@ std::string Counts(Db& db) {
 // (`dialect` "sqlite" or "postgres"), as SQL INSERTs, and their names.
 // Without request_keys' rows for a layout older than schema 4.
 // FixtureFile is the fixture of rows for a layout at schema `version`: the
-// schema-6 one from 6 on, the schema-5 one at 5, the schema-4 one before.
+// schema-7 one from 7 on, the schema-6 one at 6, the schema-5 one at 5, the
+// schema-4 one before.
 std::string FixtureFile(const std::string& dialect, int version,
                         const char* suffix) {
   return absl::StrCat(IPSRT_FIXTURE_DIR,
-                      version >= 6   ? "/schema6-"
+                      version >= 7   ? "/schema7-"
+                      : version == 6 ? "/schema6-"
                       : version == 5 ? "/schema5-"
                                      : "/schema4-",
                       dialect, suffix);
@@ -354,16 +356,20 @@ TEST(StorageMigrationTest, KillDuringMigration6LeavesSchema5Whole) {
     EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
     EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM "
                         "pragma_table_info('events')"),
-              "tenant,enrollment_id,sequence,payload,hash");
+              "enrollment_key,sequence,payload,hash");
     EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_table_info('audit') "
                         "WHERE name = 'prev_hash'"),
               "0");
-    // Every audit record's rpc and resource in their short forms (the
-    // verify below recomputes each record's hash from them).
+    // Every audit record's rpc and resource in their short forms, those
+    // written from schema 8 on coded (the verify below recomputes each
+    // record's hash from them).
     EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM audit WHERE rpc LIKE "
                         "'EnrollmentService/%' AND resource LIKE "
                         "'enrollments/%'"),
-              "11");
+              "9");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM audit WHERE rpc LIKE '/e%' AND "
+                        "resource LIKE '/e%'"),
+              "2");
     // The payloads a schema-5 ipsrtd wrote keep their hash field and read
     // as they are.
     EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM events WHERE "
@@ -406,7 +412,8 @@ TEST(StorageMigrationTest, KillDuringMigration7LeavesSchema6Whole) {
       ServesAll(config, FixtureNames("sqlite", /*version=*/6)));
   {
     Db db(path);
-    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "7");
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
+              absl::StrCat(kSchemaVersion));
     EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
     EXPECT_EQ(db.Scalar(kUniqueColumns), "key_digest");
     EXPECT_EQ(
@@ -448,14 +455,82 @@ TEST(StorageMigrationTest, KillDuringMigration7LeavesSchema6Whole) {
   ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
 }
 
-// The same on PostgreSQL, from schema 3 (migration 4, then 5 to 7), from
-// schema 4 (migration 5), from schema 5 (migration 6) and from schema 6
-// (migration 7).
+// Migration 8 on rows a schema-7 ipsrtd wrote: a kill -9 inside it leaves
+// schema 7 whole (events keep the tenant and enrollment id); the next start
+// numbers every enrollment, keeping its rowid, and each event names its own
+// enrollment's number.
+TEST(StorageMigrationTest, KillDuringMigration8LeavesSchema7Whole) {
+  TempDir dir;
+  const std::string config = WriteConfig(dir);
+  const std::string path = dir.File("ipsrt.db");
+  std::string before;
+  std::string events_before;
+  {
+    const std::string copy = dir.File("before.db");
+    OldSqlite(copy, 7);
+    Db db(copy);
+    // Each event as (its enrollment's rowid, sequence, hash), to compare
+    // with the migrated rows.
+    events_before = db.Scalar(
+        "SELECT group_concat(k, ',') FROM (SELECT e.rowid || ':' || "
+        "v.sequence || ':' || hex(v.hash) AS k FROM events v JOIN enrollments "
+        "e ON e.tenant = v.tenant AND e.id = v.enrollment_id ORDER BY e.rowid, "
+        "v.sequence)");
+  }
+  ASSERT_NO_FATAL_FAILURE(before =
+                              OldSqliteKilledInMigration(dir, config, path, 7));
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM "
+                        "pragma_table_info('events')"),
+              "tenant,enrollment_id,sequence,payload,hash");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_table_info('enrollments') "
+                        "WHERE name = 'key'"),
+              "0");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE "
+                        "'%_v8'"),
+              "0");
+  }
+
+  ASSERT_NO_FATAL_FAILURE(
+      ServesAll(config, FixtureNames("sqlite", /*version=*/7)));
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
+              absl::StrCat(kSchemaVersion));
+    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_foreign_key_check"), "0");
+    EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM "
+                        "pragma_table_info('events')"),
+              "enrollment_key,sequence,payload,hash");
+    EXPECT_EQ(db.Scalar("SELECT group_concat(k, ',') FROM (SELECT "
+                        "v.enrollment_key || ':' || v.sequence || ':' || "
+                        "hex(v.hash) AS k FROM events v ORDER BY "
+                        "v.enrollment_key, v.sequence)"),
+              events_before);
+    // The enrollments' key is their rowid, and their indexes are back.
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM enrollments WHERE key = rowid"),
+              "2");
+    EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM (SELECT name "
+                        "FROM sqlite_master WHERE type = 'index' AND tbl_name "
+                        "= 'enrollments' ORDER BY name)"),
+              "enrollments_by_clinician,enrollments_by_create_time,"
+              "enrollments_by_patient,enrollments_by_stage,"
+              "sqlite_autoindex_enrollments_1");
+    EXPECT_EQ(Counts(db),
+              absl::StrReplaceAll(before, {{"audit=9 ", "audit=11 "}}));
+  }
+  ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
+}
+
+// The same on PostgreSQL, from schema 3 (migration 4, then 5 to 8), from
+// schema 4 (migration 5), from schema 5 (migration 6), from schema 6
+// (migration 7) and from schema 7 (migration 8).
 TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
   absl::StatusOr<std::unique_ptr<testing::PostgresServer>> pg =
       testing::PostgresServer::Start();
   ASSERT_TRUE(pg.ok()) << pg.status();
-  for (int old_version : {3, 4, 5, 6}) {
+  for (int old_version : {3, 4, 5, 6, 7}) {
     SCOPED_TRACE(absl::StrCat("from schema ", old_version));
     const std::string database = absl::StrCat("old", old_version);
     ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, old_version));
@@ -501,10 +576,18 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
                        "WHERE table_name IN ('events', 'audit') AND "
                        "column_name = 'prev_hash'"),
                 "2");
-    } else {
+    } else if (old_version == 6) {
       EXPECT_EQ(scalar("SELECT COUNT(*) FROM information_schema.columns "
                        "WHERE table_name = 'outbox' AND column_name = "
                        "'key_digest'"),
+                "0");
+    } else {
+      EXPECT_EQ(scalar("SELECT COUNT(*) FROM information_schema.columns "
+                       "WHERE table_name = 'enrollments' AND column_name = "
+                       "'key'"),
+                "0");
+      EXPECT_EQ(scalar("SELECT COUNT(*) FROM pg_tables WHERE tablename = "
+                       "'events_v8'"),
                 "0");
     }
     EXPECT_EQ(counts(), before);
@@ -516,17 +599,26 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
     EXPECT_EQ(scalar("SELECT string_agg(column_name, ',' ORDER BY "
                      "ordinal_position) FROM information_schema.columns "
                      "WHERE table_name = 'events'"),
-              "tenant,enrollment_id,sequence,payload,hash");
+              "enrollment_key,sequence,payload,hash");
     EXPECT_EQ(scalar("SELECT string_agg(conname, ',' ORDER BY conname) FROM "
                      "pg_constraint WHERE conrelid IN ('events'::regclass, "
                      "'audit'::regclass)"),
-              "audit_pkey,events_pkey,events_sequence_check,"
-              "events_tenant_enrollment_id_fkey");
-    EXPECT_EQ(scalar("SELECT COUNT(*) FROM audit WHERE rpc LIKE '/%' OR "
+              "audit_pkey,events_enrollment_key_fkey,events_pkey,"
+              "events_sequence_check");
+    // Every event names its enrollment by number; each log is whole.
+    EXPECT_EQ(scalar("SELECT COUNT(*) || ' in ' || COUNT(DISTINCT e.key) FROM "
+                     "events v JOIN enrollments e ON e.key = v.enrollment_key"),
+              "8 in 2");
+    EXPECT_EQ(scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                     "WHERE conname = 'enrollments_key'"),
+              "UNIQUE (key)");
+    EXPECT_EQ(scalar("SELECT COUNT(*) FROM audit WHERE rpc LIKE '/ipsrt%' OR "
                      "resource LIKE 'tenants/%'"),
               "0");
+    // Migration 4 kept the key of every record; from schema 7 on a key is
+    // kept when its record is pruned.
     EXPECT_EQ(scalar("SELECT COUNT(*) FROM request_keys"),
-              scalar("SELECT COUNT(*) FROM requests"));
+              old_version < 7 ? scalar("SELECT COUNT(*) FROM requests") : "0");
     EXPECT_EQ(scalar("SELECT COUNT(*) FROM events WHERE length(hash) = 32"),
               "8");
     EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox WHERE idempotency_key "

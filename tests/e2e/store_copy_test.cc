@@ -209,7 +209,7 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("audit        ", audit_total,
                                             " rows copied, ", audit_total,
                                             " in PostgreSQL")));
-  EXPECT_THAT(r.out, HasSubstr("ok: schema version 7"));
+  EXPECT_THAT(r.out, HasSubstr("ok: schema version 8"));
   // The outbox rows (reminders the runtime planned) came along with their
   // ids, and new rows continue after them.
   std::string outbox_sqlite_count =
@@ -284,7 +284,7 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   absl::StatusOr<ProcessResult> tamper =
       RunProcess({"/usr/bin/sqlite3", SqlitePath(),
                   "UPDATE events SET hash = 'forged' WHERE sequence = 3 AND "
-                  "enrollment_id = (SELECT MIN(enrollment_id) FROM events)"});
+                  "enrollment_key = (SELECT MIN(enrollment_key) FROM events)"});
   ASSERT_TRUE(tamper.ok() && tamper->exit_code == 0) << tamper->err;
   ASSERT_TRUE(pg_->CreateDatabase("tampered").ok());
   ProcessResult forged = Copy("tampered");

@@ -588,11 +588,14 @@ TEST_F(ExportTest, EditedEventFailsExportsWithDataLoss) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir_.File("ipsrt.db").c_str(), &db), SQLITE_OK);
   sqlite3_stmt* read = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT payload FROM events WHERE "
-                               "enrollment_id = ? AND sequence = 2",
-                               -1, &read, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_prepare_v2(
+          db,
+          "SELECT payload FROM events WHERE "
+          "enrollment_key = (SELECT key FROM enrollments WHERE id = ?) AND "
+          "sequence = 2",
+          -1, &read, nullptr),
+      SQLITE_OK);
   sqlite3_bind_text(read, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
   // The stored form (store/blob_codec.h): 0x00 0x02, then the packed event
@@ -613,11 +616,14 @@ TEST_F(ExportTest, EditedEventFailsExportsWithDataLoss) {
   // Stored again the way the store keeps payloads: a coherent edit.
   payload = absl::StrCat(column.substr(0, 2), PackBlob(payload));
   sqlite3_stmt* write = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "UPDATE events SET payload = ? WHERE "
-                               "enrollment_id = ? AND sequence = 2",
-                               -1, &write, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_prepare_v2(
+          db,
+          "UPDATE events SET payload = ? WHERE "
+          "enrollment_key = (SELECT key FROM enrollments WHERE id = ?) AND "
+          "sequence = 2",
+          -1, &write, nullptr),
+      SQLITE_OK);
   sqlite3_bind_blob(write, 1, payload.data(), static_cast<int>(payload.size()),
                     SQLITE_TRANSIENT);
   sqlite3_bind_text(write, 2, id.c_str(), -1, SQLITE_TRANSIENT);

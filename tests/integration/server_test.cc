@@ -461,7 +461,7 @@ TEST_F(ServerTest, DiagnosticsAndWorkflows) {
         diagnostics->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info)
             .ok());
     EXPECT_EQ(info.store_kind(), "sqlite");
-    EXPECT_EQ(info.schema_version(), 7);
+    EXPECT_EQ(info.schema_version(), 8);
     EXPECT_THAT(info.version(), MatchesRegex("[0-9]+\\.[0-9]+\\.[0-9]+"));
   }
   auto workflows = v1::WorkflowService::NewStub(channel_);
@@ -731,6 +731,49 @@ TEST_F(EventsTest, Item9RoutesAnUrgentAlertWithCrisisResources) {
             "event.questionnaire_response.questionnaire_id: questionnaire "
             "\"phq8\" is not served by any loaded plugin");
   ExpectReplayEqualsSnapshot(e.name());
+}
+
+// A SubmitEvent's idempotency record keeps what its answer alone says and
+// takes from the enrollment what never changes after creation (name,
+// patient, workflow, labels, creation time): a retry after the enrollment
+// moved on (another zone and clinician, a later revision) is still the
+// first answer, field for field.
+TEST_F(EventsTest, RetryAfterTheEnrollmentChangedIsTheFirstAnswer) {
+  v1::CreateEnrollmentRequest create = ValidCreate("enroll-labels");
+  (*create.mutable_labels())["site"] = "north";
+  (*create.mutable_labels())["cohort"] = "2026";
+  v1::Enrollment e;
+  grpc::Status s = Create(create, &e);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::SubmitEventResponse first;
+  ASSERT_TRUE(
+      Submit(e.name(), "p-labels", 0, Phq9({1, 0, 0, 0, 0, 0, 0, 0, 0}), &first)
+          .ok());
+  v1::UpdateEnrollmentRequest u;
+  u.set_name(e.name());
+  u.set_request_id("u-labels");
+  u.set_expected_revision(first.enrollment().revision());
+  u.set_time_zone("Australia/Sydney");
+  u.set_clinician_ref("Practitioner/99");
+  u.set_reason("moved");
+  v1::Enrollment moved;
+  grpc::ClientContext ctx;
+  s = enrollments_->UpdateEnrollment(&ctx, u, &moved);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(moved.clinician_ref(), "Practitioner/99");
+
+  v1::SubmitEventResponse again;
+  ASSERT_TRUE(
+      Submit(e.name(), "p-labels", 0, Phq9({1, 0, 0, 0, 0, 0, 0, 0, 0}), &again)
+          .ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(again, first))
+      << again.DebugString() << "\nfirst:\n"
+      << first.DebugString();
+  EXPECT_EQ(again.enrollment().clinician_ref(),
+            first.enrollment().clinician_ref());
+  EXPECT_NE(again.enrollment().clinician_ref(), "Practitioner/99");
+  EXPECT_EQ(again.enrollment().labels().at("site"), "north");
+  EXPECT_EQ(again.enrollment().name(), e.name());
 }
 
 TEST_F(EventsTest, UpdateEnrollmentChangesZoneAndClinicianAsAnEvent) {

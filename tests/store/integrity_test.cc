@@ -25,6 +25,15 @@ using ::testing::HasSubstr;
 const absl::Time kT0 = absl::FromUnixSeconds(1790000000);
 constexpr char kKey[] = "0123456789abcdef0123456789abcdef-test-key";
 
+// EventsOf is the condition on events' rows of enrollment t1/`id` (an
+// event's row holds its enrollment's key, schema 8).
+std::string EventsOf(const std::string& id) {
+  return absl::StrCat(
+      "enrollment_key = (SELECT key FROM enrollments WHERE tenant = 't1' AND "
+      "id = '",
+      id, "')");
+}
+
 // A sealed event as the engine stores it: a PHQ-9 response whose item 9 is
 // `item9`, hashed onto `prev_hash`.
 v1::Event SealedEvent(int64_t sequence, int item9,
@@ -131,8 +140,7 @@ class IntegrityTest : public ::testing::Test {
                   const std::string& payload) {
     Exec(absl::StrCat(
         "UPDATE events SET payload = ", Backend::BlobLiteral(payload),
-        " WHERE tenant = 't1' AND enrollment_id = '", id,
-        "' AND sequence = ", seq));
+        " WHERE ", EventsOf(id), " AND sequence = ", seq));
   }
 
   IntegrityReport Verify() {
@@ -161,10 +169,8 @@ class IntegrityTest : public ::testing::Test {
       v1::Event e = SealedEvent(s, s == seq ? 0 : 1, prev);
       Exec(absl::StrCat("UPDATE events SET payload = ",
                         Backend::BlobLiteral(DeterministicBytes(e)),
-                        ", hash = '", e.hash(),
-                        "' WHERE tenant = 't1' AND enrollment_id = 'a' AND "
-                        "sequence = ",
-                        s));
+                        ", hash = '", e.hash(), "' WHERE ", EventsOf("a"),
+                        " AND sequence = ", s));
       prev = e.hash();
     }
     Exec(absl::StrCat("UPDATE enrollments SET snapshot = ",
@@ -220,12 +226,10 @@ TYPED_TEST(IntegrityTest, OneEditedPayloadByteNamesTheEvent) {
 }
 
 TYPED_TEST(IntegrityTest, DeletedMiddleAndNewestRowsAreNamed) {
-  this->Exec(
-      "DELETE FROM events WHERE tenant = 't1' AND enrollment_id = 'a' AND "
-      "sequence = 2");
-  this->Exec(
-      "DELETE FROM events WHERE tenant = 't1' AND enrollment_id = 'b' AND "
-      "sequence = 3");
+  this->Exec(absl::StrCat("DELETE FROM events WHERE ", EventsOf("a"),
+                          " AND sequence = 2"));
+  this->Exec(absl::StrCat("DELETE FROM events WHERE ", EventsOf("b"),
+                          " AND sequence = 3"));
   IntegrityReport r = this->Verify();
   ASSERT_EQ(r.problems_total, 2);
   EXPECT_EQ(r.problems[0].record, "tenants/t1/enrollments/a");
@@ -238,15 +242,12 @@ TYPED_TEST(IntegrityTest, DeletedMiddleAndNewestRowsAreNamed) {
 
 TYPED_TEST(IntegrityTest, ReorderedRowsAreNamed) {
   // Swap events 2 and 3 of "a" (their rows keep their own content).
-  this->Exec(
-      "UPDATE events SET sequence = 100 WHERE tenant = 't1' AND "
-      "enrollment_id = 'a' AND sequence = 2");
-  this->Exec(
-      "UPDATE events SET sequence = 2 WHERE tenant = 't1' AND "
-      "enrollment_id = 'a' AND sequence = 3");
-  this->Exec(
-      "UPDATE events SET sequence = 3 WHERE tenant = 't1' AND "
-      "enrollment_id = 'a' AND sequence = 100");
+  this->Exec(absl::StrCat("UPDATE events SET sequence = 100 WHERE ",
+                          EventsOf("a"), " AND sequence = 2"));
+  this->Exec(absl::StrCat("UPDATE events SET sequence = 2 WHERE ",
+                          EventsOf("a"), " AND sequence = 3"));
+  this->Exec(absl::StrCat("UPDATE events SET sequence = 3 WHERE ",
+                          EventsOf("a"), " AND sequence = 100"));
   IntegrityReport r = this->Verify();
   ASSERT_EQ(r.problems_total, 1);
   EXPECT_EQ(r.problems[0].sequence, 2);
@@ -273,9 +274,8 @@ TYPED_TEST(IntegrityTest, TruncationIsFoundAgainstTheAnchor) {
   // The newest event of "b" and the newest audit record deleted, and the
   // enrollment's revision and snapshot set back to match.
   const std::string head2 = this->Stored("b", 2).hash;
-  this->Exec(
-      "DELETE FROM events WHERE tenant = 't1' AND enrollment_id = 'b' AND "
-      "sequence = 3");
+  this->Exec(absl::StrCat("DELETE FROM events WHERE ", EventsOf("b"),
+                          " AND sequence = 3"));
   this->Exec(absl::StrCat("UPDATE enrollments SET revision = 2, snapshot = ",
                           TypeParam::BlobLiteral(Snapshot(2, head2)),
                           " WHERE tenant = 't1' AND id = 'b'"));

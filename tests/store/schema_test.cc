@@ -52,16 +52,24 @@ struct SqliteCatalog {
         "ELSE ' null' END AS d FROM pragma_table_info('",
         table, "') ORDER BY name)");
   }
-  // The declared primary key, or else (a rowid table kept in write order,
-  // like schema 7's requests) the columns of its one UNIQUE constraint.
+  // The declared primary key; or else the columns of the table's one UNIQUE
+  // constraint, for a table kept in rowid order (schema 7's requests) or
+  // whose rowid is its number `key` (schema 8's enrollments); or else `key`
+  // itself (request_keys).
   static std::string Key(const std::string& table) {
-    return absl::StrCat(
-        "SELECT COALESCE((SELECT group_concat(name, ',') FROM (SELECT name "
-        "FROM pragma_table_info('",
-        table,
-        "') WHERE pk > 0 ORDER BY pk)), (SELECT group_concat(c.name, ',') "
-        "FROM pragma_index_list('",
-        table, "') l, pragma_index_info(l.name) c WHERE l.origin = 'u'))");
+    auto pk = [&](const char* where) {
+      return absl::StrCat(
+          "(SELECT group_concat(name, ',') FROM (SELECT name FROM "
+          "pragma_table_info('",
+          table, "') WHERE pk > 0", where, " ORDER BY pk))");
+    };
+    return absl::StrCat("SELECT COALESCE(", pk(" AND name <> 'key'"),
+                        ", (SELECT group_concat(c.name, ',') FROM "
+                        "pragma_index_list('",
+                        table,
+                        "') l, pragma_index_info(l.name) c WHERE l.origin = "
+                        "'u'), ",
+                        pk(""), ")");
   }
 };
 

@@ -144,6 +144,11 @@ constexpr char kListAudit[] =
     "a.hash FROM audit a WHERE a.seq > ?1 AND (?2 = '' OR a.tenant = ?2) AND "
     "(?3 = '' OR a.subject = ?3) ORDER BY a.seq LIMIT ?4";
 
+constexpr char kListEvents[] =
+    "SELECT sequence, payload, hash FROM events WHERE enrollment_key = "
+    "(SELECT key FROM enrollments WHERE tenant = ? AND id = ?) AND sequence "
+    ">= ? ORDER BY sequence LIMIT ?";
+
 TEST(SqliteLayoutTest, QueriesSearchIndexes) {
   testing::TempDir dir;
   absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenIn(dir);
@@ -156,11 +161,18 @@ TEST(SqliteLayoutTest, QueriesSearchIndexes) {
        "SEARCH enrollments USING INDEX sqlite_autoindex_enrollments_1 "
        "(tenant=? AND id=?)"},
       // ListEvents (schema 6: from the row before the page, whose hash is
-      // the first event's prev_hash).
-      {"SELECT sequence, payload, hash FROM events WHERE tenant = ? AND "
-       "enrollment_id = ? AND sequence >= ? ORDER BY sequence LIMIT ?",
-       "SEARCH events USING INDEX sqlite_autoindex_events_1 (tenant=? AND "
-       "enrollment_id=? AND sequence>?)"},
+      // the first event's prev_hash; schema 8: by the enrollment's key).
+      {kListEvents,
+       "SEARCH events USING INDEX sqlite_autoindex_events_1 (enrollment_key=? "
+       "AND sequence>?)"},
+      {kListEvents,
+       "SEARCH enrollments USING COVERING INDEX sqlite_autoindex_enrollments_1 "
+       "(tenant=? AND id=?)"},
+      // Appending an event: its enrollment's key from the row just written.
+      {"INSERT INTO events (enrollment_key, sequence, payload, hash) SELECT "
+       "key, ?, ?, ? FROM enrollments WHERE tenant = ? AND id = ?",
+       "SEARCH enrollments USING COVERING INDEX sqlite_autoindex_enrollments_1 "
+       "(tenant=? AND id=?)"},
       // A request record by its request id's key (schema 7).
       {"SELECT method, payload_hash, response, create_time_us FROM requests "
        "WHERE key = ? AND tenant = ? AND request_id = ?",
@@ -420,25 +432,55 @@ TEST(BlobCodecTest, EventPayloadsLeaveOutTheirHashField) {
   EXPECT_EQ(db.Scalar("SELECT length(hash) FROM events"), "32");
 }
 
+// A request record's method (schema 8): the methods that write records as
+// a two-letter code, any other kept as it is (marked when it could be
+// mistaken for a code), and every form reads back as the value given,
+// including the whole names of records written before.
+TEST(BlobCodecTest, RequestMethodsAreStoredAsCodes) {
+  EXPECT_EQ(StoredRequestMethod("SubmitEvent"), "/s");
+  EXPECT_EQ(StoredRequestMethod("CreateEnrollment"), "/c");
+  EXPECT_EQ(RequestMethodFromStored("SubmitEvent"), "SubmitEvent");
+  for (const char* method :
+       {"CreateEnrollment", "SubmitEvent", "AckReminder", "UpdateEnrollment",
+        "MigrateEnrollments", "PushEnrollment", "SubmitEvents", "/s", "=x", "/",
+        "=", "", "Other"}) {
+    EXPECT_EQ(RequestMethodFromStored(StoredRequestMethod(method)), method)
+        << method;
+  }
+}
+
 // An audit record's rpc and resource are stored without the prefixes the
-// API and the row's tenant give them; every other value is kept whole, and
-// every stored form reads back as the value given.
+// API and the row's tenant give them, and (schema 8) with the API's service
+// or the enrollments collection as a two-letter code; every other value is
+// kept whole, and every stored form reads back as the value given. The
+// forms of schemas 6 and 7 still read as they did.
 TEST(BlobCodecTest, AuditRpcAndResourceAreStoredShort) {
   EXPECT_EQ(StoredAuditRpc("/ipsrt.v1.EnrollmentService/SubmitEvent"),
-            "EnrollmentService/SubmitEvent");
-  EXPECT_EQ(StoredAuditResource("t1", "tenants/t1/enrollments/e1"),
-            "enrollments/e1");
+            "/eSubmitEvent");
+  EXPECT_EQ(StoredAuditRpc("/ipsrt.v1.AuditService/ListAudit"), "/aListAudit");
+  EXPECT_EQ(
+      StoredAuditRpcBeforeSchema8("/ipsrt.v1.EnrollmentService/SubmitEvent"),
+      "EnrollmentService/SubmitEvent");
+  EXPECT_EQ(StoredAuditResource("t1", "tenants/t1/enrollments/e1"), "/ee1");
+  EXPECT_EQ(AuditRpcFromStored("EnrollmentService/SubmitEvent"),
+            "/ipsrt.v1.EnrollmentService/SubmitEvent");
+  EXPECT_EQ(AuditResourceFromStored("t1", "enrollments/e1"),
+            "tenants/t1/enrollments/e1");
   for (const char* rpc :
        {"/ipsrt.v1.EnrollmentService/SubmitEvent", "/ipsrt.v1.", "/ipsrt.v1./x",
         "/ipsrt.v1.=x", "/grpc.health.v1.Health/Check", "GetEnrollment",
-        "=already marked", "", "/ipsrt.v10.X/Y"}) {
+        "=already marked", "", "/ipsrt.v10.X/Y", "/ipsrt.v1.EnrollmentService/",
+        "/ipsrt.v1.EnrollmentServiceX/Y",
+        "/ipsrt.v1.WorkflowService/ValidateWorkflow", "/ipsrt.v1./eX",
+        "/eSubmitEvent"}) {
     EXPECT_EQ(AuditRpcFromStored(StoredAuditRpc(rpc)), rpc) << rpc;
   }
   for (const char* tenant : {"t1", "", "t"}) {
     for (const char* resource :
          {"tenants/t1/enrollments/e1", "tenants/t1/", "tenants/t1//x",
           "tenants/t1/=x", "tenants/t10/enrollments/e1", "workflows/x", "",
-          "=x", "tenants/t"}) {
+          "=x", "tenants/t", "tenants/t1/enrollments/",
+          "tenants/t1/enrollmentsX", "tenants/t1//ee1", "/ee1"}) {
       EXPECT_EQ(AuditResourceFromStored(tenant,
                                         StoredAuditResource(tenant, resource)),
                 resource)
@@ -468,9 +510,25 @@ TEST(BlobCodecTest, AuditRpcAndResourceAreStoredShort) {
   EXPECT_EQ(all->front().resource, "tenants/t1/enrollments/e1");
   EXPECT_EQ(all->front().hash, AuditRecordHash(all->front()));
   (*store)->Close();
-  Db db(dir.File("ipsrt.db"));
-  EXPECT_EQ(db.Scalar("SELECT rpc || ' ' || resource FROM audit"),
-            "EnrollmentService/GetEnrollment enrollments/e1");
+  {
+    Db db(dir.File("ipsrt.db"));
+    EXPECT_EQ(db.Scalar("SELECT rpc || ' ' || resource FROM audit"),
+              "/eGetEnrollment /ee1");
+    // The record as a schema-7 ipsrtd stored it.
+    db.Exec(
+        "UPDATE audit SET rpc = 'EnrollmentService/GetEnrollment', resource "
+        "= 'enrollments/e1'");
+  }
+  store = OpenIn(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  all = (*store)->ListAudit(
+      AuditFilter{.rpc = "/ipsrt.v1.EnrollmentService/GetEnrollment"}, 0, 10);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ(all->front().rpc, "/ipsrt.v1.EnrollmentService/GetEnrollment");
+  EXPECT_EQ(all->front().resource, "tenants/t1/enrollments/e1");
+  EXPECT_EQ(all->front().hash, AuditRecordHash(all->front()));
+  (*store)->Close();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "gmock/gmock.h"
@@ -105,6 +106,7 @@ TYPED_TEST(StoreConformanceTest, CreateThenReadBack) {
   ASSERT_TRUE(req.ok()) << req.status();
   ASSERT_TRUE(req->has_value());
   EXPECT_EQ((*req)->method, "CreateEnrollment");
+  EXPECT_EQ(this->backend_.Scalar("SELECT method FROM requests"), "/c");
   EXPECT_EQ((*req)->payload_hash, "hash-a");
   EXPECT_EQ((*req)->response, "response-e1");
   EXPECT_EQ((*req)->create_time, kT0);
@@ -134,13 +136,13 @@ TYPED_TEST(StoreConformanceTest, SurvivesReopen) {
   auto store = this->OpenStore();
   ASSERT_NE(store, nullptr);
   // Migration 7 (storage footprint) is the latest on every store kind.
-  EXPECT_EQ(store->SchemaVersion(), 7);
+  EXPECT_EQ(store->SchemaVersion(), 8);
   EXPECT_EQ(store->Kind(), TypeParam::kName);
   absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(row->id, "e1");
   EXPECT_EQ(this->backend_.Scalar("SELECT COUNT(*) FROM schema_migrations"),
-            "7");
+            "8");
 }
 
 TYPED_TEST(StoreConformanceTest,
@@ -860,6 +862,67 @@ TYPED_TEST(StoreConformanceTest, RequestIdsSharingAKeyAreToldApart) {
   EXPECT_FALSE(store->LookupRequest("t1", "r2")->has_value());
   EXPECT_EQ(this->CountRows("requests"), 1);
   EXPECT_EQ(this->CountRows("events"), 1);
+}
+
+// A request record keeps the first half of its payload's SHA-256 (schema
+// 8): a retry with the same payload is answered from it, one with another
+// payload under the same request id is refused, and a record written with
+// the whole digest (before schema 8) still compares.
+TYPED_TEST(StoreConformanceTest, PayloadHashesKeepTheirFirstHalf) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  const std::string digest(64, 'a');
+  const std::string other = std::string(63, 'a') + "b";
+  WriteBatch first = CreateBatch("t1", "e1", "r1");
+  first.request.payload_hash = digest;
+  ASSERT_TRUE(store->Commit(first).ok());
+  EXPECT_EQ(this->backend_.Scalar("SELECT length(payload_hash) FROM requests"),
+            "16");
+  absl::StatusOr<std::optional<RequestRecord>> seen =
+      store->LookupRequest("t1", "r1");
+  ASSERT_TRUE(seen.ok() && seen->has_value());
+  EXPECT_EQ((*seen)->payload_hash, std::string(32, 'a'));
+  EXPECT_TRUE(SamePayloadHash((*seen)->payload_hash, digest));
+  EXPECT_FALSE(SamePayloadHash((*seen)->payload_hash, other.substr(0, 31)));
+
+  WriteBatch retry = CreateBatch("t1", "e1", "r1");
+  retry.request.payload_hash = digest;
+  absl::StatusOr<CommitResult> replay = store->Commit(retry);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_TRUE(replay->replayed);
+
+  // Another payload under the same request id.
+  WriteBatch different = CreateBatch("t1", "e1", "r1");
+  different.request.payload_hash = std::string(64, 'c');
+  absl::StatusOr<CommitResult> refused = store->Commit(different);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
+      << refused.status();
+
+  // A record from before schema 8 holds all 32 bytes.
+  ASSERT_TRUE(this->backend_
+                  .Exec(absl::StrCat(
+                      "UPDATE requests SET payload_hash = ",
+                      TypeParam::BlobLiteral(absl::HexStringToBytes(other))))
+                  .ok());
+  seen = store->LookupRequest("t1", "r1");
+  ASSERT_TRUE(seen.ok() && seen->has_value());
+  EXPECT_EQ((*seen)->payload_hash, other);
+  WriteBatch old_retry = CreateBatch("t1", "e1", "r1");
+  old_retry.request.payload_hash = other;
+  replay = store->Commit(old_retry);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_TRUE(replay->replayed);
+  // ... and compares whole: the same first half is not enough.
+  WriteBatch half = CreateBatch("t1", "e1", "r1");
+  half.request.payload_hash = digest;
+  EXPECT_EQ(store->Commit(half).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Values that could not be told apart from a stored half or whole digest.
+  WriteBatch ambiguous = CreateBatch("t1", "e2", "r2");
+  ambiguous.request.payload_hash = std::string(16, 'x');
+  EXPECT_EQ(store->Commit(ambiguous).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -81,12 +81,19 @@ struct RequestRecord {
   std::string request_id;
   // RPC method, e.g. "CreateEnrollment".
   std::string method;
-  // Hash of the request without its request id; a replay must match it.
+  // Hash of the request without its request id; a replay must match it
+  // (SamePayloadHash: a SQL store reads back the first half of a SHA-256
+  // digest in hex).
   std::string payload_hash;
   // Serialized response of the first successful execution.
   std::string response;
   absl::Time create_time;
 };
+
+// SamePayloadHash is whether `recorded`, a request record's payload_hash
+// as read back, is that of a request whose hash is `hex`: equal, or a
+// prefix of at least 32 hex digits (the stored half of a digest).
+bool SamePayloadHash(absl::string_view recorded, absl::string_view hex);
 
 // One record of the audit trail: who read or changed (or was refused)
 // what, chained by hash. `seq`, `prev_hash` and `hash` are assigned by the
