@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/base/call_once.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -152,6 +154,36 @@ struct Child {
     }
   }
 };
+
+}  // namespace
+
+int SweepStalePluginSocketDirs(const std::string& parent) {
+  int removed = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(parent, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::vector<absl::string_view> parts = absl::StrSplit(name, '-');
+    int pid = 0;
+    if (parts.size() != 4 || parts[0] != "ipsrt" || parts[1] != "plugin" ||
+        !absl::SimpleAtoi(parts[2], &pid) || pid <= 0 || pid == getpid() ||
+        parts[3].size() != 6) {
+      continue;
+    }
+    struct stat st;
+    if (lstat(it->path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != geteuid()) {
+      continue;
+    }
+    // Alive (or another user's, EPERM): not ours to remove.
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    std::error_code ignored;
+    if (std::filesystem::remove_all(it->path(), ignored) > 0) ++removed;
+  }
+  return removed;
+}
+
+namespace {
 
 // Reads and discards the child's stdout until it closes or `wake` fires.
 void Drain(int fd, int wake) {
@@ -396,9 +428,19 @@ class OutOfProcessTransport final : public PluginTransport {
       absl::MutexLock lock(&mu_);
       name = name_;
     }
+    static absl::once_flag swept;
+    absl::call_once(swept, [] {
+      const int removed = SweepStalePluginSocketDirs("/tmp");
+      if (removed > 0) {
+        IPSRT_LOG(INFO) << "plugins: removed " << removed
+                        << " socket directories of ipsrtd processes that "
+                           "are gone";
+      }
+    });
     Child child;
-    char dir_template[] = "/tmp/ipsrt-plugin-XXXXXX";
-    if (mkdtemp(dir_template) == nullptr) {
+    std::string dir_template =
+        absl::StrCat("/tmp/ipsrt-plugin-", getpid(), "-XXXXXX");
+    if (mkdtemp(dir_template.data()) == nullptr) {
       return absl::InternalError(absl::StrCat(
           "plugin ", name,
           ": cannot create its socket directory: ", strerror(errno)));

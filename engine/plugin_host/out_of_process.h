@@ -81,6 +81,17 @@ void KillAllPluginProcessGroups();
 // Test seam and diagnostics: the process id serving now (0 when none).
 int OutOfProcessPid(PluginTransport& transport);
 
+// A plugin child's socket directory is `parent`/ipsrt-plugin-PID-XXXXXX,
+// PID being the ipsrtd that made it, which removes it when it stops the
+// child. A killed ipsrtd cannot, so the first plugin start of each process
+// calls SweepStalePluginSocketDirs("/tmp"): it removes each such directory
+// whose PID names no running process, and only a real directory (not a
+// symbolic link) owned by this user; anything else, including the unnamed
+// directories of releases before this one, is left alone. Processes are
+// looked up in this PID namespace: containers that share a /tmp should
+// not share a user id. Returns how many it removed.
+int SweepStalePluginSocketDirs(const std::string& parent);
+
 }  // namespace ipsrt
 
 #endif  // IPSRT_PLUGIN_HOST_OUT_OF_PROCESS_H_

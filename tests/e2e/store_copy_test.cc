@@ -268,17 +268,31 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
                 &rctx, NewEnrollment("create-0", "Patient/copy-0"), &replayed)
             .ok());
     EXPECT_TRUE(revisions_.count(replayed.name()));
+    // A new enrollment after the copy gets a number after the copied ones
+    // (the identity sequence moved with them), and its events follow it.
+    grpc::ClientContext nctx;
+    v1::Enrollment fresh;
+    s = stub->CreateEnrollment(
+        &nctx, NewEnrollment("after-copy-create", "Patient/after-copy"),
+        &fresh);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    grpc::ClientContext fctx;
+    v1::SubmitEventResponse first_event;
+    s = stub->SubmitEvent(
+        &fctx, SessionHeld(fresh.name(), "after-copy-event", 1), &first_event);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(first_event.event().sequence(), 2);
   }
   ASSERT_TRUE((*server)->Terminate().ok());
 
   // A second copy into the now non-empty database is refused.
   ProcessResult again = Copy("copied");
   EXPECT_EQ(again.exit_code, 1);
-  EXPECT_EQ(
-      again.err,
-      absl::StrCat("error: FAILED_PRECONDITION: store copy: the "
-                   "destination's enrollments table holds ",
-                   kEnrollments, " rows; copy only into an empty database\n"));
+  EXPECT_EQ(again.err,
+            absl::StrCat("error: FAILED_PRECONDITION: store copy: the "
+                         "destination's enrollments table holds ",
+                         kEnrollments + 1,
+                         " rows; copy only into an empty database\n"));
 
   // The same source with one event's hash forged fails verification.
   absl::StatusOr<ProcessResult> tamper =

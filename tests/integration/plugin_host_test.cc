@@ -3,6 +3,7 @@
 // failure mode (tests/plugins/faulty.c) and the SDK example
 // (plugins/sdk/example) as the well-behaved plugin.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -85,6 +86,51 @@ bool Eventually(F ok, absl::Duration limit = absl::Seconds(10)) {
 }
 
 // --- refusals at load, each with its exact message ---
+
+// Socket directories of an ipsrtd that is gone (killed -9, it could not
+// remove them) are removed by the next one; a live process's, another
+// name's, an unnamed older one's and a symbolic link are left alone (the
+// link's target too).
+TEST(PluginSocketDirsTest, OnlyDirectoriesOfProcessesThatAreGoneAreSwept) {
+  testing::TempDir dir;
+  // A process id that names no running process: a child that has exited
+  // and been reaped.
+  pid_t gone = fork();
+  if (gone == 0) _exit(0);
+  ASSERT_GT(gone, 0);
+  ASSERT_EQ(waitpid(gone, nullptr, 0), gone);
+  namespace fs = std::filesystem;
+  const fs::path root(dir.path());
+  const fs::path stale = root / absl::StrCat("ipsrt-plugin-", gone, "-Ab12Cd");
+  fs::create_directory(stale);
+  std::ofstream(stale / "plugin.sock") << "x";
+  const fs::path live =
+      root / absl::StrCat("ipsrt-plugin-", getppid(), "-Ef34Gh");
+  fs::create_directory(live);
+  const fs::path mine =
+      root / absl::StrCat("ipsrt-plugin-", getpid(), "-Ij56Kl");
+  fs::create_directory(mine);
+  const fs::path older = root / "ipsrt-plugin-Mn78Op";  // no pid
+  fs::create_directory(older);
+  const fs::path other = root / absl::StrCat("other-plugin-", gone, "-Qr90St");
+  fs::create_directory(other);
+  const fs::path target = root / "target";
+  fs::create_directory(target);
+  std::ofstream(target / "keep") << "x";
+  const fs::path link = root / absl::StrCat("ipsrt-plugin-", gone, "-Uv12Wx");
+  fs::create_directory_symlink(target, link);
+
+  EXPECT_EQ(SweepStalePluginSocketDirs(dir.path()), 1);
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(mine));
+  EXPECT_TRUE(fs::exists(older));
+  EXPECT_TRUE(fs::exists(other));
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_TRUE(fs::exists(target / "keep"));
+  // A parent that cannot be read sweeps nothing.
+  EXPECT_EQ(SweepStalePluginSocketDirs((root / "missing").string()), 0);
+}
 
 TEST(PluginLoadTest, AbiMajorMismatchNamesBothVersions) {
   absl::Status s = LoadError(Entry(Faulty("abi-major")));
