@@ -439,6 +439,18 @@ constexpr PrefixCode kRpcCodes[] = {
 };
 constexpr PrefixCode kResourceCodes[] = {{'e', "enrollments/"}};
 
+// Coded is the stored form of `c`'s code; CodeIn is the entry of `codes`
+// whose code `stored` starts with ("/" and the letter), or null.
+std::string Coded(const PrefixCode& c) { return {kCoded, c.code}; }
+const PrefixCode* CodeIn(absl::Span<const PrefixCode> codes,
+                         absl::string_view stored) {
+  if (stored.size() < 2 || stored.front() != kCoded) return nullptr;
+  for (const PrefixCode& c : codes) {
+    if (stored[1] == c.code) return &c;
+  }
+  return nullptr;
+}
+
 // Shortened is `value` without `prefix` (and with a coded next part) when
 // the rest can stand for it (it is not mistaken for a whole or coded value
 // on reading), else the whole value marked.
@@ -450,9 +462,7 @@ std::string Shortened(absl::string_view value, absl::string_view prefix,
     if (rest.front() != kWhole && rest.front() != kCoded) {
       for (const PrefixCode& c : codes) {
         if (absl::StartsWith(rest, c.part)) {
-          return absl::StrCat(absl::string_view(&kCoded, 1),
-                              absl::string_view(&c.code, 1),
-                              rest.substr(std::strlen(c.part)));
+          return absl::StrCat(Coded(c), rest.substr(std::strlen(c.part)));
         }
       }
       return std::string(rest);
@@ -466,12 +476,8 @@ std::string Lengthened(absl::string_view stored, absl::string_view prefix,
   if (!stored.empty() && stored.front() == kWhole) {
     return std::string(stored.substr(1));
   }
-  if (stored.size() >= 2 && stored.front() == kCoded) {
-    for (const PrefixCode& c : codes) {
-      if (stored[1] == c.code) {
-        return absl::StrCat(prefix, c.part, stored.substr(2));
-      }
-    }
+  if (const PrefixCode* c = CodeIn(codes, stored)) {
+    return absl::StrCat(prefix, c->part, stored.substr(2));
   }
   // Not a form this store writes (a damaged row): as it is, which its
   // record's hash then refuses.
@@ -506,10 +512,7 @@ constexpr PrefixCode kMethodCodes[] = {
 
 std::string StoredRequestMethod(absl::string_view method) {
   for (const PrefixCode& c : kMethodCodes) {
-    if (method == c.part) {
-      return absl::StrCat(absl::string_view(&kCoded, 1),
-                          absl::string_view(&c.code, 1));
-    }
+    if (method == c.part) return Coded(c);
   }
   if (!method.empty() &&
       (method.front() == kWhole || method.front() == kCoded)) {
@@ -522,12 +525,9 @@ std::string RequestMethodFromStored(absl::string_view stored) {
   if (!stored.empty() && stored.front() == kWhole) {
     return std::string(stored.substr(1));
   }
-  if (stored.size() == 2 && stored.front() == kCoded) {
-    for (const PrefixCode& c : kMethodCodes) {
-      if (stored[1] == c.code) return c.part;
-    }
-  }
-  return std::string(stored);
+  const PrefixCode* c =
+      stored.size() == 2 ? CodeIn(kMethodCodes, stored) : nullptr;
+  return c != nullptr ? std::string(c->part) : std::string(stored);
 }
 
 std::string StoredAuditResource(absl::string_view tenant,

@@ -3,7 +3,6 @@
 // against the anchor ipsrtd writes; one byte of a stored PHQ-9 (item 9:
 // 1 -> 0) edited with SQL is then named by every path, and ipsrtd with
 // integrity.verify_on_start refuses to start on it.
-#include <sqlite3.h>
 
 #include <fstream>
 #include <string>
@@ -17,6 +16,7 @@
 #include "postgres_e2e.h"
 #include "store/blob_codec.h"
 #include "tests/testing/postgres_server.h"
+#include "tests/testing/sqlite_db.h"
 
 namespace ipsrt::e2e {
 namespace {
@@ -113,42 +113,14 @@ TEST(IntegrityE2eTest, SqliteVerifyOfflineOnlineAndAtStart) {
   EXPECT_THAT(intact.out, HasSubstr("store intact"));
 
   // Edit one byte of event 2 of the first enrollment: item 9 from 1 to 0.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(dir.File("ipsrt.db").c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* read = nullptr;
-  ASSERT_EQ(
-      sqlite3_prepare_v2(
-          db,
-          "SELECT payload FROM events WHERE "
-          "enrollment_key = (SELECT key FROM enrollments WHERE id = ?) AND "
-          "sequence = 2",
-          -1, &read, nullptr),
-      SQLITE_OK);
-  sqlite3_bind_text(read, 1, Id(name).c_str(), -1, SQLITE_TRANSIENT);
-  ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
-  // The stored form (store/blob_codec.h): 0x00 0x02, then the packed event
-  // without its hash field.
-  const std::string column(
-      static_cast<const char*>(sqlite3_column_blob(read, 0)),
-      static_cast<size_t>(sqlite3_column_bytes(read, 0)));
-  sqlite3_finalize(read);
-  const std::string payload = WithItem9Cleared(column);
-  ASSERT_FALSE(payload.empty());
-  sqlite3_stmt* write = nullptr;
-  ASSERT_EQ(
-      sqlite3_prepare_v2(
-          db,
-          "UPDATE events SET payload = ? WHERE "
-          "enrollment_key = (SELECT key FROM enrollments WHERE id = ?) AND "
-          "sequence = 2",
-          -1, &write, nullptr),
-      SQLITE_OK);
-  sqlite3_bind_blob(write, 1, payload.data(), static_cast<int>(payload.size()),
-                    SQLITE_TRANSIENT);
-  sqlite3_bind_text(write, 2, Id(name).c_str(), -1, SQLITE_TRANSIENT);
-  ASSERT_EQ(sqlite3_step(write), SQLITE_DONE);
-  sqlite3_finalize(write);
-  sqlite3_close(db);
+  {
+    testing::SqliteDb db(dir.File("ipsrt.db"));
+    // The stored form (store/blob_codec.h): 0x00 0x02, then the packed event
+    // without its hash field.
+    const std::string payload = WithItem9Cleared(db.EventPayload(Id(name), 2));
+    ASSERT_FALSE(payload.empty());
+    db.SetEventPayload(Id(name), 2, payload);
+  }
 
   const std::string finding = absl::StrCat(
       "BROKEN ", name,

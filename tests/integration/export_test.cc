@@ -3,7 +3,6 @@
 // test-exporter (a deterministic exporter built with the SDK), and real
 // files under a temporary export root.
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <stdio.h>
 
 #include <atomic>
@@ -30,6 +29,7 @@
 #include "nlohmann/json.hpp"
 #include "service/server.h"
 #include "store/blob_codec.h"
+#include "tests/testing/sqlite_db.h"
 #include "tests/testing/temp_dir.h"
 
 namespace ipsrt {
@@ -585,51 +585,24 @@ TEST_F(ExportTest, EditedEventFailsExportsWithDataLoss) {
   const std::string name = Enroll("t1").name();
   Course(name);  // event 2 is Phq9(1)
   const std::string id = name.substr(name.rfind('/') + 1);
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(dir_.File("ipsrt.db").c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* read = nullptr;
-  ASSERT_EQ(
-      sqlite3_prepare_v2(
-          db,
-          "SELECT payload FROM events WHERE "
-          "enrollment_key = (SELECT key FROM enrollments WHERE id = ?) AND "
-          "sequence = 2",
-          -1, &read, nullptr),
-      SQLITE_OK);
-  sqlite3_bind_text(read, 1, id.c_str(), -1, SQLITE_TRANSIENT);
-  ASSERT_EQ(sqlite3_step(read), SQLITE_ROW);
-  // The stored form (store/blob_codec.h): 0x00 0x02, then the packed event
-  // without its hash field.
-  const std::string column(
-      static_cast<const char*>(sqlite3_column_blob(read, 0)),
-      static_cast<size_t>(sqlite3_column_bytes(read, 0)));
-  sqlite3_finalize(read);
-  ASSERT_EQ(column.substr(0, 2), std::string("\0\2", 2));
-  absl::StatusOr<std::string> stored =
-      UnpackBlob(column.substr(2), "the payload");
-  ASSERT_TRUE(stored.ok()) << stored.status();
-  std::string payload = *stored;
-  const std::string entry("\x0a\x01\x31\x10\x01", 5);  // {"1": 1}
-  size_t at = payload.find(entry);
-  ASSERT_NE(at, std::string::npos);
-  payload[at + 4] = '\0';
-  // Stored again the way the store keeps payloads: a coherent edit.
-  payload = absl::StrCat(column.substr(0, 2), PackBlob(payload));
-  sqlite3_stmt* write = nullptr;
-  ASSERT_EQ(
-      sqlite3_prepare_v2(
-          db,
-          "UPDATE events SET payload = ? WHERE "
-          "enrollment_key = (SELECT key FROM enrollments WHERE id = ?) AND "
-          "sequence = 2",
-          -1, &write, nullptr),
-      SQLITE_OK);
-  sqlite3_bind_blob(write, 1, payload.data(), static_cast<int>(payload.size()),
-                    SQLITE_TRANSIENT);
-  sqlite3_bind_text(write, 2, id.c_str(), -1, SQLITE_TRANSIENT);
-  ASSERT_EQ(sqlite3_step(write), SQLITE_DONE);
-  sqlite3_finalize(write);
-  sqlite3_close(db);
+  {
+    testing::SqliteDb db(dir_.File("ipsrt.db"));
+    // The stored form (store/blob_codec.h): 0x00 0x02, then the packed event
+    // without its hash field.
+    const std::string column = db.EventPayload(id, 2);
+    ASSERT_EQ(column.substr(0, 2), std::string("\0\2", 2));
+    absl::StatusOr<std::string> stored =
+        UnpackBlob(column.substr(2), "the payload");
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    std::string payload = *stored;
+    const std::string entry("\x0a\x01\x31\x10\x01", 5);  // {"1": 1}
+    size_t at = payload.find(entry);
+    ASSERT_NE(at, std::string::npos);
+    payload[at + 4] = '\0';
+    // Stored again the way the store keeps payloads: a coherent edit.
+    db.SetEventPayload(id, 2,
+                       absl::StrCat(column.substr(0, 2), PackBlob(payload)));
+  }
 
   const std::string why = absl::StrCat(
       "store: ", name,

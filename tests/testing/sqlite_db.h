@@ -31,6 +31,32 @@ class SqliteDb {
     EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << " in " << sql;
     sqlite3_free(err);
   }
+  // EventPayload is the stored payload column of event `sequence` of the
+  // enrollment with id `id` (schema 8: events name their enrollment by its
+  // key), as bytes; "" when there is no such event. SetEventPayload stores
+  // `payload` there.
+  std::string EventPayload(const std::string& id, int64_t sequence) {
+    sqlite3_stmt* s = PrepareEventStatement("SELECT payload FROM events WHERE ",
+                                            id, sequence, 1);
+    std::string out;
+    if (s != nullptr && sqlite3_step(s) == SQLITE_ROW) {
+      out.assign(static_cast<const char*>(sqlite3_column_blob(s, 0)),
+                 static_cast<size_t>(sqlite3_column_bytes(s, 0)));
+    }
+    sqlite3_finalize(s);
+    return out;
+  }
+  void SetEventPayload(const std::string& id, int64_t sequence,
+                       const std::string& payload) {
+    sqlite3_stmt* s = PrepareEventStatement(
+        "UPDATE events SET payload = ?1 WHERE ", id, sequence, 2);
+    ASSERT_NE(s, nullptr);
+    sqlite3_bind_blob(s, 1, payload.data(), static_cast<int>(payload.size()),
+                      SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(s), SQLITE_DONE) << sqlite3_errmsg(db_);
+    EXPECT_EQ(sqlite3_changes(db_), 1);
+    sqlite3_finalize(s);
+  }
   // Scalar is the first column of the first row as text ("" when none).
   std::string Scalar(const std::string& sql) {
     sqlite3_stmt* s = nullptr;
@@ -44,6 +70,23 @@ class SqliteDb {
   }
 
  private:
+  // PrepareEventStatement is `head` followed by the condition on one
+  // event's row, with the id bound at `id_param` and the sequence after it.
+  sqlite3_stmt* PrepareEventStatement(const char* head, const std::string& id,
+                                      int64_t sequence, int id_param) {
+    const std::string sql = absl::StrCat(
+        head, "enrollment_key = (SELECT key FROM enrollments WHERE id = ?",
+        id_param, ") AND sequence = ?", id_param + 1);
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sqlite3_errmsg(db_) << " in " << sql;
+      return nullptr;
+    }
+    sqlite3_bind_text(s, id_param, id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, id_param + 1, sequence);
+    return s;
+  }
+
   sqlite3* db_ = nullptr;
 };
 
