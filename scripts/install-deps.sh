@@ -10,8 +10,9 @@ packages=(
   libabsl-dev libyaml-cpp-dev libgtest-dev libgmock-dev libsqlite3-dev
   libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libpq-dev
   nodejs npm sqlite3 openssl
-  # zlib: the SQLite store deflates its large blobs (engine/store/blob_codec.h).
-  zlib1g-dev
+  # zstd and zlib: the stores compress their blobs with zstd and read the
+  # older deflated ones (engine/store/blob_codec.h).
+  libzstd-dev zlib1g-dev
   # Server binaries for the PostgreSQL tests (/usr/lib/postgresql/15/bin),
   # which start throw-away servers of their own.
   postgresql-15

@@ -1,6 +1,7 @@
 #include "store/blob_codec.h"
 
 #include <zlib.h>
+#include <zstd.h>
 
 #include <cstdint>
 #include <cstring>
@@ -35,6 +36,8 @@ constexpr uInt kDictionary1Size = sizeof(kDictionary1) - 1;
 constexpr char kMarker = '\0';
 constexpr char kRaw = '\0';
 constexpr char kDeflated = '\1';
+// Compressed by zstd with dictionary 1 as raw content (schema 9).
+constexpr char kZstd = '\3';
 // An event payload without its hash field (StoredEventPayload).
 constexpr char kEventWithoutHash = '\2';
 constexpr size_t kMinPacked = 64;
@@ -60,42 +63,101 @@ bool GetVarint(absl::string_view& in, uint64_t& v) {
   return false;
 }
 
-// Streams are kept per thread and reset between values: initialising a
-// deflate stream allocates about 256 KB, which for values of a few hundred
-// bytes cost more than the deflating itself (malloc and page faults).
-class Deflater {
- public:
-  // Level 6 (schema 8; level 1 before): on the records ipsrtd writes, a
-  // few hundred bytes each, about 4 % smaller, for a few microseconds.
-  Deflater() { ok_ = deflateInit(&z_, Z_DEFAULT_COMPRESSION) == Z_OK; }
-  ~Deflater() {
-    if (ok_) deflateEnd(&z_);
-  }
-  Deflater(const Deflater&) = delete;
-  Deflater& operator=(const Deflater&) = delete;
+// zstd (schema 9; zlib's deflate with the same preset dictionary before).
+// zlib has no way to load a dictionary once: deflateSetDictionary hashes
+// all of its 5 KB into every stream again, which cost more than deflating
+// the value itself (about 17 us per value, three values per SubmitEvent).
+// zstd digests the dictionary once into a CDict that every compression
+// references, and at level 5 its output on the records ipsrtd writes is as
+// small as deflate's at level 6 or smaller (docs/storage.md, "Compression").
+constexpr int kZstdLevel = 5;
+// A zstd frame starts with these 4 bytes (RFC 8878, 3.1.1); the stored form
+// leaves them out, and they are put back before decompressing.
+constexpr char kZstdMagic[4] = {'\x28', '\xb5', '\x2f', '\xfd'};
 
-  // Deflate appends the zlib stream of `value`, deflated with the preset
-  // dictionary, to `out`; its size, or nullopt when zlib fails.
-  std::optional<size_t> Deflate(absl::string_view value, std::string& out) {
-    if (!ok_ || deflateReset(&z_) != Z_OK) return std::nullopt;
-    const size_t header = out.size();
-    const uLong bound = deflateBound(&z_, static_cast<uLong>(value.size()));
-    out.resize(header + bound);
-    z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(value.data()));
-    z_.avail_in = static_cast<uInt>(value.size());
-    z_.next_out = reinterpret_cast<Bytef*>(out.data() + header);
-    z_.avail_out = static_cast<uInt>(bound);
-    if (deflateSetDictionary(&z_, reinterpret_cast<const Bytef*>(kDictionary1),
-                             kDictionary1Size) != Z_OK ||
-        deflate(&z_, Z_FINISH) != Z_STREAM_END) {
+// The dictionary, digested once for each direction. A dictionary that
+// does not start with zstd's dictionary magic is loaded as raw content,
+// which is what dictionary 1 is (and raw-content frames carry no
+// dictionary id: the stored form's marker names the dictionary instead).
+const ZSTD_CDict* CompressionDictionary() {
+  static const ZSTD_CDict* const dictionary =
+      ZSTD_createCDict(kDictionary1, kDictionary1Size, kZstdLevel);
+  return dictionary;
+}
+
+const ZSTD_DDict* DecompressionDictionary() {
+  static const ZSTD_DDict* const dictionary =
+      ZSTD_createDDict(kDictionary1, kDictionary1Size);
+  return dictionary;
+}
+
+// Contexts are kept per thread and reused: creating one allocates its
+// tables, which for values of a few hundred bytes would cost more than the
+// compression.
+class Compressor {
+ public:
+  Compressor() : z_(ZSTD_createCCtx()) {
+    ok_ = z_ != nullptr && CompressionDictionary() != nullptr &&
+          // The stored form keeps the size itself. The frame keeps a
+          // checksum of the content (4 bytes, as zlib's Adler-32 was), so
+          // that a damaged value reads as damaged, never as other bytes:
+          // a snapshot has no hash chain of its own.
+          !ZSTD_isError(
+              ZSTD_CCtx_setParameter(z_, ZSTD_c_contentSizeFlag, 0)) &&
+          !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_checksumFlag, 1)) &&
+          !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_dictIDFlag, 0)) &&
+          !ZSTD_isError(ZSTD_CCtx_refCDict(z_, CompressionDictionary()));
+  }
+  ~Compressor() { ZSTD_freeCCtx(z_); }
+  Compressor(const Compressor&) = delete;
+  Compressor& operator=(const Compressor&) = delete;
+
+  // Compress appends the zstd frame of `value` without its magic number
+  // to `out`; its size, or nullopt when zstd fails.
+  std::optional<size_t> Compress(absl::string_view value, std::string& out) {
+    if (!ok_) return std::nullopt;
+    const size_t at = out.size();
+    out.resize(at + ZSTD_compressBound(value.size()));
+    const size_t n = ZSTD_compress2(z_, out.data() + at, out.size() - at,
+                                    value.data(), value.size());
+    if (ZSTD_isError(n) || n < sizeof(kZstdMagic) ||
+        std::memcmp(out.data() + at, kZstdMagic, sizeof(kZstdMagic)) != 0) {
+      // A failed call leaves the context in an unknown state: start over.
+      ZSTD_CCtx_reset(z_, ZSTD_reset_session_only);
       return std::nullopt;
     }
-    return z_.total_out;
+    out.erase(at, sizeof(kZstdMagic));
+    return n - sizeof(kZstdMagic);
   }
 
  private:
-  z_stream z_{};
+  ZSTD_CCtx* z_;
   bool ok_ = false;
+};
+
+class Decompressor {
+ public:
+  Decompressor() : z_(ZSTD_createDCtx()) {}
+  ~Decompressor() { ZSTD_freeDCtx(z_); }
+  Decompressor(const Decompressor&) = delete;
+  Decompressor& operator=(const Decompressor&) = delete;
+
+  // Decompress fills `out` (sized to the recorded size) from the frame
+  // `in` (without its magic number). False when the frame is damaged or
+  // does not decompress to exactly out.size() bytes.
+  bool Decompress(absl::string_view in, std::string& out) {
+    if (z_ == nullptr || DecompressionDictionary() == nullptr) return false;
+    frame_.assign(kZstdMagic, sizeof(kZstdMagic));
+    frame_.append(in.data(), in.size());
+    const size_t n =
+        ZSTD_decompress_usingDDict(z_, out.data(), out.size(), frame_.data(),
+                                   frame_.size(), DecompressionDictionary());
+    return !ZSTD_isError(n) && n == out.size();
+  }
+
+ private:
+  ZSTD_DCtx* z_;
+  std::string frame_;  // reused: its capacity stays
 };
 
 class Inflater {
@@ -131,9 +193,14 @@ class Inflater {
   bool ok_ = false;
 };
 
-std::optional<size_t> Deflate(absl::string_view value, std::string& out) {
-  thread_local Deflater deflater;
-  return deflater.Deflate(value, out);
+std::optional<size_t> Compress(absl::string_view value, std::string& out) {
+  thread_local Compressor compressor;
+  return compressor.Compress(value, out);
+}
+
+bool Decompress(absl::string_view in, std::string& out) {
+  thread_local Decompressor decompressor;
+  return decompressor.Decompress(in, out);
 }
 
 bool Inflate(absl::string_view in, std::string& out) {
@@ -142,6 +209,10 @@ bool Inflate(absl::string_view in, std::string& out) {
 }
 
 }  // namespace
+
+absl::string_view BlobDictionary() {
+  return absl::string_view(kDictionary1, kDictionary1Size);
+}
 
 uint32_t BlobDictionaryId() {
   static const uint32_t kId = static_cast<uint32_t>(
@@ -154,10 +225,10 @@ std::string PackBlob(absl::string_view value) {
   if (value.size() >= kMinPacked && value.size() < kMaxSize) {
     std::string out;
     out.push_back(kMarker);
-    out.push_back(kDeflated);
+    out.push_back(kZstd);
     PutVarint(value.size(), out);
     const size_t header = out.size();
-    std::optional<size_t> written = Deflate(value, out);
+    std::optional<size_t> written = Compress(value, out);
     if (written.has_value() && header + *written < value.size()) {
       out.resize(header + *written);
       return out;
@@ -169,6 +240,20 @@ std::string PackBlob(absl::string_view value) {
   return std::string(value);
 }
 
+namespace {
+
+// MaxExpansion bounds the size `compressed` bytes of the given form can
+// decompress to, so that a damaged recorded size is refused before memory
+// is allocated for it: deflate expands at most 1032:1 (RFC 1951's longest
+// match, 258 bytes, in the shortest code); a zstd block takes at least 3
+// bytes (its header) and holds at most 128 KiB.
+uint64_t MaxExpansion(char form, size_t compressed) {
+  if (form == kDeflated) return uint64_t{1032} * compressed + 1024;
+  return (uint64_t{compressed} / 3 + 1) * ZSTD_BLOCKSIZE_MAX;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> UnpackBlob(absl::string_view stored,
                                        absl::string_view what) {
   if (stored.empty() || stored.front() != kMarker) return std::string(stored);
@@ -177,10 +262,13 @@ absl::StatusOr<std::string> UnpackBlob(absl::string_view stored,
   }
   absl::string_view in = stored.substr(stored.size() >= 2 ? 2 : 1);
   uint64_t size = 0;
-  if (stored.size() >= 2 && stored[1] == kDeflated && GetVarint(in, size) &&
-      size < kMaxSize) {
+  if (stored.size() >= 2 && (stored[1] == kDeflated || stored[1] == kZstd) &&
+      GetVarint(in, size) && size < kMaxSize &&
+      size <= MaxExpansion(stored[1], in.size())) {
     std::string out(size, '\0');
-    if (Inflate(in, out)) return out;
+    if (stored[1] == kZstd ? Decompress(in, out) : Inflate(in, out)) {
+      return out;
+    }
   }
   return absl::DataLossError(
       absl::StrCat("store: ", what,

@@ -1,18 +1,22 @@
 // How the stores keep their blobs (enrollment snapshots, request responses,
-// event payloads) on disk: deflated when that makes them smaller, as they
+// event payloads) on disk: compressed when that makes them smaller, as they
 // are otherwise. The store packs on write and unpacks on read, so everything
 // above it (the event hash chain, its checks, replay) sees the serialized
 // bytes only. Both stores read every form, so that a database copied from
 // SQLite to PostgreSQL (`ipsrt store copy`, byte for byte) reads the same.
 //
-// Values are deflated with a preset dictionary (blob_dictionary.inc, frozen),
-// which zlib names in each stream by its Adler-32; values deflated before it
-// (schema 4: snapshots and responses) have no dictionary and still read.
+// Values are compressed with a preset dictionary (blob_dictionary.inc,
+// frozen). From schema 9 on they are written with zstd, which loads the
+// dictionary once per process; values written before (zlib's deflate with
+// the same dictionary, which names it in each stream by its Adler-32, or
+// without one: schema 4's snapshots and responses) still read.
 //
 // Stored form: a value whose first byte is not 0x00 is the value itself
 // (every serialized protobuf message, which never starts with a zero tag);
-// 0x00 0x01 <varint size> <zlib stream> is a deflated value; 0x00 0x00
-// <value> is a value that itself starts with 0x00.
+// 0x00 0x03 <varint size> <zstd frame without its 4-byte magic number> is a
+// compressed value (dictionary 1 as raw content); 0x00 0x01 <varint size>
+// <zlib stream> a deflated one (schemas 4 to 8); 0x00 0x00 <value> a value
+// that itself starts with 0x00.
 #ifndef IPSRT_STORE_BLOB_CODEC_H_
 #define IPSRT_STORE_BLOB_CODEC_H_
 
@@ -25,15 +29,19 @@
 
 namespace ipsrt {
 
-// PackBlob is the stored form of `value`: deflated (zlib, fastest level,
-// with the preset dictionary) when the value is 64 bytes or more and that
-// saves space.
+// PackBlob is the stored form of `value`: compressed (zstd level 5 with the
+// preset dictionary) when the value is 64 bytes or more and that saves
+// space.
 std::string PackBlob(absl::string_view value);
 
 // UnpackBlob is the value of a stored form; DATA_LOSS naming `what` when a
-// deflated value cannot be inflated to its recorded size.
+// compressed value cannot be decompressed to its recorded size.
 absl::StatusOr<std::string> UnpackBlob(absl::string_view stored,
                                        absl::string_view what);
+
+// BlobDictionary is the preset dictionary's bytes (for tests and tools that
+// write the older forms).
+absl::string_view BlobDictionary();
 
 // BlobDictionaryId is the Adler-32 of the preset dictionary, the id zlib
 // writes into the streams deflated with it.

@@ -669,6 +669,14 @@ std::string Render(Dialect dialect, const char* text) {
                {"{WITHOUT_ROWID}", sqlite ? " WITHOUT ROWID" : ""}});
 }
 
+// Migration 9 changes no table: from it on, stored values are compressed
+// with zstd (store/blob_codec.h), which an ipsrtd of schema 8 cannot read;
+// the version it records makes such a binary refuse the database
+// (RefuseNewerSchema) rather than report its new values as damaged.
+constexpr char kMigration9[] = R"sql(
+SELECT 9;
+)sql";
+
 std::vector<Migration>* MigrationsOf(Dialect d) {
   const bool sqlite = d == Dialect::kSqlite;
   return new std::vector<Migration>{
@@ -693,6 +701,8 @@ std::vector<Migration>* MigrationsOf(Dialect d) {
        Render(d, sqlite ? kMigration7Sqlite : kMigration7Postgres)},
       {8, "storage footprint: events keyed by an enrollment number",
        sqlite ? kMigration8Sqlite : kMigration8Postgres},
+      {9, "stored values compressed with zstd (no change of tables)",
+       kMigration9},
   };
 }
 

@@ -2,6 +2,7 @@
 // it with every row readable, and the store's queries are index searches.
 
 #include <zlib.h>
+#include <zstd.h>
 
 #include <memory>
 #include <string>
@@ -262,61 +263,124 @@ TEST(BlobCodecTest, EveryValueReadsBack) {
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(UnpackBlob(std::string("\0\x01", 2), "a snapshot").status().code(),
             absl::StatusCode::kDataLoss);
+  EXPECT_EQ(UnpackBlob(std::string("\0\x03\x05", 3), "a snapshot").status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
-// Stored values name the preset dictionary they were deflated with (zlib's
-// DICTID), and the dictionary is frozen: a changed byte would make every
-// stored value unreadable, so its id is pinned here. Values deflated
-// without a dictionary (schema 4's snapshots and responses) still read; a
-// stream that names another dictionary is DATA_LOSS.
+// Values are written with zstd and the preset dictionary (schema 9): the
+// stored frame, with zstd's magic number put back, decompresses with the
+// dictionary through zstd itself and not without it. The dictionary is
+// frozen (a changed byte would make every stored value unreadable), so its
+// id is pinned here. The older forms still read: deflated with the
+// dictionary (schemas 5 to 8), deflated without one (schema 4's snapshots
+// and responses); a stream that names another dictionary is DATA_LOSS.
 TEST(BlobCodecTest, DictionaryIsPinnedAndOlderFormsRead) {
   EXPECT_EQ(BlobDictionaryId(), 0x6c9a11f0u);
+  EXPECT_EQ(adler32(adler32(0, nullptr, 0),
+                    reinterpret_cast<const Bytef*>(BlobDictionary().data()),
+                    BlobDictionary().size()),
+            0x6c9a11f0u);
   std::string value;
   for (int i = 0; i < 40; ++i) {
     absl::StrAppend(&value, "initial.srm-diary#", i, " clinician_form ");
   }
   const std::string stored = PackBlob(value);
-  ASSERT_EQ(stored.substr(0, 2), std::string("\0\x01", 2));
-  // 0x00 0x01, the size as a varint (2 bytes here), then the zlib header:
-  // CMF, FLG with FDICT (0x20) set, and the dictionary's Adler-32.
-  const std::string zlib_header = stored.substr(4, 6);
-  EXPECT_NE(zlib_header[1] & 0x20, 0);
-  EXPECT_EQ(absl::BytesToHexString(zlib_header.substr(2)), "6c9a11f0");
+  ASSERT_EQ(stored.substr(0, 2), std::string("\0\x03", 2));
+  // 0x00 0x03, the size as a varint (2 bytes here), then the frame.
+  ASSERT_EQ(static_cast<unsigned char>(stored[2]), (value.size() & 0x7f) | 0x80);
+  ASSERT_EQ(static_cast<size_t>(stored[3]), value.size() >> 7);
+  const std::string frame =
+      absl::StrCat(std::string("\x28\xb5\x2f\xfd", 4), stored.substr(4));
+  std::string out(value.size() + 16, '\0');
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  const size_t n = ZSTD_decompress_usingDict(
+      dctx, out.data(), out.size(), frame.data(), frame.size(),
+      BlobDictionary().data(), BlobDictionary().size());
+  ASSERT_FALSE(ZSTD_isError(n)) << ZSTD_getErrorName(n);
+  EXPECT_EQ(out.substr(0, n), value);
+  EXPECT_TRUE(ZSTD_isError(ZSTD_decompress_usingDict(
+      dctx, out.data(), out.size(), frame.data(), frame.size(), nullptr, 0)));
+  ZSTD_freeDCtx(dctx);
 
-  // The schema 4 form: zlib's compress2, no dictionary.
-  uLongf bound = compressBound(value.size());
-  std::string old_form("\0\x01", 2);
-  old_form.push_back(static_cast<char>((value.size() & 0x7f) | 0x80));
-  old_form.push_back(static_cast<char>(value.size() >> 7));
-  std::string deflated(bound, '\0');
-  ASSERT_EQ(compress2(reinterpret_cast<Bytef*>(deflated.data()), &bound,
-                      reinterpret_cast<const Bytef*>(value.data()),
-                      value.size(), Z_BEST_SPEED),
-            Z_OK);
-  old_form.append(deflated.data(), bound);
-  absl::StatusOr<std::string> back = UnpackBlob(old_form, "an old snapshot");
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(*back, value);
-
+  // Deflates `value` in zlib's format: with `dictionary` unless empty.
+  auto deflated = [&](absl::string_view dictionary) {
+    z_stream z{};
+    EXPECT_EQ(deflateInit(&z, Z_DEFAULT_COMPRESSION), Z_OK);
+    if (!dictionary.empty()) {
+      EXPECT_EQ(deflateSetDictionary(
+                    &z, reinterpret_cast<const Bytef*>(dictionary.data()),
+                    dictionary.size()),
+                Z_OK);
+    }
+    std::string form("\0\x01", 2);
+    form.push_back(static_cast<char>((value.size() & 0x7f) | 0x80));
+    form.push_back(static_cast<char>(value.size() >> 7));
+    std::string stream(deflateBound(&z, value.size()), '\0');
+    z.next_in = reinterpret_cast<Bytef*>(value.data());
+    z.avail_in = value.size();
+    z.next_out = reinterpret_cast<Bytef*>(stream.data());
+    z.avail_out = stream.size();
+    EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+    stream.resize(z.total_out);
+    deflateEnd(&z);
+    return absl::StrCat(form, stream);
+  };
+  // Schemas 5 to 8: zlib with the dictionary, named in its header (CMF, FLG
+  // with FDICT set, the dictionary's Adler-32).
+  const std::string schema8 = deflated(BlobDictionary());
+  EXPECT_NE(schema8[5] & 0x20, 0);
+  EXPECT_EQ(absl::BytesToHexString(schema8.substr(6, 4)), "6c9a11f0");
+  // Schema 4: no dictionary.
+  for (const std::string& old_form : {schema8, deflated("")}) {
+    absl::StatusOr<std::string> back = UnpackBlob(old_form, "an old snapshot");
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, value);
+  }
   // Deflated with a dictionary this build does not have.
-  z_stream z{};
-  ASSERT_EQ(deflateInit(&z, Z_BEST_SPEED), Z_OK);
-  const std::string other_dictionary = "some other dictionary";
-  ASSERT_EQ(deflateSetDictionary(
-                &z, reinterpret_cast<const Bytef*>(other_dictionary.data()),
-                other_dictionary.size()),
-            Z_OK);
-  std::string foreign(deflateBound(&z, value.size()), '\0');
-  z.next_in = reinterpret_cast<Bytef*>(value.data());
-  z.avail_in = value.size();
-  z.next_out = reinterpret_cast<Bytef*>(foreign.data());
-  z.avail_out = foreign.size();
-  ASSERT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
-  foreign.resize(z.total_out);
-  deflateEnd(&z);
   absl::StatusOr<std::string> refused =
-      UnpackBlob(absl::StrCat(old_form.substr(0, 4), foreign), "a snapshot");
+      UnpackBlob(deflated("some other dictionary"), "a snapshot");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+}
+
+// A damaged compressed value never reads as other bytes, wherever the
+// damage is: in the recorded size, the frame's header, its compressed
+// blocks or its checksum (without which a changed literal would decompress
+// to other bytes of the same size), or a cut-off frame. It is DATA_LOSS,
+// or, where the changed bit carries no information the decoder needs (a
+// larger window than the value uses, an unused bit of a table's
+// description), the value itself.
+TEST(BlobCodecTest, DamageToACompressedValueNeverReadsAsOtherBytes) {
+  std::string value;
+  for (int i = 0; i < 30; ++i) {
+    absl::StrAppend(&value, "session_held at stage maintenance ", i * 7919,
+                    " ");
+  }
+  const std::string stored = PackBlob(value);
+  ASSERT_EQ(stored.substr(0, 2), std::string("\0\x03", 2));
+  ASSERT_EQ(*UnpackBlob(stored, "a value"), value);
+  int refused = 0, same = 0;
+  for (size_t i = 2; i < stored.size(); ++i) {
+    for (unsigned char flip : {0x01, 0x80}) {
+      std::string damaged = stored;
+      damaged[i] = static_cast<char>(damaged[i] ^ flip);
+      absl::StatusOr<std::string> back = UnpackBlob(damaged, "a snapshot");
+      if (back.ok()) {
+        EXPECT_TRUE(*back == value)
+            << "byte " << i << " ^ " << int{flip} << " read as other bytes";
+        ++same;
+        continue;
+      }
+      EXPECT_EQ(back.status().code(), absl::StatusCode::kDataLoss);
+      EXPECT_THAT(back.status().message(), HasSubstr("a snapshot is damaged"));
+      ++refused;
+    }
+  }
+  // Most changes are refused outright.
+  EXPECT_GT(refused, 10 * same) << refused << " refused, " << same << " same";
+  EXPECT_EQ(UnpackBlob(stored.substr(0, stored.size() - 1), "a snapshot")
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
 }
 
 // CommitOneEvent creates enrollment t1/a with one event of `payload` (and
@@ -350,7 +414,7 @@ TEST(BlobCodecTest, EventPayloadsAreStoredPackedAndReadBack) {
   ASSERT_NO_FATAL_FAILURE(CommitOneEvent(dir, payload, "", &read));
   EXPECT_EQ(read.payload, payload);
   Db db(dir.File("ipsrt.db"));
-  EXPECT_EQ(db.Scalar("SELECT hex(substr(payload, 1, 2)) FROM events"), "0001");
+  EXPECT_EQ(db.Scalar("SELECT hex(substr(payload, 1, 2)) FROM events"), "0003");
   EXPECT_LT(std::stoi(db.Scalar("SELECT length(payload) FROM events")),
             static_cast<int>(payload.size()) / 4);
 }
