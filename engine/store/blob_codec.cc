@@ -36,7 +36,7 @@ constexpr uInt kDictionary1Size = sizeof(kDictionary1) - 1;
 constexpr char kMarker = '\0';
 constexpr char kRaw = '\0';
 constexpr char kDeflated = '\1';
-// Compressed by zstd with dictionary 1 as raw content (schema 9).
+// Compressed by zstd with dictionary 2 (schema 9).
 constexpr char kZstd = '\3';
 // An event payload without its hash field (StoredEventPayload).
 constexpr char kEventWithoutHash = '\2';
@@ -63,31 +63,41 @@ bool GetVarint(absl::string_view& in, uint64_t& v) {
   return false;
 }
 
-// zstd (schema 9; zlib's deflate with the same preset dictionary before).
-// zlib has no way to load a dictionary once: deflateSetDictionary hashes
-// all of its 5 KB into every stream again, which cost more than deflating
-// the value itself (about 17 us per value, three values per SubmitEvent).
-// zstd digests the dictionary once into a CDict that every compression
-// references, and at level 5 its output on the records ipsrtd writes is as
-// small as deflate's at level 6 or smaller (docs/storage.md, "Compression").
-constexpr int kZstdLevel = 5;
+// Dictionary 2 (blob_dictionary2.inc, frozen), what values are compressed
+// with from schema 9 on: a zstd dictionary whose content is dictionary 1's
+// bytes, with entropy tables for records like ipsrtd's, which a value of a
+// few hundred bytes would otherwise pay for in its own frame.
+constexpr char kDictionary2[] =
+#include "store/blob_dictionary2.inc"
+    ;
+constexpr size_t kDictionary2Size = sizeof(kDictionary2) - 1;
+
+// zstd (schema 9; zlib's deflate with dictionary 1 before). zlib has no
+// way to load a dictionary once: deflateSetDictionary hashes all of its
+// 5 KB into every stream again, which cost more than deflating the value
+// (about 17 us per value, three values per SubmitEvent). zstd digests the
+// dictionary once into a CDict that every compression refers to. Values
+// that are kept (events, request records) are compressed at level 5;
+// snapshots, which the next event overwrites, at level 3, about twice as
+// fast for about 3 % more bytes (docs/storage.md, "Schema 9").
+constexpr int kKeptLevel = 5;
+constexpr int kOverwrittenLevel = 3;
 // A zstd frame starts with these 4 bytes (RFC 8878, 3.1.1); the stored form
 // leaves them out, and they are put back before decompressing.
 constexpr char kZstdMagic[4] = {'\x28', '\xb5', '\x2f', '\xfd'};
 
-// The dictionary, digested once for each direction. A dictionary that
-// does not start with zstd's dictionary magic is loaded as raw content,
-// which is what dictionary 1 is (and raw-content frames carry no
-// dictionary id: the stored form's marker names the dictionary instead).
-const ZSTD_CDict* CompressionDictionary() {
-  static const ZSTD_CDict* const dictionary =
-      ZSTD_createCDict(kDictionary1, kDictionary1Size, kZstdLevel);
-  return dictionary;
+// The dictionary, digested once for each level and for decompressing.
+const ZSTD_CDict* CompressionDictionary(BlobLifetime lifetime) {
+  static const ZSTD_CDict* const kept =
+      ZSTD_createCDict(kDictionary2, kDictionary2Size, kKeptLevel);
+  static const ZSTD_CDict* const overwritten =
+      ZSTD_createCDict(kDictionary2, kDictionary2Size, kOverwrittenLevel);
+  return lifetime == BlobLifetime::kKept ? kept : overwritten;
 }
 
 const ZSTD_DDict* DecompressionDictionary() {
   static const ZSTD_DDict* const dictionary =
-      ZSTD_createDDict(kDictionary1, kDictionary1Size);
+      ZSTD_createDDict(kDictionary2, kDictionary2Size);
   return dictionary;
 }
 
@@ -97,7 +107,7 @@ const ZSTD_DDict* DecompressionDictionary() {
 class Compressor {
  public:
   Compressor() : z_(ZSTD_createCCtx()) {
-    ok_ = z_ != nullptr && CompressionDictionary() != nullptr &&
+    ok_ = z_ != nullptr &&
           // The stored form keeps the size itself. The frame keeps a
           // checksum of the content (4 bytes, as zlib's Adler-32 was), so
           // that a damaged value reads as damaged, never as other bytes:
@@ -105,8 +115,8 @@ class Compressor {
           !ZSTD_isError(
               ZSTD_CCtx_setParameter(z_, ZSTD_c_contentSizeFlag, 0)) &&
           !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_checksumFlag, 1)) &&
-          !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_dictIDFlag, 0)) &&
-          !ZSTD_isError(ZSTD_CCtx_refCDict(z_, CompressionDictionary()));
+          // The stored form's marker names the dictionary.
+          !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_dictIDFlag, 0));
   }
   ~Compressor() { ZSTD_freeCCtx(z_); }
   Compressor(const Compressor&) = delete;
@@ -114,8 +124,13 @@ class Compressor {
 
   // Compress appends the zstd frame of `value` without its magic number
   // to `out`; its size, or nullopt when zstd fails.
-  std::optional<size_t> Compress(absl::string_view value, std::string& out) {
-    if (!ok_) return std::nullopt;
+  std::optional<size_t> Compress(absl::string_view value,
+                                 BlobLifetime lifetime, std::string& out) {
+    const ZSTD_CDict* dictionary = CompressionDictionary(lifetime);
+    if (!ok_ || dictionary == nullptr ||
+        ZSTD_isError(ZSTD_CCtx_refCDict(z_, dictionary))) {
+      return std::nullopt;
+    }
     const size_t at = out.size();
     out.resize(at + ZSTD_compressBound(value.size()));
     const size_t n = ZSTD_compress2(z_, out.data() + at, out.size() - at,
@@ -193,9 +208,10 @@ class Inflater {
   bool ok_ = false;
 };
 
-std::optional<size_t> Compress(absl::string_view value, std::string& out) {
+std::optional<size_t> Compress(absl::string_view value, BlobLifetime lifetime,
+                               std::string& out) {
   thread_local Compressor compressor;
-  return compressor.Compress(value, out);
+  return compressor.Compress(value, lifetime, out);
 }
 
 bool Decompress(absl::string_view in, std::string& out) {
@@ -214,6 +230,10 @@ absl::string_view BlobDictionary() {
   return absl::string_view(kDictionary1, kDictionary1Size);
 }
 
+absl::string_view BlobZstdDictionary() {
+  return absl::string_view(kDictionary2, kDictionary2Size);
+}
+
 uint32_t BlobDictionaryId() {
   static const uint32_t kId = static_cast<uint32_t>(
       adler32(adler32(0, nullptr, 0),
@@ -221,14 +241,14 @@ uint32_t BlobDictionaryId() {
   return kId;
 }
 
-std::string PackBlob(absl::string_view value) {
+std::string PackBlob(absl::string_view value, BlobLifetime lifetime) {
   if (value.size() >= kMinPacked && value.size() < kMaxSize) {
     std::string out;
     out.push_back(kMarker);
     out.push_back(kZstd);
     PutVarint(value.size(), out);
     const size_t header = out.size();
-    std::optional<size_t> written = Compress(value, out);
+    std::optional<size_t> written = Compress(value, lifetime, out);
     if (written.has_value() && header + *written < value.size()) {
       out.resize(header + *written);
       return out;

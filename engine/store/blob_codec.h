@@ -5,16 +5,17 @@
 // bytes only. Both stores read every form, so that a database copied from
 // SQLite to PostgreSQL (`ipsrt store copy`, byte for byte) reads the same.
 //
-// Values are compressed with a preset dictionary (blob_dictionary.inc,
-// frozen). From schema 9 on they are written with zstd, which loads the
-// dictionary once per process; values written before (zlib's deflate with
-// the same dictionary, which names it in each stream by its Adler-32, or
-// without one: schema 4's snapshots and responses) still read.
+// Values are compressed with a preset dictionary. From schema 9 on they are
+// written with zstd and dictionary 2 (blob_dictionary2.inc: dictionary 1's
+// content with entropy tables), which it digests once per process; values
+// written before (zlib's deflate with dictionary 1, blob_dictionary.inc,
+// which zlib names in each stream by its Adler-32, or without one: schema
+// 4's snapshots and responses) still read. Both dictionaries are frozen.
 //
 // Stored form: a value whose first byte is not 0x00 is the value itself
 // (every serialized protobuf message, which never starts with a zero tag);
 // 0x00 0x03 <varint size> <zstd frame without its 4-byte magic number> is a
-// compressed value (dictionary 1 as raw content); 0x00 0x01 <varint size>
+// compressed value (dictionary 2); 0x00 0x01 <varint size>
 // <zlib stream> a deflated one (schemas 4 to 8); 0x00 0x00 <value> a value
 // that itself starts with 0x00.
 #ifndef IPSRT_STORE_BLOB_CODEC_H_
@@ -29,19 +30,27 @@
 
 namespace ipsrt {
 
-// PackBlob is the stored form of `value`: compressed (zstd level 5 with the
-// preset dictionary) when the value is 64 bytes or more and that saves
-// space.
-std::string PackBlob(absl::string_view value);
+// How long a packed value stays as written: a snapshot is overwritten by
+// the enrollment's next event, so it is packed faster; what is kept (event
+// payloads, request records) is packed smaller.
+enum class BlobLifetime { kKept, kOverwritten };
+
+// PackBlob is the stored form of `value`: compressed (zstd with dictionary
+// 2; level 5 when kept, 3 when overwritten) when the value is 64 bytes or
+// more and that saves space.
+std::string PackBlob(absl::string_view value,
+                     BlobLifetime lifetime = BlobLifetime::kKept);
 
 // UnpackBlob is the value of a stored form; DATA_LOSS naming `what` when a
 // compressed value cannot be decompressed to its recorded size.
 absl::StatusOr<std::string> UnpackBlob(absl::string_view stored,
                                        absl::string_view what);
 
-// BlobDictionary is the preset dictionary's bytes (for tests and tools that
-// write the older forms).
+// BlobDictionary is dictionary 1's bytes (blob_dictionary.inc: zlib's
+// preset dictionary, and dictionary 2's content); BlobZstdDictionary is
+// dictionary 2 (blob_dictionary2.inc), a zstd dictionary. Both frozen.
 absl::string_view BlobDictionary();
+absl::string_view BlobZstdDictionary();
 
 // BlobDictionaryId is the Adler-32 of the preset dictionary, the id zlib
 // writes into the streams deflated with it.

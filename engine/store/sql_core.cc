@@ -193,10 +193,14 @@ OutboxEntry ReadOutbox(const SqlRow& row) { return ReadOutboxRow(row); }
 
 PackedBlobs PackBatch(const WriteBatch& batch) {
   PackedBlobs packed;
-  if (batch.create.has_value())
-    packed.snapshot = PackBlob(batch.create->snapshot);
+  // A snapshot stays only until the enrollment's next event.
+  if (batch.create.has_value()) {
+    packed.snapshot =
+        PackBlob(batch.create->snapshot, BlobLifetime::kOverwritten);
+  }
   if (batch.update.has_value()) {
-    packed.snapshot = PackBlob(batch.update->row.snapshot);
+    packed.snapshot =
+        PackBlob(batch.update->row.snapshot, BlobLifetime::kOverwritten);
   }
   packed.response = PackBlob(batch.request.response);
   packed.payloads.reserve(batch.events.size());

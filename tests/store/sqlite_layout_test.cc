@@ -2,6 +2,7 @@
 // it with every row readable, and the store's queries are index searches.
 
 #include <zlib.h>
+#include <zdict.h>
 #include <zstd.h>
 
 #include <memory>
@@ -9,6 +10,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/hash.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -267,40 +269,58 @@ TEST(BlobCodecTest, EveryValueReadsBack) {
             absl::StatusCode::kDataLoss);
 }
 
-// Values are written with zstd and the preset dictionary (schema 9): the
-// stored frame, with zstd's magic number put back, decompresses with the
-// dictionary through zstd itself and not without it. The dictionary is
-// frozen (a changed byte would make every stored value unreadable), so its
-// id is pinned here. The older forms still read: deflated with the
-// dictionary (schemas 5 to 8), deflated without one (schema 4's snapshots
-// and responses); a stream that names another dictionary is DATA_LOSS.
+// Values are written with zstd and dictionary 2 (schema 9): the stored
+// frame, with zstd's magic number put back, decompresses with the
+// dictionary through zstd itself and not without it, whichever level wrote
+// it. Both dictionaries are frozen (a changed byte would make every value
+// stored with it unreadable), so they are pinned here: dictionary 1 by its
+// Adler-32 (the id zlib writes), dictionary 2 by its SHA-256, its zstd id,
+// and its content, which is dictionary 1. The older forms still read:
+// deflated with dictionary 1 (schemas 5 to 8), deflated without one
+// (schema 4's snapshots and responses); a stream that names another
+// dictionary is DATA_LOSS.
 TEST(BlobCodecTest, DictionaryIsPinnedAndOlderFormsRead) {
   EXPECT_EQ(BlobDictionaryId(), 0x6c9a11f0u);
   EXPECT_EQ(adler32(adler32(0, nullptr, 0),
                     reinterpret_cast<const Bytef*>(BlobDictionary().data()),
                     BlobDictionary().size()),
             0x6c9a11f0u);
+  const absl::string_view zstd_dictionary = BlobZstdDictionary();
+  EXPECT_EQ(Sha256Hex(zstd_dictionary),
+            "523be60a6d4a4faff87bc668090bbe0fef37dce4774b79810f767cc05ff0ceae");
+  EXPECT_EQ(ZDICT_getDictID(zstd_dictionary.data(), zstd_dictionary.size()),
+            2u);
+  const size_t header =
+      ZDICT_getDictHeaderSize(zstd_dictionary.data(), zstd_dictionary.size());
+  ASSERT_FALSE(ZDICT_isError(header));
+  EXPECT_TRUE(zstd_dictionary.substr(header) == BlobDictionary());
+
   std::string value;
   for (int i = 0; i < 40; ++i) {
     absl::StrAppend(&value, "initial.srm-diary#", i, " clinician_form ");
   }
-  const std::string stored = PackBlob(value);
-  ASSERT_EQ(stored.substr(0, 2), std::string("\0\x03", 2));
-  // 0x00 0x03, the size as a varint (2 bytes here), then the frame.
-  ASSERT_EQ(static_cast<unsigned char>(stored[2]), (value.size() & 0x7f) | 0x80);
-  ASSERT_EQ(static_cast<size_t>(stored[3]), value.size() >> 7);
-  const std::string frame =
-      absl::StrCat(std::string("\x28\xb5\x2f\xfd", 4), stored.substr(4));
-  std::string out(value.size() + 16, '\0');
-  ZSTD_DCtx* dctx = ZSTD_createDCtx();
-  const size_t n = ZSTD_decompress_usingDict(
-      dctx, out.data(), out.size(), frame.data(), frame.size(),
-      BlobDictionary().data(), BlobDictionary().size());
-  ASSERT_FALSE(ZSTD_isError(n)) << ZSTD_getErrorName(n);
-  EXPECT_EQ(out.substr(0, n), value);
-  EXPECT_TRUE(ZSTD_isError(ZSTD_decompress_usingDict(
-      dctx, out.data(), out.size(), frame.data(), frame.size(), nullptr, 0)));
-  ZSTD_freeDCtx(dctx);
+  for (BlobLifetime lifetime :
+       {BlobLifetime::kKept, BlobLifetime::kOverwritten}) {
+    const std::string stored = PackBlob(value, lifetime);
+    ASSERT_EQ(stored.substr(0, 2), std::string("\0\x03", 2));
+    EXPECT_EQ(*UnpackBlob(stored, "a value"), value);
+    // 0x00 0x03, the size as a varint (2 bytes here), then the frame.
+    ASSERT_EQ(static_cast<unsigned char>(stored[2]),
+              (value.size() & 0x7f) | 0x80);
+    ASSERT_EQ(static_cast<size_t>(stored[3]), value.size() >> 7);
+    const std::string frame =
+        absl::StrCat(std::string("\x28\xb5\x2f\xfd", 4), stored.substr(4));
+    std::string out(value.size() + 16, '\0');
+    ZSTD_DCtx* dctx = ZSTD_createDCtx();
+    const size_t n = ZSTD_decompress_usingDict(
+        dctx, out.data(), out.size(), frame.data(), frame.size(),
+        zstd_dictionary.data(), zstd_dictionary.size());
+    ASSERT_FALSE(ZSTD_isError(n)) << ZSTD_getErrorName(n);
+    EXPECT_EQ(out.substr(0, n), value);
+    EXPECT_TRUE(ZSTD_isError(ZSTD_decompress_usingDict(
+        dctx, out.data(), out.size(), frame.data(), frame.size(), nullptr, 0)));
+    ZSTD_freeDCtx(dctx);
+  }
 
   // Deflates `value` in zlib's format: with `dictionary` unless empty.
   auto deflated = [&](absl::string_view dictionary) {
