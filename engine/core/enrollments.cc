@@ -920,8 +920,8 @@ void Enrollments::Apply(const std::string& method,
               attempts_left > 1) {
             // Another process appended first; the caller asked for "the
             // current revision", so apply again on top of it. Not on this
-            // (the store's writer) thread: Apply may wait for an enrollment
-            // lock whose holder waits for the writer.
+            // thread (a store thread): Apply may wait for an enrollment
+            // lock whose holder waits for the store.
             locks_.Release(lock_key);
             std::thread([this, method, name_field, name, request_id,
                          retry_payload = std::move(retry_payload), fingerprint,

@@ -446,6 +446,9 @@ class SqliteStore::Impl : public SqlStore::Connections {
     return writer_.Exec(sql, SqlParams()).status();
   }
   void WriterLoop();
+  // CompletionLoop answers committed groups, in commit order, so that the
+  // writer starts the next group while they are answered.
+  void CompletionLoop();
   void RunGroup(std::vector<Pending>& group);
   // ApplyInSavepoint applies one request of a group; a failing one is
   // rolled back to its savepoint alone.
@@ -509,6 +512,9 @@ class SqliteStore::Impl : public SqlStore::Connections {
 
   CommitQueue<Pending> queue_;
   std::thread writer_thread_;
+  // Committed groups waiting for their answers (CompletionLoop).
+  CommitQueue<std::vector<Pending>> completions_;
+  std::thread completion_thread_;
   bool closed_ = false;
   // Checkpoints the WAL off the commit path (store/sqlite_checkpointer.h).
   std::unique_ptr<WalCheckpointer> checkpointer_;
@@ -647,6 +653,7 @@ absl::Status SqliteStore::Impl::StartServing() {
   IPSRT_ASSIGN_OR_RETURN(
       checkpointer_,
       WalCheckpointer::Start(writer_.db, options_.path, options_.busy_timeout));
+  completion_thread_ = std::thread([this] { CompletionLoop(); });
   writer_thread_ = std::thread([this] { WriterLoop(); });
   return absl::OkStatus();
 }
@@ -999,8 +1006,25 @@ void SqliteStore::Impl::WriterLoop() {
     absl::Time began = absl::Now();
     RunGroup(group);
     ObserveGroup(group, absl::Now() - began);
-    for (Pending& p : group) p.done(std::move(p.result));
+    // The answers (each caller's callback: building its response, handing
+    // it to gRPC) and freeing the batches take a tenth of a create's time
+    // on this thread, the one every write waits for; they run on the
+    // completion thread instead, in the same order, each after its group
+    // is durable as before.
+    if (!completions_.Push(group)) {
+      for (Pending& p : group) p.done(std::move(p.result));
+    }
     group.clear();
+  }
+}
+
+void SqliteStore::Impl::CompletionLoop() {
+  std::vector<std::vector<Pending>> groups;
+  while (completions_.PopUpTo(64, &groups)) {
+    for (std::vector<Pending>& group : groups) {
+      for (Pending& p : group) p.done(std::move(p.result));
+    }
+    groups.clear();
   }
 }
 
@@ -1147,6 +1171,10 @@ void SqliteStore::Impl::Close() {
   closed_ = true;
   queue_.Close();
   if (writer_thread_.joinable()) writer_thread_.join();
+  // Every committed group is answered before the connections close (an
+  // answer may read).
+  completions_.Close();
+  if (completion_thread_.joinable()) completion_thread_.join();
   checkpointer_.reset();  // before the connections close
   RecordSequence(/*force=*/true);
   {

@@ -5,8 +5,10 @@
 // nothing). Throughput: one writer thread commits everything queued at that
 // moment as one SQLite transaction (group commit), each request inside its
 // own SAVEPOINT, so concurrent requests share one fsync while a failing
-// request rolls back alone. Reads use a pool of read-only connections and
-// never wait for the writer.
+// request rolls back alone; the callbacks of a committed group run on a
+// second thread, in commit order, while the writer goes on to the next
+// group. Reads use a pool of read-only connections and never wait for the
+// writer.
 //
 // Example:
 //   SqliteStore::Options options;
