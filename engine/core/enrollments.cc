@@ -18,6 +18,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "instruments/fixed_instruments.h"
 #include "ipsrt/internal/state.pb.h"
 #include "ipsrt/status_macros.h"
@@ -78,6 +79,50 @@ absl::StatusOr<internal::EnrollmentState> ParseState(const EnrollmentRow& row) {
   // write stores that shape.
   runtime::BoundState(state);
   return state;
+}
+
+// ParseEnrollment reads only the public view (EnrollmentState field 1) from
+// a stored snapshot, which is what GetEnrollment answers with: parsing the
+// rest (tasks, alerts, scores, diary days) cost as much as the store's read
+// itself. Occurrences of the field are merged, as a full parse merges
+// them; BoundState never changes the view, so the answer is the one
+// ParseState(row).enrollment() gives.
+absl::StatusOr<v1::Enrollment> ParseEnrollment(const EnrollmentRow& row) {
+  using google::protobuf::internal::WireFormatLite;
+  constexpr int kEnrollmentField =
+      internal::EnrollmentState::kEnrollmentFieldNumber;
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(row.snapshot.data()),
+      static_cast<int>(row.snapshot.size()));
+  v1::Enrollment enrollment;
+  bool ok = true;
+  while (ok) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) {
+      // The end, or a zero tag, which no message has.
+      ok = in.CurrentPosition() == static_cast<int>(row.snapshot.size());
+      break;
+    }
+    if (WireFormatLite::GetTagFieldNumber(tag) == kEnrollmentField &&
+        WireFormatLite::GetTagWireType(tag) ==
+            WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      uint32_t size = 0;
+      ok = in.ReadVarint32(&size) && size <= row.snapshot.size();
+      if (ok) {
+        const auto limit = in.PushLimit(static_cast<int>(size));
+        ok = enrollment.MergeFromCodedStream(&in) &&
+             in.BytesUntilLimit() == 0;
+        in.PopLimit(limit);
+      }
+    } else {
+      ok = WireFormatLite::SkipField(&in, tag);
+    }
+  }
+  if (!ok) {
+    return absl::DataLossError(absl::StrCat("store: snapshot of enrollment ",
+                                            row.id, " cannot be parsed"));
+  }
+  return enrollment;
 }
 
 // ValidateCreate checks every field of a CreateEnrollmentRequest and returns
@@ -1098,8 +1143,7 @@ absl::StatusOr<v1::Enrollment> Enrollments::Get(
                          ParseEnrollmentName("name", request.name()));
   IPSRT_ASSIGN_OR_RETURN(EnrollmentRow row,
                          deps_.store->GetEnrollment(name.tenant, name.id));
-  IPSRT_ASSIGN_OR_RETURN(internal::EnrollmentState state, ParseState(row));
-  return state.enrollment();
+  return ParseEnrollment(row);
 }
 
 absl::StatusOr<v1::ListTasksResponse> Enrollments::Tasks(

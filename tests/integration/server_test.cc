@@ -20,6 +20,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "ipsrt/internal/state.pb.h"
 #include "ipsrt/sqlite_store.h"
 #include "ipsrt/v1/diagnostics.grpc.pb.h"
 #include "ipsrt/v1/enrollment.grpc.pb.h"
@@ -400,6 +401,76 @@ TEST_F(ServerTest, OneUnreadableEnrollmentNeverBreaksTheOthers) {
   found = FindUnreadableEnrollments(*store_, "t2");
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_TRUE(found->empty());
+}
+
+// GetEnrollment reads only the public view from the stored snapshot. Its
+// answer is the view a full parse gives, also when the view is stored in
+// two pieces around the state's other fields (protobuf merges them); a
+// snapshot cut off after the view, or one whose other fields are not a
+// message, is DATA_LOSS.
+TEST_F(ServerTest, GetReadsTheViewAsAFullParseDoes) {
+  v1::Enrollment e;
+  ASSERT_TRUE(Create(ValidCreate("r-view"), &e).ok());
+  const std::string id = e.name().substr(e.name().rfind('/') + 1);
+  // Field 1 (the view) as its own serialized message.
+  auto view_field = [](const v1::Enrollment& view) {
+    internal::EnrollmentState only;
+    *only.mutable_enrollment() = view;
+    return only.SerializeAsString();
+  };
+  v1::Enrollment first;
+  first.set_name(e.name());
+  first.set_stage("a stage the second piece replaces");
+  first.set_revision(41);
+  v1::Enrollment second = e;
+  second.clear_name();
+  second.set_revision(0);  // proto3: an unset field leaves 41 in place
+  internal::EnrollmentState rest;
+  (*rest.mutable_scores())["phq9.total"] = 7;
+  rest.add_tasks()->set_task_id("initial.baseline-phq9");
+  rest.set_last_event_hash(std::string(64, 'a'));
+  const std::string snapshot = absl::StrCat(
+      view_field(first), rest.SerializeAsString(), view_field(second));
+  internal::EnrollmentState parsed;
+  ASSERT_TRUE(parsed.ParseFromString(snapshot));
+  ASSERT_EQ(parsed.enrollment().revision(), 41);
+  ASSERT_EQ(parsed.enrollment().stage(), e.stage());
+
+  auto store_snapshot = [&](const std::string& bytes) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.File("ipsrt.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(
+                  db, "UPDATE enrollments SET snapshot = ? WHERE id = ?", -1,
+                  &stmt, nullptr),
+              SQLITE_OK);
+    // A value that does not start with 0x00 is stored as it is.
+    sqlite3_bind_blob(stmt, 1, bytes.data(), static_cast<int>(bytes.size()),
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt, 2, id.c_str(), -1, SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
+    sqlite3_finalize(stmt);
+    EXPECT_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+  };
+  ASSERT_NO_FATAL_FAILURE(store_snapshot(snapshot));
+  v1::Enrollment got;
+  grpc::Status s = Get(e.name(), &got);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+      got, parsed.enrollment()))
+      << got.DebugString() << " against " << parsed.enrollment().DebugString();
+
+  // Cut off inside the other fields, and a field that is not a message.
+  for (const std::string& damaged :
+       {snapshot.substr(0, view_field(first).size() + 5),
+        absl::StrCat(view_field(e), std::string("\x4a\x7f\x01", 3))}) {
+    ASSERT_NO_FATAL_FAILURE(store_snapshot(damaged));
+    s = Get(e.name(), &got);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS)
+        << s.error_message();
+  }
 }
 
 TEST_F(ServerTest, ConcurrentCreatesAllLandAndShareCommits) {
