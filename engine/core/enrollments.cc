@@ -862,18 +862,17 @@ v1::SubmitEventResponse SubmitResponseFor(const v1::Event& event,
 }
 
 // SubmitBatch is the write of a sealed, stepped event: the idempotency
-// record `request`, the enrollment's new row (conditional on the target's
-// revision), the event, its `audit` record and the effects' outbox rows.
-WriteBatch SubmitBatch(const EnrollmentName& en, const WriteTarget& target,
-                       const v1::Event& event,
+// record `request`, the enrollment's new row (conditional on `revision`,
+// the one it was read at), the event (after `prev_hash`), its `audit`
+// record and the effects' outbox rows.
+WriteBatch SubmitBatch(const EnrollmentName& en, int64_t revision,
+                       const std::string& prev_hash, const v1::Event& event,
                        const runtime::StepResult& stepped,
                        RequestRecord request, AuditRecord audit) {
   WriteBatch batch;
   batch.request = std::move(request);
-  batch.update =
-      EnrollmentUpdate{target.row.revision, RowFrom(en, stepped.state)};
-  batch.events.push_back(
-      EventRowFor(en, event, target.state.last_event_hash()));
+  batch.update = EnrollmentUpdate{revision, RowFrom(en, stepped.state)};
+  batch.events.push_back(EventRowFor(en, event, prev_hash));
   batch.audit.push_back(std::move(audit));
   AddEffects(en, stepped.effects, batch);
   return batch;
@@ -939,16 +938,20 @@ void Enrollments::Apply(const std::string& method,
   absl::StatusOr<v1::Event> event =
       NextEvent(deps_, *target, actor, request_id, std::move(payload), now);
   if (!event.ok()) return refuse(event.status());
-  absl::StatusOr<runtime::StepResult> stepped = runtime::Step(
+  // The loaded state is this write's own: it is stepped in place, not
+  // copied (a refused event leaves it unchanged).
+  const std::string prev_hash = target->state.last_event_hash();
+  absl::StatusOr<runtime::StepChanges> changes = runtime::StepInPlace(
       *target->workflow, &Enrollments::LoadZone, target->state, *event);
-  if (!stepped.ok()) return refuse(stepped.status());
-  const std::string& prev_hash = target->state.last_event_hash();
-  SealEvent(prev_hash, *stepped, *event);
+  if (!changes.ok()) return refuse(changes.status());
+  SealEvent(prev_hash, *changes, target->state, *event);
+  runtime::StepResult stepped{.state = std::move(target->state),
+                              .effects = std::move(changes->effects)};
   v1::SubmitEventResponse response =
-      SubmitResponseFor(*event, *stepped, deps_.safety);
+      SubmitResponseFor(*event, stepped, deps_.safety);
 
   WriteBatch batch = SubmitBatch(
-      en, *target, *event, *stepped,
+      en, target->row.revision, prev_hash, *event, stepped,
       RequestRecord{en.tenant, key, method, fingerprint,
                     StoredSubmitResponse(response), now},
       ChangeAudit(actor, method, en.tenant, en.Format(), request_id, now));
