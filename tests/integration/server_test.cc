@@ -29,6 +29,7 @@
 #include "ipsrt/v1/workflow.grpc.pb.h"
 #include "runtime/step.h"
 #include "sqlite3.h"
+#include "tests/testing/sqlite_db.h"
 #include "tests/testing/temp_dir.h"
 
 namespace ipsrt {
@@ -355,24 +356,10 @@ TEST_F(ServerTest, OneUnreadableEnrollmentNeverBreaksTheOthers) {
   }
   const std::string bad_name = created[1].name();
   const std::string bad_id = bad_name.substr(bad_name.rfind('/') + 1);
-  {
-    // A second connection to the same file, as a damaged disk or a bad
-    // manual edit would leave it: bytes that are not an EnrollmentState.
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(dir_.File("ipsrt.db").c_str(), &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt* stmt = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db,
-                                 "UPDATE enrollments SET snapshot = "
-                                 "x'ffffffffff0a' WHERE id = ?",
-                                 -1, &stmt, nullptr),
-              SQLITE_OK);
-    sqlite3_bind_text(stmt, 1, bad_id.c_str(), -1, SQLITE_TRANSIENT);
-    ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
-    sqlite3_finalize(stmt);
-    EXPECT_EQ(sqlite3_changes(db), 1);
-    sqlite3_close(db);
-  }
+  // A second connection to the same file, as a damaged disk or a bad
+  // manual edit would leave it: bytes that are not an EnrollmentState.
+  testing::SqliteDb(dir_.File("ipsrt.db"))
+      .SetSnapshot(bad_id, std::string("\xff\xff\xff\xff\xff\x0a", 6));
   v1::Enrollment got;
   grpc::Status s = Get(bad_name, &got);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
@@ -437,22 +424,7 @@ TEST_F(ServerTest, GetReadsTheViewAsAFullParseDoes) {
   ASSERT_EQ(parsed.enrollment().stage(), e.stage());
 
   auto store_snapshot = [&](const std::string& bytes) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(dir_.File("ipsrt.db").c_str(), &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt* stmt = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(
-                  db, "UPDATE enrollments SET snapshot = ? WHERE id = ?", -1,
-                  &stmt, nullptr),
-              SQLITE_OK);
-    // A value that does not start with 0x00 is stored as it is.
-    sqlite3_bind_blob(stmt, 1, bytes.data(), static_cast<int>(bytes.size()),
-                      SQLITE_TRANSIENT);
-    sqlite3_bind_text(stmt, 2, id.c_str(), -1, SQLITE_TRANSIENT);
-    ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE);
-    sqlite3_finalize(stmt);
-    EXPECT_EQ(sqlite3_changes(db), 1);
-    sqlite3_close(db);
+    testing::SqliteDb(dir_.File("ipsrt.db")).SetSnapshot(id, bytes);
   };
   ASSERT_NO_FATAL_FAILURE(store_snapshot(snapshot));
   v1::Enrollment got;

@@ -57,6 +57,25 @@ class SqliteDb {
     EXPECT_EQ(sqlite3_changes(db_), 1);
     sqlite3_finalize(s);
   }
+  // SetSnapshot stores `snapshot` as the snapshot column of the enrollment
+  // with id `id` (as a damaged disk or a manual edit would leave it; a value
+  // that does not start with 0x00 is read as it is).
+  void SetSnapshot(const std::string& id, const std::string& snapshot) {
+    sqlite3_busy_timeout(db_, 5000);
+    sqlite3_stmt* s = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db_,
+                                 "UPDATE enrollments SET snapshot = ?1 WHERE "
+                                 "id = ?2",
+                                 -1, &s, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db_);
+    sqlite3_bind_blob(s, 1, snapshot.data(),
+                      static_cast<int>(snapshot.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, id.c_str(), -1, SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(s), SQLITE_DONE) << sqlite3_errmsg(db_);
+    EXPECT_EQ(sqlite3_changes(db_), 1);
+    sqlite3_finalize(s);
+  }
   // Scalar is the first column of the first row as text ("" when none).
   std::string Scalar(const std::string& sql) {
     sqlite3_stmt* s = nullptr;
