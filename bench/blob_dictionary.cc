@@ -70,8 +70,8 @@ int main(int argc, char** argv) {
       *text, absl::GetFlag(FLAGS_scenario), &Enrollments::LoadZone);
   if (!scenario.ok()) return Fail(std::string(scenario.status().message()));
   cli::Simulation simulation;
-  absl::Status simulated = cli::Simulate(*workflow, *scenario,
-                                         &Enrollments::LoadZone, &simulation);
+  absl::Status simulated =
+      cli::Simulate(*workflow, *scenario, &Enrollments::LoadZone, &simulation);
   if (!simulated.ok()) return Fail(std::string(simulated.message()));
 
   // The samples, concatenated, and their sizes.
@@ -84,8 +84,8 @@ int main(int argc, char** argv) {
   internal::EnrollmentState state;
   state.mutable_enrollment()->set_name(simulation.state.enrollment().name());
   for (const cli::SimulatedEvent& e : simulation.events) {
-    absl::StatusOr<runtime::StepChanges> changes = runtime::StepInPlace(
-        *workflow, &Enrollments::LoadZone, state, e.event);
+    absl::StatusOr<runtime::StepChanges> changes =
+        runtime::StepInPlace(*workflow, &Enrollments::LoadZone, state, e.event);
     if (!changes.ok()) return Fail(std::string(changes.status().message()));
     state.set_last_event_hash(e.event.hash());
     v1::Event stored = e.event;
@@ -115,9 +115,11 @@ int main(int argc, char** argv) {
       "// FROZEN: every value compressed from schema 9 on needs exactly these\n"
       "// bytes; blob_codec's tests pin the digest.\n"
       "//\n"
-      "// Written once (2026-12-07) by bench/blob_dictionary.cc: dictionary 1's\n"
+      "// Written once (2026-12-07) by bench/blob_dictionary.cc: dictionary "
+      "1's\n"
       "// %d bytes as its content, with the entropy tables zstd's\n"
-      "// ZDICT_finalizeDictionary (level %d) computed from the %d records the\n"
+      "// ZDICT_finalizeDictionary (level %d) computed from the %d records "
+      "the\n"
       "// store would pack for %s\n"
       "// on workflows/ipsrt-standard.yaml (every event as stored and the\n"
       "// snapshot after it).\n",

@@ -110,8 +110,7 @@ absl::StatusOr<v1::Enrollment> ParseEnrollment(const EnrollmentRow& row) {
       ok = in.ReadVarint32(&size) && size <= row.snapshot.size();
       if (ok) {
         const auto limit = in.PushLimit(static_cast<int>(size));
-        ok = enrollment.MergeFromCodedStream(&in) &&
-             in.BytesUntilLimit() == 0;
+        ok = enrollment.MergeFromCodedStream(&in) && in.BytesUntilLimit() == 0;
         in.PopLimit(limit);
       }
     } else {

@@ -107,16 +107,16 @@ const ZSTD_DDict* DecompressionDictionary() {
 class Compressor {
  public:
   Compressor() : z_(ZSTD_createCCtx()) {
-    ok_ = z_ != nullptr &&
-          // The stored form keeps the size itself. The frame keeps a
-          // checksum of the content (4 bytes, as zlib's Adler-32 was), so
-          // that a damaged value reads as damaged, never as other bytes:
-          // a snapshot has no hash chain of its own.
-          !ZSTD_isError(
-              ZSTD_CCtx_setParameter(z_, ZSTD_c_contentSizeFlag, 0)) &&
-          !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_checksumFlag, 1)) &&
-          // The stored form's marker names the dictionary.
-          !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_dictIDFlag, 0));
+    ok_ =
+        z_ != nullptr &&
+        // The stored form keeps the size itself. The frame keeps a
+        // checksum of the content (4 bytes, as zlib's Adler-32 was), so
+        // that a damaged value reads as damaged, never as other bytes:
+        // a snapshot has no hash chain of its own.
+        !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_contentSizeFlag, 0)) &&
+        !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_checksumFlag, 1)) &&
+        // The stored form's marker names the dictionary.
+        !ZSTD_isError(ZSTD_CCtx_setParameter(z_, ZSTD_c_dictIDFlag, 0));
   }
   ~Compressor() { ZSTD_freeCCtx(z_); }
   Compressor(const Compressor&) = delete;
@@ -124,8 +124,8 @@ class Compressor {
 
   // Compress appends the zstd frame of `value` without its magic number
   // to `out`; its size, or nullopt when zstd fails.
-  std::optional<size_t> Compress(absl::string_view value,
-                                 BlobLifetime lifetime, std::string& out) {
+  std::optional<size_t> Compress(absl::string_view value, BlobLifetime lifetime,
+                                 std::string& out) {
     const ZSTD_CDict* dictionary = CompressionDictionary(lifetime);
     if (!ok_ || dictionary == nullptr ||
         ZSTD_isError(ZSTD_CCtx_refCDict(z_, dictionary))) {

@@ -440,8 +440,7 @@ TEST_F(ServerTest, GetReadsTheViewAsAFullParseDoes) {
         absl::StrCat(view_field(e), std::string("\x4a\x7f\x01", 3))}) {
     ASSERT_NO_FATAL_FAILURE(store_snapshot(damaged));
     s = Get(e.name(), &got);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS)
-        << s.error_message();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
   }
 }
 

@@ -1,8 +1,8 @@
 // SQLite's table layout (schema 4): a database written by schema 3 moves to
 // it with every row readable, and the store's queries are index searches.
 
-#include <zlib.h>
 #include <zdict.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include <memory>
@@ -265,8 +265,9 @@ TEST(BlobCodecTest, EveryValueReadsBack) {
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(UnpackBlob(std::string("\0\x01", 2), "a snapshot").status().code(),
             absl::StatusCode::kDataLoss);
-  EXPECT_EQ(UnpackBlob(std::string("\0\x03\x05", 3), "a snapshot").status().code(),
-            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(
+      UnpackBlob(std::string("\0\x03\x05", 3), "a snapshot").status().code(),
+      absl::StatusCode::kDataLoss);
 }
 
 // Values are written with zstd and dictionary 2 (schema 9): the stored

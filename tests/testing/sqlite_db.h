@@ -69,8 +69,8 @@ class SqliteDb {
                                  -1, &s, nullptr),
               SQLITE_OK)
         << sqlite3_errmsg(db_);
-    sqlite3_bind_blob(s, 1, snapshot.data(),
-                      static_cast<int>(snapshot.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 1, snapshot.data(), static_cast<int>(snapshot.size()),
+                      SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, id.c_str(), -1, SQLITE_TRANSIENT);
     EXPECT_EQ(sqlite3_step(s), SQLITE_DONE) << sqlite3_errmsg(db_);
     EXPECT_EQ(sqlite3_changes(db_), 1);
