@@ -836,14 +836,14 @@ absl::StatusOr<v1::Event> NextEvent(const Enrollments::Deps& deps,
   return event;
 }
 
-// SubmitResponseFor is the answer to a sealed, stepped event: the new
-// enrollment, the event, its scores and flags, and the crisis resources
-// when a flag is a safety flag.
+// SubmitResponseFor is the answer to a sealed event that took the
+// enrollment to `enrollment`: the enrollment, the event, its scores and
+// flags, and the crisis resources when a flag is a safety flag.
 v1::SubmitEventResponse SubmitResponseFor(const v1::Event& event,
-                                          const runtime::StepResult& stepped,
+                                          const v1::Enrollment& enrollment,
                                           const Enrollments::Safety& safety) {
   v1::SubmitEventResponse response;
-  *response.mutable_enrollment() = stepped.state.enrollment();
+  *response.mutable_enrollment() = enrollment;
   *response.mutable_event() = event;
   *response.mutable_scores() = event.scores();
   response.set_band(event.band());
@@ -860,20 +860,21 @@ v1::SubmitEventResponse SubmitResponseFor(const v1::Event& event,
   return response;
 }
 
-// SubmitBatch is the write of a sealed, stepped event: the idempotency
-// record `request`, the enrollment's new row (conditional on `revision`,
-// the one it was read at), the event (after `prev_hash`), its `audit`
-// record and the effects' outbox rows.
+// SubmitBatch is the write of a sealed event that took the enrollment to
+// `state`: the idempotency record `request`, the enrollment's new row
+// (conditional on `revision`, the one it was read at), the event (after
+// `prev_hash`), its `audit` record and the outbox rows of `effects`.
 WriteBatch SubmitBatch(const EnrollmentName& en, int64_t revision,
                        const std::string& prev_hash, const v1::Event& event,
-                       const runtime::StepResult& stepped,
+                       const internal::EnrollmentState& state,
+                       const std::vector<runtime::Effect>& effects,
                        RequestRecord request, AuditRecord audit) {
   WriteBatch batch;
   batch.request = std::move(request);
-  batch.update = EnrollmentUpdate{revision, RowFrom(en, stepped.state)};
+  batch.update = EnrollmentUpdate{revision, RowFrom(en, state)};
   batch.events.push_back(EventRowFor(en, event, prev_hash));
   batch.audit.push_back(std::move(audit));
-  AddEffects(en, stepped.effects, batch);
+  AddEffects(en, effects, batch);
   return batch;
 }
 
@@ -944,13 +945,12 @@ void Enrollments::Apply(const std::string& method,
       *target->workflow, &Enrollments::LoadZone, target->state, *event);
   if (!changes.ok()) return refuse(changes.status());
   SealEvent(prev_hash, *changes, target->state, *event);
-  runtime::StepResult stepped{.state = std::move(target->state),
-                              .effects = std::move(changes->effects)};
   v1::SubmitEventResponse response =
-      SubmitResponseFor(*event, stepped, deps_.safety);
+      SubmitResponseFor(*event, target->state.enrollment(), deps_.safety);
 
   WriteBatch batch = SubmitBatch(
-      en, target->row.revision, prev_hash, *event, stepped,
+      en, target->row.revision, prev_hash, *event, target->state,
+      changes->effects,
       RequestRecord{en.tenant, key, method, fingerprint,
                     StoredSubmitResponse(response), now},
       ChangeAudit(actor, method, en.tenant, en.Format(), request_id, now));

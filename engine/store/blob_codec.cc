@@ -224,6 +224,16 @@ bool Inflate(absl::string_view in, std::string& out) {
   return inflater.Inflate(in, out);
 }
 
+// MaxExpansion bounds the size `compressed` bytes of the given form can
+// decompress to, so that a damaged recorded size is refused before memory
+// is allocated for it: deflate expands at most 1032:1 (a 258-byte match in
+// the shortest code); a zstd block takes at least 3 bytes (its header) and
+// holds at most 128 KiB.
+uint64_t MaxExpansion(char form, size_t compressed) {
+  if (form == kDeflated) return uint64_t{1032} * compressed + 1024;
+  return (uint64_t{compressed} / 3 + 1) * ZSTD_BLOCKSIZE_MAX;
+}
+
 }  // namespace
 
 absl::string_view BlobDictionary() {
@@ -259,20 +269,6 @@ std::string PackBlob(absl::string_view value, BlobLifetime lifetime) {
   }
   return std::string(value);
 }
-
-namespace {
-
-// MaxExpansion bounds the size `compressed` bytes of the given form can
-// decompress to, so that a damaged recorded size is refused before memory
-// is allocated for it: deflate expands at most 1032:1 (RFC 1951's longest
-// match, 258 bytes, in the shortest code); a zstd block takes at least 3
-// bytes (its header) and holds at most 128 KiB.
-uint64_t MaxExpansion(char form, size_t compressed) {
-  if (form == kDeflated) return uint64_t{1032} * compressed + 1024;
-  return (uint64_t{compressed} / 3 + 1) * ZSTD_BLOCKSIZE_MAX;
-}
-
-}  // namespace
 
 absl::StatusOr<std::string> UnpackBlob(absl::string_view stored,
                                        absl::string_view what) {
