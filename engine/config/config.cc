@@ -287,6 +287,15 @@ void ParseSqliteSafety(YamlReader& r, const YAML::Node& sqlite,
   }
   s.quick_check_timeout =
       r.Duration(sqlite, p, "quick_check_timeout", s.quick_check_timeout);
+  const YAML::Node cache = sqlite["enrollment_cache"];
+  if (cache.IsDefined() && !cache.IsNull()) {
+    s.enrollment_cache_bytes =
+        ParseByteSize(r.String(sqlite, p, "enrollment_cache", ""));
+    if (s.enrollment_cache_bytes < 0) {
+      r.Error(cache, "store.sqlite.enrollment_cache",
+              "must be 0 (off) or a size such as 32MiB or 1GiB");
+    }
+  }
 }
 
 // ParsePostgres reads store.postgres (required when `selected`).
@@ -419,10 +428,11 @@ void ParseStore(YamlReader& r, const YAML::Node& root,
     YAML::Node sqlite = store["sqlite"];
     if (r.ExpectMap(sqlite, "store.sqlite", postgres)) {
       const char* p = "store.sqlite";
-      r.ExpectKeys(sqlite, p,
-                   {"path", "synchronous", "busy_timeout", "max_batch",
-                    "read_connections", "create", "allow_shared",
-                    "min_free_space", "quick_check_timeout"});
+      r.ExpectKeys(
+          sqlite, p,
+          {"path", "synchronous", "busy_timeout", "max_batch",
+           "read_connections", "create", "allow_shared", "min_free_space",
+           "quick_check_timeout", "enrollment_cache"});
       SqliteConfig& s = st.sqlite;
       s.path = Resolve(base_dir, r.String(sqlite, p, "path", "", true));
       s.synchronous =

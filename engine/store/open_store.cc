@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
   if (!config.sqlite.allow_shared) o.lock_file = LockFilePath(o.path);
   o.min_free_bytes = config.sqlite.min_free_bytes;
   o.quick_check_timeout = config.sqlite.quick_check_timeout;
+  o.enrollment_cache_bytes = config.sqlite.enrollment_cache_bytes;
   o.request_retention = config.request_retention;
   IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store,
                          SqliteStore::Open(o));
@@ -52,7 +53,13 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
       ", synchronous=",
       o.synchronous == SqliteSynchronous::kExtra ? "extra" : "full",
       ", store id ", store->StoreId(),
-      o.lock_file.empty() ? ", shared: no lock" : ", locked", ")");
+      o.lock_file.empty() ? ", shared: no lock" : ", locked",
+      o.lock_file.empty() || o.enrollment_cache_bytes == 0
+          ? ", enrollment cache off"
+          : absl::StrCat(
+                ", enrollment cache ",
+                FormatBytes(static_cast<uint64_t>(o.enrollment_cache_bytes))),
+      ")");
   return std::unique_ptr<Store>(std::move(store));
 }
 

@@ -23,6 +23,7 @@
 #include "ops/metrics_hooks.h"
 #include "store/blob_codec.h"
 #include "store/commit_queue.h"
+#include "store/enrollment_cache.h"
 #include "store/migrations.h"
 #include "store/request_window.h"
 #include "store/sql_core.h"
@@ -426,6 +427,9 @@ class SqliteStore::Impl : public SqlStore::Connections {
   const std::string& path() const { return options_.path; }
 
   int schema_version() const { return schema_version_; }
+  // The enrollment cache (null when off: Options::enrollment_cache_bytes
+  // is 0, or other processes may write the database).
+  EnrollmentCache* cache() { return cache_.get(); }
   int64_t group_commits() const {
     return group_commits_.load(std::memory_order_relaxed);
   }
@@ -454,6 +458,9 @@ class SqliteStore::Impl : public SqlStore::Connections {
   // rolled back to its savepoint alone.
   void ApplyInSavepoint(Pending& p, bool* applied);
   absl::Status CommitGroup(std::vector<Pending>& group, bool applied);
+  // PublishRows hands the enrollment rows a committed group wrote to the
+  // cache.
+  void PublishRows(std::vector<Pending>& group);
   void ObserveGroup(const std::vector<Pending>& group, absl::Duration elapsed);
   absl::Status PruneRequests(const std::vector<Pending>& group);
   absl::Status ApplyMigrations();
@@ -518,6 +525,7 @@ class SqliteStore::Impl : public SqlStore::Connections {
   bool closed_ = false;
   // Checkpoints the WAL off the commit path (store/sqlite_checkpointer.h).
   std::unique_ptr<WalCheckpointer> checkpointer_;
+  std::unique_ptr<EnrollmentCache> cache_;
 };
 
 absl::Status SqliteStore::Impl::Open() {
@@ -653,6 +661,12 @@ absl::Status SqliteStore::Impl::StartServing() {
   IPSRT_ASSIGN_OR_RETURN(
       checkpointer_,
       WalCheckpointer::Start(writer_.db, options_.path, options_.busy_timeout));
+  // Only this process writes a locked database, so its writer can keep
+  // the cache coherent (store/enrollment_cache.h).
+  if (options_.enrollment_cache_bytes > 0 && !options_.lock_file.empty()) {
+    cache_ = std::make_unique<EnrollmentCache>(
+        static_cast<size_t>(options_.enrollment_cache_bytes));
+  }
   completion_thread_ = std::thread([this] { CompletionLoop(); });
   writer_thread_ = std::thread([this] { WriterLoop(); });
   return absl::OkStatus();
@@ -1083,6 +1097,8 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
   }
   absl::Status committed = CommitGroup(group, applied);
   if (!committed.ok()) {
+    // Whatever the failed COMMIT left, no cached row is trusted.
+    if (cache_ != nullptr) cache_->Clear();
     Run("ROLLBACK").IgnoreError();
     for (Pending& p : group) {
       if (p.result.ok()) p.result = committed;
@@ -1090,10 +1106,29 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
     return;
   }
   group_commits_.fetch_add(1, std::memory_order_relaxed);
+  if (cache_ != nullptr) PublishRows(group);
   if (applied && !store_id_.empty()) {
     ++sequence_;
     RecordSequence(/*force=*/false);
   }
+}
+
+void SqliteStore::Impl::PublishRows(std::vector<Pending>& group) {
+  std::vector<EnrollmentCache::Written> rows;
+  bool changed = false;
+  for (Pending& p : group) {
+    if (!p.result.ok() || p.result->replayed) continue;
+    // A new enrollment is cached when it is first read: creating many
+    // that are not read soon would only push read ones out.
+    changed |= p.batch.create.has_value();
+    if (p.batch.update.has_value()) {
+      changed = true;
+      // The batch is not read after its commit: the row moves.
+      rows.push_back({std::move(p.batch.update->row), /*created=*/false});
+    }
+  }
+  // Audit-only groups change no enrollment: readers' tickets stay valid.
+  if (changed) cache_->Publish(std::move(rows));
 }
 
 void SqliteStore::Impl::ApplyInSavepoint(Pending& p, bool* applied) {
@@ -1254,6 +1289,26 @@ const std::string& SqliteStore::DatabasePath() const { return impl_->path(); }
 int SqliteStore::SchemaVersion() const { return impl_->schema_version(); }
 int64_t SqliteStore::GroupCommits() const { return impl_->group_commits(); }
 void SqliteStore::Close() { impl_->Close(); }
+
+SqliteStore::CacheCounts SqliteStore::EnrollmentCacheCounts() const {
+  const EnrollmentCache* cache = impl_->cache();
+  if (cache == nullptr) return CacheCounts{};
+  EnrollmentCache::Counts c = cache->counts();
+  return CacheCounts{c.hits, c.misses, c.rows, c.bytes};
+}
+
+absl::StatusOr<EnrollmentRow> SqliteStore::GetEnrollment(
+    absl::string_view tenant, absl::string_view id) {
+  EnrollmentCache* cache = impl_->cache();
+  if (cache == nullptr) return SqlStore::GetEnrollment(tenant, id);
+  const uint64_t ticket = cache->Ticket();
+  if (std::optional<EnrollmentRow> row = cache->Lookup(tenant, id)) {
+    return *std::move(row);
+  }
+  absl::StatusOr<EnrollmentRow> row = SqlStore::GetEnrollment(tenant, id);
+  if (row.ok()) cache->Fill(*row, ticket);
+  return row;
+}
 
 absl::Status SqliteStore::Probe() {
   // Read-only for safety, or below the free-space watermark: not ready.

@@ -165,6 +165,167 @@ TEST_F(SqliteStoreTest, GroupCommitSharesTransactionsAndIsolatesFailures) {
   EXPECT_EQ(CountRows("enrollments"), 1 + kRequests - kRequests / 10);
 }
 
+// UpdateRow is `id`'s row at `revision` (CreateBatch's row, moved on).
+WriteBatch UpdateTo(const std::string& id, int64_t revision,
+                    absl::Time create_time_in_row = absl::UnixEpoch()) {
+  WriteBatch b = CreateBatch("t1", id, absl::StrCat("u-", id, "-", revision));
+  EnrollmentRow row = *b.create;
+  b.create.reset();
+  row.revision = revision;
+  row.stage = absl::StrCat("stage-", revision);
+  row.snapshot = std::string(static_cast<size_t>(100 + revision), 'x');
+  // An update does not write create_time; whatever the row says is ignored.
+  row.create_time = create_time_in_row;
+  row.update_time =
+      testing::kBatchTime + absl::Seconds(revision) + absl::Nanoseconds(777);
+  b.update = EnrollmentUpdate{revision - 1, row};
+  b.events[0].sequence = revision;
+  b.events[0].prev_hash = absl::StrCat("h", revision - 1);
+  b.events[0].hash = absl::StrCat("h", revision);
+  return b;
+}
+
+void ExpectSameRow(const EnrollmentRow& a, const EnrollmentRow& b) {
+  EXPECT_EQ(a.tenant, b.tenant);
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.patient_ref, b.patient_ref);
+  EXPECT_EQ(a.workflow_id, b.workflow_id);
+  EXPECT_EQ(a.workflow_version, b.workflow_version);
+  EXPECT_EQ(a.stage, b.stage);
+  EXPECT_EQ(a.clinician_ref, b.clinician_ref);
+  EXPECT_EQ(a.state, b.state);
+  EXPECT_EQ(a.revision, b.revision);
+  EXPECT_EQ(a.snapshot, b.snapshot);
+  EXPECT_EQ(a.create_time, b.create_time);
+  EXPECT_EQ(a.update_time, b.update_time);
+}
+
+// With its lock file (one writing process), the store answers enrollment
+// reads from its cache; every answer equals what the database holds, after
+// creates, updates, refused updates, replays and a rolled-back request.
+TEST_F(SqliteStoreTest, CachedEnrollmentsEqualTheDatabase) {
+  SqliteStore::Options cached = Options();
+  cached.lock_file = dir_.File("db/ipsrt.db.lock");
+  std::vector<EnrollmentRow> answers;
+  {
+    auto store = OpenStore(cached);
+    // Times below a microsecond, as the engine's clock gives them.
+    ASSERT_TRUE(
+        store
+            ->Commit(CreateBatch("t1", "e1", "c1", "hash-a",
+                                 testing::kBatchTime + absl::Nanoseconds(1999)))
+            .ok());
+    ASSERT_TRUE(store->Commit(CreateBatch("t1", "e2", "c2")).ok());
+    // Read once: cached from here on (a new enrollment is cached when
+    // first read), so the commits below must replace it or leave it.
+    ASSERT_TRUE(store->GetEnrollment("t1", "e1").ok());
+    ASSERT_TRUE(store->GetEnrollment("t1", "e2").ok());
+    ASSERT_TRUE(store->Commit(UpdateTo("e1", 2)).ok());
+    ASSERT_TRUE(store->Commit(UpdateTo("e1", 3)).ok());
+    // Refused: stale revision; and a replay of revision 3's request.
+    WriteBatch stale = UpdateTo("e1", 3);
+    stale.request.request_id = "stale";
+    EXPECT_EQ(store->Commit(stale).status().code(), absl::StatusCode::kAborted);
+    absl::StatusOr<CommitResult> replayed = store->Commit(UpdateTo("e1", 3));
+    ASSERT_TRUE(replayed.ok()) << replayed.status();
+    EXPECT_TRUE(replayed->replayed);
+    // A request whose event clashes fails after its row was updated inside
+    // the transaction; its savepoint takes the update back, and the cache
+    // must not keep it.
+    WriteBatch clash = UpdateTo("e2", 2);
+    clash.events[0].sequence = 1;  // e2 already has event 1
+    EXPECT_FALSE(store->Commit(clash).ok());
+    for (const char* id : {"e1", "e2"}) {
+      absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", id);
+      ASSERT_TRUE(row.ok()) << row.status();
+      answers.push_back(*row);
+    }
+    // An update of a cached row replaces it: read again after one.
+    ASSERT_TRUE(store->Commit(UpdateTo("e2", 2)).ok());
+    absl::StatusOr<EnrollmentRow> e2 = store->GetEnrollment("t1", "e2");
+    ASSERT_TRUE(e2.ok()) << e2.status();
+    answers[1] = *e2;
+    EXPECT_EQ(answers[0].revision, 3);
+    EXPECT_EQ(answers[1].revision, 2);
+    EXPECT_EQ(store->GetEnrollment("t1", "e3").status().code(),
+              absl::StatusCode::kNotFound);
+    // Only the first reads (and e3's) missed.
+    EXPECT_EQ(store->EnrollmentCacheCounts().misses, 3);
+    EXPECT_EQ(store->EnrollmentCacheCounts().hits, 3);
+    EXPECT_EQ(store->EnrollmentCacheCounts().rows, 2);
+  }
+  // The same rows read with the cache off, after a restart.
+  SqliteStore::Options uncached = Options();
+  uncached.enrollment_cache_bytes = 0;
+  auto store = OpenStore(uncached);
+  ASSERT_EQ(answers.size(), 2u);
+  for (const EnrollmentRow& answer : answers) {
+    SCOPED_TRACE(answer.id);
+    absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", answer.id);
+    ASSERT_TRUE(row.ok()) << row.status();
+    ExpectSameRow(answer, *row);
+  }
+}
+
+// Readers racing a writer never read a revision older than one already
+// acknowledged, even while the cache (room for about one row) evicts and
+// refills on every read.
+TEST_F(SqliteStoreTest, CachedReadsNeverGoBackBehindAnAcknowledgedCommit) {
+  SqliteStore::Options o = Options();
+  o.lock_file = dir_.File("db/ipsrt.db.lock");
+  o.enrollment_cache_bytes = 700;
+  auto store = OpenStore(o);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "c1")).ok());
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e2", "c2")).ok());
+  constexpr int kRevisions = 150;
+  std::atomic<int64_t> acked[2] = {1, 1};
+  std::atomic<bool> done{false};
+  std::atomic<int> behind{0}, reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      for (int i = 0; !done.load(); ++i) {
+        int which = (i + t) % 2;
+        int64_t floor = acked[which].load();
+        absl::StatusOr<EnrollmentRow> row =
+            store->GetEnrollment("t1", which == 0 ? "e1" : "e2");
+        if (!row.ok() || row->revision < floor) ++behind;
+        ++reads;
+      }
+    });
+  }
+  for (int r = 2; r <= kRevisions; ++r) {
+    for (int which = 0; which < 2; ++which) {
+      ASSERT_TRUE(store->Commit(UpdateTo(which == 0 ? "e1" : "e2", r)).ok());
+      acked[which].store(r);
+    }
+  }
+  done.store(true);
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(behind.load(), 0) << "of " << reads.load() << " reads";
+  EXPECT_GT(reads.load(), 0);
+  // The race was run with the cache in play: reads hit, missed and filled.
+  SqliteStore::CacheCounts counts = store->EnrollmentCacheCounts();
+  EXPECT_GT(counts.hits, 0);
+  EXPECT_GT(counts.misses, 0);
+  EXPECT_EQ(store->GetEnrollment("t1", "e1")->revision, kRevisions);
+  EXPECT_EQ(store->GetEnrollment("t1", "e2")->revision, kRevisions);
+}
+
+// Several processes may write a shared database (no lock file): no cache,
+// so a change by another process is read at once.
+TEST_F(SqliteStoreTest, ASharedDatabaseIsNeverCached) {
+  auto first = OpenStore(Options());
+  auto second = OpenStore(Options());
+  ASSERT_TRUE(first->Commit(CreateBatch("t1", "e1", "c1")).ok());
+  ASSERT_EQ(second->GetEnrollment("t1", "e1")->revision, 1);
+  ASSERT_TRUE(first->Commit(UpdateTo("e1", 2)).ok());
+  EXPECT_EQ(second->GetEnrollment("t1", "e1")->revision, 2);
+  EXPECT_EQ(first->EnrollmentCacheCounts().hits +
+                first->EnrollmentCacheCounts().misses,
+            0);
+}
+
 TEST_F(SqliteStoreTest, RefusesNewerSchema) {
   { auto store = OpenStore(Options()); }
   sqlite3* db = nullptr;

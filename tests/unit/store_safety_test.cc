@@ -310,6 +310,7 @@ TEST(StoreSafetyConfigTest, DefaultsAndSizes) {
   EXPECT_FALSE(c->store.sqlite.allow_shared);
   EXPECT_EQ(c->store.sqlite.min_free_bytes, -1);
   EXPECT_EQ(c->store.sqlite.quick_check_timeout, absl::Seconds(10));
+  EXPECT_EQ(c->store.sqlite.enrollment_cache_bytes, int64_t{32} << 20);
   c = ParseConfig(R"(store:
   sqlite:
     path: ipsrt.db
@@ -317,6 +318,7 @@ TEST(StoreSafetyConfigTest, DefaultsAndSizes) {
     allow_shared: true
     min_free_space: 512MiB
     quick_check_timeout: 0s
+    enrollment_cache: 0
 )",
                   "x.yaml", "/etc/ipsrtd");
   ASSERT_TRUE(c.ok()) << c.status();
@@ -324,6 +326,7 @@ TEST(StoreSafetyConfigTest, DefaultsAndSizes) {
   EXPECT_TRUE(c->store.sqlite.allow_shared);
   EXPECT_EQ(c->store.sqlite.min_free_bytes, int64_t{512} << 20);
   EXPECT_EQ(c->store.sqlite.quick_check_timeout, absl::ZeroDuration());
+  EXPECT_EQ(c->store.sqlite.enrollment_cache_bytes, 0);
 }
 
 TEST(StoreSafetyConfigTest, BadValuesNameTheirPlace) {
@@ -332,13 +335,16 @@ TEST(StoreSafetyConfigTest, BadValuesNameTheirPlace) {
     path: ipsrt.db
     create: maybe
     min_free_space: lots
+    enrollment_cache: -1MiB
 )",
                                          "x.yaml", "/etc/ipsrtd");
   EXPECT_EQ(c.status().message(),
             "x.yaml:4:13: error: store.sqlite.create: must be if_missing, "
             "true or false\n"
             "x.yaml:5:21: error: store.sqlite.min_free_space: must be auto, 0 "
-            "(off) or a size such as 512MiB or 2GiB");
+            "(off) or a size such as 512MiB or 2GiB\n"
+            "x.yaml:6:23: error: store.sqlite.enrollment_cache: must be 0 "
+            "(off) or a size such as 32MiB or 1GiB");
 }
 
 TEST(StoreSafetyConfigTest, ShippedConfigsChooseCreation) {

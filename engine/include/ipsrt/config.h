@@ -79,6 +79,9 @@ struct SqliteConfig {
   // Several processes may open the file (no lock file). Off by default:
   // one ipsrtd per database; PostgreSQL is the way to run replicas.
   bool allow_shared = false;
+  // Bytes of enrollment rows cached in memory (store.sqlite.enrollment_cache,
+  // default 32MiB; 0 off). Off whatever the value with allow_shared.
+  int64_t enrollment_cache_bytes = 32 << 20;
   // Free space (bytes) below which changes are refused and start-up is
   // refused: -1 (default, `auto`) is the smaller of 5 % of the file system
   // and 256 MiB; 0 turns the watermark off.

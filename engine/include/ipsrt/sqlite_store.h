@@ -8,7 +8,9 @@
 // request rolls back alone; the callbacks of a committed group run on a
 // second thread, in commit order, while the writer goes on to the next
 // group. Reads use a pool of read-only connections and never wait for the
-// writer.
+// writer; enrollment reads are answered from an in-memory cache of recent
+// rows when the lock file makes this process the only writer
+// (Options::enrollment_cache_bytes).
 //
 // Example:
 //   SqliteStore::Options options;
@@ -90,6 +92,12 @@ class SqliteStore final : public SqlStore {
     // refused ALREADY_EXISTS, never applied again (store/request_window.h).
     // Zero or infinite: kept for ever.
     absl::Duration request_retention = absl::Hours(7 * 24);
+    // Bytes of recently used enrollment rows kept in memory, so that
+    // reading an enrollment (and loading it before an event) skips the
+    // database; 0: off. Used only with lock_file: the writer thread keeps
+    // the rows coherent, which holds only while no other process writes
+    // the database (store/enrollment_cache.h).
+    int64_t enrollment_cache_bytes = 32 << 20;
   };
 
   // Open creates or opens the database, applies pending schema migrations
@@ -117,6 +125,18 @@ class SqliteStore final : public SqlStore {
   std::string StoreId() const;
   void Close() override;
   absl::Status Probe() override;
+  // The enrollment cache's counts since Open (all zero when it is off).
+  struct CacheCounts {
+    int64_t hits = 0;
+    int64_t misses = 0;
+    int64_t rows = 0;
+    int64_t bytes = 0;
+  };
+  CacheCounts EnrollmentCacheCounts() const;
+  // GetEnrollment answers from the enrollment cache when it can (see
+  // Options::enrollment_cache_bytes).
+  absl::StatusOr<EnrollmentRow> GetEnrollment(absl::string_view tenant,
+                                              absl::string_view id) override;
 
   // ClaimQueryPlan is SQLite's EXPLAIN QUERY PLAN of ClaimOutbox's
   // statement, one plan line per line (for tests and the benchmark).
