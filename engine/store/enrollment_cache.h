@@ -35,6 +35,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "ipsrt/sqlite_store.h"
 #include "ipsrt/store.h"
 
 namespace ipsrt {
@@ -76,12 +77,8 @@ class EnrollmentCache {
   // Clear drops every row and ends every ticket.
   void Clear();
 
-  struct Counts {
-    int64_t hits = 0;
-    int64_t misses = 0;
-    int64_t rows = 0;
-    int64_t bytes = 0;
-  };
+  // Hits and misses since construction, rows and bytes held now.
+  using Counts = SqliteStore::CacheCounts;
   Counts counts() const;
 
  private:

@@ -1293,8 +1293,7 @@ void SqliteStore::Close() { impl_->Close(); }
 SqliteStore::CacheCounts SqliteStore::EnrollmentCacheCounts() const {
   const EnrollmentCache* cache = impl_->cache();
   if (cache == nullptr) return CacheCounts{};
-  EnrollmentCache::Counts c = cache->counts();
-  return CacheCounts{c.hits, c.misses, c.rows, c.bytes};
+  return cache->counts();
 }
 
 absl::StatusOr<EnrollmentRow> SqliteStore::GetEnrollment(
