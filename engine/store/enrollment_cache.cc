@@ -39,12 +39,14 @@ uint64_t EnrollmentCache::Ticket() const {
 }
 
 std::optional<EnrollmentRow> EnrollmentCache::Lookup(absl::string_view tenant,
-                                                     absl::string_view id) {
+                                                     absl::string_view id,
+                                                     uint64_t* ticket) {
   std::string key = Key(tenant, id);
   absl::MutexLock lock(&mu_);
   auto it = index_.find(key);
   if (it == index_.end()) {
     ++misses_;
+    if (ticket != nullptr) *ticket = epoch_;
     return std::nullopt;
   }
   ++hits_;

@@ -17,8 +17,10 @@
 // used out first. Thread-safe.
 //
 // Example (a reader):
-//   uint64_t ticket = cache.Ticket();
-//   if (std::optional<EnrollmentRow> row = cache.Lookup(t, id)) return *row;
+//   uint64_t ticket;
+//   if (std::optional<EnrollmentRow> row = cache.Lookup(t, id, &ticket)) {
+//     return *row;
+//   }
 //   absl::StatusOr<EnrollmentRow> row = ReadFromDatabase(t, id);
 //   if (row.ok()) cache.Fill(*row, ticket);
 #ifndef IPSRT_STORE_ENROLLMENT_CACHE_H_
@@ -51,9 +53,12 @@ class EnrollmentCache {
   // Ticket is taken before a database read whose row may be Filled.
   uint64_t Ticket() const;
 
-  // Lookup returns a copy of the cached row, or nullopt.
+  // Lookup returns a copy of the cached row, or nullopt; on a miss it also
+  // sets `*ticket` (when given) as Ticket would, under the same lock, so a
+  // read that misses takes the cache's mutex once.
   std::optional<EnrollmentRow> Lookup(absl::string_view tenant,
-                                      absl::string_view id);
+                                      absl::string_view id,
+                                      uint64_t* ticket = nullptr);
 
   // Fill caches `row`, read from the database after Ticket returned
   // `ticket`, unless a commit was published since (the row may be older

@@ -1300,8 +1300,8 @@ absl::StatusOr<EnrollmentRow> SqliteStore::GetEnrollment(
     absl::string_view tenant, absl::string_view id) {
   EnrollmentCache* cache = impl_->cache();
   if (cache == nullptr) return SqlStore::GetEnrollment(tenant, id);
-  const uint64_t ticket = cache->Ticket();
-  if (std::optional<EnrollmentRow> row = cache->Lookup(tenant, id)) {
+  uint64_t ticket = 0;
+  if (std::optional<EnrollmentRow> row = cache->Lookup(tenant, id, &ticket)) {
     return *std::move(row);
   }
   absl::StatusOr<EnrollmentRow> row = SqlStore::GetEnrollment(tenant, id);
