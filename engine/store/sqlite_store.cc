@@ -1232,8 +1232,22 @@ void SqliteStore::Impl::Close() {
 
 // ---------------------------------------------------------------------------
 
+bool SqliteStore::PrepareSqliteLibrary() {
+  static absl::Mutex mu(absl::kConstInit);
+  static bool prepared ABSL_GUARDED_BY(mu) = false;
+  absl::MutexLock lock(&mu);
+  // sqlite3_config refuses (SQLITE_MISUSE) once SQLite is initialized; a
+  // later call after sqlite3_shutdown succeeds.
+  if (!prepared) {
+    prepared = sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL,
+                              kJournalInMemoryBytes) == SQLITE_OK;
+  }
+  return prepared;
+}
+
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     const Options& options) {
+  PrepareSqliteLibrary();
   std::unique_ptr<SqlCore> core =
       NewCore(SqliteDialect(), options.request_retention, options.fault_hook);
   auto impl = std::make_unique<Impl>(options, core.get());
