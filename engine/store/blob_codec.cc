@@ -77,10 +77,13 @@ constexpr size_t kDictionary2Size = sizeof(kDictionary2) - 1;
 // 5 KB into every stream again, which cost more than deflating the value
 // (about 17 us per value, three values per SubmitEvent). zstd digests the
 // dictionary once into a CDict that every compression refers to. Values
-// that are kept (events, request records) are compressed at level 5;
+// that are kept (events, request records) are compressed at level 4;
 // snapshots, which the next event overwrites, at level 3, about twice as
-// fast for about 3 % more bytes (docs/storage.md, "Schema 9").
-constexpr int kKeptLevel = 5;
+// fast for about 3 % more bytes (docs/storage.md, "Schema 9"). Level 5,
+// the first choice for kept values, took three times level 4's time on
+// values of a few hundred bytes (most of it setting up, not compressing)
+// for 2 % fewer bytes per event.
+constexpr int kKeptLevel = 4;
 constexpr int kOverwrittenLevel = 3;
 // A zstd frame starts with these 4 bytes (RFC 8878, 3.1.1); the stored form
 // leaves them out, and they are put back before decompressing.

@@ -36,7 +36,7 @@ namespace ipsrt {
 enum class BlobLifetime { kKept, kOverwritten };
 
 // PackBlob is the stored form of `value`: compressed (zstd with dictionary
-// 2; level 5 when kept, 3 when overwritten) when the value is 64 bytes or
+// 2; level 4 when kept, 3 when overwritten) when the value is 64 bytes or
 // more and that saves space.
 std::string PackBlob(absl::string_view value,
                      BlobLifetime lifetime = BlobLifetime::kKept);
