@@ -455,6 +455,34 @@ absl::Status SqlCore::WriteEnrollment(SqlConnection& c, const WriteBatch& b,
   if (!b.update.has_value()) return absl::OkStatus();
   const EnrollmentRow& e = b.update->row;
   IPSRT_RETURN_IF_ERROR(Fault("enrollment.update"));
+  // Most events change none of the columns the enrollments' indexes hold
+  // (patient, workflow and version, stage, clinician). SQLite deletes and
+  // reinserts a row's entry in every index one of whose columns an UPDATE
+  // sets, even to the value it has: three index entries rewritten, and
+  // their pages written to the WAL, for each event. So the unindexed
+  // columns are set alone where the indexed ones already hold the new
+  // values; otherwise (a changed stage or clinician, or a revision
+  // conflict, which the full update below tells apart) nothing matched.
+  IPSRT_ASSIGN_OR_RETURN(
+      int64_t unindexed,
+      c.Exec("UPDATE enrollments SET state = $1, revision = $2, snapshot = $3, "
+             "update_time_us = $4 WHERE tenant = $5 AND id = $6 AND "
+             "revision = $7 AND patient_ref = $8 AND workflow_id = $9 AND "
+             "workflow_version = $10 AND stage = $11 AND clinician_ref = $12",
+             SqlParams()
+                 .Int(e.state)
+                 .Int(e.revision)
+                 .Bytes(packed.snapshot)
+                 .Time(e.update_time)
+                 .Text(e.tenant)
+                 .Text(e.id)
+                 .Int(b.update->expected_revision)
+                 .Text(e.patient_ref)
+                 .Text(e.workflow_id)
+                 .Int(e.workflow_version)
+                 .Text(e.stage)
+                 .Text(e.clinician_ref)));
+  if (unindexed > 0) return absl::OkStatus();
   IPSRT_ASSIGN_OR_RETURN(
       int64_t updated,
       c.Exec("UPDATE enrollments SET patient_ref = $1, workflow_id = $2, "

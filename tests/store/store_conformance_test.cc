@@ -221,6 +221,78 @@ TYPED_TEST(StoreConformanceTest, OptimisticConcurrency) {
   EXPECT_EQ(not_found.status().message(), "enrollment nope not found");
 }
 
+// An update that keeps the indexed columns (patient, workflow, stage,
+// clinician) writes only the others; one that changes any of them moves
+// the row in the indexes, and listings filtered by the old and new values
+// say so. A stale revision is refused either way, with nothing written.
+TYPED_TEST(StoreConformanceTest, UpdatesKeepOrMoveTheIndexedColumns) {
+  auto store = this->OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+  auto ids = [&](EnrollmentFilter filter) {
+    filter.tenant = "t1";
+    std::vector<std::string> out;
+    absl::StatusOr<std::vector<EnrollmentRow>> rows =
+        store->ListEnrollments(filter, std::nullopt, 100);
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    if (rows.ok()) {
+      for (const EnrollmentRow& r : *rows) out.push_back(r.id);
+    }
+    return out;
+  };
+
+  // Same indexed columns as created; everything else changes.
+  WriteBatch same = UpdateBatch("e1", 1, "r2");
+  same.update->row.stage = "initial";
+  same.update->row.state = 2;
+  same.update->row.snapshot = "snapshot-2";
+  ASSERT_TRUE(store->Commit(std::move(same)).ok());
+  absl::StatusOr<EnrollmentRow> row = store->GetEnrollment("t1", "e1");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->revision, 2);
+  EXPECT_EQ(row->state, 2);
+  EXPECT_EQ(row->snapshot, "snapshot-2");
+  EXPECT_EQ(row->update_time, kT0 + absl::Seconds(1));
+  EXPECT_EQ(row->create_time, kT0);
+  EXPECT_THAT(ids({.stage = "initial"}), ElementsAre("e1"));
+  EXPECT_THAT(ids({.state = 2}), ElementsAre("e1"));
+
+  // The stage and the clinician change.
+  WriteBatch moved = UpdateBatch("e1", 2, "r3");
+  moved.update->row.stage = "maintenance";
+  moved.update->row.clinician_ref = "Practitioner/2";
+  moved.update->row.snapshot = "snapshot-3";
+  ASSERT_TRUE(store->Commit(std::move(moved)).ok());
+  row = store->GetEnrollment("t1", "e1");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->revision, 3);
+  EXPECT_EQ(row->stage, "maintenance");
+  EXPECT_EQ(row->clinician_ref, "Practitioner/2");
+  EXPECT_EQ(row->snapshot, "snapshot-3");
+  EXPECT_THAT(ids({.stage = "initial"}), ElementsAre());
+  EXPECT_THAT(ids({.stage = "maintenance"}), ElementsAre("e1"));
+  EXPECT_THAT(ids({.clinician_ref = "Practitioner/1"}), ElementsAre());
+  EXPECT_THAT(ids({.clinician_ref = "Practitioner/2"}), ElementsAre("e1"));
+  EXPECT_THAT(ids({.patient_ref = "Patient/e1"}), ElementsAre("e1"));
+
+  // Stale, with and without a change of indexed columns.
+  for (const char* stage : {"maintenance", "final"}) {
+    WriteBatch stale = UpdateBatch("e1", 2, absl::StrCat("stale-", stage));
+    stale.update->row.stage = stage;
+    stale.update->row.clinician_ref = "Practitioner/2";
+    absl::StatusOr<CommitResult> r = store->Commit(std::move(stale));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << stage;
+    EXPECT_EQ(r.status().message(),
+              "expected_revision: enrollment e1 is at revision 3, not 2; read "
+              "it again and retry");
+  }
+  row = store->GetEnrollment("t1", "e1");
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->revision, 3);
+  EXPECT_EQ(row->snapshot, "snapshot-3");
+  EXPECT_EQ(this->CountRows("events"), 3);
+}
+
 // An event whose sequence is taken (a writer that skipped the revision
 // check) fails ABORTED and leaves nothing behind.
 TYPED_TEST(StoreConformanceTest, TakenEventSequenceIsAborted) {
