@@ -1,5 +1,6 @@
 #include "ops/metrics.h"
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <sstream>
@@ -110,6 +111,21 @@ class Metrics::Families {
                             .Help("When the store-derived gauges were last "
                                   "refreshed (Unix time)")
                             .Register(r)),
+        cache_reads(prometheus::BuildCounter()
+                        .Name("ipsrt_enrollment_cache_reads_total")
+                        .Help("Enrollment reads by where the answer came "
+                              "from: the in-memory cache (hit) or the "
+                              "database (miss)")
+                        .Register(r)),
+        cache_rows(prometheus::BuildGauge()
+                       .Name("ipsrt_enrollment_cache_rows")
+                       .Help("Enrollments held by the in-memory cache")
+                       .Register(r)),
+        cache_bytes(prometheus::BuildGauge()
+                        .Name("ipsrt_enrollment_cache_bytes")
+                        .Help("Bytes the in-memory enrollment cache counts "
+                              "against its limit")
+                        .Register(r)),
         plugin_calls(prometheus::BuildCounter()
                          .Name("ipsrt_plugin_calls_total")
                          .Help("Calls into plugins, by plugin, method and "
@@ -173,6 +189,9 @@ class Metrics::Families {
   Family<Gauge>& outbox_lag;
   Family<Gauge>& enrollments;
   Family<Gauge>& store_stats_age;
+  Family<Counter>& cache_reads;
+  Family<Gauge>& cache_rows;
+  Family<Gauge>& cache_bytes;
   Family<Counter>& plugin_calls;
   Family<Histogram>& plugin_seconds;
   Family<Counter>& plugin_restarts;
@@ -183,6 +202,10 @@ class Metrics::Families {
   Family<Gauge>& start_time;
   // Enrollment series last published, to zero the ones that vanished.
   std::vector<Gauge*> enrollment_series;
+  // The enrollment cache's cumulative counts last published (the store
+  // reports totals; the counters move by the difference).
+  int64_t cache_hits_seen = 0;
+  int64_t cache_misses_seen = 0;
 
  private:
   absl::Mutex mu_;
@@ -261,6 +284,20 @@ void Metrics::SetStoreStats(const StoreStats& stats, absl::Time now) {
   f.outbox_lag.Add({}).Set(stats.oldest_due < now
                                ? absl::ToDoubleSeconds(now - stats.oldest_due)
                                : 0.0);
+  if (stats.enrollment_cache.has_value()) {
+    const StoreStats::EnrollmentCache& c = *stats.enrollment_cache;
+    // Totals since the store opened: one store per process, so they only
+    // grow; a smaller one (never expected) moves nothing.
+    auto advance = [](Counter& counter, int64_t total, int64_t& seen) {
+      if (total > seen) counter.Increment(static_cast<double>(total - seen));
+      seen = std::max(seen, total);
+    };
+    advance(f.cache_reads.Add({{"result", "hit"}}), c.hits, f.cache_hits_seen);
+    advance(f.cache_reads.Add({{"result", "miss"}}), c.misses,
+            f.cache_misses_seen);
+    f.cache_rows.Add({}).Set(static_cast<double>(c.rows));
+    f.cache_bytes.Add({}).Set(static_cast<double>(c.bytes));
+  }
   f.store_stats_age.Add({}).Set(absl::ToDoubleSeconds(now - absl::UnixEpoch()));
 }
 

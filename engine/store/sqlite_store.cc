@@ -1310,6 +1310,16 @@ SqliteStore::CacheCounts SqliteStore::EnrollmentCacheCounts() const {
   return cache->counts();
 }
 
+absl::StatusOr<StoreStats> SqliteStore::Stats(absl::Time now) {
+  IPSRT_ASSIGN_OR_RETURN(StoreStats stats, SqlStore::Stats(now));
+  if (const EnrollmentCache* cache = impl_->cache(); cache != nullptr) {
+    const CacheCounts c = cache->counts();
+    stats.enrollment_cache = StoreStats::EnrollmentCache{
+        .hits = c.hits, .misses = c.misses, .rows = c.rows, .bytes = c.bytes};
+  }
+  return stats;
+}
+
 absl::StatusOr<EnrollmentRow> SqliteStore::GetEnrollment(
     absl::string_view tenant, absl::string_view id) {
   EnrollmentCache* cache = impl_->cache();

@@ -304,6 +304,7 @@ TEST(OperationsE2eTest, PrometheusSeesCallsRemindersAndPluginRestarts) {
 
   // Two enrollments created, one refused, one looked up that is not there.
   auto stub = EnrollmentStub((*server)->address());
+  std::vector<std::string> names;
   for (int i = 0; i < 2; ++i) {
     v1::CreateEnrollmentRequest create =
         NewEnrollment(absl::StrCat("ops-", i), absl::StrCat("Patient/ops", i));
@@ -311,6 +312,17 @@ TEST(OperationsE2eTest, PrometheusSeesCallsRemindersAndPluginRestarts) {
     grpc::ClientContext ctx;
     v1::Enrollment e;
     grpc::Status s = stub->CreateEnrollment(&ctx, create, &e);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    names.push_back(e.name());
+  }
+  // The first is read twice: the first read fills the enrollment cache
+  // (a new enrollment is cached when first read), the second is a hit.
+  for (int i = 0; i < 2; ++i) {
+    v1::GetEnrollmentRequest get;
+    get.set_name(names[0]);
+    grpc::ClientContext ctx;
+    v1::Enrollment e;
+    grpc::Status s = stub->GetEnrollment(&ctx, get, &e);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
   {
@@ -362,6 +374,22 @@ TEST(OperationsE2eTest, PrometheusSeesCallsRemindersAndPluginRestarts) {
                               2),
             2);
   EXPECT_EQ(prom.WaitForValue("ipsrt_store_up", 1), 1);
+  EXPECT_GE(prom.WaitForValue("ipsrt_enrollment_cache_reads_total{result="
+                              "\"hit\"} >= 1",
+                              std::nullopt)
+                .value_or(0),
+            1);
+  EXPECT_GE(prom.WaitForValue("ipsrt_enrollment_cache_reads_total{result="
+                              "\"miss\"} >= 1",
+                              std::nullopt)
+                .value_or(0),
+            1);
+  EXPECT_GE(prom.WaitForValue("ipsrt_enrollment_cache_rows >= 1", std::nullopt)
+                .value_or(0),
+            1);
+  EXPECT_GT(prom.WaitForValue("ipsrt_enrollment_cache_bytes > 0", std::nullopt)
+                .value_or(0),
+            0);
 
   // The out-of-process plugin is killed; the host restarts it.
   EXPECT_EQ(prom.WaitForValue("ipsrt_plugin_up{plugin=\"bedtime-check\"}", 1),

@@ -149,6 +149,8 @@ class SqliteStore final : public SqlStore {
     int64_t bytes = 0;
   };
   CacheCounts EnrollmentCacheCounts() const;
+  // Stats adds the enrollment cache's counts when the cache is on.
+  absl::StatusOr<StoreStats> Stats(absl::Time now) override;
   // GetEnrollment answers from the enrollment cache when it can (see
   // Options::enrollment_cache_bytes).
   absl::StatusOr<EnrollmentRow> GetEnrollment(absl::string_view tenant,

@@ -247,6 +247,16 @@ struct StoreStats {
   // Due time of the oldest overdue row: due and not claimed, or claimed
   // under an expired lease. Infinite future when none is.
   absl::Time oldest_due = absl::InfiniteFuture();
+  // The in-memory enrollment cache in front of the store's reads, where
+  // there is one (SQLite with its lock file): reads answered from it and
+  // from the database since the store opened, and what it holds now.
+  struct EnrollmentCache {
+    int64_t hits = 0;
+    int64_t misses = 0;
+    int64_t rows = 0;
+    int64_t bytes = 0;
+  };
+  std::optional<EnrollmentCache> enrollment_cache;
 };
 
 class Store {
