@@ -1313,9 +1313,7 @@ SqliteStore::CacheCounts SqliteStore::EnrollmentCacheCounts() const {
 absl::StatusOr<StoreStats> SqliteStore::Stats(absl::Time now) {
   IPSRT_ASSIGN_OR_RETURN(StoreStats stats, SqlStore::Stats(now));
   if (const EnrollmentCache* cache = impl_->cache(); cache != nullptr) {
-    const CacheCounts c = cache->counts();
-    stats.enrollment_cache = StoreStats::EnrollmentCache{
-        .hits = c.hits, .misses = c.misses, .rows = c.rows, .bytes = c.bytes};
+    stats.enrollment_cache = cache->counts();
   }
   return stats;
 }

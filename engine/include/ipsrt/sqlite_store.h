@@ -142,12 +142,7 @@ class SqliteStore final : public SqlStore {
   void Close() override;
   absl::Status Probe() override;
   // The enrollment cache's counts since Open (all zero when it is off).
-  struct CacheCounts {
-    int64_t hits = 0;
-    int64_t misses = 0;
-    int64_t rows = 0;
-    int64_t bytes = 0;
-  };
+  using CacheCounts = StoreStats::EnrollmentCache;
   CacheCounts EnrollmentCacheCounts() const;
   // Stats adds the enrollment cache's counts when the cache is on.
   absl::StatusOr<StoreStats> Stats(absl::Time now) override;
