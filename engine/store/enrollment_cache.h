@@ -37,7 +37,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "ipsrt/sqlite_store.h"
 #include "ipsrt/store.h"
 
 namespace ipsrt {
@@ -83,7 +82,7 @@ class EnrollmentCache {
   void Clear();
 
   // Hits and misses since construction, rows and bytes held now.
-  using Counts = SqliteStore::CacheCounts;
+  using Counts = StoreStats::EnrollmentCache;
   Counts counts() const;
 
  private:
