@@ -36,16 +36,28 @@ bench_pg_start() {
   echo "${BENCH_NAME:-bench}: initdb and start PostgreSQL on 127.0.0.1:$port" >&2
   "${AS_PG[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -A trust -U postgres -E UTF8 \
     --locale=C >"$WORK/initdb.log" 2>&1
+  # Set before the start: an interrupted `pg_ctl start` can leave a
+  # postmaster behind (it runs in a session of its own, out of Ctrl-C's
+  # reach), and only bench_pg_stop, from the exit trap, stops it.
+  PG_STARTED=1
   "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w -t 60 \
     -o "-p $port -k $WORK -c listen_addresses=127.0.0.1 $*" start >/dev/null
-  PG_STARTED=1
 }
 
 # bench_pg_stop stops the server bench_pg_start started, if any (for the
-# callers' exit traps; never fails).
+# callers' exit traps; never fails). A postmaster still starting may not
+# have written the pid file pg_ctl stops it by: any postmaster whose
+# command line names this data directory is then asked to shut down fast
+# (SIGINT) for up to 10 s, and killed after that.
 bench_pg_stop() {
   if [[ -n "${PG_STARTED:-}" ]]; then
     "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null 2>&1 || true
+    local postmaster="bin/postgres -D $WORK/pg( |\$)" _
+    for _ in $(seq 100); do
+      pkill -INT -f -- "$postmaster" 2>/dev/null || return 0
+      sleep 0.1
+    done
+    pkill -KILL -f -- "$postmaster" 2>/dev/null || true
   fi
 }
 

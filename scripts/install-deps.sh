@@ -25,6 +25,9 @@ packages=(
   prometheus-cpp-dev prometheus dpkg-dev curl
   # make fuzz: clang with libFuzzer and the sanitizer runtimes.
   clang-14 libclang-rt-14-dev
+  # pgrep and pkill: the bench scripts stop a PostgreSQL start cut short,
+  # and bench/interrupt_check.sh looks for what an interrupted run left.
+  procps
 )
 
 missing=()
