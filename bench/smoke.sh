@@ -39,4 +39,5 @@ check stores "| PostgreSQL 1 replica / SQLite |" DURATION=1s WARMUP=0s
 check footprint "| bytes per event |" CREATES=20 EVENTS=20 THREADS=2
 check metrics "throughput with metrics / without" DURATION=1s WARMUP=0s
 check simulate "| course | events |" PEER=0 PROFILE=0 DURATION=0.2s YEARS=1
+check diagnose "| RPC | calls/s |" RPCS="ping event" DURATION=1s WARMUP=1s
 echo "smoke: every bench script ran" >&2

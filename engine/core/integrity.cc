@@ -23,6 +23,7 @@
 #include "common/files.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "core/event_chain.h"
 #include "ipsrt/internal/state.pb.h"
 #include "ipsrt/status_macros.h"
@@ -433,6 +434,7 @@ AnchorWriter::~AnchorWriter() {
 
 void AnchorWriter::Start() {
   thread_ = std::thread([this] { Run(); });
+  NameThread(thread_, "anchor-writer");
 }
 
 absl::Status AnchorWriter::WriteNow() {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 
 namespace ipsrt {
 
@@ -27,6 +28,7 @@ std::unique_ptr<Operations> Operations::Start(const Config& config, Deps deps) {
   ops->Probe();
   ops->RefreshStats();
   ops->thread_ = std::thread([p = ops.get()] { p->Loop(); });
+  NameThread(ops->thread_, "health-probe");
   return ops;
 }
 

@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -323,6 +324,7 @@ class OutOfProcessTransport final : public PluginTransport {
     absl::Status s = StartChild();
     if (!s.ok()) return s;
     supervisor_ = std::thread([this] { Supervise(); });
+    NameThread(supervisor_, "plugin-superv");
     return absl::OkStatus();
   }
 

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "core/enrollments.h"
 #include "ipsrt/internal/state.pb.h"
 #include "ops/metrics_hooks.h"
@@ -176,6 +177,7 @@ void Dispatcher::Start() {
   if (thread_.joinable()) return;
   stopping_ = false;
   thread_ = std::thread([this] { Loop(); });
+  NameThread(thread_, "reminder-send");
 }
 
 void Dispatcher::Stop() {

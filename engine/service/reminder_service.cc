@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/page_token.h"
+#include "common/thread_name.h"
 #include "common/validation.h"
 #include "core/enrollments.h"
 #include "google/protobuf/util/time_util.h"
@@ -227,6 +228,7 @@ class WatchHub {
  public:
   WatchHub(Store* store, absl::Duration poll) : store_(store), poll_(poll) {
     thread_ = std::thread([this] { Loop(); });
+    NameThread(thread_, "reminder-watch");
   }
   ~WatchHub() {
     {

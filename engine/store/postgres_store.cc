@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
 #include "store/commit_queue.h"
@@ -297,6 +298,7 @@ absl::Status PostgresStore::Impl::Open() {
   IPSRT_RETURN_IF_ERROR(ApplyMigrations());
   for (int i = 0; i < options_.pool_size; ++i) {
     committers_.emplace_back([this] { CommitLoop(); });
+    NameThread(committers_.back(), "store-committer");
   }
   return absl::OkStatus();
 }

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/thread_name.h"
 
 namespace ipsrt {
 
@@ -27,6 +28,7 @@ absl::StatusOr<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(
   // Replaces the writer's automatic checkpoint (itself a WAL hook).
   sqlite3_wal_hook(writer, &WalCheckpointer::OnCommit, c.get());
   c->thread_ = std::thread([p = c.get()] { p->Loop(); });
+  NameThread(c->thread_, "wal-checkpoint");
   return c;
 }
 

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "ipsrt/status_macros.h"
 #include "ops/metrics_hooks.h"
 #include "store/blob_codec.h"
@@ -668,7 +669,9 @@ absl::Status SqliteStore::Impl::StartServing() {
         static_cast<size_t>(options_.enrollment_cache_bytes));
   }
   completion_thread_ = std::thread([this] { CompletionLoop(); });
+  NameThread(completion_thread_, "store-answers");
   writer_thread_ = std::thread([this] { WriterLoop(); });
+  NameThread(writer_thread_, "store-writer");
   return absl::OkStatus();
 }
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -195,6 +196,33 @@ int CommitGroups(Store& store, const std::string& prefix, int n) {
   }
   pending.Wait();
   return ok.load();
+}
+
+// The store's threads carry names (`ps -L`, `top -H`, perf's comm column),
+// so that an operator or a profile tells the writer every change waits for
+// from the thread answering callers and from the checkpointer.
+TEST_F(SqliteStoreTest, ItsThreadsAreNamed) {
+  // The names of this process's threads, as the kernel keeps them.
+  auto thread_names = [] {
+    std::vector<std::string> names;
+    for (const auto& task :
+         std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream in(task.path() / "comm");
+      std::string name;
+      std::getline(in, name);
+      names.push_back(name);
+    }
+    return names;
+  };
+  auto store = OpenStore(Options());
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(thread_names(),
+              ::testing::IsSupersetOf(
+                  {"store-writer", "store-answers", "wal-checkpoint"}));
+  // Closing the store ends them.
+  store.reset();
+  EXPECT_THAT(thread_names(),
+              ::testing::Not(::testing::Contains("store-writer")));
 }
 
 // Each request of a group runs in a savepoint, whose journal holds the old
