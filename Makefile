@@ -34,6 +34,7 @@ run: build
 SCALE_ENROLLMENTS ?= 1000000
 bench: build
 	PROFILE=1 SCALE_ENROLLMENTS=$(SCALE_ENROLLMENTS) bash bench/run.sh
+	bash bench/diagnose.sh
 	bash bench/metrics.sh
 	bash bench/simulate.sh
 	bash bench/footprint.sh
