@@ -52,7 +52,10 @@ bench_pg_start() {
 bench_pg_stop() {
   if [[ -n "${PG_STARTED:-}" ]]; then
     "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null 2>&1 || true
-    local postmaster="bin/postgres -D $WORK/pg( |\$)" _
+    # The data directory as a literal in pkill's extended regex.
+    local dir postmaster _
+    dir="$(sed 's/[][\.*^$+?(){}|]/\\&/g' <<<"$WORK/pg")"
+    postmaster="bin/postgres -D $dir( |\$)"
     for _ in $(seq 100); do
       pkill -INT -f -- "$postmaster" 2>/dev/null || return 0
       sleep 0.1
