@@ -89,13 +89,7 @@ for rpc in $RPCS; do
     "$(printf 'metrics:\n  listen: 127.0.0.1:0')"
   bench_server_start "$WORK/$rpc.yaml" "$WORK/$rpc.log"
   pid=$SERVER_PID
-  port=""
-  for _ in $(seq 100); do
-    port="$(sed -n 's/.*serving \/metrics on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/$rpc.log" | head -1)"
-    [[ -n "$port" ]] && break
-    sleep 0.1
-  done
-  [[ -n "$port" ]] || { echo "diagnose.sh: no metrics port in $WORK/$rpc.log" >&2; exit 1; }
+  port="$(bench_metrics_port "$WORK/$rpc.log")"
   "$LOADGEN" --server="$SERVER_ADDR" --rpc="$rpc" --concurrency="$CONCURRENCY" \
     --channels="$CHANNELS" --duration="$WARMUP" --warmup=0s --json >/dev/null
   snapshot "$pid" "$port" >"$WORK/before"

@@ -154,6 +154,23 @@ bench_servers_kill() {
   done
 }
 
+# bench_metrics_port LOG prints the port of the /metrics endpoint the
+# server logging to LOG serves (config `metrics: listen: 127.0.0.1:0`,
+# logging at info), waiting up to 10 s for its line; exits when none comes.
+bench_metrics_port() {
+  local port=""
+  for _ in $(seq 100); do
+    port="$(sed -n 's/.*serving \/metrics on 127.0.0.1:\([0-9]*\).*/\1/p' "$1" | head -1)"
+    [[ -n "$port" ]] && break
+    sleep 0.1
+  done
+  if [[ -z "$port" ]]; then
+    echo "${BENCH_NAME:-bench}: no metrics port in $1" >&2
+    exit 1
+  fi
+  echo "$port"
+}
+
 # bench_json_field JSON KEY prints a top-level numeric field of one JSON
 # line (no jq dependency).
 bench_json_field() {

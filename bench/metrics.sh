@@ -44,9 +44,7 @@ OFF="$SERVER_ADDR"
 start on "metrics:
   listen: 127.0.0.1:0"
 ON="$SERVER_ADDR"
-METRICS_PORT="$(sed -n 's/.*serving \/metrics on 127.0.0.1:\([0-9]*\).*/\1/p' \
-  "$WORK/on/ipsrtd.log")"
-[[ -n "$METRICS_PORT" ]] || { echo "metrics.sh: no metrics port" >&2; exit 1; }
+METRICS_PORT="$(bench_metrics_port "$WORK/on/ipsrtd.log")"
 # A scrape a second, as a Prometheus server would (more often than the
 # usual 15 s, so the scrape's own cost is included).
 ( while true; do curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >/dev/null || true
