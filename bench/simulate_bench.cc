@@ -25,9 +25,11 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -46,6 +48,9 @@ ABSL_FLAG(absl::Duration, duration, absl::Seconds(2),
 ABSL_FLAG(absl::Duration, slice, absl::Milliseconds(100),
           "with several scenarios, how long each runs in its turn");
 ABSL_FLAG(bool, json, false, "print one JSON line per scenario");
+ABSL_FLAG(absl::Duration, seal_duration, absl::Milliseconds(600),
+          "per scenario, how long to time hashing the simulated events "
+          "alone (0 skips it)");
 
 namespace {
 
@@ -89,6 +94,78 @@ struct Course {
   std::vector<double> slices;
   size_t snapshot_bytes = 0;
 };
+
+// SealFloor is what hashing the simulated events alone costs, CPU
+// microseconds per event: the event's deterministic bytes
+// (`serialize_us`), SHA-256 over the previous hash and those bytes
+// (`sha256_us`), and ipsrt::EventHash doing both (`hash_us`, the part of
+// sealing every durable or simulated event must pay). Each event is done
+// kRepeats times in a row, so that it is in the cache as a freshly built
+// event is when it is sealed (a pass over the whole log, a megabyte and
+// more, would time cache misses instead): a lower bound. `matches` is
+// false when a recomputed hash differs from the one the simulation sealed.
+struct SealFloor {
+  double hash_us = 0;
+  double serialize_us = 0;
+  double sha256_us = 0;
+  bool matches = true;
+};
+
+constexpr int kRepeats = 16;
+
+// TimePerEvent calls `one(i)` kRepeats times for each of `n` events in
+// turn, over and over until `budget` seconds of CPU time have gone (at
+// least once), and returns the CPU microseconds per call.
+template <typename One>
+double TimePerEvent(size_t n, double budget, One one) {
+  const double began = CpuSeconds();
+  long long calls = 0;
+  do {
+    for (size_t i = 0; i < n; ++i) {
+      for (int r = 0; r < kRepeats; ++r) one(i);
+    }
+    calls += static_cast<long long>(n) * kRepeats;
+  } while (CpuSeconds() - began < budget);
+  return (CpuSeconds() - began) * 1e6 / static_cast<double>(calls);
+}
+
+SealFloor MeasureSealFloor(const ipsrt::cli::Simulation& simulation,
+                           absl::Duration duration) {
+  SealFloor floor;
+  const size_t n = simulation.events.size();
+  if (n == 0 || duration <= absl::ZeroDuration()) return floor;
+  // As sealing has them: each event without its hash, after the hash of
+  // the event before it.
+  std::vector<ipsrt::v1::Event> unsealed;
+  std::vector<std::string> previous;
+  std::vector<std::string> hashed_text;
+  unsealed.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    unsealed.push_back(simulation.events[i].event);
+    unsealed.back().clear_hash();
+    previous.push_back(i == 0 ? "" : simulation.events[i - 1].event.hash());
+    hashed_text.push_back(absl::StrCat(
+        previous.back(), "\n", ipsrt::DeterministicBytes(unsealed.back())));
+    floor.matches = floor.matches &&
+                    ipsrt::EventHash(previous.back(), unsealed.back()) ==
+                        simulation.events[i].event.hash() &&
+                    ipsrt::Sha256Hex(hashed_text.back()) ==
+                        simulation.events[i].event.hash();
+  }
+  const double budget = absl::ToDoubleSeconds(duration) / 3;
+  size_t sink = 0;  // keeps the results live
+  floor.hash_us = TimePerEvent(n, budget, [&](size_t i) {
+    sink += ipsrt::EventHash(previous[i], unsealed[i]).size();
+  });
+  floor.serialize_us = TimePerEvent(n, budget, [&](size_t i) {
+    sink += ipsrt::DeterministicBytes(unsealed[i]).size();
+  });
+  floor.sha256_us = TimePerEvent(n, budget, [&](size_t i) {
+    sink += ipsrt::Sha256Hex(hashed_text[i]).size();
+  });
+  if (sink == 0) floor.matches = false;
+  return floor;
+}
 
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -179,6 +256,7 @@ int main(int argc, char** argv) {
     size_t unbounded_bytes = 0;
     std::string last_event_hash;
     std::string state_sha256;
+    SealFloor seal;
     cli::Simulation simulation;  // once more, outside the timing
     if (cli::Simulate(*workflow, c.scenario, &Enrollments::LoadZone,
                       &simulation)
@@ -186,6 +264,7 @@ int main(int argc, char** argv) {
       unbounded_bytes = UnboundedBytes(*workflow, simulation);
       last_event_hash = simulation.state.last_event_hash();
       state_sha256 = Sha256Hex(DeterministicBytes(simulation.state));
+      seal = MeasureSealFloor(simulation, absl::GetFlag(FLAGS_seal_duration));
     }
     const double events = static_cast<double>(c.events);
     const double median = Median(c.slices);
@@ -196,22 +275,28 @@ int main(int argc, char** argv) {
           "\"events_per_s_cpu\":%.0f,\"slices\":%zu,"
           "\"median_cpu_us_per_event\":%.3f,\"snapshot_bytes\":%zu,"
           "\"unbounded_snapshot_bytes\":%zu,\"destroy_cpu_s\":%.3f,"
-          "\"last_event_hash\":\"%s\",\"state_sha256\":\"%s\"}\n",
+          "\"last_event_hash\":\"%s\",\"state_sha256\":\"%s\","
+          "\"seal_hash_cpu_us_per_event\":%.3f,"
+          "\"seal_serialize_cpu_us_per_event\":%.3f,"
+          "\"seal_sha256_cpu_us_per_event\":%.3f,\"seal_hash_matches\":%s}\n",
           c.path.c_str(), c.runs, c.events, c.wall, c.cpu, events / c.wall,
           events / c.cpu, c.slices.size(), median, c.snapshot_bytes,
           unbounded_bytes, c.destroy_cpu, last_event_hash.c_str(),
-          state_sha256.c_str());
+          state_sha256.c_str(), seal.hash_us, seal.serialize_us, seal.sha256_us,
+          seal.matches ? "true" : "false");
     } else {
       std::printf(
           "%s: %d runs, %lld events in %.3f s wall (%.0f events/s), %.3f s "
           "CPU (%.0f events/s; median of %zu slices %.2f us/event), final "
           "snapshot %zu bytes (%zu with the closed tasks the unbounded shape "
           "kept); freeing the logs took %.3f s CPU; last event hash %s, "
-          "state sha256 %s\n",
+          "state sha256 %s; hashing the events alone %.2f us/event CPU "
+          "(deterministic bytes %.2f, SHA-256 %.2f)%s\n",
           c.path.c_str(), c.runs, c.events, c.wall, events / c.wall, c.cpu,
           events / c.cpu, c.slices.size(), median, c.snapshot_bytes,
           unbounded_bytes, c.destroy_cpu, last_event_hash.c_str(),
-          state_sha256.c_str());
+          state_sha256.c_str(), seal.hash_us, seal.serialize_us, seal.sha256_us,
+          seal.matches ? "" : " (a recomputed hash differs!)");
     }
   }
   return 0;
