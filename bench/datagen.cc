@@ -74,6 +74,10 @@ ABSL_FLAG(bool, clean, false,
           "exit.");
 ABSL_FLAG(bool, print_path, false,
           "Print the database path and exit (for scripts).");
+ABSL_FLAG(absl::Duration, reuse_horizon, absl::Hours(1),
+          "A complete set is reused only while none of its reminders falls "
+          "due within this long from now (or already has); otherwise it is "
+          "built anew.");
 
 namespace ipsrt::bench {
 namespace {
@@ -157,10 +161,10 @@ void CleanSet(const std::string& db) {
 }
 
 // FallsDueSoon tells whether the complete set at `db` holds reminders or
-// other outbox rows that fall due within the next hour (or already have),
-// or cannot be read. A set is built with every enrollment created at
-// about the same instant, so its first reminders all fall due together
-// about a day later: an ipsrtd serving it from then on would spend the
+// other outbox rows that fall due within --reuse_horizon (an hour) from now
+// (or already have), or cannot be read. A set is built with every enrollment
+// created at about the same instant, so its first reminders all fall due
+// together about a day later: an ipsrtd serving it from then on would spend the
 // benchmark delivering a million reminders at once, which is not the load
 // the scale section measures. Such a set is built anew.
 bool FallsDueSoon(const std::string& db) {
@@ -175,7 +179,8 @@ bool FallsDueSoon(const std::string& db) {
   if (!store.ok()) return true;
   OutboxQuery q;
   q.tenant = *tenant;
-  q.due_before = absl::Now() + absl::Hours(1);
+  const absl::Duration horizon = absl::GetFlag(FLAGS_reuse_horizon);
+  q.due_before = absl::Now() + horizon;
   q.statuses = {OutboxStatus::kScheduled, OutboxStatus::kRetryWait};
   q.limit = 1;
   absl::StatusOr<std::vector<OutboxEntry>> due = (*store)->ListOutbox(q);
@@ -183,7 +188,9 @@ bool FallsDueSoon(const std::string& db) {
   if (due.ok() && due->empty()) return false;
   std::fprintf(stderr, "ipsrt_datagen: the set at %s %s; building it anew\n",
                db.c_str(),
-               due.ok() ? "has reminders falling due within the hour"
+               due.ok() ? absl::StrCat("has reminders falling due within ",
+                                       absl::FormatDuration(horizon))
+                              .c_str()
                         : "cannot be read");
   return true;
 }

@@ -458,7 +458,10 @@ class SqliteStore::Impl : public SqlStore::Connections {
   // ApplyInSavepoint applies one request of a group; a failing one is
   // rolled back to its savepoint alone.
   void ApplyInSavepoint(Pending& p, bool* applied);
-  absl::Status CommitGroup(std::vector<Pending>& group, bool applied);
+  // CommitGroup commits the group; *stored is set when the commit also
+  // stored the commit count (StoreSequenceDue).
+  absl::Status CommitGroup(std::vector<Pending>& group, bool applied,
+                           bool* stored);
   // PublishRows hands the enrollment rows a committed group wrote to the
   // cache.
   void PublishRows(std::vector<Pending>& group);
@@ -483,6 +486,20 @@ class SqliteStore::Impl : public SqlStore::Connections {
   // QuickCheck runs PRAGMA quick_check within options_.quick_check_timeout.
   void QuickCheck();
   void RegisterConnection(sqlite3* db);
+  // StoreSequenceDue: the next commit that changes the database also
+  // stores the commit count (at most once a second, as the identity file
+  // is written). StoreSequence stores it in a transaction of its own (at
+  // shutdown).
+  bool StoreSequenceDue() const;
+  void StoreSequence();
+  // StoreCount sets the store_identity row's count (one statement, bound
+  // parameter: the connection keeps its statements by SQL text).
+  absl::Status StoreCount(int64_t count) {
+    return writer_
+        .Exec("UPDATE store_identity SET commit_seq = $1 WHERE id = 1",
+              SqlParams().Int(count))
+        .status();
+  }
   // RecordSequence rewrites the identity file when `force` or a second has
   // passed since the last write (writer thread, or Close after it).
   void RecordSequence(bool force);
@@ -493,7 +510,14 @@ class SqliteStore::Impl : public SqlStore::Connections {
   // The database's identity (with Options::identity_file); sequence_ is
   // written on the writer thread only.
   std::string store_id_;
+  // sequence_ counts the group commits that changed the database;
+  // stored_sequence_ is the count its store_identity row holds, stored with
+  // a commit at most once a second and at shutdown (not with every commit:
+  // the row's page was a third of an audited read's WAL bytes). The
+  // identity file records only stored_sequence_, so it never runs ahead of
+  // the database.
   int64_t sequence_ = 0;
+  int64_t stored_sequence_ = 0;
   int64_t recorded_sequence_ = -1;
   absl::Time recorded_at_ = absl::InfinitePast();
   bool schema_existed_ = false;
@@ -739,6 +763,7 @@ absl::Status SqliteStore::Impl::CheckIdentity() {
     if (row) {
       store_id_ = s.Text(0);
       sequence_ = s.Int(1);
+      stored_sequence_ = sequence_;
     }
   }
   if (store_id_.empty()) {
@@ -793,17 +818,42 @@ void SqliteStore::Impl::RecordSequence(bool force) {
   // Never before the checks passed: a refused database must not overwrite
   // the file that refused it.
   if (options_.identity_file.empty() || !identity_checked_) return;
-  if (sequence_ == recorded_sequence_) return;
+  if (stored_sequence_ == recorded_sequence_) return;
   absl::Time now = absl::Now();
   if (!force && now - recorded_at_ < absl::Seconds(1)) return;
   absl::Status written = WriteIdentityFile(
       options_.identity_file,
-      StoreIdentity{.store_id = store_id_, .sequence = sequence_});
+      StoreIdentity{.store_id = store_id_, .sequence = stored_sequence_});
   recorded_at_ = now;
   if (written.ok()) {
-    recorded_sequence_ = sequence_;
+    recorded_sequence_ = stored_sequence_;
   } else {
     IPSRT_LOG(WARNING) << written;
+  }
+}
+
+bool SqliteStore::Impl::StoreSequenceDue() const {
+  return !store_id_.empty() && identity_checked_ &&
+         absl::Now() - recorded_at_ >= absl::Seconds(1);
+}
+
+void SqliteStore::Impl::StoreSequence() {
+  if (store_id_.empty() || !identity_checked_ ||
+      stored_sequence_ == sequence_) {
+    return;
+  }
+  absl::Status status = Run("BEGIN IMMEDIATE");
+  if (status.ok()) {
+    status = StoreCount(sequence_);
+    if (status.ok()) status = Run("COMMIT");
+    if (!status.ok()) Run("ROLLBACK").IgnoreError();
+  }
+  if (status.ok()) {
+    stored_sequence_ = sequence_;
+  } else {
+    // The identity file keeps the last count the database holds.
+    IPSRT_LOG(WARNING) << "store: cannot store the commit count at shutdown: "
+                       << status;
   }
 }
 
@@ -1098,7 +1148,8 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
   for (Pending& p : group) {
     if (p.result.ok()) ApplyInSavepoint(p, &applied);  // else refused above
   }
-  absl::Status committed = CommitGroup(group, applied);
+  bool stored = false;
+  absl::Status committed = CommitGroup(group, applied, &stored);
   if (!committed.ok()) {
     // Whatever the failed COMMIT left, no cached row is trusted.
     if (cache_ != nullptr) cache_->Clear();
@@ -1112,6 +1163,7 @@ void SqliteStore::Impl::RunGroup(std::vector<Pending>& group) {
   if (cache_ != nullptr) PublishRows(group);
   if (applied && !store_id_.empty()) {
     ++sequence_;
+    if (stored) stored_sequence_ = sequence_;
     RecordSequence(/*force=*/false);
   }
 }
@@ -1154,15 +1206,16 @@ void SqliteStore::Impl::ApplyInSavepoint(Pending& p, bool* applied) {
   if (!single) Run("RELEASE request").IgnoreError();
 }
 
-// CommitGroup prunes expired request records, counts the commit in the
-// store's identity and commits the group's transaction.
+// CommitGroup prunes expired request records, stores the commit count
+// when it is due (the count this commit makes) and commits the group's
+// transaction.
 absl::Status SqliteStore::Impl::CommitGroup(std::vector<Pending>& group,
-                                            bool applied) {
+                                            bool applied, bool* stored) {
   IPSRT_RETURN_IF_ERROR(core_.Fault("commit"));
   if (applied) IPSRT_RETURN_IF_ERROR(PruneRequests(group));
-  if (applied && !store_id_.empty()) {
-    IPSRT_RETURN_IF_ERROR(Run(
-        "UPDATE store_identity SET commit_seq = commit_seq + 1 WHERE id = 1"));
+  if (applied && StoreSequenceDue()) {
+    IPSRT_RETURN_IF_ERROR(StoreCount(sequence_ + 1));
+    *stored = true;
   }
   return Run("COMMIT");
 }
@@ -1214,6 +1267,7 @@ void SqliteStore::Impl::Close() {
   completions_.Close();
   if (completion_thread_.joinable()) completion_thread_.join();
   checkpointer_.reset();  // before the connections close
+  StoreSequence();
   RecordSequence(/*force=*/true);
   {
     FaultSinks& f = Sinks();

@@ -86,14 +86,32 @@ TEST(DatagenTest, BuildsASetMarksItCompleteReusesItAndCleansItAway) {
   EXPECT_EQ(Count(db, "requests"), 300);
   EXPECT_EQ(Count(db, "audit"), 300);
 
-  // A complete set of at least the size asked for is reused as it is.
+  // A complete set of at least the size asked for is reused as it is,
+  // while none of its reminders falls due within --reuse_horizon. The
+  // first ones fall due at a local evening hour, so with the default hour
+  // whether they are "soon" depends on the time of day the test runs (it
+  // failed every day from 19:00 to 20:00 UTC): a horizon of 0 s makes
+  // reuse certain (a set just built has nothing due yet), one of 48 h
+  // makes a rebuild certain.
+  std::vector<std::string> reuse_args = DatagenArgs(db, 200);
+  reuse_args.push_back("--reuse_horizon=0s");
   absl::StatusOr<ProcessResult> again =
-      RunProcess(DatagenArgs(db, 200), absl::Seconds(60));
+      RunProcess(reuse_args, absl::Seconds(60));
   ASSERT_TRUE(again.ok()) << again.status();
   ASSERT_EQ(again->exit_code, 0) << Describe(*again);
   EXPECT_THAT(again->err, HasSubstr("reusing"));
   EXPECT_EQ(again->out, db + "\n");
   EXPECT_EQ(Count(db, "enrollments"), 300);
+
+  std::vector<std::string> soon_args = DatagenArgs(db, 200);
+  soon_args.push_back("--reuse_horizon=48h");
+  absl::StatusOr<ProcessResult> anew = RunProcess(soon_args, absl::Seconds(60));
+  ASSERT_TRUE(anew.ok()) << anew.status();
+  ASSERT_EQ(anew->exit_code, 0) << Describe(*anew);
+  EXPECT_THAT(anew->err, HasSubstr("has reminders falling due within 48h; "
+                                   "building it anew"));
+  EXPECT_EQ(anew->out, db + "\n");
+  EXPECT_EQ(Count(db, "enrollments"), 200);
 
   std::vector<std::string> clean_args = DatagenArgs(db, 300);
   clean_args.push_back("--clean");
