@@ -842,12 +842,8 @@ void SqliteStore::Impl::StoreSequence() {
       stored_sequence_ == sequence_) {
     return;
   }
-  absl::Status status = Run("BEGIN IMMEDIATE");
-  if (status.ok()) {
-    status = StoreCount(sequence_);
-    if (status.ok()) status = Run("COMMIT");
-    if (!status.ok()) Run("ROLLBACK").IgnoreError();
-  }
+  absl::Status status =
+      Transaction(writer_, [&] { return StoreCount(sequence_); });
   if (status.ok()) {
     stored_sequence_ = sequence_;
   } else {
