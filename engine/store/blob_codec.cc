@@ -386,11 +386,10 @@ absl::StatusOr<std::string> StoredOutboxKey(absl::string_view tenant,
 
 std::string OutboxKeyDigest(absl::string_view tenant,
                             absl::string_view enrollment_id,
-                            absl::string_view stored) {
-  constexpr size_t kPrefixBytes = 6;
+                            absl::string_view stored, size_t prefix_bytes) {
   constexpr size_t kHashBytes = 10;
   return absl::StrCat(
-      enrollment_id.substr(0, kPrefixBytes),
+      enrollment_id.substr(0, prefix_bytes),
       absl::HexStringToBytes(
           Sha256Hex(absl::StrCat(tenant, "\n", enrollment_id, "\n", stored)))
           .substr(0, kHashBytes));

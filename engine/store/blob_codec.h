@@ -21,6 +21,7 @@
 #ifndef IPSRT_STORE_BLOB_CODEC_H_
 #define IPSRT_STORE_BLOB_CODEC_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -113,20 +114,27 @@ absl::StatusOr<OutboxKeyParts> ParseOutboxKey(absl::string_view key);
 
 // OutboxKeyDigest is what keeps outbox keys unique from schema 7 on, in
 // place of a unique index over the tenant, enrollment id and stored key
-// (about 70 bytes an entry instead of 16): the enrollment id's first 6
-// bytes (all of it when shorter), then the first 10 bytes of
+// (about 70 bytes an entry instead of 20): the enrollment id's first
+// `prefix_bytes` bytes (all of it when shorter), then the first 10 bytes of
 // SHA-256(tenant "\n" enrollment_id "\n" stored), `stored` being what
-// StoredOutboxKey keeps. The prefix keeps the index's writes together as
-// the text index kept them: enrollment ids are time-ordered (their first 6
-// characters change every few minutes), so a new enrollment's rows go to
-// the end of the index instead of to a random page. Tenant and enrollment
-// ids never hold "\n" (ParseEnrollmentName), so distinct keys hash
-// distinct bytes; two keys under enrollment ids with the same prefix share
-// a digest with a chance of about n^2 / 2^81 among n such rows. Migration 7
-// computes the same in SQL.
+// StoredOutboxKey keeps. The prefix is for write locality: an engine-made
+// enrollment id starts with its creation time in milliseconds (10
+// characters, common/ids.h), so from schema 10 on a new enrollment's rows go
+// to the end of the index instead of to a random page. Schemas 7 to 9 kept
+// 6 bytes (kOutboxKeyPrefixBytesSchema7), a time that changes only every 17
+// minutes, under which rows still landed at random; migration 7 computes that
+// form and migration 10 rewrites it. Tenant and enrollment ids never hold "\n"
+// (ParseEnrollmentName), so distinct keys hash distinct bytes; two keys
+// under enrollment ids with the same prefix share a digest with a chance of
+// about n^2 / 2^81 among n such rows. Digests of ids of different prefix
+// lengths differ in length, so the two forms never equal each other for
+// different rows (migration 10 can rewrite them in place).
+inline constexpr size_t kOutboxKeyPrefixBytes = 10;
+inline constexpr size_t kOutboxKeyPrefixBytesSchema7 = 6;
 std::string OutboxKeyDigest(absl::string_view tenant,
                             absl::string_view enrollment_id,
-                            absl::string_view stored);
+                            absl::string_view stored,
+                            size_t prefix_bytes = kOutboxKeyPrefixBytes);
 
 // --- Event payloads (schema 6). ---
 

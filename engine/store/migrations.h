@@ -35,7 +35,7 @@ const std::vector<Migration>& SqliteMigrations();
 const std::vector<Migration>& PostgresMigrations();
 
 // The schema version the tables below describe: the last migration's.
-inline constexpr int kSchemaVersion = 9;
+inline constexpr int kSchemaVersion = 10;
 
 // RefuseNewerSchema is FAILED_PRECONDITION when a database is at `version`
 // above kSchemaVersion (written by a newer ipsrtd), else OK.

@@ -12,7 +12,10 @@ namespace ipsrt {
 //   ipsrt_request_key(tenant, request_id): RequestKey (migration 4);
 //   ipsrt_digest(value): StoredDigest as a BLOB (migration 5);
 //   ipsrt_outbox_key_digest(tenant, enrollment_id, stored_key):
-//     OutboxKeyDigest as a BLOB (migration 7).
+//     schema 7's OutboxKeyDigest (prefix kOutboxKeyPrefixBytesSchema7) as a
+//     BLOB (migration 7);
+//   ipsrt_outbox_key_digest(tenant, enrollment_id, stored_key, prefix):
+//     OutboxKeyDigest with a prefix of `prefix` bytes (migration 10).
 void AddSqliteMigrationFunctions(sqlite3* db);
 
 }  // namespace ipsrt

@@ -65,18 +65,24 @@ void AddSqliteMigrationFunctions(sqlite3* db) {
                             SQLITE_TRANSIENT);
       },
       nullptr, nullptr);
-  // ipsrt_outbox_key_digest(tenant, enrollment_id, stored_key):
-  // OutboxKeyDigest, for migration 7.
-  sqlite3_create_function(
-      db, "ipsrt_outbox_key_digest", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
-      nullptr,
-      [](sqlite3_context* ctx, int, sqlite3_value** v) {
-        const std::string digest =
-            OutboxKeyDigest(ValueText(v[0]), ValueText(v[1]), ValueText(v[2]));
-        sqlite3_result_blob(ctx, digest.data(), static_cast<int>(digest.size()),
-                            SQLITE_TRANSIENT);
-      },
-      nullptr, nullptr);
+  // ipsrt_outbox_key_digest(tenant, enrollment_id, stored_key): schema 7's
+  // OutboxKeyDigest (a 6-byte prefix), for migration 7, whose text is
+  // fixed; with a fourth argument, the prefix's width (migration 10).
+  const auto outbox_key_digest = [](sqlite3_context* ctx, int argc,
+                                    sqlite3_value** v) {
+    const size_t prefix_bytes =
+        argc == 4 ? static_cast<size_t>(std::max(0, sqlite3_value_int(v[3])))
+                  : kOutboxKeyPrefixBytesSchema7;
+    const std::string digest = OutboxKeyDigest(ValueText(v[0]), ValueText(v[1]),
+                                               ValueText(v[2]), prefix_bytes);
+    sqlite3_result_blob(ctx, digest.data(), static_cast<int>(digest.size()),
+                        SQLITE_TRANSIENT);
+  };
+  for (int argc : {3, 4}) {
+    sqlite3_create_function(db, "ipsrt_outbox_key_digest", argc,
+                            SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+                            outbox_key_digest, nullptr, nullptr);
+  }
 }
 namespace {
 

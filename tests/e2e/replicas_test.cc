@@ -86,7 +86,7 @@ TEST(ReplicasTest, KilledReplicaLosesNoAcknowledgedWrite) {
     addresses.push_back((*started[i])->address());
   }
   EXPECT_EQ(*(*pg)->Psql("ipsrt", "SELECT COUNT(*) FROM schema_migrations"),
-            "9");
+            "10");
 
   absl::Mutex mu;
   std::vector<Ack> acks;               // by mu
@@ -299,7 +299,7 @@ TEST(ReplicasTest, KilledReplicaLosesNoAcknowledgedWrite) {
     EXPECT_THAT((*started[i])->process().Log(), Not(HasSubstr(kPassword)));
   }
   EXPECT_THAT((*started[1])->process().Log(),
-              HasSubstr("store postgres (schema version 9, pool_size=4"));
+              HasSubstr("store postgres (schema version 10, pool_size=4"));
   // No reminder channel configured: said at start-up, not silently.
   EXPECT_THAT((*started[1])->process().Log(),
               HasSubstr("reminders: this replica delivers none: store.kind "

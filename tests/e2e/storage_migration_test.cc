@@ -101,12 +101,13 @@ std::string RowsMatching(
 
 // OutboxDigestsMatch counts the outbox rows (tenant, enrollment_id,
 // idempotency_key, hex(key_digest)) that hold the digest OutboxKeyDigest
-// gives.
-std::string OutboxDigestsMatch(const std::string& rows, char sep) {
-  return RowsMatching(rows, sep, [](const std::vector<std::string>& f) {
-    return f.size() == 4 &&
-           absl::AsciiStrToLower(f[3]) ==
-               absl::BytesToHexString(OutboxKeyDigest(f[0], f[1], f[2]));
+// gives with a prefix of `prefix_bytes` (schema 10's unless told).
+std::string OutboxDigestsMatch(const std::string& rows, char sep,
+                               size_t prefix_bytes = kOutboxKeyPrefixBytes) {
+  return RowsMatching(rows, sep, [&](const std::vector<std::string>& f) {
+    return f.size() == 4 && absl::AsciiStrToLower(f[3]) ==
+                                absl::BytesToHexString(OutboxKeyDigest(
+                                    f[0], f[1], f[2], prefix_bytes));
   });
 }
 
@@ -523,6 +524,63 @@ TEST(StorageMigrationTest, KillDuringMigration8LeavesSchema7Whole) {
   ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
 }
 
+// Migration 10 on rows a schema-7 ipsrtd wrote, carried to schema 9 by
+// migrations 8 and 9: a kill -9 inside it leaves schema 9 whole with schema
+// 7's digests (a 6-byte prefix); the next start rewrites every digest to
+// lead with the whole time part of its enrollment id (OutboxKeyDigest).
+TEST(StorageMigrationTest, KillDuringMigration10LeavesSchema9Whole) {
+  TempDir dir;
+  const std::string config = WriteConfig(dir);
+  const std::string path = dir.File("ipsrt.db");
+  OldSqlite(path, 7);
+  std::string before;
+  {
+    Db db(path);
+    before = Counts(db);
+    ASSERT_THAT(before, HasSubstr("enrollments=2 "));
+  }
+  ASSERT_NO_FATAL_FAILURE(KillInMigration(dir, config, 10));
+  const char* const kDigests =
+      "SELECT group_concat(tenant || '|' || enrollment_id || '|' || "
+      "idempotency_key || '|' || hex(key_digest), char(10)) FROM outbox";
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "9");
+    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    EXPECT_EQ(Counts(db), before);
+    EXPECT_EQ(OutboxDigestsMatch(db.Scalar(kDigests), '|',
+                                 kOutboxKeyPrefixBytesSchema7),
+              "5/5");
+    EXPECT_EQ(OutboxDigestsMatch(db.Scalar(kDigests), '|'), "0/5");
+  }
+
+  ASSERT_NO_FATAL_FAILURE(
+      ServesAll(config, FixtureNames("sqlite", /*version=*/7)));
+  {
+    Db db(path);
+    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
+              absl::StrCat(kSchemaVersion));
+    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    EXPECT_EQ(OutboxDigestsMatch(db.Scalar(kDigests), '|'), "5/5");
+    // 10 bytes of the id's time, 10 of the hash.
+    EXPECT_EQ(db.Scalar("SELECT group_concat(DISTINCT length(key_digest)) "
+                        "FROM outbox"),
+              "20");
+    // Each enrollment's rows sort together, in the order of the ids' time
+    // parts. Under schema 7's digest they interleaved: the fixture's two ids
+    // share their first 6 bytes ("01m97c"), so the hash ordered the rows.
+    EXPECT_EQ(db.Scalar("SELECT group_concat(substr(enrollment_id, 1, 10), "
+                        "',') FROM (SELECT enrollment_id FROM outbox ORDER "
+                        "BY key_digest)"),
+              db.Scalar("SELECT group_concat(substr(enrollment_id, 1, 10), "
+                        "',') FROM (SELECT enrollment_id FROM outbox ORDER "
+                        "BY enrollment_id)"));
+    EXPECT_EQ(Counts(db),
+              absl::StrReplaceAll(before, {{"audit=9 ", "audit=11 "}}));
+  }
+  ASSERT_NO_FATAL_FAILURE(Verify("--db=" + path));
+}
+
 // The same on PostgreSQL, from schema 3 (migration 4, then 5 to 8), from
 // schema 4 (migration 5), from schema 5 (migration 6), from schema 6
 // (migration 7) and from schema 7 (migration 8).
@@ -641,6 +699,59 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
                                       "requests"),
                                '|'),
               "8/8");
+    ASSERT_NO_FATAL_FAILURE(Verify("--postgres=" + (*pg)->Conninfo(database)));
+  }
+
+  // Migration 10: schema 7's rows carried to schema 9 by migrations 8 and 9
+  // (run here as the store runs them; the store runs all pending migrations
+  // in one transaction, so a kill could not stop it between them), then a
+  // kill -9 inside migration 10 leaves schema 7's digests; the next start
+  // rewrites them in SQL to the digest the store computes.
+  {
+    SCOPED_TRACE("from schema 9");
+    const std::string database = "old9";
+    ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, 7));
+    auto scalar = [&](const std::string& q) {
+      absl::StatusOr<std::string> r = (*pg)->Psql(database, q);
+      return r.ok() ? *r : r.status().ToString();
+    };
+    std::string to9 = "BEGIN;\n";
+    for (const Migration& m : PostgresMigrations()) {
+      if (m.version <= 7 || m.version > 9) continue;
+      absl::StrAppend(&to9, m.sql, "\nINSERT INTO schema_migrations VALUES (",
+                      m.version, ", 'm', 1);\n");
+    }
+    absl::StrAppend(&to9, "COMMIT;\n");
+    absl::StatusOr<std::string> migrated = (*pg)->Psql(database, to9);
+    ASSERT_TRUE(migrated.ok()) << migrated.status();
+    const char* const kDigests =
+        "SELECT tenant, enrollment_id, idempotency_key, encode(key_digest, "
+        "'hex') FROM outbox";
+    TempDir dir;
+    const std::string config =
+        WritePostgresConfig(dir, (*pg)->Conninfo(database), "");
+    ASSERT_NO_FATAL_FAILURE(KillInMigration(dir, config, 10));
+    EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "9");
+    EXPECT_EQ(
+        OutboxDigestsMatch(scalar(kDigests), '|', kOutboxKeyPrefixBytesSchema7),
+        "5/5");
+    ASSERT_NO_FATAL_FAILURE(
+        ServesAll(config, FixtureNames("postgres", /*version=*/7)));
+    EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"),
+              absl::StrCat(kSchemaVersion));
+    EXPECT_EQ(OutboxDigestsMatch(scalar(kDigests), '|'), "5/5");
+    EXPECT_EQ(scalar("SELECT string_agg(DISTINCT length(key_digest)::text, "
+                     "',') FROM outbox"),
+              "20");
+    EXPECT_EQ(scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                     "WHERE conname = 'outbox_key'"),
+              "UNIQUE (key_digest)");
+    // Room in each page for the entries later events add under an
+    // enrollment's prefix (docs/storage.md, "Schema 10").
+    EXPECT_EQ(scalar("SELECT array_to_string(reloptions, ',') FROM pg_class "
+                     "WHERE relname = 'outbox_key'"),
+              "fillfactor=70");
+    EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), "5");
     ASSERT_NO_FATAL_FAILURE(Verify("--postgres=" + (*pg)->Conninfo(database)));
   }
 }

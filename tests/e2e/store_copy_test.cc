@@ -209,7 +209,7 @@ TEST_F(StoreCopyTest, CopiesVerifiesServesAndRefusesBadCopies) {
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("audit        ", audit_total,
                                             " rows copied, ", audit_total,
                                             " in PostgreSQL")));
-  EXPECT_THAT(r.out, HasSubstr("ok: schema version 9"));
+  EXPECT_THAT(r.out, HasSubstr("ok: schema version 10"));
   // The outbox rows (reminders the runtime planned) came along with their
   // ids, and new rows continue after them.
   std::string outbox_sqlite_count =

@@ -503,7 +503,7 @@ TEST_F(ServerTest, DiagnosticsAndWorkflows) {
         diagnostics->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info)
             .ok());
     EXPECT_EQ(info.store_kind(), "sqlite");
-    EXPECT_EQ(info.schema_version(), 9);
+    EXPECT_EQ(info.schema_version(), 10);
     EXPECT_THAT(info.version(), MatchesRegex("[0-9]+\\.[0-9]+\\.[0-9]+"));
   }
   auto workflows = v1::WorkflowService::NewStub(channel_);

@@ -77,7 +77,7 @@ TEST(PostgresStoreTest, ReplicasStartingTogetherMigrateOnce) {
                 db,
                 "SELECT string_agg(version::text, ',' ORDER BY version) FROM "
                 "schema_migrations"),
-            "1,2,3,4,5,6,7,8,9");
+            "1,2,3,4,5,6,7,8,9,10");
   EXPECT_EQ(*SharedPostgres().Psql(
                 db,
                 "SELECT COUNT(*) FROM pg_tables WHERE schemaname = "
@@ -149,7 +149,7 @@ TEST(PostgresStoreTest, RefusesNewerSchema) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s.status().message(),
             "store: database schema version 999 is newer than this ipsrtd "
-            "supports (9); run a newer ipsrtd");
+            "supports (10); run a newer ipsrtd");
 }
 
 TEST(PostgresStoreTest, UnreachableServerIsUnavailableWithoutPassword) {

@@ -428,7 +428,7 @@ TEST_F(SqliteStoreTest, RefusesNewerSchema) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s.status().message(),
             "store: database schema version 999 is newer than this ipsrtd "
-            "supports (9); run a newer ipsrtd");
+            "supports (10); run a newer ipsrtd");
 }
 
 }  // namespace
