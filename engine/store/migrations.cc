@@ -682,20 +682,60 @@ SELECT 9;
 // changes every 17 minutes), so a new enrollment's rows are appended to the
 // unique index rather than written to random pages of it (OutboxKeyDigest,
 // store/blob_codec.h): about 20 fewer pages in a group commit of 13
-// creates. Every row's digest is recomputed in place; a digest of one form
-// never equals one of the other for a different row (their lengths differ
-// unless the id is 6 bytes or shorter, when the two forms are the same), so
-// the unique index holds throughout. SQLite calls the store's function,
-// PostgreSQL computes the same bytes in SQL (enrollment ids are ASCII, so
-// substr's characters are bytes) and rebuilds the constraint's index with
-// fillfactor 70: appended entries would otherwise fill its pages to 90 %,
-// and the entries an enrollment's later events add under its prefix (new
-// rows, and a new entry for every status change of a row) would split them
-// (measured in bench/footprint.sh: 82 index bytes per event at 90 %, 27 at
-// 70 %, against 41 under schema 9).
+// creates. Every row's digest is recomputed.
+//
+// SQLite rebuilds the table (as migration 7 did) with the store's function:
+// a rebuild writes new pages only, where an UPDATE of every row in place
+// journals the old contents of every outbox page. It keeps the
+// AUTOINCREMENT position, so no outbox id is ever handed out twice.
+//
+// PostgreSQL updates the rows in place, computing the same bytes in SQL
+// (enrollment ids are ASCII, so substr's characters are bytes). The unique
+// constraint holds throughout: a digest of one form never equals one of the
+// other for a different row (their lengths differ unless the id is 6 bytes
+// or shorter, when the two forms are the same). It then rebuilds the
+// constraint's index with fillfactor 70: appended entries would otherwise
+// fill its pages to 90 %, and the entries an enrollment's later events add
+// under its prefix (new rows, and a new entry for every status change of a
+// row) would split them (measured in bench/footprint.sh: 82 index bytes per
+// event at 90 %, 27 at 70 %, against 41 under schema 9).
 constexpr char kMigration10Sqlite[] = R"sql(
-UPDATE outbox SET key_digest =
-  ipsrt_outbox_key_digest(tenant, enrollment_id, idempotency_key, 10);
+CREATE TABLE outbox_v10 (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL,
+  enrollment_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  due_time_us INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  lease_owner TEXT,
+  lease_expiry_us INTEGER,
+  create_time_us INTEGER NOT NULL,
+  change_seq INTEGER,
+  last_error TEXT,
+  key_digest BLOB NOT NULL UNIQUE
+);
+INSERT INTO outbox_v10 (id, tenant, enrollment_id, kind, due_time_us, payload,
+    idempotency_key, status, attempts, lease_owner, lease_expiry_us,
+    create_time_us, change_seq, last_error, key_digest)
+  SELECT id, tenant, enrollment_id, kind, due_time_us, payload,
+    idempotency_key, status, attempts, lease_owner, lease_expiry_us,
+    create_time_us, change_seq, last_error,
+    ipsrt_outbox_key_digest(tenant, enrollment_id, idempotency_key, 10)
+  FROM outbox ORDER BY id;
+UPDATE sqlite_sequence SET seq = max(seq,
+    (SELECT seq FROM sqlite_sequence WHERE name = 'outbox'))
+  WHERE name = 'outbox_v10'
+    AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox');
+DROP TABLE outbox;
+ALTER TABLE outbox_v10 RENAME TO outbox;
+CREATE INDEX outbox_due ON outbox (status, due_time_us);
+CREATE INDEX outbox_lease ON outbox (status, lease_expiry_us);
+CREATE INDEX outbox_changes ON outbox (tenant, change_seq)
+  WHERE change_seq IS NOT NULL;
+CREATE INDEX outbox_by_tenant_due ON outbox (tenant, due_time_us, id);
 )sql";
 
 constexpr char kMigration10Postgres[] = R"sql(

@@ -538,6 +538,12 @@ TEST(StorageMigrationTest, KillDuringMigration10LeavesSchema9Whole) {
     Db db(path);
     before = Counts(db);
     ASSERT_THAT(before, HasSubstr("enrollments=2 "));
+    // Ids handed out and since removed stay used: the rebuilt table must
+    // go on from the old table's position, not from its highest id.
+    db.Exec("UPDATE sqlite_sequence SET seq = 1000 WHERE name = 'outbox'");
+    ASSERT_EQ(db.Scalar("SELECT group_concat(seq) FROM sqlite_sequence WHERE "
+                        "name = 'outbox'"),
+              "1000");
   }
   ASSERT_NO_FATAL_FAILURE(KillInMigration(dir, config, 10));
   const char* const kDigests =
@@ -566,6 +572,19 @@ TEST(StorageMigrationTest, KillDuringMigration10LeavesSchema9Whole) {
     EXPECT_EQ(db.Scalar("SELECT group_concat(DISTINCT length(key_digest)) "
                         "FROM outbox"),
               "20");
+    // The rebuilt table has its indexes back, no leftover, and goes on
+    // from its old AUTOINCREMENT position.
+    EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM (SELECT name "
+                        "FROM sqlite_master WHERE tbl_name = 'outbox' AND "
+                        "type = 'index' ORDER BY name)"),
+              "outbox_by_tenant_due,outbox_changes,outbox_due,outbox_lease,"
+              "sqlite_autoindex_outbox_1");
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE "
+                        "'%_v10%'"),
+              "0");
+    EXPECT_EQ(db.Scalar("SELECT group_concat(name || '=' || seq, ',') FROM "
+                        "sqlite_sequence WHERE name LIKE 'outbox%'"),
+              "outbox=1000");
     // Each enrollment's rows sort together, in the order of the ids' time
     // parts. Under schema 7's digest they interleaved: the fixture's two ids
     // share their first 6 bytes ("01m97c"), so the hash ordered the rows.

@@ -232,10 +232,6 @@ TEST_F(SqliteStoreTest, ItsThreadsAreNamed) {
 // request wrote its journal to a temporary file: about 48 KB a request
 // here, and four times the WAL's bytes under ipsrt_loadgen's creates.)
 TEST_F(SqliteStoreTest, SavepointJournalsStayInMemory) {
-  // As on a process's first use of SQLite (earlier tests in this process
-  // may have used it; none holds a connection now).
-  ASSERT_EQ(sqlite3_shutdown(), SQLITE_OK);
-  ASSERT_TRUE(SqliteStore::PrepareSqliteLibrary());
   auto store = OpenStore(Options());
   ASSERT_NE(store, nullptr);
   // Pages that exist before a savepoint are the ones it journals.
@@ -251,6 +247,53 @@ TEST_F(SqliteStoreTest, SavepointJournalsStayInMemory) {
   EXPECT_LT(per_request, 12 << 10);
   std::printf("bytes written per request: %lld\n",
               static_cast<long long>(per_request));
+}
+
+// A process that runs a store can still run a statement that changes more
+// than a megabyte of existing pages in one transaction (a migration, an
+// operator's tool on its own connection). The store once set SQLite's
+// process-wide statement-journal spill threshold to 1 MiB; SQLite 3.40
+// then failed every such statement with "database or disk is full" when its
+// journal spilled to a file (thresholds of 256 KiB and more did; 64 and 128
+// KiB did not), which made migration 10 fail on a copy of the
+// 1,000,000-enrollment set. The writer now keeps its journals in memory
+// with PRAGMA temp_store=MEMORY on its own connection instead.
+TEST_F(SqliteStoreTest, AStatementWithALargeJournalSucceedsInTheStoresProcess) {
+  // As on a process's first use of SQLite (earlier tests in this process
+  // may have used it; none holds a connection now): process-wide options
+  // take effect only then.
+  ASSERT_EQ(sqlite3_shutdown(), SQLITE_OK);
+  auto store = OpenStore(Options());
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(CreateBatch("t1", "e1", "r1")).ok());
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir_.File("other.db").c_str(), &db), SQLITE_OK);
+  auto exec = [&](const char* sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+    std::string message = err ? err : "";
+    sqlite3_free(err);
+    return absl::StrCat(rc, message.empty() ? "" : " ", message);
+  };
+  ASSERT_EQ(exec("PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER "
+                 "PRIMARY KEY, v BLOB NOT NULL); WITH RECURSIVE n(i) AS "
+                 "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
+                 "INSERT INTO t (v) SELECT randomblob(200) FROM n;"),
+            "0");
+  // About 4.5 MB of existing pages, journalled by the statement.
+  EXPECT_EQ(exec("BEGIN; UPDATE t SET v = randomblob(201); COMMIT;"), "0");
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(
+      sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM t WHERE length(v) = 201", -1,
+                         &count, nullptr),
+      SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(count, 0), 20000);
+  sqlite3_finalize(count);
+  sqlite3_close(db);
+  // The store's own commits go on.
+  EXPECT_TRUE(store->Commit(CreateBatch("t1", "e2", "r2")).ok());
 }
 
 // UpdateRow is `id`'s row at `revision` (CreateBatch's row, moved on).

@@ -100,22 +100,6 @@ class SqliteStore final : public SqlStore {
     int64_t enrollment_cache_bytes = 32 << 20;
   };
 
-  // Savepoint and statement journals up to this size stay in memory (see
-  // PrepareSqliteLibrary); larger ones spill to a temporary file.
-  static constexpr int kJournalInMemoryBytes = 1 << 20;
-
-  // PrepareSqliteLibrary sets the process-wide SQLite option the store
-  // relies on for speed: journals of up to kJournalInMemoryBytes stay in
-  // memory. (Each request of a group commit runs in a savepoint; SQLite's
-  // default keeps 64 KiB in memory, less than one new enrollment's pages,
-  // so every request wrote its pages' old contents to a temporary file,
-  // four times the bytes of the WAL itself.) SQLite accepts the option only
-  // before its first use in the process: Open calls this first, and a
-  // program that opens SQLite databases of its own earlier calls it at
-  // start. Returns whether the option is in effect; thread-safe; calling it
-  // again is harmless. Correctness never depends on it.
-  static bool PrepareSqliteLibrary();
-
   // Open creates or opens the database, applies pending schema migrations
   // and starts the writer thread. FAILED_PRECONDITION when the file's schema
   // is newer than this build knows, an option is invalid, the file is empty
