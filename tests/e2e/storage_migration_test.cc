@@ -212,6 +212,14 @@ void ServesAll(const std::string& config,
   ASSERT_TRUE((*server)->Terminate().ok());
 }
 
+// ExpectLatestSchemaIntact: `db` is at kSchemaVersion and passes SQLite's
+// integrity check.
+void ExpectLatestSchemaIntact(Db& db) {
+  EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
+            absl::StrCat(kSchemaVersion));
+  EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+}
+
 // OldSqliteKilledInMigration writes `path` at schema `old_version` with
 // the fixture, starts ipsrtd on `config`, kills it -9 inside the next
 // migration, and checks that the file is still at `old_version`, intact
@@ -303,9 +311,7 @@ TEST(StorageMigrationTest, KillDuringMigration5LeavesSchema4Whole) {
   ASSERT_NO_FATAL_FAILURE(ServesAll(config, FixtureNames("sqlite")));
   {
     Db db(path);
-    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
-              absl::StrCat(kSchemaVersion));
-    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    ExpectLatestSchemaIntact(db);
     EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM events WHERE typeof(hash) = "
                         "'blob' AND length(hash) = 32"),
               "8");
@@ -352,9 +358,7 @@ TEST(StorageMigrationTest, KillDuringMigration6LeavesSchema5Whole) {
       ServesAll(config, FixtureNames("sqlite", /*version=*/5)));
   {
     Db db(path);
-    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
-              absl::StrCat(kSchemaVersion));
-    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    ExpectLatestSchemaIntact(db);
     EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM "
                         "pragma_table_info('events')"),
               "enrollment_key,sequence,payload,hash");
@@ -413,9 +417,7 @@ TEST(StorageMigrationTest, KillDuringMigration7LeavesSchema6Whole) {
       ServesAll(config, FixtureNames("sqlite", /*version=*/6)));
   {
     Db db(path);
-    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
-              absl::StrCat(kSchemaVersion));
-    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    ExpectLatestSchemaIntact(db);
     EXPECT_EQ(db.Scalar(kUniqueColumns), "key_digest");
     EXPECT_EQ(
         OutboxDigestsMatch(
@@ -497,9 +499,7 @@ TEST(StorageMigrationTest, KillDuringMigration8LeavesSchema7Whole) {
       ServesAll(config, FixtureNames("sqlite", /*version=*/7)));
   {
     Db db(path);
-    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
-              absl::StrCat(kSchemaVersion));
-    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    ExpectLatestSchemaIntact(db);
     EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM pragma_foreign_key_check"), "0");
     EXPECT_EQ(db.Scalar("SELECT group_concat(name, ',') FROM "
                         "pragma_table_info('events')"),
@@ -564,9 +564,7 @@ TEST(StorageMigrationTest, KillDuringMigration10LeavesSchema9Whole) {
       ServesAll(config, FixtureNames("sqlite", /*version=*/7)));
   {
     Db db(path);
-    EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"),
-              absl::StrCat(kSchemaVersion));
-    EXPECT_EQ(db.Scalar("PRAGMA integrity_check"), "ok");
+    ExpectLatestSchemaIntact(db);
     EXPECT_EQ(OutboxDigestsMatch(db.Scalar(kDigests), '|'), "5/5");
     // 10 bytes of the id's time, 10 of the hash.
     EXPECT_EQ(db.Scalar("SELECT group_concat(DISTINCT length(key_digest)) "
