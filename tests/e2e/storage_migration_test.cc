@@ -151,23 +151,46 @@ void OldSqlite(const std::string& path, int version) {
   db.Exec(absl::StrCat("BEGIN;\n", FixtureRows("sqlite", version), "COMMIT;"));
 }
 
-// OldPostgres lays out schema `version` in `database` with the fixture.
+// OldPostgres lays out schema `version` in `database` with the fixture,
+// then, when `migrate_to` is later, runs the migrations up to it in one
+// transaction (the store runs every pending migration in one, so a kill
+// could not stop it between them).
 void OldPostgres(testing::PostgresServer& pg, const std::string& database,
-                 int version) {
+                 int version, int migrate_to = 0) {
   ASSERT_TRUE(pg.CreateDatabase(database).ok());
-  std::string sql =
-      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
-      "description TEXT NOT NULL, applied_time_us BIGINT NOT NULL);\n";
-  for (const Migration& m : PostgresMigrations()) {
-    if (m.version > version) break;
-    absl::StrAppend(&sql, m.sql, "\nINSERT INTO schema_migrations VALUES (",
-                    m.version, ", 'm', 1);\n");
-  }
-  absl::StatusOr<std::string> laid = pg.Psql(database, sql);
+  // migrations_sql: migrations (from, to] as the store runs them, each
+  // recorded.
+  auto migrations_sql = [](int from, int to) {
+    std::string sql;
+    for (const Migration& m : PostgresMigrations()) {
+      if (m.version <= from || m.version > to) continue;
+      absl::StrAppend(&sql, m.sql, "\nINSERT INTO schema_migrations VALUES (",
+                      m.version, ", 'm', 1);\n");
+    }
+    return sql;
+  };
+  absl::StatusOr<std::string> laid =
+      pg.Psql(database,
+              "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+              "description TEXT NOT NULL, applied_time_us BIGINT NOT NULL);\n" +
+                  migrations_sql(0, version));
   ASSERT_TRUE(laid.ok()) << laid.status();
   absl::StatusOr<std::string> rows =
       pg.Psql(database, FixtureRows("postgres", version));
   ASSERT_TRUE(rows.ok()) << rows.status();
+  if (migrate_to > version) {
+    absl::StatusOr<std::string> migrated = pg.Psql(
+        database, absl::StrCat("BEGIN;\n", migrations_sql(version, migrate_to),
+                               "COMMIT;\n"));
+    ASSERT_TRUE(migrated.ok()) << migrated.status();
+  }
+}
+
+// PgScalar is the answer of `query` on `database`, or the error's text.
+std::string PgScalar(testing::PostgresServer& pg, const std::string& database,
+                     const std::string& query) {
+  absl::StatusOr<std::string> r = pg.Psql(database, query);
+  return r.ok() ? *r : r.status().ToString();
 }
 
 // Verify runs `ipsrt store verify` offline with `target` (--db=... or
@@ -610,8 +633,7 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
     const std::string database = absl::StrCat("old", old_version);
     ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, old_version));
     auto scalar = [&](const std::string& q) {
-      absl::StatusOr<std::string> r = (*pg)->Psql(database, q);
-      return r.ok() ? *r : r.status().ToString();
+      return PgScalar(**pg, database, q);
     };
     auto counts = [&] {
       std::string out;
@@ -720,27 +742,16 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
   }
 
   // Migration 10: schema 7's rows carried to schema 9 by migrations 8 and 9
-  // (run here as the store runs them; the store runs all pending migrations
-  // in one transaction, so a kill could not stop it between them), then a
-  // kill -9 inside migration 10 leaves schema 7's digests; the next start
-  // rewrites them in SQL to the digest the store computes.
+  // (OldPostgres runs them as the store does), then a kill -9 inside migration
+  // 10 leaves schema 7's digests; the next start rewrites them in SQL to the
+  // digest the store computes.
   {
     SCOPED_TRACE("from schema 9");
     const std::string database = "old9";
-    ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, 7));
+    ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, 7, /*migrate_to=*/9));
     auto scalar = [&](const std::string& q) {
-      absl::StatusOr<std::string> r = (*pg)->Psql(database, q);
-      return r.ok() ? *r : r.status().ToString();
+      return PgScalar(**pg, database, q);
     };
-    std::string to9 = "BEGIN;\n";
-    for (const Migration& m : PostgresMigrations()) {
-      if (m.version <= 7 || m.version > 9) continue;
-      absl::StrAppend(&to9, m.sql, "\nINSERT INTO schema_migrations VALUES (",
-                      m.version, ", 'm', 1);\n");
-    }
-    absl::StrAppend(&to9, "COMMIT;\n");
-    absl::StatusOr<std::string> migrated = (*pg)->Psql(database, to9);
-    ASSERT_TRUE(migrated.ok()) << migrated.status();
     const char* const kDigests =
         "SELECT tenant, enrollment_id, idempotency_key, encode(key_digest, "
         "'hex') FROM outbox";
