@@ -312,7 +312,7 @@ void ParsePostgres(YamlReader& r, const YAML::Node& store, bool selected,
   if (!r.ExpectMap(node, p, !selected)) return;
   r.ExpectKeys(node, p,
                {"conninfo", "password_env", "password_file", "pool_size",
-                "statement_timeout", "connect_timeout"});
+                "statement_timeout", "connect_timeout", "migration_timeout"});
   pg.conninfo = r.String(node, p, "conninfo", "", true);
   if (!pg.conninfo.empty()) {
     // The string itself is never echoed: it might hold the password.
@@ -353,6 +353,13 @@ void ParsePostgres(YamlReader& r, const YAML::Node& store, bool selected,
       r.Error(node[key].IsDefined() ? node[key] : node,
               absl::StrCat("store.postgres.", key), "must be at least 1s");
     }
+  }
+  pg.migration_timeout =
+      r.Duration(node, p, "migration_timeout", pg.migration_timeout);
+  if (pg.migration_timeout != absl::ZeroDuration() &&
+      pg.migration_timeout < absl::Seconds(1)) {
+    r.Error(node["migration_timeout"], "store.postgres.migration_timeout",
+            "must be 0s (no limit) or at least 1s");
   }
 }
 

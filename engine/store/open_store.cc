@@ -18,6 +18,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
     o.pool_size = pg.pool_size;
     o.statement_timeout = pg.statement_timeout;
     o.connect_timeout = pg.connect_timeout;
+    o.migration_timeout = pg.migration_timeout;
     o.request_retention = config.request_retention;
     IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PostgresStore> store,
                            PostgresStore::Open(o));

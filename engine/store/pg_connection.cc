@@ -2,7 +2,9 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -147,6 +149,12 @@ int64_t PgResult::Int(int row, int col) const {
   return FromBigEndian(PQgetvalue(r_, row, col), n);
 }
 
+int64_t PgTimeoutMillis(absl::Duration d) {
+  if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) return 0;
+  return std::clamp<int64_t>(absl::ToInt64Milliseconds(d), 1,
+                             std::numeric_limits<int>::max());
+}
+
 absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(
     const PgConnectOptions& options) {
   std::string timeout = absl::StrCat(
@@ -154,8 +162,9 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(
   // A server that vanishes without closing the connection (network loss)
   // must fail calls rather than hang them: TCP keepalives and a bound on
   // unacknowledged data, a little beyond the longest statement.
-  std::string user_timeout = absl::StrCat(absl::ToInt64Milliseconds(
-      std::max(options.statement_timeout, absl::Seconds(5)) +
+  std::string user_timeout = absl::StrCat(PgTimeoutMillis(
+      std::max(absl::Milliseconds(PgTimeoutMillis(options.statement_timeout)),
+               absl::Seconds(5)) +
       options.connect_timeout));
   // Keywords after "dbname" override what the connection string says; these
   // come first so that the string may override them.
@@ -192,9 +201,9 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(
       conn, [](void*, const char*) {}, nullptr);
   std::unique_ptr<PgConnection> c(new PgConnection(conn));
   std::string setup = "SET synchronous_commit = on";
-  if (options.statement_timeout > absl::ZeroDuration()) {
+  if (PgTimeoutMillis(options.statement_timeout) > 0) {
     absl::StrAppend(&setup, "; SET statement_timeout = ",
-                    absl::ToInt64Milliseconds(options.statement_timeout));
+                    PgTimeoutMillis(options.statement_timeout));
   }
   absl::Status s = c->Exec(setup);
   if (!s.ok()) return s;
@@ -209,6 +218,7 @@ absl::Status PgConnection::ResultStatus(pg_result* r, absl::string_view what) {
   ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return absl::OkStatus();
   const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  last_sqlstate_ = state ? state : "";
   const char* primary =
       r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
   std::string message;

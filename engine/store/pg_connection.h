@@ -93,6 +93,11 @@ class PgConnection {
   // Broken is true once the connection to the server is lost.
   bool Broken() const;
 
+  // LastSqlstate is the SQLSTATE of the last statement that failed on this
+  // connection ("57014": cancelled by statement_timeout), empty when it
+  // failed without one (the connection was lost) or none has failed.
+  const std::string& LastSqlstate() const { return last_sqlstate_; }
+
   // Exec runs one or more statements without parameters (simple protocol).
   absl::Status Exec(absl::string_view sql);
 
@@ -109,6 +114,7 @@ class PgConnection {
   absl::Status ResultStatus(pg_result* r, absl::string_view what);
 
   pg_conn* conn_;
+  std::string last_sqlstate_;
   // Prepared statement names by SQL text.
   std::map<std::string, std::string, std::less<>> prepared_;
 };
@@ -118,6 +124,11 @@ class PgConnection {
 // 53xxx RESOURCE_EXHAUSTED (53300 too many connections: UNAVAILABLE), 57014
 // (statement timeout) UNAVAILABLE, others INTERNAL.
 absl::StatusCode PgErrorCode(absl::string_view sqlstate);
+
+// PgTimeoutMillis is `d` as a value for statement_timeout and lock_timeout:
+// 0 (no limit) for zero and infinite durations, otherwise milliseconds,
+// at least 1 and at most PostgreSQL's largest (INT_MAX, about 24.8 days).
+int64_t PgTimeoutMillis(absl::Duration d);
 
 }  // namespace ipsrt
 

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/log.h"
 #include "common/thread_name.h"
 #include "ipsrt/status_macros.h"
@@ -306,14 +308,39 @@ absl::Status PostgresStore::Impl::Open() {
 absl::Status PostgresStore::Impl::ApplyMigrations() {
   IPSRT_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c,
                          PgConnection::Connect(connect_));
+  const int64_t limit_ms = PgTimeoutMillis(options_.migration_timeout);
+  // What a statement cancelled under the limit below (57014, which is also
+  // an administrator's pg_cancel_backend) is reported as: the setting to
+  // change, not statement_timeout's UNAVAILABLE (which a client would
+  // retry; a restart meets the same limit).
+  auto timed_out = [&](const absl::Status& s) {
+    if (s.ok() || limit_ms == 0 || c->LastSqlstate() != "57014") return s;
+    return absl::DeadlineExceededError(absl::StrCat(
+        s.message(), "; store.postgres.migration_timeout is ",
+        absl::FormatDuration(options_.migration_timeout), " (0s: no limit)"));
+  };
   // One transaction holds the advisory lock from the first look at the
   // schema to the last migration, so replicas starting together wait for
-  // each other and then find the work done.
+  // each other and then find the work done. Its statements run under
+  // migration_timeout, not statement_timeout: a migration rewrites whole
+  // tables (minutes on a large store), and a replica may wait that long for
+  // another's.
   IPSRT_RETURN_IF_ERROR(c->Exec("BEGIN"));
   absl::Status s = [&]() -> absl::Status {
-    IPSRT_RETURN_IF_ERROR(c->Query("SELECT pg_advisory_xact_lock($1)",
-                                   PgParams().Int(kMigrationLockKey))
-                              .status());
+    IPSRT_RETURN_IF_ERROR(
+        c->Exec(absl::StrCat("SET LOCAL statement_timeout = ", limit_ms)));
+    IPSRT_ASSIGN_OR_RETURN(
+        PgResult got,
+        c->Query("SELECT pg_try_advisory_xact_lock($1)::int::int8",
+                 PgParams().Int(kMigrationLockKey)));
+    if (got.Int(0, 0) != 1) {
+      IPSRT_LOG(INFO) << "store: another process holds the schema migration "
+                         "lock; waiting for it";
+      IPSRT_RETURN_IF_ERROR(
+          timed_out(c->Query("SELECT pg_advisory_xact_lock($1)",
+                             PgParams().Int(kMigrationLockKey))
+                        .status()));
+    }
     IPSRT_RETURN_IF_ERROR(
         c->Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
@@ -323,10 +350,16 @@ absl::Status PostgresStore::Impl::ApplyMigrations() {
                              "schema_migrations"));
     schema_version_ = static_cast<int>(r.Int(0, 0));
     IPSRT_RETURN_IF_ERROR(RefuseNewerSchema(schema_version_));
-    const std::vector<Migration>& migrations = PostgresMigrations();
-    for (const Migration& m : migrations) {
+    const absl::Time started = absl::Now();
+    for (const Migration& m : PostgresMigrations()) {
       if (m.version <= schema_version_) continue;
-      absl::Status applied = c->Exec(m.sql);
+      // A new database's tables are created without a word; an existing
+      // one's upgrade may take minutes, and says so.
+      if (schema_version_ > 0) {
+        IPSRT_LOG(INFO) << "store: applying migration " << m.version << " ("
+                        << m.description << ")";
+      }
+      absl::Status applied = timed_out(c->Exec(m.sql));
       if (applied.ok()) PauseInMigration(m.version);
       if (applied.ok()) {
         applied = c->Query("INSERT INTO schema_migrations VALUES ($1, $2, $3)",
@@ -343,8 +376,15 @@ absl::Status PostgresStore::Impl::ApplyMigrations() {
                          "): ", applied.message()));
       }
     }
+    IPSRT_RETURN_IF_ERROR(timed_out(c->Exec("COMMIT")));
+    if (schema_version_ > 0 && schema_version_ < kSchemaVersion) {
+      IPSRT_LOG(INFO) << "store: schema " << schema_version_ << " -> "
+                      << kSchemaVersion << " in "
+                      << absl::FormatDuration(absl::Trunc(
+                             absl::Now() - started, absl::Milliseconds(1)));
+    }
     schema_version_ = std::max(schema_version_, kSchemaVersion);
-    return c->Exec("COMMIT");
+    return absl::OkStatus();
   }();
   if (!s.ok() && !c->Broken()) c->Exec("ROLLBACK").IgnoreError();
   return s;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -222,11 +223,13 @@ void KillInMigration(const TempDir& dir, const std::string& config,
   ASSERT_TRUE((*child)->WaitForExit(kServerDeadline).has_value());
 }
 
-// ServesAll starts ipsrtd on `config` and reads every enrollment.
-void ServesAll(const std::string& config,
-               const std::vector<std::string>& names) {
+// ServesAll starts ipsrtd on `config` and reads every enrollment; `log`,
+// when given, receives the server's log up to then.
+void ServesAll(const std::string& config, const std::vector<std::string>& names,
+               std::string* log = nullptr) {
   absl::StatusOr<std::unique_ptr<Ipsrtd>> server = Ipsrtd::Start(config);
   ASSERT_TRUE(server.ok()) << server.status();
+  if (log != nullptr) *log = (*server)->process().Log();
   for (const std::string& name : names) {
     ProcessResult r = RunCli((*server)->address(), {"get", name, "--json"});
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -583,8 +586,14 @@ TEST(StorageMigrationTest, KillDuringMigration10LeavesSchema9Whole) {
     EXPECT_EQ(OutboxDigestsMatch(db.Scalar(kDigests), '|'), "0/5");
   }
 
+  std::string log;
   ASSERT_NO_FATAL_FAILURE(
-      ServesAll(config, FixtureNames("sqlite", /*version=*/7)));
+      ServesAll(config, FixtureNames("sqlite", /*version=*/7), &log));
+  // The operator sees what the start is doing.
+  EXPECT_THAT(log, HasSubstr("store: applying migration 10 (outbox key "
+                             "digests led by their enrollment's creation "
+                             "time)"));
+  EXPECT_THAT(log, HasSubstr("store: schema 9 -> 10 in "));
   {
     Db db(path);
     ExpectLatestSchemaIntact(db);
@@ -781,6 +790,113 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
               "fillfactor=70");
     EXPECT_EQ(scalar("SELECT COUNT(*) FROM outbox"), "5");
     ASSERT_NO_FATAL_FAILURE(Verify("--postgres=" + (*pg)->Conninfo(database)));
+  }
+}
+
+// SlowOutboxUpdates makes every UPDATE of an outbox row in `database` take
+// `seconds` on the server (a trigger), so that migration 10's UPDATE of the
+// fixture's 5 rows runs for 5 x `seconds`, as it does on a large store.
+void SlowOutboxUpdates(testing::PostgresServer& pg, const std::string& database,
+                       double seconds) {
+  absl::StatusOr<std::string> r = pg.Psql(
+      database,
+      absl::StrCat("CREATE FUNCTION slow_row() RETURNS trigger AS $$ BEGIN "
+                   "PERFORM pg_sleep(",
+                   seconds,
+                   "); RETURN NEW; END $$ LANGUAGE plpgsql;\n"
+                   "CREATE TRIGGER slow BEFORE UPDATE ON outbox FOR EACH ROW "
+                   "EXECUTE FUNCTION slow_row();\n"));
+  ASSERT_TRUE(r.ok()) << r.status();
+}
+
+// A migration runs longer than store.postgres.statement_timeout (measured
+// on a PostgreSQL store of 2,000,000 outbox rows, migration 10 takes
+// minutes; docs/storage.md): it runs under migration_timeout instead (no
+// limit by default), and a second replica starting meanwhile waits for it
+// rather than timing out. With a migration_timeout it overruns, ipsrtd
+// refuses to start DEADLINE_EXCEEDED, naming the setting, and the schema
+// is as it was.
+TEST(StorageMigrationTest, PostgresMigrationOutlastsTheStatementTimeout) {
+  absl::StatusOr<std::unique_ptr<testing::PostgresServer>> pg =
+      testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  const char* const kDigests =
+      "SELECT tenant, enrollment_id, idempotency_key, encode(key_digest, "
+      "'hex') FROM outbox";
+  // config: ipsrtd.yaml in `dir` on `database` with a 1 s statement timeout
+  // and `more` after it in store.postgres.
+  auto config = [&](const TempDir& dir, const std::string& database,
+                    const std::string& more) {
+    const std::string path =
+        WritePostgresConfig(dir, (*pg)->Conninfo(database), "");
+    absl::StatusOr<std::string> yaml = ReadFile(path);
+    EXPECT_TRUE(yaml.ok()) << yaml.status();
+    EXPECT_TRUE(
+        WriteFile(path, absl::StrReplaceAll(
+                            *yaml, {{"statement_timeout: 5s\n",
+                                     "statement_timeout: 1s\n" + more}}))
+            .ok());
+    return path;
+  };
+  {
+    SCOPED_TRACE("no migration_timeout, two replicas");
+    const std::string database = "slow";
+    ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, 7, /*migrate_to=*/9));
+    ASSERT_NO_FATAL_FAILURE(SlowOutboxUpdates(**pg, database, 0.6));
+    TempDir dir_a, dir_b;
+    const std::string config_a = config(dir_a, database, "");
+    const std::string config_b = config(dir_b, database, "");
+    absl::StatusOr<std::unique_ptr<Ipsrtd>> a, b;
+    const absl::Time began = absl::Now();
+    std::thread first([&] { a = Ipsrtd::Start(config_a); });
+    // The second replica starts while the first migrates (3 s).
+    absl::SleepFor(absl::Milliseconds(700));
+    b = Ipsrtd::Start(config_b);
+    first.join();
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_GE(absl::Now() - began, absl::Seconds(3));
+    const std::string log_a = (*a)->process().Log();
+    const std::string log_b = (*b)->process().Log();
+    EXPECT_THAT(log_a, HasSubstr("store: applying migration 10 (outbox key "
+                                 "digests led by their enrollment's "
+                                 "creation time)"));
+    EXPECT_THAT(log_a, HasSubstr("store: schema 9 -> 10 in "));
+    EXPECT_THAT(log_b, HasSubstr("store: another process holds the schema "
+                                 "migration lock; waiting for it"));
+    EXPECT_THAT(log_b, Not(HasSubstr("applying migration")));
+    ASSERT_TRUE((*a)->Terminate().ok());
+    ASSERT_TRUE((*b)->Terminate().ok());
+    EXPECT_EQ(PgScalar(**pg, database,
+                       "SELECT string_agg(version::text, ',' ORDER BY version) "
+                       "FROM schema_migrations WHERE version > 9"),
+              "10");
+    EXPECT_EQ(OutboxDigestsMatch(PgScalar(**pg, database, kDigests), '|'),
+              "5/5");
+  }
+  {
+    SCOPED_TRACE("migration_timeout: 1s");
+    const std::string database = "slow_limited";
+    ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, 7, /*migrate_to=*/9));
+    ASSERT_NO_FATAL_FAILURE(SlowOutboxUpdates(**pg, database, 0.6));
+    TempDir dir;
+    absl::StatusOr<std::unique_ptr<Ipsrtd>> server =
+        Ipsrtd::Start(config(dir, database, "    migration_timeout: 1s\n"));
+    ASSERT_FALSE(server.ok());
+    EXPECT_THAT(std::string(server.status().message()),
+                HasSubstr("cannot open store: DEADLINE_EXCEEDED: migration 10 "
+                          "(outbox key digests led by their enrollment's "
+                          "creation time): store: exec: canceling statement "
+                          "due to statement timeout (sqlstate 57014); "
+                          "store.postgres.migration_timeout is 1s (0s: no "
+                          "limit)"));
+    EXPECT_EQ(PgScalar(**pg, database,
+                       "SELECT MAX(version) FROM "
+                       "schema_migrations"),
+              "9");
+    EXPECT_EQ(OutboxDigestsMatch(PgScalar(**pg, database, kDigests), '|',
+                                 kOutboxKeyPrefixBytesSchema7),
+              "5/5");
   }
 }
 

@@ -517,6 +517,8 @@ TEST(ConfigPostgresTest, PostgresStoreWithDefaults) {
   EXPECT_EQ(c->store.postgres.pool_size, 8);
   EXPECT_EQ(c->store.postgres.statement_timeout, absl::Seconds(5));
   EXPECT_EQ(c->store.postgres.connect_timeout, absl::Seconds(5));
+  // Migrations rewrite whole tables: no limit unless one is set.
+  EXPECT_EQ(c->store.postgres.migration_timeout, absl::ZeroDuration());
 }
 
 TEST(ConfigPostgresTest, ProblemsNameFileLineColumnAndNeverThePassword) {
@@ -528,6 +530,7 @@ TEST(ConfigPostgresTest, ProblemsNameFileLineColumnAndNeverThePassword) {
     password_file: pw
     pool_size: 0
     statement_timeout: 10ms
+    migration_timeout: 500ms
 )",
                                          "ipsrtd.yaml", "/");
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
@@ -540,7 +543,9 @@ TEST(ConfigPostgresTest, ProblemsNameFileLineColumnAndNeverThePassword) {
             "ipsrtd.yaml:7:16: error: store.postgres.pool_size: must be "
             "between 1 and 256, not 0\n"
             "ipsrtd.yaml:8:24: error: store.postgres.statement_timeout: must "
-            "be at least 1s");
+            "be at least 1s\n"
+            "ipsrtd.yaml:9:24: error: store.postgres.migration_timeout: must "
+            "be 0s (no limit) or at least 1s");
 }
 
 TEST(ConfigPostgresTest, PostgresKindNeedsItsSection) {

@@ -106,6 +106,8 @@ struct PostgresConfig {
   int pool_size = 8;
   absl::Duration statement_timeout = absl::Seconds(5);
   absl::Duration connect_timeout = absl::Seconds(5);
+  // Longest a statement of a schema migration may run; zero: no limit.
+  absl::Duration migration_timeout = absl::ZeroDuration();
 };
 
 // store.kind: "sqlite" (embedded, one ipsrtd) or "postgres" (any number of

@@ -60,6 +60,13 @@ class PostgresStore final : public SqlStore {
     absl::Duration statement_timeout = absl::Seconds(5);
     // Longest a connection attempt may take.
     absl::Duration connect_timeout = absl::Seconds(5);
+    // Longest a statement of a schema migration may run, in place of
+    // `statement_timeout`, while Open applies pending migrations (a
+    // migration rewrites whole tables: minutes on a large store, see
+    // docs/storage.md); also how long Open waits for another replica's
+    // migrations. Zero: no limit. Exceeding it fails Open DEADLINE_EXCEEDED
+    // and leaves the schema as it was.
+    absl::Duration migration_timeout = absl::ZeroDuration();
     // How long a request's record is kept (see SqliteStore::Options).
     absl::Duration request_retention = absl::Hours(7 * 24);
     // Test hook: called before each write step of a batch with the step's
