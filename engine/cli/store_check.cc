@@ -117,12 +117,19 @@ int RunStoreInit(const ParsedArgs&) {
     config->store.sqlite.create = SqliteCreate::kAlways;
   }
   std::string description;
+  int schema_found = 0;
   absl::StatusOr<std::unique_ptr<Store>> store =
-      OpenStore(config->store, &description);
+      OpenStore(config->store, &description, &schema_found);
   if (!store.ok()) return PrintError(store.status());
+  const int schema = (*store)->SchemaVersion();
   (*store)->Close();
-  std::printf("%s: %s\n", existed ? "already initialised" : "initialised",
-              description.c_str());
+  // Opening applies pending migrations: on a database of an older release
+  // this command is the way to migrate it before any server starts (a
+  // migration can take minutes, and a server serves only after it).
+  const char* what = schema_found > 0 && schema_found < schema ? "migrated"
+                     : existed || schema_found > 0 ? "already initialised"
+                                                   : "initialised";
+  std::printf("%s: %s\n", what, description.c_str());
   return kExitOk;
 }
 

@@ -7,9 +7,20 @@
 #include "store/store_files.h"
 
 namespace ipsrt {
+namespace {
+
+// MigratedFrom is ", migrated from schema N" when opening moved an existing
+// database from schema N to `now`; empty otherwise.
+std::string MigratedFrom(int found, int now) {
+  if (found == 0 || found == now) return "";
+  return absl::StrCat(", migrated from schema ", found);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
-                                                 std::string* description) {
+                                                 std::string* description,
+                                                 int* schema_found) {
   if (config.kind == StoreKind::kPostgres) {
     const PostgresConfig& pg = config.postgres;
     PostgresStore::Options o;
@@ -24,6 +35,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
                            PostgresStore::Open(o));
     *description = absl::StrCat(
         "store postgres (schema version ", store->SchemaVersion(),
+        MigratedFrom(store->SchemaVersionFound(), store->SchemaVersion()),
         ", pool_size=", o.pool_size,
         ", statement_timeout=", absl::FormatDuration(o.statement_timeout),
         ", synchronous_commit=on, password ",
@@ -31,6 +43,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
         : !pg.password_file.empty() ? "from file"
                                     : "not set",
         ")");
+    if (schema_found != nullptr) *schema_found = store->SchemaVersionFound();
     return std::unique_ptr<Store>(std::move(store));
   }
   SqliteStore::Options o;
@@ -51,6 +64,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
                          SqliteStore::Open(o));
   *description = absl::StrCat(
       "store sqlite at ", o.path, " (schema version ", store->SchemaVersion(),
+      MigratedFrom(store->SchemaVersionFound(), store->SchemaVersion()),
       ", synchronous=",
       o.synchronous == SqliteSynchronous::kExtra ? "extra" : "full",
       ", store id ", store->StoreId(),
@@ -61,6 +75,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
                 ", enrollment cache ",
                 FormatBytes(static_cast<uint64_t>(o.enrollment_cache_bytes))),
       ")");
+  if (schema_found != nullptr) *schema_found = store->SchemaVersionFound();
   return std::unique_ptr<Store>(std::move(store));
 }
 

@@ -14,9 +14,12 @@ namespace ipsrt {
 
 // OpenStore opens store.kind's store and applies its migrations; the
 // PostgreSQL password comes from ResolvePostgresPassword. `description`
-// receives a one-line summary for the log (never the password).
+// receives a one-line summary for the log (never the password);
+// `schema_found`, when given, the schema version the database had before
+// (0: a new database; below the store's SchemaVersion(): migrated).
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreConfig& config,
-                                                 std::string* description);
+                                                 std::string* description,
+                                                 int* schema_found = nullptr);
 
 }  // namespace ipsrt
 

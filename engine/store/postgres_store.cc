@@ -165,6 +165,7 @@ class PostgresStore::Impl : public SqlStore::Connections {
                std::function<void(absl::StatusOr<CommitResult>)> done);
   void Close();
   int schema_version() const { return schema_version_; }
+  int schema_version_found() const { return schema_version_found_; }
 
   // Watch turns the store read-only for safety at the first DATA_LOSS
   // (SQLSTATE class XX: the server found corrupt data) and returns `s`.
@@ -271,6 +272,7 @@ class PostgresStore::Impl : public SqlStore::Connections {
   const SqlCore& core_;
   PgConnectOptions connect_;
   int schema_version_ = 0;
+  int schema_version_found_ = 0;
 
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(pool_mu_);
@@ -349,6 +351,7 @@ absl::Status PostgresStore::Impl::ApplyMigrations() {
         PgResult r, c->Query("SELECT COALESCE(MAX(version), 0)::int8 FROM "
                              "schema_migrations"));
     schema_version_ = static_cast<int>(r.Int(0, 0));
+    schema_version_found_ = schema_version_;
     IPSRT_RETURN_IF_ERROR(RefuseNewerSchema(schema_version_));
     const absl::Time started = absl::Now();
     for (const Migration& m : PostgresMigrations()) {
@@ -515,6 +518,9 @@ void PostgresStore::CommitAsync(
 }
 
 int PostgresStore::SchemaVersion() const { return impl_->schema_version(); }
+int PostgresStore::SchemaVersionFound() const {
+  return impl_->schema_version_found();
+}
 void PostgresStore::Close() { impl_->Close(); }
 
 absl::Status PostgresStore::Probe() {

@@ -434,6 +434,7 @@ class SqliteStore::Impl : public SqlStore::Connections {
   const std::string& path() const { return options_.path; }
 
   int schema_version() const { return schema_version_; }
+  int schema_version_found() const { return schema_version_found_; }
   // The enrollment cache (null when off: Options::enrollment_cache_bytes
   // is 0, or other processes may write the database).
   EnrollmentCache* cache() { return cache_.get(); }
@@ -546,6 +547,7 @@ class SqliteStore::Impl : public SqlStore::Connections {
   Reader outbox_;
   std::atomic<size_t> next_reader_{0};
   int schema_version_ = 0;
+  int schema_version_found_ = 0;
   std::atomic<int64_t> group_commits_{0};
 
   CommitQueue<Pending> queue_;
@@ -1023,6 +1025,7 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
         false));
     IPSRT_ASSIGN_OR_RETURN(bool row, s.Step());
     schema_version_ = row ? static_cast<int>(s.Int(0)) : 0;
+    schema_version_found_ = schema_version_;
   }
   IPSRT_RETURN_IF_ERROR(RefuseNewerSchema(schema_version_));
   const std::vector<Migration>& migrations = SqliteMigrations();
@@ -1374,6 +1377,9 @@ absl::StatusOr<std::string> SqliteStore::QueryPlan(absl::string_view sql) {
 std::string SqliteStore::StoreId() const { return impl_->store_id(); }
 const std::string& SqliteStore::DatabasePath() const { return impl_->path(); }
 int SqliteStore::SchemaVersion() const { return impl_->schema_version(); }
+int SqliteStore::SchemaVersionFound() const {
+  return impl_->schema_version_found();
+}
 int64_t SqliteStore::GroupCommits() const { return impl_->group_commits(); }
 void SqliteStore::Close() { impl_->Close(); }
 

@@ -900,5 +900,70 @@ TEST(StorageMigrationTest, PostgresMigrationOutlastsTheStatementTimeout) {
   }
 }
 
+// `ipsrt store init --config=FILE` on a database of an older release
+// applies the pending migrations with no server running (so that servers
+// of the new release start without them), says so, and is a no-op after.
+TEST(StorageMigrationTest, StoreInitMigratesBeforeAnyServerStarts) {
+  {
+    SCOPED_TRACE("sqlite");
+    TempDir dir;
+    const std::string config = WriteConfig(dir);
+    const std::string path = dir.File("ipsrt.db");
+    OldSqlite(path, 7);
+    ProcessResult init =
+        RunCliNoServer({"store", "init", "--config=" + config});
+    EXPECT_EQ(init.exit_code, 0) << init.out << init.err;
+    EXPECT_THAT(init.out,
+                HasSubstr(absl::StrCat("migrated: store sqlite at ", path,
+                                       " (schema version ", kSchemaVersion,
+                                       ", migrated from schema 7, ")));
+    EXPECT_THAT(init.err, HasSubstr("store: applying migration 8 ("));
+    EXPECT_THAT(init.err, HasSubstr(absl::StrCat("store: schema 7 -> ",
+                                                 kSchemaVersion, " in ")));
+    {
+      Db db(path);
+      ExpectLatestSchemaIntact(db);
+    }
+    ProcessResult again =
+        RunCliNoServer({"store", "init", "--config=" + config});
+    EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+    EXPECT_THAT(again.out, HasSubstr("already initialised: store sqlite at "));
+    EXPECT_THAT(again.out, Not(HasSubstr("migrated from")));
+    EXPECT_THAT(again.err, Not(HasSubstr("applying migration")));
+    ASSERT_NO_FATAL_FAILURE(
+        ServesAll(config, FixtureNames("sqlite", /*version=*/7)));
+  }
+  {
+    SCOPED_TRACE("postgres");
+    absl::StatusOr<std::unique_ptr<testing::PostgresServer>> pg =
+        testing::PostgresServer::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    const std::string database = "init9";
+    ASSERT_NO_FATAL_FAILURE(OldPostgres(**pg, database, 7, /*migrate_to=*/9));
+    TempDir dir;
+    const std::string config =
+        WritePostgresConfig(dir, (*pg)->Conninfo(database), "");
+    ProcessResult init =
+        RunCliNoServer({"store", "init", "--config=" + config});
+    EXPECT_EQ(init.exit_code, 0) << init.out << init.err;
+    EXPECT_THAT(init.out, HasSubstr(absl::StrCat(
+                              "migrated: store postgres (schema "
+                              "version ",
+                              kSchemaVersion, ", migrated from schema 9, ")));
+    EXPECT_THAT(init.err, HasSubstr("store: applying migration 10 ("));
+    EXPECT_EQ(
+        PgScalar(**pg, database, "SELECT MAX(version) FROM schema_migrations"),
+        absl::StrCat(kSchemaVersion));
+    ProcessResult again =
+        RunCliNoServer({"store", "init", "--config=" + config});
+    EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+    EXPECT_THAT(again.out, HasSubstr("already initialised: store postgres ("));
+    EXPECT_THAT(again.out, Not(HasSubstr("migrated from")));
+    ASSERT_NO_FATAL_FAILURE(
+        ServesAll(config, FixtureNames("postgres", /*version=*/7)));
+    ASSERT_NO_FATAL_FAILURE(Verify("--postgres=" + (*pg)->Conninfo(database)));
+  }
+}
+
 }  // namespace
 }  // namespace ipsrt::e2e

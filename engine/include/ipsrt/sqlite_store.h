@@ -116,6 +116,9 @@ class SqliteStore final : public SqlStore {
       WriteBatch batch,
       std::function<void(absl::StatusOr<CommitResult>)> done) override;
   int SchemaVersion() const override;
+  // SchemaVersionFound is the schema version the database had when Open
+  // began: 0 for a new one, below SchemaVersion() when Open migrated it.
+  int SchemaVersionFound() const;
   absl::string_view Kind() const override { return "sqlite"; }
 
   // DatabasePath is Options::path.
