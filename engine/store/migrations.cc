@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
 
 namespace ipsrt {
 namespace {
@@ -799,6 +801,19 @@ absl::Status RefuseNewerSchema(int version) {
       absl::StrCat("store: database schema version ", version,
                    " is newer than this ipsrtd supports (", kSchemaVersion,
                    "); run a newer ipsrtd"));
+}
+
+void LogMigrationStart(int found, const Migration& m) {
+  if (found == 0) return;
+  IPSRT_LOG(INFO) << "store: applying migration " << m.version << " ("
+                  << m.description << ")";
+}
+
+void LogMigrationsDone(int found, int now, absl::Time started) {
+  if (found == 0 || found == now) return;
+  IPSRT_LOG(INFO) << "store: schema " << found << " -> " << now << " in "
+                  << absl::FormatDuration(absl::Trunc(absl::Now() - started,
+                                                      absl::Milliseconds(1)));
 }
 
 const SchemaColumn& SchemaTable::Column(const char* column) const {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace ipsrt {
 
@@ -40,6 +41,14 @@ inline constexpr int kSchemaVersion = 10;
 // RefuseNewerSchema is FAILED_PRECONDITION when a database is at `version`
 // above kSchemaVersion (written by a newer ipsrtd), else OK.
 absl::Status RefuseNewerSchema(int version);
+
+// The log lines of an upgrade, the same for both stores (docs/operations.md,
+// "Logs"): LogMigrationStart before migration `m` of a database found at
+// schema `found`, LogMigrationsDone once the upgrade from `found` to `now`
+// that began at `started` is committed. Both are silent for a new database
+// (`found` 0), whose tables are laid out without a word.
+void LogMigrationStart(int found, const Migration& m);
+void LogMigrationsDone(int found, int now, absl::Time started);
 
 // One column as both dialects store it: text, bytes (BLOB / BYTEA) or an
 // integer (times are microseconds since the Unix epoch, UTC).

@@ -356,12 +356,7 @@ absl::Status PostgresStore::Impl::ApplyMigrations() {
     const absl::Time started = absl::Now();
     for (const Migration& m : PostgresMigrations()) {
       if (m.version <= schema_version_) continue;
-      // A new database's tables are created without a word; an existing
-      // one's upgrade may take minutes, and says so.
-      if (schema_version_ > 0) {
-        IPSRT_LOG(INFO) << "store: applying migration " << m.version << " ("
-                        << m.description << ")";
-      }
+      LogMigrationStart(schema_version_, m);
       absl::Status applied = timed_out(c->Exec(m.sql));
       if (applied.ok()) PauseInMigration(m.version);
       if (applied.ok()) {
@@ -380,12 +375,7 @@ absl::Status PostgresStore::Impl::ApplyMigrations() {
       }
     }
     IPSRT_RETURN_IF_ERROR(timed_out(c->Exec("COMMIT")));
-    if (schema_version_ > 0 && schema_version_ < kSchemaVersion) {
-      IPSRT_LOG(INFO) << "store: schema " << schema_version_ << " -> "
-                      << kSchemaVersion << " in "
-                      << absl::FormatDuration(absl::Trunc(
-                             absl::Now() - started, absl::Milliseconds(1)));
-    }
+    LogMigrationsDone(schema_version_, kSchemaVersion, started);
     schema_version_ = std::max(schema_version_, kSchemaVersion);
     return absl::OkStatus();
   }();

@@ -1034,16 +1034,10 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
   // PRAGMA foreign_key_check inside the transaction then proves the rows
   // still match before it commits. The pragma is a no-op inside a
   // transaction, so it is switched around each one.
-  const int from_version = schema_version_;
   const absl::Time started = absl::Now();
   for (const Migration& m : migrations) {
     if (m.version <= schema_version_) continue;
-    // A new database's tables are created without a word; an existing
-    // one's upgrade may take minutes, and says so.
-    if (from_version > 0) {
-      IPSRT_LOG(INFO) << "store: applying migration " << m.version << " ("
-                      << m.description << ")";
-    }
+    LogMigrationStart(schema_version_found_, m);
     IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db, "PRAGMA foreign_keys=OFF"));
     IPSRT_RETURN_IF_ERROR(ExecSql(writer_.db, "BEGIN IMMEDIATE"));
     absl::Status s = ExecSql(writer_.db, m.sql.c_str());
@@ -1083,12 +1077,7 @@ absl::Status SqliteStore::Impl::ApplyMigrations() {
     }
     schema_version_ = m.version;
   }
-  if (from_version > 0 && schema_version_ != from_version) {
-    IPSRT_LOG(INFO) << "store: schema " << from_version << " -> "
-                    << schema_version_ << " in "
-                    << absl::FormatDuration(absl::Trunc(absl::Now() - started,
-                                                        absl::Milliseconds(1)));
-  }
+  LogMigrationsDone(schema_version_found_, schema_version_, started);
   return absl::OkStatus();
 }
 
