@@ -161,11 +161,14 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(
       std::max<int64_t>(1, absl::ToInt64Seconds(options.connect_timeout)));
   // A server that vanishes without closing the connection (network loss)
   // must fail calls rather than hang them: TCP keepalives and a bound on
-  // unacknowledged data, a little beyond the longest statement.
-  std::string user_timeout = absl::StrCat(PgTimeoutMillis(
-      std::max(absl::Milliseconds(PgTimeoutMillis(options.statement_timeout)),
-               absl::Seconds(5)) +
-      options.connect_timeout));
+  // unacknowledged data, a little beyond the longest statement (counted as
+  // 5 s when statements have no limit or a shorter one).
+  const absl::Duration longest_statement =
+      PgTimeoutMillis(options.statement_timeout) == 0
+          ? absl::Seconds(5)
+          : std::max(options.statement_timeout, absl::Seconds(5));
+  std::string user_timeout = absl::StrCat(
+      PgTimeoutMillis(longest_statement + options.connect_timeout));
   // Keywords after "dbname" override what the connection string says; these
   // come first so that the string may override them.
   const char* keywords[] = {"application_name",

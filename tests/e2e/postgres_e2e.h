@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "harness.h"
@@ -16,11 +17,14 @@ namespace ipsrt::e2e {
 
 // WritePostgresConfig writes dir/ipsrtd.yaml for store.kind postgres with
 // `conninfo`, reading the password from the environment variable
-// `password_env` when it is not empty. Returns its path.
+// `password_env` when it is not empty, a 5 s statement_timeout unless
+// `store_lines` (store.postgres lines, each indented four spaces and ended
+// by a newline) sets another, and `store_lines`. Returns its path.
 inline std::string WritePostgresConfig(const TempDir& dir,
                                        const std::string& conninfo,
                                        const std::string& password_env,
-                                       int pool_size = 4) {
+                                       int pool_size = 4,
+                                       const std::string& store_lines = "") {
   const std::string path = dir.File("ipsrtd.yaml");
   std::string yaml = absl::StrCat(
       "server:\n"
@@ -30,8 +34,11 @@ inline std::string WritePostgresConfig(const TempDir& dir,
       "  kind: postgres\n"
       "  postgres:\n"
       "    conninfo: \"",
-      conninfo, "\"\n    pool_size: ", pool_size,
-      "\n    statement_timeout: 5s\n",
+      conninfo, "\"\n    pool_size: ", pool_size, "\n",
+      absl::StrContains(store_lines, "statement_timeout:")
+          ? ""
+          : "    statement_timeout: 5s\n",
+      store_lines,
       password_env.empty()
           ? ""
           : absl::StrCat("    password_env: ", password_env, "\n"),

@@ -38,6 +38,12 @@ using ::testing::Not;
 
 using Db = testing::SqliteDb;
 
+// Each outbox row of a PostgreSQL store as tenant|enrollment|key|digest
+// (psql's unaligned output), for OutboxDigestsMatch.
+const char* const kPgOutboxDigests =
+    "SELECT tenant, enrollment_id, idempotency_key, encode(key_digest, "
+    "'hex') FROM outbox";
+
 // The tables whose rows move, with their columns in schemas 3 to 5
 // (migration 6 drops some of events' and audit's).
 const char* const kCopied[][2] = {
@@ -761,22 +767,19 @@ TEST(StorageMigrationTest, PostgresKillDuringTheMigrationLeavesTheOldLayout) {
     auto scalar = [&](const std::string& q) {
       return PgScalar(**pg, database, q);
     };
-    const char* const kDigests =
-        "SELECT tenant, enrollment_id, idempotency_key, encode(key_digest, "
-        "'hex') FROM outbox";
     TempDir dir;
     const std::string config =
         WritePostgresConfig(dir, (*pg)->Conninfo(database), "");
     ASSERT_NO_FATAL_FAILURE(KillInMigration(dir, config, 10));
     EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "9");
-    EXPECT_EQ(
-        OutboxDigestsMatch(scalar(kDigests), '|', kOutboxKeyPrefixBytesSchema7),
-        "5/5");
+    EXPECT_EQ(OutboxDigestsMatch(scalar(kPgOutboxDigests), '|',
+                                 kOutboxKeyPrefixBytesSchema7),
+              "5/5");
     ASSERT_NO_FATAL_FAILURE(
         ServesAll(config, FixtureNames("postgres", /*version=*/7)));
     EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"),
               absl::StrCat(kSchemaVersion));
-    EXPECT_EQ(OutboxDigestsMatch(scalar(kDigests), '|'), "5/5");
+    EXPECT_EQ(OutboxDigestsMatch(scalar(kPgOutboxDigests), '|'), "5/5");
     EXPECT_EQ(scalar("SELECT string_agg(DISTINCT length(key_digest)::text, "
                      "',') FROM outbox"),
               "20");
@@ -820,23 +823,13 @@ TEST(StorageMigrationTest, PostgresMigrationOutlastsTheStatementTimeout) {
   absl::StatusOr<std::unique_ptr<testing::PostgresServer>> pg =
       testing::PostgresServer::Start();
   ASSERT_TRUE(pg.ok()) << pg.status();
-  const char* const kDigests =
-      "SELECT tenant, enrollment_id, idempotency_key, encode(key_digest, "
-      "'hex') FROM outbox";
   // config: ipsrtd.yaml in `dir` on `database` with a 1 s statement timeout
   // and `more` after it in store.postgres.
   auto config = [&](const TempDir& dir, const std::string& database,
                     const std::string& more) {
-    const std::string path =
-        WritePostgresConfig(dir, (*pg)->Conninfo(database), "");
-    absl::StatusOr<std::string> yaml = ReadFile(path);
-    EXPECT_TRUE(yaml.ok()) << yaml.status();
-    EXPECT_TRUE(
-        WriteFile(path, absl::StrReplaceAll(
-                            *yaml, {{"statement_timeout: 5s\n",
-                                     "statement_timeout: 1s\n" + more}}))
-            .ok());
-    return path;
+    return WritePostgresConfig(dir, (*pg)->Conninfo(database), "",
+                               /*pool_size=*/4,
+                               "    statement_timeout: 1s\n" + more);
   };
   {
     SCOPED_TRACE("no migration_timeout, two replicas");
@@ -871,8 +864,9 @@ TEST(StorageMigrationTest, PostgresMigrationOutlastsTheStatementTimeout) {
                        "SELECT string_agg(version::text, ',' ORDER BY version) "
                        "FROM schema_migrations WHERE version > 9"),
               "10");
-    EXPECT_EQ(OutboxDigestsMatch(PgScalar(**pg, database, kDigests), '|'),
-              "5/5");
+    EXPECT_EQ(
+        OutboxDigestsMatch(PgScalar(**pg, database, kPgOutboxDigests), '|'),
+        "5/5");
   }
   {
     SCOPED_TRACE("migration_timeout: 1s");
@@ -894,8 +888,8 @@ TEST(StorageMigrationTest, PostgresMigrationOutlastsTheStatementTimeout) {
                        "SELECT MAX(version) FROM "
                        "schema_migrations"),
               "9");
-    EXPECT_EQ(OutboxDigestsMatch(PgScalar(**pg, database, kDigests), '|',
-                                 kOutboxKeyPrefixBytesSchema7),
+    EXPECT_EQ(OutboxDigestsMatch(PgScalar(**pg, database, kPgOutboxDigests),
+                                 '|', kOutboxKeyPrefixBytesSchema7),
               "5/5");
   }
 }
