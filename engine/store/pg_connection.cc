@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace ipsrt {
@@ -42,14 +44,12 @@ int64_t FromBigEndian(const char* p, int n) {
 }
 
 std::string TrimmedConnectionError(pg_conn* conn) {
-  std::string msg = conn ? PQerrorMessage(conn) : "out of memory";
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) {
-    msg.pop_back();
-  }
-  for (char& c : msg) {
-    if (c == '\n') c = ' ';
-  }
-  return msg;
+  // libpq's message spans lines, its hints indented by tabs; a log line
+  // takes it as words separated by single spaces.
+  return absl::StrJoin(
+      absl::StrSplit(conn ? PQerrorMessage(conn) : "out of memory",
+                     absl::ByAnyChar(" \t\r\n"), absl::SkipEmpty()),
+      " ");
 }
 
 }  // namespace

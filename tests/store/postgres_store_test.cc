@@ -163,6 +163,12 @@ TEST(PostgresStoreTest, UnreachableServerIsUnavailableWithoutPassword) {
   EXPECT_THAT(s.status().message(),
               HasSubstr("store: cannot connect to PostgreSQL: "));
   EXPECT_THAT(s.status().message(), Not(HasSubstr("s3cret")));
+  // libpq's lines and tab-indented hint become one line of single spaces.
+  EXPECT_THAT(s.status().message(),
+              HasSubstr("failed: Connection refused Is the server running"));
+  EXPECT_THAT(s.status().message(), Not(HasSubstr("\t")));
+  EXPECT_THAT(s.status().message(), Not(HasSubstr("\n")));
+  EXPECT_THAT(s.status().message(), Not(HasSubstr("  ")));
 }
 
 TEST(PostgresStoreTest, PasswordAuthenticationWithoutEchoingThePassword) {
