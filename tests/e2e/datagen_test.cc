@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness.h"
 #include "process.h"
 
 namespace ipsrt::e2e {
@@ -133,11 +134,12 @@ TEST(DatagenTest, AnInterruptedBuildRemovesItsPartialSet) {
 
   // The database exists once the store is open, after the generator
   // handles SIGINT; wait until it holds committed enrollments.
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < deadline && !(*gen)->Exited() &&
-         !(fs::exists(db) && Count(db, "enrollments") > 0)) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  WaitFor(
+      [&] {
+        return (*gen)->Exited() ||
+               (fs::exists(db) && Count(db, "enrollments") > 0);
+      },
+      absl::Seconds(60));
   ASSERT_GT(Count(db, "enrollments"), 0) << (*gen)->Log();
 
   (*gen)->Signal(SIGINT);

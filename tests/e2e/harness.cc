@@ -177,4 +177,15 @@ void MakeCertificates(const TempDir& dir) {
   }
 }
 
+std::string ClockOffsetTo(absl::CivilSecond local, absl::TimeZone zone) {
+  return absl::FormatDuration(absl::FromCivil(local, zone) - absl::Now());
+}
+
+absl::CivilSecond TodayAt(absl::TimeZone zone, int hour, int minute,
+                          int second) {
+  const absl::CivilDay today = absl::ToCivilDay(absl::Now(), zone);
+  return absl::CivilSecond(today.year(), today.month(), today.day(), hour,
+                           minute, second);
+}
+
 }  // namespace ipsrt::e2e

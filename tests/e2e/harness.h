@@ -9,11 +9,15 @@
 #ifndef IPSRT_TESTS_E2E_HARNESS_H_
 #define IPSRT_TESTS_E2E_HARNESS_H_
 
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "process.h"
 
@@ -68,6 +72,54 @@ ProcessResult RunCli(const std::string& server,
 
 // RunCliNoServer runs `ipsrt <args...>` without --server.
 ProcessResult RunCliNoServer(const std::vector<std::string>& args);
+
+// ScopedEnv sets the environment variable `name` to `value` for the
+// processes (ipsrtd, ipsrt, plugins) started in its scope, and puts back
+// what the variable was (or unsets it) when the scope ends. Not for tests
+// that start processes from several threads while one changes.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_.has_value()) {
+      setenv(name_, old_->c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// ClockOffsetTo is the value of IPSRT_TEST_CLOCK_OFFSET (ipsrtd's test
+// hook that moves its clock; see reminders_test.cc) that makes ipsrtd,
+// started now, read `local` in `zone` as its time.
+std::string ClockOffsetTo(absl::CivilSecond local, absl::TimeZone zone);
+
+// TodayAt is `hour`:`minute`:`second` on today's date in `zone`.
+absl::CivilSecond TodayAt(absl::TimeZone zone, int hour, int minute,
+                          int second);
+
+// WaitFor calls `pred` every `poll` until it returns true or `timeout`
+// has passed, then once more; returns the last answer. For conditions a
+// server reaches in its own time (a reminder sent, a log line written).
+template <typename Pred>
+bool WaitFor(Pred pred, absl::Duration timeout,
+             absl::Duration poll = absl::Milliseconds(50)) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    if (pred()) return true;
+    absl::SleepFor(poll);
+  }
+  return pred();
+}
 
 // UnusedPort is a loopback port bound to a socket that never listens, so a
 // connection to it is refused for as long as the object lives.

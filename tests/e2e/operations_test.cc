@@ -46,29 +46,6 @@ constexpr char kZone[] = "America/New_York";
 constexpr char kPrometheus[] = "/usr/bin/prometheus";
 constexpr char kPromtool[] = "/usr/bin/promtool";
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() { unsetenv(name_); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-};
-
-template <typename Pred>
-bool WaitFor(Pred pred, absl::Duration timeout) {
-  absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return pred();
-}
-
 // HttpGet fetches http://127.0.0.1:<port><path> (HTTP/1.0, loopback) and
 // returns the body; an error for a refused connection or a non-200 answer.
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
@@ -285,15 +262,8 @@ TEST(OperationsE2eTest, PrometheusSeesCallsRemindersAndPluginRestarts) {
   // enrollment created now falls due at 20:00.
   absl::TimeZone ny;
   ASSERT_TRUE(absl::LoadTimeZone(kZone, &ny));
-  const absl::Time now = absl::Now();
-  const absl::CivilDay today = absl::ToCivilDay(now, ny);
-  ScopedEnv offset(
-      "IPSRT_TEST_CLOCK_OFFSET",
-      absl::FormatDuration(
-          absl::FromCivil(absl::CivilSecond(today.year(), today.month(),
-                                            today.day(), 19, 59, 57),
-                          ny) -
-          now));
+  ScopedEnv offset("IPSRT_TEST_CLOCK_OFFSET",
+                   ClockOffsetTo(TodayAt(ny, 19, 59, 57), ny));
   auto server = Ipsrtd::Start(config);
   ASSERT_TRUE(server.ok()) << server.status();
   const int metrics_port = MetricsPort((*server)->process().Log());

@@ -292,14 +292,14 @@ TEST_F(PluginSdkTest, OutOfProcessPluginKilledMidCallComesBack) {
   EXPECT_EQ(enroll.exit_code, 0) << enroll.err;
 
   // The plugin comes back as a new process and answers again.
-  absl::Time end = absl::Now() + absl::Seconds(15);
   ProcessResult again;
-  while (absl::Now() < end) {
-    again =
-        RunCli(address, {"score", "bedtime-check", "bedtime=1", "rested=1"});
-    if (again.exit_code == 0) break;
-    absl::SleepFor(absl::Milliseconds(200));
-  }
+  WaitFor(
+      [&] {
+        again = RunCli(address,
+                       {"score", "bedtime-check", "bedtime=1", "rested=1"});
+        return again.exit_code == 0;
+      },
+      absl::Seconds(15), absl::Milliseconds(200));
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_THAT(again.out, HasSubstr("bedtime-check.total = 2\n"));
   children = ChildrenOf((*server)->process().pid());

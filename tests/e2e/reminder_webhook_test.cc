@@ -37,14 +37,6 @@ void Append(const std::string& path, const std::string& yaml) {
   ASSERT_TRUE(WriteFile(path, *text + yaml).ok());
 }
 
-class ClockOffset {
- public:
-  explicit ClockOffset(absl::Duration d) {
-    setenv("IPSRT_TEST_CLOCK_OFFSET", absl::FormatDuration(d).c_str(), 1);
-  }
-  ~ClockOffset() { unsetenv("IPSRT_TEST_CLOCK_OFFSET"); }
-};
-
 TEST(ReminderWebhookE2eTest, DueReminderIsPostedSignedToTheReceiver) {
   auto receiver = WebhookReceiver::Start(kSecret);
   ASSERT_TRUE(receiver.ok()) << receiver.status();
@@ -72,13 +64,8 @@ TEST(ReminderWebhookE2eTest, DueReminderIsPostedSignedToTheReceiver) {
   // starts serving within a fraction of that).
   absl::TimeZone ny;
   ASSERT_TRUE(absl::LoadTimeZone(kZone, &ny));
-  const absl::Time now = absl::Now();
-  const absl::CivilDay today = absl::ToCivilDay(now, ny);
-  ClockOffset offset(
-      absl::FromCivil(absl::CivilSecond(today.year(), today.month(),
-                                        today.day(), 19, 59, 57),
-                      ny) -
-      now);
+  ScopedEnv offset("IPSRT_TEST_CLOCK_OFFSET",
+                   ClockOffsetTo(TodayAt(ny, 19, 59, 57), ny));
 
   auto server = Ipsrtd::Start(config);
   ASSERT_TRUE(server.ok()) << server.status();
@@ -110,10 +97,8 @@ TEST(ReminderWebhookE2eTest, DueReminderIsPostedSignedToTheReceiver) {
     EXPECT_TRUE(reminders->ListDueReminders(&ctx, r, &resp).ok());
     return resp;
   };
-  absl::Time end = absl::Now() + absl::Seconds(30);
-  while (sent().reminders_size() < 1 && absl::Now() < end) {
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  WaitFor([&] { return sent().reminders_size() >= 1; }, absl::Seconds(30),
+          absl::Milliseconds(100));
   v1::ListDueRemindersResponse listed = sent();
   ASSERT_EQ(listed.reminders_size(), 1) << (*server)->process().Log();
   EXPECT_EQ(listed.reminders(0).idempotency_key(), key);

@@ -71,29 +71,6 @@ std::vector<Line> ReadLines(const std::string& path) {
   return out;
 }
 
-// ScopedEnv sets an environment variable for ipsrtd processes started in
-// its scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() { unsetenv(name_); }
-
- private:
-  const char* name_;
-};
-
-template <typename Pred>
-bool WaitFor(Pred pred, absl::Duration timeout) {
-  absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return pred();
-}
-
 TEST(RemindersE2eTest, SigkillBetweenClaimAndRecordLosesNothing) {
   TempDir dir;
   std::string config = WriteConfig(dir);
@@ -113,13 +90,9 @@ TEST(RemindersE2eTest, SigkillBetweenClaimAndRecordLosesNothing) {
   // enrollments created now fall due at 20:00, six seconds away.
   absl::TimeZone ny;
   ASSERT_TRUE(absl::LoadTimeZone(kZone, &ny));
-  const absl::Time now = absl::Now();
-  const absl::CivilDay today = absl::ToCivilDay(now, ny);
-  const absl::Time engine_now = absl::FromCivil(
-      absl::CivilSecond(today.year(), today.month(), today.day(), 19, 59, 54),
-      ny);
-  ScopedEnv offset("IPSRT_TEST_CLOCK_OFFSET",
-                   absl::FormatDuration(engine_now - now));
+  const absl::CivilSecond engine_now = TodayAt(ny, 19, 59, 54);
+  const absl::CivilDay today(engine_now);
+  ScopedEnv offset("IPSRT_TEST_CLOCK_OFFSET", ClockOffsetTo(engine_now, ny));
 
   std::map<std::string, std::string> names;  // label -> enrollment name
   {

@@ -69,31 +69,6 @@ namespace v1 = ::ipsrt::v1;
 constexpr char kZone[] = "America/New_York";
 constexpr char kDiaryReminder[] = "/reminder/initial.srm-diary#1";
 
-// ScopedEnv sets an environment variable for ipsrtd processes started in
-// its scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() { unsetenv(name_); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-};
-
-template <typename Pred>
-bool WaitFor(Pred pred, absl::Duration timeout) {
-  absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return pred();
-}
-
 // Evening is 20:00 today in New York (when the diary reminders of
 // enrollments created before it fall due) and the clock offset that makes
 // ipsrtd read `lead` before it now.

@@ -382,11 +382,8 @@ TEST(PluginTreeTest, SigtermOfIpsrtdTakesAWrapperScriptsChildren) {
   ASSERT_TRUE(Alive(runner));
   absl::StatusOr<int> exit_status = (*server)->Terminate();
   ASSERT_TRUE(exit_status.ok()) << exit_status.status();
-  absl::Time end = absl::Now() + absl::Seconds(10);
-  while (Alive(runner) && absl::Now() < end) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  EXPECT_FALSE(Alive(runner));
+  EXPECT_TRUE(WaitFor([&] { return !Alive(runner); }, absl::Seconds(10),
+                      absl::Milliseconds(20)));
 }
 
 // --- the CLI's own bounds, before any call ---

@@ -37,29 +37,12 @@ namespace v1 = ::ipsrt::v1;
 
 constexpr char kZone[] = "America/New_York";
 
-// ScopedClock sets IPSRT_TEST_CLOCK_OFFSET so that ipsrtd processes
-// started in its scope read `local` (New York) now.
-class ScopedClock {
- public:
-  explicit ScopedClock(absl::CivilSecond local) {
-    absl::TimeZone ny;
-    absl::LoadTimeZone(kZone, &ny);
-    setenv(
-        "IPSRT_TEST_CLOCK_OFFSET",
-        absl::FormatDuration(absl::FromCivil(local, ny) - absl::Now()).c_str(),
-        1);
-  }
-  ~ScopedClock() { unsetenv("IPSRT_TEST_CLOCK_OFFSET"); }
-};
-
-template <typename Pred>
-bool WaitFor(Pred pred, absl::Duration timeout) {
-  absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return pred();
+// ClockAt is the IPSRT_TEST_CLOCK_OFFSET that makes ipsrtd read `local`
+// (New York) now.
+std::string ClockAt(absl::CivilSecond local) {
+  absl::TimeZone ny;
+  absl::LoadTimeZone(kZone, &ny);
+  return ClockOffsetTo(local, ny);
 }
 
 // SessionDeliveries lists the idempotency keys of the session reminders
@@ -189,7 +172,8 @@ TEST(SessionCadenceE2eTest, SwitchToWeeklyCancelsTheMonthlyReminderForGood) {
   // (monthly sessions at 10:00, reminded the day before); one then has an
   // early warning sign and goes weekly.
   {
-    ScopedClock clock(absl::CivilSecond(2027, 1, 31, 9, 0, 0));
+    ScopedEnv clock("IPSRT_TEST_CLOCK_OFFSET",
+                    ClockAt(absl::CivilSecond(2027, 1, 31, 9, 0, 0)));
     auto server = Ipsrtd::Start(config);
     ASSERT_TRUE(server.ok()) << server.status();
     Client client((*server)->address());
@@ -239,7 +223,8 @@ TEST(SessionCadenceE2eTest, SwitchToWeeklyCancelsTheMonthlyReminderForGood) {
 
   // Saturday 6 February, 10:00: the weekly reminder is delivered.
   {
-    ScopedClock clock(absl::CivilSecond(2027, 2, 6, 9, 59, 59));
+    ScopedEnv clock("IPSRT_TEST_CLOCK_OFFSET",
+                    ClockAt(absl::CivilSecond(2027, 2, 6, 9, 59, 59)));
     auto server = Ipsrtd::Start(config);
     ASSERT_TRUE(server.ok()) << server.status();
     Client client((*server)->address());
@@ -254,7 +239,8 @@ TEST(SessionCadenceE2eTest, SwitchToWeeklyCancelsTheMonthlyReminderForGood) {
   // Saturday 27 February, 10:00: the monthly reminders' due time. The
   // steady patient's is delivered; the cancelled one is not.
   {
-    ScopedClock clock(absl::CivilSecond(2027, 2, 27, 9, 59, 59));
+    ScopedEnv clock("IPSRT_TEST_CLOCK_OFFSET",
+                    ClockAt(absl::CivilSecond(2027, 2, 27, 9, 59, 59)));
     auto server = Ipsrtd::Start(config);
     ASSERT_TRUE(server.ok()) << server.status();
     Client client((*server)->address());

@@ -22,12 +22,9 @@ using ::testing::HasSubstr;
 
 // WaitForLog polls the server's log for `text` (bounded).
 bool WaitForLog(Ipsrtd& server, const std::string& text) {
-  absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
-    if (absl::StrContains(server.process().Log(), text)) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return false;
+  return WaitFor(
+      [&] { return absl::StrContains(server.process().Log(), text); },
+      absl::Seconds(10), absl::Milliseconds(20));
 }
 
 std::string Enroll(const std::string& server, const std::string& patient) {
