@@ -1,9 +1,6 @@
 #include "harness.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -122,25 +119,6 @@ ProcessResult RunCliNoServer(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {IPSRT_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunOrDie(argv);
-}
-
-UnusedPort::UnusedPort() {
-  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-      getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::perror("UnusedPort");
-    std::abort();
-  }
-  port_ = ntohs(addr.sin_port);
-}
-
-UnusedPort::~UnusedPort() {
-  if (fd_ >= 0) close(fd_);
 }
 
 void Openssl(const TempDir& dir, std::vector<std::string> args) {

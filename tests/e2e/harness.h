@@ -121,21 +121,6 @@ bool WaitFor(Pred pred, absl::Duration timeout,
   return pred();
 }
 
-// UnusedPort is a loopback port bound to a socket that never listens, so a
-// connection to it is refused for as long as the object lives.
-class UnusedPort {
- public:
-  UnusedPort();
-  ~UnusedPort();
-  UnusedPort(const UnusedPort&) = delete;
-  UnusedPort& operator=(const UnusedPort&) = delete;
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
 }  // namespace ipsrt::e2e
 
 #endif  // IPSRT_TESTS_E2E_HARNESS_H_

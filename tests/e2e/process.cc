@@ -1,9 +1,12 @@
 #include "process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -220,6 +223,25 @@ std::string DescribeWaitStatus(int wait_status) {
     return absl::StrCat("signal ", WTERMSIG(wait_status));
   }
   return absl::StrCat("wait status ", wait_status);
+}
+
+UnusedPort::UnusedPort() {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::perror("UnusedPort");
+    std::abort();
+  }
+  port_ = ntohs(addr.sin_port);
+}
+
+UnusedPort::~UnusedPort() {
+  if (fd_ >= 0) close(fd_);
 }
 
 }  // namespace ipsrt::e2e

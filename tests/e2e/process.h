@@ -1,5 +1,5 @@
-// Child processes and scratch directories for end-to-end tests that run the
-// real ipsrtd and ipsrt binaries.
+// Child processes, scratch directories and loopback ports for end-to-end
+// tests that run the real ipsrtd and ipsrt binaries.
 //
 // Every wait is bounded, and every child is killed and reaped by the time
 // its owner is destroyed, so a failing test never leaves a process behind.
@@ -100,6 +100,21 @@ class ChildProcess {
 // DescribeWaitStatus renders a wait status for failure messages, e.g.
 // "exit 1" or "signal 9".
 std::string DescribeWaitStatus(int wait_status);
+
+// UnusedPort is a loopback port bound to a socket that never listens, so a
+// connection to it is refused for as long as the object lives.
+class UnusedPort {
+ public:
+  UnusedPort();
+  ~UnusedPort();
+  UnusedPort(const UnusedPort&) = delete;
+  UnusedPort& operator=(const UnusedPort&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
 
 }  // namespace ipsrt::e2e
 

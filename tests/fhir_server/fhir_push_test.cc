@@ -134,19 +134,6 @@ class FhirServer {
   int port_;
 };
 
-// A port on which nothing listens (bound, then released).
-int ClosedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // The resources of the test bundle: type, identifier value, fullUrl uuid.
 struct Resource {
   const char* type;
@@ -384,11 +371,12 @@ TEST_F(FhirPush, OutOfProcessPushTwiceCreatesEachResourceOnce) {
 TEST_F(FhirPush, TokenFromTheEnvironmentAndNamedTargets) {
   StartServer();
   setenv("IPSRT_TEST_EHR_TOKEN", kToken, 1);
+  e2e::UnusedPort registry_port;
   const std::string config =
       absl::StrCat(R"({"default_target":"registry","targets":{)",
-                   R"("registry":{"base_url":"http://127.0.0.1:)", ClosedPort(),
-                   R"(/fhir","max_attempts":1},)", R"("ehr":{"base_url":")",
-                   server_->base_url(),
+                   R"("registry":{"base_url":"http://127.0.0.1:)",
+                   registry_port.port(), R"(/fhir","max_attempts":1},)",
+                   R"("ehr":{"base_url":")", server_->base_url(),
                    R"(/","bearer_token_env":"IPSRT_TEST_EHR_TOKEN"}}})");
   auto registry = Load(config);
   ASSERT_TRUE(registry.ok()) << registry.status();
@@ -448,8 +436,9 @@ TEST_F(FhirPush, PersistentServerErrorIsUnavailableAfterMaxAttempts) {
 }
 
 TEST_F(FhirPush, TargetDownIsUnavailableAfterMaxAttempts) {
+  e2e::UnusedPort target_port;
   const std::string url =
-      absl::StrCat("http://127.0.0.1:", ClosedPort(), "/fhir");
+      absl::StrCat("http://127.0.0.1:", target_port.port(), "/fhir");
   auto pushed = Deliver(Config(url, R"(,"max_attempts":3)"), Push(Bundle()));
   EXPECT_EQ(pushed.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(pushed.status().message(),

@@ -182,16 +182,8 @@ class IntegrityTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
 };
 
-using Backends =
-    ::testing::Types<testing::SqliteBackend, testing::PostgresBackend>;
-class BackendNames {
- public:
-  template <typename T>
-  static std::string GetName(int) {
-    return T::kName;
-  }
-};
-TYPED_TEST_SUITE(IntegrityTest, Backends, BackendNames);
+TYPED_TEST_SUITE(IntegrityTest, testing::StoreBackends,
+                 testing::StoreBackendName);
 
 TYPED_TEST(IntegrityTest, UntouchedStoreIsIntact) {
   IntegrityReport r = this->Verify();

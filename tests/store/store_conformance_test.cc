@@ -59,16 +59,8 @@ class StoreConformanceTest : public ::testing::Test {
   Backend backend_;
 };
 
-using Backends =
-    ::testing::Types<testing::SqliteBackend, testing::PostgresBackend>;
-class BackendNames {
- public:
-  template <typename T>
-  static std::string GetName(int) {
-    return T::kName;
-  }
-};
-TYPED_TEST_SUITE(StoreConformanceTest, Backends, BackendNames);
+TYPED_TEST_SUITE(StoreConformanceTest, testing::StoreBackends,
+                 testing::StoreBackendName);
 
 TYPED_TEST(StoreConformanceTest, CreateThenReadBack) {
   auto store = this->OpenStore();
