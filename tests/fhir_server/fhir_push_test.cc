@@ -4,9 +4,6 @@
 // directory (server.mjs), which each test starts on a loopback port and
 // inspects over HTTP: what it stores, and every request it received.
 #include <curl/curl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
