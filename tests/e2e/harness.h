@@ -9,9 +9,7 @@
 #ifndef IPSRT_TESTS_E2E_HARNESS_H_
 #define IPSRT_TESTS_E2E_HARNESS_H_
 
-#include <cstdlib>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "process.h"
+#include "tests/testing/scoped_env.h"
 
 namespace ipsrt::e2e {
 
@@ -73,30 +72,9 @@ ProcessResult RunCli(const std::string& server,
 // RunCliNoServer runs `ipsrt <args...>` without --server.
 ProcessResult RunCliNoServer(const std::vector<std::string>& args);
 
-// ScopedEnv sets the environment variable `name` to `value` for the
-// processes (ipsrtd, ipsrt, plugins) started in its scope, and puts back
-// what the variable was (or unsets it) when the scope ends. Not for tests
-// that start processes from several threads while one changes.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_.has_value()) {
-      setenv(name_, old_->c_str(), 1);
-    } else {
-      unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+// ScopedEnv (tests/testing/scoped_env.h): an environment variable for the
+// processes started in a scope.
+using ::ipsrt::testing::ScopedEnv;
 
 // ClockOffsetTo is the value of IPSRT_TEST_CLOCK_OFFSET (ipsrtd's test
 // hook that moves its clock; see reminders_test.cc) that makes ipsrtd,

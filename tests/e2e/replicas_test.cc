@@ -57,7 +57,7 @@ TEST(ReplicasTest, KilledReplicaLosesNoAcknowledgedWrite) {
                                       "'; CREATE DATABASE ipsrt OWNER ",
                                       testing::kPasswordUser))
                   .ok());
-  setenv(kPasswordEnv, kPassword, 1);
+  ScopedEnv password(kPasswordEnv, kPassword);
   const std::string conninfo =
       absl::StrCat("host=127.0.0.1 port=", (*pg)->port(),
                    " dbname=ipsrt user=", testing::kPasswordUser);

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "plugin_host/registry.h"
+#include "tests/testing/scoped_env.h"
 
 namespace ipsrt {
 namespace {
@@ -367,7 +368,7 @@ TEST_F(FhirPush, OutOfProcessPushTwiceCreatesEachResourceOnce) {
 
 TEST_F(FhirPush, TokenFromTheEnvironmentAndNamedTargets) {
   StartServer();
-  setenv("IPSRT_TEST_EHR_TOKEN", kToken, 1);
+  testing::ScopedEnv token("IPSRT_TEST_EHR_TOKEN", kToken);
   e2e::UnusedPort registry_port;
   const std::string config =
       absl::StrCat(R"({"default_target":"registry","targets":{)",

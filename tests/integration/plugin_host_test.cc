@@ -26,6 +26,7 @@
 #include "ipsrt_plugin.h"
 #include "plugin_host/out_of_process.h"
 #include "plugin_host/registry.h"
+#include "tests/testing/scoped_env.h"
 #include "tests/testing/temp_dir.h"
 
 namespace ipsrt {
@@ -579,15 +580,15 @@ TEST(ExecutablePluginTest, NodeExampleServesThroughTheHost) {
       std::string(IPSRT_SOURCE_DIR) + "/tests/interop/node_modules";
   ASSERT_TRUE(std::filesystem::exists(modules + "/@grpc/grpc-js"))
       << "run scripts/install-interop-deps.sh";
-  setenv("NODE_PATH", modules.c_str(), 1);
-  setenv("IPSRT_PROTO_DIR", (std::string(IPSRT_SOURCE_DIR) + "/proto").c_str(),
-         1);
   PluginConfig c = Entry(IPSRT_NODE_BIN, "out_of_process");
   c.args = {std::string(IPSRT_SOURCE_DIR) +
             "/plugins/examples/node/sleep_check.cjs"};
-  auto registry = PluginRegistry::Load({c}, Options());
-  unsetenv("NODE_PATH");
-  unsetenv("IPSRT_PROTO_DIR");
+  auto registry = [&] {
+    testing::ScopedEnv node_path("NODE_PATH", modules);
+    testing::ScopedEnv proto_dir("IPSRT_PROTO_DIR",
+                                 std::string(IPSRT_SOURCE_DIR) + "/proto");
+    return PluginRegistry::Load({c}, Options());
+  }();
   ASSERT_TRUE(registry.ok()) << registry.status();
   LoadedPlugin* plugin = (*registry)->Find("node-sleep-check");
   ASSERT_NE(plugin, nullptr);
